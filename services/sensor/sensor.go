@@ -1,0 +1,154 @@
+// Package sensor is the sensor service (:8001): it ingests readings, keeps them and
+// the sensor registry in its Store, and publishes sensor.data.received for every
+// accepted batch. Storage engines are adapters in sub-packages (sqlitestore, …),
+// held to one contract suite (storetest).
+package sensor
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/reading"
+)
+
+// Errors a Store returns; the HTTP layer maps them to statuses.
+var (
+	ErrNotFound    = httpx.ErrNotFound
+	ErrUnavailable = httpx.ErrUnavailable
+	ErrBadCursor   = httpx.ErrInvalid
+)
+
+// Rejection names a reading of a batch that was not accepted, and why.
+type Rejection struct {
+	Index  int    `json:"index"`
+	Reason string `json:"reason"`
+}
+
+// Result is the answer to a batch: how many readings were stored, how many were
+// already stored (duplicate identities), and which were rejected.
+type Result struct {
+	BatchID    string      `json:"batch_id"`
+	Accepted   int         `json:"accepted"`
+	Duplicates int         `json:"duplicates"`
+	Rejected   []Rejection `json:"rejected"`
+}
+
+// Batch is what the service hands its store: the valid readings of one request (in
+// request order) and the rejections already found, under one batch id.
+type Batch struct {
+	ID         string
+	Site       string
+	Readings   []reading.Reading
+	Rejected   []Rejection
+	ReceivedAt time.Time
+}
+
+// Outcome is what Store.Ingest did with a batch.
+type Outcome struct {
+	// Result is the batch's answer; for a replayed batch id, the first answer.
+	Result Result
+	// Replayed is true when the batch id had been ingested before: nothing was stored.
+	Replayed bool
+	// Pending is the batch's sensor.data.received event while it has not been
+	// acknowledged as published (AckEvent); nil once it has been, or when the batch
+	// stored nothing.
+	Pending *Event
+}
+
+// Event is an outbox entry: a sensor.data.received body waiting to be published.
+type Event struct {
+	BatchID string
+	Body    []byte
+}
+
+// EventBody is the payload of sensor.data.received for the readings a batch stored.
+// Every adapter builds its outbox entries with it.
+func EventBody(batchID, site string, stored []reading.Reading) []byte {
+	if stored == nil {
+		stored = []reading.Reading{}
+	}
+	b, err := json.Marshal(struct {
+		BatchID  string            `json:"batch_id"`
+		Site     string            `json:"site,omitempty"`
+		Readings []reading.Reading `json:"readings"`
+	}{batchID, site, stored})
+	if err != nil { // reading.Reading always marshals
+		panic(err)
+	}
+	return b
+}
+
+// LastValue is a sensor's latest value of one type.
+type LastValue struct {
+	Value     float64   `json:"value"`
+	Unit      string    `json:"unit,omitempty"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// Sensor is an entry of the registry.
+type Sensor struct {
+	ID         string               `json:"id"`
+	RoomID     string               `json:"room_id"`
+	Site       string               `json:"site,omitempty"`
+	Types      []string             `json:"types"`
+	FirstSeen  time.Time            `json:"first_seen"`
+	LastSeen   time.Time            `json:"last_seen"`
+	LastValues map[string]LastValue `json:"last_values"`
+	Status     string               `json:"status"`
+}
+
+// Sensor statuses.
+const (
+	StatusOnline  = "online"
+	StatusOffline = "offline"
+)
+
+// ReadingQuery selects one sensor's readings. Zero From/To are open bounds (From
+// inclusive, To exclusive). Cursor is the opaque NextCursor of a previous page.
+type ReadingQuery struct {
+	SensorID string
+	Type     string
+	From, To time.Time
+	Desc     bool
+	Limit    int
+	Cursor   string
+}
+
+// SensorQuery selects registry entries. Status filters on LastSeen against
+// OnlineSince: online means LastSeen >= OnlineSince.
+type SensorQuery struct {
+	RoomID      string
+	Type        string
+	Status      string
+	OnlineSince time.Time
+	Limit       int
+	Cursor      string
+}
+
+// Store keeps readings, the registry, batch answers and the event outbox.
+// Implementations must pass storetest.Run.
+type Store interface {
+	// Ingest stores b atomically: readings whose identity (sensor_id, type,
+	// timestamp) is new are stored, the others counted as duplicates (also within
+	// the batch); the registry is updated (a reading with an empty room_id takes the
+	// registered room of its sensor); the answer and the outbox event are recorded
+	// under b.ID. An already-ingested b.ID stores nothing and returns the first
+	// answer with Replayed set. Concurrent calls with one b.ID store it once.
+	Ingest(ctx context.Context, b Batch) (Outcome, error)
+	// AckEvent marks the outbox event of a batch as published.
+	AckEvent(ctx context.Context, batchID string) error
+	// PendingEvents lists up to limit unpublished outbox events, oldest first.
+	PendingEvents(ctx context.Context, limit int) ([]Event, error)
+	// Readings lists one sensor's readings in timestamp order (then type), a page at
+	// a time; next is "" on the last page.
+	Readings(ctx context.Context, q ReadingQuery) (rs []reading.Reading, next string, err error)
+	// Sensor returns one registry entry (Status left empty) or ErrNotFound.
+	Sensor(ctx context.Context, id string) (Sensor, error)
+	// Sensors lists registry entries by id (Status left empty).
+	Sensors(ctx context.Context, q SensorQuery) (ss []Sensor, next string, err error)
+	// Ping reports whether the store is usable.
+	Ping(ctx context.Context) error
+	Close() error
+}
