@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"sort"
 	"sync"
@@ -16,11 +17,20 @@ import (
 // Check reports whether one dependency (a store, the bus, an upstream) is reachable.
 type Check func(ctx context.Context) error
 
-// Base is what every Atrium HTTP server starts from: a chi router with request ids,
-// panic recovery, access logs and metrics, and /healthz, /readyz, /metrics mounted.
-type Base struct {
-	Router   chi.Router
-	Registry *prometheus.Registry
+// NewRouter is what every Atrium HTTP server starts from: a chi router with request
+// ids, panic recovery, access logs and per-route metrics, problem+json answers for
+// unknown routes and methods, and /healthz, /readyz and /metrics mounted.
+func NewRouter(log *slog.Logger, reg *prometheus.Registry, checks map[string]Check) chi.Router {
+	r := chi.NewRouter()
+	r.Use(RequestIDs, AccessLog(log, NewMetrics(reg)), Recoverer(log))
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		WriteProblem(w, r, NewProblem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		WriteProblem(w, r, NewProblem(http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path))
+	})
+	Health(r, reg, checks)
+	return r
 }
 
 // NewRegistry makes a Prometheus registry with the Go and process collectors.

@@ -1,7 +1,10 @@
 // Package membus is the in-process Bus: the embedded default when every service runs
 // in one process. Each queue has a bounded buffer; Publish waits for room (back
 // pressure, nothing dropped); a failing handler is retried with backoff and the
-// message dead-lettered (logged and counted) after MaxAttempts.
+// message dead-lettered (logged, counted and handed to OnDeadLetter) after
+// MaxAttempts. A queue lives as long as the bus: it keeps buffering while it has no
+// consumer, so a consumer that stops and starts again misses nothing. Nothing
+// survives the process.
 package membus
 
 import (
@@ -19,32 +22,63 @@ import (
 
 var _ bus.Bus = (*Bus)(nil)
 
-// ErrClosed is returned by Publish after Close.
+// ErrClosed is returned by Publish, Subscribe and Ping after Close.
 var ErrClosed = errors.New("membus: closed")
 
-// Bus is an in-process message bus.
+// queueBuffer is how many messages each queue holds before Publish waits.
+const queueBuffer = 4096
+
+// Bus is an in-process message bus. Set the exported fields before the first
+// Subscribe.
 type Bus struct {
-	log         *slog.Logger
+	// MaxAttempts is how many times a message is handed to a handler before it is
+	// dead-lettered.
 	MaxAttempts int
-	Backoff     time.Duration
-
-	mu     sync.RWMutex
-	queues map[string]*queue
-	closed bool
-	wg     sync.WaitGroup
-
+	// Backoff is the wait before the second attempt; it doubles after each failure.
+	Backoff time.Duration
+	// OnDeadLetter, when set, is called with each message given up on, the queue it
+	// was in and the handler's last error.
+	OnDeadLetter func(queue string, m bus.Message, reason error)
+	// DeadLettered counts the messages given up on.
 	DeadLettered atomic.Int64
+
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	queues  map[string]*queue
+	closed  bool
+	closing chan struct{} // closed by Close: publishers stop waiting
+	drain   chan struct{} // closed by Close once publishers are done: consumers empty their queues and stop
+	pubs    sync.WaitGroup
+	subs    sync.WaitGroup
+}
+
+// envelope is a message with the number of times it was already handed to a handler.
+type envelope struct {
+	m        bus.Message
+	attempts int
 }
 
 type queue struct {
 	name     string
-	patterns []string
-	ch       chan bus.Message
+	patterns []string // guarded by Bus.mu
+	ch       chan envelope
+
+	mu      sync.Mutex
+	retries []envelope    // messages a stopping consumer handed back; served first
+	wake    chan struct{} // signalled when retries grows
 }
 
 // New makes an in-process bus with a buffer of 4096 messages per queue.
 func New(log *slog.Logger) *Bus {
-	return &Bus{log: log, MaxAttempts: 5, Backoff: 50 * time.Millisecond, queues: map[string]*queue{}}
+	return &Bus{
+		log:         log,
+		MaxAttempts: 5,
+		Backoff:     50 * time.Millisecond,
+		queues:      map[string]*queue{},
+		closing:     make(chan struct{}),
+		drain:       make(chan struct{}),
+	}
 }
 
 func newID() string {
@@ -53,27 +87,39 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Publish delivers the message to the buffer of every queue bound to a matching pattern.
+// Publish puts the message in the buffer of every queue bound to a matching
+// pattern, waiting for room while ctx lasts. A message that matches no queue is
+// dropped, as on a topic exchange.
 func (b *Bus) Publish(ctx context.Context, subject string, body []byte) error {
 	b.mu.RLock()
-	defer b.mu.RUnlock()
 	if b.closed {
+		b.mu.RUnlock()
 		return ErrClosed
 	}
-	m := bus.Message{ID: newID(), Subject: subject, Body: append([]byte(nil), body...)}
+	var targets []*queue
 	for _, q := range b.queues {
-		if !q.matches(subject) {
-			continue
+		if q.matches(subject) {
+			targets = append(targets, q)
 		}
+	}
+	b.pubs.Add(1)
+	b.mu.RUnlock()
+	defer b.pubs.Done()
+
+	env := envelope{m: bus.Message{ID: newID(), Subject: subject, Body: append([]byte(nil), body...)}}
+	for _, q := range targets {
 		select {
-		case q.ch <- m:
+		case q.ch <- env:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-b.closing:
+			return ErrClosed
 		}
 	}
 	return nil
 }
 
+// matches must be called with Bus.mu held.
 func (q *queue) matches(subject string) bool {
 	for _, p := range q.patterns {
 		if bus.Match(p, subject) {
@@ -83,7 +129,9 @@ func (q *queue) matches(subject string) bool {
 	return false
 }
 
-// Subscribe starts a consumer on queue. Several consumers of one queue share it.
+// Subscribe starts a consumer on queue, creating the queue on first use and
+// binding it to patterns, and returns. The consumer handles one message at a time
+// until ctx ends or the bus closes; several consumers of one queue share it.
 func (b *Bus) Subscribe(ctx context.Context, name string, patterns []string, h bus.Handler) error {
 	b.mu.Lock()
 	if b.closed {
@@ -92,7 +140,7 @@ func (b *Bus) Subscribe(ctx context.Context, name string, patterns []string, h b
 	}
 	q, ok := b.queues[name]
 	if !ok {
-		q = &queue{name: name, ch: make(chan bus.Message, 4096)}
+		q = &queue{name: name, ch: make(chan envelope, queueBuffer), wake: make(chan struct{}, 1)}
 		b.queues[name] = q
 	}
 	for _, p := range patterns {
@@ -100,23 +148,64 @@ func (b *Bus) Subscribe(ctx context.Context, name string, patterns []string, h b
 			q.patterns = append(q.patterns, p)
 		}
 	}
-	b.wg.Add(1)
+	b.subs.Add(1)
 	b.mu.Unlock()
-	go func() {
-		defer b.wg.Done()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case m, ok := <-q.ch:
+	go b.consume(ctx, q, h)
+	return nil
+}
+
+func (b *Bus) consume(ctx context.Context, q *queue, h bus.Handler) {
+	defer b.subs.Done()
+	for {
+		if ctx.Err() != nil {
+			return
+		}
+		if env, ok := q.popRetry(); ok {
+			b.deliver(ctx, q, env, h)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.wake:
+		case env := <-q.ch:
+			b.deliver(ctx, q, env, h)
+		case <-b.drain:
+			for {
+				env, ok := q.popRetry()
 				if !ok {
-					return
+					select {
+					case env = <-q.ch:
+					default:
+						return
+					}
 				}
-				b.deliver(ctx, name, m, h)
+				b.deliver(ctx, q, env, h)
 			}
 		}
-	}()
-	return nil
+	}
+}
+
+func (q *queue) popRetry() (envelope, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.retries) == 0 {
+		return envelope{}, false
+	}
+	env := q.retries[0]
+	q.retries = q.retries[1:]
+	return env, true
+}
+
+// handBack keeps a message for the queue's next consumer.
+func (q *queue) handBack(env envelope) {
+	q.mu.Lock()
+	q.retries = append(q.retries, env)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 }
 
 func contains(s []string, v string) bool {
@@ -128,28 +217,46 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-func (b *Bus) deliver(ctx context.Context, queue string, m bus.Message, h bus.Handler) {
+// deliver hands env to h until it succeeds or MaxAttempts is reached. A consumer
+// whose ctx ends meanwhile hands the message back to the queue instead of giving up.
+func (b *Bus) deliver(ctx context.Context, q *queue, env envelope, h bus.Handler) {
+	if ctx.Err() != nil {
+		q.handBack(env)
+		return
+	}
 	backoff := b.Backoff
-	for attempt := 1; ; attempt++ {
-		err := h(ctx, m)
+	for {
+		err := h(ctx, env.m)
 		if err == nil {
 			return
 		}
-		if attempt >= b.MaxAttempts || ctx.Err() != nil {
+		env.attempts++
+		if env.attempts >= b.MaxAttempts {
 			b.DeadLettered.Add(1)
-			b.log.Error("message dead-lettered", "queue", queue, "subject", m.Subject, "id", m.ID, "attempts", attempt, "err", err)
+			b.log.Error("message dead-lettered", "queue", q.name, "subject", env.m.Subject, "id", env.m.ID, "attempts", env.attempts, "err", err)
+			if b.OnDeadLetter != nil {
+				b.OnDeadLetter(q.name, env.m, err)
+			}
 			return
 		}
-		b.log.Warn("handler failed, retrying", "queue", queue, "subject", m.Subject, "attempt", attempt, "err", err)
+		if ctx.Err() != nil {
+			q.handBack(env)
+			return
+		}
+		b.log.Warn("handler failed, retrying", "queue", q.name, "subject", env.m.Subject, "id", env.m.ID, "attempt", env.attempts, "err", err)
+		t := time.NewTimer(backoff)
 		select {
-		case <-time.After(backoff):
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
+			q.handBack(env)
+			return
 		}
 		backoff *= 2
 	}
 }
 
-// Ping always succeeds while the bus is open.
+// Ping succeeds while the bus is open.
 func (b *Bus) Ping(context.Context) error {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -159,7 +266,8 @@ func (b *Bus) Ping(context.Context) error {
 	return nil
 }
 
-// Close stops accepting messages, lets consumers drain what is buffered, and waits.
+// Close stops accepting messages, lets consumers handle what is buffered, and
+// waits for them. Calling it again does nothing.
 func (b *Bus) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -167,10 +275,10 @@ func (b *Bus) Close() error {
 		return nil
 	}
 	b.closed = true
-	for _, q := range b.queues {
-		close(q.ch)
-	}
+	close(b.closing)
 	b.mu.Unlock()
-	b.wg.Wait()
+	b.pubs.Wait()
+	close(b.drain)
+	b.subs.Wait()
 	return nil
 }

@@ -1,0 +1,273 @@
+// Package cloud wires Atrium's cloud program, `atrium`: it parses the flags, opens
+// each part's store and the bus, starts the chosen parts (-target) on their ports and
+// shuts them down in order. Only this package and the thin main know every part.
+package cloud
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/flagenv"
+	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/version"
+	"github.com/atrium-iot/atrium/services/sensor"
+	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
+)
+
+// Parts that exist, in start order. "all" means every one of them.
+var parts = []string{"sensor"}
+
+// Config is the parsed command line of `atrium`.
+type Config struct {
+	Target          string
+	DataDir         string
+	Store           string
+	Bus             string
+	SensorAddr      string
+	OfflineAfter    time.Duration
+	MaxBody         int64
+	ShutdownTimeout time.Duration
+	LogFormat       string
+	LogLevel        string
+	Version         bool
+}
+
+// ParseFlags reads the command line; every flag -x-y also reads ATRIUM_X_Y.
+func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("atrium", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Target, "target", "all", "parts to run, comma separated: all, or any of "+strings.Join(parts, ", "))
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded stores (one SQLite file per service)")
+	fs.StringVar(&c.Store, "store", "", "store URL of the services: sqlite:///DIR (default: sqlite:// + -data-dir)")
+	fs.StringVar(&c.Bus, "bus", "memory", "message bus: memory (in-process) or amqp://user:pass@host:5672/")
+	fs.StringVar(&c.SensorAddr, "sensor-addr", ":8001", "listen address of the sensor service")
+	fs.DurationVar(&c.OfflineAfter, "offline-after", 5*time.Minute, "a sensor silent longer than this is offline")
+	fs.Int64Var(&c.MaxBody, "max-body", httpx.DefaultMaxBody, "largest accepted request body in bytes, after decompression")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on shutdown")
+	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+	if err := flagenv.Parse(fs, args, getenv); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.Store == "" {
+		c.Store = "sqlite://" + c.DataDir
+	}
+	return c, nil
+}
+
+// targets expands -target into the parts to run.
+func (c Config) targets() ([]string, error) {
+	var out []string
+	for _, t := range strings.Split(c.Target, ",") {
+		t = strings.TrimSpace(t)
+		switch {
+		case t == "all":
+			out = append(out, parts...)
+		case slices.Contains(parts, t):
+			out = append(out, t)
+		default:
+			return nil, fmt.Errorf("-target: unknown part %q (known: all, %s)", t, strings.Join(parts, ", "))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// App is a running `atrium`: its servers, background loops, stores and bus.
+type App struct {
+	cfg     Config
+	bus     bus.Bus
+	log     *slog.Logger
+	servers map[string]*httpx.Server
+	loops   []func(context.Context) error
+	closers []func() error // closed in reverse order after the servers stop
+}
+
+// New opens the stores and the bus of the chosen parts and binds their listeners.
+// Start serves them.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error) {
+	a = &App{cfg: cfg, log: log, servers: map[string]*httpx.Server{}}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	targets, err := cfg.targets()
+	if err != nil {
+		return nil, err
+	}
+	b, err := openBus(ctx, cfg.Bus, log)
+	if err != nil {
+		return nil, err
+	}
+	a.bus = b
+	a.closers = append(a.closers, b.Close)
+	for _, t := range targets {
+		switch t {
+		case "sensor":
+			if err := a.addSensor(ctx, b); err != nil {
+				return nil, fmt.Errorf("sensor service: %w", err)
+			}
+		}
+	}
+	return a, nil
+}
+
+func openBus(_ context.Context, url string, log *slog.Logger) (bus.Bus, error) {
+	switch {
+	case url == "memory" || url == "":
+		return membus.New(log.With("bus", "memory")), nil
+	default:
+		return nil, fmt.Errorf("-bus %q: want memory or amqp://", url)
+	}
+}
+
+// storeDir is the directory of an sqlite:// store URL.
+func storeDir(url string) (string, error) {
+	dir, ok := strings.CutPrefix(url, "sqlite://")
+	if !ok {
+		return "", fmt.Errorf("-store %q: want sqlite:///DIR", url)
+	}
+	if dir == "" {
+		dir = "."
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("-store: %w", err)
+	}
+	return dir, nil
+}
+
+func (a *App) addSensor(ctx context.Context, b bus.Bus) error {
+	dir, err := storeDir(a.cfg.Store)
+	if err != nil {
+		return err
+	}
+	log := a.log.With("service", "sensor")
+	st, err := sqlitestore.Open(ctx, filepath.Join(dir, "sensor.db"), sqlitestore.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	a.closers = append(a.closers, st.Close)
+	svc := sensor.New(st, b, log, sensor.Options{MaxBody: a.cfg.MaxBody, OfflineAfter: a.cfg.OfflineAfter})
+	srv, err := httpx.Listen("sensor", a.cfg.SensorAddr, svc.Handler(), log)
+	if err != nil {
+		return err
+	}
+	a.servers["sensor"] = srv
+	a.loops = append(a.loops, svc.Run)
+	return nil
+}
+
+// Bus is the app's message bus, for tests that watch its events.
+func (a *App) Bus() bus.Bus { return a.bus }
+
+// Addr is the listen address of a part ("sensor", …), or "" when it is not running.
+func (a *App) Addr(part string) string {
+	if s, ok := a.servers[part]; ok {
+		return s.Addr()
+	}
+	return ""
+}
+
+// Run serves until ctx ends or a server fails, then shuts down in order: stop
+// accepting and finish in-flight requests, stop the background loops, close the bus
+// and the stores.
+func (a *App) Run(ctx context.Context) error {
+	defer a.close()
+	errc := make(chan error, len(a.servers))
+	for _, s := range a.servers {
+		go func() { errc <- s.Serve() }()
+	}
+	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, l := range a.loops {
+		wg.Go(func() {
+			if err := l(loopCtx); err != nil {
+				a.log.Error("background loop failed", "err", err)
+			}
+		})
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down")
+	case runErr = <-errc:
+		a.log.Error("server failed, shutting down", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	for _, s := range a.servers {
+		if err := s.Shutdown(sctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	stopLoops()
+	wg.Wait()
+	return errors.Join(append([]error{runErr}, errs...)...)
+}
+
+func (a *App) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			a.log.Error("close failed", "err", err)
+		}
+	}
+	a.closers = nil
+}
+
+// Run is the whole `atrium` program: main only calls it.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := ParseFlags(args, getenv, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if cfg.Version {
+		fmt.Fprintln(stdout, "atrium", version.String())
+		return nil
+	}
+	log, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	app, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	log.Info("atrium started", "version", version.Version, "parts", cfg.Target, "store", cfg.Store, "bus", redactURL(cfg.Bus))
+	return app.Run(ctx)
+}
+
+// redactURL hides a password in a URL for logging.
+func redactURL(s string) string {
+	if i := strings.Index(s, "://"); i >= 0 {
+		if j := strings.Index(s[i+3:], "@"); j >= 0 {
+			cred := s[i+3 : i+3+j]
+			if k := strings.Index(cred, ":"); k >= 0 {
+				return s[:i+3] + cred[:k] + ":xxxxx" + s[i+3+j:]
+			}
+		}
+	}
+	return s
+}

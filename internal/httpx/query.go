@@ -1,0 +1,108 @@
+package httpx
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+)
+
+// Page limits of every list.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// Query reads a request's query parameters and collects every problem, so a request
+// with three bad parameters hears about all three.
+type Query struct {
+	v        url.Values
+	Problems []FieldProblem
+}
+
+// NewQuery wraps r's query parameters.
+func NewQuery(r *http.Request) *Query { return &Query{v: r.URL.Query()} }
+
+// String returns a parameter as given.
+func (q *Query) String(name string) string { return q.v.Get(name) }
+
+// Limit reads limit: default DefaultLimit, at least 1, values above MaxLimit are
+// capped at MaxLimit.
+func (q *Query) Limit() int {
+	s := q.v.Get("limit")
+	if s == "" {
+		return DefaultLimit
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		q.add("limit", fmt.Sprintf("must be an integer from 1 to %d", MaxLimit))
+		return DefaultLimit
+	}
+	return min(n, MaxLimit)
+}
+
+// Time reads an RFC 3339 or Unix-milliseconds time; zero when absent.
+func (q *Query) Time(name string) time.Time {
+	s := q.v.Get(name)
+	if s == "" {
+		return time.Time{}
+	}
+	t, err := reading.ParseTime(s)
+	if err != nil {
+		q.add(name, "must be RFC 3339 or Unix milliseconds")
+	}
+	return t
+}
+
+// Enum reads a parameter that must be one of allowed; def when absent.
+func (q *Query) Enum(name, def string, allowed ...string) string {
+	s := q.v.Get(name)
+	if s == "" {
+		return def
+	}
+	for _, a := range allowed {
+		if s == a {
+			return s
+		}
+	}
+	q.add(name, fmt.Sprintf("must be one of %v", allowed))
+	return def
+}
+
+// Duration reads a Go duration ("5m", "1h"); def when absent.
+func (q *Query) Duration(name string, def time.Duration) time.Duration {
+	s := q.v.Get(name)
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		q.add(name, "must be a positive duration such as 5m or 1h")
+		return def
+	}
+	return d
+}
+
+// Check adds a problem for name when bad is true.
+func (q *Query) Check(bad bool, name, reason string) {
+	if bad {
+		q.add(name, reason)
+	}
+}
+
+func (q *Query) add(field, reason string) {
+	q.Problems = append(q.Problems, FieldProblem{Field: field, Reason: reason})
+}
+
+// Err is a 400 problem listing every bad parameter, or nil.
+func (q *Query) Err() error {
+	if len(q.Problems) == 0 {
+		return nil
+	}
+	p := NewProblem(http.StatusBadRequest, "invalid query parameters")
+	p.Errors = q.Problems
+	return p
+}

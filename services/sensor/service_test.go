@@ -1,0 +1,108 @@
+package sensor_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/services/sensor"
+	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
+)
+
+// switchBus is the in-process bus behind a switch, so a test can make the bus
+// unreachable and reachable again.
+type switchBus struct {
+	*membus.Bus
+	mu   sync.Mutex
+	down bool
+}
+
+func (b *switchBus) set(down bool) { b.mu.Lock(); b.down = down; b.mu.Unlock() }
+
+func (b *switchBus) Publish(ctx context.Context, subject string, body []byte) error {
+	b.mu.Lock()
+	down := b.down
+	b.mu.Unlock()
+	if down {
+		return membus.ErrClosed
+	}
+	return b.Bus.Publish(ctx, subject, body)
+}
+
+func post(t *testing.T, url, body string) *http.Response {
+	t.Helper()
+	resp, err := http.Post(url+"/sensors/data", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+func TestUnavailableAnswers503AndRetryIsSafe(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "sensor.db"), sqlitestore.Options{Logger: logging.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &switchBus{Bus: membus.New(logging.Discard())}
+	defer b.Close()
+	var mu sync.Mutex
+	got := 0
+	if err := b.Subscribe(ctx, "t", []string{bus.SensorDataReceived}, func(context.Context, bus.Message) error {
+		mu.Lock()
+		got++
+		mu.Unlock()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	svc := sensor.New(st, b, logging.Discard(), sensor.Options{RelayInterval: time.Hour})
+	srv := httptest.NewServer(svc.Handler())
+	defer srv.Close()
+	body := `{"batch_id":"b-503","readings":[{"sensor_id":"x","type":"co2","value":500}]}`
+
+	b.set(true)
+	resp := post(t, srv.URL, body)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("bus down: status %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	b.set(false)
+	if resp = post(t, srv.URL, body); resp.StatusCode != 200 {
+		t.Fatalf("retry after the bus is back: %d", resp.StatusCode)
+	}
+	if resp = post(t, srv.URL, body); resp.StatusCode != 200 {
+		t.Fatalf("second retry: %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := got
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if n > 1 || time.Now().After(deadline) {
+			t.Fatalf("events published: %d, want exactly 1", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rs, _, err := st.Readings(ctx, sensor.ReadingQuery{SensorID: "x", Limit: 10})
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("stored %d readings (%v), want 1", len(rs), err)
+	}
+
+	_ = st.Close()
+	resp = post(t, srv.URL, `{"batch_id":"b-closed","readings":[{"sensor_id":"x","type":"co2","value":501}]}`)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("store closed: status %d, want 503 with Retry-After", resp.StatusCode)
+	}
+}
