@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/bus/amqpbus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/httpx"
@@ -131,10 +132,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error) 
 	return a, nil
 }
 
-func openBus(_ context.Context, url string, log *slog.Logger) (bus.Bus, error) {
+func openBus(ctx context.Context, url string, log *slog.Logger) (bus.Bus, error) {
 	switch {
 	case url == "memory" || url == "":
 		return membus.New(log.With("bus", "memory")), nil
+	case strings.HasPrefix(url, "amqp://") || strings.HasPrefix(url, "amqps://"):
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		b, err := amqpbus.New(cctx, url, amqpbus.Options{Logger: log.With("bus", "amqp")})
+		if err != nil {
+			return nil, fmt.Errorf("-bus %s: %w", redactURL(url), err)
+		}
+		return b, nil
 	default:
 		return nil, fmt.Errorf("-bus %q: want memory or amqp://", url)
 	}

@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/atrium-iot/atrium/agent/spool"
+	"github.com/atrium-iot/atrium/internal/flagenv"
+	"github.com/atrium-iot/atrium/internal/reading"
+)
+
+// Config is the parsed command line of `atrium-agent`.
+type Config struct {
+	MQTTAddr        string
+	TLSAddr         string
+	TLSCert         string
+	TLSKey          string
+	WSAddr          string
+	HTTPAddr        string
+	CloudURL        string
+	Token           string
+	Spool           string
+	SpoolMaxBytes   int64
+	SpoolFull       string
+	Site            string
+	Credentials     string
+	AllowAnonymous  bool
+	MaxPacketSize   int
+	MaxConnections  int
+	BatchMax        int
+	BatchBytes      int
+	Linger          time.Duration
+	AppendTimeout   time.Duration
+	ShutdownTimeout time.Duration
+	LogFormat       string
+	LogLevel        string
+	Version         bool
+}
+
+// ParseFlags reads the command line; every flag -x-y also reads ATRIUM_X_Y.
+func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("atrium-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.MQTTAddr, "mqtt-addr", ":1883", "listen address of the MQTT broker (TCP, MQTT 3.1.1 and 5)")
+	fs.StringVar(&c.TLSAddr, "tls-addr", "", "listen address of an MQTT-over-TLS listener, e.g. :8883 (needs -tls-cert and -tls-key)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate of the TLS listener")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of the TLS listener")
+	fs.StringVar(&c.WSAddr, "ws-addr", "", "listen address of an MQTT-over-WebSocket listener, e.g. :8083")
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":9100", "listen address of the status server (/healthz, /readyz, /metrics, /status, /devices)")
+	fs.StringVar(&c.CloudURL, "cloud-url", "http://127.0.0.1:8001", "base URL of the sensor service or of the API gateway; readings go to URL/sensors/data")
+	fs.StringVar(&c.Token, "token", "", "API key with the ingest scope, sent as Authorization: Bearer (needed through the gateway)")
+	fs.StringVar(&c.Spool, "spool", "./data/agent/spool.db", "the spool's bbolt file")
+	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", 1<<30, "bound on the spool's readings in bytes")
+	fs.StringVar(&c.SpoolFull, "spool-full", spool.PolicyDropOldest, "when the spool is full: drop-oldest (keep the newest data) or reject-new (refuse publishes)")
+	fs.StringVar(&c.Site, "site", "", "site (building) id stamped on every reading (default: the host name)")
+	fs.StringVar(&c.Credentials, "credentials", "", "devices' credentials file (create entries with `atrium-agent devices add`)")
+	fs.BoolVar(&c.AllowAnonymous, "allow-anonymous", false, "let devices connect without credentials and publish anywhere (development only)")
+	fs.IntVar(&c.MaxPacketSize, "max-packet-size", 256<<10, "largest MQTT packet accepted, in bytes")
+	fs.IntVar(&c.MaxConnections, "max-connections", 10000, "most MQTT clients connected at once")
+	fs.IntVar(&c.BatchMax, "batch-max", 500, "most readings per batch sent to the cloud")
+	fs.IntVar(&c.BatchBytes, "batch-bytes", 1<<20, "most bytes of readings per batch")
+	fs.DurationVar(&c.Linger, "linger", time.Second, "longest a reading waits for its batch to fill")
+	fs.DurationVar(&c.AppendTimeout, "append-timeout", 10*time.Second, "longest a publish waits for the spool before it is refused")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown may spend flushing the spool to the cloud")
+	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+	if err := flagenv.Parse(fs, args, getenv); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q (subcommands: devices, spool)", fs.Args())
+	}
+	if c.Site == "" {
+		c.Site = defaultSite()
+	}
+	if !reading.ValidID(c.Site) {
+		return c, fmt.Errorf("-site %q: 1-128 characters of A-Z a-z 0-9 . _ : -", c.Site)
+	}
+	if c.SpoolFull != spool.PolicyDropOldest && c.SpoolFull != spool.PolicyRejectNew {
+		return c, fmt.Errorf("-spool-full %q: want %s or %s", c.SpoolFull, spool.PolicyDropOldest, spool.PolicyRejectNew)
+	}
+	if c.BatchMax < 1 || c.BatchBytes < 1024 || c.Linger < 0 {
+		return c, errors.New("-batch-max must be ≥1, -batch-bytes ≥1024 and -linger ≥0")
+	}
+	return c, nil
+}
+
+// defaultSite is the host name made into a valid id.
+func defaultSite() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "site"
+	}
+	h = strings.Map(func(r rune) rune {
+		if r < 0x80 && reading.ValidIDByte(byte(r)) {
+			return r
+		}
+		return '-'
+	}, h)
+	if len(h) > reading.MaxIDLen {
+		h = h[:reading.MaxIDLen]
+	}
+	return h
+}

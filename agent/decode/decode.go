@@ -1,0 +1,220 @@
+// Package decode turns one MQTT publish received by the edge agent into readings.
+//
+// The topic says who published and what the payload holds:
+//
+//	atrium/<room_id>/<sensor_id>          a JSON object of several metrics, or a SenML pack
+//	atrium/<room_id>/<sensor_id>/<type>   a plain number
+//	atrium/<room_id>/<sensor_id>/status   "online" or "offline" (the device's last will)
+//
+// Every reading takes its room and sensor ids from the topic and the agent's site,
+// then passes reading.Validate, the same rules the cloud applies.
+//
+// A message is all-or-nothing: if any part of it cannot be decoded or validated,
+// Decode returns an error and no readings at all, so the whole message goes to the
+// dead-letter bucket with one reason instead of being half-forwarded. Error texts are
+// written to be that reason: they name the key, record or field that is wrong.
+//
+// Decode runs on every publish, so it reads JSON with a small scanner of its own
+// instead of reflection: a valid message costs one allocation for its readings.
+package decode
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+)
+
+// The forms a message can take, as reported in Result.Form.
+const (
+	FormJSON   = "json"   // atrium/<room>/<sensor>: {"temperature":21.5,"ts":…}
+	FormSenML  = "senml"  // atrium/<room>/<sensor>: [{"bn":…,"n":…,"v":…}, …] (RFC 8428)
+	FormPlain  = "plain"  // atrium/<room>/<sensor>/<type>: 21.5
+	FormStatus = "status" // atrium/<room>/<sensor>/status: online | offline
+)
+
+// TopicPrefix is the first level of every topic the agent decodes.
+const TopicPrefix = "atrium/"
+
+// MaxReadings is the most readings one message may carry; a longer message is rejected.
+const MaxReadings = 1000
+
+// ErrTopic is wrapped by every error about the topic itself (as opposed to the
+// payload), so a caller can tell a publish that is not for Atrium from a bad one.
+var ErrTopic = errors.New("topic")
+
+// Result is what one message holds: readings, or for a status topic a Status.
+type Result struct {
+	Form     string // FormJSON, FormSenML, FormPlain or FormStatus
+	Readings []reading.Reading
+	Status   *Status
+}
+
+// Status is a device's announcement that it is online or offline.
+type Status struct {
+	SensorID, RoomID string
+	Online           bool
+}
+
+// Decode reads one MQTT publish. site is the agent's site, stamped on every reading;
+// now is the agent's clock: it stamps readings without a time, anchors SenML relative
+// times and bounds the future. On error the Result is empty.
+func Decode(topic string, payload []byte, site string, now time.Time) (Result, error) {
+	room, sensor, typ, err := parseTopic(topic)
+	if err != nil {
+		return Result{}, err
+	}
+	now = now.Truncate(time.Millisecond).UTC()
+	base := reading.Reading{SensorID: sensor, RoomID: room, Site: site}
+	body := bytes.TrimSpace(payload)
+
+	switch {
+	case typ == "status":
+		online, err := parseStatus(body)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Form: FormStatus, Status: &Status{SensorID: sensor, RoomID: room, Online: online}}, nil
+
+	case typ != "":
+		r := base
+		r.Type = typ
+		r.Timestamp = now
+		v, err := parsePlain(body, r.Type)
+		if err != nil {
+			return Result{}, err
+		}
+		r.Value = v
+		rs := []reading.Reading{r}
+		if err := validate(rs, now, false); err != nil {
+			return Result{}, err
+		}
+		return Result{Form: FormPlain, Readings: rs}, nil
+	}
+
+	if len(body) == 0 {
+		return Result{}, errors.New("empty payload: want a JSON object of metrics or a SenML array")
+	}
+	var (
+		form string
+		rs   []reading.Reading
+	)
+	switch body[0] {
+	case '{':
+		form = FormJSON
+		rs, err = decodeObject(body, base, now)
+	case '[':
+		form = FormSenML
+		rs, err = decodeSenML(body, base, now)
+	default:
+		return Result{}, fmt.Errorf("payload starting with %q is neither a JSON object of metrics nor a SenML array", body[0])
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if err := validate(rs, now, form == FormSenML); err != nil {
+		return Result{}, err
+	}
+	return Result{Form: form, Readings: rs}, nil
+}
+
+// parseTopic splits atrium/<room>/<sensor>[/<type>] and checks the ids.
+func parseTopic(topic string) (room, sensor, typ string, err error) {
+	rest, ok := strings.CutPrefix(topic, TopicPrefix)
+	if !ok {
+		return "", "", "", fmt.Errorf("%w %q: does not start with %s", ErrTopic, clip(topic, 80), TopicPrefix)
+	}
+	room, rest, ok = strings.Cut(rest, "/")
+	if !ok {
+		return "", "", "", fmt.Errorf("%w %q: want atrium/<room_id>/<sensor_id>[/<type>|/status]", ErrTopic, clip(topic, 80))
+	}
+	sensor, typ, hasType := strings.Cut(rest, "/")
+	if hasType && (typ == "" || strings.IndexByte(typ, '/') >= 0) {
+		return "", "", "", fmt.Errorf("%w %q: want atrium/<room_id>/<sensor_id>[/<type>|/status]", ErrTopic, clip(topic, 80))
+	}
+	if !reading.ValidID(room) {
+		return "", "", "", fmt.Errorf("%w %q: room_id %q must be 1-%d characters of A-Z a-z 0-9 . _ : -", ErrTopic, clip(topic, 80), clip(room, 40), reading.MaxIDLen)
+	}
+	if !reading.ValidID(sensor) {
+		return "", "", "", fmt.Errorf("%w %q: sensor_id %q must be 1-%d characters of A-Z a-z 0-9 . _ : -", ErrTopic, clip(topic, 80), clip(sensor, 40), reading.MaxIDLen)
+	}
+	if hasType && typ != "status" && !reading.ValidType(typ) {
+		return "", "", "", fmt.Errorf("%w %q: type %q must be lowercase a-z 0-9 _", ErrTopic, clip(topic, 80), clip(typ, 40))
+	}
+	return room, sensor, typ, nil
+}
+
+func parseStatus(body []byte) (online bool, err error) {
+	switch {
+	case bytes.EqualFold(body, []byte("online")):
+		return true, nil
+	case bytes.EqualFold(body, []byte("offline")):
+		return false, nil
+	}
+	return false, fmt.Errorf("status must be \"online\" or \"offline\", got %q", clip(string(body), 32))
+}
+
+// parsePlain reads a payload that is one JSON number, nothing else.
+func parsePlain(body []byte, typ string) (float64, error) {
+	if len(body) == 0 {
+		return 0, fmt.Errorf("value of %q: empty payload, want a number", typ)
+	}
+	s := scanner{b: body}
+	raw, ok := s.number()
+	if !ok || s.i != len(body) {
+		return 0, fmt.Errorf("value of %q: must be a finite number, got %q", typ, clip(string(body), 32))
+	}
+	v, ok := parseFloat(raw)
+	if !ok {
+		return 0, fmt.Errorf("value of %q: must be a finite number", typ)
+	}
+	return v, nil
+}
+
+// validate runs the shared rules on every reading and names the one that fails.
+func validate(rs []reading.Reading, now time.Time, senml bool) error {
+	for i := range rs {
+		if err := reading.Validate(&rs[i], now); err != nil {
+			var fe *reading.FieldError
+			if errors.As(err, &fe) {
+				err = fmt.Errorf("%s of %q: %s", fe.Field, rs[i].Type, fe.Reason)
+			}
+			if senml {
+				return fmt.Errorf("SenML record %d: %w", i, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// interned holds the strings readings share, so a known type or unit taken from a
+// payload costs no allocation.
+var interned = func() map[string]string {
+	m := make(map[string]string, 2*len(reading.Known))
+	for name, k := range reading.Known {
+		m[name] = name
+		if k.Unit != "" {
+			m[k.Unit] = k.Unit
+		}
+	}
+	return m
+}()
+
+func internType(b []byte) string {
+	if s, ok := interned[string(b)]; ok {
+		return s
+	}
+	return string(b)
+}
+
+// clip shortens s for an error message.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

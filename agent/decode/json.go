@@ -1,0 +1,372 @@
+package decode
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+)
+
+// maxDepth bounds the nesting of values the scanner skips over.
+const maxDepth = 32
+
+// scanner reads JSON straight from the payload: just the grammar the agent's forms
+// need, strictly (RFC 8259), without reflection and without allocating unless a
+// string holds escapes.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) syntax() error {
+	if s.i >= len(s.b) {
+		return fmt.Errorf("invalid JSON: unexpected end of payload at byte %d", s.i)
+	}
+	return fmt.Errorf("invalid JSON: unexpected %q at byte %d", s.b[s.i], s.i)
+}
+
+// peek skips whitespace and returns the next byte, or 0 at the end.
+func (s *scanner) peek() byte {
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; c {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return c
+		}
+	}
+	return 0
+}
+
+// eat consumes c if it is the next byte after whitespace.
+func (s *scanner) eat(c byte) bool {
+	if s.peek() == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// rawString reads a string at s.i (which must be '"') and returns what is between
+// the quotes, and whether it holds escapes.
+func (s *scanner) rawString() (raw []byte, escaped bool, err error) {
+	start := s.i + 1
+	for i := start; i < len(s.b); i++ {
+		switch c := s.b[i]; {
+		case c == '"':
+			s.i = i + 1
+			return s.b[start:i], escaped, nil
+		case c == '\\':
+			escaped = true
+			i++
+		case c < 0x20:
+			s.i = i
+			return nil, false, s.syntax()
+		}
+	}
+	s.i = len(s.b)
+	return nil, false, s.syntax()
+}
+
+// str reads a string and returns its text: a slice of the payload when it holds no
+// escapes, a fresh copy when it does.
+func (s *scanner) str() ([]byte, error) {
+	if s.peek() != '"' {
+		return nil, s.syntax()
+	}
+	start := s.i
+	raw, escaped, err := s.rawString()
+	if err != nil {
+		return nil, err
+	}
+	if escaped {
+		var text string
+		if err := json.Unmarshal(s.b[start:s.i], &text); err != nil {
+			return nil, fmt.Errorf("invalid JSON string at byte %d", start)
+		}
+		raw = []byte(text)
+	}
+	if !utf8.Valid(raw) {
+		return nil, fmt.Errorf("invalid UTF-8 in the string at byte %d", start)
+	}
+	return raw, nil
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// number reads a JSON number at s.i and returns its text.
+func (s *scanner) number() ([]byte, bool) {
+	b, i, start := s.b, s.i, s.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	default:
+		return nil, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || !isDigit(b[i]) {
+			return nil, false
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return nil, false
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	s.i = i
+	return b[start:i], true
+}
+
+// parseFloat converts a JSON number; false when it does not fit a finite float64.
+func parseFloat(raw []byte) (float64, bool) {
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, false
+	}
+	return f, true
+}
+
+// literal consumes word (true, false, null) at s.i.
+func (s *scanner) literal(word string) bool {
+	if len(s.b)-s.i >= len(word) && string(s.b[s.i:s.i+len(word)]) == word {
+		s.i += len(word)
+		return true
+	}
+	return false
+}
+
+// skip reads over any JSON value.
+func (s *scanner) skip(depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("invalid JSON: nested deeper than %d levels", maxDepth)
+	}
+	switch c := s.peek(); {
+	case c == '"':
+		_, _, err := s.rawString()
+		return err
+	case c == '-' || isDigit(c):
+		if _, ok := s.number(); !ok {
+			return s.syntax()
+		}
+	case c == 't':
+		if !s.literal("true") {
+			return s.syntax()
+		}
+	case c == 'f':
+		if !s.literal("false") {
+			return s.syntax()
+		}
+	case c == 'n':
+		if !s.literal("null") {
+			return s.syntax()
+		}
+	case c == '[':
+		s.i++
+		if s.eat(']') {
+			return nil
+		}
+		for {
+			if err := s.skip(depth + 1); err != nil {
+				return err
+			}
+			if s.eat(',') {
+				continue
+			}
+			if s.eat(']') {
+				return nil
+			}
+			return s.syntax()
+		}
+	case c == '{':
+		s.i++
+		if s.eat('}') {
+			return nil
+		}
+		for {
+			if s.peek() != '"' {
+				return s.syntax()
+			}
+			if _, _, err := s.rawString(); err != nil {
+				return err
+			}
+			if !s.eat(':') {
+				return s.syntax()
+			}
+			if err := s.skip(depth + 1); err != nil {
+				return err
+			}
+			if s.eat(',') {
+				continue
+			}
+			if s.eat('}') {
+				return nil
+			}
+			return s.syntax()
+		}
+	default:
+		return s.syntax()
+	}
+	return nil
+}
+
+// end checks that nothing but whitespace follows the value just read.
+func (s *scanner) end() error {
+	if s.peek() != 0 {
+		return fmt.Errorf("invalid JSON: data after the end of the value at byte %d", s.i)
+	}
+	return nil
+}
+
+// kind names the JSON value starting with c, for error messages.
+func kind(c byte) string {
+	switch {
+	case c == '"':
+		return "a string"
+	case c == '{':
+		return "an object"
+	case c == '[':
+		return "an array"
+	case c == 't' || c == 'f':
+		return "a boolean"
+	case c == 'n':
+		return "null"
+	case c == '-' || isDigit(c):
+		return "a number"
+	case c == 0:
+		return "nothing"
+	}
+	return fmt.Sprintf("%q", c)
+}
+
+// decodeObject reads {"temperature":21.5,"humidity":40,"ts":1764072000000}: every
+// key but ts/timestamp is a reading type with a numeric value.
+func decodeObject(body []byte, base reading.Reading, now time.Time) ([]reading.Reading, error) {
+	s := scanner{b: body}
+	if !s.eat('{') {
+		return nil, s.syntax()
+	}
+	var (
+		ts    reading.Time
+		tsKey string
+		rs    []reading.Reading
+	)
+	if !s.eat('}') {
+		// One slice for all readings: there are at most as many as commas plus one.
+		rs = make([]reading.Reading, 0, min(bytes.Count(body, comma)+1, MaxReadings))
+		for {
+			key, err := s.str()
+			if err != nil {
+				return nil, err
+			}
+			if !s.eat(':') {
+				return nil, s.syntax()
+			}
+			switch string(key) {
+			case "ts", "timestamp":
+				if tsKey != "" {
+					return nil, fmt.Errorf("%q given after %q: send one time", string(key), tsKey)
+				}
+				tsKey = "ts"
+				if len(key) > 2 {
+					tsKey = "timestamp"
+				}
+				start := s.peek()
+				from := s.i
+				if start != '"' && start != '-' && !isDigit(start) && start != 'n' {
+					return nil, fmt.Errorf("%s: must be RFC 3339 or Unix milliseconds, got %s", tsKey, kind(start))
+				}
+				if start == '"' {
+					raw, escaped, err := s.rawString()
+					if err != nil {
+						return nil, err
+					}
+					if !escaped { // the common case, without reflection
+						t, err := reading.ParseTime(string(raw))
+						if err != nil {
+							return nil, fmt.Errorf("%s: %w", tsKey, err)
+						}
+						ts = reading.Time{T: t, Set: true}
+						break
+					}
+				} else if err := s.skip(0); err != nil {
+					return nil, err
+				}
+				_ = ts.UnmarshalJSON(s.b[from:s.i]) // never fails: problems are kept in ts
+				if ts.Problem != "" {
+					return nil, fmt.Errorf("%s: %s", tsKey, ts.Problem)
+				}
+			default:
+				if !reading.ValidType(string(key)) {
+					return nil, fmt.Errorf("key %q is neither ts, timestamp nor a reading type (lowercase a-z 0-9 _)", clip(string(key), 40))
+				}
+				if len(rs) == MaxReadings {
+					return nil, fmt.Errorf("more than %d metrics in one message", MaxReadings)
+				}
+				typ := internType(key)
+				for i := range rs {
+					if rs[i].Type == typ {
+						return nil, fmt.Errorf("metric %q given twice", typ)
+					}
+				}
+				c := s.peek()
+				raw, ok := s.number()
+				if !ok {
+					return nil, fmt.Errorf("value of %q: must be a finite number, got %s", typ, kind(c))
+				}
+				v, ok := parseFloat(raw)
+				if !ok {
+					return nil, fmt.Errorf("value of %q: must be a finite number", typ)
+				}
+				r := base
+				r.Type, r.Value = typ, v
+				rs = append(rs, r)
+			}
+			if s.eat(',') {
+				continue
+			}
+			if s.eat('}') {
+				break
+			}
+			return nil, s.syntax()
+		}
+	}
+	if err := s.end(); err != nil {
+		return nil, err
+	}
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("no metrics in the object: want e.g. {\"temperature\":21.5}")
+	}
+	at := now
+	if ts.Set {
+		at = ts.T.Truncate(time.Millisecond).UTC()
+	}
+	for i := range rs {
+		rs[i].Timestamp = at
+	}
+	return rs, nil
+}
+
+var comma = []byte{','}

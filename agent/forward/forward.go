@@ -1,0 +1,693 @@
+// Package forward is the edge agent's batching HTTP forwarder: it takes batches of
+// readings from the spool, one at a time and in spool order (so each sensor's
+// readings reach the cloud in the order they were taken), and POSTs them to the
+// cloud sensor service as one gzip-compressed JSON body per batch.
+//
+// When a batch goes out:
+//
+//   - as soon as MaxCount readings are waiting;
+//   - as soon as the waiting readings are estimated to fill MaxBytes (Pending gives
+//     no sizes: the estimate is the mean reading size of the last batch sent, 100
+//     bytes before the first);
+//   - when the oldest waiting reading has waited Linger;
+//   - on Flush, at once, until the spool is empty.
+//
+// What the cloud's answer does to a batch:
+//
+//   - 2xx: the batch is acknowledged and leaves the spool.
+//   - 408, 409, 425, 429, 5xx and network errors: the same batch (same id, same
+//     readings) is sent again after an exponential backoff with full jitter between
+//     MinBackoff and MaxBackoff; a Retry-After header (seconds or HTTP date) is a
+//     floor, honoured up to MaxRetryAfter. After a network error the cloud's
+//     /healthz is probed every ProbeInterval during the backoff, so sending resumes
+//     within about a second of the cloud coming back, whatever the backoff.
+//   - 3xx, 401, 403, 404, 405, 407 and 415: the agent's configuration (URL, token,
+//     proxy) is wrong, not the batch. The batch is held and retried with backoff and
+//     the error is logged and shown in Stats; dead-lettering it would empty the whole
+//     spool into the dead-letter bucket because of one wrong flag.
+//   - 413: the batch is too large for something between the agent and the cloud
+//     (the sensor service accepts 8 MiB, the agent sends at most MaxBytes). The
+//     spool fixes a batch's composition when it first hands it out, so the batch
+//     cannot be split: it is dead-lettered with the reason, and the forwarder halves
+//     the byte budget of the batches after it (down to 64 KiB).
+//   - every other 4xx (400, 422, …): the cloud will never take this batch; it is
+//     dead-lettered with the reason "cloud answered <status>: <problem detail>" and
+//     the next batch goes.
+package forward
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Batch is a group of spooled readings, each one reading's JSON as spooled.
+type Batch struct {
+	ID       string
+	Readings [][]byte
+}
+
+// Queue is what the forwarder needs of the spool.
+type Queue interface {
+	// NextBatch returns the oldest readings, at most maxCount of them and at most
+	// maxBytes of JSON (but at least one), and false when there are none. Until the
+	// batch is acknowledged or dead-lettered it returns the same id and readings.
+	NextBatch(maxCount, maxBytes int) (Batch, bool, error)
+	// AckBatch removes a batch the cloud has taken.
+	AckBatch(id string) error
+	// DeadLetterBatch moves a batch the cloud refused to the dead letters, with why.
+	DeadLetterBatch(id, reason string) error
+	// Ready receives a value when readings have been added.
+	Ready() <-chan struct{}
+	// Pending is how many readings are spooled and when the oldest was added
+	// (zero when there are none).
+	Pending() (readings int, oldest time.Time)
+}
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultMaxCount      = 500
+	DefaultMaxBytes      = 1 << 20
+	DefaultLinger        = time.Second
+	DefaultMinBackoff    = 200 * time.Millisecond
+	DefaultMaxBackoff    = 30 * time.Second
+	DefaultTimeout       = 30 * time.Second
+	DefaultProbeInterval = time.Second
+	DefaultUserAgent     = "atrium-agent"
+)
+
+// MaxRetryAfter caps how long a cloud's Retry-After can hold a batch back.
+const MaxRetryAfter = 5 * time.Minute
+
+// minMaxBytes is the floor of the byte budget after 413 answers.
+const minMaxBytes = 64 << 10
+
+// initialReadingSize is the estimate of a reading's JSON size before the first batch
+// has measured it (a typical reading is 100–140 bytes).
+const initialReadingSize = 100
+
+// freshSuccess is how recent a delivery must be for Probe to skip the network.
+const freshSuccess = time.Minute
+
+// Config sets up a Forwarder. Zero fields take the defaults above.
+type Config struct {
+	// URL is the cloud's base URL; batches go to URL + "/sensors/data".
+	URL string
+	// Token, when set, is sent as "Authorization: Bearer <Token>".
+	Token string
+	// MaxCount and MaxBytes bound one batch (readings, bytes of uncompressed JSON).
+	MaxCount int
+	MaxBytes int
+	// Linger is how long the oldest reading may wait for a batch to fill.
+	Linger time.Duration
+	// MinBackoff and MaxBackoff bound the wait between two attempts of a batch.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+	// Timeout bounds one HTTP attempt.
+	Timeout time.Duration
+	// ProbeInterval is how often the cloud's /healthz is tried while a batch waits
+	// out its backoff after a network error.
+	ProbeInterval time.Duration
+	// UserAgent is sent with every request.
+	UserAgent string
+	// Client sends the requests; it must not follow redirects for POSTs on its own
+	// (the forwarder turns redirect-following off on its copy).
+	Client *http.Client
+	Logger *slog.Logger
+	// Now is the clock, for linger and Retry-After dates.
+	Now func() time.Time
+}
+
+// Stats is what the forwarder has done since it started.
+type Stats struct {
+	Forwarded      int64     // readings in batches the cloud answered 2xx
+	Duplicates     int64     // of those, readings the cloud already had
+	Rejected       int64     // of those, readings the cloud refused (its "rejected" list)
+	Batches        int64     // batches the cloud answered 2xx
+	Retries        int64     // attempts that failed and were retried
+	DeadLettered   int64     // readings in batches dead-lettered
+	LastError      string    // the last failure, empty until one happens
+	LastErrorAt    time.Time // when it happened
+	LastSuccess    time.Time // when the cloud last took a batch
+	CloudReachable bool      // the last request to the cloud (batch or probe) got a 2xx
+}
+
+// Forwarder sends spooled readings to the cloud. Run it; call Flush on shutdown.
+type Forwarder struct {
+	q         Queue
+	cfg       Config
+	log       *slog.Logger
+	client    *http.Client
+	dataURL   string
+	healthURL string
+
+	send       sync.Mutex // held while one batch is in flight: one at a time, in order
+	queueFails int        // consecutive queue errors, under send
+
+	maxBytes atomic.Int64 // the byte budget of the next batch (MaxBytes, halved by 413s)
+	avgSize  atomic.Int64 // mean bytes of a reading in the last batch sent
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// New makes a Forwarder that takes batches from q.
+func New(q Queue, cfg Config) *Forwarder {
+	setDefault(&cfg.MaxCount, DefaultMaxCount)
+	setDefault(&cfg.MaxBytes, DefaultMaxBytes)
+	setDefault(&cfg.Linger, DefaultLinger)
+	setDefault(&cfg.MinBackoff, DefaultMinBackoff)
+	setDefault(&cfg.MaxBackoff, DefaultMaxBackoff)
+	setDefault(&cfg.Timeout, DefaultTimeout)
+	setDefault(&cfg.ProbeInterval, DefaultProbeInterval)
+	setDefault(&cfg.UserAgent, DefaultUserAgent)
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = cfg.MinBackoff
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	var client http.Client
+	if cfg.Client != nil {
+		client = *cfg.Client
+	} else if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		client.Transport = t.Clone()
+	}
+	// A POST redirected to a GET would be "answered" by whatever the GET returns.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+	base := strings.TrimRight(cfg.URL, "/")
+	f := &Forwarder{
+		q: q, cfg: cfg, log: cfg.Logger, client: &client,
+		dataURL: base + "/sensors/data", healthURL: base + "/healthz",
+	}
+	f.maxBytes.Store(int64(cfg.MaxBytes))
+	f.avgSize.Store(initialReadingSize)
+	return f
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Run forwards batches until ctx ends, then returns nil. A batch in flight when ctx
+// ends stays in the spool, to go again (same id) with the next Run or Flush.
+func (f *Forwarder) Run(ctx context.Context) error {
+	ready := f.q.Ready()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := f.due()
+		if wait <= 0 {
+			progress, err := f.sendOne(ctx) // failures are logged and kept in Stats
+			if progress || err != nil {
+				continue
+			}
+			wait = f.idle() // the spool counted readings but had no batch to give
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-ready:
+			if !ok { // a closed channel would wake us forever: fall back on the timer
+				ready = nil
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+// due says how long to wait before the next batch should go; 0 means now.
+func (f *Forwarder) due() time.Duration {
+	n, oldest := f.q.Pending()
+	if n == 0 {
+		return f.idle()
+	}
+	if n >= f.cfg.MaxCount || oldest.IsZero() {
+		return 0
+	}
+	if int64(n)*f.avgSize.Load() >= f.maxBytes.Load() {
+		return 0
+	}
+	age := f.cfg.Now().Sub(oldest)
+	if age >= f.cfg.Linger {
+		return 0
+	}
+	return min(f.cfg.Linger-age, f.cfg.Linger) // a clock set back must not stall sending
+
+}
+
+// idle is how long Run waits with nothing to send: Ready wakes it sooner, the timer
+// is a safety net.
+func (f *Forwarder) idle() time.Duration {
+	return min(max(f.cfg.Linger, 10*time.Millisecond), time.Second)
+}
+
+// Flush sends everything spooled, ignoring Linger, until the spool is empty (nil)
+// or ctx ends (an error saying how many readings are left). Use it on shutdown,
+// after Run has returned, with a deadline.
+func (f *Forwarder) Flush(ctx context.Context) error {
+	for {
+		n, _ := f.q.Pending()
+		if n == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("forward: flush: %d readings left in the spool: %w", n, err)
+		}
+		progress, err := f.sendOne(ctx)
+		if !progress && err == nil {
+			return nil // the spool has no batch to give
+		}
+	}
+}
+
+// Stats returns a snapshot of what the forwarder has done.
+func (f *Forwarder) Stats() Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats
+}
+
+// Probe reports whether the cloud is reachable, for the agent's /readyz: nil when a
+// batch was delivered in the last minute and nothing has failed since, else the
+// answer of GET <URL>/healthz.
+func (f *Forwarder) Probe(ctx context.Context) error {
+	st := f.Stats()
+	if st.CloudReachable && !st.LastSuccess.IsZero() && f.cfg.Now().Sub(st.LastSuccess) < freshSuccess {
+		return nil
+	}
+	return f.probe(ctx)
+}
+
+func (f *Forwarder) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, min(f.cfg.Timeout, 5*time.Second))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.healthURL, nil)
+	if err != nil {
+		return fmt.Errorf("forward: probe: %w", err)
+	}
+	f.setHeaders(req)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		f.setReachable(false)
+		return fmt.Errorf("forward: probe: %w", err)
+	}
+	drain(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		f.setReachable(false)
+		return fmt.Errorf("forward: probe: cloud answered %d", resp.StatusCode)
+	}
+	f.setReachable(true)
+	return nil
+}
+
+func (f *Forwarder) setHeaders(req *http.Request) {
+	req.Header.Set("User-Agent", f.cfg.UserAgent)
+	if f.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.cfg.Token)
+	}
+}
+
+func (f *Forwarder) setReachable(ok bool) {
+	f.mu.Lock()
+	f.stats.CloudReachable = ok
+	f.mu.Unlock()
+}
+
+// sendOne takes the next batch and sends it until the cloud takes it, refuses it for
+// good, or ctx ends. progress is true when the batch left the spool (acked or
+// dead-lettered).
+func (f *Forwarder) sendOne(ctx context.Context) (progress bool, err error) {
+	f.send.Lock()
+	defer f.send.Unlock()
+
+	b, ok, err := f.q.NextBatch(f.cfg.MaxCount, int(f.maxBytes.Load()))
+	if err != nil {
+		return false, f.queueError(ctx, fmt.Errorf("forward: next batch: %w", err))
+	}
+	if !ok {
+		return false, nil
+	}
+	if len(b.Readings) == 0 { // nothing to send: let it go
+		return true, f.ack(ctx, b, result{})
+	}
+
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer putBuffer(buf)
+	if err := encode(buf, b); err != nil {
+		return false, fmt.Errorf("forward: encode batch %s: %w", b.ID, err)
+	}
+	size := 0
+	for _, r := range b.Readings {
+		size += len(r)
+	}
+	f.avgSize.Store(int64(max(size/len(b.Readings), 1)))
+
+	for attempt := 0; ; attempt++ {
+		out := f.post(ctx, b.ID, buf.Bytes())
+		if ctx.Err() != nil {
+			return false, ctx.Err() // the batch stays spooled, same id next time
+		}
+		switch out.class {
+		case delivered:
+			return true, f.ack(ctx, b, out.result)
+		case refused:
+			return true, f.deadLetter(ctx, b, out)
+		}
+		f.mu.Lock()
+		f.stats.Retries++
+		f.mu.Unlock()
+		f.failed(out.err)
+		wait := f.backoff(attempt, out.retryAfter)
+		f.log.WarnContext(ctx, "batch not delivered, will retry", "batch_id", b.ID, "readings", len(b.Readings),
+			"attempt", attempt+1, "status", out.status, "err", out.err, "backoff", wait)
+		if !f.pause(ctx, wait, out.status == 0) {
+			return false, ctx.Err()
+		}
+	}
+}
+
+func (f *Forwarder) ack(ctx context.Context, b Batch, res result) error {
+	if err := f.q.AckBatch(b.ID); err != nil {
+		// The cloud has the batch; sent again it is answered from the idempotency key.
+		return f.queueError(ctx, fmt.Errorf("forward: ack batch %s: %w", b.ID, err))
+	}
+	f.queueFails = 0
+	now := f.cfg.Now()
+	f.mu.Lock()
+	outage := !f.stats.CloudReachable && !f.stats.LastErrorAt.IsZero()
+	f.stats.Forwarded += int64(len(b.Readings))
+	f.stats.Duplicates += int64(res.Duplicates)
+	f.stats.Rejected += int64(len(res.Rejected))
+	f.stats.Batches++
+	f.stats.LastSuccess = now
+	f.stats.CloudReachable = true
+	f.mu.Unlock()
+	if outage {
+		f.log.InfoContext(ctx, "cloud reachable again", "batch_id", b.ID)
+	}
+	if len(res.Rejected) > 0 {
+		first := res.Rejected[0]
+		f.log.WarnContext(ctx, "cloud rejected readings", "batch_id", b.ID, "rejected", len(res.Rejected),
+			"first_index", first.Index, "first_reason", first.Reason)
+	}
+	f.log.DebugContext(ctx, "batch forwarded", "batch_id", b.ID, "readings", len(b.Readings), "duplicates", res.Duplicates)
+	return nil
+}
+
+func (f *Forwarder) deadLetter(ctx context.Context, b Batch, out outcome) error {
+	reason := out.err.Error()
+	if out.status == http.StatusRequestEntityTooLarge {
+		if mb := f.maxBytes.Load(); mb > minMaxBytes {
+			f.maxBytes.Store(max(mb/2, minMaxBytes))
+		}
+	}
+	f.failed(out.err)
+	f.log.ErrorContext(ctx, "batch dead-lettered", "batch_id", b.ID, "readings", len(b.Readings),
+		"status", out.status, "reason", reason, "max_bytes", f.maxBytes.Load())
+	if err := f.q.DeadLetterBatch(b.ID, reason); err != nil {
+		return f.queueError(ctx, fmt.Errorf("forward: dead-letter batch %s: %w", b.ID, err))
+	}
+	f.queueFails = 0
+	f.mu.Lock()
+	f.stats.DeadLettered += int64(len(b.Readings))
+	f.stats.CloudReachable = true // it answered, and the next batch may well go
+	f.mu.Unlock()
+	return nil
+}
+
+// queueError records a spool failure and backs off before the next try, so a
+// broken spool is not hammered. Called with f.send held.
+func (f *Forwarder) queueError(ctx context.Context, err error) error {
+	f.log.ErrorContext(ctx, "spool operation failed", "err", err)
+	f.mu.Lock()
+	f.stats.LastError = err.Error()
+	f.stats.LastErrorAt = f.cfg.Now()
+	f.mu.Unlock()
+	f.pause(ctx, f.backoff(f.queueFails, 0), false)
+	f.queueFails++
+	return err
+}
+
+func (f *Forwarder) failed(err error) {
+	now := f.cfg.Now()
+	f.mu.Lock()
+	f.stats.LastError = err.Error()
+	f.stats.LastErrorAt = now
+	f.stats.CloudReachable = false
+	f.mu.Unlock()
+}
+
+// backoff is the wait before attempt+1: full jitter in [MinBackoff, MinBackoff·2^attempt]
+// capped at MaxBackoff, and never less than floor (a Retry-After, capped at MaxRetryAfter).
+func (f *Forwarder) backoff(attempt int, floor time.Duration) time.Duration {
+	lo, hi := f.cfg.MinBackoff, f.cfg.MaxBackoff
+	ceil := hi
+	if attempt < 32 {
+		if c := lo << attempt; c > 0 && c < hi {
+			ceil = c
+		}
+	}
+	d := lo
+	if ceil > lo {
+		d += rand.N(ceil - lo + 1)
+	}
+	return max(d, min(floor, MaxRetryAfter))
+}
+
+// pause waits d, or less when probing (after a network error) finds the cloud back.
+// It returns false when ctx ends.
+func (f *Forwarder) pause(ctx context.Context, d time.Duration, probe bool) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	var tick <-chan time.Time
+	if probe && d > f.cfg.ProbeInterval {
+		t := time.NewTicker(f.cfg.ProbeInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		case <-tick:
+			if f.probe(ctx) == nil {
+				f.log.InfoContext(ctx, "cloud answers its health check, resending now")
+				return true
+			}
+		}
+	}
+}
+
+// The classes of an answer.
+const (
+	delivered = iota // 2xx
+	retry            // transient or configuration trouble: send the same batch again
+	refused          // the cloud will never take this batch
+)
+
+// outcome is what one attempt came to.
+type outcome struct {
+	class      int
+	status     int // 0 for a network error
+	err        error
+	retryAfter time.Duration
+	result     result
+}
+
+// result is the sensor service's answer to a batch.
+type result struct {
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+	Rejected   []struct {
+		Index  int    `json:"index"`
+		Reason string `json:"reason"`
+	} `json:"rejected"`
+}
+
+// maxAnswer bounds how much of an answer is read.
+const maxAnswer = 64 << 10
+
+func (f *Forwarder) post(ctx context.Context, id string, body []byte) outcome {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.dataURL, bytes.NewReader(body))
+	if err != nil {
+		return outcome{class: retry, err: fmt.Errorf("forward: post: %w", err)}
+	}
+	f.setHeaders(req)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Encoding", "gzip")
+	req.Header.Set("Idempotency-Key", id)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return outcome{class: retry, err: fmt.Errorf("forward: post: %w", err)}
+	}
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	drain(resp.Body)
+
+	out := outcome{status: resp.StatusCode}
+	code := resp.StatusCode
+	switch {
+	case code/100 == 2:
+		out.class = delivered
+		_ = json.Unmarshal(answer, &out.result) // counts only; any 2xx body will do
+		return out
+	case code == http.StatusRequestTimeout, code == http.StatusConflict, code == http.StatusTooEarly,
+		code == http.StatusTooManyRequests, code >= 500:
+		out.class = retry
+		out.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), f.cfg.Now())
+	case code/100 == 4 && code != http.StatusUnauthorized && code != http.StatusForbidden &&
+		code != http.StatusNotFound && code != http.StatusMethodNotAllowed &&
+		code != http.StatusProxyAuthRequired && code != http.StatusUnsupportedMediaType:
+		out.class = refused
+	default: // 1xx, 3xx, and the 4xx that say the agent's configuration is wrong
+		out.class = retry
+		out.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), f.cfg.Now())
+	}
+	out.err = fmt.Errorf("cloud answered %d: %s", code, problemDetail(code, resp.Header, answer))
+	return out
+}
+
+// problemDetail is the best one-line reason in an error answer.
+func problemDetail(code int, h http.Header, body []byte) string {
+	if strings.Contains(h.Get("Content-Type"), "json") {
+		var p struct {
+			Title  string `json:"title"`
+			Detail string `json:"detail"`
+		}
+		if json.Unmarshal(body, &p) == nil {
+			if p.Detail != "" {
+				return clip(p.Detail, 300)
+			}
+			if p.Title != "" {
+				return clip(p.Title, 300)
+			}
+		}
+	}
+	if code/100 == 3 {
+		if loc := h.Get("Location"); loc != "" {
+			return "redirected to " + clip(loc, 200) + "; point the agent at the final URL"
+		}
+	}
+	if text := strings.Join(strings.Fields(string(body)), " "); text != "" && !strings.HasPrefix(h.Get("Content-Type"), "text/html") {
+		return clip(text, 300)
+	}
+	if s := http.StatusText(code); s != "" {
+		return s
+	}
+	return "no detail"
+}
+
+// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(MaxRetryAfter/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), MaxRetryAfter)
+	}
+	return 0
+}
+
+func drain(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 256<<10))
+	_ = body.Close()
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+var (
+	gzipPool = sync.Pool{New: func() any {
+		w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed) // BestSpeed is a valid level
+		return w
+	}}
+	bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() > 4<<20 {
+		return // let an outsized buffer go
+	}
+	b.Reset()
+	bufPool.Put(b)
+}
+
+// The fixed parts of a batch body.
+var (
+	bodyStart    = []byte(`{"batch_id":`)
+	bodyReadings = []byte(`,"readings":[`)
+	bodyComma    = []byte(`,`)
+	bodyEnd      = []byte(`]}`)
+)
+
+// encode writes {"batch_id":…,"readings":[…]} gzip-compressed into dst, the
+// readings as spooled, without decoding them.
+func encode(dst *bytes.Buffer, b Batch) error {
+	id, err := json.Marshal(b.ID)
+	if err != nil {
+		return err
+	}
+	zw := gzipPool.Get().(*gzip.Writer)
+	defer gzipPool.Put(zw)
+	zw.Reset(dst)
+	if _, err := zw.Write(bodyStart); err != nil {
+		return err
+	}
+	if _, err := zw.Write(id); err != nil {
+		return err
+	}
+	if _, err := zw.Write(bodyReadings); err != nil {
+		return err
+	}
+	for i, r := range b.Readings {
+		if i > 0 {
+			if _, err := zw.Write(bodyComma); err != nil {
+				return err
+			}
+		}
+		if _, err := zw.Write(r); err != nil {
+			return err
+		}
+	}
+	if _, err := zw.Write(bodyEnd); err != nil {
+		return err
+	}
+	return zw.Close()
+}

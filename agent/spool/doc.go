@@ -1,0 +1,76 @@
+// Package spool is the edge agent's durable store-and-forward queue: every reading the
+// agent accepts is written to a bbolt file and fsynced before the device gets its PUBACK,
+// and stays there until the cloud has acknowledged the batch that carried it.
+//
+// # Layout
+//
+// The file holds three buckets:
+//
+//   - "readings": key = big-endian uint64 sequence number, value = 8-byte big-endian
+//     append time (Unix ns) followed by the reading's JSON. Bucket order is arrival
+//     order, so per-sensor order is preserved. Sequence numbers are never reused (the
+//     bucket's sequence holds the last one handed out, and compaction copies it).
+//   - "dead": dead letters, key = big-endian uint64 id, value = JSON.
+//   - "meta": the format version, the spool instance id (a UUID made once, when the file
+//     is created) and the open batch record (original first, current first, last seq).
+//
+// Readings, bytes and dead letters are counted in memory and recounted from disk on Open.
+//
+// # Group commit
+//
+// Every write (Append, DeadLetter, forming a batch, AckBatch, DeadLetterBatch,
+// TakeDeadLetters) goes to one writer goroutine. It commits as soon as the previous
+// commit has finished, in one bbolt transaction, whatever queued meanwhile; it lingers
+// up to Options.MaxDelay only while other callers are already inside Append or
+// DeadLetter and about to queue, so a lone appender never waits for a timer. Each caller
+// gets its own result: a call refused by the full policy changes nothing and does not
+// affect the others in the same transaction; an I/O error fails the whole transaction
+// and every call in it, and the in-memory counters stay as they were.
+//
+// # Batches
+//
+// A batch is a contiguous range of the oldest readings. Its id is
+// "<instance uuid>-<first seq>". NextBatch persists the range before returning it, so
+// the same id always comes back with the same readings, also after a restart or a crash.
+// Invariant: one id, one content. A resent id therefore never carries a reading the
+// cloud did not see under that id, and the cloud's answer (which names rejected
+// readings by index) always lines up with the readings.
+//
+// # Full spool
+//
+// MaxBytes bounds the readings' JSON plus a fixed 32 bytes per reading for the key,
+// the append time and bbolt's per-record header, so the file tracks the bound. Dead
+// letters get their own allowance of MaxBytes/10 (and at most MaxDeadLetters entries);
+// the oldest are evicted to make room, and counted.
+//
+// With "reject-new" a call that does not fit fails with ErrFull and stores nothing.
+// With "drop-oldest" the oldest readings are deleted to make room, also when they belong
+// to the open batch (the forwarder may have it in flight). Then, in the same
+// transaction, the batch is shrunk to its remaining readings and gets a new id (its new
+// first seq), or is removed when nothing is left. This keeps the invariant above: the
+// cloud sees the shrunk batch as a new batch and drops the readings it already has by
+// identity, so there is no loss and no duplicate. An AckBatch or DeadLetterBatch that
+// names an older id of the same batch (the forwarder's request was in flight during the
+// shrink) applies to what is left of it: the cloud's answer covered a superset.
+//
+// # Disk use
+//
+// bbolt never shrinks its file. After a commit, when no request is queued, the writer
+// compacts the file when it is larger than MaxBytes and the live data is under a
+// quarter of it (typically: a backlog was filled, then drained). Compaction copies the
+// live data with bbolt.Compact into "<path>.compact", fsyncs it, renames it over the
+// spool file, fsyncs the directory and reopens. A crash before the rename leaves the old
+// file (the leftover temporary file is removed on Open); after it, the new complete one.
+// While the spool is full the file holds MaxBytes of readings, up to MaxBytes/10 of dead
+// letters, page slack (about 6% measured with 150-byte readings) and bbolt's growth
+// step (16 MiB; below 16 MiB the file doubles instead).
+//
+// # Crash safety
+//
+// Append returns nil only after the bbolt commit (write + fdatasync) that holds its
+// readings. An acked batch's readings and its record are deleted in one commit, so a
+// crash never brings an acked batch back. bbolt's freelist is not written on each
+// commit (NoFreelistSync, as etcd does); Open rebuilds it, about 0.1 s for a million
+// readings. A call that returns an error because its
+// context ended may still have been stored (the device will resend; the cloud dedupes).
+package spool

@@ -1,0 +1,754 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Full policies.
+const (
+	// PolicyDropOldest makes room for new readings by deleting the oldest ones.
+	PolicyDropOldest = "drop-oldest"
+	// PolicyRejectNew refuses an Append that does not fit with ErrFull.
+	PolicyRejectNew = "reject-new"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxBytes       int64 = 1 << 30
+	DefaultMaxDelay             = 2 * time.Millisecond
+	DefaultMaxDeadLetters       = 100_000
+	// DefaultBatchCount is what NextBatch uses when maxCount <= 0.
+	DefaultBatchCount = 500
+)
+
+// recordOverhead is what one reading costs on top of its JSON: the 8-byte key, the
+// 8-byte append time and bbolt's 16-byte leaf element header.
+const recordOverhead = 32
+
+// deadOverhead is a dead letter's key and leaf element header.
+const deadOverhead = 24
+
+// maxGroup bounds how many calls one transaction carries.
+const maxGroup = 4096
+
+// lockTimeout bounds the wait for another process's lock on the file.
+const lockTimeout = 10 * time.Second
+
+const formatVersion = "1"
+
+var (
+	bucketReadings = []byte("readings")
+	bucketDead     = []byte("dead")
+	bucketMeta     = []byte("meta")
+
+	metaVersion  = []byte("version")
+	metaInstance = []byte("instance")
+	metaBatch    = []byte("batch")
+)
+
+// Errors returned by the spool; match them with errors.Is.
+var (
+	// ErrFull: the spool is full and the policy is reject-new; nothing of the call was stored.
+	ErrFull = errors.New("spool full")
+	// ErrTooLarge: the call alone is larger than the spool (or dead-letter) capacity.
+	ErrTooLarge = errors.New("larger than the spool capacity")
+	// ErrClosed: the spool has been closed.
+	ErrClosed = errors.New("spool closed")
+	// ErrUnknownBatch: the id names no open batch (already acked, dropped, or never issued).
+	ErrUnknownBatch = errors.New("unknown batch")
+	// ErrEmptyReading: a reading of zero bytes.
+	ErrEmptyReading = errors.New("empty reading")
+)
+
+// Options tune a Spool. The zero value is usable.
+type Options struct {
+	// MaxBytes bounds the spooled readings: their JSON plus 32 bytes each. Default 1 GiB.
+	MaxBytes int64
+	// Policy when full: PolicyDropOldest (default) or PolicyRejectNew.
+	Policy string
+	// MaxDelay bounds how long the writer waits for callers that are already inside
+	// Append or DeadLetter before it commits. Default 2ms; negative means never wait.
+	MaxDelay time.Duration
+	// MaxDeadLetters bounds the number of dead letters. Default 100,000. Their bytes
+	// are bounded by MaxBytes/10.
+	MaxDeadLetters int
+	// Logger receives the spool's events. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// DeadLetter is a message the agent could not use, kept with the reason.
+type DeadLetter struct {
+	// ID is assigned by the spool; the value passed to Spool.DeadLetter is ignored.
+	ID uint64
+	// Topic is the MQTT topic the payload came on (empty for a rejected batch).
+	Topic string
+	// Payload is the raw MQTT payload, or one reading's JSON when Batch is set.
+	Payload []byte
+	// Reason says why.
+	Reason string
+	// At is when it was dead-lettered (the spool's clock when zero).
+	At time.Time
+	// Batch is the id of the batch the cloud rejected, when the payload came from one.
+	Batch string
+}
+
+// Batch is a contiguous range of the oldest spooled readings, to be sent as one request.
+type Batch struct {
+	ID       string
+	Readings [][]byte
+	Bytes    int
+	First    uint64
+	Last     uint64
+}
+
+// Stats is a snapshot of the spool's contents and counters. Counters count readings
+// (or dead letters) since Open.
+type Stats struct {
+	Readings        int64
+	Bytes           int64 // JSON bytes of the spooled readings
+	FileBytes       int64 // size of the bbolt file
+	OldestAppend    time.Time
+	DeadLetters     int64
+	DeadLetterBytes int64 // payload bytes of the dead letters
+	OpenBatch       string
+
+	Appended     uint64
+	Acked        uint64
+	Dropped      uint64 // drop-oldest
+	Rejected     uint64 // reject-new
+	DeadLettered uint64 // dead letters stored, including readings of rejected batches
+	DeadEvicted  uint64 // oldest dead letters evicted to make room
+	Commits      uint64
+	Compactions  uint64
+}
+
+// batchRec is the persisted open batch: orig is the first seq it was formed with (ids
+// from orig up to first name the same batch), first..last what is left of it.
+type batchRec struct {
+	ok                bool
+	orig, first, last uint64
+}
+
+func (r batchRec) encode() []byte {
+	b := make([]byte, 24)
+	binary.BigEndian.PutUint64(b[0:], r.orig)
+	binary.BigEndian.PutUint64(b[8:], r.first)
+	binary.BigEndian.PutUint64(b[16:], r.last)
+	return b
+}
+
+func decodeBatchRec(v []byte) (batchRec, error) {
+	if v == nil {
+		return batchRec{}, nil
+	}
+	if len(v) != 24 {
+		return batchRec{}, fmt.Errorf("batch record: %d bytes, want 24", len(v))
+	}
+	return batchRec{
+		ok:    true,
+		orig:  binary.BigEndian.Uint64(v[0:]),
+		first: binary.BigEndian.Uint64(v[8:]),
+		last:  binary.BigEndian.Uint64(v[16:]),
+	}, nil
+}
+
+// state is what the writer knows about the file. The writer works on a copy inside a
+// transaction and publishes it only after the commit succeeded.
+type state struct {
+	next     uint64 // next reading seq
+	readings int64
+	bytes    int64 // JSON bytes
+	cost     int64 // bytes counted against MaxBytes
+	oldest   time.Time
+	batch    batchRec
+
+	deadCount int64
+	deadBytes int64 // payload bytes
+	deadCost  int64 // encoded bytes + overhead
+
+	appended, acked, dropped, rejected uint64
+	deadLettered, deadEvicted, commits uint64
+	compactions                        uint64
+	compactedSize                      int64
+}
+
+// Spool is a durable, bounded queue of readings on a bbolt file. It is safe for
+// concurrent use.
+type Spool struct {
+	path     string
+	instance string
+	maxBytes int64
+	deadCap  int64
+	maxDead  int
+	policy   string
+	maxDelay time.Duration
+	log      *slog.Logger
+	now      func() time.Time
+
+	dbMu   sync.RWMutex // guards db against the swap done by compaction and Close
+	db     *bolt.DB
+	broken error // set by the writer when the file could not be reopened
+
+	mu sync.Mutex // guards st
+	st state
+
+	closeMu  sync.RWMutex
+	closed   bool
+	reqs     chan *op
+	entering atomic.Int64 // callers inside Append/DeadLetter that have not queued yet
+	done     chan struct{}
+	ready    chan struct{}
+
+	lastFullLog time.Time
+}
+
+// Open opens (creating it if needed) the spool file at path, recounts its contents and
+// starts the writer.
+func Open(path string, opts Options) (*Spool, error) {
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	switch opts.Policy {
+	case "":
+		opts.Policy = PolicyDropOldest
+	case PolicyDropOldest, PolicyRejectNew:
+	default:
+		return nil, fmt.Errorf("spool: open: policy %q: want %q or %q", opts.Policy, PolicyDropOldest, PolicyRejectNew)
+	}
+	if opts.MaxDelay == 0 {
+		opts.MaxDelay = DefaultMaxDelay
+	}
+	if opts.MaxDeadLetters <= 0 {
+		opts.MaxDeadLetters = DefaultMaxDeadLetters
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Spool{
+		path:     path,
+		maxBytes: opts.MaxBytes,
+		deadCap:  max(opts.MaxBytes/10, 1),
+		maxDead:  opts.MaxDeadLetters,
+		policy:   opts.Policy,
+		maxDelay: opts.MaxDelay,
+		log:      opts.Logger,
+		now:      opts.Now,
+		reqs:     make(chan *op, maxGroup),
+		done:     make(chan struct{}),
+		ready:    make(chan struct{}, 1),
+	}
+	// A compaction interrupted before its rename leaves this behind; the spool file
+	// itself is intact.
+	if err := os.Remove(compactPath(path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("spool: open: remove leftover compaction file: %w", err)
+	}
+	db, err := openDB(path)
+	if err != nil {
+		return nil, fmt.Errorf("spool: open %s: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("spool: open: sync directory: %w", err)
+	}
+	s.db = db
+	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("spool: open %s: %w", path, err)
+	}
+	go s.run()
+	s.log.Info("spool opened", "path", path, "readings", s.st.readings, "bytes", s.st.bytes,
+		"dead_letters", s.st.deadCount, "open_batch", s.st.batch.ok, "policy", s.policy, "max_bytes", s.maxBytes)
+	return s, nil
+}
+
+func openDB(path string) (*bolt.DB, error) {
+	return bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      lockTimeout,
+		FreelistType: bolt.FreelistMapType,
+		// The freelist is rebuilt on Open instead of being rewritten on every commit:
+		// after a drain it holds thousands of pages, which cost each commit a write.
+		NoFreelistSync: true,
+	})
+}
+
+func compactPath(path string) string { return path + ".compact" }
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// init creates the buckets and the instance id, repairs an open batch record that
+// does not match the readings (defensive: it cannot happen through this package) and
+// recounts everything.
+func (s *Spool) init() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		rb, err := tx.CreateBucketIfNotExists(bucketReadings)
+		if err != nil {
+			return err
+		}
+		db, err := tx.CreateBucketIfNotExists(bucketDead)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(metaVersion); {
+		case v == nil:
+			if err := meta.Put(metaVersion, []byte(formatVersion)); err != nil {
+				return err
+			}
+		case string(v) != formatVersion:
+			return fmt.Errorf("format version %q: this build reads %q", v, formatVersion)
+		}
+		if v := meta.Get(metaInstance); v != nil {
+			s.instance = string(v)
+		} else {
+			s.instance = uuid.NewString()
+			if err := meta.Put(metaInstance, []byte(s.instance)); err != nil {
+				return err
+			}
+		}
+
+		st := state{next: rb.Sequence() + 1}
+		c := rb.Cursor()
+		var head, last uint64
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			if st.readings == 0 {
+				head = seq
+				st.oldest = appendTime(v)
+			}
+			last = seq
+			st.readings++
+			st.bytes += int64(len(readingJSON(v)))
+			st.cost += readingCost(v)
+		}
+		if st.readings > 0 && last >= st.next {
+			st.next = last + 1
+		}
+		rec, err := decodeBatchRec(meta.Get(metaBatch))
+		if err != nil {
+			return err
+		}
+		if rec.ok {
+			switch {
+			case st.readings == 0 || rec.last < head:
+				rec = batchRec{}
+			case rec.first < head:
+				rec.first = head
+			}
+			if err := putBatch(meta, rec); err != nil {
+				return err
+			}
+		}
+		st.batch = rec
+
+		dc := db.Cursor()
+		for k, v := dc.First(); k != nil; k, v = dc.Next() {
+			var d deadRecord
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("dead letter %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			st.deadCount++
+			st.deadBytes += int64(len(d.Payload))
+			st.deadCost += int64(len(v)) + deadOverhead
+		}
+		s.st = st
+		return nil
+	})
+}
+
+// Append stores readings (each one reading's JSON) and returns once they are committed
+// to disk. Concurrent calls share commits. When the spool is full, drop-oldest deletes
+// the oldest readings to make room; reject-new returns ErrFull and stores nothing.
+func (s *Spool) Append(ctx context.Context, readings [][]byte) error {
+	if len(readings) == 0 {
+		return nil
+	}
+	s.entering.Add(1)
+	at := s.now()
+	o := &op{kind: opAppend, ctx: ctx, at: at, done: make(chan result, 1)}
+	var total int
+	for _, r := range readings {
+		if len(r) == 0 {
+			s.entering.Add(-1)
+			return fmt.Errorf("spool: append: %w", ErrEmptyReading)
+		}
+		total += 8 + len(r)
+	}
+	// One allocation for all values: the append time followed by the JSON. The
+	// caller's slices are not kept.
+	buf := make([]byte, total)
+	o.values = make([][]byte, len(readings))
+	ts := uint64(at.UnixNano())
+	for i, r := range readings {
+		v := buf[: 8+len(r) : 8+len(r)]
+		buf = buf[8+len(r):]
+		binary.BigEndian.PutUint64(v, ts)
+		copy(v[8:], r)
+		o.values[i] = v
+		o.bytes += int64(len(r))
+		o.cost += int64(len(r)) + recordOverhead
+	}
+	if o.cost > s.maxBytes {
+		s.entering.Add(-1)
+		return fmt.Errorf("spool: append %d readings of %d bytes: %w", len(readings), o.bytes, ErrTooLarge)
+	}
+	r, err := s.submit(ctx, o, true)
+	if err != nil {
+		return fmt.Errorf("spool: append: %w", err)
+	}
+	if r.err != nil {
+		return fmt.Errorf("spool: append: %w", r.err)
+	}
+	return nil
+}
+
+// DeadLetter stores d durably (group-committed like Append). The spool assigns its
+// ID; the oldest dead letters are evicted when the dead-letter allowance is used up.
+func (s *Spool) DeadLetter(ctx context.Context, d DeadLetter) error {
+	s.entering.Add(1)
+	if d.At.IsZero() {
+		d.At = s.now()
+	}
+	o := &op{kind: opDead, ctx: ctx, dead: d, done: make(chan result, 1)}
+	r, err := s.submit(ctx, o, true)
+	if err != nil {
+		return fmt.Errorf("spool: dead letter: %w", err)
+	}
+	if r.err != nil {
+		return fmt.Errorf("spool: dead letter: %w", r.err)
+	}
+	return nil
+}
+
+// DeadLetters lists up to limit dead letters, oldest first (all when limit <= 0).
+func (s *Spool) DeadLetters(limit int) ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDead).Cursor()
+		for k, v := c.First(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
+			d, err := decodeDead(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// TakeDeadLetters removes the dead letters with the given ids and returns them (ids
+// not found are skipped), for the caller to decode and requeue them.
+func (s *Spool) TakeDeadLetters(ctx context.Context, ids []uint64) ([]DeadLetter, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	o := &op{kind: opTake, ctx: ctx, ids: ids, done: make(chan result, 1)}
+	r, err := s.submit(ctx, o, false)
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: take dead letters: %w", err)
+	}
+	return r.dead, nil
+}
+
+// Ready receives a value (without blocking the writer; capacity 1) after each commit
+// that stored readings.
+func (s *Spool) Ready() <-chan struct{} { return s.ready }
+
+// NextBatch returns the open batch unchanged if there is one (also after a restart);
+// otherwise it forms one from the oldest readings, at most maxCount of them (500 when
+// <= 0) and at most maxBytes of JSON (no limit when <= 0; always at least one reading),
+// persists its id and range, and returns it. ok is false when the spool is empty.
+func (s *Spool) NextBatch(maxCount, maxBytes int) (Batch, bool, error) {
+	if maxCount <= 0 {
+		maxCount = DefaultBatchCount
+	}
+	var (
+		b     Batch
+		found bool
+	)
+	err := s.view(func(tx *bolt.Tx) error {
+		rec, err := decodeBatchRec(tx.Bucket(bucketMeta).Get(metaBatch))
+		if err != nil || !rec.ok {
+			return err
+		}
+		b, found = s.readBatch(tx.Bucket(bucketReadings), rec), true
+		return nil
+	})
+	if err != nil {
+		return Batch{}, false, fmt.Errorf("spool: next batch: %w", err)
+	}
+	if found {
+		return b, true, nil
+	}
+	o := &op{kind: opForm, ctx: context.Background(), maxCount: maxCount, maxBytes: maxBytes, done: make(chan result, 1)}
+	r, err := s.submit(o.ctx, o, false)
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		return Batch{}, false, fmt.Errorf("spool: next batch: %w", err)
+	}
+	return r.batch, r.ok, nil
+}
+
+// AckBatch deletes the batch's readings and its record in one commit: the cloud has
+// them. id may also be an earlier id of the open batch (see the package doc).
+func (s *Spool) AckBatch(id string) error {
+	o := &op{kind: opAck, ctx: context.Background(), batchID: id, done: make(chan result, 1)}
+	r, err := s.submit(o.ctx, o, false)
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		return fmt.Errorf("spool: ack batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// DeadLetterBatch moves the batch's readings to the dead letters with reason, in one
+// commit: the cloud rejected the batch for good.
+func (s *Spool) DeadLetterBatch(id string, reason string) error {
+	o := &op{kind: opDeadBatch, ctx: context.Background(), batchID: id, reason: reason, done: make(chan result, 1)}
+	r, err := s.submit(o.ctx, o, false)
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		return fmt.Errorf("spool: dead-letter batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the spool's contents and counters.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	st := s.st
+	s.mu.Unlock()
+	out := Stats{
+		Readings:        st.readings,
+		Bytes:           st.bytes,
+		OldestAppend:    st.oldest,
+		DeadLetters:     st.deadCount,
+		DeadLetterBytes: st.deadBytes,
+		Appended:        st.appended,
+		Acked:           st.acked,
+		Dropped:         st.dropped,
+		Rejected:        st.rejected,
+		DeadLettered:    st.deadLettered,
+		DeadEvicted:     st.deadEvicted,
+		Commits:         st.commits,
+		Compactions:     st.compactions,
+	}
+	if st.batch.ok {
+		out.OpenBatch = s.batchID(st.batch.first)
+	}
+	if fi, err := os.Stat(s.path); err == nil {
+		out.FileBytes = fi.Size()
+	}
+	return out
+}
+
+// Close stops taking calls, waits for the queued ones to commit, then closes the file.
+func (s *Spool) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.reqs)
+	s.closeMu.Unlock()
+	<-s.done
+
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	if err != nil {
+		return fmt.Errorf("spool: close: %w", err)
+	}
+	s.log.Info("spool closed", "path", s.path)
+	return nil
+}
+
+// submit queues o for the writer and waits for its result. counted marks Append and
+// DeadLetter: they incremented s.entering, and they may return on ctx before the commit
+// (the data may still be stored; the sender retries, the cloud dedupes).
+func (s *Spool) submit(ctx context.Context, o *op, counted bool) (result, error) {
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		if counted {
+			s.entering.Add(-1)
+		}
+		return result{}, ErrClosed
+	}
+	select {
+	case s.reqs <- o:
+		if counted {
+			s.entering.Add(-1)
+		}
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		if counted {
+			s.entering.Add(-1)
+		}
+		return result{}, ctx.Err()
+	}
+	s.closeMu.RUnlock()
+	if !counted {
+		// Once queued, removals (take, ack) are waited for: the writer skips the op if
+		// ctx has ended by then, and otherwise its result must reach the caller.
+		r := <-o.done
+		return r, nil
+	}
+	select {
+	case r := <-o.done:
+		return r, nil
+	case <-ctx.Done():
+		return result{}, ctx.Err()
+	}
+}
+
+// view runs fn in a read transaction on the current file.
+func (s *Spool) view(fn func(*bolt.Tx) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.broken != nil {
+		return s.broken
+	}
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+func (s *Spool) batchID(first uint64) string {
+	return s.instance + "-" + strconv.FormatUint(first, 10)
+}
+
+// batchSeq returns the seq an id of this spool names.
+func (s *Spool) batchSeq(id string) (uint64, bool) {
+	i := strings.LastIndexByte(id, '-')
+	if i < 0 || id[:i] != s.instance {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(id[i+1:], 10, 64)
+	return n, err == nil
+}
+
+// readBatch copies the readings of rec out of the transaction.
+func (s *Spool) readBatch(rb *bolt.Bucket, rec batchRec) Batch {
+	b := Batch{ID: s.batchID(rec.first), First: rec.first, Last: rec.last}
+	var vals [][]byte
+	total := 0
+	c := rb.Cursor()
+	for k, v := c.Seek(seqKey(rec.first)); k != nil && binary.BigEndian.Uint64(k) <= rec.last; k, v = c.Next() {
+		j := readingJSON(v)
+		vals = append(vals, j)
+		total += len(j)
+	}
+	buf := make([]byte, total)
+	b.Readings = make([][]byte, len(vals))
+	for i, j := range vals {
+		n := copy(buf, j)
+		b.Readings[i] = buf[:n:n]
+		buf = buf[n:]
+	}
+	b.Bytes = total
+	return b
+}
+
+func seqKey(seq uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, seq)
+	return k
+}
+
+func appendTime(v []byte) time.Time {
+	if len(v) < 8 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+}
+
+func readingJSON(v []byte) []byte {
+	if len(v) < 8 {
+		return v
+	}
+	return v[8:]
+}
+
+func readingCost(v []byte) int64 { return int64(len(readingJSON(v))) + recordOverhead }
+
+func putBatch(meta *bolt.Bucket, rec batchRec) error {
+	if !rec.ok {
+		return meta.Delete(metaBatch)
+	}
+	return meta.Put(metaBatch, rec.encode())
+}
+
+// deadRecord is a dead letter as stored.
+type deadRecord struct {
+	Topic   string    `json:"topic,omitempty"`
+	Payload []byte    `json:"payload"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+	Batch   string    `json:"batch,omitempty"`
+}
+
+func decodeDead(k, v []byte) (DeadLetter, error) {
+	var d deadRecord
+	dec := json.NewDecoder(bytes.NewReader(v))
+	if err := dec.Decode(&d); err != nil {
+		return DeadLetter{}, fmt.Errorf("dead letter %d: %w", binary.BigEndian.Uint64(k), err)
+	}
+	return DeadLetter{
+		ID:      binary.BigEndian.Uint64(k),
+		Topic:   d.Topic,
+		Payload: d.Payload,
+		Reason:  d.Reason,
+		At:      d.At,
+		Batch:   d.Batch,
+	}, nil
+}

@@ -1,0 +1,561 @@
+package spool
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+type opKind int
+
+const (
+	opAppend opKind = iota
+	opDead
+	opTake
+	opForm
+	opAck
+	opDeadBatch
+)
+
+// op is one call queued for the writer.
+type op struct {
+	kind opKind
+	ctx  context.Context
+	done chan result // buffered, capacity 1
+
+	// opAppend
+	at     time.Time
+	values [][]byte // append time + JSON
+	bytes  int64
+	cost   int64
+	// opDead
+	dead DeadLetter
+	// opTake
+	ids []uint64
+	// opForm
+	maxCount, maxBytes int
+	// opAck, opDeadBatch
+	batchID string
+	reason  string
+}
+
+type result struct {
+	err   error
+	batch Batch
+	ok    bool
+	dead  []DeadLetter
+}
+
+// errFatal marks an error that aborts the whole transaction.
+type errFatal struct{ err error }
+
+func (e errFatal) Error() string { return e.err.Error() }
+func (e errFatal) Unwrap() error { return e.err }
+
+// run is the single writer: it commits groups of queued calls until Close.
+func (s *Spool) run() {
+	defer close(s.done)
+	group := make([]*op, 0, 64)
+	for {
+		first, ok := <-s.reqs
+		if !ok {
+			return
+		}
+		group = append(group[:0], first)
+		group = s.gather(group)
+		s.commit(group)
+		clear(group)
+		if len(s.reqs) == 0 {
+			s.maybeCompact()
+		}
+	}
+}
+
+// gather adds whatever is queued, then waits up to maxDelay while callers are still
+// on their way in.
+func (s *Spool) gather(group []*op) []*op {
+drain:
+	for len(group) < maxGroup {
+		select {
+		case o, ok := <-s.reqs:
+			if !ok {
+				return group
+			}
+			group = append(group, o)
+		default:
+			break drain
+		}
+	}
+	if s.maxDelay <= 0 || s.entering.Load() == 0 {
+		return group
+	}
+	timer := time.NewTimer(s.maxDelay)
+	defer timer.Stop()
+	for len(group) < maxGroup && s.entering.Load() > 0 {
+		select {
+		case o, ok := <-s.reqs:
+			if !ok {
+				return group
+			}
+			group = append(group, o)
+		case <-timer.C:
+			return group
+		}
+	}
+	return group
+}
+
+// commit applies a group in one transaction and answers every call.
+func (s *Spool) commit(group []*op) {
+	results := make([]result, len(group))
+	fail := func(err error) {
+		for i, o := range group {
+			if results[i].err == nil {
+				results[i] = result{err: err}
+			}
+			o.done <- results[i]
+		}
+	}
+	if s.broken != nil {
+		fail(s.broken)
+		return
+	}
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		fail(err)
+		return
+	}
+	txn := &txState{tx: tx, rb: tx.Bucket(bucketReadings), db: tx.Bucket(bucketDead), meta: tx.Bucket(bucketMeta)}
+	txn.rb.FillPercent = 1.0 // appends go to the end of the key space
+	st := s.st
+	stored := false
+	for i, o := range group {
+		if err := o.ctx.Err(); err != nil {
+			results[i] = result{err: err}
+			continue
+		}
+		r := s.apply(txn, &st, o)
+		var fe errFatal
+		if errors.As(r.err, &fe) {
+			_ = tx.Rollback()
+			s.log.Error("spool commit failed", "err", fe.err, "calls", len(group))
+			fail(fe.err)
+			return
+		}
+		if r.err != nil {
+			results[i] = r
+			continue
+		}
+		results[i] = r
+		if o.kind == opAppend {
+			stored = true
+		}
+	}
+	if st.next != s.st.next {
+		if err := txn.rb.SetSequence(st.next - 1); err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		s.log.Error("spool commit failed", "err", err, "calls", len(group))
+		fail(err)
+		return
+	}
+	st.commits++
+	s.mu.Lock()
+	s.st = st
+	s.mu.Unlock()
+	if stored { // before answering: when Append returns, Ready has its signal
+		select {
+		case s.ready <- struct{}{}:
+		default:
+		}
+	}
+	for i, o := range group {
+		o.done <- results[i]
+	}
+}
+
+type txState struct {
+	tx   *bolt.Tx
+	rb   *bolt.Bucket
+	db   *bolt.Bucket
+	meta *bolt.Bucket
+}
+
+// apply performs one call on the staged state. A plain error refuses that call only
+// and has changed nothing; an errFatal aborts the transaction.
+func (s *Spool) apply(t *txState, st *state, o *op) result {
+	switch o.kind {
+	case opAppend:
+		return s.applyAppend(t, st, o)
+	case opDead:
+		d := o.dead
+		if err := s.putDead(t, st, &d); err != nil {
+			return result{err: err}
+		}
+		return result{}
+	case opTake:
+		return s.applyTake(t, st, o)
+	case opForm:
+		return s.applyForm(t, st, o)
+	case opAck, opDeadBatch:
+		return s.applyFinish(t, st, o)
+	}
+	return result{err: errFatal{fmt.Errorf("unknown op %d", o.kind)}}
+}
+
+func (s *Spool) applyAppend(t *txState, st *state, o *op) result {
+	if over := st.cost + o.cost - s.maxBytes; over > 0 {
+		if s.policy == PolicyRejectNew {
+			st.rejected += uint64(len(o.values))
+			s.logFull(st)
+			return result{err: ErrFull}
+		}
+		if err := s.dropOldest(t, st, over); err != nil {
+			return result{err: errFatal{err}}
+		}
+		s.logFull(st)
+	}
+	for _, v := range o.values {
+		if err := t.rb.Put(seqKey(st.next), v); err != nil {
+			return result{err: errFatal{err}}
+		}
+		st.next++
+	}
+	if st.readings == 0 {
+		st.oldest = o.at
+	}
+	st.readings += int64(len(o.values))
+	st.bytes += o.bytes
+	st.cost += o.cost
+	st.appended += uint64(len(o.values))
+	return result{}
+}
+
+// dropOldest deletes the oldest readings until at least need bytes are free, shrinking
+// or removing the open batch when they belong to it.
+func (s *Spool) dropOldest(t *txState, st *state, need int64) error {
+	var (
+		keys  [][]byte
+		freed int64
+		bytes int64
+		last  uint64
+	)
+	c := t.rb.Cursor()
+	for k, v := c.First(); k != nil && freed < need; k, v = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+		freed += readingCost(v)
+		bytes += int64(len(readingJSON(v)))
+		last = binary.BigEndian.Uint64(k)
+	}
+	for _, k := range keys {
+		if err := t.rb.Delete(k); err != nil {
+			return err
+		}
+	}
+	st.readings -= int64(len(keys))
+	st.bytes -= bytes
+	st.cost -= freed
+	st.dropped += uint64(len(keys))
+	if b := st.batch; b.ok && len(keys) > 0 && b.first <= last {
+		if last >= b.last {
+			b = batchRec{}
+		} else {
+			b.first = last + 1
+		}
+		if err := putBatch(t.meta, b); err != nil {
+			return err
+		}
+		st.batch = b
+	}
+	s.refreshOldest(t, st)
+	return nil
+}
+
+func (s *Spool) refreshOldest(t *txState, st *state) {
+	if _, v := t.rb.Cursor().First(); v != nil {
+		st.oldest = appendTime(v)
+	} else {
+		st.oldest = time.Time{}
+	}
+}
+
+func (s *Spool) applyForm(t *txState, st *state, o *op) result {
+	if st.batch.ok { // formed by a concurrent NextBatch
+		return result{batch: s.readBatch(t.rb, st.batch), ok: true}
+	}
+	var (
+		first, last uint64
+		n, size     int
+	)
+	c := t.rb.Cursor()
+	for k, v := c.First(); k != nil && n < o.maxCount; k, v = c.Next() {
+		l := len(readingJSON(v))
+		if n > 0 && o.maxBytes > 0 && size+l > o.maxBytes {
+			break
+		}
+		seq := binary.BigEndian.Uint64(k)
+		if n == 0 {
+			first = seq
+		}
+		last = seq
+		n++
+		size += l
+	}
+	if n == 0 {
+		return result{}
+	}
+	rec := batchRec{ok: true, orig: first, first: first, last: last}
+	if err := putBatch(t.meta, rec); err != nil {
+		return result{err: errFatal{err}}
+	}
+	st.batch = rec
+	return result{batch: s.readBatch(t.rb, rec), ok: true}
+}
+
+// applyFinish acks or dead-letters the open batch.
+func (s *Spool) applyFinish(t *txState, st *state, o *op) result {
+	seq, ok := s.batchSeq(o.batchID)
+	b := st.batch
+	if !ok || !b.ok || seq < b.orig || seq > b.first {
+		return result{err: ErrUnknownBatch}
+	}
+	var (
+		keys  [][]byte
+		vals  [][]byte
+		freed int64
+		bytes int64
+	)
+	c := t.rb.Cursor()
+	for k, v := c.Seek(seqKey(b.first)); k != nil && binary.BigEndian.Uint64(k) <= b.last; k, v = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+		if o.kind == opDeadBatch {
+			vals = append(vals, append([]byte(nil), readingJSON(v)...))
+		}
+		freed += readingCost(v)
+		bytes += int64(len(readingJSON(v)))
+	}
+	for _, k := range keys {
+		if err := t.rb.Delete(k); err != nil {
+			return result{err: errFatal{err}}
+		}
+	}
+	if o.kind == opDeadBatch {
+		at := s.now()
+		id := s.batchID(b.first)
+		for _, v := range vals {
+			d := DeadLetter{Payload: v, Reason: o.reason, At: at, Batch: id}
+			if err := s.putDead(t, st, &d); err != nil {
+				// A reading larger than the whole dead-letter allowance cannot be kept.
+				var fe errFatal
+				if errors.As(err, &fe) {
+					return result{err: err}
+				}
+				s.log.Warn("spool dead letter too large, discarded", "batch", id, "bytes", len(v))
+				st.deadEvicted++
+			}
+		}
+	} else {
+		st.acked += uint64(len(keys))
+	}
+	if err := putBatch(t.meta, batchRec{}); err != nil {
+		return result{err: errFatal{err}}
+	}
+	st.batch = batchRec{}
+	st.readings -= int64(len(keys))
+	st.bytes -= bytes
+	st.cost -= freed
+	s.refreshOldest(t, st)
+	return result{}
+}
+
+// putDead stores d, evicting the oldest dead letters to stay in the allowance. It sets
+// d.ID.
+func (s *Spool) putDead(t *txState, st *state, d *DeadLetter) error {
+	v, err := json.Marshal(deadRecord{Topic: d.Topic, Payload: d.Payload, Reason: d.Reason, At: d.At.UTC(), Batch: d.Batch})
+	if err != nil {
+		return err
+	}
+	cost := int64(len(v)) + deadOverhead
+	if cost > s.deadCap {
+		return fmt.Errorf("dead letter of %d bytes: %w", len(v), ErrTooLarge)
+	}
+	if st.deadCost+cost > s.deadCap || st.deadCount+1 > int64(s.maxDead) {
+		var keys [][]byte
+		c := t.db.Cursor()
+		for k, v := c.First(); k != nil && (st.deadCost+cost > s.deadCap || st.deadCount+1 > int64(s.maxDead)); k, v = c.Next() {
+			old, err := decodeDead(k, v)
+			if err != nil {
+				return errFatal{err}
+			}
+			keys = append(keys, append([]byte(nil), k...))
+			st.deadCost -= int64(len(v)) + deadOverhead
+			st.deadBytes -= int64(len(old.Payload))
+			st.deadCount--
+			st.deadEvicted++
+		}
+		for _, k := range keys {
+			if err := t.db.Delete(k); err != nil {
+				return errFatal{err}
+			}
+		}
+	}
+	id, err := t.db.NextSequence()
+	if err != nil {
+		return errFatal{err}
+	}
+	if err := t.db.Put(seqKey(id), v); err != nil {
+		return errFatal{err}
+	}
+	d.ID = id
+	st.deadCount++
+	st.deadBytes += int64(len(d.Payload))
+	st.deadCost += cost
+	st.deadLettered++
+	return nil
+}
+
+func (s *Spool) applyTake(t *txState, st *state, o *op) result {
+	var out []DeadLetter
+	for _, id := range o.ids {
+		k := seqKey(id)
+		v := t.db.Get(k)
+		if v == nil {
+			continue
+		}
+		d, err := decodeDead(k, v)
+		if err != nil {
+			return result{err: errFatal{err}}
+		}
+		cost := int64(len(v)) + deadOverhead
+		if err := t.db.Delete(k); err != nil {
+			return result{err: errFatal{err}}
+		}
+		st.deadCount--
+		st.deadBytes -= int64(len(d.Payload))
+		st.deadCost -= cost
+		out = append(out, d)
+	}
+	return result{dead: out}
+}
+
+func (s *Spool) logFull(st *state) {
+	if now := s.now(); now.Sub(s.lastFullLog) >= time.Minute {
+		s.lastFullLog = now
+		s.log.Warn("spool full", "policy", s.policy, "max_bytes", s.maxBytes,
+			"dropped", st.dropped, "rejected", st.rejected)
+	}
+}
+
+// maybeCompact compacts the file when it has grown past MaxBytes and the live data is
+// under a quarter of it. It runs on the writer goroutine, so no write interleaves.
+func (s *Spool) maybeCompact() {
+	if s.broken != nil || s.db == nil {
+		return
+	}
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return
+	}
+	size := fi.Size()
+	live := s.st.cost + s.st.deadCost
+	if size <= s.maxBytes || live*4 >= size || (s.st.compactedSize > 0 && size < 2*s.st.compactedSize) {
+		return
+	}
+	if err := s.compact(); err != nil {
+		s.log.Error("spool compaction failed", "err", err, "path", s.path)
+	}
+}
+
+// compact copies the live data into a new file and swaps it in.
+func (s *Spool) compact() error {
+	start := time.Now()
+	before, _ := os.Stat(s.path)
+	tmp := compactPath(s.path)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true, NoSync: true})
+	if err != nil {
+		return err
+	}
+	if err := bolt.Compact(dst, s.db, 64<<20); err != nil {
+		_ = dst.Close()
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := dst.Sync(); err != nil {
+		_ = dst.Close()
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := fsyncFile(tmp); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if err := s.db.Close(); err != nil {
+		s.broken = fmt.Errorf("spool: closed for compaction: %w", err)
+		return err
+	}
+	s.db = nil
+	renameErr := os.Rename(tmp, s.path)
+	if renameErr == nil {
+		renameErr = syncDir(filepath.Dir(s.path))
+	}
+	db, err := openDB(s.path)
+	if err != nil {
+		s.broken = fmt.Errorf("spool: reopen after compaction: %w", err)
+		return err
+	}
+	s.db = db
+	if renameErr != nil {
+		_ = os.Remove(tmp)
+		return renameErr
+	}
+	after, _ := os.Stat(s.path)
+	s.mu.Lock()
+	s.st.compactions++
+	if after != nil {
+		s.st.compactedSize = after.Size()
+	}
+	s.mu.Unlock()
+	var beforeSize, afterSize int64
+	if before != nil {
+		beforeSize = before.Size()
+	}
+	if after != nil {
+		afterSize = after.Size()
+	}
+	s.log.Info("spool compacted", "path", s.path, "before_bytes", beforeSize, "after_bytes", afterSize,
+		"took", time.Since(start))
+	return nil
+}
+
+func fsyncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
