@@ -48,7 +48,7 @@ if [[ -x $BIN/atrium-agent ]]; then
 fi
 if [[ -x $BIN/atrium-sim ]]; then
   echo "make run: starting the simulator — log: $LOGS/sim.log"
-  ATRIUM_MQTT_ADDR=$(hostport "$MQTT_ADDR") "$BIN/atrium-sim" -rooms "${ATRIUM_ROOMS:-3}" -sensors-per-room "${ATRIUM_SENSORS_PER_ROOM:-3}" \
+  ATRIUM_MQTT_ADDR=$(hostport "$MQTT_ADDR") "$BIN/atrium-sim" -rooms "${ATRIUM_ROOMS:-3}" -sensors-per-room "${ATRIUM_SENSORS_PER_ROOM:-4}" \
     -interval "${ATRIUM_INTERVAL:-2s}" >"$LOGS/sim.log" 2>&1 & pids+=($!)
 fi
 

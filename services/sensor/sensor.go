@@ -66,18 +66,26 @@ type Event struct {
 // EventBody is the payload of sensor.data.received for the readings a batch stored.
 // Every adapter builds its outbox entries with it.
 func EventBody(batchID, site string, stored []reading.Reading) []byte {
-	if stored == nil {
-		stored = []reading.Reading{}
+	b := make([]byte, 0, 64+len(stored)*160)
+	b = append(b, `{"batch_id":`...)
+	b, _ = appendJSON(b, batchID)
+	if site != "" {
+		b = append(b, `,"site":`...)
+		b, _ = appendJSON(b, site)
 	}
-	b, err := json.Marshal(struct {
-		BatchID  string            `json:"batch_id"`
-		Site     string            `json:"site,omitempty"`
-		Readings []reading.Reading `json:"readings"`
-	}{batchID, site, stored})
-	if err != nil { // reading.Reading always marshals
-		panic(err)
+	b = append(b, `,"readings":[`...)
+	for i, r := range stored {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = r.AppendJSON(b)
 	}
-	return b
+	return append(b, "]}"...)
+}
+
+func appendJSON(b []byte, v any) ([]byte, error) {
+	q, err := json.Marshal(v)
+	return append(b, q...), err
 }
 
 // LastValue is a sensor's latest value of one type.

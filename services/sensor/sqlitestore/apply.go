@@ -1,0 +1,262 @@
+package sqlitestore
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/sensor"
+)
+
+// Rows per multi-row statement: readings have 8 columns, registry rows 5.
+const (
+	readingChunk  = 50
+	registryChunk = 100
+)
+
+// prepared is a batch made ready for the writer on its caller's goroutine, so the
+// single writer spends its time on the database. What depends on which readings
+// turn out to be new (the event body, the registry rows) is computed assuming all
+// of them are, the usual case; the writer redoes it when some were duplicates.
+type prepared struct {
+	b        sensor.Batch
+	rs       []reading.Reading // millisecond timestamps, empty sites filled
+	recvMs   int64
+	needRoom bool     // some reading has no room_id
+	body     []byte   // the event body if every reading is stored as it is
+	reg      registry // the registry rows if every reading is stored
+}
+
+func prepare(b sensor.Batch, now func() time.Time) *prepared {
+	received := b.ReceivedAt
+	if received.IsZero() {
+		received = now()
+	}
+	p := &prepared{b: b, rs: make([]reading.Reading, len(b.Readings)), recvMs: received.UnixMilli()}
+	for i, r := range b.Readings {
+		r.Timestamp = time.UnixMilli(r.Timestamp.UnixMilli()).UTC()
+		if r.Site == "" {
+			r.Site = b.Site
+		}
+		if r.RoomID == "" {
+			p.needRoom = true
+		}
+		p.rs[i] = r
+	}
+	if len(p.rs) > 0 && !p.needRoom {
+		p.body = sensor.EventBody(b.ID, b.Site, p.rs)
+	}
+	// An empty room filled in later changes nothing here: it is either the
+	// registered room or that of an earlier reading of the batch.
+	p.reg = newRegistry(p.rs)
+	return p
+}
+
+// registry is what a batch writes to the registry: one row per sensor (latest
+// non-empty room and site) and, per sensor and type, the newest reading.
+type registry struct {
+	sensors []sensorRow
+	latest  []reading.Reading
+}
+
+type sensorRow struct{ id, room, site string }
+
+func newRegistry(stored []reading.Reading) registry {
+	type sensorType struct{ sensor, typ string }
+	var reg registry
+	sensors := make(map[string]int)
+	latest := make(map[sensorType]int)
+	for _, r := range stored {
+		i, ok := sensors[r.SensorID]
+		if !ok {
+			i = len(reg.sensors)
+			sensors[r.SensorID] = i
+			reg.sensors = append(reg.sensors, sensorRow{id: r.SensorID})
+		}
+		if r.RoomID != "" {
+			reg.sensors[i].room = r.RoomID
+		}
+		if r.Site != "" {
+			reg.sensors[i].site = r.Site
+		}
+		k := sensorType{r.SensorID, r.Type}
+		j, ok := latest[k]
+		if !ok {
+			latest[k] = len(reg.latest)
+			reg.latest = append(reg.latest, r)
+		} else if r.Timestamp.After(reg.latest[j].Timestamp) {
+			reg.latest[j] = r
+		}
+	}
+	return reg
+}
+
+// ingest applies one batch inside the open transaction.
+func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
+	b := p.b
+	var raw string
+	err := w.getBatch.QueryRowContext(w.bg, b.ID).Scan(&raw)
+	if err == nil {
+		var body []byte
+		err := w.getPending.QueryRowContext(w.bg, b.ID).Scan(&body)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return sensor.Outcome{}, fmt.Errorf("read outbox: %w", err)
+		}
+		return replayedOutcome(b.ID, raw, body)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return sensor.Outcome{}, fmt.Errorf("read batch: %w", err)
+	}
+
+	if p.needRoom {
+		if err := w.fillRooms(p.rs); err != nil {
+			return sensor.Outcome{}, err
+		}
+	}
+	stored, err := w.insertReadings(p.rs, p.recvMs)
+	if err != nil {
+		return sensor.Outcome{}, err
+	}
+	reg, body := p.reg, p.body
+	if len(stored) != len(p.rs) {
+		reg = newRegistry(stored)
+	}
+	if len(stored) != len(p.rs) || body == nil {
+		body = nil
+		if len(stored) > 0 {
+			body = sensor.EventBody(b.ID, b.Site, stored)
+		}
+	}
+	if err := w.updateRegistry(reg, p.recvMs); err != nil {
+		return sensor.Outcome{}, err
+	}
+
+	res := sensor.Result{
+		BatchID:    b.ID,
+		Accepted:   len(stored),
+		Duplicates: len(p.rs) - len(stored),
+		Rejected:   append([]sensor.Rejection{}, b.Rejected...),
+	}
+	rawRes, err := json.Marshal(res)
+	if err != nil {
+		return sensor.Outcome{}, fmt.Errorf("encode result: %w", err)
+	}
+	if _, err := w.insBatch.ExecContext(w.bg, b.ID, string(rawRes), p.recvMs); err != nil {
+		return sensor.Outcome{}, fmt.Errorf("insert batch: %w", err)
+	}
+	out := sensor.Outcome{Result: res}
+	if body != nil {
+		if _, err := w.insOutbox.ExecContext(w.bg, b.ID, body); err != nil {
+			return sensor.Outcome{}, fmt.Errorf("insert outbox: %w", err)
+		}
+		out.Pending = &sensor.Event{BatchID: b.ID, Body: body}
+	}
+	return out, nil
+}
+
+// fillRooms gives each reading without a room the room of the latest earlier
+// reading of its sensor in the batch, or else its sensor's registered room.
+func (w *writer) fillRooms(rs []reading.Reading) error {
+	rooms := make(map[string]string)
+	for i := range rs {
+		r := &rs[i]
+		if r.RoomID != "" {
+			rooms[r.SensorID] = r.RoomID
+			continue
+		}
+		room, ok := rooms[r.SensorID]
+		if !ok {
+			err := w.roomOf.QueryRowContext(w.bg, r.SensorID).Scan(&room)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("read room of %s: %w", r.SensorID, err)
+			}
+			rooms[r.SensorID] = room
+		}
+		r.RoomID = room
+	}
+	return nil
+}
+
+// insertReadings stores the readings whose identity is new and returns them. It
+// inserts readingChunk rows per statement. When a statement stores fewer rows
+// than it was given, some are duplicates: the batch's work so far is rolled back
+// to its savepoint and every reading is inserted again one at a time, to learn
+// which. Duplicates are rare (a resent batch is caught by its id), so the usual
+// path needs no savepoint per chunk.
+func (w *writer) insertReadings(rs []reading.Reading, recvMs int64) ([]reading.Reading, error) {
+	args := make([]any, 0, 8*min(len(rs), readingChunk))
+	for start := 0; start < len(rs); start += readingChunk {
+		chunk := rs[start:min(start+readingChunk, len(rs))]
+		args = args[:0]
+		for _, r := range chunk {
+			args = append(args, r.SensorID, r.Timestamp.UnixMilli(), r.Type, r.RoomID, r.Site, r.Value, r.Unit, recvMs)
+		}
+		st, err := w.stmt(&w.insReadings, len(chunk))
+		if err != nil {
+			return nil, fmt.Errorf("prepare insert: %w", err)
+		}
+		res, err := st.ExecContext(w.bg, args...)
+		if err != nil {
+			return nil, fmt.Errorf("insert readings: %w", err)
+		}
+		if n, _ := res.RowsAffected(); int(n) != len(chunk) {
+			if _, err := w.rollbackTo.ExecContext(w.bg); err != nil {
+				return nil, fmt.Errorf("rollback to savepoint: %w", err)
+			}
+			return w.insertEach(rs, recvMs)
+		}
+	}
+	return rs, nil
+}
+
+// insertEach inserts the readings one at a time and returns those stored.
+func (w *writer) insertEach(rs []reading.Reading, recvMs int64) ([]reading.Reading, error) {
+	var stored []reading.Reading
+	for _, r := range rs {
+		res, err := w.insReading.ExecContext(w.bg, r.SensorID, r.Timestamp.UnixMilli(), r.Type, r.RoomID, r.Site, r.Value, r.Unit, recvMs)
+		if err != nil {
+			return nil, fmt.Errorf("insert reading: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			stored = append(stored, r)
+		}
+	}
+	return stored, nil
+}
+
+// updateRegistry upserts the registry rows of a batch, registryChunk per statement.
+func (w *writer) updateRegistry(reg registry, recvMs int64) error {
+	args := make([]any, 0, 5*min(max(len(reg.sensors), len(reg.latest)), registryChunk))
+	for start := 0; start < len(reg.sensors); start += registryChunk {
+		chunk := reg.sensors[start:min(start+registryChunk, len(reg.sensors))]
+		args = args[:0]
+		for _, s := range chunk {
+			args = append(args, s.id, s.room, s.site, recvMs, recvMs)
+		}
+		st, err := w.stmt(&w.upSensors, len(chunk))
+		if err != nil {
+			return fmt.Errorf("prepare sensors upsert: %w", err)
+		}
+		if _, err := st.ExecContext(w.bg, args...); err != nil {
+			return fmt.Errorf("upsert sensors: %w", err)
+		}
+	}
+	for start := 0; start < len(reg.latest); start += registryChunk {
+		chunk := reg.latest[start:min(start+registryChunk, len(reg.latest))]
+		args = args[:0]
+		for _, r := range chunk {
+			args = append(args, r.SensorID, r.Type, r.Value, r.Unit, r.Timestamp.UnixMilli())
+		}
+		st, err := w.stmt(&w.upTypes, len(chunk))
+		if err != nil {
+			return fmt.Errorf("prepare last values upsert: %w", err)
+		}
+		if _, err := st.ExecContext(w.bg, args...); err != nil {
+			return fmt.Errorf("upsert last values: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,415 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/services/sensor"
+)
+
+// A group commit takes every request waiting when the writer is free, up to these
+// bounds, so that one transaction never grows without limit.
+const (
+	maxGroupReadings = 20000
+	maxGroupRequests = 512
+	// maxGroupWait is how long an open group waits for callers that are
+	// preparing a batch (never when none is).
+	maxGroupWait = 2 * time.Millisecond
+)
+
+// writeReq is one unit of work for the writer: a batch to ingest, or an outbox
+// event to acknowledge (ack != "").
+type writeReq struct {
+	ctx   context.Context
+	batch *prepared
+	ack   string
+	reply chan writeReply // buffered: the writer never blocks on it
+}
+
+func (r *writeReq) size() int {
+	if r.batch == nil {
+		return 1
+	}
+	return len(r.batch.rs)
+}
+
+func (r *writeReq) id() string {
+	if r.batch == nil {
+		return r.ack
+	}
+	return r.batch.b.ID
+}
+
+type writeReply struct {
+	out sensor.Outcome
+	err error
+}
+
+// Ingest stores b; see sensor.Store. Readings keep millisecond precision; a
+// reading without a site takes the batch's site. The call returns once the
+// transaction holding b is committed.
+func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, error) {
+	if b.ID == "" {
+		return sensor.Outcome{}, fmt.Errorf("sqlitestore: ingest: %w: empty batch id", httpx.ErrInvalid)
+	}
+	if s.isClosed() {
+		return sensor.Outcome{}, fmt.Errorf("sqlitestore: ingest %s: %w", b.ID, errClosed)
+	}
+	// A resent batch is answered from the read pool without queueing for the
+	// writer; the writer checks again inside its transaction.
+	if out, ok, err := s.replay(ctx, b.ID); err != nil {
+		return sensor.Outcome{}, wrapErr("sqlitestore: ingest "+b.ID, err)
+	} else if ok {
+		return out, nil
+	}
+	// The writer holds its transaction open a little for batches being prepared.
+	s.coming.Add(1)
+	out, err := s.write(ctx, &writeReq{ctx: ctx, batch: prepare(b, s.now)}, true)
+	if err != nil {
+		return sensor.Outcome{}, wrapErr("sqlitestore: ingest "+b.ID, err)
+	}
+	return out, nil
+}
+
+// AckEvent deletes the outbox entry of batchID. Acknowledging an unknown or
+// already acknowledged batch is not an error.
+func (s *Store) AckEvent(ctx context.Context, batchID string) error {
+	if batchID == "" {
+		return fmt.Errorf("sqlitestore: ack event: %w: empty batch id", httpx.ErrInvalid)
+	}
+	if _, err := s.write(ctx, &writeReq{ctx: ctx, ack: batchID}, false); err != nil {
+		return wrapErr("sqlitestore: ack event "+batchID, err)
+	}
+	return nil
+}
+
+// PendingEvents lists up to limit (<= 0 means 100) unacknowledged outbox events,
+// oldest first.
+func (s *Store) PendingEvents(ctx context.Context, limit int) ([]sensor.Event, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("sqlitestore: pending events: %w", errClosed)
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.rdb.QueryContext(ctx, "SELECT batch_id, body FROM outbox ORDER BY seq LIMIT ?", limit)
+	if err != nil {
+		return nil, wrapErr("sqlitestore: pending events", err)
+	}
+	defer rows.Close()
+	evs := []sensor.Event{}
+	for rows.Next() {
+		var ev sensor.Event
+		if err := rows.Scan(&ev.BatchID, &ev.Body); err != nil {
+			return nil, wrapErr("sqlitestore: pending events", err)
+		}
+		evs = append(evs, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrapErr("sqlitestore: pending events", err)
+	}
+	return evs, nil
+}
+
+// write hands req to the writer and waits for its answer, which comes after the
+// transaction holding it is committed.
+// When coming is set, the caller has counted itself in s.coming, and write
+// counts it out once the request is queued.
+func (s *Store) write(ctx context.Context, req *writeReq, coming bool) (sensor.Outcome, error) {
+	arrived := func() {
+		if coming {
+			s.coming.Add(-1)
+		}
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		arrived()
+		return sensor.Outcome{}, errClosed
+	}
+	s.inflight.Add(1)
+	s.mu.RUnlock()
+	req.reply = make(chan writeReply, 1)
+	select {
+	case s.reqs <- req:
+		arrived()
+	case <-ctx.Done():
+		arrived()
+		s.inflight.Done()
+		return sensor.Outcome{}, ctx.Err()
+	}
+	select {
+	case r := <-req.reply:
+		return r.out, r.err
+	case <-ctx.Done():
+		// The writer may still commit the request; a retry is answered as a replay.
+		return sensor.Outcome{}, ctx.Err()
+	}
+}
+
+// replay answers a batch id already committed, reading from the pool.
+func (s *Store) replay(ctx context.Context, id string) (sensor.Outcome, bool, error) {
+	var raw string
+	err := s.rdb.QueryRowContext(ctx, "SELECT result FROM batches WHERE id = ?", id).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sensor.Outcome{}, false, nil
+	}
+	if err != nil {
+		return sensor.Outcome{}, false, err
+	}
+	var body []byte
+	err = s.rdb.QueryRowContext(ctx, "SELECT body FROM outbox WHERE batch_id = ?", id).Scan(&body)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return sensor.Outcome{}, false, err
+	}
+	out, err := replayedOutcome(id, raw, body)
+	return out, err == nil, err
+}
+
+func replayedOutcome(id, raw string, body []byte) (sensor.Outcome, error) {
+	out := sensor.Outcome{Replayed: true}
+	if err := json.Unmarshal([]byte(raw), &out.Result); err != nil {
+		return sensor.Outcome{}, fmt.Errorf("decode stored result: %w", err)
+	}
+	if out.Result.Rejected == nil {
+		out.Result.Rejected = []sensor.Rejection{}
+	}
+	if body != nil {
+		out.Pending = &sensor.Event{BatchID: id, Body: body}
+	}
+	return out, nil
+}
+
+// writer owns the write connection and its prepared statements.
+type writer struct {
+	s     *Store
+	conn  *sql.Conn
+	bg    context.Context // never cancelled: a group is not abandoned half-way
+	timer *time.Timer
+
+	begin, commit, rollback        *sql.Stmt
+	savepoint, release, rollbackTo *sql.Stmt
+	insReading, roomOf             *sql.Stmt
+	getBatch, getPending           *sql.Stmt
+	insBatch, insOutbox, delOutbox *sql.Stmt
+	truncate                       *sql.Stmt
+	stmts                          []*sql.Stmt
+
+	// Multi-row statements, prepared on first use for each row count.
+	insReadings, upSensors, upTypes multiRow
+}
+
+// multiRow is one INSERT whose VALUES list repeats row n times.
+type multiRow struct {
+	head, row, tail string
+	byRows          map[int]*sql.Stmt
+}
+
+// stmt returns the statement for n rows.
+func (w *writer) stmt(m *multiRow, n int) (*sql.Stmt, error) {
+	if st, ok := m.byRows[n]; ok {
+		return st, nil
+	}
+	q := m.head + m.row + strings.Repeat(", "+m.row, n-1) + m.tail
+	st, err := w.conn.PrepareContext(w.bg, q)
+	if err != nil {
+		return nil, err
+	}
+	if m.byRows == nil {
+		m.byRows = make(map[int]*sql.Stmt)
+	}
+	m.byRows[n] = st
+	w.stmts = append(w.stmts, st)
+	return st, nil
+}
+
+const (
+	readingColumns = "INSERT OR IGNORE INTO readings (sensor_id, ts_ms, type, room_id, site, value, unit, received_ms) VALUES "
+	readingRow     = "(?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+func newWriter(ctx context.Context, s *Store) (*writer, error) {
+	conn, err := s.wdb.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &writer{s: s, conn: conn, bg: context.Background(), timer: time.NewTimer(time.Hour)}
+	w.timer.Stop()
+	w.insReadings = multiRow{head: readingColumns, row: readingRow}
+	w.upSensors = multiRow{
+		head: "INSERT INTO sensors (id, room_id, site, first_seen_ms, last_seen_ms) VALUES ",
+		row:  "(?, ?, ?, ?, ?)",
+		tail: ` ON CONFLICT (id) DO UPDATE SET
+			room_id = CASE WHEN excluded.room_id <> '' THEN excluded.room_id ELSE sensors.room_id END,
+			site = CASE WHEN excluded.site <> '' THEN excluded.site ELSE sensors.site END,
+			first_seen_ms = min(sensors.first_seen_ms, excluded.first_seen_ms),
+			last_seen_ms = max(sensors.last_seen_ms, excluded.last_seen_ms)`,
+	}
+	w.upTypes = multiRow{
+		head: "INSERT INTO sensor_types (sensor_id, type, value, unit, ts_ms) VALUES ",
+		row:  "(?, ?, ?, ?, ?)",
+		tail: ` ON CONFLICT (sensor_id, type) DO UPDATE SET
+			value = excluded.value, unit = excluded.unit, ts_ms = excluded.ts_ms
+			WHERE excluded.ts_ms > sensor_types.ts_ms`,
+	}
+	for _, p := range []struct {
+		st  **sql.Stmt
+		sql string
+	}{
+		{&w.begin, "BEGIN IMMEDIATE"},
+		{&w.commit, "COMMIT"},
+		{&w.rollback, "ROLLBACK"},
+		{&w.savepoint, "SAVEPOINT batch"},
+		{&w.release, "RELEASE batch"},
+		{&w.rollbackTo, "ROLLBACK TO batch"},
+		{&w.insReading, readingColumns + readingRow},
+		{&w.roomOf, "SELECT room_id FROM sensors WHERE id = ?"},
+		{&w.getBatch, "SELECT result FROM batches WHERE id = ?"},
+		{&w.getPending, "SELECT body FROM outbox WHERE batch_id = ?"},
+		{&w.insBatch, "INSERT INTO batches (id, result, received_ms) VALUES (?, ?, ?)"},
+		{&w.insOutbox, "INSERT INTO outbox (batch_id, body) VALUES (?, ?)"},
+		{&w.delOutbox, "DELETE FROM outbox WHERE batch_id = ?"},
+		{&w.truncate, "PRAGMA wal_checkpoint(TRUNCATE)"},
+	} {
+		st, err := conn.PrepareContext(ctx, p.sql)
+		if err != nil {
+			w.close()
+			return nil, fmt.Errorf("%s: %w", p.sql, err)
+		}
+		*p.st = st
+		w.stmts = append(w.stmts, st)
+	}
+	return w, nil
+}
+
+func (w *writer) close() {
+	for _, st := range w.stmts {
+		st.Close()
+	}
+	w.conn.Close()
+}
+
+// run commits groups of requests until the store is closed. Close waits for every
+// request handed over before it signals quit, so nothing is left in the queue.
+func (w *writer) run() {
+	defer close(w.s.done)
+	defer w.close()
+	for {
+		select {
+		case req := <-w.s.reqs:
+			w.commitGroup(req)
+		case <-w.s.quit:
+			return
+		}
+	}
+}
+
+// commitGroup opens a transaction with first and keeps applying requests, each
+// in its own savepoint, while more are queued or callers are about to queue
+// them (s.coming), for at most maxGroupWait and within the group limits. It
+// answers every request once the transaction is committed.
+func (w *writer) commitGroup(first *writeReq) {
+	var (
+		group   []*writeReq
+		replies []writeReply
+		n       int
+	)
+	defer func() {
+		for i, req := range group {
+			req.reply <- replies[i]
+			w.s.inflight.Done()
+		}
+	}()
+	apply := func(req *writeReq) {
+		group = append(group, req)
+		n += req.size()
+		if err := req.ctx.Err(); err != nil {
+			replies = append(replies, writeReply{err: err})
+			return
+		}
+		replies = append(replies, w.inSavepoint(req))
+	}
+	fail := func(err error) {
+		for i := range replies {
+			if replies[i].err == nil {
+				replies[i] = writeReply{err: err}
+			}
+		}
+	}
+	if _, err := w.begin.ExecContext(w.bg); err != nil {
+		group, replies = append(group, first), append(replies, writeReply{err: fmt.Errorf("begin: %w", err)})
+		return
+	}
+	start := time.Now()
+	apply(first)
+fill:
+	for n < maxGroupReadings && len(group) < maxGroupRequests {
+		select {
+		case req := <-w.s.reqs:
+			apply(req)
+			continue
+		default:
+		}
+		wait := maxGroupWait - time.Since(start)
+		if w.s.coming.Load() == 0 || wait <= 0 {
+			break
+		}
+		w.timer.Reset(wait)
+		select {
+		case req := <-w.s.reqs:
+			w.timer.Stop()
+			apply(req)
+		case <-w.timer.C:
+			break fill
+		}
+	}
+	if _, err := w.commit.ExecContext(w.bg); err != nil {
+		if _, rerr := w.rollback.ExecContext(w.bg); rerr != nil {
+			w.s.log.Error("sqlite rollback failed", "err", rerr)
+		}
+		w.s.log.Error("sqlite group commit failed", "requests", len(group), "err", err)
+		fail(fmt.Errorf("commit: %w", err))
+		return
+	}
+	w.s.commits.Add(1)
+	if w.s.restartWAL.CompareAndSwap(true, false) {
+		// Most frames are already copied by the checkpointer; readers still on
+		// old frames make this wait up to the busy timeout, then it gives up
+		// and is asked again later.
+		if _, err := w.truncate.ExecContext(w.bg); err != nil {
+			w.s.log.Warn("sqlite wal truncate failed", "err", err)
+		}
+	}
+	select {
+	case w.s.checkpoint <- struct{}{}:
+	default:
+	}
+}
+
+func (w *writer) inSavepoint(req *writeReq) writeReply {
+	if _, err := w.savepoint.ExecContext(w.bg); err != nil {
+		return writeReply{err: fmt.Errorf("savepoint: %w", err)}
+	}
+	var r writeReply
+	if req.ack != "" {
+		_, r.err = w.delOutbox.ExecContext(w.bg, req.ack)
+	} else {
+		r.out, r.err = w.ingest(req.batch)
+	}
+	if r.err != nil {
+		w.s.log.Warn("sqlite batch rolled back", "batch_id", req.id(), "err", r.err)
+		if _, err := w.rollbackTo.ExecContext(w.bg); err != nil {
+			return writeReply{err: errors.Join(r.err, fmt.Errorf("rollback to savepoint: %w", err))}
+		}
+	}
+	if _, err := w.release.ExecContext(w.bg); err != nil {
+		return writeReply{err: errors.Join(r.err, fmt.Errorf("release savepoint: %w", err))}
+	}
+	return r
+}

@@ -1,0 +1,282 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/sensor"
+)
+
+// Page sizes: a limit of 0 or less means defaultLimit, more than maxLimit is cut.
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+func pageSize(limit int) int {
+	switch {
+	case limit <= 0:
+		return defaultLimit
+	case limit > maxLimit:
+		return maxLimit
+	}
+	return limit
+}
+
+// readingCursor is where a page of readings ended: the (timestamp, type) of its
+// last reading and the direction it was read in.
+type readingCursor struct {
+	TS   int64  `json:"t"`
+	Type string `json:"y"`
+	Desc bool   `json:"d,omitempty"`
+}
+
+// sensorCursor is the id of the last sensor of a page.
+type sensorCursor struct {
+	ID string `json:"s"`
+}
+
+func encodeCursor(v any) string {
+	b, _ := json.Marshal(v) // plain structs of strings and numbers
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("%w: malformed cursor", sensor.ErrBadCursor)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: malformed cursor", sensor.ErrBadCursor)
+	}
+	return nil
+}
+
+// ceilMilli is t in Unix milliseconds, rounded up: a bound between two
+// milliseconds acts as the next one.
+func ceilMilli(t time.Time) int64 {
+	ms := t.UnixMilli()
+	if time.UnixMilli(ms).Before(t) {
+		ms++
+	}
+	return ms
+}
+
+// Readings lists one sensor's readings ordered by (timestamp, type), ascending or
+// descending, one page at a time. It is one range scan of the primary key.
+func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.Reading, string, error) {
+	if s.isClosed() {
+		return nil, "", fmt.Errorf("sqlitestore: readings: %w", errClosed)
+	}
+	limit := pageSize(q.Limit)
+	var sb strings.Builder
+	sb.WriteString("SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ?")
+	args := []any{q.SensorID}
+	if !q.From.IsZero() {
+		sb.WriteString(" AND ts_ms >= ?")
+		args = append(args, ceilMilli(q.From))
+	}
+	if !q.To.IsZero() {
+		sb.WriteString(" AND ts_ms < ?")
+		args = append(args, ceilMilli(q.To))
+	}
+	if q.Type != "" {
+		sb.WriteString(" AND type = ?")
+		args = append(args, q.Type)
+	}
+	if q.Cursor != "" {
+		var c readingCursor
+		if err := decodeCursor(q.Cursor, &c); err != nil {
+			return nil, "", fmt.Errorf("sqlitestore: readings: %w", err)
+		}
+		if c.Desc != q.Desc {
+			return nil, "", fmt.Errorf("sqlitestore: readings: %w: cursor belongs to the other order", sensor.ErrBadCursor)
+		}
+		// The first condition bounds the index range; the second skips the few
+		// readings of the cursor's own millisecond already returned.
+		if q.Desc {
+			sb.WriteString(" AND ts_ms <= ? AND (ts_ms < ? OR type < ?)")
+		} else {
+			sb.WriteString(" AND ts_ms >= ? AND (ts_ms > ? OR type > ?)")
+		}
+		args = append(args, c.TS, c.TS, c.Type)
+	}
+	if q.Desc {
+		sb.WriteString(" ORDER BY ts_ms DESC, type DESC")
+	} else {
+		sb.WriteString(" ORDER BY ts_ms, type")
+	}
+	sb.WriteString(" LIMIT ?")
+	args = append(args, limit+1)
+
+	rows, err := s.rdb.QueryContext(ctx, sb.String(), args...)
+	if err != nil {
+		return nil, "", wrapErr("sqlitestore: readings", err)
+	}
+	defer rows.Close()
+	rs := make([]reading.Reading, 0, min(limit+1, 64))
+	for rows.Next() {
+		var ms int64
+		r := reading.Reading{SensorID: q.SensorID}
+		if err := rows.Scan(&ms, &r.Type, &r.RoomID, &r.Site, &r.Value, &r.Unit); err != nil {
+			return nil, "", wrapErr("sqlitestore: readings", err)
+		}
+		r.Timestamp = time.UnixMilli(ms).UTC()
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", wrapErr("sqlitestore: readings", err)
+	}
+	var next string
+	if len(rs) > limit {
+		rs = rs[:limit]
+		last := rs[limit-1]
+		next = encodeCursor(readingCursor{TS: last.UnixMilli(), Type: last.Type, Desc: q.Desc})
+	}
+	return rs, next, nil
+}
+
+const sensorColumns = "id, room_id, site, first_seen_ms, last_seen_ms"
+
+// Sensor returns the registry entry of id.
+func (s *Store) Sensor(ctx context.Context, id string) (sensor.Sensor, error) {
+	if s.isClosed() {
+		return sensor.Sensor{}, fmt.Errorf("sqlitestore: sensor %s: %w", id, errClosed)
+	}
+	rows, err := s.rdb.QueryContext(ctx, "SELECT "+sensorColumns+" FROM sensors WHERE id = ?", id)
+	if err != nil {
+		return sensor.Sensor{}, wrapErr("sqlitestore: sensor "+id, err)
+	}
+	ss, err := s.scanSensors(ctx, rows)
+	if err != nil {
+		return sensor.Sensor{}, wrapErr("sqlitestore: sensor "+id, err)
+	}
+	if len(ss) == 0 {
+		return sensor.Sensor{}, fmt.Errorf("sqlitestore: %w: sensor %q", sensor.ErrNotFound, id)
+	}
+	return ss[0], nil
+}
+
+// Sensors lists registry entries ordered by id, one page at a time.
+func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sensor, string, error) {
+	if s.isClosed() {
+		return nil, "", fmt.Errorf("sqlitestore: sensors: %w", errClosed)
+	}
+	limit := pageSize(q.Limit)
+	var sb strings.Builder
+	sb.WriteString("SELECT " + sensorColumns + " FROM sensors WHERE 1")
+	var args []any
+	if q.Cursor != "" {
+		var c sensorCursor
+		if err := decodeCursor(q.Cursor, &c); err != nil || c.ID == "" {
+			return nil, "", fmt.Errorf("sqlitestore: sensors: %w: malformed cursor", sensor.ErrBadCursor)
+		}
+		sb.WriteString(" AND id > ?")
+		args = append(args, c.ID)
+	}
+	if q.RoomID != "" {
+		sb.WriteString(" AND room_id = ?")
+		args = append(args, q.RoomID)
+	}
+	if q.Type != "" {
+		sb.WriteString(" AND EXISTS (SELECT 1 FROM sensor_types t WHERE t.sensor_id = sensors.id AND t.type = ?)")
+		args = append(args, q.Type)
+	}
+	switch q.Status {
+	case "":
+	case sensor.StatusOnline:
+		sb.WriteString(" AND last_seen_ms >= ?")
+		args = append(args, q.OnlineSince.UnixMilli())
+	case sensor.StatusOffline:
+		sb.WriteString(" AND last_seen_ms < ?")
+		args = append(args, q.OnlineSince.UnixMilli())
+	default:
+		return nil, "", fmt.Errorf("sqlitestore: sensors: %w: unknown status %q", httpx.ErrInvalid, q.Status)
+	}
+	sb.WriteString(" ORDER BY id LIMIT ?")
+	args = append(args, limit+1)
+
+	rows, err := s.rdb.QueryContext(ctx, sb.String(), args...)
+	if err != nil {
+		return nil, "", wrapErr("sqlitestore: sensors", err)
+	}
+	ss, err := s.scanSensors(ctx, rows)
+	if err != nil {
+		return nil, "", wrapErr("sqlitestore: sensors", err)
+	}
+	var next string
+	if len(ss) > limit {
+		ss = ss[:limit]
+		next = encodeCursor(sensorCursor{ID: ss[limit-1].ID})
+	}
+	return ss, next, nil
+}
+
+// scanSensors reads registry rows (closing them), then their types and last values.
+func (s *Store) scanSensors(ctx context.Context, rows *sql.Rows) ([]sensor.Sensor, error) {
+	ss := []sensor.Sensor{}
+	index := make(map[string]int)
+	err := func() error {
+		defer rows.Close()
+		for rows.Next() {
+			var first, last int64
+			x := sensor.Sensor{Types: []string{}, LastValues: map[string]sensor.LastValue{}}
+			if err := rows.Scan(&x.ID, &x.RoomID, &x.Site, &first, &last); err != nil {
+				return err
+			}
+			x.FirstSeen = time.UnixMilli(first).UTC()
+			x.LastSeen = time.UnixMilli(last).UTC()
+			index[x.ID] = len(ss)
+			ss = append(ss, x)
+		}
+		return rows.Err()
+	}()
+	if err != nil || len(ss) == 0 {
+		return ss, err
+	}
+
+	args := make([]any, len(ss))
+	for i, x := range ss {
+		args[i] = x.ID
+	}
+	q := "SELECT sensor_id, type, value, unit, ts_ms FROM sensor_types WHERE sensor_id IN (?" +
+		strings.Repeat(", ?", len(ss)-1) + ") ORDER BY sensor_id, type"
+	trows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer trows.Close()
+	for trows.Next() {
+		var id, typ string
+		var lv sensor.LastValue
+		var ms int64
+		if err := trows.Scan(&id, &typ, &lv.Value, &lv.Unit, &ms); err != nil {
+			return nil, err
+		}
+		lv.Timestamp = time.UnixMilli(ms).UTC()
+		i, ok := index[id]
+		if !ok {
+			return nil, errors.New("last value of an unlisted sensor")
+		}
+		ss[i].Types = append(ss[i].Types, typ)
+		ss[i].LastValues[typ] = lv
+	}
+	if err := trows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range ss {
+		sort.Strings(ss[i].Types)
+	}
+	return ss, nil
+}

@@ -1,0 +1,352 @@
+// Package sqlitestore keeps the sensor service's readings, registry, batch answers
+// and event outbox in one SQLite file (modernc.org/sqlite, pure Go).
+//
+// One connection writes, a pool reads (WAL lets them run side by side). Concurrent
+// Ingest calls are coalesced by a single writer goroutine into one transaction
+// (group commit), each batch in its own savepoint, so the cost of a durable commit
+// is shared by every batch that waited for it.
+package sqlitestore
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/atrium-iot/atrium/services/sensor"
+)
+
+var _ sensor.Store = (*Store)(nil)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options tune a Store. The zero value is ready to use.
+type Options struct {
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+	// Synchronous is SQLite's synchronous mode: "FULL" (the default: a committed
+	// batch survives a power cut) or "NORMAL" (faster; the last commits may be lost
+	// on power loss, never on a crash of the process). "OFF" is for bulk loads only.
+	Synchronous string
+	// BusyTimeout is how long a statement waits for a lock held by another
+	// process before failing with ErrUnavailable; 0 means 5 s.
+	BusyTimeout time.Duration
+	// Readers is the size of the read pool; 0 means twice the number of CPUs.
+	Readers int
+	// Now is the clock used when a batch has no ReceivedAt; nil means time.Now.
+	Now func() time.Time
+
+	walRestartFrames int // 0 means defaultWALRestartFrames; tests lower it
+}
+
+// Store is the SQLite implementation of sensor.Store.
+type Store struct {
+	log *slog.Logger
+	now func() time.Time
+
+	wdb  *sql.DB // one connection, owned by the writer goroutine
+	rdb  *sql.DB // the read pool
+	ckdb *sql.DB // one connection for the checkpointer
+
+	// checkpoint is signalled after each commit: the WAL is copied into the
+	// database file by another goroutine, not by the writer.
+	checkpoint chan struct{}
+
+	reqs     chan *writeReq
+	quit     chan struct{}
+	done     chan struct{} // closed when the writer has exited
+	ckDone   chan struct{} // closed when the checkpointer has exited
+	mu       sync.RWMutex  // guards closed against inflight.Add
+	closed   bool
+	inflight sync.WaitGroup
+	coming   atomic.Int64 // Ingest calls preparing a batch for the writer
+	commits  atomic.Int64 // group commits so far
+	// restartWAL asks the writer to rewind the WAL after its current group.
+	restartWAL       atomic.Bool
+	walRestartFrames int
+	closeErr         error
+	once             sync.Once
+}
+
+// Open opens (creating if needed) the SQLite database at path, brings its schema
+// up to date and starts the writer.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if path == "" || strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("sqlitestore: open: invalid path %q", path)
+	}
+	syncMode := strings.ToUpper(opts.Synchronous)
+	switch syncMode {
+	case "":
+		syncMode = "FULL"
+	case "FULL", "NORMAL", "OFF", "EXTRA":
+	default:
+		return nil, fmt.Errorf("sqlitestore: open: unknown synchronous mode %q", opts.Synchronous)
+	}
+	busy := opts.BusyTimeout
+	if busy <= 0 {
+		busy = 5 * time.Second
+	}
+	readers := opts.Readers
+	if readers <= 0 {
+		readers = 2 * runtime.NumCPU()
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+
+	common := []string{
+		"_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")",
+		"_pragma=foreign_keys(1)",
+		"_pragma=cache_size(-65536)", // 64 MiB per connection
+		"_pragma=temp_store(MEMORY)",
+		"_pragma=mmap_size(268435456)",
+		"_journal_mode=WAL",
+		"_synchronous=" + syncMode,
+		"_pragma=journal_size_limit(67108864)",
+	}
+	wdsn := path + "?" + strings.Join(append(common, "_pragma=wal_autocheckpoint(0)", "_txlock=immediate"), "&")
+	ckdsn := path + "?" + strings.Join(common, "&")
+	rdsn := path + "?" + strings.Join(append(common, "_pragma=query_only(1)"), "&")
+
+	wdb, err := sql.Open("sqlite", wdsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, wdb); err != nil {
+		wdb.Close()
+		return nil, wrapErr("sqlitestore: open "+path+": migrate", err)
+	}
+	rdb, err := sql.Open("sqlite", rdsn)
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(readers)
+	rdb.SetMaxIdleConns(readers)
+	ckdb, err := sql.Open("sqlite", ckdsn)
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	ckdb.SetMaxOpenConns(1)
+	closeAll := func() { wdb.Close(); rdb.Close(); ckdb.Close() }
+	if err := errors.Join(rdb.PingContext(ctx), ckdb.PingContext(ctx)); err != nil {
+		closeAll()
+		return nil, wrapErr("sqlitestore: open "+path, err)
+	}
+
+	s := &Store{
+		log:              log,
+		now:              now,
+		wdb:              wdb,
+		rdb:              rdb,
+		ckdb:             ckdb,
+		checkpoint:       make(chan struct{}, 1),
+		walRestartFrames: cmp.Or(opts.walRestartFrames, defaultWALRestartFrames),
+		reqs:             make(chan *writeReq, 1024),
+		quit:             make(chan struct{}),
+		done:             make(chan struct{}),
+		ckDone:           make(chan struct{}),
+	}
+	w, err := newWriter(ctx, s)
+	if err != nil {
+		closeAll()
+		return nil, wrapErr("sqlitestore: open "+path+": prepare", err)
+	}
+	go w.run()
+	go s.checkpointer()
+	log.Debug("sqlite store opened", "path", path, "synchronous", syncMode)
+	return s, nil
+}
+
+// checkpointInterval is the least time between two checkpoints.
+const checkpointInterval = 100 * time.Millisecond
+
+// defaultWALRestartFrames is the WAL length (in pages) past which the writer, between
+// two groups, finishes the checkpoint and rewinds the WAL. Under steady writes a
+// passive checkpoint never catches up with the writer, so without this the WAL
+// would only grow.
+const defaultWALRestartFrames = 8192
+
+// checkpointer copies committed WAL frames into the database file after commits,
+// at most once per checkpointInterval, on its own connection. A passive
+// checkpoint never blocks the writer or the readers.
+func (s *Store) checkpointer() {
+	defer close(s.ckDone)
+	tick := time.NewTimer(checkpointInterval)
+	tick.Stop()
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-s.checkpoint:
+		}
+		var busy, frames, copied int
+		err := s.ckdb.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+		if err != nil {
+			s.log.Warn("sqlite checkpoint failed", "err", err)
+		}
+		if frames > s.walRestartFrames {
+			s.restartWAL.Store(true)
+		}
+		tick.Reset(checkpointInterval)
+		select {
+		case <-s.quit:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// migrate applies, in one transaction, every embedded migration numbered above the
+// database's user_version.
+func migrate(ctx context.Context, db *sql.DB) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	type step struct {
+		version int
+		name    string
+	}
+	var steps []step
+	for _, name := range names {
+		base := name[strings.LastIndexByte(name, '/')+1:]
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return fmt.Errorf("migration %s: name must start with a positive number and '_'", base)
+		}
+		steps = append(steps, step{v, name})
+	}
+	sort.Slice(steps, func(i, j int) bool { return steps[i].version < steps[j].version })
+
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: one migrator at a time
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var current int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+		return err
+	}
+	last := current
+	for _, st := range steps {
+		if st.version <= current {
+			continue
+		}
+		script, err := migrations.ReadFile(st.name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(script)); err != nil {
+			return fmt.Errorf("migration %s: %w", st.name, err)
+		}
+		last = st.version
+	}
+	if last == current {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(last)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Ping runs a trivial query on the read pool.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.isClosed() {
+		return fmt.Errorf("sqlitestore: ping: %w", errClosed)
+	}
+	var one int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return wrapErr("sqlitestore: ping", err)
+	}
+	return nil
+}
+
+// Close stops taking batches, waits for the writer to commit those in flight and
+// closes the database. Calling it again returns the first result.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.inflight.Wait()
+		close(s.quit)
+		<-s.done
+		<-s.ckDone
+		s.closeErr = errors.Join(s.rdb.Close(), s.ckdb.Close(), s.wdb.Close())
+		if s.closeErr != nil {
+			s.closeErr = fmt.Errorf("sqlitestore: close: %w", s.closeErr)
+		}
+	})
+	return s.closeErr
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// errClosed is returned by every method of a closed store.
+var errClosed = fmt.Errorf("%w: store is closed", sensor.ErrUnavailable)
+
+// wrapErr prefixes err with op and marks the errors a caller should retry later
+// (locks held too long, I/O failures, a full disk, a closed database) as
+// sensor.ErrUnavailable.
+func wrapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sensor.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if transient(err) {
+		return fmt.Errorf("%s: %w: %w", op, sensor.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func transient(err error) bool {
+	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
+		return true
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PROTOCOL:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,356 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/sensor"
+	"github.com/atrium-iot/atrium/services/sensor/storetest"
+)
+
+func TestContract(t *testing.T) {
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			storetest.Run(t, func(t *testing.T, name string) sensor.Store {
+				s, err := Open(t.Context(), filepath.Join(dir, name+".db"), Options{Synchronous: mode})
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				return s
+			})
+		})
+	}
+}
+
+func openTest(t *testing.T, path string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func reading1(sensorID string, ts time.Time, value float64) reading.Reading {
+	return reading.Reading{SensorID: sensorID, RoomID: "r1", Type: "co2", Value: value, Unit: "ppm", Timestamp: ts}
+}
+
+var base = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func TestOpen(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		path string
+		opts Options
+		ok   bool
+	}{
+		{"new file", filepath.Join(dir, "a.db"), Options{}, true},
+		{"existing file", filepath.Join(dir, "a.db"), Options{}, true},
+		{"normal sync", filepath.Join(dir, "b.db"), Options{Synchronous: "normal"}, true},
+		{"unknown sync mode", filepath.Join(dir, "c.db"), Options{Synchronous: "sometimes"}, false},
+		{"missing directory", filepath.Join(dir, "no", "such", "dir", "d.db"), Options{}, false},
+		{"empty path", "", Options{}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(t.Context(), tc.path, tc.opts)
+			if (err == nil) != tc.ok {
+				t.Fatalf("Open(%q): err = %v, want ok %v", tc.path, err, tc.ok)
+			}
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			var version int
+			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil {
+				t.Fatal(err)
+			}
+			if version != 1 {
+				t.Errorf("user_version = %d, want 1", version)
+			}
+			var mode string
+			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
+				t.Fatal(err)
+			}
+			if mode != "wal" {
+				t.Errorf("journal_mode = %q, want wal", mode)
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("second Close: %v", err)
+			}
+		})
+	}
+}
+
+// TestQueryPlan checks that a page of readings is one range scan of the primary
+// key, in either order, with no sort step.
+func TestQueryPlan(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"), Options{})
+	tests := []struct {
+		name string
+		sql  string
+	}{
+		{"asc", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms, type LIMIT ?"},
+		{"desc", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? ORDER BY ts_ms DESC, type DESC LIMIT ?"},
+		{"asc cursor", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND ts_ms >= ? AND (ts_ms > ? OR type > ?) ORDER BY ts_ms, type LIMIT ?"},
+		{"desc cursor type", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND type = ? AND ts_ms <= ? AND (ts_ms < ? OR type < ?) ORDER BY ts_ms DESC, type DESC LIMIT ?"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := strings.Count(tc.sql, "?")
+			args := make([]any, n)
+			for i := range args {
+				args[i] = 1
+			}
+			rows, err := s.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tc.sql, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			all := strings.Join(plan, " | ")
+			if len(plan) != 1 || !strings.Contains(all, "SEARCH readings USING PRIMARY KEY (sensor_id=?") {
+				t.Errorf("plan = %q, want one primary key range search", all)
+			}
+			if strings.Contains(all, "TEMP B-TREE") {
+				t.Errorf("plan = %q sorts", all)
+			}
+		})
+	}
+}
+
+// TestBusyIsUnavailable holds the database's write lock from another connection:
+// Ingest then fails with ErrUnavailable, and works once the lock is released.
+func TestBusyIsUnavailable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "busy.db")
+	s := openTest(t, path, Options{BusyTimeout: 100 * time.Millisecond})
+	other, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	b := sensor.Batch{ID: "b1", ReceivedAt: base, Readings: []reading.Reading{reading1("s1", base, 400)}}
+	if _, err := s.Ingest(t.Context(), b); !errors.Is(err, sensor.ErrUnavailable) {
+		t.Fatalf("Ingest while locked: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := conn.ExecContext(t.Context(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Ingest(t.Context(), b)
+	if err != nil {
+		t.Fatalf("Ingest after the lock is released: %v", err)
+	}
+	if out.Replayed || out.Result.Accepted != 1 {
+		t.Errorf("Ingest after the lock is released: %+v, want 1 accepted", out)
+	}
+}
+
+// TestFailingBatchIsolated makes the engine reject one batch (a trigger aborts
+// inserts of one sensor) while others are committed in the same groups: only the
+// failing batch is lost, entirely, and its id stays free for a retry.
+func TestFailingBatchIsolated(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "poison.db")
+	s := openTest(t, path, Options{})
+	other, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.ExecContext(t.Context(), `CREATE TRIGGER poison BEFORE INSERT ON readings
+		WHEN NEW.sensor_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned reading'); END`); err != nil {
+		t.Fatal(err)
+	}
+
+	const batches = 16
+	errs := make([]error, batches)
+	var wg sync.WaitGroup
+	for i := range batches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs := []reading.Reading{reading1(fmt.Sprintf("s%d", i), base, float64(i))}
+			if i == 5 {
+				rs = append(rs, reading1("poison", base, 0))
+			}
+			_, errs[i] = s.Ingest(t.Context(), sensor.Batch{ID: fmt.Sprintf("b%d", i), ReceivedAt: base, Readings: rs})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (err != nil) != (i == 5) {
+			t.Errorf("batch %d: err = %v", i, err)
+		}
+	}
+	if errs[5] != nil && errors.Is(errs[5], sensor.ErrUnavailable) {
+		t.Errorf("a rejected statement reported as unavailable: %v", errs[5])
+	}
+	for i := range batches {
+		rs, _, err := s.Readings(t.Context(), sensor.ReadingQuery{SensorID: fmt.Sprintf("s%d", i), Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 0, false: 1}[i == 5]; len(rs) != want {
+			t.Errorf("sensor s%d: %d readings stored, want %d", i, len(rs), want)
+		}
+	}
+	if _, err := s.Sensor(t.Context(), "s5"); !errors.Is(err, sensor.ErrNotFound) {
+		t.Errorf("registry of the failed batch: err = %v, want ErrNotFound", err)
+	}
+
+	if _, err := other.ExecContext(t.Context(), "DROP TRIGGER poison"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Ingest(t.Context(), sensor.Batch{ID: "b5", ReceivedAt: base,
+		Readings: []reading.Reading{reading1("s5", base, 5), reading1("poison", base, 0)}})
+	if err != nil {
+		t.Fatalf("retry of the failed batch: %v", err)
+	}
+	if out.Replayed || out.Result.Accepted != 2 {
+		t.Errorf("retry of the failed batch: %+v, want 2 stored", out)
+	}
+}
+
+// TestCloseDrains closes the store while callers keep sending batches: every
+// batch acknowledged before or during Close survives reopening, and the others
+// fail with ErrUnavailable.
+func TestCloseDrains(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "drain.db")
+	s, err := Open(t.Context(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers = 4
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		committed int
+		errs      []error
+		seq       atomic.Int64
+	)
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := seq.Add(1)
+				_, err := s.Ingest(context.Background(), sensor.Batch{ID: fmt.Sprintf("b%d", i), ReceivedAt: base,
+					Readings: []reading.Reading{reading1("s1", base.Add(time.Duration(i)*time.Millisecond), float64(i))}})
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				committed++
+				mu.Unlock()
+			}
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := committed
+		mu.Unlock()
+		if n >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d batches committed in 30 s", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if !errors.Is(err, sensor.ErrUnavailable) {
+			t.Errorf("Ingest during Close: err = %v, want ErrUnavailable", err)
+		}
+	}
+	s = openTest(t, path, Options{})
+	rs, _, err := s.Readings(t.Context(), sensor.ReadingQuery{SensorID: "s1", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != committed {
+		t.Errorf("%d readings after reopening, want the %d acknowledged", len(rs), committed)
+	}
+}
+
+func TestIngestCancelled(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "cancel.db"), Options{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := s.Ingest(ctx, sensor.Batch{ID: "b1", ReceivedAt: base, Readings: []reading.Reading{reading1("s1", base, 1)}})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Ingest with a cancelled context: err = %v, want context.Canceled", err)
+	}
+}
+
+// TestWALRewound keeps writing and checks that the WAL file is truncated while
+// writes go on: a passive checkpoint alone never catches up with a busy writer.
+func TestWALRewound(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "wal.db")
+	s := openTest(t, path, Options{Synchronous: "NORMAL", walRestartFrames: 64})
+	deadline := time.Now().Add(45 * time.Second)
+	var largest int64
+	// The checkpointer asks for a rewind at most every checkpointInterval; a
+	// few hundred batches take several intervals even on a fast machine, and
+	// without the rewind the WAL is first reused only after thousands.
+	for i := 0; ; i++ {
+		if i == 500 || time.Now().After(deadline) {
+			t.Fatalf("the WAL was never truncated in %d batches (largest %d bytes)", i, largest)
+		}
+		rs := make([]reading.Reading, 100)
+		for j := range rs {
+			rs[j] = reading1(fmt.Sprintf("s%d", j), base.Add(time.Duration(i)*time.Second), float64(j))
+		}
+		if _, err := s.Ingest(t.Context(), sensor.Batch{ID: fmt.Sprintf("b%d", i), ReceivedAt: base, Readings: rs}); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() < largest && largest > 64*4096 {
+			return
+		}
+		largest = max(largest, fi.Size())
+	}
+}

@@ -1,0 +1,285 @@
+// Package storetest is the contract every sensor.Store adapter must pass. An
+// adapter's tests call Run with a function that opens its store; the suite then
+// ingests, replays, pages through and reopens stores through the interface alone.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/sensor"
+)
+
+// Opener opens the store called name, failing t if it cannot. Within one Run,
+// the same name opens the same data again (Run closes a store and reopens it to
+// check what survives), and different names are independent, empty stores; the
+// adapter picks where they live (a file in a test's temporary directory, a
+// database with a unique prefix). Run closes every store it opens.
+type Opener func(t *testing.T, name string) sensor.Store
+
+// t0 is the suite's reference instant; every timestamp is relative to it.
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// Run runs the contract against the stores open returns.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, h *harness)
+	}{
+		{"IngestAndReadBack", testIngestAndReadBack},
+		{"Duplicates", testDuplicates},
+		{"ConcurrentOverlappingBatches", testConcurrentOverlapping},
+		{"Replay", testReplay},
+		{"ConcurrentSameBatchID", testConcurrentSameID},
+		{"RoomFromRegistry", testRoomFromRegistry},
+		{"Registry", testRegistry},
+		{"Outbox", testOutbox},
+		{"ReadingsPagination", testReadingsPagination},
+		{"ReadingsBounds", testReadingsBounds},
+		{"ReadingsDefaultLimit", testReadingsDefaultLimit},
+		{"BadCursor", testBadCursor},
+		{"Sensors", testSensors},
+		{"Reopen", testReopen},
+		{"Closed", testClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &harness{t: t, open: open, name: strings.ToLower(tc.name)}
+			h.s = h.reopen()
+			tc.fn(t, h)
+		})
+	}
+}
+
+// harness holds the store of one subtest and closes it at the end.
+type harness struct {
+	t    *testing.T
+	open Opener
+	name string
+	s    sensor.Store
+}
+
+// reopen opens the subtest's store (again) and arranges for it to be closed.
+func (h *harness) reopen() sensor.Store {
+	h.t.Helper()
+	s := h.open(h.t, h.name)
+	var once sync.Once
+	closeFn := func() error {
+		var err error
+		once.Do(func() { err = s.Close() })
+		return err
+	}
+	h.t.Cleanup(func() {
+		if err := closeFn(); err != nil {
+			h.t.Errorf("close store: %v", err)
+		}
+	})
+	h.s = &closeOnce{Store: s, close: closeFn}
+	return h.s
+}
+
+type closeOnce struct {
+	sensor.Store
+	close func() error
+}
+
+func (c *closeOnce) Close() error { return c.close() }
+
+func (h *harness) ingest(b sensor.Batch) sensor.Outcome {
+	h.t.Helper()
+	out, err := h.s.Ingest(h.t.Context(), b)
+	if err != nil {
+		h.t.Fatalf("Ingest(%s): %v", b.ID, err)
+	}
+	return out
+}
+
+// all reads every page of q and fails t unless each page but the last is full,
+// no page is empty (except the only one) and the last page has no cursor.
+func (h *harness) all(q sensor.ReadingQuery) []reading.Reading {
+	h.t.Helper()
+	var got []reading.Reading
+	for page := 0; ; page++ {
+		if page > 10000 {
+			h.t.Fatalf("Readings(%+v): pagination does not end", q)
+		}
+		rs, next, err := h.s.Readings(h.t.Context(), q)
+		if err != nil {
+			h.t.Fatalf("Readings(%+v): %v", q, err)
+		}
+		if q.Limit > 0 && len(rs) > q.Limit {
+			h.t.Fatalf("Readings(%+v): page of %d readings", q, len(rs))
+		}
+		if len(rs) == 0 && page > 0 {
+			h.t.Fatalf("Readings(%+v): empty page %d after a cursor", q, page)
+		}
+		got = append(got, rs...)
+		if next == "" {
+			return got
+		}
+		if q.Limit > 0 && len(rs) < q.Limit {
+			h.t.Fatalf("Readings(%+v): short page %d (%d) has a cursor", q, page, len(rs))
+		}
+		q.Cursor = next
+	}
+}
+
+func (h *harness) sensorIDs(q sensor.SensorQuery) []string {
+	h.t.Helper()
+	ids := []string{}
+	for page := 0; ; page++ {
+		if page > 1000 {
+			h.t.Fatalf("Sensors(%+v): pagination does not end", q)
+		}
+		ss, next, err := h.s.Sensors(h.t.Context(), q)
+		if err != nil {
+			h.t.Fatalf("Sensors(%+v): %v", q, err)
+		}
+		if q.Limit > 0 && len(ss) > q.Limit {
+			h.t.Fatalf("Sensors(%+v): page of %d sensors", q, len(ss))
+		}
+		if len(ss) == 0 && page > 0 {
+			h.t.Fatalf("Sensors(%+v): empty page %d after a cursor", q, page)
+		}
+		for _, s := range ss {
+			want, err := h.s.Sensor(h.t.Context(), s.ID)
+			if err != nil {
+				h.t.Fatalf("Sensor(%s): %v", s.ID, err)
+			}
+			if d := diffSensor(s, want); d != "" {
+				h.t.Errorf("Sensors(%+v) entry %s differs from Sensor(%s): %s", q, s.ID, s.ID, d)
+			}
+			ids = append(ids, s.ID)
+		}
+		if next == "" {
+			return ids
+		}
+		q.Cursor = next
+	}
+}
+
+func rd(sensorID, room, typ string, value float64, unit string, ts time.Time) reading.Reading {
+	return reading.Reading{SensorID: sensorID, RoomID: room, Type: typ, Value: value, Unit: unit, Timestamp: ts}
+}
+
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+func batch(id string, received time.Time, rs ...reading.Reading) sensor.Batch {
+	return sensor.Batch{ID: id, Readings: rs, ReceivedAt: received}
+}
+
+func sameReading(a, b reading.Reading) bool {
+	return a.SensorID == b.SensorID && a.RoomID == b.RoomID && a.Site == b.Site && a.Type == b.Type &&
+		a.Value == b.Value && a.Unit == b.Unit && a.Timestamp.Equal(b.Timestamp)
+}
+
+func fmtReading(r reading.Reading) string {
+	return fmt.Sprintf("{%s room=%q site=%q %s=%v %q @%s}", r.SensorID, r.RoomID, r.Site, r.Type, r.Value, r.Unit, reading.FormatTime(r.Timestamp))
+}
+
+// checkReadings fails t unless got and want hold the same readings in the same order.
+func checkReadings(t *testing.T, what string, got, want []reading.Reading) {
+	t.Helper()
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		ok = sameReading(got[i], want[i])
+	}
+	if ok {
+		return
+	}
+	var b strings.Builder
+	for i := 0; i < max(len(got), len(want)); i++ {
+		g, w := "-", "-"
+		if i < len(got) {
+			g = fmtReading(got[i])
+		}
+		if i < len(want) {
+			w = fmtReading(want[i])
+		}
+		mark := " "
+		if g != w {
+			mark = "!"
+		}
+		fmt.Fprintf(&b, "\n%s %3d got  %s\n      want %s", mark, i, g, w)
+	}
+	t.Errorf("%s: got %d readings, want %d:%s", what, len(got), len(want), b.String())
+}
+
+func checkResult(t *testing.T, what string, got, want sensor.Result) {
+	t.Helper()
+	norm := func(r sensor.Result) sensor.Result {
+		if r.Rejected == nil {
+			r.Rejected = []sensor.Rejection{}
+		}
+		return r
+	}
+	if !reflect.DeepEqual(norm(got), norm(want)) {
+		t.Errorf("%s: result %+v, want %+v", what, got, want)
+	}
+}
+
+// checkEvent fails t unless ev is the outbox event of the readings stored by batch id.
+func checkEvent(t *testing.T, what string, ev *sensor.Event, id, site string, stored []reading.Reading) {
+	t.Helper()
+	if ev == nil {
+		t.Errorf("%s: no pending event, want one for %s", what, id)
+		return
+	}
+	if ev.BatchID != id {
+		t.Errorf("%s: event of batch %q, want %q", what, ev.BatchID, id)
+	}
+	if want := sensor.EventBody(id, site, stored); string(ev.Body) != string(want) {
+		t.Errorf("%s: event body\n%s\nwant\n%s", what, ev.Body, want)
+	}
+}
+
+func diffSensor(got, want sensor.Sensor) string {
+	var d []string
+	if got.ID != want.ID || got.RoomID != want.RoomID || got.Site != want.Site || got.Status != want.Status {
+		d = append(d, fmt.Sprintf("id/room/site/status %q/%q/%q/%q, want %q/%q/%q/%q",
+			got.ID, got.RoomID, got.Site, got.Status, want.ID, want.RoomID, want.Site, want.Status))
+	}
+	if !got.FirstSeen.Equal(want.FirstSeen) || !got.LastSeen.Equal(want.LastSeen) {
+		d = append(d, fmt.Sprintf("first/last seen %s/%s, want %s/%s", reading.FormatTime(got.FirstSeen),
+			reading.FormatTime(got.LastSeen), reading.FormatTime(want.FirstSeen), reading.FormatTime(want.LastSeen)))
+	}
+	if !slices.Equal(got.Types, want.Types) {
+		d = append(d, fmt.Sprintf("types %q, want %q", got.Types, want.Types))
+	}
+	if len(got.LastValues) != len(want.LastValues) {
+		d = append(d, fmt.Sprintf("last values %v, want %v", got.LastValues, want.LastValues))
+	} else {
+		for k, w := range want.LastValues {
+			g, ok := got.LastValues[k]
+			if !ok || g.Value != w.Value || g.Unit != w.Unit || !g.Timestamp.Equal(w.Timestamp) {
+				d = append(d, fmt.Sprintf("last %s %+v, want %+v", k, g, w))
+			}
+		}
+	}
+	return strings.Join(d, "; ")
+}
+
+// withSite returns copies of rs whose empty site is site.
+func withSite(site string, rs ...reading.Reading) []reading.Reading {
+	out := make([]reading.Reading, len(rs))
+	for i, r := range rs {
+		if r.Site == "" {
+			r.Site = site
+		}
+		out[i] = r
+	}
+	return out
+}
+
+func isErr(err, target error) bool { return err != nil && errors.Is(err, target) }
+
+// ctx is a helper for the rare call that needs no harness.
+func ctx(t *testing.T) context.Context { return t.Context() }
