@@ -38,20 +38,70 @@ func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
 // UnixMilli is the reading's timestamp in Unix milliseconds, the precision Atrium keeps.
 func (r Reading) UnixMilli() int64 { return r.Timestamp.UnixMilli() }
 
-// wire is the JSON shape of a reading as Atrium writes it.
-type wire struct {
-	SensorID  string  `json:"sensor_id"`
-	RoomID    string  `json:"room_id,omitempty"`
-	Site      string  `json:"site,omitempty"`
-	Type      string  `json:"type"`
-	Value     float64 `json:"value"`
-	Unit      string  `json:"unit,omitempty"`
-	Timestamp string  `json:"timestamp"`
-}
-
 // MarshalJSON writes the reading in the contract's shape with an RFC 3339 UTC timestamp.
 func (r Reading) MarshalJSON() ([]byte, error) {
-	return json.Marshal(wire{r.SensorID, r.RoomID, r.Site, r.Type, r.Value, r.Unit, FormatTime(r.Timestamp)})
+	return r.AppendJSON(make([]byte, 0, 160)), nil
+}
+
+// AppendJSON appends the reading's JSON to b, without reflection: the sensor
+// service and the agent write millions of these.
+func (r Reading) AppendJSON(b []byte) []byte {
+	b = append(b, `{"sensor_id":`...)
+	b = appendString(b, r.SensorID)
+	if r.RoomID != "" {
+		b = append(b, `,"room_id":`...)
+		b = appendString(b, r.RoomID)
+	}
+	if r.Site != "" {
+		b = append(b, `,"site":`...)
+		b = appendString(b, r.Site)
+	}
+	b = append(b, `,"type":`...)
+	b = appendString(b, r.Type)
+	b = append(b, `,"value":`...)
+	b = appendFloat(b, r.Value)
+	if r.Unit != "" {
+		b = append(b, `,"unit":`...)
+		b = appendString(b, r.Unit)
+	}
+	b = append(b, `,"timestamp":"`...)
+	b = r.Timestamp.UTC().AppendFormat(b, TimeFormat)
+	return append(b, `"}`...)
+}
+
+// appendFloat writes a finite float as encoding/json does.
+func appendFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	n := len(b)
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' { // clean up e-09 to e-9, as encoding/json does
+		if m := len(b) - n; m >= 4 && b[len(b)-4] == 'e' && b[len(b)-3] == '-' && b[len(b)-2] == '0' {
+			b[len(b)-2] = b[len(b)-1]
+			b = b[:len(b)-1]
+		}
+	}
+	return b
+}
+
+// appendString writes s as a JSON string; ids need no escaping, anything else is
+// escaped by encoding/json's rules.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // UnmarshalJSON reads a reading strictly: it is the inverse of MarshalJSON, for

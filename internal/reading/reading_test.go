@@ -143,3 +143,20 @@ func FuzzInput(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	for _, v := range []float64{0, math.Copysign(0, -1), 1, -1.5, 1e20, 1e21, 1e-6, 1e-7, 123456789.125, math.MaxFloat64, math.SmallestNonzeroFloat64} {
+		for _, s := range []string{"plain", "quote\"", "ctl\x01", "<tag>&", "ünï"} {
+			r := reading.Reading{SensorID: "s", Type: "x", Value: v, Unit: s, Site: s, Timestamp: now}
+			got := r.AppendJSON(nil)
+			var back map[string]any
+			if err := json.Unmarshal(got, &back); err != nil {
+				t.Fatalf("%s: %v", got, err)
+			}
+			want, _ := json.Marshal(v)
+			if !strings.Contains(string(got), `"value":`+string(want)+`,`) || back["unit"] != s {
+				t.Errorf("AppendJSON %s: value or unit differs from encoding/json (%s)", got, want)
+			}
+		}
+	}
+}

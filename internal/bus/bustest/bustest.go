@@ -106,15 +106,6 @@ func (r *recorder) messages() []bus.Message {
 	return slices.Clone(r.got)
 }
 
-// count returns how many times each ID was handled.
-func (r *recorder) count() map[string]int {
-	n := map[string]int{}
-	for _, m := range r.messages() {
-		n[m.ID]++
-	}
-	return n
-}
-
 func (r *recorder) hasBody(body string) bool {
 	for _, m := range r.messages() {
 		if string(m.Body) == body {
