@@ -1,0 +1,431 @@
+// Package broker is the edge agent's embedded MQTT broker, built on mochi-mqtt v2: TCP,
+// TLS and WebSocket listeners speaking MQTT 3.1.1 and 5, per-device authentication from
+// a credentials file (package [credentials]), and a topic ACL.
+//
+// # Identity and ACL
+//
+// A device connects with its sensor id as MQTT username and the password that
+// `atrium-agent devices add` printed for it. It may publish to, and subscribe to,
+// only its own topics:
+//
+//	atrium/<room_id>/<sensor_id>          and anything below it,
+//	atrium/<room_id>/<sensor_id>/<more>   any room (one level, "+" allowed in a filter).
+//
+// Everything else ($SYS, other devices' topics, "#", shared subscriptions) is refused.
+// A device may also not use another device's id as its MQTT client id (that would take
+// over the other device's session). Changes to the credentials file are picked up
+// while the broker runs, within about a second, at the next connection attempt.
+//
+// What a refused client sees (this is mochi's behaviour, checked against its source):
+//   - bad or missing credentials: CONNACK 0x86 "bad user name or password" (MQTT 5) or
+//     return code 5 "not authorized" (3.1.1), then the connection is closed;
+//   - more than MaxConnections clients: CONNACK 0x89 "server busy" (5) or 3 "server
+//     unavailable" (3.1.1);
+//   - publishing outside its topics: QoS 0 is dropped silently (both versions); QoS 1/2
+//     gets a PUBACK/PUBREC with 0x87 "not authorized" (5); a 3.1.1 client is
+//     disconnected, since 3.1.1 has no way to refuse a single message;
+//   - publishing to a topic starting with "$" (e.g. $SYS): mochi ignores the message
+//     without any acknowledgement, whatever the client's rights;
+//   - subscribing outside its topics: SUBACK 0x87 (5) or 0x80 failure (3.1.1) for that filter;
+//   - a packet larger than MaxPacketSize: the connection is closed. MQTT 5 clients are
+//     told the limit in the CONNACK (Maximum Packet Size).
+//
+// With AllowAnonymous (development only; a warning is logged at start), clients that
+// present no username may connect and use every topic. Clients that do present a username
+// are still checked against the credentials file when one is configured.
+//
+// # Hooks
+//
+// The agent adds its own hooks with [Broker.AddHook] before [Broker.Start]. mochi calls a
+// hook's OnPublish after the ACL check and before it writes the QoS 1 PUBACK (or QoS 2
+// PUBREC) to the publisher, in the client's read goroutine, so a hook that blocks until a
+// reading is durable makes the PUBACK mean "on disk". See [RefusePublish] for how such a
+// hook says it could not store a message.
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/atrium-iot/atrium/broker/credentials"
+)
+
+// Defaults applied by New to zero fields of Config.
+const (
+	DefaultAddr             = ":1883"
+	DefaultMaxPacketSize    = 256 << 10
+	DefaultMaxConnections   = 10_000
+	DefaultMaxPendingWrites = 32 << 10
+	DefaultConnectTimeout   = 10 * time.Second
+	DefaultSessionExpiry    = 24 * time.Hour
+)
+
+// Config configures a Broker. Only one of CredentialsFile and AllowAnonymous is required.
+type Config struct {
+	// Addr is the host:port of the plain TCP listener (":0" picks a free port).
+	// Empty means DefaultAddr.
+	Addr string
+	// TLSAddr, if set, adds a TLS listener; TLSCert and TLSKey are PEM files.
+	TLSAddr string
+	TLSCert string
+	TLSKey  string
+	// WSAddr, if set, adds a WebSocket listener (subprotocol "mqtt", any path, e.g. /mqtt).
+	WSAddr string
+
+	// CredentialsFile is the devices' credentials (see package credentials).
+	CredentialsFile string
+	// AllowAnonymous lets clients without a username connect and use any topic.
+	// For development only.
+	AllowAnonymous bool
+
+	// MaxPacketSize is the largest MQTT packet accepted, in bytes. Default 256 KiB.
+	MaxPacketSize int
+	// MaxConnections is the most MQTT clients connected at once; a client over it is
+	// refused with a CONNACK. Raw connections are capped at about 1.1× this number.
+	// Default 10,000.
+	MaxConnections int
+	// MaxPendingWrites is how many outgoing messages may wait for one slow client before
+	// further QoS 0 messages to it are dropped (counted in Stats.MessagesDropped). mochi's
+	// own default is 8,192; ours is 32,768. Each connection reserves 8 bytes of address
+	// space per slot (256 KiB at the default), committed only as it fills: on 32-bit
+	// gateways with thousands of devices, lower it.
+	MaxPendingWrites int
+	// ConnectTimeout is how long a new connection may take to send CONNECT. Default 10 s.
+	ConnectTimeout time.Duration
+	// SessionExpiry caps how long the session of a disconnected persistent client is kept.
+	// Default 24 h.
+	SessionExpiry time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.MaxPacketSize == 0 {
+		c.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.MaxPendingWrites == 0 {
+		c.MaxPendingWrites = DefaultMaxPendingWrites
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.SessionExpiry == 0 {
+		c.SessionExpiry = DefaultSessionExpiry
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.CredentialsFile == "" && !c.AllowAnonymous:
+		return errors.New("no credentials file and anonymous access not allowed: no device could connect (create one with `atrium-agent devices add`, or allow anonymous access for development)")
+	case c.TLSAddr != "" && (c.TLSCert == "" || c.TLSKey == ""):
+		return errors.New("a TLS listener needs both a certificate and a key file")
+	case c.TLSAddr == "" && (c.TLSCert != "" || c.TLSKey != ""):
+		return errors.New("a TLS certificate or key given without a TLS listen address")
+	case c.MaxPacketSize < 64 || c.MaxPacketSize > 256<<20:
+		return fmt.Errorf("max packet size %d: want 64 B to 256 MiB", c.MaxPacketSize)
+	case c.MaxConnections < 1:
+		return fmt.Errorf("max connections %d: want at least 1", c.MaxConnections)
+	case c.MaxPendingWrites < 1 || c.MaxPendingWrites > 1<<24:
+		return fmt.Errorf("max pending writes %d: want 1 to %d", c.MaxPendingWrites, 1<<24)
+	case c.ConnectTimeout < 0 || c.SessionExpiry < 0:
+		return errors.New("negative timeout")
+	}
+	return nil
+}
+
+// Broker is the embedded MQTT broker. Create it with New, add hooks, Start, Close.
+type Broker struct {
+	cfg  Config
+	log  *slog.Logger
+	srv  *mqtt.Server
+	auth *authHook
+	tls  *tls.Config
+
+	rejected atomic.Int64 // connections refused for capacity
+
+	mu        sync.Mutex
+	started   bool
+	closed    bool
+	addr      string
+	tlsAddr   string
+	wsAddr    string
+	listeners []net.Listener
+}
+
+// New checks cfg, loads the credentials file and prepares a broker. It binds nothing:
+// Start does. A nil log discards.
+func New(cfg Config, log *slog.Logger) (*Broker, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("broker: config: %w", err)
+	}
+	b := &Broker{cfg: cfg, log: log}
+
+	var creds *credentials.Store
+	if cfg.CredentialsFile != "" {
+		var err error
+		if creds, err = credentials.Load(cfg.CredentialsFile); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
+	if cfg.TLSAddr != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("broker: tls: %w", err)
+		}
+		b.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClients = int64(cfg.MaxConnections)
+	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+	caps.MaximumClientWritesPending = int32(cfg.MaxPendingWrites)
+	caps.MaximumSessionExpiryInterval = uint32(cfg.SessionExpiry / time.Second)
+	b.srv = mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       log.With("component", "mqtt"),
+	})
+
+	b.auth = &authHook{
+		log:            log,
+		creds:          creds,
+		allowAnonymous: cfg.AllowAnonymous,
+		maxPacketSize:  uint32(cfg.MaxPacketSize),
+	}
+	if err := b.srv.AddHook(b.auth, nil); err != nil {
+		return nil, fmt.Errorf("broker: auth hook: %w", err)
+	}
+	return b, nil
+}
+
+// AddHook adds a mochi hook (for example the agent's ingest hook, providing OnPublish).
+// It must be called before Start. A hook may not provide OnConnectAuthenticate or
+// OnACLCheck: mochi lets any hook that says yes win, which would bypass the device ACL.
+func (b *Broker) AddHook(h mqtt.Hook, config any) error {
+	if h.Provides(mqtt.OnConnectAuthenticate) || h.Provides(mqtt.OnACLCheck) {
+		return fmt.Errorf("broker: add hook %s: it provides authentication or ACL checks, which would bypass the device ACL", h.ID())
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started || b.closed {
+		return fmt.Errorf("broker: add hook %s: broker already started", h.ID())
+	}
+	if err := b.srv.AddHook(h, config); err != nil {
+		return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
+	}
+	return nil
+}
+
+// Start binds every configured listener and starts serving. When it returns nil, the
+// listeners accept connections and Addr, TLSAddr and WSAddr report their bound addresses.
+// ctx bounds the binding only; the broker runs until Close.
+func (b *Broker) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started || b.closed {
+		return errors.New("broker: start: already started")
+	}
+	if err := b.bindAll(ctx); err != nil {
+		for _, ln := range b.listeners {
+			_ = ln.Close()
+		}
+		b.listeners = nil
+		return fmt.Errorf("broker: start: %w", err)
+	}
+	if err := b.srv.Serve(); err != nil {
+		for _, ln := range b.listeners {
+			_ = ln.Close()
+		}
+		return fmt.Errorf("broker: start: %w", err)
+	}
+	b.started = true
+	if b.auth.allowAnonymous {
+		b.log.Warn("ANONYMOUS MQTT ACCESS ALLOWED: clients without credentials may publish and subscribe to every topic; use only for development")
+	}
+	devices := 0
+	if b.auth.creds != nil {
+		devices = b.auth.creds.Len()
+	}
+	b.log.Info("mqtt broker started", "addr", b.addr, "tls_addr", b.tlsAddr, "ws_addr", b.wsAddr,
+		"devices", devices, "anonymous", b.auth.allowAnonymous)
+	return nil
+}
+
+func (b *Broker) bindAll(ctx context.Context) error {
+	// Raw connections are capped a little above the client limit, so that clients over
+	// it still get a clean CONNACK refusal while a flood of idle sockets cannot grow unbounded.
+	limit := b.cfg.MaxConnections + b.cfg.MaxConnections/10 + 16
+	var lc net.ListenConfig
+
+	ln, err := lc.Listen(ctx, "tcp", b.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", b.cfg.Addr, err)
+	}
+	b.listeners = append(b.listeners, ln)
+	b.addr = ln.Addr().String()
+	if err := b.srv.AddListener(&streamListener{id: "tcp", proto: "tcp", ln: ln,
+		track: newConnTracker(limit, b.cfg.ConnectTimeout, &b.rejected)}); err != nil {
+		return fmt.Errorf("listener tcp: %w", err)
+	}
+
+	if b.cfg.TLSAddr != "" {
+		ln, err := lc.Listen(ctx, "tcp", b.cfg.TLSAddr)
+		if err != nil {
+			return fmt.Errorf("listen tls %s: %w", b.cfg.TLSAddr, err)
+		}
+		b.listeners = append(b.listeners, ln)
+		b.tlsAddr = ln.Addr().String()
+		if err := b.srv.AddListener(&streamListener{id: "tls", proto: "tls", ln: tls.NewListener(ln, b.tls),
+			track: newConnTracker(limit, b.cfg.ConnectTimeout, &b.rejected)}); err != nil {
+			return fmt.Errorf("listener tls: %w", err)
+		}
+	}
+
+	if b.cfg.WSAddr != "" {
+		ln, err := lc.Listen(ctx, "tcp", b.cfg.WSAddr)
+		if err != nil {
+			return fmt.Errorf("listen ws %s: %w", b.cfg.WSAddr, err)
+		}
+		b.listeners = append(b.listeners, ln)
+		b.wsAddr = ln.Addr().String()
+		if err := b.srv.AddListener(&wsListener{id: "ws", ln: ln, readLimit: int64(b.cfg.MaxPacketSize) + 1024,
+			track: newConnTracker(limit, b.cfg.ConnectTimeout, &b.rejected)}); err != nil {
+			return fmt.Errorf("listener ws: %w", err)
+		}
+	}
+	return nil
+}
+
+// Addr is the bound address of the TCP listener ("" before Start).
+func (b *Broker) Addr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.addr
+}
+
+// TLSAddr is the bound address of the TLS listener ("" when none or before Start).
+func (b *Broker) TLSAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.tlsAddr
+}
+
+// WSAddr is the bound address of the WebSocket listener ("" when none or before Start).
+func (b *Broker) WSAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.wsAddr
+}
+
+// Close stops accepting connections, disconnects every client (MQTT 5 clients receive a
+// DISCONNECT "server shutting down") and waits for their connections to end, including
+// any OnPublish hook still running. It is safe to call more than once.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	started := b.started
+	b.mu.Unlock()
+
+	if !started {
+		return nil
+	}
+	if err := b.srv.Close(); err != nil {
+		return fmt.Errorf("broker: close: %w", err)
+	}
+	b.log.Info("mqtt broker stopped")
+	return nil
+}
+
+// Stats are the broker's counters (totals since New) and gauges.
+type Stats struct {
+	ClientsConnected    int64 // gauge
+	ClientsMaximum      int64 // most clients connected at once
+	Subscriptions       int64 // gauge
+	Retained            int64 // gauge: retained messages held
+	Inflight            int64 // gauge: QoS 1/2 messages awaiting acknowledgement
+	MessagesReceived    int64 // PUBLISH packets received
+	MessagesSent        int64 // PUBLISH packets sent
+	MessagesDropped     int64 // messages to slow subscribers dropped (pending writes full)
+	InflightDropped     int64 // QoS 1/2 messages dropped: client inflight quota full or expired
+	BytesReceived       int64
+	BytesSent           int64
+	PacketsReceived     int64
+	PacketsSent         int64
+	AuthFailures        int64 // connections refused for bad or missing credentials
+	ACLDenied           int64 // publishes and subscriptions refused by the topic ACL
+	ConnectionsRejected int64 // connections refused for capacity (MaxConnections and the raw cap)
+}
+
+// Stats returns the current counters.
+func (b *Broker) Stats() Stats {
+	i := b.srv.Info.Clone()
+	return Stats{
+		ClientsConnected:    i.ClientsConnected,
+		ClientsMaximum:      i.ClientsMaximum,
+		Subscriptions:       i.Subscriptions,
+		Retained:            i.Retained,
+		Inflight:            i.Inflight,
+		MessagesReceived:    i.MessagesReceived,
+		MessagesSent:        i.MessagesSent,
+		MessagesDropped:     i.MessagesDropped,
+		InflightDropped:     i.InflightDropped,
+		BytesReceived:       i.BytesReceived,
+		BytesSent:           i.BytesSent,
+		PacketsReceived:     i.PacketsReceived,
+		PacketsSent:         i.PacketsSent,
+		AuthFailures:        b.auth.authFailures.Load(),
+		ACLDenied:           b.auth.aclDenied.Load(),
+		ConnectionsRejected: b.rejected.Load(),
+	}
+}
+
+// DeviceID is the authenticated device id of cl (its MQTT username); "" for an
+// anonymous client.
+func DeviceID(cl *mqtt.Client) string { return string(cl.Properties.Username) }
+
+// RefusePublish is what an OnPublish hook returns when it could not take a message (for
+// example, the spool is full or failing), so that the publisher does not get a success:
+//   - MQTT 5, QoS 1/2: the PUBACK/PUBREC carries 0x80 "unspecified error"; the client
+//     knows the message was not accepted;
+//   - MQTT 3.1.1, QoS 1/2: no PUBACK is sent and the connection is closed, so the client
+//     sends the message again after reconnecting (3.1.1 has no negative PUBACK);
+//   - QoS 0: the message is dropped; nobody can be told.
+//
+// In every case the message is not delivered to subscribers. (mochi treats any other
+// error from OnPublish as a success for 3.1.1 clients and for QoS 0.)
+func RefusePublish(cl *mqtt.Client, pk packets.Packet) error {
+	if pk.FixedHeader.Qos == 0 {
+		return packets.ErrRejectPacket
+	}
+	if cl.Properties.ProtocolVersion >= 5 {
+		return packets.ErrUnspecifiedError
+	}
+	if cl.Net.Conn != nil {
+		// Closing the connection (rather than stopping the client) makes mochi treat it as
+		// an abnormal end: the client's will message, if any, is published.
+		_ = cl.Net.Conn.Close()
+	}
+	return packets.ErrRejectPacket
+}

@@ -1,0 +1,337 @@
+package broker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// waitFor is the generous deadline of every wait in these tests (a noisy 2-core machine,
+// the race detector).
+const waitFor = 30 * time.Second
+
+// devices are the credentials every test broker knows.
+var devices = map[string]string{
+	"sensor_001": "pw-sensor-001-secret",
+	"sensor_002": "pw-sensor-002-secret",
+}
+
+// writeCredentials writes a credentials file by hand (the documented format), with the
+// cheapest bcrypt cost so that tests stay quick under the race detector.
+func writeCredentials(t testing.TB, devs map[string]string) string {
+	t.Helper()
+	type device struct {
+		ID   string `json:"id"`
+		Hash string `json:"hash"`
+	}
+	var doc struct {
+		Devices []device `json:"devices"`
+	}
+	for id, pw := range devs {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc.Devices = append(doc.Devices, device{id, string(h)})
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "credentials.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// startBroker starts a broker on 127.0.0.1:0 with the test devices, after applying edit
+// to its config, and closes it at the end of the test.
+func startBroker(t testing.TB, edit func(*Config), hooks ...mqtt.Hook) *Broker {
+	t.Helper()
+	cfg := Config{Addr: "127.0.0.1:0", CredentialsFile: writeCredentials(t, devices)}
+	if edit != nil {
+		edit(&cfg)
+	}
+	b, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hooks {
+		if err := b.AddHook(h, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return b
+}
+
+// pahoClient is an MQTT 5 client over conn, with the messages it receives.
+type pahoClient struct {
+	*paho.Client
+	mu   sync.Mutex
+	msgs []*paho.Publish
+	got  chan struct{} // signalled on every message
+}
+
+func (c *pahoClient) messages() []*paho.Publish {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*paho.Publish(nil), c.msgs...)
+}
+
+// waitTopic waits until a message on topic arrives and returns every message received so far.
+func (c *pahoClient) waitTopic(t testing.TB, topic string) []*paho.Publish {
+	t.Helper()
+	deadline := time.After(waitFor)
+	for {
+		msgs := c.messages()
+		for _, m := range msgs {
+			if m.Topic == topic {
+				return msgs
+			}
+		}
+		select {
+		case <-c.got:
+		case <-deadline:
+			t.Fatalf("no message on %s within %v (got %d others)", topic, waitFor, len(msgs))
+		}
+	}
+}
+
+// connectPaho connects an MQTT 5 client as user (no username when user is "").
+func connectPaho(t testing.TB, conn net.Conn, clientID, user, password string) (*pahoClient, *paho.Connack, error) {
+	t.Helper()
+	// Keepalive 0 turns paho's pinger off: paho writes a packet in several Writes, which
+	// only a bare *net.TCPConn (writev) keeps together, and the pinger's PINGREQ would
+	// interleave with them on a wrapped, TLS or WebSocket connection.
+	cp := &paho.Connect{ClientID: clientID, KeepAlive: 0, CleanStart: true}
+	if user != "" {
+		cp.Username, cp.UsernameFlag = user, true
+		cp.Password, cp.PasswordFlag = []byte(password), true
+	}
+	return connectWith(t, conn, cp)
+}
+
+func connectWith(t testing.TB, conn net.Conn, cp *paho.Connect) (*pahoClient, *paho.Connack, error) {
+	t.Helper()
+	pc := &pahoClient{got: make(chan struct{}, 1)}
+	pc.Client = paho.NewClient(paho.ClientConfig{
+		Conn: conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			pc.mu.Lock()
+			pc.msgs = append(pc.msgs, pr.Packet)
+			pc.mu.Unlock()
+			select {
+			case pc.got <- struct{}{}:
+			default:
+			}
+			return true, nil
+		}},
+		PacketTimeout: waitFor,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	ack, err := pc.Connect(ctx, cp)
+	if err == nil {
+		t.Cleanup(func() { _ = pc.Disconnect(&paho.Disconnect{}) })
+	}
+	return pc, ack, err
+}
+
+func dialTCP(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// mustConnect connects device id over TCP with its right password.
+func mustConnect(t testing.TB, b *Broker, id string) *pahoClient {
+	t.Helper()
+	c, ack, err := connectPaho(t, dialTCP(t, b.Addr()), id, id, devices[id])
+	if err != nil {
+		t.Fatalf("connect %s: %v (connack %+v)", id, err, ack)
+	}
+	return c
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// rawClient speaks MQTT 3.1.1 (or 5) packet by packet with mochi's codec, to test what
+// paho.golang (MQTT 5 only, and polite about limits) cannot send.
+type rawClient struct {
+	t       testing.TB
+	conn    net.Conn
+	r       *bufio.Reader
+	version byte
+}
+
+func dialRaw(t testing.TB, addr string, version byte) *rawClient {
+	c := dialTCP(t, addr)
+	return &rawClient{t: t, conn: c, r: bufio.NewReader(c), version: version}
+}
+
+func (rc *rawClient) send(pk packets.Packet) error {
+	pk.ProtocolVersion = rc.version
+	var buf bytes.Buffer
+	var err error
+	switch pk.FixedHeader.Type {
+	case packets.Connect:
+		err = pk.ConnectEncode(&buf)
+	case packets.Publish:
+		err = pk.PublishEncode(&buf)
+	case packets.Subscribe:
+		err = pk.SubscribeEncode(&buf)
+	case packets.Disconnect:
+		err = pk.DisconnectEncode(&buf)
+	default:
+		err = fmt.Errorf("cannot send packet type %d", pk.FixedHeader.Type)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = rc.conn.Write(buf.Bytes())
+	return err
+}
+
+// read returns the next packet, or an error (io.EOF when the broker closed the connection).
+func (rc *rawClient) read() (packets.Packet, error) {
+	_ = rc.conn.SetReadDeadline(time.Now().Add(waitFor))
+	var pk packets.Packet
+	pk.ProtocolVersion = rc.version
+	b, err := rc.r.ReadByte()
+	if err != nil {
+		return pk, err
+	}
+	if err := pk.FixedHeader.Decode(b); err != nil {
+		return pk, err
+	}
+	n, _, err := packets.DecodeLength(rc.r)
+	if err != nil {
+		return pk, err
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(rc.r, body); err != nil {
+		return pk, err
+	}
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		err = pk.ConnackDecode(body)
+	case packets.Puback:
+		err = pk.PubackDecode(body)
+	case packets.Suback:
+		err = pk.SubackDecode(body)
+	case packets.Publish:
+		err = pk.PublishDecode(body)
+	case packets.Disconnect:
+		err = pk.DisconnectDecode(body)
+	}
+	return pk, err
+}
+
+// connect sends CONNECT and returns the CONNACK's reason (return) code.
+func (rc *rawClient) connect(clientID, user, password string) byte {
+	rc.t.Helper()
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Connect},
+		Connect: packets.ConnectParams{
+			ProtocolName:     []byte("MQTT"),
+			ClientIdentifier: clientID,
+			Clean:            true,
+			Keepalive:        30,
+		},
+	}
+	if user != "" {
+		pk.Connect.UsernameFlag, pk.Connect.Username = true, []byte(user)
+		pk.Connect.PasswordFlag, pk.Connect.Password = true, []byte(password)
+	}
+	if err := rc.send(pk); err != nil {
+		rc.t.Fatal(err)
+	}
+	ack, err := rc.read()
+	if err != nil {
+		rc.t.Fatalf("reading CONNACK: %v", err)
+	}
+	if ack.FixedHeader.Type != packets.Connack {
+		rc.t.Fatalf("got packet type %d, want CONNACK", ack.FixedHeader.Type)
+	}
+	return ack.ReasonCode
+}
+
+func (rc *rawClient) publish(topic string, qos byte, id uint16, payload []byte) error {
+	return rc.send(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
+		TopicName:   topic,
+		PacketID:    id,
+		Payload:     payload,
+	})
+}
+
+// recordHook records the messages that pass the ACL (what the agent's ingest would see).
+type recordHook struct {
+	mqtt.HookBase
+	mu     sync.Mutex
+	topics []string
+}
+
+func (h *recordHook) ID() string           { return "test-record" }
+func (h *recordHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+func (h *recordHook) seen() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.topics...)
+}
+func (h *recordHook) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.mu.Lock()
+	h.topics = append(h.topics, pk.TopicName)
+	h.mu.Unlock()
+	return pk, nil
+}
+
+// poll waits until cond holds.
+func poll(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
