@@ -38,6 +38,7 @@ type Agent struct {
 	reg     *prometheus.Registry
 	metrics agentMetrics
 	devices devices
+	stamps  stamps
 }
 
 type agentMetrics struct {

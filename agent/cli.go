@@ -132,8 +132,8 @@ func requeue(ctx context.Context, s *spool.Spool, dls []spool.DeadLetter, site s
 			rs = [][]byte{d.Payload}
 		} else {
 			res, err := decode.Decode(d.Topic, d.Payload, site, time.Now())
-			if err != nil || res.Status != nil {
-				continue
+			if err != nil || res.Status != nil || len(res.Invalid) > 0 {
+				continue // still not usable: it stays a dead letter
 			}
 			for _, r := range res.Readings {
 				rs = append(rs, r.AppendJSON(nil))

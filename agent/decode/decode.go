@@ -51,6 +51,16 @@ type Result struct {
 	Form     string // FormJSON, FormSenML, FormPlain or FormStatus
 	Readings []reading.Reading
 	Status   *Status
+	// Invalid are readings that decoded but failed validation (out of range, in the
+	// future, a wrong unit), each with its reason. The valid readings of the same
+	// message are in Readings: one bad reading does not spoil the others.
+	Invalid []Invalid
+}
+
+// Invalid is a decoded reading that failed validation, and why.
+type Invalid struct {
+	Reading reading.Reading
+	Reason  string
 }
 
 // Status is a device's announcement that it is online or offline.
@@ -61,7 +71,9 @@ type Status struct {
 
 // Decode reads one MQTT publish. site is the agent's site, stamped on every reading;
 // now is the agent's clock: it stamps readings without a time, anchors SenML relative
-// times and bounds the future. On error the Result is empty.
+// times and bounds the future. An error means the message could not be read at all
+// (topic, syntax, a value that is not a number) and the Result is empty; readings
+// that decode but fail validation are returned in Result.Invalid next to the valid ones.
 func Decode(topic string, payload []byte, site string, now time.Time) (Result, error) {
 	room, sensor, typ, err := parseTopic(topic)
 	if err != nil {
@@ -88,11 +100,8 @@ func Decode(topic string, payload []byte, site string, now time.Time) (Result, e
 			return Result{}, err
 		}
 		r.Value = v
-		rs := []reading.Reading{r}
-		if err := validate(rs, now, false); err != nil {
-			return Result{}, err
-		}
-		return Result{Form: FormPlain, Readings: rs}, nil
+		rs, bad := validate([]reading.Reading{r}, now, false)
+		return Result{Form: FormPlain, Readings: rs, Invalid: bad}, nil
 	}
 
 	if len(body) == 0 {
@@ -115,10 +124,8 @@ func Decode(topic string, payload []byte, site string, now time.Time) (Result, e
 	if err != nil {
 		return Result{}, err
 	}
-	if err := validate(rs, now, form == FormSenML); err != nil {
-		return Result{}, err
-	}
-	return Result{Form: form, Readings: rs}, nil
+	rs, bad := validate(rs, now, form == FormSenML)
+	return Result{Form: form, Readings: rs, Invalid: bad}, nil
 }
 
 // parseTopic splits atrium/<room>/<sensor>[/<type>] and checks the ids.
@@ -175,20 +182,27 @@ func parsePlain(body []byte, typ string) (float64, error) {
 }
 
 // validate runs the shared rules on every reading and names the one that fails.
-func validate(rs []reading.Reading, now time.Time, senml bool) error {
+func validate(rs []reading.Reading, now time.Time, senml bool) (valid []reading.Reading, invalid []Invalid) {
+	valid = rs[:0]
 	for i := range rs {
-		if err := reading.Validate(&rs[i], now); err != nil {
+		r := rs[i]
+		if err := reading.Validate(&r, now); err != nil {
 			var fe *reading.FieldError
 			if errors.As(err, &fe) {
-				err = fmt.Errorf("%s of %q: %s", fe.Field, rs[i].Type, fe.Reason)
+				err = fmt.Errorf("%s of %q: %s", fe.Field, r.Type, fe.Reason)
 			}
 			if senml {
-				return fmt.Errorf("SenML record %d: %w", i, err)
+				err = fmt.Errorf("SenML record %d: %w", i, err)
 			}
-			return err
+			invalid = append(invalid, Invalid{Reading: r, Reason: err.Error()})
+			continue
 		}
+		valid = append(valid, r)
 	}
-	return nil
+	if len(valid) == 0 {
+		valid = nil
+	}
+	return valid, invalid
 }
 
 // interned holds the strings readings share, so a known type or unit taken from a

@@ -204,6 +204,13 @@ func TestDecode(t *testing.T) {
 	for _, tc := range decodeCases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Decode(tc.topic, []byte(tc.payload), "hq", testNow)
+			if err == nil && len(got.Invalid) > 0 && tc.wantErr != "" {
+				// a reading that decoded but failed validation: reported per reading
+				if got.Invalid[0].Reason != tc.wantErr {
+					t.Fatalf("invalid reading reason\n got: %s\nwant: %s", got.Invalid[0].Reason, tc.wantErr)
+				}
+				return
+			}
 			if tc.wantErr != "" {
 				if err == nil || err.Error() != tc.wantErr {
 					t.Fatalf("error\n got: %v\nwant: %s", err, tc.wantErr)
@@ -330,5 +337,19 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestDecodeKeepsValidReadingsOfAMessage(t *testing.T) {
+	got, err := Decode("atrium/room-101/s1", []byte(`{"temperature":120,"humidity":40,"co2":700}`), "hq", testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Readings) != 2 || got.Readings[0].Type != "humidity" || got.Readings[1].Type != "co2" {
+		t.Fatalf("valid readings: %+v", got.Readings)
+	}
+	if len(got.Invalid) != 1 || got.Invalid[0].Reading.Type != "temperature" ||
+		got.Invalid[0].Reason != `value of "temperature": 120 is outside the plausible range of temperature (-40…85 Cel)` {
+		t.Fatalf("invalid readings: %+v", got.Invalid)
 	}
 }

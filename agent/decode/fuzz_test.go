@@ -38,7 +38,12 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		case FormJSON, FormSenML, FormPlain:
-			if res.Status != nil || len(res.Readings) == 0 || len(res.Readings) > MaxReadings {
+			for _, bad := range res.Invalid {
+				if bad.Reason == "" {
+					t.Fatal("an invalid reading without a reason")
+				}
+			}
+			if res.Status != nil || len(res.Readings)+len(res.Invalid) == 0 || len(res.Readings) > MaxReadings {
 				t.Fatalf("%s result with %d readings and status %v", res.Form, len(res.Readings), res.Status)
 			}
 		default:

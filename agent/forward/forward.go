@@ -356,14 +356,9 @@ func (f *Forwarder) sendOne(ctx context.Context) (progress bool, err error) {
 
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer putBuffer(buf)
-	if err := encode(buf, b); err != nil {
-		return false, fmt.Errorf("forward: encode batch %s: %w", b.ID, err)
+	if err := f.prepare(buf, b); err != nil {
+		return false, err
 	}
-	size := 0
-	for _, r := range b.Readings {
-		size += len(r)
-	}
-	f.avgSize.Store(int64(max(size/len(b.Readings), 1)))
 
 	for attempt := 0; ; attempt++ {
 		out := f.post(ctx, b.ID, buf.Bytes())
@@ -386,7 +381,39 @@ func (f *Forwarder) sendOne(ctx context.Context) (progress bool, err error) {
 		if !f.pause(ctx, wait, out.status == 0) {
 			return false, ctx.Err()
 		}
+		// While we waited, a full drop-oldest spool may have shrunk this batch (it then
+		// has a new id) or dropped it: send what the spool holds now, never a stale copy.
+		nb, ok, err := f.q.NextBatch(f.cfg.MaxCount, int(f.maxBytes.Load()))
+		if err != nil {
+			return false, f.queueError(ctx, fmt.Errorf("forward: next batch: %w", err))
+		}
+		if !ok {
+			return true, nil
+		}
+		if nb.ID != b.ID {
+			b = nb
+			if len(b.Readings) == 0 {
+				return true, f.ack(ctx, b, result{})
+			}
+			if err := f.prepare(buf, b); err != nil {
+				return false, err
+			}
+		}
 	}
+}
+
+// prepare encodes b into buf (reset first) and updates the mean reading size.
+func (f *Forwarder) prepare(buf *bytes.Buffer, b Batch) error {
+	buf.Reset()
+	if err := encode(buf, b); err != nil {
+		return fmt.Errorf("forward: encode batch %s: %w", b.ID, err)
+	}
+	size := 0
+	for _, r := range b.Readings {
+		size += len(r)
+	}
+	f.avgSize.Store(int64(max(size/len(b.Readings), 1)))
+	return nil
 }
 
 func (f *Forwarder) ack(ctx context.Context, b Batch, res result) error {

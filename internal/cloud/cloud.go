@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/amqpbus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
@@ -24,20 +26,51 @@ import (
 	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/version"
-	"github.com/atrium-iot/atrium/services/sensor"
-	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
 )
 
-// Parts that exist, in start order. "all" means every one of them.
-var parts = []string{"sensor"}
+// part is one thing `atrium -target` can run. Each lives in its own file here
+// (sensor.go, room.go, …): add opens its store, builds the service and binds its
+// listener on the App. The gateway comes last so that it can point at the local
+// services that run in the same process.
+type part struct {
+	name string
+	add  func(a *App, ctx context.Context) error
+}
+
+// parts is every part, in start order. "all" means all of them.
+var parts = []part{
+	{"sensor", (*App).addSensor},
+	{"gateway", (*App).addGateway},
+}
+
+func partNames() []string {
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		out[i] = p.name
+	}
+	return out
+}
 
 // Config is the parsed command line of `atrium`.
 type Config struct {
 	Target          string
 	DataDir         string
 	Store           string
+	AnalyticsStore  string
 	Bus             string
+	GatewayAddr     string
 	SensorAddr      string
+	RoomAddr        string
+	AnalyticsAddr   string
+	NotifyAddr      string
+	SensorURL       string
+	RoomURL         string
+	AnalyticsURL    string
+	NotifyURL       string
+	Keys            string
+	RateLimit       float64
+	RateBurst       int
+	CORSOrigins     string
 	OfflineAfter    time.Duration
 	MaxBody         int64
 	ShutdownTimeout time.Duration
@@ -51,11 +84,24 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	var c Config
 	fs := flag.NewFlagSet("atrium", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Target, "target", "all", "parts to run, comma separated: all, or any of "+strings.Join(parts, ", "))
+	fs.StringVar(&c.Target, "target", "all", "parts to run, comma separated: all, or any of "+strings.Join(partNames(), ", "))
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded stores (one SQLite file per service)")
 	fs.StringVar(&c.Store, "store", "", "store URL of the services: sqlite:///DIR (default: sqlite:// + -data-dir)")
+	fs.StringVar(&c.AnalyticsStore, "analytics-store", "", "store URL of the analytics service: sqlite:///DIR or clickhouse://host:9000 (default: -store)")
 	fs.StringVar(&c.Bus, "bus", "memory", "message bus: memory (in-process) or amqp://user:pass@host:5672/")
+	fs.StringVar(&c.GatewayAddr, "gateway-addr", ":8000", "listen address of the API gateway")
 	fs.StringVar(&c.SensorAddr, "sensor-addr", ":8001", "listen address of the sensor service")
+	fs.StringVar(&c.RoomAddr, "room-addr", ":8002", "listen address of the room service")
+	fs.StringVar(&c.AnalyticsAddr, "analytics-addr", ":8003", "listen address of the analytics service")
+	fs.StringVar(&c.NotifyAddr, "notification-addr", ":8004", "listen address of the notification service")
+	fs.StringVar(&c.SensorURL, "sensor-url", "http://127.0.0.1:8001", "URL of the sensor service when it runs elsewhere (used by the gateway and analytics)")
+	fs.StringVar(&c.RoomURL, "room-url", "http://127.0.0.1:8002", "URL of the room service when it runs elsewhere")
+	fs.StringVar(&c.AnalyticsURL, "analytics-url", "http://127.0.0.1:8003", "URL of the analytics service when it runs elsewhere")
+	fs.StringVar(&c.NotifyURL, "notification-url", "http://127.0.0.1:8004", "URL of the notification service when it runs elsewhere")
+	fs.StringVar(&c.Keys, "keys", "", "API keys file of the gateway (JSON: name, sha256, scopes); default: an admin key made on first start under -data-dir")
+	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "gateway: requests per second per API key")
+	fs.IntVar(&c.RateBurst, "rate-burst", 100, "gateway: burst of requests per API key")
+	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "gateway: comma-separated origins allowed by CORS (empty: none)")
 	fs.DurationVar(&c.OfflineAfter, "offline-after", 5*time.Minute, "a sensor silent longer than this is offline")
 	fs.Int64Var(&c.MaxBody, "max-body", httpx.DefaultMaxBody, "largest accepted request body in bytes, after decompression")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on shutdown")
@@ -71,25 +117,35 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if c.Store == "" {
 		c.Store = "sqlite://" + c.DataDir
 	}
+	if c.AnalyticsStore == "" {
+		c.AnalyticsStore = c.Store
+	}
 	return c, nil
 }
 
-// targets expands -target into the parts to run.
-func (c Config) targets() ([]string, error) {
-	var out []string
+// targets expands -target into the parts to run, in start order.
+func (c Config) targets() ([]part, error) {
+	want := map[string]bool{}
 	for _, t := range strings.Split(c.Target, ",") {
 		t = strings.TrimSpace(t)
 		switch {
 		case t == "all":
-			out = append(out, parts...)
-		case slices.Contains(parts, t):
-			out = append(out, t)
+			for _, p := range parts {
+				want[p.name] = true
+			}
+		case slices.Contains(partNames(), t):
+			want[t] = true
 		default:
-			return nil, fmt.Errorf("-target: unknown part %q (known: all, %s)", t, strings.Join(parts, ", "))
+			return nil, fmt.Errorf("-target: unknown part %q (known: all, %s)", t, strings.Join(partNames(), ", "))
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	var out []part
+	for _, p := range parts {
+		if want[p.name] {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // App is a running `atrium`: its servers, background loops, stores and bus.
@@ -121,12 +177,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error) 
 	}
 	a.bus = b
 	a.closers = append(a.closers, b.Close)
-	for _, t := range targets {
-		switch t {
-		case "sensor":
-			if err := a.addSensor(ctx, b); err != nil {
-				return nil, fmt.Errorf("sensor service: %w", err)
-			}
+	for _, p := range targets {
+		if err := p.add(a, ctx); err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
 		}
 	}
 	return a, nil
@@ -164,29 +217,47 @@ func storeDir(url string) (string, error) {
 	return dir, nil
 }
 
-func (a *App) addSensor(ctx context.Context, b bus.Bus) error {
-	dir, err := storeDir(a.cfg.Store)
+// Bus is the app's message bus, for tests that watch its events.
+func (a *App) Bus() bus.Bus { return a.bus }
+
+// serve registers a part's HTTP server and background loops on the App.
+func (a *App) serve(name, addr string, h http.Handler, log *slog.Logger, loops ...func(context.Context) error) error {
+	srv, err := httpx.Listen(name, addr, h, log)
 	if err != nil {
 		return err
 	}
-	log := a.log.With("service", "sensor")
-	st, err := sqlitestore.Open(ctx, filepath.Join(dir, "sensor.db"), sqlitestore.Options{Logger: log})
-	if err != nil {
-		return fmt.Errorf("open store: %w", err)
-	}
-	a.closers = append(a.closers, st.Close)
-	svc := sensor.New(st, b, log, sensor.Options{MaxBody: a.cfg.MaxBody, OfflineAfter: a.cfg.OfflineAfter})
-	srv, err := httpx.Listen("sensor", a.cfg.SensorAddr, svc.Handler(), log)
-	if err != nil {
-		return err
-	}
-	a.servers["sensor"] = srv
-	a.loops = append(a.loops, svc.Run)
+	a.servers[name] = srv
+	a.loops = append(a.loops, loops...)
 	return nil
 }
 
-// Bus is the app's message bus, for tests that watch its events.
-func (a *App) Bus() bus.Bus { return a.bus }
+// URL is the base URL of a part: the local server when it runs in this process,
+// else the -X-url flag.
+func (a *App) URL(part string) string {
+	if s, ok := a.servers[part]; ok {
+		return "http://" + s.Addr()
+	}
+	switch part {
+	case "sensor":
+		return a.cfg.SensorURL
+	case "room":
+		return a.cfg.RoomURL
+	case "analytics":
+		return a.cfg.AnalyticsURL
+	case "notification":
+		return a.cfg.NotifyURL
+	}
+	return ""
+}
+
+// sqlitePath is the SQLite file of a service under an sqlite:// store URL.
+func sqlitePath(url, service string) (string, error) {
+	dir, err := storeDir(url)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, service+".db"), nil
+}
 
 // Addr is the listen address of a part ("sensor", …), or "" when it is not running.
 func (a *App) Addr(part string) string {
@@ -245,6 +316,9 @@ func (a *App) close() {
 
 // Run is the whole `atrium` program: main only calls it.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "keys" {
+		return gateway.KeysCommand(args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := ParseFlags(args, getenv, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

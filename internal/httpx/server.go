@@ -28,9 +28,10 @@ func Listen(name, addr string, h http.Handler, log *slog.Logger) (*Server, error
 	return &Server{
 		Name: name, ln: ln, log: log,
 		srv: &http.Server{
-			Handler:           h,
+			Handler: h,
+			// No ReadTimeout: it would also cut hijacked WebSocket connections. Bodies
+			// are bounded in size by every handler (ReadBody, MaxBytesReader).
 			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       60 * time.Second,
 			IdleTimeout:       120 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		},

@@ -1,0 +1,293 @@
+package agent_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Shape of the footprint load: footprintDevices connections, each publishing one
+// message of two readings per second for footprintSeconds seconds.
+const (
+	footprintDevices = 1000
+	footprintSeconds = 30
+	footprintTarget  = 40 << 20 // bytes of RSS
+)
+
+// BenchmarkFootprint runs the built atrium-agent binary (as shipped: CGO_ENABLED=0,
+// -trimpath, -ldflags="-s -w") against the real sensor service, connects 1,000 MQTT
+// clients, each on its own connection publishing one message per second for 30 s,
+// and reports the agent's resident memory from /proc/<pid>/status: VmRSS at the end,
+// the largest VmRSS sampled each second, and VmHWM (the kernel's peak). Target: RSS ≤
+// 40 MB. It checks that every reading reached the spool and the sensor service.
+// Gated by ATRIUM_BENCH_BIG=1; run it once: -bench=Footprint -benchtime=1x.
+//
+// Variants change the agent's Go runtime settings through its environment, as a
+// service unit would.
+func BenchmarkFootprint(b *testing.B) {
+	if os.Getenv("ATRIUM_BENCH_BIG") != "1" {
+		b.Skip("set ATRIUM_BENCH_BIG=1 to run the 1,000-device footprint benchmark")
+	}
+	footprintRaiseFiles(b, 2*footprintDevices+256)
+	bin := footprintBuild(b)
+	variants := []struct {
+		name string
+		env  []string
+	}{
+		{"runtime=default", nil},
+		{"runtime=GOMEMLIMIT-24MiB", []string{"GOMEMLIMIT=24MiB"}},
+	}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			for range b.N {
+				footprintRun(b, bin, v.env)
+			}
+		})
+	}
+}
+
+// footprintRun is one measurement: agent up, devices connected and publishing,
+// memory sampled, every reading accounted for.
+func footprintRun(b *testing.B, bin string, env []string) {
+	dir := b.TempDir()
+	cloudURL := benchStartCloud(b, filepath.Join(dir, "cloud"))
+	proc := footprintStartAgent(b, bin, env, cloudURL, filepath.Join(dir, "spool.db"))
+	idle := footprintMem(b, proc.pid)
+
+	clients := benchConnect(b, proc.mqtt, footprintDevices)
+	connected := footprintMem(b, proc.pid)
+	cpu0, wall0 := footprintCPU(b, proc.pid), time.Now()
+
+	var peak int64 // largest VmRSS sampled, written by the sampler until stop closes
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			if m, err := footprintReadMem(proc.pid); err == nil && m.rss > peak {
+				peak = m.rss
+			}
+		}
+	}()
+
+	errs := make(chan error, len(clients))
+	var wg sync.WaitGroup
+	for i, cl := range clients {
+		wg.Go(func() {
+			// Spread the devices over the second, as real ones are.
+			time.Sleep(time.Duration(i) * time.Second / time.Duration(len(clients)))
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for n := 0; n < footprintSeconds; n++ {
+				if err := benchPublishOne(cl); err != nil {
+					errs <- err
+					return
+				}
+				<-t.C
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	end := footprintMem(b, proc.pid)
+	cpuShare := (footprintCPU(b, proc.pid) - cpu0).Seconds() / time.Since(wall0).Seconds()
+	close(stop)
+	<-sampled
+	peak = max(peak, end.rss)
+
+	want := int64(2 * footprintDevices * footprintSeconds)
+	if st := benchStatus(b, proc.http); st.Appended != want {
+		b.Fatalf("agent spooled %d readings, want %d", st.Appended, want)
+	}
+	benchWaitDrained(b, proc.http, cloudURL, int(want))
+
+	mb := func(n int64) float64 { return float64(n) / (1 << 20) }
+	b.ReportMetric(mb(end.rss), "RSS-MiB")
+	b.ReportMetric(mb(peak), "peak-RSS-MiB")
+	b.ReportMetric(mb(end.hwm), "VmHWM-MiB")
+	b.ReportMetric(mb(idle.rss), "idle-RSS-MiB")
+	b.ReportMetric(mb(connected.rss), "connected-RSS-MiB")
+	b.ReportMetric(100*cpuShare, "agent-CPU-%")
+	if end.hwm > footprintTarget {
+		b.Logf("VmHWM %.1f MiB is over the %d MiB target", mb(end.hwm), footprintTarget>>20)
+	}
+}
+
+// footprintRaiseFiles raises the soft limit on open files to at least need (the
+// benchmark holds one end of every connection, the agent the other; the agent
+// inherits the limit).
+func footprintRaiseFiles(b *testing.B, need uint64) {
+	b.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+	if lim.Cur >= need {
+		return
+	}
+	if lim.Max < need {
+		b.Skipf("open files hard limit %d is under the %d this benchmark needs", lim.Max, need)
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// footprintBuild builds atrium-agent as it ships into a temporary directory.
+func footprintBuild(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "atrium-agent")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "github.com/atrium-iot/atrium/cmd/atrium-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// footprintProc is a running agent process and the addresses it logged.
+type footprintProc struct {
+	pid        int
+	mqtt, http string
+}
+
+// footprintStartAgent starts the binary on loopback ports and waits for its
+// "agent started" log line; it is stopped with SIGTERM at the end of the benchmark.
+func footprintStartAgent(b *testing.B, bin string, env []string, cloudURL, spoolPath string) footprintProc {
+	b.Helper()
+	cmd := exec.Command(bin, "-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
+		"-cloud-url="+cloudURL, "-spool="+spoolPath, "-site=bench-site", "-log-format=json", "-log-level=info")
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	started := make(chan footprintProc, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line struct {
+				Msg    string `json:"msg"`
+				MQTT   string `json:"mqtt"`
+				Status string `json:"status"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "agent started" {
+				started <- footprintProc{pid: cmd.Process.Pid, mqtt: line.MQTT, http: line.Status}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		exited <- cmd.Wait()
+	}()
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				b.Errorf("agent exited: %v", err)
+			}
+		case <-time.After(benchWait):
+			_ = cmd.Process.Kill()
+			b.Errorf("agent did not stop within %v of SIGTERM", benchWait)
+		}
+	})
+	select {
+	case p := <-started:
+		return p
+	case err := <-exited:
+		b.Fatalf("agent exited before starting: %v", err)
+	case <-time.After(benchWait):
+		b.Fatalf("agent did not log its start within %v", benchWait)
+	}
+	return footprintProc{}
+}
+
+// footprintCPU is the CPU time (user + system) the process has used.
+func footprintCPU(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which ends at the last ')': utime and stime
+	// are the 14th and 15th fields of the line, the 12th and 13th after it.
+	i := strings.LastIndexByte(string(raw), ')')
+	f := strings.Fields(string(raw)[i+1:])
+	if i < 0 || len(f) < 13 {
+		b.Fatalf("/proc/%d/stat: unexpected %q", pid, raw)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/%d/stat: %v", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / footprintClockTicks
+}
+
+// footprintClockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on Linux.
+const footprintClockTicks = 100
+
+// footprintMemory is a process's resident set now (VmRSS) and at its peak (VmHWM), in bytes.
+type footprintMemory struct{ rss, hwm int64 }
+
+func footprintMem(b *testing.B, pid int) footprintMemory {
+	b.Helper()
+	m, err := footprintReadMem(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+func footprintReadMem(pid int) (footprintMemory, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return footprintMemory{}, err
+	}
+	var m footprintMemory
+	for line := range strings.Lines(string(raw)) {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || (name != "VmRSS" && name != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		if err != nil {
+			return footprintMemory{}, fmt.Errorf("/proc/%d/status %s: %w", pid, name, err)
+		}
+		if name == "VmRSS" {
+			m.rss = kb << 10
+		} else {
+			m.hwm = kb << 10
+		}
+	}
+	if m.rss == 0 {
+		return footprintMemory{}, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	}
+	return m, nil
+}

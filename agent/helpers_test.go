@@ -1,0 +1,615 @@
+package agent_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/atrium-iot/atrium/agent"
+	"github.com/atrium-iot/atrium/internal/cloud"
+	"github.com/atrium-iot/atrium/internal/logging"
+)
+
+// waitFor is the deadline of every wait: generous, for a noisy 2-core machine under
+// the race detector. Waits poll; they return as soon as their condition holds.
+const waitFor = 90 * time.Second
+
+// testSite is the -site of every in-process agent.
+const testSite = "test-site"
+
+var binDir string // where TestMain lets the agent binary be built
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "atrium-agent-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func noEnv(string) string { return "" }
+
+// testLogger discards, unless ATRIUM_TEST_LOG is set (then it writes to the test's output).
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("ATRIUM_TEST_LOG") == "" {
+		return logging.Discard()
+	}
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// poll waits until cond holds, failing the test after waitFor.
+func poll(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", waitFor, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ---- the cloud: the real sensor service with its SQLite store ----
+
+// cloudSvc is the real sensor service, built by the cloud program's own flag parsing.
+// It can be stopped and started again on the same address and data directory.
+type cloudSvc struct {
+	t      testing.TB
+	dir    string
+	addr   string
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startCloud starts the sensor service on 127.0.0.1:0 with its store in a new directory.
+func startCloud(t testing.TB) *cloudSvc {
+	t.Helper()
+	c := &cloudSvc{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
+	c.start()
+	t.Cleanup(c.stop)
+	return c
+}
+
+// startCloudDown reserves an address and a data directory for a sensor service that is
+// not running yet: the agent sees connection refused until start.
+func startCloudDown(t testing.TB) *cloudSvc {
+	t.Helper()
+	c := startCloud(t)
+	c.stop()
+	return c
+}
+
+func (c *cloudSvc) start() {
+	c.t.Helper()
+	if c.cancel != nil {
+		return
+	}
+	args := []string{"-target=sensor", "-sensor-addr=" + c.addr, "-data-dir=" + c.dir, "-log-level=error"}
+	cfg, err := cloud.ParseFlags(args, noEnv, io.Discard)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var app *cloud.App
+	// The port was free a moment ago; something else may hold it briefly: retry.
+	deadline := time.Now().Add(waitFor)
+	for {
+		app, err = cloud.New(ctx, cfg, logging.Discard())
+		if err == nil || c.addr == "127.0.0.1:0" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		cancel()
+		c.t.Fatalf("start sensor service on %s: %v", c.addr, err)
+	}
+	c.addr = app.Addr("sensor")
+	c.url = "http://" + c.addr
+	c.cancel, c.done = cancel, make(chan error, 1)
+	go func() { c.done <- app.Run(ctx) }()
+}
+
+func (c *cloudSvc) stop() {
+	if c.cancel == nil {
+		return
+	}
+	c.cancel()
+	if err := <-c.done; err != nil {
+		c.t.Errorf("sensor service: %v", err)
+	}
+	c.cancel = nil
+}
+
+// storedReading is a reading as the sensor service answers it.
+type storedReading struct {
+	SensorID  string    `json:"sensor_id"`
+	RoomID    string    `json:"room_id"`
+	Site      string    `json:"site"`
+	Type      string    `json:"type"`
+	Value     float64   `json:"value"`
+	Unit      string    `json:"unit"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+func (r storedReading) identity() string {
+	return r.SensorID + "|" + r.Type + "|" + r.Timestamp.UTC().Format(time.RFC3339Nano)
+}
+
+// readings returns every reading of a sensor (nil when the sensor is unknown), walking
+// the cursor pagination with pages of 1000; typ filters by type when not empty.
+func (c *cloudSvc) readings(t testing.TB, sensorID, typ string) []storedReading {
+	t.Helper()
+	var out []storedReading
+	cursor := ""
+	for {
+		q := url.Values{"limit": {"1000"}}
+		if typ != "" {
+			q.Set("type", typ)
+		}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		var page struct {
+			Readings   []storedReading `json:"readings"`
+			NextCursor string          `json:"next_cursor"`
+		}
+		code := getJSON(t, c.url+"/sensors/"+url.PathEscape(sensorID)+"/data?"+q.Encode(), &page)
+		if code == http.StatusNotFound {
+			return nil
+		}
+		if code != http.StatusOK {
+			t.Fatalf("readings of %s: status %d", sensorID, code)
+		}
+		out = append(out, page.Readings...)
+		if page.NextCursor == "" {
+			return out
+		}
+		cursor = page.NextCursor
+	}
+}
+
+// count is how many readings of a sensor the service holds.
+func (c *cloudSvc) count(t testing.TB, sensorID string) int {
+	t.Helper()
+	return len(c.readings(t, sensorID, ""))
+}
+
+// byIdentity indexes readings by identity and fails the test on a reading stored twice.
+func byIdentity(t testing.TB, rs []storedReading) map[string]storedReading {
+	t.Helper()
+	m := make(map[string]storedReading, len(rs))
+	for _, r := range rs {
+		if _, dup := m[r.identity()]; dup {
+			t.Errorf("reading %s stored twice", r.identity())
+		}
+		m[r.identity()] = r
+	}
+	return m
+}
+
+// getJSON GETs url and decodes a 2xx body into v; it returns the status.
+func getJSON(t testing.TB, u string, v any) int {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	if resp.StatusCode/100 == 2 && v != nil {
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("GET %s: %v: %s", u, err, body)
+		}
+	}
+	return resp.StatusCode
+}
+
+// ---- Prometheus text ----
+
+// metrics is a scrape: series value by metric name, each with its labels.
+type metrics map[string][]series
+
+type series struct {
+	labels map[string]string
+	value  float64
+}
+
+// scrape reads GET base/metrics.
+func scrape(t testing.TB, base string) metrics {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", base, err)
+	}
+	defer resp.Body.Close()
+	m := metrics{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			continue
+		}
+		name, rest, _ := strings.Cut(line[:sp], "{")
+		s := series{labels: map[string]string{}, value: v}
+		for _, kv := range strings.Split(strings.TrimSuffix(rest, "}"), ",") {
+			if k, val, ok := strings.Cut(kv, "="); ok {
+				s.labels[k] = strings.Trim(val, `"`)
+			}
+		}
+		m[name] = append(m[name], s)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("scrape %s: %v", base, err)
+	}
+	return m
+}
+
+// sum adds the series of name whose labels include every pair of kv (k1, v1, k2, v2, …).
+func (m metrics) sum(name string, kv ...string) float64 {
+	var total float64
+next:
+	for _, s := range m[name] {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if s.labels[kv[i]] != kv[i+1] {
+				continue next
+			}
+		}
+		total += s.value
+	}
+	return total
+}
+
+// ---- the agent, in process ----
+
+// agentRun is an agent started through the real flag parsing, running in this process.
+type agentRun struct {
+	t      testing.TB
+	cfg    agent.Config
+	mqtt   string // host:port of the broker
+	status string // base URL of the status server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startAgent starts an agent on loopback ports with a spool in a new directory, after
+// the flags in extra (later flags win). It is stopped at the end of the test.
+func startAgent(t testing.TB, cloudURL string, extra ...string) *agentRun {
+	t.Helper()
+	args := []string{
+		"-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
+		"-cloud-url=" + cloudURL, "-spool=" + filepath.Join(t.TempDir(), "spool.db"),
+		"-site=" + testSite, "-linger=50ms", "-shutdown-timeout=2s",
+	}
+	return startAgentArgs(t, append(args, extra...)...)
+}
+
+func startAgentArgs(t testing.TB, args ...string) *agentRun {
+	t.Helper()
+	cfg, err := agent.ParseFlags(args, noEnv, io.Discard)
+	if err != nil {
+		t.Fatalf("agent flags %q: %v", args, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := agent.New(ctx, cfg, testLogger(t))
+	if err != nil {
+		cancel()
+		t.Fatalf("agent: %v", err)
+	}
+	r := &agentRun{t: t, cfg: cfg, mqtt: a.MQTTAddr(), status: "http://" + a.HTTPAddr(), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx) }()
+	t.Cleanup(func() { r.stop() })
+	return r
+}
+
+// stop cancels the agent's context and waits for Run to return.
+func (r *agentRun) stop() error {
+	if r.cancel == nil {
+		return nil
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(waitFor):
+		r.t.Errorf("agent did not stop within %v", waitFor)
+		return errors.New("agent did not stop")
+	}
+}
+
+func (r *agentRun) metrics(t testing.TB) metrics { return scrape(t, r.status) }
+
+// ---- MQTT 5 clients (paho.golang) ----
+
+// mqttClient is a connected paho.golang client.
+type mqttClient struct {
+	*paho.Client
+	conn net.Conn
+}
+
+// dial connects an MQTT 5 client; user "" connects without credentials.
+func dial(t testing.TB, addr, clientID, user, password string, will *paho.WillMessage) (*mqttClient, *paho.Connack, error) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, waitFor)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &mqttClient{conn: conn}
+	c.Client = paho.NewClient(paho.ClientConfig{
+		Conn:          conn,
+		PacketTimeout: waitFor,
+		OnClientError: func(error) {},
+	})
+	cp := &paho.Connect{ClientID: clientID, KeepAlive: 0, CleanStart: true, WillMessage: will}
+	if user != "" {
+		cp.Username, cp.UsernameFlag = user, true
+		cp.Password, cp.PasswordFlag = []byte(password), true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	ack, err := c.Connect(ctx, cp)
+	if err != nil {
+		_ = conn.Close()
+		return nil, ack, err
+	}
+	t.Cleanup(c.close)
+	return c, ack, nil
+}
+
+func mustDial(t testing.TB, addr, clientID string) *mqttClient {
+	t.Helper()
+	c, ack, err := dial(t, addr, clientID, "", "", nil)
+	if err != nil {
+		t.Fatalf("connect %s: %v (connack %+v)", clientID, err, ack)
+	}
+	return c
+}
+
+func (c *mqttClient) close() {
+	_ = c.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	_ = c.conn.Close()
+}
+
+// publish sends one QoS 1 message and returns the PUBACK's reason code, or an error
+// when no PUBACK came (a refusal with a reason code ≥ 0x80 is not an error here).
+func (c *mqttClient) publish(topic string, payload []byte) (byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	// paho keeps an unacknowledged QoS 1 message in its session when the connection
+	// drops, and Publish would wait for a PUBACK until its timeout: stop waiting when
+	// the client is done.
+	go func() {
+		select {
+		case <-c.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	pr, err := c.Publish(ctx, &paho.Publish{QoS: 1, Topic: topic, Payload: payload})
+	if pr != nil {
+		return pr.ReasonCode, nil
+	}
+	return 0, err
+}
+
+// mustPublish publishes and fails the test unless the PUBACK says success.
+func (c *mqttClient) mustPublish(t testing.TB, topic string, payload []byte) {
+	t.Helper()
+	rc, err := c.publish(topic, payload)
+	if err != nil || rc >= 0x80 {
+		t.Fatalf("publish %s %s: reason %#x, err %v", topic, payload, rc, err)
+	}
+}
+
+// ---- the atrium-agent program, as a child process ----
+
+var (
+	buildOnce sync.Once
+	agentBin  string
+	buildErr  error
+)
+
+// buildAgent builds ./cmd/atrium-agent once per test binary, with the race detector when
+// the tests run with it (so the build cache of the test build is reused).
+func buildAgent(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		out := filepath.Join(binDir, "atrium-agent")
+		args := []string{"build", "-o", out}
+		if raceEnabled() {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command(goTool, append(args, "github.com/atrium-iot/atrium/cmd/atrium-agent")...)
+		var msg bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &msg, &msg
+		if err := cmd.Run(); err != nil {
+			buildErr = fmt.Errorf("go build: %v: %s", err, msg.Bytes())
+			return
+		}
+		agentBin = out
+	})
+	if buildErr != nil {
+		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
+			t.Fatalf("building atrium-agent: %v", buildErr)
+		}
+		t.Skipf("cannot build atrium-agent: %v", buildErr)
+	}
+	return agentBin
+}
+
+// raceEnabled reports whether this test binary was built with the race detector.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+// freeAddr is a loopback address that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// childAgent is the atrium-agent binary running as a child process.
+type childAgent struct {
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan error
+}
+
+// startChild runs the binary and waits until its status server answers /healthz.
+func startChild(t testing.TB, bin, logPath, statusAddr string, args ...string) *childAgent {
+	t.Helper()
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		t.Fatal(err)
+	}
+	c := &childAgent{cmd: cmd, log: lf, done: make(chan error, 1)}
+	go func() { c.done <- cmd.Wait(); lf.Close() }()
+	t.Cleanup(func() { c.kill() })
+	deadline := time.Now().Add(waitFor)
+	for {
+		resp, err := http.Get("http://" + statusAddr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return c
+			}
+		}
+		select {
+		case err := <-c.done:
+			c.done <- err
+			t.Fatalf("atrium-agent exited during start: %v; log:\n%s", err, tail(logPath))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("atrium-agent not healthy within %v; log:\n%s", waitFor, tail(logPath))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (c *childAgent) kill() {
+	_ = c.cmd.Process.Kill()
+	err := <-c.done
+	c.done <- err
+}
+
+// terminate sends SIGTERM (a clean shutdown) and returns the exit error.
+func (c *childAgent) terminate() error {
+	_ = c.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-c.done:
+		c.done <- err
+		return err
+	case <-time.After(waitFor):
+		c.kill()
+		return errors.New("atrium-agent did not exit on SIGINT")
+	}
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// runCLI runs `atrium-agent args...` in process and returns its standard output.
+func runCLI(t testing.TB, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := agent.Run(ctx, args, noEnv, &out, &errb); err != nil {
+		t.Fatalf("atrium-agent %q: %v: %s", args, err, errb.Bytes())
+	}
+	return out.String()
+}
+
+// deadLetter is one line of `atrium-agent spool dead-letters`.
+type deadLetter struct {
+	ID      uint64 `json:"id"`
+	At      string `json:"at"`
+	Topic   string `json:"topic"`
+	Batch   string `json:"batch"`
+	Reason  string `json:"reason"`
+	Payload string `json:"payload"`
+}
+
+func listDeadLetters(t testing.TB, spoolPath string) []deadLetter {
+	t.Helper()
+	out := runCLI(t, "spool", "dead-letters", "-spool", spoolPath)
+	var dls []deadLetter
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var d deadLetter
+		if err := dec.Decode(&d); err != nil {
+			t.Fatalf("dead-letters output: %v: %s", err, out)
+		}
+		dls = append(dls, d)
+	}
+	return dls
+}

@@ -1,0 +1,606 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sim "github.com/atrium-iot/atrium/firmware-sim"
+)
+
+// Generous bounds for a loaded 2-core machine; the tests poll and finish as soon as
+// the condition holds, so these only matter when something is wrong.
+const (
+	startTimeout  = 20 * time.Second // a program binds its listeners
+	simTimeout    = 60 * time.Second // atrium-sim runs to its end
+	settleTimeout = 30 * time.Second // the agent's spool drains into the cloud
+	exitTimeout   = 15 * time.Second // a program exits after SIGINT (its own drains are 5–10 s)
+	pollEvery     = 50 * time.Millisecond
+)
+
+// bins are the programs under test, built once by TestMain.
+var bins struct{ atrium, agent, sim string }
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // every test skips itself
+	}
+	dir, err := os.MkdirTemp("", "atrium-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	code := 1
+	if err := build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build:", err)
+	} else {
+		code = m.Run()
+	}
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// build compiles the three programs into dir with the go command on PATH; with
+// ATRIUM_E2E_RACE=1 they are built with the race detector.
+func build(dir string) error {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return err
+	}
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	if os.Getenv("ATRIUM_E2E_RACE") == "1" {
+		args = append(args, "-race") // the programs themselves under the race detector
+	}
+	args = append(args, "./cmd/atrium", "./cmd/atrium-agent", "./cmd/atrium-sim")
+	cmd := exec.Command(gobin, args...)
+	cmd.Dir = ".." // the module root
+	cmd.Env = childEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	bins.atrium = filepath.Join(dir, "atrium")
+	bins.agent = filepath.Join(dir, "atrium-agent")
+	bins.sim = filepath.Join(dir, "atrium-sim")
+	return nil
+}
+
+// childEnv is this process's environment without ATRIUM_* variables: every flag of
+// the programs also reads one, and the tests pass everything as flags.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ATRIUM_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: runs the real programs")
+	}
+}
+
+// logSink keeps a program's stderr (slog JSON lines) and wakes whoever waits for a line.
+type logSink struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	lines   []map[string]any
+	partial []byte
+	changed chan struct{}
+}
+
+func newLogSink() *logSink { return &logSink{changed: make(chan struct{})} }
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Write(p)
+	s.partial = append(s.partial, p...)
+	for {
+		i := bytes.IndexByte(s.partial, '\n')
+		if i < 0 {
+			break
+		}
+		var m map[string]any
+		if json.Unmarshal(s.partial[:i], &m) == nil {
+			s.lines = append(s.lines, m)
+		}
+		s.partial = s.partial[i+1:]
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return len(p), nil
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// find returns the first log line for which match is true.
+func (s *logSink) find(match func(map[string]any) bool) (map[string]any, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lines {
+		if match(l) {
+			return l, nil
+		}
+	}
+	return nil, s.changed
+}
+
+// count is how many log lines match.
+func (s *logSink) count(match func(map[string]any) bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, l := range s.lines {
+		if match(l) {
+			n++
+		}
+	}
+	return n
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while the process writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.b.Bytes())
+}
+
+// proc is one running program.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	stdout lockedBuffer
+	logs   *logSink
+	done   chan struct{}
+	err    error // Wait's result, set before done closes
+}
+
+// start runs bin with args. The process is stopped (SIGINT, then SIGKILL) when the
+// test ends, and its log is printed if the test failed.
+func start(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, logs: newLogSink(), done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = childEnv()
+	p.cmd.Stdout = &p.stdout
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		// Every program must drain and exit 0 on SIGINT, whenever it comes.
+		if err := p.stop(); err != nil {
+			t.Errorf("%s: exit after SIGINT: %v", name, err)
+		}
+		if strings.Contains(p.logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("%s: the race detector reported a data race", name)
+		}
+		if t.Failed() {
+			t.Logf("%s %s\n--- log of %s ---\n%s", name, strings.Join(args, " "), name, tail(p.logs.String(), 3000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+// stop ends the process if it still runs: SIGINT, then SIGKILL after exitTimeout.
+// It returns the error of a process it stopped; one that had already exited was
+// checked by whoever waited for it.
+func (p *proc) stop() error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(exitTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("still running %s after SIGINT, killed", exitTimeout)
+	}
+}
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits up to d for the process to end and returns its Wait error; it fails
+// the test if the process is still running then.
+func (p *proc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(d):
+		t.Fatalf("%s still running after %s", p.name, d)
+		return nil
+	}
+}
+
+// interrupt sends SIGINT, as Ctrl-C in a terminal does, and returns how long the
+// process took to exit and its Wait error. It fails the test after exitTimeout.
+func (p *proc) interrupt(t *testing.T) (time.Duration, error) {
+	t.Helper()
+	began := time.Now()
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatalf("SIGINT %s: %v", p.name, err)
+	}
+	err := p.wait(t, exitTimeout)
+	return time.Since(began), err
+}
+
+// awaitLog waits for a log line with msg and, for each key of want, that value.
+func (p *proc) awaitLog(t *testing.T, msg string, want map[string]string) map[string]any {
+	t.Helper()
+	match := func(l map[string]any) bool {
+		if l["msg"] != msg {
+			return false
+		}
+		for k, v := range want {
+			if l[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.After(startTimeout)
+	for {
+		l, changed := p.logs.find(match)
+		if l != nil {
+			return l
+		}
+		select {
+		case <-changed:
+		case <-p.done:
+			if l, _ := p.logs.find(match); l != nil {
+				return l
+			}
+			t.Fatalf("%s exited (%v) before logging %q", p.name, p.err, msg)
+		case <-deadline:
+			t.Fatalf("%s did not log %q within %s", p.name, msg, startTimeout)
+		}
+	}
+}
+
+func logString(t *testing.T, l map[string]any, key string) string {
+	t.Helper()
+	s, ok := l[key].(string)
+	if !ok || s == "" {
+		t.Fatalf("log line %v: no %q", l, key)
+	}
+	return s
+}
+
+// sensorService is a running `atrium -target=sensor`.
+type sensorService struct {
+	*proc
+	addr    string // host:port it listens on
+	url     string // http://addr
+	dataDir string
+}
+
+// startSensor runs the sensor service on addr (127.0.0.1:0 picks a free port) with
+// its SQLite store under dataDir.
+func startSensor(t *testing.T, dataDir, addr string) *sensorService {
+	t.Helper()
+	p := start(t, "atrium", bins.atrium, "-target=sensor", "-sensor-addr", addr, "-data-dir", dataDir, "-log-format", "json")
+	l := p.awaitLog(t, "listening", map[string]string{"server": "sensor"})
+	a := logString(t, l, "addr")
+	return &sensorService{proc: p, addr: a, url: "http://" + a, dataDir: dataDir}
+}
+
+// edgeAgent is a running atrium-agent.
+type edgeAgent struct {
+	*proc
+	mqtt  string // host:port of its MQTT listener
+	url   string // http:// of its status server
+	spool string
+}
+
+// startAgent runs the agent on free ports, forwarding to cloudURL; extra flags come last.
+func startAgent(t *testing.T, cloudURL, spool string, extra ...string) *edgeAgent {
+	t.Helper()
+	args := append([]string{"-allow-anonymous", "-mqtt-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0",
+		"-cloud-url", cloudURL, "-spool", spool, "-site", "e2e", "-linger", "100ms", "-log-format", "json"}, extra...)
+	p := start(t, "atrium-agent", bins.agent, args...)
+	l := p.awaitLog(t, "agent started", nil)
+	return &edgeAgent{proc: p, mqtt: logString(t, l, "mqtt"), url: "http://" + logString(t, l, "status"), spool: spool}
+}
+
+// stack is a sensor service and an agent forwarding to it, in a fresh directory.
+type stack struct {
+	sensor *sensorService
+	agent  *edgeAgent
+	dir    string
+}
+
+func startStack(t *testing.T, agentFlags ...string) *stack {
+	t.Helper()
+	dir := t.TempDir()
+	s := startSensor(t, filepath.Join(dir, "cloud"), "127.0.0.1:0")
+	a := startAgent(t, s.url, filepath.Join(dir, "agent", "spool.db"), agentFlags...)
+	return &stack{sensor: s, agent: a, dir: dir}
+}
+
+// simArgs are the flags of every simulator run: the agent's broker, JSON summary and logs.
+func (s *stack) simArgs(extra ...string) []string {
+	return append([]string{"-broker", "tcp://" + s.agent.mqtt, "-summary", "json", "-log-format", "json"}, extra...)
+}
+
+// runSim runs atrium-sim to its end against the stack's agent and returns its summary.
+func (s *stack) runSim(t *testing.T, extra ...string) sim.Summary {
+	t.Helper()
+	p := start(t, "atrium-sim", bins.sim, s.simArgs(extra...)...)
+	if err := p.wait(t, simTimeout); err != nil {
+		t.Fatalf("atrium-sim: %v\n%s", err, tail(p.logs.String(), 4000))
+	}
+	return parseSummary(t, p)
+}
+
+func parseSummary(t *testing.T, p *proc) sim.Summary {
+	t.Helper()
+	var sum sim.Summary
+	if err := json.Unmarshal(p.stdout.Bytes(), &sum); err != nil {
+		t.Fatalf("atrium-sim summary: %v\n%s", err, p.stdout.Bytes())
+	}
+	return sum
+}
+
+// settle waits until the agent has forwarded everything it took in: its spool is
+// empty and the cloud acknowledged every ingested reading. It returns the agent's
+// metrics then. Call it after the simulator exited: its devices had a PUBACK, so
+// the spool already holds everything.
+func (s *stack) settle(t *testing.T) metrics {
+	t.Helper()
+	var m metrics
+	waitFor(t, settleTimeout, "the agent's spool to drain into the cloud", func() (bool, string) {
+		m = scrape(t, s.agent.url)
+		in, fwd, left := m.get("atrium_agent_ingested_total"), m.get("atrium_agent_forwarded_total"), m.get("atrium_agent_spool_readings")
+		return left == 0 && fwd == in, fmt.Sprintf("ingested %v, forwarded %v, in spool %v", in, fwd, left)
+	})
+	return m
+}
+
+// waitFor polls cond until it holds or d passes; then it fails with cond's last state.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s: %s", d, what, state)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// getJSON GETs url and decodes a 200 answer into v.
+func getJSON(t *testing.T, rawURL string, v any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", rawURL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", rawURL, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", rawURL, resp.Status, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", rawURL, err, tail(string(body), 500))
+	}
+}
+
+// metrics is one scrape of a /metrics page: "name{labels}" (as written) → value.
+type metrics map[string]float64
+
+func scrape(t *testing.T, base string) metrics {
+	t.Helper()
+	resp, err := httpClient.Get(base + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape %s: %s", base, resp.Status)
+	}
+	m := metrics{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		m[line[:i]] = v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("scrape %s: %v", base, err)
+	}
+	return m
+}
+
+// get is a series' value; a series never written counts as 0.
+func (m metrics) get(series string) float64 { return m[series] }
+
+// storedReading is a reading as GET /sensors/{id}/data answers it.
+type storedReading struct {
+	SensorID  string    `json:"sensor_id"`
+	RoomID    string    `json:"room_id"`
+	Site      string    `json:"site"`
+	Type      string    `json:"type"`
+	Value     float64   `json:"value"`
+	Unit      string    `json:"unit"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// identity is a reading's identity in the contract: (sensor_id, type, timestamp in ms).
+type identity struct {
+	sensor, typ string
+	ms          int64
+}
+
+func (r storedReading) id() identity { return identity{r.SensorID, r.Type, r.Timestamp.UnixMilli()} }
+
+// registered is an entry of GET /sensors.
+type registered struct {
+	ID     string   `json:"id"`
+	RoomID string   `json:"room_id"`
+	Site   string   `json:"site"`
+	Types  []string `json:"types"`
+}
+
+// listSensors reads the whole registry, page by page.
+func listSensors(t *testing.T, base string) []registered {
+	t.Helper()
+	var all []registered
+	cursor := ""
+	for page := 0; ; page++ {
+		q := url.Values{"limit": {"1000"}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		var p struct {
+			Sensors    []registered `json:"sensors"`
+			NextCursor string       `json:"next_cursor"`
+		}
+		getJSON(t, base+"/sensors?"+q.Encode(), &p)
+		all = append(all, p.Sensors...)
+		if p.NextCursor == "" {
+			return all
+		}
+		if page > 1000 {
+			t.Fatal("GET /sensors: cursor never ends")
+		}
+		cursor = p.NextCursor
+	}
+}
+
+// readAll reads every stored reading of every registered sensor with cursor
+// pagination (pages of limit), and fails on a reading listed twice.
+func readAll(t *testing.T, base string, limit int) []storedReading {
+	t.Helper()
+	var all []storedReading
+	seen := map[identity]bool{}
+	for _, s := range listSensors(t, base) {
+		cursor := ""
+		for page := 0; ; page++ {
+			q := url.Values{"limit": {strconv.Itoa(limit)}}
+			if cursor != "" {
+				q.Set("cursor", cursor)
+			}
+			var p struct {
+				Readings   []storedReading `json:"readings"`
+				NextCursor string          `json:"next_cursor"`
+			}
+			getJSON(t, base+"/sensors/"+url.PathEscape(s.ID)+"/data?"+q.Encode(), &p)
+			for _, r := range p.Readings {
+				if r.SensorID != s.ID {
+					t.Errorf("GET /sensors/%s/data lists a reading of %s", s.ID, r.SensorID)
+				}
+				if seen[r.id()] {
+					t.Errorf("reading %+v listed twice", r.id())
+				}
+				seen[r.id()] = true
+			}
+			all = append(all, p.Readings...)
+			if p.NextCursor == "" {
+				break
+			}
+			if page > 100000 {
+				t.Fatalf("GET /sensors/%s/data: cursor never ends", s.ID)
+			}
+			cursor = p.NextCursor
+		}
+	}
+	return all
+}
+
+// exitCode is the exit status in a Wait error: 0 for nil, -1 when the process did
+// not exit normally (e.g. killed by a signal).
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
+}

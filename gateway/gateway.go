@@ -1,0 +1,247 @@
+// Package gateway is Atrium's API gateway (:8000): it routes the public API to the
+// four services, authenticates API keys and checks their scopes, limits each key's
+// request rate, answers CORS and writes one access log line per request. The keys
+// file holds only hashes of the keys and is reloaded when it changes.
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/cors"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/atrium-iot/atrium/internal/httpx"
+)
+
+// KeyNameHeader tells an upstream which API key made the request (for audit); the
+// gateway overwrites whatever a client sends in it.
+const KeyNameHeader = "X-Atrium-Key-Name"
+
+// Options configure a Gateway; zero values take the defaults.
+type Options struct {
+	// Upstreams are the base URLs of the services by name: sensor, room, analytics,
+	// notification. Every one must be given.
+	Upstreams map[string]string
+	// KeysFile is the JSON keys file (see Key). It must exist.
+	KeysFile string
+	// RateLimit is the requests per second allowed per key (≤0: unlimited), and
+	// RateBurst the bucket size (default 100).
+	RateLimit float64
+	RateBurst int
+	// CORSOrigins are the origins browsers may call the API from; empty: none.
+	CORSOrigins []string
+	// MaxBody bounds a request body on the wire (default 8 MiB).
+	MaxBody int64
+	// ReloadInterval is how often the keys file is checked for changes (default 500ms).
+	ReloadInterval time.Duration
+	// DialTimeout bounds connecting to an upstream (default 2s) and
+	// ResponseHeaderTimeout waiting for its answer (default 30s).
+	DialTimeout           time.Duration
+	ResponseHeaderTimeout time.Duration
+	// Now is the gateway's clock (default time.Now).
+	Now func() time.Time
+}
+
+// Gateway is the API gateway.
+type Gateway struct {
+	log       *slog.Logger
+	opts      Options
+	keys      *keyFile
+	limiter   *limiter
+	upstreams map[string]*upstream
+	transport *http.Transport
+	cors      *cors.Cors
+	reg       *prometheus.Registry
+	metrics   *metrics
+
+	// stopping ends proxied WebSocket connections when Run returns: the HTTP
+	// server's shutdown does not see hijacked connections.
+	stopping context.Context
+	stop     context.CancelFunc
+	stopOnce sync.Once
+}
+
+type metrics struct {
+	http           *httpx.Metrics
+	denied         *prometheus.CounterVec
+	upstreamErrors *prometheus.CounterVec
+}
+
+// New loads the keys file and builds the proxies to the upstreams.
+func New(log *slog.Logger, opts Options) (*Gateway, error) {
+	if opts.RateBurst <= 0 {
+		opts.RateBurst = 100
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = httpx.DefaultMaxBody
+	}
+	if opts.ReloadInterval <= 0 {
+		opts.ReloadInterval = 500 * time.Millisecond
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 2 * time.Second
+	}
+	if opts.ResponseHeaderTimeout <= 0 {
+		opts.ResponseHeaderTimeout = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	g := &Gateway{log: log, opts: opts, reg: httpx.NewRegistry(), upstreams: map[string]*upstream{}}
+	g.stopping, g.stop = context.WithCancel(context.Background())
+	g.metrics = &metrics{
+		http: httpx.NewMetrics(g.reg),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "atrium_gateway_denied_total", Help: "Requests refused by the gateway, by reason (no_key, bad_key, scope, rate_limit, too_large).",
+		}, []string{"reason"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "atrium_gateway_upstream_errors_total", Help: "Requests the gateway could not complete upstream, by upstream and answered status.",
+		}, []string{"upstream", "status"}),
+	}
+	g.reg.MustRegister(g.metrics.denied, g.metrics.upstreamErrors)
+	g.limiter = newLimiter(opts.RateLimit, opts.RateBurst)
+	kf, err := openKeyFile(opts.KeysFile, log)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	kf.onReload = g.limiter.retain
+	g.keys = kf
+	g.transport = newTransport(opts)
+	for _, name := range upstreamNames() {
+		raw, ok := opts.Upstreams[name]
+		if !ok {
+			return nil, fmt.Errorf("gateway: no URL for upstream %s", name)
+		}
+		up, err := newUpstream(name, raw, g.transport, log, g.metrics)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		g.upstreams[name] = up
+	}
+	if origins := cleanOrigins(opts.CORSOrigins); len(origins) > 0 {
+		g.cors = cors.New(cors.Options{
+			AllowedOrigins: origins,
+			AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
+			AllowedHeaders: []string{"Authorization", "Content-Type", "Content-Encoding", "Idempotency-Key", httpx.RequestIDHeader},
+			ExposedHeaders: []string{httpx.RequestIDHeader, "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Location"},
+			MaxAge:         600,
+		})
+	}
+	return g, nil
+}
+
+func cleanOrigins(in []string) []string {
+	var out []string
+	for _, o := range in {
+		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Handler is the gateway's HTTP API: the open endpoints (/healthz, /readyz,
+// /metrics, /openapi.json) and the authenticated routes to the services.
+func (g *Gateway) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(httpx.RequestIDs, g.accessLog, httpx.AccessLog(nil, g.metrics.http), httpx.Recoverer(g.log))
+	if g.cors != nil {
+		r.Use(g.cors.Handler)
+	}
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path))
+	})
+	checks := map[string]httpx.Check{}
+	for name, up := range g.upstreams {
+		checks[name] = up.healthy
+	}
+	httpx.Health(r, g.reg, checks)
+	g.routes(r)
+	return r
+}
+
+// Run reloads the keys file when it changes, until ctx ends; then it closes the
+// proxied WebSocket connections and the idle upstream connections.
+func (g *Gateway) Run(ctx context.Context) error {
+	defer g.Close()
+	g.keys.watch(ctx, g.opts.ReloadInterval)
+	return nil
+}
+
+// Close ends proxied WebSocket connections and drops idle upstream connections.
+func (g *Gateway) Close() {
+	g.stopOnce.Do(func() {
+		g.stop()
+		g.transport.CloseIdleConnections()
+	})
+}
+
+// reqInfo is what the access log learns while a request passes through.
+type reqInfo struct {
+	key      string
+	upstream string
+}
+
+type infoKey struct{}
+
+func infoFrom(ctx context.Context) *reqInfo {
+	i, _ := ctx.Value(infoKey{}).(*reqInfo)
+	return i
+}
+
+// accessLog writes one structured line per request: who (key name), what (route,
+// upstream), the outcome (status, bytes) and how long it took.
+func (g *Gateway) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &reqInfo{}
+		sw := &httpx.StatusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+		if sw.Status == 0 {
+			sw.Status = http.StatusOK
+		}
+		level := slog.LevelInfo
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			level = slog.LevelDebug
+		}
+		if !g.log.Enabled(r.Context(), level) {
+			return
+		}
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		g.log.LogAttrs(r.Context(), level, "http request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", route),
+			slog.String("upstream", info.upstream), slog.String("key", info.key),
+			slog.Int("status", sw.Status), slog.Int64("bytes", sw.Bytes),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.String("remote", r.RemoteAddr), slog.String("request_id", httpx.RequestID(r.Context())))
+	})
+}
+
+// upstreamNames are the services the gateway routes to, sorted.
+func upstreamNames() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, rt := range upstreamRoutes {
+		if !seen[rt.upstream] {
+			seen[rt.upstream] = true
+			out = append(out, rt.upstream)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

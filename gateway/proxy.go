@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/httpx"
+)
+
+// upstream is one service behind the gateway.
+type upstream struct {
+	name   string
+	base   *url.URL
+	proxy  *httputil.ReverseProxy
+	client *http.Client // for /readyz
+}
+
+// newTransport is the one connection pool to every upstream: many idle keep-alive
+// connections per service (the gateway fans every client into a few hosts), a short
+// dial timeout so a service that is down answers at once, and a bound on the wait
+// for response headers so one that hangs cannot hold a client forever.
+func newTransport(opts Options) *http.Transport {
+	d := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil, // upstreams are reached directly, never through HTTP_PROXY
+		DialContext:           d.DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass gzip through untouched
+	}
+}
+
+func newUpstream(name, raw string, tr *http.Transport, log *slog.Logger, m *metrics) (*upstream, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("upstream %s: URL %q: want http://host:port", name, raw)
+	}
+	up := &upstream{name: name, base: u, client: &http.Client{Transport: tr}}
+	up.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.SetXForwarded()
+			// The upstream does not need the key: keep it out of its logs.
+			pr.Out.Header.Del("Authorization")
+			if strings.Contains(pr.Out.URL.RawQuery, "access_token") {
+				q := pr.Out.URL.Query()
+				q.Del("access_token")
+				pr.Out.URL.RawQuery = q.Encode()
+			}
+			pr.Out.Header.Del(KeyNameHeader)
+			if info := infoFrom(pr.In.Context()); info != nil && info.key != "" {
+				pr.Out.Header.Set(KeyNameHeader, info.key)
+			}
+		},
+		Transport:  tr,
+		BufferPool: copyBuffers,
+		ModifyResponse: func(resp *http.Response) error {
+			// The gateway already set the request id on the response; the upstream
+			// echoes the same one, which would otherwise appear twice.
+			resp.Header.Del(httpx.RequestIDHeader)
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			p := upstreamProblem(name, err)
+			m.upstreamErrors.WithLabelValues(name, fmt.Sprint(p.Status)).Inc()
+			level := slog.LevelWarn
+			if r.Context().Err() != nil {
+				level = slog.LevelDebug // the client went away
+			}
+			log.Log(r.Context(), level, "upstream request failed", "upstream", name, "method", r.Method, "path", r.URL.Path,
+				"status", p.Status, "err", err, "request_id", httpx.RequestID(r.Context()))
+			httpx.WriteProblem(w, r, p)
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return up, nil
+}
+
+// bufferPool lends the proxies their 32 KiB copy buffers, which they would
+// otherwise allocate for every response.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+var (
+	copyBuffers                     = &bufferPool{}
+	_           httputil.BufferPool = copyBuffers
+)
+
+// upstreamProblem maps a failed round trip to the client's answer: a service that
+// cannot be reached is 503 (retry later), one that is too slow 504, a body over the
+// limit 413, anything else 502.
+func upstreamProblem(name string, err error) *httpx.Problem {
+	var mbe *http.MaxBytesError
+	var op *net.OpError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		return httpx.NewProblem(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body too large: at most %d bytes accepted", mbe.Limit))
+	case errors.As(err, &op) && op.Op == "dial", errors.Is(err, syscall.ECONNREFUSED):
+		p := httpx.NewProblem(http.StatusServiceUnavailable, "the "+name+" service is unavailable; retry later")
+		p.RetryAfter = 2 * time.Second
+		return p
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return httpx.NewProblem(http.StatusGatewayTimeout, "the "+name+" service did not answer in time")
+	default:
+		return httpx.NewProblem(http.StatusBadGateway, "the "+name+" service failed to answer")
+	}
+}
+
+// healthy is the upstream's /readyz check: its /healthz answers 2xx.
+func (u *upstream) healthy(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.base.JoinPath("/healthz").String(), nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", u.name, err)
+	}
+	resp, err := u.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: unreachable", u.name)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: /healthz answered %d", u.name, resp.StatusCode)
+	}
+	return nil
+}
