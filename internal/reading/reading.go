@@ -144,6 +144,10 @@ type Text struct {
 func (t *Text) UnmarshalJSON(b []byte) error {
 	t.Set = true
 	if len(b) > 0 && b[0] == '"' {
+		if inner, ok := plainString(b); ok {
+			t.S = string(inner)
+			return nil
+		}
 		if err := json.Unmarshal(b, &t.S); err != nil {
 			t.BadType = "invalid string"
 		}
@@ -208,8 +212,8 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	}
 	switch c := b[0]; {
 	case c == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
+		s, err := unquote(b)
+		if err != nil {
 			t.Problem = "must be RFC 3339 or Unix milliseconds"
 			return nil
 		}
@@ -407,6 +411,16 @@ func checkType(s string) error {
 
 // ValidType reports whether s is a valid reading type.
 func ValidType(s string) bool { return checkType(s) == nil }
+
+// unquote decodes a JSON string, without encoding/json when it needs no decoding.
+func unquote(b []byte) (string, error) {
+	if inner, ok := plainString(b); ok {
+		return string(inner), nil
+	}
+	var s string
+	err := json.Unmarshal(b, &s)
+	return s, err
+}
 
 func jsonKind(b []byte) string {
 	if len(b) == 0 {

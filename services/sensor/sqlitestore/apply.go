@@ -27,6 +27,7 @@ type prepared struct {
 	recvMs   int64
 	needRoom bool     // some reading has no room_id
 	body     []byte   // the event body if every reading is stored as it is
+	event    []byte   // body's compact outbox form (see encodeEvent)
 	reg      registry // the registry rows if every reading is stored
 }
 
@@ -48,10 +49,11 @@ func prepare(b sensor.Batch, now func() time.Time) *prepared {
 	}
 	if len(p.rs) > 0 && !p.needRoom {
 		p.body = sensor.EventBody(b.ID, b.Site, p.rs)
+		p.event = encodeEvent(b.Site, p.rs)
 	}
 	// An empty room filled in later changes nothing here: it is either the
 	// registered room or that of an earlier reading of the batch.
-	p.reg = newRegistry(p.rs)
+	p.reg = newRegistry(p.rs, p.recvMs)
 	return p
 }
 
@@ -62,10 +64,16 @@ type registry struct {
 	latest  []reading.Reading
 }
 
-type sensorRow struct{ id, room, site string }
+// sensorRow is a sensor's registry row as a batch (or a group) leaves it;
+// first and last are the received times of the batches that saw it.
+type sensorRow struct {
+	id, room, site string
+	first, last    int64
+}
 
-func newRegistry(stored []reading.Reading) registry {
-	type sensorType struct{ sensor, typ string }
+type sensorType struct{ sensor, typ string }
+
+func newRegistry(stored []reading.Reading, recvMs int64) registry {
 	var reg registry
 	sensors := make(map[string]int)
 	latest := make(map[sensorType]int)
@@ -74,7 +82,7 @@ func newRegistry(stored []reading.Reading) registry {
 		if !ok {
 			i = len(reg.sensors)
 			sensors[r.SensorID] = i
-			reg.sensors = append(reg.sensors, sensorRow{id: r.SensorID})
+			reg.sensors = append(reg.sensors, sensorRow{id: r.SensorID, first: recvMs, last: recvMs})
 		}
 		if r.RoomID != "" {
 			reg.sensors[i].room = r.RoomID
@@ -100,12 +108,12 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	var raw string
 	err := w.getBatch.QueryRowContext(w.bg, b.ID).Scan(&raw)
 	if err == nil {
-		var body []byte
-		err := w.getPending.QueryRowContext(w.bg, b.ID).Scan(&body)
+		var event []byte
+		err := w.getPending.QueryRowContext(w.bg, b.ID).Scan(&event)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return sensor.Outcome{}, fmt.Errorf("read outbox: %w", err)
 		}
-		return replayedOutcome(b.ID, raw, body)
+		return replayedOutcome(b.ID, raw, event)
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return sensor.Outcome{}, fmt.Errorf("read batch: %w", err)
@@ -120,18 +128,16 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	if err != nil {
 		return sensor.Outcome{}, err
 	}
-	reg, body := p.reg, p.body
+	reg, body, event := p.reg, p.body, p.event
 	if len(stored) != len(p.rs) {
-		reg = newRegistry(stored)
+		reg = newRegistry(stored, p.recvMs)
 	}
 	if len(stored) != len(p.rs) || body == nil {
-		body = nil
+		body, event = nil, nil
 		if len(stored) > 0 {
 			body = sensor.EventBody(b.ID, b.Site, stored)
+			event = encodeEvent(b.Site, stored)
 		}
-	}
-	if err := w.updateRegistry(reg, p.recvMs); err != nil {
-		return sensor.Outcome{}, err
 	}
 
 	res := sensor.Result{
@@ -149,12 +155,72 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	}
 	out := sensor.Outcome{Result: res}
 	if body != nil {
-		if _, err := w.insOutbox.ExecContext(w.bg, b.ID, body); err != nil {
+		if _, err := w.insOutbox.ExecContext(w.bg, b.ID, event); err != nil {
 			return sensor.Outcome{}, fmt.Errorf("insert outbox: %w", err)
 		}
 		out.Pending = &sensor.Event{BatchID: b.ID, Body: body}
 	}
+	// The registry rows are written once per group (see groupRegistry), and only
+	// once the batch's savepoint is released.
+	w.batchReg = &reg
 	return out, nil
+}
+
+// groupRegistry merges the registry rows of the batches of one group commit,
+// so that a sensor reporting in every batch of the group is written once, not
+// once per batch. Merging gives the rows the batch-by-batch upserts would: the
+// latest non-empty room and site, the earliest first and latest last received
+// time, and per sensor and type the newest reading (the first of equals).
+type groupRegistry struct {
+	sensors map[string]int // index in reg.sensors
+	latest  map[sensorType]int
+	reg     registry
+}
+
+func (g *groupRegistry) reset() {
+	clear(g.sensors)
+	clear(g.latest)
+	g.reg.sensors, g.reg.latest = g.reg.sensors[:0], g.reg.latest[:0]
+}
+
+func (g *groupRegistry) add(reg registry) {
+	if g.sensors == nil {
+		g.sensors, g.latest = make(map[string]int), make(map[sensorType]int)
+	}
+	for _, s := range reg.sensors {
+		i, ok := g.sensors[s.id]
+		if !ok {
+			g.sensors[s.id] = len(g.reg.sensors)
+			g.reg.sensors = append(g.reg.sensors, s)
+			continue
+		}
+		m := &g.reg.sensors[i]
+		if s.room != "" {
+			m.room = s.room
+		}
+		if s.site != "" {
+			m.site = s.site
+		}
+		m.first, m.last = min(m.first, s.first), max(m.last, s.last)
+	}
+	for _, r := range reg.latest {
+		k := sensorType{r.SensorID, r.Type}
+		j, ok := g.latest[k]
+		if !ok {
+			g.latest[k] = len(g.reg.latest)
+			g.reg.latest = append(g.reg.latest, r)
+		} else if r.Timestamp.After(g.reg.latest[j].Timestamp) {
+			g.reg.latest[j] = r
+		}
+	}
+}
+
+// room is the room the group has registered for a sensor so far, if any.
+func (g *groupRegistry) room(id string) string {
+	if i, ok := g.sensors[id]; ok {
+		return g.reg.sensors[i].room
+	}
+	return ""
 }
 
 // fillRooms gives each reading without a room the room of the latest earlier
@@ -168,6 +234,11 @@ func (w *writer) fillRooms(rs []reading.Reading) error {
 			continue
 		}
 		room, ok := rooms[r.SensorID]
+		if !ok && w.group.room(r.SensorID) != "" {
+			// An earlier batch of this group registered it; not yet written.
+			room, ok = w.group.room(r.SensorID), true
+			rooms[r.SensorID] = room
+		}
 		if !ok {
 			err := w.roomOf.QueryRowContext(w.bg, r.SensorID).Scan(&room)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -184,8 +255,9 @@ func (w *writer) fillRooms(rs []reading.Reading) error {
 // inserts readingChunk rows per statement. When a statement stores fewer rows
 // than it was given, some are duplicates: the batch's work so far is rolled back
 // to its savepoint and every reading is inserted again one at a time, to learn
-// which. Duplicates are rare (a resent batch is caught by its id), so the usual
-// path needs no savepoint per chunk.
+// which (without a savepoint, errNeedSavepoint has the writer apply the group
+// again with one). Duplicates are rare (a resent batch is caught by its id), so
+// the usual path needs no savepoint per chunk.
 func (w *writer) insertReadings(rs []reading.Reading, recvMs int64) ([]reading.Reading, error) {
 	args := make([]any, 0, 8*min(len(rs), readingChunk))
 	for start := 0; start < len(rs); start += readingChunk {
@@ -203,6 +275,9 @@ func (w *writer) insertReadings(rs []reading.Reading, recvMs int64) ([]reading.R
 			return nil, fmt.Errorf("insert readings: %w", err)
 		}
 		if n, _ := res.RowsAffected(); int(n) != len(chunk) {
+			if !w.savepoints {
+				return nil, errNeedSavepoint
+			}
 			if _, err := w.rollbackTo.ExecContext(w.bg); err != nil {
 				return nil, fmt.Errorf("rollback to savepoint: %w", err)
 			}
@@ -211,6 +286,9 @@ func (w *writer) insertReadings(rs []reading.Reading, recvMs int64) ([]reading.R
 	}
 	return rs, nil
 }
+
+// errNeedSavepoint asks the writer to apply the batch again in a savepoint.
+var errNeedSavepoint = errors.New("duplicates to sort out: a savepoint is needed")
 
 // insertEach inserts the readings one at a time and returns those stored.
 func (w *writer) insertEach(rs []reading.Reading, recvMs int64) ([]reading.Reading, error) {
@@ -227,14 +305,14 @@ func (w *writer) insertEach(rs []reading.Reading, recvMs int64) ([]reading.Readi
 	return stored, nil
 }
 
-// updateRegistry upserts the registry rows of a batch, registryChunk per statement.
-func (w *writer) updateRegistry(reg registry, recvMs int64) error {
+// updateRegistry upserts registry rows, registryChunk per statement.
+func (w *writer) updateRegistry(reg registry) error {
 	args := make([]any, 0, 5*min(max(len(reg.sensors), len(reg.latest)), registryChunk))
 	for start := 0; start < len(reg.sensors); start += registryChunk {
 		chunk := reg.sensors[start:min(start+registryChunk, len(reg.sensors))]
 		args = args[:0]
 		for _, s := range chunk {
-			args = append(args, s.id, s.room, s.site, recvMs, recvMs)
+			args = append(args, s.id, s.room, s.site, s.first, s.last)
 		}
 		st, err := w.stmt(&w.upSensors, len(chunk))
 		if err != nil {

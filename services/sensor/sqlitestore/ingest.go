@@ -106,8 +106,12 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]sensor.Event, e
 	evs := []sensor.Event{}
 	for rows.Next() {
 		var ev sensor.Event
-		if err := rows.Scan(&ev.BatchID, &ev.Body); err != nil {
+		var event []byte
+		if err := rows.Scan(&ev.BatchID, &event); err != nil {
 			return nil, wrapErr("sqlitestore: pending events", err)
+		}
+		if ev.Body, err = eventBody(ev.BatchID, event); err != nil {
+			return nil, fmt.Errorf("sqlitestore: pending events: batch %s: %w", ev.BatchID, err)
 		}
 		evs = append(evs, ev)
 	}
@@ -163,16 +167,18 @@ func (s *Store) replay(ctx context.Context, id string) (sensor.Outcome, bool, er
 	if err != nil {
 		return sensor.Outcome{}, false, err
 	}
-	var body []byte
-	err = s.rdb.QueryRowContext(ctx, "SELECT body FROM outbox WHERE batch_id = ?", id).Scan(&body)
+	var event []byte
+	err = s.rdb.QueryRowContext(ctx, "SELECT body FROM outbox WHERE batch_id = ?", id).Scan(&event)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return sensor.Outcome{}, false, err
 	}
-	out, err := replayedOutcome(id, raw, body)
+	out, err := replayedOutcome(id, raw, event)
 	return out, err == nil, err
 }
 
-func replayedOutcome(id, raw string, body []byte) (sensor.Outcome, error) {
+// replayedOutcome is the answer to a resent batch: its stored result and, while
+// it is in the outbox, its event.
+func replayedOutcome(id, raw string, event []byte) (sensor.Outcome, error) {
 	out := sensor.Outcome{Replayed: true}
 	if err := json.Unmarshal([]byte(raw), &out.Result); err != nil {
 		return sensor.Outcome{}, fmt.Errorf("decode stored result: %w", err)
@@ -180,7 +186,11 @@ func replayedOutcome(id, raw string, body []byte) (sensor.Outcome, error) {
 	if out.Result.Rejected == nil {
 		out.Result.Rejected = []sensor.Rejection{}
 	}
-	if body != nil {
+	if event != nil {
+		body, err := eventBody(id, event)
+		if err != nil {
+			return sensor.Outcome{}, fmt.Errorf("decode outbox entry: %w", err)
+		}
 		out.Pending = &sensor.Event{BatchID: id, Body: body}
 	}
 	return out, nil
@@ -203,6 +213,15 @@ type writer struct {
 
 	// Multi-row statements, prepared on first use for each row count.
 	insReadings, upSensors, upTypes multiRow
+
+	// group collects the registry rows of the group's batches, written just
+	// before the commit; batchReg is the rows of the batch being applied.
+	group    groupRegistry
+	batchReg *registry
+
+	// savepoints is set once a request of the group has failed or needed a
+	// rollback: the group is then applied one savepoint per request.
+	savepoints bool
 }
 
 // multiRow is one INSERT whose VALUES list repeats row n times.
@@ -310,10 +329,12 @@ func (w *writer) run() {
 	}
 }
 
-// commitGroup opens a transaction with first and keeps applying requests, each
-// in its own savepoint, while more are queued or callers are about to queue
-// them (s.coming), for at most maxGroupWait and within the group limits. It
-// answers every request once the transaction is committed.
+// commitGroup opens a transaction with first and keeps applying requests while
+// more are queued or callers are about to queue them (s.coming), for at most
+// maxGroupWait and within the group limits. Requests are applied directly until
+// one fails; from then on, each has its own savepoint (see apply). It writes the
+// group's registry rows and answers every request once the transaction is
+// committed.
 func (w *writer) commitGroup(first *writeReq) {
 	var (
 		group   []*writeReq
@@ -326,14 +347,45 @@ func (w *writer) commitGroup(first *writeReq) {
 			w.s.inflight.Done()
 		}
 	}()
+	// broken is set when the transaction could not be restarted: the rest of
+	// the group fails with it.
+	var broken error
 	apply := func(req *writeReq) {
 		group = append(group, req)
 		n += req.size()
-		if err := req.ctx.Err(); err != nil {
-			replies = append(replies, writeReply{err: err})
+		switch {
+		case broken != nil:
+			replies = append(replies, writeReply{err: broken})
+			return
+		case req.ctx.Err() != nil:
+			replies = append(replies, writeReply{err: req.ctx.Err()})
+			return
+		case w.savepoints:
+			replies = append(replies, w.inSavepoint(req))
 			return
 		}
-		replies = append(replies, w.inSavepoint(req))
+		if r := w.direct(req); r.err == nil {
+			replies = append(replies, r)
+			return
+		}
+		// The request failed, or needs to roll back (duplicates), and there is
+		// no savepoint to return to: restart the transaction and apply the
+		// group again, each request in its own savepoint, as for the rest of it.
+		replies = replies[:0]
+		if err := w.restart(); err != nil {
+			broken = fmt.Errorf("restart group: %w", err)
+			for range group {
+				replies = append(replies, writeReply{err: broken})
+			}
+			return
+		}
+		for _, req := range group {
+			if err := req.ctx.Err(); err != nil {
+				replies = append(replies, writeReply{err: err})
+				continue
+			}
+			replies = append(replies, w.inSavepoint(req))
+		}
 	}
 	fail := func(err error) {
 		for i := range replies {
@@ -346,6 +398,8 @@ func (w *writer) commitGroup(first *writeReq) {
 		group, replies = append(group, first), append(replies, writeReply{err: fmt.Errorf("begin: %w", err)})
 		return
 	}
+	w.group.reset()
+	w.savepoints = false
 	start := time.Now()
 	apply(first)
 fill:
@@ -369,12 +423,24 @@ fill:
 			break fill
 		}
 	}
-	if _, err := w.commit.ExecContext(w.bg); err != nil {
+	if broken != nil {
+		if _, err := w.rollback.ExecContext(w.bg); err != nil {
+			w.s.log.Warn("sqlite rollback failed", "err", err)
+		}
+		return
+	}
+	err := w.updateRegistry(w.group.reg)
+	if err != nil {
+		err = fmt.Errorf("update registry: %w", err)
+	} else if _, err = w.commit.ExecContext(w.bg); err != nil {
+		err = fmt.Errorf("commit: %w", err)
+	}
+	if err != nil {
 		if _, rerr := w.rollback.ExecContext(w.bg); rerr != nil {
 			w.s.log.Error("sqlite rollback failed", "err", rerr)
 		}
 		w.s.log.Error("sqlite group commit failed", "requests", len(group), "err", err)
-		fail(fmt.Errorf("commit: %w", err))
+		fail(err)
 		return
 	}
 	w.s.commits.Add(1)
@@ -392,11 +458,46 @@ fill:
 	}
 }
 
+// direct applies req without a savepoint of its own: a savepoint makes SQLite
+// copy every page the request changes into its statement journal, a large
+// share of the writer's work. An error leaves the transaction half-changed:
+// the caller must then restart it.
+func (w *writer) direct(req *writeReq) writeReply {
+	var r writeReply
+	w.batchReg = nil
+	if req.ack != "" {
+		_, r.err = w.delOutbox.ExecContext(w.bg, req.ack)
+	} else {
+		r.out, r.err = w.ingest(req.batch)
+	}
+	if r.err == nil && w.batchReg != nil {
+		w.group.add(*w.batchReg)
+	}
+	return r
+}
+
+// restart rolls back the open transaction and begins another, in which every
+// request is applied in its own savepoint.
+func (w *writer) restart() error {
+	if _, err := w.rollback.ExecContext(w.bg); err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	if _, err := w.begin.ExecContext(w.bg); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	w.group.reset()
+	w.savepoints = true
+	return nil
+}
+
+// inSavepoint applies req in a savepoint: if it fails, it is rolled back
+// alone and the rest of the group goes on.
 func (w *writer) inSavepoint(req *writeReq) writeReply {
 	if _, err := w.savepoint.ExecContext(w.bg); err != nil {
 		return writeReply{err: fmt.Errorf("savepoint: %w", err)}
 	}
 	var r writeReply
+	w.batchReg = nil
 	if req.ack != "" {
 		_, r.err = w.delOutbox.ExecContext(w.bg, req.ack)
 	} else {
@@ -410,6 +511,9 @@ func (w *writer) inSavepoint(req *writeReq) writeReply {
 	}
 	if _, err := w.release.ExecContext(w.bg); err != nil {
 		return writeReply{err: errors.Join(r.err, fmt.Errorf("release savepoint: %w", err))}
+	}
+	if r.err == nil && w.batchReg != nil {
+		w.group.add(*w.batchReg)
 	}
 	return r
 }

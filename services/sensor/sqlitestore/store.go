@@ -3,8 +3,10 @@
 //
 // One connection writes, a pool reads (WAL lets them run side by side). Concurrent
 // Ingest calls are coalesced by a single writer goroutine into one transaction
-// (group commit), each batch in its own savepoint, so the cost of a durable commit
-// is shared by every batch that waited for it.
+// (group commit), so the cost of a durable commit is shared by every batch that
+// waited for it. Batches are applied directly; should one fail, the group is
+// applied again with each batch in its own savepoint, so that only it is lost.
+// The registry rows of the whole group are written once, before the commit.
 package sqlitestore
 
 import (
