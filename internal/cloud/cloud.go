@@ -40,6 +40,7 @@ type part struct {
 // parts is every part, in start order. "all" means all of them.
 var parts = []part{
 	{"sensor", (*App).addSensor},
+	{"notification", (*App).addNotification},
 	{"gateway", (*App).addGateway},
 }
 

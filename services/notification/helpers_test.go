@@ -1,0 +1,197 @@
+package notification_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/notification"
+	"github.com/atrium-iot/atrium/services/notification/sqlitestore"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// clock is a settable clock for the service.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+// env is a running notification service on a real SQLite file, the in-process bus
+// and a loopback HTTP server.
+type env struct {
+	t      *testing.T
+	svc    *notification.Service
+	bus    *membus.Bus
+	store  *sqlitestore.Store
+	srv    *httptest.Server
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+	// seen collects what the service published on the bus, by subject.
+	mu   sync.Mutex
+	seen map[string][]notification.Alert
+}
+
+// start runs the service over the store in dir (reopened when it exists).
+func start(t *testing.T, dir string, opts notification.Options) *env {
+	t.Helper()
+	st, err := sqlitestore.Open(t.Context(), filepath.Join(dir, "notification.db"), sqlitestore.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.TickInterval == 0 {
+		opts.TickInterval = 20 * time.Millisecond
+	}
+	b := membus.New(logging.Discard())
+	e := &env{t: t, bus: b, store: st, done: make(chan error, 1), seen: map[string][]notification.Alert{}}
+	if err := b.Subscribe(context.Background(), "watcher", []string{"alert.*"}, func(_ context.Context, m bus.Message) error {
+		var a notification.Alert
+		if err := json.Unmarshal(m.Body, &a); err != nil {
+			return err
+		}
+		e.mu.Lock()
+		e.seen[m.Subject] = append(e.seen[m.Subject], a)
+		e.mu.Unlock()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.svc = notification.New(st, b, logging.Discard(), opts)
+	e.srv = httptest.NewServer(e.svc.Handler())
+	e.url = e.srv.URL
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	go func() { e.done <- e.svc.Run(ctx) }()
+	t.Cleanup(e.stop)
+	waitFor(t, "service ready", func() bool { return get(t, e.url+"/readyz").Code == 200 })
+	return e
+}
+
+// stop ends Run, then closes the server, the bus and the store.
+func (e *env) stop() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	if err := <-e.done; err != nil {
+		e.t.Errorf("Run: %v", err)
+	}
+	e.srv.CloseClientConnections()
+	e.srv.Close()
+	e.bus.Close()
+	e.store.Close()
+	e.cancel = nil
+}
+
+func (e *env) published(subject string) []notification.Alert {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]notification.Alert(nil), e.seen[subject]...)
+}
+
+// publish sends readings as one sensor.data.received batch.
+func (e *env) publish(batchID string, rs ...reading.Reading) {
+	e.t.Helper()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `{"batch_id":%q,"readings":[`, batchID)
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(r.AppendJSON(nil))
+	}
+	b.WriteString("]}")
+	if err := e.bus.Publish(e.t.Context(), bus.SensorDataReceived, b.Bytes()); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func series(sensor, room, typ string, start time.Time, step time.Duration, values ...float64) []reading.Reading {
+	out := make([]reading.Reading, len(values))
+	for i, v := range values {
+		out[i] = reading.Reading{SensorID: sensor, RoomID: room, Type: typ, Value: v, Timestamp: start.Add(time.Duration(i) * step)}
+	}
+	return out
+}
+
+func repeat(v float64, n int) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+type answer struct {
+	Code  int
+	CType string
+	Body  map[string]any
+	Raw   []byte
+}
+
+func do(t *testing.T, method, url, body string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	a := answer{Code: resp.StatusCode, CType: resp.Header.Get("Content-Type"), Raw: raw}
+	_ = json.Unmarshal(raw, &a.Body)
+	return a
+}
+
+func get(t *testing.T, url string) answer { t.Helper(); return do(t, "GET", url, "") }
+
+// list decodes the items of a list answer.
+func list[T any](t *testing.T, url, key string) []T {
+	t.Helper()
+	a := get(t, url)
+	if a.Code != 200 {
+		t.Fatalf("GET %s: %d %s", url, a.Code, a.Raw)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(a.Raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	var out []T
+	if err := json.Unmarshal(m[key], &out); err != nil {
+		t.Fatalf("%s: %v", a.Raw, err)
+	}
+	return out
+}
+
+// waitFor polls cond until it holds, failing after a generous deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,724 @@
+// Package sqlitestore keeps the notification service's rules, alerts, event log
+// and sensor last-seen times (events_db) in one SQLite file (modernc.org/sqlite,
+// pure Go). One connection writes, a pool reads; WAL lets them run side by side.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/atrium-iot/atrium/services/notification"
+)
+
+var _ notification.Store = (*Store)(nil)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options tune a Store. The zero value is ready to use.
+type Options struct {
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+	// Synchronous is SQLite's synchronous mode: "FULL" (default) or "NORMAL".
+	Synchronous string
+	// BusyTimeout is how long a statement waits for a lock; 0 means 5 s.
+	BusyTimeout time.Duration
+}
+
+// Store is the SQLite implementation of notification.Store.
+type Store struct {
+	log  *slog.Logger
+	wdb  *sql.DB // one connection: every write
+	rdb  *sql.DB // the read pool
+	mu   sync.RWMutex
+	shut bool
+}
+
+// Open opens (creating if needed) the database at path and brings its schema up to date.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if path == "" || strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("sqlitestore: open: invalid path %q", path)
+	}
+	syncMode := strings.ToUpper(opts.Synchronous)
+	switch syncMode {
+	case "":
+		syncMode = "FULL"
+	case "FULL", "NORMAL", "OFF", "EXTRA":
+	default:
+		return nil, fmt.Errorf("sqlitestore: open: unknown synchronous mode %q", opts.Synchronous)
+	}
+	busy := opts.BusyTimeout
+	if busy <= 0 {
+		busy = 5 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	common := []string{
+		"_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")",
+		"_journal_mode=WAL",
+		"_synchronous=" + syncMode,
+		"_pragma=temp_store(MEMORY)",
+	}
+	wdb, err := sql.Open("sqlite", path+"?"+strings.Join(append(common, "_txlock=immediate"), "&"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, wdb); err != nil {
+		wdb.Close()
+		return nil, wrapErr("sqlitestore: open "+path+": migrate", err)
+	}
+	rdb, err := sql.Open("sqlite", path+"?"+strings.Join(append(common, "_pragma=query_only(1)"), "&"))
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	n := 2 * runtime.NumCPU()
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	if err := rdb.PingContext(ctx); err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, wrapErr("sqlitestore: open "+path, err)
+	}
+	log.Debug("sqlite store opened", "path", path, "synchronous", syncMode)
+	return &Store{log: log, wdb: wdb, rdb: rdb}, nil
+}
+
+// migrate applies every embedded migration numbered above the database's
+// user_version, in one transaction.
+func migrate(ctx context.Context, db *sql.DB) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	type step struct {
+		version int
+		name    string
+	}
+	var steps []step
+	for _, name := range names {
+		base := name[strings.LastIndexByte(name, '/')+1:]
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return fmt.Errorf("migration %s: name must start with a positive number and '_'", base)
+		}
+		steps = append(steps, step{v, name})
+	}
+	sort.Slice(steps, func(i, j int) bool { return steps[i].version < steps[j].version })
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var current int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+		return err
+	}
+	last := current
+	for _, st := range steps {
+		if st.version <= current {
+			continue
+		}
+		script, err := migrations.ReadFile(st.name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(script)); err != nil {
+			return fmt.Errorf("migration %s: %w", st.name, err)
+		}
+		last = st.version
+	}
+	if last == current {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(last)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+var errClosed = fmt.Errorf("%w: store is closed", notification.ErrUnavailable)
+
+func (s *Store) closed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.shut
+}
+
+// Ping runs a trivial query.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed() {
+		return fmt.Errorf("sqlitestore: ping: %w", errClosed)
+	}
+	var one int
+	return wrapErr("sqlitestore: ping", s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one))
+}
+
+// Close closes the database. Calling it again does nothing.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shut {
+		return nil
+	}
+	s.shut = true
+	if err := errors.Join(s.rdb.Close(), s.wdb.Close()); err != nil {
+		return fmt.Errorf("sqlitestore: close: %w", err)
+	}
+	return nil
+}
+
+// tx runs fn in a write transaction.
+func (s *Store) tx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	if s.closed() {
+		return fmt.Errorf("sqlitestore: %s: %w", op, errClosed)
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return wrapErr("sqlitestore: "+op, err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return wrapErr("sqlitestore: "+op, err)
+	}
+	return wrapErr("sqlitestore: "+op, tx.Commit())
+}
+
+// ---- rules ----
+
+// SeedRules stores rules the first time it is called on a store.
+func (s *Store) SeedRules(ctx context.Context, rules []notification.Rule) error {
+	return s.tx(ctx, "seed rules", func(tx *sql.Tx) error {
+		var v string
+		err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'rules_seeded'").Scan(&v)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		for _, r := range rules {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO rules (id, body) VALUES (?, ?)", r.ID, string(b)); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES ('rules_seeded', '1')")
+		return err
+	})
+}
+
+// Rules lists every rule by id.
+func (s *Store) Rules(ctx context.Context) ([]notification.Rule, error) {
+	if s.closed() {
+		return nil, fmt.Errorf("sqlitestore: rules: %w", errClosed)
+	}
+	rows, err := s.rdb.QueryContext(ctx, "SELECT body FROM rules ORDER BY id")
+	if err != nil {
+		return nil, wrapErr("sqlitestore: rules", err)
+	}
+	defer rows.Close()
+	var out []notification.Rule
+	for rows.Next() {
+		var body string
+		if err := rows.Scan(&body); err != nil {
+			return nil, wrapErr("sqlitestore: rules", err)
+		}
+		var r notification.Rule
+		if err := json.Unmarshal([]byte(body), &r); err != nil {
+			return nil, fmt.Errorf("sqlitestore: rules: decode: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, wrapErr("sqlitestore: rules", rows.Err())
+}
+
+// Rule returns one rule.
+func (s *Store) Rule(ctx context.Context, id string) (notification.Rule, error) {
+	var r notification.Rule
+	if s.closed() {
+		return r, fmt.Errorf("sqlitestore: rule: %w", errClosed)
+	}
+	var body string
+	err := s.rdb.QueryRowContext(ctx, "SELECT body FROM rules WHERE id = ?", id).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("sqlitestore: rule %q: %w", id, notification.ErrNotFound)
+	}
+	if err != nil {
+		return r, wrapErr("sqlitestore: rule", err)
+	}
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		return r, fmt.Errorf("sqlitestore: rule %q: decode: %w", id, err)
+	}
+	return r, nil
+}
+
+// CreateRule adds a rule.
+func (s *Store) CreateRule(ctx context.Context, r notification.Rule) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: create rule: %w", err)
+	}
+	return s.tx(ctx, "create rule", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO rules (id, body) VALUES (?, ?)", r.ID, string(b))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("rule %q: %w", r.ID, notification.ErrConflict)
+		}
+		return nil
+	})
+}
+
+// UpdateRule replaces a rule.
+func (s *Store) UpdateRule(ctx context.Context, r notification.Rule) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: update rule: %w", err)
+	}
+	return s.tx(ctx, "update rule", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE rules SET body = ? WHERE id = ?", string(b), r.ID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("rule %q: %w", r.ID, notification.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// DeleteRule removes a rule.
+func (s *Store) DeleteRule(ctx context.Context, id string) error {
+	return s.tx(ctx, "delete rule", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM rules WHERE id = ?", id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("rule %q: %w", id, notification.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// ---- alerts ----
+
+const alertCols = "seq, id, rule_id, room_id, sensor_id, type, severity, state, value, message, raised_ms, acked_ms, resolved_ms"
+
+type scanner interface{ Scan(...any) error }
+
+func scanAlert(sc scanner) (notification.Alert, int64, error) {
+	var a notification.Alert
+	var seq, raised int64
+	var acked, resolved sql.NullInt64
+	err := sc.Scan(&seq, &a.ID, &a.RuleID, &a.RoomID, &a.SensorID, &a.Type, &a.Severity, &a.State, &a.Value, &a.Message, &raised, &acked, &resolved)
+	a.RaisedAt = time.UnixMilli(raised).UTC()
+	if acked.Valid {
+		t := time.UnixMilli(acked.Int64).UTC()
+		a.AcknowledgedAt = &t
+	}
+	if resolved.Valid {
+		t := time.UnixMilli(resolved.Int64).UTC()
+		a.ResolvedAt = &t
+	}
+	return a, seq, err
+}
+
+func appendEvent(ctx context.Context, tx *sql.Tx, ev notification.Event) error {
+	var data any
+	if len(ev.Data) > 0 {
+		data = string(ev.Data)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO events (id, type, severity, room_id, sensor_id, alert_id, rule_id, message, data, time_ms, recorded_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ev.ID, ev.Type, ev.Severity, ev.RoomID, ev.SensorID, ev.AlertID, ev.RuleID, ev.Message, data, ev.Time.UnixMilli(), ev.RecordedAt.UnixMilli())
+	return err
+}
+
+// RaiseAlert stores a new alert and its event unless one with its key is open.
+func (s *Store) RaiseAlert(ctx context.Context, a notification.Alert, ev notification.Event) (notification.Alert, bool, error) {
+	var out notification.Alert
+	var created bool
+	err := s.tx(ctx, "raise alert", func(tx *sql.Tx) error {
+		row := tx.QueryRowContext(ctx, "SELECT "+alertCols+" FROM alerts WHERE rule_id = ? AND room_id = ? AND sensor_id = ? AND type = ? AND state != 'resolved'",
+			a.RuleID, a.RoomID, a.SensorID, a.Type)
+		got, _, err := scanAlert(row)
+		if err == nil {
+			out = got
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		a.State = notification.StateActive
+		a.AcknowledgedAt, a.ResolvedAt = nil, nil
+		if _, err := tx.ExecContext(ctx, `INSERT INTO alerts (id, rule_id, room_id, sensor_id, type, severity, state, value, message, raised_ms)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			a.ID, a.RuleID, a.RoomID, a.SensorID, a.Type, a.Severity, a.State, a.Value, a.Message, a.RaisedAt.UnixMilli()); err != nil {
+			return err
+		}
+		ev.AlertID = a.ID
+		if err := appendEvent(ctx, tx, ev); err != nil {
+			return err
+		}
+		a.RaisedAt = time.UnixMilli(a.RaisedAt.UnixMilli()).UTC()
+		out, created = a, true
+		return nil
+	})
+	return out, created, err
+}
+
+// transition moves an alert to state at `at`, appending ev, when allowed.
+func (s *Store) transition(ctx context.Context, op, id, state string, at time.Time, ev notification.Event) (notification.Alert, bool, error) {
+	var out notification.Alert
+	var changed bool
+	err := s.tx(ctx, op, func(tx *sql.Tx) error {
+		a, _, err := scanAlert(tx.QueryRowContext(ctx, "SELECT "+alertCols+" FROM alerts WHERE id = ?", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("alert %q: %w", id, notification.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		out = a
+		switch {
+		case a.State == notification.StateResolved && state == notification.StateAcknowledged:
+			return fmt.Errorf("alert %q is resolved: %w", id, notification.ErrConflict)
+		case a.State == state:
+			return nil
+		}
+		col := "acked_ms"
+		if state == notification.StateResolved {
+			col = "resolved_ms"
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE alerts SET state = ?, "+col+" = ? WHERE id = ?", state, at.UnixMilli(), id); err != nil {
+			return err
+		}
+		ev.AlertID = id
+		if err := appendEvent(ctx, tx, ev); err != nil {
+			return err
+		}
+		t := time.UnixMilli(at.UnixMilli()).UTC()
+		out.State = state
+		if state == notification.StateResolved {
+			out.ResolvedAt = &t
+		} else {
+			out.AcknowledgedAt = &t
+		}
+		changed = true
+		return nil
+	})
+	return out, changed, err
+}
+
+// AckAlert acknowledges an active alert.
+func (s *Store) AckAlert(ctx context.Context, id string, at time.Time, ev notification.Event) (notification.Alert, bool, error) {
+	return s.transition(ctx, "ack alert", id, notification.StateAcknowledged, at, ev)
+}
+
+// ResolveAlert resolves an open alert.
+func (s *Store) ResolveAlert(ctx context.Context, id string, at time.Time, ev notification.Event) (notification.Alert, bool, error) {
+	return s.transition(ctx, "resolve alert", id, notification.StateResolved, at, ev)
+}
+
+// Alert returns one alert.
+func (s *Store) Alert(ctx context.Context, id string) (notification.Alert, error) {
+	if s.closed() {
+		return notification.Alert{}, fmt.Errorf("sqlitestore: alert: %w", errClosed)
+	}
+	a, _, err := scanAlert(s.rdb.QueryRowContext(ctx, "SELECT "+alertCols+" FROM alerts WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("sqlitestore: alert %q: %w", id, notification.ErrNotFound)
+	}
+	return a, wrapErr("sqlitestore: alert", err)
+}
+
+type seqCursor struct {
+	Seq int64 `json:"q"`
+}
+
+func encodeCursor(seq int64) string {
+	b, _ := json.Marshal(seqCursor{seq})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (int64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	var c seqCursor
+	if err == nil {
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&c)
+	}
+	if err != nil || c.Seq <= 0 {
+		return 0, fmt.Errorf("%w: malformed cursor", notification.ErrBadCursor)
+	}
+	return c.Seq, nil
+}
+
+func pageSize(limit int) int {
+	switch {
+	case limit <= 0:
+		return 100
+	case limit > 1000:
+		return 1000
+	}
+	return limit
+}
+
+// Alerts lists alerts newest first.
+func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notification.Alert, string, error) {
+	if s.closed() {
+		return nil, "", fmt.Errorf("sqlitestore: alerts: %w", errClosed)
+	}
+	var where []string
+	var args []any
+	switch q.State {
+	case "":
+	case notification.StateActive:
+		where = append(where, "state IN ('active', 'acknowledged')")
+	default:
+		where, args = append(where, "state = ?"), append(args, q.State)
+	}
+	for _, f := range []struct{ col, v string }{{"room_id", q.RoomID}, {"severity", q.Severity}, {"rule_id", q.RuleID}} {
+		if f.v != "" {
+			where, args = append(where, f.col+" = ?"), append(args, f.v)
+		}
+	}
+	if q.Cursor != "" {
+		seq, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlitestore: alerts: %w", err)
+		}
+		where, args = append(where, "seq < ?"), append(args, seq)
+	}
+	limit := pageSize(q.Limit)
+	query := "SELECT " + alertCols + " FROM alerts"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY seq DESC LIMIT " + strconv.Itoa(limit+1)
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", wrapErr("sqlitestore: alerts", err)
+	}
+	defer rows.Close()
+	var out []notification.Alert
+	var seqs []int64
+	for rows.Next() {
+		a, seq, err := scanAlert(rows)
+		if err != nil {
+			return nil, "", wrapErr("sqlitestore: alerts", err)
+		}
+		out, seqs = append(out, a), append(seqs, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", wrapErr("sqlitestore: alerts", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = encodeCursor(seqs[limit-1])
+	}
+	return out, next, nil
+}
+
+// OpenAlerts lists every unresolved alert.
+func (s *Store) OpenAlerts(ctx context.Context) ([]notification.Alert, error) {
+	if s.closed() {
+		return nil, fmt.Errorf("sqlitestore: open alerts: %w", errClosed)
+	}
+	rows, err := s.rdb.QueryContext(ctx, "SELECT "+alertCols+" FROM alerts WHERE state IN ('active', 'acknowledged') ORDER BY seq")
+	if err != nil {
+		return nil, wrapErr("sqlitestore: open alerts", err)
+	}
+	defer rows.Close()
+	var out []notification.Alert
+	for rows.Next() {
+		a, _, err := scanAlert(rows)
+		if err != nil {
+			return nil, wrapErr("sqlitestore: open alerts", err)
+		}
+		out = append(out, a)
+	}
+	return out, wrapErr("sqlitestore: open alerts", rows.Err())
+}
+
+// ---- events ----
+
+// AppendEvent adds an event to the log.
+func (s *Store) AppendEvent(ctx context.Context, ev notification.Event) error {
+	return s.tx(ctx, "append event", func(tx *sql.Tx) error { return appendEvent(ctx, tx, ev) })
+}
+
+// Events lists events newest first.
+func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notification.Event, string, error) {
+	if s.closed() {
+		return nil, "", fmt.Errorf("sqlitestore: events: %w", errClosed)
+	}
+	var where []string
+	var args []any
+	for _, f := range []struct{ col, v string }{{"type", q.Type}, {"severity", q.Severity}, {"room_id", q.RoomID}} {
+		if f.v != "" {
+			where, args = append(where, f.col+" = ?"), append(args, f.v)
+		}
+	}
+	if !q.Since.IsZero() {
+		where, args = append(where, "time_ms >= ?"), append(args, q.Since.UnixMilli())
+	}
+	if q.Cursor != "" {
+		seq, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlitestore: events: %w", err)
+		}
+		where, args = append(where, "seq < ?"), append(args, seq)
+	}
+	limit := pageSize(q.Limit)
+	query := "SELECT seq, id, type, severity, room_id, sensor_id, alert_id, rule_id, message, data, time_ms, recorded_ms FROM events"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY seq DESC LIMIT " + strconv.Itoa(limit+1)
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", wrapErr("sqlitestore: events", err)
+	}
+	defer rows.Close()
+	var out []notification.Event
+	var seqs []int64
+	for rows.Next() {
+		var ev notification.Event
+		var seq, tms, rms int64
+		var data sql.NullString
+		if err := rows.Scan(&seq, &ev.ID, &ev.Type, &ev.Severity, &ev.RoomID, &ev.SensorID, &ev.AlertID, &ev.RuleID, &ev.Message, &data, &tms, &rms); err != nil {
+			return nil, "", wrapErr("sqlitestore: events", err)
+		}
+		if data.Valid {
+			ev.Data = json.RawMessage(data.String)
+		}
+		ev.Time, ev.RecordedAt = time.UnixMilli(tms).UTC(), time.UnixMilli(rms).UTC()
+		out, seqs = append(out, ev), append(seqs, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", wrapErr("sqlitestore: events", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = encodeCursor(seqs[limit-1])
+	}
+	return out, next, nil
+}
+
+// ---- sensors ----
+
+// SaveSensors upserts sensor states.
+func (s *Store) SaveSensors(ctx context.Context, ss []notification.SensorState) error {
+	if len(ss) == 0 {
+		return nil
+	}
+	return s.tx(ctx, "save sensors", func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO sensors (id, room_id, last_seen_ms, offline) VALUES (?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET
+				room_id = CASE WHEN excluded.room_id != '' THEN excluded.room_id ELSE sensors.room_id END,
+				last_seen_ms = max(sensors.last_seen_ms, excluded.last_seen_ms),
+				offline = excluded.offline`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, x := range ss {
+			off := 0
+			if x.Offline {
+				off = 1
+			}
+			if _, err := st.ExecContext(ctx, x.ID, x.RoomID, x.LastSeen.UnixMilli(), off); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Sensors lists every sensor state by id.
+func (s *Store) Sensors(ctx context.Context) ([]notification.SensorState, error) {
+	if s.closed() {
+		return nil, fmt.Errorf("sqlitestore: sensors: %w", errClosed)
+	}
+	rows, err := s.rdb.QueryContext(ctx, "SELECT id, room_id, last_seen_ms, offline FROM sensors ORDER BY id")
+	if err != nil {
+		return nil, wrapErr("sqlitestore: sensors", err)
+	}
+	defer rows.Close()
+	var out []notification.SensorState
+	for rows.Next() {
+		var x notification.SensorState
+		var ms int64
+		if err := rows.Scan(&x.ID, &x.RoomID, &ms, &x.Offline); err != nil {
+			return nil, wrapErr("sqlitestore: sensors", err)
+		}
+		x.LastSeen = time.UnixMilli(ms).UTC()
+		out = append(out, x)
+	}
+	return out, wrapErr("sqlitestore: sensors", rows.Err())
+}
+
+// wrapErr prefixes err with op and marks transient failures (locks, I/O, a closed
+// database) as notification.ErrUnavailable.
+func wrapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, notification.ErrUnavailable) || errors.Is(err, notification.ErrNotFound) ||
+		errors.Is(err, notification.ErrConflict) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if transient(err) {
+		return fmt.Errorf("%s: %w: %w", op, notification.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func transient(err error) bool {
+	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
+		return true
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PROTOCOL:
+		return true
+	}
+	return false
+}
