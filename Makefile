@@ -17,6 +17,7 @@ help: ## list the targets
 
 build: ## build atrium, atrium-agent and atrium-sim into bin/
 	@mkdir -p $(BIN)
+	@echo "build: compiling atrium, atrium-agent and atrium-sim into $(BIN)/ (the first build downloads modules and takes a minute)"
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 run: build ## run the whole system on embedded defaults (Ctrl-C stops it)

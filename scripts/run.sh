@@ -12,10 +12,13 @@ LOGS=${ATRIUM_LOG_DIR:-$DATA/logs}
 mkdir -p "$DATA" "$LOGS"
 
 hostport() { local a=$1; [[ $a == :* ]] && a="127.0.0.1$a"; echo "$a"; }
+GATEWAY_ADDR=${ATRIUM_GATEWAY_ADDR:-:8000}
 SENSOR_ADDR=${ATRIUM_SENSOR_ADDR:-:8001}
 MQTT_ADDR=${ATRIUM_MQTT_ADDR:-:1883}
 AGENT_HTTP=${ATRIUM_HTTP_ADDR:-:9100}
 SENSOR_URL=http://$(hostport "$SENSOR_ADDR")
+GATEWAY_URL=http://$(hostport "$GATEWAY_ADDR")
+KEYS=${ATRIUM_KEYS:-$DATA/gateway-keys.json}
 export ATRIUM_DATA_DIR=$DATA ATRIUM_LOG_FORMAT=${ATRIUM_LOG_FORMAT:-json}
 
 pids=()
@@ -36,13 +39,22 @@ wait_http() {
   echo "make run: $1 did not answer; see $LOGS" >&2; return 1
 }
 
-echo "make run: starting the cloud (atrium) — log: $LOGS/atrium.log"
-"$BIN/atrium" >"$LOGS/atrium.log" 2>&1 & pids+=($!)
+# An API key for this demo, made once and kept in the data directory (0600), so
+# make run can print it every time. Production keeps only hashes (atrium keys add).
+if [[ ! -s $DATA/make-run.key ]]; then
+  echo "make run: creating an API key for the demo (scopes read, ingest, admin)"
+  (umask 077; "$BIN/atrium" keys add -name make-run -scopes read,ingest,admin -keys "$KEYS" 2>/dev/null >"$DATA/make-run.key")
+fi
+KEY=$(cat "$DATA/make-run.key")
+
+echo "make run: starting the cloud (atrium: gateway and services) — log: $LOGS/atrium.log"
+"$BIN/atrium" -keys "$KEYS" >"$LOGS/atrium.log" 2>&1 & pids+=($!)
 wait_http "$SENSOR_URL/healthz"
+wait_http "$GATEWAY_URL/healthz"
 
 if [[ -x $BIN/atrium-agent ]]; then
   echo "make run: starting the edge agent (MQTT $MQTT_ADDR) — log: $LOGS/agent.log"
-  "$BIN/atrium-agent" -allow-anonymous -mqtt-addr "$MQTT_ADDR" -cloud-url "$SENSOR_URL" \
+  "$BIN/atrium-agent" -allow-anonymous -mqtt-addr "$MQTT_ADDR" -cloud-url "$GATEWAY_URL" -token "$KEY" \
     -spool "$DATA/agent/spool.db" -site "${ATRIUM_SITE:-demo}" >"$LOGS/agent.log" 2>&1 & pids+=($!)
   wait_http "http://$(hostport "$AGENT_HTTP")/healthz"
 fi
@@ -55,7 +67,9 @@ fi
 cat <<MSG
 
 Atrium is running.
-  sensor service   $SENSOR_URL   (try: curl -s $SENSOR_URL/sensors)
+  API gateway      $GATEWAY_URL   (API key: $KEY)
+                   try: curl -s -H "Authorization: Bearer $KEY" $GATEWAY_URL/sensors
+  services         sensor $SENSOR_URL, room :8002, analytics :8003, notification :8004
   agent status     http://$(hostport "$AGENT_HTTP")/metrics
   MQTT broker      $(hostport "$MQTT_ADDR")   (mosquitto_pub -h ${MQTT_ADDR%:*} -p ${MQTT_ADDR##*:} -t atrium/room-1/my-sensor/temperature -m 21.5)
   logs             $LOGS
