@@ -40,6 +40,8 @@ type part struct {
 // parts is every part, in start order. "all" means all of them.
 var parts = []part{
 	{"sensor", (*App).addSensor},
+	{"room", (*App).addRoom},
+	{"analytics", (*App).addAnalytics},
 	{"notification", (*App).addNotification},
 	{"gateway", (*App).addGateway},
 }

@@ -1,0 +1,248 @@
+package room_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/room"
+	"github.com/atrium-iot/atrium/services/room/sqlitestore"
+)
+
+var benchTypes = []string{"temperature", "humidity", "co2", "occupancy", "light"}
+
+// benchEvent is a sensor.data.received body of 500 readings: 100 sensors in 10
+// rooms (one type each), 5 readings per sensor a second apart; batch n starts 5 s
+// after batch n-1, so every batch adds new minutes now and then.
+func benchEvent(n int, base time.Time) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `{"batch_id":"bench-%d","site":"hq","readings":[`, n)
+	t := base.Add(time.Duration(n) * 5 * time.Second)
+	first := true
+	for s := range 100 {
+		for k := range 5 {
+			if !first {
+				b.WriteByte(',')
+			}
+			first = false
+			r := reading.Reading{SensorID: fmt.Sprintf("sensor_%03d", s), RoomID: fmt.Sprintf("room-%d", s%10), Type: benchTypes[s%5],
+				Value: float64(20 + (s+k+n)%7), Timestamp: t.Add(time.Duration(k) * time.Second)}
+			b.Write(r.AppendJSON(nil))
+		}
+	}
+	b.WriteString("]}")
+	return b.Bytes()
+}
+
+func benchService(b *testing.B, opts sqlitestore.Options) (*room.Service, *sqlitestore.Store, *membus.Bus) {
+	b.Helper()
+	st, err := sqlitestore.Open(context.Background(), filepath.Join(b.TempDir(), "room.db"), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	mb := membus.New(logging.Discard())
+	b.Cleanup(func() { mb.Close() })
+	return room.New(st, mb, logging.Discard(), room.Options{}), st, mb
+}
+
+// BenchmarkConsume applies sensor.data.received bodies of 500 readings to the
+// service's consumer and its SQLite store, one transaction each: the target is
+// ≥200,000 readings/s.
+func BenchmarkConsume(b *testing.B) {
+	for _, sync := range []string{"FULL", "NORMAL"} {
+		b.Run("synchronous="+sync, func(b *testing.B) {
+			svc, _, _ := benchService(b, sqlitestore.Options{Synchronous: sync})
+			base := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
+			bodies := make([][]byte, b.N)
+			for i := range bodies {
+				bodies[i] = benchEvent(i, base)
+			}
+			ctx := context.Background()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				if err := svc.Consume(ctx, bus.Message{ID: fmt.Sprint(i), Subject: bus.SensorDataReceived, Body: bodies[i]}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*500)/time.Since(start).Seconds(), "readings/s")
+		})
+	}
+}
+
+// fillRooms gives 50 rooms five types of four sensors each, with a reading every
+// 10 s for the last 10 minutes.
+func fillRooms(b *testing.B, svc *room.Service, now time.Time) {
+	b.Helper()
+	for r := range 50 {
+		var buf bytes.Buffer
+		fmt.Fprintf(&buf, `{"batch_id":"fill-%d","readings":[`, r)
+		first := true
+		for s := range 20 {
+			for k := range 60 {
+				if !first {
+					buf.WriteByte(',')
+				}
+				first = false
+				rd := reading.Reading{SensorID: fmt.Sprintf("r%d-s%d", r, s), RoomID: fmt.Sprintf("room-%02d", r), Type: benchTypes[s%5],
+					Value: float64(400 + (r+s+k)%300), Timestamp: now.Add(-time.Duration(k) * 10 * time.Second)}
+				buf.Write(rd.AppendJSON(nil))
+			}
+		}
+		buf.WriteString("]}")
+		if err := svc.Consume(context.Background(), bus.Message{ID: fmt.Sprint(r), Body: buf.Bytes()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// cpuTime is the user and system CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+// BenchmarkMetricsHTTP sends GET /rooms/{id}/metrics over loopback HTTP at a fixed
+// 2,000 requests/s (open loop: latency counts from each request's scheduled
+// time) and reports p50 and p99; the target is p99 ≤ 2 ms. Run it with
+// -benchtime=10000x (5 s).
+func BenchmarkMetricsHTTP(b *testing.B) {
+	const rate = 2000
+	svc, _, _ := benchService(b, sqlitestore.Options{})
+	fillRooms(b, svc, time.Now())
+	srv := httptest.NewServer(svc.Handler())
+	defer srv.Close()
+	const workers = 32
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}}
+	// Warm the connections and the store's caches.
+	for i := range 200 {
+		resp, err := client.Get(fmt.Sprintf("%s/rooms/room-%02d/metrics", srv.URL, i%50))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	lat := make([]time.Duration, b.N)
+	jobs := make(chan int, b.N)
+	var wg sync.WaitGroup
+	var failed sync.Once
+	var failure error
+	b.ResetTimer()
+	start := time.Now()
+	cpu0 := cpuTime()
+	for range workers {
+		wg.Go(func() {
+			for i := range jobs {
+				due := start.Add(time.Duration(i) * time.Second / rate)
+				if d := time.Until(due); d > 0 {
+					time.Sleep(d)
+				}
+				resp, err := client.Get(fmt.Sprintf("%s/rooms/room-%02d/metrics", srv.URL, i%50))
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Do(func() { failure = err })
+				}
+				lat[i] = time.Since(due)
+			}
+		})
+	}
+	for i := range b.N {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if failure != nil {
+		b.Fatal(failure)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	// CPU time of the whole process (server and client) per request: less
+	// sensitive than the tail latency to other load on the machine.
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
+	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkHistory30Days asks GET /rooms/{id}/history over 30 days of minute
+// rollups (a reading every 20 s) for each bucket size, one request at a time
+// over loopback HTTP, and reports p50 and p99; the target is p99 ≤ 20 ms.
+func BenchmarkHistory30Days(b *testing.B) {
+	svc, _, _ := benchService(b, sqlitestore.Options{Synchronous: "NORMAL"})
+	end := time.Now().UTC().Truncate(24 * time.Hour)
+	begin := end.Add(-30 * 24 * time.Hour)
+	for day := range 30 {
+		var buf bytes.Buffer
+		fmt.Fprintf(&buf, `{"batch_id":"day-%d","readings":[`, day)
+		for k := range 3 * 1440 {
+			if k > 0 {
+				buf.WriteByte(',')
+			}
+			rd := reading.Reading{SensorID: fmt.Sprintf("s%d", k%3), RoomID: "hall", Type: "temperature",
+				Value: float64(18 + k%9), Timestamp: begin.Add(time.Duration(day)*24*time.Hour + time.Duration(k)*20*time.Second)}
+			buf.Write(rd.AppendJSON(nil))
+		}
+		buf.WriteString("]}")
+		if err := svc.Consume(context.Background(), bus.Message{ID: fmt.Sprint(day), Body: buf.Bytes()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(svc.Handler())
+	defer srv.Close()
+	for _, bucket := range []string{"1m", "5m", "15m", "1h", "1d"} {
+		b.Run("bucket="+bucket, func(b *testing.B) {
+			url := fmt.Sprintf("%s/rooms/hall/history?type=temperature&bucket=%s&limit=1000&from=%s&to=%s",
+				srv.URL, bucket, begin.Format(time.RFC3339), end.Format(time.RFC3339))
+			lat := make([]time.Duration, 0, b.N)
+			var size int64
+			for range b.N {
+				t0 := time.Now()
+				resp, err := http.Get(url)
+				if err != nil {
+					b.Fatal(err)
+				}
+				size, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Fatalf("status %d", resp.StatusCode)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(size), "bytes/resp")
+		})
+	}
+}

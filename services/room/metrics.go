@@ -1,0 +1,248 @@
+package room
+
+import (
+	"sort"
+	"time"
+)
+
+// Window is the span the "last 5 minutes" figures cover. It is counted in whole
+// minutes of the service's clock: the current minute and the four before it.
+const Window = 5 * time.Minute
+
+// Thresholds of the derived metrics.
+const (
+	AirGoodBelow     = 800.0  // co2 ppm
+	AirModerateBelow = 1000.0 // co2 ppm
+	AirPoorBelow     = 1500.0 // co2 ppm
+	ComfortTempMin   = 20.0   // °C, inclusive
+	ComfortTempMax   = 24.0   // °C, inclusive
+	ComfortHumMin    = 30.0   // %RH, inclusive
+	ComfortHumMax    = 60.0   // %RH, inclusive
+)
+
+// Air quality classes.
+const (
+	AirGood     = "good"
+	AirModerate = "moderate"
+	AirPoor     = "poor"
+	AirBad      = "bad"
+)
+
+// Comfort statuses and issues.
+const (
+	ComfortOK            = "ok"
+	ComfortUncomfortable = "uncomfortable"
+	ComfortUnknown       = "unknown"
+
+	IssueTempLow  = "temperature_low"
+	IssueTempHigh = "temperature_high"
+	IssueHumLow   = "humidity_low"
+	IssueHumHigh  = "humidity_high"
+)
+
+// TypeMetrics is the state of one reading type in a room.
+type TypeMetrics struct {
+	// Value is the room's current value: the mean of the latest value of each
+	// sensor of the type, over the sensors whose latest reading is at most Window
+	// older than the newest one (a silent sensor does not hold the value back).
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit,omitempty"`
+	// Timestamp is the time of the newest of those readings.
+	Timestamp time.Time `json:"timestamp"`
+	// Sensors is how many sensors Value is the mean of.
+	Sensors int `json:"sensors"`
+	// Mean5m, Min5m, Max5m and Count5m summarise every reading of the type in the
+	// window (null when there was none).
+	Mean5m  *float64 `json:"mean_5m"`
+	Min5m   *float64 `json:"min_5m"`
+	Max5m   *float64 `json:"max_5m"`
+	Count5m int64    `json:"count_5m"`
+}
+
+// Comfort says whether temperature and humidity are in the comfort band, and
+// which bound is broken if not.
+type Comfort struct {
+	Status string   `json:"status"`
+	Issues []string `json:"issues"`
+}
+
+// TimeRange is a half-open span of time.
+type TimeRange struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+}
+
+// Metrics are a room's current metrics: the body of GET /rooms/{id}/metrics and
+// of room.metrics.updated.
+type Metrics struct {
+	RoomID  string                 `json:"room_id"`
+	At      time.Time              `json:"at"`
+	Window  TimeRange              `json:"window"`
+	Metrics map[string]TypeMetrics `json:"metrics"`
+	// Occupied is true when the current occupancy count is above 0, or when an
+	// occupancy, pir or motion reading above 0 arrived in the window; null when the
+	// room has none of those sensors.
+	Occupied *bool `json:"occupied"`
+	// OccupancyRatio is the current occupancy count over the capacity.
+	OccupancyRatio *float64 `json:"occupancy_ratio"`
+	// AirQuality classifies the current co2 value.
+	AirQuality *string `json:"air_quality"`
+	Comfort    Comfort `json:"comfort"`
+}
+
+// WindowAt is the window of the "last 5 minutes" at now: from the start of the
+// minute four minutes before now's minute, to now.
+func WindowAt(now time.Time) TimeRange {
+	now = now.UTC()
+	return TimeRange{From: now.Truncate(time.Minute).Add(-Window + time.Minute), To: now}
+}
+
+// Compute derives a room's metrics from its snapshot at now.
+func Compute(s Snapshot, now time.Time) Metrics {
+	m := Metrics{RoomID: s.Room.ID, At: now.UTC(), Window: WindowAt(now), Metrics: map[string]TypeMetrics{}}
+
+	newest := map[string]SensorValue{}
+	for _, v := range s.Latest {
+		if n, ok := newest[v.Type]; !ok || v.Timestamp.After(n.Timestamp) {
+			newest[v.Type] = v
+		}
+	}
+	type acc struct {
+		sum float64
+		n   int
+	}
+	sums := map[string]acc{}
+	for _, v := range s.Latest {
+		n := newest[v.Type]
+		if n.Timestamp.Sub(v.Timestamp) > Window {
+			continue
+		}
+		a := sums[v.Type]
+		a.sum += v.Value
+		a.n++
+		sums[v.Type] = a
+	}
+	for typ, n := range newest {
+		a := sums[typ]
+		m.Metrics[typ] = TypeMetrics{Value: a.sum / float64(a.n), Unit: n.Unit, Timestamp: n.Timestamp.UTC(), Sensors: a.n}
+	}
+	windowMax := map[string]float64{}
+	for _, w := range s.Window {
+		if w.Count == 0 {
+			continue
+		}
+		tm, ok := m.Metrics[w.Type]
+		if !ok { // readings of sensors that have since left the room
+			continue
+		}
+		mean, lo, hi := w.Sum/float64(w.Count), w.Min, w.Max
+		tm.Mean5m, tm.Min5m, tm.Max5m, tm.Count5m = &mean, &lo, &hi, w.Count
+		m.Metrics[w.Type] = tm
+		windowMax[w.Type] = w.Max
+	}
+
+	// Occupancy.
+	var occupied, known bool
+	if occ, ok := m.Metrics["occupancy"]; ok {
+		known = true
+		occupied = occ.Value > 0
+		if c := s.Room.Capacity; c != nil && *c > 0 {
+			r := occ.Value / float64(*c)
+			m.OccupancyRatio = &r
+		}
+	}
+	for _, typ := range []string{"occupancy", "pir", "motion"} {
+		if _, ok := m.Metrics[typ]; ok {
+			known = true
+		}
+		if windowMax[typ] > 0 {
+			occupied = true
+		}
+	}
+	if known {
+		m.Occupied = &occupied
+	}
+
+	if co2, ok := m.Metrics["co2"]; ok {
+		q := AirQuality(co2.Value)
+		m.AirQuality = &q
+	}
+	m.Comfort = comfort(m.Metrics)
+	return m
+}
+
+// AirQuality classifies a co2 concentration in ppm.
+func AirQuality(co2 float64) string {
+	switch {
+	case co2 < AirGoodBelow:
+		return AirGood
+	case co2 < AirModerateBelow:
+		return AirModerate
+	case co2 < AirPoorBelow:
+		return AirPoor
+	default:
+		return AirBad
+	}
+}
+
+func comfort(ms map[string]TypeMetrics) Comfort {
+	c := Comfort{Status: ComfortUnknown, Issues: []string{}}
+	t, okT := ms["temperature"]
+	h, okH := ms["humidity"]
+	if !okT && !okH {
+		return c
+	}
+	if okT {
+		if t.Value < ComfortTempMin {
+			c.Issues = append(c.Issues, IssueTempLow)
+		} else if t.Value > ComfortTempMax {
+			c.Issues = append(c.Issues, IssueTempHigh)
+		}
+	}
+	if okH {
+		if h.Value < ComfortHumMin {
+			c.Issues = append(c.Issues, IssueHumLow)
+		} else if h.Value > ComfortHumMax {
+			c.Issues = append(c.Issues, IssueHumHigh)
+		}
+	}
+	c.Status = ComfortOK
+	if len(c.Issues) > 0 {
+		c.Status = ComfortUncomfortable
+	}
+	return c
+}
+
+// headline is the short list of types a room summary shows.
+var headline = []string{"temperature", "humidity", "co2", "occupancy"}
+
+// Summary is a room as GET /rooms lists it: its description and headline metrics.
+type Summary struct {
+	Room
+	Occupied   *bool              `json:"occupied"`
+	AirQuality *string            `json:"air_quality"`
+	Comfort    string             `json:"comfort"`
+	Metrics    map[string]float64 `json:"metrics"`
+}
+
+// Summarise builds a room's summary from its metrics.
+func Summarise(r Room, m Metrics) Summary {
+	s := Summary{Room: r, Occupied: m.Occupied, AirQuality: m.AirQuality, Comfort: m.Comfort.Status, Metrics: map[string]float64{}}
+	s.Sensors = nil
+	for _, typ := range headline {
+		if tm, ok := m.Metrics[typ]; ok {
+			s.Metrics[typ] = tm.Value
+		}
+	}
+	return s
+}
+
+// sortedKeys returns the keys of a set in order.
+func sortedKeys(set map[string]struct{}) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

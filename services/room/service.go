@@ -1,0 +1,303 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/reading"
+)
+
+// Queue is the bus queue the service consumes from.
+const Queue = "room"
+
+// Options tune the service; zero values take the defaults.
+type Options struct {
+	// MaxBody bounds a request body (default 1 MiB).
+	MaxBody int64
+	// PublishInterval is how often the rooms changed since the last round get a
+	// room.metrics.updated (default 250ms): each changed room once per round,
+	// however many batches touched it.
+	PublishInterval time.Duration
+	// ForgetAfter is how long applied batch ids are remembered to recognise a
+	// redelivery (default 48h).
+	ForgetAfter time.Duration
+	// Now is the service's clock (default time.Now). The "last 5 minutes" and
+	// history defaults are anchored on it.
+	Now func() time.Time
+}
+
+// Service is the room service.
+type Service struct {
+	store Store
+	bus   bus.Bus
+	log   *slog.Logger
+	opts  Options
+	reg   *prometheus.Registry
+
+	readings   *prometheus.CounterVec
+	batches    *prometheus.CounterVec
+	publishErr prometheus.Counter
+
+	mu    sync.Mutex
+	dirty map[string]struct{} // rooms changed since the last publish round
+
+	consuming atomic.Bool // Run has subscribed to the bus
+}
+
+// errNotConsuming fails /readyz until Run has subscribed to the bus.
+var errNotConsuming = errors.New("not consuming from the bus yet")
+
+// New makes the room service over its store and bus.
+func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = 1 << 20
+	}
+	if opts.PublishInterval <= 0 {
+		opts.PublishInterval = 250 * time.Millisecond
+	}
+	if opts.ForgetAfter <= 0 {
+		opts.ForgetAfter = 48 * time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(), dirty: map[string]struct{}{}}
+	s.readings = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "atrium_room_readings_total", Help: "Readings received from the bus, by outcome (applied, duplicate, unroomed, invalid).",
+	}, []string{"outcome"})
+	s.batches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "atrium_room_batches_total", Help: "sensor.data.received events handled, by outcome (applied, duplicate, failed).",
+	}, []string{"outcome"})
+	s.publishErr = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "atrium_room_publish_errors_total", Help: "Failed publishes of room.metrics.updated (retried next round).",
+	})
+	s.reg.MustRegister(s.readings, s.batches, s.publishErr)
+	return s
+}
+
+// Handler is the service's HTTP API.
+func (s *Service) Handler() http.Handler {
+	r := httpx.NewRouter(s.log, s.reg, map[string]httpx.Check{
+		"store": s.store.Ping,
+		"bus":   s.bus.Ping,
+		"consumer": func(context.Context) error {
+			if !s.consuming.Load() {
+				return errNotConsuming
+			}
+			return nil
+		},
+	})
+	s.routes(r)
+	return r
+}
+
+// Run consumes sensor.data.received from the bus queue "room", publishes
+// room.metrics.updated for the rooms that changed, and forgets old batch ids,
+// until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.bus.Subscribe(ctx, Queue, []string{bus.SensorDataReceived}, s.Consume); err != nil {
+		return fmt.Errorf("room: subscribe: %w", err)
+	}
+	s.consuming.Store(true)
+	defer s.consuming.Store(false)
+	pub := time.NewTicker(s.opts.PublishInterval)
+	defer pub.Stop()
+	forget := time.NewTicker(time.Hour)
+	defer forget.Stop()
+	s.forget(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			// Publish what the last batches changed before leaving, without
+			// waiting long for a bus that is down.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			s.publishDirty(fctx)
+			cancel()
+			return nil
+		case <-pub.C:
+			s.publishDirty(ctx)
+		case <-forget.C:
+			s.forget(ctx)
+		}
+	}
+}
+
+func (s *Service) forget(ctx context.Context) {
+	n, err := s.store.Forget(ctx, s.opts.Now().Add(-s.opts.ForgetAfter))
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("forgetting old batch ids failed", "err", err)
+		}
+		return
+	}
+	if n > 0 {
+		s.log.Debug("forgot old batch ids", "count", n)
+	}
+}
+
+// event is the body of sensor.data.received as the sensor service writes it.
+// Decoding into plain fields is several times faster than the lenient
+// reading.Input; a body that does not fit it is decoded by leniently instead.
+type event struct {
+	BatchID  string        `json:"batch_id"`
+	Site     string        `json:"site"`
+	Readings []wireReading `json:"readings"`
+}
+
+type wireReading struct {
+	SensorID  string  `json:"sensor_id"`
+	RoomID    string  `json:"room_id"`
+	Site      string  `json:"site"`
+	Type      string  `json:"type"`
+	Value     float64 `json:"value"`
+	Unit      string  `json:"unit"`
+	Timestamp string  `json:"timestamp"`
+}
+
+// lenientEvent is the fallback shape of sensor.data.received.
+type lenientEvent struct {
+	BatchID  string          `json:"batch_id"`
+	Readings []reading.Input `json:"readings"`
+}
+
+// decodeEvent reads a sensor.data.received body into a batch, skipping (and
+// counting) readings that are not valid.
+func decodeEvent(body []byte) (id string, rs []reading.Reading, invalid int, err error) {
+	var ev event
+	if json.Unmarshal(body, &ev) == nil {
+		rs = make([]reading.Reading, 0, len(ev.Readings))
+		for _, w := range ev.Readings {
+			ts, err := time.Parse(time.RFC3339Nano, w.Timestamp)
+			r := reading.Reading{SensorID: w.SensorID, RoomID: w.RoomID, Site: w.Site, Type: w.Type, Value: w.Value, Unit: w.Unit,
+				Timestamp: ts.Truncate(time.Millisecond).UTC()}
+			if err != nil || reading.Validate(&r, time.Time{}) != nil {
+				invalid++
+				continue
+			}
+			rs = append(rs, r)
+		}
+		return ev.BatchID, rs, invalid, nil
+	}
+	var lv lenientEvent
+	if err := json.Unmarshal(body, &lv); err != nil {
+		return "", nil, 0, err
+	}
+	rs = make([]reading.Reading, 0, len(lv.Readings))
+	for i := range lv.Readings {
+		r, err := lv.Readings[i].Reading(time.Time{})
+		if err != nil {
+			invalid++
+			continue
+		}
+		rs = append(rs, r)
+	}
+	return lv.BatchID, rs, invalid, nil
+}
+
+// Consume applies one sensor.data.received event to the store. It is the bus
+// handler of the service, exported for benchmarks and tools that feed events
+// directly. An event that is not JSON fails (and is dead-lettered by the bus);
+// invalid readings in it are skipped and counted.
+func (s *Service) Consume(ctx context.Context, m bus.Message) error {
+	id, rs, invalid, err := decodeEvent(m.Body)
+	if err != nil {
+		s.batches.WithLabelValues("failed").Inc()
+		return fmt.Errorf("room: consume %s: decode: %w", m.ID, err)
+	}
+	b := Batch{ID: id, At: s.opts.Now().UTC(), Readings: rs}
+	if b.ID == "" {
+		b.ID = "msg:" + m.ID
+	}
+	if invalid > 0 {
+		s.readings.WithLabelValues("invalid").Add(float64(invalid))
+		s.log.Warn("invalid readings in event", "batch_id", b.ID, "count", invalid)
+	}
+	out, err := s.store.Apply(ctx, b)
+	if err != nil {
+		s.batches.WithLabelValues("failed").Inc()
+		return fmt.Errorf("room: consume batch %s: %w", b.ID, err)
+	}
+	if out.Duplicate {
+		s.batches.WithLabelValues("duplicate").Inc()
+		s.readings.WithLabelValues("duplicate").Add(float64(len(b.Readings)))
+	} else {
+		s.batches.WithLabelValues("applied").Inc()
+		s.readings.WithLabelValues("applied").Add(float64(out.Readings))
+		s.readings.WithLabelValues("unroomed").Add(float64(out.Unroomed))
+	}
+	// A redelivered batch marks its rooms too: the first delivery may have been
+	// applied by a process that died before it published.
+	s.markDirty(out.Rooms...)
+	return nil
+}
+
+func (s *Service) markDirty(rooms ...string) {
+	if len(rooms) == 0 {
+		return
+	}
+	s.mu.Lock()
+	for _, r := range rooms {
+		s.dirty[r] = struct{}{}
+	}
+	s.mu.Unlock()
+}
+
+// publishDirty publishes room.metrics.updated once for each room changed since
+// the last round. A room whose publish fails stays dirty for the next round.
+func (s *Service) publishDirty(ctx context.Context) {
+	s.mu.Lock()
+	if len(s.dirty) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	rooms := sortedKeys(s.dirty)
+	s.dirty = map[string]struct{}{}
+	s.mu.Unlock()
+	for i, id := range rooms {
+		if err := s.publishRoom(ctx, id); err != nil {
+			s.publishErr.Inc()
+			if ctx.Err() == nil {
+				s.log.Warn("publishing room metrics failed", "room_id", id, "err", err)
+			}
+			s.markDirty(rooms[i:]...)
+			return
+		}
+	}
+}
+
+func (s *Service) publishRoom(ctx context.Context, id string) error {
+	m, err := s.metrics(ctx, id)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) { // deleted meanwhile
+			return nil
+		}
+		return err
+	}
+	body, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode metrics of %s: %w", id, err)
+	}
+	return s.bus.Publish(ctx, bus.RoomMetricsUpdated, body)
+}
+
+// metrics computes a room's current metrics at the service's clock.
+func (s *Service) metrics(ctx context.Context, id string) (Metrics, error) {
+	now := s.opts.Now().UTC()
+	w := WindowAt(now)
+	snap, err := s.store.Snapshot(ctx, id, w.From, w.To)
+	if err != nil {
+		return Metrics{}, err
+	}
+	return Compute(snap, now), nil
+}

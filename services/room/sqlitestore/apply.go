@@ -1,0 +1,320 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/room"
+)
+
+// chunkSizes are the row counts of the prepared multi-row statements: n rows go
+// out as a sum of these (at most one of each size but the largest), so that a
+// few statements prepared at Open serve every batch.
+var chunkSizes = []int{128, 64, 32, 16, 8, 4, 2, 1}
+
+// upsert is a multi-row INSERT: head, then "(?,…)" once per row, then tail.
+type upsert struct {
+	name string
+	head string
+	cols int
+	tail string
+}
+
+var (
+	upSensors = upsert{"sensors", "INSERT INTO sensors (id, room_id, seen_ms) VALUES ", 3,
+		` ON CONFLICT (id) DO UPDATE SET
+		room_id = CASE WHEN sensors.assigned = 0 AND excluded.seen_ms >= sensors.seen_ms THEN excluded.room_id ELSE sensors.room_id END,
+		seen_ms = max(sensors.seen_ms, excluded.seen_ms)
+		RETURNING id, room_id, assigned`}
+	upRooms = upsert{"rooms", "INSERT INTO rooms (id, name, created_ms, updated_ms) VALUES ", 4,
+		" ON CONFLICT (id) DO NOTHING"}
+	upLatest = upsert{"latest", "INSERT INTO latest (room_id, type, sensor_id, value, unit, ts_ms) VALUES ", 6,
+		` ON CONFLICT (room_id, type, sensor_id) DO UPDATE SET
+		value = excluded.value, unit = excluded.unit, ts_ms = excluded.ts_ms
+		WHERE excluded.ts_ms > latest.ts_ms`}
+)
+
+// tier is one rollup table: its period and its upsert.
+type tier struct {
+	table string
+	ms    int64
+	up    upsert
+}
+
+// tiers are the rollup tables, finest first.
+var tiers = []tier{
+	{"rollup_1m", 60_000, rollupUpsert("rollup_1m")},
+	{"rollup_5m", 300_000, rollupUpsert("rollup_5m")},
+	{"rollup_1h", 3_600_000, rollupUpsert("rollup_1h")},
+}
+
+func rollupUpsert(table string) upsert {
+	return upsert{table, "INSERT INTO " + table + " (room_id, type, start_ms, n, vsum, vmin, vmax) VALUES ", 7,
+		` ON CONFLICT (room_id, type, start_ms) DO UPDATE SET
+		n = n + excluded.n, vsum = vsum + excluded.vsum,
+		vmin = min(vmin, excluded.vmin), vmax = max(vmax, excluded.vmax)`}
+}
+
+func (u upsert) sql(rows int) string {
+	var b strings.Builder
+	b.WriteString(u.head)
+	row := "(" + strings.Repeat("?,", u.cols-1) + "?)"
+	for i := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(u.tail)
+	return b.String()
+}
+
+// upserts are every multi-row statement, prepared at Open.
+var upserts = []upsert{upSensors, upRooms, upLatest, tiers[0].up, tiers[1].up, tiers[2].up}
+
+// run executes u over args (cols values per row) in chunks; each returned row, if
+// any, goes to scan.
+func (s *Store) run(ctx context.Context, tx *sql.Tx, u upsert, args []any, scan func(*sql.Rows) error) error {
+	n := len(args) / u.cols
+	for i := 0; i < n; {
+		k := chunkSizes[0]
+		for _, c := range chunkSizes {
+			if c <= n-i {
+				k = c
+				break
+			}
+		}
+		st := s.stmts[stmtKey{u.name, k}]
+		a := args[i*u.cols : (i+k)*u.cols]
+		i += k
+		if scan == nil {
+			if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, a...); err != nil {
+				return fmt.Errorf("upsert %s: %w", u.name, err)
+			}
+			continue
+		}
+		rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, a...)
+		if err != nil {
+			return fmt.Errorf("upsert %s: %w", u.name, err)
+		}
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				rows.Close()
+				return fmt.Errorf("upsert %s: %w", u.name, err)
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("upsert %s: %w", u.name, err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("upsert %s: %w", u.name, err)
+		}
+	}
+	return nil
+}
+
+type agg struct {
+	n             int64
+	sum, min, max float64
+}
+
+func (a *agg) add(v float64) {
+	if a.n == 0 || v < a.min {
+		a.min = v
+	}
+	if a.n == 0 || v > a.max {
+		a.max = v
+	}
+	a.n++
+	a.sum += v
+}
+
+type rollKey struct {
+	room, typ string
+	start     int64
+}
+
+type seriesKey struct{ room, typ, sensor string }
+
+type placement struct{ sensor, room string }
+
+// Apply applies b in one transaction; see room.Store.
+func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
+	if b.ID == "" {
+		return room.Applied{}, fmt.Errorf("sqlitestore: apply: %w: empty batch id", httpx.ErrInvalid)
+	}
+	out, err := s.apply(ctx, b)
+	if err != nil {
+		return room.Applied{}, wrapErr("sqlitestore: apply "+b.ID, err)
+	}
+	return out, nil
+}
+
+func (s *Store) apply(ctx context.Context, b room.Batch) (room.Applied, error) {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return room.Applied{}, err
+	}
+	defer tx.Rollback()
+
+	var prev string
+	switch err := tx.QueryRowContext(ctx, "SELECT rooms FROM applied WHERE batch_id = ?", b.ID).Scan(&prev); {
+	case err == nil:
+		out := room.Applied{Duplicate: true, Rooms: []string{}}
+		if prev != "" {
+			out.Rooms = strings.Split(prev, ",")
+		}
+		return out, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return room.Applied{}, err
+	}
+
+	// Where each sensor is: readings that name a room place their sensor there
+	// (unless it is assigned elsewhere); the others look their sensor up.
+	placed := map[placement]int64{}
+	var unplaced []string
+	for _, r := range b.Readings {
+		if r.RoomID == "" {
+			unplaced = append(unplaced, r.SensorID)
+			continue
+		}
+		k := placement{r.SensorID, r.RoomID}
+		if ts, ok := placed[k]; !ok || r.UnixMilli() > ts {
+			placed[k] = r.UnixMilli()
+		}
+	}
+	args := make([]any, 0, 3*len(placed))
+	for k, ts := range placed {
+		args = append(args, k.sensor, k.room, ts)
+	}
+	assigned := map[string]string{}
+	if err := s.run(ctx, tx, upSensors, args, func(rows *sql.Rows) error {
+		var id, roomID string
+		var isAssigned bool
+		if err := rows.Scan(&id, &roomID, &isAssigned); err != nil {
+			return err
+		}
+		if isAssigned {
+			assigned[id] = roomID
+		}
+		return nil
+	}); err != nil {
+		return room.Applied{}, err
+	}
+	known := map[string]string{}
+	for _, id := range unplaced {
+		if _, ok := known[id]; ok {
+			continue
+		}
+		var roomID string
+		err := tx.QueryRowContext(ctx, "SELECT room_id FROM sensors WHERE id = ?", id).Scan(&roomID)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return room.Applied{}, err
+		}
+		known[id] = roomID
+	}
+
+	out := room.Applied{}
+	rooms := map[string]struct{}{}
+	latest := map[seriesKey]reading.Reading{}
+	rollups := make([]map[rollKey]*agg, len(tiers))
+	for i := range rollups {
+		rollups[i] = map[rollKey]*agg{}
+	}
+	for _, r := range b.Readings {
+		roomID, ok := assigned[r.SensorID]
+		if !ok {
+			roomID = r.RoomID
+		}
+		if roomID == "" {
+			roomID = known[r.SensorID]
+		}
+		if roomID == "" {
+			out.Unroomed++
+			continue
+		}
+		out.Readings++
+		rooms[roomID] = struct{}{}
+		k := seriesKey{roomID, r.Type, r.SensorID}
+		if l, ok := latest[k]; !ok || r.Timestamp.After(l.Timestamp) {
+			latest[k] = r
+		}
+		ms := r.UnixMilli()
+		for i, t := range tiers {
+			rk := rollKey{roomID, r.Type, floorDiv(ms, t.ms) * t.ms}
+			a := rollups[i][rk]
+			if a == nil {
+				a = &agg{}
+				rollups[i][rk] = a
+			}
+			a.add(r.Value)
+		}
+	}
+
+	at := b.At.UnixMilli()
+	if b.At.IsZero() {
+		at = time.Now().UnixMilli()
+	}
+	out.Rooms = make([]string, 0, len(rooms))
+	for id := range rooms {
+		out.Rooms = append(out.Rooms, id)
+	}
+	sort.Strings(out.Rooms)
+	args = args[:0]
+	for _, id := range out.Rooms {
+		args = append(args, id, id, at, at)
+	}
+	if err := s.run(ctx, tx, upRooms, args, nil); err != nil {
+		return room.Applied{}, err
+	}
+	args = args[:0]
+	for k, r := range latest {
+		args = append(args, k.room, k.typ, k.sensor, r.Value, r.Unit, r.UnixMilli())
+	}
+	if err := s.run(ctx, tx, upLatest, args, nil); err != nil {
+		return room.Applied{}, err
+	}
+	for i, t := range tiers {
+		args = args[:0]
+		for k, a := range rollups[i] {
+			args = append(args, k.room, k.typ, k.start, a.n, a.sum, a.min, a.max)
+		}
+		if err := s.run(ctx, tx, t.up, args, nil); err != nil {
+			return room.Applied{}, err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO applied (batch_id, at_ms, rooms) VALUES (?, ?, ?)",
+		b.ID, at, strings.Join(out.Rooms, ",")); err != nil {
+		return room.Applied{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return room.Applied{}, err
+	}
+	return out, nil
+}
+
+// floorDiv divides rounding towards minus infinity (times before 1970 too).
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// Forget deletes the applied batch ids recorded before t.
+func (s *Store) Forget(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.wdb.ExecContext(ctx, "DELETE FROM applied WHERE at_ms < ?", before.UnixMilli())
+	if err != nil {
+		return 0, wrapErr("sqlitestore: forget", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}

@@ -1,0 +1,374 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/atrium-iot/atrium/services/room"
+)
+
+const roomColumns = `id, name, floor, building, capacity, area_m2, created_ms, updated_ms,
+	(SELECT count(*) FROM sensors WHERE sensors.room_id = rooms.id)`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRoom(sc scanner) (room.Room, error) {
+	var (
+		r                room.Room
+		floor, capacity  sql.NullInt64
+		area             sql.NullFloat64
+		created, updated int64
+		sensorCount      int
+	)
+	if err := sc.Scan(&r.ID, &r.Name, &floor, &r.Building, &capacity, &area, &created, &updated, &sensorCount); err != nil {
+		return r, err
+	}
+	if floor.Valid {
+		v := int(floor.Int64)
+		r.Floor = &v
+	}
+	if capacity.Valid {
+		v := int(capacity.Int64)
+		r.Capacity = &v
+	}
+	if area.Valid {
+		v := area.Float64
+		r.AreaM2 = &v
+	}
+	r.CreatedAt, r.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
+	r.SensorCount = sensorCount
+	return r, nil
+}
+
+func nullInt(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return int64(*p)
+}
+
+func nullFloat(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// CreateRoom stores a new room; see room.Store.
+func (s *Store) CreateRoom(ctx context.Context, r room.Room) (room.Room, error) {
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = time.Now()
+	}
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = r.CreatedAt
+	}
+	if r.Name == "" {
+		r.Name = r.ID
+	}
+	_, err := s.wdb.ExecContext(ctx, `INSERT INTO rooms (id, name, floor, building, capacity, area_m2, created_ms, updated_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.Name, nullInt(r.Floor), r.Building, nullInt(r.Capacity), nullFloat(r.AreaM2), r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli())
+	if isConstraint(err) {
+		return room.Room{}, fmt.Errorf("sqlitestore: create room %s: %w", r.ID, room.ErrConflict)
+	}
+	if err != nil {
+		return room.Room{}, wrapErr("sqlitestore: create room "+r.ID, err)
+	}
+	return s.Room(ctx, r.ID)
+}
+
+// UpdateRoom changes the fields set in p; see room.Store.
+func (s *Store) UpdateRoom(ctx context.Context, id string, p room.Patch, at time.Time) (room.Room, error) {
+	var name, building any
+	if p.Name.Value != nil {
+		name = *p.Name.Value
+	}
+	if p.Building.Value != nil {
+		building = *p.Building.Value
+	}
+	res, err := s.wdb.ExecContext(ctx, `UPDATE rooms SET
+		name     = CASE WHEN ?1 THEN coalesce(?2, id) ELSE name END,
+		building = CASE WHEN ?3 THEN coalesce(?4, '') ELSE building END,
+		floor    = CASE WHEN ?5 THEN ?6 ELSE floor END,
+		capacity = CASE WHEN ?7 THEN ?8 ELSE capacity END,
+		area_m2  = CASE WHEN ?9 THEN ?10 ELSE area_m2 END,
+		updated_ms = ?11
+		WHERE id = ?12`,
+		p.Name.Set, name, p.Building.Set, building, p.Floor.Set, nullInt(p.Floor.Value),
+		p.Capacity.Set, nullInt(p.Capacity.Value), p.AreaM2.Set, nullFloat(p.AreaM2.Value), at.UnixMilli(), id)
+	if err != nil {
+		return room.Room{}, wrapErr("sqlitestore: update room "+id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return room.Room{}, fmt.Errorf("sqlitestore: update room %s: %w", id, room.ErrNotFound)
+	}
+	return s.Room(ctx, id)
+}
+
+// DeleteRoom forgets a room and everything kept about it; see room.Store.
+func (s *Store) DeleteRoom(ctx context.Context, id string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM rooms WHERE id = ?", id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return room.ErrNotFound
+		}
+		for _, table := range []string{"sensors", "latest", "rollup_1m", "rollup_5m", "rollup_1h"} {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE room_id = ?", id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return wrapErr("sqlitestore: delete room "+id, err)
+}
+
+// AssignSensor puts a sensor in a room; see room.Store.
+func (s *Store) AssignSensor(ctx context.Context, roomID, sensorID string, at time.Time) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM rooms WHERE id = ?", roomID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+			return room.ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO sensors (id, room_id, assigned, seen_ms) VALUES (?, ?, 1, 0)
+			ON CONFLICT (id) DO UPDATE SET room_id = excluded.room_id, assigned = 1`, sensorID, roomID)
+		return err
+	})
+	return wrapErr("sqlitestore: assign sensor "+sensorID+" to "+roomID, err)
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Room returns one room with its sensors; see room.Store.
+func (s *Store) Room(ctx context.Context, id string) (room.Room, error) {
+	r, err := scanRoom(s.read(roomQuery).QueryRowContext(ctx, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return room.Room{}, fmt.Errorf("sqlitestore: room %s: %w", id, room.ErrNotFound)
+	}
+	if err != nil {
+		return room.Room{}, wrapErr("sqlitestore: room "+id, err)
+	}
+	rows, err := s.read(sensorsQuery).QueryContext(ctx, id)
+	if err != nil {
+		return room.Room{}, wrapErr("sqlitestore: room "+id, err)
+	}
+	defer rows.Close()
+	r.Sensors = []string{}
+	for rows.Next() {
+		var sid string
+		if err := rows.Scan(&sid); err != nil {
+			return room.Room{}, wrapErr("sqlitestore: room "+id, err)
+		}
+		r.Sensors = append(r.Sensors, sid)
+	}
+	if err := rows.Err(); err != nil {
+		return room.Room{}, wrapErr("sqlitestore: room "+id, err)
+	}
+	return r, nil
+}
+
+// Rooms lists rooms by id; see room.Store.
+func (s *Store) Rooms(ctx context.Context, after string, limit int) ([]room.Room, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.read(roomsQuery).QueryContext(ctx, after, limit)
+	if err != nil {
+		return nil, wrapErr("sqlitestore: rooms", err)
+	}
+	defer rows.Close()
+	out := []room.Room{}
+	for rows.Next() {
+		r, err := scanRoom(rows)
+		if err != nil {
+			return nil, wrapErr("sqlitestore: rooms", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrapErr("sqlitestore: rooms", err)
+	}
+	return out, nil
+}
+
+// The reads, prepared on the read pool at Open.
+const (
+	roomQuery    = "SELECT " + roomColumns + " FROM rooms WHERE id = ?"
+	roomsQuery   = "SELECT " + roomColumns + " FROM rooms WHERE id > ? ORDER BY id LIMIT ?"
+	sensorsQuery = "SELECT id FROM sensors WHERE room_id = ? ORDER BY id"
+	latestQuery  = `SELECT l.type, l.sensor_id, l.value, l.unit, l.ts_ms
+		FROM latest l JOIN sensors s ON s.id = l.sensor_id AND s.room_id = l.room_id
+		WHERE l.room_id = ?`
+)
+
+func readQueries() []string {
+	return append([]string{roomQuery, roomsQuery, sensorsQuery, latestQuery, windowQuery}, historyQueries...)
+}
+
+// windowQuery merges a room's minute rollups per type over a window: one primary
+// key range per type the room has.
+const windowQuery = `SELECT type, sum(n), sum(vsum), min(vmin), max(vmax) FROM rollup_1m
+	WHERE room_id = ? AND type IN (SELECT DISTINCT type FROM latest WHERE room_id = ?)
+	AND start_ms >= ? AND start_ms <= ? GROUP BY type`
+
+// Snapshot returns what a room's current metrics are computed from; see room.Store.
+func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time) (room.Snapshot, error) {
+	var snap room.Snapshot
+	r, err := scanRoom(s.read(roomQuery).QueryRowContext(ctx, roomID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return snap, fmt.Errorf("sqlitestore: snapshot %s: %w", roomID, room.ErrNotFound)
+	}
+	if err != nil {
+		return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
+	}
+	snap.Room = r
+	rows, err := s.read(latestQuery).QueryContext(ctx, roomID)
+	if err != nil {
+		return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v room.SensorValue
+		var ts int64
+		if err := rows.Scan(&v.Type, &v.SensorID, &v.Value, &v.Unit, &ts); err != nil {
+			return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
+		}
+		v.Timestamp = time.UnixMilli(ts).UTC()
+		snap.Latest = append(snap.Latest, v)
+	}
+	if err := rows.Err(); err != nil {
+		return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
+	}
+	rows.Close()
+	if len(snap.Latest) == 0 {
+		return snap, nil
+	}
+	wrows, err := s.read(windowQuery).QueryContext(ctx, roomID, roomID, from.UnixMilli(), to.UnixMilli())
+	if err != nil {
+		return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
+	}
+	defer wrows.Close()
+	for wrows.Next() {
+		var st room.Stat
+		if err := wrows.Scan(&st.Type, &st.Count, &st.Sum, &st.Min, &st.Max); err != nil {
+			return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
+		}
+		snap.Window = append(snap.Window, st)
+	}
+	if err := wrows.Err(); err != nil {
+		return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
+	}
+	return snap, nil
+}
+
+// History returns the buckets of q; see room.Store. A bucket merges the rollups
+// of the coarsest tier that divides it; the end of the range that does not fill
+// a rollup of that tier is read from the finer tiers.
+func (s *Store) History(ctx context.Context, q room.HistoryQuery) ([]room.Stat, error) {
+	size := q.Bucket.Milliseconds()
+	if size < 60_000 || size%60_000 != 0 {
+		return nil, fmt.Errorf("sqlitestore: history: bucket %s is not a whole number of minutes", q.Bucket)
+	}
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	top := 0
+	for i, t := range tiers {
+		if size%t.ms == 0 {
+			top = i
+		}
+	}
+	lo, to := q.From.UnixMilli(), q.To.UnixMilli()
+	h := &merger{size: size, limit: q.Limit, typ: q.Type}
+	for i := top; i >= 0; i-- {
+		hi := to
+		if i > 0 {
+			hi = max(lo, floorDiv(to, tiers[i].ms)*tiers[i].ms)
+		}
+		if err := s.scanRollups(ctx, historyQueries[i], q.RoomID, q.Type, lo, hi, h); err != nil {
+			return nil, err
+		}
+		lo = hi
+	}
+	return h.out, nil
+}
+
+// historyQueries reads the rollups of one tier in a range, in time order.
+var historyQueries = func() []string {
+	out := make([]string, len(tiers))
+	for i, t := range tiers {
+		out[i] = "SELECT start_ms, n, vsum, vmin, vmax FROM " + t.table +
+			" WHERE room_id = ? AND type = ? AND start_ms >= ? AND start_ms < ? ORDER BY start_ms"
+	}
+	return out
+}()
+
+func (s *Store) scanRollups(ctx context.Context, query, roomID, typ string, from, to int64, h *merger) error {
+	if from >= to {
+		return nil
+	}
+	rows, err := s.read(query).QueryContext(ctx, roomID, typ, from, to)
+	if err != nil {
+		return wrapErr("sqlitestore: history", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var start, n int64
+		var sum, lo, hi float64
+		if err := rows.Scan(&start, &n, &sum, &lo, &hi); err != nil {
+			return wrapErr("sqlitestore: history", err)
+		}
+		if !h.add(start, n, sum, lo, hi) {
+			return nil
+		}
+	}
+	return wrapErr("sqlitestore: history", rows.Err())
+}
+
+// merger folds rollups, in time order, into buckets of size ms.
+type merger struct {
+	size  int64
+	limit int
+	typ   string
+	out   []room.Stat
+	cur   int64 // start of the last bucket in out
+}
+
+func (m *merger) full() bool { return len(m.out) >= m.limit }
+
+// add merges one rollup; false once the limit is reached and the rollup starts a
+// new bucket.
+func (m *merger) add(start, n int64, sum, lo, hi float64) bool {
+	b := floorDiv(start, m.size) * m.size
+	if len(m.out) == 0 || b != m.cur {
+		if m.full() {
+			return false
+		}
+		m.out = append(m.out, room.Stat{Type: m.typ, Start: time.UnixMilli(b).UTC(), Count: n, Sum: sum, Min: lo, Max: hi})
+		m.cur = b
+		return true
+	}
+	st := &m.out[len(m.out)-1]
+	st.Count += n
+	st.Sum += sum
+	st.Min = min(st.Min, lo)
+	st.Max = max(st.Max, hi)
+	return true
+}

@@ -1,0 +1,171 @@
+package sqlitestore
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/room"
+	"github.com/atrium-iot/atrium/services/room/storetest"
+)
+
+func TestContract(t *testing.T) {
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			storetest.Run(t, func(t *testing.T, name string) room.Store {
+				s, err := Open(t.Context(), filepath.Join(dir, name+".db"), Options{Synchronous: mode})
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				return s
+			})
+		})
+	}
+}
+
+func openTest(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path, Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestOpen(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		path string
+		opts Options
+		ok   bool
+	}{
+		{"new file", filepath.Join(dir, "a.db"), Options{}, true},
+		{"existing file", filepath.Join(dir, "a.db"), Options{}, true},
+		{"unknown sync mode", filepath.Join(dir, "c.db"), Options{Synchronous: "sometimes"}, false},
+		{"missing directory", filepath.Join(dir, "no", "such", "d.db"), Options{}, false},
+		{"empty path", "", Options{}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(t.Context(), tc.path, tc.opts)
+			if (err == nil) != tc.ok {
+				t.Fatalf("Open(%q): err = %v, want ok %v", tc.path, err, tc.ok)
+			}
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			var version int
+			var mode string
+			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != 1 {
+				t.Errorf("user_version = %d (%v), want 1", version, err)
+			}
+			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+				t.Errorf("journal_mode = %q (%v), want wal", mode, err)
+			}
+		})
+	}
+}
+
+// TestQueryPlan checks that the reads behind GET /rooms/{id}/metrics and history
+// are primary key range searches: they must not slow down as rollups pile up.
+func TestQueryPlan(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"))
+	tests := []struct {
+		name, sql string
+		want      []string
+	}{
+		{"window", windowQuery, []string{"SEARCH rollup_1m USING PRIMARY KEY (room_id=? AND type=? AND start_ms>? AND start_ms<?)"}},
+		{"history", "SELECT start_ms, n, vsum, vmin, vmax FROM rollup_1m WHERE room_id = ? AND type = ? AND start_ms >= ? AND start_ms < ? ORDER BY start_ms",
+			[]string{"SEARCH rollup_1m USING PRIMARY KEY (room_id=? AND type=? AND start_ms>? AND start_ms<?)"}},
+		{"latest", `SELECT l.type, l.sensor_id, l.value, l.unit, l.ts_ms FROM latest l JOIN sensors s ON s.id = l.sensor_id AND s.room_id = l.room_id WHERE l.room_id = ?`,
+			[]string{"SEARCH l USING PRIMARY KEY (room_id=?)", "SEARCH s USING "}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := make([]any, strings.Count(tc.sql, "?"))
+			for i := range args {
+				args[i] = 1
+			}
+			rows, err := s.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tc.sql, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			all := strings.Join(plan, " | ")
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("plan %q lacks %q", all, w)
+				}
+			}
+			if strings.Contains(all, "SCAN rollup") || strings.Contains(all, "SCAN l") {
+				t.Errorf("plan %q scans a table", all)
+			}
+		})
+	}
+}
+
+// TestTwoProcessesShareFile runs two stores on one file, as two replicas of the
+// service consuming one queue would: every batch is delivered to both, several
+// times, concurrently; each is applied exactly once.
+func TestTwoProcessesShareFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	a, b := openTest(t, path), openTest(t, path)
+	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	const batches = 40
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	applied := map[string]int{}
+	for i := range batches {
+		rs := []reading.Reading{
+			{SensorID: "s1", RoomID: "r1", Type: "co2", Value: float64(400 + i), Timestamp: base.Add(time.Duration(i) * time.Second)},
+			{SensorID: "s2", RoomID: "r1", Type: "co2", Value: 500, Timestamp: base.Add(time.Duration(i) * time.Second)},
+		}
+		for k, st := range []*Store{a, b, a, b} {
+			wg.Go(func() {
+				out, err := st.Apply(t.Context(), room.Batch{ID: fmt.Sprintf("b%d", i), Readings: rs, At: base})
+				if err != nil {
+					t.Errorf("Apply b%d on store %d: %v", i, k%2, err)
+					return
+				}
+				if !out.Duplicate {
+					mu.Lock()
+					applied[fmt.Sprintf("b%d", i)]++
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for i := range batches {
+		if n := applied[fmt.Sprintf("b%d", i)]; n != 1 {
+			t.Errorf("batch b%d applied %d times, want 1", i, n)
+		}
+	}
+	for _, st := range []*Store{a, b} {
+		got, err := st.History(t.Context(), room.HistoryQuery{RoomID: "r1", Type: "co2", From: base, To: base.Add(time.Hour), Bucket: time.Hour, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 400..439 and forty 500s.
+		if len(got) != 1 || got[0].Count != 80 || got[0].Sum != 40*400+780+40*500 || got[0].Min != 400 || got[0].Max != 500 {
+			t.Errorf("history = %+v, want 80 readings", got)
+		}
+	}
+}
