@@ -106,17 +106,7 @@ func (s *Service) handleCreate() http.HandlerFunc {
 		if id == "" {
 			id = uuid.NewString()
 		}
-		rm := Room{ID: id, Name: id}
-		if v := p.Name.Value; v != nil {
-			rm.Name = *v
-		}
-		if v := p.Building.Value; v != nil {
-			rm.Building = *v
-		}
-		rm.Floor, rm.Capacity, rm.AreaM2 = p.Floor.Value, p.Capacity.Value, p.AreaM2.Value
-		now := s.opts.Now().UTC()
-		rm.CreatedAt, rm.UpdatedAt = now, now
-		created, err := s.store.CreateRoom(r.Context(), rm)
+		created, err := s.store.CreateRoom(r.Context(), newRoom(id, p, s.opts.Now().UTC()))
 		if errors.Is(err, ErrConflict) {
 			httpx.Error(w, r, s.log, httpx.NewProblem(http.StatusConflict, fmt.Sprintf("room %q already exists", id)))
 			return
@@ -128,6 +118,20 @@ func (s *Service) handleCreate() http.HandlerFunc {
 		w.Header().Set("Location", "/rooms/"+id)
 		httpx.JSON(w, http.StatusCreated, created)
 	}
+}
+
+// newRoom is a room made from a create or replace request.
+func newRoom(id string, p Patch, now time.Time) Room {
+	rm := Room{ID: id, Name: id}
+	if v := p.Name.Value; v != nil {
+		rm.Name = *v
+	}
+	if v := p.Building.Value; v != nil {
+		rm.Building = *v
+	}
+	rm.Floor, rm.Capacity, rm.AreaM2 = p.Floor.Value, p.Capacity.Value, p.AreaM2.Value
+	rm.CreatedAt, rm.UpdatedAt = now, now
+	return rm
 }
 
 // handleUpdate serves PUT (replace: an absent field is cleared) and PATCH (JSON
@@ -149,7 +153,22 @@ func (s *Service) handleUpdate(replace bool) http.HandlerFunc {
 			httpx.Error(w, r, s.log, httpx.NewProblem(http.StatusBadRequest, fmt.Sprintf("id %q in the body differs from the path's %q", bodyID, id)))
 			return
 		}
-		rm, err := s.store.UpdateRoom(r.Context(), id, p, s.opts.Now().UTC())
+		now := s.opts.Now().UTC()
+		rm, err := s.store.UpdateRoom(r.Context(), id, p, now)
+		if replace && errors.Is(err, ErrNotFound) && reading.ValidID(id) {
+			// PUT creates the room at that id when it does not exist yet.
+			created, cerr := s.store.CreateRoom(r.Context(), newRoom(id, p, now))
+			if cerr == nil {
+				w.Header().Set("Location", "/rooms/"+id)
+				httpx.JSON(w, http.StatusCreated, created)
+				return
+			}
+			if !errors.Is(cerr, ErrConflict) { // a concurrent create: update it below
+				httpx.Error(w, r, s.log, fmt.Errorf("create room %s: %w", id, cerr))
+				return
+			}
+			rm, err = s.store.UpdateRoom(r.Context(), id, p, now)
+		}
 		if err != nil {
 			httpx.Error(w, r, s.log, roomErr(id, err))
 			return

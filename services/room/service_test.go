@@ -439,7 +439,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown room", "GET", "/rooms/nope", "", 404, ""},
 		{"unknown room history", "GET", "/rooms/nope/history?type=co2", "", 404, ""},
 		{"unknown room patch", "PATCH", "/rooms/nope", `{"name":"x"}`, 404, ""},
-		{"unknown room put", "PUT", "/rooms/nope", `{"name":"x"}`, 404, ""},
+		{"put with a bad room id", "PUT", "/rooms/bad%20id", `{"name":"x"}`, 404, ""},
 		{"unknown room delete", "DELETE", "/rooms/nope", "", 404, ""},
 		{"unknown room assign", "PUT", "/rooms/nope/sensors/s1", "", 404, ""},
 		{"negative capacity", "POST", "/rooms", `{"id":"r2","capacity":-1}`, 400, "capacity"},
@@ -630,5 +630,17 @@ func TestMalformedEvent(t *testing.T) {
 	}
 	if m := getJSON[room.Metrics](t, e.url+"/rooms/m/metrics"); m.Metrics["co2"].Value != 640 || m.Metrics["co2"].Count5m != 1 {
 		t.Errorf("co2 = %+v, want the one valid reading", m.Metrics["co2"])
+	}
+}
+
+func TestPutCreatesTheRoom(t *testing.T) {
+	e := newEnv(t, "", nil)
+	a := call(t, "PUT", e.url+"/rooms/new-room", `{"name":"New","capacity":10}`)
+	if a.code != 201 || !strings.Contains(string(a.raw), `"capacity":10`) {
+		t.Fatalf("PUT of a new room: %d %s", a.code, a.raw)
+	}
+	a = call(t, "PUT", e.url+"/rooms/new-room", `{"name":"Renamed","capacity":12}`)
+	if a.code != 200 || !strings.Contains(string(a.raw), `"Renamed"`) {
+		t.Fatalf("PUT of an existing room: %d %s", a.code, a.raw)
 	}
 }
