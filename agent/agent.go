@@ -39,6 +39,7 @@ type Agent struct {
 	metrics agentMetrics
 	devices devices
 	stamps  stamps
+	pipe    *pipeline
 }
 
 type agentMetrics struct {
@@ -76,6 +77,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *Agent, err error
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	a.pipe = newPipeline(a)
 	if err := a.broker.AddHook(&ingestHook{a: a}, nil); err != nil {
 		return nil, fmt.Errorf("broker: ingest hook: %w", err)
 	}
@@ -116,10 +118,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("shutting down")
 	case runErr = <-errc:
 	}
-	// 1. stop taking input
+	// 1. stop taking input, and spool what the pipeline holds
 	if err := a.broker.Close(); err != nil {
 		a.log.Error("broker close failed", "err", err)
 	}
+	a.pipe.close()
 	// 2. flush what is spooled, within the deadline
 	stopFwd()
 	wg.Wait()
@@ -144,6 +147,9 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) closeAll() {
 	if a.broker != nil {
 		_ = a.broker.Close()
+	}
+	if a.pipe != nil {
+		a.pipe.close()
 	}
 	if a.spool != nil {
 		_ = a.spool.Close()

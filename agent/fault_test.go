@@ -407,8 +407,8 @@ func TestFullSpoolPolicies(t *testing.T) {
 				t.Fatalf("message %d: %v", i, err)
 			}
 			if rc >= 0x80 {
-				if rc != 0x80 {
-					t.Errorf("refusal PUBACK %#x, want 0x80 unspecified error", rc)
+				if rc != 0x97 {
+					t.Errorf("refusal PUBACK %#x, want 0x97 quota exceeded", rc)
 				}
 				acked = i
 				break

@@ -45,7 +45,7 @@ func BenchmarkFootprint(b *testing.B) {
 		env  []string
 	}{
 		{"runtime=default", nil},
-		{"runtime=GOMEMLIMIT-24MiB", []string{"GOMEMLIMIT=24MiB"}},
+		{"runtime=GOMEMLIMIT-32MiB", []string{"GOMEMLIMIT=32MiB"}},
 	}
 	for _, v := range variants {
 		b.Run(v.name, func(b *testing.B) {

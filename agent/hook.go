@@ -41,19 +41,32 @@ func (h *ingestHook) ID() string { return "atrium-ingest" }
 // Provides implements mqtt.Hook.
 func (h *ingestHook) Provides(b byte) bool { return b == mqtt.OnPublish || b == mqtt.OnWillSent }
 
-// OnPublish implements mqtt.Hook.
+// OnPublish implements mqtt.Hook. QoS 0 and 1 publishes on atrium/ topics are
+// decoded here and handed to the pipeline, which spools many connections' messages
+// in one fsynced commit and then sends each PUBACK (see pipeline.go); mochi is told
+// not to answer them itself. QoS 2 publishes are spooled here, before mochi answers.
 func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if !strings.HasPrefix(pk.TopicName, TopicPrefix) {
-		return pk, nil
+	if cl.Net.Inline || !strings.HasPrefix(pk.TopicName, TopicPrefix) {
+		return pk, nil // our own deliveries, and topics the agent does not ingest
 	}
-	if !h.ingest(pk) {
+	j := h.prepare(pk)
+	if pk.FixedHeader.Qos <= 1 && h.a.pipe != nil {
+		j.cl = cl
+		if h.a.pipe.add(j) {
+			return pk, packets.ErrRejectPacket
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.a.cfg.AppendTimeout)
+	defer cancel()
+	if err := h.a.commit(ctx, []*job{j}); err != nil {
+		h.a.log.Warn("message not spooled; refusing it", "topic", pk.TopicName, "err", err)
 		return pk, broker.RefusePublish(cl, pk)
 	}
 	return pk, nil
 }
 
-// OnWillSent implements mqtt.Hook. The broker does not check a will's topic against
-// the device ACL, so a device's will counts only on its own topics.
+// OnWillSent implements mqtt.Hook: mochi sends a device's will (its "offline"
+// status) without calling OnPublish.
 func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	if !strings.HasPrefix(pk.TopicName, TopicPrefix) {
 		return
@@ -64,38 +77,43 @@ func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 			return
 		}
 	}
-	if !h.ingest(pk) {
-		h.a.log.Warn("will not taken", "topic", pk.TopicName)
+	ctx, cancel := context.WithTimeout(context.Background(), h.a.cfg.AppendTimeout)
+	defer cancel()
+	if err := h.a.commit(ctx, []*job{h.prepare(pk)}); err != nil {
+		h.a.log.Warn("will not taken", "topic", pk.TopicName, "err", err)
 	}
 }
 
-// ingest decodes one message and spools its readings, records its status, or
-// dead-letters it. It returns false when the message could not be stored.
-func (h *ingestHook) ingest(pk packets.Packet) bool {
+// job is one publish on its way to the spool: its readings as JSON and, when some
+// or all of it could not be used, its dead letter.
+type job struct {
+	cl   *mqtt.Client // nil for publishes handled synchronously
+	pk   packets.Packet
+	data [][]byte
+	dead *spool.DeadLetter
+	err  error
+}
+
+// prepare decodes and validates one publish. A status message is applied at once.
+func (h *ingestHook) prepare(pk packets.Packet) *job {
 	a := h.a
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.AppendTimeout)
-	defer cancel()
 	now := a.now()
+	j := &job{pk: pk}
 	form := topicForm(pk.TopicName, pk.Payload)
 	res, err := decode.Decode(pk.TopicName, pk.Payload, a.cfg.Site, now)
 	if err != nil {
 		a.metrics.decoded.WithLabelValues(form, "dead_letter").Inc()
-		dl := spool.DeadLetter{Topic: pk.TopicName, Payload: pk.Payload, Reason: err.Error(), At: now}
-		if err := a.spool.DeadLetter(ctx, dl); err != nil {
-			a.log.Error("dead letter not stored; refusing the message", "topic", pk.TopicName, "err", err)
-			return false
-		}
-		a.log.Debug("payload dead-lettered", "topic", pk.TopicName, "reason", dl.Reason)
-		return true
+		j.dead = &spool.DeadLetter{Topic: pk.TopicName, Payload: pk.Payload, Reason: err.Error(), At: now}
+		return j
 	}
 	if res.Status != nil {
 		a.metrics.decoded.WithLabelValues(res.Form, "ok").Inc()
 		a.devices.set(*res.Status, now)
-		return true
+		return j
 	}
 	if len(res.Invalid) > 0 {
 		// The message's invalid readings are dead-lettered (one record with the whole
-		// payload and every reason); its valid readings are spooled below.
+		// payload and every reason); its valid readings are spooled.
 		a.metrics.decoded.WithLabelValues(res.Form, "dead_letter").Inc()
 		reasons := make([]string, len(res.Invalid))
 		for i, bad := range res.Invalid {
@@ -106,31 +124,20 @@ func (h *ingestHook) ingest(pk packets.Packet) bool {
 			reason = fmt.Sprintf("%d of %d readings invalid (the other %d were kept): %s",
 				len(res.Invalid), len(res.Invalid)+len(res.Readings), len(res.Readings), reason)
 		}
-		dl := spool.DeadLetter{Topic: pk.TopicName, Payload: pk.Payload, Reason: reason, At: now}
-		if err := a.spool.DeadLetter(ctx, dl); err != nil {
-			a.log.Error("dead letter not stored; refusing the message", "topic", pk.TopicName, "err", err)
-			return false
-		}
-		if len(res.Readings) == 0 {
-			return true
-		}
+		j.dead = &spool.DeadLetter{Topic: pk.TopicName, Payload: pk.Payload, Reason: reason, At: now}
 	} else {
 		a.metrics.decoded.WithLabelValues(res.Form, "ok").Inc()
 	}
+	if len(res.Readings) == 0 {
+		return j
+	}
 	a.stamps.distinct(res.Readings, now)
-	data := make([][]byte, len(res.Readings))
+	j.data = make([][]byte, len(res.Readings))
 	for i, r := range res.Readings {
-		data[i] = r.AppendJSON(make([]byte, 0, 160))
+		j.data[i] = r.AppendJSON(make([]byte, 0, 160))
 	}
-	if err := a.spool.Append(ctx, data); err != nil {
-		a.metrics.refused.Inc()
-		a.log.Warn("readings not spooled; refusing the message", "topic", pk.TopicName, "err", err)
-		return false
-	}
-	if len(res.Readings) > 0 {
-		a.devices.seen(res.Readings[0].SensorID, res.Readings[0].RoomID, now)
-	}
-	return true
+	a.devices.seen(res.Readings[0].SensorID, res.Readings[0].RoomID, now)
+	return j
 }
 
 // topicForm guesses the payload form from the topic shape, for counting failures.

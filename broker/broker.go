@@ -202,6 +202,9 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       log.With("component", "mqtt"),
+		// The inline client lets a hook that took a message off the read path
+		// (DeferPublish) hand it to subscribers once it has dealt with it.
+		InlineClient: true,
 	})
 
 	b.auth = &authHook{
@@ -399,6 +402,50 @@ func (b *Broker) Stats() Stats {
 		ACLDenied:           b.auth.aclDenied.Load(),
 		ConnectionsRejected: b.rejected.Load(),
 	}
+}
+
+// Deliver hands a message to the broker's subscribers (and keeps it when retain is
+// set), as the broker would have after an accepted PUBLISH. A hook that deferred a
+// publish calls it once the message is safe. Hooks see Deliver's message with an
+// inline client (cl.Net.Inline) and must let it pass.
+func (b *Broker) Deliver(topic string, payload []byte, retain bool, qos byte) error {
+	if !retain {
+		subs := b.srv.Topics.Subscribers(topic)
+		if len(subs.Subscriptions) == 0 && len(subs.Shared) == 0 && len(subs.InlineSubscriptions) == 0 {
+			return nil // nobody to deliver to: skip the broker's publish path
+		}
+	}
+	if err := b.srv.Publish(topic, payload, retain, qos); err != nil {
+		return fmt.Errorf("broker: deliver %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Ack sends the PUBACK of a QoS 1 publish that a hook deferred (returned
+// packets.ErrRejectPacket from OnPublish and dealt with later). code is
+// packets.CodeSuccess, or for MQTT 5 clients an error code such as
+// packets.ErrUnspecifiedError; a 3.1.1 client, which has no negative PUBACK, is
+// disconnected instead so that it sends the message again.
+func Ack(cl *mqtt.Client, pk packets.Packet, code packets.Code) error {
+	if pk.FixedHeader.Qos != 1 {
+		return nil
+	}
+	if code.Code >= packets.ErrUnspecifiedError.Code && cl.Properties.ProtocolVersion < 5 {
+		if cl.Net.Conn != nil {
+			_ = cl.Net.Conn.Close()
+		}
+		return nil
+	}
+	ack := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Puback},
+		PacketID:    pk.PacketID,
+		ReasonCode:  code.Code,
+		Created:     time.Now().Unix(),
+	}
+	if code.Code >= packets.ErrUnspecifiedError.Code {
+		ack.Properties.ReasonString = code.Reason
+	}
+	return cl.WritePacket(ack)
 }
 
 // DeviceID is the authenticated device id of cl (its MQTT username); "" for an

@@ -1,0 +1,159 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/atrium-iot/atrium/agent/spool"
+	"github.com/atrium-iot/atrium/broker"
+)
+
+// pipeline takes QoS 0 and 1 publishes off the connections' read loops. mochi
+// handles one packet of a connection at a time, so an ingest hook that waits for
+// the fsync limits every device to one message per commit. Instead the hook hands
+// the decoded message to the pipeline and tells mochi not to answer it; the
+// pipeline spools whatever queued meanwhile, from every connection, in one commit,
+// and only then sends each PUBACK and hands the message to subscribers. A PUBACK
+// still means "on disk", devices can keep their whole window in flight, and the
+// queue is FIFO, so each connection's PUBACKs go out in the order of its PUBLISHes
+// (MQTT 3.1.1 §4.6).
+type pipeline struct {
+	a    *Agent
+	mu   sync.Mutex
+	q    []*job
+	shut bool
+	wake chan struct{}
+	done chan struct{}
+}
+
+func newPipeline(a *Agent) *pipeline {
+	p := &pipeline{a: a, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go p.run()
+	return p
+}
+
+// add queues a job; false once the pipeline is closed (the caller handles it).
+func (p *pipeline) add(j *job) bool {
+	p.mu.Lock()
+	if p.shut {
+		p.mu.Unlock()
+		return false
+	}
+	p.q = append(p.q, j)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (p *pipeline) run() {
+	defer close(p.done)
+	for range p.wake {
+		for {
+			p.mu.Lock()
+			jobs, shut := p.q, p.shut
+			p.q = nil
+			p.mu.Unlock()
+			if len(jobs) == 0 {
+				if shut {
+					return
+				}
+				break
+			}
+			p.process(jobs)
+		}
+	}
+}
+
+// close stops taking jobs, finishes the queued ones and waits. Call it after the
+// broker stopped taking input.
+func (p *pipeline) close() {
+	p.mu.Lock()
+	p.shut = true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	<-p.done
+}
+
+func (p *pipeline) process(jobs []*job) {
+	a := p.a
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.AppendTimeout)
+	defer cancel()
+	_ = a.commit(ctx, jobs)
+	for _, j := range jobs {
+		code := packets.CodeSuccess
+		if j.err != nil {
+			a.metrics.refused.Inc()
+			a.log.Warn("message not spooled; refusing it", "topic", j.pk.TopicName, "err", j.err)
+			code = packets.ErrUnspecifiedError
+			if errors.Is(j.err, spool.ErrFull) {
+				code = packets.ErrQuotaExceeded
+			}
+		}
+		if j.cl != nil {
+			if err := broker.Ack(j.cl, j.pk, code); err != nil {
+				a.log.Debug("puback not sent", "topic", j.pk.TopicName, "err", err)
+			}
+		}
+		if j.err == nil {
+			if err := a.broker.Deliver(j.pk.TopicName, j.pk.Payload, j.pk.FixedHeader.Retain, j.pk.FixedHeader.Qos); err != nil {
+				a.log.Debug("delivery to subscribers failed", "topic", j.pk.TopicName, "err", err)
+			}
+		}
+	}
+}
+
+// commit makes the jobs durable: their dead letters, then all their readings in
+// one spool append (group-committed with any other appender). It sets each job's
+// err; the returned error is that of the first failed job.
+func (a *Agent) commit(ctx context.Context, jobs []*job) error {
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		if j.dead == nil {
+			continue
+		}
+		wg.Go(func() { // concurrent calls share one spool commit
+			if err := a.spool.DeadLetter(ctx, *j.dead); err != nil {
+				j.err = err
+			}
+		})
+	}
+	wg.Wait()
+	var all [][]byte
+	var with []*job
+	for _, j := range jobs {
+		if j.err == nil && len(j.data) > 0 {
+			all = append(all, j.data...)
+			with = append(with, j)
+		}
+	}
+	if len(all) > 0 {
+		err := a.spool.Append(ctx, all)
+		switch {
+		case err == nil:
+		case errors.Is(err, spool.ErrFull) && len(with) > 1:
+			// Full under reject-new: take what still fits, message by message.
+			for _, j := range with {
+				j.err = a.spool.Append(ctx, j.data)
+			}
+		default:
+			for _, j := range with {
+				j.err = err
+			}
+		}
+	}
+	for _, j := range jobs {
+		if j.err != nil {
+			return j.err
+		}
+	}
+	return nil
+}
