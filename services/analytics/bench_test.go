@@ -1,0 +1,198 @@
+package analytics_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/analytics"
+	"github.com/atrium-iot/atrium/services/sensor"
+	sensorsqlite "github.com/atrium-iot/atrium/services/sensor/sqlitestore"
+)
+
+// Benchmark fixture: 50 rooms × (temperature, humidity, co2), one sensor each,
+// spread evenly over the 30 days before the fixture was made. 1M readings, or 10M
+// with ATRIUM_BENCH_BIG=1.
+const (
+	benchRooms = 50
+	benchSpan  = 30 * 24 * time.Hour
+)
+
+var benchTypes = []string{"temperature", "humidity", "co2"}
+
+func benchSize() int {
+	if os.Getenv("ATRIUM_BENCH_BIG") == "1" {
+		return 10_000_000
+	}
+	return 1_000_000
+}
+
+// benchReadings calls fn with the fixture's readings in time order, batch by batch.
+func benchReadings(end time.Time, n, batch int, fn func([]reading.Reading) error) error {
+	sensors := benchRooms * len(benchTypes)
+	per := n / sensors
+	step := benchSpan / time.Duration(per)
+	start := end.Add(-benchSpan)
+	buf := make([]reading.Reading, 0, batch)
+	for i := range per {
+		ts := start.Add(time.Duration(i) * step)
+		for s := range sensors {
+			room, typ := s/len(benchTypes), benchTypes[s%len(benchTypes)]
+			v := 21 + float64((i+s)%7)*0.5
+			switch typ {
+			case "humidity":
+				v = 40 + float64((i+s)%11)
+			case "co2":
+				v = 600 + float64((i*7+s)%900)
+			}
+			buf = append(buf, reading.Reading{SensorID: fmt.Sprintf("b-%s-%02d", typ, room), RoomID: fmt.Sprintf("room-%02d", room), Type: typ, Value: v, Timestamp: ts})
+			if len(buf) == batch {
+				if err := fn(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+		}
+	}
+	if len(buf) > 0 {
+		return fn(buf)
+	}
+	return nil
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkAnalytics loads the fixture into each engine (AddReadings in batches of
+// 20,000; the load rate is logged), then measures the dashboard summary (computed
+// every time, no cache) and a 30-day hourly trend of one room; p50/p99 in ms.
+func BenchmarkAnalytics(b *testing.B) {
+	for _, e := range engines(b) {
+		b.Run(e.name, func(b *testing.B) {
+			st := e.open(b, filepath.Join(b.TempDir(), "fixture"))
+			defer st.Close()
+			end := time.Now().UTC()
+			n := benchSize()
+			start := time.Now()
+			if err := benchReadings(end, n, 20000, func(rs []reading.Reading) error {
+				_, err := st.AddReadings(context.Background(), rs)
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+			load := time.Since(start)
+			b.Logf("%s: loaded %d readings in %s: %.0f readings/s", e.name, n, load.Round(time.Millisecond), float64(n)/load.Seconds())
+			mb := membus.New(logging.Discard())
+			defer mb.Close()
+			sst, err := sensorsqlite.Open(context.Background(), filepath.Join(b.TempDir(), "sensor.db"), sensorsqlite.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sst.Close()
+			sens := httptest.NewServer(sensor.New(sst, mb, logging.Discard(), sensor.Options{}).Handler())
+			defer sens.Close()
+			svc := analytics.New(st, mb, logging.Discard(), analytics.Options{SensorURL: sens.URL, SummaryTTL: -1})
+
+			b.Run("summary", func(b *testing.B) {
+				var lat []time.Duration
+				for b.Loop() {
+					t0 := time.Now()
+					if _, err := svc.Summary(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+					lat = append(lat, time.Since(t0))
+				}
+				reportLatency(b, lat)
+			})
+			b.Run("trend30d", func(b *testing.B) {
+				to := end.Truncate(time.Hour).Add(time.Hour)
+				q := analytics.SeriesQuery{RoomID: "room-07", Type: "temperature", From: to.Add(-benchSpan), To: to, Bucket: time.Hour}
+				var lat []time.Duration
+				for b.Loop() {
+					t0 := time.Now()
+					tr, err := svc.Trend(context.Background(), q)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(tr.Buckets) < 700 {
+						b.Fatalf("%d buckets", len(tr.Buckets))
+					}
+					lat = append(lat, time.Since(t0))
+				}
+				reportLatency(b, lat)
+			})
+		})
+	}
+}
+
+// BenchmarkIngestFromBus publishes sensor.data.received events of 1,000 readings
+// on the in-process bus and waits until the service has stored them all; one op
+// is one event. readings/s counts from the first publish to the last store.
+func BenchmarkIngestFromBus(b *testing.B) {
+	for _, e := range engines(b) {
+		b.Run(e.name, func(b *testing.B) {
+			st := e.open(b, filepath.Join(b.TempDir(), fmt.Sprintf("ingest%d", time.Now().UnixNano())))
+			defer st.Close()
+			mb := membus.New(logging.Discard())
+			defer mb.Close()
+			svc := analytics.New(st, mb, logging.Discard(), analytics.Options{SensorURL: "http://127.0.0.1:1"})
+			ctx, cancel := context.WithCancel(context.Background())
+			declared, undeclare := context.WithCancel(ctx)
+			undeclare()
+			_ = mb.Subscribe(declared, "analytics", []string{bus.SensorDataReceived}, nil)
+			done := make(chan struct{})
+			go func() { _ = svc.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			// Events prepared beforehand: the sensor service's encoding of 1,000 readings.
+			const per = 1000
+			base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+			events := make([][]byte, 0, b.N)
+			n := 0
+			for i := 0; len(events) < b.N; i++ {
+				rs := make([]reading.Reading, per)
+				for j := range rs {
+					k := n + j
+					rs[j] = reading.Reading{SensorID: fmt.Sprintf("s%03d", k%500), RoomID: fmt.Sprintf("room-%02d", k%500/10), Type: "temperature", Value: 20 + float64(k%50)/10, Timestamp: base.Add(time.Duration(k/500) * time.Millisecond)}
+				}
+				n += per
+				events = append(events, sensor.EventBody(fmt.Sprintf("b%d", i), "hq", rs))
+			}
+			b.ResetTimer()
+			start := time.Now()
+			for _, ev := range events {
+				if err := mb.Publish(ctx, bus.SensorDataReceived, ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+			want := int64(n)
+			for {
+				got, err := st.CountReadings(ctx, base.Add(-time.Hour), base.Add(24*time.Hour))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if got >= want {
+					break
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			el := time.Since(start)
+			b.ReportMetric(float64(n)/el.Seconds(), "readings/s")
+		})
+	}
+}

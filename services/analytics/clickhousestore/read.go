@@ -1,0 +1,313 @@
+package clickhousestore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/atrium-iot/atrium/services/analytics"
+)
+
+func n64(v int64) string { return strconv.FormatInt(v, 10) }
+
+func f64(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+func msOf(t time.Time) string { return n64(t.UnixMilli()) }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+// deduped is the readings matching where, one row per identity: a stored copy
+// not yet merged away by the ReplacingMergeTree counts once.
+func (s *Store) deduped(where string) string {
+	return `(SELECT room_id, type, ts_ms, sensor_id, any(value) AS value FROM ` + s.t("readings") +
+		` WHERE ` + where + ` GROUP BY room_id, type, ts_ms, sensor_id)`
+}
+
+func timeRange(from, to time.Time) string {
+	return `ts_ms >= ` + msOf(from) + ` AND ts_ms < ` + msOf(to)
+}
+
+// CountReadings counts the readings in [from, to).
+func (s *Store) CountReadings(ctx context.Context, from, to time.Time) (int64, error) {
+	var n uint64
+	err := s.conn.QueryRow(ctx, `SELECT count() FROM `+s.deduped(timeRange(from, to))).Scan(&n)
+	return int64(n), wrapErr("clickhousestore: count readings", err)
+}
+
+// TypeStats aggregates the readings in [from, to) per type.
+func (s *Store) TypeStats(ctx context.Context, from, to time.Time) ([]analytics.TypeStat, error) {
+	out, err := s.typeStats(ctx, `SELECT type, count(), sum(value), min(value), max(value) FROM `+
+		s.deduped(timeRange(from, to))+` GROUP BY type ORDER BY type`)
+	return out, wrapErr("clickhousestore: type stats", err)
+}
+
+func (s *Store) typeStats(ctx context.Context, q string) ([]analytics.TypeStat, error) {
+	rows, err := s.conn.Query(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []analytics.TypeStat
+	for rows.Next() {
+		var t analytics.TypeStat
+		var n uint64
+		var sum float64
+		if err := rows.Scan(&t.Type, &n, &sum, &t.Min, &t.Max); err != nil {
+			return nil, err
+		}
+		t.Count = int64(n)
+		t.Mean = sum / float64(n)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Latest returns the latest reading per room and type at or after since.
+func (s *Store) Latest(ctx context.Context, since time.Time) ([]analytics.RoomValue, error) {
+	rows, err := s.conn.Query(ctx, `SELECT room_id, type, argMax(value, ts_ms), max(ts_ms) FROM `+s.t("readings")+
+		` WHERE ts_ms >= `+msOf(since)+` AND room_id != '' GROUP BY room_id, type ORDER BY room_id, type`)
+	if err != nil {
+		return nil, wrapErr("clickhousestore: latest", err)
+	}
+	defer rows.Close()
+	var out []analytics.RoomValue
+	for rows.Next() {
+		var v analytics.RoomValue
+		var ts int64
+		if err := rows.Scan(&v.RoomID, &v.Type, &v.Value, &ts); err != nil {
+			return nil, wrapErr("clickhousestore: latest", err)
+		}
+		v.At = fromMS(ts)
+		out = append(out, v)
+	}
+	return out, wrapErr("clickhousestore: latest", rows.Err())
+}
+
+// Rooms lists the rooms that have readings.
+func (s *Store) Rooms(ctx context.Context) ([]string, error) {
+	rows, err := s.conn.Query(ctx, `SELECT DISTINCT room_id FROM `+s.t("rooms")+` WHERE room_id != '' ORDER BY room_id`)
+	if err != nil {
+		return nil, wrapErr("clickhousestore: rooms", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			return nil, wrapErr("clickhousestore: rooms", err)
+		}
+		out = append(out, r)
+	}
+	return out, wrapErr("clickhousestore: rooms", rows.Err())
+}
+
+// seriesWhere is the filter of a SeriesQuery's readings.
+func seriesWhere(q analytics.SeriesQuery) string {
+	w := `type = ` + quote(q.Type) + ` AND ` + timeRange(q.From, q.To)
+	if q.RoomID != "" {
+		w = `room_id = ` + quote(q.RoomID) + ` AND ` + w
+	}
+	return w
+}
+
+// Series aggregates q's readings per bucket.
+func (s *Store) Series(ctx context.Context, q analytics.SeriesQuery) ([]analytics.Bucket, error) {
+	bk := q.Bucket.Milliseconds()
+	if bk < 60000 {
+		return nil, fmt.Errorf("clickhousestore: series: %w: bucket %s is less than a minute", analytics.ErrInvalid, q.Bucket)
+	}
+	rows, err := s.conn.Query(ctx, `SELECT intDiv(ts_ms, `+n64(bk)+`) * `+n64(bk)+` AS b, count(), sum(value), min(value), max(value) FROM `+
+		s.deduped(seriesWhere(q))+` GROUP BY b ORDER BY b`)
+	if err != nil {
+		return nil, wrapErr("clickhousestore: series", err)
+	}
+	defer rows.Close()
+	var out []analytics.Bucket
+	for rows.Next() {
+		var b analytics.Bucket
+		var start int64
+		var n uint64
+		var sum float64
+		if err := rows.Scan(&start, &n, &sum, &b.Min, &b.Max); err != nil {
+			return nil, wrapErr("clickhousestore: series", err)
+		}
+		b.Start, b.Count, b.Mean = fromMS(start), int64(n), sum/float64(n)
+		out = append(out, b)
+	}
+	return out, wrapErr("clickhousestore: series", rows.Err())
+}
+
+// Extreme returns the lowest or highest reading of q's range and its earliest time.
+func (s *Store) Extreme(ctx context.Context, q analytics.SeriesQuery, max bool) (analytics.Extreme, bool, error) {
+	order := `value ASC, ts_ms ASC`
+	if max {
+		order = `value DESC, ts_ms ASC`
+	}
+	rows, err := s.conn.Query(ctx, `SELECT value, ts_ms FROM `+s.t("readings")+` WHERE `+seriesWhere(q)+` ORDER BY `+order+` LIMIT 1`)
+	if err != nil {
+		return analytics.Extreme{}, false, wrapErr("clickhousestore: extreme", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return analytics.Extreme{}, false, wrapErr("clickhousestore: extreme", rows.Err())
+	}
+	var e analytics.Extreme
+	var ts int64
+	if err := rows.Scan(&e.Value, &ts); err != nil {
+		return analytics.Extreme{}, false, wrapErr("clickhousestore: extreme", err)
+	}
+	e.At = fromMS(ts)
+	return e, true, nil
+}
+
+// RoomFigures computes one room's report figures over [from, to).
+func (s *Store) RoomFigures(ctx context.Context, room string, from, to time.Time) (analytics.RoomFigures, error) {
+	f := analytics.RoomFigures{RoomID: room}
+	where := `room_id = ` + quote(room) + ` AND ` + timeRange(from, to)
+	var err error
+	f.Types, err = s.typeStats(ctx, `SELECT type, count(), sum(value), min(value), max(value) FROM `+s.deduped(where)+` GROUP BY type ORDER BY type`)
+	if err != nil {
+		return f, wrapErr("clickhousestore: room figures", err)
+	}
+	// Per minute: the mean of each type (NaN when absent: its count is 0).
+	var comfort, compliant uint64
+	err = s.conn.QueryRow(ctx, `SELECT count(), sum((tn = 0 OR (t >= `+f64(analytics.ComfortTempMin)+` AND t <= `+f64(analytics.ComfortTempMax)+
+		`)) AND (hn = 0 OR (h >= `+f64(analytics.ComfortHumidityMin)+` AND h <= `+f64(analytics.ComfortHumidityMax)+`))) FROM (
+  SELECT intDiv(ts_ms, 60000) AS m,
+         countIf(type = 'temperature') AS tn, sumIf(value, type = 'temperature') / tn AS t,
+         countIf(type = 'humidity') AS hn, sumIf(value, type = 'humidity') / hn AS h
+  FROM `+s.deduped(where+` AND type IN ('temperature', 'humidity')`)+` GROUP BY m)`).Scan(&comfort, &compliant)
+	if err != nil {
+		return f, wrapErr("clickhousestore: room comfort", err)
+	}
+	f.ComfortMinutes, f.CompliantMinutes = int64(comfort), int64(compliant)
+	var co2, poor uint64
+	err = s.conn.QueryRow(ctx, `SELECT count(), sum(v >= `+f64(analytics.PoorAirCO2)+`) FROM (
+  SELECT intDiv(ts_ms, 60000) AS m, avg(value) AS v FROM `+s.deduped(where+` AND type = 'co2'`)+` GROUP BY m)`).Scan(&co2, &poor)
+	if err != nil {
+		return f, wrapErr("clickhousestore: room air", err)
+	}
+	f.CO2Minutes, f.PoorAirMinutes = int64(co2), int64(poor)
+	for _, t := range analytics.OccupancyTypes {
+		if slices.ContainsFunc(f.Types, func(ts analytics.TypeStat) bool { return ts.Type == t }) {
+			f.OccupancyType = t
+			break
+		}
+	}
+	if f.OccupancyType != "" {
+		var minutes, occupied uint64
+		var mean float64
+		err = s.conn.QueryRow(ctx, `SELECT count(), sum(v > 0), avg(v) FROM (
+  SELECT intDiv(ts_ms, 60000) AS m, avg(value) AS v FROM `+s.deduped(where+` AND type = `+quote(f.OccupancyType))+` GROUP BY m)`).Scan(&minutes, &occupied, &mean)
+		if err != nil {
+			return f, wrapErr("clickhousestore: room occupancy", err)
+		}
+		f.OccupancyMinutes, f.OccupiedMinutes, f.MeanOccupancy = int64(minutes), int64(occupied), mean
+	}
+	return f, nil
+}
+
+// ActiveAlerts counts the alerts raised and not resolved.
+func (s *Store) ActiveAlerts(ctx context.Context) (int64, error) {
+	var n uint64
+	err := s.conn.QueryRow(ctx, `SELECT count() FROM (SELECT id, max(state = 'raised') AS r, max(state = 'resolved') AS d FROM `+
+		s.t("alerts")+` GROUP BY id) WHERE r = 1 AND d = 0`).Scan(&n)
+	return int64(n), wrapErr("clickhousestore: active alerts", err)
+}
+
+// reportMeta is a Report as stored in the meta column.
+func marshalMeta(r analytics.Report) (string, error) {
+	b, err := json.Marshal(r)
+	return string(b), err
+}
+
+// latestReports is every report at its latest version.
+func (s *Store) latestReports() string {
+	return `(SELECT id, argMax(created_ms, version) AS created, argMax(status, version) AS st, argMax(meta, version) AS m FROM ` +
+		s.t("reports") + ` GROUP BY id)`
+}
+
+// Report returns one report with its content.
+func (s *Store) Report(ctx context.Context, id string) (analytics.Report, error) {
+	rows, err := s.conn.Query(ctx, `SELECT argMax(meta, version), argMax(content, version) FROM `+s.t("reports")+
+		` WHERE id = `+quote(id)+` GROUP BY id`)
+	if err != nil {
+		return analytics.Report{}, wrapErr("clickhousestore: report", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return analytics.Report{}, wrapErr("clickhousestore: report", err)
+		}
+		return analytics.Report{}, fmt.Errorf("report %q: %w", id, analytics.ErrNotFound)
+	}
+	var meta, content string
+	if err := rows.Scan(&meta, &content); err != nil {
+		return analytics.Report{}, wrapErr("clickhousestore: report", err)
+	}
+	var r analytics.Report
+	if err := json.Unmarshal([]byte(meta), &r); err != nil {
+		return r, fmt.Errorf("clickhousestore: report: decode: %w", err)
+	}
+	if content != "" {
+		r.Content = []byte(content)
+	}
+	return r, nil
+}
+
+func (s *Store) scanMetas(ctx context.Context, q string) ([]analytics.Report, error) {
+	rows, err := s.conn.Query(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []analytics.Report
+	for rows.Next() {
+		var meta string
+		if err := rows.Scan(&meta); err != nil {
+			return nil, err
+		}
+		var r analytics.Report
+		if err := json.Unmarshal([]byte(meta), &r); err != nil {
+			return nil, fmt.Errorf("decode report: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Reports lists reports newest first, a page at a time.
+func (s *Store) Reports(ctx context.Context, limit int, cursor string) ([]analytics.Report, string, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	where := ""
+	if cursor != "" {
+		created, id, err := analytics.ParseReportCursor(cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		c := msOf(created)
+		where = ` WHERE created < ` + c + ` OR (created = ` + c + ` AND id < ` + quote(id) + `)`
+	}
+	out, err := s.scanMetas(ctx, `SELECT m FROM `+s.latestReports()+where+` ORDER BY created DESC, id DESC LIMIT `+strconv.Itoa(limit+1))
+	if err != nil {
+		return nil, "", wrapErr("clickhousestore: reports", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[limit-1]
+		next = analytics.ReportCursor(last.CreatedAt, last.ID)
+	}
+	return out, next, nil
+}
+
+// PendingReports lists the pending reports, oldest first.
+func (s *Store) PendingReports(ctx context.Context) ([]analytics.Report, error) {
+	out, err := s.scanMetas(ctx, `SELECT m FROM `+s.latestReports()+` WHERE st = `+quote(analytics.StatusPending)+` ORDER BY created, id`)
+	return out, wrapErr("clickhousestore: pending reports", err)
+}

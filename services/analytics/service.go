@@ -1,0 +1,241 @@
+package analytics
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/httpx"
+)
+
+// Options tune the service; zero values take the defaults.
+type Options struct {
+	// SensorURL is the base URL of the sensor service (its registry).
+	SensorURL string
+	// HTTPClient calls the sensor service (default: a client with a 3 s timeout).
+	HTTPClient *http.Client
+	// RegistryTries is how many times one registry page is asked for (default 3),
+	// RegistryBackoff the wait before the second try, doubling after (default 100 ms).
+	RegistryTries   int
+	RegistryBackoff time.Duration
+	// RegistryTTL is how long a registry answer is reused (default 5 s).
+	RegistryTTL time.Duration
+	// SummaryTTL is how long a computed summary is served again (default 1 s;
+	// negative: never).
+	SummaryTTL time.Duration
+	// Consumers is the number of concurrent consumers of the bus queue (default 4).
+	Consumers int
+	// MaxBody bounds a request body (default 1 MiB).
+	MaxBody int64
+	// SweepInterval is how often pending reports are looked for (default 30 s).
+	SweepInterval time.Duration
+	// Now is the service's clock (default time.Now).
+	Now func() time.Time
+}
+
+// Service is the analytics service.
+type Service struct {
+	store Store
+	bus   bus.Bus
+	log   *slog.Logger
+	opts  Options
+	reg   *prometheus.Registry
+	sens  *registry
+
+	added    prometheus.Counter
+	received prometheus.Counter
+	badMsgs  prometheus.Counter
+	reports  *prometheus.CounterVec
+
+	rate rateWindow
+
+	sumMu   sync.Mutex
+	sumAt   time.Time
+	summary *Summary
+
+	queue chan string // report ids to generate
+}
+
+// New makes the analytics service over its store and bus.
+func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 3 * time.Second}
+	}
+	if opts.RegistryTries <= 0 {
+		opts.RegistryTries = 3
+	}
+	if opts.RegistryBackoff <= 0 {
+		opts.RegistryBackoff = 100 * time.Millisecond
+	}
+	if opts.RegistryTTL <= 0 {
+		opts.RegistryTTL = 5 * time.Second
+	}
+	if opts.SummaryTTL == 0 {
+		opts.SummaryTTL = time.Second
+	}
+	if opts.Consumers <= 0 {
+		opts.Consumers = 8
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = 1 << 20
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Service{
+		store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(),
+		sens: &registry{
+			base: strings.TrimSuffix(opts.SensorURL, "/"), client: opts.HTTPClient,
+			tries: opts.RegistryTries, backoff: opts.RegistryBackoff, ttl: opts.RegistryTTL, now: opts.Now,
+		},
+		queue: make(chan string, 1024),
+	}
+	s.added = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "atrium_analytics_readings_added_total", Help: "Readings added to the analytics store (new identities).",
+	})
+	s.received = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "atrium_analytics_readings_received_total", Help: "Readings received from the bus, duplicates included.",
+	})
+	s.badMsgs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "atrium_analytics_bad_messages_total", Help: "Bus messages that could not be decoded (dropped).",
+	})
+	s.reports = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "atrium_analytics_reports_total", Help: "Reports generated, by outcome (ready, failed).",
+	}, []string{"outcome"})
+	s.reg.MustRegister(s.added, s.received, s.badMsgs, s.reports)
+	return s
+}
+
+// Handler is the service's HTTP API.
+func (s *Service) Handler() http.Handler {
+	r := httpx.NewRouter(s.log, s.reg, map[string]httpx.Check{
+		"store": s.store.Ping,
+		"bus":   s.bus.Ping,
+	})
+	s.routes(r)
+	return r
+}
+
+// Run consumes the bus (readings and alerts), generates reports, resuming those
+// left pending by a previous run, until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	subjects := []string{bus.SensorDataReceived, bus.AlertRaised, bus.AlertResolved}
+	for range s.opts.Consumers {
+		if err := s.bus.Subscribe(ctx, "analytics", subjects, s.handleMessage); err != nil {
+			return fmt.Errorf("analytics: subscribe: %w", err)
+		}
+	}
+	s.sweep(ctx)
+	t := time.NewTicker(s.opts.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case id := <-s.queue:
+			s.generate(ctx, id)
+		case <-t.C:
+			s.sweep(ctx)
+		}
+	}
+}
+
+// sweep queues the pending reports (left by a previous run, or not queued).
+func (s *Service) sweep(ctx context.Context) {
+	pending, err := s.store.PendingReports(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("pending reports lookup failed", "err", err)
+		}
+		return
+	}
+	for _, r := range pending {
+		s.generate(ctx, r.ID)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// handleMessage is the bus handler: an error asks for redelivery.
+func (s *Service) handleMessage(ctx context.Context, m bus.Message) error {
+	switch m.Subject {
+	case bus.SensorDataReceived:
+		rs, err := DecodeEvent(m.Body)
+		if err != nil {
+			s.badMsgs.Inc()
+			s.log.Warn("bad sensor.data.received dropped", "id", m.ID, "err", err)
+			return nil
+		}
+		s.received.Add(float64(len(rs)))
+		n, err := s.store.AddReadings(ctx, rs)
+		if err != nil {
+			return fmt.Errorf("analytics: add readings: %w", err)
+		}
+		s.added.Add(float64(n))
+		s.rate.add(s.opts.Now(), n)
+	case bus.AlertRaised, bus.AlertResolved:
+		var a struct {
+			ID         string     `json:"id"`
+			RaisedAt   *time.Time `json:"raised_at"`
+			ResolvedAt *time.Time `json:"resolved_at"`
+		}
+		if err := json.Unmarshal(m.Body, &a); err != nil || a.ID == "" {
+			s.badMsgs.Inc()
+			s.log.Warn("bad alert event dropped", "id", m.ID, "subject", m.Subject, "err", err)
+			return nil
+		}
+		state, at := AlertRaised, a.RaisedAt
+		if m.Subject == bus.AlertResolved {
+			state, at = AlertResolved, a.ResolvedAt
+		}
+		when := s.opts.Now()
+		if at != nil {
+			when = *at
+		}
+		if err := s.store.RecordAlert(ctx, a.ID, state, when); err != nil {
+			return fmt.Errorf("analytics: record alert: %w", err)
+		}
+	}
+	return nil
+}
+
+// rateWindow counts readings added per second over the last minute.
+type rateWindow struct {
+	secs  [60]atomic.Int64 // count per second, slot = unix second % 60
+	stamp [60]atomic.Int64 // the unix second each slot counts
+}
+
+func (w *rateWindow) add(now time.Time, n int) {
+	sec := now.Unix()
+	i := sec % 60
+	if w.stamp[i].Load() != sec {
+		w.stamp[i].Store(sec)
+		w.secs[i].Store(0)
+	}
+	w.secs[i].Add(int64(n))
+}
+
+// perSecond is the mean rate over the 60 whole seconds before now.
+func (w *rateWindow) perSecond(now time.Time) float64 {
+	sec := now.Unix()
+	var total int64
+	for i := range 60 {
+		if st := w.stamp[i].Load(); st < sec && st >= sec-60 {
+			total += w.secs[i].Load()
+		}
+	}
+	return float64(total) / 60
+}

@@ -1,0 +1,614 @@
+package analytics_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/analytics"
+	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
+	"github.com/atrium-iot/atrium/services/analytics/sqlitestore"
+	"github.com/atrium-iot/atrium/services/analytics/storetest"
+	"github.com/atrium-iot/atrium/services/sensor"
+	sensorsqlite "github.com/atrium-iot/atrium/services/sensor/sqlitestore"
+)
+
+// engine opens an empty analytics store; the same path or database reopens it.
+type engine struct {
+	name string
+	open func(t testing.TB, where string) analytics.Store
+}
+
+// engines are SQLite always and ClickHouse when ATRIUM_TEST_CLICKHOUSE_URL is set
+// (required when ATRIUM_REQUIRE_INTEGRATION=1).
+func engines(t testing.TB) []engine {
+	es := []engine{{"sqlite", func(t testing.TB, where string) analytics.Store {
+		s, err := sqlitestore.Open(context.Background(), where+".db", sqlitestore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}}}
+	base := os.Getenv("ATRIUM_TEST_CLICKHOUSE_URL")
+	if base == "" {
+		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
+			t.Fatal("ATRIUM_TEST_CLICKHOUSE_URL is not set and ATRIUM_REQUIRE_INTEGRATION=1")
+		}
+		return es
+	}
+	return append(es, engine{"clickhouse", func(t testing.TB, where string) analytics.Store {
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Path = fmt.Sprintf("/svc_%d_%s", time.Now().UnixNano()%1e9, filepath.Base(where))
+		if existing, ok := chDBs[where]; ok {
+			u.Path = existing
+		}
+		s, err := clickhousestore.Open(context.Background(), u.String(), clickhousestore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := chDBs[where]; !ok {
+			chDBs[where] = u.Path
+			t.Cleanup(func() {
+				d, err := clickhousestore.Open(context.Background(), u.String(), clickhousestore.Options{})
+				if err == nil {
+					_ = d.DropDatabase(context.Background())
+					d.Close()
+				}
+			})
+		}
+		return s
+	}})
+}
+
+var chDBs = map[string]string{}
+
+// rig is an analytics service on a real listener, with its bus and store.
+type rig struct {
+	svc   *analytics.Service
+	store analytics.Store
+	bus   *membus.Bus
+	url   string
+	stop  func()
+}
+
+func startRig(t *testing.T, st analytics.Store, b *membus.Bus, opts analytics.Options) *rig {
+	t.Helper()
+	if opts.SummaryTTL == 0 {
+		opts.SummaryTTL = -1
+	}
+	svc := analytics.New(st, b, logging.Discard(), opts)
+	srv := httptest.NewServer(svc.Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	// Declare the service's queue now: the in-process bus drops what no queue is
+	// bound to, and Run subscribes in the background.
+	declared, undeclare := context.WithCancel(ctx)
+	undeclare()
+	if err := b.Subscribe(declared, "analytics", []string{bus.SensorDataReceived, bus.AlertRaised, bus.AlertResolved}, nil); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	r := &rig{svc: svc, store: st, bus: b, url: srv.URL}
+	var stopped bool
+	r.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		srv.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+type answer struct {
+	Code  int
+	CType string
+	Raw   []byte
+}
+
+func get(t *testing.T, u string) answer {
+	t.Helper()
+	return call(t, http.MethodGet, u, nil)
+}
+
+func call(t *testing.T, method, u string, body []byte) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, u, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return answer{Code: resp.StatusCode, CType: resp.Header.Get("Content-Type"), Raw: raw}
+}
+
+func decode[T any](t *testing.T, a answer) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(a.Raw, &v); err != nil {
+		t.Fatalf("decode %s: %v", a.Raw, err)
+	}
+	return v
+}
+
+// eventually polls cond until it holds or 30 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+
+// publishReadings sends readings on the bus as the sensor service does.
+func publishReadings(t *testing.T, b bus.Bus, batch string, rs []reading.Reading) {
+	t.Helper()
+	if err := b.Publish(t.Context(), bus.SensorDataReceived, sensor.EventBody(batch, "hq", rs)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTrendStatistics(t *testing.T) {
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	h := func(i int) time.Time { return base.Add(time.Duration(i) * time.Hour) }
+	t.Run("slope", func(t *testing.T) {
+		var bs []analytics.Bucket
+		for i := range 24 {
+			bs = append(bs, analytics.Bucket{Start: h(i), Count: 1, Mean: 10 + 0.5*float64(i)})
+		}
+		slope, ok := analytics.SlopePerHour(bs)
+		if !ok || !near(slope, 0.5) {
+			t.Errorf("SlopePerHour = %v, %v; want 0.5", slope, ok)
+		}
+		if a := analytics.Anomalies(bs); len(a) != 0 {
+			t.Errorf("Anomalies of a line = %+v, want none", a)
+		}
+	})
+	t.Run("spike", func(t *testing.T) {
+		var bs []analytics.Bucket
+		for i := range 21 {
+			v := 10.0
+			if i == 7 {
+				v = 40
+			}
+			bs = append(bs, analytics.Bucket{Start: h(i), Count: 1, Mean: v})
+		}
+		// One outlier among n equal values has z = √(n-1) = √20 ≈ 4.47; the others -1/√20.
+		a := analytics.Anomalies(bs)
+		if len(a) != 1 || !a[0].Start.Equal(h(7)) || !near(a[0].Z, math.Sqrt(20)) || a[0].Mean != 40 {
+			t.Errorf("Anomalies = %+v, want one at %s with z √20", a, h(7))
+		}
+	})
+	t.Run("too few buckets for |z| > 3", func(t *testing.T) {
+		bs := []analytics.Bucket{{Start: h(0), Count: 1, Mean: 0}, {Start: h(1), Count: 1, Mean: 0}, {Start: h(2), Count: 1, Mean: 1000}}
+		if a := analytics.Anomalies(bs); len(a) != 0 {
+			t.Errorf("Anomalies = %+v, want none", a)
+		}
+	})
+	t.Run("change", func(t *testing.T) {
+		prev := []analytics.Bucket{{Start: h(0), Count: 2, Mean: 10}, {Start: h(1), Count: 2, Mean: 20}}
+		cur := []analytics.Bucket{{Start: h(2), Count: 1, Mean: 30}, {Start: h(3), Count: 3, Mean: 10}}
+		c := analytics.Compare(cur, prev)
+		if c.PreviousMean == nil || *c.PreviousMean != 15 || c.Absolute == nil || *c.Absolute != 0 || c.Percent == nil || *c.Percent != 0 {
+			t.Errorf("Compare = %+v, want previous 15, change 0", c)
+		}
+		c = analytics.Compare([]analytics.Bucket{{Start: h(2), Count: 1, Mean: 18}}, prev)
+		if *c.Absolute != 3 || *c.Percent != 20 {
+			t.Errorf("Compare = abs %v pct %v, want 3 and 20", *c.Absolute, *c.Percent)
+		}
+		if c := analytics.Compare(cur, nil); c.PreviousMean != nil || c.Absolute != nil {
+			t.Errorf("Compare without a previous period = %+v, want nulls", c)
+		}
+	})
+}
+
+// TestTrendsEndpoint drives GET /analytics/trends over readings sent on the bus:
+// 24 hourly buckets on a line of slope 0.5/h with one spike, after a previous day
+// flat at 10.
+func TestTrendsEndpoint(t *testing.T) {
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			b := membus.New(logging.Discard())
+			t.Cleanup(func() { b.Close() })
+			r := startRig(t, e.open(t, filepath.Join(t.TempDir(), "trend")), b, analytics.Options{SensorURL: "http://127.0.0.1:1"})
+			day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+			var rs []reading.Reading
+			for i := range 24 {
+				// two readings per hour, 10 minutes apart, means on the line 10 + 0.5 i
+				v := 10 + 0.5*float64(i)
+				rs = append(rs,
+					reading.Reading{SensorID: "t1", RoomID: "lab", Type: "temperature", Value: v - 1, Timestamp: day.Add(time.Duration(i)*time.Hour + 5*time.Minute)},
+					reading.Reading{SensorID: "t1", RoomID: "lab", Type: "temperature", Value: v + 1, Timestamp: day.Add(time.Duration(i)*time.Hour + 15*time.Minute)})
+				rs = append(rs, reading.Reading{SensorID: "t2", RoomID: "lab", Type: "temperature", Value: 10, Timestamp: day.Add(time.Duration(i-24)*time.Hour + 30*time.Minute)})
+			}
+			publishReadings(t, b, "b1", rs)
+			publishReadings(t, b, "b1", rs) // redelivered: changes nothing
+			eventually(t, "readings stored", func() bool {
+				n, err := r.store.CountReadings(t.Context(), day.Add(-24*time.Hour), day.Add(24*time.Hour))
+				return err == nil && n == int64(len(rs))
+			})
+			a := get(t, r.url+"/analytics/trends?type=temperature&room_id=lab&bucket=1h&from="+day.Format(time.RFC3339)+"&to="+day.Add(24*time.Hour).Format(time.RFC3339))
+			if a.Code != 200 {
+				t.Fatalf("status %d: %s", a.Code, a.Raw)
+			}
+			tr := decode[analytics.TrendAnswer](t, a)
+			if len(tr.Buckets) != 24 || tr.Count != 48 {
+				t.Fatalf("%d buckets, %d readings; want 24 and 48", len(tr.Buckets), tr.Count)
+			}
+			// mean of the line over 24 hours: 10 + 0.5 * 11.5 = 15.75; previous day: 10
+			if tr.SlopePerHour == nil || !near(*tr.SlopePerHour, 0.5) {
+				t.Errorf("slope_per_hour = %v, want 0.5", tr.SlopePerHour)
+			}
+			if tr.Mean == nil || !near(*tr.Mean, 15.75) || tr.Change.Absolute == nil || !near(*tr.Change.Absolute, 5.75) || !near(*tr.Change.Percent, 57.5) {
+				t.Errorf("mean %v change %+v, want 15.75, +5.75, +57.5 %%", tr.Mean, tr.Change)
+			}
+			if tr.Min == nil || tr.Min.Value != 9 || !tr.Min.At.Equal(day.Add(5*time.Minute)) {
+				t.Errorf("min = %+v, want 9 at 00:05", tr.Min)
+			}
+			if tr.Max == nil || tr.Max.Value != 22.5 || !tr.Max.At.Equal(day.Add(23*time.Hour+15*time.Minute)) {
+				t.Errorf("max = %+v, want 22.5 at 23:15", tr.Max)
+			}
+			if len(tr.Anomalies) != 0 {
+				t.Errorf("anomalies = %+v, want none on a line", tr.Anomalies)
+			}
+			// A spike: hour 30 of a flat building-wide series in the previous day.
+			spike := reading.Reading{SensorID: "t3", RoomID: "hall", Type: "temperature", Value: 80, Timestamp: day.Add(-12*time.Hour + 31*time.Minute)}
+			publishReadings(t, b, "b2", []reading.Reading{spike})
+			eventually(t, "spike stored", func() bool {
+				n, _ := r.store.CountReadings(t.Context(), day.Add(-24*time.Hour), day)
+				return n == 25
+			})
+			a = get(t, r.url+"/analytics/trends?type=temperature&bucket=1h&from="+day.Add(-24*time.Hour).Format(time.RFC3339)+"&to="+day.Format(time.RFC3339))
+			tr = decode[analytics.TrendAnswer](t, a)
+			// 24 buckets at 10, except hour 12 whose mean is (10+80)/2 = 45: z = √23.
+			if tr.Scope != "building" || len(tr.Anomalies) != 1 || tr.Anomalies[0].Mean != 45 || !near(tr.Anomalies[0].Z, math.Sqrt(23)) {
+				t.Errorf("scope %s anomalies %+v, want one of mean 45, z √23", tr.Scope, tr.Anomalies)
+			}
+		})
+	}
+}
+
+// sensorService runs the real sensor service on SQLite, publishing on b.
+func sensorService(t *testing.T, b bus.Bus) *httptest.Server {
+	t.Helper()
+	st, err := sensorsqlite.Open(t.Context(), filepath.Join(t.TempDir(), "sensor.db"), sensorsqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv := httptest.NewServer(sensor.New(st, b, logging.Discard(), sensor.Options{}).Handler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func postReadings(t *testing.T, base string, rs []reading.Reading) {
+	t.Helper()
+	for i := 0; i < len(rs); i += 500 {
+		body, _ := json.Marshal(map[string]any{"batch_id": fmt.Sprintf("uci-%d", i), "readings": rs[i:min(i+500, len(rs))]})
+		if a := call(t, http.MethodPost, base+"/sensors/data", body); a.Code != 200 {
+			t.Fatalf("POST /sensors/data: %d %s", a.Code, a.Raw)
+		}
+	}
+}
+
+// TestSummaryAndReportOverUCI replays the recorded UCI excerpts through the real
+// sensor service and the bus, then checks the summary and a report against
+// figures computed from the CSV files.
+func TestSummaryAndReportOverUCI(t *testing.T) {
+	u := storetest.LoadUCI(t)
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			b := membus.New(logging.Discard())
+			t.Cleanup(func() { b.Close() })
+			sens := sensorService(t, b)
+			now := u.Last.Add(30 * time.Second)
+			var skew atomic.Int64 // added to now once the clock moves on
+			clock := func() time.Time { return now.Add(time.Duration(skew.Load())) }
+			r := startRig(t, e.open(t, filepath.Join(t.TempDir(), "uci")), b, analytics.Options{SensorURL: sens.URL, Now: clock, RegistryBackoff: time.Millisecond})
+			postReadings(t, sens.URL, u.Readings)
+			eventually(t, "readings stored", func() bool {
+				n, err := r.store.CountReadings(t.Context(), u.First.Add(-time.Hour), u.Last.Add(time.Hour))
+				return err == nil && n == int64(len(u.Readings))
+			})
+			for i, st := range []string{"alert.raised", "alert.raised", "alert.resolved", "alert.raised"} {
+				id := []string{"a1", "a2", "a1", "a2"}[i]
+				if err := b.Publish(t.Context(), st, []byte(`{"id":"`+id+`","state":"x"}`)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually(t, "alerts recorded", func() bool {
+				n, _ := r.store.ActiveAlerts(t.Context())
+				return n == 1
+			})
+
+			a := get(t, r.url+"/analytics/summary")
+			if a.Code != 200 {
+				t.Fatalf("summary: %d %s", a.Code, a.Raw)
+			}
+			sum := decode[analytics.Summary](t, a)
+			// From the CSV: the last hour (whole minutes up to now's) and day.
+			end := now.Truncate(time.Minute).Add(time.Minute)
+			rows := func(room string, from time.Time) (n int64) {
+				for m, vs := range u.Rooms[room].Minutes["co2"] { // one co2 cell per row
+					if m >= analytics.Minute(from) && m < analytics.Minute(end) {
+						n += int64(len(vs))
+					}
+				}
+				return n
+			}
+			// per row: OD 6 readings (temperature, humidity, light, co2, humidity_ratio,
+			// occupancy); ROE 17 (4 temperature, 4 light, 4 sound, co2, co2_slope, 2 pir, occupancy)
+			wantHour := 6*rows("uci-od-room", end.Add(-time.Hour)) + 17*rows("uci-roe-room", end.Add(-time.Hour))
+			wantDay := 6*rows("uci-od-room", end.Add(-24*time.Hour)) + 17*rows("uci-roe-room", end.Add(-24*time.Hour))
+			if sum.Readings.LastHour != wantHour || sum.Readings.LastDay != wantDay || wantHour == 0 {
+				t.Errorf("readings %+v, want last hour %d, last day %d", sum.Readings, wantHour, wantDay)
+			}
+			if sum.Sensors.Total != 10 || sum.Sensors.Online != 10 || sum.Sensors.Stale || sum.Sensors.AsOf == nil {
+				t.Errorf("sensors %+v, want 10 online, fresh", sum.Sensors)
+			}
+			if sum.Rooms != 2 || sum.Alerts != 1 {
+				t.Errorf("rooms %d, active alerts %d; want 2 and 1", sum.Rooms, sum.Alerts)
+			}
+			wantT := u.Rooms["uci-roe-room"].Stat("temperature", end.Add(-time.Hour), end)
+			if m := sum.Means["temperature"]; m.Count != wantT.Count || !near(m.Mean, wantT.Mean) {
+				t.Errorf("temperature mean %+v, want %+v", m, wantT)
+			}
+			// The last ROE row has temperatures 25.1–27.4 °C (too warm) and 600 ppm co2;
+			// the OD room's readings are older than an hour.
+			if len(sum.Attention) != 1 || sum.Attention[0].RoomID != "uci-roe-room" || fmt.Sprint(sum.Attention[0].Reasons) != "[comfort]" {
+				t.Errorf("attention %+v, want uci-roe-room for comfort", sum.Attention)
+			}
+
+			// A custom report over both data sets.
+			from, to := u.First.Truncate(time.Hour), u.Last.Truncate(time.Minute).Add(time.Minute)
+			body := fmt.Sprintf(`{"kind":"custom","from":%q,"to":%q,"capacities":{"uci-roe-room":4}}`, from.Format(time.RFC3339), to.Format(time.RFC3339))
+			a = call(t, http.MethodPost, r.url+"/analytics/reports", []byte(body))
+			if a.Code != http.StatusAccepted {
+				t.Fatalf("POST report: %d %s", a.Code, a.Raw)
+			}
+			id := decode[map[string]string](t, a)["id"]
+			var rep struct {
+				analytics.Report
+				Content analytics.ReportContent `json:"content"`
+			}
+			eventually(t, "report ready", func() bool {
+				rep.Content = analytics.ReportContent{}
+				a = get(t, r.url+"/analytics/reports/"+id)
+				if err := json.Unmarshal(a.Raw, &rep); err != nil {
+					t.Fatalf("decode report: %v: %s", err, a.Raw)
+				}
+				return rep.Status != analytics.StatusPending
+			})
+			if rep.Status != analytics.StatusReady || len(rep.Content.Rooms) != 2 {
+				t.Fatalf("report %s: %s", rep.Status, a.Raw)
+			}
+			for _, rr := range rep.Content.Rooms {
+				f := u.Rooms[rr.RoomID].Figures(rr.RoomID)
+				wantPct := 100 * float64(f.CompliantMinutes) / float64(f.ComfortMinutes)
+				if rr.ComfortCompliancePct == nil || !near(*rr.ComfortCompliancePct, wantPct) || !near(rr.PoorAirHours, float64(f.PoorAirMinutes)/60) {
+					t.Errorf("%s: compliance %v poor air %v h, want %v %% and %v h", rr.RoomID, rr.ComfortCompliancePct, rr.PoorAirHours, wantPct, float64(f.PoorAirMinutes)/60)
+				}
+				wantUtil := float64(f.OccupiedMinutes) / float64(f.OccupancyMinutes)
+				if rr.RoomID == "uci-roe-room" {
+					wantUtil = f.MeanOccupancy / 4
+				}
+				if rr.OccupancyUtilisation == nil || !near(*rr.OccupancyUtilisation, wantUtil) {
+					t.Errorf("%s: utilisation %v (%s), want %v", rr.RoomID, rr.OccupancyUtilisation, rr.OccupancyBasis, wantUtil)
+				}
+				wt := u.Rooms[rr.RoomID].Stat("temperature", from, to)
+				if got := rr.Types["temperature"]; got.Count != wt.Count || !near(got.Mean, wt.Mean) || got.Min != wt.Min || got.Max != wt.Max {
+					t.Errorf("%s: temperature %+v, want %+v", rr.RoomID, got, wt)
+				}
+			}
+			if len(rep.Content.Series) == 0 {
+				t.Error("report has no chart series")
+			}
+
+			t.Run("csv", func(t *testing.T) {
+				a := get(t, r.url+"/analytics/reports/"+id+"?format=csv")
+				lines := strings.Split(strings.TrimSpace(string(a.Raw)), "\n")
+				if a.Code != 200 || !strings.HasPrefix(a.CType, "text/csv") || !strings.HasPrefix(lines[0], "room_id,type,count,min,mean,max,comfort_compliance_pct") {
+					t.Fatalf("csv: %d %s %s", a.Code, a.CType, a.Raw)
+				}
+				if !strings.Contains(string(a.Raw), "\nuci-od-room,temperature,") || !strings.Contains(string(a.Raw), "\nuci-roe-room,co2,") {
+					t.Errorf("csv lacks room rows:\n%s", a.Raw)
+				}
+			})
+			t.Run("html", func(t *testing.T) {
+				a := get(t, r.url+"/analytics/reports/"+id+"?format=html")
+				page := string(a.Raw)
+				if a.Code != 200 || !strings.HasPrefix(a.CType, "text/html") || !strings.Contains(page, "<svg") || strings.Count(page, "<polyline") < 5 {
+					t.Fatalf("html: %d %s, %d polylines", a.Code, a.CType, strings.Count(page, "<polyline"))
+				}
+				for _, ext := range []string{"src=", "href=", "@import", "url("} {
+					if strings.Contains(page, ext) {
+						t.Errorf("html refers to an external asset (%s)", ext)
+					}
+				}
+				if os.Getenv("ATRIUM_WRITE_REPORT") != "" {
+					_ = os.WriteFile(os.Getenv("ATRIUM_WRITE_REPORT"), a.Raw, 0o644)
+				}
+			})
+			t.Run("list", func(t *testing.T) {
+				a := get(t, r.url+"/analytics/reports")
+				l := decode[struct {
+					Reports []analytics.Report `json:"reports"`
+				}](t, a)
+				if a.Code != 200 || len(l.Reports) != 1 || l.Reports[0].ID != id || l.Reports[0].Status != analytics.StatusReady {
+					t.Errorf("list: %d %s", a.Code, a.Raw)
+				}
+			})
+
+			t.Run("sensor service down", func(t *testing.T) {
+				sens.Close()
+				skew.Store(int64(10 * time.Second)) // past the registry's 5 s cache
+				a := get(t, r.url+"/analytics/summary")
+				if a.Code != 200 {
+					t.Fatalf("summary with the sensor service down: %d %s", a.Code, a.Raw)
+				}
+				s := decode[analytics.Summary](t, a)
+				if !s.Sensors.Stale || s.Sensors.AsOf == nil || s.Sensors.Total != 10 || s.Readings.LastDay != wantDay {
+					t.Errorf("sensors %+v readings %+v, want the last answer marked stale", s.Sensors, s.Readings)
+				}
+			})
+		})
+	}
+}
+
+// TestSensorServiceNeverReached: without any good answer the registry part is
+// stale with no as_of, and the rest of the summary is served.
+func TestSensorServiceNeverReached(t *testing.T) {
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(dead.Close)
+	b := membus.New(logging.Discard())
+	t.Cleanup(func() { b.Close() })
+	st := engines(t)[0].open(t, filepath.Join(t.TempDir(), "down"))
+	r := startRig(t, st, b, analytics.Options{SensorURL: dead.URL, RegistryBackoff: time.Millisecond})
+	a := get(t, r.url+"/analytics/summary")
+	if a.Code != 200 {
+		t.Fatalf("summary: %d %s", a.Code, a.Raw)
+	}
+	var s map[string]any
+	_ = json.Unmarshal(a.Raw, &s)
+	sens := s["sensors"].(map[string]any)
+	if sens["stale"] != true || sens["as_of"] != nil {
+		t.Errorf("sensors %v, want stale with as_of null", sens)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	b := membus.New(logging.Discard())
+	t.Cleanup(func() { b.Close() })
+	r := startRig(t, engines(t)[0].open(t, filepath.Join(t.TempDir(), "bad")), b, analytics.Options{SensorURL: "http://127.0.0.1:1"})
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		field                    string
+	}{
+		{"unknown bucket", "GET", "/analytics/trends?type=co2&bucket=7m", "", 400, "bucket"},
+		{"from after to", "GET", "/analytics/trends?type=co2&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "", 400, "from"},
+		{"missing type", "GET", "/analytics/trends", "", 400, "type"},
+		{"bad time", "GET", "/analytics/trends?type=co2&from=yesterday", "", 400, "from"},
+		{"too many buckets", "GET", "/analytics/trends?type=co2&bucket=1m&from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "", 400, "bucket"},
+		{"unknown report", "GET", "/analytics/reports/nope", "", 404, ""},
+		{"unknown format", "GET", "/analytics/reports/nope?format=pdf", "", 400, "format"},
+		{"bad cursor", "GET", "/analytics/reports?cursor=zzz", "", 400, "cursor"},
+		{"unknown kind", "POST", "/analytics/reports", `{"kind":"hourly"}`, 400, "kind"},
+		{"custom without to", "POST", "/analytics/reports", `{"kind":"custom","from":"2026-01-01T00:00:00Z"}`, 400, "from"},
+		{"custom reversed", "POST", "/analytics/reports", `{"kind":"custom","from":"2026-01-02T00:00:00Z","to":"2026-01-01T00:00:00Z"}`, 400, "from"},
+		{"daily of two days", "POST", "/analytics/reports", `{"kind":"daily","from":"2026-01-01T00:00:00Z","to":"2026-01-03T00:00:00Z"}`, 400, "to"},
+		{"bad room", "POST", "/analytics/reports", `{"kind":"daily","rooms":["a b"]}`, 400, "rooms[0]"},
+		{"bad capacity", "POST", "/analytics/reports", `{"kind":"daily","capacities":{"r1":-2}}`, 400, "capacities.r1"},
+		{"not json", "POST", "/analytics/reports", `{"kind":`, 400, ""},
+		{"wrong method", "DELETE", "/analytics/summary", "", 405, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := call(t, tc.method, r.url+tc.path, []byte(tc.body))
+			if a.Code != tc.status || a.CType != "application/problem+json" {
+				t.Fatalf("%s %s: %d %s %s, want %d problem+json", tc.method, tc.path, a.Code, a.CType, a.Raw, tc.status)
+			}
+			var p struct {
+				Status int `json:"status"`
+				Errors []struct {
+					Field string `json:"field"`
+				} `json:"errors"`
+			}
+			_ = json.Unmarshal(a.Raw, &p)
+			if p.Status != tc.status {
+				t.Errorf("problem status %d, want %d", p.Status, tc.status)
+			}
+			if tc.field != "" && (len(p.Errors) == 0 || p.Errors[0].Field != tc.field) {
+				t.Errorf("problem errors %s, want field %s", a.Raw, tc.field)
+			}
+		})
+	}
+	t.Run("daily defaults to yesterday", func(t *testing.T) {
+		a := call(t, "POST", r.url+"/analytics/reports", []byte(`{"kind":"daily"}`))
+		if a.Code != 202 {
+			t.Fatalf("%d %s", a.Code, a.Raw)
+		}
+		id := decode[map[string]string](t, a)["id"]
+		rep := decode[analytics.Report](t, get(t, r.url+"/analytics/reports/"+id))
+		midnight := time.Now().UTC().Truncate(24 * time.Hour)
+		if !rep.To.Equal(midnight) || !rep.From.Equal(midnight.Add(-24*time.Hour)) {
+			t.Errorf("daily report covers %s – %s, want the last day before %s", rep.From, rep.To, midnight)
+		}
+	})
+}
+
+// TestPendingReportsResume: a report left pending by a stopped service is
+// generated by the next one on the same store.
+func TestPendingReportsResume(t *testing.T) {
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			where := filepath.Join(t.TempDir(), "resume")
+			st := e.open(t, where)
+			day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+			if _, err := st.AddReadings(t.Context(), []reading.Reading{
+				{SensorID: "c1", RoomID: "r1", Type: "co2", Value: 1200, Timestamp: day.Add(time.Hour)},
+				{SensorID: "c1", RoomID: "r1", Type: "co2", Value: 1300, Timestamp: day.Add(time.Hour + time.Minute)},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			rep := analytics.Report{ID: "left-over", Kind: analytics.KindDaily, Status: analytics.StatusPending, From: day, To: day.Add(24 * time.Hour), Rooms: []string{"r1"}, CreatedAt: day}
+			if err := st.SaveReport(t.Context(), rep); err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			b := membus.New(logging.Discard())
+			t.Cleanup(func() { b.Close() })
+			r := startRig(t, e.open(t, where), b, analytics.Options{SensorURL: "http://127.0.0.1:1"})
+			var got struct {
+				Status  string                  `json:"status"`
+				Content analytics.ReportContent `json:"content"`
+			}
+			eventually(t, "left-over report generated", func() bool {
+				got = decode[struct {
+					Status  string                  `json:"status"`
+					Content analytics.ReportContent `json:"content"`
+				}](t, get(t, r.url+"/analytics/reports/left-over"))
+				return got.Status == analytics.StatusReady
+			})
+			if len(got.Content.Rooms) != 1 || got.Content.Rooms[0].PoorAirHours != 2.0/60 {
+				t.Errorf("content %+v, want r1 with 2 poor-air minutes", got.Content)
+			}
+		})
+	}
+}

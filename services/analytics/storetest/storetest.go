@@ -1,0 +1,139 @@
+// Package storetest is the contract every analytics.Store adapter must pass. An
+// adapter's tests call Run with a function that opens its store; the suite then
+// adds readings, replays recorded data and checks every aggregate against numbers
+// computed here, independently of any engine.
+package storetest
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/analytics"
+)
+
+// Opener opens the store called name, failing t if it cannot. Within one Run the
+// same name opens the same data again (Run closes a store and reopens it to check
+// what survives), and different names are independent, empty stores. Run closes
+// every store it opens.
+type Opener func(t *testing.T, name string) analytics.Store
+
+// t0 is the suite's reference instant (a whole hour); timestamps are relative to it.
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+// Run runs the contract against the stores open returns.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, h *harness)
+	}{
+		{"AddAndDedupe", testAddAndDedupe},
+		{"ConcurrentAdds", testConcurrentAdds},
+		{"CountsAndTypeStats", testCountsAndTypeStats},
+		{"LatestAndRooms", testLatestAndRooms},
+		{"Series", testSeries},
+		{"Extreme", testExtreme},
+		{"RoomFigures", testRoomFigures},
+		{"Alerts", testAlerts},
+		{"Reports", testReports},
+		{"Reopen", testReopen},
+		{"ReplayUCI", testReplayUCI},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &harness{t: t, open: open, name: fmt.Sprintf("%s_%d", tc.name, time.Now().UnixNano()%1e6)}
+			h.reopen()
+			tc.fn(t, h)
+		})
+	}
+}
+
+type harness struct {
+	t    *testing.T
+	open Opener
+	name string
+	s    analytics.Store
+}
+
+// reopen opens the subtest's store (again), closing the previous one.
+func (h *harness) reopen() {
+	h.t.Helper()
+	if h.s != nil {
+		if err := h.s.Close(); err != nil {
+			h.t.Fatalf("close store: %v", err)
+		}
+	}
+	s := h.open(h.t, h.name)
+	var once sync.Once
+	h.t.Cleanup(func() {
+		once.Do(func() {
+			if err := s.Close(); err != nil {
+				h.t.Errorf("close store: %v", err)
+			}
+		})
+	})
+	h.s = &closeOnce{Store: s, once: &once}
+}
+
+type closeOnce struct {
+	analytics.Store
+	once *sync.Once
+}
+
+func (c *closeOnce) Close() error {
+	var err error
+	c.once.Do(func() { err = c.Store.Close() })
+	return err
+}
+
+func (h *harness) add(rs ...reading.Reading) int {
+	h.t.Helper()
+	n, err := h.s.AddReadings(h.t.Context(), rs)
+	if err != nil {
+		h.t.Fatalf("AddReadings: %v", err)
+	}
+	return n
+}
+
+func rd(sensor, room, typ string, v float64, ts time.Time) reading.Reading {
+	return reading.Reading{SensorID: sensor, RoomID: room, Type: typ, Value: v, Timestamp: ts}
+}
+
+// tol is the tolerance of float comparisons: engines sum in different orders.
+const tol = 1e-9
+
+func near(a, b float64) bool {
+	if math.IsNaN(a) || math.IsNaN(b) {
+		return math.IsNaN(a) && math.IsNaN(b)
+	}
+	return math.Abs(a-b) <= tol*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
+}
+
+func checkBuckets(t *testing.T, what string, got, want []analytics.Bucket) {
+	t.Helper()
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		g, w := got[i], want[i]
+		ok = g.Start.Equal(w.Start) && g.Count == w.Count && near(g.Mean, w.Mean) && near(g.Min, w.Min) && near(g.Max, w.Max)
+	}
+	if !ok {
+		t.Errorf("%s:\n got  %+v\n want %+v", what, got, want)
+	}
+}
+
+func checkStats(t *testing.T, what string, got, want []analytics.TypeStat) {
+	t.Helper()
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		g, w := got[i], want[i]
+		ok = g.Type == w.Type && g.Count == w.Count && near(g.Mean, w.Mean) && near(g.Min, w.Min) && near(g.Max, w.Max)
+	}
+	if !ok {
+		t.Errorf("%s:\n got  %+v\n want %+v", what, got, want)
+	}
+}
