@@ -5,6 +5,12 @@
 // MaxAttempts. A queue lives as long as the bus: it keeps buffering while it has no
 // consumer, so a consumer that stops and starts again misses nothing. Nothing
 // survives the process.
+//
+// Start-up: in one process the publisher (the sensor service) may take its first
+// request before every consumer has subscribed. For StartupGrace after New the bus
+// keeps a copy of what it publishes (up to startupBacklog messages), and a queue
+// created in that time first receives the copies that match it. Consumers are
+// idempotent, so the rare copy a queue also got directly changes nothing.
 package membus
 
 import (
@@ -28,6 +34,9 @@ var ErrClosed = errors.New("membus: closed")
 // queueBuffer is how many messages each queue holds before Publish waits.
 const queueBuffer = 4096
 
+// startupBacklog bounds the copies kept during StartupGrace.
+const startupBacklog = 4096
+
 // Bus is an in-process message bus. Set the exported fields before the first
 // Subscribe.
 type Bus struct {
@@ -41,8 +50,15 @@ type Bus struct {
 	OnDeadLetter func(queue string, m bus.Message, reason error)
 	// DeadLettered counts the messages given up on.
 	DeadLettered atomic.Int64
+	// StartupGrace is how long after New the bus keeps copies for queues created
+	// later (default 10 s).
+	StartupGrace time.Duration
 
-	log *slog.Logger
+	log     *slog.Logger
+	started time.Time
+
+	backlogMu sync.Mutex
+	backlog   []envelope // copies kept during the start-up grace
 
 	mu      sync.RWMutex
 	queues  map[string]*queue
@@ -72,8 +88,10 @@ type queue struct {
 // New makes an in-process bus with a buffer of 4096 messages per queue.
 func New(log *slog.Logger) *Bus {
 	return &Bus{
-		log:         log,
-		MaxAttempts: 5,
+		log:          log,
+		started:      time.Now(),
+		StartupGrace: 10 * time.Second,
+		MaxAttempts:  5,
 		Backoff:     50 * time.Millisecond,
 		queues:      map[string]*queue{},
 		closing:     make(chan struct{}),
@@ -102,11 +120,18 @@ func (b *Bus) Publish(ctx context.Context, subject string, body []byte) error {
 			targets = append(targets, q)
 		}
 	}
+	env := envelope{m: bus.Message{ID: newID(), Subject: subject, Body: append([]byte(nil), body...)}}
+	if time.Since(b.started) < b.StartupGrace {
+		b.backlogMu.Lock()
+		if len(b.backlog) < startupBacklog {
+			b.backlog = append(b.backlog, env)
+		}
+		b.backlogMu.Unlock()
+	}
 	b.pubs.Add(1)
 	b.mu.RUnlock()
 	defer b.pubs.Done()
 
-	env := envelope{m: bus.Message{ID: newID(), Subject: subject, Body: append([]byte(nil), body...)}}
 	for _, q := range targets {
 		select {
 		case q.ch <- env:
@@ -148,8 +173,28 @@ func (b *Bus) Subscribe(ctx context.Context, name string, patterns []string, h b
 			q.patterns = append(q.patterns, p)
 		}
 	}
+	var early []envelope
+	if !ok && time.Since(b.started) < b.StartupGrace {
+		b.backlogMu.Lock()
+		for _, env := range b.backlog {
+			if q.matches(env.m.Subject) {
+				early = append(early, env)
+			}
+		}
+		b.backlogMu.Unlock()
+	}
 	b.subs.Add(1)
 	b.mu.Unlock()
+	if len(early) > 0 {
+		// handed back like a stopping consumer's messages: served before the buffer
+		q.mu.Lock()
+		q.retries = append(q.retries, early...)
+		q.mu.Unlock()
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
 	go b.consume(ctx, q, h)
 	return nil
 }

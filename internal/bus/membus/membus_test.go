@@ -142,3 +142,33 @@ func TestBackPressure(t *testing.T) {
 		})
 	}
 }
+
+func TestQueueCreatedAtStartupGetsEarlierMessages(t *testing.T) {
+	b := membus.New(logging.Discard())
+	defer b.Close()
+	ctx := context.Background()
+	for i := range 3 {
+		if err := b.Publish(ctx, "sensor.data.received", []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan bus.Message, 10)
+	if err := b.Subscribe(ctx, "late", []string{"sensor.#"}, func(_ context.Context, m bus.Message) error {
+		got <- m
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, "sensor.data.received", []byte{3}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[byte]bool{}
+	for len(seen) < 4 {
+		select {
+		case m := <-got:
+			seen[m.Body[0]] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("a queue created during start-up got %d of 4 messages", len(seen))
+		}
+	}
+}
