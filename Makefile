@@ -32,12 +32,14 @@ vet: ## go vet
 lint: ## staticcheck
 	$(GO) run $(STATICCHECK) ./...
 
-engines: ## start the engines the integration tests need (RabbitMQ, …), idempotently
+engines: ## install when absent and start the engines of the integration tests: RabbitMQ :5672, ClickHouse :9000, MongoDB-wire :27017, Chromium
 	@./scripts/engines.sh
 
 ci: engines ## what CI runs: engines, every test with integration tests required, cross builds
 	ATRIUM_REQUIRE_INTEGRATION=1 \
 	ATRIUM_TEST_AMQP_URL=$${ATRIUM_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/} \
+	ATRIUM_TEST_CLICKHOUSE_URL=$${ATRIUM_TEST_CLICKHOUSE_URL:-clickhouse://127.0.0.1:9000/analytics_test} \
+	ATRIUM_TEST_MONGODB_URL=$${ATRIUM_TEST_MONGODB_URL:-mongodb://127.0.0.1:27017/} \
 	$(MAKE) test
 	$(MAKE) agent-all
 

@@ -31,3 +31,16 @@ if ! port_open 127.0.0.1 5672; then
 fi
 port_open 127.0.0.1 5672 || { echo "engines: RabbitMQ did not start" >&2; exit 1; }
 echo "engines: RabbitMQ up on 127.0.0.1:5672"
+
+# ClickHouse on 127.0.0.1:9000 (analytics at scale).
+"$(dirname "$0")/clickhouse.sh"
+
+# A MongoDB-wire server on 127.0.0.1:27017 (FerretDB on PostgreSQL), when the project has it.
+if [[ -x "$(dirname "$0")/ferretdb.sh" ]]; then
+  "$(dirname "$0")/ferretdb.sh"
+fi
+
+# Headless Chromium for the dashboard's browser test, when the project has it.
+if [[ -x "$(dirname "$0")/chromium.sh" ]]; then
+  "$(dirname "$0")/chromium.sh"
+fi
