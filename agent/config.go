@@ -16,30 +16,31 @@ import (
 
 // Config is the parsed command line of `atrium-agent`.
 type Config struct {
-	MQTTAddr        string
-	TLSAddr         string
-	TLSCert         string
-	TLSKey          string
-	WSAddr          string
-	HTTPAddr        string
-	CloudURL        string
-	Token           string
-	Spool           string
-	SpoolMaxBytes   int64
-	SpoolFull       string
-	Site            string
-	Credentials     string
-	AllowAnonymous  bool
-	MaxPacketSize   int
-	MaxConnections  int
-	BatchMax        int
-	BatchBytes      int
-	Linger          time.Duration
-	AppendTimeout   time.Duration
-	ShutdownTimeout time.Duration
-	LogFormat       string
-	LogLevel        string
-	Version         bool
+	MQTTAddr         string
+	TLSAddr          string
+	TLSCert          string
+	TLSKey           string
+	WSAddr           string
+	HTTPAddr         string
+	CloudURL         string
+	Token            string
+	Spool            string
+	SpoolMaxBytes    int64
+	SpoolFull        string
+	Site             string
+	Credentials      string
+	AllowAnonymous   bool
+	MaxPacketSize    int
+	MaxConnections   int
+	MaxPendingWrites int
+	BatchMax         int
+	BatchBytes       int
+	Linger           time.Duration
+	AppendTimeout    time.Duration
+	ShutdownTimeout  time.Duration
+	LogFormat        string
+	LogLevel         string
+	Version          bool
 }
 
 // ParseFlags reads the command line; every flag -x-y also reads ATRIUM_X_Y.
@@ -63,6 +64,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.BoolVar(&c.AllowAnonymous, "allow-anonymous", false, "let devices connect without credentials and publish anywhere (development only)")
 	fs.IntVar(&c.MaxPacketSize, "max-packet-size", 256<<10, "largest MQTT packet accepted, in bytes")
 	fs.IntVar(&c.MaxConnections, "max-connections", 10000, "most MQTT clients connected at once")
+	fs.IntVar(&c.MaxPendingWrites, "max-pending-writes", 1024, "messages that may queue for one slow subscriber before QoS 0 ones to it are dropped (counted);\neach connection reserves 8 bytes per slot: raise it for local subscribers with bursty fan-out")
 	fs.IntVar(&c.BatchMax, "batch-max", 500, "most readings per batch sent to the cloud")
 	fs.IntVar(&c.BatchBytes, "batch-bytes", 1<<20, "most bytes of readings per batch")
 	fs.DurationVar(&c.Linger, "linger", time.Second, "longest a reading waits for its batch to fill")
