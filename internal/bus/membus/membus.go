@@ -92,10 +92,10 @@ func New(log *slog.Logger) *Bus {
 		started:      time.Now(),
 		StartupGrace: 10 * time.Second,
 		MaxAttempts:  5,
-		Backoff:     50 * time.Millisecond,
-		queues:      map[string]*queue{},
-		closing:     make(chan struct{}),
-		drain:       make(chan struct{}),
+		Backoff:      50 * time.Millisecond,
+		queues:       map[string]*queue{},
+		closing:      make(chan struct{}),
+		drain:        make(chan struct{}),
 	}
 }
 
