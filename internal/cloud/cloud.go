@@ -121,7 +121,12 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 		c.Store = "sqlite://" + c.DataDir
 	}
 	if c.AnalyticsStore == "" {
+		// Analytics runs on SQLite or ClickHouse: with a MongoDB -store it keeps its
+		// embedded SQLite file under -data-dir unless -analytics-store says otherwise.
 		c.AnalyticsStore = c.Store
+		if !strings.HasPrefix(c.Store, "sqlite://") {
+			c.AnalyticsStore = "sqlite://" + c.DataDir
+		}
 	}
 	return c, nil
 }

@@ -1,0 +1,115 @@
+package cloud_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/atrium-iot/atrium/internal/cloud"
+	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
+)
+
+// TestMongoStore runs the sensor and notification services on -store=mongodb://…
+// and checks that their data lands in the fixed databases sensor_db and events_db.
+// It writes only under a sensor id of its own, and deletes it afterwards.
+func TestMongoStore(t *testing.T) {
+	c := mongotest.Client(t)
+	prefix := mongotest.Prefix()
+	u, err := url.Parse(mongotest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("appName", prefix+"atrium")
+	u.RawQuery = q.Encode()
+
+	args := []string{"-target=sensor,notification", "-sensor-addr=127.0.0.1:0", "-notification-addr=127.0.0.1:0",
+		"-data-dir=" + t.TempDir(), "-store=" + u.String()}
+	cfg, err := cloud.ParseFlags(args, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	app, err := cloud.New(ctx, cfg, logging.Discard())
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	sensorURL, notifyURL := "http://"+app.Addr("sensor"), "http://"+app.Addr("notification")
+
+	id := prefix + "sensor"
+	batch := prefix + "batch"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		db := c.Database(mongox.SensorDB)
+		db.Collection("readings").DeleteMany(ctx, bson.D{{Key: "s", Value: id}})
+		db.Collection("rollups_1h").DeleteMany(ctx, bson.D{{Key: "s", Value: id}})
+		db.Collection("sensors").DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+		db.Collection("batches").DeleteOne(ctx, bson.D{{Key: "_id", Value: batch}})
+		db.Collection("outbox").DeleteOne(ctx, bson.D{{Key: "_id", Value: batch}})
+	})
+
+	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
+	body := fmt.Sprintf(`{"batch_id":%q,"readings":[{"sensor_id":%q,"room_id":"r1","type":"co2","value":612,"timestamp":%q}]}`, batch, id, ts(at))
+	tests := []struct {
+		name     string
+		accepted int
+	}{
+		{"first", 1},
+		{"resent batch id", 1}, // the first answer again
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := do(t, "POST", sensorURL+"/sensors/data", []byte(body))
+			if a.Code != 200 || num(a.Body["accepted"]) != tc.accepted {
+				t.Fatalf("POST /sensors/data = %d %s", a.Code, a.Raw)
+			}
+		})
+	}
+	t.Run("read back over HTTP", func(t *testing.T) {
+		a := do(t, "GET", sensorURL+"/sensors/"+id+"/data", nil)
+		rs, _ := a.Body["readings"].([]any)
+		if a.Code != 200 || len(rs) != 1 {
+			t.Fatalf("GET data = %d %s", a.Code, a.Raw)
+		}
+	})
+	t.Run("stored in sensor_db", func(t *testing.T) {
+		n, err := c.Database(mongox.SensorDB).Collection("readings").CountDocuments(t.Context(), bson.D{{Key: "s", Value: id}})
+		if err != nil || n != 1 {
+			t.Fatalf("%s.readings holds %d readings of %s (%v), want 1", mongox.SensorDB, n, id, err)
+		}
+	})
+	t.Run("notification seeded events_db", func(t *testing.T) {
+		deadline := time.Now().Add(20 * time.Second)
+		for do(t, "GET", notifyURL+"/readyz", nil).Code != 200 {
+			if time.Now().After(deadline) {
+				t.Fatal("notification service never became ready")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		a := do(t, "GET", notifyURL+"/rules", nil)
+		if a.Code != 200 {
+			t.Fatalf("GET /rules = %d %s", a.Code, a.Raw)
+		}
+		n, err := c.Database(mongox.NotificationDB).Collection("rules").CountDocuments(t.Context(), bson.D{{Key: "_id", Value: "default-co2-warning"}})
+		if err != nil || n != 1 {
+			t.Fatalf("%s.rules has %d default-co2-warning rules (%v), want 1", mongox.NotificationDB, n, err)
+		}
+	})
+}

@@ -1,0 +1,75 @@
+// Package mongotest gives the MongoDB adapters' integration tests their server
+// and their own databases. The server is the one ATRIUM_TEST_MONGODB_URL names
+// (real MongoDB, or FerretDB: scripts/ferretdb.sh); without it the tests skip,
+// unless ATRIUM_REQUIRE_INTEGRATION=1 makes that a failure.
+package mongotest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/atrium-iot/atrium/internal/mongox"
+)
+
+// EnvURL is the environment variable naming the test server.
+const EnvURL = "ATRIUM_TEST_MONGODB_URL"
+
+// URL returns the test server's URL, skipping t when there is none (failing it
+// when ATRIUM_REQUIRE_INTEGRATION=1).
+func URL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(EnvURL)
+	if u == "" {
+		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
+			t.Fatalf("%s is not set and ATRIUM_REQUIRE_INTEGRATION=1 (run scripts/ferretdb.sh)", EnvURL)
+		}
+		t.Skipf("%s not set: skipping the MongoDB integration test", EnvURL)
+	}
+	return u
+}
+
+// Client connects to the test server and disconnects when t ends.
+func Client(t testing.TB) *mongo.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := mongox.Connect(ctx, URL(t), mongox.ConnectOptions{AppName: "atrium-test"})
+	if err != nil {
+		t.Fatalf("connect to the test server: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	return c
+}
+
+// Prefix returns a prefix unique to this test run ("t" + 10 hex digits + "_"),
+// for database names.
+func Prefix() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return "t" + hex.EncodeToString(b[:]) + "_"
+}
+
+// Database returns a fresh database name made of a run-unique prefix and name
+// (cut to MongoDB's 63-byte limit), and drops that database when t ends.
+func Database(t testing.TB, c *mongo.Client, name string) string {
+	t.Helper()
+	db := Prefix() + strings.NewReplacer("/", "_", ".", "_", " ", "_", "$", "_", `"`, "_").Replace(name)
+	if len(db) > 63 {
+		db = db[:63]
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := mongox.DropDatabases(ctx, c, db); err != nil {
+			t.Logf("drop test database: %v", err)
+		}
+	})
+	return db
+}

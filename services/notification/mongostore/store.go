@@ -1,0 +1,329 @@
+// Package mongostore keeps the notification service's rules, alerts, event log
+// and sensor last-seen times in MongoDB (database events_db), with
+// go.mongodb.org/mongo-driver/v2. It relies only on single-document atomicity
+// and unique indexes, so it also runs on FerretDB 1.24 (no transactions).
+//
+// Collections (docs/storage.md has the schema and the guarantees):
+//
+//	rules     one document per rule: its JSON, keyed by id
+//	alerts    one document per alert; "open" is the alert's key while it is open
+//	          and "resolved:<id>" after, so a unique index on it allows one open
+//	          alert per key
+//	events    the system event log, ordered by seq
+//	sensors   last-seen time, room and offline flag per sensor
+//	counters  the alert and event sequences
+//	meta      facts about the store (the default rules were seeded)
+package mongostore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/services/notification"
+)
+
+var _ notification.Store = (*Store)(nil)
+
+// Options tune a Store. The zero value is ready to use.
+type Options struct {
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+	// Database is the database the store uses; "" means events_db.
+	Database string
+}
+
+// Store is the MongoDB implementation of notification.Store.
+type Store struct {
+	log    *slog.Logger
+	client *mongo.Client
+	// serial orders every write on servers without atomic document updates
+	// (FerretDB): sequences, alert transitions and sensor upserts are
+	// read-modify-write there.
+	serial *mongox.Serializer
+
+	rules, alerts, events, sensors, counters, meta *mongo.Collection
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+// Open connects to the server of a mongodb:// URL and creates the store's indexes.
+func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
+	if opts.Database == "" {
+		opts.Database = mongox.NotificationDB
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c, err := mongox.Connect(ctx, uri, mongox.ConnectOptions{AppName: "atrium-notification"})
+	if err != nil {
+		return nil, fmt.Errorf("mongostore: open: %w", err)
+	}
+	srv, err := mongox.Probe(ctx, c)
+	if err != nil {
+		_ = c.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("mongostore: open: %w", err)
+	}
+	db := c.Database(opts.Database)
+	s := &Store{log: log, client: c, serial: mongox.NewSerializer(srv),
+		rules: db.Collection("rules"), alerts: db.Collection("alerts"), events: db.Collection("events"),
+		sensors: db.Collection("sensors"), counters: db.Collection("counters"), meta: db.Collection("meta")}
+	idx := []struct {
+		c   *mongo.Collection
+		ixs []mongox.Index
+	}{
+		{s.alerts, []mongox.Index{
+			{Name: "open", Keys: []string{"open"}, Unique: true},
+			{Name: "seq", Keys: []string{"seq"}},
+			{Name: "state_seq", Keys: []string{"state", "seq"}},
+		}},
+		{s.events, []mongox.Index{
+			{Name: "seq", Keys: []string{"seq"}},
+			{Name: "type_seq", Keys: []string{"type", "seq"}},
+			{Name: "room_seq", Keys: []string{"room", "seq"}},
+		}},
+	}
+	for _, x := range idx {
+		if err := mongox.EnsureIndexes(ctx, x.c, x.ixs...); err != nil {
+			_ = c.Disconnect(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("mongostore: open: %w", err)
+		}
+	}
+	log.Debug("mongo store opened", "database", opts.Database)
+	return s, nil
+}
+
+var errClosed = fmt.Errorf("%w: store is closed", notification.ErrUnavailable)
+
+// check returns errClosed, wrapped with op, once the store is closed.
+func (s *Store) check(op string) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("mongostore: %s: %w", op, errClosed)
+	}
+	return nil
+}
+
+func wrap(op string, err error) error { return mongox.Wrap("mongostore: "+op, err) }
+
+// Ping runs the ping command.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.check("ping"); err != nil {
+		return err
+	}
+	return wrap("ping", s.client.Ping(ctx, nil))
+}
+
+// Close disconnects. Calling it again does nothing.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.client.Disconnect(ctx); err != nil {
+		return fmt.Errorf("mongostore: close: %w", err)
+	}
+	return nil
+}
+
+// next returns the next number of a sequence (alerts, events).
+func (s *Store) next(ctx context.Context, name string) (int64, error) {
+	return mongox.Next(ctx, s.counters, name)
+}
+
+// ---- rules ----
+
+type ruleDoc struct {
+	ID   string `bson:"_id"`
+	Body string `bson:"body"`
+}
+
+func decodeRule(d ruleDoc) (notification.Rule, error) {
+	var r notification.Rule
+	if err := json.Unmarshal([]byte(d.Body), &r); err != nil {
+		return r, fmt.Errorf("decode rule %q: %w", d.ID, err)
+	}
+	return r, nil
+}
+
+// SeedRules stores rules the first time it is called on a store. The rules go
+// in before the "seeded" mark, so a crash in between seeds them again later
+// (inserting only those missing), never loses them.
+func (s *Store) SeedRules(ctx context.Context, rules []notification.Rule) error {
+	if err := s.check("seed rules"); err != nil {
+		return err
+	}
+	err := s.meta.FindOne(ctx, bson.D{{Key: "_id", Value: "rules_seeded"}}).Err()
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, mongo.ErrNoDocuments) {
+		return wrap("seed rules", err)
+	}
+	if len(rules) > 0 {
+		docs := make([]any, len(rules))
+		for i, r := range rules {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return fmt.Errorf("mongostore: seed rules: %w", err)
+			}
+			docs[i] = ruleDoc{ID: r.ID, Body: string(b)}
+		}
+		_, err := s.rules.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+		if _, err := mongox.Duplicates(err); err != nil {
+			return wrap("seed rules", err)
+		}
+	}
+	_, err = s.meta.InsertOne(ctx, bson.D{{Key: "_id", Value: "rules_seeded"}, {Key: "at", Value: time.Now().UTC()}})
+	if err != nil && !mongox.IsDuplicate(err) {
+		return wrap("seed rules", err)
+	}
+	return nil
+}
+
+// Rules lists every rule by id.
+func (s *Store) Rules(ctx context.Context) ([]notification.Rule, error) {
+	if err := s.check("rules"); err != nil {
+		return nil, err
+	}
+	cur, err := s.rules.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, wrap("rules", err)
+	}
+	var docs []ruleDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, wrap("rules", err)
+	}
+	out := make([]notification.Rule, 0, len(docs))
+	for _, d := range docs {
+		r, err := decodeRule(d)
+		if err != nil {
+			return nil, fmt.Errorf("mongostore: rules: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Rule returns one rule.
+func (s *Store) Rule(ctx context.Context, id string) (notification.Rule, error) {
+	if err := s.check("rule"); err != nil {
+		return notification.Rule{}, err
+	}
+	var d ruleDoc
+	err := s.rules.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return notification.Rule{}, fmt.Errorf("mongostore: rule %q: %w", id, notification.ErrNotFound)
+	}
+	if err != nil {
+		return notification.Rule{}, wrap("rule", err)
+	}
+	r, err := decodeRule(d)
+	if err != nil {
+		return r, fmt.Errorf("mongostore: %w", err)
+	}
+	return r, nil
+}
+
+// CreateRule adds a rule; ErrConflict when its id exists.
+func (s *Store) CreateRule(ctx context.Context, r notification.Rule) error {
+	if err := s.check("create rule"); err != nil {
+		return err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("mongostore: create rule: %w", err)
+	}
+	_, err = s.rules.InsertOne(ctx, ruleDoc{ID: r.ID, Body: string(b)})
+	if mongox.IsDuplicate(err) {
+		return fmt.Errorf("mongostore: create rule %q: %w", r.ID, notification.ErrConflict)
+	}
+	return wrap("create rule", err)
+}
+
+// UpdateRule replaces a rule; ErrNotFound when there is none.
+func (s *Store) UpdateRule(ctx context.Context, r notification.Rule) error {
+	if err := s.check("update rule"); err != nil {
+		return err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("mongostore: update rule: %w", err)
+	}
+	res, err := s.rules.UpdateOne(ctx, bson.D{{Key: "_id", Value: r.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "body", Value: string(b)}}}})
+	if err != nil {
+		return wrap("update rule", err)
+	}
+	if res.MatchedCount == 0 {
+		return fmt.Errorf("mongostore: update rule %q: %w", r.ID, notification.ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteRule removes a rule; ErrNotFound when there is none.
+func (s *Store) DeleteRule(ctx context.Context, id string) error {
+	if err := s.check("delete rule"); err != nil {
+		return err
+	}
+	res, err := s.rules.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+	if err != nil {
+		return wrap("delete rule", err)
+	}
+	if res.DeletedCount == 0 {
+		return fmt.Errorf("mongostore: delete rule %q: %w", id, notification.ErrNotFound)
+	}
+	return nil
+}
+
+// ---- cursors ----
+
+type seqCursor struct {
+	Seq int64 `json:"q"`
+}
+
+func encodeCursor(seq int64) string {
+	b, _ := json.Marshal(seqCursor{seq})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (int64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	var c seqCursor
+	if err == nil {
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&c)
+	}
+	if err != nil || c.Seq <= 0 {
+		return 0, fmt.Errorf("%w: malformed cursor", notification.ErrBadCursor)
+	}
+	return c.Seq, nil
+}
+
+func pageSize(limit int) int {
+	switch {
+	case limit <= 0:
+		return 100
+	case limit > 1000:
+		return 1000
+	}
+	return limit
+}

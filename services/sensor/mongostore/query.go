@@ -1,0 +1,317 @@
+package mongostore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/sensor"
+)
+
+// Page sizes: a limit of 0 or less means defaultLimit, more than maxLimit is cut.
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+func pageSize(limit int) int {
+	switch {
+	case limit <= 0:
+		return defaultLimit
+	case limit > maxLimit:
+		return maxLimit
+	}
+	return limit
+}
+
+// readingCursor is where a page of readings ended: the (timestamp, type) of its
+// last reading and the direction it was read in.
+type readingCursor struct {
+	TS   int64  `json:"t"`
+	Type string `json:"y"`
+	Desc bool   `json:"d,omitempty"`
+}
+
+// sensorCursor is the id of the last sensor of a page.
+type sensorCursor struct {
+	ID string `json:"s"`
+}
+
+func encodeCursor(v any) string {
+	b, _ := json.Marshal(v) // plain structs of strings and numbers
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("%w: malformed cursor", sensor.ErrBadCursor)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: malformed cursor", sensor.ErrBadCursor)
+	}
+	return nil
+}
+
+// ceilMilli is t rounded up to a millisecond: a bound between two milliseconds
+// acts as the next one.
+func ceilMilli(t time.Time) time.Time {
+	ms := t.UnixMilli()
+	if time.UnixMilli(ms).Before(t) {
+		ms++
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// Readings lists one sensor's readings ordered by (timestamp, type), ascending or
+// descending, a page at a time: one range of the identity index (s, t, y).
+func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.Reading, string, error) {
+	if s.isClosed() {
+		return nil, "", fmt.Errorf("mongostore: readings: %w", errClosed)
+	}
+	limit := pageSize(q.Limit)
+	filter := bson.D{{Key: "s", Value: q.SensorID}}
+	var from, to time.Time // inclusive, exclusive; zero: open
+	if !q.From.IsZero() {
+		from = ceilMilli(q.From)
+	}
+	if !q.To.IsZero() {
+		to = ceilMilli(q.To)
+	}
+	var after bson.E // skips what the previous page returned
+	if q.Cursor != "" {
+		var c readingCursor
+		if err := decodeCursor(q.Cursor, &c); err != nil {
+			return nil, "", fmt.Errorf("mongostore: readings: %w", err)
+		}
+		if c.Desc != q.Desc {
+			return nil, "", fmt.Errorf("mongostore: readings: %w: cursor belongs to the other order", sensor.ErrBadCursor)
+		}
+		// The cursor's millisecond bounds the index range; the $or skips the
+		// readings of that millisecond already returned.
+		ts := time.UnixMilli(c.TS).UTC()
+		op := "$gt"
+		if q.Desc {
+			op = "$lt"
+			if to.IsZero() || ts.Before(to) {
+				to = ts.Add(time.Millisecond)
+			}
+		} else if from.IsZero() || ts.After(from) {
+			from = ts
+		}
+		after = bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "t", Value: bson.D{{Key: op, Value: ts}}}},
+			bson.D{{Key: "t", Value: ts}, {Key: "y", Value: bson.D{{Key: op, Value: c.Type}}}},
+		}}
+	}
+	tr := bson.D{}
+	if !from.IsZero() {
+		tr = append(tr, bson.E{Key: "$gte", Value: from})
+	}
+	if !to.IsZero() {
+		tr = append(tr, bson.E{Key: "$lt", Value: to})
+	}
+	if len(tr) > 0 {
+		filter = append(filter, bson.E{Key: "t", Value: tr})
+	}
+	if after.Key != "" {
+		filter = append(filter, after)
+	}
+	if q.Type != "" {
+		filter = append(filter, bson.E{Key: "y", Value: q.Type})
+	}
+	dir := 1
+	if q.Desc {
+		dir = -1
+	}
+	opts := options.Find().
+		SetSort(bson.D{{Key: "s", Value: dir}, {Key: "t", Value: dir}, {Key: "y", Value: dir}}).
+		SetLimit(int64(limit + 1)).
+		SetHint("identity").
+		SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "b", Value: 0}, {Key: "rc", Value: 0}})
+	if s.server.FerretDB {
+		opts.SetHint(nil) // FerretDB 1.x plans its own SQL and rejects some hints
+	}
+	cur, err := s.readings.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, "", mongox.Wrap("mongostore: readings", err)
+	}
+	var docs []readingDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, "", mongox.Wrap("mongostore: readings", err)
+	}
+	rs := make([]reading.Reading, len(docs))
+	for i, d := range docs {
+		rs[i] = d.reading()
+	}
+	var next string
+	if len(rs) > limit {
+		rs = rs[:limit]
+		last := rs[limit-1]
+		next = encodeCursor(readingCursor{TS: last.UnixMilli(), Type: last.Type, Desc: q.Desc})
+	}
+	return rs, next, nil
+}
+
+// sensorDoc is a document of sensors (the registry).
+type sensorDoc struct {
+	ID     string                  `bson:"_id"`
+	Room   string                  `bson:"room"`
+	Site   string                  `bson:"site"`
+	First  time.Time               `bson:"first"`
+	Last   time.Time               `bson:"last"`
+	Types  []string                `bson:"types"`
+	Latest map[string]lastValueDoc `bson:"lv"`
+}
+
+func (d sensorDoc) sensor() sensor.Sensor {
+	x := sensor.Sensor{ID: d.ID, RoomID: d.Room, Site: d.Site, FirstSeen: d.First.UTC(), LastSeen: d.Last.UTC(),
+		Types: []string{}, LastValues: map[string]sensor.LastValue{}}
+	for typ, lv := range d.Latest {
+		x.Types = append(x.Types, typ)
+		x.LastValues[typ] = sensor.LastValue{Value: lv.Value, Unit: lv.Unit, Timestamp: lv.TS.UTC()}
+	}
+	sort.Strings(x.Types)
+	return x
+}
+
+// Sensor returns the registry entry of id.
+func (s *Store) Sensor(ctx context.Context, id string) (sensor.Sensor, error) {
+	if s.isClosed() {
+		return sensor.Sensor{}, fmt.Errorf("mongostore: sensor %s: %w", id, errClosed)
+	}
+	var d sensorDoc
+	err := s.sensors.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return sensor.Sensor{}, fmt.Errorf("mongostore: %w: sensor %q", sensor.ErrNotFound, id)
+	}
+	if err != nil {
+		return sensor.Sensor{}, mongox.Wrap("mongostore: sensor "+id, err)
+	}
+	return d.sensor(), nil
+}
+
+// Sensors lists registry entries ordered by id, a page at a time.
+func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sensor, string, error) {
+	if s.isClosed() {
+		return nil, "", fmt.Errorf("mongostore: sensors: %w", errClosed)
+	}
+	limit := pageSize(q.Limit)
+	filter := bson.D{}
+	if q.Cursor != "" {
+		var c sensorCursor
+		if err := decodeCursor(q.Cursor, &c); err != nil || c.ID == "" {
+			return nil, "", fmt.Errorf("mongostore: sensors: %w: malformed cursor", sensor.ErrBadCursor)
+		}
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: c.ID}}})
+	}
+	if q.RoomID != "" {
+		filter = append(filter, bson.E{Key: "room", Value: q.RoomID})
+	}
+	if q.Type != "" {
+		filter = append(filter, bson.E{Key: "types", Value: q.Type})
+	}
+	switch q.Status {
+	case "":
+	case sensor.StatusOnline:
+		filter = append(filter, bson.E{Key: "last", Value: bson.D{{Key: "$gte", Value: q.OnlineSince}}})
+	case sensor.StatusOffline:
+		filter = append(filter, bson.E{Key: "last", Value: bson.D{{Key: "$lt", Value: q.OnlineSince}}})
+	default:
+		return nil, "", fmt.Errorf("mongostore: sensors: %w: unknown status %q", httpx.ErrInvalid, q.Status)
+	}
+	cur, err := s.sensors.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit+1)))
+	if err != nil {
+		return nil, "", mongox.Wrap("mongostore: sensors", err)
+	}
+	var docs []sensorDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, "", mongox.Wrap("mongostore: sensors", err)
+	}
+	ss := make([]sensor.Sensor, 0, len(docs))
+	for _, d := range docs {
+		ss = append(ss, d.sensor())
+	}
+	var next string
+	if len(ss) > limit {
+		ss = ss[:limit]
+		next = encodeCursor(sensorCursor{ID: ss[limit-1].ID})
+	}
+	return ss, next, nil
+}
+
+// Rollup is an hourly bucket of one sensor's readings of one type.
+type Rollup struct {
+	SensorID    string
+	Type        string
+	Hour        time.Time
+	Count       int64
+	Sum         float64
+	Min, Max    float64
+	First, Last time.Time
+}
+
+// Mean is Sum / Count.
+func (r Rollup) Mean() float64 {
+	if r.Count == 0 {
+		return 0
+	}
+	return r.Sum / float64(r.Count)
+}
+
+// Rollups lists the hourly buckets of a sensor's type whose hour starts in
+// [from, to) (zero bounds are open), oldest first. They outlive the raw
+// readings (Options.RollupRetention).
+func (s *Store) Rollups(ctx context.Context, sensorID, typ string, from, to time.Time) ([]Rollup, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("mongostore: rollups: %w", errClosed)
+	}
+	filter := bson.D{{Key: "s", Value: sensorID}, {Key: "y", Value: typ}}
+	hr := bson.D{}
+	if !from.IsZero() {
+		hr = append(hr, bson.E{Key: "$gte", Value: from})
+	}
+	if !to.IsZero() {
+		hr = append(hr, bson.E{Key: "$lt", Value: to})
+	}
+	if len(hr) > 0 {
+		filter = append(filter, bson.E{Key: "h", Value: hr})
+	}
+	cur, err := s.rollups.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "s", Value: 1}, {Key: "y", Value: 1}, {Key: "h", Value: 1}}))
+	if err != nil {
+		return nil, mongox.Wrap("mongostore: rollups", err)
+	}
+	var docs []struct {
+		S     string    `bson:"s"`
+		Y     string    `bson:"y"`
+		H     time.Time `bson:"h"`
+		N     int64     `bson:"n"`
+		Sum   float64   `bson:"sum"`
+		Min   float64   `bson:"min"`
+		Max   float64   `bson:"max"`
+		First time.Time `bson:"first"`
+		Last  time.Time `bson:"last"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, mongox.Wrap("mongostore: rollups", err)
+	}
+	out := make([]Rollup, len(docs))
+	for i, d := range docs {
+		out[i] = Rollup{SensorID: d.S, Type: d.Y, Hour: d.H.UTC(), Count: d.N, Sum: d.Sum, Min: d.Min, Max: d.Max, First: d.First.UTC(), Last: d.Last.UTC()}
+	}
+	return out, nil
+}

@@ -1,0 +1,288 @@
+// Package mongostore keeps the sensor service's readings, registry, batch answers
+// and event outbox in MongoDB (database sensor_db), with go.mongodb.org/mongo-driver/v2.
+// It needs nothing beyond single-document atomicity, unique indexes and the
+// $inc/$min/$max/$set/$addToSet/$push update operators, so it also runs on
+// wire-compatible servers such as FerretDB 1.24 (no transactions, no TTL
+// indexes, no time-series collections). Where the server is real MongoDB, raw
+// readings expire through a TTL index instead of the store's own pruning.
+//
+// Collections (docs/storage.md has the full schema and the guarantees):
+//
+//	readings     one document per reading; unique index (s, t, y) is the identity
+//	rollups_1h   bucket documents per sensor, type and hour: n, sum, min, max
+//	sensors      the registry: one document per sensor, last values per type
+//	batches      the answer of every batch id, and its claim while it is ingested
+//	outbox       sensor.data.received bodies not yet published, by seq
+//	counters     the outbox sequence
+package mongostore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/services/sensor"
+)
+
+var _ sensor.Store = (*Store)(nil)
+
+// Options tune a Store. The zero value is ready to use.
+type Options struct {
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+	// Database is the database the store uses; "" means sensor_db. Tests give
+	// each run its own.
+	Database string
+	// Retention is how long raw readings are kept, by reading timestamp; 0 keeps
+	// them forever. Hourly rollups are kept for RollupRetention.
+	Retention time.Duration
+	// RollupRetention is how long hourly rollups are kept; 0 keeps them forever.
+	RollupRetention time.Duration
+	// PruneEvery is how often expired documents are deleted when the server has
+	// no TTL indexes; 0 means 10 minutes.
+	PruneEvery time.Duration
+	// Lease is how long a batch claimed by an Ingest that then died (a crashed
+	// process) blocks a retry of the same batch id before the retry takes it over
+	// and completes it; 0 means 15 s.
+	Lease time.Duration
+	// Now is the clock of leases and retention; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store is the MongoDB implementation of sensor.Store.
+type Store struct {
+	log    *slog.Logger
+	now    func() time.Time
+	opts   Options
+	client *mongo.Client
+	server mongox.Server
+	db     *mongo.Database
+	// serial orders the registry, rollup and sequence updates of concurrent
+	// Ingest calls on servers without atomic document updates (FerretDB).
+	serial *mongox.Serializer
+
+	readings, rollups, sensors, batches, outbox, counters *mongo.Collection
+
+	mu     sync.RWMutex
+	closed bool
+	quit   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	cerr   error
+}
+
+// Open connects to the server of a mongodb:// URL, creates the store's indexes
+// and, when raw readings expire and the server has no TTL indexes, starts the
+// pruner.
+func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
+	c, err := mongox.Connect(ctx, uri, mongox.ConnectOptions{AppName: "atrium-sensor"})
+	if err != nil {
+		return nil, fmt.Errorf("mongostore: open: %w", err)
+	}
+	s, err := open(ctx, c, opts)
+	if err != nil {
+		_ = c.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
+	if opts.Database == "" {
+		opts.Database = mongox.SensorDB
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = 15 * time.Second
+	}
+	if opts.PruneEvery <= 0 {
+		opts.PruneEvery = 10 * time.Minute
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	srv, err := mongox.Probe(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("mongostore: open: %w", err)
+	}
+	db := c.Database(opts.Database)
+	s := &Store{
+		log: log, now: now, opts: opts, client: c, server: srv, db: db, serial: mongox.NewSerializer(srv),
+		readings: db.Collection("readings"),
+		rollups:  db.Collection("rollups_1h"),
+		sensors:  db.Collection("sensors"),
+		batches:  db.Collection("batches"),
+		outbox:   db.Collection("outbox"),
+		counters: db.Collection("counters"),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if err := s.ensureIndexes(ctx); err != nil {
+		return nil, fmt.Errorf("mongostore: open: %w", err)
+	}
+	if s.prunes() {
+		go s.pruner()
+	} else {
+		close(s.done)
+	}
+	log.Debug("mongo store opened", "database", opts.Database, "ferretdb", srv.FerretDB, "ttl", srv.TTL, "version", srv.Version)
+	return s, nil
+}
+
+// ensureIndexes creates every index a query or a uniqueness rule needs.
+func (s *Store) ensureIndexes(ctx context.Context) error {
+	type coll struct {
+		c   *mongo.Collection
+		ixs []mongox.Index
+	}
+	colls := []coll{
+		// The identity: dedupe on insert, and a sensor's readings in (t, y) order.
+		{s.readings, []mongox.Index{{Name: "identity", Keys: []string{"s", "t", "y"}, Unique: true}}},
+		{s.rollups, []mongox.Index{{Name: "sensor_type_hour", Keys: []string{"s", "y", "h"}}}},
+		{s.sensors, []mongox.Index{
+			{Name: "room", Keys: []string{"room", "_id"}},
+			{Name: "types", Keys: []string{"types", "_id"}},
+			{Name: "last", Keys: []string{"last", "_id"}},
+		}},
+		{s.outbox, []mongox.Index{{Name: "seq", Keys: []string{"seq"}}}},
+	}
+	for _, c := range colls {
+		if err := mongox.EnsureIndexes(ctx, c.c, c.ixs...); err != nil {
+			return err
+		}
+	}
+	// Expiry: a TTL index where the server has them, else an index the pruner's
+	// range deletes use.
+	if s.opts.Retention > 0 {
+		ix := mongox.Index{Name: "expiry", Keys: []string{"t"}}
+		if s.server.TTL {
+			ix.ExpireAfter = s.opts.Retention
+		}
+		if err := ensureExpiry(ctx, s.db, s.readings, ix); err != nil {
+			return err
+		}
+	}
+	if s.opts.RollupRetention > 0 {
+		ix := mongox.Index{Name: "expiry", Keys: []string{"h"}}
+		if s.server.TTL {
+			ix.ExpireAfter = s.opts.RollupRetention
+		}
+		if err := ensureExpiry(ctx, s.db, s.rollups, ix); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureExpiry creates an expiry index. A TTL index made by an earlier run with
+// another retention keeps its name: collMod sets its expireAfterSeconds.
+func ensureExpiry(ctx context.Context, db *mongo.Database, c *mongo.Collection, ix mongox.Index) error {
+	if err := mongox.EnsureIndexes(ctx, c, ix); err != nil || ix.ExpireAfter == 0 {
+		return err
+	}
+	cmd := bson.D{{Key: "collMod", Value: c.Name()}, {Key: "index", Value: bson.D{
+		{Key: "name", Value: ix.Name}, {Key: "expireAfterSeconds", Value: int64(ix.ExpireAfter / time.Second)},
+	}}}
+	return mongox.Wrap("mongostore: collMod "+c.Name(), db.RunCommand(ctx, cmd).Err())
+}
+
+// prunes reports whether the store deletes expired documents itself.
+func (s *Store) prunes() bool {
+	return !s.server.TTL && (s.opts.Retention > 0 || s.opts.RollupRetention > 0)
+}
+
+// pruner deletes expired documents every PruneEvery (the first time one
+// PruneEvery after Open) until the store closes.
+func (s *Store) pruner() {
+	defer close(s.done)
+	t := time.NewTicker(s.opts.PruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.PruneEvery)
+		n, m, err := s.Prune(ctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("mongo prune failed", "err", err)
+		} else if n+m > 0 {
+			s.log.Debug("mongo prune", "readings", n, "rollups", m)
+		}
+	}
+}
+
+// Prune deletes the raw readings older than Retention and the rollups older than
+// RollupRetention (by reading time), now; it returns how many of each it deleted.
+// With TTL indexes (real MongoDB) the server does this on its own.
+func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) {
+	if s.isClosed() {
+		return 0, 0, fmt.Errorf("mongostore: prune: %w", errClosed)
+	}
+	now := s.now()
+	if s.opts.Retention > 0 {
+		res, err := s.readings.DeleteMany(ctx, bson.D{{Key: "t", Value: bson.D{{Key: "$lt", Value: now.Add(-s.opts.Retention)}}}})
+		if err != nil {
+			return 0, 0, mongox.Wrap("mongostore: prune readings", err)
+		}
+		readings = res.DeletedCount
+	}
+	if s.opts.RollupRetention > 0 {
+		// A bucket is expired once its whole hour is.
+		res, err := s.rollups.DeleteMany(ctx, bson.D{{Key: "h", Value: bson.D{{Key: "$lt", Value: now.Add(-s.opts.RollupRetention - time.Hour)}}}})
+		if err != nil {
+			return readings, 0, mongox.Wrap("mongostore: prune rollups", err)
+		}
+		rollups = res.DeletedCount
+	}
+	return readings, rollups, nil
+}
+
+// Server is what the store found out about its server when it opened.
+func (s *Store) Server() mongox.Server { return s.server }
+
+// Ping runs the ping command.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.isClosed() {
+		return fmt.Errorf("mongostore: ping: %w", errClosed)
+	}
+	return mongox.Wrap("mongostore: ping", s.client.Ping(ctx, nil))
+}
+
+// Close stops the pruner and disconnects. Calling it again returns the first result.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.quit)
+		<-s.done
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.client.Disconnect(ctx); err != nil {
+			s.cerr = fmt.Errorf("mongostore: close: %w", err)
+		}
+	})
+	return s.cerr
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// errClosed is returned by every method of a closed store.
+var errClosed = fmt.Errorf("%w: store is closed", sensor.ErrUnavailable)
