@@ -149,19 +149,6 @@ func (s *logSink) find(match func(map[string]any) bool) (map[string]any, <-chan 
 	return nil, s.changed
 }
 
-// count is how many log lines match.
-func (s *logSink) count(match func(map[string]any) bool) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, l := range s.lines {
-		if match(l) {
-			n++
-		}
-	}
-	return n
-}
-
 // lockedBuffer is a bytes.Buffer safe to read while the process writes it.
 type lockedBuffer struct {
 	mu sync.Mutex

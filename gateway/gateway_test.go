@@ -88,12 +88,6 @@ func newEcho(t *testing.T, name string) *echo {
 	return e
 }
 
-func (e *echo) count() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.hits
-}
-
 // keyset writes a keys file with one key per name and returns the path and the keys.
 func keyset(t *testing.T, scopes map[string][]gateway.Scope) (string, map[string]string) {
 	t.Helper()
@@ -307,7 +301,7 @@ func TestAuthOnEveryRouteGroup(t *testing.T) {
 		}
 	}
 	t.Run("unrouted paths are 404 without a key", func(t *testing.T) {
-		for _, p := range []string{"/", "/sensorsX", "/admin", "/ws"} {
+		for _, p := range []string{"/index.html", "/ui", "/sensorsX", "/admin", "/ws"} {
 			if a := call(t, "GET", g.url+p, nil); a.code != 404 || !isProblem(a) {
 				t.Errorf("GET %s: %d %s", p, a.code, a.raw)
 			}
