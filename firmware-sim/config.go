@@ -44,6 +44,8 @@ type Config struct {
 	ConnectWait    time.Duration     // how long to wait for the devices' first connection (and after a storm at full speed)
 	// Now is the wall clock; nil means time.Now.
 	Now func() time.Time
+	// Progress is told how far a replay has got; nil: nobody.
+	Progress *Progress
 }
 
 // Faults are per-draw probabilities of each fault (see the package documentation).
@@ -132,7 +134,7 @@ func (s speedValue) Set(v string) error {
 
 // options are the flags that shape the program rather than the simulation.
 type options struct {
-	logFormat, logLevel, summary string
+	logFormat, logLevel, summary, progress string
 }
 
 // ParseFlags reads the command line and the ATRIUM_* environment into a Config.
@@ -173,6 +175,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&cfg.Drain, "drain", 5*time.Second, "after the last round, how long to keep sending what is queued")
 	fs.DurationVar(&cfg.ConnectWait, "connect-wait", 10*time.Second, "how long to wait for the devices to connect before the first round")
 	fs.StringVar(&opt.summary, "summary", "text", "summary format on stdout: text or json")
+	fs.StringVar(&opt.progress, "progress", "auto", "replay progress on stderr: auto (a status line on a terminal, a log line every 10s otherwise) or off")
 	fs.StringVar(&opt.logFormat, "log-format", "auto", "log format: json, text or auto (text on a terminal)")
 	fs.StringVar(&opt.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := flagenv.Parse(fs, args, getenv); err != nil {
@@ -214,6 +217,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	case "text", "json":
 	default:
 		return Config{}, opt, fmt.Errorf("-summary %q: want text or json", opt.summary)
+	}
+	switch opt.progress {
+	case "auto", "off":
+	default:
+		return Config{}, opt, fmt.Errorf("-progress %q: want auto or off", opt.progress)
 	}
 	return cfg, opt, nil
 }

@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+
+	"github.com/mattn/go-isatty"
 
 	"github.com/atrium-iot/atrium/internal/logging"
 )
@@ -25,6 +28,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if cfg.Replay != "" && opt.progress == "auto" {
+		cfg.Progress = NewProgress(stderr, log, ProgressOptions{Terminal: isTerminal(stderr)})
+	}
 	s, err := New(cfg, log)
 	if err != nil {
 		return err
@@ -43,4 +49,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("sim: write summary: %w", werr)
 	}
 	return nil
+}
+
+// isTerminal reports whether w is a terminal (where a redrawn status line reads
+// well) rather than a file or a pipe.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }

@@ -35,6 +35,9 @@ type Simulator struct {
 	sum Summary
 
 	warnedAhead bool
+	rounds      int // in the replay file
+	// replayed and toReplay are the replay's progress in rounds, for the final report.
+	replayed, toReplay int
 }
 
 // New checks cfg and makes a simulator. It connects nothing until Run.
@@ -143,6 +146,7 @@ func (s *Simulator) scanReplay() error {
 		if err != nil {
 			return fmt.Errorf("sim: %s: %w", s.cfg.Replay, err)
 		}
+		s.rounds++
 		for _, fr := range round.Frames {
 			if _, ok := s.byID[fr.SensorID]; !ok {
 				s.addDevice(newDevice(fr.SensorID, fr.RoomID, Role{Name: "replay", Form: s.cfg.ReplayForm}, s.cfg.Queue))
@@ -206,6 +210,9 @@ func (s *Simulator) Run(ctx context.Context) (Summary, error) {
 		if n := len(d.ob.takeAll()); n > 0 {
 			s.update(func(sum *Summary) { sum.Messages.Failed += n; sum.Messages.Unsent += n })
 		}
+	}
+	if s.cfg.Replay != "" {
+		s.cfg.Progress.Finish(s.replayed, s.toReplay, s.readings()) // after the drain: every reading sent
 	}
 	byeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -318,6 +325,11 @@ func (s *Simulator) replay(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sim: %s: %w", s.cfg.Replay, err)
 	}
+	total := s.rounds
+	if s.cfg.Count > 0 {
+		total = min(total, s.cfg.Count)
+	}
+	s.toReplay = total
 	defer func() {
 		st := r.Stats()
 		s.update(func(sum *Summary) { sum.Replay.Stats = st })
@@ -345,11 +357,20 @@ func (s *Simulator) replay(ctx context.Context) error {
 			}
 		}
 		s.update(func(sum *Summary) { sum.Rounds++ })
+		s.replayed = k + 1
+		s.cfg.Progress.Update(s.replayed, total, s.readings())
 		if storm != nil && s.cfg.Speed == 0 {
 			s.awaitConnections(ctx, storm)
 		}
 	}
 	return nil
+}
+
+// readings is how many readings were published so far.
+func (s *Simulator) readings() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sum.Readings
 }
 
 // maybeStorm cuts every device's connection with probability Faults.Reconnect and

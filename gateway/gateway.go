@@ -18,6 +18,7 @@ import (
 	"github.com/go-chi/cors"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/atrium-iot/atrium/gateway/dashboard"
 	"github.com/atrium-iot/atrium/internal/httpx"
 )
 
@@ -61,6 +62,7 @@ type Gateway struct {
 	cors      *cors.Cors
 	reg       *prometheus.Registry
 	metrics   *metrics
+	dashboard *dashboard.Handler
 
 	// stopping ends proxied WebSocket connections when Run returns: the HTTP
 	// server's shutdown does not see hijacked connections.
@@ -113,6 +115,9 @@ func New(log *slog.Logger, opts Options) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	kf.onReload = g.limiter.retain
+	if g.dashboard, err = dashboard.New(); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	g.keys = kf
 	g.transport = newTransport(opts)
 	for _, name := range upstreamNames() {
@@ -149,7 +154,8 @@ func cleanOrigins(in []string) []string {
 }
 
 // Handler is the gateway's HTTP API: the open endpoints (/healthz, /readyz,
-// /metrics, /openapi.json) and the authenticated routes to the services.
+// /metrics, /openapi.json, the dashboard at /) and the authenticated routes to the
+// services.
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(httpx.RequestIDs, g.accessLog, httpx.AccessLog(nil, g.metrics.http), httpx.Recoverer(g.log))

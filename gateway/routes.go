@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/atrium-iot/atrium/gateway/dashboard"
 )
 
 // upstreamRoutes is the gateway's whole routing table: a path prefix (the prefix
@@ -25,9 +27,13 @@ var upstreamRoutes = []struct {
 }
 
 // routes lists the gateway's API: /healthz, /readyz and /metrics (mounted by
-// Handler), the OpenAPI document, and every service route behind a key.
+// Handler), the OpenAPI document, the dashboard (open: the page asks for a key and
+// calls the API with it; not part of the API), and every service route behind a key.
 func (g *Gateway) routes(r chi.Router) {
 	r.Get("/openapi.json", handleOpenAPI())
+	for _, p := range dashboard.Paths {
+		r.Get(p, g.dashboard.ServeHTTP)
+	}
 	for _, rt := range upstreamRoutes {
 		h := g.handleUpstream(g.upstreams[rt.upstream])
 		if !rt.subOnly {

@@ -64,15 +64,19 @@ if [[ -x $BIN/atrium-sim ]]; then
     -interval "${ATRIUM_INTERVAL:-2s}" >"$LOGS/sim.log" 2>&1 & pids+=($!)
 fi
 
+DASHBOARD_URL=${GATEWAY_URL/127.0.0.1/localhost}
 cat <<MSG
 
 Atrium is running.
+  dashboard        $DASHBOARD_URL   (paste the API key when it asks)
   API gateway      $GATEWAY_URL   (API key: $KEY)
                    try: curl -s -H "Authorization: Bearer $KEY" $GATEWAY_URL/sensors
   services         sensor $SENSOR_URL, room :8002, analytics :8003, notification :8004
   agent status     http://$(hostport "$AGENT_HTTP")/metrics
   MQTT broker      $(hostport "$MQTT_ADDR")   (mosquitto_pub -h ${MQTT_ADDR%:*} -p ${MQTT_ADDR##*:} -t atrium/room-1/my-sensor/temperature -m 21.5)
   logs             $LOGS
+
+Open $DASHBOARD_URL and paste the API key $KEY
 Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}" || true
