@@ -10,7 +10,7 @@ BENCH    ?= .
 BENCHTIME ?= 1s
 COUNT    ?= 1
 
-.PHONY: help build run test vet lint ci engines integration bench fmt fmt-check agent-all clean
+.PHONY: help build run test vet lint ci engines integration bench fmt fmt-check agent-all clean test-rabbitmq-restart
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,7 +41,13 @@ ci: engines ## what CI runs: engines, every test with integration tests required
 	ATRIUM_TEST_CLICKHOUSE_URL=$${ATRIUM_TEST_CLICKHOUSE_URL:-clickhouse://127.0.0.1:9000/analytics_test} \
 	ATRIUM_TEST_MONGODB_URL=$${ATRIUM_TEST_MONGODB_URL:-mongodb://127.0.0.1:27017/} \
 	$(MAKE) test
+	$(MAKE) test-rabbitmq-restart
 	$(MAKE) agent-all
+
+test-rabbitmq-restart: ## restart RabbitMQ (stop_app/start_app) under a running sensor+room pair; run alone, it restarts the broker
+	ATRIUM_TEST_RABBITMQ_RESTART=1 ATRIUM_REQUIRE_INTEGRATION=1 \
+	ATRIUM_TEST_AMQP_URL=$${ATRIUM_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/} \
+	$(GO) test -count=1 -run 'RabbitMQRestart' ./internal/cloud/
 
 bench: ## benchmarks (BENCH=regexp COUNT=n); compare runs with benchstat
 	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -benchtime=$(BENCHTIME) -count=$(COUNT) ./... | tee bench.txt
