@@ -1,0 +1,444 @@
+package mongostore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/room"
+)
+
+// Batch states: claimed while an Apply works on it, done once it is applied.
+const (
+	stateClaimed = "claimed"
+	stateDone    = "done"
+)
+
+// appliedDoc is a document of applied.
+type appliedDoc struct {
+	ID    string    `bson:"_id"`
+	State string    `bson:"st"`
+	Owner string    `bson:"own"`
+	Lease time.Time `bson:"lease"`
+	// At is the batch's Batch.At: Forget drops ids by it.
+	At    time.Time `bson:"at"`
+	Rooms []string  `bson:"rooms,omitempty"`
+}
+
+// rollupBatchCap bounds the batch ids a rollup bucket lists. An Apply removes
+// its id once the batch is done, so a bucket lists only the batches being
+// applied to it and those whose Apply died after recording them as done; the
+// cap only keeps a bucket bounded if such leftovers pile up.
+const rollupBatchCap = 64
+
+// Apply applies b once per b.ID; see room.Store. Without multi-document
+// transactions it proceeds in steps under a claim on the batch id:
+//
+//  1. insert the applied document (state claimed, owner token, lease); a
+//     duplicate key means the id is known: wait until it is done and answer a
+//     duplicate, or take the claim over once its lease ran out (its Apply died);
+//  2. place the sensors and read where each is; create the rooms; move the latest
+//     values forward (each update conditional, so redoing it changes nothing);
+//  3. add the readings to their rollup buckets: per bucket an upsert creating
+//     it, then an update that pushes the batch id and only matches a bucket
+//     that does not list it yet, so a batch is counted once in each bucket
+//     however often it is redone;
+//  4. record the batch as done, with its rooms;
+//  5. remove the batch id from its buckets again (a crash before this only
+//     leaves the id behind, which is harmless).
+//
+// A redelivery of a batch whose Apply died before step 4 redoes steps 2–5 and
+// ends in the state of an Apply that never stopped.
+func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
+	if b.ID == "" {
+		return room.Applied{}, fmt.Errorf("mongostore: apply: %w: empty batch id", httpx.ErrInvalid)
+	}
+	if s.isClosed() {
+		return room.Applied{}, fmt.Errorf("mongostore: apply %s: %w", b.ID, errClosed)
+	}
+	at := b.At
+	if at.IsZero() {
+		at = s.now()
+	}
+	at = time.UnixMilli(at.UnixMilli()).UTC()
+	owner, dup, err := s.claim(ctx, b.ID, at)
+	if err != nil {
+		return room.Applied{}, fmt.Errorf("mongostore: apply %s: %w", b.ID, err)
+	}
+	if dup != nil {
+		return *dup, nil
+	}
+	// Once claimed, the batch is finished even if the caller goes away, so that a
+	// redelivery finds it done rather than a claim to wait out; but not past
+	// four fifths of the lease, so that its writes have stopped when a
+	// redelivery may take the claim over.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease*4/5)
+	defer cancel()
+	out, err := s.apply(wctx, b, owner, at)
+	if err != nil {
+		return room.Applied{}, fmt.Errorf("mongostore: apply %s: %w", b.ID, err)
+	}
+	return out, nil
+}
+
+// claim inserts the claim on a batch id and returns its owner token, or the
+// answer to a batch id already applied.
+func (s *Store) claim(ctx context.Context, id string, at time.Time) (owner string, dup *room.Applied, err error) {
+	owner = newToken()
+	doc := appliedDoc{ID: id, State: stateClaimed, Owner: owner, Lease: s.now().Add(s.opts.Lease), At: at}
+	_, err = s.applied.InsertOne(ctx, doc)
+	if err == nil {
+		return owner, nil, nil
+	}
+	if !mongox.IsDuplicate(err) {
+		return "", nil, mongox.Wrap("claim", err)
+	}
+	wait := 5 * time.Millisecond
+	for {
+		var cur appliedDoc
+		err := s.applied.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&cur)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			// Forgotten meanwhile: claim it again.
+			if _, err := s.applied.InsertOne(ctx, doc); err == nil {
+				return owner, nil, nil
+			} else if !mongox.IsDuplicate(err) {
+				return "", nil, mongox.Wrap("claim", err)
+			}
+			continue
+		case err != nil:
+			return "", nil, mongox.Wrap("read claim", err)
+		case cur.State == stateDone:
+			out := room.Applied{Duplicate: true, Rooms: cur.Rooms}
+			if out.Rooms == nil {
+				out.Rooms = []string{}
+			}
+			return "", &out, nil
+		case s.now().After(cur.Lease):
+			// The claim's Apply died: take it over, unless another redelivery did.
+			res, err := s.applied.UpdateOne(ctx,
+				bson.D{{Key: "_id", Value: id}, {Key: "st", Value: stateClaimed}, {Key: "own", Value: cur.Owner}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "own", Value: owner}, {Key: "lease", Value: s.now().Add(s.opts.Lease)}}}})
+			if err != nil {
+				return "", nil, mongox.Wrap("take over claim", err)
+			}
+			if res.MatchedCount == 1 {
+				s.log.Warn("mongo store resumes a batch whose apply did not finish", "batch_id", id)
+				return owner, nil, nil
+			}
+			continue
+		}
+		// Another Apply is applying this batch: wait until it is done.
+		select {
+		case <-ctx.Done():
+			return "", nil, fmt.Errorf("wait for batch being applied: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+type agg struct {
+	n             int64
+	sum, min, max float64
+}
+
+func (a *agg) add(v float64) {
+	if a.n == 0 || v < a.min {
+		a.min = v
+	}
+	if a.n == 0 || v > a.max {
+		a.max = v
+	}
+	a.n++
+	a.sum += v
+}
+
+type bucketKey struct {
+	room, typ string
+	start     int64 // ms
+}
+
+func (k bucketKey) id() string { return k.room + "|" + k.typ + "|" + strconv.FormatInt(k.start, 10) }
+
+type seriesKey struct{ room, typ, sensor string }
+
+func (k seriesKey) id() string { return k.room + "|" + k.typ + "|" + k.sensor }
+
+type place struct {
+	room string
+	ts   time.Time
+}
+
+// apply runs steps 2–5 of Apply for the owner of the batch's claim.
+func (s *Store) apply(ctx context.Context, b room.Batch, owner string, at time.Time) (room.Applied, error) {
+	var out room.Applied
+	buckets := make([][]bucketKey, len(s.tiers))
+	err := s.serial.Do(func() error {
+		var err error
+		out, buckets, err = s.write(ctx, b, at)
+		return err
+	})
+	if err != nil {
+		return room.Applied{}, err
+	}
+	res, err := s.applied.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: b.ID}, {Key: "own", Value: owner}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "st", Value: stateDone}, {Key: "rooms", Value: out.Rooms}}}})
+	if err != nil {
+		return room.Applied{}, mongox.Wrap("record batch", err)
+	}
+	if res.MatchedCount == 0 {
+		// A redelivery took the claim over after our lease ran out: it finishes
+		// the batch (counting nothing twice) and removes the batch ids.
+		return out, nil
+	}
+	err = s.serial.Do(func() error { return s.release(ctx, b.ID, buckets) })
+	if err != nil {
+		s.log.Warn("mongo store could not remove a batch id from its rollups", "batch_id", b.ID, "err", err)
+	}
+	return out, nil
+}
+
+// write runs steps 2 and 3 of Apply. It returns the rollup buckets the batch
+// went to, per tier.
+func (s *Store) write(ctx context.Context, b room.Batch, at time.Time) (room.Applied, [][]bucketKey, error) {
+	// Where each sensor is: its newest reading that names a room places it there
+	// (unless it is assigned elsewhere, or has reported from elsewhere since).
+	placed := map[string]place{}
+	var ids []string
+	for _, r := range b.Readings {
+		p, ok := placed[r.SensorID]
+		if !ok {
+			ids = append(ids, r.SensorID)
+		}
+		if r.RoomID == "" {
+			if !ok {
+				placed[r.SensorID] = place{}
+			}
+			continue
+		}
+		if p.room == "" || !r.Timestamp.Before(p.ts) {
+			placed[r.SensorID] = place{r.RoomID, r.Timestamp}
+		}
+	}
+	var models []mongo.WriteModel
+	for _, id := range ids {
+		p := placed[id]
+		if p.room == "" {
+			continue
+		}
+		models = append(models,
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetUpdate(bson.D{
+				{Key: "$setOnInsert", Value: bson.D{{Key: "room", Value: p.room}, {Key: "seen", Value: p.ts}, {Key: "assigned", Value: false}}},
+			}).SetUpsert(true),
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: id}, {Key: "assigned", Value: bson.D{{Key: "$ne", Value: true}}},
+				{Key: "seen", Value: bson.D{{Key: "$lte", Value: p.ts}}}}).SetUpdate(bson.D{
+				{Key: "$set", Value: bson.D{{Key: "room", Value: p.room}, {Key: "seen", Value: p.ts}}},
+			}))
+	}
+	if err := writeAll(ctx, s.sensors, models); err != nil {
+		return room.Applied{}, nil, mongox.Wrap("place sensors", err)
+	}
+	where, err := s.placements(ctx, ids)
+	if err != nil {
+		return room.Applied{}, nil, err
+	}
+
+	out := room.Applied{}
+	rooms := map[string]struct{}{}
+	latest := map[seriesKey]reading.Reading{}
+	var latestOrder []seriesKey
+	aggs := make([]map[bucketKey]*agg, len(s.tiers))
+	buckets := make([][]bucketKey, len(s.tiers))
+	for i := range aggs {
+		aggs[i] = map[bucketKey]*agg{}
+	}
+	for _, r := range b.Readings {
+		w := where[r.SensorID]
+		roomID := w.Room
+		if !w.Assigned && r.RoomID != "" {
+			roomID = r.RoomID
+		}
+		if roomID == "" {
+			out.Unroomed++
+			continue
+		}
+		out.Readings++
+		rooms[roomID] = struct{}{}
+		k := seriesKey{roomID, r.Type, r.SensorID}
+		if l, ok := latest[k]; !ok {
+			latest[k] = r
+			latestOrder = append(latestOrder, k)
+		} else if r.Timestamp.After(l.Timestamp) {
+			latest[k] = r
+		}
+		ms := r.Timestamp.UnixMilli()
+		for i, t := range s.tiers {
+			p := t.period.Milliseconds()
+			bk := bucketKey{roomID, r.Type, floorDiv(ms, p) * p}
+			a := aggs[i][bk]
+			if a == nil {
+				a = &agg{}
+				aggs[i][bk] = a
+				buckets[i] = append(buckets[i], bk)
+			}
+			a.add(r.Value)
+		}
+	}
+	out.Rooms = make([]string, 0, len(rooms))
+	for id := range rooms {
+		out.Rooms = append(out.Rooms, id)
+	}
+	sort.Strings(out.Rooms)
+
+	models = models[:0]
+	for _, id := range out.Rooms {
+		models = append(models, mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).
+			SetUpdate(bson.D{{Key: "$setOnInsert", Value: roomDoc{ID: id, Name: id, Created: at, Updated: at}.fields()}}).SetUpsert(true))
+	}
+	if err := writeAll(ctx, s.rooms, models); err != nil {
+		return room.Applied{}, nil, mongox.Wrap("create rooms", err)
+	}
+	models = models[:0]
+	for _, k := range latestOrder {
+		r := latest[k]
+		ts := time.UnixMilli(r.Timestamp.UnixMilli()).UTC()
+		models = append(models,
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}}).SetUpdate(bson.D{
+				{Key: "$setOnInsert", Value: latestDoc{Room: k.room, Type: k.typ, Sensor: k.sensor, Value: r.Value, Unit: r.Unit, TS: ts}},
+			}).SetUpsert(true),
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}, {Key: "t", Value: bson.D{{Key: "$lt", Value: ts}}}}).
+				SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: r.Value}, {Key: "u", Value: r.Unit}, {Key: "t", Value: ts}}}}))
+	}
+	if err := writeAll(ctx, s.latest, models); err != nil {
+		return room.Applied{}, nil, mongox.Wrap("update latest values", err)
+	}
+	for i, t := range s.tiers {
+		if err := s.addRollups(ctx, t, b.ID, buckets[i], aggs[i]); err != nil {
+			return room.Applied{}, nil, err
+		}
+	}
+	return out, buckets, nil
+}
+
+// placement is where a sensor is.
+type placement struct {
+	ID       string `bson:"_id"`
+	Room     string `bson:"room"`
+	Assigned bool   `bson:"assigned"`
+}
+
+// placements reads where the sensors ids are.
+func (s *Store) placements(ctx context.Context, ids []string) (map[string]placement, error) {
+	where := make(map[string]placement, len(ids))
+	for start := 0; start < len(ids); start += 256 {
+		chunk := ids[start:min(start+256, len(ids))]
+		cur, err := s.sensors.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: chunk}}}},
+			options.Find().SetProjection(bson.D{{Key: "room", Value: 1}, {Key: "assigned", Value: 1}}))
+		if err != nil {
+			return nil, mongox.Wrap("read placements", err)
+		}
+		var docs []placement
+		if err := cur.All(ctx, &docs); err != nil {
+			return nil, mongox.Wrap("read placements", err)
+		}
+		for _, d := range docs {
+			where[d.ID] = d
+		}
+	}
+	return where, nil
+}
+
+// writeAll runs updates in order, each of them idempotent: an upsert that only
+// sets fields on insert, then a conditional update. (FerretDB 1.24 ends an
+// update command at its first failed statement even when unordered, so no
+// statement here is meant to fail.) Two processes upserting one new document
+// at once can fail one with a duplicate key; the updates are then run again.
+func writeAll(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) error {
+	for attempt := 1; ; attempt++ {
+		_, err := mongox.BulkWrite(ctx, coll, models, true)
+		if err == nil || !mongox.IsDuplicate(err) || attempt == 3 {
+			return err
+		}
+	}
+}
+
+// addRollups adds a batch to the buckets of one tier (bucket pattern). Per
+// bucket: an upsert creating it (room, type, start: no counts yet), then an
+// update with $inc of count and sum, $min/$max of value and $push of the batch
+// id, whose filter skips a bucket that lists the batch already, so that a
+// batch is counted once in each bucket however often it is redone. A bucket
+// created by a batch that died before counting holds no count: readers skip it.
+func (s *Store) addRollups(ctx context.Context, t tier, batchID string, keys []bucketKey, aggs map[bucketKey]*agg) error {
+	models := make([]mongo.WriteModel, 0, 2*len(keys))
+	for _, k := range keys {
+		a := aggs[k]
+		models = append(models,
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}}).SetUpdate(bson.D{
+				{Key: "$setOnInsert", Value: bson.D{{Key: "r", Value: k.room}, {Key: "y", Value: k.typ}, {Key: "st", Value: time.UnixMilli(k.start).UTC()}}},
+			}).SetUpsert(true),
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}, {Key: "bs", Value: bson.D{{Key: "$ne", Value: batchID}}}}).
+				SetUpdate(bson.D{
+					{Key: "$inc", Value: bson.D{{Key: "n", Value: a.n}, {Key: "sum", Value: a.sum}}},
+					{Key: "$min", Value: bson.D{{Key: "min", Value: a.min}}},
+					{Key: "$max", Value: bson.D{{Key: "max", Value: a.max}}},
+					{Key: "$push", Value: bson.D{{Key: "bs", Value: bson.D{{Key: "$each", Value: bson.A{batchID}}, {Key: "$slice", Value: -rollupBatchCap}}}}},
+				}))
+	}
+	return mongox.Wrap("update "+t.name, writeAll(ctx, t.coll, models))
+}
+
+// release removes a done batch's id from its rollup buckets.
+func (s *Store) release(ctx context.Context, batchID string, buckets [][]bucketKey) error {
+	for i, t := range s.tiers {
+		models := make([]mongo.WriteModel, len(buckets[i]))
+		for j, k := range buckets[i] {
+			models[j] = mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}}).
+				SetUpdate(bson.D{{Key: "$pull", Value: bson.D{{Key: "bs", Value: batchID}}}})
+		}
+		if _, err := mongox.BulkWrite(ctx, t.coll, models, true); err != nil {
+			return mongox.Wrap("release "+t.name, err)
+		}
+	}
+	return nil
+}
+
+// floorDiv divides rounding towards minus infinity (times before 1970 too).
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// Forget deletes the applied batch ids recorded before t.
+func (s *Store) Forget(ctx context.Context, before time.Time) (int, error) {
+	if s.isClosed() {
+		return 0, fmt.Errorf("mongostore: forget: %w", errClosed)
+	}
+	res, err := s.applied.DeleteMany(ctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: before}}}})
+	if err != nil {
+		return 0, mongox.Wrap("mongostore: forget", err)
+	}
+	return int(res.DeletedCount), nil
+}
+
+func newToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,193 @@
+// Package mongostore keeps the room service's rooms, sensor placements, latest
+// values and rollups in MongoDB (database room_db), with
+// go.mongodb.org/mongo-driver/v2. It needs nothing beyond single-document
+// atomicity, unique _id keys, compound indexes and the $inc/$min/$max/$set/
+// $setOnInsert/$push/$pull update operators, so it also runs on wire-compatible
+// servers such as FerretDB 1.24 (no transactions).
+//
+// Collections (docs/storage.md has the full schema and the guarantees):
+//
+//	rooms       one document per room
+//	sensors     where each sensor is: assigned, or the room of its newest reading
+//	latest      the newest reading per room, type and sensor
+//	rollups_1m  bucket documents per room, type and minute: n, sum, min, max
+//	rollups_5m  the same per five minutes
+//	rollups_1h  the same per hour
+//	applied     the batch ids applied (and the claim of one being applied)
+package mongostore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/services/room"
+)
+
+var _ room.Store = (*Store)(nil)
+
+// Options tune a Store. The zero value is ready to use.
+type Options struct {
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+	// Database is the database the store uses; "" means room_db. Tests give
+	// each run its own.
+	Database string
+	// Lease is how long a batch claimed by an Apply that then died (a crashed
+	// process) blocks a redelivery of the same batch id before the redelivery
+	// takes it over and completes it; 0 means 15 s.
+	Lease time.Duration
+	// Now is the clock of leases; nil means time.Now.
+	Now func() time.Time
+}
+
+// tier is one rollup collection and the period of its buckets.
+type tier struct {
+	name   string
+	period time.Duration
+	coll   *mongo.Collection
+}
+
+// Store is the MongoDB implementation of room.Store.
+type Store struct {
+	log    *slog.Logger
+	now    func() time.Time
+	opts   Options
+	client *mongo.Client
+	server mongox.Server
+	db     *mongo.Database
+	// serial orders the read-modify-write updates (placements, latest values,
+	// rollups, assignments) of concurrent calls on servers without atomic
+	// document updates (FerretDB).
+	serial *mongox.Serializer
+
+	rooms, sensors, latest, applied *mongo.Collection
+	// tiers are the rollup collections, finest first.
+	tiers []tier
+
+	mu     sync.RWMutex
+	closed bool
+	once   sync.Once
+	cerr   error
+}
+
+// Open connects to the server of a mongodb:// URL and creates the store's
+// indexes.
+func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
+	c, err := mongox.Connect(ctx, uri, mongox.ConnectOptions{AppName: "atrium-room"})
+	if err != nil {
+		return nil, fmt.Errorf("mongostore: open: %w", err)
+	}
+	s, err := open(ctx, c, opts)
+	if err != nil {
+		_ = c.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
+	if opts.Database == "" {
+		opts.Database = mongox.RoomDB
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = 15 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	srv, err := mongox.Probe(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("mongostore: open: %w", err)
+	}
+	db := c.Database(opts.Database)
+	s := &Store{
+		log: log, now: now, opts: opts, client: c, server: srv, db: db, serial: mongox.NewSerializer(srv),
+		rooms:   db.Collection("rooms"),
+		sensors: db.Collection("sensors"),
+		latest:  db.Collection("latest"),
+		applied: db.Collection("applied"),
+	}
+	for _, t := range []struct {
+		name   string
+		period time.Duration
+	}{{"rollups_1m", time.Minute}, {"rollups_5m", 5 * time.Minute}, {"rollups_1h", time.Hour}} {
+		s.tiers = append(s.tiers, tier{name: t.name, period: t.period, coll: db.Collection(t.name)})
+	}
+	if err := s.ensureIndexes(ctx); err != nil {
+		return nil, fmt.Errorf("mongostore: open: %w", err)
+	}
+	log.Debug("mongo store opened", "database", opts.Database, "ferretdb", srv.FerretDB, "version", srv.Version)
+	return s, nil
+}
+
+// ensureIndexes creates every index a query needs (rooms are read by _id only).
+func (s *Store) ensureIndexes(ctx context.Context) error {
+	type coll struct {
+		c   *mongo.Collection
+		ixs []mongox.Index
+	}
+	colls := []coll{
+		// A room's sensors, by id; their count per room.
+		{s.sensors, []mongox.Index{{Name: "room", Keys: []string{"room", "_id"}}}},
+		// A room's latest values; deleting a room's.
+		{s.latest, []mongox.Index{{Name: "room_type_sensor", Keys: []string{"r", "y", "s"}}}},
+		// Forget: the ids applied before a time.
+		{s.applied, []mongox.Index{{Name: "at", Keys: []string{"at"}}}},
+	}
+	for _, t := range s.tiers {
+		// History and the metrics window: a room's buckets of a type in a range.
+		colls = append(colls, coll{t.coll, []mongox.Index{{Name: "room_type_start", Keys: []string{"r", "y", "st"}}}})
+	}
+	for _, c := range colls {
+		if err := mongox.EnsureIndexes(ctx, c.c, c.ixs...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Server is what the store found out about its server when it opened.
+func (s *Store) Server() mongox.Server { return s.server }
+
+// Ping runs the ping command.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.isClosed() {
+		return fmt.Errorf("mongostore: ping: %w", errClosed)
+	}
+	return mongox.Wrap("mongostore: ping", s.client.Ping(ctx, nil))
+}
+
+// Close disconnects. Calling it again returns the first result.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.client.Disconnect(ctx); err != nil {
+			s.cerr = fmt.Errorf("mongostore: close: %w", err)
+		}
+	})
+	return s.cerr
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// errClosed is returned by every method of a closed store.
+var errClosed = fmt.Errorf("%w: store is closed", room.ErrUnavailable)
