@@ -4,6 +4,7 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -11,18 +12,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
-
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/notification"
 )
 
@@ -52,112 +48,23 @@ type Store struct {
 
 // Open opens (creating if needed) the database at path and brings its schema up to date.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	if path == "" || strings.ContainsRune(path, '?') {
-		return nil, fmt.Errorf("sqlitestore: open: invalid path %q", path)
-	}
-	syncMode := strings.ToUpper(opts.Synchronous)
-	switch syncMode {
-	case "":
-		syncMode = "FULL"
-	case "FULL", "NORMAL", "OFF", "EXTRA":
-	default:
-		return nil, fmt.Errorf("sqlitestore: open: unknown synchronous mode %q", opts.Synchronous)
-	}
-	busy := opts.BusyTimeout
-	if busy <= 0 {
-		busy = 5 * time.Second
-	}
+	sync := cmp.Or(opts.Synchronous, "FULL")
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	common := []string{
-		"_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")",
-		"_journal_mode=WAL",
-		"_synchronous=" + syncMode,
-		"_pragma=temp_store(MEMORY)",
-	}
-	wdb, err := sql.Open("sqlite", path+"?"+strings.Join(append(common, "_txlock=immediate"), "&"))
+	wdb, rdb, err := sqlitex.Open(ctx, path, sqlitex.Options{
+		Synchronous:     sync,
+		BusyTimeout:     opts.BusyTimeout,
+		ImmediateWrites: true,
+		Migrations:      migrations,
+		MigrationsDir:   "migrations",
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	wdb.SetMaxOpenConns(1)
-	wdb.SetMaxIdleConns(1)
-	wdb.SetConnMaxLifetime(0)
-	wdb.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, wdb); err != nil {
-		wdb.Close()
-		return nil, wrapErr("sqlitestore: open "+path+": migrate", err)
-	}
-	rdb, err := sql.Open("sqlite", path+"?"+strings.Join(append(common, "_pragma=query_only(1)"), "&"))
-	if err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
-	}
-	n := 2 * runtime.NumCPU()
-	rdb.SetMaxOpenConns(n)
-	rdb.SetMaxIdleConns(n)
-	if err := rdb.PingContext(ctx); err != nil {
-		wdb.Close()
-		rdb.Close()
-		return nil, wrapErr("sqlitestore: open "+path, err)
-	}
-	log.Debug("sqlite store opened", "path", path, "synchronous", syncMode)
+	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync))
 	return &Store{log: log, wdb: wdb, rdb: rdb}, nil
-}
-
-// migrate applies every embedded migration numbered above the database's
-// user_version, in one transaction.
-func migrate(ctx context.Context, db *sql.DB) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return err
-	}
-	type step struct {
-		version int
-		name    string
-	}
-	var steps []step
-	for _, name := range names {
-		base := name[strings.LastIndexByte(name, '/')+1:]
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return fmt.Errorf("migration %s: name must start with a positive number and '_'", base)
-		}
-		steps = append(steps, step{v, name})
-	}
-	sort.Slice(steps, func(i, j int) bool { return steps[i].version < steps[j].version })
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var current int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
-		return err
-	}
-	last := current
-	for _, st := range steps {
-		if st.version <= current {
-			continue
-		}
-		script, err := migrations.ReadFile(st.name)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, string(script)); err != nil {
-			return fmt.Errorf("migration %s: %w", st.name, err)
-		}
-		last = st.version
-	}
-	if last == current {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(last)); err != nil {
-		return err
-	}
-	return tx.Commit()
 }
 
 var errClosed = fmt.Errorf("%w: store is closed", notification.ErrUnavailable)
@@ -693,32 +600,4 @@ func (s *Store) Sensors(ctx context.Context) ([]notification.SensorState, error)
 
 // wrapErr prefixes err with op and marks transient failures (locks, I/O, a closed
 // database) as notification.ErrUnavailable.
-func wrapErr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, notification.ErrUnavailable) || errors.Is(err, notification.ErrNotFound) ||
-		errors.Is(err, notification.ErrConflict) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if transient(err) {
-		return fmt.Errorf("%s: %w: %w", op, notification.ErrUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
-
-func transient(err error) bool {
-	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
-		return true
-	}
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	switch se.Code() & 0xff {
-	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
-		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PROTOCOL:
-		return true
-	}
-	return false
-}
+func wrapErr(op string, err error) error { return sqlitex.Wrap(op, err) }

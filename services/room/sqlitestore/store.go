@@ -8,16 +8,13 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +22,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -64,124 +62,32 @@ type Store struct {
 // Open opens (creating if needed) the SQLite database at path and brings its
 // schema up to date.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	if path == "" || strings.ContainsRune(path, '?') {
-		return nil, fmt.Errorf("sqlitestore: open: invalid path %q", path)
-	}
-	syncMode := strings.ToUpper(opts.Synchronous)
-	switch syncMode {
-	case "":
-		syncMode = "FULL"
-	case "FULL", "NORMAL", "OFF", "EXTRA":
-	default:
-		return nil, fmt.Errorf("sqlitestore: open: unknown synchronous mode %q", opts.Synchronous)
-	}
-	busy := opts.BusyTimeout
-	if busy <= 0 {
-		busy = 5 * time.Second
-	}
-	readers := opts.Readers
-	if readers <= 0 {
-		readers = 2 * runtime.NumCPU()
-	}
+	sync := cmp.Or(opts.Synchronous, "FULL")
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	common := []string{
-		"_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")",
-		"_pragma=cache_size(-32768)", // 32 MiB per connection
-		"_pragma=temp_store(MEMORY)",
-		"_pragma=mmap_size(268435456)",
-		"_journal_mode=WAL",
-		"_synchronous=" + syncMode,
-		"_pragma=journal_size_limit(67108864)",
-	}
-	wdb, err := sql.Open("sqlite", path+"?"+strings.Join(append(common, "_txlock=immediate"), "&"))
+	wdb, rdb, err := sqlitex.Open(ctx, path, sqlitex.Options{
+		Synchronous:      sync,
+		BusyTimeout:      opts.BusyTimeout,
+		Readers:          opts.Readers,
+		CacheSizeKiB:     32768, // 32 MiB per connection
+		MmapBytes:        268435456,
+		JournalSizeLimit: 67108864,
+		ImmediateWrites:  true,
+		Migrations:       migrations,
+		MigrationsDir:    "migrations",
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
-	}
-	wdb.SetMaxOpenConns(1)
-	wdb.SetMaxIdleConns(1)
-	wdb.SetConnMaxLifetime(0)
-	wdb.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, wdb); err != nil {
-		wdb.Close()
-		return nil, wrapErr("sqlitestore: open "+path+": migrate", err)
-	}
-	rdb, err := sql.Open("sqlite", path+"?"+strings.Join(append(common, "_pragma=query_only(1)"), "&"))
-	if err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
-	}
-	rdb.SetMaxOpenConns(readers)
-	rdb.SetMaxIdleConns(readers)
-	rdb.SetConnMaxIdleTime(0)
-	if err := rdb.PingContext(ctx); err != nil {
-		wdb.Close()
-		rdb.Close()
-		return nil, wrapErr("sqlitestore: open "+path, err)
+		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
 	s := &Store{log: log, wdb: wdb, rdb: rdb, stmts: map[stmtKey]*sql.Stmt{}, reads: map[string]*sql.Stmt{}}
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, wrapErr("sqlitestore: open "+path, err)
 	}
-	log.Debug("sqlite store opened", "path", path, "synchronous", syncMode)
+	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync))
 	return s, nil
-}
-
-// migrate applies, in one transaction, every embedded migration numbered above
-// the database's user_version.
-func migrate(ctx context.Context, db *sql.DB) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return err
-	}
-	type step struct {
-		version int
-		name    string
-	}
-	var steps []step
-	for _, name := range names {
-		base := name[strings.LastIndexByte(name, '/')+1:]
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return fmt.Errorf("migration %s: name must start with a positive number and '_'", base)
-		}
-		steps = append(steps, step{v, name})
-	}
-	sort.Slice(steps, func(i, j int) bool { return steps[i].version < steps[j].version })
-	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: one migrator at a time
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var current int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
-		return err
-	}
-	last := current
-	for _, st := range steps {
-		if st.version <= current {
-			continue
-		}
-		script, err := migrations.ReadFile(st.name)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, string(script)); err != nil {
-			return fmt.Errorf("migration %s: %w", st.name, err)
-		}
-		last = st.version
-	}
-	if last == current {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(last)); err != nil {
-		return err
-	}
-	return tx.Commit()
 }
 
 type stmtKey struct {
@@ -243,35 +149,7 @@ func (s *Store) Close() error {
 // wrapErr prefixes err with op and marks the errors a caller should retry later
 // (locks held too long, I/O failures, a full disk, a closed database) as
 // room.ErrUnavailable.
-func wrapErr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, room.ErrUnavailable) || errors.Is(err, room.ErrNotFound) || errors.Is(err, room.ErrConflict) ||
-		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if transient(err) {
-		return fmt.Errorf("%s: %w: %w", op, room.ErrUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
-
-func transient(err error) bool {
-	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
-		return true
-	}
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	switch se.Code() & 0xff {
-	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
-		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PROTOCOL:
-		return true
-	}
-	return false
-}
+func wrapErr(op string, err error) error { return sqlitex.Wrap(op, err) }
 
 // isConstraint reports whether err is a constraint violation (a duplicate key).
 func isConstraint(err error) bool {

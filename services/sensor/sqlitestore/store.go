@@ -16,19 +16,13 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
-
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -88,25 +82,7 @@ type Store struct {
 // Open opens (creating if needed) the SQLite database at path, brings its schema
 // up to date and starts the writer.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	if path == "" || strings.ContainsRune(path, '?') {
-		return nil, fmt.Errorf("sqlitestore: open: invalid path %q", path)
-	}
-	syncMode := strings.ToUpper(opts.Synchronous)
-	switch syncMode {
-	case "":
-		syncMode = "FULL"
-	case "FULL", "NORMAL", "OFF", "EXTRA":
-	default:
-		return nil, fmt.Errorf("sqlitestore: open: unknown synchronous mode %q", opts.Synchronous)
-	}
-	busy := opts.BusyTimeout
-	if busy <= 0 {
-		busy = 5 * time.Second
-	}
-	readers := opts.Readers
-	if readers <= 0 {
-		readers = 2 * runtime.NumCPU()
-	}
+	sync := cmp.Or(opts.Synchronous, "FULL")
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -115,41 +91,24 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-
-	common := []string{
-		"_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")",
-		"_pragma=foreign_keys(1)",
-		"_pragma=cache_size(-65536)", // 64 MiB per connection
-		"_pragma=temp_store(MEMORY)",
-		"_pragma=mmap_size(268435456)",
-		"_journal_mode=WAL",
-		"_synchronous=" + syncMode,
-		"_pragma=journal_size_limit(67108864)",
+	so := sqlitex.Options{
+		Synchronous:      sync,
+		BusyTimeout:      opts.BusyTimeout,
+		Readers:          opts.Readers,
+		ForeignKeys:      true,
+		CacheSizeKiB:     65536, // 64 MiB per connection
+		MmapBytes:        268435456,
+		JournalSizeLimit: 67108864,
+		ImmediateWrites:  true,
+		WriterPragmas:    []string{"wal_autocheckpoint(0)"}, // the checkpointer does it
+		Migrations:       migrations,
+		MigrationsDir:    "migrations",
 	}
-	wdsn := path + "?" + strings.Join(append(common, "_pragma=wal_autocheckpoint(0)", "_txlock=immediate"), "&")
-	ckdsn := path + "?" + strings.Join(common, "&")
-	rdsn := path + "?" + strings.Join(append(common, "_pragma=query_only(1)"), "&")
-
-	wdb, err := sql.Open("sqlite", wdsn)
+	wdb, rdb, err := sqlitex.Open(ctx, path, so)
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	wdb.SetMaxOpenConns(1)
-	wdb.SetMaxIdleConns(1)
-	wdb.SetConnMaxLifetime(0)
-	wdb.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, wdb); err != nil {
-		wdb.Close()
-		return nil, wrapErr("sqlitestore: open "+path+": migrate", err)
-	}
-	rdb, err := sql.Open("sqlite", rdsn)
-	if err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
-	}
-	rdb.SetMaxOpenConns(readers)
-	rdb.SetMaxIdleConns(readers)
-	ckdb, err := sql.Open("sqlite", ckdsn)
+	ckdb, err := sql.Open("sqlite", so.DSN(path))
 	if err != nil {
 		wdb.Close()
 		rdb.Close()
@@ -157,7 +116,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	ckdb.SetMaxOpenConns(1)
 	closeAll := func() { wdb.Close(); rdb.Close(); ckdb.Close() }
-	if err := errors.Join(rdb.PingContext(ctx), ckdb.PingContext(ctx)); err != nil {
+	if err := ckdb.PingContext(ctx); err != nil {
 		closeAll()
 		return nil, wrapErr("sqlitestore: open "+path, err)
 	}
@@ -182,7 +141,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	go w.run()
 	go s.checkpointer()
-	log.Debug("sqlite store opened", "path", path, "synchronous", syncMode)
+	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync))
 	return s, nil
 }
 
@@ -224,61 +183,6 @@ func (s *Store) checkpointer() {
 		case <-tick.C:
 		}
 	}
-}
-
-// migrate applies, in one transaction, every embedded migration numbered above the
-// database's user_version.
-func migrate(ctx context.Context, db *sql.DB) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return err
-	}
-	type step struct {
-		version int
-		name    string
-	}
-	var steps []step
-	for _, name := range names {
-		base := name[strings.LastIndexByte(name, '/')+1:]
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return fmt.Errorf("migration %s: name must start with a positive number and '_'", base)
-		}
-		steps = append(steps, step{v, name})
-	}
-	sort.Slice(steps, func(i, j int) bool { return steps[i].version < steps[j].version })
-
-	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: one migrator at a time
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var current int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
-		return err
-	}
-	last := current
-	for _, st := range steps {
-		if st.version <= current {
-			continue
-		}
-		script, err := migrations.ReadFile(st.name)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, string(script)); err != nil {
-			return fmt.Errorf("migration %s: %w", st.name, err)
-		}
-		last = st.version
-	}
-	if last == current {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(last)); err != nil {
-		return err
-	}
-	return tx.Commit()
 }
 
 // Ping runs a trivial query on the read pool.
@@ -324,31 +228,4 @@ var errClosed = fmt.Errorf("%w: store is closed", sensor.ErrUnavailable)
 // wrapErr prefixes err with op and marks the errors a caller should retry later
 // (locks held too long, I/O failures, a full disk, a closed database) as
 // sensor.ErrUnavailable.
-func wrapErr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, sensor.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if transient(err) {
-		return fmt.Errorf("%s: %w: %w", op, sensor.ErrUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
-
-func transient(err error) bool {
-	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
-		return true
-	}
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	switch se.Code() & 0xff {
-	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
-		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PROTOCOL:
-		return true
-	}
-	return false
-}
+func wrapErr(op string, err error) error { return sqlitex.Wrap(op, err) }
