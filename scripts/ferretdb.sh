@@ -31,8 +31,18 @@ if port_open "$host" "$port"; then
     echo "ferretdb: MongoDB wire protocol up on $listen"
     exit 0
   fi
-  echo "ferretdb: $listen is taken by something that does not speak the MongoDB protocol" >&2
-  exit 1
+  pid=$(cat "$cache/ferretdb.pid" 2>/dev/null || true)
+  if [[ -n $pid ]] && ps -p "$pid" -o comm= 2>/dev/null | grep -q ferretdb; then
+    # Ours, but not answering (e.g. wedged by an earlier run): start it afresh.
+    echo "ferretdb: our server on $listen does not answer; restarting it"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do port_open "$host" "$port" || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do port_open "$host" "$port" || break; sleep 0.5; done
+  else
+    echo "ferretdb: $listen is taken by something that does not speak the MongoDB protocol" >&2
+    exit 1
+  fi
 fi
 
 # PostgreSQL: start the Debian cluster when its port is closed.
