@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -12,12 +13,13 @@ import (
 )
 
 // handleUpstream authenticates the request's key, checks its scope and rate, bounds
-// its body and hands it to the upstream's proxy.
-func (g *Gateway) handleUpstream(up *upstream) http.Handler {
+// its body and hands it to the upstream's proxy. route is the pattern it serves,
+// for the access log.
+func (g *Gateway) handleUpstream(up *upstream, route string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info := infoFrom(r.Context())
+		info := infoFrom(w)
 		if info != nil {
-			info.upstream = up.name
+			info.upstream, info.route = up.name, route
 		}
 		upgrade := isWebSocketUpgrade(r)
 		token, given := presentedKey(r, upgrade)
@@ -29,6 +31,10 @@ func (g *Gateway) handleUpstream(up *upstream) http.Handler {
 		if info != nil {
 			info.key = id.name
 		}
+		// The upstream learns the key's name, never the key: keep it out of its
+		// logs. The proxy copies these headers into the outgoing request.
+		delete(r.Header, authorizationHeader)
+		r.Header[keyNameHeader] = []string{id.name}
 		if need := RequiredScope(r.Method, r.URL.Path); !id.scopes.has(need) {
 			g.metrics.denied.WithLabelValues("scope").Inc()
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="atrium", error="insufficient_scope", scope="%s"`, need))
@@ -65,10 +71,17 @@ func (g *Gateway) handleUpstream(up *upstream) http.Handler {
 	})
 }
 
+// Canonical header keys, for direct map access on the hot path.
+var (
+	authorizationHeader = "Authorization"
+	keyNameHeader       = textproto.CanonicalMIMEHeaderKey(KeyNameHeader)
+	requestIDHeader     = textproto.CanonicalMIMEHeaderKey(httpx.RequestIDHeader)
+)
+
 // presentedKey is the key from "Authorization: Bearer <key>", or, for a WebSocket
 // upgrade only (browsers cannot set headers there), from ?access_token=.
 func presentedKey(r *http.Request, upgrade bool) (string, bool) {
-	if h := r.Header.Get("Authorization"); h != "" {
+	if h := r.Header.Get(authorizationHeader); h != "" {
 		scheme, token, _ := strings.Cut(strings.TrimSpace(h), " ")
 		if !strings.EqualFold(scheme, "Bearer") {
 			return "", true // a credential, but not one we take

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,7 +73,7 @@ type Gateway struct {
 }
 
 type metrics struct {
-	http           *httpx.Metrics
+	http           *httpMetrics
 	denied         *prometheus.CounterVec
 	upstreamErrors *prometheus.CounterVec
 }
@@ -100,7 +101,7 @@ func New(log *slog.Logger, opts Options) (*Gateway, error) {
 	g := &Gateway{log: log, opts: opts, reg: httpx.NewRegistry(), upstreams: map[string]*upstream{}}
 	g.stopping, g.stop = context.WithCancel(context.Background())
 	g.metrics = &metrics{
-		http: httpx.NewMetrics(g.reg),
+		http: newHTTPMetrics(g.reg),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "atrium_gateway_denied_total", Help: "Requests refused by the gateway, by reason (no_key, bad_key, scope, rate_limit, too_large).",
 		}, []string{"reason"}),
@@ -158,7 +159,7 @@ func cleanOrigins(in []string) []string {
 // services.
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(httpx.RequestIDs, g.accessLog, httpx.AccessLog(nil, g.metrics.http), httpx.Recoverer(g.log))
+	r.Use(httpx.RequestIDs, g.accessLog, httpx.Recoverer(g.log))
 	if g.cors != nil {
 		r.Use(g.cors.Handler)
 	}
@@ -193,49 +194,125 @@ func (g *Gateway) Close() {
 	})
 }
 
-// reqInfo is what the access log learns while a request passes through.
-type reqInfo struct {
+// logWriter is the access log's view of a response: its status and size, and
+// what the handlers learn on the way (the key's name, the upstream, the route).
+// Handlers find it by unwrapping their ResponseWriter (see infoFrom), which costs
+// no context value and no copy of the request.
+type logWriter struct {
+	httpx.StatusWriter
 	key      string
 	upstream string
+	route    string
 }
 
-type infoKey struct{}
+// Unwrap lets http.ResponseController reach the underlying writer (flush, hijack).
+func (l *logWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }
 
-func infoFrom(ctx context.Context) *reqInfo {
-	i, _ := ctx.Value(infoKey{}).(*reqInfo)
-	return i
+// infoFrom finds the access log's writer under w, or nil.
+func infoFrom(w http.ResponseWriter) *logWriter {
+	for {
+		switch v := w.(type) {
+		case *logWriter:
+			return v
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 // accessLog writes one structured line per request: who (key name), what (route,
-// upstream), the outcome (status, bytes) and how long it took.
+// upstream), the outcome (status, bytes) and how long it took; and it records the
+// request's metrics. Requests to the open endpoints /healthz, /readyz and /metrics
+// log at debug, every other at info.
 func (g *Gateway) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		info := &reqInfo{}
-		sw := &httpx.StatusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
-		if sw.Status == 0 {
-			sw.Status = http.StatusOK
+		lw := &logWriter{StatusWriter: httpx.StatusWriter{ResponseWriter: w}}
+		next.ServeHTTP(lw, r)
+		d := time.Since(start)
+		if lw.Status == 0 {
+			lw.Status = http.StatusOK
 		}
+		ctx := r.Context()
+		route := lw.route
+		if route == "" {
+			route = "unmatched"
+			if rc := chi.RouteContext(ctx); rc != nil && rc.RoutePattern() != "" {
+				route = rc.RoutePattern()
+			}
+		}
+		g.metrics.http.observe(route, r.Method, lw.Status, d)
 		level := slog.LevelInfo
 		switch r.URL.Path {
 		case "/healthz", "/readyz", "/metrics":
 			level = slog.LevelDebug
 		}
-		if !g.log.Enabled(r.Context(), level) {
+		if !g.log.Enabled(ctx, level) {
 			return
 		}
-		route := "unmatched"
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			route = rc.RoutePattern()
-		}
-		g.log.LogAttrs(r.Context(), level, "http request",
+		g.log.LogAttrs(ctx, level, "http request",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", route),
-			slog.String("upstream", info.upstream), slog.String("key", info.key),
-			slog.Int("status", sw.Status), slog.Int64("bytes", sw.Bytes),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-			slog.String("remote", r.RemoteAddr), slog.String("request_id", httpx.RequestID(r.Context())))
+			slog.String("upstream", lw.upstream), slog.String("key", lw.key),
+			slog.Int("status", lw.Status), slog.Int64("bytes", lw.Bytes),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+			slog.String("remote", r.RemoteAddr), slog.String("request_id", httpx.RequestID(ctx)))
 	})
+}
+
+// httpMetrics are Atrium's HTTP metrics, as httpx.NewMetrics defines them, with
+// the series resolved once per route, method and status: a request costs a map
+// read, not a hash of its labels.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+
+	mu     sync.RWMutex
+	series map[httpLabels]httpSeries
+}
+
+type httpLabels struct {
+	route, method string
+	status        int
+}
+
+type httpSeries struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "atrium_http_requests_total", Help: "HTTP requests served, by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "atrium_http_request_duration_seconds", Help: "HTTP request latency, by route and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		series: map[httpLabels]httpSeries{},
+	}
+	reg.MustRegister(m.requests, m.latency)
+	return m
+}
+
+func (m *httpMetrics) observe(route, method string, status int, d time.Duration) {
+	l := httpLabels{route: route, method: method, status: status}
+	m.mu.RLock()
+	s, ok := m.series[l]
+	m.mu.RUnlock()
+	if !ok {
+		s = httpSeries{
+			requests: m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
+			latency:  m.latency.WithLabelValues(route, method),
+		}
+		m.mu.Lock()
+		m.series[l] = s
+		m.mu.Unlock()
+	}
+	s.requests.Inc()
+	s.latency.Observe(d.Seconds())
 }
 
 // upstreamNames are the services the gateway routes to, sorted.

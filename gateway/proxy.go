@@ -53,16 +53,12 @@ func newUpstream(name, raw string, tr *http.Transport, log *slog.Logger, m *metr
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.SetXForwarded()
-			// The upstream does not need the key: keep it out of its logs.
-			pr.Out.Header.Del("Authorization")
+			// handleUpstream already took the Authorization header out and set
+			// the key's name; a WebSocket's key may come in the query.
 			if strings.Contains(pr.Out.URL.RawQuery, "access_token") {
 				q := pr.Out.URL.Query()
 				q.Del("access_token")
 				pr.Out.URL.RawQuery = q.Encode()
-			}
-			pr.Out.Header.Del(KeyNameHeader)
-			if info := infoFrom(pr.In.Context()); info != nil && info.key != "" {
-				pr.Out.Header.Set(KeyNameHeader, info.key)
 			}
 		},
 		Transport:  tr,
@@ -70,7 +66,7 @@ func newUpstream(name, raw string, tr *http.Transport, log *slog.Logger, m *metr
 		ModifyResponse: func(resp *http.Response) error {
 			// The gateway already set the request id on the response; the upstream
 			// echoes the same one, which would otherwise appear twice.
-			resp.Header.Del(httpx.RequestIDHeader)
+			delete(resp.Header, requestIDHeader)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -90,17 +86,28 @@ func newUpstream(name, raw string, tr *http.Transport, log *slog.Logger, m *metr
 }
 
 // bufferPool lends the proxies their 32 KiB copy buffers, which they would
-// otherwise allocate for every response.
-type bufferPool struct{ p sync.Pool }
+// otherwise allocate for every response. The pool holds *[]byte; the holders go
+// back to a pool of their own, so lending and returning allocate nothing.
+type bufferPool struct{ bufs, holders sync.Pool }
 
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if h, ok := b.bufs.Get().(*[]byte); ok {
+		buf := *h
+		*h = nil
+		b.holders.Put(h)
+		return buf
 	}
 	return make([]byte, 32<<10)
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	h, ok := b.holders.Get().(*[]byte)
+	if !ok {
+		h = new([]byte)
+	}
+	*h = buf
+	b.bufs.Put(h)
+}
 
 var (
 	copyBuffers                     = &bufferPool{}

@@ -10,16 +10,16 @@ import (
 )
 
 // limiter is one token bucket per API key: every key may make limit requests a
-// second on average, and burst at once.
+// second on average, and burst at once. The buckets sit in a sync.Map (written
+// once per key, then only read), so requests of different keys share no lock.
 type limiter struct {
 	limit rate.Limit
 	burst int
-	mu    sync.Mutex
-	byKey map[[sha256.Size]byte]*rate.Limiter
+	byKey sync.Map // [sha256.Size]byte → *rate.Limiter
 }
 
 func newLimiter(perSecond float64, burst int) *limiter {
-	l := &limiter{limit: rate.Limit(perSecond), burst: max(burst, 1), byKey: map[[sha256.Size]byte]*rate.Limiter{}}
+	l := &limiter{limit: rate.Limit(perSecond), burst: max(burst, 1)}
 	if perSecond <= 0 {
 		l.limit = rate.Inf
 	}
@@ -40,13 +40,11 @@ func (l *limiter) allow(id identity, now time.Time) verdict {
 	if l.unlimited() {
 		return verdict{ok: true, remaining: l.burst}
 	}
-	l.mu.Lock()
-	lim, found := l.byKey[id.sum]
+	v, found := l.byKey.Load(id.sum)
 	if !found {
-		lim = rate.NewLimiter(l.limit, l.burst)
-		l.byKey[id.sum] = lim
+		v, _ = l.byKey.LoadOrStore(id.sum, rate.NewLimiter(l.limit, l.burst))
 	}
-	l.mu.Unlock()
+	lim := v.(*rate.Limiter)
 	r := lim.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
@@ -69,11 +67,10 @@ func (l *limiter) retain(kr *keyring) {
 	for _, id := range kr.ids {
 		keep[id.sum] = true
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for k := range l.byKey {
-		if !keep[k] {
-			delete(l.byKey, k)
+	l.byKey.Range(func(k, _ any) bool {
+		if !keep[k.([sha256.Size]byte)] {
+			l.byKey.Delete(k)
 		}
-	}
+		return true
+	})
 }

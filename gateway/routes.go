@@ -35,11 +35,11 @@ func (g *Gateway) routes(r chi.Router) {
 		r.Get(p, g.dashboard.ServeHTTP)
 	}
 	for _, rt := range upstreamRoutes {
-		h := g.handleUpstream(g.upstreams[rt.upstream])
+		up := g.upstreams[rt.upstream]
 		if !rt.subOnly {
-			r.Handle(rt.prefix, h)
+			r.Handle(rt.prefix, g.handleUpstream(up, rt.prefix))
 		}
-		r.Handle(rt.prefix+"/*", h)
+		r.Handle(rt.prefix+"/*", g.handleUpstream(up, rt.prefix+"/*"))
 	}
 }
 
