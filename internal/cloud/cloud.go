@@ -75,6 +75,8 @@ type Config struct {
 	RateBurst       int
 	CORSOrigins     string
 	OfflineAfter    time.Duration
+	Retention       time.Duration
+	RollupRetention time.Duration
 	MaxBody         int64
 	ShutdownTimeout time.Duration
 	LogFormat       string
@@ -106,6 +108,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "gateway: burst of requests per API key")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "gateway: comma-separated origins allowed by CORS (empty: none)")
 	fs.DurationVar(&c.OfflineAfter, "offline-after", 5*time.Minute, "a sensor silent longer than this is offline")
+	fs.DurationVar(&c.Retention, "retention", 0, "sensor service on MongoDB: how long raw readings are kept, by reading timestamp (0: forever; SQLite keeps everything)")
+	fs.DurationVar(&c.RollupRetention, "rollup-retention", 0, "sensor service on MongoDB: how long the hourly rollups are kept (0: forever; SQLite keeps everything)")
 	fs.Int64Var(&c.MaxBody, "max-body", httpx.DefaultMaxBody, "largest accepted request body in bytes, after decompression")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on shutdown")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
@@ -116,6 +120,9 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.Retention < 0 || c.RollupRetention < 0 {
+		return c, fmt.Errorf("-retention and -rollup-retention must not be negative")
 	}
 	if c.Store == "" {
 		c.Store = "sqlite://" + c.DataDir

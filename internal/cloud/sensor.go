@@ -16,7 +16,7 @@ func (a *App) addSensor(ctx context.Context) error {
 	log := a.log.With("service", "sensor")
 	var st sensor.Store
 	if mongox.IsURL(a.cfg.Store) {
-		ms, err := mongostore.Open(ctx, a.cfg.Store, mongostore.Options{Logger: log})
+		ms, err := mongostore.Open(ctx, a.cfg.Store, mongostore.Options{Logger: log, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
 		if err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}

@@ -478,13 +478,16 @@ func (s *Store) updateRegistry(ctx context.Context, stored []reading.Reading, re
 	}
 	// Two batches upserting a new sensor at once: one of them fails with a
 	// duplicate key (real MongoDB retries that itself, FerretDB does not). Every
-	// update here is idempotent, so the loser runs them again.
+	// update here is idempotent, so the loser runs them again. The write is
+	// ordered: the sensors before the failed one exist, and so does the failed
+	// one, so each retry fails (if at all) further on, and one attempt per
+	// sensor is enough however many sensors other batches are creating.
 	for attempt := 1; ; attempt++ {
 		_, err := mongox.BulkWrite(ctx, s.sensors, models, true)
 		if err == nil {
 			return nil
 		}
-		if !mongox.IsDuplicate(err) || attempt == 3 {
+		if !mongox.IsDuplicate(err) || attempt > len(order) {
 			return mongox.Wrap("update registry", err)
 		}
 	}
@@ -500,12 +503,28 @@ type lastValueDoc struct {
 // resumed batch does not count its readings twice.
 const rollupBatches = 16
 
+// rollupBucket is a bucket document of rollups_1h as first inserted: no count
+// yet, so readers skip it until an update counts readings in it.
+type rollupBucket struct {
+	ID      string    `bson:"_id"`
+	Sensor  string    `bson:"s"`
+	Type    string    `bson:"y"`
+	Hour    time.Time `bson:"h"`
+	Batches []string  `bson:"bs"`
+}
+
 // updateRollups adds the stored readings to their hourly buckets (bucket
-// pattern): per sensor, type and hour an upsert with $inc of count and sum and
-// $min/$max of value and time. The filter excludes buckets that already list the
-// batch id, so applying a batch twice (a resumed batch) fails with a duplicate
-// key on that bucket instead of counting twice. A duplicate key can also come
-// from two batches creating the same bucket at once; the loser retries.
+// pattern), in two steps that no duplicate key can interrupt:
+//
+//  1. insert the missing buckets, without counts (an unordered insert; the
+//     duplicate keys of buckets that exist already are expected and ignored,
+//     and inserts go on past them, also on FerretDB);
+//  2. update each bucket: $inc of count and sum, $min/$max of value and time and
+//     $push of the batch id, filtered on the batch id not being listed yet, so a
+//     redone (resumed) batch counts once. These updates do not upsert, so none
+//     can fail with a duplicate key; FerretDB 1.24 stops an update command at
+//     its first failed statement and silently skips the rest, which is why the
+//     creation is not folded into the updates as upserts.
 func (s *Store) updateRollups(ctx context.Context, batchID string, stored []reading.Reading) error {
 	type key struct {
 		sensor, typ string
@@ -536,60 +555,36 @@ func (s *Store) updateRollups(ctx context.Context, batchID string, stored []read
 			a.last = r.Timestamp
 		}
 	}
-	pending := order
-	for attempt := 0; len(pending) > 0; attempt++ {
-		if attempt == 3 {
-			return fmt.Errorf("update rollups: buckets still contended after %d attempts", attempt)
+	if len(order) == 0 {
+		return nil
+	}
+	id := func(k key) string { return k.sensor + "|" + k.typ + "|" + strconv.FormatInt(k.hour, 10) }
+	buckets := make([]any, len(order))
+	for i, k := range order {
+		buckets[i] = rollupBucket{ID: id(k), Sensor: k.sensor, Type: k.typ, Hour: time.UnixMilli(k.hour).UTC(), Batches: []string{}}
+	}
+	_, err := s.rollups.InsertMany(ctx, buckets, options.InsertMany().SetOrdered(false))
+	if _, err := mongox.Duplicates(err); err != nil {
+		return mongox.Wrap("update rollups: create buckets", err)
+	}
+	models := make([]mongo.WriteModel, len(order))
+	for i, k := range order {
+		a := aggs[k]
+		up := bson.D{
+			{Key: "$inc", Value: bson.D{{Key: "n", Value: a.n}, {Key: "sum", Value: a.sum}}},
+			{Key: "$min", Value: bson.D{{Key: "min", Value: a.min}, {Key: "first", Value: a.first}}},
+			{Key: "$max", Value: bson.D{{Key: "max", Value: a.max}, {Key: "last", Value: a.last}}},
+			{Key: "$push", Value: bson.D{{Key: "bs", Value: bson.D{{Key: "$each", Value: bson.A{batchID}}, {Key: "$slice", Value: -rollupBatches}}}}},
 		}
-		models := make([]mongo.WriteModel, len(pending))
-		for i, k := range pending {
-			a := aggs[k]
-			id := k.sensor + "|" + k.typ + "|" + strconv.FormatInt(k.hour, 10)
-			up := bson.D{
-				{Key: "$inc", Value: bson.D{{Key: "n", Value: a.n}, {Key: "sum", Value: a.sum}}},
-				{Key: "$min", Value: bson.D{{Key: "min", Value: a.min}, {Key: "first", Value: a.first}}},
-				{Key: "$max", Value: bson.D{{Key: "max", Value: a.max}, {Key: "last", Value: a.last}}},
-				{Key: "$setOnInsert", Value: bson.D{{Key: "s", Value: k.sensor}, {Key: "y", Value: k.typ}, {Key: "h", Value: time.UnixMilli(k.hour).UTC()}}},
-				{Key: "$push", Value: bson.D{{Key: "bs", Value: bson.D{{Key: "$each", Value: bson.A{batchID}}, {Key: "$slice", Value: -rollupBatches}}}}},
-			}
-			filter := bson.D{{Key: "_id", Value: id}, {Key: "bs", Value: bson.D{{Key: "$ne", Value: batchID}}}}
-			models[i] = mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(up).SetUpsert(true)
-		}
-		dups, err := mongox.BulkWrite(ctx, s.rollups, models, false)
-		if err != nil {
-			return mongox.Wrap("update rollups", err)
-		}
-		if len(dups) == 0 {
-			return nil
-		}
-		// Which of the contended buckets already count this batch?
-		ids := make(bson.A, len(dups))
-		for i, d := range dups {
-			k := pending[d]
-			ids[i] = k.sensor + "|" + k.typ + "|" + strconv.FormatInt(k.hour, 10)
-		}
-		cur, err := s.rollups.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "bs", Value: batchID}},
-			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
-		if err != nil {
-			return mongox.Wrap("update rollups", err)
-		}
-		var done []struct {
-			ID string `bson:"_id"`
-		}
-		if err := cur.All(ctx, &done); err != nil {
-			return mongox.Wrap("update rollups", err)
-		}
-		applied := make(map[string]bool, len(done))
-		for _, d := range done {
-			applied[d.ID] = true
-		}
-		var again []key
-		for i, d := range dups {
-			if !applied[ids[i].(string)] {
-				again = append(again, pending[d])
-			}
-		}
-		pending = again
+		filter := bson.D{{Key: "_id", Value: id(k)}, {Key: "bs", Value: bson.D{{Key: "$ne", Value: batchID}}}}
+		models[i] = mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(up)
+	}
+	dups, err := mongox.BulkWrite(ctx, s.rollups, models, false)
+	if err != nil {
+		return mongox.Wrap("update rollups", err)
+	}
+	if len(dups) > 0 {
+		return fmt.Errorf("update rollups: %d unexpected duplicate keys", len(dups))
 	}
 	return nil
 }

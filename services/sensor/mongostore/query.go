@@ -291,6 +291,8 @@ func (s *Store) Rollups(ctx context.Context, sensorID, typ string, from, to time
 	if len(hr) > 0 {
 		filter = append(filter, bson.E{Key: "h", Value: hr})
 	}
+	// A bucket just created holds no count until its update lands (updateRollups).
+	filter = append(filter, bson.E{Key: "n", Value: bson.D{{Key: "$gt", Value: 0}}})
 	cur, err := s.rollups.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "s", Value: 1}, {Key: "y", Value: 1}, {Key: "h", Value: 1}}))
 	if err != nil {
 		return nil, mongox.Wrap("mongostore: rollups", err)
