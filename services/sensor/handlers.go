@@ -58,15 +58,8 @@ func (s *Service) handleIngest() http.HandlerFunc {
 			httpx.Error(w, r, s.log, fmt.Errorf("ingest batch %s: %w", batchID, err))
 			return
 		}
-		if out.Pending != nil {
-			// The readings are stored and the answer recorded; if the event cannot be
-			// published now, the client's retry (same batch id) or the relay sends it.
-			if err := s.publish(r.Context(), *out.Pending); err != nil {
-				s.batches.WithLabelValues("failed").Inc()
-				httpx.Error(w, r, s.log, fmt.Errorf("publish batch %s: %w", batchID, err))
-				return
-			}
-		}
+		// Count what the store did before publishing: the readings are on disk
+		// whatever happens to the publish or to this request.
 		if out.Replayed {
 			s.batches.WithLabelValues("replayed").Inc()
 		} else {
@@ -74,6 +67,14 @@ func (s *Service) handleIngest() http.HandlerFunc {
 			s.ingested.WithLabelValues("accepted").Add(float64(out.Result.Accepted))
 			s.ingested.WithLabelValues("duplicate").Add(float64(out.Result.Duplicates))
 			s.ingested.WithLabelValues("rejected").Add(float64(len(out.Result.Rejected)))
+		}
+		if out.Pending != nil {
+			// The readings are stored and the answer recorded; if the event cannot be
+			// published now, the client's retry (same batch id) or the relay sends it.
+			if err := s.publish(r.Context(), *out.Pending); err != nil {
+				httpx.Error(w, r, s.log, fmt.Errorf("publish batch %s: %w", batchID, err))
+				return
+			}
 		}
 		if out.Result.Rejected == nil {
 			out.Result.Rejected = []Rejection{}

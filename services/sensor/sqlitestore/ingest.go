@@ -148,13 +148,11 @@ func (s *Store) write(ctx context.Context, req *writeReq, coming bool) (sensor.O
 		s.inflight.Done()
 		return sensor.Outcome{}, ctx.Err()
 	}
-	select {
-	case r := <-req.reply:
-		return r.out, r.err
-	case <-ctx.Done():
-		// The writer may still commit the request; a retry is answered as a replay.
-		return sensor.Outcome{}, ctx.Err()
-	}
+	// Once the writer has the request it commits or fails it within moments; wait
+	// for its answer even if the caller gave up, so the outcome (and what the
+	// service counts) matches what is on disk.
+	r := <-req.reply
+	return r.out, r.err
 }
 
 // replay answers a batch id already committed, reading from the pool.
