@@ -156,12 +156,30 @@ func (a *Agent) closeAll() {
 	}
 }
 
-// spoolQueue lets the forwarder take batches from the spool.
+// spoolQueue lets the forwarder take batches from the spool, several at a time.
 type spoolQueue struct{ s *spool.Spool }
+
+var _ forward.WindowQueue = spoolQueue{}
 
 func (q spoolQueue) NextBatch(maxCount, maxBytes int) (forward.Batch, bool, error) {
 	b, ok, err := q.s.NextBatch(maxCount, maxBytes)
 	return forward.Batch{ID: b.ID, Readings: b.Readings}, ok, err
+}
+func (q spoolQueue) FormBatches(n, maxCount, maxBytes int) ([]forward.Batch, error) {
+	bs, err := q.s.FormBatches(n, maxCount, maxBytes)
+	out := make([]forward.Batch, len(bs))
+	for i, b := range bs {
+		out[i] = forward.Batch{ID: b.ID, Readings: b.Readings}
+	}
+	return out, err
+}
+func (q spoolQueue) OpenBatches() ([]forward.Batch, error) {
+	bs, err := q.s.OpenBatches()
+	out := make([]forward.Batch, len(bs))
+	for i, b := range bs {
+		out[i] = forward.Batch{ID: b.ID, Readings: b.Readings}
+	}
+	return out, err
 }
 func (q spoolQueue) AckBatch(id string) error                { return q.s.AckBatch(id) }
 func (q spoolQueue) DeadLetterBatch(id, reason string) error { return q.s.DeadLetterBatch(id, reason) }

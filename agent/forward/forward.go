@@ -1,7 +1,36 @@
 // Package forward is the edge agent's batching HTTP forwarder: it takes batches of
-// readings from the spool, one at a time and in spool order (so each sensor's
-// readings reach the cloud in the order they were taken), and POSTs them to the
-// cloud sensor service as one gzip-compressed JSON body per batch.
+// readings from the spool and POSTs them to the cloud sensor service as one
+// gzip-compressed JSON body per batch, with the batch id as Idempotency-Key.
+//
+// # Batches in flight
+//
+// With a Queue that is also a WindowQueue (the agent's spool), Run keeps up to
+// MaxInFlight (default 4) batches open and sends those it may at once, so the
+// sensor service can commit several of them in one transaction (its group commit
+// serves concurrent requests only). With a plain Queue, MaxInFlight 1, and in Flush,
+// batches go one at a time, oldest first.
+//
+// Ordering guarantee. A reading's sensor is the sensor_id its spooled JSON starts
+// with. For two readings r1 and r2 of one sensor, spooled in that order: either they
+// are in the same batch, r1 first in the body, or no request carrying r2 (first
+// attempt or retry) starts before r1's batch has left the spool, that is before the
+// cloud answered 2xx to it (then it was committed there first) or refused it for
+// good (then it is dead-lettered and r2 may arrive without it, as with one batch at
+// a time). Concretely, a batch is sent only when no older open batch shares a sensor
+// with it; a batch with a reading whose sensor cannot be read that way shares one
+// with every batch. Readings of different sensors have no order between them:
+// batches without a common sensor may be in flight together, be committed by the
+// cloud in any order and be acknowledged in any order. Open batches found at start
+// (left by a crash or by a shutdown) are the oldest, so the rule covers restarts too;
+// they go again with their ids and readings.
+//
+// After any attempt in the window fails (network error, retryable status, spool
+// error), Run lets the attempts still in flight end, then sends the oldest open
+// batch alone with the retry rules below until it has left the spool, and then opens
+// the window again. A batch of the window is sent as it was formed; if a full
+// drop-oldest spool shrinks it meanwhile, the cloud may still get the dropped
+// readings under the old id (one id, one content still holds, and the spool applies
+// the answer to what is left).
 //
 // When a batch goes out:
 //
@@ -85,6 +114,7 @@ const (
 	DefaultTimeout       = 30 * time.Second
 	DefaultProbeInterval = time.Second
 	DefaultUserAgent     = "atrium-agent"
+	DefaultMaxInFlight   = 4
 )
 
 // MaxRetryAfter caps how long a cloud's Retry-After can hold a batch back.
@@ -114,6 +144,9 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between two attempts of a batch.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
+	// MaxInFlight bounds how many batches are open and in flight at once when the
+	// queue is a WindowQueue (see the package doc); 1 sends one batch at a time.
+	MaxInFlight int
 	// Timeout bounds one HTTP attempt.
 	Timeout time.Duration
 	// ProbeInterval is how often the cloud's /healthz is tried while a batch waits
@@ -152,8 +185,8 @@ type Forwarder struct {
 	dataURL   string
 	healthURL string
 
-	send       sync.Mutex // held while one batch is in flight: one at a time, in order
-	queueFails int        // consecutive queue errors, under send
+	send       sync.Mutex   // held by sendOne and by the window: one sender at a time
+	queueFails atomic.Int64 // consecutive queue errors
 
 	maxBytes atomic.Int64 // the byte budget of the next batch (MaxBytes, halved by 413s)
 	avgSize  atomic.Int64 // mean bytes of a reading in the last batch sent
@@ -169,6 +202,7 @@ func New(q Queue, cfg Config) *Forwarder {
 	setDefault(&cfg.Linger, DefaultLinger)
 	setDefault(&cfg.MinBackoff, DefaultMinBackoff)
 	setDefault(&cfg.MaxBackoff, DefaultMaxBackoff)
+	setDefault(&cfg.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&cfg.Timeout, DefaultTimeout)
 	setDefault(&cfg.ProbeInterval, DefaultProbeInterval)
 	setDefault(&cfg.UserAgent, DefaultUserAgent)
@@ -210,6 +244,9 @@ func setDefault[T comparable](v *T, def T) {
 // Run forwards batches until ctx ends, then returns nil. A batch in flight when ctx
 // ends stays in the spool, to go again (same id) with the next Run or Flush.
 func (f *Forwarder) Run(ctx context.Context) error {
+	if q, ok := f.q.(WindowQueue); ok && f.cfg.MaxInFlight > 1 {
+		return f.runWindow(ctx, q)
+	}
 	ready := f.q.Ready()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -241,7 +278,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 // due says how long to wait before the next batch should go; 0 means now.
 func (f *Forwarder) due() time.Duration {
 	n, oldest := f.q.Pending()
-	if n == 0 {
+	return f.dueFor(n, oldest)
+}
+
+// dueFor is due for n waiting readings, the oldest added at oldest.
+func (f *Forwarder) dueFor(n int, oldest time.Time) time.Duration {
+	if n <= 0 {
 		return f.idle()
 	}
 	if n >= f.cfg.MaxCount || oldest.IsZero() {
@@ -342,6 +384,11 @@ func (f *Forwarder) setReachable(ok bool) {
 func (f *Forwarder) sendOne(ctx context.Context) (progress bool, err error) {
 	f.send.Lock()
 	defer f.send.Unlock()
+	return f.sendOneLocked(ctx)
+}
+
+// sendOneLocked is sendOne with f.send held.
+func (f *Forwarder) sendOneLocked(ctx context.Context) (progress bool, err error) {
 
 	b, ok, err := f.q.NextBatch(f.cfg.MaxCount, int(f.maxBytes.Load()))
 	if err != nil {
@@ -421,7 +468,13 @@ func (f *Forwarder) ack(ctx context.Context, b Batch, res result) error {
 		// The cloud has the batch; sent again it is answered from the idempotency key.
 		return f.queueError(ctx, fmt.Errorf("forward: ack batch %s: %w", b.ID, err))
 	}
-	f.queueFails = 0
+	f.queueFails.Store(0)
+	f.recordAck(ctx, b, res)
+	return nil
+}
+
+// recordAck counts a batch the cloud took and logs what it said.
+func (f *Forwarder) recordAck(ctx context.Context, b Batch, res result) {
 	now := f.cfg.Now()
 	f.mu.Lock()
 	outage := !f.stats.CloudReachable && !f.stats.LastErrorAt.IsZero()
@@ -441,7 +494,6 @@ func (f *Forwarder) ack(ctx context.Context, b Batch, res result) error {
 			"first_index", first.Index, "first_reason", first.Reason)
 	}
 	f.log.DebugContext(ctx, "batch forwarded", "batch_id", b.ID, "readings", len(b.Readings), "duplicates", res.Duplicates)
-	return nil
 }
 
 func (f *Forwarder) deadLetter(ctx context.Context, b Batch, out outcome) error {
@@ -457,7 +509,7 @@ func (f *Forwarder) deadLetter(ctx context.Context, b Batch, out outcome) error 
 	if err := f.q.DeadLetterBatch(b.ID, reason); err != nil {
 		return f.queueError(ctx, fmt.Errorf("forward: dead-letter batch %s: %w", b.ID, err))
 	}
-	f.queueFails = 0
+	f.queueFails.Store(0)
 	f.mu.Lock()
 	f.stats.DeadLettered += int64(len(b.Readings))
 	f.stats.CloudReachable = true // it answered, and the next batch may well go
@@ -466,15 +518,14 @@ func (f *Forwarder) deadLetter(ctx context.Context, b Batch, out outcome) error 
 }
 
 // queueError records a spool failure and backs off before the next try, so a
-// broken spool is not hammered. Called with f.send held.
+// broken spool is not hammered.
 func (f *Forwarder) queueError(ctx context.Context, err error) error {
 	f.log.ErrorContext(ctx, "spool operation failed", "err", err)
 	f.mu.Lock()
 	f.stats.LastError = err.Error()
 	f.stats.LastErrorAt = f.cfg.Now()
 	f.mu.Unlock()
-	f.pause(ctx, f.backoff(f.queueFails, 0), false)
-	f.queueFails++
+	f.pause(ctx, f.backoff(int(min(f.queueFails.Add(1)-1, 32)), 0), false)
 	return err
 }
 

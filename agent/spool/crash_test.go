@@ -51,8 +51,9 @@ func crashValue(r []byte) (int64, error) {
 	return v.Value, nil
 }
 
-// crashChild appends from 4 goroutines and forwards (NextBatch, AckBatch) until it is
-// killed. Every line goes out in one write (under PIPE_BUF), so a kill never splits one.
+// crashChild appends from 4 goroutines and forwards until it is killed: in even
+// rounds one batch at a time (NextBatch, AckBatch), in odd rounds with up to three
+// open batches (OpenBatches, FormBatch) acked in random order. Every line goes out in one write (under PIPE_BUF), so a kill never splits one.
 // A n: Append of reading n returned nil. F id n,n,..: NextBatch returned id with those.
 // B id: AckBatch(id) called. D id: AckBatch(id) returned nil. C k: k compactions so far.
 func crashChild(path string, round int) {
@@ -88,6 +89,9 @@ func crashChild(path string, round int) {
 				}
 			}
 		}()
+	}
+	if round%2 == 1 {
+		crashWindow(s, emit)
 	}
 	var compactions uint64
 	for batches := 0; ; batches++ {
@@ -129,12 +133,76 @@ func crashChild(path string, round int) {
 	}
 }
 
+// crashWindow forwards with up to three open batches, acking them in random order,
+// until the child is killed.
+func crashWindow(s *Spool, emit func(string)) {
+	fail := func(what string, err error) {
+		fmt.Fprintln(os.Stderr, what+":", err)
+		os.Exit(2)
+	}
+	given := func(b Batch) {
+		ns := make([]string, len(b.Readings))
+		for i, r := range b.Readings {
+			n, err := crashValue(r)
+			if err != nil {
+				fail("decode", err)
+			}
+			ns[i] = strconv.FormatInt(n, 10)
+		}
+		emit("F " + b.ID + " " + strings.Join(ns, ","))
+	}
+	open, err := s.OpenBatches()
+	if err != nil {
+		fail("open batches", err)
+	}
+	for _, b := range open {
+		given(b)
+	}
+	var compactions uint64
+	for batches := 0; ; batches++ {
+		if batches%20 == 19 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		for len(open) < 3 {
+			b, ok, err := s.FormBatch(50, 0)
+			if err != nil {
+				fail("form batch", err)
+			}
+			if !ok {
+				break
+			}
+			given(b)
+			open = append(open, b)
+		}
+		if len(open) == 0 {
+			select {
+			case <-s.Ready():
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
+		}
+		i := rand.IntN(len(open))
+		b := open[i]
+		open = append(open[:i], open[i+1:]...)
+		emit("B " + b.ID)
+		if err := s.AckBatch(b.ID); err != nil {
+			fail("ack", err)
+		}
+		emit("D " + b.ID)
+		if c := s.Stats().Compactions; c != compactions {
+			compactions = c
+			emit("C " + strconv.FormatUint(c, 10))
+		}
+	}
+}
+
 // crashLedger is what the children printed, across rounds.
 type crashLedger struct {
 	appended    map[int64]bool
 	ackBegun    map[int64]bool
 	ackDone     map[int64]bool
 	formed      map[string][]int64
+	begun       map[string]bool // batches whose ack was called
 	compactions int
 }
 
@@ -169,6 +237,7 @@ func (l *crashLedger) read(t *testing.T, r io.Reader) (lastFormed string, lastBe
 				l.ackBegun[n] = true
 			}
 			lastBegun = f[1]
+			l.begun[f[1]] = true
 		case "D":
 			for _, n := range l.formed[f[1]] {
 				l.ackDone[n] = true
@@ -188,7 +257,7 @@ func TestCrashKill9(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spool.db")
 	l := &crashLedger{
 		appended: map[int64]bool{}, ackBegun: map[int64]bool{}, ackDone: map[int64]bool{},
-		formed: map[string][]int64{},
+		formed: map[string][]int64{}, begun: map[string]bool{},
 	}
 	const rounds = 10
 	for round := range rounds {
@@ -336,8 +405,33 @@ func (l *crashLedger) verify(t *testing.T, path, lastFormed, lastBegun string) {
 			}
 		}
 	}
+	// Every batch a child was given and had not started to ack is still open, with
+	// the readings it was given.
+	open, err := s.OpenBatches()
+	if err != nil {
+		t.Fatal(err)
+	}
+	openIDs := map[string]bool{}
+	for _, b := range open {
+		openIDs[b.ID] = true
+		if want, printed := l.formed[b.ID]; printed {
+			var got []int64
+			for _, r := range b.Readings {
+				n, _ := crashValue(r)
+				got = append(got, n)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("open batch %s has %v, a child was given %v", b.ID, got, want)
+			}
+		}
+	}
+	for id := range l.formed {
+		if !l.begun[id] && !openIDs[id] {
+			t.Errorf("batch %s was handed out and not acked, but is not open", id)
+		}
+	}
 	// The last batch the child was given and had not started to ack must still be open.
-	if lastFormed != "" && lastFormed != lastBegun {
+	if lastFormed != "" && lastFormed != lastBegun && !openIDs[lastFormed] {
 		if !rec.ok || s.batchID(rec.first) != lastFormed {
 			t.Errorf("batch %s was handed out and not acked, but the open batch is %+v", lastFormed, rec)
 		}

@@ -12,7 +12,9 @@
 //     bucket's sequence holds the last one handed out, and compaction copies it).
 //   - "dead": dead letters, key = big-endian uint64 id, value = JSON.
 //   - "meta": the format version, the spool instance id (a UUID made once, when the file
-//     is created) and the open batch record (original first, current first, last seq).
+//     is created) and the open batches record: per open batch, oldest first, 24 bytes
+//     (original first, current first, last seq). A build that knows one open batch
+//     only refuses to open a file with several ("want 24 bytes"); it does not misread it.
 //
 // Readings, bytes and dead letters are counted in memory and recounted from disk on Open.
 //
@@ -29,12 +31,21 @@
 //
 // # Batches
 //
-// A batch is a contiguous range of the oldest readings. Its id is
-// "<instance uuid>-<first seq>". NextBatch persists the range before returning it, so
-// the same id always comes back with the same readings, also after a restart or a crash.
-// Invariant: one id, one content. A resent id therefore never carries a reading the
-// cloud did not see under that id, and the cloud's answer (which names rejected
-// readings by index) always lines up with the readings.
+// A batch is a contiguous range of readings. Its id is "<instance uuid>-<first seq>".
+// Several batches can be open at once; their ranges do not overlap and the record
+// lists them in seq order. FormBatch forms the next one from the oldest readings
+// after the newest open batch (after the acked ones' holes, the ranges stay in seq
+// order); NextBatch returns the oldest open batch, or forms one when none is open.
+// Both persist the range in the commit that forms it, before returning it, so the
+// same id always comes back with the same readings, also after a restart or a crash
+// (OpenBatches lists them all). Invariant: one id, one content. A resent id therefore
+// never carries a reading the cloud did not see under that id, and the cloud's answer
+// (which names rejected readings by index) always lines up with the readings.
+//
+// AckBatch and DeadLetterBatch take any open batch, in any order. The spool itself
+// does not order deliveries: the forwarder decides which open batches may be in
+// flight together (package forward: only batches without a common sensor, so each
+// sensor's readings reach the cloud in spool order).
 //
 // # Full spool
 //
@@ -45,9 +56,10 @@
 //
 // With "reject-new" a call that does not fit fails with ErrFull and stores nothing.
 // With "drop-oldest" the oldest readings are deleted to make room, also when they belong
-// to the open batch (the forwarder may have it in flight). Then, in the same
-// transaction, the batch is shrunk to its remaining readings and gets a new id (its new
-// first seq), or is removed when nothing is left. This keeps the invariant above: the
+// to open batches (the forwarder may have them in flight). Then, in the same
+// transaction, open batches left without readings are removed and the one the cut
+// falls into is shrunk to its remaining readings and gets a new id (its new first
+// seq); the batches after it keep their ids. This keeps the invariant above: the
 // cloud sees the shrunk batch as a new batch and drops the readings it already has by
 // identity, so there is no loss and no duplicate. An AckBatch or DeadLetterBatch that
 // names an older id of the same batch (the forwarder's request was in flight during the
@@ -69,7 +81,7 @@
 //
 // Append returns nil only after the bbolt commit (write + fdatasync) that holds its
 // readings. An acked batch's readings and its record are deleted in one commit, so a
-// crash never brings an acked batch back. bbolt's freelist is not written on each
+// crash never brings an acked batch back, whatever the order of the acks. bbolt's freelist is not written on each
 // commit (NoFreelistSync, as etcd does); Open rebuilds it, about 0.1 s for a million
 // readings. A call that returns an error because its
 // context ended may still have been stored (the device will resend; the cloud dedupes).

@@ -110,7 +110,7 @@ type DeadLetter struct {
 	Batch string
 }
 
-// Batch is a contiguous range of the oldest spooled readings, to be sent as one request.
+// Batch is a contiguous range of spooled readings, to be sent as one request.
 type Batch struct {
 	ID       string
 	Readings [][]byte
@@ -127,8 +127,9 @@ type Stats struct {
 	FileBytes       int64 // size of the bbolt file
 	OldestAppend    time.Time
 	DeadLetters     int64
-	DeadLetterBytes int64 // payload bytes of the dead letters
-	OpenBatch       string
+	DeadLetterBytes int64  // payload bytes of the dead letters
+	OpenBatch       string // the oldest open batch's id
+	OpenBatches     int    // how many batches are open
 
 	Appended     uint64
 	Acked        uint64
@@ -155,19 +156,30 @@ func (r batchRec) encode() []byte {
 	return b
 }
 
+// decodeBatchRec returns the oldest open batch of a batch record.
 func decodeBatchRec(v []byte) (batchRec, error) {
-	if v == nil {
-		return batchRec{}, nil
+	recs, err := decodeBatchRecs(v)
+	if err != nil || len(recs) == 0 {
+		return batchRec{}, err
 	}
-	if len(v) != 24 {
-		return batchRec{}, fmt.Errorf("batch record: %d bytes, want 24", len(v))
+	return recs[0], nil
+}
+
+// decodeBatchRecs reads the open batches, oldest first: 24 bytes each.
+func decodeBatchRecs(v []byte) ([]batchRec, error) {
+	if len(v)%24 != 0 {
+		return nil, fmt.Errorf("batch record: %d bytes, want a multiple of 24", len(v))
 	}
-	return batchRec{
-		ok:    true,
-		orig:  binary.BigEndian.Uint64(v[0:]),
-		first: binary.BigEndian.Uint64(v[8:]),
-		last:  binary.BigEndian.Uint64(v[16:]),
-	}, nil
+	var recs []batchRec
+	for ; len(v) > 0; v = v[24:] {
+		recs = append(recs, batchRec{
+			ok:    true,
+			orig:  binary.BigEndian.Uint64(v[0:]),
+			first: binary.BigEndian.Uint64(v[8:]),
+			last:  binary.BigEndian.Uint64(v[16:]),
+		})
+	}
+	return recs, nil
 }
 
 // state is what the writer knows about the file. The writer works on a copy inside a
@@ -178,7 +190,9 @@ type state struct {
 	bytes    int64 // JSON bytes
 	cost     int64 // bytes counted against MaxBytes
 	oldest   time.Time
-	batch    batchRec
+	// batches are the open batches, oldest first. The writer replaces the slice
+	// instead of changing it in place: the published state shares it.
+	batches []batchRec
 
 	deadCount int64
 	deadBytes int64 // payload bytes
@@ -278,7 +292,7 @@ func Open(path string, opts Options) (*Spool, error) {
 	}
 	go s.run()
 	s.log.Info("spool opened", "path", path, "readings", s.st.readings, "bytes", s.st.bytes,
-		"dead_letters", s.st.deadCount, "open_batch", s.st.batch.ok, "policy", s.policy, "max_bytes", s.maxBytes)
+		"dead_letters", s.st.deadCount, "open_batches", len(s.st.batches), "policy", s.policy, "max_bytes", s.maxBytes)
 	return s, nil
 }
 
@@ -354,22 +368,26 @@ func (s *Spool) init() error {
 		if st.readings > 0 && last >= st.next {
 			st.next = last + 1
 		}
-		rec, err := decodeBatchRec(meta.Get(metaBatch))
+		recs, err := decodeBatchRecs(meta.Get(metaBatch))
 		if err != nil {
 			return err
 		}
-		if rec.ok {
+		var kept []batchRec
+		for _, rec := range recs {
 			switch {
 			case st.readings == 0 || rec.last < head:
-				rec = batchRec{}
+				continue
 			case rec.first < head:
 				rec.first = head
 			}
-			if err := putBatch(meta, rec); err != nil {
+			kept = append(kept, rec)
+		}
+		if len(recs) > 0 {
+			if err := putBatches(meta, kept); err != nil {
 				return err
 			}
 		}
-		st.batch = rec
+		st.batches = kept
 
 		dc := db.Cursor()
 		for k, v := dc.First(); k != nil; k, v = dc.Next() {
@@ -517,15 +535,72 @@ func (s *Spool) NextBatch(maxCount, maxBytes int) (Batch, bool, error) {
 	if found {
 		return b, true, nil
 	}
+	b, ok, err := s.form(maxCount, maxBytes)
+	if err != nil {
+		return Batch{}, false, fmt.Errorf("spool: next batch: %w", err)
+	}
+	return b, ok, nil
+}
+
+// FormBatch forms a new batch from the oldest readings after the newest open batch,
+// with NextBatch's limits, persists it next to the open ones, and returns it. ok is
+// false when no reading is left outside the open batches. With FormBatch several
+// batches can be open at once; they may be acked or dead-lettered in any order.
+func (s *Spool) FormBatch(maxCount, maxBytes int) (Batch, bool, error) {
+	bs, err := s.FormBatches(1, maxCount, maxBytes)
+	if err != nil || len(bs) == 0 {
+		return Batch{}, false, err
+	}
+	return bs[0], true, nil
+}
+
+// FormBatches is FormBatch up to n times in one commit: it returns the batches
+// formed, oldest first, none when no reading is left outside the open batches.
+func (s *Spool) FormBatches(n, maxCount, maxBytes int) ([]Batch, error) {
+	if maxCount <= 0 {
+		maxCount = DefaultBatchCount
+	}
+	o := &op{kind: opForm, ctx: context.Background(), maxCount: maxCount, maxBytes: maxBytes, fresh: max(n, 1), done: make(chan result, 1)}
+	r, err := s.submit(o.ctx, o, false)
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: form batches: %w", err)
+	}
+	return r.batches, nil
+}
+
+func (s *Spool) form(maxCount, maxBytes int) (Batch, bool, error) {
 	o := &op{kind: opForm, ctx: context.Background(), maxCount: maxCount, maxBytes: maxBytes, done: make(chan result, 1)}
 	r, err := s.submit(o.ctx, o, false)
 	if err == nil {
 		err = r.err
 	}
 	if err != nil {
-		return Batch{}, false, fmt.Errorf("spool: next batch: %w", err)
+		return Batch{}, false, err
 	}
 	return r.batch, r.ok, nil
+}
+
+// OpenBatches returns every open batch, oldest first, each with the id and readings
+// it was handed out with (or what drop-oldest left of it, under a new id).
+func (s *Spool) OpenBatches() ([]Batch, error) {
+	var out []Batch
+	err := s.view(func(tx *bolt.Tx) error {
+		recs, err := decodeBatchRecs(tx.Bucket(bucketMeta).Get(metaBatch))
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			out = append(out, s.readBatch(tx.Bucket(bucketReadings), rec))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: open batches: %w", err)
+	}
+	return out, nil
 }
 
 // AckBatch deletes the batch's readings and its record in one commit: the cloud has
@@ -576,9 +651,10 @@ func (s *Spool) Stats() Stats {
 		Commits:         st.commits,
 		Compactions:     st.compactions,
 	}
-	if st.batch.ok {
-		out.OpenBatch = s.batchID(st.batch.first)
+	if len(st.batches) > 0 {
+		out.OpenBatch = s.batchID(st.batches[0].first)
 	}
+	out.OpenBatches = len(st.batches)
 	if fi, err := os.Stat(s.path); err == nil {
 		out.FileBytes = fi.Size()
 	}
@@ -721,11 +797,16 @@ func readingJSON(v []byte) []byte {
 
 func readingCost(v []byte) int64 { return int64(len(readingJSON(v))) + recordOverhead }
 
-func putBatch(meta *bolt.Bucket, rec batchRec) error {
-	if !rec.ok {
+// putBatches persists the open batches, oldest first.
+func putBatches(meta *bolt.Bucket, recs []batchRec) error {
+	if len(recs) == 0 {
 		return meta.Delete(metaBatch)
 	}
-	return meta.Put(metaBatch, rec.encode())
+	v := make([]byte, 0, 24*len(recs))
+	for _, r := range recs {
+		v = append(v, r.encode()...)
+	}
+	return meta.Put(metaBatch, v)
 }
 
 // deadRecord is a dead letter as stored.

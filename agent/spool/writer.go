@@ -41,16 +41,18 @@ type op struct {
 	ids []uint64
 	// opForm
 	maxCount, maxBytes int
+	fresh              int // FormBatches: form up to this many new batches after the open ones
 	// opAck, opDeadBatch
 	batchID string
 	reason  string
 }
 
 type result struct {
-	err   error
-	batch Batch
-	ok    bool
-	dead  []DeadLetter
+	err     error
+	batch   Batch
+	ok      bool
+	batches []Batch // FormBatches
+	dead    []DeadLetter
 }
 
 // errFatal marks an error that aborts the whole transaction.
@@ -267,16 +269,21 @@ func (s *Spool) dropOldest(t *txState, st *state, need int64) error {
 	st.bytes -= bytes
 	st.cost -= freed
 	st.dropped += uint64(len(keys))
-	if b := st.batch; b.ok && len(keys) > 0 && b.first <= last {
-		if last >= b.last {
-			b = batchRec{}
-		} else {
-			b.first = last + 1
+	if len(keys) > 0 && len(st.batches) > 0 && st.batches[0].first <= last {
+		kept := make([]batchRec, 0, len(st.batches))
+		for _, b := range st.batches {
+			switch {
+			case b.last <= last:
+				continue // dropped whole
+			case b.first <= last:
+				b.first = last + 1 // shrunk: new id
+			}
+			kept = append(kept, b)
 		}
-		if err := putBatch(t.meta, b); err != nil {
+		if err := putBatches(t.meta, kept); err != nil {
 			return err
 		}
-		st.batch = b
+		st.batches = kept
 	}
 	s.refreshOldest(t, st)
 	return nil
@@ -291,15 +298,38 @@ func (s *Spool) refreshOldest(t *txState, st *state) {
 }
 
 func (s *Spool) applyForm(t *txState, st *state, o *op) result {
-	if st.batch.ok { // formed by a concurrent NextBatch
-		return result{batch: s.readBatch(t.rb, st.batch), ok: true}
+	if o.fresh == 0 && len(st.batches) > 0 { // formed by a concurrent NextBatch
+		return result{batch: s.readBatch(t.rb, st.batches[0]), ok: true}
 	}
+	if o.fresh == 0 {
+		return s.formOne(t, st, o)
+	}
+	var out []Batch
+	for range o.fresh {
+		r := s.formOne(t, st, o)
+		if r.err != nil {
+			return r
+		}
+		if !r.ok {
+			break
+		}
+		out = append(out, r.batch)
+	}
+	return result{batches: out, ok: len(out) > 0}
+}
+
+// formOne forms a batch after the newest open one.
+func (s *Spool) formOne(t *txState, st *state, o *op) result {
 	var (
 		first, last uint64
 		n, size     int
 	)
 	c := t.rb.Cursor()
-	for k, v := c.First(); k != nil && n < o.maxCount; k, v = c.Next() {
+	k, v := c.First()
+	if nb := len(st.batches); nb > 0 {
+		k, v = c.Seek(seqKey(st.batches[nb-1].last + 1))
+	}
+	for ; k != nil && n < o.maxCount; k, v = c.Next() {
 		l := len(readingJSON(v))
 		if n > 0 && o.maxBytes > 0 && size+l > o.maxBytes {
 			break
@@ -316,20 +346,28 @@ func (s *Spool) applyForm(t *txState, st *state, o *op) result {
 		return result{}
 	}
 	rec := batchRec{ok: true, orig: first, first: first, last: last}
-	if err := putBatch(t.meta, rec); err != nil {
+	recs := append(append(make([]batchRec, 0, len(st.batches)+1), st.batches...), rec)
+	if err := putBatches(t.meta, recs); err != nil {
 		return result{err: errFatal{err}}
 	}
-	st.batch = rec
+	st.batches = recs
 	return result{batch: s.readBatch(t.rb, rec), ok: true}
 }
 
-// applyFinish acks or dead-letters the open batch.
+// applyFinish acks or dead-letters an open batch.
 func (s *Spool) applyFinish(t *txState, st *state, o *op) result {
 	seq, ok := s.batchSeq(o.batchID)
-	b := st.batch
-	if !ok || !b.ok || seq < b.orig || seq > b.first {
+	idx := -1
+	for i, b := range st.batches {
+		if ok && seq >= b.orig && seq <= b.first {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
 		return result{err: ErrUnknownBatch}
 	}
+	b := st.batches[idx]
 	var (
 		keys  [][]byte
 		vals  [][]byte
@@ -368,10 +406,11 @@ func (s *Spool) applyFinish(t *txState, st *state, o *op) result {
 	} else {
 		st.acked += uint64(len(keys))
 	}
-	if err := putBatch(t.meta, batchRec{}); err != nil {
+	recs := append(append(make([]batchRec, 0, len(st.batches)-1), st.batches[:idx]...), st.batches[idx+1:]...)
+	if err := putBatches(t.meta, recs); err != nil {
 		return result{err: errFatal{err}}
 	}
-	st.batch = batchRec{}
+	st.batches = recs
 	st.readings -= int64(len(keys))
 	st.bytes -= bytes
 	st.cost -= freed
