@@ -67,7 +67,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *Agent, err error
 	a.fwd = forward.New(spoolQueue{a.spool}, forward.Config{
 		URL: strings.TrimRight(cfg.CloudURL, "/"), Token: cfg.Token,
 		MaxCount: cfg.BatchMax, MaxBytes: cfg.BatchBytes, Linger: cfg.Linger,
-		Logger: log.With("part", "forward"),
+		MaxInFlight: cfg.MaxInFlight,
+		Logger:      log.With("part", "forward"),
 	})
 	a.broker, err = broker.New(broker.Config{
 		Addr: cfg.MQTTAddr, TLSAddr: cfg.TLSAddr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, WSAddr: cfg.WSAddr,

@@ -36,6 +36,7 @@ type Config struct {
 	BatchMax         int
 	BatchBytes       int
 	Linger           time.Duration
+	MaxInFlight      int
 	AppendTimeout    time.Duration
 	ShutdownTimeout  time.Duration
 	LogFormat        string
@@ -68,6 +69,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.BatchMax, "batch-max", 500, "most readings per batch sent to the cloud")
 	fs.IntVar(&c.BatchBytes, "batch-bytes", 1<<20, "most bytes of readings per batch")
 	fs.DurationVar(&c.Linger, "linger", time.Second, "longest a reading waits for its batch to fill")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", 4, "batches sent at once; batches in flight never share a sensor, so each sensor's readings arrive in order (1: one at a time)")
 	fs.DurationVar(&c.AppendTimeout, "append-timeout", 10*time.Second, "longest a publish waits for the spool before it is refused")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown may spend flushing the spool to the cloud")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
@@ -88,8 +90,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if c.SpoolFull != spool.PolicyDropOldest && c.SpoolFull != spool.PolicyRejectNew {
 		return c, fmt.Errorf("-spool-full %q: want %s or %s", c.SpoolFull, spool.PolicyDropOldest, spool.PolicyRejectNew)
 	}
-	if c.BatchMax < 1 || c.BatchBytes < 1024 || c.Linger < 0 {
-		return c, errors.New("-batch-max must be ≥1, -batch-bytes ≥1024 and -linger ≥0")
+	if c.BatchMax < 1 || c.BatchBytes < 1024 || c.Linger < 0 || c.MaxInFlight < 1 {
+		return c, errors.New("-batch-max must be ≥1, -batch-bytes ≥1024, -linger ≥0 and -max-in-flight ≥1")
 	}
 	return c, nil
 }
