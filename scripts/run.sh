@@ -34,8 +34,11 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# wait_http URL: until the server behind URL accepts connections (plain bash, no curl
+# needed: a fresh machine may have only Go).
 wait_http() {
-  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  local hp=${1#http://}; hp=${hp%%/*}
+  for _ in $(seq 1 200); do (echo >"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null && return 0; sleep 0.1; done
   echo "make run: $1 did not answer; see $LOGS" >&2; return 1
 }
 
