@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/atrium-iot/atrium/agent/spool"
@@ -27,10 +28,17 @@ type pipeline struct {
 	shut bool
 	wake chan struct{}
 	done chan struct{}
+
+	// Each connection's answers (PUBACK, then delivery to subscribers) are sent by
+	// a goroutine of its own, in order: a device that stops reading its socket
+	// delays only its own answers, never the pipeline or the other devices.
+	amu     sync.Mutex
+	answers map[*mqtt.Client][]*job // present while that connection's sender runs
+	senders sync.WaitGroup
 }
 
 func newPipeline(a *Agent) *pipeline {
-	p := &pipeline{a: a, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	p := &pipeline{a: a, wake: make(chan struct{}, 1), done: make(chan struct{}), answers: map[*mqtt.Client][]*job{}}
 	go p.run()
 	return p
 }
@@ -81,6 +89,7 @@ func (p *pipeline) close() {
 	default:
 	}
 	<-p.done
+	p.senders.Wait()
 }
 
 func (p *pipeline) process(jobs []*job) {
@@ -89,24 +98,60 @@ func (p *pipeline) process(jobs []*job) {
 	defer cancel()
 	_ = a.commit(ctx, jobs)
 	for _, j := range jobs {
-		code := packets.CodeSuccess
 		if j.err != nil {
 			a.metrics.refused.Inc()
 			a.log.Warn("message not spooled; refusing it", "topic", j.pk.TopicName, "err", j.err)
-			code = packets.ErrUnspecifiedError
-			if errors.Is(j.err, spool.ErrFull) {
-				code = packets.ErrQuotaExceeded
+		}
+		p.answer(j)
+	}
+}
+
+// answer queues j's answer on its connection's sender, starting one if needed.
+func (p *pipeline) answer(j *job) {
+	p.amu.Lock()
+	queued, running := p.answers[j.cl]
+	p.answers[j.cl] = append(queued, j)
+	p.amu.Unlock()
+	if running {
+		return
+	}
+	p.senders.Add(1)
+	go func() {
+		defer p.senders.Done()
+		for {
+			p.amu.Lock()
+			batch := p.answers[j.cl]
+			if len(batch) == 0 {
+				delete(p.answers, j.cl)
+				p.amu.Unlock()
+				return
+			}
+			p.answers[j.cl] = []*job{} // empty but present: still running
+			p.amu.Unlock()
+			for _, x := range batch {
+				p.send(x)
 			}
 		}
-		if j.cl != nil {
-			if err := broker.Ack(j.cl, j.pk, code); err != nil {
-				a.log.Debug("puback not sent", "topic", j.pk.TopicName, "err", err)
-			}
+	}()
+}
+
+// send writes one message's PUBACK (success, or the refusal) and, when it was
+// taken, hands it to the broker's subscribers.
+func (p *pipeline) send(j *job) {
+	a := p.a
+	code := packets.CodeSuccess
+	if j.err != nil {
+		code = packets.ErrUnspecifiedError
+		if errors.Is(j.err, spool.ErrFull) {
+			code = packets.ErrQuotaExceeded
 		}
-		if j.err == nil {
-			if err := a.broker.Deliver(j.pk.TopicName, j.pk.Payload, j.pk.FixedHeader.Retain, j.pk.FixedHeader.Qos); err != nil {
-				a.log.Debug("delivery to subscribers failed", "topic", j.pk.TopicName, "err", err)
-			}
+	}
+	if err := broker.Ack(j.cl, j.pk, code); err != nil {
+		a.log.Debug("puback not sent", "topic", j.pk.TopicName, "err", err)
+	}
+	if j.err == nil {
+		if err := a.broker.Deliver(j.pk.TopicName, j.pk.Payload, j.pk.FixedHeader.Retain, j.pk.FixedHeader.Qos); err != nil {
+			a.log.Debug("delivery to subscribers failed", "topic", j.pk.TopicName, "err", err)
 		}
 	}
 }
