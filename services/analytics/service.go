@@ -15,6 +15,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/reading"
 )
 
 // Options tune the service; zero values take the defaults.
@@ -32,8 +33,16 @@ type Options struct {
 	// SummaryTTL is how long a computed summary is served again (default 1 s;
 	// negative: never).
 	SummaryTTL time.Duration
-	// Consumers is the number of concurrent consumers of the bus queue (default 4).
+	// Consumers is the number of concurrent consumers of the bus queue (default
+	// 32). Each holds one message until its readings are stored, so it also bounds
+	// how many messages one ingest batch can gather.
 	Consumers int
+	// IngestBatch is the most readings one write to the store gathers from the
+	// consumers (default 20,000); IngestWait how long a batch waits for more
+	// messages after its first (default 200 ms). A batch is written early when
+	// every consumer is waiting on it.
+	IngestBatch int
+	IngestWait  time.Duration
 	// MaxBody bounds a request body (default 1 MiB).
 	MaxBody int64
 	// SweepInterval is how often pending reports are looked for (default 30 s).
@@ -62,7 +71,8 @@ type Service struct {
 	sumAt   time.Time
 	summary *Summary
 
-	queue chan string // report ids to generate
+	queue  chan string     // report ids to generate
+	ingest chan *ingestJob // decoded readings waiting for the batcher
 }
 
 // New makes the analytics service over its store and bus.
@@ -83,7 +93,13 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 		opts.SummaryTTL = time.Second
 	}
 	if opts.Consumers <= 0 {
-		opts.Consumers = 8
+		opts.Consumers = 32
+	}
+	if opts.IngestBatch <= 0 {
+		opts.IngestBatch = 20000
+	}
+	if opts.IngestWait <= 0 {
+		opts.IngestWait = 200 * time.Millisecond
 	}
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = 1 << 20
@@ -100,7 +116,8 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 			base: strings.TrimSuffix(opts.SensorURL, "/"), client: opts.HTTPClient,
 			tries: opts.RegistryTries, backoff: opts.RegistryBackoff, ttl: opts.RegistryTTL, now: opts.Now,
 		},
-		queue: make(chan string, 1024),
+		queue:  make(chan string, 1024),
+		ingest: make(chan *ingestJob),
 	}
 	s.added = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "atrium_analytics_readings_added_total", Help: "Readings added to the analytics store (new identities).",
@@ -132,6 +149,7 @@ func (s *Service) Handler() http.Handler {
 // left pending by a previous run, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	subjects := []string{bus.SensorDataReceived, bus.AlertRaised, bus.AlertResolved}
+	go s.batcher(ctx)
 	for range s.opts.Consumers {
 		if err := s.bus.Subscribe(ctx, "analytics", subjects, s.handleMessage); err != nil {
 			return fmt.Errorf("analytics: subscribe: %w", err)
@@ -180,12 +198,9 @@ func (s *Service) handleMessage(ctx context.Context, m bus.Message) error {
 			return nil
 		}
 		s.received.Add(float64(len(rs)))
-		n, err := s.store.AddReadings(ctx, rs)
-		if err != nil {
+		if err := s.addBatched(ctx, rs); err != nil {
 			return fmt.Errorf("analytics: add readings: %w", err)
 		}
-		s.added.Add(float64(n))
-		s.rate.add(s.opts.Now(), n)
 	case bus.AlertRaised, bus.AlertResolved:
 		var a struct {
 			ID         string     `json:"id"`
@@ -210,6 +225,77 @@ func (s *Service) handleMessage(ctx context.Context, m bus.Message) error {
 		}
 	}
 	return nil
+}
+
+// ingestJob is one message's readings handed to the batcher; done receives the
+// outcome of the write that carried them.
+type ingestJob struct {
+	rs   []reading.Reading
+	done chan error
+}
+
+// addBatched hands rs to the batcher and waits until the write carrying them is
+// done: the message is acknowledged only once its readings are stored.
+func (s *Service) addBatched(ctx context.Context, rs []reading.Reading) error {
+	j := &ingestJob{rs: rs, done: make(chan error, 1)}
+	select {
+	case s.ingest <- j:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-j.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// batcher gathers the consumers' readings into one AddReadings call of up to
+// IngestBatch readings, written when full, when every consumer is waiting on it
+// or IngestWait after its first message. A failed write fails every message of
+// the batch (they are redelivered; the store skips what it already has).
+func (s *Service) batcher(ctx context.Context) {
+	var (
+		jobs  []*ingestJob
+		rs    []reading.Reading
+		timer = time.NewTimer(time.Hour)
+	)
+	timer.Stop()
+	flush := func() {
+		timer.Stop()
+		n, err := s.store.AddReadings(ctx, rs)
+		if err == nil {
+			s.added.Add(float64(n))
+			s.rate.add(s.opts.Now(), n)
+		}
+		for _, j := range jobs {
+			j.done <- err
+		}
+		jobs, rs = nil, nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			for _, j := range jobs {
+				j.done <- ctx.Err()
+			}
+			return
+		case j := <-s.ingest:
+			if len(jobs) == 0 {
+				timer.Reset(s.opts.IngestWait)
+			}
+			jobs = append(jobs, j)
+			rs = append(rs, j.rs...)
+			if len(rs) >= s.opts.IngestBatch || len(jobs) >= s.opts.Consumers {
+				flush()
+			}
+		case <-timer.C:
+			if len(jobs) > 0 {
+				flush()
+			}
+		}
+	}
 }
 
 // rateWindow counts readings added per second over the last minute.

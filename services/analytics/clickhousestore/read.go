@@ -26,21 +26,22 @@ func (s *Store) deduped(where string) string {
 		` WHERE ` + where + ` GROUP BY room_id, type, ts_ms, sensor_id)`
 }
 
-func timeRange(from, to time.Time) string {
-	return `ts_ms >= ` + msOf(from) + ` AND ts_ms < ` + msOf(to)
+// minuteRange is the filter of the minutes in [from, to) (whole minutes).
+func minuteRange(from, to time.Time) string {
+	return `minute_ms >= ` + msOf(from) + ` AND minute_ms < ` + msOf(to)
 }
 
 // CountReadings counts the readings in [from, to).
 func (s *Store) CountReadings(ctx context.Context, from, to time.Time) (int64, error) {
 	var n uint64
-	err := s.conn.QueryRow(ctx, `SELECT count() FROM `+s.deduped(timeRange(from, to))).Scan(&n)
+	err := s.conn.QueryRow(ctx, `SELECT sum(n) FROM `+s.t("minutes")+` WHERE `+minuteRange(from, to)).Scan(&n)
 	return int64(n), wrapErr("clickhousestore: count readings", err)
 }
 
 // TypeStats aggregates the readings in [from, to) per type.
 func (s *Store) TypeStats(ctx context.Context, from, to time.Time) ([]analytics.TypeStat, error) {
-	out, err := s.typeStats(ctx, `SELECT type, count(), sum(value), min(value), max(value) FROM `+
-		s.deduped(timeRange(from, to))+` GROUP BY type ORDER BY type`)
+	out, err := s.typeStats(ctx, `SELECT type, sum(n), sum(sum), min(min_v), max(max_v) FROM `+s.t("minutes")+
+		` WHERE `+minuteRange(from, to)+` GROUP BY type ORDER BY type`)
 	return out, wrapErr("clickhousestore: type stats", err)
 }
 
@@ -104,9 +105,9 @@ func (s *Store) Rooms(ctx context.Context) ([]string, error) {
 	return out, wrapErr("clickhousestore: rooms", rows.Err())
 }
 
-// seriesWhere is the filter of a SeriesQuery's readings.
+// seriesWhere is the filter of a SeriesQuery's minutes.
 func seriesWhere(q analytics.SeriesQuery) string {
-	w := `type = ` + quote(q.Type) + ` AND ` + timeRange(q.From, q.To)
+	w := `type = ` + quote(q.Type) + ` AND ` + minuteRange(q.From, q.To)
 	if q.RoomID != "" {
 		w = `room_id = ` + quote(q.RoomID) + ` AND ` + w
 	}
@@ -119,8 +120,8 @@ func (s *Store) Series(ctx context.Context, q analytics.SeriesQuery) ([]analytic
 	if bk < 60000 {
 		return nil, fmt.Errorf("clickhousestore: series: %w: bucket %s is less than a minute", analytics.ErrInvalid, q.Bucket)
 	}
-	rows, err := s.conn.Query(ctx, `SELECT intDiv(ts_ms, `+n64(bk)+`) * `+n64(bk)+` AS b, count(), sum(value), min(value), max(value) FROM `+
-		s.deduped(seriesWhere(q))+` GROUP BY b ORDER BY b`)
+	rows, err := s.conn.Query(ctx, `SELECT intDiv(minute_ms, `+n64(bk)+`) * `+n64(bk)+` AS b, sum(n), sum(sum), min(min_v), max(max_v) FROM `+
+		s.t("minutes")+` WHERE `+seriesWhere(q)+` GROUP BY b ORDER BY b`)
 	if err != nil {
 		return nil, wrapErr("clickhousestore: series", err)
 	}
@@ -142,11 +143,11 @@ func (s *Store) Series(ctx context.Context, q analytics.SeriesQuery) ([]analytic
 
 // Extreme returns the lowest or highest reading of q's range and its earliest time.
 func (s *Store) Extreme(ctx context.Context, q analytics.SeriesQuery, max bool) (analytics.Extreme, bool, error) {
-	order := `value ASC, ts_ms ASC`
+	cols, order := `min_v, min_ms`, `min_v ASC, min_ms ASC`
 	if max {
-		order = `value DESC, ts_ms ASC`
+		cols, order = `max_v, max_ms`, `max_v DESC, max_ms ASC`
 	}
-	rows, err := s.conn.Query(ctx, `SELECT value, ts_ms FROM `+s.t("readings")+` WHERE `+seriesWhere(q)+` ORDER BY `+order+` LIMIT 1`)
+	rows, err := s.conn.Query(ctx, `SELECT `+cols+` FROM `+s.t("minutes")+` WHERE `+seriesWhere(q)+` ORDER BY `+order+` LIMIT 1`)
 	if err != nil {
 		return analytics.Extreme{}, false, wrapErr("clickhousestore: extreme", err)
 	}
@@ -166,9 +167,10 @@ func (s *Store) Extreme(ctx context.Context, q analytics.SeriesQuery, max bool) 
 // RoomFigures computes one room's report figures over [from, to).
 func (s *Store) RoomFigures(ctx context.Context, room string, from, to time.Time) (analytics.RoomFigures, error) {
 	f := analytics.RoomFigures{RoomID: room}
-	where := `room_id = ` + quote(room) + ` AND ` + timeRange(from, to)
+	where := `room_id = ` + quote(room) + ` AND ` + minuteRange(from, to)
+	mins := s.t("minutes")
 	var err error
-	f.Types, err = s.typeStats(ctx, `SELECT type, count(), sum(value), min(value), max(value) FROM `+s.deduped(where)+` GROUP BY type ORDER BY type`)
+	f.Types, err = s.typeStats(ctx, `SELECT type, sum(n), sum(sum), min(min_v), max(max_v) FROM `+mins+` WHERE `+where+` GROUP BY type ORDER BY type`)
 	if err != nil {
 		return f, wrapErr("clickhousestore: room figures", err)
 	}
@@ -176,17 +178,17 @@ func (s *Store) RoomFigures(ctx context.Context, room string, from, to time.Time
 	var comfort, compliant uint64
 	err = s.conn.QueryRow(ctx, `SELECT count(), sum((tn = 0 OR (t >= `+f64(analytics.ComfortTempMin)+` AND t <= `+f64(analytics.ComfortTempMax)+
 		`)) AND (hn = 0 OR (h >= `+f64(analytics.ComfortHumidityMin)+` AND h <= `+f64(analytics.ComfortHumidityMax)+`))) FROM (
-  SELECT intDiv(ts_ms, 60000) AS m,
-         countIf(type = 'temperature') AS tn, sumIf(value, type = 'temperature') / tn AS t,
-         countIf(type = 'humidity') AS hn, sumIf(value, type = 'humidity') / hn AS h
-  FROM `+s.deduped(where+` AND type IN ('temperature', 'humidity')`)+` GROUP BY m)`).Scan(&comfort, &compliant)
+  SELECT minute_ms,
+         sumIf(n, type = 'temperature') AS tn, sumIf(sum, type = 'temperature') / tn AS t,
+         sumIf(n, type = 'humidity') AS hn, sumIf(sum, type = 'humidity') / hn AS h
+  FROM `+mins+` WHERE `+where+` AND type IN ('temperature', 'humidity') GROUP BY minute_ms)`).Scan(&comfort, &compliant)
 	if err != nil {
 		return f, wrapErr("clickhousestore: room comfort", err)
 	}
 	f.ComfortMinutes, f.CompliantMinutes = int64(comfort), int64(compliant)
 	var co2, poor uint64
 	err = s.conn.QueryRow(ctx, `SELECT count(), sum(v >= `+f64(analytics.PoorAirCO2)+`) FROM (
-  SELECT intDiv(ts_ms, 60000) AS m, avg(value) AS v FROM `+s.deduped(where+` AND type = 'co2'`)+` GROUP BY m)`).Scan(&co2, &poor)
+  SELECT minute_ms, sum(sum) / sum(n) AS v FROM `+mins+` WHERE `+where+` AND type = 'co2' GROUP BY minute_ms)`).Scan(&co2, &poor)
 	if err != nil {
 		return f, wrapErr("clickhousestore: room air", err)
 	}
@@ -201,7 +203,7 @@ func (s *Store) RoomFigures(ctx context.Context, room string, from, to time.Time
 		var minutes, occupied uint64
 		var mean float64
 		err = s.conn.QueryRow(ctx, `SELECT count(), sum(v > 0), avg(v) FROM (
-  SELECT intDiv(ts_ms, 60000) AS m, avg(value) AS v FROM `+s.deduped(where+` AND type = `+quote(f.OccupancyType))+` GROUP BY m)`).Scan(&minutes, &occupied, &mean)
+  SELECT minute_ms, sum(sum) / sum(n) AS v FROM `+mins+` WHERE `+where+` AND type = `+quote(f.OccupancyType)+` GROUP BY minute_ms)`).Scan(&minutes, &occupied, &mean)
 		if err != nil {
 			return f, wrapErr("clickhousestore: room occupancy", err)
 		}

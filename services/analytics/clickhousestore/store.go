@@ -3,7 +3,13 @@
 // for deployments whose reading volume outgrows SQLite.
 //
 // Readings live in one MergeTree table ordered by (room_id, type, ts_ms,
-// sensor_id) and partitioned by month; every aggregate is computed by ClickHouse.
+// sensor_id) and partitioned by month. The writer also inserts, in the same
+// flush, the per-minute aggregates (count, sum, min and max with the earliest
+// time each was read) of exactly the readings it stored into the minutes table
+// (one extra batch INSERT, no materialized view); counts, type statistics,
+// series, extremes and report figures are summed from it by ClickHouse at read
+// time. A database made before the minutes table is backfilled from the
+// deduplicated readings when opened.
 // The SQL runs on ClickHouse 18.16 (Debian's package) and on current releases: no
 // DateTime64 (times are Int64 Unix milliseconds), no LowCardinality, and every
 // INSERT names its columns.
@@ -15,8 +21,8 @@
 //     so redeliveries handled by one process never double a reading;
 //   - the table is a ReplacingMergeTree on the identity (room_id is a function of
 //     the reading), so a copy that two processes raced to insert disappears at the
-//     next merge. Queries do not use FINAL (it is slow); such a copy is counted
-//     twice until merged.
+//     next merge. The minutes table keeps such a copy counted twice; one writer
+//     process per database avoids it.
 package clickhousestore
 
 import (
@@ -193,6 +199,51 @@ ENGINE = ReplacingMergeTree ORDER BY (id, state)`,
 	for _, q := range stmts {
 		if err := s.conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	return s.migrateMinutes(ctx)
+}
+
+// minuteColumns are the columns of the minutes table, in insert order.
+const minuteColumns = `room_id, type, minute_ms, n, sum, min_v, min_ms, max_v, max_ms`
+
+// migrateMinutes creates the minutes table (per room, type and minute: count,
+// sum, min and max with the earliest time each was read) if it is missing,
+// filled from the readings already stored. It is built under another name and
+// renamed when complete, so an interrupted build is redone at the next open.
+func (s *Store) migrateMinutes(ctx context.Context) error {
+	var n uint64
+	if err := s.conn.QueryRow(ctx, `SELECT count() FROM system.tables WHERE database = `+quote(s.db)+` AND name = 'minutes'`).Scan(&n); err != nil {
+		return fmt.Errorf("migrate minutes: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	build := s.t("minutes_build")
+	stmts := []string{
+		`DROP TABLE IF EXISTS ` + build,
+		`CREATE TABLE ` + build + ` (
+    room_id   String,
+    type      String,
+    minute_ms Int64,
+    n         UInt64,
+    sum       Float64,
+    min_v     Float64,
+    min_ms    Int64,
+    max_v     Float64,
+    max_ms    Int64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(toDateTime(intDiv(minute_ms, 1000)))
+ORDER BY (room_id, type, minute_ms)`,
+		`INSERT INTO ` + build + ` (` + minuteColumns + `)
+SELECT room_id, type, intDiv(ts_ms, 60000) * 60000 AS m, count(), sum(value),
+       min(value), argMin(ts_ms, tuple(value, ts_ms)), max(value), argMin(ts_ms, tuple(-value, ts_ms))
+FROM ` + s.deduped(`1`) + ` GROUP BY room_id, type, m`,
+		`RENAME TABLE ` + build + ` TO ` + s.t("minutes"),
+	}
+	for _, q := range stmts {
+		if err := s.conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("migrate minutes: %w", err)
 		}
 	}
 	return nil

@@ -118,6 +118,7 @@ func (s *Store) insert(ctx context.Context, group []*writeReq) ([]int, error) {
 	}
 	defer func() { _ = batch.Abort() }()
 	newRooms := map[string]int64{}
+	mins := map[minuteKey]*minuteAgg{}
 	for i, r := range group {
 		for _, rd := range r.rs {
 			id := identity{rd.SensorID, rd.Type, rd.UnixMilli()}
@@ -129,6 +130,7 @@ func (s *Store) insert(ctx context.Context, group []*writeReq) ([]int, error) {
 				return nil, fmt.Errorf("append reading: %w", err)
 			}
 			counts[i]++
+			addToMinute(mins, rd.RoomID, rd.Type, id.ts, rd.Value)
 			if rd.RoomID != "" {
 				if first, ok := newRooms[rd.RoomID]; !ok || id.ts < first {
 					newRooms[rd.RoomID] = id.ts
@@ -140,11 +142,82 @@ func (s *Store) insert(ctx context.Context, group []*writeReq) ([]int, error) {
 		if err := batch.Send(); err != nil {
 			return nil, fmt.Errorf("insert readings: %w", err)
 		}
+		if err := s.insertMinutes(ctx, mins); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.addRooms(ctx, newRooms); err != nil {
 		return nil, err
 	}
 	return counts, nil
+}
+
+// minuteKey is one row of the minutes table: a room's readings of one type in
+// one minute (minute is its first millisecond).
+type minuteKey struct {
+	room, typ string
+	minute    int64
+}
+
+// minuteAgg is the count, sum and extremes (with the earliest time each was
+// read) of a minute's readings.
+type minuteAgg struct {
+	n          uint64
+	sum        float64
+	lo, hi     float64
+	loAt, hiAt int64
+}
+
+func addToMinute(mins map[minuteKey]*minuteAgg, room, typ string, ts int64, v float64) {
+	k := minuteKey{room, typ, ts - ((ts%60000)+60000)%60000}
+	a := mins[k]
+	if a == nil {
+		mins[k] = &minuteAgg{n: 1, sum: v, lo: v, hi: v, loAt: ts, hiAt: ts}
+		return
+	}
+	a.n++
+	a.sum += v
+	if v < a.lo || v == a.lo && ts < a.loAt {
+		a.lo, a.loAt = v, ts
+	}
+	if v > a.hi || v == a.hi && ts < a.hiAt {
+		a.hi, a.hiAt = v, ts
+	}
+}
+
+// insertMinutes adds the per-minute aggregates of the readings just inserted as
+// one batch. Queries sum the rows of a minute, so a minute spread over several
+// batches needs no merge. A failure is retried a few times: the readings are
+// already stored and a redelivery would skip them.
+func (s *Store) insertMinutes(ctx context.Context, mins map[minuteKey]*minuteAgg) error {
+	var err error
+	for try := range 3 {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("insert minutes: %w", err)
+			case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+			}
+		}
+		if err = s.sendMinutes(ctx, mins); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("insert minutes: %w", err)
+}
+
+func (s *Store) sendMinutes(ctx context.Context, mins map[minuteKey]*minuteAgg) error {
+	batch, err := s.conn.PrepareBatch(ctx, `INSERT INTO `+s.t("minutes")+` (`+minuteColumns+`)`)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = batch.Abort() }()
+	for k, a := range mins {
+		if err := batch.Append(k.room, k.typ, k.minute, a.n, a.sum, a.lo, a.loAt, a.hi, a.hiAt); err != nil {
+			return err
+		}
+	}
+	return batch.Send()
 }
 
 // existing returns the identities of the group's readings that are already stored.
