@@ -224,3 +224,22 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	*d = Duration(f * float64(time.Second))
 	return nil
 }
+
+// seqCursor is where a page of alerts or events ended: the sequence number of its
+// last item.
+type seqCursor struct {
+	Seq int64 `json:"q"`
+}
+
+// SeqCursor is the opaque cursor after the item with sequence number seq; every
+// adapter pages alerts and events with it.
+func SeqCursor(seq int64) string { return httpx.EncodeCursor(seqCursor{seq}) }
+
+// ParseSeqCursor reads a SeqCursor; anything else is ErrBadCursor.
+func ParseSeqCursor(s string) (int64, error) {
+	var c seqCursor
+	if err := httpx.DecodeCursor(s, &c); err != nil || c.Seq <= 0 {
+		return 0, fmt.Errorf("%w: malformed cursor", ErrBadCursor)
+	}
+	return c.Seq, nil
+}

@@ -113,6 +113,20 @@ const (
 	StatusOffline = "offline"
 )
 
+// ReadingCursor is where a page of readings ended: the (timestamp, type) of its last
+// reading and the direction it was read in. Every adapter encodes it with
+// httpx.EncodeCursor.
+type ReadingCursor struct {
+	TS   int64  `json:"t"`
+	Type string `json:"y"`
+	Desc bool   `json:"d,omitempty"`
+}
+
+// SensorCursor is the id of the last sensor of a page of the registry.
+type SensorCursor struct {
+	ID string `json:"s"`
+}
+
 // ReadingQuery selects one sensor's readings. Zero From/To are open bounds (From
 // inclusive, To exclusive). Cursor is the opaque NextCursor of a previous page.
 type ReadingQuery struct {

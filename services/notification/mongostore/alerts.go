@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/services/notification"
 )
@@ -216,13 +217,13 @@ func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notifi
 		}
 	}
 	if q.Cursor != "" {
-		seq, err := decodeCursor(q.Cursor)
+		seq, err := notification.ParseSeqCursor(q.Cursor)
 		if err != nil {
 			return nil, "", fmt.Errorf("mongostore: alerts: %w", err)
 		}
 		filter = append(filter, bson.E{Key: "seq", Value: bson.D{{Key: "$lt", Value: seq}}})
 	}
-	limit := pageSize(q.Limit)
+	limit := httpx.PageSize(q.Limit)
 	cur, err := s.alerts.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}).SetLimit(int64(limit+1)))
 	if err != nil {
 		return nil, "", wrap("alerts", err)
@@ -234,7 +235,7 @@ func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notifi
 	next := ""
 	if len(docs) > limit {
 		docs = docs[:limit]
-		next = encodeCursor(docs[limit-1].Seq)
+		next = notification.SeqCursor(docs[limit-1].Seq)
 	}
 	out := make([]notification.Alert, len(docs))
 	for i, d := range docs {
@@ -310,13 +311,13 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 		filter = append(filter, bson.E{Key: "time", Value: bson.D{{Key: "$gte", Value: ms(q.Since)}}})
 	}
 	if q.Cursor != "" {
-		seq, err := decodeCursor(q.Cursor)
+		seq, err := notification.ParseSeqCursor(q.Cursor)
 		if err != nil {
 			return nil, "", fmt.Errorf("mongostore: events: %w", err)
 		}
 		filter = append(filter, bson.E{Key: "seq", Value: bson.D{{Key: "$lt", Value: seq}}})
 	}
-	limit := pageSize(q.Limit)
+	limit := httpx.PageSize(q.Limit)
 	cur, err := s.events.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}).SetLimit(int64(limit+1)))
 	if err != nil {
 		return nil, "", wrap("events", err)
@@ -328,7 +329,7 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 	next := ""
 	if len(docs) > limit {
 		docs = docs[:limit]
-		next = encodeCursor(docs[limit-1].Seq)
+		next = notification.SeqCursor(docs[limit-1].Seq)
 	}
 	out := make([]notification.Event, len(docs))
 	for i, d := range docs {

@@ -17,12 +17,10 @@ package mongostore
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -294,36 +292,3 @@ func (s *Store) DeleteRule(ctx context.Context, id string) error {
 }
 
 // ---- cursors ----
-
-type seqCursor struct {
-	Seq int64 `json:"q"`
-}
-
-func encodeCursor(seq int64) string {
-	b, _ := json.Marshal(seqCursor{seq})
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodeCursor(s string) (int64, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	var c seqCursor
-	if err == nil {
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		err = dec.Decode(&c)
-	}
-	if err != nil || c.Seq <= 0 {
-		return 0, fmt.Errorf("%w: malformed cursor", notification.ErrBadCursor)
-	}
-	return c.Seq, nil
-}
-
-func pageSize(limit int) int {
-	switch {
-	case limit <= 0:
-		return 100
-	case limit > 1000:
-		return 1000
-	}
-	return limit
-}

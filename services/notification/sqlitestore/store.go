@@ -8,7 +8,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/notification"
 )
@@ -368,39 +368,6 @@ func (s *Store) Alert(ctx context.Context, id string) (notification.Alert, error
 	return a, wrapErr("sqlitestore: alert", err)
 }
 
-type seqCursor struct {
-	Seq int64 `json:"q"`
-}
-
-func encodeCursor(seq int64) string {
-	b, _ := json.Marshal(seqCursor{seq})
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodeCursor(s string) (int64, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	var c seqCursor
-	if err == nil {
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		err = dec.Decode(&c)
-	}
-	if err != nil || c.Seq <= 0 {
-		return 0, fmt.Errorf("%w: malformed cursor", notification.ErrBadCursor)
-	}
-	return c.Seq, nil
-}
-
-func pageSize(limit int) int {
-	switch {
-	case limit <= 0:
-		return 100
-	case limit > 1000:
-		return 1000
-	}
-	return limit
-}
-
 // Alerts lists alerts newest first.
 func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notification.Alert, string, error) {
 	if s.closed() {
@@ -421,13 +388,13 @@ func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notifi
 		}
 	}
 	if q.Cursor != "" {
-		seq, err := decodeCursor(q.Cursor)
+		seq, err := notification.ParseSeqCursor(q.Cursor)
 		if err != nil {
 			return nil, "", fmt.Errorf("sqlitestore: alerts: %w", err)
 		}
 		where, args = append(where, "seq < ?"), append(args, seq)
 	}
-	limit := pageSize(q.Limit)
+	limit := httpx.PageSize(q.Limit)
 	query := "SELECT " + alertCols + " FROM alerts"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
@@ -453,7 +420,7 @@ func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notifi
 	next := ""
 	if len(out) > limit {
 		out = out[:limit]
-		next = encodeCursor(seqs[limit-1])
+		next = notification.SeqCursor(seqs[limit-1])
 	}
 	return out, next, nil
 }
@@ -502,13 +469,13 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 		where, args = append(where, "time_ms >= ?"), append(args, q.Since.UnixMilli())
 	}
 	if q.Cursor != "" {
-		seq, err := decodeCursor(q.Cursor)
+		seq, err := notification.ParseSeqCursor(q.Cursor)
 		if err != nil {
 			return nil, "", fmt.Errorf("sqlitestore: events: %w", err)
 		}
 		where, args = append(where, "seq < ?"), append(args, seq)
 	}
-	limit := pageSize(q.Limit)
+	limit := httpx.PageSize(q.Limit)
 	query := "SELECT seq, id, type, severity, room_id, sensor_id, alert_id, rule_id, message, data, time_ms, recorded_ms FROM events"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
@@ -540,7 +507,7 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 	next := ""
 	if len(out) > limit {
 		out = out[:limit]
-		next = encodeCursor(seqs[limit-1])
+		next = notification.SeqCursor(seqs[limit-1])
 	}
 	return out, next, nil
 }

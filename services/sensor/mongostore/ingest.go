@@ -620,7 +620,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]sensor.Event, e
 		return nil, fmt.Errorf("mongostore: pending events: %w", errClosed)
 	}
 	if limit <= 0 {
-		limit = defaultLimit
+		limit = httpx.DefaultLimit
 	}
 	cur, err := s.outbox.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)))
 	if err != nil {

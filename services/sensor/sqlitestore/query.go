@@ -3,8 +3,6 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -15,53 +13,6 @@ import (
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
-
-// Page sizes: a limit of 0 or less means defaultLimit, more than maxLimit is cut.
-const (
-	defaultLimit = 100
-	maxLimit     = 1000
-)
-
-func pageSize(limit int) int {
-	switch {
-	case limit <= 0:
-		return defaultLimit
-	case limit > maxLimit:
-		return maxLimit
-	}
-	return limit
-}
-
-// readingCursor is where a page of readings ended: the (timestamp, type) of its
-// last reading and the direction it was read in.
-type readingCursor struct {
-	TS   int64  `json:"t"`
-	Type string `json:"y"`
-	Desc bool   `json:"d,omitempty"`
-}
-
-// sensorCursor is the id of the last sensor of a page.
-type sensorCursor struct {
-	ID string `json:"s"`
-}
-
-func encodeCursor(v any) string {
-	b, _ := json.Marshal(v) // plain structs of strings and numbers
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodeCursor(s string, v any) error {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return fmt.Errorf("%w: malformed cursor", sensor.ErrBadCursor)
-	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: malformed cursor", sensor.ErrBadCursor)
-	}
-	return nil
-}
 
 // ceilMilli is t in Unix milliseconds, rounded up: a bound between two
 // milliseconds acts as the next one.
@@ -79,7 +30,7 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 	if s.isClosed() {
 		return nil, "", fmt.Errorf("sqlitestore: readings: %w", errClosed)
 	}
-	limit := pageSize(q.Limit)
+	limit := httpx.PageSize(q.Limit)
 	var sb strings.Builder
 	sb.WriteString("SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ?")
 	args := []any{q.SensorID}
@@ -96,8 +47,8 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 		args = append(args, q.Type)
 	}
 	if q.Cursor != "" {
-		var c readingCursor
-		if err := decodeCursor(q.Cursor, &c); err != nil {
+		var c sensor.ReadingCursor
+		if err := httpx.DecodeCursor(q.Cursor, &c); err != nil {
 			return nil, "", fmt.Errorf("sqlitestore: readings: %w", err)
 		}
 		if c.Desc != q.Desc {
@@ -142,7 +93,7 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 	if len(rs) > limit {
 		rs = rs[:limit]
 		last := rs[limit-1]
-		next = encodeCursor(readingCursor{TS: last.UnixMilli(), Type: last.Type, Desc: q.Desc})
+		next = httpx.EncodeCursor(sensor.ReadingCursor{TS: last.UnixMilli(), Type: last.Type, Desc: q.Desc})
 	}
 	return rs, next, nil
 }
@@ -173,13 +124,13 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 	if s.isClosed() {
 		return nil, "", fmt.Errorf("sqlitestore: sensors: %w", errClosed)
 	}
-	limit := pageSize(q.Limit)
+	limit := httpx.PageSize(q.Limit)
 	var sb strings.Builder
 	sb.WriteString("SELECT " + sensorColumns + " FROM sensors WHERE 1")
 	var args []any
 	if q.Cursor != "" {
-		var c sensorCursor
-		if err := decodeCursor(q.Cursor, &c); err != nil || c.ID == "" {
+		var c sensor.SensorCursor
+		if err := httpx.DecodeCursor(q.Cursor, &c); err != nil || c.ID == "" {
 			return nil, "", fmt.Errorf("sqlitestore: sensors: %w: malformed cursor", sensor.ErrBadCursor)
 		}
 		sb.WriteString(" AND id > ?")
@@ -218,7 +169,7 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 	var next string
 	if len(ss) > limit {
 		ss = ss[:limit]
-		next = encodeCursor(sensorCursor{ID: ss[limit-1].ID})
+		next = httpx.EncodeCursor(sensor.SensorCursor{ID: ss[limit-1].ID})
 	}
 	return ss, next, nil
 }
