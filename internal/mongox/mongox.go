@@ -264,8 +264,10 @@ func Duplicates(err error) (dups []int, other error) {
 // BulkChunk is the most write models BulkWrite sends in one command.
 // FerretDB 1.24 holds a PostgreSQL connection per statement of an update
 // command until the command ends: one command of more statements than its pool
-// (50) has connections never finishes, and hangs the server.
-const BulkChunk = 32
+// (50) has connections never finishes, and hangs the server; several writing
+// processes whose commands together need more than the pool deadlock it the same
+// way. 8 lets four writers (sensor, two room replicas, notification) share it.
+const BulkChunk = 8
 
 // BulkWrite runs models in commands of at most BulkChunk models. Unordered, it
 // runs every chunk and returns the indexes (into models) of the writes that
