@@ -22,6 +22,10 @@ const (
 	footprintDevices = 1000
 	footprintSeconds = 30
 	footprintTarget  = 40 << 20 // bytes of RSS
+
+	// footprintPendingWrites is the agent's -max-pending-writes default, given to
+	// the bare broker too so both reserve the same outbound queue per connection.
+	footprintPendingWrites = 1024
 )
 
 // BenchmarkFootprint runs the built atrium-agent binary (as shipped: CGO_ENABLED=0,
@@ -33,35 +37,51 @@ const (
 // Gated by ATRIUM_BENCH_BIG=1; run it once: -bench=Footprint -benchtime=1x.
 //
 // Variants change the agent's Go runtime settings through its environment, as a
-// service unit would.
+// service unit would. The broker=bare-mochi variant is the floor under the agent:
+// the same load on a mochi-mqtt broker alone (testdata/baremochi: allow-all auth,
+// no spool, no forwarder, the agent's outbound queue size), built the same way.
 func BenchmarkFootprint(b *testing.B) {
 	if os.Getenv("ATRIUM_BENCH_BIG") != "1" {
 		b.Skip("set ATRIUM_BENCH_BIG=1 to run the 1,000-device footprint benchmark")
 	}
 	footprintRaiseFiles(b, 2*footprintDevices+256)
-	bin := footprintBuild(b)
+	agentBin := footprintBuild(b, "github.com/atrium-iot/atrium/cmd/atrium-agent")
+	mochiBin := footprintBuild(b, "./testdata/baremochi")
 	variants := []struct {
 		name string
+		bare bool
 		env  []string
 	}{
-		{"runtime=default", nil},
-		{"runtime=GOMEMLIMIT-32MiB", []string{"GOMEMLIMIT=32MiB"}},
+		{"broker=agent/runtime=default", false, nil},
+		{"broker=agent/runtime=GOMEMLIMIT-32MiB", false, []string{"GOMEMLIMIT=32MiB"}},
+		{"broker=bare-mochi/runtime=default", true, nil},
 	}
 	for _, v := range variants {
 		b.Run(v.name, func(b *testing.B) {
 			for range b.N {
-				footprintRun(b, bin, v.env)
+				if v.bare {
+					footprintRun(b, mochiBin, v.env, "")
+				} else {
+					footprintRun(b, agentBin, v.env, benchStartCloud(b, filepath.Join(b.TempDir(), "cloud")))
+				}
 			}
 		})
 	}
 }
 
-// footprintRun is one measurement: agent up, devices connected and publishing,
-// memory sampled, every reading accounted for.
-func footprintRun(b *testing.B, bin string, env []string) {
+// footprintRun is one measurement: broker up, devices connected and publishing,
+// memory sampled, every reading accounted for. cloudURL is the sensor service the
+// agent forwards to; empty means bin is the bare mochi broker.
+func footprintRun(b *testing.B, bin string, env []string, cloudURL string) {
 	dir := b.TempDir()
-	cloudURL := benchStartCloud(b, filepath.Join(dir, "cloud"))
-	proc := footprintStartAgent(b, bin, env, cloudURL, filepath.Join(dir, "spool.db"))
+	var args []string
+	if cloudURL != "" {
+		args = []string{"-http-addr=127.0.0.1:0", "-allow-anonymous", "-cloud-url=" + cloudURL,
+			"-spool=" + filepath.Join(dir, "spool.db"), "-site=bench-site", "-log-format=json", "-log-level=info"}
+	} else {
+		args = []string{"-max-pending-writes=" + strconv.Itoa(footprintPendingWrites)}
+	}
+	proc := footprintStart(b, bin, env, args)
 	idle := footprintMem(b, proc.pid)
 
 	clients := benchConnect(b, proc.mqtt, footprintDevices)
@@ -114,11 +134,13 @@ func footprintRun(b *testing.B, bin string, env []string) {
 	<-sampled
 	peak = max(peak, end.rss)
 
-	want := int64(2 * footprintDevices * footprintSeconds)
-	if st := benchStatus(b, proc.http); st.Appended != want {
-		b.Fatalf("agent spooled %d readings, want %d", st.Appended, want)
+	if cloudURL != "" {
+		want := int64(2 * footprintDevices * footprintSeconds)
+		if st := benchStatus(b, proc.http); st.Appended != want {
+			b.Fatalf("agent spooled %d readings, want %d", st.Appended, want)
+		}
+		benchWaitDrained(b, proc.http, cloudURL, int(want))
 	}
-	benchWaitDrained(b, proc.http, cloudURL, int(want))
 
 	mb := func(n int64) float64 { return float64(n) / (1 << 20) }
 	b.ReportMetric(mb(end.rss), "RSS-MiB")
@@ -126,7 +148,7 @@ func footprintRun(b *testing.B, bin string, env []string) {
 	b.ReportMetric(mb(end.hwm), "VmHWM-MiB")
 	b.ReportMetric(mb(idle.rss), "idle-RSS-MiB")
 	b.ReportMetric(mb(connected.rss), "connected-RSS-MiB")
-	b.ReportMetric(100*cpuShare, "agent-CPU-%")
+	b.ReportMetric(100*cpuShare, "CPU-%")
 	if end.hwm > footprintTarget {
 		b.Logf("VmHWM %.1f MiB is over the %d MiB target", mb(end.hwm), footprintTarget>>20)
 	}
@@ -153,11 +175,11 @@ func footprintRaiseFiles(b *testing.B, need uint64) {
 	}
 }
 
-// footprintBuild builds atrium-agent as it ships into a temporary directory.
-func footprintBuild(b *testing.B) string {
+// footprintBuild builds pkg as the agent ships into a temporary directory.
+func footprintBuild(b *testing.B, pkg string) string {
 	b.Helper()
-	bin := filepath.Join(b.TempDir(), "atrium-agent")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "github.com/atrium-iot/atrium/cmd/atrium-agent")
+	bin := filepath.Join(b.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
@@ -165,18 +187,19 @@ func footprintBuild(b *testing.B) string {
 	return bin
 }
 
-// footprintProc is a running agent process and the addresses it logged.
+// footprintProc is a running broker process and the addresses it logged (http is
+// empty for the bare broker).
 type footprintProc struct {
 	pid        int
 	mqtt, http string
 }
 
-// footprintStartAgent starts the binary on loopback ports and waits for its
-// "agent started" log line; it is stopped with SIGTERM at the end of the benchmark.
-func footprintStartAgent(b *testing.B, bin string, env []string, cloudURL, spoolPath string) footprintProc {
+// footprintStart starts the binary with its MQTT listener on a loopback port and
+// waits for its "agent started" (or "broker started") log line; it is stopped with
+// SIGTERM at the end of the benchmark.
+func footprintStart(b *testing.B, bin string, env, args []string) footprintProc {
 	b.Helper()
-	cmd := exec.Command(bin, "-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
-		"-cloud-url="+cloudURL, "-spool="+spoolPath, "-site=bench-site", "-log-format=json", "-log-level=info")
+	cmd := exec.Command(bin, append([]string{"-mqtt-addr=127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -195,7 +218,7 @@ func footprintStartAgent(b *testing.B, bin string, env []string, cloudURL, spool
 				MQTT   string `json:"mqtt"`
 				Status string `json:"status"`
 			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "agent started" {
+			if json.Unmarshal(sc.Bytes(), &line) == nil && (line.Msg == "agent started" || line.Msg == "broker started") {
 				started <- footprintProc{pid: cmd.Process.Pid, mqtt: line.MQTT, http: line.Status}
 			}
 		}
@@ -207,20 +230,20 @@ func footprintStartAgent(b *testing.B, bin string, env []string, cloudURL, spool
 		select {
 		case err := <-exited:
 			if err != nil {
-				b.Errorf("agent exited: %v", err)
+				b.Errorf("broker exited: %v", err)
 			}
 		case <-time.After(benchWait):
 			_ = cmd.Process.Kill()
-			b.Errorf("agent did not stop within %v of SIGTERM", benchWait)
+			b.Errorf("broker did not stop within %v of SIGTERM", benchWait)
 		}
 	})
 	select {
 	case p := <-started:
 		return p
 	case err := <-exited:
-		b.Fatalf("agent exited before starting: %v", err)
+		b.Fatalf("broker exited before starting: %v", err)
 	case <-time.After(benchWait):
-		b.Fatalf("agent did not log its start within %v", benchWait)
+		b.Fatalf("broker did not log its start within %v", benchWait)
 	}
 	return footprintProc{}
 }
