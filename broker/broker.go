@@ -55,6 +55,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/atrium-iot/atrium/broker/credentials"
@@ -165,6 +166,7 @@ type Broker struct {
 	tlsAddr   string
 	wsAddr    string
 	listeners []net.Listener
+	own       []ownListener // the same listeners as mochi holds them
 }
 
 // New checks cfg, loads the credentials file and prepares a broker. It binds nothing:
@@ -284,7 +286,7 @@ func (b *Broker) bindAll(ctx context.Context) error {
 	}
 	b.listeners = append(b.listeners, ln)
 	b.addr = ln.Addr().String()
-	if err := b.srv.AddListener(&streamListener{id: "tcp", proto: "tcp", ln: ln,
+	if err := b.addListener(&streamListener{id: "tcp", proto: "tcp", ln: ln,
 		track: newConnTracker(limit, b.cfg.ConnectTimeout, &b.rejected)}); err != nil {
 		return fmt.Errorf("listener tcp: %w", err)
 	}
@@ -296,7 +298,7 @@ func (b *Broker) bindAll(ctx context.Context) error {
 		}
 		b.listeners = append(b.listeners, ln)
 		b.tlsAddr = ln.Addr().String()
-		if err := b.srv.AddListener(&streamListener{id: "tls", proto: "tls", ln: tls.NewListener(ln, b.tls),
+		if err := b.addListener(&streamListener{id: "tls", proto: "tls", ln: tls.NewListener(ln, b.tls),
 			track: newConnTracker(limit, b.cfg.ConnectTimeout, &b.rejected)}); err != nil {
 			return fmt.Errorf("listener tls: %w", err)
 		}
@@ -309,11 +311,23 @@ func (b *Broker) bindAll(ctx context.Context) error {
 		}
 		b.listeners = append(b.listeners, ln)
 		b.wsAddr = ln.Addr().String()
-		if err := b.srv.AddListener(&wsListener{id: "ws", ln: ln, readLimit: int64(b.cfg.MaxPacketSize) + 1024,
+		if err := b.addListener(&wsListener{id: "ws", ln: ln, readLimit: int64(b.cfg.MaxPacketSize) + 1024,
 			track: newConnTracker(limit, b.cfg.ConnectTimeout, &b.rejected)}); err != nil {
 			return fmt.Errorf("listener ws: %w", err)
 		}
 	}
+	return nil
+}
+
+// addListener hands l to mochi and keeps it for Close.
+func (b *Broker) addListener(l interface {
+	listeners.Listener
+	ownListener
+}) error {
+	if err := b.srv.AddListener(l); err != nil {
+		return err
+	}
+	b.own = append(b.own, l)
 	return nil
 }
 
@@ -354,12 +368,47 @@ func (b *Broker) Close() error {
 	if !started {
 		return nil
 	}
-	if err := b.srv.Close(); err != nil {
-		return fmt.Errorf("broker: close: %w", err)
+	// mochi v2.7.9's Server.Close can deadlock: Clients.GetByListener takes the
+	// clients' read lock and, through Len, takes it again; a client being removed
+	// in between queues for the write lock, and both wait for good. So the broker
+	// empties itself first: stop accepting, disconnect every client (MQTT 5 ones
+	// get a DISCONNECT saying the server is shutting down), and wait until their
+	// connections have ended and mochi has removed them. Then Close finds nothing
+	// to remove; it is still not waited on past closeWait.
+	b.mu.Lock()
+	own := b.own
+	b.mu.Unlock()
+	for _, l := range own {
+		l.stopAccepting()
+	}
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Conn != nil && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+	deadline := time.Now().Add(closeWait)
+	for _, l := range own {
+		if !l.tracker().waitEmpty(deadline) {
+			l.tracker().closeAll() // Close below ends them too; this only goes first
+		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- b.srv.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			return fmt.Errorf("broker: close: %w", err)
+		}
+	case <-time.After(closeWait):
+		b.log.Error("mqtt broker did not stop in time; going on without it", "waited", closeWait)
+		return fmt.Errorf("broker: close: not done after %v", closeWait)
 	}
 	b.log.Info("mqtt broker stopped")
 	return nil
 }
+
+// closeWait bounds each step of Close: clients leaving, then mochi's own Close.
+const closeWait = 5 * time.Second
 
 // Stats are the broker's counters (totals since New) and gauges.
 type Stats struct {

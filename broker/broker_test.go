@@ -11,12 +11,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -726,6 +728,60 @@ func TestClose(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestCloseWhileClientsLeave closes the broker while clients are still connecting
+// and leaving. mochi v2.7.9's own Close can deadlock when a client is removed while
+// it lists a listener's clients; Close must return every time.
+func TestCloseWhileClientsLeave(t *testing.T) {
+	for round := range 5 {
+		t.Run(fmt.Sprintf("round=%d", round), func(t *testing.T) {
+			b, err := New(Config{Addr: "127.0.0.1:0", AllowAnonymous: true}, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Start(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			const n = 200
+			clients := make([]*rawClient, n)
+			for i := range clients {
+				clients[i] = dialRaw(t, b.Addr(), 4)
+				if code := clients[i].connect(fmt.Sprintf("leaver-%d", i), "", ""); code != packets.CodeSuccess.Code {
+					t.Fatalf("client %d: CONNACK 0x%02x", i, code)
+				}
+			}
+			// Half of them leave (a clean session: mochi removes the client) while
+			// Close runs.
+			var wg sync.WaitGroup
+			for i := 0; i < n; i += 2 {
+				wg.Go(func() {
+					_ = clients[i].send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+					_ = clients[i].conn.Close()
+				})
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- b.Close() }()
+			select {
+			case err := <-closed:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(waitFor):
+				t.Fatal("Close did not return")
+			}
+			wg.Wait()
+			if left := len(b.srv.Clients.GetAll()); left > 1 { // the inline client stays
+				t.Errorf("%d clients left after Close", left-1)
+			}
+			for i := 1; i < n; i += 2 {
+				_ = clients[i].conn.SetReadDeadline(time.Now().Add(waitFor))
+				if _, err := io.Copy(io.Discard, clients[i].conn); err != nil {
+					t.Fatalf("client %d: connection not closed by the broker: %v", i, err)
+				}
+			}
+		})
 	}
 }
 

@@ -57,6 +57,30 @@ func (t *connTracker) release(c net.Conn) {
 	t.mu.Unlock()
 }
 
+// waitEmpty waits until every connection has been released (its MQTT session has
+// ended and mochi has removed the client), or until the deadline; it reports whether
+// none is left.
+func (t *connTracker) waitEmpty(deadline time.Time) bool {
+	for {
+		t.mu.Lock()
+		n := len(t.conns)
+		t.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// ownListener is what Broker.Close needs of its listeners before mochi closes them.
+type ownListener interface {
+	stopAccepting()
+	tracker() *connTracker
+}
+
 // closeAll refuses new connections and closes the ones still open.
 func (t *connTracker) closeAll() {
 	t.mu.Lock()
@@ -129,11 +153,17 @@ func (l *streamListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
+func (l *streamListener) stopAccepting() {
+	l.done.Store(true)
+	_ = l.ln.Close()
+}
+
+func (l *streamListener) tracker() *connTracker { return l.track }
+
 // Close stops accepting first, then lets mochi disconnect its clients (with a DISCONNECT
 // for MQTT 5), then closes whatever connection is left.
 func (l *streamListener) Close(closeClients listeners.CloseFn) {
-	l.done.Store(true)
-	_ = l.ln.Close()
+	l.stopAccepting()
 	closeClients(l.id)
 	l.track.closeAll()
 }
@@ -198,14 +228,20 @@ func (l *wsListener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	logEnd(l.log, l.track.rejected, (*establish)(l.id, c))
 }
 
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
-	// Shutdown stops accepting (and makes a later Serve return at once); hijacked
-	// WebSocket connections are ours to end below. The listener is closed explicitly
-	// too, in case Serve never ran.
+// stopAccepting shuts the HTTP server down, which stops accepting (and makes a later
+// Serve return at once); hijacked WebSocket connections are left to Close. The
+// listener is closed explicitly too, in case Serve never ran.
+func (l *wsListener) stopAccepting() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_ = l.srv.Shutdown(ctx)
 	cancel()
 	_ = l.ln.Close()
+}
+
+func (l *wsListener) tracker() *connTracker { return l.track }
+
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	l.stopAccepting()
 	closeClients(l.id)
 	l.track.closeAll()
 }
