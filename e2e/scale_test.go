@@ -398,7 +398,7 @@ func metricsDiff(got roomMetrics, exp map[string]*expectedType) string {
 func TestScaleOut(t *testing.T) {
 	skipShort(t)
 	mongoBase, chBase, amqpBase := scaleURLs(t)
-	srv := probeMongo(t, mongoBase)
+	probeMongo(t, mongoBase) // fails at once where several writers would deadlock the server
 	began := time.Now()
 	run := runID()
 	dir := t.TempDir()
@@ -549,7 +549,6 @@ func TestScaleOut(t *testing.T) {
 	})
 
 	t.Run("room metrics on both replicas", func(t *testing.T) {
-		lost := map[string]int64{}
 		for _, room := range rooms {
 			exp := map[string]*expectedType{}
 			for _, r := range stored[room] {
@@ -573,31 +572,6 @@ func TestScaleOut(t *testing.T) {
 				e.sensors = len(e.latest)
 				e.value /= float64(e.sensors)
 			}
-			if !srv.AtomicUpdates {
-				// FerretDB: two room processes updating one bucket at once can lose
-				// an update (docs/storage.md); the replicas still answer alike from
-				// the shared store, and never count a reading twice.
-				waitFor(t, settleTimeout, "both replicas' metrics of "+room, func() (bool, string) {
-					var a, b roomMetrics
-					if err := getAuth(roomA.url+"/rooms/"+url.PathEscape(room)+"/metrics", "", &a); err != nil {
-						return false, err.Error()
-					}
-					if err := getAuth(roomB.url+"/rooms/"+url.PathEscape(room)+"/metrics", "", &b); err != nil {
-						return false, err.Error()
-					}
-					var d []string
-					for typ, e := range exp {
-						ga, gb := a.Metrics[typ], b.Metrics[typ]
-						if ga.Count5m != gb.Count5m || ga.Count5m > e.count || ga.Count5m < e.count/2 {
-							d = append(d, fmt.Sprintf("%s: count_5m %d and %d, want equal, ≤ %d and ≥ half", typ, ga.Count5m, gb.Count5m, e.count))
-						} else if ga.Count5m < e.count {
-							lost[room+" "+typ] = e.count - ga.Count5m
-						}
-					}
-					return len(d) == 0, strings.Join(d, "; ")
-				})
-				continue
-			}
 			for _, replica := range []*service{roomA, roomB} {
 				var got roomMetrics
 				waitFor(t, settleTimeout, replica.name+"'s metrics of "+room, func() (bool, string) {
@@ -608,9 +582,6 @@ func TestScaleOut(t *testing.T) {
 					return d == "", d
 				})
 			}
-		}
-		if len(lost) > 0 {
-			t.Logf("FerretDB: updates lost between the two room replicas (room type: readings): %v", lost)
 		}
 		// And through the gateway, which routes to one replica.
 		var got roomMetrics

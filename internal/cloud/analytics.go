@@ -26,7 +26,7 @@ func (a *App) addAnalytics(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("-analytics-store: %w", err)
 		}
-		sq, err := sqlitestore.Open(ctx, path, sqlitestore.Options{Logger: log})
+		sq, err := sqlitestore.Open(ctx, path, sqlitestore.Options{Logger: log, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
 		if err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}

@@ -108,8 +108,10 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "gateway: burst of requests per API key")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "gateway: comma-separated origins allowed by CORS (empty: none)")
 	fs.DurationVar(&c.OfflineAfter, "offline-after", 5*time.Minute, "a sensor silent longer than this is offline")
-	fs.DurationVar(&c.Retention, "retention", 0, "sensor service on MongoDB: how long raw readings are kept, by reading timestamp (0: forever; SQLite keeps everything)")
-	fs.DurationVar(&c.RollupRetention, "rollup-retention", 0, "sensor service on MongoDB: how long the hourly rollups are kept (0: forever; SQLite keeps everything)")
+	fs.DurationVar(&c.Retention, "retention", 0, "how long every store keeps raw readings, by reading timestamp: sensor readings, the room service's minute rollups, "+
+		"the analytics service's readings (0: forever; not yet applied by the ClickHouse analytics store)")
+	fs.DurationVar(&c.RollupRetention, "rollup-retention", 0, "how long rollups are kept: the sensor service's hourly ones (MongoDB), the room service's 5-minute and hour ones, "+
+		"the analytics service's per-minute ones (0: forever; at least -retention when both are set)")
 	fs.Int64Var(&c.MaxBody, "max-body", httpx.DefaultMaxBody, "largest accepted request body in bytes, after decompression")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on shutdown")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
@@ -123,6 +125,9 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.Retention < 0 || c.RollupRetention < 0 {
 		return c, fmt.Errorf("-retention and -rollup-retention must not be negative")
+	}
+	if c.Retention > 0 && c.RollupRetention > 0 && c.RollupRetention < c.Retention {
+		return c, fmt.Errorf("-rollup-retention (%s) must be at least -retention (%s): rollups outlive the raw readings", c.RollupRetention, c.Retention)
 	}
 	if c.Store == "" {
 		c.Store = "sqlite://" + c.DataDir

@@ -16,7 +16,7 @@ func (a *App) addRoom(ctx context.Context) error {
 	log := a.log.With("service", "room")
 	var st room.Store
 	if mongox.IsURL(a.cfg.Store) {
-		ms, err := mongostore.Open(ctx, a.cfg.Store, mongostore.Options{Logger: log})
+		ms, err := mongostore.Open(ctx, a.cfg.Store, mongostore.Options{Logger: log, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
 		if err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}
@@ -26,7 +26,7 @@ func (a *App) addRoom(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		sq, err := sqlitestore.Open(ctx, path, sqlitestore.Options{Logger: log})
+		sq, err := sqlitestore.Open(ctx, path, sqlitestore.Options{Logger: log, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
 		if err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}

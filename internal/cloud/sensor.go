@@ -26,7 +26,7 @@ func (a *App) addSensor(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		sq, err := sqlitestore.Open(ctx, path, sqlitestore.Options{Logger: log})
+		sq, err := sqlitestore.Open(ctx, path, sqlitestore.Options{Logger: log, Retention: a.cfg.Retention})
 		if err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}

@@ -7,6 +7,9 @@
 // rollups, so a 30-day trend reads at most 43,200 rows whatever the reading rate.
 // One connection writes (under a mutex, one transaction per call), a pool reads;
 // WAL lets them run side by side.
+//
+// With Options.Retention or Options.RollupRetention set, what is past them is
+// deleted at open and then every minute (see Prune).
 package sqlitestore
 
 import (
@@ -40,12 +43,26 @@ type Options struct {
 	Synchronous string
 	// Readers is the size of the read pool; 0 means twice the number of CPUs.
 	Readers int
+	// Retention is how long raw readings (their identities, for dedupe) are
+	// kept, by reading timestamp; 0 keeps them forever. A reading older than
+	// that is ignored by AddReadings.
+	Retention time.Duration
+	// RollupRetention is how long the per-minute aggregates, which every query
+	// reads, are kept; 0 keeps them forever.
+	RollupRetention time.Duration
+	// PruneEvery is how often expired data is deleted, the first time right
+	// after Open; 0 means every minute, < 0 only when Prune is called.
+	PruneEvery time.Duration
+	// Now is the clock of retention; nil means time.Now.
+	Now func() time.Time
 }
 
 // Store is the SQLite implementation of analytics.Store.
 type Store struct {
-	log *slog.Logger
-	rdb *sql.DB
+	log  *slog.Logger
+	opts Options
+	now  func() time.Time
+	rdb  *sql.DB
 
 	mu     sync.Mutex // guards wdb and the statement cache
 	wdb    *sql.DB    // one connection, held by wconn
@@ -53,6 +70,7 @@ type Store struct {
 	stmts  map[string]*sql.Stmt
 	closed bool
 	series map[seriesKey]int64 // committed series ids, owned by the writer
+	floor  int64               // Unix ms: readings older than this were pruned (PruneBefore)
 
 	reqs       chan *writeReq
 	quit       chan struct{}
@@ -60,6 +78,9 @@ type Store struct {
 	life       sync.RWMutex // guards stopping against inflight.Add
 	stopping   bool
 	inflight   sync.WaitGroup
+
+	stopPruner context.CancelFunc
+	pruneDone  chan struct{} // closed when the pruner has exited, or at Open without one
 }
 
 // Open opens (creating if needed) the SQLite database at path and brings its
@@ -87,10 +108,22 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		rdb.Close()
 		return nil, wrapErr("analytics sqlitestore: open "+path, err)
 	}
-	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync))
-	s := &Store{log: log, rdb: rdb, wdb: wdb, wconn: wconn, stmts: map[string]*sql.Stmt{}, series: map[seriesKey]int64{},
-		reqs: make(chan *writeReq, 256), quit: make(chan struct{}), writerDone: make(chan struct{})}
+	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync),
+		"retention", opts.Retention.String(), "rollup_retention", opts.RollupRetention.String())
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	pctx, stop := context.WithCancel(context.Background())
+	s := &Store{log: log, opts: opts, now: now, rdb: rdb, wdb: wdb, wconn: wconn, stmts: map[string]*sql.Stmt{}, series: map[seriesKey]int64{},
+		reqs: make(chan *writeReq, 256), quit: make(chan struct{}), writerDone: make(chan struct{}),
+		stopPruner: stop, pruneDone: make(chan struct{})}
 	go s.writer()
+	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
+		go s.pruner(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery))
+	} else {
+		close(s.pruneDone)
+	}
 	return s, nil
 }
 
@@ -106,6 +139,8 @@ func (s *Store) Close() error {
 	s.stopping = true
 	s.life.Unlock()
 	if !already {
+		s.stopPruner()
+		<-s.pruneDone
 		s.inflight.Wait() // the writer answers every call already handed over
 		close(s.quit)
 		<-s.writerDone

@@ -162,8 +162,9 @@ func (s *Store) commitGroup(group []*writeReq) ([]int, error) {
 	counts := make([]int, len(group))
 	var all []reading.Reading
 	fresh := map[seriesKey]int64{}
+	now := s.now()
 	for i, r := range group {
-		stored, err := s.insertReadings(ctx, tx, r.rs, fresh)
+		stored, err := s.insertReadings(ctx, tx, s.recent(r.rs, now), fresh)
 		if err != nil {
 			return nil, err
 		}

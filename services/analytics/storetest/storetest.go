@@ -1,7 +1,8 @@
 // Package storetest is the contract every analytics.Store adapter must pass. An
 // adapter's tests call Run with a function that opens its store; the suite then
 // adds readings, replays recorded data and checks every aggregate against numbers
-// computed here, independently of any engine.
+// computed here, independently of any engine. The Retention case runs on a store
+// that implements Pruner and is skipped for one that does not yet.
 package storetest
 
 import (
@@ -43,6 +44,7 @@ func Run(t *testing.T, open Opener) {
 		{"Reports", testReports},
 		{"Reopen", testReopen},
 		{"ReplayUCI", testReplayUCI},
+		{"Retention", testRetention},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -54,7 +54,9 @@ const rollupBatchCap = 64
 //  3. add the readings to their rollup buckets: per bucket an upsert creating
 //     it, then an update that pushes the batch id and only matches a bucket
 //     that does not list it yet, so a batch is counted once in each bucket
-//     however often it is redone;
+//     however often it is redone. Rollup and latest-value documents are this
+//     process's own (Store.shard): a batch taken over from a process that died
+//     skips the buckets that any process's document already counts it in;
 //  4. record the batch as done, with its rooms;
 //  5. remove the batch id from its buckets again (a crash before this only
 //     leaves the id behind, which is harmless).
@@ -73,7 +75,7 @@ func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 		at = s.now()
 	}
 	at = time.UnixMilli(at.UnixMilli()).UTC()
-	owner, dup, err := s.claim(ctx, b.ID, at)
+	owner, resumed, dup, err := s.claim(ctx, b.ID, at)
 	if err != nil {
 		return room.Applied{}, fmt.Errorf("mongostore: apply %s: %w", b.ID, err)
 	}
@@ -86,7 +88,7 @@ func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 	// redelivery may take the claim over.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease*4/5)
 	defer cancel()
-	out, err := s.apply(wctx, b, owner, at)
+	out, err := s.apply(wctx, b, owner, resumed, at)
 	if err != nil {
 		return room.Applied{}, fmt.Errorf("mongostore: apply %s: %w", b.ID, err)
 	}
@@ -94,16 +96,17 @@ func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 }
 
 // claim inserts the claim on a batch id and returns its owner token, or the
-// answer to a batch id already applied.
-func (s *Store) claim(ctx context.Context, id string, at time.Time) (owner string, dup *room.Applied, err error) {
+// answer to a batch id already applied. resumed tells that the claim was taken
+// over from an Apply that died, which may have counted the batch in some buckets.
+func (s *Store) claim(ctx context.Context, id string, at time.Time) (owner string, resumed bool, dup *room.Applied, err error) {
 	owner = newToken()
 	doc := appliedDoc{ID: id, State: stateClaimed, Owner: owner, Lease: s.now().Add(s.opts.Lease), At: at}
 	_, err = s.applied.InsertOne(ctx, doc)
 	if err == nil {
-		return owner, nil, nil
+		return owner, false, nil, nil
 	}
 	if !mongox.IsDuplicate(err) {
-		return "", nil, mongox.Wrap("claim", err)
+		return "", false, nil, mongox.Wrap("claim", err)
 	}
 	wait := 5 * time.Millisecond
 	for {
@@ -113,37 +116,37 @@ func (s *Store) claim(ctx context.Context, id string, at time.Time) (owner strin
 		case errors.Is(err, mongo.ErrNoDocuments):
 			// Forgotten meanwhile: claim it again.
 			if _, err := s.applied.InsertOne(ctx, doc); err == nil {
-				return owner, nil, nil
+				return owner, false, nil, nil
 			} else if !mongox.IsDuplicate(err) {
-				return "", nil, mongox.Wrap("claim", err)
+				return "", false, nil, mongox.Wrap("claim", err)
 			}
 			continue
 		case err != nil:
-			return "", nil, mongox.Wrap("read claim", err)
+			return "", false, nil, mongox.Wrap("read claim", err)
 		case cur.State == stateDone:
 			out := room.Applied{Duplicate: true, Rooms: cur.Rooms}
 			if out.Rooms == nil {
 				out.Rooms = []string{}
 			}
-			return "", &out, nil
+			return "", false, &out, nil
 		case s.now().After(cur.Lease):
 			// The claim's Apply died: take it over, unless another redelivery did.
 			res, err := s.applied.UpdateOne(ctx,
 				bson.D{{Key: "_id", Value: id}, {Key: "st", Value: stateClaimed}, {Key: "own", Value: cur.Owner}},
 				bson.D{{Key: "$set", Value: bson.D{{Key: "own", Value: owner}, {Key: "lease", Value: s.now().Add(s.opts.Lease)}}}})
 			if err != nil {
-				return "", nil, mongox.Wrap("take over claim", err)
+				return "", false, nil, mongox.Wrap("take over claim", err)
 			}
 			if res.MatchedCount == 1 {
 				s.log.Warn("mongo store resumes a batch whose apply did not finish", "batch_id", id)
-				return owner, nil, nil
+				return owner, true, nil, nil
 			}
 			continue
 		}
 		// Another Apply is applying this batch: wait until it is done.
 		select {
 		case <-ctx.Done():
-			return "", nil, fmt.Errorf("wait for batch being applied: %w", ctx.Err())
+			return "", false, nil, fmt.Errorf("wait for batch being applied: %w", ctx.Err())
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 100*time.Millisecond)
@@ -183,12 +186,12 @@ type place struct {
 }
 
 // apply runs steps 2–5 of Apply for the owner of the batch's claim.
-func (s *Store) apply(ctx context.Context, b room.Batch, owner string, at time.Time) (room.Applied, error) {
+func (s *Store) apply(ctx context.Context, b room.Batch, owner string, resumed bool, at time.Time) (room.Applied, error) {
 	var out room.Applied
 	buckets := make([][]bucketKey, len(s.tiers))
 	err := s.serial.Do(func() error {
 		var err error
-		out, buckets, err = s.write(ctx, b, at)
+		out, buckets, err = s.write(ctx, b, resumed, at)
 		return err
 	})
 	if err != nil {
@@ -214,7 +217,7 @@ func (s *Store) apply(ctx context.Context, b room.Batch, owner string, at time.T
 
 // write runs steps 2 and 3 of Apply. It returns the rollup buckets the batch
 // went to, per tier.
-func (s *Store) write(ctx context.Context, b room.Batch, at time.Time) (room.Applied, [][]bucketKey, error) {
+func (s *Store) write(ctx context.Context, b room.Batch, resumed bool, at time.Time) (room.Applied, [][]bucketKey, error) {
 	// Where each sensor is: its newest reading that names a room places it there
 	// (unless it is assigned elsewhere, or has reported from elsewhere since).
 	placed := map[string]place{}
@@ -317,21 +320,51 @@ func (s *Store) write(ctx context.Context, b room.Batch, at time.Time) (room.App
 		r := latest[k]
 		ts := time.UnixMilli(r.Timestamp.UnixMilli()).UTC()
 		models = append(models,
-			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}}).SetUpdate(bson.D{
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}}).SetUpdate(bson.D{
 				{Key: "$setOnInsert", Value: latestDoc{Room: k.room, Type: k.typ, Sensor: k.sensor, Value: r.Value, Unit: r.Unit, TS: ts}},
 			}).SetUpsert(true),
-			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}, {Key: "t", Value: bson.D{{Key: "$lt", Value: ts}}}}).
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}, {Key: "t", Value: bson.D{{Key: "$lt", Value: ts}}}}).
 				SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: r.Value}, {Key: "u", Value: r.Unit}, {Key: "t", Value: ts}}}}))
 	}
 	if err := writeAll(ctx, s.latest, models); err != nil {
 		return room.Applied{}, nil, mongox.Wrap("update latest values", err)
 	}
 	for i, t := range s.tiers {
-		if err := s.addRollups(ctx, t, b.ID, buckets[i], aggs[i]); err != nil {
+		keys := buckets[i]
+		if resumed {
+			var err error
+			if keys, err = s.uncounted(ctx, t, b.ID, keys); err != nil {
+				return room.Applied{}, nil, err
+			}
+		}
+		if err := s.addRollups(ctx, t, b.ID, keys, aggs[i]); err != nil {
 			return room.Applied{}, nil, err
 		}
 	}
 	return out, buckets, nil
+}
+
+// docID is the id of this process's document of a bucket or latest value.
+func (s *Store) docID(key string) string { return key + "|" + s.shard }
+
+// uncounted returns the keys of the buckets that no process's document counts
+// batchID in yet. Only a batch taken over from an Apply that died asks, so one
+// indexed query per bucket is cheap enough.
+func (s *Store) uncounted(ctx context.Context, t tier, batchID string, keys []bucketKey) ([]bucketKey, error) {
+	var out []bucketKey
+	for _, k := range keys {
+		n, err := t.coll.CountDocuments(ctx, bson.D{
+			{Key: "r", Value: k.room}, {Key: "y", Value: k.typ}, {Key: "st", Value: time.UnixMilli(k.start).UTC()},
+			{Key: "bs", Value: batchID},
+		}, options.Count().SetLimit(1))
+		if err != nil {
+			return nil, mongox.Wrap("check "+t.name, err)
+		}
+		if n == 0 {
+			out = append(out, k)
+		}
+	}
+	return out, nil
 }
 
 // placement is where a sensor is.
@@ -387,10 +420,10 @@ func (s *Store) addRollups(ctx context.Context, t tier, batchID string, keys []b
 	for _, k := range keys {
 		a := aggs[k]
 		models = append(models,
-			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}}).SetUpdate(bson.D{
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}}).SetUpdate(bson.D{
 				{Key: "$setOnInsert", Value: bson.D{{Key: "r", Value: k.room}, {Key: "y", Value: k.typ}, {Key: "st", Value: time.UnixMilli(k.start).UTC()}}},
 			}).SetUpsert(true),
-			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}, {Key: "bs", Value: bson.D{{Key: "$ne", Value: batchID}}}}).
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}, {Key: "bs", Value: bson.D{{Key: "$ne", Value: batchID}}}}).
 				SetUpdate(bson.D{
 					{Key: "$inc", Value: bson.D{{Key: "n", Value: a.n}, {Key: "sum", Value: a.sum}}},
 					{Key: "$min", Value: bson.D{{Key: "min", Value: a.min}}},
@@ -406,7 +439,7 @@ func (s *Store) release(ctx context.Context, batchID string, buckets [][]bucketK
 	for i, t := range s.tiers {
 		models := make([]mongo.WriteModel, len(buckets[i]))
 		for j, k := range buckets[i] {
-			models[j] = mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}}).
+			models[j] = mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}}).
 				SetUpdate(bson.D{{Key: "$pull", Value: bson.D{{Key: "bs", Value: batchID}}}})
 		}
 		if _, err := mongox.BulkWrite(ctx, t.coll, models, true); err != nil {

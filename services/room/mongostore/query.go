@@ -269,7 +269,8 @@ type latestDoc struct {
 	TS     time.Time `bson:"t"`
 }
 
-// rollupDoc is a document of a rollup collection: _id is "room|type|start-ms".
+// rollupDoc is a document of a rollup collection: _id is "room|type|start-ms|shard"
+// (without the shard for documents written before shards).
 type rollupDoc struct {
 	Type  string    `bson:"y"`
 	Start time.Time `bson:"st"`
@@ -306,13 +307,24 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 	}
 	var types bson.A
 	seen := map[string]bool{}
+	// Each process that applied readings of a sensor has a document of its own:
+	// the newest of them is the value.
+	at := map[[2]string]int{}
 	for _, d := range docs {
 		if !seen[d.Type] {
 			seen[d.Type] = true
 			types = append(types, d.Type)
 		}
-		if in[d.Sensor] { // only the sensors now in the room
-			snap.Latest = append(snap.Latest, room.SensorValue{SensorID: d.Sensor, Type: d.Type, Value: d.Value, Unit: d.Unit, Timestamp: d.TS.UTC()})
+		if !in[d.Sensor] { // only the sensors now in the room
+			continue
+		}
+		v := room.SensorValue{SensorID: d.Sensor, Type: d.Type, Value: d.Value, Unit: d.Unit, Timestamp: d.TS.UTC()}
+		k := [2]string{d.Sensor, d.Type}
+		if i, ok := at[k]; !ok {
+			at[k] = len(snap.Latest)
+			snap.Latest = append(snap.Latest, v)
+		} else if v.Timestamp.After(snap.Latest[i].Timestamp) {
+			snap.Latest[i] = v
 		}
 	}
 	if len(snap.Latest) == 0 {
@@ -331,11 +343,11 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 		return snap, mongox.Wrap("mongostore: snapshot "+roomID, err)
 	}
 	// Merged here: FerretDB has no $min/$max accumulators.
-	at := map[string]int{}
+	win := map[string]int{}
 	for _, d := range rs {
-		i, ok := at[d.Type]
+		i, ok := win[d.Type]
 		if !ok {
-			at[d.Type] = len(snap.Window)
+			win[d.Type] = len(snap.Window)
 			snap.Window = append(snap.Window, room.Stat{Type: d.Type, Count: d.N, Sum: d.Sum, Min: d.Min, Max: d.Max})
 			continue
 		}

@@ -14,9 +14,14 @@
 //	rollups_5m  the same per five minutes
 //	rollups_1h  the same per hour
 //	applied     the batch ids applied (and the claim of one being applied)
+//
+// Retention: the minute buckets go after Options.Retention, the five-minute and
+// hour buckets after Options.RollupRetention, through TTL indexes on real
+// MongoDB and the store's own pruning elsewhere (FerretDB).
 package mongostore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -42,7 +47,18 @@ type Options struct {
 	// process) blocks a redelivery of the same batch id before the redelivery
 	// takes it over and completes it; 0 means 15 s.
 	Lease time.Duration
-	// Now is the clock of leases; nil means time.Now.
+	// Retention is how long the minute buckets (the history at 1m and the
+	// window of the live metrics) are kept, by reading timestamp; 0 keeps them
+	// forever.
+	Retention time.Duration
+	// RollupRetention is how long the five-minute and hour buckets are kept; 0
+	// keeps them forever.
+	RollupRetention time.Duration
+	// PruneEvery is how often expired buckets are deleted when the server has no
+	// TTL indexes, the first time right after Open; 0 means every minute, < 0
+	// only when Prune is called.
+	PruneEvery time.Duration
+	// Now is the clock of leases and retention; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -51,6 +67,7 @@ type tier struct {
 	name   string
 	period time.Duration
 	coll   *mongo.Collection
+	keep   time.Duration // retention of its buckets; 0: forever
 }
 
 // Store is the MongoDB implementation of room.Store.
@@ -65,6 +82,11 @@ type Store struct {
 	// rollups, assignments) of concurrent calls on servers without atomic
 	// document updates (FerretDB).
 	serial *mongox.Serializer
+	// shard names this process's rollup and latest-value documents: their ids
+	// end in "|" + shard. Each document has one writer, so two replicas never
+	// update one document, which FerretDB would not do atomically; readers
+	// merge a bucket's documents.
+	shard string
 
 	rooms, sensors, latest, applied *mongo.Collection
 	// tiers are the rollup collections, finest first.
@@ -74,6 +96,9 @@ type Store struct {
 	closed bool
 	once   sync.Once
 	cerr   error
+
+	stopPruner context.CancelFunc
+	pruneDone  chan struct{} // closed when the pruner has exited, or at Open without one
 }
 
 // Open connects to the server of a mongodb:// URL and creates the store's
@@ -113,6 +138,7 @@ func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
 	db := c.Database(opts.Database)
 	s := &Store{
 		log: log, now: now, opts: opts, client: c, server: srv, db: db, serial: mongox.NewSerializer(srv),
+		shard:   newToken()[:8],
 		rooms:   db.Collection("rooms"),
 		sensors: db.Collection("sensors"),
 		latest:  db.Collection("latest"),
@@ -121,13 +147,22 @@ func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
 	for _, t := range []struct {
 		name   string
 		period time.Duration
-	}{{"rollups_1m", time.Minute}, {"rollups_5m", 5 * time.Minute}, {"rollups_1h", time.Hour}} {
-		s.tiers = append(s.tiers, tier{name: t.name, period: t.period, coll: db.Collection(t.name)})
+		keep   time.Duration
+	}{{"rollups_1m", time.Minute, opts.Retention}, {"rollups_5m", 5 * time.Minute, opts.RollupRetention},
+		{"rollups_1h", time.Hour, opts.RollupRetention}} {
+		s.tiers = append(s.tiers, tier{name: t.name, period: t.period, coll: db.Collection(t.name), keep: max(t.keep, 0)})
 	}
 	if err := s.ensureIndexes(ctx); err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
-	log.Debug("mongo store opened", "database", opts.Database, "ferretdb", srv.FerretDB, "version", srv.Version)
+	pctx, stop := context.WithCancel(context.Background())
+	s.stopPruner, s.pruneDone = stop, make(chan struct{})
+	if !srv.TTL && (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
+		go s.pruner(pctx, cmp.Or(opts.PruneEvery, time.Minute))
+	} else {
+		close(s.pruneDone)
+	}
+	log.Debug("mongo store opened", "database", opts.Database, "ferretdb", srv.FerretDB, "ttl", srv.TTL, "version", srv.Version)
 	return s, nil
 }
 
@@ -154,6 +189,11 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 			return err
 		}
 	}
+	for _, t := range s.tiers {
+		if err := s.ensureExpiry(ctx, t); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -168,12 +208,15 @@ func (s *Store) Ping(ctx context.Context) error {
 	return mongox.Wrap("mongostore: ping", s.client.Ping(ctx, nil))
 }
 
-// Close disconnects. Calling it again returns the first result.
+// Close stops the pruner and disconnects. Calling it again returns the first
+// result.
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
+		s.stopPruner()
+		<-s.pruneDone
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.client.Disconnect(ctx); err != nil {

@@ -3,6 +3,7 @@ package mongostore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +48,15 @@ func TestContract(t *testing.T) {
 	})
 }
 
+func TestRetentionContract(t *testing.T) {
+	c := mongotest.Client(t)
+	storetest.RunRetention(t, func(t *testing.T, name string, r storetest.RetentionOptions) storetest.Pruner {
+		return openTest(t, mongotest.Database(t, c, "room_"+name), Options{
+			Retention: r.Retention, RollupRetention: r.RollupRetention, PruneEvery: -1, Now: r.Now,
+		})
+	})
+}
+
 var base = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func co2(sensorID string, ts time.Time, v float64) reading.Reading {
@@ -83,15 +93,27 @@ func TestResumeAfterCrash(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, true},
+		{"some buckets counted by another process", func(t *testing.T, s *Store) {
+			insertClaim(t, s, "b1")
+			// The dead Apply was another replica's: its documents are not ours.
+			own := s.shard
+			s.shard = "deadproc"
+			defer func() { s.shard = own }()
+			// It counted the batch in the first minute's bucket only.
+			first := bucketKey{"r1", "co2", base.UnixMilli()}
+			if err := s.addRollups(t.Context(), s.tiers[0], "b1", []bucketKey{first}, map[bucketKey]*agg{first: {n: 2, sum: 900, min: 400, max: 500}}); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
 		{"everything counted, not recorded", func(t *testing.T, s *Store) {
 			insertClaim(t, s, "b1")
-			if _, _, err := s.write(t.Context(), room.Batch{ID: "b1", Readings: rs, At: base}, base); err != nil {
+			if _, _, err := s.write(t.Context(), room.Batch{ID: "b1", Readings: rs, At: base}, false, base); err != nil {
 				t.Fatal(err)
 			}
 		}, true},
 		{"recorded, batch ids left in the buckets", func(t *testing.T, s *Store) {
 			insertClaim(t, s, "b1")
-			if _, _, err := s.write(t.Context(), room.Batch{ID: "b1", Readings: rs, At: base}, base); err != nil {
+			if _, _, err := s.write(t.Context(), room.Batch{ID: "b1", Readings: rs, At: base}, false, base); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.applied.UpdateOne(t.Context(), bson.D{{Key: "_id", Value: "b1"}},
@@ -144,11 +166,23 @@ func TestResumeAfterCrash(t *testing.T) {
 				t.Errorf("day = %+v, %v, want 4 readings summing to 2500", day, err)
 			}
 			if tc.resumes {
-				// A completed batch leaves no id in its buckets.
+				// A completed batch leaves no id in its own buckets (a dead
+				// process's documents keep theirs).
 				for _, tr := range s.tiers {
-					n, err := tr.coll.CountDocuments(ctx, bson.D{{Key: "bs", Value: "b1"}})
-					if err != nil || n != 0 {
-						t.Errorf("%s: %d buckets still list b1 (%v)", tr.name, n, err)
+					var docs []struct {
+						ID string `bson:"_id"`
+					}
+					cur, err := tr.coll.Find(ctx, bson.D{{Key: "bs", Value: "b1"}})
+					if err == nil {
+						err = cur.All(ctx, &docs)
+					}
+					for _, d := range docs {
+						if !strings.HasSuffix(d.ID, "|deadproc") {
+							t.Errorf("%s: bucket %s still lists b1", tr.name, d.ID)
+						}
+					}
+					if err != nil {
+						t.Errorf("%s: %v", tr.name, err)
 					}
 				}
 			}
@@ -164,11 +198,14 @@ func insertClaim(t *testing.T, s *Store, id string) {
 }
 
 // TestConcurrentBatches applies many batches to the same buckets, latest values
-// and sensors from several goroutines: no update may be lost (FerretDB does not
-// update a document atomically; the store serialises its updates there).
+// and sensors from several goroutines of two stores, as two replicas would: no
+// update may be lost (FerretDB does not update a document atomically; each
+// store serialises its own updates there, and writes documents of its own).
 func TestConcurrentBatches(t *testing.T) {
 	c := mongotest.Client(t)
-	s := openTest(t, mongotest.Database(t, c, "room_concurrent"), Options{})
+	db := mongotest.Database(t, c, "room_concurrent")
+	s := openTest(t, db, Options{})
+	replicas := []*Store{s, openTest(t, db, Options{})}
 	const workers, perWorker = 4, 6
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*perWorker)
@@ -180,7 +217,7 @@ func TestConcurrentBatches(t *testing.T) {
 					co2("s1", base.Add(time.Duration(k)*time.Second), float64(k)),
 					co2(fmt.Sprintf("w%d", w), base.Add(time.Duration(k)*time.Second), 1),
 				}
-				if _, err := s.Apply(t.Context(), room.Batch{ID: fmt.Sprintf("b%d", k), Readings: rs, At: base}); err != nil {
+				if _, err := replicas[w%2].Apply(t.Context(), room.Batch{ID: fmt.Sprintf("b%d", k), Readings: rs, At: base}); err != nil {
 					errs <- err
 				}
 			}

@@ -5,6 +5,9 @@
 // batch is applied in one immediate transaction with multi-row upserts, so
 // several processes may share the file: the transaction holding the write lock
 // sees every batch applied before it.
+//
+// With Options.Retention or Options.RollupRetention set, rollups past them are
+// deleted at open and then every minute (see Prune).
 package sqlitestore
 
 import (
@@ -44,16 +47,33 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Readers is the size of the read pool; 0 means twice the number of CPUs.
 	Readers int
+	// Retention is how long the minute rollups (the history at 1m and the
+	// window of the live metrics) are kept, by reading timestamp; 0 keeps them
+	// forever.
+	Retention time.Duration
+	// RollupRetention is how long the five-minute and hour rollups are kept; 0
+	// keeps them forever.
+	RollupRetention time.Duration
+	// PruneEvery is how often expired rollups are deleted, the first time right
+	// after Open; 0 means every minute, < 0 only when Prune is called.
+	PruneEvery time.Duration
+	// Now is the clock of retention; nil means time.Now.
+	Now func() time.Time
 }
 
 // Store is the SQLite implementation of room.Store.
 type Store struct {
-	log *slog.Logger
-	wdb *sql.DB // one connection: every write
-	rdb *sql.DB // the read pool
+	log  *slog.Logger
+	opts Options
+	now  func() time.Time
+	wdb  *sql.DB // one connection: every write
+	rdb  *sql.DB // the read pool
 
 	stmts map[stmtKey]*sql.Stmt // prepared on wdb; read-only after Open
 	reads map[string]*sql.Stmt  // prepared on rdb, by query; read-only after Open
+
+	stopPruner context.CancelFunc
+	pruneDone  chan struct{} // closed when the pruner has exited, or at Open without one
 
 	closeOnce sync.Once
 	closeErr  error
@@ -81,12 +101,25 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	s := &Store{log: log, wdb: wdb, rdb: rdb, stmts: map[stmtKey]*sql.Stmt{}, reads: map[string]*sql.Stmt{}}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	pctx, stop := context.WithCancel(context.Background())
+	s := &Store{log: log, opts: opts, now: now, wdb: wdb, rdb: rdb, stmts: map[stmtKey]*sql.Stmt{}, reads: map[string]*sql.Stmt{},
+		stopPruner: stop, pruneDone: make(chan struct{})}
 	if err := s.prepare(ctx); err != nil {
+		close(s.pruneDone)
 		s.Close()
 		return nil, wrapErr("sqlitestore: open "+path, err)
 	}
-	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync))
+	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
+		go s.pruner(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery))
+	} else {
+		close(s.pruneDone)
+	}
+	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync),
+		"retention", opts.Retention.String(), "rollup_retention", opts.RollupRetention.String())
 	return s, nil
 }
 
@@ -129,9 +162,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the database. Calling it again returns the first result.
+// Close stops the pruner and closes the database. Calling it again returns the
+// first result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopPruner()
+		<-s.pruneDone
 		for _, st := range s.stmts {
 			_ = st.Close()
 		}

@@ -28,6 +28,19 @@ func TestContract(t *testing.T) {
 	}
 }
 
+func TestRetentionContract(t *testing.T) {
+	dir := t.TempDir()
+	storetest.RunRetention(t, func(t *testing.T, name string, r storetest.RetentionOptions) storetest.Pruner {
+		s, err := Open(t.Context(), filepath.Join(dir, name+".db"), Options{
+			Retention: r.Retention, RollupRetention: r.RollupRetention, PruneEvery: -1, Now: r.Now,
+		})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
 func openTest(t *testing.T, path string) *Store {
 	t.Helper()
 	s, err := Open(t.Context(), path, Options{})

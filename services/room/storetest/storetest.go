@@ -1,7 +1,9 @@
 // Package storetest is the contract every room.Store adapter must pass. An
 // adapter's tests call Run with a function that opens its store; the suite then
 // applies batches, redelivers and reorders them, manages rooms and reads history
-// through the interface alone.
+// through the interface alone. RunRetention, with a function that opens a store
+// with a retention and a clock, checks -retention and -rollup-retention (a store
+// with them has a Prune method).
 package storetest
 
 import (

@@ -252,3 +252,27 @@ func TestSchema(t *testing.T) {
 		}
 	})
 }
+
+// TestRetentionContract runs the retention contract on this adapter.
+func TestRetentionContract(t *testing.T) {
+	c := mongotest.Client(t)
+	storetest.RunRetention(t, func(t *testing.T, name string, r storetest.RetentionOptions) storetest.RetentionStore {
+		s, err := Open(t.Context(), mongotest.URL(t), Options{
+			Database:  mongotest.Database(t, c, "sensor_"+name),
+			Retention: r.Retention, RollupRetention: r.RollupRetention,
+			PruneEvery: 24 * time.Hour, // its first run is a day after Open: only the suite prunes
+			Now:        r.Now,
+		})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return storetest.RetentionStore{Store: s, RollupHours: func(ctx context.Context, sensorID, typ string) ([]time.Time, error) {
+			ro, err := s.Rollups(ctx, sensorID, typ, time.Time{}, time.Time{})
+			hours := make([]time.Time, len(ro))
+			for i, x := range ro {
+				hours[i] = x.Hour
+			}
+			return hours, err
+		}}
+	})
+}

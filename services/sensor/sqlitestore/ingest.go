@@ -23,12 +23,13 @@ const (
 	maxGroupWait = 2 * time.Millisecond
 )
 
-// writeReq is one unit of work for the writer: a batch to ingest, or an outbox
-// event to acknowledge (ack != "").
+// writeReq is one unit of work for the writer: a batch to ingest, an outbox
+// event to acknowledge (ack != ""), or a chunk of a prune (prune != nil).
 type writeReq struct {
 	ctx   context.Context
 	batch *prepared
 	ack   string
+	prune *pruneReq
 	reply chan writeReply // buffered: the writer never blocks on it
 }
 
@@ -40,15 +41,19 @@ func (r *writeReq) size() int {
 }
 
 func (r *writeReq) id() string {
-	if r.batch == nil {
+	switch {
+	case r.prune != nil:
+		return "prune"
+	case r.batch == nil:
 		return r.ack
 	}
 	return r.batch.b.ID
 }
 
 type writeReply struct {
-	out sensor.Outcome
-	err error
+	out    sensor.Outcome
+	pruned pruned
+	err    error
 }
 
 // Ingest stores b; see sensor.Store. Readings keep millisecond precision; a
@@ -70,11 +75,11 @@ func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, err
 	}
 	// The writer holds its transaction open a little for batches being prepared.
 	s.coming.Add(1)
-	out, err := s.write(ctx, &writeReq{ctx: ctx, batch: prepare(b, s.now)}, true)
+	r, err := s.write(ctx, &writeReq{ctx: ctx, batch: prepare(b, s.now)}, true)
 	if err != nil {
 		return sensor.Outcome{}, wrapErr("sqlitestore: ingest "+b.ID, err)
 	}
-	return out, nil
+	return r.out, nil
 }
 
 // AckEvent deletes the outbox entry of batchID. Acknowledging an unknown or
@@ -125,7 +130,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]sensor.Event, e
 // transaction holding it is committed.
 // When coming is set, the caller has counted itself in s.coming, and write
 // counts it out once the request is queued.
-func (s *Store) write(ctx context.Context, req *writeReq, coming bool) (sensor.Outcome, error) {
+func (s *Store) write(ctx context.Context, req *writeReq, coming bool) (writeReply, error) {
 	arrived := func() {
 		if coming {
 			s.coming.Add(-1)
@@ -135,7 +140,7 @@ func (s *Store) write(ctx context.Context, req *writeReq, coming bool) (sensor.O
 	if s.closed {
 		s.mu.RUnlock()
 		arrived()
-		return sensor.Outcome{}, errClosed
+		return writeReply{}, errClosed
 	}
 	s.inflight.Add(1)
 	s.mu.RUnlock()
@@ -146,13 +151,13 @@ func (s *Store) write(ctx context.Context, req *writeReq, coming bool) (sensor.O
 	case <-ctx.Done():
 		arrived()
 		s.inflight.Done()
-		return sensor.Outcome{}, ctx.Err()
+		return writeReply{}, ctx.Err()
 	}
 	// Once the writer has the request it commits or fails it within moments; wait
 	// for its answer even if the caller gave up, so the outcome (and what the
 	// service counts) matches what is on disk.
 	r := <-req.reply
-	return r.out, r.err
+	return r, r.err
 }
 
 // replay answers a batch id already committed, reading from the pool.
@@ -206,6 +211,7 @@ type writer struct {
 	insReading, roomOf             *sql.Stmt
 	getBatch, getPending           *sql.Stmt
 	insBatch, insOutbox, delOutbox *sql.Stmt
+	nextSensor, delOld             *sql.Stmt
 	truncate                       *sql.Stmt
 	stmts                          []*sql.Stmt
 
@@ -292,6 +298,8 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 		{&w.insBatch, "INSERT INTO batches (id, result, received_ms) VALUES (?, ?, ?)"},
 		{&w.insOutbox, "INSERT INTO outbox (batch_id, body) VALUES (?, ?)"},
 		{&w.delOutbox, "DELETE FROM outbox WHERE batch_id = ?"},
+		{&w.nextSensor, nextSensorWithReadings},
+		{&w.delOld, deleteOldReadings},
 		{&w.truncate, "PRAGMA wal_checkpoint(TRUNCATE)"},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)
@@ -461,15 +469,24 @@ fill:
 // share of the writer's work. An error leaves the transaction half-changed:
 // the caller must then restart it.
 func (w *writer) direct(req *writeReq) writeReply {
-	var r writeReply
 	w.batchReg = nil
-	if req.ack != "" {
-		_, r.err = w.delOutbox.ExecContext(w.bg, req.ack)
-	} else {
-		r.out, r.err = w.ingest(req.batch)
-	}
+	r := w.do(req)
 	if r.err == nil && w.batchReg != nil {
 		w.group.add(*w.batchReg)
+	}
+	return r
+}
+
+// do applies req in the open transaction.
+func (w *writer) do(req *writeReq) writeReply {
+	var r writeReply
+	switch {
+	case req.prune != nil:
+		r.pruned, r.err = w.prune(req.prune)
+	case req.ack != "":
+		_, r.err = w.delOutbox.ExecContext(w.bg, req.ack)
+	default:
+		r.out, r.err = w.ingest(req.batch)
 	}
 	return r
 }
@@ -494,13 +511,8 @@ func (w *writer) inSavepoint(req *writeReq) writeReply {
 	if _, err := w.savepoint.ExecContext(w.bg); err != nil {
 		return writeReply{err: fmt.Errorf("savepoint: %w", err)}
 	}
-	var r writeReply
 	w.batchReg = nil
-	if req.ack != "" {
-		_, r.err = w.delOutbox.ExecContext(w.bg, req.ack)
-	} else {
-		r.out, r.err = w.ingest(req.batch)
-	}
+	r := w.do(req)
 	if r.err != nil {
 		w.s.log.Warn("sqlite batch rolled back", "batch_id", req.id(), "err", r.err)
 		if _, err := w.rollbackTo.ExecContext(w.bg); err != nil {

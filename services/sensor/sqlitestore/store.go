@@ -7,6 +7,10 @@
 // waited for it. Batches are applied directly; should one fail, the group is
 // applied again with each batch in its own savepoint, so that only it is lost.
 // The registry rows of the whole group are written once, before the commit.
+//
+// With Options.Retention set, raw readings older than it are deleted at open
+// and then every minute, in bounded chunks that go through the same writer
+// (see Prune).
 package sqlitestore
 
 import (
@@ -44,7 +48,15 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Readers is the size of the read pool; 0 means twice the number of CPUs.
 	Readers int
-	// Now is the clock used when a batch has no ReceivedAt; nil means time.Now.
+	// Retention is how long raw readings are kept, by reading timestamp; 0 keeps
+	// them forever. The store keeps no rollups (the MongoDB adapter's hourly
+	// rollups have no SQLite counterpart), so there is no RollupRetention here.
+	Retention time.Duration
+	// PruneEvery is how often readings past Retention are deleted, the first
+	// time right after Open; 0 means every minute, < 0 only when Prune is called.
+	PruneEvery time.Duration
+	// Now is the clock used when a batch has no ReceivedAt, and of retention;
+	// nil means time.Now.
 	Now func() time.Time
 
 	walRestartFrames int // 0 means defaultWALRestartFrames; tests lower it
@@ -52,8 +64,9 @@ type Options struct {
 
 // Store is the SQLite implementation of sensor.Store.
 type Store struct {
-	log *slog.Logger
-	now func() time.Time
+	log       *slog.Logger
+	now       func() time.Time
+	retention time.Duration
 
 	wdb  *sql.DB // one connection, owned by the writer goroutine
 	rdb  *sql.DB // the read pool
@@ -63,15 +76,16 @@ type Store struct {
 	// database file by another goroutine, not by the writer.
 	checkpoint chan struct{}
 
-	reqs     chan *writeReq
-	quit     chan struct{}
-	done     chan struct{} // closed when the writer has exited
-	ckDone   chan struct{} // closed when the checkpointer has exited
-	mu       sync.RWMutex  // guards closed against inflight.Add
-	closed   bool
-	inflight sync.WaitGroup
-	coming   atomic.Int64 // Ingest calls preparing a batch for the writer
-	commits  atomic.Int64 // group commits so far
+	reqs      chan *writeReq
+	quit      chan struct{}
+	done      chan struct{} // closed when the writer has exited
+	ckDone    chan struct{} // closed when the checkpointer has exited
+	pruneDone chan struct{} // closed when the pruner has exited, or at Open without one
+	mu        sync.RWMutex  // guards closed against inflight.Add
+	closed    bool
+	inflight  sync.WaitGroup
+	coming    atomic.Int64 // Ingest calls preparing a batch for the writer
+	commits   atomic.Int64 // group commits so far
 	// restartWAL asks the writer to rewind the WAL after its current group.
 	restartWAL       atomic.Bool
 	walRestartFrames int
@@ -124,6 +138,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s := &Store{
 		log:              log,
 		now:              now,
+		retention:        opts.Retention,
 		wdb:              wdb,
 		rdb:              rdb,
 		ckdb:             ckdb,
@@ -133,6 +148,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		quit:             make(chan struct{}),
 		done:             make(chan struct{}),
 		ckDone:           make(chan struct{}),
+		pruneDone:        make(chan struct{}),
 	}
 	w, err := newWriter(ctx, s)
 	if err != nil {
@@ -141,7 +157,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	go w.run()
 	go s.checkpointer()
-	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync))
+	if opts.Retention > 0 && opts.PruneEvery >= 0 {
+		go s.pruner(cmp.Or(opts.PruneEvery, defaultPruneEvery))
+	} else {
+		close(s.pruneDone)
+	}
+	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync), "retention", opts.Retention.String())
 	return s, nil
 }
 
@@ -206,6 +227,7 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		s.inflight.Wait()
 		close(s.quit)
+		<-s.pruneDone
 		<-s.done
 		<-s.ckDone
 		s.closeErr = errors.Join(s.rdb.Close(), s.ckdb.Close(), s.wdb.Close())

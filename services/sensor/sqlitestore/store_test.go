@@ -33,6 +33,17 @@ func TestContract(t *testing.T) {
 	}
 }
 
+func TestRetentionContract(t *testing.T) {
+	dir := t.TempDir()
+	storetest.RunRetention(t, func(t *testing.T, name string, r storetest.RetentionOptions) storetest.RetentionStore {
+		s, err := Open(t.Context(), filepath.Join(dir, name+".db"), Options{Retention: r.Retention, PruneEvery: -1, Now: r.Now})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return storetest.RetentionStore{Store: s}
+	})
+}
+
 func openTest(t *testing.T, path string, opts Options) *Store {
 	t.Helper()
 	s, err := Open(t.Context(), path, opts)

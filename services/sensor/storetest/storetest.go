@@ -1,6 +1,8 @@
 // Package storetest is the contract every sensor.Store adapter must pass. An
 // adapter's tests call Run with a function that opens its store; the suite then
 // ingests, replays, pages through and reopens stores through the interface alone.
+// RunRetention, with a function that opens a store with a retention and a clock,
+// checks -retention and -rollup-retention (a store with them has a Prune method).
 package storetest
 
 import (

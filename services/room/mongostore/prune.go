@@ -1,0 +1,104 @@
+package mongostore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/atrium-iot/atrium/internal/mongox"
+)
+
+// expiryIndex names the index on a bucket's start that retention uses: a TTL
+// index on real MongoDB, a plain one for Prune's range deletes elsewhere.
+const expiryIndex = "expiry"
+
+// ensureExpiry gives a tier with a retention its expiry index (on MongoDB a TTL
+// index that removes a bucket once all of its period is older than the
+// retention; collMod updates one an earlier run made with another retention),
+// and drops the index of a tier kept forever, so that a TTL index left by an
+// earlier run stops expiring its buckets.
+func (s *Store) ensureExpiry(ctx context.Context, t tier) error {
+	if t.keep <= 0 {
+		return s.dropExpiry(ctx, t)
+	}
+	ix := mongox.Index{Name: expiryIndex, Keys: []string{"st"}}
+	if s.server.TTL {
+		ix.ExpireAfter = t.keep + t.period
+	}
+	if err := mongox.EnsureIndexes(ctx, t.coll, ix); err != nil || ix.ExpireAfter == 0 {
+		return err
+	}
+	cmd := bson.D{{Key: "collMod", Value: t.name}, {Key: "index", Value: bson.D{
+		{Key: "name", Value: expiryIndex}, {Key: "expireAfterSeconds", Value: int64(ix.ExpireAfter / time.Second)},
+	}}}
+	return mongox.Wrap("collMod "+t.name, s.db.RunCommand(ctx, cmd).Err())
+}
+
+func (s *Store) dropExpiry(ctx context.Context, t tier) error {
+	cur, err := t.coll.Indexes().List(ctx)
+	if err != nil {
+		return mongox.Wrap("list indexes of "+t.name, err)
+	}
+	var specs []struct {
+		Name string `bson:"name"`
+	}
+	if err := cur.All(ctx, &specs); err != nil {
+		return mongox.Wrap("list indexes of "+t.name, err)
+	}
+	for _, sp := range specs {
+		if sp.Name == expiryIndex {
+			return mongox.Wrap("drop expiry index of "+t.name, t.coll.Indexes().DropOne(ctx, expiryIndex))
+		}
+	}
+	return nil
+}
+
+// Prune deletes, now, the buckets past their tier's retention (a bucket goes
+// once start + period <= now - retention) and returns how many it deleted.
+// With TTL indexes (real MongoDB) the server also does this on its own.
+func (s *Store) Prune(ctx context.Context) (int64, error) {
+	if s.isClosed() {
+		return 0, fmt.Errorf("mongostore: prune: %w", errClosed)
+	}
+	now := s.now()
+	var total int64
+	for _, t := range s.tiers {
+		if t.keep <= 0 {
+			continue
+		}
+		last := now.Add(-t.keep - t.period)
+		res, err := t.coll.DeleteMany(ctx, bson.D{{Key: "st", Value: bson.D{{Key: "$lte", Value: last}}}})
+		if err != nil {
+			return total, mongox.Wrap("mongostore: prune "+t.name, err)
+		}
+		total += res.DeletedCount
+	}
+	return total, nil
+}
+
+// pruner prunes at open and then every every, until ctx ends (Close).
+func (s *Store) pruner(ctx context.Context, every time.Duration) {
+	defer close(s.pruneDone)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		n, err := s.Prune(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			s.log.Warn("mongo prune failed", "err", err)
+		case n > 0:
+			s.log.Debug("mongo prune", "rollups", n, "took", time.Since(start))
+		}
+		t.Reset(every)
+	}
+}

@@ -1,0 +1,114 @@
+package mongostore
+
+import (
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/room"
+)
+
+// TestExpiryIndexes checks each tier's expiry index as the retention changes
+// between runs: made when a tier has a retention (a TTL of retention + period
+// on MongoDB), dropped when it has none.
+func TestExpiryIndexes(t *testing.T) {
+	c := mongotest.Client(t)
+	db := mongotest.Database(t, c, "room_expiry")
+	tests := []struct {
+		name string
+		opts Options
+		want map[string]time.Duration // tier → TTL (0: a plain index); absent: no index
+	}{
+		{"both", Options{Retention: time.Hour, RollupRetention: 2 * time.Hour},
+			map[string]time.Duration{"rollups_1m": time.Hour + time.Minute, "rollups_5m": 2*time.Hour + 5*time.Minute, "rollups_1h": 3 * time.Hour}},
+		{"rollups only, longer", Options{RollupRetention: 4 * time.Hour},
+			map[string]time.Duration{"rollups_5m": 4*time.Hour + 5*time.Minute, "rollups_1h": 5 * time.Hour}},
+		{"forever", Options{}, map[string]time.Duration{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.PruneEvery = -1
+			s := openTest(t, db, tc.opts)
+			for _, tr := range s.tiers {
+				cur, err := tr.coll.Indexes().List(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ixs []bson.M
+				if err := cur.All(t.Context(), &ixs); err != nil {
+					t.Fatal(err)
+				}
+				var found bson.M
+				for _, ix := range ixs {
+					if ix["name"] == expiryIndex {
+						found = ix
+					}
+				}
+				ttl, want := tc.want[tr.name]
+				switch {
+				case !want && found != nil:
+					t.Errorf("%s has an expiry index %v, want none", tr.name, found)
+				case want && found == nil:
+					t.Errorf("%s has no expiry index", tr.name)
+				case want && s.Server().TTL:
+					if got := toSeconds(found["expireAfterSeconds"]); got != int64(ttl/time.Second) {
+						t.Errorf("%s expires after %d s, want %d", tr.name, got, int64(ttl/time.Second))
+					}
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func toSeconds(v any) int64 {
+	switch n := v.(type) {
+	case int32:
+		return int64(n)
+	case int64:
+		return n
+	case float64:
+		return int64(n)
+	}
+	return -1
+}
+
+// TestPruneAtOpen: where the server has no TTL indexes, the store's pruner runs
+// right after Open.
+func TestPruneAtOpen(t *testing.T) {
+	c := mongotest.Client(t)
+	db := mongotest.Database(t, c, "room_prune_open")
+	now := base.Add(48 * time.Hour)
+	clock := func() time.Time { return now }
+	s := openTest(t, db, Options{Now: clock})
+	if s.Server().TTL {
+		t.Skip("the server expires buckets with TTL indexes, on its own schedule")
+	}
+	if _, err := s.Apply(t.Context(), room.Batch{ID: "b1", At: now, Readings: []reading.Reading{co2("s1", base, 1), co2("s1", now, 2)}}); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, db, Options{Retention: 24 * time.Hour, Now: clock})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := s.History(t.Context(), room.HistoryQuery{RoomID: "r1", Type: "co2", From: base, To: now.Add(time.Minute), Bucket: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 1 && got[0].Sum == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history 20 s after Open = %+v, want only the new minute", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got, err := s.History(t.Context(), room.HistoryQuery{RoomID: "r1", Type: "co2", From: base, To: now.Add(time.Hour), Bucket: time.Hour})
+	if err != nil || len(got) != 2 {
+		t.Errorf("history at 1h = %+v, %v; want both hours (RollupRetention 0)", got, err)
+	}
+}

@@ -1,0 +1,123 @@
+package storetest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/room"
+)
+
+// RetentionOptions are what a RetentionOpener opens a store with: the
+// adapter's Options.Retention (minute rollups), Options.RollupRetention
+// (five-minute and hour rollups) and Options.Now.
+type RetentionOptions struct {
+	Retention, RollupRetention time.Duration
+	Now                        func() time.Time
+}
+
+// Pruner is a store that deletes, when asked, the rollups past their retention
+// (a rollup goes once the whole of its period is older than the cutoff), and
+// returns how many it deleted.
+type Pruner interface {
+	room.Store
+	Prune(ctx context.Context) (int64, error)
+}
+
+// RetentionOpener opens a new, empty store called name with retention r. Its
+// own pruning must not run before the suite calls Prune (an adapter turns its
+// background pruner off). RunRetention closes the store.
+type RetentionOpener func(t *testing.T, name string, r RetentionOptions) Pruner
+
+// RunRetention checks -retention and -rollup-retention: Prune deletes the
+// minute rollups older than the retention and the coarser ones older than the
+// rollup retention, keeps the newer ones, leaves the latest values and the
+// 5-minute window of the live metrics alone, and a zero retention keeps
+// everything.
+//
+// The suite's clock is the real one truncated to the hour, and every reading is
+// at least two hours from a cutoff, so a server that expires documents on its
+// own clock (a MongoDB TTL index) agrees with Prune.
+func RunRetention(t *testing.T, open RetentionOpener) {
+	now := time.Now().UTC().Truncate(time.Hour)
+	ago := func(h int, d time.Duration) time.Time { return now.Add(-time.Duration(h)*time.Hour + d) }
+	in := []reading.Reading{
+		rd("s1", "r1", "co2", 1, ago(100, 10*time.Second)),         // past both retentions
+		rd("s1", "r1", "co2", 2, ago(48, 7*time.Minute)),           // past the minute retention only
+		rd("s1", "r1", "co2", 3, ago(20, 3*time.Minute)),           // kept
+		rd("s1", "r1", "co2", 4, now.Add(-2*time.Minute)),          // kept; in the 5-minute window
+		rd("s2", "r1", "temperature", 21, ago(30, 30*time.Second)), // s2's last value: past the minute retention
+	}
+	one := func(typ string, start time.Time, v float64) room.Stat { return stat(typ, start, 1, v, v, v) }
+	type want struct {
+		minutes, fives, hours []room.Stat // co2 history at 1m, 5m and 1h
+		tempMinutes, tempFive []room.Stat // temperature history at 1m and 5m
+	}
+	tests := []struct {
+		name string
+		r    RetentionOptions
+		want want
+	}{
+		{"minutes 24h rollups 72h", RetentionOptions{Retention: 24 * time.Hour, RollupRetention: 72 * time.Hour}, want{
+			minutes:  []room.Stat{one("co2", ago(20, 3*time.Minute), 3), one("co2", now.Add(-2*time.Minute), 4)},
+			fives:    []room.Stat{one("co2", ago(48, 5*time.Minute), 2), one("co2", ago(20, 0), 3), one("co2", now.Add(-5*time.Minute), 4)},
+			hours:    []room.Stat{one("co2", ago(48, 0), 2), one("co2", ago(20, 0), 3), one("co2", ago(1, 0), 4)},
+			tempFive: []room.Stat{one("temperature", ago(30, 0), 21)},
+		}},
+		{"forever", RetentionOptions{}, want{
+			minutes: []room.Stat{one("co2", ago(100, 0), 1), one("co2", ago(48, 7*time.Minute), 2),
+				one("co2", ago(20, 3*time.Minute), 3), one("co2", now.Add(-2*time.Minute), 4)},
+			fives: []room.Stat{one("co2", ago(100, 0), 1), one("co2", ago(48, 5*time.Minute), 2),
+				one("co2", ago(20, 0), 3), one("co2", now.Add(-5*time.Minute), 4)},
+			hours: []room.Stat{one("co2", ago(100, 0), 1), one("co2", ago(48, 0), 2),
+				one("co2", ago(20, 0), 3), one("co2", ago(1, 0), 4)},
+			tempMinutes: []room.Stat{one("temperature", ago(30, 0), 21)},
+			tempFive:    []room.Stat{one("temperature", ago(30, 0), 21)},
+		}},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.r.Now = func() time.Time { return now }
+			s := open(t, "Retention"+string(rune('A'+i)), tc.r)
+			var once sync.Once
+			t.Cleanup(func() { once.Do(func() { _ = s.Close() }) })
+			h := &harness{t: t, s: s}
+			ctx := t.Context()
+			if _, err := s.Apply(ctx, room.Batch{ID: "b1", Readings: in, At: now}); err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			n, err := s.Prune(ctx)
+			if err != nil {
+				t.Fatalf("Prune: %v", err)
+			}
+			if tc.r.Retention == 0 && n != 0 {
+				t.Errorf("Prune with no retention deleted %d rollups", n)
+			}
+
+			history := func(typ string, bucket time.Duration) []room.Stat {
+				return h.history(room.HistoryQuery{RoomID: "r1", Type: typ, From: ago(200, 0), To: now.Add(time.Hour), Bucket: bucket, Limit: 1000})
+			}
+			checkStats(t, "co2 at 1m", history("co2", time.Minute), tc.want.minutes...)
+			checkStats(t, "co2 at 5m", history("co2", 5*time.Minute), tc.want.fives...)
+			checkStats(t, "co2 at 1h", history("co2", time.Hour), tc.want.hours...)
+			checkStats(t, "temperature at 1m", history("temperature", time.Minute), tc.want.tempMinutes...)
+			checkStats(t, "temperature at 5m", history("temperature", 5*time.Minute), tc.want.tempFive...)
+
+			// The live metrics: latest values, also one older than the
+			// retention, and the 5-minute window.
+			snap := h.snapshot("r1", now.Add(-5*time.Minute), now)
+			checkLatest(t, snap.Latest, sv("s1", "co2", 4, in[3].Timestamp), sv("s2", "temperature", 21, in[4].Timestamp))
+			checkStats(t, "window", snap.Window, room.Stat{Type: "co2", Count: 1, Sum: 4, Min: 4, Max: 4})
+
+			if n, err := s.Prune(ctx); err != nil || n != 0 {
+				t.Errorf("second Prune = %d, %v; want nothing deleted", n, err)
+			}
+			// The store goes on: a new batch lands in its minute.
+			h.apply("b2", rd("s1", "r1", "co2", 5, now))
+			got := h.history(room.HistoryQuery{RoomID: "r1", Type: "co2", From: now, To: now.Add(time.Minute), Bucket: time.Minute, Limit: 10})
+			checkStats(t, "co2 at 1m after a new batch", got, one("co2", now, 5))
+		})
+	}
+}
