@@ -28,13 +28,13 @@ func (g *Gateway) handleUpstream(up *upstream, route string) http.Handler {
 			g.unauthorized(w, r, given)
 			return
 		}
-		if info != nil {
-			info.key = id.name
-		}
 		// The upstream learns the key's name, never the key: keep it out of its
 		// logs. The proxy copies these headers into the outgoing request.
 		delete(r.Header, authorizationHeader)
-		r.Header[keyNameHeader] = []string{id.name}
+		if info != nil {
+			info.key = id.name
+		}
+		info.setHeader(r.Header, keyNameHeader, slotKeyName, id.name)
 		if need := RequiredScope(r.Method, r.URL.Path); !id.scopes.has(need) {
 			g.metrics.denied.WithLabelValues("scope").Inc()
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="atrium", error="insufficient_scope", scope="%s"`, need))
@@ -42,7 +42,7 @@ func (g *Gateway) handleUpstream(up *upstream, route string) http.Handler {
 				fmt.Sprintf("the key %q lacks the %s scope that %s %s needs", id.name, need, r.Method, r.URL.Path)))
 			return
 		}
-		if !g.admit(w, r, id) {
+		if !g.admit(w, r, info, id) {
 			return
 		}
 		if r.ContentLength > g.opts.MaxBody {
@@ -76,6 +76,9 @@ var (
 	authorizationHeader = "Authorization"
 	keyNameHeader       = textproto.CanonicalMIMEHeaderKey(KeyNameHeader)
 	requestIDHeader     = textproto.CanonicalMIMEHeaderKey(httpx.RequestIDHeader)
+	rateLimitHeader     = textproto.CanonicalMIMEHeaderKey("RateLimit-Limit")
+	rateRemainingHeader = textproto.CanonicalMIMEHeaderKey("RateLimit-Remaining")
+	rateResetHeader     = textproto.CanonicalMIMEHeaderKey("RateLimit-Reset")
 )
 
 // presentedKey is the key from "Authorization: Bearer <key>", or, for a WebSocket
@@ -112,15 +115,15 @@ func (g *Gateway) unauthorized(w http.ResponseWriter, r *http.Request, given boo
 
 // admit takes one token from the key's bucket and sets the RateLimit headers; when
 // the bucket is empty it answers 429 with Retry-After and returns false.
-func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, id identity) bool {
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, info *logWriter, id identity) bool {
 	if g.limiter.unlimited() {
 		return true
 	}
 	v := g.limiter.allow(id, g.opts.Now())
 	h := w.Header()
-	h.Set("RateLimit-Limit", strconv.Itoa(g.limiter.burst))
-	h.Set("RateLimit-Remaining", strconv.Itoa(v.remaining))
-	h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(v.reset)))
+	info.setHeader(h, rateLimitHeader, slotRateLimit, g.limiter.burstText)
+	info.setHeader(h, rateRemainingHeader, slotRateRemaining, strconv.Itoa(v.remaining))
+	info.setHeader(h, rateResetHeader, slotRateReset, strconv.Itoa(ceilSeconds(v.reset)))
 	if v.ok {
 		return true
 	}

@@ -63,6 +63,7 @@ type Gateway struct {
 	cors      *cors.Cors
 	reg       *prometheus.Registry
 	metrics   *metrics
+	ids       *requestIDs
 	dashboard *dashboard.Handler
 
 	// stopping ends proxied WebSocket connections when Run returns: the HTTP
@@ -98,7 +99,7 @@ func New(log *slog.Logger, opts Options) (*Gateway, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	g := &Gateway{log: log, opts: opts, reg: httpx.NewRegistry(), upstreams: map[string]*upstream{}}
+	g := &Gateway{log: log, opts: opts, reg: httpx.NewRegistry(), upstreams: map[string]*upstream{}, ids: newRequestIDs()}
 	g.stopping, g.stop = context.WithCancel(context.Background())
 	g.metrics = &metrics{
 		http: newHTTPMetrics(g.reg),
@@ -120,13 +121,14 @@ func New(log *slog.Logger, opts Options) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.keys = kf
-	g.transport = newTransport(opts)
+	dialer := newDialer(opts)
+	g.transport = newTransport(opts, dialer)
 	for _, name := range upstreamNames() {
 		raw, ok := opts.Upstreams[name]
 		if !ok {
 			return nil, fmt.Errorf("gateway: no URL for upstream %s", name)
 		}
-		up, err := newUpstream(name, raw, g.transport, log, g.metrics)
+		up, err := newUpstream(name, raw, g.transport, dialer, opts, log, g.metrics)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
@@ -156,13 +158,11 @@ func cleanOrigins(in []string) []string {
 
 // Handler is the gateway's HTTP API: the open endpoints (/healthz, /readyz,
 // /metrics, /openapi.json, the dashboard at /) and the authenticated routes to the
-// services.
+// services. Every request gets a request id and an access log line, then panics
+// are recovered and CORS answered before it is routed.
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(httpx.RequestIDs, g.accessLog, httpx.Recoverer(g.log))
-	if g.cors != nil {
-		r.Use(g.cors.Handler)
-	}
+	r.Use(recordRoute)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
@@ -174,22 +174,48 @@ func (g *Gateway) Handler() http.Handler {
 		checks[name] = up.healthy
 	}
 	httpx.Health(r, g.reg, checks)
-	g.routes(r)
-	return r
+	var h http.Handler = g.routes(r)
+	if g.cors != nil {
+		h = g.cors.Handler(h)
+	}
+	return g.accessLog(httpx.Recoverer(g.log)(h))
 }
 
-// Run reloads the keys file when it changes, until ctx ends; then it closes the
-// proxied WebSocket connections and the idle upstream connections.
+// Run reloads the keys file when it changes and closes upstream connections idle
+// for too long, until ctx ends; then it closes the proxied WebSocket connections
+// and the idle upstream connections.
 func (g *Gateway) Run(ctx context.Context) error {
 	defer g.Close()
-	g.keys.watch(ctx, g.opts.ReloadInterval)
-	return nil
+	reload := time.NewTicker(g.opts.ReloadInterval)
+	defer reload.Stop()
+	reap := time.NewTicker(idleConnTimeout / 6)
+	defer reap.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-reload.C:
+			g.keys.check()
+		case <-reap.C:
+			cutoff := time.Now().Add(-idleConnTimeout)
+			for _, up := range g.upstreams {
+				if up.direct != nil {
+					up.direct.closeIdle(cutoff)
+				}
+			}
+		}
+	}
 }
 
 // Close ends proxied WebSocket connections and drops idle upstream connections.
 func (g *Gateway) Close() {
 	g.stopOnce.Do(func() {
 		g.stop()
+		for _, up := range g.upstreams {
+			if up.direct != nil {
+				up.direct.close()
+			}
+		}
 		g.transport.CloseIdleConnections()
 	})
 }
@@ -197,16 +223,43 @@ func (g *Gateway) Close() {
 // logWriter is the access log's view of a response: its status and size, and
 // what the handlers learn on the way (the key's name, the upstream, the route).
 // Handlers find it by unwrapping their ResponseWriter (see infoFrom), which costs
-// no context value and no copy of the request.
+// no context value and no copy of the request. The single-valued headers the
+// gateway sets on a request and its response point into vals, so they cost no
+// allocation of their own.
 type logWriter struct {
 	httpx.StatusWriter
-	key      string
-	upstream string
-	route    string
+	requestID string
+	key       string
+	upstream  string
+	route     string
+	vals      [6]string // header values, one slot each: see the slot constants
 }
+
+// The slots of logWriter.vals.
+const (
+	slotRequestIDIn = iota
+	slotRequestIDOut
+	slotKeyName
+	slotRateLimit
+	slotRateRemaining
+	slotRateReset
+)
 
 // Unwrap lets http.ResponseController reach the underlying writer (flush, hijack).
 func (l *logWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }
+
+// setHeader sets h[key] (key in canonical form) to the one value v, held in slot
+// i of l.vals: no allocation, and the slice's capacity of one keeps an append
+// from reaching the next slot. On a nil l (a handler used without the access log)
+// it allocates the value.
+func (l *logWriter) setHeader(h http.Header, key string, i int, v string) {
+	if l == nil {
+		h[key] = []string{v}
+		return
+	}
+	l.vals[i] = v
+	h[key] = l.vals[i : i+1 : i+1]
+}
 
 // infoFrom finds the access log's writer under w, or nil.
 func infoFrom(w http.ResponseWriter) *logWriter {
@@ -222,26 +275,41 @@ func infoFrom(w http.ResponseWriter) *logWriter {
 	}
 }
 
-// accessLog writes one structured line per request: who (key name), what (route,
-// upstream), the outcome (status, bytes) and how long it took; and it records the
-// request's metrics. Requests to the open endpoints /healthz, /readyz and /metrics
-// log at debug, every other at info.
+// recordRoute tells the access log the chi route pattern of an open endpoint.
+func recordRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r)
+		if info, rc := infoFrom(w), chi.RouteContext(r.Context()); info != nil && rc != nil {
+			info.route = rc.RoutePattern()
+		}
+	})
+}
+
+// accessLog gives every request its id (a well-formed incoming X-Request-ID, or a
+// new one) on the request the upstream gets and on the response, then writes one
+// structured line per request: who (key name), what (route, upstream), the
+// outcome (status, bytes) and how long it took; and it records the request's
+// metrics. Requests to the open endpoints /healthz, /readyz and /metrics log at
+// debug, every other at info.
 func (g *Gateway) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		lw := &logWriter{StatusWriter: httpx.StatusWriter{ResponseWriter: w}}
+		if ids := r.Header[requestIDHeader]; len(ids) > 0 && httpx.ValidRequestID(ids[0]) {
+			lw.requestID = ids[0]
+		} else {
+			lw.requestID = g.ids.next()
+			lw.setHeader(r.Header, requestIDHeader, slotRequestIDIn, lw.requestID)
+		}
+		lw.setHeader(w.Header(), requestIDHeader, slotRequestIDOut, lw.requestID)
 		next.ServeHTTP(lw, r)
 		d := time.Since(start)
 		if lw.Status == 0 {
 			lw.Status = http.StatusOK
 		}
-		ctx := r.Context()
 		route := lw.route
 		if route == "" {
 			route = "unmatched"
-			if rc := chi.RouteContext(ctx); rc != nil && rc.RoutePattern() != "" {
-				route = rc.RoutePattern()
-			}
 		}
 		g.metrics.http.observe(route, r.Method, lw.Status, d)
 		level := slog.LevelInfo
@@ -249,15 +317,20 @@ func (g *Gateway) accessLog(next http.Handler) http.Handler {
 		case "/healthz", "/readyz", "/metrics":
 			level = slog.LevelDebug
 		}
-		if !g.log.Enabled(ctx, level) {
+		ctx := r.Context()
+		h := g.log.Handler()
+		if !h.Enabled(ctx, level) {
 			return
 		}
-		g.log.LogAttrs(ctx, level, "http request",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", route),
+		// Straight to the handler, as Logger.LogAttrs would after it walked the
+		// stack for a source position nobody asked for.
+		rec := slog.NewRecord(start.Add(d), level, "http request", 0)
+		rec.AddAttrs(slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", route),
 			slog.String("upstream", lw.upstream), slog.String("key", lw.key),
 			slog.Int("status", lw.Status), slog.Int64("bytes", lw.Bytes),
 			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-			slog.String("remote", r.RemoteAddr), slog.String("request_id", httpx.RequestID(ctx)))
+			slog.String("remote", r.RemoteAddr), slog.String("request_id", lw.requestID))
+		_ = h.Handle(ctx, rec)
 	})
 }
 

@@ -301,7 +301,7 @@ func TestAuthOnEveryRouteGroup(t *testing.T) {
 		}
 	}
 	t.Run("unrouted paths are 404 without a key", func(t *testing.T) {
-		for _, p := range []string{"/index.html", "/ui", "/sensorsX", "/admin", "/ws"} {
+		for _, p := range []string{"/index.html", "/ui", "/sensorsX", "/admin", "/ws", "/analytics", "/roomsX/r1"} {
 			if a := call(t, "GET", g.url+p, nil); a.code != 404 || !isProblem(a) {
 				t.Errorf("GET %s: %d %s", p, a.code, a.raw)
 			}
@@ -624,10 +624,21 @@ func TestRequestIDAndAccessLog(t *testing.T) {
 		}
 	})
 	t.Run("generated", func(t *testing.T) {
-		a := call(t, "GET", g.url+"/sensors/s1", nil, bearer(keys["dashboard"])...)
-		id := a.head.Get("X-Request-Id")
-		if len(id) < 16 || a.body["request_id"] != id || len(a.head.Values("X-Request-Id")) != 1 {
-			t.Fatalf("upstream saw %v, client got %v", a.body["request_id"], a.head.Values("X-Request-Id"))
+		seen := map[string]bool{}
+		for _, bad := range []string{"", "has space", strings.Repeat("x", 129)} {
+			h := bearer(keys["dashboard"])
+			if bad != "" {
+				h = append(h, "X-Request-ID", bad)
+			}
+			a := call(t, "GET", g.url+"/sensors/s1", nil, h...)
+			id := a.head.Get("X-Request-Id")
+			if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" || seen[id] {
+				t.Fatalf("id %q: want 32 hex digits, new each time (had %v)", id, seen)
+			}
+			seen[id] = true
+			if a.body["request_id"] != id || len(a.head.Values("X-Request-Id")) != 1 {
+				t.Fatalf("upstream saw %v, client got %v", a.body["request_id"], a.head.Values("X-Request-Id"))
+			}
 		}
 	})
 	t.Run("on refusals too", func(t *testing.T) {
@@ -649,6 +660,24 @@ func TestRequestIDAndAccessLog(t *testing.T) {
 		}
 		if strings.Contains(g.logs.String(), keys["dashboard"]) {
 			t.Fatal("the key itself is in the log")
+		}
+	})
+	t.Run("routes of the open endpoints", func(t *testing.T) {
+		for _, tc := range []struct{ path, id, route string }{
+			{"/openapi.json", "open-1", "/openapi.json"},
+			{"/nowhere", "open-2", "unmatched"},
+			{"/analytics", "open-3", "unmatched"},
+		} {
+			_ = call(t, "GET", g.url+tc.path, nil, "X-Request-ID", tc.id)
+			var line map[string]any
+			for _, l := range strings.Split(g.logs.String(), "\n") {
+				if strings.Contains(l, `"request_id":"`+tc.id+`"`) {
+					_ = json.Unmarshal([]byte(l), &line)
+				}
+			}
+			if line["route"] != tc.route || line["key"] != "" || line["upstream"] != "" {
+				t.Errorf("GET %s: log line %v, want route %s", tc.path, line, tc.route)
+			}
 		}
 	})
 }

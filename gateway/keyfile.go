@@ -1,13 +1,11 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sync/atomic"
-	"time"
 )
 
 // keyFile is the keys file the gateway serves from: loaded at start, then reloaded
@@ -93,18 +91,4 @@ func (kf *keyFile) check() {
 		return
 	}
 	kf.log.Info("keys file reloaded", "keys_file", kf.path, "keys", len(kf.ring().ids))
-}
-
-// watch checks the file every interval until ctx ends.
-func (kf *keyFile) watch(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			kf.check()
-		}
-	}
 }

@@ -22,37 +22,61 @@ type upstream struct {
 	name   string
 	base   *url.URL
 	proxy  *httputil.ReverseProxy
-	client *http.Client // for /readyz
+	direct *directTransport // nil for an https upstream
+	client *http.Client     // for /readyz
 }
 
-// newTransport is the one connection pool to every upstream: many idle keep-alive
-// connections per service (the gateway fans every client into a few hosts), a short
-// dial timeout so a service that is down answers at once, and a bound on the wait
-// for response headers so one that hangs cannot hold a client forever.
-func newTransport(opts Options) *http.Transport {
-	d := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+// Connection pools to the upstreams: many idle keep-alive connections per service
+// (the gateway fans every client into a few hosts), closed after a while unused,
+// before the services' own idle timeout (120 s) closes them.
+const (
+	maxIdlePerUpstream = 256
+	idleConnTimeout    = 90 * time.Second
+)
+
+// newDialer connects to the upstreams: a short timeout so a service that is down
+// answers at once.
+func newDialer(opts Options) *net.Dialer {
+	return &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+}
+
+// newTransport is the standard transport to every upstream, for what the direct
+// transports do not carry (bodies, WebSocket upgrades, https) and for /readyz: a
+// bound on the wait for response headers so a service that hangs cannot hold a
+// client forever; HTTP/1.1 only, compression left to the services.
+func newTransport(opts Options, d *net.Dialer) *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil, // upstreams are reached directly, never through HTTP_PROXY
 		DialContext:           d.DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          4 * maxIdlePerUpstream,
+		MaxIdleConnsPerHost:   maxIdlePerUpstream,
+		IdleConnTimeout:       idleConnTimeout,
 		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // pass gzip through untouched
 	}
 }
 
-func newUpstream(name, raw string, tr *http.Transport, log *slog.Logger, m *metrics) (*upstream, error) {
+func newUpstream(name, raw string, tr *http.Transport, d *net.Dialer, opts Options, log *slog.Logger, m *metrics) (*upstream, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("upstream %s: URL %q: want http://host:port", name, raw)
 	}
 	up := &upstream{name: name, base: u, client: &http.Client{Transport: tr}}
+	var rt http.RoundTripper = tr
+	if u.Scheme == "http" {
+		port := u.Port()
+		if port == "" {
+			port = "80"
+		}
+		up.direct = &directTransport{host: u.Host, addr: net.JoinHostPort(u.Hostname(), port), dial: d.DialContext,
+			fallback: tr, headerTimeout: opts.ResponseHeaderTimeout, maxIdle: maxIdlePerUpstream}
+		rt = up.direct
+	}
 	up.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
-			pr.SetXForwarded()
+			setForwarded(pr)
 			// handleUpstream already took the Authorization header out and set
 			// the key's name; a WebSocket's key may come in the query.
 			if strings.Contains(pr.Out.URL.RawQuery, "access_token") {
@@ -61,7 +85,7 @@ func newUpstream(name, raw string, tr *http.Transport, log *slog.Logger, m *metr
 				pr.Out.URL.RawQuery = q.Encode()
 			}
 		},
-		Transport:  tr,
+		Transport:  rt,
 		BufferPool: copyBuffers,
 		ModifyResponse: func(resp *http.Response) error {
 			// The gateway already set the request id on the response; the upstream
@@ -76,13 +100,37 @@ func newUpstream(name, raw string, tr *http.Transport, log *slog.Logger, m *metr
 			if r.Context().Err() != nil {
 				level = slog.LevelDebug // the client went away
 			}
+			var requestID string
+			if info := infoFrom(w); info != nil {
+				requestID = info.requestID
+			}
 			log.Log(r.Context(), level, "upstream request failed", "upstream", name, "method", r.Method, "path", r.URL.Path,
-				"status", p.Status, "err", err, "request_id", httpx.RequestID(r.Context()))
+				"status", p.Status, "err", err, "request_id", requestID)
 			httpx.WriteProblem(w, r, p)
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return up, nil
+}
+
+// setForwarded does what ProxyRequest.SetXForwarded does — X-Forwarded-For is the
+// client's address (the gateway is the edge: the reverse proxy already dropped
+// whatever the client sent), X-Forwarded-Host the Host it asked for,
+// X-Forwarded-Proto its scheme — with the three values in one allocation.
+func setForwarded(pr *httputil.ProxyRequest) {
+	vals := new([3]string)
+	h := pr.Out.Header
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		vals[0] = ip
+		h["X-Forwarded-For"] = vals[0:1:1]
+	}
+	vals[1] = pr.In.Host
+	h["X-Forwarded-Host"] = vals[1:2:2]
+	vals[2] = "http"
+	if pr.In.TLS != nil {
+		vals[2] = "https"
+	}
+	h["X-Forwarded-Proto"] = vals[2:3:3]
 }
 
 // bufferPool lends the proxies their 32 KiB copy buffers, which they would

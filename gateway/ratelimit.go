@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/sha256"
 	"math"
+	"strconv"
 	"sync"
 	"time"
 
@@ -13,13 +14,15 @@ import (
 // second on average, and burst at once. The buckets sit in a sync.Map (written
 // once per key, then only read), so requests of different keys share no lock.
 type limiter struct {
-	limit rate.Limit
-	burst int
-	byKey sync.Map // [sha256.Size]byte → *rate.Limiter
+	limit     rate.Limit
+	burst     int
+	burstText string   // burst, for the RateLimit-Limit header
+	byKey     sync.Map // [sha256.Size]byte → *rate.Limiter
 }
 
 func newLimiter(perSecond float64, burst int) *limiter {
 	l := &limiter{limit: rate.Limit(perSecond), burst: max(burst, 1)}
+	l.burstText = strconv.Itoa(l.burst)
 	if perSecond <= 0 {
 		l.limit = rate.Inf
 	}
@@ -48,13 +51,15 @@ func (l *limiter) allow(id identity, now time.Time) verdict {
 	r := lim.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
-		return verdict{retryAfter: d, reset: l.untilFull(lim, now)}
+		return verdict{retryAfter: d, reset: l.untilFull(lim.TokensAt(now))}
 	}
-	return verdict{ok: true, remaining: int(math.Max(0, math.Floor(lim.TokensAt(now)))), reset: l.untilFull(lim, now)}
+	tokens := lim.TokensAt(now)
+	return verdict{ok: true, remaining: int(math.Max(0, math.Floor(tokens))), reset: l.untilFull(tokens)}
 }
 
-func (l *limiter) untilFull(lim *rate.Limiter, now time.Time) time.Duration {
-	missing := float64(l.burst) - lim.TokensAt(now)
+// untilFull is how long a bucket holding tokens takes to fill up.
+func (l *limiter) untilFull(tokens float64) time.Duration {
+	missing := float64(l.burst) - tokens
 	if missing <= 0 {
 		return 0
 	}

@@ -38,7 +38,9 @@ func NewRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func validRequestID(s string) bool {
+// ValidRequestID tells whether an incoming X-Request-ID is kept: 1 to 128 printable
+// ASCII characters, no spaces.
+func ValidRequestID(s string) bool {
 	if s == "" || len(s) > 128 {
 		return false
 	}
@@ -55,7 +57,7 @@ func validRequestID(s string) bool {
 func RequestIDs(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(RequestIDHeader)
-		if !validRequestID(id) {
+		if !ValidRequestID(id) {
 			id = NewRequestID()
 			r.Header.Set(RequestIDHeader, id)
 		}
