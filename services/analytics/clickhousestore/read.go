@@ -19,13 +19,6 @@ func msOf(t time.Time) string { return n64(t.UnixMilli()) }
 
 func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 
-// deduped is the readings matching where, one row per identity: a stored copy
-// not yet merged away by the ReplacingMergeTree counts once.
-func (s *Store) deduped(where string) string {
-	return `(SELECT room_id, type, ts_ms, sensor_id, any(value) AS value FROM ` + s.t("readings") +
-		` WHERE ` + where + ` GROUP BY room_id, type, ts_ms, sensor_id)`
-}
-
 // minuteRange is the filter of the minutes in [from, to) (whole minutes).
 func minuteRange(from, to time.Time) string {
 	return `minute_ms >= ` + msOf(from) + ` AND minute_ms < ` + msOf(to)
@@ -34,13 +27,13 @@ func minuteRange(from, to time.Time) string {
 // CountReadings counts the readings in [from, to).
 func (s *Store) CountReadings(ctx context.Context, from, to time.Time) (int64, error) {
 	var n uint64
-	err := s.conn.QueryRow(ctx, `SELECT sum(n) FROM `+s.t("minutes")+` WHERE `+minuteRange(from, to)).Scan(&n)
+	err := s.conn.QueryRow(ctx, `SELECT sumMerge(n) FROM `+s.t("type_minutes")+` WHERE `+minuteRange(from, to)).Scan(&n)
 	return int64(n), wrapErr("clickhousestore: count readings", err)
 }
 
 // TypeStats aggregates the readings in [from, to) per type.
 func (s *Store) TypeStats(ctx context.Context, from, to time.Time) ([]analytics.TypeStat, error) {
-	out, err := s.typeStats(ctx, `SELECT type, sum(n), sum(sum), min(min_v), max(max_v) FROM `+s.t("minutes")+
+	out, err := s.typeStats(ctx, `SELECT type, sumMerge(n), sumMerge(sum), minMerge(min_v), maxMerge(max_v) FROM `+s.t("type_minutes")+
 		` WHERE `+minuteRange(from, to)+` GROUP BY type ORDER BY type`)
 	return out, wrapErr("clickhousestore: type stats", err)
 }
@@ -68,8 +61,10 @@ func (s *Store) typeStats(ctx context.Context, q string) ([]analytics.TypeStat, 
 
 // Latest returns the latest reading per room and type at or after since.
 func (s *Store) Latest(ctx context.Context, since time.Time) ([]analytics.RoomValue, error) {
-	rows, err := s.conn.Query(ctx, `SELECT room_id, type, argMax(value, ts_ms), max(ts_ms) FROM `+s.t("readings")+
-		` WHERE ts_ms >= `+msOf(since)+` AND room_id != '' GROUP BY room_id, type ORDER BY room_id, type`)
+	// The latest reading of a room and type at or after since is its latest one,
+	// if that is not older.
+	rows, err := s.conn.Query(ctx, `SELECT room_id, type, argMax(last_v, last_ms), max(last_ms) AS at FROM `+s.t("latest")+
+		` GROUP BY room_id, type HAVING at >= `+msOf(since)+` ORDER BY room_id, type`)
 	if err != nil {
 		return nil, wrapErr("clickhousestore: latest", err)
 	}
@@ -89,7 +84,7 @@ func (s *Store) Latest(ctx context.Context, since time.Time) ([]analytics.RoomVa
 
 // Rooms lists the rooms that have readings.
 func (s *Store) Rooms(ctx context.Context) ([]string, error) {
-	rows, err := s.conn.Query(ctx, `SELECT DISTINCT room_id FROM `+s.t("rooms")+` WHERE room_id != '' ORDER BY room_id`)
+	rows, err := s.conn.Query(ctx, `SELECT DISTINCT room_id FROM `+s.t("latest")+` WHERE room_id != '' ORDER BY room_id`)
 	if err != nil {
 		return nil, wrapErr("clickhousestore: rooms", err)
 	}
@@ -120,8 +115,12 @@ func (s *Store) Series(ctx context.Context, q analytics.SeriesQuery) ([]analytic
 	if bk < 60000 {
 		return nil, fmt.Errorf("clickhousestore: series: %w: bucket %s is less than a minute", analytics.ErrInvalid, q.Bucket)
 	}
-	rows, err := s.conn.Query(ctx, `SELECT intDiv(minute_ms, `+n64(bk)+`) * `+n64(bk)+` AS b, sum(n), sum(sum), min(min_v), max(max_v) FROM `+
-		s.t("minutes")+` WHERE `+seriesWhere(q)+` GROUP BY b ORDER BY b`)
+	// A room's series sums its minutes; the building's merges the type's.
+	sel := `sum(n), sum(sum), min(min_v), max(max_v) FROM ` + s.t("minutes")
+	if q.RoomID == "" {
+		sel = `sumMerge(n), sumMerge(sum), minMerge(min_v), maxMerge(max_v) FROM ` + s.t("type_minutes")
+	}
+	rows, err := s.conn.Query(ctx, `SELECT intDiv(minute_ms, `+n64(bk)+`) * `+n64(bk)+` AS b, `+sel+` WHERE `+seriesWhere(q)+` GROUP BY b ORDER BY b`)
 	if err != nil {
 		return nil, wrapErr("clickhousestore: series", err)
 	}
@@ -215,8 +214,8 @@ func (s *Store) RoomFigures(ctx context.Context, room string, from, to time.Time
 // ActiveAlerts counts the alerts raised and not resolved.
 func (s *Store) ActiveAlerts(ctx context.Context) (int64, error) {
 	var n uint64
-	err := s.conn.QueryRow(ctx, `SELECT count() FROM (SELECT id, max(state = 'raised') AS r, max(state = 'resolved') AS d FROM `+
-		s.t("alerts")+` GROUP BY id) WHERE r = 1 AND d = 0`).Scan(&n)
+	err := s.conn.QueryRow(ctx, `SELECT count() FROM (SELECT id FROM `+s.t("alerts")+
+		` GROUP BY id HAVING max(state = 'raised') = 1 AND max(state = 'resolved') = 0)`).Scan(&n)
 	return int64(n), wrapErr("clickhousestore: active alerts", err)
 }
 

@@ -3,13 +3,17 @@
 // for deployments whose reading volume outgrows SQLite.
 //
 // Readings live in one MergeTree table ordered by (room_id, type, ts_ms,
-// sensor_id) and partitioned by month. The writer also inserts, in the same
-// flush, the per-minute aggregates (count, sum, min and max with the earliest
-// time each was read) of exactly the readings it stored into the minutes table
-// (one extra batch INSERT, no materialized view); counts, type statistics,
-// series, extremes and report figures are summed from it by ClickHouse at read
-// time. A database made before the minutes table is backfilled from the
-// deduplicated readings when opened.
+// sensor_id) and partitioned by month. Materialized views derive, from every
+// block inserted into it and within the same INSERT, the aggregates every query
+// reads (see aggregates.go): per-minute figures per room and type (series,
+// extremes, report figures), per-minute figures per type building-wide (counts,
+// type statistics, building-wide series) and the latest value per room and type
+// (latest values, the room list). So a writer that stops after an INSERT leaves
+// no reading uncounted. An INSERT the server fails after storing the readings
+// (a view that failed) is reconciled from the readings before the next INSERT,
+// and Open compares readings and aggregates per partition and reconciles those
+// that disagree; it also fills the aggregates of a database made by an older
+// release.
 // The SQL runs on ClickHouse 18.16 (Debian's package) and on current releases: no
 // DateTime64 (times are Int64 Unix milliseconds), no LowCardinality, and every
 // INSERT names its columns.
@@ -21,8 +25,8 @@
 //     so redeliveries handled by one process never double a reading;
 //   - the table is a ReplacingMergeTree on the identity (room_id is a function of
 //     the reading), so a copy that two processes raced to insert disappears at the
-//     next merge. The minutes table keeps such a copy counted twice; one writer
-//     process per database avoids it.
+//     next merge. The views count such a copy twice; one writer process per
+//     database avoids it (and Open's reconciliation assumes it).
 package clickhousestore
 
 import (
@@ -71,8 +75,8 @@ type Store struct {
 	inflight sync.WaitGroup
 	once     sync.Once
 
-	roomsMu sync.Mutex
-	rooms   map[string]struct{} // rooms already in the rooms table
+	suspects []suspect // failed INSERTs to reconcile; the writer's alone
+	seq      uint64    // INSERTs sent; the writer's alone
 
 	verMu   sync.Mutex
 	lastVer uint64
@@ -154,13 +158,8 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	s := &Store{
 		log: opts.Logger, conn: conn, db: db, opts: opts,
 		reqs: make(chan *writeReq, 256), quit: make(chan struct{}), done: make(chan struct{}),
-		rooms: map[string]struct{}{},
 	}
 	if err := s.migrate(ctx); err != nil {
-		conn.Close()
-		return nil, wrapErr("clickhousestore: open "+redact(rawURL), err)
-	}
-	if err := s.loadRooms(ctx); err != nil {
 		conn.Close()
 		return nil, wrapErr("clickhousestore: open "+redact(rawURL), err)
 	}
@@ -183,8 +182,6 @@ func (s *Store) migrate(ctx context.Context) error {
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(toDateTime(intDiv(ts_ms, 1000)))
 ORDER BY (room_id, type, ts_ms, sensor_id)`,
-		`CREATE TABLE IF NOT EXISTS ` + s.t("rooms") + ` (room_id String, first_ms Int64)
-ENGINE = ReplacingMergeTree ORDER BY room_id`,
 		`CREATE TABLE IF NOT EXISTS ` + s.t("alerts") + ` (id String, state String, at_ms Int64)
 ENGINE = ReplacingMergeTree ORDER BY (id, state)`,
 		`CREATE TABLE IF NOT EXISTS ` + s.t("reports") + ` (
@@ -201,68 +198,10 @@ ENGINE = ReplacingMergeTree ORDER BY (id, state)`,
 			return fmt.Errorf("migrate: %w", err)
 		}
 	}
-	return s.migrateMinutes(ctx)
-}
-
-// minuteColumns are the columns of the minutes table, in insert order.
-const minuteColumns = `room_id, type, minute_ms, n, sum, min_v, min_ms, max_v, max_ms`
-
-// migrateMinutes creates the minutes table (per room, type and minute: count,
-// sum, min and max with the earliest time each was read) if it is missing,
-// filled from the readings already stored. It is built under another name and
-// renamed when complete, so an interrupted build is redone at the next open.
-func (s *Store) migrateMinutes(ctx context.Context) error {
-	var n uint64
-	if err := s.conn.QueryRow(ctx, `SELECT count() FROM system.tables WHERE database = `+quote(s.db)+` AND name = 'minutes'`).Scan(&n); err != nil {
-		return fmt.Errorf("migrate minutes: %w", err)
+	if err := s.migrateAggregates(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
 	}
-	if n > 0 {
-		return nil
-	}
-	build := s.t("minutes_build")
-	stmts := []string{
-		`DROP TABLE IF EXISTS ` + build,
-		`CREATE TABLE ` + build + ` (
-    room_id   String,
-    type      String,
-    minute_ms Int64,
-    n         UInt64,
-    sum       Float64,
-    min_v     Float64,
-    min_ms    Int64,
-    max_v     Float64,
-    max_ms    Int64
-) ENGINE = MergeTree
-PARTITION BY toYYYYMM(toDateTime(intDiv(minute_ms, 1000)))
-ORDER BY (room_id, type, minute_ms)`,
-		`INSERT INTO ` + build + ` (` + minuteColumns + `)
-SELECT room_id, type, intDiv(ts_ms, 60000) * 60000 AS m, count(), sum(value),
-       min(value), argMin(ts_ms, tuple(value, ts_ms)), max(value), argMin(ts_ms, tuple(-value, ts_ms))
-FROM ` + s.deduped(`1`) + ` GROUP BY room_id, type, m`,
-		`RENAME TABLE ` + build + ` TO ` + s.t("minutes"),
-	}
-	for _, q := range stmts {
-		if err := s.conn.Exec(ctx, q); err != nil {
-			return fmt.Errorf("migrate minutes: %w", err)
-		}
-	}
-	return nil
-}
-
-func (s *Store) loadRooms(ctx context.Context) error {
-	rows, err := s.conn.Query(ctx, `SELECT DISTINCT room_id FROM `+s.t("rooms"))
-	if err != nil {
-		return fmt.Errorf("load rooms: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var r string
-		if err := rows.Scan(&r); err != nil {
-			return fmt.Errorf("load rooms: %w", err)
-		}
-		s.rooms[r] = struct{}{}
-	}
-	return rows.Err()
+	return s.checkAggregates(ctx)
 }
 
 // Ping reports whether the server answers.

@@ -105,120 +105,55 @@ func (s *Store) write(group []*writeReq) {
 	}
 }
 
-// insert stores the new readings of the group and returns how many each request added.
+// insert stores the new readings of the group and returns how many each request
+// added. The views derive the aggregates from the same INSERT. When it fails,
+// its window is reconciled before the next one (see suspect).
 func (s *Store) insert(ctx context.Context, group []*writeReq) ([]int, error) {
+	if err := s.repairSuspects(ctx); err != nil {
+		return nil, err
+	}
 	existing, err := s.existing(ctx, group)
 	if err != nil {
 		return nil, err
 	}
 	counts := make([]int, len(group))
-	batch, err := s.conn.PrepareBatch(ctx, `INSERT INTO `+s.t("readings")+` (room_id, type, ts_ms, sensor_id, value)`)
+	w := window{rooms: map[string]struct{}{}, types: map[string]struct{}{}, lo: 1<<63 - 1, hi: -1 << 63}
+	s.seq++
+	id := fmt.Sprintf("atrium-readings-%d-%d", time.Now().UnixNano(), s.seq)
+	batch, err := s.conn.PrepareBatch(withQueryID(ctx, id), `INSERT INTO `+s.t("readings")+` (room_id, type, ts_ms, sensor_id, value)`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare insert: %w", err)
 	}
 	defer func() { _ = batch.Abort() }()
-	newRooms := map[string]int64{}
-	mins := map[minuteKey]*minuteAgg{}
 	for i, r := range group {
 		for _, rd := range r.rs {
-			id := identity{rd.SensorID, rd.Type, rd.UnixMilli()}
-			if _, ok := existing[id]; ok {
+			k := identity{rd.SensorID, rd.Type, rd.UnixMilli()}
+			if _, ok := existing[k]; ok {
 				continue
 			}
-			existing[id] = struct{}{}
-			if err := batch.Append(rd.RoomID, rd.Type, id.ts, rd.SensorID, rd.Value); err != nil {
+			existing[k] = struct{}{}
+			if err := batch.Append(rd.RoomID, rd.Type, k.ts, rd.SensorID, rd.Value); err != nil {
 				return nil, fmt.Errorf("append reading: %w", err)
 			}
 			counts[i]++
-			addToMinute(mins, rd.RoomID, rd.Type, id.ts, rd.Value)
-			if rd.RoomID != "" {
-				if first, ok := newRooms[rd.RoomID]; !ok || id.ts < first {
-					newRooms[rd.RoomID] = id.ts
-				}
-			}
+			w.rooms[rd.RoomID] = struct{}{}
+			w.types[rd.Type] = struct{}{}
+			w.lo, w.hi = min(w.lo, k.ts), max(w.hi, k.ts)
 		}
 	}
-	if batch.Rows() > 0 {
-		if err := batch.Send(); err != nil {
-			return nil, fmt.Errorf("insert readings: %w", err)
-		}
-		if err := s.insertMinutes(ctx, mins); err != nil {
-			return nil, err
-		}
+	if batch.Rows() == 0 {
+		return counts, nil
 	}
-	if err := s.addRooms(ctx, newRooms); err != nil {
-		return nil, err
+	if err := batch.Send(); err != nil {
+		w.lo, w.hi = floorMinute(w.lo), floorMinute(w.hi)+60000
+		s.suspects = append(s.suspects, suspect{queryID: id, w: w})
+		return nil, fmt.Errorf("insert readings: %w", err)
 	}
 	return counts, nil
 }
 
-// minuteKey is one row of the minutes table: a room's readings of one type in
-// one minute (minute is its first millisecond).
-type minuteKey struct {
-	room, typ string
-	minute    int64
-}
-
-// minuteAgg is the count, sum and extremes (with the earliest time each was
-// read) of a minute's readings.
-type minuteAgg struct {
-	n          uint64
-	sum        float64
-	lo, hi     float64
-	loAt, hiAt int64
-}
-
-func addToMinute(mins map[minuteKey]*minuteAgg, room, typ string, ts int64, v float64) {
-	k := minuteKey{room, typ, ts - ((ts%60000)+60000)%60000}
-	a := mins[k]
-	if a == nil {
-		mins[k] = &minuteAgg{n: 1, sum: v, lo: v, hi: v, loAt: ts, hiAt: ts}
-		return
-	}
-	a.n++
-	a.sum += v
-	if v < a.lo || v == a.lo && ts < a.loAt {
-		a.lo, a.loAt = v, ts
-	}
-	if v > a.hi || v == a.hi && ts < a.hiAt {
-		a.hi, a.hiAt = v, ts
-	}
-}
-
-// insertMinutes adds the per-minute aggregates of the readings just inserted as
-// one batch. Queries sum the rows of a minute, so a minute spread over several
-// batches needs no merge. A failure is retried a few times: the readings are
-// already stored and a redelivery would skip them.
-func (s *Store) insertMinutes(ctx context.Context, mins map[minuteKey]*minuteAgg) error {
-	var err error
-	for try := range 3 {
-		if try > 0 {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("insert minutes: %w", err)
-			case <-time.After(time.Duration(try) * 200 * time.Millisecond):
-			}
-		}
-		if err = s.sendMinutes(ctx, mins); err == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("insert minutes: %w", err)
-}
-
-func (s *Store) sendMinutes(ctx context.Context, mins map[minuteKey]*minuteAgg) error {
-	batch, err := s.conn.PrepareBatch(ctx, `INSERT INTO `+s.t("minutes")+` (`+minuteColumns+`)`)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = batch.Abort() }()
-	for k, a := range mins {
-		if err := batch.Append(k.room, k.typ, k.minute, a.n, a.sum, a.lo, a.loAt, a.hi, a.hiAt); err != nil {
-			return err
-		}
-	}
-	return batch.Send()
-}
+// floorMinute is the first millisecond of the minute of ms.
+func floorMinute(ms int64) int64 { return ms - ((ms%60000)+60000)%60000 }
 
 // existing returns the identities of the group's readings that are already stored.
 // It narrows the search by room, type, sensor and time range (the table's order
@@ -285,37 +220,6 @@ func quote(s string) string {
 	}
 	b.WriteByte('\'')
 	return b.String()
-}
-
-func (s *Store) addRooms(ctx context.Context, seen map[string]int64) error {
-	s.roomsMu.Lock()
-	defer s.roomsMu.Unlock()
-	var fresh []string
-	for r := range seen {
-		if _, ok := s.rooms[r]; !ok {
-			fresh = append(fresh, r)
-		}
-	}
-	if len(fresh) == 0 {
-		return nil
-	}
-	batch, err := s.conn.PrepareBatch(ctx, `INSERT INTO `+s.t("rooms")+` (room_id, first_ms)`)
-	if err != nil {
-		return fmt.Errorf("prepare rooms insert: %w", err)
-	}
-	defer func() { _ = batch.Abort() }()
-	for _, r := range fresh {
-		if err := batch.Append(r, seen[r]); err != nil {
-			return fmt.Errorf("append room: %w", err)
-		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert rooms: %w", err)
-	}
-	for _, r := range fresh {
-		s.rooms[r] = struct{}{}
-	}
-	return nil
 }
 
 // RecordAlert records that an alert was raised or resolved.
