@@ -21,6 +21,10 @@ func (a *App) addAnalytics(ctx context.Context) error {
 			return fmt.Errorf("open store: %w", err)
 		}
 		st = ch
+		if a.cfg.Retention > 0 || a.cfg.RollupRetention > 0 {
+			log.Warn("the ClickHouse analytics store does not apply -retention or -rollup-retention yet: it keeps everything",
+				"retention", a.cfg.Retention, "rollup_retention", a.cfg.RollupRetention)
+		}
 	} else {
 		path, err := sqlitePath(a.cfg.AnalyticsStore, "analytics")
 		if err != nil {
