@@ -16,15 +16,11 @@ func (a *App) addAnalytics(ctx context.Context) error {
 	log := a.log.With("service", "analytics")
 	var st analytics.Store
 	if strings.HasPrefix(a.cfg.AnalyticsStore, "clickhouse://") {
-		ch, err := clickhousestore.Open(ctx, a.cfg.AnalyticsStore, clickhousestore.Options{Logger: log})
+		ch, err := clickhousestore.Open(ctx, a.cfg.AnalyticsStore, clickhousestore.Options{Logger: log, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
 		if err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}
 		st = ch
-		if a.cfg.Retention > 0 || a.cfg.RollupRetention > 0 {
-			log.Warn("the ClickHouse analytics store does not apply -retention or -rollup-retention yet: it keeps everything",
-				"retention", a.cfg.Retention, "rollup_retention", a.cfg.RollupRetention)
-		}
 	} else {
 		path, err := sqlitePath(a.cfg.AnalyticsStore, "analytics")
 		if err != nil {

@@ -109,7 +109,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "gateway: comma-separated origins allowed by CORS (empty: none)")
 	fs.DurationVar(&c.OfflineAfter, "offline-after", 5*time.Minute, "a sensor silent longer than this is offline")
 	fs.DurationVar(&c.Retention, "retention", 0, "how long every store keeps raw readings, by reading timestamp: sensor readings, the room service's minute rollups, "+
-		"the analytics service's readings (0: forever; not yet applied by the ClickHouse analytics store)")
+		"the analytics service's readings (0: forever)")
 	fs.DurationVar(&c.RollupRetention, "rollup-retention", 0, "how long rollups are kept: the sensor service's hourly ones (MongoDB), the room service's 5-minute and hour ones, "+
 		"the analytics service's per-minute ones (0: forever; at least -retention when both are set)")
 	fs.Int64Var(&c.MaxBody, "max-body", httpx.DefaultMaxBody, "largest accepted request body in bytes, after decompression")

@@ -111,10 +111,14 @@ func (s *Store) migrateAggregates(ctx context.Context) error {
 		`CREATE TABLE IF NOT EXISTS ` + s.t("minutes") + minutesDDL,
 		`CREATE TABLE IF NOT EXISTS ` + s.t("type_minutes") + typeMinutesDDL,
 		`CREATE TABLE IF NOT EXISTS ` + s.t("aggregate_checks") + checksDDL,
+		`CREATE TABLE IF NOT EXISTS ` + s.t("cutoffs") + cutoffsDDL,
 	} {
 		if err := s.conn.Exec(ctx, q); err != nil {
 			return err
 		}
+	}
+	if err := s.loadCutoffs(ctx); err != nil {
+		return err
 	}
 	exists, err := s.tableExists(ctx, "latest")
 	if err != nil {
@@ -147,7 +151,7 @@ func (s *Store) buildLatest(ctx context.Context) error {
 		return err
 	}
 	for p := range raw {
-		days, err := s.days(ctx, p)
+		days, err := s.days(ctx, p, noCutoff)
 		if err != nil {
 			return err
 		}
@@ -241,7 +245,8 @@ func (s *Store) deduped(where string) string {
 }
 
 // partCounts returns the rows of readings per partition and, per counted
-// aggregate table and partition, the readings it counts.
+// aggregate table and partition, the readings it counts from compareFrom on
+// (before it, the readings were pruned).
 func (s *Store) partCounts(ctx context.Context) (map[string]int64, map[string]map[string]int64, error) {
 	scan := func(q string) (map[string]int64, error) {
 		rows, err := s.conn.Query(ctx, q)
@@ -266,7 +271,8 @@ func (s *Store) partCounts(ctx context.Context) (map[string]int64, map[string]ma
 	}
 	agg := map[string]map[string]int64{}
 	for _, c := range counted {
-		if agg[c.table], err = scan(`SELECT toString(toYYYYMM(toDateTime(intDiv(minute_ms, 1000)))) AS p, toUInt64(` + c.n + `) FROM ` + s.t(c.table) + ` GROUP BY p`); err != nil {
+		if agg[c.table], err = scan(`SELECT toString(toYYYYMM(toDateTime(intDiv(minute_ms, 1000)))) AS p, toUInt64(` + c.n + `) FROM ` + s.t(c.table) +
+			` WHERE minute_ms >= ` + n64(s.compareFrom()) + ` GROUP BY p`); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -328,9 +334,10 @@ func (s *Store) checkAggregates(ctx context.Context) error {
 }
 
 // reconcilePart reconciles the stale tables of a partition of readings a day at
-// a time.
+// a time, from repairFrom on: before it, the readings or the aggregates were
+// pruned, and the aggregates that are left must stay as they are.
 func (s *Store) reconcilePart(ctx context.Context, p string, stale map[string]bool) error {
-	days, err := s.days(ctx, p)
+	days, err := s.days(ctx, p, s.repairFrom())
 	if err != nil {
 		return err
 	}
@@ -343,25 +350,36 @@ func (s *Store) reconcilePart(ctx context.Context, p string, stale map[string]bo
 }
 
 // days splits a partition of readings (a month of the server's time zone,
-// YYYYMM) into windows of a day: a statement over one stays well inside the
-// client's read timeout (the server sends nothing while it runs an INSERT …
-// SELECT), and its dedupe in memory.
-func (s *Store) days(ctx context.Context, p string) ([]window, error) {
-	if len(p) != 6 || strings.Trim(p, "0123456789") != "" {
-		return nil, fmt.Errorf("unexpected partition id %q", p)
-	}
-	var lo, hi int64
-	err := s.conn.QueryRow(ctx, `SELECT toInt64(toUnixTimestamp(toDateTime(d))) * 1000, toInt64(toUnixTimestamp(toDateTime(addMonths(d, 1)))) * 1000
-FROM (SELECT toDate('`+p[:4]+`-`+p[4:]+`-01') AS d)`).Scan(&lo, &hi)
+// YYYYMM) into windows of a day, from the millisecond from on: a statement over
+// one stays well inside the client's read timeout (the server sends nothing
+// while it runs an INSERT … SELECT), and its dedupe in memory.
+func (s *Store) days(ctx context.Context, p string, from int64) ([]window, error) {
+	lo, hi, err := s.monthBounds(ctx, p)
 	if err != nil {
-		return nil, fmt.Errorf("bounds of partition %s: %w", p, err)
+		return nil, err
 	}
 	const day = 24 * 60 * 60 * 1000
 	var out []window
-	for from := lo; from < hi; from += day {
-		out = append(out, window{lo: from, hi: min(from+day, hi)})
+	for start := lo; start < hi; start += day {
+		if w := (window{lo: max(start, from), hi: min(start+day, hi)}); w.lo < w.hi {
+			out = append(out, w)
+		}
 	}
 	return out, nil
+}
+
+// monthBounds returns the first millisecond of a partition (a month of the
+// server's time zone, YYYYMM) and that of the next.
+func (s *Store) monthBounds(ctx context.Context, p string) (lo, hi int64, err error) {
+	if len(p) != 6 || strings.Trim(p, "0123456789") != "" {
+		return 0, 0, fmt.Errorf("unexpected partition id %q", p)
+	}
+	err = s.conn.QueryRow(ctx, `SELECT toInt64(toUnixTimestamp(toDateTime(d))) * 1000, toInt64(toUnixTimestamp(toDateTime(addMonths(d, 1)))) * 1000
+FROM (SELECT toDate('`+p[:4]+`-`+p[4:]+`-01') AS d)`).Scan(&lo, &hi)
+	if err != nil {
+		return 0, 0, fmt.Errorf("bounds of partition %s: %w", p, err)
+	}
+	return lo, hi, nil
 }
 
 func (s *Store) surpluses(ctx context.Context) (map[[2]string]int64, error) {
@@ -412,15 +430,18 @@ type suspect struct {
 }
 
 // repairSuspects reconciles the windows of the failed INSERTs once the server
-// no longer runs them.
+// no longer runs them, from repairFrom on (before it, what was pruned stays
+// pruned). s.pmu is held.
 func (s *Store) repairSuspects(ctx context.Context) error {
 	for len(s.suspects) > 0 {
 		sp := s.suspects[0]
 		if err := s.awaitQuery(ctx, sp.queryID); err != nil {
 			return fmt.Errorf("repair failed insert: %w", err)
 		}
-		if err := s.reconcile(ctx, sp.w, nil); err != nil {
-			return fmt.Errorf("repair failed insert: %w", err)
+		if sp.w.lo = max(sp.w.lo, s.repairFrom()); sp.w.lo < sp.w.hi {
+			if err := s.reconcile(ctx, sp.w, nil); err != nil {
+				return fmt.Errorf("repair failed insert: %w", err)
+			}
 		}
 		s.log.Info("aggregates of a failed insert reconciled", "query_id", sp.queryID)
 		s.suspects = s.suspects[1:]

@@ -14,6 +14,9 @@
 // and Open compares readings and aggregates per partition and reconciles those
 // that disagree; it also fills the aggregates of a database made by an older
 // release.
+// With Options.Retention or Options.RollupRetention set, readings and
+// aggregates past them are deleted at open and every hour, a day at a time (see
+// prune.go); the repairs never look before what was pruned.
 // The SQL runs on ClickHouse 18.16 (Debian's package) and on current releases: no
 // DateTime64 (times are Int64 Unix milliseconds), no LowCardinality, and every
 // INSERT names its columns.
@@ -30,6 +33,7 @@
 package clickhousestore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -57,6 +61,17 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxBatch bounds the readings of one INSERT (default 50,000).
 	MaxBatch int
+	// Retention is how long raw readings are kept, by reading timestamp; 0
+	// keeps them forever. A reading older than that is ignored by AddReadings.
+	Retention time.Duration
+	// RollupRetention is how long the per-minute aggregates, which every query
+	// reads, are kept; 0 keeps them forever.
+	RollupRetention time.Duration
+	// PruneEvery is how often expired data is deleted, the first time right
+	// after Open; 0 means every hour, < 0 only when Prune is called.
+	PruneEvery time.Duration
+	// Now is the clock of retention; nil means time.Now.
+	Now func() time.Time
 }
 
 // Store is the ClickHouse implementation of analytics.Store.
@@ -77,6 +92,16 @@ type Store struct {
 
 	suspects []suspect // failed INSERTs to reconcile; the writer's alone
 	seq      uint64    // INSERTs sent; the writer's alone
+
+	// pmu is held by the writer for an INSERT and by PruneBefore to move the
+	// cutoffs; it guards them.
+	pmu       sync.Mutex
+	readCut   int64 // Unix ms: the readings before it were pruned (noCutoff: none)
+	rollupCut int64 // Unix ms, a minute: the aggregates of the minutes before it were pruned
+
+	now        func() time.Time
+	stopPruner context.CancelFunc
+	pruneDone  chan struct{} // closed when the pruner has exited, or at Open without one
 
 	verMu   sync.Mutex
 	lastVer uint64
@@ -155,15 +180,28 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhousestore: open %s: %w", redact(rawURL), err)
 	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	pctx, stop := context.WithCancel(context.Background())
 	s := &Store{
 		log: opts.Logger, conn: conn, db: db, opts: opts,
 		reqs: make(chan *writeReq, 256), quit: make(chan struct{}), done: make(chan struct{}),
+		readCut: noCutoff, rollupCut: noCutoff,
+		now: now, stopPruner: stop, pruneDone: make(chan struct{}),
 	}
 	if err := s.migrate(ctx); err != nil {
+		stop()
 		conn.Close()
 		return nil, wrapErr("clickhousestore: open "+redact(rawURL), err)
 	}
 	go s.writer()
+	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
+		go s.pruner(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery))
+	} else {
+		close(s.pruneDone)
+	}
 	return s, nil
 }
 
@@ -222,6 +260,8 @@ func (s *Store) Close() error {
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
+		s.stopPruner()
+		<-s.pruneDone
 		s.inflight.Wait()
 		close(s.quit)
 		<-s.done

@@ -109,8 +109,13 @@ func (s *Store) write(group []*writeReq) {
 // added. The views derive the aggregates from the same INSERT. When it fails,
 // its window is reconciled before the next one (see suspect).
 func (s *Store) insert(ctx context.Context, group []*writeReq) ([]int, error) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
 	if err := s.repairSuspects(ctx); err != nil {
 		return nil, err
+	}
+	for _, r := range group {
+		r.rs = s.recent(r.rs)
 	}
 	existing, err := s.existing(ctx, group)
 	if err != nil {
@@ -173,6 +178,9 @@ func (s *Store) existing(ctx context.Context, group []*writeReq) (map[identity]s
 		}
 	}
 	out := make(map[identity]struct{}, total)
+	if total == 0 {
+		return out, nil // all older than the cutoffs
+	}
 	q := `SELECT sensor_id, type, ts_ms FROM ` + s.t("readings") + ` WHERE room_id IN (` + list(rooms) + `) AND type IN (` + list(types) +
 		`) AND ts_ms >= ` + strconv.FormatInt(lo, 10) + ` AND ts_ms <= ` + strconv.FormatInt(hi, 10) + ` AND sensor_id IN (` + list(sensors) + `)`
 	rows, err := s.conn.Query(ctx, q)
