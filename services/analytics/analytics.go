@@ -99,6 +99,31 @@ type RoomFigures struct {
 	MeanOccupancy                     float64
 }
 
+// Figures are the numbers the dashboard summary takes from the store, all read
+// in one call. The summary's window ends at the start of the minute after now's
+// (the current minute included; see SummaryWindow).
+type Figures struct {
+	// LastHour and LastDay count the readings of the hour and day before the end.
+	LastHour, LastDay int64
+	// Types aggregates the last hour's readings per type, building-wide, by type.
+	Types []TypeStat
+	// Rooms lists the rooms (other than "") that have readings, sorted.
+	Rooms []string
+	// Latest is, per room (other than "") and type, the latest reading if it was
+	// read at or after the start of the last hour, by room then type (as
+	// Store.Latest).
+	Latest []RoomValue
+	// ActiveAlerts counts the alerts raised and not resolved.
+	ActiveAlerts int64
+}
+
+// SummaryWindow returns the summary's window for now: end is the start of the
+// minute after now's, hourAgo and dayAgo an hour and a day before it.
+func SummaryWindow(now time.Time) (hourAgo, dayAgo, end time.Time) {
+	end = now.UTC().Truncate(time.Minute).Add(time.Minute)
+	return end.Add(-time.Hour), end.Add(-24 * time.Hour), end
+}
+
 // OccupancyTypes are the types that tell whether a room is occupied, by preference.
 var OccupancyTypes = []string{"occupancy", "pir", "motion"}
 
@@ -164,6 +189,8 @@ type Store interface {
 	Extreme(ctx context.Context, q SeriesQuery, max bool) (e Extreme, ok bool, err error)
 	// RoomFigures computes one room's report figures over [from, to) (whole minutes).
 	RoomFigures(ctx context.Context, room string, from, to time.Time) (RoomFigures, error)
+	// SummaryFigures returns the summary's figures for now in one call.
+	SummaryFigures(ctx context.Context, now time.Time) (Figures, error)
 	// RecordAlert records that the alert id was raised or resolved. Recording a
 	// state twice changes nothing; an alert once resolved stays resolved.
 	RecordAlert(ctx context.Context, id, state string, at time.Time) error

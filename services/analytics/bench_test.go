@@ -2,6 +2,7 @@ package analytics_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -119,6 +120,47 @@ func BenchmarkAnalytics(b *testing.B) {
 					lat = append(lat, time.Since(t0))
 				}
 				reportLatency(b, lat)
+			})
+			// The store's part of the summary, in one call and as the six separate
+			// queries the summary made before, alternately in the same loop (so
+			// both see the same machine load): p50/p99 of each.
+			b.Run("figures", func(b *testing.B) {
+				ctx := context.Background()
+				one := func() error {
+					_, err := st.SummaryFigures(ctx, time.Now())
+					return err
+				}
+				six := func() error {
+					hourAgo, dayAgo, end := analytics.SummaryWindow(time.Now())
+					_, err1 := st.CountReadings(ctx, hourAgo, end)
+					_, err2 := st.CountReadings(ctx, dayAgo, end)
+					_, err3 := st.TypeStats(ctx, hourAgo, end)
+					_, err4 := st.Rooms(ctx)
+					_, err5 := st.Latest(ctx, hourAgo)
+					_, err6 := st.ActiveAlerts(ctx)
+					return errors.Join(err1, err2, err3, err4, err5, err6)
+				}
+				var lat [2][]time.Duration
+				i := 0
+				for b.Loop() {
+					for k := range 2 {
+						which := (i + k) % 2 // alternate which goes first
+						f := one
+						if which == 1 {
+							f = six
+						}
+						t0 := time.Now()
+						if err := f(); err != nil {
+							b.Fatal(err)
+						}
+						lat[which] = append(lat[which], time.Since(t0))
+					}
+					i++
+				}
+				for which, name := range []string{"one", "six"} {
+					b.ReportMetric(float64(percentile(lat[which], 0.50).Microseconds())/1000, name+"-p50-ms")
+					b.ReportMetric(float64(percentile(lat[which], 0.99).Microseconds())/1000, name+"-p99-ms")
+				}
 			})
 			b.Run("trend30d", func(b *testing.B) {
 				to := end.Truncate(time.Hour).Add(time.Hour)

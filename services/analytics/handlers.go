@@ -77,45 +77,28 @@ func (s *Service) Summary(ctx context.Context) (*Summary, error) {
 }
 
 func (s *Service) computeSummary(ctx context.Context, now time.Time) (*Summary, error) {
-	end := now.UTC().Truncate(time.Minute).Add(time.Minute) // the current minute included
-	hourAgo, dayAgo := end.Add(-time.Hour), end.Add(-24*time.Hour)
 	out := &Summary{GeneratedAt: now.UTC(), Means: map[string]TypeAv{}, Attention: []Attention{}}
 	sens, err := s.sens.get(ctx)
 	if err != nil {
 		s.log.Warn("sensor registry unavailable, serving the last answer", "err", err, "as_of", sens.AsOf)
 	}
 	out.Sensors = sens
-	if out.Readings.LastHour, err = s.store.CountReadings(ctx, hourAgo, end); err != nil {
-		return nil, fmt.Errorf("summary: %w", err)
-	}
-	if out.Readings.LastDay, err = s.store.CountReadings(ctx, dayAgo, end); err != nil {
-		return nil, fmt.Errorf("summary: %w", err)
-	}
-	out.IngestRate = math.Round(s.rate.perSecond(now)*100) / 100
-	stats, err := s.store.TypeStats(ctx, hourAgo, end)
+	f, err := s.store.SummaryFigures(ctx, now)
 	if err != nil {
 		return nil, fmt.Errorf("summary: %w", err)
 	}
-	for _, st := range stats {
+	out.Readings = ReadingCounts{LastHour: f.LastHour, LastDay: f.LastDay}
+	out.IngestRate = math.Round(s.rate.perSecond(now)*100) / 100
+	for _, st := range f.Types {
 		out.Means[st.Type] = TypeAv{Mean: st.Mean, Count: st.Count}
 	}
-	rooms, err := s.store.Rooms(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("summary: %w", err)
-	}
 	all := map[string]struct{}{}
-	for _, r := range append(rooms, sens.rooms...) {
+	for _, r := range append(f.Rooms, sens.rooms...) {
 		all[r] = struct{}{}
 	}
 	out.Rooms = len(all)
-	latest, err := s.store.Latest(ctx, hourAgo)
-	if err != nil {
-		return nil, fmt.Errorf("summary: %w", err)
-	}
-	out.Attention = attention(latest)
-	if out.Alerts, err = s.store.ActiveAlerts(ctx); err != nil {
-		return nil, fmt.Errorf("summary: %w", err)
-	}
+	out.Attention = attention(f.Latest)
+	out.Alerts = f.ActiveAlerts
 	return out, nil
 }
 

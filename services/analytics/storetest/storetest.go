@@ -41,6 +41,7 @@ func Run(t *testing.T, open Opener) {
 		{"Extreme", testExtreme},
 		{"RoomFigures", testRoomFigures},
 		{"Alerts", testAlerts},
+		{"SummaryFigures", testSummaryFigures},
 		{"Reports", testReports},
 		{"Reopen", testReopen},
 		{"ReplayUCI", testReplayUCI},
