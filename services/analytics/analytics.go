@@ -7,6 +7,7 @@ package analytics
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/httpx"
@@ -209,4 +210,22 @@ type Store interface {
 	// Ping reports whether the store is usable.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Recent returns the readings of rs whose timestamp is at or after floor (Unix
+// ms): an adapter that pruned readings before floor can no longer tell a copy
+// of one from a new reading. rs itself is returned when nothing is older.
+func Recent(rs []reading.Reading, floor int64) []reading.Reading {
+	old := func(r reading.Reading) bool { return r.UnixMilli() < floor }
+	i := slices.IndexFunc(rs, old)
+	if i < 0 {
+		return rs
+	}
+	keep := slices.Clone(rs[:i])
+	for _, r := range rs[i+1:] {
+		if !old(r) {
+			keep = append(keep, r)
+		}
+	}
+	return keep
 }

@@ -348,41 +348,5 @@ func (s *Store) recent(rs []reading.Reading) []reading.Reading {
 	if floor == noCutoff {
 		return rs
 	}
-	old := func(r reading.Reading) bool { return r.UnixMilli() < floor }
-	i := slices.IndexFunc(rs, old)
-	if i < 0 {
-		return rs
-	}
-	keep := slices.Clone(rs[:i])
-	for _, r := range rs[i+1:] {
-		if !old(r) {
-			keep = append(keep, r)
-		}
-	}
-	return keep
-}
-
-// pruner prunes at open and then every every, until ctx ends (Close).
-func (s *Store) pruner(ctx context.Context, every time.Duration) {
-	defer close(s.pruneDone)
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		start := time.Now()
-		nr, nu, err := s.Prune(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			s.log.Warn("clickhouse prune failed", "err", err)
-		case nr+nu > 0:
-			s.log.Debug("clickhouse prune", "readings", nr, "rollups", nu, "took", time.Since(start))
-		}
-		t.Reset(every)
-	}
+	return analytics.Recent(rs, floor)
 }

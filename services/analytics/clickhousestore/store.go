@@ -47,6 +47,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -198,7 +199,10 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	}
 	go s.writer()
 	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		go s.pruner(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery))
+		go func() {
+			defer close(s.pruneDone)
+			retention.Loop(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery), s.log, s.Prune)
+		}()
 	} else {
 		close(s.pruneDone)
 	}

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
@@ -120,7 +121,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		stopPruner: stop, pruneDone: make(chan struct{})}
 	go s.writer()
 	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		go s.pruner(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery))
+		go func() {
+			defer close(s.pruneDone)
+			retention.Loop(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery), log, s.Prune)
+		}()
 	} else {
 		close(s.pruneDone)
 	}

@@ -31,6 +31,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -158,7 +159,13 @@ func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
 	pctx, stop := context.WithCancel(context.Background())
 	s.stopPruner, s.pruneDone = stop, make(chan struct{})
 	if !srv.TTL && (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		go s.pruner(pctx, cmp.Or(opts.PruneEvery, time.Minute))
+		go func() {
+			defer close(s.pruneDone)
+			retention.Loop(pctx, cmp.Or(opts.PruneEvery, time.Minute), log, func(ctx context.Context) (int64, int64, error) {
+				n, err := s.Prune(ctx)
+				return 0, n, err
+			})
+		}()
 	} else {
 		close(s.pruneDone)
 	}

@@ -121,28 +121,3 @@ func (s *Store) pruneChunk(ctx context.Context, table string, last int64, after 
 	}
 	return n, next, done, nil
 }
-
-// pruner prunes at open and then every every, until ctx ends (Close).
-func (s *Store) pruner(ctx context.Context, every time.Duration) {
-	defer close(s.pruneDone)
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		start := time.Now()
-		n, err := s.Prune(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			s.log.Warn("sqlite prune failed", "err", err)
-		case n > 0:
-			s.log.Debug("sqlite prune", "rollups", n, "took", time.Since(start))
-		}
-		t.Reset(every)
-	}
-}

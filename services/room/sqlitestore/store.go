@@ -25,6 +25,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/room"
 )
@@ -114,7 +115,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, wrapErr("sqlitestore: open "+path, err)
 	}
 	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		go s.pruner(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery))
+		go func() {
+			defer close(s.pruneDone)
+			retention.Loop(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery), log, func(ctx context.Context) (int64, int64, error) {
+				n, err := s.Prune(ctx)
+				return 0, n, err
+			})
+		}()
 	} else {
 		close(s.pruneDone)
 	}

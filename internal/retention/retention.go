@@ -1,0 +1,38 @@
+// Package retention runs a store's pruning in the background: the loop every
+// store that honours -retention and -rollup-retention shares.
+package retention
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// PruneFunc deletes what has expired and returns how many readings and rollup
+// rows it deleted.
+type PruneFunc func(ctx context.Context) (readings, rollups int64, err error)
+
+// Loop calls prune at once and then every every after the previous call ended,
+// until ctx ends. A failure is logged and retried at the next turn.
+func Loop(ctx context.Context, every time.Duration, log *slog.Logger, prune PruneFunc) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		nr, nu, err := prune(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			log.Warn("prune failed", "err", err)
+		case nr+nu > 0:
+			log.Debug("pruned", "readings", nr, "rollups", nu, "took", time.Since(start))
+		}
+		t.Reset(every)
+	}
+}

@@ -1,0 +1,45 @@
+package retention_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/retention"
+)
+
+func TestLoop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var calls atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		retention.Loop(ctx, 10*time.Millisecond, slog.New(slog.DiscardHandler), func(context.Context) (int64, int64, error) {
+			if calls.Add(1) == 2 {
+				return 0, 0, errors.New("server away") // logged, and the loop goes on
+			}
+			return 1, 0, nil
+		})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for calls.Load() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("prune called %d times in 10 s, want at least 4 (at once, then every 10 ms, through a failure)", calls.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Loop did not return after its context ended")
+	}
+	n := calls.Load()
+	time.Sleep(50 * time.Millisecond)
+	if calls.Load() != n {
+		t.Error("prune called after Loop returned")
+	}
+}
