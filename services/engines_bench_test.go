@@ -24,6 +24,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/analytics"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
+	"github.com/atrium-iot/atrium/services/analytics/clickhousestore/chtest"
 	analyticssqlite "github.com/atrium-iot/atrium/services/analytics/sqlitestore"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/mongostore"
@@ -224,7 +225,7 @@ var engines = []engine{
 		}
 	}},
 	{"analytics-clickhouse", func(tb testing.TB) func(context.Context) (*store, error) {
-		base := clickhouseURL(tb)
+		base := chtest.URL(tb)
 		return func(ctx context.Context) (*store, error) {
 			u, err := url.Parse(base)
 			if err != nil {
@@ -249,20 +250,6 @@ var engines = []engine{
 			return analyticsStore(st, closeDrop), nil
 		}
 	}},
-}
-
-// clickhouseURL is ATRIUM_TEST_CLICKHOUSE_URL; without it tb skips, or fails when
-// ATRIUM_REQUIRE_INTEGRATION=1. Its database, if any, is replaced by one per store.
-func clickhouseURL(tb testing.TB) string {
-	tb.Helper()
-	u := os.Getenv("ATRIUM_TEST_CLICKHOUSE_URL")
-	if u == "" {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			tb.Fatal("ATRIUM_TEST_CLICKHOUSE_URL is not set and ATRIUM_REQUIRE_INTEGRATION=1")
-		}
-		tb.Skip("ATRIUM_TEST_CLICKHOUSE_URL not set: skipping ClickHouse")
-	}
-	return u
 }
 
 // sensorStore is a sensor store: Ingest of whole batches, and the raw history

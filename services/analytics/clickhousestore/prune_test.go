@@ -9,6 +9,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/analytics"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
+	"github.com/atrium-iot/atrium/services/analytics/clickhousestore/chtest"
 	"github.com/atrium-iot/atrium/services/analytics/storetest"
 )
 
@@ -196,7 +197,7 @@ func BenchmarkPrune(b *testing.B) {
 	start := now.Add(-perSensor * time.Minute)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		u := uniqueDB(b, testURL(b), fmt.Sprintf("bench_prune_%d", i))
+		u := uniqueDB(b, chtest.URL(b), fmt.Sprintf("bench_prune_%d", i))
 		s, err := clickhousestore.Open(b.Context(), u, clickhousestore.Options{})
 		if err != nil {
 			b.Fatal(err)

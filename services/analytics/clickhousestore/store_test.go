@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,23 +18,9 @@ import (
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/analytics"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
+	"github.com/atrium-iot/atrium/services/analytics/clickhousestore/chtest"
 	"github.com/atrium-iot/atrium/services/analytics/storetest"
 )
-
-// testURL is the server of the integration tests, from ATRIUM_TEST_CLICKHOUSE_URL
-// (e.g. clickhouse://127.0.0.1:9000/analytics_test); the tests skip without it
-// unless ATRIUM_REQUIRE_INTEGRATION=1.
-func testURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("ATRIUM_TEST_CLICKHOUSE_URL")
-	if u == "" {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("ATRIUM_TEST_CLICKHOUSE_URL is not set and ATRIUM_REQUIRE_INTEGRATION=1")
-		}
-		t.Skip("ATRIUM_TEST_CLICKHOUSE_URL is not set")
-	}
-	return u
-}
 
 // uniqueDB returns base's URL with a database name unique to this run and test.
 func uniqueDB(t testing.TB, base, name string) string {
@@ -62,7 +47,7 @@ func uniqueDB(t testing.TB, base, name string) string {
 }
 
 func TestContract(t *testing.T) {
-	base := testURL(t)
+	base := chtest.URL(t)
 	urls := map[string]string{}
 	storetest.Run(t, func(t *testing.T, name string) analytics.Store {
 		u, ok := urls[name]
@@ -207,7 +192,7 @@ func checkFigures(t *testing.T, s analytics.Store, m time.Time, extraStats []ana
 // the store does not make. The database is dropped at the end.
 func testDB(t *testing.T, name string) (u, db string, conn driver.Conn) {
 	t.Helper()
-	u = uniqueDB(t, testURL(t), name)
+	u = uniqueDB(t, chtest.URL(t), name)
 	o, db, err := clickhousestore.ParseURL(u)
 	if err != nil {
 		t.Fatal(err)
