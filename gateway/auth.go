@@ -67,6 +67,10 @@ func (g *Gateway) handleUpstream(up *upstream, route string) http.Handler {
 			defer stop()
 			r = r.WithContext(ctx)
 		}
+		if up.local != nil && !upgrade {
+			up.serveLocal(w, r)
+			return
+		}
 		up.proxy.ServeHTTP(w, r)
 	})
 }

@@ -32,6 +32,11 @@ type Options struct {
 	// Upstreams are the base URLs of the services by name: sensor, room, analytics,
 	// notification. Every one must be given.
 	Upstreams map[string]string
+	// Local are the handlers of the services that run in the same process as the
+	// gateway, by upstream name: requests to them, but for WebSocket upgrades, are
+	// served in-process rather than over a loopback connection to their URL (which
+	// /readyz and upgrades still use).
+	Local map[string]http.Handler
 	// KeysFile is the JSON keys file (see Key). It must exist.
 	KeysFile string
 	// RateLimit is the requests per second allowed per key (≤0: unlimited), and
@@ -132,6 +137,7 @@ func New(log *slog.Logger, opts Options) (*Gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
+		up.local = opts.Local[name]
 		g.upstreams[name] = up
 	}
 	if origins := cleanOrigins(opts.CORSOrigins); len(origins) > 0 {

@@ -47,6 +47,9 @@ type echoed struct {
 	Auth      string `json:"authorization"`
 	KeyName   string `json:"key_name"`
 	Forwarded string `json:"forwarded_for"`
+	FwdHost   string `json:"forwarded_host"`
+	FwdProto  string `json:"forwarded_proto"`
+	Hop       string `json:"hop"` // hop-by-hop headers that reached the service
 	BodyLen   int    `json:"body_len"`
 }
 
@@ -82,7 +85,9 @@ func newEcho(t *testing.T, name string) *echo {
 		w.Header().Set(httpx.RequestIDHeader, r.Header.Get(httpx.RequestIDHeader))
 		httpx.JSON(w, 200, echoed{Upstream: name, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 			RequestID: r.Header.Get(httpx.RequestIDHeader), Auth: r.Header.Get("Authorization"),
-			KeyName: r.Header.Get(gateway.KeyNameHeader), Forwarded: r.Header.Get("X-Forwarded-For"), BodyLen: int(n)})
+			KeyName: r.Header.Get(gateway.KeyNameHeader), Forwarded: r.Header.Get("X-Forwarded-For"),
+			FwdHost: r.Header.Get("X-Forwarded-Host"), FwdProto: r.Header.Get("X-Forwarded-Proto"),
+			Hop: r.Header.Get("X-Hop") + r.Header.Get("Keep-Alive") + r.Header.Get("Connection"), BodyLen: int(n)})
 	}))
 	t.Cleanup(e.srv.Close)
 	return e
@@ -530,6 +535,74 @@ func TestWebSocketThroughTheGateway(t *testing.T) {
 		defer cancel()
 		if _, _, err := c.Read(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("socket still open after Close: %v", err)
+		}
+	})
+}
+
+// TestLocalUpstreams holds the in-process path (a service in the gateway's own
+// process, Options.Local) to what the reverse proxy gives a service over the
+// network: the same request as the service sees it, the same answer; and a
+// WebSocket upgrade still goes over the network.
+func TestLocalUpstreams(t *testing.T) {
+	path, keys := keyset(t, allScopes)
+	echoes := map[string]*echo{}
+	network, closed, local := map[string]string{}, map[string]string{}, map[string]http.Handler{}
+	for _, n := range []string{"sensor", "room", "analytics", "notification"} {
+		e := newEcho(t, n)
+		echoes[n], network[n], closed[n], local[n] = e, e.srv.URL, closedURL(t), e.srv.Config.Handler
+	}
+	// A WebSocket upgrade goes to the notification service's URL, in both shapes.
+	closed["notification"] = network["notification"]
+	shapes := map[string]*gw{
+		"network":    startGateway(t, gateway.Options{Upstreams: network, KeysFile: path}),
+		"in-process": startGateway(t, gateway.Options{Upstreams: closed, Local: local, KeysFile: path}),
+	}
+	seen := map[string]map[string]echoed{}
+	for name, g := range shapes {
+		seen[name] = map[string]echoed{}
+		for _, rc := range routeCases {
+			a := call(t, rc.method, g.url+rc.path, []byte(`{"x":1}`), "Authorization", "Bearer "+keys["admin"],
+				"X-Forwarded-For", "10.9.9.9", "Connection", "X-Hop", "X-Hop", "1", "Keep-Alive", "timeout=5", "X-Request-ID", "req-"+rc.method+"-1")
+			if a.code != 200 {
+				t.Fatalf("%s: %s %s: %d %s", name, rc.method, rc.path, a.code, a.raw)
+			}
+			if got := a.head.Values(httpx.RequestIDHeader); len(got) != 1 || got[0] != "req-"+rc.method+"-1" {
+				t.Fatalf("%s: %s %s: response request ids %q", name, rc.method, rc.path, got)
+			}
+			if rc.method == "HEAD" {
+				continue
+			}
+			var e echoed
+			if err := json.Unmarshal(a.raw, &e); err != nil {
+				t.Fatalf("%s: %s %s: %v %s", name, rc.method, rc.path, err, a.raw)
+			}
+			if e.Upstream != rc.upstream || e.Auth != "" || e.KeyName != "admin" || e.Forwarded != "127.0.0.1" ||
+				e.FwdProto != "http" || e.FwdHost == "" || e.Hop != "" || e.RequestID != "req-"+rc.method+"-1" {
+				t.Fatalf("%s: %s %s: the service saw %+v", name, rc.method, rc.path, e)
+			}
+			e.FwdHost = "" // the gateways listen on different ports
+			seen[name][rc.method+" "+rc.path] = e
+		}
+	}
+	for k, e := range seen["network"] {
+		if seen["in-process"][k] != e {
+			t.Errorf("%s: over the network the service saw %+v, in-process %+v", k, e, seen["in-process"][k])
+		}
+	}
+	t.Run("WebSocket upgrade over the network", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		ws := "ws" + strings.TrimPrefix(shapes["in-process"].url, "http") + "/ws/notifications?access_token=" + keys["reader"]
+		c, _, err := websocket.Dial(ctx, ws, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		if _, b, err := c.Read(ctx); err != nil || string(b) != "notification:ping" {
+			t.Fatalf("read %q %v", b, err)
 		}
 	})
 }

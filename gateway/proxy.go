@@ -23,6 +23,7 @@ type upstream struct {
 	base   *url.URL
 	proxy  *httputil.ReverseProxy
 	direct *directTransport // nil for an https upstream
+	local  http.Handler     // the service's handler when it runs in this process, else nil
 	client *http.Client     // for /readyz
 }
 
@@ -80,9 +81,7 @@ func newUpstream(name, raw string, tr *http.Transport, d *net.Dialer, opts Optio
 			// handleUpstream already took the Authorization header out and set
 			// the key's name; a WebSocket's key may come in the query.
 			if strings.Contains(pr.Out.URL.RawQuery, "access_token") {
-				q := pr.Out.URL.Query()
-				q.Del("access_token")
-				pr.Out.URL.RawQuery = q.Encode()
+				pr.Out.URL = withoutAccessToken(pr.Out.URL)
 			}
 		},
 		Transport:  rt,
@@ -113,21 +112,23 @@ func newUpstream(name, raw string, tr *http.Transport, d *net.Dialer, opts Optio
 	return up, nil
 }
 
-// setForwarded does what ProxyRequest.SetXForwarded does — X-Forwarded-For is the
-// client's address (the gateway is the edge: the reverse proxy already dropped
-// whatever the client sent), X-Forwarded-Host the Host it asked for,
-// X-Forwarded-Proto its scheme — with the three values in one allocation.
-func setForwarded(pr *httputil.ProxyRequest) {
+// setForwarded does what ProxyRequest.SetXForwarded does (see setForwardedHeaders).
+func setForwarded(pr *httputil.ProxyRequest) { setForwardedHeaders(pr.Out.Header, pr.In) }
+
+// setForwardedHeaders sets on h, for the request in: X-Forwarded-For, the client's
+// address (the gateway is the edge: whatever the client sent was dropped),
+// X-Forwarded-Host the Host it asked for, X-Forwarded-Proto its scheme — with the
+// three values in one allocation.
+func setForwardedHeaders(h http.Header, in *http.Request) {
 	vals := new([3]string)
-	h := pr.Out.Header
-	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
 		vals[0] = ip
 		h["X-Forwarded-For"] = vals[0:1:1]
 	}
-	vals[1] = pr.In.Host
+	vals[1] = in.Host
 	h["X-Forwarded-Host"] = vals[1:2:2]
 	vals[2] = "http"
-	if pr.In.TLS != nil {
+	if in.TLS != nil {
 		vals[2] = "https"
 	}
 	h["X-Forwarded-Proto"] = vals[2:3:3]

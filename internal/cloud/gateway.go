@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
 	"strings"
 
@@ -9,7 +10,8 @@ import (
 )
 
 // addGateway runs the API gateway (:8000) in front of the services: the local ones
-// when they run in this process, else the -X-url flags. Without -keys it uses
+// when they run in this process (served in-process, see gateway.Options.Local),
+// else the -X-url flags. Without -keys it uses
 // gateway-keys.json under -data-dir, made with one admin key on the first start; that
 // key is logged once, then only its hash is kept.
 func (a *App) addGateway(ctx context.Context) error {
@@ -26,13 +28,16 @@ func (a *App) addGateway(ctx context.Context) error {
 				"key", key, "keys_file", keys)
 		}
 	}
+	upstreams, local := map[string]string{}, map[string]http.Handler{}
+	for _, part := range []string{"sensor", "room", "analytics", "notification"} {
+		upstreams[part] = a.URL(part)
+		if s, ok := a.servers[part]; ok {
+			local[part] = s.Handler()
+		}
+	}
 	gw, err := gateway.New(log, gateway.Options{
-		Upstreams: map[string]string{
-			"sensor":       a.URL("sensor"),
-			"room":         a.URL("room"),
-			"analytics":    a.URL("analytics"),
-			"notification": a.URL("notification"),
-		},
+		Upstreams:   upstreams,
+		Local:       local,
 		KeysFile:    keys,
 		RateLimit:   a.cfg.RateLimit,
 		RateBurst:   a.cfg.RateBurst,

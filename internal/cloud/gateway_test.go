@@ -349,16 +349,22 @@ func TestAgentForwardsThroughTheGateway(t *testing.T) {
 
 // BenchmarkGatewayOverhead measures what the gateway adds in front of the room
 // service on GET /rooms/{id}/metrics, side by side in one run, with one client and
-// its warm connections for both paths:
-//   - paced at 2,000 requests/s: p50 and p99 latency direct and through the gateway
-//     (target: p50 added ≤ 0.5 ms);
-//   - closed loop with 16 clients: 20 pairs of 0.3 s rounds, direct then gateway
-//     and gateway then direct by turns, so load from elsewhere that rises or falls
-//     during a pair hits both paths alike. Per pair the gateway/direct ratio of
-//     requests/s (target: median ≥ 0.7×, with its quartiles, min and max), and per
-//     round the process CPU per request on each path (client, gateway and service
-//     all run in this process, so added-cpu-µs/req, the median of the pairs'
-//     gateway − direct CPU, is what the gateway adds).
+// its warm connections for every path, in the two shapes a gateway runs in:
+//   - local: `atrium -target=sensor,room,gateway`, one process, where the gateway
+//     serves the room service in-process;
+//   - remote: `atrium -target=gateway` of its own, reaching the room service over
+//     a loopback connection, as when the parts run apart (here in the same test
+//     process, so on the same two cores).
+//
+// Per path:
+//   - paced at 2,000 requests/s: p50 and p99 latency (target: p50 added ≤ 0.5 ms);
+//   - closed loop with 16 clients: 20 rounds of 0.3 s on each path, the order of
+//     the paths turned each round, so load from elsewhere that rises or falls
+//     during a round hits every path alike. Per round the gateway/direct ratio of
+//     requests/s (target: median ≥ 0.7×, with its quartiles, min and max), and the
+//     process CPU per request on each path (client, gateway and service all run in
+//     this process, so added-cpu-µs/req, the median of the rounds' gateway − direct
+//     CPU, is what the gateway adds).
 //
 // Run: go test -run '^$' -bench GatewayOverhead -benchtime=1x -count 5 ./internal/cloud
 func BenchmarkGatewayOverhead(b *testing.B) {
@@ -369,7 +375,9 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	}
 	s := startGW(b, "sensor,room,gateway", b.TempDir(), nil, "-keys="+keysFile, "-rate-limit=0")
 	direct := "http://" + s.app.Addr("room")
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 128}}
+	remote := startGW(b, "gateway", b.TempDir(), nil, "-keys="+keysFile, "-rate-limit=0",
+		"-room-url="+direct, "-sensor-url=http://"+s.app.Addr("sensor"))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 256}}
 	now := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
 	seed := fmt.Sprintf(`{"batch_id":"gw-bench-1","readings":[
 		{"sensor_id":"bt1","room_id":"bench-room","type":"temperature","value":21,"timestamp":%q},
@@ -399,9 +407,9 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		}
 		return time.Since(start), nil
 	}
-	// paced sends rate requests/s for d, 32 in flight at most, and returns the latencies.
-	var pacedGW float64 // achieved requests/s of the last paced run through the gateway
-	paced := func(base string, rate int, d time.Duration) []time.Duration {
+	// paced sends rate requests/s for d, 32 in flight at most, and returns the
+	// latencies and the achieved rate.
+	paced := func(base string, rate int, d time.Duration) ([]time.Duration, float64) {
 		n := int(d.Seconds() * float64(rate))
 		jobs := make(chan struct{}, n)
 		var mu sync.Mutex
@@ -431,14 +439,10 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		}
 		close(jobs)
 		wg.Wait()
-		if base == s.url {
-			pacedGW = float64(n) / time.Since(start).Seconds()
-		}
 		if failed.Load() > 0 {
 			b.Fatalf("%d requests to %s failed", failed.Load(), base)
 		}
-		slices.Sort(lat)
-		return lat
+		return lat, float64(n) / time.Since(start).Seconds()
 	}
 	// closed runs 16 clients back to back for d: requests/s and process CPU-µs per
 	// request. The rate counts the requests still in flight at d and the time they
@@ -481,47 +485,60 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		return v[i] + (pos-float64(i))*(v[i+1]-v[i])
 	}
 	median := func(v []float64) float64 { return quantile(v, .5) }
+	type result struct {
+		name      string // metric prefix: "" for direct
+		base      string
+		lat       []time.Duration
+		pacedRate float64
+		rates     []float64
+		cpu       []float64
+	}
+	paths := []*result{{name: "direct-", base: direct}, {name: "", base: s.url}, {name: "remote-", base: remote.url}}
 	for range b.N {
-		paced(direct, 2000, 500*time.Millisecond) // warm up both paths
-		paced(s.url, 2000, 500*time.Millisecond)
-		var ld, lg []time.Duration
-		for range 3 { // interleave, so drift on a busy machine hits both alike
-			ld = append(ld, paced(direct, 2000, time.Second)...)
-			lg = append(lg, paced(s.url, 2000, time.Second)...)
+		for _, p := range paths {
+			paced(p.base, 2000, 500*time.Millisecond) // warm up every path
 		}
-		slices.Sort(ld)
-		slices.Sort(lg)
-		var rd, rg, ratios, cd, cg, added []float64
-		closed(direct, 300*time.Millisecond) // warm 16 connections on each path
-		closed(s.url, 300*time.Millisecond)
-		for i := range 20 {
-			var d, dc, g, gc float64
-			if i%2 == 0 {
-				d, dc = closed(direct, 300*time.Millisecond)
-				g, gc = closed(s.url, 300*time.Millisecond)
-			} else {
-				g, gc = closed(s.url, 300*time.Millisecond)
-				d, dc = closed(direct, 300*time.Millisecond)
+		for range 3 { // interleave, so drift on a busy machine hits every path alike
+			for _, p := range paths {
+				l, rate := paced(p.base, 2000, time.Second)
+				p.lat, p.pacedRate = append(p.lat, l...), rate
 			}
-			rd, rg, cd, cg = append(rd, d), append(rg, g), append(cd, dc), append(cg, gc)
-			ratios, added = append(ratios, g/d), append(added, gc-dc)
 		}
-		b.ReportMetric(pct(ld, .5), "direct-p50-ms")
-		b.ReportMetric(pct(lg, .5), "gateway-p50-ms")
-		b.ReportMetric(pct(lg, .5)-pct(ld, .5), "added-p50-ms")
-		b.ReportMetric(pct(ld, .99), "direct-p99-ms")
-		b.ReportMetric(pct(lg, .99), "gateway-p99-ms")
-		b.ReportMetric(pacedGW, "gateway-paced-req/s")
-		b.ReportMetric(median(rd), "direct-req/s")
-		b.ReportMetric(median(rg), "gateway-req/s")
-		b.ReportMetric(median(cd), "direct-cpu-µs/req")
-		b.ReportMetric(median(cg), "gateway-cpu-µs/req")
-		b.ReportMetric(median(added), "added-cpu-µs/req")
-		b.ReportMetric(median(ratios), "throughput-ratio")
-		b.ReportMetric(quantile(ratios, .25), "p25-ratio")
-		b.ReportMetric(quantile(ratios, .75), "p75-ratio")
-		b.ReportMetric(slices.Min(ratios), "min-ratio")
-		b.ReportMetric(slices.Max(ratios), "max-ratio")
+		for _, p := range paths {
+			slices.Sort(p.lat)
+			closed(p.base, 300*time.Millisecond) // warm 16 connections on each path
+		}
+		for i := range 20 {
+			for k := range paths {
+				p := paths[(i+k)%len(paths)]
+				r, c := closed(p.base, 300*time.Millisecond)
+				p.rates, p.cpu = append(p.rates, r), append(p.cpu, c)
+			}
+		}
+	}
+	d := paths[0]
+	b.ReportMetric(pct(d.lat, .5), "direct-p50-ms")
+	b.ReportMetric(pct(d.lat, .99), "direct-p99-ms")
+	b.ReportMetric(median(d.rates), "direct-req/s")
+	b.ReportMetric(median(d.cpu), "direct-cpu-µs/req")
+	for _, g := range paths[1:] {
+		var ratios, added []float64
+		for i := range d.rates {
+			ratios = append(ratios, g.rates[i]/d.rates[i])
+			added = append(added, g.cpu[i]-d.cpu[i])
+		}
+		b.ReportMetric(pct(g.lat, .5), g.name+"gateway-p50-ms")
+		b.ReportMetric(pct(g.lat, .5)-pct(d.lat, .5), g.name+"added-p50-ms")
+		b.ReportMetric(pct(g.lat, .99), g.name+"gateway-p99-ms")
+		b.ReportMetric(g.pacedRate, g.name+"gateway-paced-req/s")
+		b.ReportMetric(median(g.rates), g.name+"gateway-req/s")
+		b.ReportMetric(median(g.cpu), g.name+"gateway-cpu-µs/req")
+		b.ReportMetric(median(added), g.name+"added-cpu-µs/req")
+		b.ReportMetric(median(ratios), g.name+"throughput-ratio")
+		b.ReportMetric(quantile(ratios, .25), g.name+"p25-ratio")
+		b.ReportMetric(quantile(ratios, .75), g.name+"p75-ratio")
+		b.ReportMetric(slices.Min(ratios), g.name+"min-ratio")
+		b.ReportMetric(slices.Max(ratios), g.name+"max-ratio")
 	}
 }
 

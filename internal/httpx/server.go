@@ -41,6 +41,9 @@ func Listen(name, addr string, h http.Handler, log *slog.Logger) (*Server, error
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// Handler is the handler the server serves.
+func (s *Server) Handler() http.Handler { return s.srv.Handler }
+
 // URL is the server's base URL.
 func (s *Server) URL() string { return "http://" + s.Addr() }
 
