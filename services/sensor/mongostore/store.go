@@ -27,6 +27,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -45,7 +46,8 @@ type Options struct {
 	// RollupRetention is how long hourly rollups are kept; 0 keeps them forever.
 	RollupRetention time.Duration
 	// PruneEvery is how often expired documents are deleted when the server has
-	// no TTL indexes; 0 means 10 minutes.
+	// no TTL indexes, at Open and then periodically; 0 means 10 minutes, < 0 never
+	// (Prune still deletes them when called).
 	PruneEvery time.Duration
 	// Lease is how long a batch claimed by an Ingest that then died (a crashed
 	// process) blocks a retry of the same batch id before the retry takes it over
@@ -71,10 +73,12 @@ type Store struct {
 
 	mu     sync.RWMutex
 	closed bool
-	quit   chan struct{}
-	done   chan struct{}
-	once   sync.Once
-	cerr   error
+	// stopPruner ends the pruner, and done is closed when it has returned (at
+	// Open when there is none).
+	stopPruner context.CancelFunc
+	done       chan struct{}
+	once       sync.Once
+	cerr       error
 }
 
 // Open connects to the server of a mongodb:// URL, creates the store's indexes
@@ -100,7 +104,7 @@ func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
 	if opts.Lease <= 0 {
 		opts.Lease = 15 * time.Second
 	}
-	if opts.PruneEvery <= 0 {
+	if opts.PruneEvery == 0 {
 		opts.PruneEvery = 10 * time.Minute
 	}
 	log := opts.Logger
@@ -118,20 +122,30 @@ func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
 	db := c.Database(opts.Database)
 	s := &Store{
 		log: log, now: now, opts: opts, client: c, server: srv, db: db, serial: mongox.NewSerializer(srv),
-		readings: db.Collection("readings"),
-		rollups:  db.Collection("rollups_1h"),
-		sensors:  db.Collection("sensors"),
-		batches:  db.Collection("batches"),
-		outbox:   db.Collection("outbox"),
-		counters: db.Collection("counters"),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
+		readings:   db.Collection("readings"),
+		rollups:    db.Collection("rollups_1h"),
+		sensors:    db.Collection("sensors"),
+		batches:    db.Collection("batches"),
+		outbox:     db.Collection("outbox"),
+		counters:   db.Collection("counters"),
+		done:       make(chan struct{}),
+		stopPruner: func() {},
 	}
 	if err := s.ensureIndexes(ctx); err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
 	if s.prunes() {
-		go s.pruner()
+		// At open, then every PruneEvery, each prune bounded by PruneEvery.
+		var pctx context.Context
+		pctx, s.stopPruner = context.WithCancel(context.Background())
+		go func() {
+			defer close(s.done)
+			retention.Loop(pctx, s.opts.PruneEvery, log, func(ctx context.Context) (int64, int64, error) {
+				ctx, cancel := context.WithTimeout(ctx, s.opts.PruneEvery)
+				defer cancel()
+				return s.Prune(ctx)
+			})
+		}()
 	} else {
 		close(s.done)
 	}
@@ -198,30 +212,7 @@ func ensureExpiry(ctx context.Context, db *mongo.Database, c *mongo.Collection, 
 
 // prunes reports whether the store deletes expired documents itself.
 func (s *Store) prunes() bool {
-	return !s.server.TTL && (s.opts.Retention > 0 || s.opts.RollupRetention > 0)
-}
-
-// pruner deletes expired documents every PruneEvery (the first time one
-// PruneEvery after Open) until the store closes.
-func (s *Store) pruner() {
-	defer close(s.done)
-	t := time.NewTicker(s.opts.PruneEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.quit:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.PruneEvery)
-		n, m, err := s.Prune(ctx)
-		cancel()
-		if err != nil {
-			s.log.Warn("mongo prune failed", "err", err)
-		} else if n+m > 0 {
-			s.log.Debug("mongo prune", "readings", n, "rollups", m)
-		}
-	}
+	return !s.server.TTL && s.opts.PruneEvery > 0 && (s.opts.Retention > 0 || s.opts.RollupRetention > 0)
 }
 
 // Prune deletes the raw readings older than Retention and the rollups older than
@@ -267,7 +258,7 @@ func (s *Store) Close() error {
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
-		close(s.quit)
+		s.stopPruner()
 		<-s.done
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

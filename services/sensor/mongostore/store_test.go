@@ -177,7 +177,7 @@ func TestRetention(t *testing.T) {
 	c := mongotest.Client(t)
 	now := base.Add(48 * time.Hour)
 	s := openTest(t, mongotest.Database(t, c, "sensor_retention"), Options{
-		Retention: 24 * time.Hour, RollupRetention: 36 * time.Hour, PruneEvery: time.Hour, Now: func() time.Time { return now },
+		Retention: 24 * time.Hour, RollupRetention: 36 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now },
 	})
 	if s.Server().TTL {
 		t.Skip("the server expires documents with TTL indexes, on its own schedule")
@@ -192,7 +192,7 @@ func TestRetention(t *testing.T) {
 	if _, err := s.Ingest(ctx, sensor.Batch{ID: "b1", Readings: rs, ReceivedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	// The pruner runs an hour after Open; prune now.
+	// No pruner runs (PruneEvery < 0); prune now.
 	nr, nu, err := s.Prune(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +260,7 @@ func TestRetentionContract(t *testing.T) {
 		s, err := Open(t.Context(), mongotest.URL(t), Options{
 			Database:  mongotest.Database(t, c, "sensor_"+name),
 			Retention: r.Retention, RollupRetention: r.RollupRetention,
-			PruneEvery: 24 * time.Hour, // its first run is a day after Open: only the suite prunes
+			PruneEvery: -1, // no pruner: only the suite prunes
 			Now:        r.Now,
 		})
 		if err != nil {

@@ -89,33 +89,6 @@ func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) 
 	}
 }
 
-// pruner prunes at open and then every every, until the store closes.
-func (s *Store) pruner(every time.Duration) {
-	defer close(s.pruneDone)
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.quit:
-			return
-		case <-t.C:
-		}
-		// No deadline: a large backlog takes as many chunks as it needs, and
-		// Close ends the prune at its next chunk.
-		start := time.Now()
-		n, _, err := s.Prune(context.Background())
-		switch {
-		case errors.Is(err, errClosed):
-			return
-		case err != nil:
-			s.log.Warn("sqlite prune failed", "err", err)
-		case n > 0:
-			s.log.Debug("sqlite prune", "readings", n, "took", time.Since(start))
-		}
-		t.Reset(every)
-	}
-}
-
 // prune runs one chunk inside the writer's open transaction.
 func (w *writer) prune(p *pruneReq) (pruned, error) {
 	out := pruned{after: p.after}

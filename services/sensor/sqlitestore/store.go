@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
@@ -76,16 +77,17 @@ type Store struct {
 	// database file by another goroutine, not by the writer.
 	checkpoint chan struct{}
 
-	reqs      chan *writeReq
-	quit      chan struct{}
-	done      chan struct{} // closed when the writer has exited
-	ckDone    chan struct{} // closed when the checkpointer has exited
-	pruneDone chan struct{} // closed when the pruner has exited, or at Open without one
-	mu        sync.RWMutex  // guards closed against inflight.Add
-	closed    bool
-	inflight  sync.WaitGroup
-	coming    atomic.Int64 // Ingest calls preparing a batch for the writer
-	commits   atomic.Int64 // group commits so far
+	reqs       chan *writeReq
+	quit       chan struct{}
+	done       chan struct{} // closed when the writer has exited
+	ckDone     chan struct{} // closed when the checkpointer has exited
+	stopPruner context.CancelFunc
+	pruneDone  chan struct{} // closed when the pruner has exited, or at Open without one
+	mu         sync.RWMutex  // guards closed against inflight.Add
+	closed     bool
+	inflight   sync.WaitGroup
+	coming     atomic.Int64 // Ingest calls preparing a batch for the writer
+	commits    atomic.Int64 // group commits so far
 	// restartWAL asks the writer to rewind the WAL after its current group.
 	restartWAL       atomic.Bool
 	walRestartFrames int
@@ -149,6 +151,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		done:             make(chan struct{}),
 		ckDone:           make(chan struct{}),
 		pruneDone:        make(chan struct{}),
+		stopPruner:       func() {},
 	}
 	w, err := newWriter(ctx, s)
 	if err != nil {
@@ -158,7 +161,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	go w.run()
 	go s.checkpointer()
 	if opts.Retention > 0 && opts.PruneEvery >= 0 {
-		go s.pruner(cmp.Or(opts.PruneEvery, defaultPruneEvery))
+		// No deadline on a prune: a large backlog takes as many chunks as it
+		// needs, and Close ends it at its next chunk.
+		var pctx context.Context
+		pctx, s.stopPruner = context.WithCancel(context.Background())
+		go func() {
+			defer close(s.pruneDone)
+			retention.Loop(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery), log, s.Prune)
+		}()
 	} else {
 		close(s.pruneDone)
 	}
@@ -226,6 +236,7 @@ func (s *Store) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		s.inflight.Wait()
+		s.stopPruner()
 		close(s.quit)
 		<-s.pruneDone
 		<-s.done
