@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -149,8 +150,35 @@ func (s *Store) commitGroup(group []*writeReq) ([]int, error) {
 	defer cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	counts, fresh, err := s.applyGroup(ctx, group, false)
+	if errors.Is(err, errDuplicates) {
+		// Rare (a redelivered event): apply the group again, finding the
+		// duplicates reading by reading.
+		counts, fresh, err = s.applyGroup(ctx, group, true)
+	}
+	if err != nil {
 		return nil, err
+	}
+	for k, id := range fresh {
+		s.series[k] = id
+	}
+	return counts, nil
+}
+
+// errDuplicates stops a group applied without savepoints at its first chunk of
+// readings holding one already stored: the transaction is rolled back, and the
+// group applied again with them.
+var errDuplicates = errors.New("duplicates in the group")
+
+// applyGroup adds the readings of group in one transaction and commits it: the
+// number stored per request, and the series it created. careful applies each
+// chunk of readings in a savepoint, which finds the duplicates among them; without
+// it a chunk holding any aborts the group with errDuplicates. A savepoint makes
+// SQLite keep a journal of every page the chunk changes, a large part of the work
+// when there are no duplicates, the usual case.
+func (s *Store) applyGroup(ctx context.Context, group []*writeReq, careful bool) ([]int, map[seriesKey]int64, error) {
+	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return nil, nil, err
 	}
 	committed := false
 	defer func() {
@@ -164,26 +192,23 @@ func (s *Store) commitGroup(group []*writeReq) ([]int, error) {
 	fresh := map[seriesKey]int64{}
 	now := s.now()
 	for i, r := range group {
-		stored, err := s.insertReadings(ctx, tx, s.recent(r.rs, now), fresh)
+		stored, err := s.insertReadings(ctx, tx, s.recent(r.rs, now), fresh, careful)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		counts[i] = len(stored)
 		all = append(all, stored...)
 	}
 	if len(all) > 0 {
 		if err := s.foldRollups(ctx, tx, all); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if _, err := tx.ExecContext(ctx, "COMMIT"); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	committed = true
-	for k, id := range fresh {
-		s.series[k] = id
-	}
-	return counts, nil
+	return counts, fresh, nil
 }
 
 // stmt returns the write statement of query, prepared once per store.
@@ -204,7 +229,10 @@ func values(n, params int) string {
 	return strings.TrimSuffix(strings.Repeat(one+",", n), ",")
 }
 
-const insertReadingsSQL = "INSERT INTO readings (series, ts) VALUES %s ON CONFLICT DO NOTHING"
+// insertReadingsSQL ignores a reading already stored. OR IGNORE rather than ON
+// CONFLICT DO NOTHING: no constraint can then abort the statement, so SQLite
+// keeps no statement journal for it.
+const insertReadingsSQL = "INSERT OR IGNORE INTO readings (series, ts) VALUES %s"
 
 type seriesKey struct{ sensor, typ string }
 
@@ -244,7 +272,7 @@ func (s *Store) seriesIDs(ctx context.Context, tx *sql.Conn, rs []reading.Readin
 // stores fewer rows than it was given met duplicates: it is rolled back to its
 // savepoint and its readings inserted one at a time, to learn which are new.
 // Duplicates are rare (redeliveries), so the usual path costs one statement a chunk.
-func (s *Store) insertReadings(ctx context.Context, tx *sql.Conn, rs []reading.Reading, fresh map[seriesKey]int64) ([]reading.Reading, error) {
+func (s *Store) insertReadings(ctx context.Context, tx *sql.Conn, rs []reading.Reading, fresh map[seriesKey]int64, careful bool) ([]reading.Reading, error) {
 	ids, err := s.seriesIDs(ctx, tx, rs, fresh)
 	if err != nil {
 		return nil, err
@@ -261,8 +289,10 @@ func (s *Store) insertReadings(ctx context.Context, tx *sql.Conn, rs []reading.R
 		if err != nil {
 			return nil, fmt.Errorf("prepare insert: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT chunk"); err != nil {
-			return nil, err
+		if careful {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT chunk"); err != nil {
+				return nil, err
+			}
 		}
 		res, err := st.ExecContext(ctx, args...)
 		if err != nil {
@@ -270,6 +300,8 @@ func (s *Store) insertReadings(ctx context.Context, tx *sql.Conn, rs []reading.R
 		}
 		if n, _ := res.RowsAffected(); int(n) == len(chunk) {
 			stored = append(stored, chunk...)
+		} else if !careful {
+			return nil, errDuplicates
 		} else {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO chunk"); err != nil {
 				return nil, err
@@ -288,8 +320,10 @@ func (s *Store) insertReadings(ctx context.Context, tx *sql.Conn, rs []reading.R
 				}
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE chunk"); err != nil {
-			return nil, err
+		if careful {
+			if _, err := tx.ExecContext(ctx, "RELEASE chunk"); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return stored, nil
