@@ -1,126 +1,101 @@
 package clickhousestore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
-// SummaryFigures returns the summary's figures for now in one statement: each
-// figure is a scalar subquery over an aggregate table (lists folded into arrays
-// by groupArray), so the summary costs one round trip.
+// The kinds of rows of the summary statement.
+const (
+	figType   = 1 // a type's statistics over the last hour: a, cnt, x (sum), y (min), z (max)
+	figDay    = 2 // the readings of the day before the last hour: cnt
+	figLatest = 3 // a room's latest reading of a type: a (room), b (type), x (value), ms (time)
+	figAlert  = 4 // an active alert: a (its id)
+)
+
+// SummaryFigures returns the summary's figures for now in one statement. Each
+// table read costs the server about a millisecond however few rows it reads, so
+// the statement reads as little as it can and the client derives the rest: the
+// hour's count is the sum of the per-type counts, the day's adds the count of
+// the day before the hour, the room list is the rooms of the latest values
+// (filtered by time here), and the active alerts are counted here rather than
+// by a nested query. The reads are joined by UNION ALL as rows of one shape
+// tagged by kind, so the client scans plain columns, not tuples of arrays.
 func (s *Store) SummaryFigures(ctx context.Context, now time.Time) (analytics.Figures, error) {
 	hourAgo, dayAgo, end := analytics.SummaryWindow(now)
-	tm, lt := s.t("type_minutes"), s.t("latest")
-	q := `SELECT
-  (SELECT sumMerge(n) FROM ` + tm + ` WHERE ` + minuteRange(hourAgo, end) + `),
-  (SELECT sumMerge(n) FROM ` + tm + ` WHERE ` + minuteRange(dayAgo, end) + `),
-  (SELECT (groupArray(type), groupArray(c), groupArray(s), groupArray(lo), groupArray(hi)) FROM (
-     SELECT type, sumMerge(n) AS c, sumMerge(sum) AS s, minMerge(min_v) AS lo, maxMerge(max_v) AS hi
-     FROM ` + tm + ` WHERE ` + minuteRange(hourAgo, end) + ` GROUP BY type ORDER BY type)),
-  (SELECT groupArray(room_id) FROM (SELECT DISTINCT room_id FROM ` + lt + ` WHERE room_id != '' ORDER BY room_id)),
-  (SELECT (groupArray(room_id), groupArray(type), groupArray(v), groupArray(at)) FROM (
-     SELECT room_id, type, argMax(last_v, last_ms) AS v, max(last_ms) AS at FROM ` + lt + `
-     GROUP BY room_id, type HAVING at >= ` + msOf(hourAgo) + ` ORDER BY room_id, type)),
-  (SELECT count() FROM (SELECT id FROM ` + s.t("alerts") + `
-     GROUP BY id HAVING max(state = 'raised') = 1 AND max(state = 'resolved') = 0))`
-	var (
-		hour, day, alerts uint64
-		types, latest     []any
-		rooms             []string
-	)
-	if err := s.conn.QueryRow(ctx, q).Scan(&hour, &day, &types, &rooms, &latest, &alerts); err != nil {
-		return analytics.Figures{}, wrapErr("clickhousestore: summary figures", err)
-	}
-	f := analytics.Figures{LastHour: int64(hour), LastDay: int64(day), Rooms: rooms, ActiveAlerts: int64(alerts)}
-	var err error
-	if f.Types, err = typeStatsOf(types); err != nil {
+	tm := s.t("type_minutes")
+	q := `SELECT toUInt8(` + n64(figType) + `) AS kind, type AS a, '' AS b, sumMerge(n) AS cnt,
+       sumMerge(sum) AS x, minMerge(min_v) AS y, maxMerge(max_v) AS z, toInt64(0) AS ms
+FROM ` + tm + ` WHERE ` + minuteRange(hourAgo, end) + ` GROUP BY type
+UNION ALL
+SELECT toUInt8(` + n64(figDay) + `), '', '', sumMerge(n), 0., 0., 0., toInt64(0)
+FROM ` + tm + ` WHERE ` + minuteRange(dayAgo, hourAgo) + `
+UNION ALL
+SELECT toUInt8(` + n64(figLatest) + `), room_id, type, toUInt64(0), argMax(last_v, last_ms), 0., 0., max(last_ms)
+FROM ` + s.t("latest") + ` WHERE room_id != '' GROUP BY room_id, type
+UNION ALL
+SELECT toUInt8(` + n64(figAlert) + `), id, '', toUInt64(1), 0., 0., 0., toInt64(0)
+FROM ` + s.t("alerts") + ` GROUP BY id HAVING max(state = 'raised') = 1 AND max(state = 'resolved') = 0`
+	f, err := s.scanFigures(ctx, q, hourAgo.UnixMilli())
+	return f, wrapErr("clickhousestore: summary figures", err)
+}
+
+// scanFigures runs the summary statement q and assembles its rows; since is
+// the start of the last hour in Unix milliseconds.
+func (s *Store) scanFigures(ctx context.Context, q string, since int64) (analytics.Figures, error) {
+	var f analytics.Figures
+	rows, err := s.conn.Query(ctx, q)
+	if err != nil {
 		return f, err
 	}
-	f.Latest, err = latestOf(latest)
-	return f, err
-}
-
-// column is element i of a tuple of arrays scanned into t, as a []E.
-func column[E any](t []any, i int) ([]E, error) {
-	if i >= len(t) {
-		return nil, fmt.Errorf("clickhousestore: summary figures: tuple has %d elements, want more than %d", len(t), i)
-	}
-	c, ok := t[i].([]E)
-	if !ok {
-		return nil, fmt.Errorf("clickhousestore: summary figures: element %d is %T, want %T", i, t[i], c)
-	}
-	return c, nil
-}
-
-// typeStatsOf reads the tuple (types, counts, sums, minima, maxima).
-func typeStatsOf(t []any) ([]analytics.TypeStat, error) {
-	types, err := column[string](t, 0)
-	if err != nil {
-		return nil, err
-	}
-	counts, err := column[uint64](t, 1)
-	if err != nil {
-		return nil, err
-	}
-	sums, err := column[float64](t, 2)
-	if err != nil {
-		return nil, err
-	}
-	lo, err := column[float64](t, 3)
-	if err != nil {
-		return nil, err
-	}
-	hi, err := column[float64](t, 4)
-	if err != nil {
-		return nil, err
-	}
-	if err := sameLen(len(types), len(counts), len(sums), len(lo), len(hi)); err != nil {
-		return nil, err
-	}
-	var out []analytics.TypeStat
-	for i, typ := range types {
-		n := int64(counts[i])
-		out = append(out, analytics.TypeStat{Type: typ, Count: n, Mean: sums[i] / float64(n), Min: lo[i], Max: hi[i]})
-	}
-	return out, nil
-}
-
-// latestOf reads the tuple (rooms, types, values, times).
-func latestOf(t []any) ([]analytics.RoomValue, error) {
-	rooms, err := column[string](t, 0)
-	if err != nil {
-		return nil, err
-	}
-	types, err := column[string](t, 1)
-	if err != nil {
-		return nil, err
-	}
-	vals, err := column[float64](t, 2)
-	if err != nil {
-		return nil, err
-	}
-	ats, err := column[int64](t, 3)
-	if err != nil {
-		return nil, err
-	}
-	if err := sameLen(len(rooms), len(types), len(vals), len(ats)); err != nil {
-		return nil, err
-	}
-	var out []analytics.RoomValue
-	for i, room := range rooms {
-		out = append(out, analytics.RoomValue{RoomID: room, Type: types[i], Value: vals[i], At: fromMS(ats[i])})
-	}
-	return out, nil
-}
-
-func sameLen(ns ...int) error {
-	for _, n := range ns[1:] {
-		if n != ns[0] {
-			return fmt.Errorf("clickhousestore: summary figures: arrays of lengths %v", ns)
+	defer rows.Close()
+	var (
+		day   uint64
+		rooms []string
+	)
+	for rows.Next() {
+		var (
+			kind    uint8
+			a, b    string
+			cnt     uint64
+			x, y, z float64
+			ms      int64
+		)
+		if err := rows.Scan(&kind, &a, &b, &cnt, &x, &y, &z, &ms); err != nil {
+			return f, err
+		}
+		switch kind {
+		case figType:
+			f.LastHour += int64(cnt)
+			f.Types = append(f.Types, analytics.TypeStat{Type: a, Count: int64(cnt), Mean: x / float64(cnt), Min: y, Max: z})
+		case figDay:
+			day += cnt
+		case figLatest:
+			rooms = append(rooms, a)
+			if ms >= since {
+				f.Latest = append(f.Latest, analytics.RoomValue{RoomID: a, Type: b, Value: x, At: fromMS(ms)})
+			}
+		case figAlert:
+			f.ActiveAlerts++
+		default:
+			return f, fmt.Errorf("row of unknown kind %d", kind)
 		}
 	}
-	return nil
+	if err := rows.Err(); err != nil {
+		return f, err
+	}
+	f.LastDay = f.LastHour + int64(day)
+	slices.SortFunc(f.Types, func(p, q analytics.TypeStat) int { return strings.Compare(p.Type, q.Type) })
+	slices.SortFunc(f.Latest, func(p, q analytics.RoomValue) int {
+		return cmp.Or(strings.Compare(p.RoomID, q.RoomID), strings.Compare(p.Type, q.Type))
+	})
+	slices.Sort(rooms)
+	f.Rooms = slices.Compact(rooms)
+	return f, nil
 }
