@@ -60,20 +60,65 @@ func (s *Service) handleSummary() http.HandlerFunc {
 }
 
 // Summary computes the dashboard, or serves the one computed less than
-// Options.SummaryTTL ago.
+// Options.SummaryTTL ago; one older than that by less than Options.SummaryStale
+// is served too, while the next is computed in the background.
 func (s *Service) Summary(ctx context.Context) (*Summary, error) {
+	ttl, stale := s.opts.SummaryTTL, s.opts.SummaryStale
 	s.sumMu.Lock()
-	defer s.sumMu.Unlock()
-	now := s.opts.Now()
-	if s.summary != nil && s.opts.SummaryTTL > 0 && now.Sub(s.sumAt) < s.opts.SummaryTTL {
-		return s.summary, nil
+	if sum := s.summary; sum != nil && ttl > 0 {
+		age := s.opts.Now().Sub(s.sumAt)
+		if age < ttl {
+			s.sumMu.Unlock()
+			return sum, nil
+		}
+		if stale > 0 && age < ttl+stale {
+			if !s.sumRefreshing {
+				s.sumRefreshing = true
+				go s.refreshSummary()
+			}
+			s.sumMu.Unlock()
+			return sum, nil
+		}
 	}
+	s.sumMu.Unlock()
+	return s.summarize(ctx)
+}
+
+// summarize computes the summary and keeps it, unless a summary computed while
+// this call waited for its turn is still fresh.
+func (s *Service) summarize(ctx context.Context) (*Summary, error) {
+	s.sumCompute.Lock()
+	defer s.sumCompute.Unlock()
+	now := s.opts.Now()
+	s.sumMu.Lock()
+	if sum := s.summary; sum != nil && s.opts.SummaryTTL > 0 && now.Sub(s.sumAt) < s.opts.SummaryTTL {
+		s.sumMu.Unlock()
+		return sum, nil
+	}
+	s.sumMu.Unlock()
 	sum, err := s.computeSummary(ctx, now)
 	if err != nil {
 		return nil, err
 	}
+	s.sumMu.Lock()
 	s.summary, s.sumAt = sum, now
+	s.sumMu.Unlock()
 	return sum, nil
+}
+
+// refreshSummary computes the next summary in the background while the stale
+// one is served.
+func (s *Service) refreshSummary() {
+	defer func() {
+		s.sumMu.Lock()
+		s.sumRefreshing = false
+		s.sumMu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.summarize(ctx); err != nil {
+		s.log.Warn("summary refresh failed", "err", err)
+	}
 }
 
 func (s *Service) computeSummary(ctx context.Context, now time.Time) (*Summary, error) {

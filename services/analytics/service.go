@@ -31,8 +31,14 @@ type Options struct {
 	// RegistryTTL is how long a registry answer is reused (default 5 s).
 	RegistryTTL time.Duration
 	// SummaryTTL is how long a computed summary is served again (default 1 s;
-	// negative: never).
+	// negative: never, every request computes one).
 	SummaryTTL time.Duration
+	// SummaryStale is how long past SummaryTTL a summary is still served at once
+	// while the next one is computed in the background, as HTTP's
+	// stale-while-revalidate (default 10 s; negative: never, a request past the
+	// TTL waits for the new summary). A dashboard polling the summary then never
+	// waits for the store; one that comes back after a pause gets a new one.
+	SummaryStale time.Duration
 	// Consumers is the number of concurrent consumers of the bus queue (default
 	// 32). Each holds one message until its readings are stored, so it also bounds
 	// how many messages one ingest batch can gather.
@@ -67,9 +73,11 @@ type Service struct {
 
 	rate rateWindow
 
-	sumMu   sync.Mutex
-	sumAt   time.Time
-	summary *Summary
+	sumMu         sync.Mutex // guards sumAt, summary and sumRefreshing
+	sumAt         time.Time
+	summary       *Summary
+	sumRefreshing bool
+	sumCompute    sync.Mutex // one summary computed at a time
 
 	queue  chan string     // report ids to generate
 	ingest chan *ingestJob // decoded readings waiting for the batcher
@@ -91,6 +99,9 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 	}
 	if opts.SummaryTTL == 0 {
 		opts.SummaryTTL = time.Second
+	}
+	if opts.SummaryStale == 0 {
+		opts.SummaryStale = 10 * time.Second
 	}
 	if opts.Consumers <= 0 {
 		opts.Consumers = 32

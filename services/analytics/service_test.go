@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -610,5 +611,70 @@ func TestPendingReportsResume(t *testing.T) {
 				t.Errorf("content %+v, want r1 with 2 poor-air minutes", got.Content)
 			}
 		})
+	}
+}
+
+// TestSummaryServedStaleWhileRevalidating holds the summary's cache: fresh for
+// SummaryTTL, then served stale at once for SummaryStale while the next one is
+// computed in the background, then computed while the caller waits.
+func TestSummaryServedStaleWhileRevalidating(t *testing.T) {
+	b := membus.New(logging.Discard())
+	t.Cleanup(func() { b.Close() })
+	st := engines(t)[0].open(t, filepath.Join(t.TempDir(), "swr"))
+	sens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"sensors":[]}`))
+	}))
+	t.Cleanup(sens.Close)
+	var mu sync.Mutex
+	clock := time.Now().UTC().Truncate(time.Second)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	svc := analytics.New(st, b, logging.Discard(), analytics.Options{SensorURL: sens.URL, Now: now,
+		SummaryTTL: time.Second, SummaryStale: 5 * time.Second})
+	added := 0
+	add := func(n int) {
+		t.Helper()
+		rs := make([]reading.Reading, n)
+		for i := range rs {
+			added++
+			rs[i] = reading.Reading{SensorID: fmt.Sprintf("swr-%d", added), RoomID: "r1", Type: "co2", Value: 500, Timestamp: now().Add(-time.Minute)}
+		}
+		if _, err := st.AddReadings(t.Context(), rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	summary := func() *analytics.Summary {
+		t.Helper()
+		sum, err := svc.Summary(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	add(1)
+	t0 := now()
+	if s := summary(); !s.GeneratedAt.Equal(t0) || s.Readings.LastHour != 1 {
+		t.Fatalf("first summary: generated %v, last hour %d; want %v, 1", s.GeneratedAt, s.Readings.LastHour, t0)
+	}
+	add(2) // not seen until a new summary is computed
+	advance(500 * time.Millisecond)
+	if s := summary(); !s.GeneratedAt.Equal(t0) || s.Readings.LastHour != 1 {
+		t.Fatalf("within the TTL: generated %v, last hour %d; want the first summary", s.GeneratedAt, s.Readings.LastHour)
+	}
+	advance(time.Second) // 1.5 s: stale, served at once, refreshed behind
+	t1 := now()
+	if s := summary(); !s.GeneratedAt.Equal(t0) {
+		t.Fatalf("stale summary: generated %v, want the first one (%v) served while refreshing", s.GeneratedAt, t0)
+	}
+	eventually(t, "the background refresh", func() bool {
+		s := summary()
+		return s.GeneratedAt.Equal(t1) && s.Readings.LastHour == 3
+	})
+	add(3)
+	advance(10 * time.Second) // past TTL + stale: the caller waits for a new one
+	t2 := now()
+	if s := summary(); !s.GeneratedAt.Equal(t2) || s.Readings.LastHour != 6 {
+		t.Fatalf("long after: generated %v, last hour %d; want %v, 6", s.GeneratedAt, s.Readings.LastHour, t2)
 	}
 }
