@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -589,6 +590,33 @@ func TestLocalUpstreams(t *testing.T) {
 			t.Errorf("%s: over the network the service saw %+v, in-process %+v", k, e, seen["in-process"][k])
 		}
 	}
+	t.Run("HTTP/1.0 keep-alive is kept", func(t *testing.T) {
+		// The service must not see the hop-by-hop Connection header, and the
+		// gateway's server must still see it when it answers.
+		c, err := net.Dial("tcp", strings.TrimPrefix(shapes["in-process"].url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for i := range 2 {
+			fmt.Fprintf(c, "GET /rooms/r1 HTTP/1.0\r\nHost: gw\r\nConnection: keep-alive\r\nAuthorization: Bearer %s\r\n\r\n", keys["reader"])
+			_ = c.SetReadDeadline(time.Now().Add(waitFor))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var e echoed
+			if err := json.Unmarshal(body, &e); err != nil || resp.StatusCode != 200 || e.Hop != "" {
+				t.Fatalf("request %d: %d %s (%v)", i, resp.StatusCode, body, err)
+			}
+			if resp.Close {
+				t.Fatalf("request %d: the gateway closed an HTTP/1.0 keep-alive connection", i)
+			}
+		}
+	})
 	t.Run("WebSocket upgrade over the network", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()

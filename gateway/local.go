@@ -20,6 +20,8 @@ import (
 // WebSocket upgrades do not come here: they go through the reverse proxy, which
 // ties them to the gateway's life (see handleUpstream).
 func (u *upstream) serveLocal(w http.ResponseWriter, r *http.Request) {
+	// The header is changed in place: the server took what it needs of the
+	// Connection header (close, an HTTP/1.0 keep-alive) when it read the request.
 	h := r.Header
 	removeHopByHop(h)
 	delete(h, "Forwarded")
