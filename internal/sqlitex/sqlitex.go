@@ -241,3 +241,26 @@ func Unavailable(err error) bool {
 	}
 	return false
 }
+
+// QueryPlan returns the detail column of each row of EXPLAIN QUERY PLAN for query
+// with args, in order: what tests read to hold a statement to its index.
+func QueryPlan(ctx context.Context, db *sql.DB, query string, args ...any) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query plan: %w", err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			return nil, fmt.Errorf("query plan: %w", err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query plan: %w", err)
+	}
+	return plan, nil
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -141,19 +142,9 @@ func TestPrunePlan(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rows, err := s.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tc.query, tc.args...)
+			plan, err := sqlitex.QueryPlan(t.Context(), s.rdb, tc.query, tc.args...)
 			if err != nil {
 				t.Fatal(err)
-			}
-			defer rows.Close()
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
 			}
 			all := strings.Join(plan, " | ")
 			if !strings.Contains(all, "SEARCH "+tc.table+" USING") || strings.Contains(all, "SCAN "+tc.table) || strings.Contains(all, "TEMP B-TREE") {

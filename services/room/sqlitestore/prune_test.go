@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -154,19 +155,9 @@ func TestPrunePlan(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rows, err := s.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tc.query, tc.args...)
+			plan, err := sqlitex.QueryPlan(t.Context(), s.rdb, tc.query, tc.args...)
 			if err != nil {
 				t.Fatal(err)
-			}
-			defer rows.Close()
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
 			}
 			all := strings.Join(plan, " | ")
 			if !strings.Contains(all, "SEARCH rollup_1m USING PRIMARY KEY (") || strings.Contains(all, "SCAN rollup") ||

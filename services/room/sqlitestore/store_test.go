@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/storetest"
 )
@@ -107,19 +108,9 @@ func TestQueryPlan(t *testing.T) {
 			for i := range args {
 				args[i] = 1
 			}
-			rows, err := s.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tc.sql, args...)
+			plan, err := sqlitex.QueryPlan(t.Context(), s.rdb, tc.sql, args...)
 			if err != nil {
 				t.Fatal(err)
-			}
-			defer rows.Close()
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
 			}
 			all := strings.Join(plan, " | ")
 			for _, w := range tc.want {
