@@ -36,3 +36,17 @@ func Loop(ctx context.Context, every time.Duration, log *slog.Logger, prune Prun
 		t.Reset(every)
 	}
 }
+
+// Pause waits for d, or until ctx ends (its error). Between two chunks of a
+// prune, a store pauses as long as the chunk took, so that its writes get the
+// write connection for at least half of a large backlog's time.
+func Pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -43,3 +43,22 @@ func TestLoop(t *testing.T) {
 		t.Error("prune called after Loop returned")
 	}
 }
+
+func TestPause(t *testing.T) {
+	start := time.Now()
+	if err := retention.Pause(context.Background(), 20*time.Millisecond); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	if d := time.Since(start); d < 20*time.Millisecond {
+		t.Errorf("Pause returned after %v, want at least 20ms", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start = time.Now()
+	if err := retention.Pause(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("Pause with an ended context: %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Pause with an ended context took %v", d)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -93,7 +94,7 @@ func (s *Store) PruneBefore(ctx context.Context, readings, rollups time.Time) (n
 			if n < pruneChunk {
 				break
 			}
-			if err := pause(ctx, time.Since(start)); err != nil {
+			if err := retention.Pause(ctx, time.Since(start)); err != nil {
 				return nr, nu, wrapErr("analytics sqlitestore: prune type rollups", err)
 			}
 		}
@@ -177,23 +178,9 @@ func (s *Store) pruneKeyed(ctx context.Context, k keyed, cut int64) (int64, erro
 		if err != nil || done {
 			return total, err
 		}
-		if err := pause(ctx, time.Since(start)); err != nil {
+		if err := retention.Pause(ctx, time.Since(start)); err != nil {
 			return total, err
 		}
-	}
-}
-
-// pause waits for d, or until ctx ends: between two chunks, the writer gets
-// the write connection for as long as a chunk took, so that a large backlog
-// takes at most about half of it.
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

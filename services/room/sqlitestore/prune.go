@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/retention"
 )
 
 // Retention: the room service keeps no raw readings; its finest data is the
@@ -53,7 +55,7 @@ func (s *Store) Prune(ctx context.Context) (int64, error) {
 			n, next, done, err := s.pruneChunk(ctx, t.table, last, after)
 			total += n
 			if err == nil && !done {
-				err = pause(ctx, time.Since(start))
+				err = retention.Pause(ctx, time.Since(start))
 			}
 			if err != nil {
 				return total, wrapErr("sqlitestore: prune "+t.table, err)
@@ -65,20 +67,6 @@ func (s *Store) Prune(ctx context.Context) (int64, error) {
 		}
 	}
 	return total, nil
-}
-
-// pause waits for d, or until ctx ends: between two chunks, Apply gets the
-// write connection for as long as a chunk took, so that a large backlog takes
-// at most about half of it.
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // seriesCursor is the (room, type) series after which a chunk starts.
