@@ -75,7 +75,28 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
 }
 
-func reportLatency(b *testing.B, lat []time.Duration) {
+// timeEach calls op once per benchmark iteration, one call every every (0: back to
+// back; the wait is not timed), and reports the p50 and p99 of the calls. An error
+// fails the benchmark.
+func timeEach(b *testing.B, every time.Duration, op func() error) {
+	b.Helper()
+	var tick <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
+	var lat []time.Duration
+	for b.Loop() {
+		if tick != nil {
+			<-tick
+		}
+		t0 := time.Now()
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
 	b.ReportMetric(float64(percentile(lat, 0.50))/1e6, "p50-ms")
 	b.ReportMetric(float64(percentile(lat, 0.99))/1e6, "p99-ms")
 }
@@ -112,33 +133,20 @@ func BenchmarkAnalytics(b *testing.B) {
 			svc := analytics.New(st, mb, logging.Discard(), analytics.Options{SensorURL: sens.URL, SummaryTTL: -1})
 
 			b.Run("summary", func(b *testing.B) {
-				var lat []time.Duration
-				for b.Loop() {
-					t0 := time.Now()
-					if _, err := svc.Summary(context.Background()); err != nil {
-						b.Fatal(err)
-					}
-					lat = append(lat, time.Since(t0))
-				}
-				reportLatency(b, lat)
+				timeEach(b, 0, func() error {
+					_, err := svc.Summary(context.Background())
+					return err
+				})
 			})
 			// The summary as the endpoint serves it with the default options: fresh
 			// for 1 s, then served stale while the next is computed behind (a
 			// dashboard polling it never waits for the store). Requests every 2 ms.
 			b.Run("summary-served", func(b *testing.B) {
 				served := analytics.New(st, mb, logging.Discard(), analytics.Options{SensorURL: sens.URL})
-				var lat []time.Duration
-				tick := time.NewTicker(2 * time.Millisecond)
-				defer tick.Stop()
-				for b.Loop() {
-					<-tick.C
-					t0 := time.Now()
-					if _, err := served.Summary(context.Background()); err != nil {
-						b.Fatal(err)
-					}
-					lat = append(lat, time.Since(t0))
-				}
-				reportLatency(b, lat)
+				timeEach(b, 2*time.Millisecond, func() error {
+					_, err := served.Summary(context.Background())
+					return err
+				})
 			})
 			// The store's part of the summary, in one call and as the six separate
 			// queries the summary made before, alternately in the same loop (so
@@ -184,19 +192,13 @@ func BenchmarkAnalytics(b *testing.B) {
 			b.Run("trend30d", func(b *testing.B) {
 				to := end.Truncate(time.Hour).Add(time.Hour)
 				q := analytics.SeriesQuery{RoomID: "room-07", Type: "temperature", From: to.Add(-benchSpan), To: to, Bucket: time.Hour}
-				var lat []time.Duration
-				for b.Loop() {
-					t0 := time.Now()
+				timeEach(b, 0, func() error {
 					tr, err := svc.Trend(context.Background(), q)
-					if err != nil {
-						b.Fatal(err)
+					if err == nil && len(tr.Buckets) < 700 {
+						err = fmt.Errorf("%d buckets, want at least 700", len(tr.Buckets))
 					}
-					if len(tr.Buckets) < 700 {
-						b.Fatalf("%d buckets", len(tr.Buckets))
-					}
-					lat = append(lat, time.Since(t0))
-				}
-				reportLatency(b, lat)
+					return err
+				})
 			})
 		})
 	}
