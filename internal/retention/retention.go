@@ -50,3 +50,31 @@ func Pause(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Pruner is a Loop running in the background, as a store runs it from Open to
+// Close.
+type Pruner struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start runs Loop(every, log, prune) in a goroutine until Stop.
+func Start(every time.Duration, log *slog.Logger, prune PruneFunc) *Pruner {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Pruner{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		Loop(ctx, every, log, prune)
+	}()
+	return p
+}
+
+// Stop ends the loop — a prune under way sees its context end — and waits until
+// it has returned. A nil Pruner (a store that prunes nothing) is stopped already.
+func (p *Pruner) Stop() {
+	if p == nil {
+		return
+	}
+	p.cancel()
+	<-p.done
+}

@@ -62,3 +62,31 @@ func TestPause(t *testing.T) {
 		t.Errorf("Pause with an ended context took %v", d)
 	}
 }
+
+func TestStartStop(t *testing.T) {
+	var calls atomic.Int64
+	running := make(chan struct{})
+	p := retention.Start(time.Hour, slog.New(slog.DiscardHandler), func(ctx context.Context) (int64, int64, error) {
+		calls.Add(1)
+		close(running)
+		<-ctx.Done() // a prune under way when Stop comes
+		return 0, 0, ctx.Err()
+	})
+	select {
+	case <-running: // the first prune runs at once
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first prune did not start")
+	}
+	stopped := make(chan struct{})
+	go func() { p.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not end the prune under way")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("prune called %d times, want 1", n)
+	}
+	var none *retention.Pruner
+	none.Stop() // a store without a pruner
+}

@@ -100,9 +100,8 @@ type Store struct {
 	readCut   int64 // Unix ms: the readings before it were pruned (noCutoff: none)
 	rollupCut int64 // Unix ms, a minute: the aggregates of the minutes before it were pruned
 
-	now        func() time.Time
-	stopPruner context.CancelFunc
-	pruneDone  chan struct{} // closed when the pruner has exited, or at Open without one
+	now    func() time.Time
+	pruner *retention.Pruner // nil when the store prunes nothing
 
 	verMu   sync.Mutex
 	lastVer uint64
@@ -185,26 +184,19 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	pctx, stop := context.WithCancel(context.Background())
 	s := &Store{
 		log: opts.Logger, conn: conn, db: db, opts: opts,
 		reqs: make(chan *writeReq, 256), quit: make(chan struct{}), done: make(chan struct{}),
 		readCut: noCutoff, rollupCut: noCutoff,
-		now: now, stopPruner: stop, pruneDone: make(chan struct{}),
+		now: now,
 	}
 	if err := s.migrate(ctx); err != nil {
-		stop()
 		conn.Close()
 		return nil, wrapErr("clickhousestore: open "+redact(rawURL), err)
 	}
 	go s.writer()
 	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		go func() {
-			defer close(s.pruneDone)
-			retention.Loop(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery), s.log, s.Prune)
-		}()
-	} else {
-		close(s.pruneDone)
+		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, defaultPruneEvery), s.log, s.Prune)
 	}
 	return s, nil
 }
@@ -264,8 +256,7 @@ func (s *Store) Close() error {
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
-		s.stopPruner()
-		<-s.pruneDone
+		s.pruner.Stop()
 		s.inflight.Wait()
 		close(s.quit)
 		<-s.done

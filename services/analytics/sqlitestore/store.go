@@ -80,8 +80,7 @@ type Store struct {
 	stopping   bool
 	inflight   sync.WaitGroup
 
-	stopPruner context.CancelFunc
-	pruneDone  chan struct{} // closed when the pruner has exited, or at Open without one
+	pruner *retention.Pruner // nil when the store prunes nothing
 }
 
 // Open opens (creating if needed) the SQLite database at path and brings its
@@ -115,18 +114,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	pctx, stop := context.WithCancel(context.Background())
 	s := &Store{log: log, opts: opts, now: now, rdb: rdb, wdb: wdb, wconn: wconn, stmts: map[string]*sql.Stmt{}, series: map[seriesKey]int64{},
-		reqs: make(chan *writeReq, 256), quit: make(chan struct{}), writerDone: make(chan struct{}),
-		stopPruner: stop, pruneDone: make(chan struct{})}
+		reqs: make(chan *writeReq, 256), quit: make(chan struct{}), writerDone: make(chan struct{})}
 	go s.writer()
 	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		go func() {
-			defer close(s.pruneDone)
-			retention.Loop(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery), log, s.Prune)
-		}()
-	} else {
-		close(s.pruneDone)
+		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, defaultPruneEvery), log, s.Prune)
 	}
 	return s, nil
 }
@@ -143,8 +135,7 @@ func (s *Store) Close() error {
 	s.stopping = true
 	s.life.Unlock()
 	if !already {
-		s.stopPruner()
-		<-s.pruneDone
+		s.pruner.Stop()
 		s.inflight.Wait() // the writer answers every call already handed over
 		close(s.quit)
 		<-s.writerDone

@@ -98,8 +98,7 @@ type Store struct {
 	once   sync.Once
 	cerr   error
 
-	stopPruner context.CancelFunc
-	pruneDone  chan struct{} // closed when the pruner has exited, or at Open without one
+	pruner *retention.Pruner // nil when the store prunes nothing
 }
 
 // Open connects to the server of a mongodb:// URL and creates the store's
@@ -156,18 +155,11 @@ func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
 	if err := s.ensureIndexes(ctx); err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
-	pctx, stop := context.WithCancel(context.Background())
-	s.stopPruner, s.pruneDone = stop, make(chan struct{})
 	if !srv.TTL && (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		go func() {
-			defer close(s.pruneDone)
-			retention.Loop(pctx, cmp.Or(opts.PruneEvery, time.Minute), log, func(ctx context.Context) (int64, int64, error) {
-				n, err := s.Prune(ctx)
-				return 0, n, err
-			})
-		}()
-	} else {
-		close(s.pruneDone)
+		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, time.Minute), log, func(ctx context.Context) (int64, int64, error) {
+			n, err := s.Prune(ctx)
+			return 0, n, err
+		})
 	}
 	log.Debug("mongo store opened", "database", opts.Database, "ferretdb", srv.FerretDB, "ttl", srv.TTL, "version", srv.Version)
 	return s, nil
@@ -222,8 +214,7 @@ func (s *Store) Close() error {
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
-		s.stopPruner()
-		<-s.pruneDone
+		s.pruner.Stop()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.client.Disconnect(ctx); err != nil {

@@ -73,8 +73,7 @@ type Store struct {
 	stmts map[stmtKey]*sql.Stmt // prepared on wdb; read-only after Open
 	reads map[string]*sql.Stmt  // prepared on rdb, by query; read-only after Open
 
-	stopPruner context.CancelFunc
-	pruneDone  chan struct{} // closed when the pruner has exited, or at Open without one
+	pruner *retention.Pruner // nil when the store prunes nothing
 
 	closeOnce sync.Once
 	closeErr  error
@@ -106,24 +105,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	pctx, stop := context.WithCancel(context.Background())
-	s := &Store{log: log, opts: opts, now: now, wdb: wdb, rdb: rdb, stmts: map[stmtKey]*sql.Stmt{}, reads: map[string]*sql.Stmt{},
-		stopPruner: stop, pruneDone: make(chan struct{})}
+	s := &Store{log: log, opts: opts, now: now, wdb: wdb, rdb: rdb, stmts: map[stmtKey]*sql.Stmt{}, reads: map[string]*sql.Stmt{}}
 	if err := s.prepare(ctx); err != nil {
-		close(s.pruneDone)
 		s.Close()
 		return nil, wrapErr("sqlitestore: open "+path, err)
 	}
 	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		go func() {
-			defer close(s.pruneDone)
-			retention.Loop(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery), log, func(ctx context.Context) (int64, int64, error) {
-				n, err := s.Prune(ctx)
-				return 0, n, err
-			})
-		}()
-	} else {
-		close(s.pruneDone)
+		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, defaultPruneEvery), log, func(ctx context.Context) (int64, int64, error) {
+			n, err := s.Prune(ctx)
+			return 0, n, err
+		})
 	}
 	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync),
 		"retention", opts.Retention.String(), "rollup_retention", opts.RollupRetention.String())
@@ -173,8 +164,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // first result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.stopPruner()
-		<-s.pruneDone
+		s.pruner.Stop()
 		for _, st := range s.stmts {
 			_ = st.Close()
 		}

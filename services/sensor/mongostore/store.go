@@ -73,12 +73,9 @@ type Store struct {
 
 	mu     sync.RWMutex
 	closed bool
-	// stopPruner ends the pruner, and done is closed when it has returned (at
-	// Open when there is none).
-	stopPruner context.CancelFunc
-	done       chan struct{}
-	once       sync.Once
-	cerr       error
+	pruner *retention.Pruner // nil when the store prunes nothing
+	once   sync.Once
+	cerr   error
 }
 
 // Open connects to the server of a mongodb:// URL, creates the store's indexes
@@ -122,32 +119,23 @@ func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
 	db := c.Database(opts.Database)
 	s := &Store{
 		log: log, now: now, opts: opts, client: c, server: srv, db: db, serial: mongox.NewSerializer(srv),
-		readings:   db.Collection("readings"),
-		rollups:    db.Collection("rollups_1h"),
-		sensors:    db.Collection("sensors"),
-		batches:    db.Collection("batches"),
-		outbox:     db.Collection("outbox"),
-		counters:   db.Collection("counters"),
-		done:       make(chan struct{}),
-		stopPruner: func() {},
+		readings: db.Collection("readings"),
+		rollups:  db.Collection("rollups_1h"),
+		sensors:  db.Collection("sensors"),
+		batches:  db.Collection("batches"),
+		outbox:   db.Collection("outbox"),
+		counters: db.Collection("counters"),
 	}
 	if err := s.ensureIndexes(ctx); err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
 	if s.prunes() {
 		// At open, then every PruneEvery, each prune bounded by PruneEvery.
-		var pctx context.Context
-		pctx, s.stopPruner = context.WithCancel(context.Background())
-		go func() {
-			defer close(s.done)
-			retention.Loop(pctx, s.opts.PruneEvery, log, func(ctx context.Context) (int64, int64, error) {
-				ctx, cancel := context.WithTimeout(ctx, s.opts.PruneEvery)
-				defer cancel()
-				return s.Prune(ctx)
-			})
-		}()
-	} else {
-		close(s.done)
+		s.pruner = retention.Start(s.opts.PruneEvery, log, func(ctx context.Context) (int64, int64, error) {
+			ctx, cancel := context.WithTimeout(ctx, s.opts.PruneEvery)
+			defer cancel()
+			return s.Prune(ctx)
+		})
 	}
 	log.Debug("mongo store opened", "database", opts.Database, "ferretdb", srv.FerretDB, "ttl", srv.TTL, "version", srv.Version)
 	return s, nil
@@ -258,8 +246,7 @@ func (s *Store) Close() error {
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
-		s.stopPruner()
-		<-s.done
+		s.pruner.Stop()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.client.Disconnect(ctx); err != nil {

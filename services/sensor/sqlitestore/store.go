@@ -77,17 +77,16 @@ type Store struct {
 	// database file by another goroutine, not by the writer.
 	checkpoint chan struct{}
 
-	reqs       chan *writeReq
-	quit       chan struct{}
-	done       chan struct{} // closed when the writer has exited
-	ckDone     chan struct{} // closed when the checkpointer has exited
-	stopPruner context.CancelFunc
-	pruneDone  chan struct{} // closed when the pruner has exited, or at Open without one
-	mu         sync.RWMutex  // guards closed against inflight.Add
-	closed     bool
-	inflight   sync.WaitGroup
-	coming     atomic.Int64 // Ingest calls preparing a batch for the writer
-	commits    atomic.Int64 // group commits so far
+	reqs     chan *writeReq
+	quit     chan struct{}
+	done     chan struct{}     // closed when the writer has exited
+	ckDone   chan struct{}     // closed when the checkpointer has exited
+	pruner   *retention.Pruner // nil when the store prunes nothing
+	mu       sync.RWMutex      // guards closed against inflight.Add
+	closed   bool
+	inflight sync.WaitGroup
+	coming   atomic.Int64 // Ingest calls preparing a batch for the writer
+	commits  atomic.Int64 // group commits so far
 	// restartWAL asks the writer to rewind the WAL after its current group.
 	restartWAL       atomic.Bool
 	walRestartFrames int
@@ -150,8 +149,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		quit:             make(chan struct{}),
 		done:             make(chan struct{}),
 		ckDone:           make(chan struct{}),
-		pruneDone:        make(chan struct{}),
-		stopPruner:       func() {},
 	}
 	w, err := newWriter(ctx, s)
 	if err != nil {
@@ -163,14 +160,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.Retention > 0 && opts.PruneEvery >= 0 {
 		// No deadline on a prune: a large backlog takes as many chunks as it
 		// needs, and Close ends it at its next chunk.
-		var pctx context.Context
-		pctx, s.stopPruner = context.WithCancel(context.Background())
-		go func() {
-			defer close(s.pruneDone)
-			retention.Loop(pctx, cmp.Or(opts.PruneEvery, defaultPruneEvery), log, s.Prune)
-		}()
-	} else {
-		close(s.pruneDone)
+		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, defaultPruneEvery), log, s.Prune)
 	}
 	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync), "retention", opts.Retention.String())
 	return s, nil
@@ -236,9 +226,8 @@ func (s *Store) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		s.inflight.Wait()
-		s.stopPruner()
+		s.pruner.Stop()
 		close(s.quit)
-		<-s.pruneDone
 		<-s.done
 		<-s.ckDone
 		s.closeErr = errors.Join(s.rdb.Close(), s.ckdb.Close(), s.wdb.Close())
