@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,7 @@ import (
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
-// Rows per multi-row statement: readings have 8 columns, registry rows 5.
+// Rows per multi-row statement: journal rows have 8 columns, registry rows 5.
 const (
 	readingChunk  = 50
 	registryChunk = 100
@@ -124,8 +125,11 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 			return sensor.Outcome{}, err
 		}
 	}
-	stored, err := w.insertReadings(p.rs, p.recvMs)
+	stored, err := w.fresh(p.rs)
 	if err != nil {
+		return sensor.Outcome{}, err
+	}
+	if err := w.appendJournal(stored, p.recvMs); err != nil {
 		return sensor.Outcome{}, err
 	}
 	reg, body, event := p.reg, p.body, p.event
@@ -160,15 +164,15 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 		}
 		out.Pending = &sensor.Event{BatchID: b.ID, Body: body}
 	}
-	// The registry rows are written once per group (see groupRegistry), and only
-	// once the batch's savepoint is released.
-	w.batchReg = &reg
+	// The registry rows are written with the next merge of the journal (see
+	// groupRegistry), and only once the batch's savepoint is released.
+	w.batchReg, w.batchNew = &reg, stored
 	return out, nil
 }
 
-// groupRegistry merges the registry rows of the batches of one group commit,
-// so that a sensor reporting in every batch of the group is written once, not
-// once per batch. Merging gives the rows the batch-by-batch upserts would: the
+// groupRegistry merges the registry rows of many batches (those of one group
+// commit, and those since the last merge of the journal), so that a sensor
+// reporting in every batch is written once per merge, not once per batch. Merging gives the rows the batch-by-batch upserts would: the
 // latest non-empty room and site, the earliest first and latest last received
 // time, and per sensor and type the newest reading (the first of equals).
 type groupRegistry struct {
@@ -234,10 +238,13 @@ func (w *writer) fillRooms(rs []reading.Reading) error {
 			continue
 		}
 		room, ok := rooms[r.SensorID]
-		if !ok && w.group.room(r.SensorID) != "" {
-			// An earlier batch of this group registered it; not yet written.
-			room, ok = w.group.room(r.SensorID), true
-			rooms[r.SensorID] = room
+		if !ok {
+			// An earlier batch of this group, or one since the last merge,
+			// registered it; not yet written.
+			room = cmp.Or(w.group.room(r.SensorID), w.s.j.reg.room(r.SensorID))
+			if ok = room != ""; ok {
+				rooms[r.SensorID] = room
+			}
 		}
 		if !ok {
 			err := w.roomOf.QueryRowContext(w.bg, r.SensorID).Scan(&room)
@@ -249,60 +256,6 @@ func (w *writer) fillRooms(rs []reading.Reading) error {
 		r.RoomID = room
 	}
 	return nil
-}
-
-// insertReadings stores the readings whose identity is new and returns them. It
-// inserts readingChunk rows per statement. When a statement stores fewer rows
-// than it was given, some are duplicates: the batch's work so far is rolled back
-// to its savepoint and every reading is inserted again one at a time, to learn
-// which (without a savepoint, errNeedSavepoint has the writer apply the group
-// again with one). Duplicates are rare (a resent batch is caught by its id), so
-// the usual path needs no savepoint per chunk.
-func (w *writer) insertReadings(rs []reading.Reading, recvMs int64) ([]reading.Reading, error) {
-	args := make([]any, 0, 8*min(len(rs), readingChunk))
-	for start := 0; start < len(rs); start += readingChunk {
-		chunk := rs[start:min(start+readingChunk, len(rs))]
-		args = args[:0]
-		for _, r := range chunk {
-			args = append(args, r.SensorID, r.Timestamp.UnixMilli(), r.Type, r.RoomID, r.Site, r.Value, r.Unit, recvMs)
-		}
-		st, err := w.stmt(&w.insReadings, len(chunk))
-		if err != nil {
-			return nil, fmt.Errorf("prepare insert: %w", err)
-		}
-		res, err := st.ExecContext(w.bg, args...)
-		if err != nil {
-			return nil, fmt.Errorf("insert readings: %w", err)
-		}
-		if n, _ := res.RowsAffected(); int(n) != len(chunk) {
-			if !w.savepoints {
-				return nil, errNeedSavepoint
-			}
-			if _, err := w.rollbackTo.ExecContext(w.bg); err != nil {
-				return nil, fmt.Errorf("rollback to savepoint: %w", err)
-			}
-			return w.insertEach(rs, recvMs)
-		}
-	}
-	return rs, nil
-}
-
-// errNeedSavepoint asks the writer to apply the batch again in a savepoint.
-var errNeedSavepoint = errors.New("duplicates to sort out: a savepoint is needed")
-
-// insertEach inserts the readings one at a time and returns those stored.
-func (w *writer) insertEach(rs []reading.Reading, recvMs int64) ([]reading.Reading, error) {
-	var stored []reading.Reading
-	for _, r := range rs {
-		res, err := w.insReading.ExecContext(w.bg, r.SensorID, r.Timestamp.UnixMilli(), r.Type, r.RoomID, r.Site, r.Value, r.Unit, recvMs)
-		if err != nil {
-			return nil, fmt.Errorf("insert reading: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			stored = append(stored, r)
-		}
-	}
-	return stored, nil
 }
 
 // updateRegistry upserts registry rows, registryChunk per statement.

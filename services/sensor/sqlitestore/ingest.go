@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -24,12 +25,14 @@ const (
 )
 
 // writeReq is one unit of work for the writer: a batch to ingest, an outbox
-// event to acknowledge (ack != ""), or a chunk of a prune (prune != nil).
+// event to acknowledge (ack != ""), a chunk of a prune (prune != nil), or a
+// merge of the journal (merge).
 type writeReq struct {
 	ctx   context.Context
 	batch *prepared
 	ack   string
 	prune *pruneReq
+	merge bool
 	reply chan writeReply // buffered: the writer never blocks on it
 }
 
@@ -42,6 +45,8 @@ func (r *writeReq) size() int {
 
 func (r *writeReq) id() string {
 	switch {
+	case r.merge:
+		return "merge"
 	case r.prune != nil:
 		return "prune"
 	case r.batch == nil:
@@ -208,7 +213,9 @@ type writer struct {
 
 	begin, commit, rollback        *sql.Stmt
 	savepoint, release, rollbackTo *sql.Stmt
-	insReading, roomOf             *sql.Stmt
+	roomOf, newestMerged           *sql.Stmt
+	getReading                     *sql.Stmt
+	mergeStmt, clearJournal        *sql.Stmt
 	getBatch, getPending           *sql.Stmt
 	insBatch, insOutbox, delOutbox *sql.Stmt
 	nextSensor, delOld             *sql.Stmt
@@ -216,12 +223,18 @@ type writer struct {
 	stmts                          []*sql.Stmt
 
 	// Multi-row statements, prepared on first use for each row count.
-	insReadings, upSensors, upTypes multiRow
+	insJournal, upSensors, upTypes multiRow
 
 	// group collects the registry rows of the group's batches, written just
 	// before the commit; batchReg is the rows of the batch being applied.
 	group    groupRegistry
 	batchReg *registry
+	// gj collects the readings the group's batches put in the journal;
+	// batchNew is those of the batch being applied.
+	gj       groupJournal
+	batchNew []reading.Reading
+	// mergeWaiting are the merge requests to answer after the next merge.
+	mergeWaiting []*writeReq
 
 	// savepoints is set once a request of the group has failed or needed a
 	// rollback: the group is then applied one savepoint per request.
@@ -253,8 +266,8 @@ func (w *writer) stmt(m *multiRow, n int) (*sql.Stmt, error) {
 }
 
 const (
-	readingColumns = "INSERT OR IGNORE INTO readings (sensor_id, ts_ms, type, room_id, site, value, unit, received_ms) VALUES "
-	readingRow     = "(?, ?, ?, ?, ?, ?, ?, ?)"
+	journalColumns = "INSERT INTO journal (sensor_id, ts_ms, type, room_id, site, value, unit, received_ms) VALUES "
+	journalRow     = "(?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 func newWriter(ctx context.Context, s *Store) (*writer, error) {
@@ -264,7 +277,7 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 	}
 	w := &writer{s: s, conn: conn, bg: context.Background(), timer: time.NewTimer(time.Hour)}
 	w.timer.Stop()
-	w.insReadings = multiRow{head: readingColumns, row: readingRow}
+	w.insJournal = multiRow{head: journalColumns, row: journalRow}
 	w.upSensors = multiRow{
 		head: "INSERT INTO sensors (id, room_id, site, first_seen_ms, last_seen_ms) VALUES ",
 		row:  "(?, ?, ?, ?, ?)",
@@ -291,8 +304,11 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 		{&w.savepoint, "SAVEPOINT batch"},
 		{&w.release, "RELEASE batch"},
 		{&w.rollbackTo, "ROLLBACK TO batch"},
-		{&w.insReading, readingColumns + readingRow},
 		{&w.roomOf, "SELECT room_id FROM sensors WHERE id = ?"},
+		{&w.newestMerged, newestMerged},
+		{&w.getReading, getReading},
+		{&w.mergeStmt, mergeSQL},
+		{&w.clearJournal, "DELETE FROM journal"},
 		{&w.getBatch, "SELECT result FROM batches WHERE id = ?"},
 		{&w.getPending, "SELECT body FROM outbox WHERE batch_id = ?"},
 		{&w.insBatch, "INSERT INTO batches (id, result, received_ms) VALUES (?, ?, ?)"},
@@ -320,15 +336,31 @@ func (w *writer) close() {
 	w.conn.Close()
 }
 
-// run commits groups of requests until the store is closed. Close waits for every
+// run commits groups of requests until the store is closed, and merges the
+// journal when it is large, asked for, or the writer idle. Close waits for every
 // request handed over before it signals quit, so nothing is left in the queue.
 func (w *writer) run() {
 	defer close(w.s.done)
 	defer w.close()
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
 	for {
+		idle.Stop()
+		if w.s.j.rows > 0 && w.s.mergeIdle > 0 {
+			idle.Reset(w.s.mergeIdle)
+		}
 		select {
 		case req := <-w.s.reqs:
-			w.commitGroup(req)
+			if req.merge {
+				w.mergeWaiting = append(w.mergeWaiting, req)
+			} else {
+				w.commitGroup(req)
+			}
+			if len(w.mergeWaiting) > 0 || w.s.j.rows >= mergeRows {
+				w.merge()
+			}
+		case <-idle.C:
+			w.merge()
 		case <-w.s.quit:
 			return
 		}
@@ -357,6 +389,10 @@ func (w *writer) commitGroup(first *writeReq) {
 	// the group fails with it.
 	var broken error
 	apply := func(req *writeReq) {
+		if req.merge { // answered after the merge that follows the group
+			w.mergeWaiting = append(w.mergeWaiting, req)
+			return
+		}
 		group = append(group, req)
 		n += req.size()
 		switch {
@@ -405,6 +441,7 @@ func (w *writer) commitGroup(first *writeReq) {
 		return
 	}
 	w.group.reset()
+	w.gj.reset()
 	w.savepoints = false
 	start := time.Now()
 	apply(first)
@@ -435,13 +472,8 @@ fill:
 		}
 		return
 	}
-	err := w.updateRegistry(w.group.reg)
-	if err != nil {
-		err = fmt.Errorf("update registry: %w", err)
-	} else if _, err = w.commit.ExecContext(w.bg); err != nil {
+	if _, err := w.commit.ExecContext(w.bg); err != nil {
 		err = fmt.Errorf("commit: %w", err)
-	}
-	if err != nil {
 		if _, rerr := w.rollback.ExecContext(w.bg); rerr != nil {
 			w.s.log.Error("sqlite rollback failed", "err", rerr)
 		}
@@ -450,6 +482,13 @@ fill:
 		return
 	}
 	w.s.commits.Add(1)
+	w.s.j.add(w.gj.rs, w.group.reg)
+	w.checkpointAfter()
+}
+
+// checkpointAfter follows a commit: it rewinds the WAL when the checkpointer
+// asked, and wakes the checkpointer.
+func (w *writer) checkpointAfter() {
 	if w.s.restartWAL.CompareAndSwap(true, false) {
 		// Most frames are already copied by the checkpointer; readers still on
 		// old frames make this wait up to the busy timeout, then it gives up
@@ -469,12 +508,20 @@ fill:
 // share of the writer's work. An error leaves the transaction half-changed:
 // the caller must then restart it.
 func (w *writer) direct(req *writeReq) writeReply {
-	w.batchReg = nil
+	w.batchReg, w.batchNew = nil, nil
 	r := w.do(req)
-	if r.err == nil && w.batchReg != nil {
-		w.group.add(*w.batchReg)
+	if r.err == nil {
+		w.applied()
 	}
 	return r
+}
+
+// applied adds what the request just applied brought to the group.
+func (w *writer) applied() {
+	if w.batchReg != nil {
+		w.group.add(*w.batchReg)
+	}
+	w.gj.add(w.batchNew)
 }
 
 // do applies req in the open transaction.
@@ -501,6 +548,7 @@ func (w *writer) restart() error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	w.group.reset()
+	w.gj.reset()
 	w.savepoints = true
 	return nil
 }
@@ -511,7 +559,7 @@ func (w *writer) inSavepoint(req *writeReq) writeReply {
 	if _, err := w.savepoint.ExecContext(w.bg); err != nil {
 		return writeReply{err: fmt.Errorf("savepoint: %w", err)}
 	}
-	w.batchReg = nil
+	w.batchReg, w.batchNew = nil, nil
 	r := w.do(req)
 	if r.err != nil {
 		w.s.log.Warn("sqlite batch rolled back", "batch_id", req.id(), "err", r.err)
@@ -522,8 +570,8 @@ func (w *writer) inSavepoint(req *writeReq) writeReply {
 	if _, err := w.release.ExecContext(w.bg); err != nil {
 		return writeReply{err: errors.Join(r.err, fmt.Errorf("release savepoint: %w", err))}
 	}
-	if r.err == nil && w.batchReg != nil {
-		w.group.add(*w.batchReg)
+	if r.err == nil {
+		w.applied()
 	}
 	return r
 }

@@ -63,6 +63,10 @@ func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) 
 		return 0, 0, nil
 	}
 	req := pruneReq{cutoff: s.now().Add(-s.retention).UnixMilli()}
+	// Old readings may wait in the journal: merge them first.
+	if err := s.flush(ctx); err != nil {
+		return 0, 0, wrapErr("sqlitestore: prune", err)
+	}
 	pause := time.NewTimer(time.Hour)
 	pause.Stop()
 	for {

@@ -25,10 +25,16 @@ func ceilMilli(t time.Time) int64 {
 }
 
 // Readings lists one sensor's readings ordered by (timestamp, type), ascending or
-// descending, one page at a time. It is one range scan of the primary key.
+// descending, one page at a time. It is one range scan of the primary key, after
+// a merge of the journal when the sensor has readings there.
 func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.Reading, string, error) {
 	if s.isClosed() {
 		return nil, "", fmt.Errorf("sqlitestore: readings: %w", errClosed)
+	}
+	if s.j.has(q.SensorID) {
+		if err := s.flush(ctx); err != nil {
+			return nil, "", wrapErr("sqlitestore: readings", err)
+		}
 	}
 	limit := httpx.PageSize(q.Limit)
 	var sb strings.Builder
@@ -105,6 +111,11 @@ func (s *Store) Sensor(ctx context.Context, id string) (sensor.Sensor, error) {
 	if s.isClosed() {
 		return sensor.Sensor{}, fmt.Errorf("sqlitestore: sensor %s: %w", id, errClosed)
 	}
+	if s.j.has(id) { // its registry rows are written with the merge
+		if err := s.flush(ctx); err != nil {
+			return sensor.Sensor{}, wrapErr("sqlitestore: sensor "+id, err)
+		}
+	}
 	rows, err := s.rdb.QueryContext(ctx, "SELECT "+sensorColumns+" FROM sensors WHERE id = ?", id)
 	if err != nil {
 		return sensor.Sensor{}, wrapErr("sqlitestore: sensor "+id, err)
@@ -123,6 +134,11 @@ func (s *Store) Sensor(ctx context.Context, id string) (sensor.Sensor, error) {
 func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sensor, string, error) {
 	if s.isClosed() {
 		return nil, "", fmt.Errorf("sqlitestore: sensors: %w", errClosed)
+	}
+	if !s.j.empty() { // registry rows are written with the merge
+		if err := s.flush(ctx); err != nil {
+			return nil, "", wrapErr("sqlitestore: sensors", err)
+		}
 	}
 	limit := httpx.PageSize(q.Limit)
 	var sb strings.Builder

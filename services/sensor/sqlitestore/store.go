@@ -7,6 +7,8 @@
 // waited for it. Batches are applied directly; should one fail, the group is
 // applied again with each batch in its own savepoint, so that only it is lost.
 // The registry rows of the whole group are written once, before the commit.
+// New readings go to a journal in arrival order, merged into the readings table
+// in large sorted runs (see journal.go).
 //
 // With Options.Retention set, raw readings older than it are deleted at open
 // and then every minute, in bounded chunks that go through the same writer
@@ -60,7 +62,8 @@ type Options struct {
 	// nil means time.Now.
 	Now func() time.Time
 
-	walRestartFrames int // 0 means defaultWALRestartFrames; tests lower it
+	walRestartFrames int           // 0 means defaultWALRestartFrames; tests lower it
+	mergeIdle        time.Duration // 0 means defaultMergeIdle; < 0 never merges when idle (tests)
 }
 
 // Store is the SQLite implementation of sensor.Store.
@@ -77,6 +80,10 @@ type Store struct {
 	// database file by another goroutine, not by the writer.
 	checkpoint chan struct{}
 
+	// j is the journal of readings not yet merged into the readings table
+	// (see journal.go).
+	j *journal
+
 	reqs     chan *writeReq
 	quit     chan struct{}
 	done     chan struct{}     // closed when the writer has exited
@@ -90,6 +97,7 @@ type Store struct {
 	// restartWAL asks the writer to rewind the WAL after its current group.
 	restartWAL       atomic.Bool
 	walRestartFrames int
+	mergeIdle        time.Duration
 	closeErr         error
 	once             sync.Once
 }
@@ -145,6 +153,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		ckdb:             ckdb,
 		checkpoint:       make(chan struct{}, 1),
 		walRestartFrames: cmp.Or(opts.walRestartFrames, defaultWALRestartFrames),
+		mergeIdle:        cmp.Or(opts.mergeIdle, defaultMergeIdle),
+		j:                newJournal(),
 		reqs:             make(chan *writeReq, 1024),
 		quit:             make(chan struct{}),
 		done:             make(chan struct{}),
@@ -154,6 +164,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		closeAll()
 		return nil, wrapErr("sqlitestore: open "+path+": prepare", err)
+	}
+	if err := w.mergeLeftover(); err != nil {
+		w.close()
+		closeAll()
+		return nil, wrapErr("sqlitestore: open "+path, err)
 	}
 	go w.run()
 	go s.checkpointer()

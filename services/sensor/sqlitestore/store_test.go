@@ -90,8 +90,8 @@ func TestOpen(t *testing.T) {
 			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil {
 				t.Fatal(err)
 			}
-			if version != 1 {
-				t.Errorf("user_version = %d, want 1", version)
+			if version != 2 {
+				t.Errorf("user_version = %d, want 2", version)
 			}
 			var mode string
 			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
@@ -111,7 +111,8 @@ func TestOpen(t *testing.T) {
 }
 
 // TestQueryPlan checks that a page of readings is one range scan of the primary
-// key, in either order, with no sort step.
+// key, in either order, with no sort step, and so are the writer's two lookups
+// of readings for duplicates.
 func TestQueryPlan(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"), Options{})
 	tests := []struct {
@@ -122,6 +123,8 @@ func TestQueryPlan(t *testing.T) {
 		{"desc", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? ORDER BY ts_ms DESC, type DESC LIMIT ?"},
 		{"asc cursor", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND ts_ms >= ? AND (ts_ms > ? OR type > ?) ORDER BY ts_ms, type LIMIT ?"},
 		{"desc cursor type", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND type = ? AND ts_ms <= ? AND (ts_ms < ? OR type < ?) ORDER BY ts_ms DESC, type DESC LIMIT ?"},
+		{"newest merged", newestMerged},
+		{"duplicate lookup", getReading},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -190,7 +193,7 @@ func TestFailingBatchIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if _, err := other.ExecContext(t.Context(), `CREATE TRIGGER poison BEFORE INSERT ON readings
+	if _, err := other.ExecContext(t.Context(), `CREATE TRIGGER poison BEFORE INSERT ON journal
 		WHEN NEW.sensor_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned reading'); END`); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,137 @@
+package sqlitestore
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/sensor"
+)
+
+// journalRows counts the rows of the journal and readings tables.
+func journalRows(t *testing.T, s *Store) (journal, readings int) {
+	t.Helper()
+	err := s.rdb.QueryRowContext(t.Context(),
+		"SELECT (SELECT count(*) FROM journal), (SELECT count(*) FROM readings)").Scan(&journal, &readings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return journal, readings
+}
+
+// TestJournalDuplicates: a reading is a duplicate whether its twin waits in the
+// journal, is in the same group, or was merged into readings; an older reading
+// that is new is stored, and every reading is merged exactly once.
+func TestJournalDuplicates(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "dup.db"), Options{mergeIdle: -1})
+	at := func(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
+	ingest := func(id string, rs ...reading.Reading) sensor.Result {
+		t.Helper()
+		out, err := s.Ingest(t.Context(), sensor.Batch{ID: id, ReceivedAt: base, Readings: rs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Result
+	}
+	check := func(name string, got sensor.Result, accepted, duplicates int) {
+		t.Helper()
+		if got.Accepted != accepted || got.Duplicates != duplicates {
+			t.Errorf("%s: %d accepted, %d duplicates; want %d and %d", name, got.Accepted, got.Duplicates, accepted, duplicates)
+		}
+	}
+
+	check("first", ingest("b1", reading1("s1", at(10), 1), reading1("s1", at(20), 2)), 2, 0)
+	if j, r := journalRows(t, s); j != 2 || r != 0 {
+		t.Fatalf("after one batch: %d journal rows, %d readings; want 2 and 0", j, r)
+	}
+	check("twin in the journal", ingest("b2", reading1("s1", at(20), 9), reading1("s1", at(30), 3)), 1, 1)
+
+	if err := s.flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if j, r := journalRows(t, s); j != 0 || r != 3 {
+		t.Fatalf("after the merge: %d journal rows, %d readings; want 0 and 3", j, r)
+	}
+	check("twin merged", ingest("b3", reading1("s1", at(10), 9)), 0, 1)
+	check("older but new", ingest("b4", reading1("s1", at(5), 0.5), reading1("s1", at(5), 0.5)), 1, 1)
+	check("other type, same time", ingest("b5", reading.Reading{SensorID: "s1", Type: "temperature", Value: 21, Unit: "Cel", Timestamp: at(10)}), 1, 0)
+
+	rs, _, err := s.Readings(t.Context(), sensor.ReadingQuery{SensorID: "s1", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []float64
+	for _, r := range rs {
+		got = append(got, r.Value)
+	}
+	want := []float64{0.5, 1, 21, 2, 3}
+	if len(got) != len(want) {
+		t.Fatalf("readings = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("readings = %v, want %v", got, want)
+		}
+	}
+	if j, r := journalRows(t, s); j != 0 || r != 5 {
+		t.Errorf("after a read: %d journal rows, %d readings; want 0 and 5", j, r)
+	}
+}
+
+// TestJournalLeftAtOpen: readings committed to the journal and never merged (the
+// process stopped first) are merged when the store is opened again, with the
+// registry rows they would have written, and still count as duplicates.
+func TestJournalLeftAtOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "left.db")
+	s, err := Open(t.Context(), path, Options{mergeIdle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches := []sensor.Batch{
+		{ID: "b1", ReceivedAt: base, Readings: []reading.Reading{reading1("s1", base, 400), reading1("s2", base, 500)}},
+		// No room: the room s1 registered in b1, which only the journal knows yet.
+		{ID: "b2", ReceivedAt: base.Add(time.Minute), Readings: []reading.Reading{
+			{SensorID: "s1", Type: "co2", Value: 450, Unit: "ppm", Timestamp: base.Add(30 * time.Second)}}},
+	}
+	for _, b := range batches {
+		if _, err := s.Ingest(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if j, r := journalRows(t, s); j != 3 || r != 0 {
+		t.Fatalf("before close: %d journal rows, %d readings; want 3 and 0", j, r)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTest(t, path, Options{mergeIdle: -1})
+	if j, r := journalRows(t, s); j != 0 || r != 3 {
+		t.Fatalf("after open: %d journal rows, %d readings; want 0 and 3", j, r)
+	}
+	sn, err := s.Sensor(t.Context(), "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn.RoomID != "r1" || !sn.FirstSeen.Equal(base) || !sn.LastSeen.Equal(base.Add(time.Minute)) {
+		t.Errorf("s1 = room %q, first seen %s, last seen %s; want r1, %s, %s", sn.RoomID, sn.FirstSeen, sn.LastSeen, base, base.Add(time.Minute))
+	}
+	if lv, ok := sn.LastValues["co2"]; !ok || lv.Value != 450 {
+		t.Errorf("s1 last values = %+v, want co2 450", sn.LastValues)
+	}
+	rs, _, err := s.Readings(t.Context(), sensor.ReadingQuery{SensorID: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 2 || rs[1].RoomID != "r1" {
+		t.Errorf("s1 readings = %+v, want 2, the second in r1", rs)
+	}
+	out, err := s.Ingest(t.Context(), sensor.Batch{ID: "b3", ReceivedAt: base, Readings: batches[0].Readings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Result.Accepted != 0 || out.Result.Duplicates != 2 {
+		t.Errorf("b1's readings again: %+v, want 2 duplicates", out.Result)
+	}
+}
