@@ -36,7 +36,7 @@ import (
 // A merge runs in its own transaction when the journal holds mergeRows readings,
 // when the writer has been idle for defaultMergeIdle, or when a reader asks.
 const (
-	mergeRows = 50_000
+	mergeRows        = 50_000
 	defaultMergeIdle = 100 * time.Millisecond
 )
 
