@@ -129,9 +129,6 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	if err != nil {
 		return sensor.Outcome{}, err
 	}
-	if err := w.appendJournal(stored, p.recvMs); err != nil {
-		return sensor.Outcome{}, err
-	}
 	reg, body, event := p.reg, p.body, p.event
 	if len(stored) != len(p.rs) {
 		reg = newRegistry(stored, p.recvMs)
@@ -157,6 +154,11 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	if _, err := w.insBatch.ExecContext(w.bg, b.ID, string(rawRes), p.recvMs); err != nil {
 		return sensor.Outcome{}, fmt.Errorf("insert batch: %w", err)
 	}
+	if event != nil { // the stored readings, also the journal's row
+		if _, err := w.insJournal.ExecContext(w.bg, p.recvMs, event); err != nil {
+			return sensor.Outcome{}, fmt.Errorf("insert into journal: %w", err)
+		}
+	}
 	out := sensor.Outcome{Result: res}
 	if body != nil {
 		if _, err := w.insOutbox.ExecContext(w.bg, b.ID, event); err != nil {
@@ -166,7 +168,7 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	}
 	// The registry rows are written with the next merge of the journal (see
 	// groupRegistry), and only once the batch's savepoint is released.
-	w.batchReg, w.batchNew = &reg, stored
+	w.batchReg, w.batchNew, w.batchRecv = &reg, stored, p.recvMs
 	return out, nil
 }
 

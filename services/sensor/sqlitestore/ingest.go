@@ -215,7 +215,7 @@ type writer struct {
 	savepoint, release, rollbackTo *sql.Stmt
 	roomOf, newestMerged           *sql.Stmt
 	getReading                     *sql.Stmt
-	mergeStmt, clearJournal        *sql.Stmt
+	insJournal, clearJournal       *sql.Stmt
 	getBatch, getPending           *sql.Stmt
 	insBatch, insOutbox, delOutbox *sql.Stmt
 	nextSensor, delOld             *sql.Stmt
@@ -223,7 +223,7 @@ type writer struct {
 	stmts                          []*sql.Stmt
 
 	// Multi-row statements, prepared on first use for each row count.
-	insJournal, upSensors, upTypes multiRow
+	insReadings, upSensors, upTypes multiRow
 
 	// group collects the registry rows of the group's batches, written just
 	// before the commit; batchReg is the rows of the batch being applied.
@@ -231,8 +231,9 @@ type writer struct {
 	batchReg *registry
 	// gj collects the readings the group's batches put in the journal;
 	// batchNew is those of the batch being applied.
-	gj       groupJournal
-	batchNew []reading.Reading
+	gj        groupJournal
+	batchNew  []reading.Reading
+	batchRecv int64
 	// mergeWaiting are the merge requests to answer after the next merge.
 	mergeWaiting []*writeReq
 
@@ -266,8 +267,8 @@ func (w *writer) stmt(m *multiRow, n int) (*sql.Stmt, error) {
 }
 
 const (
-	journalColumns = "INSERT INTO journal (sensor_id, ts_ms, type, room_id, site, value, unit, received_ms) VALUES "
-	journalRow     = "(?, ?, ?, ?, ?, ?, ?, ?)"
+	readingColumns = "INSERT OR IGNORE INTO readings (sensor_id, ts_ms, type, room_id, site, value, unit, received_ms) VALUES "
+	readingRow     = "(?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 func newWriter(ctx context.Context, s *Store) (*writer, error) {
@@ -277,7 +278,7 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 	}
 	w := &writer{s: s, conn: conn, bg: context.Background(), timer: time.NewTimer(time.Hour)}
 	w.timer.Stop()
-	w.insJournal = multiRow{head: journalColumns, row: journalRow}
+	w.insReadings = multiRow{head: readingColumns, row: readingRow}
 	w.upSensors = multiRow{
 		head: "INSERT INTO sensors (id, room_id, site, first_seen_ms, last_seen_ms) VALUES ",
 		row:  "(?, ?, ?, ?, ?)",
@@ -307,7 +308,7 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 		{&w.roomOf, "SELECT room_id FROM sensors WHERE id = ?"},
 		{&w.newestMerged, newestMerged},
 		{&w.getReading, getReading},
-		{&w.mergeStmt, mergeSQL},
+		{&w.insJournal, "INSERT INTO journal (received_ms, body) VALUES (?, ?)"},
 		{&w.clearJournal, "DELETE FROM journal"},
 		{&w.getBatch, "SELECT result FROM batches WHERE id = ?"},
 		{&w.getPending, "SELECT body FROM outbox WHERE batch_id = ?"},
@@ -521,7 +522,7 @@ func (w *writer) applied() {
 	if w.batchReg != nil {
 		w.group.add(*w.batchReg)
 	}
-	w.gj.add(w.batchNew)
+	w.gj.add(w.batchNew, w.batchRecv)
 }
 
 // do applies req in the open transaction.

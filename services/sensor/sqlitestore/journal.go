@@ -1,11 +1,14 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,9 +22,11 @@ import (
 // pages, however few readings each brings: at 500-reading batches from as many
 // sensors, ~4 KiB of WAL (and again of checkpoint) per ~100-byte reading, the
 // writer's largest cost. So ingest appends a batch's new readings to the journal
-// table, in arrival order, where they fill pages one after another; the writer
-// moves them into readings in large merges, sorted by key, which write each
-// sensor's page once for all of its readings in the merge.
+// table as one row, in the outbox's compact form, where batches fill pages one
+// after another; the writer moves them into readings in large merges, sorted by
+// key, which write each sensor's page once for all of its readings in the merge.
+// The journal's readings are also kept in memory (journal.pending), so a merge
+// reads nothing back.
 //
 // Nothing else changes for callers:
 //   - Duplicates are still found at ingest, before the answer: a reading is a
@@ -53,8 +58,9 @@ func keyOf(r reading.Reading) readingKey {
 // journal is what the store knows of the journal table. Only the writer changes
 // it; readers ask has under mu.
 type journal struct {
-	rows int                     // readings in the journal table
-	keys map[readingKey]struct{} // their identities
+	rows    int                     // readings in the journal table
+	pending []journalReading        // those readings
+	keys    map[readingKey]struct{} // their identities
 	// reg is the registry rows of the journal's batches, written to the
 	// registry tables with the merge: the registry tables plus the journal are
 	// the whole registry, and Open rebuilds reg from the journal after a crash.
@@ -87,16 +93,23 @@ func (j *journal) empty() bool {
 	return len(j.newest) == 0
 }
 
+// journalReading is a reading in the journal and the time its batch was received.
+type journalReading struct {
+	reading.Reading
+	recvMs int64
+}
+
 // add records readings committed to the journal table, and their registry rows.
-func (j *journal) add(rs []reading.Reading, reg registry) {
+func (j *journal) add(rs []journalReading, reg registry) {
 	j.reg.add(reg)
 	if len(rs) == 0 {
 		return
 	}
+	j.pending = append(j.pending, rs...)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for _, r := range rs {
-		k := keyOf(r)
+		k := keyOf(r.Reading)
 		j.keys[k] = struct{}{}
 		if n, ok := j.newest[k.sensor]; !ok || k.ts > n {
 			j.newest[k.sensor] = k.ts
@@ -117,6 +130,8 @@ func (j *journal) emptied() {
 	clear(j.newest)
 	clear(j.keys)
 	j.rows = 0
+	clear(j.pending)
+	j.pending = j.pending[:0]
 	j.reg.reset()
 }
 
@@ -124,7 +139,7 @@ func (j *journal) emptied() {
 // into journal once the group is committed.
 type groupJournal struct {
 	keys map[readingKey]struct{}
-	rs   []reading.Reading
+	rs   []journalReading
 }
 
 func (g *groupJournal) reset() {
@@ -132,14 +147,14 @@ func (g *groupJournal) reset() {
 	g.rs = g.rs[:0]
 }
 
-func (g *groupJournal) add(rs []reading.Reading) {
+func (g *groupJournal) add(rs []reading.Reading, recvMs int64) {
 	if g.keys == nil {
 		g.keys = map[readingKey]struct{}{}
 	}
 	for _, r := range rs {
 		g.keys[keyOf(r)] = struct{}{}
+		g.rs = append(g.rs, journalReading{r, recvMs})
 	}
-	g.rs = append(g.rs, rs...)
 }
 
 // fresh returns the readings of rs whose identity is stored nowhere yet: not
@@ -204,38 +219,13 @@ func (w *writer) stored(k readingKey, seen map[readingKey]struct{}) (bool, error
 	return true, nil
 }
 
-// appendJournal inserts rs into the journal table, readingChunk rows per statement.
-func (w *writer) appendJournal(rs []reading.Reading, recvMs int64) error {
-	args := make([]any, 0, 8*min(len(rs), readingChunk))
-	for start := 0; start < len(rs); start += readingChunk {
-		chunk := rs[start:min(start+readingChunk, len(rs))]
-		args = args[:0]
-		for _, r := range chunk {
-			args = append(args, r.SensorID, r.Timestamp.UnixMilli(), r.Type, r.RoomID, r.Site, r.Value, r.Unit, recvMs)
-		}
-		st, err := w.stmt(&w.insJournal, len(chunk))
-		if err != nil {
-			return fmt.Errorf("prepare journal insert: %w", err)
-		}
-		if _, err := st.ExecContext(w.bg, args...); err != nil {
-			return fmt.Errorf("insert into journal: %w", err)
-		}
-	}
-	return nil
-}
-
 const (
-	// mergeSQL moves the journal into readings in key order. Its identities
-	// are not in readings (checked at ingest); OR IGNORE keeps a merge from
-	// failing for good should one be, and the count tells.
-	mergeSQL = `INSERT OR IGNORE INTO readings (` + journalSelect + `)
-	SELECT ` + journalSelect + ` FROM journal ORDER BY sensor_id, ts_ms, type`
-	// journalSelect is a journal row's columns, in the readings table's order.
-	journalSelect = "sensor_id, ts_ms, type, room_id, site, value, unit, received_ms"
 	// newestMerged is a sensor's newest reading time in readings.
 	newestMerged = "SELECT ts_ms FROM readings WHERE sensor_id = ? ORDER BY ts_ms DESC LIMIT 1"
 	// getReading looks one identity up in readings.
 	getReading = "SELECT 1 FROM readings WHERE sensor_id = ? AND ts_ms = ? AND type = ?"
+	// mergeChunk is the rows per INSERT of a merge.
+	mergeChunk = 500
 )
 
 // merge moves the journal into readings in a transaction of its own and answers
@@ -257,10 +247,9 @@ func (w *writer) mergeTx() error {
 	if _, err := w.begin.ExecContext(w.bg); err != nil {
 		return fmt.Errorf("merge journal: begin: %w", err)
 	}
-	err := w.updateRegistry(w.s.j.reg.reg)
-	var res sql.Result
+	n, err := w.mergeReadings()
 	if err == nil {
-		res, err = w.mergeStmt.ExecContext(w.bg)
+		err = w.updateRegistry(w.s.j.reg.reg)
 	}
 	if err == nil {
 		_, err = w.clearJournal.ExecContext(w.bg)
@@ -275,7 +264,7 @@ func (w *writer) mergeTx() error {
 		w.s.log.Error("sqlite journal merge failed", "readings", w.s.j.rows, "err", err)
 		return fmt.Errorf("merge journal: %w", err)
 	}
-	if n, _ := res.RowsAffected(); w.s.j.rows > 0 && int(n) != w.s.j.rows {
+	if n != w.s.j.rows {
 		// Not expected: ingest checked every identity.
 		w.s.log.Error("sqlite journal merge: readings already stored", "journal", w.s.j.rows, "merged", n)
 	}
@@ -285,45 +274,74 @@ func (w *writer) mergeTx() error {
 	return nil
 }
 
+// mergeReadings inserts the journal's readings into readings in key order, so
+// that each page of readings is changed once, and returns how many were new.
+func (w *writer) mergeReadings() (int, error) {
+	rs := w.s.j.pending
+	slices.SortFunc(rs, func(a, b journalReading) int {
+		return cmp.Or(strings.Compare(a.SensorID, b.SensorID),
+			cmp.Compare(a.Timestamp.UnixMilli(), b.Timestamp.UnixMilli()),
+			strings.Compare(a.Type, b.Type))
+	})
+	args := make([]any, 0, 8*min(len(rs), mergeChunk))
+	stored := 0
+	for start := 0; start < len(rs); start += mergeChunk {
+		chunk := rs[start:min(start+mergeChunk, len(rs))]
+		args = args[:0]
+		for _, r := range chunk {
+			args = append(args, r.SensorID, r.Timestamp.UnixMilli(), r.Type, r.RoomID, r.Site, r.Value, r.Unit, r.recvMs)
+		}
+		st, err := w.stmt(&w.insReadings, len(chunk))
+		if err != nil {
+			return stored, fmt.Errorf("prepare insert: %w", err)
+		}
+		res, err := st.ExecContext(w.bg, args...)
+		if err != nil {
+			return stored, fmt.Errorf("insert readings: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		stored += int(n)
+	}
+	return stored, nil
+}
+
 // mergeLeftover merges what a previous process left in the journal; Open calls
 // it before the writer starts.
 func (w *writer) mergeLeftover() error {
-	rows, err := w.conn.QueryContext(w.bg, "SELECT "+journalSelect+" FROM journal ORDER BY seq")
+	rows, err := w.conn.QueryContext(w.bg, "SELECT received_ms, body FROM journal ORDER BY seq")
 	if err != nil {
 		return fmt.Errorf("read journal: %w", err)
 	}
 	defer rows.Close()
-	// Rebuild the registry rows batch by batch: consecutive rows received at the
-	// same time are taken as one batch, which the registry cannot tell apart.
-	var batch []reading.Reading
-	var recvMs int64
-	n := 0
+	var rs []journalReading
 	for rows.Next() {
-		var r reading.Reading
-		var ts, recv int64
-		if err := rows.Scan(&r.SensorID, &ts, &r.Type, &r.RoomID, &r.Site, &r.Value, &r.Unit, &recv); err != nil {
+		var recvMs int64
+		var body []byte
+		if err := rows.Scan(&recvMs, &body); err != nil {
 			return fmt.Errorf("read journal: %w", err)
 		}
-		r.Timestamp = time.UnixMilli(ts).UTC()
-		if len(batch) > 0 && recv != recvMs {
-			w.s.j.reg.add(newRegistry(batch, recvMs))
-			batch = batch[:0]
+		_, batch, err := decodeEvent(body)
+		if err != nil {
+			return fmt.Errorf("read journal: %w", err)
 		}
-		batch, recvMs = append(batch, r), recv
-		n++
+		// The registry rows, batch by batch, as ingest made them.
+		w.s.j.reg.add(newRegistry(batch, recvMs))
+		for _, r := range batch {
+			rs = append(rs, journalReading{r, recvMs})
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read journal: %w", err)
 	}
 	rows.Close()
-	if n == 0 {
+	if len(rs) == 0 {
 		return nil
 	}
-	w.s.j.reg.add(newRegistry(batch, recvMs))
-	w.s.j.rows = n
+	w.s.j.add(rs, registry{})
 	if err := w.mergeTx(); err != nil {
 		return err
 	}
+	n := len(rs)
 	w.s.log.Info("sqlite journal left by the last run merged", "readings", n)
 	return nil
 }

@@ -183,7 +183,7 @@ func TestBusyIsUnavailable(t *testing.T) {
 }
 
 // TestFailingBatchIsolated makes the engine reject one batch (a trigger aborts
-// inserts of one sensor) while others are committed in the same groups: only the
+// the insert of its id) while others are committed in the same groups: only the
 // failing batch is lost, entirely, and its id stays free for a retry.
 func TestFailingBatchIsolated(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "poison.db")
@@ -193,8 +193,8 @@ func TestFailingBatchIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if _, err := other.ExecContext(t.Context(), `CREATE TRIGGER poison BEFORE INSERT ON journal
-		WHEN NEW.sensor_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned reading'); END`); err != nil {
+	if _, err := other.ExecContext(t.Context(), `CREATE TRIGGER poison BEFORE INSERT ON batches
+		WHEN NEW.id = 'b5' BEGIN SELECT RAISE(ABORT, 'poisoned batch'); END`); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,16 +1,11 @@
--- The journal: readings accepted but not yet merged into the readings table, in
--- the order they arrived. Appending to it fills pages one after another, where the
--- readings table, keyed by sensor, would change one page per sensor a commit; the
--- writer moves its rows into readings in large sorted merges (see journal.go).
--- Its rows' identities are unique and not in readings (checked at ingest).
+-- The journal: batches' new readings not yet merged into the readings table, one
+-- row per batch in the order they arrived, in the outbox's compact form (see
+-- compact.go). Appending to it writes a few pages a batch, where the readings
+-- table, keyed by sensor, would change one page per sensor a commit; the writer
+-- moves its readings into readings in large sorted merges (see journal.go).
+-- Its readings' identities are unique and not in readings (checked at ingest).
 CREATE TABLE journal (
     seq         INTEGER PRIMARY KEY,
-    sensor_id   TEXT    NOT NULL,
-    ts_ms       INTEGER NOT NULL,
-    type        TEXT    NOT NULL,
-    room_id     TEXT    NOT NULL DEFAULT '',
-    site        TEXT    NOT NULL DEFAULT '',
-    value       REAL    NOT NULL,
-    unit        TEXT    NOT NULL DEFAULT '',
-    received_ms INTEGER NOT NULL
+    received_ms INTEGER NOT NULL,
+    body        BLOB    NOT NULL
 );
