@@ -154,8 +154,13 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	if _, err := w.insBatch.ExecContext(w.bg, b.ID, string(rawRes), p.recvMs); err != nil {
 		return sensor.Outcome{}, fmt.Errorf("insert batch: %w", err)
 	}
+	var seq int64
 	if event != nil { // the stored readings, also the journal's row
-		if _, err := w.insJournal.ExecContext(w.bg, p.recvMs, event); err != nil {
+		res, err := w.insJournal.ExecContext(w.bg, p.recvMs, event)
+		if err != nil {
+			return sensor.Outcome{}, fmt.Errorf("insert into journal: %w", err)
+		}
+		if seq, err = res.LastInsertId(); err != nil {
 			return sensor.Outcome{}, fmt.Errorf("insert into journal: %w", err)
 		}
 	}
@@ -168,7 +173,7 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	}
 	// The registry rows are written with the next merge of the journal (see
 	// groupRegistry), and only once the batch's savepoint is released.
-	w.batchReg, w.batchNew, w.batchRecv = &reg, stored, p.recvMs
+	w.batchReg, w.batchNew, w.batchRecv, w.batchSeq = &reg, stored, p.recvMs, seq
 	return out, nil
 }
 
@@ -243,7 +248,7 @@ func (w *writer) fillRooms(rs []reading.Reading) error {
 		if !ok {
 			// An earlier batch of this group, or one since the last merge,
 			// registered it; not yet written.
-			room = cmp.Or(w.group.room(r.SensorID), w.s.j.reg.room(r.SensorID))
+			room = cmp.Or(w.group.room(r.SensorID), w.s.j.open.reg.room(r.SensorID), w.s.j.merging.reg.room(r.SensorID))
 			if ok = room != ""; ok {
 				rooms[r.SensorID] = room
 			}

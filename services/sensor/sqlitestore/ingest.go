@@ -234,6 +234,7 @@ type writer struct {
 	gj        groupJournal
 	batchNew  []reading.Reading
 	batchRecv int64
+	batchSeq  int64
 	// mergeWaiting are the merge requests to answer after the next merge.
 	mergeWaiting []*writeReq
 
@@ -309,7 +310,7 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 		{&w.newestMerged, newestMerged},
 		{&w.getReading, getReading},
 		{&w.insJournal, "INSERT INTO journal (received_ms, body) VALUES (?, ?)"},
-		{&w.clearJournal, "DELETE FROM journal"},
+		{&w.clearJournal, "DELETE FROM journal WHERE seq <= ?"},
 		{&w.getBatch, "SELECT result FROM batches WHERE id = ?"},
 		{&w.getPending, "SELECT body FROM outbox WHERE batch_id = ?"},
 		{&w.insBatch, "INSERT INTO batches (id, result, received_ms) VALUES (?, ?, ?)"},
@@ -338,8 +339,9 @@ func (w *writer) close() {
 }
 
 // run commits groups of requests until the store is closed, and merges the
-// journal when it is large, asked for, or the writer idle. Close waits for every
-// request handed over before it signals quit, so nothing is left in the queue.
+// journal: a step after each group while a merge is under way, all of it when
+// asked or when the writer is idle. Close waits for every request handed over
+// before it signals quit, so nothing is left in the queue.
 func (w *writer) run() {
 	defer close(w.s.done)
 	defer w.close()
@@ -347,7 +349,7 @@ func (w *writer) run() {
 	defer idle.Stop()
 	for {
 		idle.Stop()
-		if w.s.j.rows > 0 && w.s.mergeIdle > 0 {
+		if w.s.j.pending() && w.s.mergeIdle > 0 {
 			idle.Reset(w.s.mergeIdle)
 		}
 		select {
@@ -357,11 +359,13 @@ func (w *writer) run() {
 			} else {
 				w.commitGroup(req)
 			}
-			if len(w.mergeWaiting) > 0 || w.s.j.rows >= mergeRows {
-				w.merge()
+			if len(w.mergeWaiting) > 0 {
+				w.mergeAll()
+			} else {
+				w.mergeSteps()
 			}
 		case <-idle.C:
-			w.merge()
+			w.mergeAll()
 		case <-w.s.quit:
 			return
 		}
@@ -372,8 +376,8 @@ func (w *writer) run() {
 // more are queued or callers are about to queue them (s.coming), for at most
 // maxGroupWait and within the group limits. Requests are applied directly until
 // one fails; from then on, each has its own savepoint (see apply). It writes the
-// group's registry rows and answers every request once the transaction is
-// committed.
+// group's readings and registry rows down for the next merge and answers every
+// request once the transaction is committed.
 func (w *writer) commitGroup(first *writeReq) {
 	var (
 		group   []*writeReq
@@ -483,7 +487,7 @@ fill:
 		return
 	}
 	w.s.commits.Add(1)
-	w.s.j.add(w.gj.rs, w.group.reg)
+	w.s.j.add(w.gj.rs, w.group.reg, w.gj.seq)
 	w.checkpointAfter()
 }
 
@@ -522,7 +526,7 @@ func (w *writer) applied() {
 	if w.batchReg != nil {
 		w.group.add(*w.batchReg)
 	}
-	w.gj.add(w.batchNew, w.batchRecv)
+	w.gj.add(w.batchNew, w.batchRecv, w.batchSeq)
 }
 
 // do applies req in the open transaction.

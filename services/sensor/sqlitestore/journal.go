@@ -28,21 +28,35 @@ import (
 // The journal's readings are also kept in memory (journal.pending), so a merge
 // reads nothing back.
 //
+// A merge takes the journal's readings as they are when it starts, sorts them,
+// and inserts them in steps of whole sensors, each step a transaction of its own
+// between two group commits, so ingest never waits for a whole merge. Its last
+// step writes the registry rows of the merged batches and deletes their journal
+// rows; readings that arrive meanwhile wait in the journal for the next merge.
+// Should the process stop half-way, Open merges the journal again: the steps
+// already done are ignored as the duplicates they are (INSERT OR IGNORE), and the
+// registry rows are the same whether written once or twice.
+//
 // Nothing else changes for callers:
 //   - Duplicates are still found at ingest, before the answer: a reading is a
-//     duplicate if its identity is in the batch already, in the journal (kept in
-//     memory, see journal.keys), or in readings, which is looked up only for a
-//     reading not newer than its sensor's newest merged one (see merged).
+//     duplicate if its identity is in the batch already, in the journal or the
+//     merge under way (kept in memory), or in readings, which is looked up only for
+//     a reading not newer than its sensor's newest merged one (see merged).
 //   - Readings, the only query of the readings table, first has the journal merged
-//     when its sensor has readings there, so an accepted reading is never missed.
-//     Prune merges first too.
+//     when its sensor has readings there, so an accepted reading is never missed;
+//     so do the registry queries, whose rows are written with the merge. Prune
+//     merges first too.
 //   - A journal row commits with its batch; Open merges what a crash left.
 //
-// A merge runs in its own transaction when the journal holds mergeRows readings,
-// when the writer has been idle for defaultMergeIdle, or when a reader asks.
+// A merge starts when the journal holds mergeRows readings, when the writer has
+// been idle for defaultMergeIdle, or when a reader asks; the last two run it to
+// the end at once.
 const (
 	mergeRows        = 50_000
 	defaultMergeIdle = 100 * time.Millisecond
+	// mergeStepRows is about what a step of a merge inserts: a few milliseconds
+	// of the writer.
+	mergeStepRows = 1_000
 )
 
 // readingKey is a reading's identity.
@@ -55,19 +69,47 @@ func keyOf(r reading.Reading) readingKey {
 	return readingKey{r.SensorID, r.Type, r.Timestamp.UnixMilli()}
 }
 
-// journal is what the store knows of the journal table. Only the writer changes
-// it; readers ask has under mu.
-type journal struct {
-	rows    int                     // readings in the journal table
-	pending []journalReading        // those readings
-	keys    map[readingKey]struct{} // their identities
-	// reg is the registry rows of the journal's batches, written to the
-	// registry tables with the merge: the registry tables plus the journal are
-	// the whole registry, and Open rebuilds reg from the journal after a crash.
-	reg groupRegistry
+// journalReading is a reading in the journal and the time its batch was received.
+type journalReading struct {
+	reading.Reading
+	recvMs int64
+}
 
-	mu     sync.RWMutex
-	newest map[string]int64 // per sensor in the journal, its newest reading (guarded by mu)
+// journalPart is a set of journal readings: those not yet taken by a merge, or
+// those of the merge under way.
+type journalPart struct {
+	rs   []journalReading
+	keys map[readingKey]struct{}
+	// reg is the registry rows of the part's batches, written to the registry
+	// tables by the merge's last step.
+	reg    groupRegistry
+	newest map[string]int64 // per sensor, its newest reading (guarded by journal.mu)
+	seq    int64            // the newest journal row holding them
+}
+
+func (p *journalPart) reset() {
+	clear(p.rs)
+	p.rs = p.rs[:0]
+	clear(p.keys)
+	p.reg.reset()
+	clear(p.newest)
+	p.seq = 0
+}
+
+func (p *journalPart) has(k readingKey) bool {
+	_, ok := p.keys[k]
+	return ok
+}
+
+// journal is what the store knows of the journal table. Only the writer changes
+// it; readers ask has and empty, under mu.
+type journal struct {
+	open    journalPart // readings no merge has taken yet
+	merging journalPart // the merge under way, rs sorted by key
+	next    int         // merging.rs[:next] are in readings
+	active  bool        // a merge is under way
+
+	mu sync.RWMutex // guards the newest maps
 
 	// merged holds, per sensor looked up, an upper bound of its newest reading's
 	// time in readings (math.MinInt64: none). Prunes only lower the true value.
@@ -75,64 +117,90 @@ type journal struct {
 }
 
 func newJournal() *journal {
-	return &journal{keys: map[readingKey]struct{}{}, newest: map[string]int64{}, merged: map[string]int64{}}
+	part := func() journalPart {
+		return journalPart{keys: map[readingKey]struct{}{}, newest: map[string]int64{}}
+	}
+	return &journal{open: part(), merging: part(), merged: map[string]int64{}}
 }
 
 // has reports whether sensor has readings in the journal; safe for any goroutine.
 func (j *journal) has(sensor string) bool {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
-	_, ok := j.newest[sensor]
-	return ok
+	_, open := j.open.newest[sensor]
+	_, merging := j.merging.newest[sensor]
+	return open || merging
 }
 
 // empty reports whether the journal is empty; safe for any goroutine.
 func (j *journal) empty() bool {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
-	return len(j.newest) == 0
+	return len(j.open.newest) == 0 && len(j.merging.newest) == 0
 }
 
-// journalReading is a reading in the journal and the time its batch was received.
-type journalReading struct {
-	reading.Reading
-	recvMs int64
+// pending reports whether a merge has anything to do.
+func (j *journal) pending() bool {
+	return j.active || len(j.open.rs) > 0 || len(j.open.reg.reg.sensors) > 0
 }
 
-// add records readings committed to the journal table, and their registry rows.
-func (j *journal) add(rs []journalReading, reg registry) {
-	j.reg.add(reg)
+// add records readings committed to the journal table (up to row seq), and their
+// registry rows.
+func (j *journal) add(rs []journalReading, reg registry, seq int64) {
+	j.open.reg.add(reg)
+	j.open.seq = max(j.open.seq, seq)
 	if len(rs) == 0 {
 		return
 	}
-	j.pending = append(j.pending, rs...)
+	j.open.rs = append(j.open.rs, rs...)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for _, r := range rs {
 		k := keyOf(r.Reading)
-		j.keys[k] = struct{}{}
-		if n, ok := j.newest[k.sensor]; !ok || k.ts > n {
-			j.newest[k.sensor] = k.ts
+		j.open.keys[k] = struct{}{}
+		if n, ok := j.open.newest[k.sensor]; !ok || k.ts > n {
+			j.open.newest[k.sensor] = k.ts
 		}
 	}
-	j.rows += len(rs)
 }
 
-// emptied records a merge: every journal reading is now in readings.
-func (j *journal) emptied() {
+// start makes the open readings the merge under way, sorted by key.
+func (j *journal) start() {
+	j.mu.Lock()
+	j.open, j.merging = j.merging, j.open // merging was reset when its merge ended
+	j.mu.Unlock()
+	rs := j.merging.rs
+	order := make([]int32, len(rs))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		x, y := &rs[a], &rs[b]
+		return cmp.Or(strings.Compare(x.SensorID, y.SensorID),
+			cmp.Compare(x.Timestamp.UnixMilli(), y.Timestamp.UnixMilli()),
+			strings.Compare(x.Type, y.Type))
+	})
+	sorted := make([]journalReading, len(rs))
+	for i, o := range order {
+		sorted[i] = rs[o]
+	}
+	j.merging.rs = sorted
+	j.next = 0
+	j.active = true
+}
+
+// finished records the end of the merge under way: its readings are in readings.
+func (j *journal) finished() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for id, ts := range j.newest {
+	for id, ts := range j.merging.newest {
 		if m, ok := j.merged[id]; ok && ts > m {
 			j.merged[id] = ts
 		}
 	}
-	clear(j.newest)
-	clear(j.keys)
-	j.rows = 0
-	clear(j.pending)
-	j.pending = j.pending[:0]
-	j.reg.reset()
+	j.merging.reset()
+	j.next = 0
+	j.active = false
 }
 
 // groupJournal is what the batches of the open group add to the journal, folded
@@ -140,17 +208,20 @@ func (j *journal) emptied() {
 type groupJournal struct {
 	keys map[readingKey]struct{}
 	rs   []journalReading
+	seq  int64 // the newest journal row of the group
 }
 
 func (g *groupJournal) reset() {
 	clear(g.keys)
 	g.rs = g.rs[:0]
+	g.seq = 0
 }
 
-func (g *groupJournal) add(rs []reading.Reading, recvMs int64) {
+func (g *groupJournal) add(rs []reading.Reading, recvMs, seq int64) {
 	if g.keys == nil {
 		g.keys = map[readingKey]struct{}{}
 	}
+	g.seq = max(g.seq, seq)
 	for _, r := range rs {
 		g.keys[keyOf(r)] = struct{}{}
 		g.rs = append(g.rs, journalReading{r, recvMs})
@@ -188,7 +259,7 @@ func (w *writer) stored(k readingKey, seen map[readingKey]struct{}) (bool, error
 	if _, ok := seen[k]; ok {
 		return true, nil
 	}
-	if _, ok := w.s.j.keys[k]; ok {
+	if w.s.j.open.has(k) || w.s.j.merging.has(k) {
 		return true, nil
 	}
 	if _, ok := w.gj.keys[k]; ok {
@@ -228,12 +299,41 @@ const (
 	mergeChunk = 500
 )
 
-// merge moves the journal into readings in a transaction of its own and answers
-// the merge requests waiting.
-func (w *writer) merge() {
+// mergeSteps goes on with the merge under way, or starts one when the journal
+// holds mergeRows readings, a step of whole sensors at a time while no request
+// waits for the writer; it takes a step even then when the journal has grown to
+// twice mergeRows, so that merges keep up.
+func (w *writer) mergeSteps() {
+	j := w.s.j
+	for {
+		if !j.active {
+			if len(j.open.rs) < mergeRows {
+				return
+			}
+			j.start()
+		}
+		if err := w.mergeTx(mergeStepRows); err != nil {
+			w.s.log.Error("sqlite journal merge failed", "readings", len(j.merging.rs)-j.next, "err", err)
+			return
+		}
+		if len(w.s.reqs) > 0 && len(j.open.rs) < 2*mergeRows {
+			return
+		}
+	}
+}
+
+// mergeAll merges the whole journal now, and answers the merge requests waiting.
+func (w *writer) mergeAll() {
+	j := w.s.j
 	var err error
-	if w.s.j.rows > 0 || len(w.s.j.reg.reg.sensors) > 0 {
-		err = w.mergeTx()
+	for err == nil && j.pending() {
+		if !j.active {
+			j.start()
+		}
+		err = w.mergeTx(len(j.merging.rs))
+	}
+	if err != nil {
+		w.s.log.Error("sqlite journal merge failed", "readings", len(j.merging.rs)-j.next, "err", err)
 	}
 	for _, req := range w.mergeWaiting {
 		req.reply <- writeReply{err: err}
@@ -243,16 +343,26 @@ func (w *writer) merge() {
 	w.mergeWaiting = w.mergeWaiting[:0]
 }
 
-func (w *writer) mergeTx() error {
+// mergeTx inserts the next n readings of the merge under way (more, to end on a
+// sensor's last) in a transaction; with the last of them, it writes the merge's
+// registry rows and deletes its journal rows.
+func (w *writer) mergeTx(n int) error {
+	j := w.s.j
+	rs := j.merging.rs
+	end := min(j.next+n, len(rs))
+	for end < len(rs) && end > 0 && rs[end].SensorID == rs[end-1].SensorID {
+		end++
+	}
+	last := end == len(rs)
 	if _, err := w.begin.ExecContext(w.bg); err != nil {
 		return fmt.Errorf("merge journal: begin: %w", err)
 	}
-	n, err := w.mergeReadings()
-	if err == nil {
-		err = w.updateRegistry(w.s.j.reg.reg)
-	}
-	if err == nil {
-		_, err = w.clearJournal.ExecContext(w.bg)
+	stored, err := w.insertReadings(rs[j.next:end])
+	if err == nil && last {
+		err = w.updateRegistry(j.merging.reg.reg)
+		if err == nil {
+			_, err = w.clearJournal.ExecContext(w.bg, j.merging.seq)
+		}
 	}
 	if err == nil {
 		_, err = w.commit.ExecContext(w.bg)
@@ -261,28 +371,24 @@ func (w *writer) mergeTx() error {
 		if _, rerr := w.rollback.ExecContext(w.bg); rerr != nil {
 			w.s.log.Error("sqlite rollback failed", "err", rerr)
 		}
-		w.s.log.Error("sqlite journal merge failed", "readings", w.s.j.rows, "err", err)
 		return fmt.Errorf("merge journal: %w", err)
 	}
-	if n != w.s.j.rows {
-		// Not expected: ingest checked every identity.
-		w.s.log.Error("sqlite journal merge: readings already stored", "journal", w.s.j.rows, "merged", n)
+	if stored != end-j.next {
+		// Expected only when merging again what an interrupted merge had begun.
+		w.s.log.Info("sqlite journal merge: readings already stored", "readings", end-j.next, "new", stored)
 	}
-	w.s.j.emptied()
+	j.next = end
+	if last {
+		j.finished()
+	}
 	w.s.commits.Add(1)
 	w.checkpointAfter()
 	return nil
 }
 
-// mergeReadings inserts the journal's readings into readings in key order, so
-// that each page of readings is changed once, and returns how many were new.
-func (w *writer) mergeReadings() (int, error) {
-	rs := w.s.j.pending
-	slices.SortFunc(rs, func(a, b journalReading) int {
-		return cmp.Or(strings.Compare(a.SensorID, b.SensorID),
-			cmp.Compare(a.Timestamp.UnixMilli(), b.Timestamp.UnixMilli()),
-			strings.Compare(a.Type, b.Type))
-	})
+// insertReadings inserts rs into readings, mergeChunk rows per statement, and
+// returns how many were new.
+func (w *writer) insertReadings(rs []journalReading) (int, error) {
 	args := make([]any, 0, 8*min(len(rs), mergeChunk))
 	stored := 0
 	for start := 0; start < len(rs); start += mergeChunk {
@@ -308,40 +414,42 @@ func (w *writer) mergeReadings() (int, error) {
 // mergeLeftover merges what a previous process left in the journal; Open calls
 // it before the writer starts.
 func (w *writer) mergeLeftover() error {
-	rows, err := w.conn.QueryContext(w.bg, "SELECT received_ms, body FROM journal ORDER BY seq")
+	rows, err := w.conn.QueryContext(w.bg, "SELECT seq, received_ms, body FROM journal ORDER BY seq")
 	if err != nil {
 		return fmt.Errorf("read journal: %w", err)
 	}
 	defer rows.Close()
-	var rs []journalReading
+	j := w.s.j
+	var n int
 	for rows.Next() {
-		var recvMs int64
+		var seq, recvMs int64
 		var body []byte
-		if err := rows.Scan(&recvMs, &body); err != nil {
+		if err := rows.Scan(&seq, &recvMs, &body); err != nil {
 			return fmt.Errorf("read journal: %w", err)
 		}
 		_, batch, err := decodeEvent(body)
 		if err != nil {
-			return fmt.Errorf("read journal: %w", err)
+			return fmt.Errorf("read journal row %d: %w", seq, err)
 		}
-		// The registry rows, batch by batch, as ingest made them.
-		w.s.j.reg.add(newRegistry(batch, recvMs))
-		for _, r := range batch {
-			rs = append(rs, journalReading{r, recvMs})
+		// The registry rows batch by batch, as ingest made them.
+		rs := make([]journalReading, len(batch))
+		for i, r := range batch {
+			rs[i] = journalReading{r, recvMs}
 		}
+		j.add(rs, newRegistry(batch, recvMs), seq)
+		n += len(rs)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read journal: %w", err)
 	}
 	rows.Close()
-	if len(rs) == 0 {
+	if n == 0 {
 		return nil
 	}
-	w.s.j.add(rs, registry{})
-	if err := w.mergeTx(); err != nil {
-		return err
+	w.mergeAll()
+	if j.pending() {
+		return errors.New("merge journal: failed (see the log)")
 	}
-	n := len(rs)
 	w.s.log.Info("sqlite journal left by the last run merged", "readings", n)
 	return nil
 }
