@@ -146,6 +146,19 @@ func (f *Forwarder) runWindow(ctx context.Context, q WindowQueue) error {
 		case l := <-done:
 			running--
 			open = remove(open, l.fl)
+			// Batches answered by one commit of the cloud land together: take
+			// every landing already there, so one FormBatches refills the window.
+			for l.left {
+				select {
+				case next := <-done:
+					running--
+					open = remove(open, next.fl)
+					l = next
+					continue
+				default:
+				}
+				break
+			}
 			if l.left || ctx.Err() != nil {
 				continue
 			}
