@@ -54,9 +54,8 @@ import (
 const (
 	mergeRows        = 50_000
 	defaultMergeIdle = 100 * time.Millisecond
-	// mergeStepRows is about what a step of a merge inserts: a few milliseconds
-	// of the writer.
-	mergeStepRows = 1_000
+	// mergeStepRows is the most a step of a merge inserts: ~15 ms of the writer.
+	mergeStepRows = 4_000
 )
 
 // readingKey is a reading's identity.
@@ -300,9 +299,9 @@ const (
 )
 
 // mergeSteps goes on with the merge under way, or starts one when the journal
-// holds mergeRows readings, a step of whole sensors at a time while no request
-// waits for the writer; it takes a step even then when the journal has grown to
-// twice mergeRows, so that merges keep up.
+// holds mergeRows readings, step by step while no request waits for the writer.
+// A step ends early when one comes, unless the journal has grown to twice
+// mergeRows: then merges must catch up.
 func (w *writer) mergeSteps() {
 	j := w.s.j
 	for {
@@ -312,11 +311,12 @@ func (w *writer) mergeSteps() {
 			}
 			j.start()
 		}
-		if err := w.mergeTx(mergeStepRows); err != nil {
+		behind := len(j.open.rs) >= 2*mergeRows
+		if err := w.mergeTx(mergeStepRows, !behind); err != nil {
 			w.s.log.Error("sqlite journal merge failed", "readings", len(j.merging.rs)-j.next, "err", err)
 			return
 		}
-		if len(w.s.reqs) > 0 && len(j.open.rs) < 2*mergeRows {
+		if len(w.s.reqs) > 0 && !behind {
 			return
 		}
 	}
@@ -330,7 +330,7 @@ func (w *writer) mergeAll() {
 		if !j.active {
 			j.start()
 		}
-		err = w.mergeTx(len(j.merging.rs))
+		err = w.mergeTx(len(j.merging.rs), false)
 	}
 	if err != nil {
 		w.s.log.Error("sqlite journal merge failed", "readings", len(j.merging.rs)-j.next, "err", err)
@@ -343,21 +343,31 @@ func (w *writer) mergeAll() {
 	w.mergeWaiting = w.mergeWaiting[:0]
 }
 
-// mergeTx inserts the next n readings of the merge under way (more, to end on a
-// sensor's last) in a transaction; with the last of them, it writes the merge's
-// registry rows and deletes its journal rows.
-func (w *writer) mergeTx(n int) error {
+// mergeTx inserts up to the next n readings of the merge under way in a
+// transaction, mergeChunk per statement, stopping after a statement when a request
+// waits for the writer if yield is set; with the last readings, it writes the
+// merge's registry rows and deletes its journal rows.
+func (w *writer) mergeTx(n int, yield bool) error {
 	j := w.s.j
 	rs := j.merging.rs
-	end := min(j.next+n, len(rs))
-	for end < len(rs) && end > 0 && rs[end].SensorID == rs[end-1].SensorID {
-		end++
-	}
-	last := end == len(rs)
 	if _, err := w.begin.ExecContext(w.bg); err != nil {
 		return fmt.Errorf("merge journal: begin: %w", err)
 	}
-	stored, err := w.insertReadings(rs[j.next:end])
+	start, end, stored := j.next, j.next, 0
+	var err error
+	for end < len(rs) && end-start < n {
+		chunk := rs[end:min(end+mergeChunk, len(rs))]
+		var k int
+		if k, err = w.insertReadings(chunk); err != nil {
+			break
+		}
+		stored += k
+		end += len(chunk)
+		if yield && len(w.s.reqs) > 0 {
+			break
+		}
+	}
+	last := end == len(rs)
 	if err == nil && last {
 		err = w.updateRegistry(j.merging.reg.reg)
 		if err == nil {
@@ -373,9 +383,9 @@ func (w *writer) mergeTx(n int) error {
 		}
 		return fmt.Errorf("merge journal: %w", err)
 	}
-	if stored != end-j.next {
+	if stored != end-start {
 		// Expected only when merging again what an interrupted merge had begun.
-		w.s.log.Info("sqlite journal merge: readings already stored", "readings", end-j.next, "new", stored)
+		w.s.log.Info("sqlite journal merge: readings already stored", "readings", end-start, "new", stored)
 	}
 	j.next = end
 	if last {
@@ -386,29 +396,23 @@ func (w *writer) mergeTx(n int) error {
 	return nil
 }
 
-// insertReadings inserts rs into readings, mergeChunk rows per statement, and
-// returns how many were new.
+// insertReadings inserts rs (at most mergeChunk) into readings in one statement
+// and returns how many were new.
 func (w *writer) insertReadings(rs []journalReading) (int, error) {
-	args := make([]any, 0, 8*min(len(rs), mergeChunk))
-	stored := 0
-	for start := 0; start < len(rs); start += mergeChunk {
-		chunk := rs[start:min(start+mergeChunk, len(rs))]
-		args = args[:0]
-		for _, r := range chunk {
-			args = append(args, r.SensorID, r.Timestamp.UnixMilli(), r.Type, r.RoomID, r.Site, r.Value, r.Unit, r.recvMs)
-		}
-		st, err := w.stmt(&w.insReadings, len(chunk))
-		if err != nil {
-			return stored, fmt.Errorf("prepare insert: %w", err)
-		}
-		res, err := st.ExecContext(w.bg, args...)
-		if err != nil {
-			return stored, fmt.Errorf("insert readings: %w", err)
-		}
-		n, _ := res.RowsAffected()
-		stored += int(n)
+	args := make([]any, 0, 8*len(rs))
+	for _, r := range rs {
+		args = append(args, r.SensorID, r.Timestamp.UnixMilli(), r.Type, r.RoomID, r.Site, r.Value, r.Unit, r.recvMs)
 	}
-	return stored, nil
+	st, err := w.stmt(&w.insReadings, len(rs))
+	if err != nil {
+		return 0, fmt.Errorf("prepare insert: %w", err)
+	}
+	res, err := st.ExecContext(w.bg, args...)
+	if err != nil {
+		return 0, fmt.Errorf("insert readings: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }
 
 // mergeLeftover merges what a previous process left in the journal; Open calls
