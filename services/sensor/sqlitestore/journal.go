@@ -68,6 +68,45 @@ func keyOf(r reading.Reading) readingKey {
 	return readingKey{r.SensorID, r.Type, r.Timestamp.UnixMilli()}
 }
 
+// idSet is a set of reading identities, by sensor: a reading newer than every
+// one of its sensor's (the usual case: a sensor's readings come in time order)
+// is known to be absent after one lookup, and the others compare with that
+// sensor's few identities only.
+type idSet map[string]*sensorIDs
+
+type sensorIDs struct {
+	newest int64
+	ids    []typeTime
+}
+
+type typeTime struct {
+	ts  int64
+	typ string
+}
+
+func (s idSet) has(k readingKey) bool {
+	sid := s[k.sensor]
+	if sid == nil || k.ts > sid.newest {
+		return false
+	}
+	for _, id := range sid.ids {
+		if id.ts == k.ts && id.typ == k.typ {
+			return true
+		}
+	}
+	return false
+}
+
+func (s idSet) add(k readingKey) {
+	sid := s[k.sensor]
+	if sid == nil {
+		sid = &sensorIDs{newest: k.ts}
+		s[k.sensor] = sid
+	}
+	sid.newest = max(sid.newest, k.ts)
+	sid.ids = append(sid.ids, typeTime{k.ts, k.typ})
+}
+
 // journalReading is a reading in the journal and the time its batch was received.
 type journalReading struct {
 	reading.Reading
@@ -77,27 +116,24 @@ type journalReading struct {
 // journalPart is a set of journal readings: those not yet taken by a merge, or
 // those of the merge under way.
 type journalPart struct {
-	rs   []journalReading
-	keys map[readingKey]struct{}
+	rs  []journalReading
+	ids idSet // guarded by journal.mu: readers look sensors up
 	// reg is the registry rows of the part's batches, written to the registry
 	// tables by the merge's last step.
-	reg    groupRegistry
-	newest map[string]int64 // per sensor, its newest reading (guarded by journal.mu)
-	seq    int64            // the newest journal row holding them
+	reg groupRegistry
+	seq int64 // the newest journal row holding them
 }
 
 func (p *journalPart) reset() {
 	clear(p.rs)
 	p.rs = p.rs[:0]
-	clear(p.keys)
+	clear(p.ids)
 	p.reg.reset()
-	clear(p.newest)
 	p.seq = 0
 }
 
 func (p *journalPart) has(k readingKey) bool {
-	_, ok := p.keys[k]
-	return ok
+	return p.ids.has(k)
 }
 
 // journal is what the store knows of the journal table. Only the writer changes
@@ -108,7 +144,7 @@ type journal struct {
 	next    int         // merging.rs[:next] are in readings
 	active  bool        // a merge is under way
 
-	mu sync.RWMutex // guards the newest maps
+	mu sync.RWMutex // guards the ids maps
 
 	// merged holds, per sensor looked up, an upper bound of its newest reading's
 	// time in readings (math.MinInt64: none). Prunes only lower the true value.
@@ -117,7 +153,7 @@ type journal struct {
 
 func newJournal() *journal {
 	part := func() journalPart {
-		return journalPart{keys: map[readingKey]struct{}{}, newest: map[string]int64{}}
+		return journalPart{ids: idSet{}}
 	}
 	return &journal{open: part(), merging: part(), merged: map[string]int64{}}
 }
@@ -126,8 +162,8 @@ func newJournal() *journal {
 func (j *journal) has(sensor string) bool {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
-	_, open := j.open.newest[sensor]
-	_, merging := j.merging.newest[sensor]
+	_, open := j.open.ids[sensor]
+	_, merging := j.merging.ids[sensor]
 	return open || merging
 }
 
@@ -135,7 +171,7 @@ func (j *journal) has(sensor string) bool {
 func (j *journal) empty() bool {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
-	return len(j.open.newest) == 0 && len(j.merging.newest) == 0
+	return len(j.open.ids) == 0 && len(j.merging.ids) == 0
 }
 
 // pending reports whether a merge has anything to do.
@@ -156,10 +192,7 @@ func (j *journal) add(rs []journalReading, reg registry, seq int64) {
 	defer j.mu.Unlock()
 	for _, r := range rs {
 		k := keyOf(r.Reading)
-		j.open.keys[k] = struct{}{}
-		if n, ok := j.open.newest[k.sensor]; !ok || k.ts > n {
-			j.open.newest[k.sensor] = k.ts
-		}
+		j.open.ids.add(k)
 	}
 }
 
@@ -192,9 +225,9 @@ func (j *journal) start() {
 func (j *journal) finished() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for id, ts := range j.merging.newest {
-		if m, ok := j.merged[id]; ok && ts > m {
-			j.merged[id] = ts
+	for id, sid := range j.merging.ids {
+		if m, ok := j.merged[id]; ok && sid.newest > m {
+			j.merged[id] = sid.newest
 		}
 	}
 	j.merging.reset()
@@ -205,24 +238,24 @@ func (j *journal) finished() {
 // groupJournal is what the batches of the open group add to the journal, folded
 // into journal once the group is committed.
 type groupJournal struct {
-	keys map[readingKey]struct{}
-	rs   []journalReading
-	seq  int64 // the newest journal row of the group
+	ids idSet
+	rs  []journalReading
+	seq int64 // the newest journal row of the group
 }
 
 func (g *groupJournal) reset() {
-	clear(g.keys)
+	clear(g.ids)
 	g.rs = g.rs[:0]
 	g.seq = 0
 }
 
 func (g *groupJournal) add(rs []reading.Reading, recvMs, seq int64) {
-	if g.keys == nil {
-		g.keys = map[readingKey]struct{}{}
+	if g.ids == nil {
+		g.ids = idSet{}
 	}
 	g.seq = max(g.seq, seq)
 	for _, r := range rs {
-		g.keys[keyOf(r)] = struct{}{}
+		g.ids.add(keyOf(r))
 		g.rs = append(g.rs, journalReading{r, recvMs})
 	}
 }
@@ -231,7 +264,7 @@ func (g *groupJournal) add(rs []reading.Reading, recvMs, seq int64) {
 // earlier in rs, not in the journal (committed or of this group), not in
 // readings. It returns rs itself when all are.
 func (w *writer) fresh(rs []reading.Reading) ([]reading.Reading, error) {
-	seen := make(map[readingKey]struct{}, len(rs))
+	seen := idSet{}
 	var out []reading.Reading // nil while every reading so far is fresh
 	for i, r := range rs {
 		k := keyOf(r)
@@ -245,7 +278,7 @@ func (w *writer) fresh(rs []reading.Reading) ([]reading.Reading, error) {
 		case !dup && out != nil:
 			out = append(out, r)
 		}
-		seen[k] = struct{}{}
+		seen.add(k)
 	}
 	if out == nil {
 		return rs, nil
@@ -254,14 +287,14 @@ func (w *writer) fresh(rs []reading.Reading) ([]reading.Reading, error) {
 }
 
 // stored reports whether identity k is in seen, the journal or readings.
-func (w *writer) stored(k readingKey, seen map[readingKey]struct{}) (bool, error) {
-	if _, ok := seen[k]; ok {
+func (w *writer) stored(k readingKey, seen idSet) (bool, error) {
+	if seen.has(k) {
 		return true, nil
 	}
 	if w.s.j.open.has(k) || w.s.j.merging.has(k) {
 		return true, nil
 	}
-	if _, ok := w.gj.keys[k]; ok {
+	if w.gj.ids.has(k) {
 		return true, nil
 	}
 	newest, ok := w.s.j.merged[k.sensor]
