@@ -82,6 +82,7 @@ type sensorIDs struct {
 type typeTime struct {
 	ts  int64
 	typ string
+	at  int32 // in a journalPart, the reading's index in rs
 }
 
 func (s idSet) has(k readingKey) bool {
@@ -97,14 +98,14 @@ func (s idSet) has(k readingKey) bool {
 	return false
 }
 
-func (s idSet) add(k readingKey) {
+func (s idSet) add(k readingKey, at int32) {
 	sid := s[k.sensor]
 	if sid == nil {
 		sid = &sensorIDs{newest: k.ts}
 		s[k.sensor] = sid
 	}
 	sid.newest = max(sid.newest, k.ts)
-	sid.ids = append(sid.ids, typeTime{k.ts, k.typ})
+	sid.ids = append(sid.ids, typeTime{k.ts, k.typ, at})
 }
 
 // journalReading is a reading in the journal and the time its batch was received.
@@ -187,12 +188,12 @@ func (j *journal) add(rs []journalReading, reg registry, seq int64) {
 	if len(rs) == 0 {
 		return
 	}
+	at := len(j.open.rs)
 	j.open.rs = append(j.open.rs, rs...)
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for _, r := range rs {
-		k := keyOf(r.Reading)
-		j.open.ids.add(k)
+	for i, r := range rs {
+		j.open.ids.add(keyOf(r.Reading), int32(at+i))
 	}
 }
 
@@ -201,20 +202,24 @@ func (j *journal) start() {
 	j.mu.Lock()
 	j.open, j.merging = j.merging, j.open // merging was reset when its merge ended
 	j.mu.Unlock()
+	// Sort by key: sensors by id, each sensor's readings (already in time order
+	// when its device sends them so) by time and type.
 	rs := j.merging.rs
-	order := make([]int32, len(rs))
-	for i := range order {
-		order[i] = int32(i)
+	sensors := make([]string, 0, len(j.merging.ids))
+	for id := range j.merging.ids {
+		sensors = append(sensors, id)
 	}
-	slices.SortFunc(order, func(a, b int32) int {
-		x, y := &rs[a], &rs[b]
-		return cmp.Or(strings.Compare(x.SensorID, y.SensorID),
-			cmp.Compare(x.Timestamp.UnixMilli(), y.Timestamp.UnixMilli()),
-			strings.Compare(x.Type, y.Type))
-	})
-	sorted := make([]journalReading, len(rs))
-	for i, o := range order {
-		sorted[i] = rs[o]
+	slices.Sort(sensors)
+	sorted := make([]journalReading, 0, len(rs))
+	for _, id := range sensors {
+		ids := j.merging.ids[id].ids
+		byKey := func(a, b typeTime) int { return cmp.Or(cmp.Compare(a.ts, b.ts), strings.Compare(a.typ, b.typ)) }
+		if !slices.IsSortedFunc(ids, byKey) {
+			ids = slices.SortedFunc(slices.Values(ids), byKey)
+		}
+		for _, id := range ids {
+			sorted = append(sorted, rs[id.at])
+		}
 	}
 	j.merging.rs = sorted
 	j.next = 0
@@ -255,7 +260,7 @@ func (g *groupJournal) add(rs []reading.Reading, recvMs, seq int64) {
 	}
 	g.seq = max(g.seq, seq)
 	for _, r := range rs {
-		g.ids.add(keyOf(r))
+		g.ids.add(keyOf(r), 0)
 		g.rs = append(g.rs, journalReading{r, recvMs})
 	}
 }
@@ -278,7 +283,7 @@ func (w *writer) fresh(rs []reading.Reading) ([]reading.Reading, error) {
 		case !dup && out != nil:
 			out = append(out, r)
 		}
-		seen.add(k)
+		seen.add(k, 0)
 	}
 	if out == nil {
 		return rs, nil
