@@ -48,14 +48,14 @@ import (
 //     merges first too.
 //   - A journal row commits with its batch; Open merges what a crash left.
 //
-// A merge starts when the journal holds mergeRows readings, when the writer has
+// A merge starts when the journal holds defaultMergeRows readings, when the writer has
 // been idle for defaultMergeIdle, or when a reader asks; the last two run it to
 // the end at once.
 const (
-	mergeRows        = 50_000
+	defaultMergeRows = 50_000
 	defaultMergeIdle = 100 * time.Millisecond
-	// mergeStepRows is the most a step of a merge inserts: ~15 ms of the writer.
-	mergeStepRows = 4_000
+	// defaultMergeStep is the most a step of a merge inserts: ~15 ms of the writer.
+	defaultMergeStep = 4_000
 )
 
 // readingKey is a reading's identity.
@@ -337,20 +337,20 @@ const (
 )
 
 // mergeSteps goes on with the merge under way, or starts one when the journal
-// holds mergeRows readings, step by step while no request waits for the writer.
+// holds Store.mergeRows readings, step by step while no request waits for the writer.
 // A step ends early when one comes, unless the journal has grown to twice
 // mergeRows: then merges must catch up.
 func (w *writer) mergeSteps() {
 	j := w.s.j
 	for {
 		if !j.active {
-			if len(j.open.rs) < mergeRows {
+			if len(j.open.rs) < w.s.mergeRows {
 				return
 			}
 			j.start()
 		}
-		behind := len(j.open.rs) >= 2*mergeRows
-		if err := w.mergeTx(mergeStepRows, !behind); err != nil {
+		behind := len(j.open.rs) >= 2*w.s.mergeRows
+		if err := w.mergeTx(w.s.mergeStep, !behind); err != nil {
 			w.s.log.Error("sqlite journal merge failed", "readings", len(j.merging.rs)-j.next, "err", err)
 			return
 		}

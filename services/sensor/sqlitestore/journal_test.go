@@ -1,7 +1,10 @@
 package sqlitestore
 
 import (
+	"database/sql"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,9 +99,10 @@ func TestJournalDuplicates(t *testing.T) {
 	}
 }
 
-// TestJournalLeftAtOpen: readings committed to the journal and never merged (the
-// process stopped first) are merged when the store is opened again, with the
-// registry rows they would have written, and still count as duplicates.
+// TestJournalLeftAtOpen: readings committed to the journal and never merged, or
+// only partly (the process stopped first), are merged when the store is opened
+// again, once each, with the registry rows they would have written, and still
+// count as duplicates.
 func TestJournalLeftAtOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "left.db")
 	s, err := Open(t.Context(), path, Options{mergeIdle: -1})
@@ -121,6 +125,17 @@ func TestJournalLeftAtOpen(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+	// As if a merge had stopped half-way: one of the journal's readings is
+	// already in readings.
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = other.ExecContext(t.Context(), `INSERT INTO readings (sensor_id, ts_ms, type, room_id, site, value, unit, received_ms)
+		VALUES ('s2', ?, 'co2', 'r1', '', 500, 'ppm', ?)`, base.UnixMilli(), base.UnixMilli())
+	if cerr := other.Close(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
 	}
 
 	s = openTest(t, path, Options{mergeIdle: -1})
@@ -150,5 +165,90 @@ func TestJournalLeftAtOpen(t *testing.T) {
 	}
 	if out.Result.Accepted != 0 || out.Result.Duplicates != 2 {
 		t.Errorf("b1's readings again: %+v, want 2 duplicates", out.Result)
+	}
+}
+
+// TestJournalMergedInSteps ingests from many goroutines into a store whose
+// merges start every few readings and go a few readings a step, while readers
+// query: every reading is accepted once (a batch repeating another's readings
+// gets them as duplicates, whether they wait in the journal, are being merged,
+// or are merged), every query sees what its sensor was accepted, and the
+// registry ends with each sensor's newest value.
+func TestJournalMergedInSteps(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "steps.db"), Options{mergeRows: 40, mergeStep: 7, mergeIdle: -1})
+	const (
+		senders = 8
+		batches = 40
+		sensors = 13
+	)
+	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Second) }
+	var (
+		mu       sync.Mutex
+		accepted = map[string]int{} // per sensor
+		wg       sync.WaitGroup
+	)
+	for g := range senders {
+		wg.Go(func() {
+			for b := range batches {
+				// Sender g sends readings b*10 … b*10+9 of its sensors; sender
+				// g+1 (mod senders) sends the same ones again under its own ids.
+				var rs []reading.Reading
+				owner := g - g%2
+				for i := b * 10; i < b*10+10; i++ {
+					id := fmt.Sprintf("s%d-%d", owner, i%sensors)
+					rs = append(rs, reading1(id, at(i), float64(i)))
+				}
+				out, err := s.Ingest(t.Context(), sensor.Batch{ID: fmt.Sprintf("g%d-b%d", g, b), ReceivedAt: base, Readings: rs})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if out.Result.Accepted+out.Result.Duplicates != len(rs) {
+					t.Errorf("batch g%d-b%d: %+v", g, b, out.Result)
+				}
+				mu.Lock()
+				accepted[fmt.Sprint(owner)] += out.Result.Accepted
+				mu.Unlock()
+				if b%5 == 0 { // what was answered is there, merged or not
+					r := rs[len(rs)-1]
+					got, _, err := s.Readings(t.Context(), sensor.ReadingQuery{SensorID: r.SensorID, From: r.Timestamp, Limit: 1})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if len(got) != 1 || !got[0].Timestamp.Equal(r.Timestamp) {
+						t.Errorf("sensor %s after batch g%d-b%d: %+v, want its reading at %s", r.SensorID, g, b, got, r.Timestamp)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for owner, n := range accepted {
+		if n != batches*10 {
+			t.Errorf("owner %s: %d readings accepted, want %d (each once)", owner, n, batches*10)
+		}
+	}
+	if err := s.flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if j, r := journalRows(t, s); j != 0 || r != senders/2*batches*10 {
+		t.Errorf("after the last merge: %d journal readings, %d readings; want 0 and %d", j, r, senders/2*batches*10)
+	}
+	for owner := 0; owner < senders; owner += 2 {
+		for i := range sensors {
+			id := fmt.Sprintf("s%d-%d", owner, i)
+			sn, err := s.Sensor(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			newest := batches*10 - 1
+			for newest%sensors != i {
+				newest--
+			}
+			if lv := sn.LastValues["co2"]; lv.Value != float64(newest) {
+				t.Errorf("%s: last value %v, want %d", id, lv.Value, newest)
+			}
+		}
 	}
 }

@@ -64,6 +64,8 @@ type Options struct {
 
 	walRestartFrames int           // 0 means defaultWALRestartFrames; tests lower it
 	mergeIdle        time.Duration // 0 means defaultMergeIdle; < 0 never merges when idle (tests)
+	mergeRows        int           // 0 means defaultMergeRows; tests lower it
+	mergeStep        int           // 0 means defaultMergeStep; tests lower it
 }
 
 // Store is the SQLite implementation of sensor.Store.
@@ -98,6 +100,8 @@ type Store struct {
 	restartWAL       atomic.Bool
 	walRestartFrames int
 	mergeIdle        time.Duration
+	mergeRows        int
+	mergeStep        int
 	closeErr         error
 	once             sync.Once
 }
@@ -154,6 +158,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		checkpoint:       make(chan struct{}, 1),
 		walRestartFrames: cmp.Or(opts.walRestartFrames, defaultWALRestartFrames),
 		mergeIdle:        cmp.Or(opts.mergeIdle, defaultMergeIdle),
+		mergeRows:        cmp.Or(opts.mergeRows, defaultMergeRows),
+		mergeStep:        cmp.Or(opts.mergeStep, defaultMergeStep),
 		j:                newJournal(),
 		reqs:             make(chan *writeReq, 1024),
 		quit:             make(chan struct{}),
