@@ -149,7 +149,7 @@ func TestReplayReportsProgress(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := startBroker(t, nil)
+			addr := startBroker(t, "")
 			var stdout, stderr bytes.Buffer
 			args := append([]string{"-broker", addr, "-replay", filepath.Join("testdata", "uci_occupancy_detection.txt"),
 				"-speed", "max", "-log-format", "json", "-drain", "2s"}, tc.args...)
@@ -181,7 +181,7 @@ func TestReplayReportsProgress(t *testing.T) {
 		})
 	}
 	t.Run("-progress off", func(t *testing.T) {
-		addr := startBroker(t, nil)
+		addr := startBroker(t, "")
 		var stdout, stderr bytes.Buffer
 		err := sim.Run(t.Context(), []string{"-broker", addr, "-replay", filepath.Join("testdata", "generic.csv"), "-speed", "max",
 			"-log-format", "json", "-progress", "off"}, func(string) string { return "" }, &stdout, &stderr)

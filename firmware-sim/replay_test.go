@@ -44,7 +44,7 @@ func TestReplayOverMQTT(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			addr := startBroker(t, nil)
+			addr := startBroker(t, "")
 			sub := subscribe(t, addr)
 			sum := run(t, newSim(t, "-broker", addr, "-replay", filepath.Join("testdata", tt.file), "-replay-form", tt.form, "-speed", "max"))
 			if sum.Mode != "replay" || sum.Devices != tt.devices || sum.Messages.Published != tt.messages || sum.Readings != tt.readings {
@@ -78,7 +78,7 @@ func TestReplayOverMQTT(t *testing.T) {
 		})
 	}
 	t.Run("faults apply to replays too, with -count", func(t *testing.T) {
-		addr := startBroker(t, nil)
+		addr := startBroker(t, "")
 		sub := subscribe(t, addr)
 		sum := run(t, newSim(t, "-broker", addr, "-replay", filepath.Join("testdata", "uci_room_occupancy_estimation.csv"),
 			"-speed", "max", "-count", "100", "-seed", "5", "-faults", "spike=0.05,malformed=0.05,duplicate=0.05"))
@@ -94,7 +94,7 @@ func TestReplayOverMQTT(t *testing.T) {
 		}
 	})
 	t.Run("paced replay follows the recorded gaps", func(t *testing.T) {
-		addr := startBroker(t, nil)
+		addr := startBroker(t, "")
 		// generic.csv spans 09:00:00 → 09:03:00.25 before going back: 180.25 s at speed 1000 ≈ 180 ms.
 		sum := run(t, newSim(t, "-broker", addr, "-replay", filepath.Join("testdata", "generic.csv"), "-speed", "1000"))
 		if d, err := time.ParseDuration(sum.Elapsed); err != nil || d < 170*time.Millisecond {

@@ -18,36 +18,33 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
-
+	"github.com/atrium-iot/atrium/broker"
+	"github.com/atrium-iot/atrium/broker/credentials"
 	sim "github.com/atrium-iot/atrium/firmware-sim"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
-// startBroker runs an embedded MQTT broker on a free loopback port. With no ledger it
-// lets everyone in.
-func startBroker(t *testing.T, ledger *auth.Ledger) string {
+// startBroker runs the agent's MQTT broker on a free loopback port, open to
+// anonymous clients; with a credentials file, clients that give a username are
+// checked against it. (The agent's broker rather than a bare mochi server: mochi
+// v2.7.9's own Close can deadlock while a client is being removed, which the
+// broker package works around.)
+func startBroker(t *testing.T, credentialsFile string) string {
 	t.Helper()
-	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: logging.Discard()})
-	var err error
-	if ledger == nil {
-		err = srv.AddHook(new(auth.AllowHook), nil)
-	} else {
-		err = srv.AddHook(new(auth.Hook), &auth.Options{Ledger: ledger})
-	}
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", AllowAnonymous: true, CredentialsFile: credentialsFile}, logging.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(l); err != nil {
+	if err := b.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve() }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return l.Address()
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return b.Addr()
 }
 
 type received struct {
@@ -315,7 +312,7 @@ func TestSimulateExactCounts(t *testing.T) {
 			args := append([]string{"-seed", "42", "-speed", "max", "-start", monday10}, tt.args...)
 			var sums []sim.Summary
 			for i := range 2 { // the same seed twice: the same run
-				addr := startBroker(t, nil)
+				addr := startBroker(t, "")
 				sub := subscribe(t, addr)
 				sum := run(t, newSim(t, append(args, "-broker", "tcp://"+addr)...))
 				tt.check(t, sum)
@@ -343,7 +340,7 @@ func TestSimulateExactCounts(t *testing.T) {
 }
 
 func TestSimulatedValuesArePlausible(t *testing.T) {
-	addr := startBroker(t, nil)
+	addr := startBroker(t, "")
 	sub := subscribe(t, addr)
 	// A Monday from 07:00, room-101 (capacity 8), 5-minute rounds for 12 hours.
 	sum := run(t, newSim(t, "-broker", addr, "-rooms", "1", "-sensors-per-room", "4", "-interval", "5m",
@@ -377,7 +374,7 @@ func TestSimulatedValuesArePlausible(t *testing.T) {
 }
 
 func TestReconnectStorm(t *testing.T) {
-	addr := startBroker(t, nil)
+	addr := startBroker(t, "")
 	sub := subscribe(t, addr)
 	sum := run(t, newSim(t, "-broker", addr, "-rooms", "1", "-sensors-per-room", "4", "-count", "30",
 		"-speed", "max", "-seed", "9", "-start", monday10, "-faults", "reconnect=0.1"))
@@ -446,7 +443,7 @@ func newGate(t *testing.T, to string) *gate {
 }
 
 func TestOverflowWhileDisconnected(t *testing.T) {
-	addr := startBroker(t, nil)
+	addr := startBroker(t, "")
 	sub := subscribe(t, addr)
 	g := newGate(t, addr)
 	// 2 devices (s1 JSON, s2 SenML: one message a round each), 20 rounds, room for 5.
@@ -488,18 +485,24 @@ func TestOverflowWhileDisconnected(t *testing.T) {
 }
 
 func TestCredentials(t *testing.T) {
-	ledger := &auth.Ledger{
-		Auth: auth.AuthRules{{Username: "room-101-s1", Password: "pw-s1", Allow: true}, {Username: "room-101-s2", Password: "shared", Allow: true}, {Username: "test-sub", Allow: true}, {Remote: "127.0.0.1:*", Username: "", Allow: true}},
-		ACL:  auth.ACLRules{{Filters: auth.Filters{"#": auth.ReadWrite}}},
-	}
-	addr := startBroker(t, ledger)
-	sub := subscribe(t, addr)
-	creds := filepath.Join(t.TempDir(), "credentials.json")
-	if err := os.WriteFile(creds, []byte(`[{"username":"room-101-s1","password":"pw-s1"},{"username":"other","password_hash":"x"}]`), 0o600); err != nil {
+	devices := filepath.Join(t.TempDir(), "devices.json")
+	pw1, err := credentials.Add(devices, "room-101-s1")
+	if err != nil {
 		t.Fatal(err)
 	}
+	pw2, err := credentials.Add(devices, "room-101-s2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startBroker(t, devices)
+	sub := subscribe(t, addr)
+	creds := filepath.Join(t.TempDir(), "credentials.json")
+	if err := os.WriteFile(creds, []byte(`[{"username":"room-101-s1","password":"`+pw1+`"},{"username":"other","password_hash":"x"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// room-101-s1 has its own password in the file; room-101-s2 takes -password.
 	sum := run(t, newSim(t, "-broker", addr, "-rooms", "1", "-sensors-per-room", "2", "-count", "3", "-speed", "max",
-		"-start", monday10, "-credentials", creds, "-password", "shared"))
+		"-start", monday10, "-credentials", creds, "-password", pw2))
 	if sum.Messages.Published != 6 {
 		t.Errorf("published %d, want 6 (2 devices × 3 rounds)", sum.Messages.Published)
 	}
@@ -581,7 +584,7 @@ func TestFlags(t *testing.T) {
 }
 
 func TestRunProgram(t *testing.T) {
-	addr := startBroker(t, nil)
+	addr := startBroker(t, "")
 	sub := subscribe(t, addr)
 	var out, errOut bytes.Buffer
 	getenv := func(k string) string {
@@ -617,7 +620,7 @@ func TestRunProgram(t *testing.T) {
 }
 
 func TestStopsOnCancel(t *testing.T) {
-	addr := startBroker(t, nil)
+	addr := startBroker(t, "")
 	s := newSim(t, "-broker", addr, "-rooms", "1", "-sensors-per-room", "2", "-interval", "10ms", "-start", monday10)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
