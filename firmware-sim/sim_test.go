@@ -17,12 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/atrium-iot/atrium/broker"
 	"github.com/atrium-iot/atrium/broker/credentials"
 	sim "github.com/atrium-iot/atrium/firmware-sim"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
-	"github.com/eclipse/paho.golang/paho"
 )
 
 // startBroker runs the agent's MQTT broker on a free loopback port, open to
