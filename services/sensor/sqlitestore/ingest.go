@@ -216,6 +216,7 @@ type writer struct {
 	roomOf, newestMerged           *sql.Stmt
 	getReading                     *sql.Stmt
 	insJournal, clearJournal       *sql.Stmt
+	syncNormal, syncFull           *sql.Stmt
 	getBatch, getPending           *sql.Stmt
 	insBatch, insOutbox, delOutbox *sql.Stmt
 	nextSensor, delOld             *sql.Stmt
@@ -311,6 +312,8 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 		{&w.getReading, getReading},
 		{&w.insJournal, "INSERT INTO journal (received_ms, body) VALUES (?, ?)"},
 		{&w.clearJournal, "DELETE FROM journal WHERE seq <= ?"},
+		{&w.syncNormal, "PRAGMA synchronous = NORMAL"},
+		{&w.syncFull, "PRAGMA synchronous = " + s.syncMode},
 		{&w.getBatch, "SELECT result FROM batches WHERE id = ?"},
 		{&w.getPending, "SELECT body FROM outbox WHERE batch_id = ?"},
 		{&w.insBatch, "INSERT INTO batches (id, result, received_ms) VALUES (?, ?, ?)"},

@@ -388,6 +388,21 @@ func (w *writer) mergeAll() {
 func (w *writer) mergeTx(n int, yield bool) error {
 	j := w.s.j
 	rs := j.merging.rs
+	// A merge need not be durable: its readings are in the journal until its
+	// last step has committed, and merging them again changes nothing. So its
+	// commits skip the fsync (synchronous NORMAL keeps the database consistent
+	// after a power cut, losing at most the latest commits), and the next
+	// ingest commit's fsync makes them durable with it.
+	if w.s.syncMode == "FULL" || w.s.syncMode == "EXTRA" {
+		if _, err := w.syncNormal.ExecContext(w.bg); err != nil {
+			return fmt.Errorf("merge journal: %w", err)
+		}
+		defer func() {
+			if _, err := w.syncFull.ExecContext(w.bg); err != nil {
+				w.s.log.Error("sqlite synchronous mode not restored", "err", err)
+			}
+		}()
+	}
 	if _, err := w.begin.ExecContext(w.bg); err != nil {
 		return fmt.Errorf("merge journal: begin: %w", err)
 	}

@@ -85,6 +85,9 @@ type Store struct {
 	// j is the journal of readings not yet merged into the readings table
 	// (see journal.go).
 	j *journal
+	// syncMode is the synchronous mode of commits (upper case); merges commit
+	// with NORMAL (see writer.mergeTx).
+	syncMode string
 
 	reqs     chan *writeReq
 	quit     chan struct{}
@@ -161,6 +164,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		mergeRows:        cmp.Or(opts.mergeRows, defaultMergeRows),
 		mergeStep:        cmp.Or(opts.mergeStep, defaultMergeStep),
 		j:                newJournal(),
+		syncMode:         strings.ToUpper(sync),
 		reqs:             make(chan *writeReq, 1024),
 		quit:             make(chan struct{}),
 		done:             make(chan struct{}),
