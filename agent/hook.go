@@ -87,8 +87,15 @@ func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 // job is one publish on its way to the spool: its readings as JSON and, when some
 // or all of it could not be used, its dead letter.
 type job struct {
-	cl   *mqtt.Client // nil for publishes handled synchronously
-	pk   packets.Packet
+	cl *mqtt.Client // nil for publishes handled synchronously
+	// What the answer needs of the publish (not the packet itself: mochi's
+	// packets.Packet is over 1 KiB, and a job lives until its PUBACK).
+	topic    string
+	payload  []byte
+	qos      byte
+	retain   bool
+	packetID uint16
+
 	data [][]byte
 	dead *spool.DeadLetter
 	err  error
@@ -98,7 +105,8 @@ type job struct {
 func (h *ingestHook) prepare(pk packets.Packet) *job {
 	a := h.a
 	now := a.now()
-	j := &job{pk: pk}
+	j := &job{topic: pk.TopicName, payload: pk.Payload, qos: pk.FixedHeader.Qos,
+		retain: pk.FixedHeader.Retain, packetID: pk.PacketID}
 	form := topicForm(pk.TopicName, pk.Payload)
 	res, err := decode.Decode(pk.TopicName, pk.Payload, a.cfg.Site, now)
 	if err != nil {

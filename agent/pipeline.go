@@ -100,7 +100,7 @@ func (p *pipeline) process(jobs []*job) {
 	for _, j := range jobs {
 		if j.err != nil {
 			a.metrics.refused.Inc()
-			a.log.Warn("message not spooled; refusing it", "topic", j.pk.TopicName, "err", j.err)
+			a.log.Warn("message not spooled; refusing it", "topic", j.topic, "err", j.err)
 		}
 		p.answer(j)
 	}
@@ -146,12 +146,12 @@ func (p *pipeline) send(j *job) {
 			code = packets.ErrQuotaExceeded
 		}
 	}
-	if err := broker.Ack(j.cl, j.pk, code); err != nil {
-		a.log.Debug("puback not sent", "topic", j.pk.TopicName, "err", err)
+	if err := broker.Ack(j.cl, j.qos, j.packetID, code); err != nil {
+		a.log.Debug("puback not sent", "topic", j.topic, "err", err)
 	}
 	if j.err == nil {
-		if err := a.broker.Deliver(j.pk.TopicName, j.pk.Payload, j.pk.FixedHeader.Retain, j.pk.FixedHeader.Qos); err != nil {
-			a.log.Debug("delivery to subscribers failed", "topic", j.pk.TopicName, "err", err)
+		if err := a.broker.Deliver(j.topic, j.payload, j.retain, j.qos); err != nil {
+			a.log.Debug("delivery to subscribers failed", "topic", j.topic, "err", err)
 		}
 	}
 }

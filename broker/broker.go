@@ -470,13 +470,14 @@ func (b *Broker) Deliver(topic string, payload []byte, retain bool, qos byte) er
 	return nil
 }
 
-// Ack sends the PUBACK of a QoS 1 publish that a hook deferred (returned
-// packets.ErrRejectPacket from OnPublish and dealt with later). code is
+// Ack sends the PUBACK of a QoS 1 publish (qos and packetID from its packet)
+// that a hook deferred (returned packets.ErrRejectPacket from OnPublish and dealt
+// with later); it does nothing for other QoS levels. code is
 // packets.CodeSuccess, or for MQTT 5 clients an error code such as
 // packets.ErrUnspecifiedError; a 3.1.1 client, which has no negative PUBACK, is
 // disconnected instead so that it sends the message again.
-func Ack(cl *mqtt.Client, pk packets.Packet, code packets.Code) error {
-	if pk.FixedHeader.Qos != 1 {
+func Ack(cl *mqtt.Client, qos byte, packetID uint16, code packets.Code) error {
+	if qos != 1 {
 		return nil
 	}
 	if code.Code >= packets.ErrUnspecifiedError.Code && cl.Properties.ProtocolVersion < 5 {
@@ -487,7 +488,7 @@ func Ack(cl *mqtt.Client, pk packets.Packet, code packets.Code) error {
 	}
 	ack := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Puback},
-		PacketID:    pk.PacketID,
+		PacketID:    packetID,
 		ReasonCode:  code.Code,
 		Created:     time.Now().Unix(),
 	}
