@@ -25,12 +25,13 @@ import (
 // table as one row, in the outbox's compact form, where batches fill pages one
 // after another; the writer moves them into readings in large merges, sorted by
 // key, which write each sensor's page once for all of its readings in the merge.
-// The journal's readings are also kept in memory (journal.pending), so a merge
+// The journal's readings are also kept in memory (journalPart.rs), so a merge
 // reads nothing back.
 //
 // A merge takes the journal's readings as they are when it starts, sorts them,
-// and inserts them in steps of whole sensors, each step a transaction of its own
-// between two group commits, so ingest never waits for a whole merge. Its last
+// and inserts them in steps (mergeTx), each a transaction of its own after a
+// group commit, while no request waits: ingest never waits for a whole merge,
+// at most for one 500-row statement. Its last
 // step writes the registry rows of the merged batches and deletes their journal
 // rows; readings that arrive meanwhile wait in the journal for the next merge.
 // Should the process stop half-way, Open merges the journal again: the steps
