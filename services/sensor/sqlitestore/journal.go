@@ -30,8 +30,8 @@ import (
 //
 // A merge takes the journal's readings as they are when it starts, sorts them,
 // and inserts them in steps (mergeTx), each a transaction of its own after a
-// group commit, while no request waits: ingest never waits for a whole merge,
-// at most for one 500-row statement. Its last
+// group commit, while no request waits: ingest waits for one 500-row statement
+// of a merge, not for the whole of it (unless ingest outruns merges: below). Its last
 // step writes the registry rows of the merged batches and deletes their journal
 // rows; readings that arrive meanwhile wait in the journal for the next merge.
 // Should the process stop half-way, Open merges the journal again: the steps
