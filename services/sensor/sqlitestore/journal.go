@@ -74,13 +74,16 @@ func keyOf(r reading.Reading) readingKey {
 
 // idSet is a set of reading identities, by sensor: a reading newer than every
 // one of its sensor's (the usual case: a sensor's readings come in time order)
-// is known to be absent after one lookup, and the others compare with that
-// sensor's few identities only.
+// is known to be absent after one lookup; an older one is looked for by time in
+// its sensor's identities, by binary search while they came in time order, else
+// in a set built for it.
 type idSet map[string]*sensorIDs
 
 type sensorIDs struct {
-	newest int64
-	ids    []typeTime
+	newest  int64
+	ids     []typeTime            // in arrival order
+	inOrder bool                  // ids are in time order
+	set     map[typeTime]struct{} // with at 0; built once a lookup needs it
 }
 
 type typeTime struct {
@@ -94,22 +97,39 @@ func (s idSet) has(k readingKey) bool {
 	if sid == nil || k.ts > sid.newest {
 		return false
 	}
-	for _, id := range sid.ids {
-		if id.ts == k.ts && id.typ == k.typ {
-			return true
+	if sid.inOrder {
+		i, _ := slices.BinarySearchFunc(sid.ids, k.ts, func(id typeTime, ts int64) int { return cmp.Compare(id.ts, ts) })
+		for ; i < len(sid.ids) && sid.ids[i].ts == k.ts; i++ {
+			if sid.ids[i].typ == k.typ {
+				return true
+			}
+		}
+		return false
+	}
+	if sid.set == nil {
+		sid.set = make(map[typeTime]struct{}, len(sid.ids))
+		for _, id := range sid.ids {
+			sid.set[typeTime{ts: id.ts, typ: id.typ}] = struct{}{}
 		}
 	}
-	return false
+	_, ok := sid.set[typeTime{ts: k.ts, typ: k.typ}]
+	return ok
 }
 
 func (s idSet) add(k readingKey, at int32) {
 	sid := s[k.sensor]
 	if sid == nil {
-		sid = &sensorIDs{newest: k.ts}
+		sid = &sensorIDs{newest: k.ts, inOrder: true}
 		s[k.sensor] = sid
+	}
+	if k.ts < sid.newest {
+		sid.inOrder = false
 	}
 	sid.newest = max(sid.newest, k.ts)
 	sid.ids = append(sid.ids, typeTime{k.ts, k.typ, at})
+	if sid.set != nil {
+		sid.set[typeTime{ts: k.ts, typ: k.typ}] = struct{}{}
+	}
 }
 
 // journalReading is a reading in the journal and the time its batch was received.

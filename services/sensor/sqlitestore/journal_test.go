@@ -252,3 +252,49 @@ func TestJournalMergedInSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestIDSet: identities are found whether a sensor's readings came in time
+// order (binary search, several types at one time) or not (a set), also when
+// added after the set was built.
+func TestIDSet(t *testing.T) {
+	k := func(sensor, typ string, ts int64) readingKey { return readingKey{sensor, typ, ts} }
+	tests := []struct {
+		name    string
+		add     []readingKey
+		present []readingKey
+		absent  []readingKey
+	}{
+		{"in order",
+			[]readingKey{k("a", "co2", 1), k("a", "temperature", 1), k("a", "co2", 2), k("a", "co2", 2000), k("b", "co2", 1)},
+			[]readingKey{k("a", "co2", 1), k("a", "temperature", 1), k("a", "co2", 2), k("a", "co2", 2000), k("b", "co2", 1)},
+			[]readingKey{k("a", "humidity", 1), k("a", "co2", 3), k("a", "co2", 0), k("a", "co2", 2001), k("b", "co2", 2), k("c", "co2", 1)}},
+		{"out of order",
+			[]readingKey{k("a", "co2", 5), k("a", "co2", 3), k("a", "temperature", 5), k("a", "co2", 4)},
+			[]readingKey{k("a", "co2", 3), k("a", "co2", 4), k("a", "co2", 5), k("a", "temperature", 5)},
+			[]readingKey{k("a", "co2", 1), k("a", "temperature", 3), k("a", "co2", 6)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := idSet{}
+			for i, key := range tt.add {
+				s.add(key, int32(i))
+			}
+			for _, key := range tt.present {
+				if !s.has(key) {
+					t.Errorf("%v not found", key)
+				}
+			}
+			for _, key := range tt.absent {
+				if s.has(key) {
+					t.Errorf("%v found", key)
+				}
+			}
+			// Added after a lookup (which may have built the set).
+			late := k("a", "pm25", 2)
+			s.add(late, 99)
+			if !s.has(late) {
+				t.Errorf("%v added late not found", late)
+			}
+		})
+	}
+}
