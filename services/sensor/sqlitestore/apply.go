@@ -12,11 +12,8 @@ import (
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
-// Rows per multi-row statement: journal rows have 8 columns, registry rows 5.
-const (
-	readingChunk  = 50
-	registryChunk = 100
-)
+// registryChunk is the registry rows (5 columns) per multi-row upsert.
+const registryChunk = 100
 
 // prepared is a batch made ready for the writer on its caller's goroutine, so the
 // single writer spends its time on the database. What depends on which readings
@@ -171,17 +168,19 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 		}
 		out.Pending = &sensor.Event{BatchID: b.ID, Body: body}
 	}
-	// The registry rows are written with the next merge of the journal (see
-	// groupRegistry), and only once the batch's savepoint is released.
-	w.batchReg, w.batchNew, w.batchRecv, w.batchSeq = &reg, stored, p.recvMs, seq
+	// The readings and registry rows join the group once the batch's savepoint
+	// is released, and are written to readings and the registry tables by the
+	// next merge of the journal (see groupRegistry and journal.go).
+	w.batchOut = &appliedBatch{reg: reg, stored: stored, recvMs: p.recvMs, seq: seq}
 	return out, nil
 }
 
 // groupRegistry merges the registry rows of many batches (those of one group
 // commit, and those since the last merge of the journal), so that a sensor
-// reporting in every batch is written once per merge, not once per batch. Merging gives the rows the batch-by-batch upserts would: the
-// latest non-empty room and site, the earliest first and latest last received
-// time, and per sensor and type the newest reading (the first of equals).
+// reporting in every batch is written once per merge, not once per batch.
+// Merging gives the rows the batch-by-batch upserts would: the latest non-empty
+// room and site, the earliest first and latest last received time, and per
+// sensor and type the newest reading (the first of equals).
 type groupRegistry struct {
 	sensors map[string]int // index in reg.sensors
 	latest  map[sensorType]int

@@ -226,16 +226,12 @@ type writer struct {
 	// Multi-row statements, prepared on first use for each row count.
 	insReadings, upSensors, upTypes multiRow
 
-	// group collects the registry rows of the group's batches, written just
-	// before the commit; batchReg is the rows of the batch being applied.
+	// group and gj collect the registry rows and the journal readings of the
+	// group's batches, added to the journal once the group is committed;
+	// batchOut is what the batch being applied brings (nil: nothing).
 	group    groupRegistry
-	batchReg *registry
-	// gj collects the readings the group's batches put in the journal;
-	// batchNew is those of the batch being applied.
-	gj        groupJournal
-	batchNew  []reading.Reading
-	batchRecv int64
-	batchSeq  int64
+	gj       groupJournal
+	batchOut *appliedBatch
 	// mergeWaiting are the merge requests to answer after the next merge.
 	mergeWaiting []*writeReq
 
@@ -516,7 +512,7 @@ func (w *writer) checkpointAfter() {
 // share of the writer's work. An error leaves the transaction half-changed:
 // the caller must then restart it.
 func (w *writer) direct(req *writeReq) writeReply {
-	w.batchReg, w.batchNew = nil, nil
+	w.batchOut = nil
 	r := w.do(req)
 	if r.err == nil {
 		w.applied()
@@ -524,12 +520,21 @@ func (w *writer) direct(req *writeReq) writeReply {
 	return r
 }
 
+// appliedBatch is what an ingested batch brings to its group: its registry rows,
+// its new readings, when it was received and its journal row.
+type appliedBatch struct {
+	reg    registry
+	stored []reading.Reading
+	recvMs int64
+	seq    int64
+}
+
 // applied adds what the request just applied brought to the group.
 func (w *writer) applied() {
-	if w.batchReg != nil {
-		w.group.add(*w.batchReg)
+	if b := w.batchOut; b != nil {
+		w.group.add(b.reg)
+		w.gj.add(b.stored, b.recvMs, b.seq)
 	}
-	w.gj.add(w.batchNew, w.batchRecv, w.batchSeq)
 }
 
 // do applies req in the open transaction.
@@ -567,7 +572,7 @@ func (w *writer) inSavepoint(req *writeReq) writeReply {
 	if _, err := w.savepoint.ExecContext(w.bg); err != nil {
 		return writeReply{err: fmt.Errorf("savepoint: %w", err)}
 	}
-	w.batchReg, w.batchNew = nil, nil
+	w.batchOut = nil
 	r := w.do(req)
 	if r.err != nil {
 		w.s.log.Warn("sqlite batch rolled back", "batch_id", req.id(), "err", r.err)

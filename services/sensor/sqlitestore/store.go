@@ -6,9 +6,9 @@
 // (group commit), so the cost of a durable commit is shared by every batch that
 // waited for it. Batches are applied directly; should one fail, the group is
 // applied again with each batch in its own savepoint, so that only it is lost.
-// The registry rows of the whole group are written once, before the commit.
-// New readings go to a journal in arrival order, merged into the readings table
-// in large sorted runs (see journal.go).
+// New readings go to a journal in arrival order, and are merged into the readings
+// table in large sorted runs together with the registry rows of their batches
+// (see journal.go).
 //
 // With Options.Retention set, raw readings older than it are deleted at open
 // and then every minute, in bounded chunks that go through the same writer
