@@ -148,16 +148,16 @@ func (f *Forwarder) runWindow(ctx context.Context, q WindowQueue) error {
 			open = remove(open, l.fl)
 			// Batches answered by one commit of the cloud land together: take
 			// every landing already there, so one FormBatches refills the window.
+		landed:
 			for l.left {
 				select {
 				case next := <-done:
 					running--
 					open = remove(open, next.fl)
 					l = next
-					continue
 				default:
+					break landed
 				}
-				break
 			}
 			if l.left || ctx.Err() != nil {
 				continue
