@@ -432,7 +432,7 @@ func (l *crashLedger) verify(t *testing.T, path, lastFormed, lastBegun string) {
 	}
 	// The last batch the child was given and had not started to ack must still be open.
 	if lastFormed != "" && lastFormed != lastBegun && !openIDs[lastFormed] {
-		if !rec.ok || s.batchID(rec.first) != lastFormed {
+		if !rec.ok || batchID(rec, rec.first) != lastFormed {
 			t.Errorf("batch %s was handed out and not acked, but the open batch is %+v", lastFormed, rec)
 		}
 	}

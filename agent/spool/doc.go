@@ -11,10 +11,12 @@
 //     order, so per-sensor order is preserved. Sequence numbers are never reused (the
 //     bucket's sequence holds the last one handed out, and compaction copies it).
 //   - "dead": dead letters, key = big-endian uint64 id, value = JSON.
-//   - "meta": the format version, the spool instance id (a UUID made once, when the file
-//     is created) and the open batches record: per open batch, oldest first, 24 bytes
-//     (original first, current first, last seq). A build that knows one open batch
-//     only refuses to open a file with several ("want 24 bytes"); it does not misread it.
+//   - "meta": the format version ("2") and the open batches record: per open batch,
+//     oldest first, 56 bytes (original first, current first, last seq, and the batch's
+//     32-byte random nonce). A version 1 file (24-byte records, no nonce) is upgraded
+//     on Open: its open batches get a nonce, so new ids, and keep their readings; the
+//     cloud takes them as new batches and counts what it already has as duplicates.
+//     A build that reads version 1 only refuses a version 2 file; it does not misread it.
 //
 // Readings, bytes and dead letters are counted in memory and recounted from disk on Open.
 //
@@ -31,8 +33,7 @@
 //
 // # Batches
 //
-// A batch is a contiguous range of readings. Its id is "<instance uuid>-<first seq>".
-// Several batches can be open at once; their ranges do not overlap and the record
+// A batch is a contiguous range of readings. Several batches can be open at once; their ranges do not overlap and the record
 // lists them in seq order. FormBatch forms the next one from the oldest readings
 // after the newest open batch (after the acked ones' holes, the ranges stay in seq
 // order); NextBatch returns the oldest open batch, or forms one when none is open.
@@ -41,6 +42,29 @@
 // (OpenBatches lists them all). Invariant: one id, one content. A resent id therefore
 // never carries a reading the cloud did not see under that id, and the cloud's answer
 // (which names rejected readings by index) always lines up with the readings.
+//
+// # Batch ids
+//
+// A batch's id is the first 16 bytes of HMAC-SHA256(nonce, first seq), as 32 hex
+// digits, where nonce is 32 bytes from crypto/rand made when the batch is formed and
+// kept in its record, in the commit that forms it. So an id
+//
+//   - carries 128 bits that nobody can guess or derive: not from earlier ids, the
+//     spool's sequence numbers, the time or the host, and the cloud's idempotency
+//     record for it cannot be claimed by anyone else ahead of the agent;
+//   - stays the same across retries, restarts and crashes (the nonce and the range
+//     are on disk), so a resent batch is recognized by the cloud;
+//   - changes when drop-oldest shrinks the batch (its first seq changes), and every
+//     id given out for the batch since it was formed (first seqs from the original
+//     one up to the current one) still names it;
+//   - never names other readings, also when the file is restored from a backup or
+//     copied to another machine and sequence numbers are handed out again: new
+//     batches get new nonces.
+//
+// A secret kept once per file with an HMAC of each batch's range would also be
+// stable, but would give the same id to different readings in the last two cases.
+// The ids are needed by the agent and the cloud only: Stats and the agent's status
+// server do not show them; logs do.
 //
 // AckBatch and DeadLetterBatch take any open batch, in any order. The spool itself
 // does not order deliveries: the forwarder decides which open batches may be in

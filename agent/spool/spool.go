@@ -3,20 +3,21 @@ package spool
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -50,16 +51,30 @@ const maxGroup = 4096
 // lockTimeout bounds the wait for another process's lock on the file.
 const lockTimeout = 10 * time.Second
 
-const formatVersion = "1"
+// formatVersion 2 keeps a random nonce with each open batch (56-byte records);
+// version 1 files (24-byte records, ids made of the instance id and the first seq)
+// are upgraded on Open.
+const formatVersion = "2"
+
+// Open batch record sizes: version 1 (orig, first, last) and version 2 (plus the nonce).
+const (
+	batchRecV1 = 24
+	batchRecV2 = 24 + nonceLen
+)
+
+// nonceLen is the size of a batch's random nonce.
+const nonceLen = 32
+
+// idLen is the size of a batch id's tag in bytes (hex encoded in the id).
+const idLen = 16
 
 var (
 	bucketReadings = []byte("readings")
 	bucketDead     = []byte("dead")
 	bucketMeta     = []byte("meta")
 
-	metaVersion  = []byte("version")
-	metaInstance = []byte("instance")
-	metaBatch    = []byte("batch")
+	metaVersion = []byte("version")
+	metaBatch   = []byte("batch")
 )
 
 // Errors returned by the spool; match them with errors.Is.
@@ -127,9 +142,8 @@ type Stats struct {
 	FileBytes       int64 // size of the bbolt file
 	OldestAppend    time.Time
 	DeadLetters     int64
-	DeadLetterBytes int64  // payload bytes of the dead letters
-	OpenBatch       string // the oldest open batch's id
-	OpenBatches     int    // how many batches are open
+	DeadLetterBytes int64 // payload bytes of the dead letters
+	OpenBatches     int   // how many batches are open; their ids are not shown (see the package doc)
 
 	Appended     uint64
 	Acked        uint64
@@ -142,44 +156,91 @@ type Stats struct {
 }
 
 // batchRec is the persisted open batch: orig is the first seq it was formed with (ids
-// from orig up to first name the same batch), first..last what is left of it.
+// from orig up to first name the same batch), first..last what is left of it, and
+// nonce the random bytes its ids are derived from (see batchID).
 type batchRec struct {
 	ok                bool
 	orig, first, last uint64
+	nonce             [nonceLen]byte
+}
+
+// newBatchRec is a batch record with a fresh random nonce.
+func newBatchRec(first, last uint64) batchRec {
+	r := batchRec{ok: true, orig: first, first: first, last: last}
+	_, _ = rand.Read(r.nonce[:]) // never fails (crypto/rand, Go 1.24+)
+	return r
 }
 
 func (r batchRec) encode() []byte {
-	b := make([]byte, 24)
+	b := make([]byte, batchRecV2)
 	binary.BigEndian.PutUint64(b[0:], r.orig)
 	binary.BigEndian.PutUint64(b[8:], r.first)
 	binary.BigEndian.PutUint64(b[16:], r.last)
+	copy(b[24:], r.nonce[:])
 	return b
 }
 
 // decodeBatchRec returns the oldest open batch of a batch record.
 func decodeBatchRec(v []byte) (batchRec, error) {
-	recs, err := decodeBatchRecs(v)
+	recs, err := decodeBatchRecs(v, batchRecV2)
 	if err != nil || len(recs) == 0 {
 		return batchRec{}, err
 	}
 	return recs[0], nil
 }
 
-// decodeBatchRecs reads the open batches, oldest first: 24 bytes each.
-func decodeBatchRecs(v []byte) ([]batchRec, error) {
-	if len(v)%24 != 0 {
-		return nil, fmt.Errorf("batch record: %d bytes, want a multiple of 24", len(v))
+// decodeBatchRecs reads the open batches, oldest first, of size bytes each
+// (batchRecV1 records get no nonce).
+func decodeBatchRecs(v []byte, size int) ([]batchRec, error) {
+	if len(v)%size != 0 {
+		return nil, fmt.Errorf("batch record: %d bytes, want a multiple of %d", len(v), size)
 	}
 	var recs []batchRec
-	for ; len(v) > 0; v = v[24:] {
-		recs = append(recs, batchRec{
+	for ; len(v) > 0; v = v[size:] {
+		r := batchRec{
 			ok:    true,
 			orig:  binary.BigEndian.Uint64(v[0:]),
 			first: binary.BigEndian.Uint64(v[8:]),
 			last:  binary.BigEndian.Uint64(v[16:]),
-		})
+		}
+		copy(r.nonce[:], v[24:size])
+		recs = append(recs, r)
 	}
 	return recs, nil
+}
+
+// batchID is the id of the open batch rec when its first seq is seq: the first 16
+// bytes of HMAC-SHA256(nonce, seq), hex encoded. See "Batch ids" in the package doc.
+func batchID(rec batchRec, seq uint64) string {
+	m := hmac.New(sha256.New, rec.nonce[:])
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	m.Write(k[:])
+	return hex.EncodeToString(m.Sum(nil)[:idLen])
+}
+
+// findBatch returns the index of the open batch id names, or -1: its current id, or
+// an earlier one (a first seq from orig up to first, given out before drop-oldest
+// shrank it). The earlier ids are recomputed: at most one per reading of the batch,
+// and only when the id is not a current one.
+func findBatch(recs []batchRec, id string) int {
+	want, err := hex.DecodeString(id)
+	if err != nil || len(want) != idLen {
+		return -1
+	}
+	for i, r := range recs {
+		if hmac.Equal([]byte(batchID(r, r.first)), []byte(id)) {
+			return i
+		}
+	}
+	for i, r := range recs {
+		for seq := r.orig; seq < r.first; seq++ {
+			if hmac.Equal([]byte(batchID(r, seq)), []byte(id)) {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // state is what the writer knows about the file. The writer works on a copy inside a
@@ -208,7 +269,6 @@ type state struct {
 // concurrent use.
 type Spool struct {
 	path     string
-	instance string
 	maxBytes int64
 	deadCap  int64
 	maxDead  int
@@ -317,9 +377,9 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// init creates the buckets and the instance id, repairs an open batch record that
-// does not match the readings (defensive: it cannot happen through this package) and
-// recounts everything.
+// init creates the buckets, upgrades a version 1 file, repairs an open batch record
+// that does not match the readings (defensive: it cannot happen through this package)
+// and recounts everything.
 func (s *Spool) init() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
@@ -334,21 +394,23 @@ func (s *Spool) init() error {
 		if err != nil {
 			return err
 		}
+		recSize := batchRecV2
 		switch v := meta.Get(metaVersion); {
 		case v == nil:
 			if err := meta.Put(metaVersion, []byte(formatVersion)); err != nil {
 				return err
 			}
-		case string(v) != formatVersion:
-			return fmt.Errorf("format version %q: this build reads %q", v, formatVersion)
-		}
-		if v := meta.Get(metaInstance); v != nil {
-			s.instance = string(v)
-		} else {
-			s.instance = uuid.NewString()
-			if err := meta.Put(metaInstance, []byte(s.instance)); err != nil {
+		case string(v) == "1":
+			// Version 1: open batches without a nonce, ids "<instance uuid>-<first seq>".
+			// They get a nonce, so new ids: the cloud takes them as new batches and
+			// counts the readings it already has as duplicates.
+			recSize = batchRecV1
+			if err := meta.Put(metaVersion, []byte(formatVersion)); err != nil {
 				return err
 			}
+			s.log.Info("spool format upgraded", "from", "1", "to", formatVersion)
+		case string(v) != formatVersion:
+			return fmt.Errorf("format version %q: this build reads %q", v, formatVersion)
 		}
 
 		st := state{next: rb.Sequence() + 1}
@@ -368,12 +430,15 @@ func (s *Spool) init() error {
 		if st.readings > 0 && last >= st.next {
 			st.next = last + 1
 		}
-		recs, err := decodeBatchRecs(meta.Get(metaBatch))
+		recs, err := decodeBatchRecs(meta.Get(metaBatch), recSize)
 		if err != nil {
 			return err
 		}
 		var kept []batchRec
 		for _, rec := range recs {
+			if recSize == batchRecV1 {
+				rec = newBatchRec(rec.first, rec.last) // the old ids are not kept
+			}
 			switch {
 			case st.readings == 0 || rec.last < head:
 				continue
@@ -588,7 +653,7 @@ func (s *Spool) form(maxCount, maxBytes int) (Batch, bool, error) {
 func (s *Spool) OpenBatches() ([]Batch, error) {
 	var out []Batch
 	err := s.view(func(tx *bolt.Tx) error {
-		recs, err := decodeBatchRecs(tx.Bucket(bucketMeta).Get(metaBatch))
+		recs, err := decodeBatchRecs(tx.Bucket(bucketMeta).Get(metaBatch), batchRecV2)
 		if err != nil {
 			return err
 		}
@@ -612,7 +677,7 @@ func (s *Spool) AckBatch(id string) error {
 		err = r.err
 	}
 	if err != nil {
-		return fmt.Errorf("spool: ack batch %s: %w", id, err)
+		return fmt.Errorf("spool: ack batch: %w", err) // no id: errors reach the status page
 	}
 	return nil
 }
@@ -626,7 +691,7 @@ func (s *Spool) DeadLetterBatch(id string, reason string) error {
 		err = r.err
 	}
 	if err != nil {
-		return fmt.Errorf("spool: dead-letter batch %s: %w", id, err)
+		return fmt.Errorf("spool: dead-letter batch: %w", err)
 	}
 	return nil
 }
@@ -650,9 +715,6 @@ func (s *Spool) Stats() Stats {
 		DeadEvicted:     st.deadEvicted,
 		Commits:         st.commits,
 		Compactions:     st.compactions,
-	}
-	if len(st.batches) > 0 {
-		out.OpenBatch = s.batchID(st.batches[0].first)
 	}
 	out.OpenBatches = len(st.batches)
 	if fi, err := os.Stat(s.path); err == nil {
@@ -739,23 +801,9 @@ func (s *Spool) view(fn func(*bolt.Tx) error) error {
 	return s.db.View(fn)
 }
 
-func (s *Spool) batchID(first uint64) string {
-	return s.instance + "-" + strconv.FormatUint(first, 10)
-}
-
-// batchSeq returns the seq an id of this spool names.
-func (s *Spool) batchSeq(id string) (uint64, bool) {
-	i := strings.LastIndexByte(id, '-')
-	if i < 0 || id[:i] != s.instance {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(id[i+1:], 10, 64)
-	return n, err == nil
-}
-
 // readBatch copies the readings of rec out of the transaction.
 func (s *Spool) readBatch(rb *bolt.Bucket, rec batchRec) Batch {
-	b := Batch{ID: s.batchID(rec.first), First: rec.first, Last: rec.last}
+	b := Batch{ID: batchID(rec, rec.first), First: rec.first, Last: rec.last}
 	var vals [][]byte
 	total := 0
 	c := rb.Cursor()
@@ -802,7 +850,7 @@ func putBatches(meta *bolt.Bucket, recs []batchRec) error {
 	if len(recs) == 0 {
 		return meta.Delete(metaBatch)
 	}
-	v := make([]byte, 0, 24*len(recs))
+	v := make([]byte, 0, batchRecV2*len(recs))
 	for _, r := range recs {
 		v = append(v, r.encode()...)
 	}

@@ -345,7 +345,7 @@ func (s *Spool) formOne(t *txState, st *state, o *op) result {
 	if n == 0 {
 		return result{}
 	}
-	rec := batchRec{ok: true, orig: first, first: first, last: last}
+	rec := newBatchRec(first, last)
 	recs := append(append(make([]batchRec, 0, len(st.batches)+1), st.batches...), rec)
 	if err := putBatches(t.meta, recs); err != nil {
 		return result{err: errFatal{err}}
@@ -356,14 +356,7 @@ func (s *Spool) formOne(t *txState, st *state, o *op) result {
 
 // applyFinish acks or dead-letters an open batch.
 func (s *Spool) applyFinish(t *txState, st *state, o *op) result {
-	seq, ok := s.batchSeq(o.batchID)
-	idx := -1
-	for i, b := range st.batches {
-		if ok && seq >= b.orig && seq <= b.first {
-			idx = i
-			break
-		}
-	}
+	idx := findBatch(st.batches, o.batchID)
 	if idx < 0 {
 		return result{err: ErrUnknownBatch}
 	}
@@ -390,7 +383,7 @@ func (s *Spool) applyFinish(t *txState, st *state, o *op) result {
 	}
 	if o.kind == opDeadBatch {
 		at := s.now()
-		id := s.batchID(b.first)
+		id := batchID(b, b.first)
 		for _, v := range vals {
 			d := DeadLetter{Payload: v, Reason: o.reason, At: at, Batch: id}
 			if err := s.putDead(t, st, &d); err != nil {
