@@ -14,6 +14,11 @@ import (
 // MaxFuture is how far ahead of the receiver's clock a timestamp may be.
 const MaxFuture = 5 * time.Minute
 
+// MinTime is the earliest timestamp accepted: a reading from before 2000 is a
+// clock that was never set (a device counting from 1970 or from year 1), not a
+// measurement.
+var MinTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // MaxIDLen is the longest sensor_id or room_id accepted.
 const MaxIDLen = 128
 
@@ -324,8 +329,8 @@ func Validate(r *Reading, now time.Time) error {
 	} else if len(r.Unit) > 16 {
 		return &FieldError{"unit", "longer than 16 characters"}
 	}
-	if r.Timestamp.IsZero() {
-		return &FieldError{"timestamp", "is required"}
+	if r.Timestamp.Before(MinTime) {
+		return &FieldError{"timestamp", fmt.Sprintf("%s is before 2000-01-01", FormatTime(r.Timestamp))}
 	}
 	if !now.IsZero() && r.Timestamp.After(now.Add(MaxFuture)) {
 		return &FieldError{"timestamp", fmt.Sprintf("%s is more than %s in the future", FormatTime(r.Timestamp), MaxFuture)}

@@ -2,6 +2,7 @@ package reading_test
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -158,5 +159,49 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 				t.Errorf("AppendJSON %s: value or unit differs from encoding/json (%s)", got, want)
 			}
 		}
+	}
+}
+
+// A timestamp before 2000 is a device clock that was never set: it is rejected
+// with that reason, whether it comes as RFC 3339, as Unix milliseconds or is the
+// zero time, and on both paths (the sensor service's Input, the agent's Validate).
+func TestTimestampBefore2000(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		ts     string
+		reason string // "": accepted
+	}{
+		{`"0001-01-01T00:00:00Z"`, "0001-01-01T00:00:00.000Z is before 2000-01-01"},
+		{`"1999-12-31T23:59:59.999Z"`, "1999-12-31T23:59:59.999Z is before 2000-01-01"},
+		{`"2000-01-01T01:00:00+02:00"`, "1999-12-31T23:00:00.000Z is before 2000-01-01"},
+		{`0`, "1970-01-01T00:00:00.000Z is before 2000-01-01"},
+		{`"946684799999"`, "1999-12-31T23:59:59.999Z is before 2000-01-01"},
+		{`"2000-01-01T00:00:00Z"`, ""},
+		{`946684800000`, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.ts, func(t *testing.T) {
+			var in reading.Input
+			if err := json.Unmarshal([]byte(`{"sensor_id":"s","type":"co2","value":1,"timestamp":`+tc.ts+`}`), &in); err != nil {
+				t.Fatal(err)
+			}
+			_, err := in.Reading(now)
+			check := func(path string, err error) {
+				t.Helper()
+				if tc.reason == "" {
+					if err != nil {
+						t.Fatalf("%s: rejected: %v", path, err)
+					}
+					return
+				}
+				var fe *reading.FieldError
+				if !errors.As(err, &fe) || fe.Field != "timestamp" || fe.Reason != tc.reason {
+					t.Fatalf("%s: got %v, want timestamp: %s", path, err, tc.reason)
+				}
+			}
+			check("Input.Reading", err)
+			r := reading.Reading{SensorID: "s", Type: "co2", Value: 1, Timestamp: in.Timestamp.T}
+			check("Validate", reading.Validate(&r, now))
+		})
 	}
 }
