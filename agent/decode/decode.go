@@ -9,13 +9,29 @@
 // Every reading takes its room and sensor ids from the topic and the agent's site,
 // then passes reading.Validate, the same rules the cloud applies.
 //
-// A message is all-or-nothing: if any part of it cannot be decoded or validated,
-// Decode returns an error and no readings at all, so the whole message goes to the
-// dead-letter bucket with one reason instead of being half-forwarded. Error texts are
-// written to be that reason: they name the key, record or field that is wrong.
+// A message is used as far as it can be. Each field of a JSON object and each record
+// of a SenML pack stands alone:
+//
+//   - A numeric field or a record that yields a reading passing validation is kept.
+//   - One that cannot be used (out of range, in the future, a wrong unit, a key that
+//     is not a reading type, a record without a value, a string where a known type
+//     needs a number) is returned in Result.Invalid with its reason and a payload of
+//     its own, so the caller dead-letters that part alone and keeps the others.
+//   - A JSON field whose value is not a number (a string, a boolean, null, an object
+//     or an array) and whose key is not a known reading type is ignored and counted
+//     in Result.Ignored: firmware adds versions, flags and names ("fw":"1.0.3",
+//     "ok":true). A null is "no value" and is ignored under any key.
+//
+// Decode returns an error, and nothing else, only when nothing in the message can be
+// read as readings: a bad topic, a payload that is not JSON of the right shape (one
+// syntax error anywhere spoils the whole message), an unusable time for the whole
+// object, more than MaxReadings parts, or an object without a single numeric field.
+// The caller dead-letters such a message whole. Error texts and reasons are written
+// to be a dead letter's reason: they name the key, record or field that is wrong.
 //
 // Decode runs on every publish, so it reads JSON with a small scanner of its own
-// instead of reflection: a valid message costs one allocation for its readings.
+// instead of reflection: a valid message costs one allocation for its readings, and
+// ignoring fields costs none.
 package decode
 
 import (
@@ -51,16 +67,26 @@ type Result struct {
 	Form     string // FormJSON, FormSenML, FormPlain or FormStatus
 	Readings []reading.Reading
 	Status   *Status
-	// Invalid are readings that decoded but failed validation (out of range, in the
-	// future, a wrong unit), each with its reason. The valid readings of the same
-	// message are in Readings: one bad reading does not spoil the others.
+	// Invalid are the parts of the message that could not be used: readings that
+	// failed validation (out of range, in the future, a wrong unit), JSON fields and
+	// SenML records that do not make a reading. The readings of the same message are
+	// in Readings: one bad part does not spoil the others.
 	Invalid []Invalid
+	// Ignored counts the fields of a JSON object that were not numbers and not
+	// readings (a firmware version, a flag), left out on purpose.
+	Ignored int
 }
 
-// Invalid is a decoded reading that failed validation, and why.
+// Invalid is one part of a message that could not be used, and why.
 type Invalid struct {
+	// Reading is the reading as far as it was read: complete when it failed
+	// validation, only the ids and perhaps the type when the part did not decode.
 	Reading reading.Reading
 	Reason  string
+	// Payload is the part alone as a payload for the same topic: the JSON field with
+	// the object's time, the SenML record with the base fields in force, or the whole
+	// payload of a plain number. Decoded again it gives the same reading or reason.
+	Payload []byte
 }
 
 // Status is a device's announcement that it is online or offline.
@@ -71,9 +97,10 @@ type Status struct {
 
 // Decode reads one MQTT publish. site is the agent's site, stamped on every reading;
 // now is the agent's clock: it stamps readings without a time, anchors SenML relative
-// times and bounds the future. An error means the message could not be read at all
-// (topic, syntax, a value that is not a number) and the Result is empty; readings
-// that decode but fail validation are returned in Result.Invalid next to the valid ones.
+// times and bounds the future. An error means nothing in the message could be read as
+// readings (topic, syntax, the object's time, no numeric field) and the Result is
+// empty; otherwise the parts that cannot be used are in Result.Invalid next to the
+// readings, and a non-error Result always holds at least one of either.
 func Decode(topic string, payload []byte, site string, now time.Time) (Result, error) {
 	room, sensor, typ, err := parseTopic(topic)
 	if err != nil {
@@ -100,32 +127,29 @@ func Decode(topic string, payload []byte, site string, now time.Time) (Result, e
 			return Result{}, err
 		}
 		r.Value = v
-		rs, bad := validate([]reading.Reading{r}, now, false)
+		rs, bad := validate([]reading.Reading{r}, now, nil, func(reading.Reading) []byte { return bytes.Clone(body) })
 		return Result{Form: FormPlain, Readings: rs, Invalid: bad}, nil
 	}
 
 	if len(body) == 0 {
 		return Result{}, errors.New("empty payload: want a JSON object of metrics or a SenML array")
 	}
-	var (
-		form string
-		rs   []reading.Reading
-	)
 	switch body[0] {
 	case '{':
-		form = FormJSON
-		rs, err = decodeObject(body, base, now)
+		obj, err := decodeObject(body, base, now)
+		if err != nil {
+			return Result{}, err
+		}
+		rs, bad := validate(obj.readings, now, obj.bad, func(r reading.Reading) []byte { return obj.part(r.Type) })
+		return Result{Form: FormJSON, Readings: rs, Invalid: bad, Ignored: obj.ignored}, nil
 	case '[':
-		form = FormSenML
-		rs, err = decodeSenML(body, base, now)
-	default:
-		return Result{}, fmt.Errorf("payload starting with %q is neither a JSON object of metrics nor a SenML array", body[0])
+		rs, bad, err := decodeSenML(body, base, now)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Form: FormSenML, Readings: rs, Invalid: bad}, nil
 	}
-	if err != nil {
-		return Result{}, err
-	}
-	rs, bad := validate(rs, now, form == FormSenML)
-	return Result{Form: form, Readings: rs, Invalid: bad}, nil
+	return Result{}, fmt.Errorf("payload starting with %q is neither a JSON object of metrics nor a SenML array", body[0])
 }
 
 // parseTopic splits atrium/<room>/<sensor>[/<type>] and checks the ids.
@@ -181,20 +205,14 @@ func parsePlain(body []byte, typ string) (float64, error) {
 	return v, nil
 }
 
-// validate runs the shared rules on every reading and names the one that fails.
-func validate(rs []reading.Reading, now time.Time, senml bool) (valid []reading.Reading, invalid []Invalid) {
-	valid = rs[:0]
+// validate runs the shared rules on every reading and names the one that fails;
+// the invalid ones are added to invalid, each with the payload part gives it.
+func validate(rs []reading.Reading, now time.Time, invalid []Invalid, part func(reading.Reading) []byte) ([]reading.Reading, []Invalid) {
+	valid := rs[:0]
 	for i := range rs {
 		r := rs[i]
-		if err := reading.Validate(&r, now); err != nil {
-			var fe *reading.FieldError
-			if errors.As(err, &fe) {
-				err = fmt.Errorf("%s of %q: %s", fe.Field, r.Type, fe.Reason)
-			}
-			if senml {
-				err = fmt.Errorf("SenML record %d: %w", i, err)
-			}
-			invalid = append(invalid, Invalid{Reading: r, Reason: err.Error()})
+		if reason := check(&r, now); reason != "" {
+			invalid = append(invalid, Invalid{Reading: r, Reason: reason, Payload: part(r)})
 			continue
 		}
 		valid = append(valid, r)
@@ -203,6 +221,35 @@ func validate(rs []reading.Reading, now time.Time, senml bool) (valid []reading.
 		valid = nil
 	}
 	return valid, invalid
+}
+
+// check validates r and returns the reason it fails, or "".
+func check(r *reading.Reading, now time.Time) string {
+	err := reading.Validate(r, now)
+	if err == nil {
+		return ""
+	}
+	var fe *reading.FieldError
+	if errors.As(err, &fe) {
+		return fmt.Sprintf("%s of %q: %s", fe.Field, r.Type, fe.Reason)
+	}
+	return err.Error()
+}
+
+// partError is a problem confined to one field of an object or one record of a
+// pack: that part is dead-lettered, the rest of the message is used.
+type partError struct{ msg string }
+
+func (e *partError) Error() string { return e.msg }
+
+func partErrorf(format string, args ...any) error {
+	return &partError{fmt.Sprintf(format, args...)}
+}
+
+// isPart reports whether err is confined to one part of the message.
+func isPart(err error) bool {
+	var pe *partError
+	return errors.As(err, &pe)
 }
 
 // interned holds the strings readings share, so a known type or unit taken from a

@@ -9,7 +9,8 @@ import (
 )
 
 // FuzzDecode checks that no topic or payload makes Decode panic, that a failure
-// yields nothing, and that every reading it returns is one the cloud accepts and the
+// yields nothing, that every refused part has a reason and a payload that decodes
+// on its own, and that every reading it returns is one the cloud accepts and the
 // spool can write and read back unchanged. Seeds: testdata/fuzz/FuzzDecode and the
 // TestDecode table.
 func FuzzDecode(f *testing.F) {
@@ -42,6 +43,15 @@ func FuzzDecode(f *testing.F) {
 				if bad.Reason == "" {
 					t.Fatal("an invalid reading without a reason")
 				}
+				// A refused part stands alone: decoded again on the same topic, it is
+				// exactly one reading or one refused part, never a broken message.
+				again, err := Decode(topic, bad.Payload, "hq", testNow)
+				if err != nil || len(again.Readings)+len(again.Invalid) != 1 || again.Form != res.Form {
+					t.Fatalf("refused part %q (%s) decoded again: %+v, %v", bad.Payload, bad.Reason, again, err)
+				}
+			}
+			if res.Ignored < 0 || (res.Ignored > 0 && res.Form != FormJSON) {
+				t.Fatalf("%s result ignoring %d fields", res.Form, res.Ignored)
 			}
 			if res.Status != nil || len(res.Readings)+len(res.Invalid) == 0 || len(res.Readings) > MaxReadings {
 				t.Fatalf("%s result with %d readings and status %v", res.Form, len(res.Readings), res.Status)

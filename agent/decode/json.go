@@ -261,33 +261,52 @@ func kind(c byte) string {
 	return fmt.Sprintf("%q", c)
 }
 
+// object is what decodeObject read of a JSON object of metrics.
+type object struct {
+	body     []byte
+	readings []reading.Reading // the numeric fields of reading types, not yet validated
+	bad      []Invalid         // the fields that make no reading, each with its reason and payload
+	ignored  int               // non-numeric fields that are not reading types
+	ts       span              // the ts or timestamp field, empty when there is none
+}
+
+// span is a part of the payload, body[start:end].
+type span struct{ start, end int }
+
 // decodeObject reads {"temperature":21.5,"humidity":40,"ts":1764072000000}: every
-// key but ts/timestamp is a reading type with a numeric value.
-func decodeObject(body []byte, base reading.Reading, now time.Time) ([]reading.Reading, error) {
+// key but ts/timestamp is a reading type with a numeric value. A field that cannot be
+// used goes to object.bad and a non-numeric extra is counted in object.ignored (see
+// the package doc); the error is for what spoils the whole object.
+func decodeObject(body []byte, base reading.Reading, now time.Time) (object, error) {
+	obj := object{body: body}
 	s := scanner{b: body}
 	if !s.eat('{') {
-		return nil, s.syntax()
+		return obj, s.syntax()
 	}
 	var (
-		ts    reading.Time
-		tsKey string
-		rs    []reading.Reading
+		ts      reading.Time
+		tsKey   string
+		rs      []reading.Reading
+		badAt   []span // the fields of obj.bad, for their payloads
+		reasons []error
 	)
 	if !s.eat('}') {
 		// One slice for all readings: there are at most as many as commas plus one.
 		rs = make([]reading.Reading, 0, min(bytes.Count(body, comma)+1, MaxReadings))
 		for {
+			s.peek()
+			field := span{start: s.i}
 			key, err := s.str()
 			if err != nil {
-				return nil, err
+				return obj, err
 			}
 			if !s.eat(':') {
-				return nil, s.syntax()
+				return obj, s.syntax()
 			}
 			switch string(key) {
 			case "ts", "timestamp":
 				if tsKey != "" {
-					return nil, fmt.Errorf("%q given after %q: send one time", string(key), tsKey)
+					return obj, fmt.Errorf("%q given after %q: send one time", string(key), tsKey)
 				}
 				tsKey = "ts"
 				if len(key) > 2 {
@@ -296,53 +315,58 @@ func decodeObject(body []byte, base reading.Reading, now time.Time) ([]reading.R
 				start := s.peek()
 				from := s.i
 				if start != '"' && start != '-' && !isDigit(start) && start != 'n' {
-					return nil, fmt.Errorf("%s: must be RFC 3339 or Unix milliseconds, got %s", tsKey, kind(start))
+					return obj, fmt.Errorf("%s: must be RFC 3339 or Unix milliseconds, got %s", tsKey, kind(start))
 				}
 				if start == '"' {
 					raw, escaped, err := s.rawString()
 					if err != nil {
-						return nil, err
+						return obj, err
 					}
 					if !escaped { // the common case, without reflection
 						t, err := reading.ParseTime(string(raw))
 						if err != nil {
-							return nil, fmt.Errorf("%s: %w", tsKey, err)
+							return obj, fmt.Errorf("%s: %w", tsKey, err)
 						}
 						ts = reading.Time{T: t, Set: true}
+						obj.ts = span{field.start, s.i}
 						break
 					}
 				} else if err := s.skip(0); err != nil {
-					return nil, err
+					return obj, err
 				}
 				_ = ts.UnmarshalJSON(s.b[from:s.i]) // never fails: problems are kept in ts
 				if ts.Problem != "" {
-					return nil, fmt.Errorf("%s: %s", tsKey, ts.Problem)
+					return obj, fmt.Errorf("%s: %s", tsKey, ts.Problem)
 				}
+				obj.ts = span{field.start, s.i}
 			default:
-				if !reading.ValidType(string(key)) {
-					return nil, fmt.Errorf("key %q is neither ts, timestamp nor a reading type (lowercase a-z 0-9 _)", clip(string(key), 40))
-				}
-				if len(rs) == MaxReadings {
-					return nil, fmt.Errorf("more than %d metrics in one message", MaxReadings)
-				}
-				typ := internType(key)
-				for i := range rs {
-					if rs[i].Type == typ {
-						return nil, fmt.Errorf("metric %q given twice", typ)
-					}
+				if len(rs)+len(reasons) == MaxReadings {
+					return obj, fmt.Errorf("more than %d metrics in one message", MaxReadings)
 				}
 				c := s.peek()
+				if c != '-' && !isDigit(c) {
+					// Not a number: an extra the firmware sends (ignored), or a reading
+					// type's value in the wrong form (that field is dead-lettered).
+					if err := s.skip(0); err != nil {
+						return obj, err
+					}
+					if _, known := reading.Known[string(key)]; known && c != 'n' {
+						reasons = append(reasons, fmt.Errorf("value of %q: must be a finite number, got %s", internType(key), kind(c)))
+						badAt = append(badAt, span{field.start, s.i})
+					} else {
+						obj.ignored++
+					}
+					break
+				}
 				raw, ok := s.number()
 				if !ok {
-					return nil, fmt.Errorf("value of %q: must be a finite number, got %s", typ, kind(c))
+					return obj, s.syntax()
 				}
-				v, ok := parseFloat(raw)
-				if !ok {
-					return nil, fmt.Errorf("value of %q: must be a finite number", typ)
+				field.end = s.i
+				if err := numericField(&rs, key, raw, base); err != nil {
+					reasons = append(reasons, err)
+					badAt = append(badAt, field)
 				}
-				r := base
-				r.Type, r.Value = typ, v
-				rs = append(rs, r)
 			}
 			if s.eat(',') {
 				continue
@@ -350,14 +374,17 @@ func decodeObject(body []byte, base reading.Reading, now time.Time) ([]reading.R
 			if s.eat('}') {
 				break
 			}
-			return nil, s.syntax()
+			return obj, s.syntax()
 		}
 	}
 	if err := s.end(); err != nil {
-		return nil, err
+		return obj, err
 	}
-	if len(rs) == 0 {
-		return nil, fmt.Errorf("no metrics in the object: want e.g. {\"temperature\":21.5}")
+	if len(rs) == 0 && len(reasons) == 0 {
+		if obj.ignored > 0 {
+			return obj, fmt.Errorf("no numeric metrics in the object, only %d non-numeric field(s), which are ignored: want e.g. {\"temperature\":21.5}", obj.ignored)
+		}
+		return obj, fmt.Errorf("no metrics in the object: want e.g. {\"temperature\":21.5}")
 	}
 	at := now
 	if ts.Set {
@@ -366,7 +393,70 @@ func decodeObject(body []byte, base reading.Reading, now time.Time) ([]reading.R
 	for i := range rs {
 		rs[i].Timestamp = at
 	}
-	return rs, nil
+	if len(rs) > 0 {
+		obj.readings = rs
+	}
+	for i, err := range reasons {
+		r := base
+		r.Timestamp = at
+		obj.bad = append(obj.bad, Invalid{Reading: r, Reason: err.Error(), Payload: obj.payload(badAt[i])})
+	}
+	return obj, nil
+}
+
+// numericField adds the reading of key with the number raw to *rs, or says why the
+// field makes no reading.
+func numericField(rs *[]reading.Reading, key, raw []byte, base reading.Reading) error {
+	if !reading.ValidType(string(key)) {
+		return fmt.Errorf("key %q is neither ts, timestamp nor a reading type (lowercase a-z 0-9 _)", clip(string(key), 40))
+	}
+	typ := internType(key)
+	v, ok := parseFloat(raw)
+	if !ok {
+		return fmt.Errorf("value of %q: must be a finite number", typ)
+	}
+	for _, r := range *rs {
+		if r.Type == typ {
+			return fmt.Errorf("metric %q given twice", typ)
+		}
+	}
+	r := base
+	r.Type, r.Value = typ, v
+	*rs = append(*rs, r)
+	return nil
+}
+
+// payload is one field of the object as an object of its own, with the object's time.
+func (o object) payload(field span) []byte {
+	p := make([]byte, 0, 2+field.end-field.start+1+o.ts.end-o.ts.start)
+	p = append(p, '{')
+	p = append(p, o.body[field.start:field.end]...)
+	if o.ts.end > 0 {
+		p = append(p, ',')
+		p = append(p, o.body[o.ts.start:o.ts.end]...)
+	}
+	return append(p, '}')
+}
+
+// part is the payload of the field that gave the reading of type typ: the object
+// was read without errors, so its fields are found again by scanning it.
+func (o object) part(typ string) []byte {
+	s := scanner{b: o.body}
+	s.eat('{')
+	for s.peek() == '"' {
+		start := s.i
+		key, err := s.str()
+		if err != nil || !s.eat(':') || s.skip(0) != nil {
+			break
+		}
+		if string(key) == typ {
+			return o.payload(span{start, s.i})
+		}
+		if !s.eat(',') {
+			break
+		}
+	}
+	return bytes.Clone(o.body) // not reached for a reading decodeObject returned
 }
 
 var comma = []byte{','}

@@ -2,8 +2,10 @@ package decode
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
@@ -22,8 +24,12 @@ import (
 //   - Times are seconds, bt + t. A time below 2**28 is relative to the agent's clock
 //     (RFC 8428 section 4.5.3): 0 or absent is "now", -60 a minute ago. Times are
 //     rounded to the millisecond; before 1970 is refused.
-//   - Fields ending in '_' must be understood (RFC 8428 section 4.4): all are refused.
-//     Other unknown fields are skipped.
+//   - Fields ending in '_' must be understood (RFC 8428 section 4.4): a record with
+//     one is refused. Other unknown fields are skipped.
+//   - Each record stands alone: a record that makes no valid reading (any of the
+//     refusals above, a missing name or value, a failed validation) is refused with
+//     its reason and the others are read. Base fields a refused record sets still
+//     apply to the records after it. A syntax error anywhere spoils the whole pack.
 
 // senmlRelative is the bound below which a SenML time is relative to now.
 const senmlRelative = 1 << 28
@@ -55,44 +61,115 @@ type senmlRecord struct {
 
 var openBrace = []byte{'{'}
 
-func decodeSenML(body []byte, base reading.Reading, now time.Time) ([]reading.Reading, error) {
+// decodeSenML reads a pack. Each record stands alone: one that makes no valid
+// reading goes to the Invalid list with its reason and a payload of its own, the
+// others are read. The error is for what spoils the whole pack (syntax, no records,
+// too many).
+func decodeSenML(body []byte, base reading.Reading, now time.Time) ([]reading.Reading, []Invalid, error) {
 	s := scanner{b: body}
 	if !s.eat('[') {
-		return nil, s.syntax()
+		return nil, nil, s.syntax()
 	}
 	if s.eat(']') {
 		if err := s.end(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, fmt.Errorf("SenML pack has no records")
+		return nil, nil, fmt.Errorf("SenML pack has no records")
 	}
 	rs := make([]reading.Reading, 0, min(bytes.Count(body, openBrace), MaxReadings))
-	var b senmlBase
+	var (
+		b   senmlBase
+		bad []Invalid
+	)
 	for idx := 0; ; idx++ {
 		if idx == MaxReadings {
-			return nil, fmt.Errorf("more than %d records in one SenML pack", MaxReadings)
+			return nil, nil, fmt.Errorf("more than %d records in one SenML pack", MaxReadings)
 		}
+		s.peek()
+		start, inherited := s.i, b
 		rec, err := readRecord(&s, &b, idx)
-		if err != nil {
-			return nil, err
+		if err != nil && !isPart(err) {
+			return nil, nil, err
 		}
-		r, err := resolve(rec, &b, base, now, idx)
-		if err != nil {
-			return nil, err
+		r := base
+		if err == nil {
+			r, err = resolve(rec, &b, base, now, idx)
 		}
-		rs = append(rs, r)
+		if err == nil {
+			if why := check(&r, now); why != "" {
+				err = fmt.Errorf("SenML record %d: %s", idx, why)
+			}
+		}
+		if err != nil {
+			bad = append(bad, Invalid{Reading: r, Reason: err.Error(), Payload: senmlPart(body[start:s.i], inherited, rec.seen)})
+		} else {
+			rs = append(rs, r)
+		}
 		if s.eat(',') {
 			continue
 		}
 		if s.eat(']') {
 			break
 		}
-		return nil, s.syntax()
+		return nil, nil, s.syntax()
 	}
 	if err := s.end(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return rs, nil
+	if len(rs) == 0 {
+		rs = nil
+	}
+	return rs, bad, nil
+}
+
+// senmlPart is one record of a pack as a pack of its own: the record as sent, with
+// the base fields it inherited from the records before it (those it does not set
+// itself) added in front of its own fields.
+func senmlPart(raw []byte, b senmlBase, seen uint32) []byte {
+	if len(raw) < 2 || raw[0] != '{' {
+		return append(append([]byte{'['}, raw...), ']')
+	}
+	p := []byte("[{")
+	add := func(name string, v []byte) {
+		if len(p) > 2 {
+			p = append(p, ',')
+		}
+		p = append(append(append(append(p, '"'), name...), '"', ':'), v...)
+	}
+	if len(b.name) > 0 && seen&fieldBit("bn") == 0 {
+		add("bn", quote(b.name))
+	}
+	if b.time != 0 && seen&fieldBit("bt") == 0 {
+		add("bt", jsonNumber(b.time))
+	}
+	if len(b.unit) > 0 && seen&fieldBit("bu") == 0 {
+		add("bu", quote(b.unit))
+	}
+	if b.value != 0 && seen&fieldBit("bv") == 0 {
+		add("bv", jsonNumber(b.value))
+	}
+	if inner := bytes.TrimSpace(raw[1 : len(raw)-1]); len(inner) > 0 {
+		if len(p) > 2 {
+			p = append(p, ',')
+		}
+		p = append(p, inner...)
+	}
+	return append(p, '}', ']')
+}
+
+// jsonNumber writes f as JSON, without an exponent below 1e21 (as JavaScript does),
+// so a base time reads as the seconds it is.
+func jsonNumber(f float64) []byte {
+	if math.Abs(f) < 1e21 {
+		return strconv.AppendFloat(nil, f, 'f', -1, 64)
+	}
+	return strconv.AppendFloat(nil, f, 'g', -1, 64)
+}
+
+// quote is text as a JSON string.
+func quote(text []byte) []byte {
+	q, _ := json.Marshal(string(text)) // a string always marshals
+	return q
 }
 
 // senmlFields are the fields the agent reads, each with its bit in senmlRecord.seen.
@@ -108,19 +185,33 @@ func field(key []byte) (string, uint32, bool) {
 	return "", 0, false
 }
 
-// readRecord reads one record object, updating the base fields it redefines.
+// fieldBit is the bit of a field name in senmlRecord.seen.
+func fieldBit(name string) uint32 {
+	_, bit, _ := field([]byte(name))
+	return bit
+}
+
+// readRecord reads one record object, updating the base fields it redefines. A
+// problem confined to the record (a partError) still reads the record to its end,
+// so the base fields it sets apply to the records after it and the pack goes on;
+// any other error is a syntax error that spoils the pack.
 func readRecord(s *scanner, b *senmlBase, idx int) (senmlRecord, error) {
 	var rec senmlRecord
 	if c := s.peek(); c != '{' {
 		if c == 0 {
 			return rec, s.syntax()
 		}
-		return rec, fmt.Errorf("SenML record %d: must be an object, got %s", idx, kind(c))
+		err := fmt.Errorf("SenML record %d: must be an object, got %s", idx, kind(c))
+		if s.skip(0) != nil {
+			return rec, err
+		}
+		return rec, &partError{err.Error()}
 	}
 	s.i++
 	if s.eat('}') {
 		return rec, nil
 	}
+	var first error // the first problem of the record
 	for {
 		key, err := s.str()
 		if err != nil {
@@ -129,28 +220,43 @@ func readRecord(s *scanner, b *senmlBase, idx int) (senmlRecord, error) {
 		if !s.eat(':') {
 			return rec, s.syntax()
 		}
+		s.peek()
+		value := s.i
 		name, bit, known := field(key)
-		if !known {
+		switch {
+		case !known:
 			if len(key) > 0 && key[len(key)-1] == '_' {
-				return rec, fmt.Errorf("SenML record %d: field %q must be understood and is not supported", idx, clip(string(key), 40))
+				err = partErrorf("SenML record %d: field %q must be understood and is not supported", idx, clip(string(key), 40))
 			}
 			if err := s.skip(0); err != nil {
 				return rec, err
 			}
-		} else {
-			if rec.seen&bit != 0 {
-				return rec, fmt.Errorf("SenML record %d: field %q given twice", idx, name)
-			}
-			rec.seen |= bit
-			if err := readField(s, b, &rec, name, idx); err != nil {
+		case rec.seen&bit != 0:
+			err = partErrorf("SenML record %d: field %q given twice", idx, name)
+			if err := s.skip(0); err != nil {
 				return rec, err
 			}
+		default:
+			rec.seen |= bit
+			err = readField(s, b, &rec, name, idx)
+			if err != nil && !isPart(err) {
+				return rec, err
+			}
+			if err != nil { // read over the value the field could not use
+				s.i = value
+				if err := s.skip(0); err != nil {
+					return rec, err
+				}
+			}
+		}
+		if first == nil {
+			first = err
 		}
 		if s.eat(',') {
 			continue
 		}
 		if s.eat('}') {
-			return rec, nil
+			return rec, first
 		}
 		return rec, s.syntax()
 	}
@@ -160,7 +266,7 @@ func readField(s *scanner, b *senmlBase, rec *senmlRecord, key string, idx int) 
 	c := s.peek()
 	switch key {
 	case "vs", "vd":
-		return fmt.Errorf("SenML record %d: %q is not a number: Atrium readings are numeric, use v", idx, key)
+		return partErrorf("SenML record %d: %q is not a number: Atrium readings are numeric, use v", idx, key)
 	case "vb":
 		switch {
 		case s.literal("true"):
@@ -168,13 +274,13 @@ func readField(s *scanner, b *senmlBase, rec *senmlRecord, key string, idx int) 
 		case s.literal("false"):
 			rec.value = 0
 		default:
-			return fmt.Errorf("SenML record %d: \"vb\" must be a boolean, got %s", idx, kind(c))
+			return partErrorf("SenML record %d: \"vb\" must be a boolean, got %s", idx, kind(c))
 		}
 		rec.hasBool = true
 		return nil
 	case "bn", "bu", "n", "u":
 		if c != '"' {
-			return fmt.Errorf("SenML record %d: %q must be a string, got %s", idx, key, kind(c))
+			return partErrorf("SenML record %d: %q must be a string, got %s", idx, key, kind(c))
 		}
 		text, err := s.str()
 		if err != nil {
@@ -195,11 +301,11 @@ func readField(s *scanner, b *senmlBase, rec *senmlRecord, key string, idx int) 
 	// Every other field is a number.
 	raw, ok := s.number()
 	if !ok {
-		return fmt.Errorf("SenML record %d: %q must be a number, got %s", idx, key, kind(c))
+		return partErrorf("SenML record %d: %q must be a number, got %s", idx, key, kind(c))
 	}
 	f, ok := parseFloat(raw)
 	if !ok {
-		return fmt.Errorf("SenML record %d: %q must be a finite number", idx, key)
+		return partErrorf("SenML record %d: %q must be a finite number", idx, key)
 	}
 	switch key {
 	case "bt":
@@ -208,7 +314,7 @@ func readField(s *scanner, b *senmlBase, rec *senmlRecord, key string, idx int) 
 		b.value = f
 	case "bver":
 		if f > senmlVersion {
-			return fmt.Errorf("SenML record %d: version %g is not supported (at most %d)", idx, f, senmlVersion)
+			return partErrorf("SenML record %d: version %g is not supported (at most %d)", idx, f, senmlVersion)
 		}
 	case "v":
 		rec.value, rec.hasValue = f, true
@@ -228,24 +334,24 @@ func resolve(rec senmlRecord, b *senmlBase, base reading.Reading, now time.Time,
 		}
 	}
 	if len(name) == 0 {
-		return base, fmt.Errorf("SenML record %d: no name: set n (the reading type) or bn", idx)
+		return base, partErrorf("SenML record %d: no name: set n (the reading type) or bn", idx)
 	}
 	if !reading.ValidType(string(name)) {
 		full := string(b.name) + string(rec.name)
-		return base, fmt.Errorf("SenML record %d: name %q: the type %q must be lowercase a-z 0-9 _", idx, clip(full, 60), clip(string(name), 40))
+		return base, partErrorf("SenML record %d: name %q: the type %q must be lowercase a-z 0-9 _", idx, clip(full, 60), clip(string(name), 40))
 	}
 	r := base
 	r.Type = internType(name)
 
 	switch {
 	case rec.hasValue && rec.hasBool:
-		return base, fmt.Errorf("SenML record %d (%q): both v and vb given", idx, r.Type)
+		return base, partErrorf("SenML record %d (%q): both v and vb given", idx, r.Type)
 	case rec.hasValue:
 		r.Value = b.value + rec.value
 	case rec.hasBool:
 		r.Value = rec.value
 	default:
-		return base, fmt.Errorf("SenML record %d (%q): no numeric value (v)", idx, r.Type)
+		return base, partErrorf("SenML record %d (%q): no numeric value (v)", idx, r.Type)
 	}
 
 	unit := b.unit
@@ -260,14 +366,14 @@ func resolve(rec senmlRecord, b *senmlBase, base reading.Reading, now time.Time,
 	var ms int64
 	switch {
 	case math.IsInf(t, 0) || t > maxSeconds || t < -maxSeconds:
-		return base, fmt.Errorf("SenML record %d (%q): time %g is out of range", idx, r.Type, t)
+		return base, partErrorf("SenML record %d (%q): time %g is out of range", idx, r.Type, t)
 	case t >= senmlRelative:
 		ms = int64(math.Round(t * 1000))
 	default:
 		ms = now.UnixMilli() + int64(math.Round(t*1000))
 	}
 	if ms < 0 {
-		return base, fmt.Errorf("SenML record %d (%q): time %g is before 1970", idx, r.Type, t)
+		return base, partErrorf("SenML record %d (%q): time %g is before 1970", idx, r.Type, t)
 	}
 	r.Timestamp = time.UnixMilli(ms).UTC()
 	return r, nil
