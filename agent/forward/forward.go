@@ -43,7 +43,9 @@
 //
 // What the cloud's answer does to a batch:
 //
-//   - 2xx: the batch is acknowledged and leaves the spool.
+//   - 2xx, when the answer matches the batch (see below): the batch is acknowledged
+//     and leaves the spool.
+//   - 2xx that does not match the batch, and 422: see "Answers that do not match".
 //   - 408, 409, 425, 429, 5xx and network errors: the same batch (same id, same
 //     readings) is sent again after an exponential backoff with full jitter between
 //     MinBackoff and MaxBackoff; a Retry-After header (seconds or HTTP date) is a
@@ -59,9 +61,29 @@
 //     spool fixes a batch's composition when it first hands it out, so the batch
 //     cannot be split: it is dead-lettered with the reason, and the forwarder halves
 //     the byte budget of the batches after it (down to 64 KiB).
-//   - every other 4xx (400, 422, …): the cloud will never take this batch; it is
+//   - every other 4xx (400, …): the cloud will never take this batch; it is
 //     dead-lettered with the reason "cloud answered <status>: <problem detail>" and
 //     the next batch goes.
+//
+// # Answers that do not match
+//
+// A batch leaves the spool as delivered only on a 2xx whose body is the sensor
+// service's ingest answer for that very batch: its batch_id is the id sent, every
+// index in "rejected" names a reading of the batch (0 ≤ index < readings, each once),
+// and accepted + duplicates + len(rejected) is the number of readings sent. Anything
+// else (another or no batch id, counts that do not add up, a body that is not such an
+// answer) is a mismatch, as is a 422: the cloud holds this batch id with other
+// readings (an idempotency conflict). An answer kept for someone else's request under
+// this batch id, a proxy that answers for the cloud, or a cloud that lost the batch
+// must not make the agent delete readings as stored.
+//
+// A mismatch is counted (Stats.AnswerMismatches, by reason: MismatchReasons), logged
+// with the batch id and the numbers, and the same batch is sent again with the
+// backoff above. When MismatchRetries retries have mismatched too, the batch's
+// readings are dead-lettered with the reason "cloud answer did not match the batch
+// <n> times: …", from where `atrium-agent spool requeue` sends them again as a new
+// batch: nothing is deleted as stored. Other failures in between (503, network) do
+// not use up the budget.
 package forward
 
 import (
@@ -69,9 +91,11 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -115,7 +139,25 @@ const (
 	DefaultProbeInterval = time.Second
 	DefaultUserAgent     = "atrium-agent"
 	DefaultMaxInFlight   = 4
+	// DefaultMismatchRetries is how many times a batch whose answer does not match it
+	// is sent again before it is dead-lettered: with the default backoff the last
+	// try is some seconds after the first, long enough for a transient fault, short
+	// enough for a batch that can never be answered right.
+	DefaultMismatchRetries = 5
 )
+
+// Reasons of an answer that does not match its batch, the label values of the
+// mismatch counter.
+const (
+	MismatchBatchID  = "batch_id"       // a 2xx answer for another batch id, or none
+	MismatchCounts   = "counts"         // accepted + duplicates + rejected ≠ readings sent
+	MismatchRejected = "rejected_index" // a rejected index out of range, or repeated
+	MismatchBody     = "body"           // a 2xx body that is not an ingest answer
+	MismatchConflict = "conflict"       // 422: the cloud holds the id with other readings
+)
+
+// MismatchReasons lists every reason of a mismatch.
+var MismatchReasons = []string{MismatchBatchID, MismatchCounts, MismatchRejected, MismatchBody, MismatchConflict}
 
 // MaxRetryAfter caps how long a cloud's Retry-After can hold a batch back.
 const MaxRetryAfter = 5 * time.Minute
@@ -147,6 +189,10 @@ type Config struct {
 	// MaxInFlight bounds how many batches are open and in flight at once when the
 	// queue is a WindowQueue (see the package doc); 1 sends one batch at a time.
 	MaxInFlight int
+	// MismatchRetries is how many times a batch whose answer does not match it is
+	// sent again before its readings are dead-lettered (see the package doc). Zero
+	// means DefaultMismatchRetries; negative means none: dead-lettered at the first.
+	MismatchRetries int
 	// Timeout bounds one HTTP attempt.
 	Timeout time.Duration
 	// ProbeInterval is how often the cloud's /healthz is tried while a batch waits
@@ -164,16 +210,19 @@ type Config struct {
 
 // Stats is what the forwarder has done since it started.
 type Stats struct {
-	Forwarded      int64     // readings in batches the cloud answered 2xx
-	Duplicates     int64     // of those, readings the cloud already had
-	Rejected       int64     // of those, readings the cloud refused (its "rejected" list)
-	Batches        int64     // batches the cloud answered 2xx
-	Retries        int64     // attempts that failed and were retried
-	DeadLettered   int64     // readings in batches dead-lettered
-	LastError      string    // the last failure, empty until one happens
-	LastErrorAt    time.Time // when it happened
-	LastSuccess    time.Time // when the cloud last took a batch
-	CloudReachable bool      // the last request to the cloud (batch or probe) got a 2xx
+	Forwarded    int64 // readings in batches the cloud answered 2xx
+	Duplicates   int64 // of those, readings the cloud already had
+	Rejected     int64 // of those, readings the cloud refused (its "rejected" list)
+	Batches      int64 // batches the cloud answered 2xx
+	Retries      int64 // attempts that failed and were retried
+	DeadLettered int64 // readings in batches dead-lettered
+	// AnswerMismatches counts the answers that did not match their batch, by
+	// reason (MismatchReasons).
+	AnswerMismatches map[string]int64
+	LastError        string    // the last failure, empty until one happens
+	LastErrorAt      time.Time // when it happened
+	LastSuccess      time.Time // when the cloud last took a batch
+	CloudReachable   bool      // the last request to the cloud (batch or probe) got a 2xx
 }
 
 // Forwarder sends spooled readings to the cloud. Run it; call Flush on shutdown.
@@ -193,6 +242,8 @@ type Forwarder struct {
 
 	mu    sync.Mutex
 	stats Stats
+	// mismatches counts, per open batch id, the answers that did not match it.
+	mismatches map[string]int
 }
 
 // New makes a Forwarder that takes batches from q.
@@ -206,6 +257,8 @@ func New(q Queue, cfg Config) *Forwarder {
 	setDefault(&cfg.Timeout, DefaultTimeout)
 	setDefault(&cfg.ProbeInterval, DefaultProbeInterval)
 	setDefault(&cfg.UserAgent, DefaultUserAgent)
+	setDefault(&cfg.MismatchRetries, DefaultMismatchRetries)
+	cfg.MismatchRetries = max(cfg.MismatchRetries, 0)
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = cfg.MinBackoff
 	}
@@ -228,6 +281,11 @@ func New(q Queue, cfg Config) *Forwarder {
 	f := &Forwarder{
 		q: q, cfg: cfg, log: cfg.Logger, client: &client,
 		dataURL: base + "/sensors/data", healthURL: base + "/healthz",
+		mismatches: map[string]int{},
+	}
+	f.stats.AnswerMismatches = map[string]int64{}
+	for _, r := range MismatchReasons {
+		f.stats.AnswerMismatches[r] = 0
 	}
 	f.maxBytes.Store(int64(cfg.MaxBytes))
 	f.avgSize.Store(initialReadingSize)
@@ -329,7 +387,9 @@ func (f *Forwarder) Flush(ctx context.Context) error {
 func (f *Forwarder) Stats() Stats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.stats
+	st := f.stats
+	st.AnswerMismatches = maps.Clone(f.stats.AnswerMismatches)
+	return st
 }
 
 // Probe reports whether the cloud is reachable, for the agent's /readyz: nil when a
@@ -408,7 +468,7 @@ func (f *Forwarder) sendOneLocked(ctx context.Context) (progress bool, err error
 	}
 
 	for attempt := 0; ; attempt++ {
-		out := f.post(ctx, b.ID, buf.Bytes())
+		out := f.post(ctx, b, buf.Bytes())
 		if ctx.Err() != nil {
 			return false, ctx.Err() // the batch stays spooled, same id next time
 		}
@@ -417,6 +477,10 @@ func (f *Forwarder) sendOneLocked(ctx context.Context) (progress bool, err error
 			return true, f.ack(ctx, b, out.result)
 		case refused:
 			return true, f.deadLetter(ctx, b, out)
+		case mismatch:
+			if final, spent := f.mismatched(ctx, b, out); spent {
+				return true, f.deadLetter(ctx, b, final)
+			}
 		}
 		f.mu.Lock()
 		f.stats.Retries++
@@ -438,6 +502,7 @@ func (f *Forwarder) sendOneLocked(ctx context.Context) (progress bool, err error
 			return true, nil
 		}
 		if nb.ID != b.ID {
+			f.renamed(b.ID, nb.ID)
 			b = nb
 			if len(b.Readings) == 0 {
 				return true, f.ack(ctx, b, result{})
@@ -453,7 +518,7 @@ func (f *Forwarder) sendOneLocked(ctx context.Context) (progress bool, err error
 func (f *Forwarder) prepare(buf *bytes.Buffer, b Batch) error {
 	buf.Reset()
 	if err := encode(buf, b); err != nil {
-		return fmt.Errorf("forward: encode batch %s: %w", b.ID, err)
+		return fmt.Errorf("forward: encode batch: %w", err)
 	}
 	size := 0
 	for _, r := range b.Readings {
@@ -466,7 +531,7 @@ func (f *Forwarder) prepare(buf *bytes.Buffer, b Batch) error {
 func (f *Forwarder) ack(ctx context.Context, b Batch, res result) error {
 	if err := f.q.AckBatch(b.ID); err != nil {
 		// The cloud has the batch; sent again it is answered from the idempotency key.
-		return f.queueError(ctx, fmt.Errorf("forward: ack batch %s: %w", b.ID, err))
+		return f.queueError(ctx, fmt.Errorf("forward: ack batch: %w", err), "batch_id", b.ID)
 	}
 	f.queueFails.Store(0)
 	f.recordAck(ctx, b, res)
@@ -484,6 +549,7 @@ func (f *Forwarder) recordAck(ctx context.Context, b Batch, res result) {
 	f.stats.Batches++
 	f.stats.LastSuccess = now
 	f.stats.CloudReachable = true
+	delete(f.mismatches, b.ID)
 	f.mu.Unlock()
 	if outage {
 		f.log.InfoContext(ctx, "cloud reachable again", "batch_id", b.ID)
@@ -507,20 +573,72 @@ func (f *Forwarder) deadLetter(ctx context.Context, b Batch, out outcome) error 
 	f.log.ErrorContext(ctx, "batch dead-lettered", "batch_id", b.ID, "readings", len(b.Readings),
 		"status", out.status, "reason", reason, "max_bytes", f.maxBytes.Load())
 	if err := f.q.DeadLetterBatch(b.ID, reason); err != nil {
-		return f.queueError(ctx, fmt.Errorf("forward: dead-letter batch %s: %w", b.ID, err))
+		return f.queueError(ctx, fmt.Errorf("forward: dead-letter batch: %w", err), "batch_id", b.ID)
 	}
 	f.queueFails.Store(0)
 	f.mu.Lock()
 	f.stats.DeadLettered += int64(len(b.Readings))
 	f.stats.CloudReachable = true // it answered, and the next batch may well go
+	delete(f.mismatches, b.ID)
 	f.mu.Unlock()
 	return nil
 }
 
+// mismatched counts and logs an answer that does not match batch b. spent is true
+// when b has used up its MismatchRetries: then final is the outcome to dead-letter
+// it with.
+func (f *Forwarder) mismatched(ctx context.Context, b Batch, out outcome) (final outcome, spent bool) {
+	f.mu.Lock()
+	f.stats.AnswerMismatches[out.reason]++
+	f.mismatches[b.ID]++
+	n := f.mismatches[b.ID]
+	f.mu.Unlock()
+	r := out.result
+	f.log.ErrorContext(ctx, "cloud answer does not match the batch", "batch_id", b.ID,
+		"answer_batch_id", r.BatchID, "status", out.status, "reason", out.reason, "readings", len(b.Readings),
+		"accepted", r.Accepted, "duplicates", r.Duplicates, "rejected", len(r.Rejected),
+		"err", out.err, "mismatches", n, "budget", f.cfg.MismatchRetries+1)
+	if n <= f.cfg.MismatchRetries {
+		return out, false
+	}
+	out.err = fmt.Errorf("cloud answer did not match the batch %d times: %w", n, out.err)
+	return out, true
+}
+
+// renamed carries the mismatches of a batch over to its new id (drop-oldest shrank it).
+func (f *Forwarder) renamed(old, id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n, ok := f.mismatches[old]; ok {
+		delete(f.mismatches, old)
+		f.mismatches[id] = n
+	}
+}
+
+// keepMismatches forgets the mismatches of batches that are no longer open (dropped
+// by a full spool, or renamed while in the window).
+func (f *Forwarder) keepMismatches(open []Batch) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.mismatches) == 0 {
+		return
+	}
+	ids := make(map[string]bool, len(open))
+	for _, b := range open {
+		ids[b.ID] = true
+	}
+	for id := range f.mismatches {
+		if !ids[id] {
+			delete(f.mismatches, id)
+		}
+	}
+}
+
 // queueError records a spool failure and backs off before the next try, so a
-// broken spool is not hammered.
-func (f *Forwarder) queueError(ctx context.Context, err error) error {
-	f.log.ErrorContext(ctx, "spool operation failed", "err", err)
+// broken spool is not hammered. Batch ids go to the log (args), never into err: the
+// last error is shown on the agent's status page.
+func (f *Forwarder) queueError(ctx context.Context, err error, args ...any) error {
+	f.log.ErrorContext(ctx, "spool operation failed", append([]any{"err", err}, args...)...)
 	f.mu.Lock()
 	f.stats.LastError = err.Error()
 	f.stats.LastErrorAt = f.cfg.Now()
@@ -583,9 +701,10 @@ func (f *Forwarder) pause(ctx context.Context, d time.Duration, probe bool) bool
 
 // The classes of an answer.
 const (
-	delivered = iota // 2xx
+	delivered = iota // 2xx with an answer that matches the batch
 	retry            // transient or configuration trouble: send the same batch again
 	refused          // the cloud will never take this batch
+	mismatch         // an answer that does not match the batch, or 422
 )
 
 // outcome is what one attempt came to.
@@ -595,22 +714,84 @@ type outcome struct {
 	err        error
 	retryAfter time.Duration
 	result     result
+	reason     string // of a mismatch
 }
 
 // result is the sensor service's answer to a batch.
 type result struct {
-	Accepted   int `json:"accepted"`
-	Duplicates int `json:"duplicates"`
+	BatchID    string `json:"batch_id"`
+	Accepted   int    `json:"accepted"`
+	Duplicates int    `json:"duplicates"`
 	Rejected   []struct {
 		Index  int    `json:"index"`
 		Reason string `json:"reason"`
 	} `json:"rejected"`
 }
 
-// maxAnswer bounds how much of an answer is read.
-const maxAnswer = 64 << 10
+// maxAnswer bounds how much of an error answer is read; a 2xx answer may also have
+// answerPerReading bytes per reading sent (its rejections).
+const (
+	maxAnswer        = 64 << 10
+	answerPerReading = 512
+)
 
-func (f *Forwarder) post(ctx context.Context, id string, body []byte) outcome {
+// checkAnswer reads a 2xx body: the ingest answer for batch id of n readings. It
+// returns the mismatch reason ("" when it matches) and what is wrong.
+func checkAnswer(body []byte, id string, n int) (result, string, error) {
+	var a struct {
+		BatchID    *string `json:"batch_id"`
+		Accepted   *int    `json:"accepted"`
+		Duplicates *int    `json:"duplicates"`
+		Rejected   []struct {
+			Index  *int   `json:"index"`
+			Reason string `json:"reason"`
+		} `json:"rejected"`
+	}
+	if err := json.Unmarshal(body, &a); err != nil {
+		return result{}, MismatchBody, fmt.Errorf("the answer is not an ingest answer: %w", err)
+	}
+	if a.Accepted == nil || a.Duplicates == nil {
+		return result{}, MismatchBody, errors.New("the answer has no accepted or duplicates count")
+	}
+	var r result
+	r.Accepted, r.Duplicates = *a.Accepted, *a.Duplicates
+	if a.BatchID != nil {
+		r.BatchID = *a.BatchID
+	}
+	seen := make(map[int]bool, len(a.Rejected))
+	for _, rj := range a.Rejected {
+		if rj.Index == nil {
+			return r, MismatchBody, errors.New("the answer rejects a reading without an index")
+		}
+		r.Rejected = append(r.Rejected, struct {
+			Index  int    `json:"index"`
+			Reason string `json:"reason"`
+		}{*rj.Index, rj.Reason})
+	}
+	switch {
+	case a.BatchID == nil:
+		return r, MismatchBatchID, errors.New("the answer names no batch id")
+	case r.BatchID != id:
+		return r, MismatchBatchID, errors.New("the answer is for another batch id")
+	}
+	for _, rj := range r.Rejected {
+		if rj.Index < 0 || rj.Index >= n {
+			return r, MismatchRejected, fmt.Errorf("the answer rejects reading %d of %d", rj.Index, n)
+		}
+		if seen[rj.Index] {
+			return r, MismatchRejected, fmt.Errorf("the answer rejects reading %d twice", rj.Index)
+		}
+		seen[rj.Index] = true
+	}
+	if r.Accepted < 0 || r.Duplicates < 0 || r.Accepted+r.Duplicates+len(r.Rejected) != n {
+		return r, MismatchCounts, fmt.Errorf("%d accepted, %d duplicates and %d rejected for %d readings sent",
+			r.Accepted, r.Duplicates, len(r.Rejected), n)
+	}
+	return r, "", nil
+}
+
+func (f *Forwarder) post(ctx context.Context, b Batch, body []byte) outcome {
+	id := b.ID
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.dataURL, bytes.NewReader(body))
@@ -625,16 +806,33 @@ func (f *Forwarder) post(ctx context.Context, id string, body []byte) outcome {
 	if err != nil {
 		return outcome{class: retry, err: fmt.Errorf("forward: post: %w", err)}
 	}
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	limit := int64(maxAnswer)
+	if resp.StatusCode/100 == 2 {
+		limit += int64(answerPerReading * len(b.Readings))
+	}
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	drain(resp.Body)
+	if err != nil && resp.StatusCode/100 == 2 {
+		// The cloud may have stored the batch: sent again, it is answered from its id.
+		return outcome{class: retry, status: resp.StatusCode, err: fmt.Errorf("forward: read answer: %w", err)}
+	}
 
 	out := outcome{status: resp.StatusCode}
 	code := resp.StatusCode
 	switch {
 	case code/100 == 2:
-		out.class = delivered
-		_ = json.Unmarshal(answer, &out.result) // counts only; any 2xx body will do
+		res, reason, err := checkAnswer(answer, id, len(b.Readings))
+		out.result = res
+		if reason == "" {
+			out.class = delivered
+			return out
+		}
+		out.class, out.reason = mismatch, reason
+		out.err = fmt.Errorf("cloud answered %d: %w", code, err)
 		return out
+	case code == http.StatusUnprocessableEntity:
+		out.class, out.reason = mismatch, MismatchConflict
+		out.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), f.cfg.Now())
 	case code == http.StatusRequestTimeout, code == http.StatusConflict, code == http.StatusTooEarly,
 		code == http.StatusTooManyRequests, code >= 500:
 		out.class = retry
@@ -647,7 +845,9 @@ func (f *Forwarder) post(ctx context.Context, id string, body []byte) outcome {
 		out.class = retry
 		out.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), f.cfg.Now())
 	}
-	out.err = fmt.Errorf("cloud answered %d: %s", code, problemDetail(code, resp.Header, answer))
+	// The detail may quote the batch id; errors reach the status page, ids do not.
+	detail := strings.ReplaceAll(problemDetail(code, resp.Header, answer), id, "<batch id>")
+	out.err = fmt.Errorf("cloud answered %d: %s", code, detail)
 	return out
 }
 

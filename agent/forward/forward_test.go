@@ -197,7 +197,7 @@ func (c *cloud) serve(w http.ResponseWriter, r *http.Request) {
 		status, header, body = c.answer(n, rec)
 	}
 	if body == "" && status == http.StatusOK {
-		body = fmt.Sprintf(`{"accepted":%d,"duplicates":0,"rejected":[]}`, len(env.Readings))
+		body = okAnswer(env.BatchID, len(env.Readings))
 	}
 	for k, v := range header {
 		w.Header()[k] = v
@@ -216,6 +216,11 @@ func (c *cloud) probeCount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.probes
+}
+
+// okAnswer is the sensor service's answer to a batch of n new readings.
+func okAnswer(id string, n int) string {
+	return fmt.Sprintf(`{"batch_id":%q,"accepted":%d,"duplicates":0,"rejected":[]}`, id, n)
 }
 
 // always answers every batch the same way.
@@ -563,7 +568,7 @@ func TestDeadLetter(t *testing.T) {
 	}{
 		{"400 problem", 400, problem, `{"type":"about:blank","title":"Bad Request","status":400,"detail":"body is not a batch of readings"}`,
 			"cloud answered 400: body is not a batch of readings"},
-		{"422 title only", 422, problem, `{"title":"Unprocessable Entity","status":422}`, "cloud answered 422: Unprocessable Entity"},
+		{"400 title only", 400, problem, `{"title":"Bad Request","status":400}`, "cloud answered 400: Bad Request"},
 		{"400 plain text", 400, http.Header{"Content-Type": {"text/plain"}}, "bad\n  batch\n", "cloud answered 400: bad batch"},
 		{"413 empty", 413, nil, "", "cloud answered 413: Request Entity Too Large"},
 	}
@@ -770,7 +775,7 @@ func BenchmarkForward(b *testing.B) {
 	const total = 100_000
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		_, _ = io.WriteString(w, `{"accepted":500,"duplicates":0,"rejected":[]}`)
+		_, _ = io.WriteString(w, okAnswer(r.Header.Get("Idempotency-Key"), DefaultMaxCount))
 	}))
 	defer srv.Close()
 	rs := readings(0, total)

@@ -112,6 +112,7 @@ func (f *Forwarder) runWindow(ctx context.Context, q WindowQueue) error {
 			for _, b := range bs {
 				open = append(open, &flight{b: b, sensors: sensorsOf(b)})
 			}
+			f.keepMismatches(bs)
 			reload = false
 		}
 		wait := f.windowDue(open)
@@ -165,7 +166,7 @@ func (f *Forwarder) runWindow(ctx context.Context, q WindowQueue) error {
 			// One at a time until the oldest open batch has left the spool.
 			settle()
 			if l.queueErr {
-				_ = f.queueError(ctx, l.err)
+				_ = f.queueError(ctx, l.err, "batch_id", l.fl.b.ID)
 			} else {
 				f.mu.Lock()
 				f.stats.Retries++
@@ -233,7 +234,7 @@ func (f *Forwarder) deliver(ctx context.Context, q WindowQueue, fl *flight) land
 	b := fl.b
 	if len(b.Readings) == 0 {
 		if err := q.AckBatch(b.ID); err != nil {
-			return landing{fl: fl, queueErr: true, err: fmt.Errorf("forward: ack batch %s: %w", b.ID, err)}
+			return landing{fl: fl, queueErr: true, err: fmt.Errorf("forward: ack batch: %w", err)}
 		}
 		return landing{fl: fl, left: true}
 	}
@@ -242,7 +243,7 @@ func (f *Forwarder) deliver(ctx context.Context, q WindowQueue, fl *flight) land
 	if err := f.prepare(buf, b); err != nil {
 		return landing{fl: fl, queueErr: true, err: err}
 	}
-	out := f.post(ctx, b.ID, buf.Bytes())
+	out := f.post(ctx, b, buf.Bytes())
 	if ctx.Err() != nil {
 		return landing{fl: fl, err: ctx.Err()} // stays spooled, same id next time
 	}
@@ -250,7 +251,7 @@ func (f *Forwarder) deliver(ctx context.Context, q WindowQueue, fl *flight) land
 	case delivered:
 		if err := q.AckBatch(b.ID); err != nil {
 			// The cloud has it; sent again it is answered from the idempotency key.
-			return landing{fl: fl, queueErr: true, err: fmt.Errorf("forward: ack batch %s: %w", b.ID, err)}
+			return landing{fl: fl, queueErr: true, err: fmt.Errorf("forward: ack batch: %w", err)}
 		}
 		f.queueFails.Store(0)
 		f.recordAck(ctx, b, out.result)
@@ -260,6 +261,13 @@ func (f *Forwarder) deliver(ctx context.Context, q WindowQueue, fl *flight) land
 			return landing{fl: fl, queueErr: true, err: err}
 		}
 		return landing{fl: fl, left: true}
+	case mismatch:
+		if final, spent := f.mismatched(ctx, b, out); spent {
+			if err := f.deadLetter(ctx, b, final); err != nil {
+				return landing{fl: fl, queueErr: true, err: err}
+			}
+			return landing{fl: fl, left: true}
+		}
 	}
 	return landing{fl: fl, out: out, err: out.err}
 }
