@@ -18,8 +18,10 @@
 //
 // bcrypt is slow on purpose. [Store.Verify] therefore remembers each successful
 // verification (a keyed SHA-256 of the password, never the password itself) so that a
-// reconnecting device costs a hash lookup, not a bcrypt run; at most GOMAXPROCS bcrypt
-// comparisons run at once. A store notices edits of its file through [Store.ReloadIfChanged].
+// reconnecting device costs a hash lookup, not a bcrypt run ([Store.Cached] asks only
+// that); at most GOMAXPROCS bcrypt comparisons run at once. An unknown id costs the same
+// bcrypt comparison as a wrong password, so that timing does not tell which ids exist.
+// A store notices edits of its file through [Store.ReloadIfChanged].
 package credentials
 
 import (
@@ -37,6 +39,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -218,8 +221,11 @@ type Store struct {
 	mu       sync.RWMutex
 	hashes   map[string]string   // id → bcrypt hash
 	verified map[string][32]byte // id → HMAC of the last password that matched hashes[id]
+	decoy    string              // a hash of the most common cost, compared for unknown ids
 	modTime  time.Time
 	size     int64
+
+	compares atomic.Int64 // bcrypt comparisons run, for tests
 }
 
 // Load reads the credentials file at path into a new Store.
@@ -291,33 +297,56 @@ func (s *Store) reload(force bool) (bool, error) {
 	if s.verified == nil {
 		s.verified = make(map[string][32]byte)
 	}
-	s.hashes, s.modTime, s.size = hashes, fi.ModTime(), fi.Size()
+	s.hashes, s.decoy, s.modTime, s.size = hashes, decoy(doc.Devices), fi.ModTime(), fi.Size()
 	return true, nil
 }
 
-// Verify reports whether password is the password of device id. A password that matched
-// once is remembered, so verifying it again is cheap.
-func (s *Store) Verify(id, password string) bool {
-	mac := hmac.New(sha256.New, s.key[:])
-	mac.Write([]byte(password))
-	var sum [32]byte
-	mac.Sum(sum[:0])
+// decoy picks the hash that an unknown id is compared against: one of the most common
+// cost (the higher cost on a tie), so that refusing an unknown id takes as long as
+// refusing a wrong password. Comparing against a real device's hash is safe: the answer
+// for an unknown id is false whatever the comparison says, and it is never cached.
+// "" when there are no devices (then there is no id to tell apart).
+func decoy(devs []Device) string {
+	count := map[int]int{}
+	best, bestCost := "", -1
+	for _, d := range devs {
+		c, err := bcrypt.Cost([]byte(d.Hash))
+		if err != nil {
+			continue // parseDocument has checked every hash
+		}
+		count[c]++
+		if bestCost < 0 || count[c] > count[bestCost] || (count[c] == count[bestCost] && c > bestCost) {
+			best, bestCost = d.Hash, c
+		}
+	}
+	return best
+}
 
+// Verify reports whether password is the password of device id. A password that matched
+// once is remembered, so verifying it again is cheap. Anything else costs one bcrypt
+// comparison, for an unknown id too.
+func (s *Store) Verify(id, password string) bool {
+	sum := s.mac(password)
 	s.mu.RLock()
 	hash, known := s.hashes[id]
 	cached, hit := s.verified[id]
+	decoy := s.decoy
 	s.mu.RUnlock()
-	if !known {
-		return false
-	}
-	if hit && hmac.Equal(cached[:], sum[:]) {
+	if known && hit && hmac.Equal(cached[:], sum[:]) {
 		return true
+	}
+	if !known {
+		if decoy == "" {
+			return false
+		}
+		hash = decoy
 	}
 
 	s.sem <- struct{}{}
+	s.compares.Add(1)
 	err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password))
 	<-s.sem
-	if err != nil {
+	if err != nil || !known {
 		return false
 	}
 	s.mu.Lock()
@@ -326,4 +355,25 @@ func (s *Store) Verify(id, password string) bool {
 	}
 	s.mu.Unlock()
 	return true
+}
+
+// Cached reports, without running bcrypt, whether password is the password of device id
+// that Verify last accepted. false means "not known to be right", not "wrong": the
+// caller then verifies. Only the right password can be cached, so answering it early
+// tells nothing to someone guessing.
+func (s *Store) Cached(id, password string) bool {
+	sum := s.mac(password)
+	s.mu.RLock()
+	cached, hit := s.verified[id]
+	s.mu.RUnlock()
+	return hit && hmac.Equal(cached[:], sum[:])
+}
+
+// mac is the keyed hash under which a verified password is remembered.
+func (s *Store) mac(password string) [32]byte {
+	mac := hmac.New(sha256.New, s.key[:])
+	mac.Write([]byte(password))
+	var sum [32]byte
+	mac.Sum(sum[:0])
+	return sum
 }

@@ -324,3 +324,55 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 }
+
+// TestUnknownIDCostsAComparison: refusing an unknown id runs the same bcrypt comparison
+// as refusing a wrong password, against a hash of the cost most devices have, so that
+// the time of a refusal does not tell which ids exist.
+func TestUnknownIDCostsAComparison(t *testing.T) {
+	hashAt := func(cost int) string {
+		h, err := bcrypt.GenerateFromPassword([]byte("pw"), cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(h)
+	}
+	cheap, dear := hashAt(bcrypt.MinCost), hashAt(bcrypt.MinCost+1)
+	path := filepath.Join(t.TempDir(), "credentials.json")
+	body := `{"devices":[{"id":"a","hash":"` + dear + `"},{"id":"b","hash":"` + cheap + `"},{"id":"c","hash":"` + cheap + `"}]}`
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cost, _ := bcrypt.Cost([]byte(s.decoy)); cost != bcrypt.MinCost {
+		t.Errorf("decoy cost %d, want the most common cost %d", cost, bcrypt.MinCost)
+	}
+	tests := []struct {
+		name, id, password string
+		want               bool
+		compares           int64
+	}{
+		{"wrong password", "b", "guess", false, 1},
+		{"unknown id", "zz", "guess", false, 1},
+		{"unknown id with a known device's password", "zz", "pw", false, 1},
+		{"empty id", "", "pw", false, 1},
+		{"right password", "b", "pw", true, 1},
+		{"right password again", "b", "pw", true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := s.compares.Load()
+			if got := s.Verify(tt.id, tt.password); got != tt.want {
+				t.Errorf("Verify = %v, want %v", got, tt.want)
+			}
+			if n := s.compares.Load() - before; n != tt.compares {
+				t.Errorf("%d bcrypt comparisons, want %d", n, tt.compares)
+			}
+		})
+	}
+	if !s.Cached("b", "pw") || s.Cached("b", "guess") || s.Cached("a", "pw") || s.Cached("zz", "pw") {
+		t.Error("Cached answers for something Verify has not accepted")
+	}
+}
