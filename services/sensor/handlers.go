@@ -39,8 +39,15 @@ func (s *Service) handleIngest() http.HandlerFunc {
 			httpx.Error(w, r, s.log, err)
 			return
 		}
+		principal, err := principalOf(r)
+		if err != nil {
+			s.batches.WithLabelValues("failed").Inc()
+			httpx.Error(w, r, s.log, err)
+			return
+		}
 		now := s.opts.Now().UTC()
-		b := Batch{ID: batchID, Site: site, ReceivedAt: now, Readings: make([]reading.Reading, 0, len(inputs)), Rejected: []Rejection{}}
+		b := Batch{ID: batchID, Principal: principal, Fingerprint: Fingerprint(site, inputs), Site: site, ReceivedAt: now,
+			Readings: make([]reading.Reading, 0, len(inputs)), Rejected: []Rejection{}}
 		for i := range inputs {
 			rd, err := inputs[i].Reading(now)
 			if err != nil {
@@ -53,6 +60,13 @@ func (s *Service) handleIngest() http.HandlerFunc {
 			b.Readings = append(b.Readings, rd)
 		}
 		out, err := s.store.Ingest(r.Context(), b)
+		if errors.Is(err, ErrBatchConflict) {
+			s.batches.WithLabelValues("conflict").Inc()
+			s.log.WarnContext(r.Context(), "batch id reused for a different request", "principal", principal, "batch_id", batchID,
+				"request_id", httpx.RequestID(r.Context()))
+			httpx.Error(w, r, s.log, conflictProblem(batchID))
+			return
+		}
 		if err != nil {
 			s.batches.WithLabelValues("failed").Inc()
 			httpx.Error(w, r, s.log, fmt.Errorf("ingest batch %s: %w", batchID, err))
@@ -81,6 +95,30 @@ func (s *Service) handleIngest() http.HandlerFunc {
 		}
 		httpx.JSON(w, http.StatusOK, out.Result)
 	}
+}
+
+// principalOf is the caller of r: the API key the gateway names in
+// PrincipalHeader, or DirectPrincipal when the request did not come through the
+// gateway.
+func principalOf(r *http.Request) (string, error) {
+	name := r.Header.Get(PrincipalHeader)
+	if name == "" {
+		return DirectPrincipal, nil
+	}
+	if len(name) > MaxKeyNameLen {
+		return "", httpx.NewProblem(http.StatusBadRequest, fmt.Sprintf("%s: at most %d bytes", PrincipalHeader, MaxKeyNameLen))
+	}
+	return KeyPrincipal(name), nil
+}
+
+// conflictProblem is the answer to a batch id its caller already used for a
+// different request: 422, as the IETF Idempotency-Key draft has it.
+func conflictProblem(batchID string) *httpx.Problem {
+	p := httpx.NewProblem(http.StatusUnprocessableEntity, fmt.Sprintf(
+		"batch id %q was already used by this caller for a different request; nothing was stored: "+
+			"resend the first request unchanged, or send these readings under a new batch id", batchID))
+	p.Errors = []httpx.FieldProblem{{Field: "batch_id", Reason: "already used for a different request"}}
+	return p
 }
 
 // parseIngest reads the three body forms: a batch object, a single reading object, or

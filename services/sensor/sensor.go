@@ -7,6 +7,8 @@ package sensor
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net/url"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/httpx"
@@ -18,7 +20,40 @@ var (
 	ErrNotFound    = httpx.ErrNotFound
 	ErrUnavailable = httpx.ErrUnavailable
 	ErrBadCursor   = httpx.ErrInvalid
+	// ErrBatchConflict is Ingest's answer to a batch whose key is recorded with
+	// another fingerprint: the caller reused a batch id for a different request.
+	// Nothing is stored; the handler answers 422.
+	ErrBatchConflict = errors.New("batch id already used for a different request")
 )
+
+// PrincipalHeader names the caller of a request: the gateway sets it to the name
+// of the API key that authenticated the request (gateway.KeyNameHeader), over
+// whatever a client sent in it. The service's own port is private: what reaches
+// it without going through the gateway is a part of the system, trusted like the
+// gateway.
+const PrincipalHeader = "X-Atrium-Key-Name"
+
+// DirectPrincipal is the caller of a request without PrincipalHeader: a call on
+// the service's private port, not through the gateway.
+const DirectPrincipal = "direct"
+
+// MaxKeyNameLen bounds the key name a PrincipalHeader may carry.
+const MaxKeyNameLen = 256
+
+// KeyPrincipal is the principal of the requests made with the API key named name.
+// Its "key:" prefix keeps it apart from DirectPrincipal whatever the key is called.
+func KeyPrincipal(name string) string { return "key:" + name }
+
+// BatchKey is what a batch is recorded under: its principal, path-escaped so that
+// it holds no '/', then '/' and the batch id ("direct/b-1", "key:agent-hq/b-1").
+// Two principals never share a key, whatever their batch ids. An empty principal
+// keys the batch by its id alone, as batches were recorded before principals.
+func BatchKey(principal, id string) string {
+	if principal == "" {
+		return id
+	}
+	return url.PathEscape(principal) + "/" + id
+}
 
 // Rejection names a reading of a batch that was not accepted, and why.
 type Rejection struct {
@@ -38,12 +73,26 @@ type Result struct {
 // Batch is what the service hands its store: the valid readings of one request (in
 // request order) and the rejections already found, under one batch id.
 type Batch struct {
-	ID         string
-	Site       string
-	Readings   []reading.Reading
-	Rejected   []Rejection
-	ReceivedAt time.Time
+	// ID is the batch id the caller gave (or one made for it); the answer
+	// carries it.
+	ID string
+	// Principal is who sent the batch: KeyPrincipal of an API key, or
+	// DirectPrincipal. Batch ids are scoped to it (see BatchKey).
+	Principal string
+	// Fingerprint identifies the request's content (see Fingerprint). It is
+	// recorded with the answer; the same key sent again with another
+	// fingerprint is refused with ErrBatchConflict.
+	Fingerprint string
+	Site        string
+	Readings    []reading.Reading
+	Rejected    []Rejection
+	ReceivedAt  time.Time
 }
+
+// Key is the batch's record key, BatchKey(Principal, ID). It is also the batch_id
+// of its sensor.data.received event, unique across callers, which the consumers
+// of the bus deduplicate by.
+func (b Batch) Key() string { return BatchKey(b.Principal, b.ID) }
 
 // Outcome is what Store.Ingest did with a batch.
 type Outcome struct {
@@ -59,6 +108,7 @@ type Outcome struct {
 
 // Event is an outbox entry: a sensor.data.received body waiting to be published.
 type Event struct {
+	// BatchID is the batch's key (Batch.Key), also the body's batch_id.
 	BatchID string
 	Body    []byte
 }
@@ -155,11 +205,14 @@ type Store interface {
 	// Ingest stores b atomically: readings whose identity (sensor_id, type,
 	// timestamp) is new are stored, the others counted as duplicates (also within
 	// the batch); the registry is updated (a reading with an empty room_id takes the
-	// registered room of its sensor); the answer and the outbox event are recorded
-	// under b.ID. An already-ingested b.ID stores nothing and returns the first
-	// answer with Replayed set. Concurrent calls with one b.ID store it once.
+	// registered room of its sensor); the answer (whose BatchID is b.ID), the
+	// fingerprint and the outbox event (whose BatchID is b.Key()) are recorded under
+	// b.Key(). An already-ingested key with the same fingerprint stores nothing and
+	// returns the first answer with Replayed set; with another fingerprint it
+	// stores nothing and fails with ErrBatchConflict. Concurrent calls with one
+	// key store it once.
 	Ingest(ctx context.Context, b Batch) (Outcome, error)
-	// AckEvent marks the outbox event of a batch as published.
+	// AckEvent marks the outbox event of a batch (its key) as published.
 	AckEvent(ctx context.Context, batchID string) error
 	// PendingEvents lists up to limit unpublished outbox events, oldest first.
 	PendingEvents(ctx context.Context, limit int) ([]Event, error)

@@ -69,7 +69,7 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 		Name: "atrium_sensor_readings_total", Help: "Readings received, by outcome (accepted, duplicate, rejected).",
 	}, []string{"outcome"})
 	s.batches = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "atrium_sensor_batches_total", Help: "Batches received, by outcome (new, replayed, failed).",
+		Name: "atrium_sensor_batches_total", Help: "Batches received, by outcome (new, replayed, conflict, failed).",
 	}, []string{"outcome"})
 	s.publishErr = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "atrium_sensor_publish_errors_total", Help: "Failed publishes of sensor.data.received (retried from the outbox).",

@@ -1,6 +1,7 @@
 package mongostore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -44,16 +45,21 @@ const (
 	stateDone    = "done"
 )
 
-// batchDoc is a document of batches.
+// batchDoc is a document of batches. Its _id is the batch's key
+// (sensor.BatchKey); documents from before principals have the plain batch id
+// there and no bid, p or fp.
 type batchDoc struct {
-	ID       string     `bson:"_id"`
-	State    string     `bson:"st"`
-	Owner    string     `bson:"own"`
-	Lease    time.Time  `bson:"lease"`
-	Received time.Time  `bson:"rc"`
-	Result   *resultDoc `bson:"res,omitempty"`
-	Event    bool       `bson:"ev"`
-	Done     time.Time  `bson:"done,omitempty"`
+	ID          string     `bson:"_id"`
+	BatchID     string     `bson:"bid,omitempty"`
+	Principal   string     `bson:"p,omitempty"`
+	Fingerprint string     `bson:"fp,omitempty"`
+	State       string     `bson:"st"`
+	Owner       string     `bson:"own"`
+	Lease       time.Time  `bson:"lease"`
+	Received    time.Time  `bson:"rc"`
+	Result      *resultDoc `bson:"res,omitempty"`
+	Event       bool       `bson:"ev"`
+	Done        time.Time  `bson:"done,omitempty"`
 }
 
 type resultDoc struct {
@@ -74,11 +80,15 @@ type outboxDoc struct {
 }
 
 // Ingest stores b; see sensor.Store. Without multi-document transactions it
-// proceeds in steps, each idempotent, under a claim on the batch id:
+// proceeds in steps, each idempotent, under a claim on the batch's key
+// (b.Key(): the caller and the batch id), which every step below uses as the
+// batch's id:
 //
-//  1. insert the batch document (state claimed, owner, lease); a duplicate key
-//     means the id is known: wait until its answer is recorded and return it, or
-//     take the claim over once its lease ran out (its Ingest died);
+//  1. insert the batch document (state claimed, owner, lease, fingerprint); a
+//     duplicate key means the key is known: with another fingerprint that is
+//     sensor.ErrBatchConflict at once; else wait until its answer is recorded
+//     and return it, or take the claim over once its lease ran out (its Ingest
+//     died);
 //  2. insert the readings (unordered; the unique identity index turns the
 //     already-stored ones into E11000 errors, counted as duplicates), each marked
 //     with the batch id;
@@ -97,7 +107,7 @@ func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, err
 	if s.isClosed() {
 		return sensor.Outcome{}, fmt.Errorf("mongostore: ingest %s: %w", b.ID, errClosed)
 	}
-	owner, resume, out, err := s.claim(ctx, b.ID)
+	owner, resume, out, err := s.claim(ctx, b)
 	if err != nil || out != nil {
 		if err != nil {
 			return sensor.Outcome{}, fmt.Errorf("mongostore: ingest %s: %w", b.ID, err)
@@ -115,12 +125,15 @@ func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, err
 	return o, nil
 }
 
-// claim inserts the claim on a batch id. It returns the owner token of a claim
+// claim inserts the claim on a batch's key. It returns the owner token of a claim
 // (resume set when it took over a dead one), or the recorded outcome of a batch
-// already done.
-func (s *Store) claim(ctx context.Context, id string) (owner string, resume bool, out *sensor.Outcome, err error) {
+// already done; a key claimed or done with another fingerprint is
+// sensor.ErrBatchConflict.
+func (s *Store) claim(ctx context.Context, b sensor.Batch) (owner string, resume bool, out *sensor.Outcome, err error) {
 	owner = newToken()
-	doc := batchDoc{ID: id, State: stateClaimed, Owner: owner, Lease: s.now().Add(s.opts.Lease)}
+	id := b.Key()
+	doc := batchDoc{ID: id, BatchID: b.ID, Principal: b.Principal, Fingerprint: b.Fingerprint,
+		State: stateClaimed, Owner: owner, Lease: s.now().Add(s.opts.Lease)}
 	_, err = s.batches.InsertOne(ctx, doc)
 	if err == nil {
 		return owner, false, nil, nil
@@ -143,6 +156,8 @@ func (s *Store) claim(ctx context.Context, id string) (owner string, resume bool
 			continue
 		case err != nil:
 			return "", false, nil, mongox.Wrap("read batch", err)
+		case cur.Fingerprint != b.Fingerprint:
+			return "", false, nil, sensor.ErrBatchConflict
 		case cur.State == stateDone:
 			o, err := s.replayed(ctx, cur)
 			return "", false, o, err
@@ -190,7 +205,7 @@ func (s *Store) replayed(ctx context.Context, d batchDoc) (*sensor.Outcome, erro
 }
 
 func (d batchDoc) result() sensor.Result {
-	r := sensor.Result{BatchID: d.ID, Rejected: []sensor.Rejection{}}
+	r := sensor.Result{BatchID: cmp.Or(d.BatchID, d.ID), Rejected: []sensor.Rejection{}}
 	if d.Result == nil {
 		return r
 	}
@@ -214,6 +229,7 @@ func (s *Store) apply(ctx context.Context, b sensor.Batch, owner string, resume 
 		received = s.now()
 	}
 	received = time.UnixMilli(received.UnixMilli()).UTC()
+	key := b.Key()
 	rs := make([]reading.Reading, 0, len(b.Readings))
 	seen := make(map[identity]bool, len(b.Readings))
 	for _, r := range b.Readings {
@@ -231,7 +247,7 @@ func (s *Store) apply(ctx context.Context, b sensor.Batch, owner string, resume 
 	if err := s.fillRooms(ctx, rs); err != nil {
 		return sensor.Outcome{}, err
 	}
-	stored, err := s.insertReadings(ctx, b.ID, rs, received, resume)
+	stored, err := s.insertReadings(ctx, key, rs, received, resume)
 	if err != nil {
 		return sensor.Outcome{}, err
 	}
@@ -241,27 +257,27 @@ func (s *Store) apply(ctx context.Context, b sensor.Batch, owner string, resume 
 	}
 	out := sensor.Outcome{Result: res}
 	if len(stored) > 0 {
-		body := sensor.EventBody(b.ID, b.Site, stored)
+		body := sensor.EventBody(key, b.Site, stored)
 		err := s.serial.Do(func() error {
 			if err := s.updateRegistry(ctx, stored, received); err != nil {
 				return err
 			}
-			if err := s.updateRollups(ctx, b.ID, stored); err != nil {
+			if err := s.updateRollups(ctx, key, stored); err != nil {
 				return err
 			}
-			return s.insertEvent(ctx, b.ID, body)
+			return s.insertEvent(ctx, key, body)
 		})
 		if err != nil {
 			return sensor.Outcome{}, err
 		}
-		out.Pending = &sensor.Event{BatchID: b.ID, Body: body}
+		out.Pending = &sensor.Event{BatchID: key, Body: body}
 	}
 	rd := &resultDoc{Accepted: res.Accepted, Duplicates: res.Duplicates, Rejected: []rejectDoc{}}
 	for _, x := range res.Rejected {
 		rd.Rejected = append(rd.Rejected, rejectDoc{Index: x.Index, Reason: x.Reason})
 	}
 	_, err = s.batches.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: b.ID}, {Key: "own", Value: owner}},
+		bson.D{{Key: "_id", Value: key}, {Key: "own", Value: owner}},
 		bson.D{{Key: "$set", Value: bson.D{
 			{Key: "st", Value: stateDone}, {Key: "res", Value: rd}, {Key: "ev", Value: len(stored) > 0},
 			{Key: "rc", Value: received}, {Key: "done", Value: s.now()},

@@ -21,6 +21,7 @@ const registryChunk = 100
 // of them are, the usual case; the writer redoes it when some were duplicates.
 type prepared struct {
 	b        sensor.Batch
+	key      string            // b.Key()
 	rs       []reading.Reading // millisecond timestamps, empty sites filled
 	recvMs   int64
 	needRoom bool     // some reading has no room_id
@@ -34,7 +35,7 @@ func prepare(b sensor.Batch, now func() time.Time) *prepared {
 	if received.IsZero() {
 		received = now()
 	}
-	p := &prepared{b: b, rs: make([]reading.Reading, len(b.Readings)), recvMs: received.UnixMilli()}
+	p := &prepared{b: b, key: b.Key(), rs: make([]reading.Reading, len(b.Readings)), recvMs: received.UnixMilli()}
 	for i, r := range b.Readings {
 		r.Timestamp = time.UnixMilli(r.Timestamp.UnixMilli()).UTC()
 		if r.Site == "" {
@@ -46,7 +47,7 @@ func prepare(b sensor.Batch, now func() time.Time) *prepared {
 		p.rs[i] = r
 	}
 	if len(p.rs) > 0 && !p.needRoom {
-		p.body = sensor.EventBody(b.ID, b.Site, p.rs)
+		p.body = sensor.EventBody(p.key, b.Site, p.rs)
 		p.event = encodeEvent(b.Site, p.rs)
 	}
 	// An empty room filled in later changes nothing here: it is either the
@@ -100,18 +101,23 @@ func newRegistry(stored []reading.Reading, recvMs int64) registry {
 	return reg
 }
 
-// ingest applies one batch inside the open transaction.
+// ingest applies one batch inside the open transaction. A batch whose key is
+// recorded with another fingerprint fails with sensor.ErrBatchConflict before
+// anything is written.
 func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	b := p.b
-	var raw string
-	err := w.getBatch.QueryRowContext(w.bg, b.ID).Scan(&raw)
+	var raw, fp string
+	err := w.getBatch.QueryRowContext(w.bg, p.key).Scan(&raw, &fp)
 	if err == nil {
+		if fp != b.Fingerprint {
+			return sensor.Outcome{}, sensor.ErrBatchConflict
+		}
 		var event []byte
-		err := w.getPending.QueryRowContext(w.bg, b.ID).Scan(&event)
+		err := w.getPending.QueryRowContext(w.bg, p.key).Scan(&event)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return sensor.Outcome{}, fmt.Errorf("read outbox: %w", err)
 		}
-		return replayedOutcome(b.ID, raw, event)
+		return replayedOutcome(p.key, raw, event)
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return sensor.Outcome{}, fmt.Errorf("read batch: %w", err)
@@ -133,7 +139,7 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	if len(stored) != len(p.rs) || body == nil {
 		body, event = nil, nil
 		if len(stored) > 0 {
-			body = sensor.EventBody(b.ID, b.Site, stored)
+			body = sensor.EventBody(p.key, b.Site, stored)
 			event = encodeEvent(b.Site, stored)
 		}
 	}
@@ -148,7 +154,7 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	if err != nil {
 		return sensor.Outcome{}, fmt.Errorf("encode result: %w", err)
 	}
-	if _, err := w.insBatch.ExecContext(w.bg, b.ID, string(rawRes), p.recvMs); err != nil {
+	if _, err := w.insBatch.ExecContext(w.bg, p.key, string(rawRes), p.recvMs, b.Principal, b.Fingerprint); err != nil {
 		return sensor.Outcome{}, fmt.Errorf("insert batch: %w", err)
 	}
 	var seq int64
@@ -163,10 +169,10 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	}
 	out := sensor.Outcome{Result: res}
 	if body != nil {
-		if _, err := w.insOutbox.ExecContext(w.bg, b.ID, event); err != nil {
+		if _, err := w.insOutbox.ExecContext(w.bg, p.key, event); err != nil {
 			return sensor.Outcome{}, fmt.Errorf("insert outbox: %w", err)
 		}
-		out.Pending = &sensor.Event{BatchID: b.ID, Body: body}
+		out.Pending = &sensor.Event{BatchID: p.key, Body: body}
 	}
 	// The readings and registry rows join the group once the batch's savepoint
 	// is released, and are written to readings and the registry tables by the

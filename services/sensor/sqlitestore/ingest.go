@@ -52,7 +52,7 @@ func (r *writeReq) id() string {
 	case r.batch == nil:
 		return r.ack
 	}
-	return r.batch.b.ID
+	return r.batch.key
 }
 
 type writeReply struct {
@@ -73,7 +73,7 @@ func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, err
 	}
 	// A resent batch is answered from the read pool without queueing for the
 	// writer; the writer checks again inside its transaction.
-	if out, ok, err := s.replay(ctx, b.ID); err != nil {
+	if out, ok, err := s.replay(ctx, b.Key(), b.Fingerprint); err != nil {
 		return sensor.Outcome{}, wrapErr("sqlitestore: ingest "+b.ID, err)
 	} else if ok {
 		return out, nil
@@ -165,15 +165,19 @@ func (s *Store) write(ctx context.Context, req *writeReq, coming bool) (writeRep
 	return r, r.err
 }
 
-// replay answers a batch id already committed, reading from the pool.
-func (s *Store) replay(ctx context.Context, id string) (sensor.Outcome, bool, error) {
-	var raw string
-	err := s.rdb.QueryRowContext(ctx, "SELECT result FROM batches WHERE id = ?", id).Scan(&raw)
+// replay answers a batch key already committed, reading from the pool; a key
+// recorded with another fingerprint is sensor.ErrBatchConflict.
+func (s *Store) replay(ctx context.Context, id, fingerprint string) (sensor.Outcome, bool, error) {
+	var raw, fp string
+	err := s.rdb.QueryRowContext(ctx, "SELECT result, fingerprint FROM batches WHERE id = ?", id).Scan(&raw, &fp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sensor.Outcome{}, false, nil
 	}
 	if err != nil {
 		return sensor.Outcome{}, false, err
+	}
+	if fp != fingerprint {
+		return sensor.Outcome{}, false, sensor.ErrBatchConflict
 	}
 	var event []byte
 	err = s.rdb.QueryRowContext(ctx, "SELECT body FROM outbox WHERE batch_id = ?", id).Scan(&event)
@@ -310,9 +314,9 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 		{&w.clearJournal, "DELETE FROM journal WHERE seq <= ?"},
 		{&w.syncNormal, "PRAGMA synchronous = NORMAL"},
 		{&w.syncFull, "PRAGMA synchronous = " + s.syncMode},
-		{&w.getBatch, "SELECT result FROM batches WHERE id = ?"},
+		{&w.getBatch, "SELECT result, fingerprint FROM batches WHERE id = ?"},
 		{&w.getPending, "SELECT body FROM outbox WHERE batch_id = ?"},
-		{&w.insBatch, "INSERT INTO batches (id, result, received_ms) VALUES (?, ?, ?)"},
+		{&w.insBatch, "INSERT INTO batches (id, result, received_ms, principal, fingerprint) VALUES (?, ?, ?, ?, ?)"},
 		{&w.insOutbox, "INSERT INTO outbox (batch_id, body) VALUES (?, ?)"},
 		{&w.delOutbox, "DELETE FROM outbox WHERE batch_id = ?"},
 		{&w.nextSensor, nextSensorWithReadings},
@@ -410,7 +414,9 @@ func (w *writer) commitGroup(first *writeReq) {
 			replies = append(replies, w.inSavepoint(req))
 			return
 		}
-		if r := w.direct(req); r.err == nil {
+		// A conflict is found before the request writes anything: the
+		// transaction goes on as it was.
+		if r := w.direct(req); r.err == nil || errors.Is(r.err, sensor.ErrBatchConflict) {
 			replies = append(replies, r)
 			return
 		}
@@ -575,7 +581,9 @@ func (w *writer) inSavepoint(req *writeReq) writeReply {
 	w.batchOut = nil
 	r := w.do(req)
 	if r.err != nil {
-		w.s.log.Warn("sqlite batch rolled back", "batch_id", req.id(), "err", r.err)
+		if !errors.Is(r.err, sensor.ErrBatchConflict) {
+			w.s.log.Warn("sqlite batch rolled back", "batch_id", req.id(), "err", r.err)
+		}
 		if _, err := w.rollbackTo.ExecContext(w.bg); err != nil {
 			return writeReply{err: errors.Join(r.err, fmt.Errorf("rollback to savepoint: %w", err))}
 		}

@@ -197,16 +197,20 @@ func testReplay(t *testing.T, h *harness) {
 		rd("s1", "r1", "temperature", 21, "Cel", at(0)),
 		rd("s1", "r1", "temperature", 21, "Cel", at(0)))
 	orig.Rejected = []sensor.Rejection{{Index: 2, Reason: "type: is required"}}
+	orig.Fingerprint = "fp-1"
 	first := h.ingest(orig)
 	before, err := h.s.Sensor(ctx(t), "s1")
 	if err != nil {
 		t.Fatalf("Sensor: %v", err)
 	}
 
-	// The same id with other content, later: nothing of it is stored.
+	// The same id and fingerprint, later: nothing of it is stored. The store
+	// goes by the fingerprint, which the service computes from the request, so
+	// other readings here prove that nothing of a resend is looked at.
 	resent := batch("b1", at(time.Hour),
 		rd("s1", "r9", "temperature", 30, "Cel", at(time.Second)),
 		rd("s7", "r9", "co2", 900, "ppm", at(time.Second)))
+	resent.Fingerprint = "fp-1"
 	check := func(t *testing.T, pending bool) {
 		t.Helper()
 		out := h.ingest(resent)
