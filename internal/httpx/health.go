@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,10 +20,12 @@ type Check func(ctx context.Context) error
 
 // NewRouter is what every Atrium HTTP server starts from: a chi router with request
 // ids, panic recovery, access logs and per-route metrics, problem+json answers for
-// unknown routes and methods, and /healthz, /readyz and /metrics mounted.
+// unknown routes and methods, HEAD answered wherever GET is, request bodies
+// required to be application/json (415 otherwise), and /healthz, /readyz and
+// /metrics mounted.
 func NewRouter(log *slog.Logger, reg *prometheus.Registry, checks map[string]Check) chi.Router {
 	r := chi.NewRouter()
-	r.Use(RequestIDs, AccessLog(log, NewMetrics(reg)), Recoverer(log))
+	r.Use(RequestIDs, AccessLog(log, NewMetrics(reg)), Recoverer(log), middleware.GetHead, RequireContentType(JSONType))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		WriteProblem(w, r, NewProblem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/logging"
@@ -79,6 +81,10 @@ func TestErrorMapping(t *testing.T) {
 		{fmt.Errorf("%w: room r1", httpx.ErrNotFound), 404, false, "not found: room r1"},
 		{fmt.Errorf("%w: bad", httpx.ErrInvalid), 400, false, "invalid request: bad"},
 		{httpx.ErrConflict, 409, false, "conflict"},
+		{fmt.Errorf("list sensors: sqlitestore: sensors: %w: malformed cursor", httpx.ErrInvalid), 400, false, "invalid request: malformed cursor"},
+		{fmt.Errorf("mongostore: %w: sensor %q", httpx.ErrNotFound, "s1"), 404, false, `not found: sensor "s1"`},
+		{fmt.Errorf("create room r1: sqlitestore: create room r1: %w", httpx.ErrConflict), 409, false, "conflict"},
+		{fmt.Errorf("%w: the body did not arrive within 30s", httpx.ErrReadTimeout), 408, false, "request body timed out: the body did not arrive within 30s"},
 		{fmt.Errorf("db: %w", httpx.ErrUnavailable), 503, true, "the service is temporarily unavailable; retry later"},
 		{errors.New("disk on fire"), 500, false, "internal error"},
 	}
@@ -90,6 +96,61 @@ func TestErrorMapping(t *testing.T) {
 			_ = json.NewDecoder(io.LimitReader(rec.Body, 1<<16)).Decode(&p)
 			if rec.Code != tc.status || p.Detail != tc.detail || (rec.Header().Get("Retry-After") != "") != tc.retryAfter {
 				t.Fatalf("got %d %q Retry-After %q", rec.Code, p.Detail, rec.Header().Get("Retry-After"))
+			}
+		})
+	}
+}
+
+// A body that does not decode is told where and why in JSON's words: never a Go
+// type, a Go package or encoding/json's own phrasing.
+func TestUnmarshalWording(t *testing.T) {
+	type inner struct {
+		Value float64 `json:"value"`
+	}
+	type body struct {
+		Name     string     `json:"name"`
+		Count    int        `json:"count"`
+		On       bool       `json:"on"`
+		Items    []inner    `json:"items"`
+		Inner    inner      `json:"inner"`
+		When     *time.Time `json:"when"`
+		Tags     map[string]float64
+		Duration time.Duration `json:"duration"`
+	}
+	tests := []struct {
+		body string
+		want string // in the detail
+	}{
+		{`{"name":1}`, "name: expected a string, got a JSON number (at byte"},
+		{`{"count":"x"}`, "count: expected an integer, got a JSON string"},
+		{`{"count":1.5}`, "count: expected an integer, got a JSON number"},
+		{`{"on":"yes"}`, "on: expected true or false, got a JSON string"},
+		{`{"items":{}}`, "items: expected an array, got a JSON object"},
+		{`{"items":[{"value":"21.5"}]}`, "items.value: expected a number, got a JSON string"},
+		{`{"inner":[]}`, "inner: expected an object, got a JSON array"},
+		{`[1]`, "body: expected an object, got a JSON array"},
+		{`{"when":"noon"}`, `expected an RFC 3339 time such as 2026-01-02T15:04:05Z, got "noon"`},
+		{`{"when":12}`, "expected an RFC 3339 time"},
+		{`{"Tags":{"a":"b"}}`, "Tags: expected a number, got a JSON string"},
+		{`{"name":"x"`, "malformed JSON at byte"},
+		{`{"name":"x"}}`, "malformed JSON at byte 13: invalid character '}' after top-level value"},
+		{``, "malformed JSON"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.body, func(t *testing.T) {
+			var v body
+			err := httpx.Unmarshal([]byte(tc.body), &v)
+			var p *httpx.Problem
+			if !errors.As(err, &p) || p.Status != 400 {
+				t.Fatalf("got %v, want a 400 problem", err)
+			}
+			if !strings.Contains(p.Detail, tc.want) {
+				t.Errorf("detail %q, want it to contain %q", p.Detail, tc.want)
+			}
+			for _, leak := range []string{"Go ", "go value", "float64", "int64", "struct", "httpx_test", "time.Time", "json:", "[]", "2006-01-02"} {
+				if strings.Contains(p.Detail, leak) {
+					t.Errorf("detail %q shows %q", p.Detail, leak)
+				}
 			}
 		})
 	}

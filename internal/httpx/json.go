@@ -1,13 +1,17 @@
 package httpx
 
 import (
+	"compress/flate"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultMaxBody is the default limit on a request body, after decompression.
@@ -24,9 +28,13 @@ func writeJSON(w http.ResponseWriter, ctype string, status int, v any) {
 		status, b = http.StatusInternalServerError, []byte(`{"type":"about:blank","title":"Internal Server Error","status":500}`)
 		ctype = "application/problem+json"
 	}
-	w.Header().Set("Content-Type", ctype)
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	// Declared, so a HEAD answer carries the length its GET would.
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }
 
 // ReadBody reads the whole request body, inflating it when Content-Encoding is gzip.
@@ -65,10 +73,21 @@ func ReadBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 
 func wrapBodyErr(err error, max int64) error {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	switch {
+	case errors.As(err, &mbe):
 		return fmt.Errorf("%w: at most %d bytes accepted", ErrTooLarge, max)
+	case errors.Is(err, ErrReadTimeout):
+		return err
+	case errors.Is(err, gzip.ErrHeader), errors.Is(err, gzip.ErrChecksum):
+		return fmt.Errorf("%w: the body is not valid gzip", ErrInvalid)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return fmt.Errorf("%w: the body ended early", ErrInvalid)
 	}
-	return fmt.Errorf("%w: reading body: %v", ErrInvalid, err)
+	var corrupt flate.CorruptInputError
+	if errors.As(err, &corrupt) {
+		return fmt.Errorf("%w: the body is not valid gzip (corrupt at byte %d)", ErrInvalid, int64(corrupt))
+	}
+	return fmt.Errorf("%w: the body could not be read", ErrInvalid)
 }
 
 // Decode reads a bounded JSON body into a T. Unknown fields are allowed, trailing
@@ -106,24 +125,73 @@ func DecodeValid[T Validator](w http.ResponseWriter, r *http.Request, max int64)
 }
 
 // Unmarshal decodes JSON and turns syntax and type errors into a 400 problem that
-// says where the body went wrong.
+// says where the body went wrong, in the words of JSON: the field, what it should
+// be, what it was, the byte offset — never a Go type.
 func Unmarshal(b []byte, v any) error {
 	err := json.Unmarshal(b, v)
 	if err == nil {
 		return nil
 	}
+	return NewProblem(http.StatusBadRequest, jsonDetail(err))
+}
+
+// jsonDetail words a decoding error for the client.
+func jsonDetail(err error) string {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
+	var pe *time.ParseError
 	switch {
 	case errors.As(err, &se):
-		return NewProblem(http.StatusBadRequest, fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se))
+		return fmt.Sprintf("malformed JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
 	case errors.As(err, &te):
 		field := te.Field
 		if field == "" {
 			field = "body"
 		}
-		return NewProblem(http.StatusBadRequest, fmt.Sprintf("%s: expected %s, got JSON %s", field, te.Type, te.Value))
+		got := te.Value
+		if i := strings.IndexByte(got, ' '); i > 0 {
+			got = got[:i] // "number -1": the kind is enough
+		}
+		return fmt.Sprintf("%s: expected %s, got a JSON %s (at byte %d)", field, jsonType(te.Type), got, te.Offset)
+	case errors.As(err, &pe):
+		return fmt.Sprintf("expected an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", pe.Value)
+	case strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
+		return "expected an RFC 3339 time such as 2026-01-02T15:04:05Z, as a string"
+	case strings.HasPrefix(err.Error(), "json: "):
+		// encoding/json's other errors name Go types: say no more than this.
+		return "malformed JSON"
 	default:
-		return NewProblem(http.StatusBadRequest, "malformed JSON: "+err.Error())
+		// A field's own decoder (reading.Time, a rule's duration), in its words.
+		return "invalid JSON value: " + err.Error()
+	}
+}
+
+// jsonType names what a Go type takes in JSON.
+func jsonType(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == reflect.TypeFor[time.Time]() {
+		return "an RFC 3339 time"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	default:
+		return "a value"
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -59,19 +60,25 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 }
 
 // Error answers err as problem+json: the one place that maps errors to statuses.
-// 5xx bodies stay generic; the detail goes to the log.
+// 5xx bodies stay generic; the detail goes to the log. An error wrapping one of the
+// sentinels tells the client the sentinel and what was said after it
+// (fmt.Errorf("%w: room %q", ErrNotFound, id)); what the layers above it added —
+// the operation, the store's package — stays out of the answer.
 func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var p *Problem
 	switch {
 	case errors.As(err, &p):
 	case errors.Is(err, ErrNotFound):
-		p = NewProblem(http.StatusNotFound, err.Error())
+		p = NewProblem(http.StatusNotFound, publicDetail(err, ErrNotFound))
 	case errors.Is(err, ErrInvalid):
-		p = NewProblem(http.StatusBadRequest, err.Error())
+		p = NewProblem(http.StatusBadRequest, publicDetail(err, ErrInvalid))
 	case errors.Is(err, ErrConflict):
-		p = NewProblem(http.StatusConflict, err.Error())
+		p = NewProblem(http.StatusConflict, publicDetail(err, ErrConflict))
 	case errors.Is(err, ErrTooLarge):
-		p = NewProblem(http.StatusRequestEntityTooLarge, err.Error())
+		p = NewProblem(http.StatusRequestEntityTooLarge, publicDetail(err, ErrTooLarge))
+	case errors.Is(err, ErrReadTimeout):
+		p = NewProblem(http.StatusRequestTimeout, publicDetail(err, ErrReadTimeout))
+		w.Header().Set("Connection", "close")
 	case errors.Is(err, ErrUnavailable):
 		p = NewProblem(http.StatusServiceUnavailable, "the service is temporarily unavailable; retry later")
 		p.RetryAfter = 2 * time.Second
@@ -82,4 +89,21 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", err, "request_id", RequestID(r.Context()))
 	}
 	WriteProblem(w, r, p)
+}
+
+// publicDetail is the part of err's text from sentinel's own on: "list sensors:
+// sqlitestore: sensors: invalid request: malformed cursor" tells the client
+// "invalid request: malformed cursor".
+func publicDetail(err, sentinel error) string {
+	msg, s := err.Error(), sentinel.Error()
+	for i := 0; ; {
+		j := strings.Index(msg[i:], s)
+		if j < 0 {
+			return s
+		}
+		if i += j; i == 0 || strings.HasSuffix(msg[:i], ": ") {
+			return msg[i:]
+		}
+		i += len(s)
+	}
 }
