@@ -682,6 +682,33 @@ func (s *Spool) AckBatch(id string) error {
 	return nil
 }
 
+// Rejection is a reading of a batch the cloud refused in an answer that took the
+// batch: its index in the batch as sent, and the cloud's reason.
+type Rejection struct {
+	Index  int
+	Reason string
+}
+
+// AckBatchRejecting is AckBatch for a batch of which the cloud rejected some
+// readings: those become dead letters with the cloud's reason (and the batch id), the
+// others are deleted as stored, in one commit. sent is how many readings the batch
+// had when it was sent: if a full drop-oldest spool shrank it since, indexes are
+// counted from its newest reading, and a rejected reading already dropped is skipped.
+func (s *Spool) AckBatchRejecting(id string, sent int, rejected []Rejection) error {
+	if len(rejected) == 0 {
+		return s.AckBatch(id)
+	}
+	o := &op{kind: opAck, ctx: context.Background(), batchID: id, sent: sent, rejected: rejected, done: make(chan result, 1)}
+	r, err := s.submit(o.ctx, o, false)
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		return fmt.Errorf("spool: ack batch: %w", err) // no id: errors reach the status page
+	}
+	return nil
+}
+
 // DeadLetterBatch moves the batch's readings to the dead letters with reason, in one
 // commit: the cloud rejected the batch for good.
 func (s *Spool) DeadLetterBatch(id string, reason string) error {

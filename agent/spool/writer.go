@@ -45,6 +45,9 @@ type op struct {
 	// opAck, opDeadBatch
 	batchID string
 	reason  string
+	// opAck of a batch of sent readings, some of which the cloud rejected
+	sent     int
+	rejected []Rejection
 }
 
 type result struct {
@@ -361,17 +364,32 @@ func (s *Spool) applyFinish(t *txState, st *state, o *op) result {
 		return result{err: ErrUnknownBatch}
 	}
 	b := st.batches[idx]
+	// The seqs of the rejected readings: counted back from the batch's newest, as a
+	// drop-oldest spool may have shrunk the batch from its oldest since it was sent.
+	var rejected map[uint64]string
+	for _, r := range o.rejected {
+		if back := uint64(o.sent - 1 - r.Index); r.Index >= 0 && r.Index < o.sent && back <= b.last-b.first {
+			if rejected == nil {
+				rejected = make(map[uint64]string, len(o.rejected))
+			}
+			rejected[b.last-back] = r.Reason
+		}
+	}
 	var (
-		keys  [][]byte
-		vals  [][]byte
-		freed int64
-		bytes int64
+		keys    [][]byte
+		vals    [][]byte
+		reasons []string // of the rejected readings of an ack, one per value
+		freed   int64
+		bytes   int64
 	)
 	c := t.rb.Cursor()
 	for k, v := c.Seek(seqKey(b.first)); k != nil && binary.BigEndian.Uint64(k) <= b.last; k, v = c.Next() {
 		keys = append(keys, append([]byte(nil), k...))
 		if o.kind == opDeadBatch {
 			vals = append(vals, append([]byte(nil), readingJSON(v)...))
+		} else if why, ok := rejected[binary.BigEndian.Uint64(k)]; ok {
+			vals = append(vals, append([]byte(nil), readingJSON(v)...))
+			reasons = append(reasons, "cloud rejected the reading: "+why)
 		}
 		freed += readingCost(v)
 		bytes += int64(len(readingJSON(v)))
@@ -381,11 +399,14 @@ func (s *Spool) applyFinish(t *txState, st *state, o *op) result {
 			return result{err: errFatal{err}}
 		}
 	}
-	if o.kind == opDeadBatch {
+	if len(vals) > 0 {
 		at := s.now()
 		id := batchID(b, b.first)
-		for _, v := range vals {
+		for i, v := range vals {
 			d := DeadLetter{Payload: v, Reason: o.reason, At: at, Batch: id}
+			if o.kind == opAck {
+				d.Reason = reasons[i]
+			}
 			if err := s.putDead(t, st, &d); err != nil {
 				// A reading larger than the whole dead-letter allowance cannot be kept.
 				var fe errFatal
@@ -396,8 +417,9 @@ func (s *Spool) applyFinish(t *txState, st *state, o *op) result {
 				st.deadEvicted++
 			}
 		}
-	} else {
-		st.acked += uint64(len(keys))
+	}
+	if o.kind == opAck {
+		st.acked += uint64(len(keys) - len(vals))
 	}
 	recs := append(append(make([]batchRec, 0, len(st.batches)-1), st.batches[:idx]...), st.batches[idx+1:]...)
 	if err := putBatches(t.meta, recs); err != nil {
