@@ -529,13 +529,43 @@ func (f *Forwarder) prepare(buf *bytes.Buffer, b Batch) error {
 }
 
 func (f *Forwarder) ack(ctx context.Context, b Batch, res result) error {
-	if err := f.q.AckBatch(b.ID); err != nil {
+	if err := ackDelivered(f.q, b, res); err != nil {
 		// The cloud has the batch; sent again it is answered from the idempotency key.
 		return f.queueError(ctx, fmt.Errorf("forward: ack batch: %w", err), "batch_id", b.ID)
 	}
 	f.queueFails.Store(0)
 	f.recordAck(ctx, b, res)
 	return nil
+}
+
+// RejectingQueue is a Queue that keeps the readings the cloud rejected in an answer
+// that took their batch. Without it they leave the queue with the batch, counted in
+// Stats.Rejected and logged.
+type RejectingQueue interface {
+	// AckBatchRejecting is AckBatch, except that the readings at the rejected
+	// indexes of the batch as sent (sent readings) are kept as dead letters with the
+	// cloud's reasons, in the same step.
+	AckBatchRejecting(id string, sent int, rejected []Rejection) error
+}
+
+// Rejection is a reading the cloud rejected: its index in the batch and the reason.
+type Rejection struct {
+	Index  int
+	Reason string
+}
+
+// ackDelivered acknowledges a batch the cloud took, handing its rejected readings
+// to a RejectingQueue.
+func ackDelivered(q Queue, b Batch, res result) error {
+	rq, ok := q.(RejectingQueue)
+	if !ok || len(res.Rejected) == 0 {
+		return q.AckBatch(b.ID)
+	}
+	rj := make([]Rejection, len(res.Rejected))
+	for i, r := range res.Rejected {
+		rj[i] = Rejection{Index: r.Index, Reason: r.Reason}
+	}
+	return rq.AckBatchRejecting(b.ID, len(b.Readings), rj)
 }
 
 // recordAck counts a batch the cloud took and logs what it said.

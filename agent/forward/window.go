@@ -249,7 +249,7 @@ func (f *Forwarder) deliver(ctx context.Context, q WindowQueue, fl *flight) land
 	}
 	switch out.class {
 	case delivered:
-		if err := q.AckBatch(b.ID); err != nil {
+		if err := ackDelivered(q, b, out.result); err != nil {
 			// The cloud has it; sent again it is answered from the idempotency key.
 			return landing{fl: fl, queueErr: true, err: fmt.Errorf("forward: ack batch: %w", err)}
 		}
