@@ -44,7 +44,9 @@
 // What the cloud's answer does to a batch:
 //
 //   - 2xx, when the answer matches the batch (see below): the batch is acknowledged
-//     and leaves the spool.
+//     and leaves the spool. The readings the answer rejects (its "rejected" list)
+//     stay as dead letters with the cloud's reasons when the queue is a
+//     RejectingQueue (the agent's spool is).
 //   - 2xx that does not match the batch, and 422: see "Answers that do not match".
 //   - 408, 409, 425, 429, 5xx and network errors: the same batch (same id, same
 //     readings) is sent again after an exponential backoff with full jitter between
