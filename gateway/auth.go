@@ -21,7 +21,12 @@ func (g *Gateway) handleUpstream(up *upstream, route string) http.Handler {
 		if info != nil {
 			info.upstream, info.route = up.name, route
 		}
-		upgrade := isWebSocketUpgrade(r)
+		// Only the WebSocket route is one: elsewhere an Upgrade header is
+		// dropped, and the request is the plain request it is, key and all.
+		upgrade := r.URL.Path == WebSocketPath && isWebSocketUpgrade(r)
+		if !upgrade {
+			delete(r.Header, "Upgrade")
+		}
 		token, given := presentedKey(r, upgrade)
 		id, ok := g.keys.ring().lookup(token)
 		if !given || !ok {
@@ -85,8 +90,13 @@ var (
 	rateResetHeader     = textproto.CanonicalMIMEHeaderKey("RateLimit-Reset")
 )
 
+// WebSocketPath is the one WebSocket route: the only one that takes a key as
+// ?access_token=.
+const WebSocketPath = "/ws/notifications"
+
 // presentedKey is the key from "Authorization: Bearer <key>", or, for a WebSocket
-// upgrade only (browsers cannot set headers there), from ?access_token=.
+// upgrade of WebSocketPath only (browsers cannot set headers there), from
+// ?access_token=.
 func presentedKey(r *http.Request, upgrade bool) (string, bool) {
 	if h := r.Header.Get(authorizationHeader); h != "" {
 		scheme, token, _ := strings.Cut(strings.TrimSpace(h), " ")

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/go-chi/cors"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -109,7 +110,7 @@ func New(log *slog.Logger, opts Options) (*Gateway, error) {
 	g.metrics = &metrics{
 		http: newHTTPMetrics(g.reg),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "atrium_gateway_denied_total", Help: "Requests refused by the gateway, by reason (no_key, bad_key, scope, rate_limit, too_large).",
+			Name: "atrium_gateway_denied_total", Help: "Requests refused by the gateway, by reason (no_key, bad_key, scope, rate_limit, too_large, read_timeout).",
 		}, []string{"reason"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "atrium_gateway_upstream_errors_total", Help: "Requests the gateway could not complete upstream, by upstream and answered status.",
@@ -168,7 +169,7 @@ func cleanOrigins(in []string) []string {
 // are recovered and CORS answered before it is routed.
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(recordRoute)
+	r.Use(recordRoute, middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

@@ -93,6 +93,13 @@ func newUpstream(name, raw string, tr *http.Transport, d *net.Dialer, opts Optio
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if terr := httpx.BodyTimedOut(r); terr != nil {
+				// The client's body did not come in time (the server's read
+				// timeout): its fault, not the upstream's.
+				m.denied.WithLabelValues("read_timeout").Inc()
+				httpx.Error(w, r, log, terr)
+				return
+			}
 			p := upstreamProblem(name, err)
 			m.upstreamErrors.WithLabelValues(name, fmt.Sprint(p.Status)).Inc()
 			level := slog.LevelWarn
