@@ -194,4 +194,3 @@ func trickle(t *testing.T, addr, head string, size int, gap time.Duration) (int,
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body), time.Since(start)
 }
-
