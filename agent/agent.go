@@ -50,6 +50,9 @@ type agentMetrics struct {
 // New opens the spool and binds the broker's and the status server's listeners.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (a *Agent, err error) {
 	a = &Agent{cfg: cfg, log: log, now: time.Now}
+	if cfg.Now != nil {
+		a.now = cfg.Now
+	}
 	defer func() {
 		if err != nil {
 			a.closeAll()
@@ -67,8 +70,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *Agent, err error
 	a.fwd = forward.New(spoolQueue{a.spool}, forward.Config{
 		URL: strings.TrimRight(cfg.CloudURL, "/"), Token: cfg.Token,
 		MaxCount: cfg.BatchMax, MaxBytes: cfg.BatchBytes, Linger: cfg.Linger,
-		MaxInFlight: cfg.MaxInFlight,
-		Logger:      log.With("part", "forward"),
+		MaxInFlight: cfg.MaxInFlight, MismatchRetries: mismatchRetries(cfg.MismatchRetries),
+		Logger: log.With("part", "forward"),
 	})
 	a.broker, err = broker.New(broker.Config{
 		Addr: cfg.MQTTAddr, TLSAddr: cfg.TLSAddr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, WSAddr: cfg.WSAddr,
@@ -210,7 +213,7 @@ func (a *Agent) handler() http.Handler {
 
 func (a *Agent) registerMetrics() {
 	a.metrics.decoded = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "atrium_agent_messages_total", Help: "MQTT messages on atrium/ topics, by payload form (json, senml, plain, status) and result (ok, dead_letter).",
+		Name: "atrium_agent_messages_total", Help: "MQTT messages on atrium/ topics, by payload form (json, senml, plain, status) and result (ok; partial: some parts dead-lettered, the rest kept; dead_letter: nothing kept).",
 	}, []string{"form", "result"})
 	a.metrics.refused = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "atrium_agent_messages_refused_total", Help: "Messages refused because the spool could not take them (full with reject-new, or failing).",
@@ -222,6 +225,7 @@ func (a *Agent) registerMetrics() {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
 	sp := func() spool.Stats { return a.spool.Stats() }
+	a.reg.MustRegister(a.leftOutMetrics()...)
 	a.reg.MustRegister(a.metrics.decoded, a.metrics.refused,
 		gauge("atrium_agent_spool_readings", "Readings in the spool, waiting for the cloud.", func() float64 { return float64(sp().Readings) }),
 		gauge("atrium_agent_spool_bytes", "Bytes of the readings in the spool.", func() float64 { return float64(sp().Bytes) }),
@@ -239,6 +243,7 @@ func (a *Agent) registerMetrics() {
 		counter("atrium_agent_rejected_total", "Readings rejected by the reject-new policy of a full spool.", func() float64 { return float64(sp().Rejected) }),
 		counter("atrium_agent_forwarded_total", "Readings the cloud acknowledged.", func() float64 { return float64(a.fwd.Stats().Forwarded) }),
 		counter("atrium_agent_forward_retries_total", "Batch sends retried after a failure.", func() float64 { return float64(a.fwd.Stats().Retries) }),
+		forwardMismatches(a.fwd),
 		gauge("atrium_agent_mqtt_clients", "MQTT clients connected.", func() float64 { return float64(a.broker.Stats().ClientsConnected) }),
 		counter("atrium_agent_mqtt_messages_received_total", "MQTT PUBLISH packets received.", func() float64 { return float64(a.broker.Stats().MessagesReceived) }),
 		counter("atrium_agent_mqtt_messages_dropped_total", "Messages to slow subscribers dropped by the broker.", func() float64 { return float64(a.broker.Stats().MessagesDropped) }),

@@ -9,10 +9,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atrium-iot/atrium/agent/forward"
 	"github.com/atrium-iot/atrium/agent/spool"
 	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
+
+// DefaultHTTPAddr is where the status server listens unless -http-addr says
+// otherwise: loopback, since it has no authentication.
+const DefaultHTTPAddr = "127.0.0.1:9100"
 
 // Config is the parsed command line of `atrium-agent`.
 type Config struct {
@@ -37,11 +42,16 @@ type Config struct {
 	BatchBytes       int
 	Linger           time.Duration
 	MaxInFlight      int
+	MismatchRetries  int
 	AppendTimeout    time.Duration
 	ShutdownTimeout  time.Duration
 	LogFormat        string
 	LogLevel         string
 	Version          bool
+
+	// Now is the agent's clock, which stamps and validates readings; nil is
+	// time.Now. Not a flag: tests set it to play a gateway whose clock drifted.
+	Now func() time.Time
 }
 
 // ParseFlags reads the command line; every flag -x-y also reads ATRIUM_X_Y.
@@ -54,7 +64,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate of the TLS listener")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of the TLS listener")
 	fs.StringVar(&c.WSAddr, "ws-addr", "", "listen address of an MQTT-over-WebSocket listener, e.g. :8083")
-	fs.StringVar(&c.HTTPAddr, "http-addr", ":9100", "listen address of the status server (/healthz, /readyz, /metrics, /status, /devices)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", DefaultHTTPAddr, "listen address of the status server (/healthz, /readyz, /metrics, /status, /devices);\nit has no authentication: loopback only unless set, e.g. :9100 to let a Prometheus on another host scrape it")
 	fs.StringVar(&c.CloudURL, "cloud-url", "http://127.0.0.1:8001", "base URL of the sensor service or of the API gateway; readings go to URL/sensors/data")
 	fs.StringVar(&c.Token, "token", "", "API key with the ingest scope, sent as Authorization: Bearer (needed through the gateway)")
 	fs.StringVar(&c.Spool, "spool", "./data/agent/spool.db", "the spool's bbolt file")
@@ -70,6 +80,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.BatchBytes, "batch-bytes", 1<<20, "most bytes of readings per batch")
 	fs.DurationVar(&c.Linger, "linger", time.Second, "longest a reading waits for its batch to fill")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", 4, "batches sent at once; batches in flight never share a sensor, so each sensor's readings arrive in order (1: one at a time)")
+	fs.IntVar(&c.MismatchRetries, "mismatch-retries", forward.DefaultMismatchRetries, "times a batch is sent again after an answer that does not match it (another batch id, counts that do not\nadd up, 422) before its readings are dead-lettered with the reason; 0: dead-letter at the first")
 	fs.DurationVar(&c.AppendTimeout, "append-timeout", 10*time.Second, "longest a publish waits for the spool before it is refused")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown may spend flushing the spool to the cloud")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
@@ -90,8 +101,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if c.SpoolFull != spool.PolicyDropOldest && c.SpoolFull != spool.PolicyRejectNew {
 		return c, fmt.Errorf("-spool-full %q: want %s or %s", c.SpoolFull, spool.PolicyDropOldest, spool.PolicyRejectNew)
 	}
-	if c.BatchMax < 1 || c.BatchBytes < 1024 || c.Linger < 0 || c.MaxInFlight < 1 {
-		return c, errors.New("-batch-max must be ≥1, -batch-bytes ≥1024, -linger ≥0 and -max-in-flight ≥1")
+	if c.BatchMax < 1 || c.BatchBytes < 1024 || c.Linger < 0 || c.MaxInFlight < 1 || c.MismatchRetries < 0 {
+		return c, errors.New("-batch-max must be ≥1, -batch-bytes ≥1024, -linger ≥0, -max-in-flight ≥1 and -mismatch-retries ≥0")
 	}
 	return c, nil
 }

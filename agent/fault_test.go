@@ -285,7 +285,7 @@ func poisons(now time.Time) []poison {
 	return []poison{
 		{"broken JSON", "atrium/r-p/poison-json", `{"temperature":21.5,`, "invalid JSON"},
 		{"string value", "atrium/r-p/poison-string", `{"temperature":"21.5"}`, "temperature"},
-		{"out of range", "atrium/r-p/poison-range", `{"co2":-5,"humidity":140}`, "plausible range"},
+		{"out of range", "atrium/r-p/poison-range", `{"humidity":140}`, "plausible range"},
 		{"future timestamp", "atrium/r-p/poison-future", fmt.Sprintf(`{"temperature":21,"ts":%d}`, future), "future"},
 		{"short topic", "atrium/r-p", `{"temperature":21}`, "topic"},
 		{"upper-case type", "atrium/r-p/poison-type/Temperature", `21`, "topic"},

@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +61,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		h.a.log.Warn("message not spooled; refusing it", "topic", pk.TopicName, "err", err)
 		return pk, broker.RefusePublish(cl, pk)
 	}
+	h.a.taken(j)
 	return pk, nil
 }
 
@@ -85,7 +85,8 @@ func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // job is one publish on its way to the spool: its readings as JSON and, when some
-// or all of it could not be used, its dead letter.
+// or all of it could not be used, its dead letters: the whole message when nothing
+// in it could be read, else one per refused reading, field or record.
 type job struct {
 	cl *mqtt.Client // nil for publishes handled synchronously
 	// What the answer needs of the publish (not the packet itself: mochi's
@@ -97,11 +98,20 @@ type job struct {
 	packetID uint16
 
 	data [][]byte
-	dead *spool.DeadLetter
+	dead []spool.DeadLetter
 	err  error
+
+	// What the message left out on purpose (non-numeric JSON fields), counted
+	// against its device once the message is taken.
+	device, room string
+	ignored      int
 }
 
 // prepare decodes and validates one publish. A status message is applied at once.
+// Every reading of the message ends up in the spool or in a dead letter with its
+// reason: a message nothing can be read from is one dead letter with the whole
+// payload; otherwise each refused part is a dead letter of its own (its payload is
+// that part alone) and the other readings are spooled.
 func (h *ingestHook) prepare(pk packets.Packet) *job {
 	a := h.a
 	now := a.now()
@@ -111,7 +121,7 @@ func (h *ingestHook) prepare(pk packets.Packet) *job {
 	res, err := decode.Decode(pk.TopicName, pk.Payload, a.cfg.Site, now)
 	if err != nil {
 		a.metrics.decoded.WithLabelValues(form, "dead_letter").Inc()
-		j.dead = &spool.DeadLetter{Topic: pk.TopicName, Payload: pk.Payload, Reason: err.Error(), At: now}
+		j.dead = []spool.DeadLetter{{Topic: pk.TopicName, Payload: pk.Payload, Reason: err.Error(), At: now}}
 		return j
 	}
 	if res.Status != nil {
@@ -119,22 +129,27 @@ func (h *ingestHook) prepare(pk packets.Packet) *job {
 		a.devices.set(*res.Status, now)
 		return j
 	}
+	result := "ok"
+	switch {
+	case len(res.Invalid) > 0 && len(res.Readings) > 0:
+		result = "partial"
+	case len(res.Invalid) > 0:
+		result = "dead_letter"
+	}
+	a.metrics.decoded.WithLabelValues(res.Form, result).Inc()
 	if len(res.Invalid) > 0 {
-		// The message's invalid readings are dead-lettered (one record with the whole
-		// payload and every reason); its valid readings are spooled.
-		a.metrics.decoded.WithLabelValues(res.Form, "dead_letter").Inc()
-		reasons := make([]string, len(res.Invalid))
+		j.dead = make([]spool.DeadLetter, len(res.Invalid))
 		for i, bad := range res.Invalid {
-			reasons[i] = bad.Reason
+			j.dead[i] = spool.DeadLetter{Topic: pk.TopicName, Payload: bad.Payload, Reason: bad.Reason, At: now}
 		}
-		reason := strings.Join(reasons, "; ")
+	}
+	if res.Ignored > 0 {
+		j.ignored = res.Ignored
 		if len(res.Readings) > 0 {
-			reason = fmt.Sprintf("%d of %d readings invalid (the other %d were kept): %s",
-				len(res.Invalid), len(res.Invalid)+len(res.Readings), len(res.Readings), reason)
+			j.device, j.room = res.Readings[0].SensorID, res.Readings[0].RoomID
+		} else {
+			j.device, j.room = res.Invalid[0].Reading.SensorID, res.Invalid[0].Reading.RoomID
 		}
-		j.dead = &spool.DeadLetter{Topic: pk.TopicName, Payload: pk.Payload, Reason: reason, At: now}
-	} else {
-		a.metrics.decoded.WithLabelValues(res.Form, "ok").Inc()
 	}
 	if len(res.Readings) == 0 {
 		return j
@@ -146,6 +161,14 @@ func (h *ingestHook) prepare(pk packets.Packet) *job {
 	}
 	a.devices.seen(res.Readings[0].SensorID, res.Readings[0].RoomID, now)
 	return j
+}
+
+// taken counts what a job left out, once the message is on disk: counted before,
+// a message refused and sent again would count twice.
+func (a *Agent) taken(j *job) {
+	if j.err == nil && j.ignored > 0 {
+		a.devices.ignore(j.device, j.room, j.ignored)
+	}
 }
 
 // topicForm guesses the payload form from the topic shape, for counting failures.
@@ -210,12 +233,24 @@ func (s *stamps) distinct(rs []reading.Reading, now time.Time) {
 	}
 }
 
-// devices is what the agent knows of its devices: their last status message and
-// when it last heard from them.
+// devices is what the agent knows of its devices: their last status message, when
+// it last heard from them, and what it left out of their messages.
 type devices struct {
 	mu sync.Mutex
 	m  map[string]*Device
+
+	series       int   // devices with a series of ignored fields in /metrics
+	otherIgnored int64 // ignored fields of the devices past maxDeviceSeries
 }
+
+// maxDeviceSeries bounds the per-device series of atrium_agent_ignored_fields_total:
+// the first devices to send ignored fields get one each, later ones share
+// device="_other". With device credentials the devices are the credentials file's;
+// with -allow-anonymous any topic could make a new one.
+const maxDeviceSeries = 1000
+
+// otherDevices is the device label of the ignored fields past maxDeviceSeries.
+const otherDevices = "_other"
 
 // Device is one device as the agent sees it.
 type Device struct {
@@ -224,6 +259,11 @@ type Device struct {
 	Status   string    `json:"status,omitempty"`
 	StatusAt time.Time `json:"status_at,omitzero"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
+	// IgnoredFields counts the fields of its JSON objects that were not numbers
+	// and not readings (firmware versions, flags), left out since the agent started.
+	IgnoredFields int64 `json:"ignored_fields"`
+
+	series bool // its ignored fields have a series of their own in /metrics
 }
 
 func (d *devices) get(id, room string) *Device {
@@ -253,6 +293,38 @@ func (d *devices) seen(id, room string, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.get(id, room).LastSeen = now
+}
+
+// ignore counts n ignored fields of a device's message.
+func (d *devices) ignore(id, room string, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dev := d.get(id, room)
+	dev.IgnoredFields += int64(n)
+	if !dev.series {
+		if d.series < maxDeviceSeries {
+			dev.series = true
+			d.series++
+		} else {
+			d.otherIgnored += int64(n)
+		}
+	}
+}
+
+// ignoredSeries returns the ignored fields by device label, for /metrics.
+func (d *devices) ignoredSeries() map[string]int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]int64, d.series+1)
+	for id, dev := range d.m {
+		if dev.series {
+			out[id] = dev.IgnoredFields
+		}
+	}
+	if d.otherIgnored > 0 {
+		out[otherDevices] = d.otherIgnored
+	}
+	return out
 }
 
 func (d *devices) list() []Device {

@@ -139,6 +139,7 @@ func (p *pipeline) process(jobs []*job) {
 			a.metrics.refused.Inc()
 			a.log.Warn("message not spooled; refusing it", "topic", j.topic, "err", j.err)
 		}
+		a.taken(j)
 		p.answer(j)
 	}
 }
@@ -197,16 +198,20 @@ func (p *pipeline) send(j *job) {
 // one spool append (group-committed with any other appender). It sets each job's
 // err; the returned error is that of the first failed job.
 func (a *Agent) commit(ctx context.Context, jobs []*job) error {
-	var wg sync.WaitGroup
+	var (
+		wg  sync.WaitGroup
+		emu sync.Mutex // guards the jobs' err while their dead letters are written
+	)
 	for _, j := range jobs {
-		if j.dead == nil {
-			continue
+		for i := range j.dead {
+			wg.Go(func() { // concurrent calls share one spool commit
+				if err := a.spool.DeadLetter(ctx, j.dead[i]); err != nil {
+					emu.Lock()
+					j.err = err
+					emu.Unlock()
+				}
+			})
 		}
-		wg.Go(func() { // concurrent calls share one spool commit
-			if err := a.spool.DeadLetter(ctx, *j.dead); err != nil {
-				j.err = err
-			}
-		})
 	}
 	wg.Wait()
 	var all [][]byte
