@@ -15,7 +15,7 @@ hostport() { local a=$1; [[ $a == :* ]] && a="127.0.0.1$a"; echo "$a"; }
 GATEWAY_ADDR=${ATRIUM_GATEWAY_ADDR:-:8000}
 SENSOR_ADDR=${ATRIUM_SENSOR_ADDR:-:8001}
 MQTT_ADDR=${ATRIUM_MQTT_ADDR:-:1883}
-AGENT_HTTP=${ATRIUM_HTTP_ADDR:-:9100}
+AGENT_HTTP=${ATRIUM_HTTP_ADDR:-127.0.0.1:9100}
 SENSOR_URL=http://$(hostport "$SENSOR_ADDR")
 GATEWAY_URL=http://$(hostport "$GATEWAY_ADDR")
 KEYS=${ATRIUM_KEYS:-$DATA/gateway-keys.json}
