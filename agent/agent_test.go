@@ -191,6 +191,7 @@ type device struct {
 	RoomID   string    `json:"room_id"`
 	Status   string    `json:"status"`
 	StatusAt time.Time `json:"status_at"`
+	Ignored  int64     `json:"ignored_fields"`
 }
 
 func devices(t testing.TB, ag *agentRun) map[string]device {
