@@ -78,6 +78,7 @@ type Config struct {
 	Retention       time.Duration
 	RollupRetention time.Duration
 	MaxBody         int64
+	ReadTimeout     time.Duration
 	ShutdownTimeout time.Duration
 	LogFormat       string
 	LogLevel        string
@@ -113,6 +114,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.RollupRetention, "rollup-retention", 0, "how long rollups are kept: the sensor service's hourly ones (MongoDB), the room service's 5-minute and hour ones, "+
 		"the analytics service's per-minute ones (0: forever; at least -retention when both are set)")
 	fs.Int64Var(&c.MaxBody, "max-body", httpx.DefaultMaxBody, "largest accepted request body in bytes, after decompression")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", httpx.DefaultReadTimeout, "how long a request body may take to arrive, on every port; past it the answer is 408 "+
+		"(request headers have at most 10s; WebSocket connections are not bounded by it)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on shutdown")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -122,6 +125,9 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.ReadTimeout <= 0 {
+		return c, fmt.Errorf("-read-timeout must be positive, got %s", c.ReadTimeout)
 	}
 	if c.Retention < 0 || c.RollupRetention < 0 {
 		return c, fmt.Errorf("-retention and -rollup-retention must not be negative")
@@ -242,7 +248,7 @@ func (a *App) Bus() bus.Bus { return a.bus }
 
 // serve registers a part's HTTP server and background loops on the App.
 func (a *App) serve(name, addr string, h http.Handler, log *slog.Logger, loops ...func(context.Context) error) error {
-	srv, err := httpx.Listen(name, addr, h, log)
+	srv, err := httpx.Listen(name, addr, h, log, httpx.WithReadTimeout(a.cfg.ReadTimeout))
 	if err != nil {
 		return err
 	}
