@@ -24,8 +24,10 @@ import (
 	"github.com/atrium-iot/atrium/internal/httpx"
 )
 
-// KeyNameHeader tells an upstream which API key made the request (for audit); the
-// gateway overwrites whatever a client sends in it.
+// KeyNameHeader tells an upstream which API key made the request: for audit, and
+// the sensor service scopes batch ids to it (sensor.PrincipalHeader). The gateway
+// overwrites whatever a client sends in it, and keeps it when a client's
+// Connection header names it as hop-by-hop.
 const KeyNameHeader = "X-Atrium-Key-Name"
 
 // Options configure a Gateway; zero values take the defaults.

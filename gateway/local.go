@@ -23,7 +23,13 @@ func (u *upstream) serveLocal(w http.ResponseWriter, r *http.Request) {
 	// The header is changed in place: the server took what it needs of the
 	// Connection header (close, an HTTP/1.0 keep-alive) when it read the request.
 	h := r.Header
+	// A client's Connection header may name the key's header: it stays, or the
+	// service would take the request for a direct call on its private port.
+	keyName := h[keyNameHeader]
 	removeHopByHop(h)
+	if keyName != nil {
+		h[keyNameHeader] = keyName
+	}
 	delete(h, "Forwarded")
 	delete(h, "X-Forwarded-For")
 	delete(h, "X-Forwarded-Host")

@@ -79,7 +79,13 @@ func newUpstream(name, raw string, tr *http.Transport, d *net.Dialer, opts Optio
 			pr.SetURL(u)
 			setForwarded(pr)
 			// handleUpstream already took the Authorization header out and set
-			// the key's name; a WebSocket's key may come in the query.
+			// the key's name; a WebSocket's key may come in the query. The
+			// proxy drops the headers a client's Connection header names:
+			// the key's name is set again, or the service would take the
+			// request for a direct call on its private port.
+			if v := pr.In.Header[keyNameHeader]; v != nil {
+				pr.Out.Header[keyNameHeader] = v
+			}
 			if strings.Contains(pr.Out.URL.RawQuery, "access_token") {
 				pr.Out.URL = withoutAccessToken(pr.Out.URL)
 			}
