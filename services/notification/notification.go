@@ -212,7 +212,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		}
 		v, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("duration %q: want a Go duration such as 5m or 90s", s)
+			return fmt.Errorf("duration %q: want a duration such as 5m or 90s", s)
 		}
 		*d = Duration(v)
 		return nil
