@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/services/sensor"
 )
 
 // amqpURL is the RabbitMQ of the integration tests; without it they skip, unless
@@ -48,7 +49,7 @@ func TestSensorServiceOnRabbitMQ(t *testing.T) {
 			BatchID  string           `json:"batch_id"`
 			Readings []map[string]any `json:"readings"`
 		}
-		if err := json.Unmarshal(m.Body, &ev); err != nil || ev.BatchID != "amqp-"+queue || len(ev.Readings) != 1 || ev.Readings[0]["value"] != 700.0 {
+		if err := json.Unmarshal(m.Body, &ev); err != nil || ev.BatchID != sensor.BatchKey(sensor.DirectPrincipal, "amqp-"+queue) || len(ev.Readings) != 1 || ev.Readings[0]["value"] != 700.0 {
 			t.Fatalf("event %s: %v", m.Body, err)
 		}
 	case <-time.After(20 * time.Second):

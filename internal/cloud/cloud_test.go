@@ -16,6 +16,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/services/sensor"
 )
 
 // system is a running `atrium` on loopback ports, built by the real flag parsing.
@@ -305,7 +306,7 @@ func TestSameBatchFromEightClients(t *testing.T) {
 			Site     string           `json:"site"`
 			Readings []map[string]any `json:"readings"`
 		}
-		if err := json.Unmarshal(m.Body, &ev); err != nil || ev.BatchID != "same" || ev.Site != "hq" || len(ev.Readings) != 500 {
+		if err := json.Unmarshal(m.Body, &ev); err != nil || ev.BatchID != sensor.BatchKey(sensor.DirectPrincipal, "same") || ev.Site != "hq" || len(ev.Readings) != 500 {
 			t.Fatalf("event %s: %v", m.Body, err)
 		}
 	case <-time.After(10 * time.Second):

@@ -14,6 +14,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
+	"github.com/atrium-iot/atrium/services/sensor"
 )
 
 // TestRoomOnMongoStore runs the sensor and room services on -store=mongodb://…:
@@ -47,6 +48,7 @@ func TestRoomOnMongoStore(t *testing.T) {
 	go func() { done <- app.Run(ctx) }()
 
 	sensorID, roomID, batch := prefix+"sensor", prefix+"room", prefix+"batch"
+	key := sensor.BatchKey(sensor.DirectPrincipal, batch) // what the stores and the event call the batch
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -54,12 +56,12 @@ func TestRoomOnMongoStore(t *testing.T) {
 		sdb.Collection("readings").DeleteMany(ctx, bson.D{{Key: "s", Value: sensorID}})
 		sdb.Collection("rollups_1h").DeleteMany(ctx, bson.D{{Key: "s", Value: sensorID}})
 		sdb.Collection("sensors").DeleteOne(ctx, bson.D{{Key: "_id", Value: sensorID}})
-		sdb.Collection("batches").DeleteOne(ctx, bson.D{{Key: "_id", Value: batch}})
-		sdb.Collection("outbox").DeleteOne(ctx, bson.D{{Key: "_id", Value: batch}})
+		sdb.Collection("batches").DeleteOne(ctx, bson.D{{Key: "_id", Value: key}})
+		sdb.Collection("outbox").DeleteOne(ctx, bson.D{{Key: "_id", Value: key}})
 		rdb := c.Database(mongox.RoomDB)
 		rdb.Collection("rooms").DeleteOne(ctx, bson.D{{Key: "_id", Value: roomID}})
 		rdb.Collection("sensors").DeleteOne(ctx, bson.D{{Key: "_id", Value: sensorID}})
-		rdb.Collection("applied").DeleteOne(ctx, bson.D{{Key: "_id", Value: batch}})
+		rdb.Collection("applied").DeleteOne(ctx, bson.D{{Key: "_id", Value: key}})
 		for _, coll := range []string{"latest", "rollups_1m", "rollups_5m", "rollups_1h"} {
 			rdb.Collection(coll).DeleteMany(ctx, bson.D{{Key: "r", Value: roomID}})
 		}
@@ -90,7 +92,7 @@ func TestRoomOnMongoStore(t *testing.T) {
 	for {
 		a := do(t, "GET", roomURL+"/rooms/"+roomID+"/metrics", nil)
 		n, err := c.Database(mongox.RoomDB).Collection("applied").CountDocuments(t.Context(),
-			bson.D{{Key: "_id", Value: batch}, {Key: "st", Value: "done"}})
+			bson.D{{Key: "_id", Value: key}, {Key: "st", Value: "done"}})
 		if err == nil && n == 1 && a.Code == 200 {
 			a = do(t, "GET", roomURL+"/rooms/"+roomID+"/metrics", nil)
 			metrics = a.Body
@@ -146,7 +148,7 @@ func TestRoomOnMongoStore(t *testing.T) {
 				State string   `bson:"st"`
 				Rooms []string `bson:"rooms"`
 			}
-			if err := rdb.Collection("applied").FindOne(t.Context(), bson.D{{Key: "_id", Value: batch}}).Decode(&applied); err != nil ||
+			if err := rdb.Collection("applied").FindOne(t.Context(), bson.D{{Key: "_id", Value: key}}).Decode(&applied); err != nil ||
 				applied.State != "done" || len(applied.Rooms) != 1 || applied.Rooms[0] != roomID {
 				t.Errorf("%s.applied[%s] = %+v (%v), want done in %s", mongox.RoomDB, batch, applied, err, roomID)
 			}
