@@ -2,7 +2,6 @@ package httpx
 
 import (
 	"fmt"
-	"mime"
 	"net/http"
 	"strings"
 
@@ -13,8 +12,8 @@ import (
 const JSONType = "application/json"
 
 // RequireContentType answers 415 problem+json to a POST, PUT or PATCH with a body
-// whose Content-Type is not one of types (parameters such as charset=utf-8 are
-// allowed). A body that is declared as something else — a form, text/plain, or
+// whose Content-Type is not one of types (matched case-insensitively; parameters
+// such as charset=utf-8 are allowed and not checked). A body that is declared as something else — a form, text/plain, or
 // nothing at all, as `curl -d` and a browser's plain form send — is not read as
 // JSON. A request without a body (Content-Length: 0, such as
 // POST /alerts/{id}/ack) needs no Content-Type. On a chi router it lets requests
@@ -34,13 +33,12 @@ func RequireContentType(types ...string) func(http.Handler) http.Handler {
 				return
 			}
 			ct := r.Header.Get("Content-Type")
-			mt, _, err := mime.ParseMediaType(ct)
-			if err == nil {
-				for _, t := range types {
-					if mt == t {
-						next.ServeHTTP(w, r)
-						return
-					}
+			mt, _, _ := strings.Cut(ct, ";")
+			mt = strings.TrimSpace(mt)
+			for _, t := range types {
+				if strings.EqualFold(mt, t) {
+					next.ServeHTTP(w, r)
+					return
 				}
 			}
 			if rc := chi.RouteContext(r.Context()); rc != nil && rc.Routes != nil && !rc.Routes.Match(chi.NewRouteContext(), r.Method, routePath(r, rc)) {
