@@ -25,7 +25,7 @@ const fingerprintVersion = "atrium.sensor.batch.v1\x00"
 // fingerprints the same when it is resent later.
 func Fingerprint(site string, inputs []reading.Input) string {
 	h := sha256.New()
-	buf := make([]byte, 0, 512)
+	buf := make([]byte, 0, fingerprintChunk+1024)
 	buf = append(buf, fingerprintVersion...)
 	buf = appendString(buf, site)
 	buf = binary.AppendUvarint(buf, uint64(len(inputs)))
@@ -38,7 +38,7 @@ func Fingerprint(site string, inputs []reading.Input) string {
 		buf = appendNumber(buf, in.Value)
 		buf = appendText(buf, in.Unit)
 		buf = appendTime(buf, in.Timestamp)
-		if len(buf) >= 32<<10 {
+		if len(buf) >= fingerprintChunk {
 			h.Write(buf)
 			buf = buf[:0]
 		}
@@ -46,6 +46,9 @@ func Fingerprint(site string, inputs []reading.Input) string {
 	h.Write(buf)
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// fingerprintChunk is how much of the encoding is hashed at a time.
+const fingerprintChunk = 8 << 10
 
 // Tags of a field's state in the encoding.
 const (

@@ -404,3 +404,25 @@ func TestFingerprint(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// BenchmarkFingerprint: the cost the fingerprint adds to a 500-reading batch.
+func BenchmarkFingerprint(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`[`)
+	for i := range 500 {
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		sb.WriteString(`{"sensor_id":"sensor_` + itoa(int64(i%50)) + `","room_id":"room-101","type":"co2","value":` + itoa(int64(400+i)) +
+			`,"unit":"ppm","timestamp":` + itoa(int64(1795608000000+i*1000)) + `}`)
+	}
+	sb.WriteString(`]`)
+	var inputs []reading.Input
+	if err := json.Unmarshal([]byte(sb.String()), &inputs); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = sensor.Fingerprint("hq", inputs)
+	}
+}
