@@ -11,19 +11,57 @@
 //	atrium/<room_id>/<sensor_id>          and anything below it,
 //	atrium/<room_id>/<sensor_id>/<more>   any room (one level, "+" allowed in a filter).
 //
-// Everything else ($SYS, other devices' topics, "#", shared subscriptions) is refused.
-// A device may also not use another device's id as its MQTT client id (that would take
-// over the other device's session). Changes to the credentials file are picked up
-// while the broker runs, within about a second, at the next connection attempt.
+// Everything else ($SYS, other devices' topics, "#", shared subscriptions) is refused,
+// and a device is refused everything once it is no longer in the credentials file.
+// Changes to the credentials file are picked up while the broker runs, within about a
+// second, at the next connection attempt.
+//
+// # Sessions
+//
+// A session (its subscriptions, its queued and unacknowledged messages) belongs to the
+// identity that made it: the device id, or "anonymous", shared by every client served
+// without identity under AllowAnonymous (no username, or no credentials file at all),
+// so anonymous clients may take each other's sessions but no device's, and no device
+// an anonymous one's. A client of another identity asking for the same
+// client id is refused with CONNACK 0x85 "client identifier not valid" (MQTT 5) or
+// return code 2 "identifier rejected" (3.1.1), receives nothing of the session, and the
+// session's client, if connected, stays connected. The owner reconnecting resumes it
+// as usual (and, as MQTT says, replaces its own older connection). A device may also not
+// use another device's id as client id, even before that device has a session, and no
+// client may use the broker's own client id "inline". Sessions live in memory only (no
+// storage hook): a restart ends every session, and ownership with it.
+//
+// When a session is resumed, its subscriptions and its queued and unacknowledged
+// messages are checked against the ACL again before anything is sent, and what is no
+// longer allowed is dropped; every other delivery (new, retained, wills) is checked
+// by mochi as it is sent. A will outside the device's own topics is dropped at CONNECT
+// (mochi would publish it unchecked); the connection is kept.
+//
+// # Login
+//
+// A right password already verified in this process is accepted at once (a keyed hash
+// comparison). Any other attempt costs one bcrypt comparison, an unknown username too,
+// and goes through loginGuard: per remote address, failures space the next checks
+// (50 ms doubling per recent failure, at most 2 s, failures halving every 30 s; an
+// attempt that would wait over 5 s is refused as busy: 0x89, 3.1.1 return code 3); per
+// username, a refusal is answered only after that username's delay, while a right
+// password is not delayed; at most half of GOMAXPROCS checks run at once, plus one slot
+// kept for addresses without recent failures, which also go first. A device keeps
+// connecting promptly while another address floods the broker with guesses; a device
+// behind the same address as the flood connects promptly only with a password already
+// verified (after a restart it waits its turn with the guesses).
 //
 // What a refused client sees (this is mochi's behaviour, checked against its source):
 //   - bad or missing credentials: CONNACK 0x86 "bad user name or password" (MQTT 5) or
 //     return code 5 "not authorized" (3.1.1), then the connection is closed;
-//   - more than MaxConnections clients: CONNACK 0x89 "server busy" (5) or 3 "server
-//     unavailable" (3.1.1);
+//   - a client id held by another identity's session: 0x85 (5) or 2 (3.1.1);
+//   - throttled (see Login) or more than MaxConnections clients: CONNACK 0x89 "server
+//     busy" (5) or 3 "server unavailable" (3.1.1);
 //   - publishing outside its topics: QoS 0 is dropped silently (both versions); QoS 1/2
 //     gets a PUBACK/PUBREC with 0x87 "not authorized" (5); a 3.1.1 client is
-//     disconnected, since 3.1.1 has no way to refuse a single message;
+//     disconnected, since 3.1.1 has no way to refuse a single message. The refusal is
+//     logged with client, device, topic and size, never the payload (mochi's own log
+//     records are stripped of payloads too);
 //   - publishing to a topic starting with "$" (e.g. $SYS): mochi ignores the message
 //     without any acknowledgement, whatever the client's rights;
 //   - subscribing outside its topics: SUBACK 0x87 (5) or 0x80 failure (3.1.1) for that filter;
@@ -203,18 +241,16 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 	caps.MaximumSessionExpiryInterval = uint32(cfg.SessionExpiry / time.Second)
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
-		Logger:       log.With("component", "mqtt"),
+		// mochi logs whole packets on some errors: the redactor keeps payloads and
+		// passwords out of the log.
+		Logger: slog.New(redactPackets(log.Handler())).With("component", "mqtt"),
 		// The inline client lets a hook that took a message off the read path
 		// (DeferPublish) hand it to subscribers once it has dealt with it.
 		InlineClient: true,
 	})
 
-	b.auth = &authHook{
-		log:            log,
-		creds:          creds,
-		allowAnonymous: cfg.AllowAnonymous,
-		maxPacketSize:  uint32(cfg.MaxPacketSize),
-	}
+	b.auth = newAuthHook(log, creds, cfg)
+	b.auth.srv = b.srv
 	if err := b.srv.AddHook(b.auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: auth hook: %w", err)
 	}
@@ -381,6 +417,7 @@ func (b *Broker) Close() error {
 	for _, l := range own {
 		l.stopAccepting()
 	}
+	b.auth.guard.shutdown() // logins waiting their turn give up
 	for _, cl := range b.srv.Clients.GetAll() {
 		if cl.Net.Conn != nil && !cl.Closed() {
 			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
@@ -426,7 +463,10 @@ type Stats struct {
 	PacketsReceived     int64
 	PacketsSent         int64
 	AuthFailures        int64 // connections refused for bad or missing credentials
-	ACLDenied           int64 // publishes and subscriptions refused by the topic ACL
+	LoginsThrottled     int64 // connections refused as busy by the failed-login throttle
+	ClientIDRefused     int64 // connections refused: the client id is another identity's session
+	ACLDenied           int64 // publishes, subscriptions, wills and deliveries refused by the topic ACL
+	SessionsFiltered    int64 // resumed sessions that lost subscriptions or messages to the ACL
 	ConnectionsRejected int64 // connections refused for capacity (MaxConnections and the raw cap)
 }
 
@@ -448,7 +488,10 @@ func (b *Broker) Stats() Stats {
 		PacketsReceived:     i.PacketsReceived,
 		PacketsSent:         i.PacketsSent,
 		AuthFailures:        b.auth.authFailures.Load(),
+		LoginsThrottled:     b.auth.loginsThrottled.Load(),
+		ClientIDRefused:     b.auth.clientIDRefused.Load(),
 		ACLDenied:           b.auth.aclDenied.Load(),
+		SessionsFiltered:    b.auth.sessionsFiltered.Load(),
 		ConnectionsRejected: b.rejected.Load(),
 	}
 }

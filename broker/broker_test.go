@@ -105,7 +105,8 @@ func TestConnectAuth(t *testing.T) {
 		{"other device's password", strict, "sensor_001", "sensor_001", devices["sensor_002"], false},
 		{"unknown device", strict, "sensor_999", "sensor_999", devices["sensor_001"], false},
 		{"anonymous", strict, "anon", "", "", false},
-		{"another device's client id", strict, "sensor_002", "sensor_001", devices["sensor_001"], false},
+		{"another device's client id", strict, "sensor_002", "sensor_001", devices["sensor_001"], false}, // 0x85, see below
+		{"the broker's own inline client id", strict, "inline", "sensor_001", devices["sensor_001"], false},
 		{"anonymous allowed", open, "anon", "", "", true},
 		{"credentials still checked when anonymous allowed", open, "sensor_001", "sensor_001", "guess", false},
 	}
@@ -122,6 +123,12 @@ func TestConnectAuth(t *testing.T) {
 			if err == nil {
 				t.Fatal("connected")
 			}
+			if idRefused(tt.clientID) {
+				if ack == nil || ack.ReasonCode != packets.ErrClientIdentifierNotValid.Code {
+					t.Fatalf("connack %+v, want reason 0x85", ack)
+				}
+				return
+			}
 			if ack == nil || ack.ReasonCode != packets.ErrBadUsernameOrPassword.Code {
 				t.Fatalf("connack %+v, want reason 0x86", ack)
 			}
@@ -133,7 +140,10 @@ func TestConnectAuth(t *testing.T) {
 			rc := dialRaw(t, tt.b.Addr(), 4)
 			code := rc.connect(tt.clientID, tt.user, tt.pw)
 			want := byte(0)
-			if !tt.ok {
+			switch {
+			case !tt.ok && idRefused(tt.clientID):
+				want = 2 // identifier rejected
+			case !tt.ok:
 				want = 5 // mochi maps 0x86 to 3.1.1's 5 "not authorized"
 			}
 			if code != want {
@@ -147,6 +157,10 @@ func TestConnectAuth(t *testing.T) {
 		})
 	}
 }
+
+// idRefused reports whether TestConnectAuth's right credentials are refused for their
+// client id alone.
+func idRefused(clientID string) bool { return clientID == "sensor_002" || clientID == "inline" }
 
 func TestPublishACL(t *testing.T) {
 	rec := &recordHook{}

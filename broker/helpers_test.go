@@ -220,6 +220,8 @@ func (rc *rawClient) send(pk packets.Packet) error {
 		err = pk.SubscribeEncode(&buf)
 	case packets.Disconnect:
 		err = pk.DisconnectEncode(&buf)
+	case packets.Puback:
+		err = pk.PubackEncode(&buf)
 	default:
 		err = fmt.Errorf("cannot send packet type %d", pk.FixedHeader.Type)
 	}
@@ -265,17 +267,27 @@ func (rc *rawClient) read() (packets.Packet, error) {
 	return pk, err
 }
 
-// connect sends CONNECT and returns the CONNACK's reason (return) code.
+// connect sends CONNECT with a clean session and returns the CONNACK's reason (return) code.
 func (rc *rawClient) connect(clientID, user, password string) byte {
+	rc.t.Helper()
+	return rc.connectSession(clientID, user, password, true).ReasonCode
+}
+
+// connectSession sends CONNECT, asking for a persistent session unless clean (MQTT 5:
+// kept 5 minutes), and returns the CONNACK.
+func (rc *rawClient) connectSession(clientID, user, password string, clean bool) packets.Packet {
 	rc.t.Helper()
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Connect},
 		Connect: packets.ConnectParams{
 			ProtocolName:     []byte("MQTT"),
 			ClientIdentifier: clientID,
-			Clean:            true,
+			Clean:            clean,
 			Keepalive:        30,
 		},
+	}
+	if !clean && rc.version == 5 {
+		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 300, true
 	}
 	if user != "" {
 		pk.Connect.UsernameFlag, pk.Connect.Username = true, []byte(user)
@@ -291,7 +303,32 @@ func (rc *rawClient) connect(clientID, user, password string) byte {
 	if ack.FixedHeader.Type != packets.Connack {
 		rc.t.Fatalf("got packet type %d, want CONNACK", ack.FixedHeader.Type)
 	}
-	return ack.ReasonCode
+	return ack
+}
+
+// subscribe sends SUBSCRIBE (QoS 1 for each filter) and returns the SUBACK's codes,
+// with the PUBLISH packets that arrived before it.
+func (rc *rawClient) subscribe(id uint16, filters ...string) (codes []byte, early []packets.Packet) {
+	rc.t.Helper()
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: id}
+	for _, f := range filters {
+		pk.Filters = append(pk.Filters, packets.Subscription{Filter: f, Qos: 1})
+	}
+	if err := rc.send(pk); err != nil {
+		rc.t.Fatal(err)
+	}
+	for {
+		got, err := rc.read()
+		if err != nil {
+			rc.t.Fatalf("waiting for SUBACK: %v", err)
+		}
+		switch got.FixedHeader.Type {
+		case packets.Suback:
+			return got.ReasonCodes, early
+		case packets.Publish:
+			early = append(early, got)
+		}
+	}
 }
 
 func (rc *rawClient) publish(topic string, qos byte, id uint16, payload []byte) error {

@@ -35,7 +35,10 @@ func (b *Broker) Collector() prometheus.Collector {
 		d("received_bytes_total", "Bytes received from clients.", c, func(s Stats) int64 { return s.BytesReceived }),
 		d("sent_bytes_total", "Bytes sent to clients.", c, func(s Stats) int64 { return s.BytesSent }),
 		d("auth_failures_total", "Connections refused for bad or missing credentials.", c, func(s Stats) int64 { return s.AuthFailures }),
-		d("acl_denied_total", "Publishes and subscriptions refused by the topic ACL.", c, func(s Stats) int64 { return s.ACLDenied }),
+		d("logins_throttled_total", "Connections refused as busy by the failed-login throttle.", c, func(s Stats) int64 { return s.LoginsThrottled }),
+		d("client_id_refused_total", "Connections refused because the client id is another identity's session.", c, func(s Stats) int64 { return s.ClientIDRefused }),
+		d("acl_denied_total", "Publishes, subscriptions, wills and deliveries refused by the topic ACL.", c, func(s Stats) int64 { return s.ACLDenied }),
+		d("sessions_filtered_total", "Resumed sessions that lost subscriptions or messages the topic ACL no longer allows.", c, func(s Stats) int64 { return s.SessionsFiltered }),
 		d("connections_rejected_total", "Connections refused because the broker was full.", c, func(s Stats) int64 { return s.ConnectionsRejected }),
 	}}
 }

@@ -1,0 +1,279 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/atrium-iot/atrium/broker/credentials"
+)
+
+// loginCost is the bcrypt cost of the credentials in the login tests: the production
+// cost (~70 ms a comparison on the 2-core test machine), or under the race detector,
+// which makes bcrypt about 16 times slower and the rest of a connect several times
+// slower, cost 5 (~25 ms there).
+func loginCost() int {
+	if raceEnabled {
+		return 5
+	}
+	return credentials.Cost
+}
+
+// writeCredentialsAt writes a credentials file with hashes of the given cost.
+func writeCredentialsAt(t testing.TB, devs map[string]string, cost int) string {
+	t.Helper()
+	type device struct {
+		ID   string `json:"id"`
+		Hash string `json:"hash"`
+	}
+	var doc struct {
+		Devices []device `json:"devices"`
+	}
+	for id, pw := range devs {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc.Devices = append(doc.Devices, device{id, string(h)})
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "credentials.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// dialFrom connects to addr from the local IP from (any 127.x.y.z works on loopback),
+// so that a test can play clients on different hosts.
+func dialFrom(t testing.TB, from, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: waitFor}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// timedConnect connects an MQTT 5 paho client from the local IP from and returns how
+// long it took from the dial to the CONNACK, and the CONNACK's reason code.
+func timedConnect(t testing.TB, b *Broker, from, clientID, user, password string) (time.Duration, byte) {
+	t.Helper()
+	start := time.Now()
+	conn := dialFrom(t, from, b.Addr())
+	_, ack, err := connectPaho(t, conn, clientID, user, password)
+	took := time.Since(start)
+	if ack == nil {
+		t.Fatalf("connect %s as %s: no CONNACK: %v", clientID, user, err)
+	}
+	return took, ack.ReasonCode
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// TestLoginTimingUnknownUser: refusing an unknown username takes as long as refusing a
+// known one's wrong password. Each attempt comes from its own address with its own
+// username, so that no throttling is in play, only the verification.
+func TestLoginTimingUnknownUser(t *testing.T) {
+	const n = 7
+	devs := map[string]string{}
+	for i := range n {
+		devs[fmt.Sprintf("sensor_%03d", 100+i)] = fmt.Sprintf("pw-%d-secret", i)
+	}
+	b := startBroker(t, func(c *Config) { c.CredentialsFile = writeCredentialsAt(t, devs, loginCost()) })
+
+	var wrong, unknown []time.Duration
+	for i := range n {
+		took, code := timedConnect(t, b, fmt.Sprintf("127.0.2.%d", 2*i+1), "timing", fmt.Sprintf("sensor_%03d", 100+i), "guess")
+		if code != packets.ErrBadUsernameOrPassword.Code {
+			t.Fatalf("wrong password: reason 0x%02x, want 0x86", code)
+		}
+		wrong = append(wrong, took)
+		took, code = timedConnect(t, b, fmt.Sprintf("127.0.2.%d", 2*i+2), "timing", fmt.Sprintf("nobody_%03d", 100+i), "guess")
+		if code != packets.ErrBadUsernameOrPassword.Code {
+			t.Fatalf("unknown username: reason 0x%02x, want 0x86", code)
+		}
+		unknown = append(unknown, took)
+	}
+	mw, mu := median(wrong), median(unknown)
+	t.Logf("median refusal: wrong password %v, unknown username %v (bcrypt cost %d)", mw, mu, loginCost())
+	if mu < mw/2 || mu > 2*mw {
+		t.Errorf("refusing an unknown username takes %v, a wrong password %v: timing tells which usernames exist", mu, mw)
+	}
+}
+
+// flood keeps n connections at a time trying wrong passwords, each reconnecting 20 ms
+// after its answer.
+type flood struct {
+	pending  atomic.Int64 // CONNECTs sent and not yet answered
+	answered atomic.Int64
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+}
+
+func startFlood(t *testing.T, addr string, n int, users []string) *flood {
+	t.Helper()
+	f := &flood{stop: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	connects := make([][]byte, len(users))
+	for i, u := range users {
+		var buf bytes.Buffer
+		pk := packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Connect},
+			Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: fmt.Sprintf("guess-%d", i),
+				Clean: true, Keepalive: 30, UsernameFlag: true, Username: []byte(u), PasswordFlag: true, Password: []byte("wrong-guess")},
+			ProtocolVersion: 4,
+		}
+		if err := pk.ConnectEncode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		connects[i] = buf.Bytes()
+	}
+	for i := range n {
+		f.wg.Go(func() {
+			for {
+				select {
+				case <-f.stop:
+					return
+				default:
+				}
+				c, err := net.DialTimeout("tcp", addr, waitFor)
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				f.mu.Lock()
+				f.conns[c] = struct{}{}
+				f.mu.Unlock()
+				f.pending.Add(1)
+				_, _ = c.Write(connects[i%len(connects)])
+				_ = c.SetReadDeadline(time.Now().Add(waitFor))
+				_, _ = io.ReadFull(c, make([]byte, 4)) // the CONNACK, or the connection closed
+				f.pending.Add(-1)
+				f.answered.Add(1)
+				f.mu.Lock()
+				delete(f.conns, c)
+				f.mu.Unlock()
+				c.Close()
+				select {
+				case <-f.stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		})
+	}
+	t.Cleanup(f.end)
+	return f
+}
+
+func (f *flood) end() {
+	select {
+	case <-f.stop:
+		return
+	default:
+	}
+	close(f.stop)
+	f.mu.Lock()
+	for c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+// TestLoginFlood: while 100 connections at a time guess passwords (for the real
+// device's own username, another device's and an unknown one), a real device still
+// connects within 250 ms: the first time (a bcrypt check) from another address, and
+// again (its verified password remembered) from the flood's own address.
+//
+// The machine running the tests is shared and small (under load, one bcrypt
+// comparison alone can take 250 ms): a round in which some connect took longer is run
+// again on a fresh broker, up to five rounds. Without the login guard every round
+// fails by seconds (the device's check waits behind the flood's).
+func TestLoginFlood(t *testing.T) {
+	const rounds = 5
+	for round := 1; ; round++ {
+		slow := floodRound(t, round)
+		if slow == "" {
+			return
+		}
+		if round == rounds {
+			t.Fatalf("in each of %d rounds a real device took longer than 250 ms to connect under the flood; last: %s", rounds, slow)
+		}
+	}
+}
+
+// floodRound runs one round of TestLoginFlood and describes the slowest connect over
+// the bound, "" if none.
+func floodRound(t *testing.T, round int) (slow string) {
+	const bound = 250 * time.Millisecond
+	real := map[string]string{"sensor_001": devices["sensor_001"], "sensor_002": devices["sensor_002"],
+		"sensor_003": "pw-sensor-003-secret", "sensor_004": "pw-sensor-004-secret"}
+	b := startBroker(t, func(c *Config) { c.CredentialsFile = writeCredentialsAt(t, real, loginCost()) })
+	defer b.Close() // ends the logins still queued, before the next round
+	f := startFlood(t, b.Addr(), 100, []string{"sensor_001", "sensor_002", "nobody"})
+	defer f.end()
+	poll(t, "the flood under way", func() bool { return b.Stats().AuthFailures >= 4 })
+
+	type sample struct {
+		what    string
+		took    time.Duration
+		pending int64
+	}
+	var samples []sample
+	ids := []string{"sensor_001", "sensor_003", "sensor_004"}
+	for i, id := range ids {
+		took, code := timedConnect(t, b, fmt.Sprintf("127.0.%d.%d", 2+round, i+1), fmt.Sprintf("%s-first-%d", id, round), id, real[id])
+		if code != 0 {
+			t.Fatalf("%s first connect: reason 0x%02x", id, code)
+		}
+		samples = append(samples, sample{id + " first connect, own address", took, f.pending.Load()})
+	}
+	for _, id := range ids {
+		took, code := timedConnect(t, b, "127.0.0.1", fmt.Sprintf("%s-again-%d", id, round), id, real[id])
+		if code != 0 {
+			t.Fatalf("%s reconnect: reason 0x%02x", id, code)
+		}
+		samples = append(samples, sample{id + " reconnect, the flood's address", took, f.pending.Load()})
+	}
+	f.end()
+	s := b.Stats()
+	t.Logf("round %d: flood of 100: %d answered, %d auth failures, %d throttled; bcrypt cost %d",
+		round, f.answered.Load(), s.AuthFailures, s.LoginsThrottled, loginCost())
+	for _, x := range samples {
+		t.Logf("  %-40s %6v  (flood connects awaiting an answer: %d)", x.what, x.took.Round(time.Millisecond), x.pending)
+	}
+	var worst time.Duration
+	for _, x := range samples {
+		if x.pending < 10 {
+			t.Fatalf("%s: only %d flood connects awaiting an answer: the flood was not in progress", x.what, x.pending)
+		}
+		if x.took > bound && x.took > worst {
+			worst, slow = x.took, fmt.Sprintf("%s took %v", x.what, x.took)
+		}
+	}
+	return slow
+}
