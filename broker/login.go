@@ -191,6 +191,11 @@ func (g *loginGuard) suspect(addr string, now time.Time) bool {
 // for addresses without recent failures); ok is false when the broker shuts down
 // meanwhile.
 func (g *loginGuard) acquire(addr string) (spare, ok bool) {
+	select {
+	case <-g.done:
+		return false, false
+	default:
+	}
 	g.mu.Lock()
 	if g.free > 0 {
 		g.free--

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -276,4 +277,154 @@ func floodRound(t *testing.T, round int) (slow string) {
 		}
 	}
 	return slow
+}
+
+// TestLoginGuard checks the throttle's arithmetic on a fake clock: spacing per address,
+// the busy refusal past maxWait, the username tarpit, decay, and who gets a freed slot.
+func TestLoginGuard(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	g := newLoginGuard()
+	g.now = func() time.Time { return now }
+	g.free, g.spare = 1, true
+
+	if wait, ok := g.admit("10.0.0.1"); !ok || wait != 0 {
+		t.Fatalf("clean address: wait %v ok %v, want at once", wait, ok)
+	}
+	var tarpits []time.Duration
+	for range 5 {
+		tarpits = append(tarpits, g.failed("10.0.0.1", "sensor_001"))
+	}
+	if want := []time.Duration{50, 100, 200, 400, 800}; !slices.Equal(tarpits, scale(want, time.Millisecond)) {
+		t.Errorf("username tarpits %v, want %v ms", tarpits, want)
+	}
+	// Five failures: the address's checks are spaced 800 ms apart; past 5 s, busy.
+	var waits []time.Duration
+	for {
+		wait, ok := g.admit("10.0.0.1")
+		if !ok {
+			break
+		}
+		waits = append(waits, wait)
+	}
+	if want := []time.Duration{800, 1600, 2400, 3200, 4000, 4800}; !slices.Equal(waits, scale(want, time.Millisecond)) {
+		t.Errorf("waits of a burst from a penalised address %v, want %v ms", waits, want)
+	}
+	if wait, ok := g.admit("10.0.0.2"); !ok || wait != 0 {
+		t.Errorf("another address: wait %v ok %v, want at once", wait, ok)
+	}
+	if d := g.failed("10.0.0.9", "sensor_002"); d != 50*time.Millisecond {
+		t.Errorf("another username's first failure: tarpit %v, want 50ms", d)
+	}
+
+	// A freed slot goes to the first waiting attempt from a clean address.
+	spare, ok := g.acquire("10.0.0.1") // the general slot
+	if !ok || spare {
+		t.Fatalf("first acquire: spare %v ok %v", spare, ok)
+	}
+	if spare, ok := g.acquire("10.0.0.3"); !ok || !spare {
+		t.Fatalf("a clean address did not get the spare slot (spare %v ok %v)", spare, ok)
+	}
+	order := make(chan string, 3)
+	for _, addr := range []string{"10.0.0.1", "10.0.0.1", "10.0.0.4"} {
+		n := g.waitingChecks()
+		go func() {
+			if _, ok := g.acquire(addr); ok {
+				order <- addr
+			}
+		}()
+		poll(t, "the attempt queued", func() bool { return g.waitingChecks() > n })
+	}
+	g.release(false)
+	if got := <-order; got != "10.0.0.4" {
+		t.Errorf("freed slot went to %s, want the clean address 10.0.0.4 (queued last)", got)
+	}
+	g.release(true) // the spare slot: only for clean addresses, none waits
+	select {
+	case got := <-order:
+		t.Errorf("the spare slot went to %s, a penalised address", got)
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.release(false)
+	if got := <-order; got != "10.0.0.1" {
+		t.Errorf("freed slot went to %s", got)
+	}
+
+	// Failures fade: after ten half-lives the address is clean again.
+	now = now.Add(10 * loginHalfLife)
+	if g.suspect("10.0.0.1", now) {
+		t.Error("address still penalised after ten half-lives")
+	}
+	if d := g.failed("10.0.0.1", "sensor_001"); d != 50*time.Millisecond {
+		t.Errorf("tarpit after the failures faded: %v, want 50ms", d)
+	}
+	g.shutdown()
+	if _, ok := g.acquire("10.0.0.5"); ok {
+		t.Error("acquire after shutdown")
+	}
+}
+
+func scale(ds []time.Duration, unit time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d * unit
+	}
+	return out
+}
+
+// TestLoginThrottle with real clients: an address that keeps failing is slowed down,
+// then refused as busy (MQTT 5: 0x89; 3.1.1: return code 3) without a password check;
+// meanwhile the guessed device connects at once from its own address.
+func TestLoginThrottle(t *testing.T) {
+	b := startBroker(t, nil)
+	b.auth.guard.mu.Lock()
+	b.auth.guard.maxWait = time.Second // fewer attempts of the burst get a turn: a shorter test
+	b.auth.guard.mu.Unlock()
+	const attacker = "127.0.4.1"
+	var took []time.Duration
+	for range 5 {
+		d, code := timedConnect(t, b, attacker, "guess", "sensor_001", "guess")
+		if code != packets.ErrBadUsernameOrPassword.Code {
+			t.Fatalf("wrong password: 0x%02x", code)
+		}
+		took = append(took, d)
+	}
+	t.Logf("sequential wrong passwords from one address: %v", took)
+	if took[4] < 400*time.Millisecond || took[4] < 4*took[0] {
+		t.Errorf("the fifth failure took %v (the first %v): failures not slowed down", took[4], took[0])
+	}
+
+	// A burst from the same address: a few get their turn, the rest are busy at once.
+	var busy5, busy3 atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			c := dialFrom(t, attacker, b.Addr())
+			if i%2 == 0 {
+				if _, ack, _ := connectPaho(t, c, "burst", "sensor_001", "guess"); ack != nil && ack.ReasonCode == packets.ErrServerBusy.Code {
+					busy5.Add(1)
+				}
+				return
+			}
+			rc := &rawClient{t: t, conn: c, r: bufio.NewReader(c), version: 4}
+			if err := rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, Connect: packets.ConnectParams{
+				ProtocolName: []byte("MQTT"), ClientIdentifier: "burst", Clean: true, Keepalive: 30,
+				UsernameFlag: true, Username: []byte("sensor_001"), PasswordFlag: true, Password: []byte("guess")}}); err != nil {
+				return
+			}
+			if ack, err := rc.read(); err == nil && ack.ReasonCode == packets.Err3ServerUnavailable.Code {
+				busy3.Add(1)
+			}
+		})
+	}
+	// The guessed device, from its own address, is not slowed by its username's failures.
+	d, code := timedConnect(t, b, "127.0.4.2", "sensor_001", "sensor_001", devices["sensor_001"])
+	wg.Wait()
+	if code != 0 || d > 250*time.Millisecond {
+		t.Errorf("sensor_001 from its own address during the guessing: 0x%02x after %v", code, d)
+	}
+	t.Logf("burst of 16 from the guessing address: %d MQTT 5 and %d 3.1.1 refused as busy; %d throttled in all",
+		busy5.Load(), busy3.Load(), b.Stats().LoginsThrottled)
+	if busy5.Load() == 0 || busy3.Load() == 0 {
+		t.Errorf("no busy refusal for MQTT 5 (%d) or 3.1.1 (%d)", busy5.Load(), busy3.Load())
+	}
 }
