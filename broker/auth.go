@@ -228,9 +228,11 @@ func (h *authHook) refuse(cl *mqtt.Client, id, reason string) {
 	h.log.Warn("device authentication failed", "device", id, "client", cl.ID, "remote", cl.Net.Remote, "reason", reason)
 }
 
+// throttled counts an attempt refused as busy. It is logged at debug level only: such
+// refusals cost nothing and can come by the thousand; the counter tells.
 func (h *authHook) throttled(cl *mqtt.Client, id, reason string) {
 	h.loginsThrottled.Add(1)
-	h.log.Warn("login throttled", "device", id, "client", cl.ID, "remote", cl.Net.Remote, "reason", reason)
+	h.log.Debug("login throttled", "device", id, "client", cl.ID, "remote", cl.Net.Remote, "reason", reason)
 }
 
 // maybeReload picks up devices added or removed while the broker runs.
