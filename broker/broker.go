@@ -28,8 +28,11 @@
 // session's client, if connected, stays connected. The owner reconnecting resumes it
 // as usual (and, as MQTT says, replaces its own older connection). A device may also not
 // use another device's id as client id, even before that device has a session, and no
-// client may use the broker's own client id "inline". Sessions live in memory only (no
-// storage hook): a restart ends every session, and ownership with it.
+// client may use the broker's own client id "inline". Ownership is read from the session
+// itself (the username mochi keeps with it), so it lasts exactly as long as the session.
+// Sessions live in memory only (no storage hook): a restart ends every session, and
+// ownership with it; with a storage hook, which stores the username too, both would
+// survive together.
 //
 // When a session is resumed, its subscriptions and its queued and unacknowledged
 // messages are checked against the ACL again before anything is sent, and what is no
