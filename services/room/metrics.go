@@ -20,6 +20,15 @@ const (
 	ComfortHumMax    = 60.0   // %RH, inclusive
 )
 
+// Sources of Metrics.Occupied.
+const (
+	OccupiedBySensor   = "sensor"
+	OccupiedByEstimate = "estimate"
+)
+
+// EstimateThreshold is the probability from which an estimate says occupied.
+const EstimateThreshold = 0.5
+
 // Air quality classes.
 const (
 	AirGood     = "good"
@@ -83,6 +92,16 @@ type Metrics struct {
 	// occupancy, pir or motion reading above 0 arrived in the window; null when the
 	// room has none of those sensors.
 	Occupied *bool `json:"occupied"`
+	// OccupiedSource says where Occupied comes from: "sensor" (an occupancy, pir
+	// or motion sensor of the room) or "estimate" (the occupancy estimate from
+	// the room's co2, temperature, humidity and light); null with Occupied null.
+	OccupiedSource *string `json:"occupied_source"`
+	// OccupiedProbability is the estimate's probability (0–1) that the room is
+	// occupied, from its newest minute; Occupied is then probability ≥ 0.5. Null
+	// when a sensor decides or there is no estimate.
+	OccupiedProbability *float64 `json:"occupied_probability"`
+	// OccupiedEstimatedAt is the minute of that estimate (reading time).
+	OccupiedEstimatedAt *time.Time `json:"occupied_estimated_at,omitempty"`
 	// OccupancyRatio is the current occupancy count over the capacity.
 	OccupancyRatio *float64 `json:"occupancy_ratio"`
 	// AirQuality classifies the current co2 value.
@@ -159,8 +178,14 @@ func Compute(s Snapshot, now time.Time) Metrics {
 			occupied = true
 		}
 	}
-	if known {
-		m.Occupied = &occupied
+	switch {
+	case known:
+		src := OccupiedBySensor
+		m.Occupied, m.OccupiedSource = &occupied, &src
+	case s.Estimate != nil && s.Estimate.Count > 0:
+		p := s.Estimate.Sum / float64(s.Estimate.Count)
+		occ, src, at := p >= EstimateThreshold, OccupiedByEstimate, s.Estimate.Start.UTC()
+		m.Occupied, m.OccupiedSource, m.OccupiedProbability, m.OccupiedEstimatedAt = &occ, &src, &p, &at
 	}
 
 	if co2, ok := m.Metrics["co2"]; ok {
@@ -219,15 +244,17 @@ var headline = []string{"temperature", "humidity", "co2", "occupancy"}
 // Summary is a room as GET /rooms lists it: its description and headline metrics.
 type Summary struct {
 	Room
-	Occupied   *bool              `json:"occupied"`
-	AirQuality *string            `json:"air_quality"`
-	Comfort    string             `json:"comfort"`
-	Metrics    map[string]float64 `json:"metrics"`
+	Occupied            *bool              `json:"occupied"`
+	OccupiedSource      *string            `json:"occupied_source"`
+	OccupiedProbability *float64           `json:"occupied_probability"`
+	AirQuality          *string            `json:"air_quality"`
+	Comfort             string             `json:"comfort"`
+	Metrics             map[string]float64 `json:"metrics"`
 }
 
 // Summarise builds a room's summary from its metrics.
 func Summarise(r Room, m Metrics) Summary {
-	s := Summary{Room: r, Occupied: m.Occupied, AirQuality: m.AirQuality, Comfort: m.Comfort.Status, Metrics: map[string]float64{}}
+	s := Summary{Room: r, Occupied: m.Occupied, OccupiedSource: m.OccupiedSource, OccupiedProbability: m.OccupiedProbability, AirQuality: m.AirQuality, Comfort: m.Comfort.Status, Metrics: map[string]float64{}}
 	s.Sensors = nil
 	for _, typ := range headline {
 		if tm, ok := m.Metrics[typ]; ok {

@@ -98,6 +98,16 @@ type Snapshot struct {
 	// Window holds, per type, the merged minute rollups of the requested window
 	// (Start is left zero).
 	Window []Stat
+	// Estimate is the newest minute of the room's occupied_estimate series, nil
+	// without one.
+	Estimate *Stat
+}
+
+// Point is one minute of a derived series: its value in the minute starting at
+// Start.
+type Point struct {
+	Start time.Time
+	Value float64
 }
 
 // HistoryQuery selects the rollups of one room and type. Buckets are aligned on
@@ -140,6 +150,12 @@ type Store interface {
 	Snapshot(ctx context.Context, roomID string, from, to time.Time) (Snapshot, error)
 	// History returns the buckets of q (Type set on each Stat).
 	History(ctx context.Context, q HistoryQuery) ([]Stat, error)
+	// SetSeries replaces the minute rollups of a derived series (such as
+	// occupied_estimate) of a room with one value each (count 1), and rebuilds
+	// the series' five-minute and hour rollups over the periods those minutes
+	// fall in. Writing the same points again changes nothing. ErrNotFound for an
+	// unknown room.
+	SetSeries(ctx context.Context, roomID, typ string, points []Point) error
 	// Forget drops the applied batch ids recorded before t, and returns how many.
 	Forget(ctx context.Context, before time.Time) (int, error)
 	// Ping reports whether the store is usable.

@@ -16,6 +16,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/room/occupancy"
 )
 
 // Queue is the bus queue the service consumes from.
@@ -35,6 +36,12 @@ type Options struct {
 	// Now is the service's clock (default time.Now). The "last 5 minutes" and
 	// history defaults are anchored on it.
 	Now func() time.Time
+	// NoEstimate turns the occupancy estimate off (occupied_estimate is not
+	// computed; rooms without an occupancy sensor say occupied: null).
+	NoEstimate bool
+	// Model is the occupancy model (default occupancy.Default(), the committed
+	// one).
+	Model *occupancy.Model
 }
 
 // Service is the room service.
@@ -48,9 +55,13 @@ type Service struct {
 	readings   *prometheus.CounterVec
 	batches    *prometheus.CounterVec
 	publishErr prometheus.Counter
+	estimates  prometheus.Counter
 
-	mu    sync.Mutex
-	dirty map[string]struct{} // rooms changed since the last publish round
+	model *occupancy.Model // nil: no estimate
+
+	mu      sync.Mutex
+	dirty   map[string]struct{} // rooms changed since the last publish round
+	pending map[string]span     // rooms whose estimate must be brought up to date
 
 	consuming atomic.Bool // Run has subscribed to the bus
 }
@@ -72,7 +83,13 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(), dirty: map[string]struct{}{}}
+	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(), dirty: map[string]struct{}{}, pending: map[string]span{}}
+	if !opts.NoEstimate {
+		s.model = opts.Model
+		if s.model == nil {
+			s.model = occupancy.Default()
+		}
+	}
 	s.readings = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "atrium_room_readings_total", Help: "Readings received from the bus, by outcome (applied, duplicate, unroomed, invalid).",
 	}, []string{"outcome"})
@@ -82,7 +99,10 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 	s.publishErr = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "atrium_room_publish_errors_total", Help: "Failed publishes of room.metrics.updated (retried next round).",
 	})
-	s.reg.MustRegister(s.readings, s.batches, s.publishErr)
+	s.estimates = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "atrium_room_occupancy_estimates_total", Help: "Minutes of occupied_estimate computed and stored (a minute recomputed counts again).",
+	})
+	s.reg.MustRegister(s.readings, s.batches, s.publishErr, s.estimates)
 	return s
 }
 
@@ -122,14 +142,22 @@ func (s *Service) Run(ctx context.Context) error {
 			// Publish what the last batches changed before leaving, without
 			// waiting long for a bus that is down.
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			s.estimate(fctx)
 			s.publishDirty(fctx)
 			cancel()
 			return nil
 		case <-pub.C:
+			s.estimate(ctx)
 			s.publishDirty(ctx)
 		case <-forget.C:
 			s.forget(ctx)
 		}
+	}
+}
+
+func (s *Service) estimate(ctx context.Context) {
+	if err := s.Estimate(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("estimating occupancy failed", "err", err)
 	}
 }
 
@@ -215,6 +243,9 @@ func (s *Service) Consume(ctx context.Context, m bus.Message) error {
 		s.batches.WithLabelValues("failed").Inc()
 		return fmt.Errorf("room: consume %s: decode: %w", m.ID, err)
 	}
+	if n := dropDerived(&rs); n > 0 {
+		invalid += n
+	}
 	b := Batch{ID: id, At: s.opts.Now().UTC(), Readings: rs}
 	if b.ID == "" {
 		b.ID = "msg:" + m.ID
@@ -239,7 +270,49 @@ func (s *Service) Consume(ctx context.Context, m bus.Message) error {
 	// A redelivered batch marks its rooms too: the first delivery may have been
 	// applied by a process that died before it published.
 	s.markDirty(out.Rooms...)
+	if s.model != nil && !out.Duplicate {
+		if from, to, ok := inputSpan(b.Readings); ok {
+			for _, r := range out.Rooms {
+				s.markEstimate(r, from, to)
+			}
+		}
+	}
 	return nil
+}
+
+// dropDerived removes the readings that claim the type of a derived series
+// (the service writes it alone) and returns how many.
+func dropDerived(rs *[]reading.Reading) int {
+	n := 0
+	out := (*rs)[:0]
+	for _, r := range *rs {
+		if r.Type == EstimateType {
+			n++
+			continue
+		}
+		out = append(out, r)
+	}
+	*rs = out
+	return n
+}
+
+// inputSpan is the time range of the readings of the estimator's input types.
+func inputSpan(rs []reading.Reading) (from, to time.Time, ok bool) {
+	for _, r := range rs {
+		switch r.Type {
+		case occupancy.CO2, occupancy.Temperature, occupancy.Humidity, occupancy.Light:
+		default:
+			continue
+		}
+		if !ok || r.Timestamp.Before(from) {
+			from = r.Timestamp
+		}
+		if !ok || r.Timestamp.After(to) {
+			to = r.Timestamp
+		}
+		ok = true
+	}
+	return from, to, ok
 }
 
 func (s *Service) markDirty(rooms ...string) {

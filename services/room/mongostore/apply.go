@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"time"
@@ -474,4 +475,87 @@ func newToken() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// SetSeries replaces minutes of a derived series and rebuilds its coarser
+// buckets; see room.Store. The series' documents have no shard suffix: their
+// content is a function of the readings, so whichever replica writes last writes
+// the same values.
+func (s *Store) SetSeries(ctx context.Context, roomID, typ string, points []room.Point) error {
+	if len(points) == 0 {
+		return nil
+	}
+	if s.isClosed() {
+		return fmt.Errorf("mongostore: set series %s of %s: %w", typ, roomID, errClosed)
+	}
+	if err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: roomID}}).Err(); errors.Is(err, mongo.ErrNoDocuments) {
+		return fmt.Errorf("mongostore: set series %s of %s: %w", typ, roomID, room.ErrNotFound)
+	} else if err != nil {
+		return mongox.Wrap("mongostore: set series "+typ+" of "+roomID, err)
+	}
+	set := func(t tier, start int64, n int64, sum, lo, hi float64) mongo.WriteModel {
+		k := bucketKey{room: roomID, typ: typ, start: start}
+		return mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}}).SetUpdate(bson.D{
+			{Key: "$set", Value: bson.D{{Key: "r", Value: roomID}, {Key: "y", Value: typ}, {Key: "st", Value: time.UnixMilli(start).UTC()},
+				{Key: "n", Value: n}, {Key: "sum", Value: sum}, {Key: "min", Value: lo}, {Key: "max", Value: hi}}},
+		}).SetUpsert(true)
+	}
+	minute := s.tiers[0].period.Milliseconds()
+	models := make([]mongo.WriteModel, 0, len(points))
+	coarse := make([]map[int64]bool, len(s.tiers))
+	for i := range coarse {
+		coarse[i] = map[int64]bool{}
+	}
+	for _, p := range points {
+		start := floorDiv(p.Start.UnixMilli(), minute) * minute
+		models = append(models, set(s.tiers[0], start, 1, p.Value, p.Value, p.Value))
+		for i := 1; i < len(s.tiers); i++ {
+			per := s.tiers[i].period.Milliseconds()
+			coarse[i][floorDiv(start, per)*per] = true
+		}
+	}
+	if err := writeAll(ctx, s.tiers[0].coll, models); err != nil {
+		return mongox.Wrap("mongostore: set series "+typ+" of "+roomID, err)
+	}
+	for i := 1; i < len(s.tiers); i++ {
+		t := s.tiers[i]
+		per := t.period.Milliseconds()
+		lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+		for start := range coarse[i] {
+			lo, hi = min(lo, start), max(hi, start+per)
+		}
+		cur, err := s.tiers[0].coll.Find(ctx, bson.D{{Key: "r", Value: roomID}, {Key: "y", Value: typ},
+			{Key: "st", Value: bson.D{{Key: "$gte", Value: time.UnixMilli(lo).UTC()}, {Key: "$lt", Value: time.UnixMilli(hi).UTC()}}}})
+		if err != nil {
+			return mongox.Wrap("mongostore: set series "+typ+" of "+roomID, err)
+		}
+		var docs []rollupDoc
+		if err := cur.All(ctx, &docs); err != nil {
+			return mongox.Wrap("mongostore: set series "+typ+" of "+roomID, err)
+		}
+		merged := map[int64]*agg{}
+		for _, d := range docs {
+			start := floorDiv(d.Start.UnixMilli(), per) * per
+			if !coarse[i][start] || d.N == 0 {
+				continue
+			}
+			a := merged[start]
+			if a == nil {
+				a = &agg{n: d.N, sum: d.Sum, min: d.Min, max: d.Max}
+				merged[start] = a
+				continue
+			}
+			a.n += d.N
+			a.sum += d.Sum
+			a.min, a.max = min(a.min, d.Min), max(a.max, d.Max)
+		}
+		models = models[:0]
+		for start, a := range merged {
+			models = append(models, set(t, start, a.n, a.sum, a.min, a.max))
+		}
+		if err := writeAll(ctx, t.coll, models); err != nil {
+			return mongox.Wrap("mongostore: set series "+typ+" of "+roomID, err)
+		}
+	}
+	return nil
 }

@@ -327,6 +327,14 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 			snap.Latest[i] = v
 		}
 	}
+	var est rollupDoc
+	switch err := s.tiers[0].coll.FindOne(ctx, bson.D{{Key: "r", Value: roomID}, {Key: "y", Value: room.EstimateType}, {Key: "n", Value: bson.D{{Key: "$gt", Value: 0}}}},
+		options.FindOne().SetSort(bson.D{{Key: "r", Value: 1}, {Key: "y", Value: 1}, {Key: "st", Value: -1}})).Decode(&est); {
+	case err == nil:
+		snap.Estimate = &room.Stat{Type: room.EstimateType, Start: est.Start.UTC(), Count: est.N, Sum: est.Sum, Min: est.Min, Max: est.Max}
+	case !errors.Is(err, mongo.ErrNoDocuments):
+		return snap, mongox.Wrap("mongostore: snapshot "+roomID, err)
+	}
 	if len(snap.Latest) == 0 {
 		return snap, nil
 	}

@@ -77,7 +77,7 @@ func (u upsert) sql(rows int) string {
 }
 
 // upserts are every multi-row statement, prepared at Open.
-var upserts = []upsert{upSensors, upRooms, upLatest, tiers[0].up, tiers[1].up, tiers[2].up}
+var upserts = []upsert{upSensors, upRooms, upLatest, tiers[0].up, tiers[1].up, tiers[2].up, setMinute}
 
 // run executes u over args (cols values per row) in chunks; each returned row, if
 // any, goes to scan.
@@ -318,3 +318,53 @@ func (s *Store) Forget(ctx context.Context, before time.Time) (int, error) {
 	n, _ := res.RowsAffected()
 	return int(n), nil
 }
+
+// SetSeries replaces minutes of a derived series and rebuilds its coarser
+// rollups; see room.Store.
+func (s *Store) SetSeries(ctx context.Context, roomID, typ string, points []room.Point) error {
+	if len(points) == 0 {
+		return nil
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM rooms WHERE id = ?", roomID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+			return room.ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		args := make([]any, 0, 7*len(points))
+		coarse := make([]map[int64]bool, len(tiers))
+		for i := range coarse {
+			coarse[i] = map[int64]bool{}
+		}
+		for _, p := range points {
+			ms := floorDiv(p.Start.UnixMilli(), tiers[0].ms) * tiers[0].ms
+			args = append(args, roomID, typ, ms, 1, p.Value, p.Value, p.Value)
+			for i := 1; i < len(tiers); i++ {
+				coarse[i][floorDiv(ms, tiers[i].ms)*tiers[i].ms] = true
+			}
+		}
+		if err := s.run(ctx, tx, setMinute, args, nil); err != nil {
+			return err
+		}
+		for i := 1; i < len(tiers); i++ {
+			q := "INSERT INTO " + tiers[i].table + ` (room_id, type, start_ms, n, vsum, vmin, vmax)
+				SELECT room_id, type, ?, sum(n), sum(vsum), min(vmin), max(vmax) FROM rollup_1m
+				WHERE room_id = ? AND type = ? AND start_ms >= ? AND start_ms < ? GROUP BY room_id, type
+				ON CONFLICT (room_id, type, start_ms) DO UPDATE SET
+				n = excluded.n, vsum = excluded.vsum, vmin = excluded.vmin, vmax = excluded.vmax`
+			for start := range coarse[i] {
+				if _, err := tx.ExecContext(ctx, q, start, roomID, typ, start, start+tiers[i].ms); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return wrapErr("sqlitestore: set series "+typ+" of "+roomID, err)
+}
+
+// setMinute replaces minute rollups (of a derived series).
+var setMinute = upsert{"set_1m", "INSERT INTO rollup_1m (room_id, type, start_ms, n, vsum, vmin, vmax) VALUES ", 7,
+	` ON CONFLICT (room_id, type, start_ms) DO UPDATE SET
+		n = excluded.n, vsum = excluded.vsum, vmin = excluded.vmin, vmax = excluded.vmax`}

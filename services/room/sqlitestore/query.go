@@ -219,8 +219,13 @@ const (
 )
 
 func readQueries() []string {
-	return append([]string{roomQuery, roomsQuery, sensorsQuery, latestQuery, windowQuery}, historyQueries...)
+	return append([]string{roomQuery, roomsQuery, sensorsQuery, latestQuery, windowQuery, estimateQuery}, historyQueries...)
 }
+
+// estimateQuery reads the newest minute of a room's occupied_estimate series.
+const estimateQuery = "SELECT start_ms, n, vsum, vmin, vmax FROM rollup_1m WHERE room_id = ? AND type = '" +
+	room.EstimateType + "' ORDER BY start_ms DESC LIMIT 1"
+
 
 // windowQuery merges a room's minute rollups per type over a window: one primary
 // key range per type the room has.
@@ -257,6 +262,15 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 		return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
 	}
 	rows.Close()
+	var start int64
+	var est room.Stat
+	switch err := s.read(estimateQuery).QueryRowContext(ctx, roomID).Scan(&start, &est.Count, &est.Sum, &est.Min, &est.Max); {
+	case err == nil:
+		est.Type, est.Start = room.EstimateType, time.UnixMilli(start).UTC()
+		snap.Estimate = &est
+	case !errors.Is(err, sql.ErrNoRows):
+		return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
+	}
 	if len(snap.Latest) == 0 {
 		return snap, nil
 	}

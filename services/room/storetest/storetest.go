@@ -50,6 +50,7 @@ func Run(t *testing.T, open Opener) {
 		{"Rooms", testRooms},
 		{"Forget", testForget},
 		{"Reopen", testReopen},
+		{"Series", testSeries},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -491,3 +492,71 @@ func testReopen(t *testing.T, h *harness) {
 		t.Errorf("day of random readings = %+v, want %d readings summing to %v", st, n, sum)
 	}
 }
+
+// testSeries checks a derived series (occupied_estimate): SetSeries replaces
+// minutes (never adds), rebuilds the 5-minute and hour buckets, is idempotent,
+// leaves the readings' rollups alone, shows in Snapshot.Estimate and goes with
+// its room.
+func testSeries(t *testing.T, h *harness) {
+	ctx := t.Context()
+	typ := room.EstimateType
+	if err := h.s.SetSeries(ctx, "nowhere", typ, []room.Point{{Start: at(0), Value: 0.5}}); !errors.Is(err, room.ErrNotFound) {
+		t.Fatalf("SetSeries on an unknown room = %v, want ErrNotFound", err)
+	}
+	h.apply("b1", rd("s1", "r1", "co2", 600, at(30*time.Second)))
+	if s := h.snapshot("r1", at(0), at(5*time.Minute)); s.Estimate != nil {
+		t.Fatalf("Snapshot.Estimate before any = %+v, want nil", s.Estimate)
+	}
+	set := func(ps ...room.Point) {
+		t.Helper()
+		if err := h.s.SetSeries(ctx, "r1", typ, ps); err != nil {
+			t.Fatalf("SetSeries: %v", err)
+		}
+	}
+	set(room.Point{Start: at(0), Value: 0.2}, room.Point{Start: at(time.Minute), Value: 0.4}, room.Point{Start: at(6 * time.Minute), Value: 0.9})
+	// Recomputed: minute 1 changes, minute 0 is written again; twice.
+	for range 2 {
+		set(room.Point{Start: at(0), Value: 0.2}, room.Point{Start: at(time.Minute), Value: 0.8})
+	}
+	q := room.HistoryQuery{RoomID: "r1", Type: typ, From: at(0), To: at(time.Hour), Limit: 100}
+	for _, c := range []struct {
+		bucket time.Duration
+		want   []room.Stat
+	}{
+		{time.Minute, []room.Stat{stat(typ, at(0), 1, 0.2, 0.2, 0.2), stat(typ, at(time.Minute), 1, 0.8, 0.8, 0.8), stat(typ, at(6*time.Minute), 1, 0.9, 0.9, 0.9)}},
+		{5 * time.Minute, []room.Stat{stat(typ, at(0), 2, 1.0, 0.2, 0.8), stat(typ, at(5*time.Minute), 1, 0.9, 0.9, 0.9)}},
+		{time.Hour, []room.Stat{stat(typ, at(0), 3, 1.9, 0.2, 0.9)}},
+	} {
+		q.Bucket = c.bucket
+		if c.bucket == time.Hour {
+			q.To = at(2 * time.Hour)
+		}
+		got := h.history(q)
+		if len(got) != len(c.want) {
+			t.Fatalf("history %s = %+v, want %+v", c.bucket, got, c.want)
+		}
+		for i := range got {
+			g, w := got[i], c.want[i]
+			if !g.Start.Equal(w.Start) || g.Count != w.Count || !near(g.Sum, w.Sum) || g.Min != w.Min || g.Max != w.Max {
+				t.Errorf("history %s [%d] = %+v, want %+v", c.bucket, i, g, w)
+			}
+		}
+	}
+	s := h.snapshot("r1", at(0), at(5*time.Minute))
+	if s.Estimate == nil || !s.Estimate.Start.Equal(at(6*time.Minute)) || s.Estimate.Count != 1 || s.Estimate.Sum != 0.9 {
+		t.Errorf("Snapshot.Estimate = %+v, want the minute at +6m, 0.9", s.Estimate)
+	}
+	if len(s.Window) != 1 || s.Window[0].Type != "co2" || s.Window[0].Count != 1 {
+		t.Errorf("Snapshot.Window = %+v, want co2 alone", s.Window)
+	}
+	if err := h.s.DeleteRoom(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	h.apply("b2", rd("s1", "r1", "co2", 600, at(30*time.Second)))
+	q.Bucket, q.To = time.Minute, at(time.Hour)
+	if got := h.history(q); len(got) != 0 {
+		t.Errorf("history after the room was deleted = %+v, want none", got)
+	}
+}
+
+func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }

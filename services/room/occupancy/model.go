@@ -1,0 +1,96 @@
+package occupancy
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Logistic is a logistic regression over standardised features:
+// p = 1 / (1 + exp(-(Intercept + Σ Weights[i] · (x[i] − Mean[i]) / Scale[i]))).
+type Logistic struct {
+	Name      string    `json:"name"`
+	Features  []string  `json:"features"`
+	Mean      []float64 `json:"mean"`
+	Scale     []float64 `json:"scale"`
+	Weights   []float64 `json:"weights"`
+	Intercept float64   `json:"intercept"`
+	// Samples is how many training minutes it was fitted on; TrainAccuracy its
+	// accuracy on them at p ≥ 0.5.
+	Samples       int     `json:"samples"`
+	TrainAccuracy float64 `json:"train_accuracy"`
+
+	fs []Feature
+}
+
+// Model is the set of logistic models, one per set of present inputs.
+type Model struct {
+	// Source names the data the models were trained from.
+	Source string      `json:"source"`
+	Models []*Logistic `json:"models"`
+
+	byName map[string]*Logistic
+}
+
+//go:embed model.json
+var modelJSON []byte
+
+// Default is the committed model (model.json).
+func Default() *Model {
+	m, err := Parse(modelJSON)
+	if err != nil {
+		panic(fmt.Sprintf("occupancy: committed model.json: %v", err))
+	}
+	return m
+}
+
+// Parse reads a model file and checks it against the features of this package.
+func Parse(b []byte) (*Model, error) {
+	var m Model
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("occupancy: parse model: %w", err)
+	}
+	if err := m.index(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func (m *Model) index() error {
+	m.byName = map[string]*Logistic{}
+	for _, lm := range m.Models {
+		n := len(lm.Features)
+		if len(lm.Mean) != n || len(lm.Scale) != n || len(lm.Weights) != n {
+			return fmt.Errorf("occupancy: model %s: %d features but %d means, %d scales, %d weights", lm.Name, n, len(lm.Mean), len(lm.Scale), len(lm.Weights))
+		}
+		lm.fs = make([]Feature, n)
+		for i, name := range lm.Features {
+			k := slices.IndexFunc(Features, func(f Feature) bool { return f.Name == name })
+			if k < 0 {
+				return fmt.Errorf("occupancy: model %s: unknown feature %q", lm.Name, name)
+			}
+			lm.fs[i] = Features[k]
+		}
+		m.byName[lm.Name] = lm
+	}
+	return nil
+}
+
+// Predict is the probability of occupancy the model gives a row.
+func (lm *Logistic) Predict(r *Row) float64 {
+	z := lm.Intercept
+	for i, f := range lm.fs {
+		z += lm.Weights[i] * (f.f(&r.x) - lm.Mean[i]) / lm.Scale[i]
+	}
+	return sigmoid(z)
+}
+
+func sigmoid(z float64) float64 {
+	if z >= 0 {
+		return 1 / (1 + math.Exp(-z))
+	}
+	e := math.Exp(z)
+	return e / (1 + e)
+}

@@ -1,0 +1,392 @@
+package occupancy
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sample is one row of the UCI Occupancy Detection files: the room's state at
+// one instant and whether the camera saw someone.
+type Sample struct {
+	Time                              time.Time
+	Temperature, Humidity, Light, CO2 float64
+	Occupied                          bool
+}
+
+// ReadUCI reads a UCI Occupancy Detection file ("date","Temperature","Humidity",
+// "Light","CO2","HumidityRatio","Occupancy", each row led by an unnamed row index;
+// times without a zone, read as UTC).
+func ReadUCI(r io.Reader) ([]Sample, error) {
+	c := csv.NewReader(r)
+	c.FieldsPerRecord = -1
+	head, err := c.Read()
+	if err != nil {
+		return nil, fmt.Errorf("occupancy: read header: %w", err)
+	}
+	col := map[string]int{}
+	for i, h := range head {
+		col[strings.ToLower(strings.TrimSpace(h))] = i
+	}
+	for _, n := range []string{"date", "temperature", "humidity", "light", "co2", "occupancy"} {
+		if _, ok := col[n]; !ok {
+			return nil, fmt.Errorf("occupancy: header %v: no column %q", head, n)
+		}
+	}
+	var out []Sample
+	for line := 2; ; line++ {
+		rec, err := c.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("occupancy: line %d: %w", line, err)
+		}
+		if len(rec) == len(head)+1 {
+			rec = rec[1:]
+		}
+		if len(rec) != len(head) {
+			return nil, fmt.Errorf("occupancy: line %d: %d cells, header has %d", line, len(rec), len(head))
+		}
+		ts, err := time.ParseInLocation(time.DateTime, strings.TrimSpace(rec[col["date"]]), time.UTC)
+		if err != nil {
+			return nil, fmt.Errorf("occupancy: line %d: %w", line, err)
+		}
+		s := Sample{Time: ts}
+		for _, f := range []struct {
+			name string
+			dst  *float64
+		}{{"temperature", &s.Temperature}, {"humidity", &s.Humidity}, {"light", &s.Light}, {"co2", &s.CO2}} {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rec[col[f.name]]), 64)
+			if err != nil {
+				return nil, fmt.Errorf("occupancy: line %d: %s: %w", line, f.name, err)
+			}
+			*f.dst = v
+		}
+		s.Occupied = strings.TrimSpace(rec[col["occupancy"]]) == "1"
+		out = append(out, s)
+	}
+}
+
+// Rollups builds the minute and hour rollups the room store would hold for the
+// samples, each column a stream of its own; only the types in use are kept.
+func Rollups(samples []Sample, use [4]bool) Window {
+	w := Window{Minutes: map[string][]Stat{}, Hours: map[string][]Stat{}}
+	for i, typ := range Inputs {
+		if !use[i] {
+			continue
+		}
+		w.Minutes[typ] = rollup(samples, i, time.Minute)
+		w.Hours[typ] = rollup(samples, i, time.Hour)
+	}
+	return w
+}
+
+func (s *Sample) value(i int) float64 {
+	switch i {
+	case iCO2:
+		return s.CO2
+	case iTemp:
+		return s.Temperature
+	case iHum:
+		return s.Humidity
+	default:
+		return s.Light
+	}
+}
+
+func rollup(samples []Sample, i int, d time.Duration) []Stat {
+	byStart := map[time.Time]*Stat{}
+	for k := range samples {
+		v := samples[k].value(i)
+		start := samples[k].Time.Truncate(d)
+		st := byStart[start]
+		if st == nil {
+			st = &Stat{Start: start, Min: v, Max: v}
+			byStart[start] = st
+		}
+		st.Count++
+		st.Sum += v
+		st.Min, st.Max = math.Min(st.Min, v), math.Max(st.Max, v)
+	}
+	out := make([]Stat, 0, len(byStart))
+	for _, st := range byStart {
+		out = append(out, *st)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Start.Before(out[b].Start) })
+	return out
+}
+
+// labels maps each minute to the occupancy of its latest sample.
+func labels(samples []Sample) map[time.Time]bool {
+	out := map[time.Time]bool{}
+	for _, s := range samples {
+		out[s.Time.Truncate(time.Minute)] = s.Occupied
+	}
+	return out
+}
+
+// TrainSource names the training data in the model file.
+const TrainSource = "UCI Occupancy Detection, datatraining.txt (Candanedo & Feldheim 2016, CC BY 4.0)"
+
+// ridge is the L2 penalty of the fit (on standardised weights).
+const ridge = 1.0
+
+// Train fits one logistic model per non-empty set of inputs on the samples.
+func Train(samples []Sample) (*Model, error) {
+	if len(samples) == 0 {
+		return nil, errors.New("occupancy: train: no samples")
+	}
+	all := [4]bool{true, true, true, true}
+	w := Rollups(samples, all)
+	rows := Rows(w, samples[0].Time, samples[len(samples)-1].Time)
+	lab := labels(samples)
+	m := &Model{Source: TrainSource}
+	for mask := 1; mask < 16; mask++ {
+		var present [4]bool
+		for i := range present {
+			present[i] = mask&(1<<i) != 0
+		}
+		fs := FeaturesFor(present)
+		if len(fs) == 0 {
+			continue
+		}
+		var xs [][]float64
+		var ys []float64
+		for i := range rows {
+			y, ok := lab[rows[i].Minute]
+			if !ok {
+				continue
+			}
+			xs = append(xs, rows[i].Vector(fs))
+			ys = append(ys, b2f(y))
+		}
+		lm, err := fit(ModelName(present), fs, xs, ys)
+		if err != nil {
+			return nil, err
+		}
+		m.Models = append(m.Models, lm)
+	}
+	sort.Slice(m.Models, func(a, b int) bool { return m.Models[a].Name < m.Models[b].Name })
+	if err := m.index(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// fit is a ridge-penalised logistic regression by Newton's method (iteratively
+// reweighted least squares) on standardised features.
+func fit(name string, fs []Feature, xs [][]float64, ys []float64) (*Logistic, error) {
+	n, d := len(xs), len(fs)
+	lm := &Logistic{Name: name, Mean: make([]float64, d), Scale: make([]float64, d), Weights: make([]float64, d), Samples: n, fs: fs}
+	for _, f := range fs {
+		lm.Features = append(lm.Features, f.Name)
+	}
+	for j := range d {
+		var s float64
+		for i := range n {
+			s += xs[i][j]
+		}
+		mean := s / float64(n)
+		var v float64
+		for i := range n {
+			v += (xs[i][j] - mean) * (xs[i][j] - mean)
+		}
+		sd := math.Sqrt(v / float64(n))
+		if sd == 0 {
+			sd = 1
+		}
+		lm.Mean[j], lm.Scale[j] = mean, sd
+	}
+	z := make([][]float64, n) // standardised, with a leading 1
+	for i := range n {
+		z[i] = make([]float64, d+1)
+		z[i][0] = 1
+		for j := range d {
+			z[i][j+1] = (xs[i][j] - lm.Mean[j]) / lm.Scale[j]
+		}
+	}
+	beta := make([]float64, d+1)
+	for iter := 0; iter < 100; iter++ {
+		h := make([][]float64, d+1)
+		for a := range h {
+			h[a] = make([]float64, d+1)
+		}
+		g := make([]float64, d+1)
+		for i := range n {
+			var eta float64
+			for a := range beta {
+				eta += beta[a] * z[i][a]
+			}
+			p := sigmoid(eta)
+			wt := math.Max(p*(1-p), 1e-12)
+			for a := range d + 1 {
+				g[a] += (ys[i] - p) * z[i][a]
+				for b := 0; b <= a; b++ {
+					h[a][b] += wt * z[i][a] * z[i][b]
+				}
+			}
+		}
+		for a := 1; a <= d; a++ { // the intercept is not penalised
+			g[a] -= ridge * beta[a]
+			h[a][a] += ridge
+		}
+		for a := range d + 1 {
+			for b := a + 1; b <= d; b++ {
+				h[a][b] = h[b][a]
+			}
+		}
+		step, err := solve(h, g)
+		if err != nil {
+			return nil, fmt.Errorf("occupancy: fit %s: %w", name, err)
+		}
+		var norm float64
+		for a := range beta {
+			beta[a] += step[a]
+			norm = math.Max(norm, math.Abs(step[a]))
+		}
+		if norm < 1e-10 {
+			break
+		}
+	}
+	lm.Intercept = beta[0]
+	copy(lm.Weights, beta[1:])
+	var right int
+	for i := range n {
+		var eta float64
+		for a := range beta {
+			eta += beta[a] * z[i][a]
+		}
+		if (sigmoid(eta) >= 0.5) == (ys[i] == 1) {
+			right++
+		}
+	}
+	lm.TrainAccuracy = float64(right) / float64(n)
+	return lm, nil
+}
+
+// solve solves the symmetric positive definite system h·x = g by Cholesky.
+func solve(h [][]float64, g []float64) ([]float64, error) {
+	n := len(g)
+	l := make([][]float64, n)
+	for i := range l {
+		l[i] = make([]float64, n)
+	}
+	for i := range n {
+		for j := 0; j <= i; j++ {
+			s := h[i][j]
+			for k := range j {
+				s -= l[i][k] * l[j][k]
+			}
+			if i == j {
+				if s <= 0 {
+					return nil, errors.New("matrix not positive definite")
+				}
+				l[i][i] = math.Sqrt(s)
+			} else {
+				l[i][j] = s / l[j][j]
+			}
+		}
+	}
+	y := make([]float64, n)
+	for i := range n {
+		s := g[i]
+		for k := range i {
+			s -= l[i][k] * y[k]
+		}
+		y[i] = s / l[i][i]
+	}
+	x := make([]float64, n)
+	for i := n - 1; i >= 0; i-- {
+		s := y[i]
+		for k := i + 1; k < n; k++ {
+			s -= l[k][i] * x[k]
+		}
+		x[i] = s / l[i][i]
+	}
+	return x, nil
+}
+
+// Confusion counts a binary classifier's answers.
+type Confusion struct {
+	TP, FP, TN, FN int
+}
+
+// Add counts one answer.
+func (c *Confusion) Add(predicted, actual bool) {
+	switch {
+	case predicted && actual:
+		c.TP++
+	case predicted:
+		c.FP++
+	case actual:
+		c.FN++
+	default:
+		c.TN++
+	}
+}
+
+// Total is how many answers were counted.
+func (c Confusion) Total() int { return c.TP + c.FP + c.TN + c.FN }
+
+// Accuracy is the share of right answers.
+func (c Confusion) Accuracy() float64 { return ratio(c.TP+c.TN, c.Total()) }
+
+// Precision is the share of "occupied" answers that were right.
+func (c Confusion) Precision() float64 { return ratio(c.TP, c.TP+c.FP) }
+
+// Recall is the share of occupied minutes found.
+func (c Confusion) Recall() float64 { return ratio(c.TP, c.TP+c.FN) }
+
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return math.NaN()
+	}
+	return float64(a) / float64(b)
+}
+
+func (c Confusion) String() string {
+	return fmt.Sprintf("accuracy %.2f %%, precision %.2f %%, recall %.2f %% (n=%d; occupied: %d found, %d missed; empty: %d right, %d false alarms)",
+		100*c.Accuracy(), 100*c.Precision(), 100*c.Recall(), c.Total(), c.TP, c.FN, c.TN, c.FP)
+}
+
+// Judge compares estimates with the samples' occupancy: each sample is judged by
+// the latest estimate at or before it (≥ 0.5 = occupied). Samples before the
+// first estimate count as judged "empty".
+func Judge(est []Estimate, samples []Sample) Confusion {
+	var c Confusion
+	k := -1
+	for _, s := range samples {
+		for k+1 < len(est) && !est[k+1].Minute.After(s.Time) {
+			k++
+		}
+		p := 0.0
+		if k >= 0 {
+			p = est[k].P
+		}
+		c.Add(p >= 0.5, s.Occupied)
+	}
+	return c
+}
+
+// Offline runs the estimator over the samples in process, with only the streams
+// in use, as the room service would over their rollups.
+func (m *Model) Offline(samples []Sample, use [4]bool) []Estimate {
+	if len(samples) == 0 {
+		return nil
+	}
+	return m.Estimate(Rollups(samples, use), samples[0].Time, samples[len(samples)-1].Time)
+}

@@ -1,0 +1,105 @@
+// Command occupancy-train fits the room service's occupancy models from the UCI
+// Occupancy Detection training set and writes them as JSON (the committed
+// services/room/occupancy/model.json):
+//
+//	go run ./tools/occupancy-train -data DIR/datatraining.txt -out services/room/occupancy/model.json
+//
+// With -test FILE (repeatable) it also prints how the models do on those files
+// offline, in process, with and without the light column.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/atrium-iot/atrium/services/room/occupancy"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "occupancy-train:", err)
+		os.Exit(1)
+	}
+}
+
+type files []string
+
+func (f *files) String() string     { return strings.Join(*f, ",") }
+func (f *files) Set(v string) error { *f = append(*f, v); return nil }
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("occupancy-train", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "UCI Occupancy Detection training file (datatraining.txt)")
+	out := fs.String("out", "", "where to write the model JSON (- for stdout; empty: do not write)")
+	var tests files
+	fs.Var(&tests, "test", "a UCI Occupancy Detection file to evaluate on, offline (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" {
+		return fmt.Errorf("-data is required")
+	}
+	samples, err := readFile(*data)
+	if err != nil {
+		return err
+	}
+	m, err := occupancy.Train(samples)
+	if err != nil {
+		return err
+	}
+	b, err := Marshal(m)
+	if err != nil {
+		return err
+	}
+	switch *out {
+	case "":
+	case "-":
+		if _, err := stdout.Write(b); err != nil {
+			return err
+		}
+	default:
+		if err := os.WriteFile(*out, b, 0o644); err != nil {
+			return fmt.Errorf("write model: %w", err)
+		}
+	}
+	for _, t := range tests {
+		ss, err := readFile(t)
+		if err != nil {
+			return err
+		}
+		for _, c := range []struct {
+			name string
+			use  [4]bool
+		}{{"with light", [4]bool{true, true, true, true}}, {"without light", [4]bool{true, true, true, false}}} {
+			fmt.Fprintf(stdout, "%s, %s: %s\n", t, c.name, occupancy.Judge(m.Offline(ss, c.use), ss))
+		}
+	}
+	return nil
+}
+
+// Marshal writes a model as indented JSON with a final newline.
+func Marshal(m *occupancy.Model) ([]byte, error) {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode model: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+func readFile(path string) ([]occupancy.Sample, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ss, err := occupancy.ReadUCI(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return ss, nil
+}
