@@ -30,6 +30,18 @@ type pipeline struct {
 	wake chan struct{}
 	done chan struct{}
 
+	// The group commit's view of the last commits, owned by run (conns is also
+	// read under mu by missing): the connections of the last three commits, the
+	// siblings among them, the commits so far, how many messages the last one
+	// carried, and a moving average of the commit time.
+	conns      map[*mqtt.Client]*connCommits
+	siblings   []*mqtt.Client
+	commits    uint64
+	round      uint64
+	lastJobs   int
+	commitTime time.Duration
+	timer      *time.Timer
+
 	// Each connection's answers (PUBACK, then delivery to subscribers) are sent by
 	// a goroutine of its own, in order: a device that stops reading its socket
 	// delays only its own answers, never the pipeline or the other devices.
@@ -39,7 +51,8 @@ type pipeline struct {
 }
 
 func newPipeline(a *Agent) *pipeline {
-	p := &pipeline{a: a, wake: make(chan struct{}, 1), done: make(chan struct{}), answers: map[*mqtt.Client][]*job{}}
+	p := &pipeline{a: a, wake: make(chan struct{}, 1), done: make(chan struct{}), answers: map[*mqtt.Client][]*job{},
+		conns: map[*mqtt.Client]*connCommits{}}
 	go p.run()
 	return p
 }
@@ -80,37 +93,131 @@ func (p *pipeline) run() {
 	}
 }
 
-// Before each commit the pipeline waits up to gatherWait for gatherJobs messages
-// to queue, when some already are: a commit costs two fdatasyncs and a bbolt
-// transaction however many messages it carries, and on a disk that syncs fast,
-// commits under load carried only 20–40 messages each. It adds at most
-// gatherWait to a PUBACK. Measured (docs/benchmarks-agent.md): agent/bare mochi
-// messages/s with 50 publishing connections 0.46× with no wait, 0.57× with
-// 300 µs, 0.63× with 2 ms; and at 1,000 devices × 1 msg/s the agent's CPU went
-// from 27–30 % to 23 % of a core.
+// The pipeline commits as soon as the previous commit has finished, whatever queued
+// meanwhile (the leader/follower group commit of databases): a lone publisher's
+// message is committed the moment it arrives, and under load each commit carries
+// what arrived during the one before. It waits a little only when that pays
+// (PostgreSQL's commit_delay with commit_siblings): the last commit was small
+// (fewer than gatherJobs messages), and some of its connections that publish back
+// to back (siblings: they were also in one of the two commits before it) have not
+// published again yet, while messages of others are queued. A sibling has just had
+// its PUBACKs and usually publishes again within a round trip; without the wait, a
+// few publishers with one message in flight each split into halves that take turns,
+// each waiting for the other's commit. The wait ends as soon as every sibling has a
+// message queued, gatherJobs are queued, or gatherLimit has passed. A lone publisher
+// never waits (it is the only sibling, and its own message is the one queued), nor
+// do devices that publish now and then (they are nobody's siblings).
 const (
-	gatherWait = 2 * time.Millisecond
 	gatherJobs = 64
+	// gatherMin and gatherMax bound the wait (see gatherLimit).
+	gatherMin = 50 * time.Microsecond
+	gatherMax = time.Millisecond
 )
 
-// gather waits, with jobs queued, until gatherJobs are, gatherWait has passed,
-// or the pipeline is closing.
+// gatherLimit is the longest the pipeline waits for siblings before a commit: half
+// the recent commit time, within [gatherMin, gatherMax]. Waiting w for a sibling
+// saves it a whole commit (it would otherwise wait for this one and then its own)
+// and costs the messages already queued w, so w stays below the commit time.
+func (p *pipeline) gatherLimit() time.Duration {
+	return min(max(p.commitTime/2, gatherMin), gatherMax)
+}
+
+// gather waits for the siblings, when that pays (see gatherJobs).
 func (p *pipeline) gather() {
-	deadline := time.Now().Add(gatherWait)
-	for {
-		p.mu.Lock()
-		n, shut := len(p.q), p.shut
-		p.mu.Unlock()
-		d := time.Until(deadline)
-		if n == 0 || n >= gatherJobs || shut || d <= 0 {
+	var deadline time.Time
+	for p.waiting() > 0 {
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(p.gatherLimit())
+		}
+		d := deadline.Sub(now)
+		if d <= 0 {
 			return
 		}
-		t := time.NewTimer(d)
+		if p.timer == nil {
+			p.timer = time.NewTimer(d)
+		} else {
+			p.timer.Reset(d)
+		}
 		select {
 		case <-p.wake:
-			t.Stop()
-		case <-t.C:
+			p.timer.Stop()
+		case <-p.timer.C:
 			return
+		}
+	}
+}
+
+// waiting is how many siblings gather waits for now: 0 after a commit of
+// gatherJobs or more, with nothing queued, gatherJobs queued, the pipeline
+// closing, or every sibling queued.
+func (p *pipeline) waiting() int {
+	if p.lastJobs >= gatherJobs || len(p.siblings) == 0 {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.q); n == 0 || n >= gatherJobs || p.shut {
+		return 0
+	}
+	return p.missing()
+}
+
+// missing counts the siblings with nothing queued. Caller holds mu.
+func (p *pipeline) missing() int {
+	p.round++
+	missing := len(p.siblings)
+	for _, j := range p.q {
+		if c := p.conns[j.cl]; c != nil && c.sibling && c.round != p.round {
+			c.round = p.round
+			missing--
+		}
+	}
+	return missing
+}
+
+// connCommits is what the group commit knows of a connection that was in one of the
+// last three commits.
+type connCommits struct {
+	last, before uint64 // the last two commits it was in
+	sibling      bool   // in the last commit and in one of the two before
+	round        uint64 // the call of missing that last found it queued
+}
+
+// committed records the connections of a commit of n messages that took took.
+func (p *pipeline) committed(jobs []*job, took time.Duration) {
+	if p.commitTime == 0 {
+		p.commitTime = took
+	} else {
+		p.commitTime += (took - p.commitTime) / 8
+	}
+	p.commits++
+	p.lastJobs = len(jobs)
+	p.mu.Lock() // missing reads conns under mu
+	defer p.mu.Unlock()
+	for _, j := range jobs {
+		if j.cl == nil {
+			continue
+		}
+		c := p.conns[j.cl]
+		if c == nil {
+			c = &connCommits{}
+			p.conns[j.cl] = c
+		}
+		if c.last != p.commits {
+			c.before, c.last = c.last, p.commits
+		}
+	}
+	p.siblings = p.siblings[:0]
+	for cl, c := range p.conns {
+		switch {
+		case c.last+2 < p.commits:
+			delete(p.conns, cl)
+		case c.last == p.commits && c.before > 0 && c.before+2 >= p.commits:
+			c.sibling = true
+			p.siblings = append(p.siblings, cl)
+		default:
+			c.sibling = false
 		}
 	}
 }
@@ -133,7 +240,9 @@ func (p *pipeline) process(jobs []*job) {
 	a := p.a
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.AppendTimeout)
 	defer cancel()
+	t0 := time.Now()
 	_ = a.commit(ctx, jobs)
+	p.committed(jobs, time.Since(t0))
 	for _, j := range jobs {
 		if j.err != nil {
 			a.metrics.refused.Inc()

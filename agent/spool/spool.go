@@ -287,7 +287,7 @@ type Spool struct {
 	closeMu  sync.RWMutex
 	closed   bool
 	reqs     chan *op
-	entering atomic.Int64 // callers inside Append/DeadLetter that have not queued yet
+	entering atomic.Int64 // callers inside Append/DeadLetter whose op the writer has not received yet
 	done     chan struct{}
 	ready    chan struct{}
 
@@ -788,11 +788,9 @@ func (s *Spool) submit(ctx context.Context, o *op, counted bool) (result, error)
 		}
 		return result{}, ErrClosed
 	}
+	o.counted = counted
 	select {
-	case s.reqs <- o:
-		if counted {
-			s.entering.Add(-1)
-		}
+	case s.reqs <- o: // the writer takes it off s.entering
 	case <-ctx.Done():
 		s.closeMu.RUnlock()
 		if counted {

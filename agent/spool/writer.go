@@ -30,6 +30,12 @@ type op struct {
 	ctx  context.Context
 	done chan result // buffered, capacity 1
 
+	// counted: Append and DeadLetter, which incremented Spool.entering; the writer
+	// decrements it when it receives the op, so that entering never counts an op
+	// already in the writer's hands (the sender decrementing after its send raced
+	// with the writer, which then waited MaxDelay for a caller that had arrived).
+	counted bool
+
 	// opAppend
 	at     time.Time
 	values [][]byte // append time + JSON
@@ -73,6 +79,7 @@ func (s *Spool) run() {
 		if !ok {
 			return
 		}
+		s.received(first)
 		group = append(group[:0], first)
 		group = s.gather(group)
 		s.commit(group)
@@ -80,6 +87,13 @@ func (s *Spool) run() {
 		if len(s.reqs) == 0 {
 			s.maybeCompact()
 		}
+	}
+}
+
+// received takes o off the count of callers on their way in.
+func (s *Spool) received(o *op) {
+	if o.counted {
+		s.entering.Add(-1)
 	}
 }
 
@@ -93,6 +107,7 @@ drain:
 			if !ok {
 				return group
 			}
+			s.received(o)
 			group = append(group, o)
 		default:
 			break drain
@@ -109,6 +124,7 @@ drain:
 			if !ok {
 				return group
 			}
+			s.received(o)
 			group = append(group, o)
 		case <-timer.C:
 			return group

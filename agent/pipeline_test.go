@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+)
+
+// TestGroupCommitWaitsOnlyForSiblings drives the group commit's bookkeeping with
+// the commits a run would make and checks whom the pipeline would wait for before
+// the next commit: never for a lone publisher or devices that publish now and
+// then, only for connections that publish back to back and have not published
+// again yet, and never after a large commit. (How long it waits, and what that
+// gives, is BenchmarkLatency's business.)
+func TestGroupCommitWaitsOnlyForSiblings(t *testing.T) {
+	conns := make([]*mqtt.Client, 70)
+	for i := range conns {
+		conns[i] = &mqtt.Client{ID: fmt.Sprintf("c%d", i)}
+	}
+	jobs := func(idx ...int) []*job {
+		out := make([]*job, len(idx))
+		for i, c := range idx {
+			out[i] = &job{cl: conns[c]}
+		}
+		return out
+	}
+	seq := func(from, to int) []int {
+		var out []int
+		for i := from; i < to; i++ {
+			out = append(out, i)
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		commits [][]int // connections of each commit, in order
+		queued  []int   // connections with a message queued now
+		shut    bool
+		want    int // siblings waited for
+	}{
+		{"lone publisher", [][]int{{0}, {0}, {0}}, []int{0}, false, 0},
+		{"lone publisher, first message", nil, []int{0}, false, 0},
+		{"two publishers taking turns, one back", [][]int{{0}, {1}, {0}}, []int{1}, false, 1},
+		{"two publishers, both back", [][]int{{0}, {1}, {0}}, []int{1, 0}, false, 0},
+		{"eight publishers merged, one back", [][]int{seq(0, 8), seq(0, 8)}, []int{3}, false, 7},
+		{"eight publishers merged, all back", [][]int{seq(0, 8), seq(0, 8)}, seq(0, 8), false, 0},
+		{"eight publishers, nothing queued", [][]int{seq(0, 8), seq(0, 8)}, nil, false, 0},
+		{"devices publishing now and then", [][]int{{0}, {1}, {2}, {3}}, []int{4}, false, 0},
+		{"a device back after three commits", [][]int{{0}, {1}, {2}, {3}, {0}}, []int{1}, false, 0},
+		{"after a large commit", [][]int{seq(0, 64), seq(0, 64)}, []int{0}, false, 0},
+		{"closing", [][]int{seq(0, 8), seq(0, 8)}, []int{3}, true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &pipeline{conns: map[*mqtt.Client]*connCommits{}}
+			for _, c := range tc.commits {
+				p.committed(jobs(c...), time.Millisecond)
+			}
+			p.q, p.shut = jobs(tc.queued...), tc.shut
+			if got := p.waiting(); got != tc.want {
+				t.Errorf("waits for %d siblings, want %d", got, tc.want)
+			}
+			if got := p.waiting(); got != tc.want { // asking again counts the same
+				t.Errorf("second ask: waits for %d siblings, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestGatherLimit: the wait for siblings is half the recent commit time, within
+// [gatherMin, gatherMax].
+func TestGatherLimit(t *testing.T) {
+	for _, tc := range []struct{ commit, want time.Duration }{
+		{0, gatherMin},
+		{40 * time.Microsecond, gatherMin},
+		{600 * time.Microsecond, 300 * time.Microsecond},
+		{10 * time.Millisecond, gatherMax},
+	} {
+		p := &pipeline{commitTime: tc.commit}
+		if got := p.gatherLimit(); got != tc.want {
+			t.Errorf("commit time %v: limit %v, want %v", tc.commit, got, tc.want)
+		}
+	}
+}
