@@ -56,7 +56,17 @@ func (s *Service) Estimate(ctx context.Context) error {
 	var first error
 	for _, id := range sortedKeys(keysOf(pending)) {
 		sp := pending[id]
-		changed, err := s.estimateRoom(ctx, id, sp.from, sp.to.Add(occupancy.Influence))
+		// Readings older than minutes already estimated (a late batch, or
+		// batches forwarded in parallel) change those minutes too, through
+		// their slopes and, for a day, the baseline.
+		to := sp.to.Add(occupancy.Influence)
+		s.mu.Lock()
+		upTo, ok := s.estimated[id]
+		s.mu.Unlock()
+		if ok && upTo.After(to) {
+			to = minTime(upTo, sp.to.Add(occupancy.BaselineInfluence))
+		}
+		changed, last, err := s.estimateRoom(ctx, id, sp.from, to)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) { // deleted meanwhile
 				continue
@@ -68,6 +78,11 @@ func (s *Service) Estimate(ctx context.Context) error {
 			continue
 		}
 		if changed {
+			s.mu.Lock()
+			if last.After(s.estimated[id]) {
+				s.estimated[id] = last
+			}
+			s.mu.Unlock()
 			s.markDirty(id)
 		}
 	}
@@ -84,7 +99,8 @@ func keysOf[V any](m map[string]V) map[string]struct{} {
 
 // estimateRoom computes and stores the estimates of one room's minutes in
 // [from, to] (those holding a reading of an input type).
-func (s *Service) estimateRoom(ctx context.Context, roomID string, from, to time.Time) (bool, error) {
+// It returns whether it stored any, and the newest.
+func (s *Service) estimateRoom(ctx context.Context, roomID string, from, to time.Time) (bool, time.Time, error) {
 	from, to = from.UTC().Truncate(time.Minute), to.UTC().Truncate(time.Minute)
 	w := occupancy.Window{Minutes: map[string][]occupancy.Stat{}, Hours: map[string][]occupancy.Stat{}}
 	hourFrom := from.Truncate(time.Hour).Add(-occupancy.HourLookback)
@@ -92,7 +108,7 @@ func (s *Service) estimateRoom(ctx context.Context, roomID string, from, to time
 		mins, err := s.store.History(ctx, HistoryQuery{RoomID: roomID, Type: typ, From: from.Add(-occupancy.MinuteLookback),
 			To: to.Add(time.Minute), Bucket: time.Minute, Limit: int(to.Sub(from)/time.Minute) + 200})
 		if err != nil {
-			return false, fmt.Errorf("room: estimate %s: %w", roomID, err)
+			return false, time.Time{}, fmt.Errorf("room: estimate %s: %w", roomID, err)
 		}
 		if len(mins) == 0 {
 			continue
@@ -100,26 +116,26 @@ func (s *Service) estimateRoom(ctx context.Context, roomID string, from, to time
 		hours, err := s.store.History(ctx, HistoryQuery{RoomID: roomID, Type: typ, From: hourFrom,
 			To: to.Truncate(time.Hour), Bucket: time.Hour, Limit: int(to.Sub(hourFrom)/time.Hour) + 2})
 		if err != nil {
-			return false, fmt.Errorf("room: estimate %s: %w", roomID, err)
+			return false, time.Time{}, fmt.Errorf("room: estimate %s: %w", roomID, err)
 		}
 		w.Minutes[typ], w.Hours[typ] = toStats(mins), toStats(hours)
 	}
 	if len(w.Minutes) == 0 {
-		return false, nil
+		return false, time.Time{}, nil
 	}
 	est := s.model.Estimate(w, from, to)
 	if len(est) == 0 {
-		return false, nil
+		return false, time.Time{}, nil
 	}
 	points := make([]Point, len(est))
 	for i, e := range est {
 		points[i] = Point{Start: e.Minute, Value: e.P}
 	}
 	if err := s.store.SetSeries(ctx, roomID, EstimateType, points); err != nil {
-		return false, fmt.Errorf("room: estimate %s: %w", roomID, err)
+		return false, time.Time{}, fmt.Errorf("room: estimate %s: %w", roomID, err)
 	}
 	s.estimates.Add(float64(len(points)))
-	return true, nil
+	return true, est[len(est)-1].Minute, nil
 }
 
 func toStats(in []Stat) []occupancy.Stat {

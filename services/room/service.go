@@ -62,6 +62,8 @@ type Service struct {
 	mu      sync.Mutex
 	dirty   map[string]struct{} // rooms changed since the last publish round
 	pending map[string]span     // rooms whose estimate must be brought up to date
+	// estimated is the newest minute estimated per room (by this process).
+	estimated map[string]time.Time
 
 	consuming atomic.Bool // Run has subscribed to the bus
 }
@@ -83,7 +85,7 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(), dirty: map[string]struct{}{}, pending: map[string]span{}}
+	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(), dirty: map[string]struct{}{}, pending: map[string]span{}, estimated: map[string]time.Time{}}
 	if !opts.NoEstimate {
 		s.model = opts.Model
 		if s.model == nil {

@@ -36,18 +36,22 @@ const Series = "occupied_estimate"
 
 const (
 	// MinuteLookback is how far before the first estimated minute the minute
-	// rollups must reach: the slopes and the recent peak use 30 minutes, and the
-	// baseline reads the current hour from minutes.
-	MinuteLookback = 60 * time.Minute
+	// rollups must reach: the changes reach 60 minutes back, the baseline reads
+	// the current hour from minutes, and a minute without a reading there takes
+	// the value of up to FillAge before it.
+	MinuteLookback = 60*time.Minute + FillAge
 	// HourLookback is how far the baseline (the room's lowest level) reaches back,
 	// in completed hours.
 	HourLookback = 24 * time.Hour
 	// FillAge is how long a stream's last minute stands in for the minutes
 	// without a reading; a stream silent for longer counts as missing.
 	FillAge = 10 * time.Minute
-	// Influence is how many minutes after a changed minute have estimates that
-	// depend on it through the slopes and the peak (not the baseline).
-	Influence = 30 * time.Minute
+	// Influence is how long after a changed minute the estimates depend on it
+	// through the changes, the recent peak and the current hour's lowest level.
+	Influence = 60 * time.Minute
+	// BaselineInfluence is how long after a changed minute the estimates depend
+	// on it through the baseline (its hour's rollup).
+	BaselineInfluence = HourLookback + time.Hour
 )
 
 // Stat is a rollup of one type over the period starting at Start, as the room
@@ -147,8 +151,7 @@ func withLight(f Feature) bool {
 	return !slices.Contains(f.Needs, CO2) && !slices.Contains(f.Needs, Humidity) && !lightExclude[f.Name]
 }
 
-var lightExclude = map[string]bool{"temperature_above_baseline":true,"temperature_change_60m":true,"temperature_change_30m":true}
-
+var lightExclude = map[string]bool{"temperature_above_baseline": true, "temperature_change_60m": true, "temperature_change_30m": true}
 
 // HumidityRatio is the mass of water per mass of dry air (kg/kg) at a
 // temperature (°C) and relative humidity (%RH) at sea-level pressure.

@@ -226,7 +226,6 @@ func readQueries() []string {
 const estimateQuery = "SELECT start_ms, n, vsum, vmin, vmax FROM rollup_1m WHERE room_id = ? AND type = '" +
 	room.EstimateType + "' ORDER BY start_ms DESC LIMIT 1"
 
-
 // windowQuery merges a room's minute rollups per type over a window: one primary
 // key range per type the room has.
 const windowQuery = `SELECT type, sum(n), sum(vsum), min(vmin), max(vmax) FROM rollup_1m
