@@ -1,0 +1,149 @@
+package room_test
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/services/room"
+	"github.com/atrium-iot/atrium/services/room/occupancy"
+)
+
+// ucIBody is a sensor.data.received event of UCI rows, each column a sensor.
+func uciBody(batchID, roomID string, ss []occupancy.Sample, light bool) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `{"batch_id":%q,"readings":[`, batchID)
+	first := true
+	for _, s := range ss {
+		for _, c := range []struct {
+			typ string
+			v   float64
+		}{{"temperature", s.Temperature}, {"humidity", s.Humidity}, {"light", s.Light}, {"co2", s.CO2}} {
+			if c.typ == "light" && !light {
+				continue
+			}
+			if !first {
+				b.WriteByte(',')
+			}
+			first = false
+			fmt.Fprintf(&b, `{"sensor_id":"%s-%s","room_id":%q,"type":%q,"value":%v,"timestamp":%q}`,
+				roomID, c.typ, roomID, c.typ, c.v, s.Time.Format(time.RFC3339))
+		}
+	}
+	b.WriteString("]}")
+	return b.Bytes()
+}
+
+type historyAnswer struct {
+	Buckets []struct {
+		Start time.Time `json:"start"`
+		Mean  float64   `json:"mean"`
+		Count int       `json:"count"`
+	} `json:"buckets"`
+}
+
+// TestOccupancyEstimate feeds rows of the UCI test set as bus events (in
+// batches, some redelivered, in an order that is not the rows' order) and checks
+// the occupied_estimate series and the metrics: the series is what the estimator
+// computes in process from the same rows, a redelivery changes nothing, and a
+// room with a PIR sensor keeps its sensor's answer.
+func TestOccupancyEstimate(t *testing.T) {
+	f, err := os.Open(filepath.Join("occupancy", "testdata", "datatest_excerpt.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := occupancy.ReadUCI(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss = ss[:300]
+	e := newEnv(t, "", nil)
+	consume := func(id string, body []byte) {
+		t.Helper()
+		if err := e.svc.Consume(t.Context(), bus.Message{ID: "m-" + id, Subject: bus.SensorDataReceived, Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const size = 25
+	var order []int
+	for i := 0; i < len(ss); i += size {
+		order = append(order, i)
+	}
+	// Batches 2 and 3 swap places; batch 5 arrives after an estimate ran.
+	order[2], order[3] = order[3], order[2]
+	for k, i := range order {
+		id := fmt.Sprintf("b%d", i)
+		consume(id, uciBody(id, "uci", ss[i:min(i+size, len(ss))], true))
+		if k%4 == 3 {
+			if err := e.svc.Estimate(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if k == 5 { // a redelivery
+			consume(id, uciBody(id, "uci", ss[i:min(i+size, len(ss))], true))
+		}
+	}
+	if err := e.svc.Estimate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := occupancy.Default().Offline(ss, [4]bool{true, true, true, true})
+	from, to := ss[0].Time.Truncate(time.Minute), ss[len(ss)-1].Time.Add(time.Minute)
+	url := fmt.Sprintf("%s/rooms/uci/history?type=%s&bucket=1m&limit=1000&from=%s&to=%s", e.url, room.EstimateType, from.Format(time.RFC3339), to.Format(time.RFC3339))
+	got := getJSON[historyAnswer](t, url)
+	if len(got.Buckets) != len(want) || len(want) < 200 {
+		t.Fatalf("%d minutes of %s, in process %d", len(got.Buckets), room.EstimateType, len(want))
+	}
+	occupied := 0
+	for i, b := range got.Buckets {
+		if !b.Start.Equal(want[i].Minute) || math.Abs(b.Mean-want[i].P) > 1e-9 || b.Count != 1 {
+			t.Fatalf("minute %d: %+v, in process %+v", i, b, want[i])
+		}
+		if b.Mean >= 0.5 {
+			occupied++
+		}
+	}
+	if occupied == 0 || occupied == len(want) {
+		t.Fatalf("%d of %d minutes occupied: the rows hold both", occupied, len(want))
+	}
+
+	m := getJSON[room.Metrics](t, e.url+"/rooms/uci/metrics")
+	last := want[len(want)-1]
+	if m.OccupiedSource == nil || *m.OccupiedSource != "estimate" || m.OccupiedProbability == nil ||
+		math.Abs(*m.OccupiedProbability-last.P) > 1e-9 || m.Occupied == nil || *m.Occupied != (last.P >= 0.5) ||
+		m.OccupiedEstimatedAt == nil || !m.OccupiedEstimatedAt.Equal(last.Minute) {
+		t.Errorf("metrics: occupied %v source %v probability %s at %v; want the estimate %+v", deref(m.Occupied), deref(m.OccupiedSource), f64(m.OccupiedProbability), m.OccupiedEstimatedAt, last)
+	}
+	if _, ok := m.Metrics[room.EstimateType]; ok {
+		t.Errorf("metrics list the derived series as a reading type: %+v", m.Metrics)
+	}
+
+	// A room with a PIR sensor: the sensor decides, as before.
+	e.consume(t, "pir1", rd{"p1", "r-pir", "pir", 1, "12:09:00"}, rd{"c1", "r-pir", "co2", 450, "12:08:00"}, rd{"c1", "r-pir", "co2", 455, "12:09:00"})
+	if err := e.svc.Estimate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	m = getJSON[room.Metrics](t, e.url+"/rooms/r-pir/metrics")
+	if m.Occupied == nil || !*m.Occupied || m.OccupiedSource == nil || *m.OccupiedSource != "sensor" || m.OccupiedProbability != nil {
+		t.Errorf("room with a PIR: occupied %v source %v probability %s; want true, sensor, null", deref(m.Occupied), deref(m.OccupiedSource), f64(m.OccupiedProbability))
+	}
+	// A room with no input type has no estimate and says null.
+	e.consume(t, "noise1", rd{"n1", "r-quiet", "noise", 30, "12:00:00"})
+	if err := e.svc.Estimate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	m = getJSON[room.Metrics](t, e.url+"/rooms/r-quiet/metrics")
+	if m.Occupied != nil || m.OccupiedSource != nil || m.OccupiedProbability != nil {
+		t.Errorf("room without inputs: occupied %v source %v probability %s; want null", deref(m.Occupied), deref(m.OccupiedSource), f64(m.OccupiedProbability))
+	}
+	// A reading that claims the derived type is refused.
+	e.consume(t, "fake1", rd{"x1", "uci", room.EstimateType, 1, "12:00:00"})
+	if got := getJSON[historyAnswer](t, url); len(got.Buckets) != len(want) {
+		t.Errorf("a reading of type %s changed the series: %d minutes", room.EstimateType, len(got.Buckets))
+	}
+}
