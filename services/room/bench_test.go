@@ -48,6 +48,10 @@ func benchEvent(n int, base time.Time) []byte {
 }
 
 func benchService(b *testing.B, opts sqlitestore.Options) (*room.Service, *sqlitestore.Store, *membus.Bus) {
+	return benchServiceWith(b, opts, room.Options{})
+}
+
+func benchServiceWith(b *testing.B, opts sqlitestore.Options, ropts room.Options) (*room.Service, *sqlitestore.Store, *membus.Bus) {
 	b.Helper()
 	st, err := sqlitestore.Open(context.Background(), filepath.Join(b.TempDir(), "room.db"), opts)
 	if err != nil {
@@ -56,31 +60,60 @@ func benchService(b *testing.B, opts sqlitestore.Options) (*room.Service, *sqlit
 	b.Cleanup(func() { st.Close() })
 	mb := membus.New(logging.Discard())
 	b.Cleanup(func() { mb.Close() })
-	return room.New(st, mb, logging.Discard(), room.Options{}), st, mb
+	return room.New(st, mb, logging.Discard(), ropts), st, mb
 }
 
 // BenchmarkConsume applies sensor.data.received bodies of 500 readings to the
 // service's consumer and its SQLite store, one transaction each: the target is
-// ≥200,000 readings/s.
+// ≥200,000 readings/s. With estimate=on the occupancy estimate runs as in
+// production, every PublishInterval (250 ms) beside the consumer, and once more
+// at the end, inside the timing; estimate=off is the service without it.
 func BenchmarkConsume(b *testing.B) {
-	for _, sync := range []string{"FULL", "NORMAL"} {
-		b.Run("synchronous="+sync, func(b *testing.B) {
-			svc, _, _ := benchService(b, sqlitestore.Options{Synchronous: sync})
-			base := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
-			bodies := make([][]byte, b.N)
-			for i := range bodies {
-				bodies[i] = benchEvent(i, base)
-			}
-			ctx := context.Background()
-			b.ResetTimer()
-			start := time.Now()
-			for i := range b.N {
-				if err := svc.Consume(ctx, bus.Message{ID: fmt.Sprint(i), Subject: bus.SensorDataReceived, Body: bodies[i]}); err != nil {
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		for _, est := range []bool{false, true} {
+			b.Run(fmt.Sprintf("synchronous=%s/estimate=%s", mode, map[bool]string{false: "off", true: "on"}[est]), func(b *testing.B) {
+				svc, _, _ := benchServiceWith(b, sqlitestore.Options{Synchronous: mode}, room.Options{NoEstimate: !est})
+				base := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
+				bodies := make([][]byte, b.N)
+				for i := range bodies {
+					bodies[i] = benchEvent(i, base)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				start := time.Now()
+				if est {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						tick := time.NewTicker(250 * time.Millisecond)
+						defer tick.Stop()
+						for {
+							select {
+							case <-ctx.Done():
+								return
+							case <-tick.C:
+								if err := svc.Estimate(ctx); err != nil && ctx.Err() == nil {
+									b.Error(err)
+								}
+							}
+						}
+					}()
+				}
+				for i := range b.N {
+					if err := svc.Consume(ctx, bus.Message{ID: fmt.Sprint(i), Subject: bus.SensorDataReceived, Body: bodies[i]}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				cancel()
+				wg.Wait()
+				if err := svc.Estimate(context.Background()); err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(b.N*500)/time.Since(start).Seconds(), "readings/s")
-		})
+				b.ReportMetric(float64(b.N*500)/time.Since(start).Seconds(), "readings/s")
+			})
+		}
 	}
 }
 
