@@ -175,6 +175,11 @@ function updateTile(el, room) {
     } else {
       el.occ.textContent = `${n} ${n === 1 ? 'person' : 'people'}`;
     }
+  } else if ((room.occupied === true || room.occupied === false) && room.occupied_source === 'estimate') {
+    // Estimated from co2, temperature, humidity and light: said as such.
+    const p = Math.round(100 * (room.occupied_probability ?? 0));
+    el.occ.textContent = room.occupied ? `likely occupied (estimate ${p} %)` : `likely empty (estimate ${p} %)`;
+    el.occ.title = 'no occupancy sensor: estimated from the room\'s other sensors';
   } else if (room.occupied === true || room.occupied === false) {
     el.occ.textContent = room.occupied ? 'occupied' : 'empty';
   } else {
