@@ -166,6 +166,7 @@ function updateTile(el, room) {
     : '—');
 
   const cap = room.capacity;
+  el.occ.title = '';
   if ('occupancy' in m) {
     const n = Math.round(m.occupancy);
     if (cap) {
