@@ -78,6 +78,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *Agent, err error
 		Addr: cfg.MQTTAddr, TLSAddr: cfg.TLSAddr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, WSAddr: cfg.WSAddr,
 		CredentialsFile: cfg.Credentials, AllowAnonymous: cfg.AllowAnonymous,
 		MaxPacketSize: cfg.MaxPacketSize, MaxConnections: cfg.MaxConnections, MaxPendingWrites: cfg.MaxPendingWrites,
+		MaxKeepAlive: cfg.MaxKeepAlive,
 	}, log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)

@@ -38,6 +38,7 @@ type Config struct {
 	MaxPacketSize    int
 	MaxConnections   int
 	MaxPendingWrites int
+	MaxKeepAlive     time.Duration
 	BatchMax         int
 	BatchBytes       int
 	Linger           time.Duration
@@ -76,6 +77,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.MaxPacketSize, "max-packet-size", 256<<10, "largest MQTT packet accepted, in bytes")
 	fs.IntVar(&c.MaxConnections, "max-connections", 10000, "most MQTT clients connected at once")
 	fs.IntVar(&c.MaxPendingWrites, "max-pending-writes", 1024, "messages that may queue for one slow subscriber before QoS 0 ones to it are dropped (counted);\neach connection reserves 8 bytes per slot: raise it for local subscribers with bursty fan-out")
+	fs.DurationVar(&c.MaxKeepAlive, "max-keepalive", 0, "cap on the keep alive of MQTT 5 clients, 1s to 65535s: one asking for more (or none) is told this one in its CONNACK;\nMQTT 3.1.1 clients keep theirs. 0: no cap")
 	fs.IntVar(&c.BatchMax, "batch-max", 500, "most readings per batch sent to the cloud")
 	fs.IntVar(&c.BatchBytes, "batch-bytes", 1<<20, "most bytes of readings per batch")
 	fs.DurationVar(&c.Linger, "linger", time.Second, "longest a reading waits for its batch to fill")
@@ -103,6 +105,9 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.BatchMax < 1 || c.BatchBytes < 1024 || c.Linger < 0 || c.MaxInFlight < 1 || c.MismatchRetries < 0 {
 		return c, errors.New("-batch-max must be ≥1, -batch-bytes ≥1024, -linger ≥0, -max-in-flight ≥1 and -mismatch-retries ≥0")
+	}
+	if c.MaxKeepAlive != 0 && (c.MaxKeepAlive < time.Second || c.MaxKeepAlive > 65535*time.Second || c.MaxKeepAlive%time.Second != 0) {
+		return c, fmt.Errorf("-max-keepalive %v: want whole seconds from 1s to 65535s, or 0 for no cap", c.MaxKeepAlive)
 	}
 	return c, nil
 }

@@ -50,7 +50,8 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	}
 	j := h.prepare(pk)
 	if pk.FixedHeader.Qos <= 1 && h.a.pipe != nil {
-		j.cl = cl
+		j.cl, j.received = cl, time.Now()
+		j.props = deliveredProperties(pk)
 		if h.a.pipe.add(j) {
 			return pk, packets.ErrRejectPacket
 		}
@@ -96,6 +97,11 @@ type job struct {
 	qos      byte
 	retain   bool
 	packetID uint16
+	// For its delivery to subscribers once spooled (pipeline jobs only): the
+	// publish's MQTT 5 properties (nil when it had none to deliver), and when the
+	// broker read it, from which its message expiry counts.
+	props    *packets.Properties
+	received time.Time
 
 	data [][]byte
 	dead []spool.DeadLetter
@@ -105,6 +111,36 @@ type job struct {
 	// against its device once the message is taken.
 	device, room string
 	ignored      int
+}
+
+// deliveredProperties is a copy of the properties of pk that go with it to its
+// subscribers, or nil when it has none.
+func deliveredProperties(pk packets.Packet) *packets.Properties {
+	p := &pk.Properties
+	if pk.ProtocolVersion < 5 || !p.PayloadFormatFlag && p.MessageExpiryInterval == 0 && p.ContentType == "" &&
+		p.ResponseTopic == "" && len(p.CorrelationData) == 0 && len(p.User) == 0 {
+		return nil
+	}
+	return &packets.Properties{
+		PayloadFormat: p.PayloadFormat, PayloadFormatFlag: p.PayloadFormatFlag,
+		MessageExpiryInterval: p.MessageExpiryInterval, ContentType: p.ContentType,
+		ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData, User: p.User,
+	}
+}
+
+// deliver hands a spooled pipeline job's message to the broker's subscribers
+// exactly as its device sent it (see broker.Broker.Publish).
+func (a *Agent) deliver(j *job) {
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: j.qos, Retain: j.retain},
+		TopicName:   j.topic, Payload: j.payload, PacketID: j.packetID,
+	}
+	if j.props != nil {
+		pk.Properties = *j.props
+	}
+	if err := a.broker.Publish(j.cl, pk, j.received); err != nil {
+		a.log.Debug("delivery to subscribers failed", "topic", j.topic, "err", err)
+	}
 }
 
 // prepare decodes and validates one publish. A status message is applied at once.

@@ -297,9 +297,7 @@ func (p *pipeline) send(j *job) {
 		a.log.Debug("puback not sent", "topic", j.topic, "err", err)
 	}
 	if j.err == nil {
-		if err := a.broker.Deliver(j.topic, j.payload, j.retain, j.qos); err != nil {
-			a.log.Debug("delivery to subscribers failed", "topic", j.topic, "err", err)
-		}
+		a.deliver(j)
 	}
 }
 

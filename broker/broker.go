@@ -147,6 +147,11 @@ type Config struct {
 	// SessionExpiry caps how long the session of a disconnected persistent client is kept.
 	// Default 24 h.
 	SessionExpiry time.Duration
+	// MaxKeepAlive, if set, caps the keep alive of MQTT 5 clients (whole seconds, at
+	// most 65535 s): one asking for more, or for none, is told this value in its CONNACK
+	// (Server Keep Alive) and dropped after 1.5 times it without a packet. MQTT 3.1.1
+	// has no way to tell a client, so 3.1.1 clients keep their own. 0: no cap.
+	MaxKeepAlive time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -186,6 +191,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("max pending writes %d: want 1 to %d", c.MaxPendingWrites, 1<<24)
 	case c.ConnectTimeout < 0 || c.SessionExpiry < 0:
 		return errors.New("negative timeout")
+	case c.MaxKeepAlive != 0 && (c.MaxKeepAlive < time.Second || c.MaxKeepAlive > 65535*time.Second):
+		return fmt.Errorf("max keep alive %v: want 1 s to 65535 s, or 0 for no cap", c.MaxKeepAlive)
 	}
 	return nil
 }
@@ -199,6 +206,8 @@ type Broker struct {
 	tls  *tls.Config
 
 	rejected atomic.Int64 // connections refused for capacity
+	counters
+	origins origins
 
 	mu        sync.Mutex
 	started   bool
@@ -242,6 +251,9 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
 	caps.MaximumClientWritesPending = int32(cfg.MaxPendingWrites)
 	caps.MaximumSessionExpiryInterval = uint32(cfg.SessionExpiry / time.Second)
+	// mochi would copy a PUBLISH's properties (user properties among them) into its
+	// acknowledgement; conformHook corrects the rest of what it acknowledges.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		// mochi logs whole packets on some errors: the redactor keeps payloads and
@@ -252,10 +264,15 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 		InlineClient: true,
 	})
 
+	b.origins.srv = b.srv
+
 	b.auth = newAuthHook(log, creds, cfg)
 	b.auth.srv = b.srv
 	if err := b.srv.AddHook(b.auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: auth hook: %w", err)
+	}
+	if err := b.srv.AddHook(&conformHook{maxKeepAlive: uint16(cfg.MaxKeepAlive / time.Second)}, nil); err != nil {
+		return nil, fmt.Errorf("broker: conformance hook: %w", err)
 	}
 	return b, nil
 }
@@ -451,13 +468,20 @@ func (b *Broker) Close() error {
 const closeWait = 5 * time.Second
 
 // Stats are the broker's counters (totals since New) and gauges.
+//
+// The gauges are read from the broker's state when asked, not taken from mochi's
+// counters, which drift: mochi v2.7.9 decrements its inflight count for
+// acknowledgements it never counted (it went below zero after the Paho suites), and
+// leaves its retained count unchanged when retained messages expire. The received
+// counts leave out the messages Publish handed to mochi again.
 type Stats struct {
-	ClientsConnected    int64 // gauge
-	ClientsMaximum      int64 // most clients connected at once
-	Subscriptions       int64 // gauge
+	ClientsConnected    int64 // gauge: clients connected now
+	ClientsMaximum      int64 // most clients connected at once (mochi's count)
+	Subscriptions       int64 // gauge: subscriptions held by every session, connected or not
 	Retained            int64 // gauge: retained messages held
-	Inflight            int64 // gauge: QoS 1/2 messages awaiting acknowledgement
+	Inflight            int64 // gauge: QoS 1/2 messages of every session awaiting acknowledgement, either way
 	MessagesReceived    int64 // PUBLISH packets received
+	MessagesExpired     int64 // messages taken by a hook that expired before they could be delivered
 	MessagesSent        int64 // PUBLISH packets sent
 	MessagesDropped     int64 // messages to slow subscribers dropped (pending writes full)
 	InflightDropped     int64 // QoS 1/2 messages dropped: client inflight quota full or expired
@@ -476,19 +500,22 @@ type Stats struct {
 // Stats returns the current counters.
 func (b *Broker) Stats() Stats {
 	i := b.srv.Info.Clone()
+	connected, subs, inflight := b.gauges()
+	injected := b.injected.Load()
 	return Stats{
-		ClientsConnected:    i.ClientsConnected,
+		ClientsConnected:    connected,
 		ClientsMaximum:      i.ClientsMaximum,
-		Subscriptions:       i.Subscriptions,
-		Retained:            i.Retained,
-		Inflight:            i.Inflight,
-		MessagesReceived:    i.MessagesReceived,
+		Subscriptions:       subs,
+		Retained:            int64(b.srv.Topics.Retained.Len()),
+		Inflight:            inflight,
+		MessagesReceived:    i.MessagesReceived - injected,
+		MessagesExpired:     b.expired.Load(),
 		MessagesSent:        i.MessagesSent,
 		MessagesDropped:     i.MessagesDropped,
 		InflightDropped:     i.InflightDropped,
 		BytesReceived:       i.BytesReceived,
 		BytesSent:           i.BytesSent,
-		PacketsReceived:     i.PacketsReceived,
+		PacketsReceived:     i.PacketsReceived - injected,
 		PacketsSent:         i.PacketsSent,
 		AuthFailures:        b.auth.authFailures.Load(),
 		LoginsThrottled:     b.auth.loginsThrottled.Load(),
@@ -497,23 +524,6 @@ func (b *Broker) Stats() Stats {
 		SessionsFiltered:    b.auth.sessionsFiltered.Load(),
 		ConnectionsRejected: b.rejected.Load(),
 	}
-}
-
-// Deliver hands a message to the broker's subscribers (and keeps it when retain is
-// set), as the broker would have after an accepted PUBLISH. A hook that deferred a
-// publish calls it once the message is safe. Hooks see Deliver's message with an
-// inline client (cl.Net.Inline) and must let it pass.
-func (b *Broker) Deliver(topic string, payload []byte, retain bool, qos byte) error {
-	if !retain {
-		subs := b.srv.Topics.Subscribers(topic)
-		if len(subs.Subscriptions) == 0 && len(subs.Shared) == 0 && len(subs.InlineSubscriptions) == 0 {
-			return nil // nobody to deliver to: skip the broker's publish path
-		}
-	}
-	if err := b.srv.Publish(topic, payload, retain, qos); err != nil {
-		return fmt.Errorf("broker: deliver %s: %w", topic, err)
-	}
-	return nil
 }
 
 // Ack sends the PUBACK of a QoS 1 publish (qos and packetID from its packet)

@@ -29,6 +29,7 @@ func (b *Broker) Collector() prometheus.Collector {
 		d("retained_messages", "Retained messages held now.", g, func(s Stats) int64 { return s.Retained }),
 		d("inflight_messages", "QoS 1/2 messages awaiting acknowledgement now.", g, func(s Stats) int64 { return s.Inflight }),
 		d("messages_received_total", "PUBLISH packets received.", c, func(s Stats) int64 { return s.MessagesReceived }),
+		d("messages_expired_total", "Messages whose expiry passed while the agent stored them, delivered to nobody.", c, func(s Stats) int64 { return s.MessagesExpired }),
 		d("messages_sent_total", "PUBLISH packets sent.", c, func(s Stats) int64 { return s.MessagesSent }),
 		d("messages_dropped_total", "Messages to slow subscribers dropped because their pending writes were full.", c, func(s Stats) int64 { return s.MessagesDropped }),
 		d("inflight_dropped_total", "QoS 1/2 messages dropped because a client's inflight quota was full or they expired.", c, func(s Stats) int64 { return s.InflightDropped }),
