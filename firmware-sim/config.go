@@ -40,6 +40,7 @@ type Config struct {
 	Faults         Faults            // fault rates
 	Start          time.Time         // simulated clock at round 0
 	Queue          int               // per-device outbox capacity, in messages
+	Inflight       int               // QoS 1/2 publishes each device keeps in flight (capped by the broker's Receive Maximum); 0 = DefaultInflight
 	Drain          time.Duration     // how long to keep publishing queued messages after the last round
 	ConnectWait    time.Duration     // how long to wait for the devices' first connection (and after a storm at full speed)
 	// Now is the wall clock; nil means time.Now.
@@ -47,6 +48,10 @@ type Config struct {
 	// Progress is told how far a replay has got; nil: nobody.
 	Progress *Progress
 }
+
+// DefaultInflight is how many publishes a device keeps in flight unless -inflight
+// says otherwise.
+const DefaultInflight = 32
 
 // Faults are per-draw probabilities of each fault (see the package documentation).
 type Faults struct {
@@ -171,6 +176,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Var(speedValue{&cfg.Speed}, "speed", `simulated seconds per real second, or "max" for no waiting`)
 	fs.StringVar(&faults, "faults", "", "fault rates, e.g. dropout=0.01,spike=0.01,stuck=0.01,skew=0.01,malformed=0.01,duplicate=0.01,reconnect=0.001")
 	fs.StringVar(&start, "start", "", "simulated clock at the first round, RFC 3339 (default now)")
+	fs.IntVar(&cfg.Inflight, "inflight", DefaultInflight, "QoS 1 and 2 publishes each device keeps in flight, in order (never more than the broker's Receive Maximum)")
 	fs.IntVar(&cfg.Queue, "queue", 1000, "messages each device keeps while disconnected; the oldest overflow")
 	fs.DurationVar(&cfg.Drain, "drain", 5*time.Second, "after the last round, how long to keep sending what is queued")
 	fs.DurationVar(&cfg.ConnectWait, "connect-wait", 10*time.Second, "how long to wait for the devices to connect before the first round")
@@ -191,6 +197,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if qos > 2 {
 		return Config{}, opt, fmt.Errorf("-qos %d: want 0, 1 or 2", qos)
+	}
+	if cfg.Inflight < 1 {
+		return Config{}, opt, fmt.Errorf("-inflight %d: want at least 1", cfg.Inflight)
 	}
 	cfg.QoS, cfg.Seed = byte(qos), seed
 	var err error

@@ -32,8 +32,12 @@
 //
 // Each device keeps unsent messages in a bounded outbox (-queue). While connected,
 // a full outbox makes the producer wait; while disconnected the oldest message is
-// dropped (Messages.Overflowed). A publish cut by a lost connection is retried after
-// reconnecting (Messages.Resent: the broker may then hold it twice).
+// dropped (Messages.Overflowed). A device keeps up to -inflight QoS 1/2 publishes in
+// flight (default 32, never more than the broker's Receive Maximum from its
+// CONNACK), written in the order they were produced and counted in that order as
+// their acknowledgements come. Publishes cut by a lost connection are sent again,
+// in order and before anything newer, after reconnecting (Messages.Resent: the
+// broker may then hold them twice). Over WebSocket a device keeps one in flight.
 //
 // # Faults
 //

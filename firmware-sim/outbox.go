@@ -71,14 +71,7 @@ func (o *outbox) next(ctx context.Context) (m *message, status string, ok bool) 
 			return nil, status, true
 		}
 		if o.connected && o.len() > 0 {
-			m = o.items[o.head]
-			o.items[o.head] = nil
-			o.head++
-			if o.head > 64 && o.head*2 > len(o.items) {
-				o.items = append([]*message(nil), o.items[o.head:]...)
-				o.head = 0
-			}
-			o.notify()
+			m = o.take()
 			o.mu.Unlock()
 			return m, "", true
 		}
@@ -94,6 +87,36 @@ func (o *outbox) next(ctx context.Context) (m *message, status string, ok bool) 
 			return nil, "", false
 		}
 	}
+}
+
+// poll is next without waiting: a pending status or the oldest message while the
+// device is connected; otherwise changed, which is closed at the next change, and
+// finished when the outbox is closed and empty.
+func (o *outbox) poll() (m *message, status string, changed <-chan struct{}, finished bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.connected && o.status != "" {
+		status, o.status = o.status, ""
+		return nil, status, nil, false
+	}
+	if o.connected && o.len() > 0 {
+		return o.take(), "", nil, false
+	}
+	return nil, "", o.changed, o.closed && o.len() == 0
+}
+
+// take removes and returns the oldest message. Caller holds mu; the outbox is not
+// empty.
+func (o *outbox) take() *message {
+	m := o.items[o.head]
+	o.items[o.head] = nil
+	o.head++
+	if o.head > 64 && o.head*2 > len(o.items) {
+		o.items = append([]*message(nil), o.items[o.head:]...)
+		o.head = 0
+	}
+	o.notify()
+	return m
 }
 
 // setConnected records the connection state; on connect it queues status to be

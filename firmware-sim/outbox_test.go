@@ -125,3 +125,27 @@ func BenchmarkEncodeSenML(b *testing.B) {
 		encode(FormSenML, "room-101", "room-101-s4", ts, ms)
 	}
 }
+
+// TestWindow: a device keeps -inflight publishes in flight, never more than the
+// broker's Receive Maximum, and one when its connection cannot keep them in order.
+func TestWindow(t *testing.T) {
+	for _, tc := range []struct {
+		ordered  bool
+		recvMax  int
+		inflight int
+		want     int
+	}{
+		{true, 65535, 32, 32},
+		{true, 20, 32, 20}, // Mosquitto's default Receive Maximum
+		{true, 1024, 1, 1},
+		{false, 1024, 32, 1},
+	} {
+		d := &device{recvMax: tc.recvMax}
+		if tc.ordered {
+			d.order = newPubOrder()
+		}
+		if got := d.window(tc.inflight); got != tc.want {
+			t.Errorf("ordered %v, Receive Maximum %d, -inflight %d: window %d, want %d", tc.ordered, tc.recvMax, tc.inflight, got, tc.want)
+		}
+	}
+}

@@ -33,6 +33,9 @@ type message struct {
 	readings []reading.Reading
 	// duplicate marks the second copy of a duplicated message.
 	duplicate bool
+	// mayHaveArrived marks a message whose publish was cut after it was written:
+	// the broker may have it, and sending it again counts as a resend.
+	mayHaveArrived bool
 }
 
 // Topic returns the data topic of a device, or of one of its metrics when typ is set.

@@ -61,6 +61,9 @@ func New(cfg Config, log *slog.Logger) (*Simulator, error) {
 	if cfg.Queue < 1 {
 		cfg.Queue = 1
 	}
+	if cfg.Inflight < 1 {
+		cfg.Inflight = DefaultInflight
+	}
 	if cfg.ReplayForm == "" {
 		cfg.ReplayForm = FormSenML
 	}
