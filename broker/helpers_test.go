@@ -222,6 +222,10 @@ func (rc *rawClient) send(pk packets.Packet) error {
 		err = pk.DisconnectEncode(&buf)
 	case packets.Puback:
 		err = pk.PubackEncode(&buf)
+	case packets.Pubrel:
+		err = pk.PubrelEncode(&buf)
+	case packets.Unsubscribe:
+		err = pk.UnsubscribeEncode(&buf)
 	default:
 		err = fmt.Errorf("cannot send packet type %d", pk.FixedHeader.Type)
 	}
