@@ -142,12 +142,15 @@ func TestSimulatedFleet(t *testing.T) {
 // The arithmetic. The simulator's Expect counts readings, one by one, with package
 // reading's rules (firmware-sim/doc.go): Rejected = Spikes + readings of SkewFuture
 // frames, Malformed = malformed messages, Duplicates = readings of duplicated frames.
-// The agent decides per message, all or nothing (agent/decode): a message with one
-// invalid reading is dead-lettered whole, with its valid companions. So:
+// The agent decides field by field and record by record (agent/decode): an invalid
+// reading is a dead letter of its own, its valid companions are stored. So:
 //
-//   - the agent dead-letters Malformed + Spikes + SkewFuture messages (one spike,
-//     one future skew or one malformation spoils exactly one message); this is not
-//     Expect.Malformed + Expect.Rejected, which adds messages to readings;
+//   - the agent dead-letters Expect.Malformed whole messages and Expect.Rejected
+//     single readings: Malformed + Rejected dead letters;
+//   - Malformed + Spikes + SkewFuture messages have something refused (one spike,
+//     one future skew or one malformation spoils exactly one message): counted as
+//     messages_total{result="dead_letter"} when nothing in them was kept, else
+//     {result="partial"};
 //   - the invalid readings inside those dead letters are Expect.Rejected;
 //   - the agent keeps the valid readings of a message with an invalid one (the
 //     message is dead-lettered for its invalid readings only), so the cloud stores
@@ -172,7 +175,8 @@ func TestSimulatedFaults(t *testing.T) {
 	if f.Spikes == 0 || f.Malformed == 0 || f.SkewFuture == 0 || f.Skews == f.SkewFuture || f.Duplicates == 0 {
 		t.Fatalf("faults %+v: want at least one of each kind (spike, malformed, past and future skew, duplicate)", f)
 	}
-	wantDead := f.Malformed + f.Spikes + f.SkewFuture
+	wantDead := f.Malformed + e.Rejected
+	wantRefused := f.Malformed + f.Spikes + f.SkewFuture
 
 	t.Run("simulator bookkeeping", func(t *testing.T) {
 		per := readingsPerFrame(t)
@@ -187,15 +191,18 @@ func TestSimulatedFaults(t *testing.T) {
 
 	t.Run("agent metrics", func(t *testing.T) {
 		if got := agentM.get("atrium_agent_dead_lettered_total"); got != float64(wantDead) {
-			t.Errorf("agent dead_lettered_total = %v, want malformed %d + spikes %d + future skews %d = %d messages (Expect.Malformed+Expect.Rejected = %d counts readings)",
-				got, f.Malformed, f.Spikes, f.SkewFuture, wantDead, e.Malformed+e.Rejected)
+			t.Errorf("agent dead_lettered_total = %v, want malformed messages %d + invalid readings %d = %d",
+				got, f.Malformed, e.Rejected, wantDead)
 		}
-		var dl float64
+		var refused float64
 		for _, form := range []string{"json", "senml", "plain"} {
-			dl += agentM.get(fmt.Sprintf(`atrium_agent_messages_total{form=%q,result="dead_letter"}`, form))
+			for _, result := range []string{"dead_letter", "partial"} {
+				refused += agentM.get(fmt.Sprintf(`atrium_agent_messages_total{form=%q,result=%q}`, form, result))
+			}
 		}
-		if dl != float64(wantDead) {
-			t.Errorf("agent messages_total{result=dead_letter} sums to %v, want %d", dl, wantDead)
+		if refused != float64(wantRefused) {
+			t.Errorf("agent messages_total{result=dead_letter|partial} sums to %v, want malformed %d + spikes %d + future skews %d = %d",
+				refused, f.Malformed, f.Spikes, f.SkewFuture, wantRefused)
 		}
 	})
 
@@ -215,9 +222,12 @@ func TestSimulatedFaults(t *testing.T) {
 		if len(dead) != wantDead {
 			t.Errorf("`atrium-agent spool dead-letters` lists %d, want %d", len(dead), wantDead)
 		}
-		if tally.malformed != f.Malformed || tally.spiked != f.Spikes || tally.future != f.SkewFuture || tally.other != 0 {
-			t.Errorf("dead letters: %d malformed, %d spiked, %d future, %d other; want %d, %d, %d, 0",
-				tally.malformed, tally.spiked, tally.future, tally.other, f.Malformed, f.Spikes, f.SkewFuture)
+		if want := e.Rejected - f.Spikes; tally.malformed != f.Malformed || tally.spiked != f.Spikes || tally.future != want || tally.other != 0 {
+			t.Errorf("dead letters: %d malformed, %d spiked, %d future, %d other; want %d, %d, %d (readings of %d future-skewed frames), 0",
+				tally.malformed, tally.spiked, tally.future, tally.other, f.Malformed, f.Spikes, want, f.SkewFuture)
+		}
+		if tally.companions != 0 {
+			t.Errorf("dead letters hold %d valid readings; each invalid reading should stand alone", tally.companions)
 		}
 		if tally.invalid != e.Rejected {
 			t.Errorf("dead letters hold %d invalid readings, simulator expects %d rejected", tally.invalid, e.Rejected)
