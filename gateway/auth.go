@@ -28,7 +28,17 @@ func (g *Gateway) handleUpstream(up *upstream, route string) http.Handler {
 			delete(r.Header, "Upgrade")
 		}
 		token, given := presentedKey(r, upgrade)
-		id, ok := g.keys.ring().lookup(token)
+		var id identity
+		var ok bool
+		if given {
+			id, ok = g.keys.ring().lookup(token)
+		} else if c := clientCert(r); c != nil {
+			if id, ok = g.keys.ring().lookupCert(c); !ok {
+				g.unmappedCert(w, r, c)
+				return
+			}
+			given = true
+		}
 		if !given || !ok {
 			g.unauthorized(w, r, given)
 			return

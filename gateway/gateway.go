@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -56,6 +57,9 @@ type Options struct {
 	// ResponseHeaderTimeout waiting for its answer (default 30s).
 	DialTimeout           time.Duration
 	ResponseHeaderTimeout time.Duration
+	// UpstreamTLS is the TLS configuration towards https:// upstreams (nil: the
+	// system's CAs).
+	UpstreamTLS *tls.Config
 	// Now is the gateway's clock (default time.Now).
 	Now func() time.Time
 }
@@ -112,7 +116,7 @@ func New(log *slog.Logger, opts Options) (*Gateway, error) {
 	g.metrics = &metrics{
 		http: newHTTPMetrics(g.reg),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "atrium_gateway_denied_total", Help: "Requests refused by the gateway, by reason (no_key, bad_key, scope, rate_limit, too_large, read_timeout).",
+			Name: "atrium_gateway_denied_total", Help: "Requests refused by the gateway, by reason (no_key, bad_key, unmapped_cert, scope, rate_limit, too_large, read_timeout).",
 		}, []string{"reason"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "atrium_gateway_upstream_errors_total", Help: "Requests the gateway could not complete upstream, by upstream and answered status.",

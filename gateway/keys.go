@@ -32,12 +32,14 @@ const DefaultKeysFile = "gateway-keys.json"
 // keyPrefix starts every key this package makes, so a leaked key is recognisable.
 const keyPrefix = "atr_"
 
-// Key is one entry of the keys file: the key itself is never stored, only the hex
-// SHA-256 of it.
+// Key is one entry of the keys file: a principal, its name and its scopes, known
+// either by an API key — never stored, only the hex SHA-256 of it — or by the
+// subject of a client certificate (see NormalizeSubject), never both.
 type Key struct {
-	Name   string  `json:"name"`
-	SHA256 string  `json:"sha256"`
-	Scopes []Scope `json:"scopes"`
+	Name    string  `json:"name"`
+	SHA256  string  `json:"sha256,omitempty"`
+	Subject string  `json:"subject,omitempty"`
+	Scopes  []Scope `json:"scopes"`
 }
 
 // HashKey is the hex SHA-256 of a key, as the keys file stores it.
@@ -110,7 +112,8 @@ type identity struct {
 
 // keyring is an immutable set of keys; a reload builds a new one.
 type keyring struct {
-	ids []identity
+	ids      []identity          // principals known by an API key
+	subjects map[string]identity // principals known by a certificate, by normalised subject
 }
 
 // lookup finds the key whose hash is the hash of presented. It compares the hash
@@ -147,13 +150,21 @@ func decodeKeys(b []byte) ([]Key, error) {
 
 // newKeyring indexes validated keys.
 func newKeyring(keys []Key) *keyring {
-	kr := &keyring{ids: make([]identity, 0, len(keys))}
+	kr := &keyring{ids: make([]identity, 0, len(keys)), subjects: map[string]identity{}}
 	for _, k := range keys {
 		id := identity{name: k.Name}
-		_, _ = hex.Decode(id.sum[:], []byte(strings.ToLower(k.SHA256)))
 		for _, s := range k.Scopes {
 			id.scopes |= s.bits()
 		}
+		if k.Subject != "" {
+			subject, _ := NormalizeSubject(k.Subject)
+			// The rate limiter keys its buckets by sum: one of its own, which no
+			// API key can hash to.
+			id.sum = sha256.Sum256([]byte("subject\x00" + subject))
+			kr.subjects[subject] = id
+			continue
+		}
+		_, _ = hex.Decode(id.sum[:], []byte(strings.ToLower(k.SHA256)))
 		kr.ids = append(kr.ids, id)
 	}
 	return kr
@@ -163,8 +174,17 @@ func (k Key) validate() error {
 	if k.Name == "" {
 		return errors.New("name is empty")
 	}
-	if b, err := hex.DecodeString(k.SHA256); err != nil || len(b) != sha256.Size {
-		return fmt.Errorf("key %q: sha256 must be 64 hex digits", k.Name)
+	switch {
+	case k.Subject != "" && k.SHA256 != "":
+		return fmt.Errorf("key %q: either sha256 (an API key) or subject (a client certificate), not both", k.Name)
+	case k.Subject != "":
+		if _, err := NormalizeSubject(k.Subject); err != nil {
+			return fmt.Errorf("key %q: %w", k.Name, err)
+		}
+	default:
+		if b, err := hex.DecodeString(k.SHA256); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("key %q: sha256 must be 64 hex digits", k.Name)
+		}
 	}
 	if len(k.Scopes) == 0 {
 		return fmt.Errorf("key %q: no scopes", k.Name)
@@ -261,6 +281,25 @@ func AddKey(path, name string, scopes []Scope) (string, error) {
 		return "", err
 	}
 	return key, nil
+}
+
+// AddSubject appends to the keys file (created when missing) a principal known by
+// the subject of its client certificate (see NormalizeSubject).
+func AddSubject(path, name, subject string, scopes []Scope) error {
+	k := Key{Name: name, Subject: subject, Scopes: scopes}
+	if err := k.validate(); err != nil {
+		return fmt.Errorf("keys: add: %w", err)
+	}
+	keys, err := ReadKeys(path)
+	if err != nil {
+		return err
+	}
+	for _, old := range keys {
+		if old.Name == name {
+			return fmt.Errorf("keys: add: a principal named %q already exists", name)
+		}
+	}
+	return WriteKeys(path, append(keys, k))
 }
 
 // RemoveKey deletes the key named name from the keys file; a running gateway stops

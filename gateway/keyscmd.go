@@ -14,6 +14,7 @@ import (
 // KeysCommand is `atrium keys`: it manages the gateway's keys file.
 //
 //	atrium keys add -name NAME -scopes read,ingest [-keys FILE]   make a key, print it once
+//	atrium keys add -name NAME -subject cn:NAME -scopes ingest    a principal known by its client certificate
 //	atrium keys list [-keys FILE]                                 names and scopes
 //	atrium keys remove -name NAME [-keys FILE]                    revoke a key
 //
@@ -21,7 +22,7 @@ import (
 // file a gateway started without -keys uses. A running gateway picks up every change
 // within a second.
 func KeysCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	usage := "usage: atrium keys add|list|remove [-name NAME] [-scopes read,ingest,admin] [-keys FILE]"
+	usage := "usage: atrium keys add|list|remove [-name NAME] [-scopes read,ingest,admin] [-subject SUBJECT] [-keys FILE]"
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return errors.New("keys: missing subcommand")
@@ -33,6 +34,7 @@ func KeysCommand(args []string, getenv func(string) string, stdout, stderr io.Wr
 	dataDir := fs.String("data-dir", "./data", "data directory of atrium, where the default keys file lives")
 	name := fs.String("name", "", "name of the key (who uses it, e.g. dashboard)")
 	scopes := fs.String("scopes", "read", "comma-separated scopes: read, ingest, admin (admin implies the others)")
+	subject := fs.String("subject", "", "add: a principal known by the subject of its client certificate instead of a key:\nuri:<URI> (or a bare URI such as spiffe://…), dns:<name> or cn:<common name>")
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -52,6 +54,13 @@ func KeysCommand(args []string, getenv func(string) string, stdout, stderr io.Wr
 		if err != nil {
 			return fmt.Errorf("keys: -scopes: %w", err)
 		}
+		if *subject != "" {
+			if err := AddSubject(path, *name, *subject, sc); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "added principal %q (client certificate %s) with scopes %s to %s\n", *name, *subject, joinScopes(sc), path)
+			return nil
+		}
 		key, err := AddKey(path, *name, sc)
 		if err != nil {
 			return err
@@ -65,6 +74,10 @@ func KeysCommand(args []string, getenv func(string) string, stdout, stderr io.Wr
 			return err
 		}
 		for _, k := range keys {
+			if k.Subject != "" {
+				fmt.Fprintf(stdout, "%s\t%s\tsubject %s\n", k.Name, joinScopes(k.Scopes), k.Subject)
+				continue
+			}
 			fmt.Fprintf(stdout, "%s\t%s\t%s…\n", k.Name, joinScopes(k.Scopes), k.SHA256[:12])
 		}
 		return nil

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,12 @@ func newDialer(opts Options) *net.Dialer {
 // bound on the wait for response headers so a service that hangs cannot hold a
 // client forever; HTTP/1.1 only, compression left to the services.
 func newTransport(opts Options, d *net.Dialer) *http.Transport {
+	tc := opts.UpstreamTLS
+	if tc == nil {
+		// Set, so that the transport stays on HTTP/1.1 with https upstreams too
+		// (WebSocket upgrades need it).
+		tc = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
 	return &http.Transport{
 		Proxy:                 nil, // upstreams are reached directly, never through HTTP_PROXY
 		DialContext:           d.DialContext,
@@ -55,6 +62,7 @@ func newTransport(opts Options, d *net.Dialer) *http.Transport {
 		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // pass gzip through untouched
+		TLSClientConfig:       tc,
 	}
 }
 

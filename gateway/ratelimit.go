@@ -72,6 +72,9 @@ func (l *limiter) retain(kr *keyring) {
 	for _, id := range kr.ids {
 		keep[id.sum] = true
 	}
+	for _, id := range kr.subjects {
+		keep[id.sum] = true
+	}
 	l.byKey.Range(func(k, _ any) bool {
 		if !keep[k.([sha256.Size]byte)] {
 			l.byKey.Delete(k)

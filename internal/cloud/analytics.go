@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/atrium-iot/atrium/services/analytics"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
@@ -33,6 +34,6 @@ func (a *App) addAnalytics(ctx context.Context) error {
 		st = sq
 	}
 	a.closers = append(a.closers, st.Close)
-	svc := analytics.New(st, a.bus, log, analytics.Options{SensorURL: a.URL("sensor")})
+	svc := analytics.New(st, a.bus, log, analytics.Options{SensorURL: a.URL("sensor"), HTTPClient: a.upstreamClient(3 * time.Second)})
 	return a.serve("analytics", a.cfg.AnalyticsAddr, svc.Handler(), log, svc.Run)
 }

@@ -5,6 +5,8 @@ package cloud
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +27,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/tlsx"
 	"github.com/atrium-iot/atrium/internal/version"
 )
 
@@ -79,6 +82,11 @@ type Config struct {
 	RollupRetention time.Duration
 	MaxBody         int64
 	ReadTimeout     time.Duration
+	TLSCert         string
+	TLSKey          string
+	TLSReload       time.Duration
+	ClientCA        string
+	UpstreamCA      string
 	ShutdownTimeout time.Duration
 	LogFormat       string
 	LogLevel        string
@@ -116,6 +124,13 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int64Var(&c.MaxBody, "max-body", httpx.DefaultMaxBody, "largest accepted request body in bytes, after decompression")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", httpx.DefaultReadTimeout, "how long a request body may take to arrive, on every port; past it the answer is 408 "+
 		"(request headers have at most 10s; WebSocket connections are not bounded by it)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain allowed) the gateway serves HTTPS with, HTTP/2 included; reloaded when the file changes or on SIGHUP.\n"+
+		"A process that runs services without the gateway serves them over HTTPS with it")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of -tls-cert")
+	fs.DurationVar(&c.TLSReload, "tls-reload-interval", tlsx.DefaultReloadInterval, "how often -tls-cert and -tls-key are checked for changes")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "gateway: PEM bundle of the CAs whose client certificates are accepted next to API keys (needs -tls-cert);\n"+
+		"a certificate's subject maps to a principal of the keys file")
+	fs.StringVar(&c.UpstreamCA, "upstream-ca", "", "PEM bundle of the CAs trusted, instead of the system's, for https:// upstream URLs (-sensor-url …)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on shutdown")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -128,6 +143,12 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.ReadTimeout <= 0 {
 		return c, fmt.Errorf("-read-timeout must be positive, got %s", c.ReadTimeout)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return c, errors.New("-tls-cert and -tls-key go together")
+	}
+	if c.ClientCA != "" && c.TLSCert == "" {
+		return c, errors.New("-client-ca needs -tls-cert: client certificates come over HTTPS")
 	}
 	if c.Retention < 0 || c.RollupRetention < 0 {
 		return c, fmt.Errorf("-retention and -rollup-retention must not be negative")
@@ -181,7 +202,13 @@ type App struct {
 	log     *slog.Logger
 	servers map[string]*httpx.Server
 	loops   []func(context.Context) error
-	closers []func() error // closed in reverse order after the servers stop
+	// cert is the -tls-cert pair, nil without one; gateway tells whether the
+	// gateway runs in this process (then only it serves HTTPS).
+	cert        *tlsx.Reloader
+	gateway     bool
+	clientCAs   *x509.CertPool
+	upstreamTLS *tls.Config
+	closers     []func() error // closed in reverse order after the servers stop
 }
 
 // New opens the stores and the bus of the chosen parts and binds their listeners.
@@ -195,6 +222,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error) 
 	}()
 	targets, err := cfg.targets()
 	if err != nil {
+		return nil, err
+	}
+	if err := a.setupTLS(targets); err != nil {
 		return nil, err
 	}
 	b, err := openBus(ctx, cfg.Bus, log)
@@ -248,7 +278,11 @@ func (a *App) Bus() bus.Bus { return a.bus }
 
 // serve registers a part's HTTP server and background loops on the App.
 func (a *App) serve(name, addr string, h http.Handler, log *slog.Logger, loops ...func(context.Context) error) error {
-	srv, err := httpx.Listen(name, addr, h, log, httpx.WithReadTimeout(a.cfg.ReadTimeout))
+	opts := []httpx.ServerOption{httpx.WithReadTimeout(a.cfg.ReadTimeout)}
+	if tc := a.serverTLS(name); tc != nil {
+		opts = append(opts, httpx.WithTLS(tc))
+	}
+	srv, err := httpx.Listen(name, addr, h, log, opts...)
 	if err != nil {
 		return err
 	}
@@ -261,7 +295,7 @@ func (a *App) serve(name, addr string, h http.Handler, log *slog.Logger, loops .
 // else the -X-url flag.
 func (a *App) URL(part string) string {
 	if s, ok := a.servers[part]; ok {
-		return "http://" + s.Addr()
+		return s.URL()
 	}
 	switch part {
 	case "sensor":

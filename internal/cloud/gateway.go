@@ -43,6 +43,7 @@ func (a *App) addGateway(ctx context.Context) error {
 		RateBurst:   a.cfg.RateBurst,
 		CORSOrigins: strings.Split(a.cfg.CORSOrigins, ","),
 		MaxBody:     a.cfg.MaxBody,
+		UpstreamTLS: a.upstreamTLS,
 	})
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ type Server struct {
 	h    http.Handler
 	ln   net.Listener
 	log  *slog.Logger
+	tls  bool
 }
 
 // ServerOption changes how Listen serves.
@@ -31,6 +33,12 @@ type ServerOption func(*serverConfig)
 
 type serverConfig struct {
 	readTimeout time.Duration
+	tls         *tls.Config
+}
+
+// WithTLS serves HTTPS with c (HTTP/2 offered when c.NextProtos has "h2").
+func WithTLS(c *tls.Config) ServerOption {
+	return func(sc *serverConfig) { sc.tls = c }
 }
 
 // WithReadTimeout bounds how long a request body may take to arrive, from the
@@ -55,8 +63,8 @@ func Listen(name, addr string, h http.Handler, log *slog.Logger, opts ...ServerO
 	if cfg.readTimeout > 0 && cfg.readTimeout < headerTimeout {
 		headerTimeout = cfg.readTimeout
 	}
-	return &Server{
-		Name: name, ln: ln, log: log, h: h,
+	s := &Server{
+		Name: name, ln: ln, log: log, h: h, tls: cfg.tls != nil,
 		srv: &http.Server{
 			Handler: BodyDeadline(cfg.readTimeout)(h),
 			// No ReadTimeout: it runs from the first byte of a request to the end
@@ -67,8 +75,10 @@ func Listen(name, addr string, h http.Handler, log *slog.Logger, opts ...ServerO
 			ReadHeaderTimeout: headerTimeout,
 			IdleTimeout:       120 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			TLSConfig:         cfg.tls,
 		},
-	}, nil
+	}
+	return s, nil
 }
 
 // Addr is the address the server listens on.
@@ -79,12 +89,22 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 func (s *Server) Handler() http.Handler { return s.h }
 
 // URL is the server's base URL.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+func (s *Server) URL() string {
+	if s.tls {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
 
 // Serve serves until Shutdown; it returns nil after a clean shutdown.
 func (s *Server) Serve() error {
-	s.log.Info("listening", "server", s.Name, "addr", s.Addr())
-	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	s.log.Info("listening", "server", s.Name, "addr", s.Addr(), "tls", s.tls)
+	serve := func() error { return s.srv.Serve(s.ln) }
+	if s.tls {
+		// The certificate comes from the TLSConfig (GetCertificate).
+		serve = func() error { return s.srv.ServeTLS(s.ln, "", "") }
+	}
+	if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("%s: serve: %w", s.Name, err)
 	}
 	return nil
