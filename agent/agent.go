@@ -54,9 +54,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *Agent, err error
 	if cfg.Now != nil {
 		a.now = cfg.Now
 	}
+	// a itself, not the result, which is nil by the time a failing New returns.
+	opened := a
 	defer func() {
 		if err != nil {
-			a.closeAll()
+			opened.closeAll()
 		}
 	}()
 	if dir := filepath.Dir(cfg.Spool); dir != "" {
@@ -68,8 +70,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *Agent, err error
 	if err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
+	client, err := newCloudClient(ctx, cfg, log.With("part", "forward"))
+	if err != nil {
+		return nil, err
+	}
 	a.fwd = forward.New(spoolQueue{a.spool}, forward.Config{
-		URL: strings.TrimRight(cfg.CloudURL, "/"), Token: cfg.Token,
+		URL: strings.TrimRight(cfg.CloudURL, "/"), Token: cfg.Token, Client: client,
 		MaxCount: cfg.BatchMax, MaxBytes: cfg.BatchBytes, Linger: cfg.Linger,
 		MaxInFlight: cfg.MaxInFlight, MismatchRetries: mismatchRetries(cfg.MismatchRetries),
 		Logger: log.With("part", "forward"),

@@ -28,6 +28,9 @@ type Config struct {
 	WSAddr           string
 	HTTPAddr         string
 	CloudURL         string
+	CloudCA          string
+	CloudCert        string
+	CloudKey         string
 	Token            string
 	Spool            string
 	SpoolMaxBytes    int64
@@ -67,6 +70,9 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.WSAddr, "ws-addr", "", "listen address of an MQTT-over-WebSocket listener, e.g. :8083")
 	fs.StringVar(&c.HTTPAddr, "http-addr", DefaultHTTPAddr, "listen address of the status server (/healthz, /readyz, /metrics, /status, /devices);\nit has no authentication: loopback only unless set, e.g. :9100 to let a Prometheus on another host scrape it")
 	fs.StringVar(&c.CloudURL, "cloud-url", "http://127.0.0.1:8001", "base URL of the sensor service or of the API gateway; readings go to URL/sensors/data")
+	fs.StringVar(&c.CloudCA, "cloud-ca", "", "PEM bundle of the CAs trusted for an https:// -cloud-url, instead of the system's (to trust both, put the system bundle in the file too)")
+	fs.StringVar(&c.CloudCert, "cloud-cert", "", "PEM client certificate (chain allowed) shown to an https:// -cloud-url, e.g. to authenticate at the gateway; reloaded when the file changes")
+	fs.StringVar(&c.CloudKey, "cloud-key", "", "PEM private key of -cloud-cert")
 	fs.StringVar(&c.Token, "token", "", "API key with the ingest scope, sent as Authorization: Bearer (needed through the gateway)")
 	fs.StringVar(&c.Spool, "spool", "./data/agent/spool.db", "the spool's bbolt file")
 	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", 1<<30, "bound on the spool's readings in bytes")
@@ -102,6 +108,12 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.SpoolFull != spool.PolicyDropOldest && c.SpoolFull != spool.PolicyRejectNew {
 		return c, fmt.Errorf("-spool-full %q: want %s or %s", c.SpoolFull, spool.PolicyDropOldest, spool.PolicyRejectNew)
+	}
+	if (c.CloudCert == "") != (c.CloudKey == "") {
+		return c, errors.New("-cloud-cert and -cloud-key go together")
+	}
+	if (c.CloudCA != "" || c.CloudCert != "") && !strings.HasPrefix(c.CloudURL, "https://") {
+		return c, fmt.Errorf("-cloud-ca and -cloud-cert need an https:// -cloud-url, not %q", c.CloudURL)
 	}
 	if c.BatchMax < 1 || c.BatchBytes < 1024 || c.Linger < 0 || c.MaxInFlight < 1 || c.MismatchRetries < 0 {
 		return c, errors.New("-batch-max must be ≥1, -batch-bytes ≥1024, -linger ≥0, -max-in-flight ≥1 and -mismatch-retries ≥0")

@@ -315,18 +315,25 @@ func (e *Error) Unwrap() error { return e.Err }
 // Explaining wraps rt (the transport that uses c.Config) so that a TLS failure's
 // error says what failed, in words (Explain).
 func (c *Client) Explaining(rt http.RoundTripper) http.RoundTripper {
-	return explaining{rt: rt, trust: c.Trust}
+	return explaining{rt: rt, trust: c.Trust, cert: c.Cert}
 }
 
 type explaining struct {
 	rt    http.RoundTripper
 	trust string
+	cert  *Reloader
 }
 
 func (e explaining) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := e.rt.RoundTrip(req)
 	if err != nil && isTLSFailure(err) {
-		err = &Error{Msg: Explain(err, e.trust), Err: err}
+		msg := Explain(err, e.trust)
+		if e.cert != nil {
+			if leaf := e.cert.Certificate().Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+				msg += fmt.Sprintf("; the client certificate %s expired at %s", Name(leaf), leaf.NotAfter.UTC().Format(time.RFC3339))
+			}
+		}
+		err = &Error{Msg: msg, Err: err}
 	}
 	return resp, err
 }
