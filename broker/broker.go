@@ -81,7 +81,15 @@
 // hook's OnPublish after the ACL check and before it writes the QoS 1 PUBACK (or QoS 2
 // PUBREC) to the publisher, in the client's read goroutine, so a hook that blocks until a
 // reading is durable makes the PUBACK mean "on disk". See [RefusePublish] for how such a
-// hook says it could not store a message.
+// hook says it could not store a message. A hook that takes a message off mochi's path
+// answers it with [Ack] and hands it to subscribers with [Broker.Publish], which keeps
+// its properties and its sender.
+//
+// # Conformance
+//
+// Acknowledgements carry only valid reason codes and no properties of the packet they
+// answer (mochi would send a PUBACK with 0x01 and the PUBLISH's user properties); with
+// Config.MaxKeepAlive, MQTT 5 clients are told a Server Keep Alive. See conformHook.
 package broker
 
 import (
@@ -472,13 +480,14 @@ const closeWait = 5 * time.Second
 // The gauges are read from the broker's state when asked, not taken from mochi's
 // counters, which drift: mochi v2.7.9 decrements its inflight count for
 // acknowledgements it never counted (it went below zero after the Paho suites), and
-// leaves its retained count unchanged when retained messages expire. The received
+// leaves its retained count unchanged when retained messages expire; it also counts
+// the ~20 retained messages of its own $SYS topics, which Retained leaves out. The received
 // counts leave out the messages Publish handed to mochi again.
 type Stats struct {
 	ClientsConnected    int64 // gauge: clients connected now
 	ClientsMaximum      int64 // most clients connected at once (mochi's count)
 	Subscriptions       int64 // gauge: subscriptions held by every session, connected or not
-	Retained            int64 // gauge: retained messages held
+	Retained            int64 // gauge: retained messages held (clients' only: not mochi's $SYS ones)
 	Inflight            int64 // gauge: QoS 1/2 messages of every session awaiting acknowledgement, either way
 	MessagesReceived    int64 // PUBLISH packets received
 	MessagesExpired     int64 // messages taken by a hook that expired before they could be delivered
@@ -506,7 +515,7 @@ func (b *Broker) Stats() Stats {
 		ClientsConnected:    connected,
 		ClientsMaximum:      i.ClientsMaximum,
 		Subscriptions:       subs,
-		Retained:            int64(b.srv.Topics.Retained.Len()),
+		Retained:            b.retained(),
 		Inflight:            inflight,
 		MessagesReceived:    i.MessagesReceived - injected,
 		MessagesExpired:     b.expired.Load(),
