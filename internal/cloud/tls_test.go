@@ -45,9 +45,9 @@ func curlPath(t *testing.T) string {
 type curlResult struct {
 	code    int    // HTTP status, 0 when there was none
 	version string // HTTP version, "2" for HTTP/2
-	body   string
-	stderr string
-	err    error // curl's exit
+	body    string
+	stderr  string
+	err     error // curl's exit
 }
 
 // curl runs curl with args and reads the status from -w.
@@ -530,4 +530,34 @@ func TestAgentForwardsOverMutualTLS(t *testing.T) {
 func answerOf(t *testing.T, url string) answer {
 	t.Helper()
 	return do(t, "GET", url, nil)
+}
+
+// TestUpstreamsOverHTTPS runs the sensor service in a process of its own serving
+// HTTPS, and a gateway that reaches it at an https:// -sensor-url trusting
+// -upstream-ca; without that CA the gateway cannot reach it.
+func TestUpstreamsOverHTTPS(t *testing.T) {
+	ca := tlsxtest.NewCA(t, "Upstream CA")
+	sc := ca.Server(t, "sensor")
+	sn := startGW(t, "sensor", t.TempDir(), nil, "-tls-cert="+sc.CertFile, "-tls-key="+sc.KeyFile)
+	sensorURL := "https://" + sn.app.Addr("sensor")
+	if r := curl(t, "--cacert", ca.File, sensorURL+"/healthz"); r.code != 200 {
+		t.Fatalf("sensor service over HTTPS: %d %s", r.code, r.stderr)
+	}
+	keys := filepath.Join(t.TempDir(), "keys.json")
+	key, err := gateway.AddKey(keys, "agent", []gateway.Scope{gateway.ScopeIngest, gateway.ScopeRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := startGW(t, "gateway", t.TempDir(), nil, "-keys="+keys, "-sensor-url="+sensorURL, "-upstream-ca="+ca.File)
+	r := curl(t, "-H", "Authorization: Bearer "+key, "-H", "Content-Type: application/json", "--data", tlsBatch("u-1", "up-1", 600), gw.url+"/sensors/data")
+	if r.code != 200 || !strings.Contains(r.body, `"accepted":1`) {
+		t.Fatalf("ingest through an https upstream: %d %s", r.code, r.body)
+	}
+	if r := curl(t, "-H", "Authorization: Bearer "+key, gw.url+"/sensors/up-1/data"); r.code != 200 || !strings.Contains(r.body, `"up-1"`) {
+		t.Fatalf("read through an https upstream: %d %s", r.code, r.body)
+	}
+	blind := startGW(t, "gateway", t.TempDir(), nil, "-keys="+keys, "-sensor-url="+sensorURL)
+	if r := curl(t, "-H", "Authorization: Bearer "+key, blind.url+"/sensors/up-1/data"); r.code != 502 {
+		t.Fatalf("gateway without -upstream-ca: %d %s", r.code, r.body)
+	}
 }
