@@ -82,6 +82,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *Agent, err error
 	})
 	a.broker, err = broker.New(broker.Config{
 		Addr: cfg.MQTTAddr, TLSAddr: cfg.TLSAddr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, WSAddr: cfg.WSAddr,
+		TLSClientCA: cfg.TLSClientCA, TLSClientAuth: tlsClientAuth(cfg),
 		CredentialsFile: cfg.Credentials, AllowAnonymous: cfg.AllowAnonymous,
 		MaxPacketSize: cfg.MaxPacketSize, MaxConnections: cfg.MaxConnections, MaxPendingWrites: cfg.MaxPendingWrites,
 		MaxKeepAlive: cfg.MaxKeepAlive,

@@ -25,3 +25,14 @@ func newCloudClient(ctx context.Context, cfg Config, log *slog.Logger) (*http.Cl
 	}
 	return &http.Client{Transport: c.Explaining(tr)}, nil
 }
+
+// tlsClientAuth is -tls-client-auth for the broker: none without -tls-client-ca.
+func tlsClientAuth(cfg Config) string {
+	if cfg.TLSClientCA == "" {
+		return ""
+	}
+	return cfg.TLSClientAuth
+}
+
+// TLSAddr is the address the broker's TLS listener is bound to ("" without one).
+func (a *Agent) TLSAddr() string { return a.broker.TLSAddr() }

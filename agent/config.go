@@ -25,6 +25,8 @@ type Config struct {
 	TLSAddr          string
 	TLSCert          string
 	TLSKey           string
+	TLSClientCA      string
+	TLSClientAuth    string
 	WSAddr           string
 	HTTPAddr         string
 	CloudURL         string
@@ -67,6 +69,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.TLSAddr, "tls-addr", "", "listen address of an MQTT-over-TLS listener, e.g. :8883 (needs -tls-cert and -tls-key)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate of the TLS listener")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of the TLS listener")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM bundle of the CAs whose device certificates the TLS listener accepts; the device id is the certificate's CN\n(or its first DNS name that is a valid id), with the same topic ACL as a password; no credentials file needed")
+	fs.StringVar(&c.TLSClientAuth, "tls-client-auth", "require", "with -tls-client-ca: require (every TLS device shows a certificate) or optional (devices with a password on the same listener)")
 	fs.StringVar(&c.WSAddr, "ws-addr", "", "listen address of an MQTT-over-WebSocket listener, e.g. :8083")
 	fs.StringVar(&c.HTTPAddr, "http-addr", DefaultHTTPAddr, "listen address of the status server (/healthz, /readyz, /metrics, /status, /devices);\nit has no authentication: loopback only unless set, e.g. :9100 to let a Prometheus on another host scrape it")
 	fs.StringVar(&c.CloudURL, "cloud-url", "http://127.0.0.1:8001", "base URL of the sensor service or of the API gateway; readings go to URL/sensors/data")
@@ -108,6 +112,12 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.SpoolFull != spool.PolicyDropOldest && c.SpoolFull != spool.PolicyRejectNew {
 		return c, fmt.Errorf("-spool-full %q: want %s or %s", c.SpoolFull, spool.PolicyDropOldest, spool.PolicyRejectNew)
+	}
+	if c.TLSClientAuth != "require" && c.TLSClientAuth != "optional" {
+		return c, fmt.Errorf("-tls-client-auth %q: want require or optional", c.TLSClientAuth)
+	}
+	if c.TLSClientCA != "" && c.TLSAddr == "" {
+		return c, errors.New("-tls-client-ca needs a TLS listener (-tls-addr, -tls-cert, -tls-key)")
 	}
 	if (c.CloudCert == "") != (c.CloudKey == "") {
 		return c, errors.New("-cloud-cert and -cloud-key go together")

@@ -101,6 +101,9 @@ func (h *authHook) Provides(b byte) bool {
 // anonymous reports whether cl is served without identity: no username, or no credentials
 // file at all, with anonymous access allowed.
 func (h *authHook) anonymous(cl *mqtt.Client) bool {
+	if _, ok := certDevice(cl); ok {
+		return false
+	}
 	return h.allowAnonymous && (h.creds == nil || len(cl.Properties.Username) == 0)
 }
 
@@ -119,7 +122,7 @@ func (h *authHook) permit(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	id := string(cl.Properties.Username)
-	return h.creds != nil && (*h.rule.Load())(id, topic, write) && h.creds.Has(id)
+	return (*h.rule.Load())(id, topic, write) && (h.creds != nil && h.creds.Has(id) || certIs(cl, id))
 }
 
 // OnConnect checks the client's credentials (throttled, see loginGuard), its will
@@ -183,6 +186,9 @@ const (
 // (loginGuard) and costs one bcrypt comparison, for an unknown username too. A failure
 // is answered after the username's delay.
 func (h *authHook) login(cl *mqtt.Client, pk packets.Packet) loginVerdict {
+	if id, ok := certDevice(cl); ok {
+		return h.certLogin(cl, pk, id)
+	}
 	start := time.Now()
 	id := string(pk.Connect.Username)
 	addr := addrKey(cl.Net.Remote)

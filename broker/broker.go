@@ -108,6 +108,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/atrium-iot/atrium/broker/credentials"
+	"github.com/atrium-iot/atrium/internal/tlsx"
 )
 
 // Defaults applied by New to zero fields of Config.
@@ -129,6 +130,12 @@ type Config struct {
 	TLSAddr string
 	TLSCert string
 	TLSKey  string
+	// TLSClientCA, if set, is a PEM bundle of the CAs whose device certificates the
+	// TLS listener accepts: the device id is the certificate's (see certDevice).
+	// TLSClientAuth is ClientAuthRequire (the default: every TLS client shows a
+	// certificate) or ClientAuthOptional (devices with a password too).
+	TLSClientCA   string
+	TLSClientAuth string
 	// WSAddr, if set, adds a WebSocket listener (subprotocol "mqtt", any path, e.g. /mqtt).
 	WSAddr string
 
@@ -185,7 +192,7 @@ func (c *Config) setDefaults() {
 
 func (c *Config) validate() error {
 	switch {
-	case c.CredentialsFile == "" && !c.AllowAnonymous:
+	case c.CredentialsFile == "" && !c.AllowAnonymous && c.TLSClientCA == "":
 		return errors.New("no credentials file and anonymous access not allowed: no device could connect (create one with `atrium-agent devices add`, or allow anonymous access for development)")
 	case c.TLSAddr != "" && (c.TLSCert == "" || c.TLSKey == ""):
 		return errors.New("a TLS listener needs both a certificate and a key file")
@@ -212,6 +219,7 @@ type Broker struct {
 	srv  *mqtt.Server
 	auth *authHook
 	tls  *tls.Config
+	cert *tlsx.Reloader // the TLS listener's certificate, reloaded when its files change
 
 	rejected atomic.Int64 // connections refused for capacity
 	counters
@@ -247,11 +255,10 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 		}
 	}
 	if cfg.TLSAddr != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
+		var err error
+		if b.tls, b.cert, err = serverTLS(cfg, log); err != nil {
 			return nil, fmt.Errorf("broker: tls: %w", err)
 		}
-		b.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -318,6 +325,9 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 		b.listeners = nil
 		return fmt.Errorf("broker: start: %w", err)
+	}
+	if b.cert != nil {
+		go func() { _ = b.cert.Run(ctx, 0, nil) }()
 	}
 	if err := b.srv.Serve(); err != nil {
 		for _, ln := range b.listeners {

@@ -24,6 +24,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/atrium-iot/atrium/agent"
+	"github.com/atrium-iot/atrium/broker/credentials"
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/tlsx/tlsxtest"
@@ -560,4 +561,103 @@ func TestUpstreamsOverHTTPS(t *testing.T) {
 	if r := curl(t, "-H", "Authorization: Bearer "+key, blind.url+"/sensors/up-1/data"); r.code != 502 {
 		t.Fatalf("gateway without -upstream-ca: %d %s", r.code, r.body)
 	}
+}
+
+// mosquittoPub runs mosquitto_pub against addr with args, QoS 1, MQTT 3.1.1.
+func mosquittoPub(t *testing.T, addr string, args ...string) (string, error) {
+	t.Helper()
+	p, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
+			t.Fatal("mosquitto_pub not installed")
+		}
+		t.Skip("mosquitto_pub not installed")
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, p, append([]string{"-h", host, "-p", port, "-V", "mqttv311", "-q", "1"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// TestTLSOnEveryHop: devices publish with mosquitto_pub over TLS to the agent,
+// by certificate or by password on the same listener (-tls-client-auth
+// optional); the agent forwards over HTTPS with its own certificate to the
+// gateway, which serves the sensor service. Certificates of another CA, expired
+// ones, and publishes outside the certificate's topics store nothing; with
+// -tls-client-auth require a device without a certificate fails the handshake.
+func TestTLSOnEveryHop(t *testing.T) {
+	g := startTLSGateway(t)
+	ca := g.ca
+	hq := ca.Issue(t, tlsxtest.Leaf{CN: "agent-hq"})
+	agentSrv := ca.Server(t, "agent-mqtt")
+	creds := filepath.Join(t.TempDir(), "credentials.json")
+	password, err := credentials.Add(creds, "pw-sensor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"-cloud-url=" + g.base, "-cloud-ca=" + ca.File, "-cloud-cert=" + hq.CertFile, "-cloud-key=" + hq.KeyFile,
+		"-tls-addr=127.0.0.1:0", "-tls-cert=" + agentSrv.CertFile, "-tls-key=" + agentSrv.KeyFile, "-tls-client-ca=" + ca.File,
+		"-credentials=" + creds, "-allow-anonymous=false"}
+	a := startTLSAgent(t, append(common, "-tls-client-auth=optional")...)
+
+	dev := ca.Issue(t, tlsxtest.Leaf{CN: "cert-sensor"})
+	byDNS := ca.Issue(t, tlsxtest.Leaf{CN: "not a valid id!", DNS: []string{"dns-sensor"}})
+	expired := ca.Issue(t, tlsxtest.Leaf{CN: "old-sensor", NotBefore: time.Now().Add(-72 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	foreign := tlsxtest.NewCA(t, "Foreign CA").Issue(t, tlsxtest.Leaf{CN: "cert-sensor"})
+	tlsArgs := func(p *tlsxtest.Pair) []string {
+		args := []string{"--cafile", ca.File}
+		if p != nil {
+			args = append(args, "--cert", p.CertFile, "--key", p.KeyFile)
+		}
+		return args
+	}
+	pub := func(p *tlsxtest.Pair, id, topic, msg string, extra ...string) (string, error) {
+		return mosquittoPub(t, a.ag.TLSAddr(), append(append(tlsArgs(p), "-i", id, "-t", topic, "-m", msg), extra...)...)
+	}
+
+	if out, err := pub(&dev, "cert-sensor", "atrium/room-tls/cert-sensor/co2", "640"); err != nil {
+		t.Fatalf("by certificate: %v %s", err, out)
+	}
+	if out, err := pub(&byDNS, "dns-sensor", "atrium/room-tls/dns-sensor/co2", "641"); err != nil {
+		t.Fatalf("by the certificate's DNS name: %v %s", err, out)
+	}
+	if out, err := pub(nil, "pw-sensor", "atrium/room-tls/pw-sensor/co2", "642", "-u", "pw-sensor", "-P", password); err != nil {
+		t.Fatalf("by password over TLS: %v %s", err, out)
+	}
+	// Refused: another device's topic (the ACL of the certificate's id), a
+	// username that is not the certificate's, an expired certificate, another CA.
+	_, _ = pub(&dev, "cert-sensor-2", "atrium/room-tls/intruded/co2", "1")
+	if out, err := pub(&dev, "cert-sensor-3", "atrium/room-tls/intruded/co2", "1", "-u", "intruded"); err == nil {
+		t.Fatalf("a username other than the certificate's was let in: %s", out)
+	}
+	for name, p := range map[string]*tlsxtest.Pair{"expired": &expired, "foreign CA": &foreign} {
+		if out, err := pub(p, "x-"+strings.ReplaceAll(name, " ", "-"), "atrium/room-tls/old-sensor/co2", "1"); err == nil {
+			t.Fatalf("%s certificate let in: %s", name, out)
+		}
+	}
+	for sensor, n := range map[string]int{"cert-sensor": 1, "dns-sensor": 1, "pw-sensor": 1} {
+		waitUntil(t, 20*time.Second, sensor+" through every hop", func() bool { return g.count(t, sensor) == n })
+	}
+	for _, sensor := range []string{"intruded", "old-sensor"} {
+		if n := g.count(t, sensor); n != 0 {
+			t.Fatalf("%s: %d readings stored", sensor, n)
+		}
+	}
+
+	t.Run("require", func(t *testing.T) {
+		a := startTLSAgent(t, append(common, "-tls-client-auth=require")...)
+		out, err := mosquittoPub(t, a.ag.TLSAddr(), append(tlsArgs(nil), "-i", "pw-sensor", "-t", "atrium/room-tls/pw-sensor/co2", "-m", "650",
+			"-u", "pw-sensor", "-P", password)...)
+		if err == nil {
+			t.Fatalf("a device without a certificate was let in: %s", out)
+		}
+		if out, err := mosquittoPub(t, a.ag.TLSAddr(), append(tlsArgs(&dev), "-i", "cert-sensor", "-t", "atrium/room-tls/cert-sensor/co2", "-m", "651")...); err != nil {
+			t.Fatalf("by certificate: %v %s", err, out)
+		}
+		waitUntil(t, 20*time.Second, "the certificate device's second reading", func() bool { return g.count(t, "cert-sensor") == 2 })
+		if n := g.count(t, "pw-sensor"); n != 1 {
+			t.Fatalf("pw-sensor: %d readings", n)
+		}
+	})
 }
