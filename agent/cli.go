@@ -50,7 +50,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	a, err := New(ctx, cfg, log)
 	if err != nil {
-		return err
+		return flagenv.ListenError(err, map[string]string{
+			"mqtt-addr": cfg.MQTTAddr, "tls-addr": cfg.TLSAddr, "ws-addr": cfg.WSAddr, "http-addr": cfg.HTTPAddr,
+		})
 	}
 	return a.Run(ctx)
 }

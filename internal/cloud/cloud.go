@@ -213,8 +213,8 @@ type App struct {
 
 // New opens the stores and the bus of the chosen parts and binds their listeners.
 // Start serves them.
-func New(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error) {
-	a = &App{cfg: cfg, log: log, servers: map[string]*httpx.Server{}}
+func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log, servers: map[string]*httpx.Server{}}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -396,7 +396,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	app, err := New(ctx, cfg, log)
 	if err != nil {
-		return err
+		return flagenv.ListenError(err, cfg.listenAddrs())
 	}
 	log.Info("atrium started", "version", version.Version, "parts", cfg.Target, "store", cfg.Store, "bus", redactURL(cfg.Bus))
 	return app.Run(ctx)
