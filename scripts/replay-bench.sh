@@ -64,9 +64,13 @@ accepted() { curl -s http://127.0.0.1:$SP/metrics | awk '/^atrium_sensor_reading
 spooled() { curl -s http://127.0.0.1:$HP/status | python3 -c 'import sys,json; print(json.load(sys.stdin)["spool"]["Readings"])'; }
 
 echo "replaying $TOTAL readings of 2 devices at -speed max…" >&2
+# CPU seconds (user + system) a process has used so far.
+cpu_of() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+cpu0=$(python3 -c "print($(cpu_of ${pids[0]}) + $(cpu_of ${pids[1]}))")
 start=$(date +%s.%N)
-"$BIN/atrium-sim" -broker tcp://127.0.0.1:$MP -replay "$CSV" -speed max -progress off -summary json -drain 10m "$@" \
-  >"$WORK/summary.json" 2>"$WORK/sim.log"
+TIMEFORMAT='%U %S'
+{ time "$BIN/atrium-sim" -broker tcp://127.0.0.1:$MP -replay "$CSV" -speed max -progress off -summary json -drain 10m "$@" \
+  >"$WORK/summary.json" 2>"$WORK/sim.log"; } 2>"$WORK/sim.cpu"
 sim_end=$(date +%s.%N)
 while :; do
   a=$(accepted); s=$(spooled)
@@ -74,13 +78,18 @@ while :; do
   sleep 0.05
 done
 end=$(date +%s.%N)
-python3 - "$WORK/summary.json" "$TOTAL" "$start" "$sim_end" "$end" "$a" <<'EOF'
+cpu1=$(python3 -c "print($(cpu_of ${pids[0]}) + $(cpu_of ${pids[1]}))")
+read -r sim_user sim_sys <"$WORK/sim.cpu"
+python3 - "$WORK/summary.json" "$TOTAL" "$start" "$sim_end" "$end" "$a" "$cpu0" "$cpu1" "$sim_user" "$sim_sys" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1])); total = int(sys.argv[2])
 start, sim_end, end, acc = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+cloud_agent = float(sys.argv[8]) - float(sys.argv[7]); sim = float(sys.argv[9]) + float(sys.argv[10])
 m = s["messages"]
 print(f"readings {total}, accepted by the sensor service {acc}, expected stored {s['expect']['stored']}")
 print(f"messages published {m['published']}, failed {m['failed']}, resent {m['resent']}")
 print(f"simulator done after {sim_end - start:.2f} s; spool empty and all stored after {end - start:.2f} s")
+print(f"CPU: simulator {sim:.1f} s, agent and sensor service {cloud_agent:.1f} s: {(sim + cloud_agent) / total * 1e6:.0f} CPU-µs per reading"
+      f" (at most {2 * total / (sim + cloud_agent):,.0f} readings/s on 2 free cores)")
 print(f"end to end: {total / (end - start):,.0f} readings/s")
 EOF
