@@ -53,7 +53,15 @@ func (s *Service) Estimate(ctx context.Context) error {
 	pending := s.pending
 	s.pending = map[string]span{}
 	s.mu.Unlock()
-	var first error
+	type done struct {
+		sp   span
+		last time.Time
+	}
+	var (
+		first  error
+		writes []RoomPoints
+		dones  = map[string]done{}
+	)
 	for _, id := range sortedKeys(keysOf(pending)) {
 		sp := pending[id]
 		// Readings older than minutes already estimated (a late batch, or
@@ -66,26 +74,43 @@ func (s *Service) Estimate(ctx context.Context) error {
 		if ok && upTo.After(to) {
 			to = minTime(upTo, sp.to.Add(occupancy.BaselineInfluence))
 		}
-		changed, last, err := s.estimateRoom(ctx, id, sp.from, to)
+		points, err := s.estimateRoom(ctx, id, sp.from, to)
 		if err != nil {
-			if errors.Is(err, ErrNotFound) { // deleted meanwhile
-				continue
-			}
 			s.markEstimate(id, sp.from, sp.to)
 			if first == nil {
 				first = err
 			}
 			continue
 		}
-		if changed {
-			s.mu.Lock()
-			if last.After(s.estimated[id]) {
-				s.estimated[id] = last
-			}
-			s.mu.Unlock()
-			s.markDirty(id)
+		if len(points) > 0 {
+			writes = append(writes, RoomPoints{RoomID: id, Points: points})
+			dones[id] = done{sp, points[len(points)-1].Start}
 		}
 	}
+	if len(writes) == 0 {
+		return first
+	}
+	// Every room's minutes in one write: one transaction a round, not one a
+	// room.
+	if err := s.store.SetSeries(ctx, EstimateType, writes); err != nil {
+		for id, d := range dones {
+			s.markEstimate(id, d.sp.from, d.sp.to)
+		}
+		return errors.Join(first, fmt.Errorf("room: store estimates: %w", err))
+	}
+	n := 0
+	s.mu.Lock()
+	for id, d := range dones {
+		if d.last.After(s.estimated[id]) {
+			s.estimated[id] = d.last
+		}
+		s.dirty[id] = struct{}{}
+	}
+	s.mu.Unlock()
+	for _, w := range writes {
+		n += len(w.Points)
+	}
+	s.estimates.Add(float64(n))
 	return first
 }
 
@@ -97,10 +122,9 @@ func keysOf[V any](m map[string]V) map[string]struct{} {
 	return out
 }
 
-// estimateRoom computes and stores the estimates of one room's minutes in
-// [from, to] (those holding a reading of an input type).
-// It returns whether it stored any, and the newest.
-func (s *Service) estimateRoom(ctx context.Context, roomID string, from, to time.Time) (bool, time.Time, error) {
+// estimateRoom computes the estimates of one room's minutes in [from, to]
+// (those holding a reading of an input type), for the caller to store.
+func (s *Service) estimateRoom(ctx context.Context, roomID string, from, to time.Time) ([]Point, error) {
 	from, to = from.UTC().Truncate(time.Minute), to.UTC().Truncate(time.Minute)
 	w := occupancy.Window{Minutes: map[string][]occupancy.Stat{}, Hours: map[string][]occupancy.Stat{}}
 	hourFrom := from.Truncate(time.Hour).Add(-occupancy.HourLookback)
@@ -108,7 +132,7 @@ func (s *Service) estimateRoom(ctx context.Context, roomID string, from, to time
 		mins, err := s.store.History(ctx, HistoryQuery{RoomID: roomID, Type: typ, From: from.Add(-occupancy.MinuteLookback),
 			To: to.Add(time.Minute), Bucket: time.Minute, Limit: int(to.Sub(from)/time.Minute) + 200})
 		if err != nil {
-			return false, time.Time{}, fmt.Errorf("room: estimate %s: %w", roomID, err)
+			return nil, fmt.Errorf("room: estimate %s: %w", roomID, err)
 		}
 		if len(mins) == 0 {
 			continue
@@ -116,26 +140,19 @@ func (s *Service) estimateRoom(ctx context.Context, roomID string, from, to time
 		hours, err := s.store.History(ctx, HistoryQuery{RoomID: roomID, Type: typ, From: hourFrom,
 			To: to.Truncate(time.Hour), Bucket: time.Hour, Limit: int(to.Sub(hourFrom)/time.Hour) + 2})
 		if err != nil {
-			return false, time.Time{}, fmt.Errorf("room: estimate %s: %w", roomID, err)
+			return nil, fmt.Errorf("room: estimate %s: %w", roomID, err)
 		}
 		w.Minutes[typ], w.Hours[typ] = toStats(mins), toStats(hours)
 	}
 	if len(w.Minutes) == 0 {
-		return false, time.Time{}, nil
+		return nil, nil
 	}
 	est := s.model.Estimate(w, from, to)
-	if len(est) == 0 {
-		return false, time.Time{}, nil
-	}
 	points := make([]Point, len(est))
 	for i, e := range est {
 		points[i] = Point{Start: e.Minute, Value: e.P}
 	}
-	if err := s.store.SetSeries(ctx, roomID, EstimateType, points); err != nil {
-		return false, time.Time{}, fmt.Errorf("room: estimate %s: %w", roomID, err)
-	}
-	s.estimates.Add(float64(len(points)))
-	return true, est[len(est)-1].Minute, nil
+	return points, nil
 }
 
 func toStats(in []Stat) []occupancy.Stat {

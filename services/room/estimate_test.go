@@ -2,16 +2,23 @@ package room_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/occupancy"
+	"github.com/atrium-iot/atrium/services/room/sqlitestore"
 )
 
 // ucIBody is a sensor.data.received event of UCI rows, each column a sensor.
@@ -145,5 +152,71 @@ func TestOccupancyEstimate(t *testing.T) {
 	e.consume(t, "fake1", rd{"x1", "uci", room.EstimateType, 1, "12:00:00"})
 	if got := getJSON[historyAnswer](t, url); len(got.Buckets) != len(want) {
 		t.Errorf("a reading of type %s changed the series: %d minutes", room.EstimateType, len(got.Buckets))
+	}
+}
+
+// countingStore is the SQLite store, counting the SetSeries calls and the rooms
+// they carry.
+type countingStore struct {
+	*sqlitestore.Store
+	mu    sync.Mutex
+	calls int
+	rooms []string
+}
+
+func (c *countingStore) SetSeries(ctx context.Context, typ string, rooms []room.RoomPoints) error {
+	c.mu.Lock()
+	c.calls++
+	for _, r := range rooms {
+		c.rooms = append(c.rooms, r.RoomID)
+	}
+	c.mu.Unlock()
+	return c.Store.SetSeries(ctx, typ, rooms)
+}
+
+// TestEstimateRoundWritesOnce checks that a round stores the estimates of every
+// room in one write (one transaction), and that a room deleted before the round
+// does not keep the others' estimates out.
+func TestEstimateRoundWritesOnce(t *testing.T) {
+	st, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "room.db"), sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cs := &countingStore{Store: st}
+	mb := membus.New(logging.Discard())
+	t.Cleanup(func() { mb.Close() })
+	svc := room.New(cs, mb, logging.Discard(), room.Options{Now: func() time.Time { return now }})
+	srv := httptest.NewServer(svc.Handler())
+	t.Cleanup(srv.Close)
+	e := &env{svc: svc, store: st, bus: mb, url: srv.URL}
+	for _, id := range []string{"a", "b", "gone"} {
+		e.consume(t, "batch-"+id, rd{id + "-co2", id, "co2", 500, "12:00:10"}, rd{id + "-co2", id, "co2", 520, "12:01:10"},
+			rd{id + "-t", id, "temperature", 21, "12:00:20"}, rd{id + "-t", id, "temperature", 21.2, "12:01:20"})
+	}
+	if err := st.DeleteRoom(t.Context(), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Estimate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// The deleted room has no readings left, so no estimate to write (and a
+	// room deleted between the read and the write is skipped by the store).
+	if cs.calls != 1 || !slices.Equal(cs.rooms, []string{"a", "b"}) {
+		t.Fatalf("one round: %d SetSeries calls for rooms %v, want 1 for a and b", cs.calls, cs.rooms)
+	}
+	for _, c := range []struct {
+		id   string
+		want int
+	}{{"a", 2}, {"b", 2}} {
+		url := fmt.Sprintf("%s/rooms/%s/history?type=%s&bucket=1m&from=%s&to=%s", e.url, c.id, room.EstimateType,
+			now.Add(-24*time.Hour).Format(time.RFC3339), now.Add(24*time.Hour).Format(time.RFC3339))
+		if got := getJSON[historyAnswer](t, url); len(got.Buckets) != c.want {
+			t.Errorf("room %s: %d minutes of %s, want %d", c.id, len(got.Buckets), room.EstimateType, c.want)
+		}
+	}
+	// Nothing new: no write.
+	if err := svc.Estimate(t.Context()); err != nil || cs.calls != 1 {
+		t.Errorf("a round with nothing pending: %v, %d SetSeries calls, want none", err, cs.calls-1)
 	}
 }

@@ -110,6 +110,12 @@ type Point struct {
 	Value float64
 }
 
+// RoomPoints are the points of a derived series of one room.
+type RoomPoints struct {
+	RoomID string
+	Points []Point
+}
+
 // HistoryQuery selects the rollups of one room and type. Buckets are aligned on
 // multiples of Bucket since the Unix epoch (UTC); those starting in [From, To)
 // that hold readings are returned in time order, at most Limit.
@@ -151,11 +157,12 @@ type Store interface {
 	// History returns the buckets of q (Type set on each Stat).
 	History(ctx context.Context, q HistoryQuery) ([]Stat, error)
 	// SetSeries replaces the minute rollups of a derived series (such as
-	// occupied_estimate) of a room with one value each (count 1), and rebuilds
-	// the series' five-minute and hour rollups over the periods those minutes
-	// fall in. Writing the same points again changes nothing. ErrNotFound for an
-	// unknown room.
-	SetSeries(ctx context.Context, roomID, typ string, points []Point) error
+	// occupied_estimate) of each room in rooms with one value each (count 1),
+	// and rebuilds the series' five-minute and hour rollups over the periods
+	// those minutes fall in, all rooms at once (one transaction where the
+	// engine has them). Writing the same points again changes nothing. A room
+	// that does not exist (deleted meanwhile) is skipped.
+	SetSeries(ctx context.Context, typ string, rooms []RoomPoints) error
 	// Forget drops the applied batch ids recorded before t, and returns how many.
 	Forget(ctx context.Context, before time.Time) (int, error)
 	// Ping reports whether the store is usable.

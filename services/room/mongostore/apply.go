@@ -477,11 +477,20 @@ func newToken() string {
 	return hex.EncodeToString(b[:])
 }
 
-// SetSeries replaces minutes of a derived series and rebuilds its coarser
-// buckets; see room.Store. The series' documents have no shard suffix: their
-// content is a function of the readings, so whichever replica writes last writes
-// the same values.
-func (s *Store) SetSeries(ctx context.Context, roomID, typ string, points []room.Point) error {
+// SetSeries replaces minutes of a derived series of several rooms, room by
+// room, and rebuilds their coarser buckets; see room.Store. The series'
+// documents have no shard suffix: their content is a function of the readings,
+// so whichever replica writes last writes the same values.
+func (s *Store) SetSeries(ctx context.Context, typ string, rooms []room.RoomPoints) error {
+	for _, rp := range rooms {
+		if err := s.setSeries(ctx, rp.RoomID, typ, rp.Points); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) setSeries(ctx context.Context, roomID, typ string, points []room.Point) error {
 	if len(points) == 0 {
 		return nil
 	}
@@ -489,7 +498,7 @@ func (s *Store) SetSeries(ctx context.Context, roomID, typ string, points []room
 		return fmt.Errorf("mongostore: set series %s of %s: %w", typ, roomID, errClosed)
 	}
 	if err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: roomID}}).Err(); errors.Is(err, mongo.ErrNoDocuments) {
-		return fmt.Errorf("mongostore: set series %s of %s: %w", typ, roomID, room.ErrNotFound)
+		return nil // deleted meanwhile
 	} else if err != nil {
 		return mongox.Wrap("mongostore: set series "+typ+" of "+roomID, err)
 	}

@@ -319,30 +319,42 @@ func (s *Store) Forget(ctx context.Context, before time.Time) (int, error) {
 	return int(n), nil
 }
 
-// SetSeries replaces minutes of a derived series and rebuilds its coarser
-// rollups; see room.Store.
-func (s *Store) SetSeries(ctx context.Context, roomID, typ string, points []room.Point) error {
-	if len(points) == 0 {
+// SetSeries replaces minutes of a derived series of several rooms, in one
+// transaction, and rebuilds their coarser rollups; see room.Store.
+func (s *Store) SetSeries(ctx context.Context, typ string, rooms []room.RoomPoints) error {
+	n := 0
+	for _, rp := range rooms {
+		n += len(rp.Points)
+	}
+	if n == 0 {
 		return nil
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var one int
-		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM rooms WHERE id = ?", roomID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
-			return room.ErrNotFound
-		} else if err != nil {
-			return err
-		}
-		args := make([]any, 0, 7*len(points))
-		coarse := make([]map[int64]bool, len(tiers))
+		args := make([]any, 0, 7*n)
+		coarse := make([]map[[2]any]bool, len(tiers))
 		for i := range coarse {
-			coarse[i] = map[int64]bool{}
+			coarse[i] = map[[2]any]bool{}
 		}
-		for _, p := range points {
-			ms := floorDiv(p.Start.UnixMilli(), tiers[0].ms) * tiers[0].ms
-			args = append(args, roomID, typ, ms, 1, p.Value, p.Value, p.Value)
-			for i := 1; i < len(tiers); i++ {
-				coarse[i][floorDiv(ms, tiers[i].ms)*tiers[i].ms] = true
+		for _, rp := range rooms {
+			if len(rp.Points) == 0 {
+				continue
 			}
+			var one int
+			if err := tx.QueryRowContext(ctx, "SELECT 1 FROM rooms WHERE id = ?", rp.RoomID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+				continue // deleted meanwhile
+			} else if err != nil {
+				return err
+			}
+			for _, p := range rp.Points {
+				ms := floorDiv(p.Start.UnixMilli(), tiers[0].ms) * tiers[0].ms
+				args = append(args, rp.RoomID, typ, ms, 1, p.Value, p.Value, p.Value)
+				for i := 1; i < len(tiers); i++ {
+					coarse[i][[2]any{rp.RoomID, floorDiv(ms, tiers[i].ms) * tiers[i].ms}] = true
+				}
+			}
+		}
+		if len(args) == 0 {
+			return nil
 		}
 		if err := s.run(ctx, tx, setMinute, args, nil); err != nil {
 			return err
@@ -353,15 +365,16 @@ func (s *Store) SetSeries(ctx context.Context, roomID, typ string, points []room
 				WHERE room_id = ? AND type = ? AND start_ms >= ? AND start_ms < ? GROUP BY room_id, type
 				ON CONFLICT (room_id, type, start_ms) DO UPDATE SET
 				n = excluded.n, vsum = excluded.vsum, vmin = excluded.vmin, vmax = excluded.vmax`
-			for start := range coarse[i] {
-				if _, err := tx.ExecContext(ctx, q, start, roomID, typ, start, start+tiers[i].ms); err != nil {
+			for k := range coarse[i] {
+				start := k[1].(int64)
+				if _, err := tx.ExecContext(ctx, q, start, k[0], typ, start, start+tiers[i].ms); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	})
-	return wrapErr("sqlitestore: set series "+typ+" of "+roomID, err)
+	return wrapErr("sqlitestore: set series "+typ, err)
 }
 
 // setMinute replaces minute rollups (of a derived series).

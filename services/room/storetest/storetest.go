@@ -500,16 +500,27 @@ func testReopen(t *testing.T, h *harness) {
 func testSeries(t *testing.T, h *harness) {
 	ctx := t.Context()
 	typ := room.EstimateType
-	if err := h.s.SetSeries(ctx, "nowhere", typ, []room.Point{{Start: at(0), Value: 0.5}}); !errors.Is(err, room.ErrNotFound) {
-		t.Fatalf("SetSeries on an unknown room = %v, want ErrNotFound", err)
-	}
 	h.apply("b1", rd("s1", "r1", "co2", 600, at(30*time.Second)))
+	h.apply("b0", rd("s9", "r9", "co2", 600, at(30*time.Second)))
+	// Several rooms at once; one that does not exist is skipped.
+	if err := h.s.SetSeries(ctx, typ, []room.RoomPoints{{RoomID: "nowhere", Points: []room.Point{{Start: at(0), Value: 0.5}}},
+		{RoomID: "r9", Points: []room.Point{{Start: at(0), Value: 0.7}}}}); err != nil {
+		t.Fatalf("SetSeries with an unknown room = %v, want the others written", err)
+	}
+	for _, c := range []struct {
+		id   string
+		want int
+	}{{"nowhere", 0}, {"r9", 1}} {
+		if got := h.history(room.HistoryQuery{RoomID: c.id, Type: typ, From: at(0), To: at(time.Hour), Bucket: time.Minute, Limit: 10}); len(got) != c.want || (c.want == 1 && got[0].Sum != 0.7) {
+			t.Errorf("history of %s after SetSeries = %+v, want %d minute(s)", c.id, got, c.want)
+		}
+	}
 	if s := h.snapshot("r1", at(0), at(5*time.Minute)); s.Estimate != nil {
 		t.Fatalf("Snapshot.Estimate before any = %+v, want nil", s.Estimate)
 	}
 	set := func(ps ...room.Point) {
 		t.Helper()
-		if err := h.s.SetSeries(ctx, "r1", typ, ps); err != nil {
+		if err := h.s.SetSeries(ctx, typ, []room.RoomPoints{{RoomID: "r1", Points: ps}}); err != nil {
 			t.Fatalf("SetSeries: %v", err)
 		}
 	}
