@@ -14,8 +14,33 @@ mkdir -p "$DATA" "$LOGS"
 hostport() { local a=$1; [[ $a == :* ]] && a="127.0.0.1$a"; echo "$a"; }
 GATEWAY_ADDR=${ATRIUM_GATEWAY_ADDR:-:8000}
 SENSOR_ADDR=${ATRIUM_SENSOR_ADDR:-:8001}
+ROOM_ADDR=${ATRIUM_ROOM_ADDR:-:8002}
+ANALYTICS_ADDR=${ATRIUM_ANALYTICS_ADDR:-:8003}
+NOTIFICATION_ADDR=${ATRIUM_NOTIFICATION_ADDR:-:8004}
 MQTT_ADDR=${ATRIUM_MQTT_ADDR:-:1883}
 AGENT_HTTP=${ATRIUM_HTTP_ADDR:-127.0.0.1:9100}
+
+# Before starting anything: which of these ports another program already holds
+# (Mosquitto on :1883 is common on IoT machines), and the variable that moves each.
+taken=()
+for spec in "API gateway|ATRIUM_GATEWAY_ADDR|$GATEWAY_ADDR" "sensor service|ATRIUM_SENSOR_ADDR|$SENSOR_ADDR" \
+  "room service|ATRIUM_ROOM_ADDR|$ROOM_ADDR" "analytics service|ATRIUM_ANALYTICS_ADDR|$ANALYTICS_ADDR" \
+  "notification service|ATRIUM_NOTIFICATION_ADDR|$NOTIFICATION_ADDR" "agent's MQTT broker|ATRIUM_MQTT_ADDR|$MQTT_ADDR" \
+  "agent's status server|ATRIUM_HTTP_ADDR|$AGENT_HTTP"; do
+  IFS='|' read -r what var addr <<<"$spec"
+  hp=$(hostport "$addr")
+  if (echo >"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null; then
+    taken+=("$(printf '  %-22s %-24s set %s to move it' "$hp" "($what)" "$var")")
+    port=${hp##*:}; ((port < 55000)) && port=$((port + 10000))
+    example=${example:-$var=127.0.0.1:$port}
+  fi
+done
+if ((${#taken[@]} > 0)); then
+  echo "make run: another program already listens on:" >&2
+  printf '%s\n' "${taken[@]}" >&2
+  echo "make run: stop it, or move Atrium's port, e.g. $example make run" >&2
+  exit 1
+fi
 SENSOR_URL=http://$(hostport "$SENSOR_ADDR")
 GATEWAY_URL=http://$(hostport "$GATEWAY_ADDR")
 KEYS=${ATRIUM_KEYS:-$DATA/gateway-keys.json}
@@ -34,12 +59,19 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-# wait_http URL: until the server behind URL accepts connections (plain bash, no curl
-# needed: a fresh machine may have only Go).
+# wait_http URL PID LOG: until the server behind URL accepts connections (plain bash,
+# no curl needed: a fresh machine may have only Go). When the process PID ends first,
+# its last line (the reason it stopped) is shown.
 wait_http() {
   local hp=${1#http://}; hp=${hp%%/*}
-  for _ in $(seq 1 200); do (echo >"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null && return 0; sleep 0.1; done
-  echo "make run: $1 did not answer; see $LOGS" >&2; return 1
+  for _ in $(seq 1 200); do
+    (echo >"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null && return 0
+    if ! kill -0 "$2" 2>/dev/null; then
+      echo "make run: failed to start: $(tail -n 1 "$3")" >&2; return 1
+    fi
+    sleep 0.1
+  done
+  echo "make run: $1 did not answer; see $3" >&2; return 1
 }
 
 # An API key for this demo, made once and kept in the data directory (0600), so
@@ -52,14 +84,14 @@ KEY=$(cat "$DATA/make-run.key")
 
 echo "make run: starting the cloud (atrium: gateway and services) — log: $LOGS/atrium.log"
 "$BIN/atrium" -keys "$KEYS" >"$LOGS/atrium.log" 2>&1 & pids+=($!)
-wait_http "$SENSOR_URL/healthz"
-wait_http "$GATEWAY_URL/healthz"
+wait_http "$SENSOR_URL/healthz" "${pids[-1]}" "$LOGS/atrium.log"
+wait_http "$GATEWAY_URL/healthz" "${pids[-1]}" "$LOGS/atrium.log"
 
 if [[ -x $BIN/atrium-agent ]]; then
   echo "make run: starting the edge agent (MQTT $MQTT_ADDR) — log: $LOGS/agent.log"
   "$BIN/atrium-agent" -allow-anonymous -mqtt-addr "$MQTT_ADDR" -cloud-url "$GATEWAY_URL" -token "$KEY" \
     -spool "$DATA/agent/spool.db" -site "${ATRIUM_SITE:-demo}" >"$LOGS/agent.log" 2>&1 & pids+=($!)
-  wait_http "http://$(hostport "$AGENT_HTTP")/healthz"
+  wait_http "http://$(hostport "$AGENT_HTTP")/healthz" "${pids[-1]}" "$LOGS/agent.log"
 fi
 if [[ -x $BIN/atrium-sim ]]; then
   echo "make run: starting the simulator — log: $LOGS/sim.log"
@@ -74,7 +106,7 @@ Atrium is running.
   dashboard        $DASHBOARD_URL   (paste the API key when it asks)
   API gateway      $GATEWAY_URL   (API key: $KEY)
                    try: curl -s -H "Authorization: Bearer $KEY" $GATEWAY_URL/sensors
-  services         sensor $SENSOR_URL, room :8002, analytics :8003, notification :8004
+  services         sensor $SENSOR_URL, room $(hostport "$ROOM_ADDR"), analytics $(hostport "$ANALYTICS_ADDR"), notification $(hostport "$NOTIFICATION_ADDR")
   agent status     http://$(hostport "$AGENT_HTTP")/metrics
   MQTT broker      $(hostport "$MQTT_ADDR")   (mosquitto_pub -h ${MQTT_ADDR%:*} -p ${MQTT_ADDR##*:} -t atrium/room-1/my-sensor/temperature -m 21.5)
   logs             $LOGS
