@@ -82,7 +82,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", 1<<30, "bound on the spool's readings in bytes")
 	fs.StringVar(&c.SpoolFull, "spool-full", spool.PolicyDropOldest, "when the spool is full: drop-oldest (keep the newest data) or reject-new (refuse publishes)")
 	fs.StringVar(&c.Site, "site", "", "site (building) id stamped on every reading (default: the host name)")
-	fs.StringVar(&c.Credentials, "credentials", "", "devices' credentials file (create entries with `atrium-agent devices add`)")
+	fs.StringVar(&c.Credentials, "credentials", "", "devices' credentials file (add a device to it with: atrium-agent devices add -id ID)")
 	fs.BoolVar(&c.AllowAnonymous, "allow-anonymous", false, "let devices connect without credentials and publish anywhere (development only)")
 	fs.IntVar(&c.MaxPacketSize, "max-packet-size", 256<<10, "largest MQTT packet accepted, in bytes")
 	fs.IntVar(&c.MaxConnections, "max-connections", 10000, "most MQTT clients connected at once")
