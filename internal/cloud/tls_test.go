@@ -371,7 +371,7 @@ type tlsAgent struct {
 	status string
 }
 
-func startTLSAgent(t *testing.T, args ...string) *tlsAgent {
+func startTLSAgent(t testing.TB, args ...string) *tlsAgent {
 	t.Helper()
 	cfg, err := agent.ParseFlags(append([]string{"-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
 		"-spool=" + filepath.Join(t.TempDir(), "spool.db"), "-site=hq", "-linger=20ms", "-shutdown-timeout=1s"}, args...),
@@ -393,7 +393,7 @@ func startTLSAgent(t *testing.T, args ...string) *tlsAgent {
 
 // publish sends n readings of sensor over MQTT 5 with QoS 1: each PUBACK means
 // the reading is in the agent's spool.
-func (a *tlsAgent) publish(t *testing.T, sensor string, n int) {
+func (a *tlsAgent) publish(t testing.TB, sensor string, n int) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", a.ag.MQTTAddr(), 5*time.Second)
 	if err != nil {
@@ -407,8 +407,20 @@ func (a *tlsAgent) publish(t *testing.T, sensor string, n int) {
 	}
 	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
 	base := time.Now().Add(-time.Minute).UnixMilli()
-	for i := range n {
-		payload := fmt.Sprintf(`{"co2":%d,"ts":%d}`, 500+i, base+int64(i))
+	const perMessage = 100 // SenML records per message
+	for i := 0; i < n; {
+		var payload string
+		if n-i < perMessage {
+			payload = fmt.Sprintf(`{"co2":%d,"ts":%d}`, 500+i%1000, base+int64(i))
+			i++
+		} else {
+			payload = fmt.Sprintf(`[{"bt":%.3f,"n":"co2","v":%d,"t":0}`, float64(base+int64(i))/1000, 500)
+			for j := 1; j < perMessage; j++ {
+				payload += fmt.Sprintf(`,{"n":"co2","v":%d,"t":%.3f}`, 500+j, float64(j)/1000)
+			}
+			payload += "]"
+			i += perMessage
+		}
 		if _, err := c.Publish(ctx, &paho.Publish{QoS: 1, Topic: "atrium/room-tls/" + sensor, Payload: []byte(payload)}); err != nil {
 			t.Fatal(err)
 		}
@@ -416,7 +428,7 @@ func (a *tlsAgent) publish(t *testing.T, sensor string, n int) {
 }
 
 // state is the agent's /status: readings still spooled and the forwarder's last error.
-func (a *tlsAgent) state(t *testing.T) (spooled int, lastError string) {
+func (a *tlsAgent) state(t testing.TB) (spooled int, lastError string) {
 	t.Helper()
 	var v struct {
 		Spool     struct{ Readings int }
