@@ -128,6 +128,34 @@ func (s *subscriber) waitData(t *testing.T, n int) []received {
 	}
 }
 
+// barrier publishes a marker from another client and waits until it arrives: the
+// broker delivers to the subscriber in the order it took the messages, so whatever
+// it took before (a finished simulation's publishes and resent copies) has arrived.
+func (s *subscriber) barrier(t *testing.T, addr string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "test-barrier", CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
+	marker := received{topic: "atrium/test/barrier/status", payload: "barrier"}
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: marker.topic, Payload: []byte(marker.payload), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for s.status(marker.payload) == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the barrier message did not arrive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // decoded is what an independent decoder makes of the received messages, by the
 // contract's rules.
 type decoded struct {
@@ -393,7 +421,7 @@ func TestReconnectStorm(t *testing.T) {
 		t.Errorf("messages %+v, want all 150 published", sum.Messages)
 	}
 	got := sub.waitData(t, sum.Messages.Published)
-	time.Sleep(100 * time.Millisecond) // let any resent copy land before counting the upper bound
+	sub.barrier(t, addr) // any resent copy lands before the upper bound is counted
 	if n := len(sub.data()); n < sum.Messages.Published || n > sum.Messages.Published+sum.Messages.Resent {
 		t.Errorf("received %d, want %d…%d", len(got), sum.Messages.Published, sum.Messages.Published+sum.Messages.Resent)
 	}
