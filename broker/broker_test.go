@@ -817,7 +817,13 @@ func TestConnectTimeout(t *testing.T) {
 	if ack, err := rc.read(); err != nil || ack.ReasonCode != 0 {
 		t.Fatalf("connack %d, %v", ack.ReasonCode, err)
 	}
-	time.Sleep(400 * time.Millisecond) // longer than ConnectTimeout
+	// A connection opened after the CONNECT: once the broker has closed it for its
+	// silence, the connect deadline rc had, set earlier, has passed as well.
+	later := dialTCP(t, b.Addr())
+	_ = later.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := later.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v; want the broker to close a connection that sends no CONNECT", err)
+	}
 	if err := rc.publish("atrium/r/sensor_001", 1, 5, []byte("1")); err != nil {
 		t.Fatal(err)
 	}
