@@ -184,14 +184,15 @@ func TestDirectTransportHandsOverWhatItDoesNotCarry(t *testing.T) {
 }
 
 // oneShotServer answers one request per connection with keep-alive headers, then
-// closes the connection: every pooled connection is dead when it is used again.
-func oneShotServer(t *testing.T) (string, *atomic.Int64) {
+// closes the connection: every pooled connection is dead when it is used again. It
+// returns its URL and how many connections it accepted and closed.
+func oneShotServer(t *testing.T) (string, *atomic.Int64, *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var accepted atomic.Int64
+	var accepted, closed atomic.Int64
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -202,7 +203,7 @@ func oneShotServer(t *testing.T) (string, *atomic.Int64) {
 			}
 			accepted.Add(1)
 			wg.Go(func() {
-				defer c.Close()
+				defer func() { c.Close(); closed.Add(1) }()
 				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
 					return
 				}
@@ -210,11 +211,11 @@ func oneShotServer(t *testing.T) (string, *atomic.Int64) {
 			})
 		}
 	})
-	return "http://" + ln.Addr().String(), &accepted
+	return "http://" + ln.Addr().String(), &accepted, &closed
 }
 
 func TestDirectTransportRetriesADeadPooledConnection(t *testing.T) {
-	base, accepted := oneShotServer(t)
+	base, accepted, closed := oneShotServer(t)
 	dt, _ := newDirect(t, base, time.Second)
 	// Fill the pool with four connections the server has closed.
 	var wg sync.WaitGroup
@@ -226,7 +227,12 @@ func TestDirectTransportRetriesADeadPooledConnection(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	time.Sleep(50 * time.Millisecond) // let the closes arrive
+	// Every pooled connection dead: the server has closed each one it accepted.
+	for deadline := time.Now().Add(5 * time.Second); closed.Load() < accepted.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server closed %d of %d connections", closed.Load(), accepted.Load())
+		}
+	}
 	for i := range 6 {
 		resp, b, err := get(context.Background(), dt, "GET", base+"/", nil)
 		if err != nil || resp.StatusCode != 200 || string(b) != "ok" {
