@@ -49,7 +49,7 @@ func uniqueDB(t testing.TB, base, name string) string {
 func TestContract(t *testing.T) {
 	base := chtest.URL(t)
 	urls := map[string]string{}
-	storetest.Run(t, func(t *testing.T, name string) analytics.Store {
+	storetest.Run(t, func(t *testing.T, name string) storetest.Store {
 		u, ok := urls[name]
 		if !ok {
 			u = uniqueDB(t, base, name)

@@ -4,14 +4,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/atrium-iot/atrium/services/analytics"
 	"github.com/atrium-iot/atrium/services/analytics/sqlitestore"
 	"github.com/atrium-iot/atrium/services/analytics/storetest"
 )
 
 func TestContract(t *testing.T) {
 	dir := t.TempDir()
-	storetest.Run(t, func(t *testing.T, name string) analytics.Store {
+	storetest.Run(t, func(t *testing.T, name string) storetest.Store {
 		s, err := sqlitestore.Open(t.Context(), filepath.Join(dir, name+".db"), sqlitestore.Options{})
 		if err != nil {
 			t.Fatal(err)

@@ -9,9 +9,8 @@ import (
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
-// Pruner is implemented by a Store that honours -retention (raw readings) and
-// -rollup-retention (the per-minute aggregates every query reads). The
-// Retention case is skipped for a Store that does not implement it yet.
+// Pruner is how a Store honours -retention (raw readings) and -rollup-retention
+// (the per-minute aggregates every query reads).
 type Pruner interface {
 	// PruneBefore deletes the readings with a timestamp before readings and the
 	// aggregates of the minutes that end at or before rollups (a zero time
@@ -28,10 +27,6 @@ type Pruner interface {
 // aggregates outlive them, and a reading older than the cutoff added again is
 // not counted twice.
 func testRetention(t *testing.T, h *harness) {
-	p, ok := h.s.(*closeOnce).Store.(Pruner)
-	if !ok {
-		t.Skip("the adapter does not support retention yet (no PruneBefore)")
-	}
 	// The clock is the real one truncated to the hour, and every reading is
 	// at least two hours from a cutoff, so an engine that expires rows on its
 	// own clock (a TTL) agrees with PruneBefore.
@@ -47,7 +42,7 @@ func testRetention(t *testing.T, h *harness) {
 	if n := h.add(in...); n != len(in) {
 		t.Fatalf("AddReadings = %d, want %d", n, len(in))
 	}
-	nr, nu, err := p.PruneBefore(t.Context(), ago(24), ago(72))
+	nr, nu, err := h.s.PruneBefore(t.Context(), ago(24), ago(72))
 	if err != nil {
 		t.Fatalf("PruneBefore: %v", err)
 	}
@@ -114,7 +109,7 @@ func testRetention(t *testing.T, h *harness) {
 		check(t, "after adding them again", co2, 700)
 	})
 	t.Run("again", func(t *testing.T) {
-		if nr, nu, err := p.PruneBefore(t.Context(), ago(24), ago(72)); err != nil || nr != 0 || nu != 0 {
+		if nr, nu, err := h.s.PruneBefore(t.Context(), ago(24), ago(72)); err != nil || nr != 0 || nu != 0 {
 			t.Errorf("PruneBefore again = %d, %d, %v; want nothing deleted", nr, nu, err)
 		}
 	})
@@ -125,7 +120,7 @@ func testRetention(t *testing.T, h *harness) {
 		check(t, "after a new reading", append(co2[:3:3], analytics.Bucket{Start: now, Count: 1, Mean: 650, Min: 650, Max: 650}), 650)
 	})
 	t.Run("zero times keep everything", func(t *testing.T) {
-		if nr, nu, err := p.PruneBefore(t.Context(), time.Time{}, time.Time{}); err != nil || nr != 0 || nu != 0 {
+		if nr, nu, err := h.s.PruneBefore(t.Context(), time.Time{}, time.Time{}); err != nil || nr != 0 || nu != 0 {
 			t.Errorf("PruneBefore(zero, zero) = %d, %d, %v; want nothing deleted", nr, nu, err)
 		}
 	})

@@ -1,8 +1,7 @@
 // Package storetest is the contract every analytics.Store adapter must pass. An
 // adapter's tests call Run with a function that opens its store; the suite then
 // adds readings, replays recorded data and checks every aggregate against numbers
-// computed here, independently of any engine. The Retention case runs on a store
-// that implements Pruner and is skipped for one that does not yet.
+// computed here, independently of any engine, and prunes it as -retention does.
 package storetest
 
 import (
@@ -16,11 +15,18 @@ import (
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
+// Store is what an adapter provides: the service's Store, and the pruning that
+// -retention and -rollup-retention run.
+type Store interface {
+	analytics.Store
+	Pruner
+}
+
 // Opener opens the store called name, failing t if it cannot. Within one Run the
 // same name opens the same data again (Run closes a store and reopens it to check
 // what survives), and different names are independent, empty stores. Run closes
 // every store it opens.
-type Opener func(t *testing.T, name string) analytics.Store
+type Opener func(t *testing.T, name string) Store
 
 // t0 is the suite's reference instant (a whole hour); timestamps are relative to it.
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -60,7 +66,7 @@ type harness struct {
 	t    *testing.T
 	open Opener
 	name string
-	s    analytics.Store
+	s    *closeOnce
 }
 
 // reopen opens the subtest's store (again), closing the previous one.
@@ -84,7 +90,7 @@ func (h *harness) reopen() {
 }
 
 type closeOnce struct {
-	analytics.Store
+	Store
 	once *sync.Once
 }
 
