@@ -35,8 +35,9 @@ type Reloader struct {
 
 	cur atomic.Pointer[tls.Certificate]
 
-	mu  sync.Mutex
-	sum [sha256.Size]byte // of the files' content last tried, good or bad
+	mu      sync.Mutex
+	sum     [sha256.Size]byte // of the files' content last tried, good or bad
+	lastErr string            // the last refusal logged, so that it is logged once
 }
 
 // NewReloader loads the pair; a pair that does not load is an error.
@@ -71,11 +72,11 @@ func (r *Reloader) Reload() (bool, error) {
 	defer r.mu.Unlock()
 	certPEM, err := os.ReadFile(r.certFile)
 	if err != nil {
-		return false, r.refuse(fmt.Errorf("tls: read certificate: %w", err), false)
+		return false, r.refuse(fmt.Errorf("tls: read certificate: %w", err))
 	}
 	keyPEM, err := os.ReadFile(r.keyFile)
 	if err != nil {
-		return false, r.refuse(fmt.Errorf("tls: read key: %w", err), false)
+		return false, r.refuse(fmt.Errorf("tls: read key: %w", err))
 	}
 	h := sha256.New()
 	h.Write(certPEM)
@@ -86,28 +87,28 @@ func (r *Reloader) Reload() (bool, error) {
 	if sum == r.sum && r.cur.Load() != nil {
 		return false, nil
 	}
-	seen := sum == r.sum
 	r.sum = sum
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return false, r.refuse(fmt.Errorf("tls: %s and %s: %w", r.certFile, r.keyFile, err), seen)
+		return false, r.refuse(fmt.Errorf("tls: %s and %s: %w", r.certFile, r.keyFile, err))
 	}
 	leaf := cert.Leaf
 	if leaf == nil {
 		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return false, r.refuse(fmt.Errorf("tls: %s: %w", r.certFile, err), seen)
+			return false, r.refuse(fmt.Errorf("tls: %s: %w", r.certFile, err))
 		}
 		cert.Leaf = leaf
 	}
 	now := r.now()
 	switch {
 	case now.After(leaf.NotAfter):
-		return false, r.refuse(fmt.Errorf("tls: %s: the certificate of %s expired at %s", r.certFile, Name(leaf), leaf.NotAfter.UTC().Format(time.RFC3339)), seen)
+		return false, r.refuse(fmt.Errorf("tls: %s: the certificate of %s expired at %s", r.certFile, Name(leaf), leaf.NotAfter.UTC().Format(time.RFC3339)))
 	case now.Before(leaf.NotBefore):
-		return false, r.refuse(fmt.Errorf("tls: %s: the certificate of %s is not valid before %s", r.certFile, Name(leaf), leaf.NotBefore.UTC().Format(time.RFC3339)), seen)
+		return false, r.refuse(fmt.Errorf("tls: %s: the certificate of %s is not valid before %s", r.certFile, Name(leaf), leaf.NotBefore.UTC().Format(time.RFC3339)))
 	}
 	first := r.cur.Load() == nil
 	r.cur.Store(&cert)
+	r.lastErr = ""
 	if !first {
 		r.log.Info("certificate reloaded", "cert_file", r.certFile, "subject", Name(leaf), "serial", leaf.SerialNumber.String(),
 			"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
@@ -115,10 +116,11 @@ func (r *Reloader) Reload() (bool, error) {
 	return true, nil
 }
 
-// refuse logs a pair that did not load (once per content) unless none is in use
-// yet, where the error is the caller's.
-func (r *Reloader) refuse(err error, seen bool) error {
-	if r.cur.Load() != nil && !seen {
+// refuse logs a pair that did not load, once for the same reason, unless none is
+// in use yet, where the error is the caller's.
+func (r *Reloader) refuse(err error) error {
+	if r.cur.Load() != nil && err.Error() != r.lastErr {
+		r.lastErr = err.Error()
 		r.log.Error("certificate not reloaded, keeping the previous one", "cert_file", r.certFile, "key_file", r.keyFile, "err", err)
 	}
 	return err

@@ -89,13 +89,24 @@ func TestReloaderFollowsItsFiles(t *testing.T) {
 			}
 		})
 	}
-	// A bad pair is logged once, not at every look.
-	n := strings.Count(logs.String(), "certificate not reloaded")
+	// A bad pair is logged once, not at every look; so is a missing file.
+	refusals := func() int { return strings.Count(logs.String(), "certificate not reloaded") }
 	if _, err := r.Reload(); err != nil {
 		t.Fatalf("the same bad pair again: %v", err)
 	}
-	if strings.Count(logs.String(), "certificate not reloaded") != n || n != 4 {
-		t.Fatalf("logged %d refusals:\n%s", n, logs)
+	if n := refusals(); n != 4 {
+		t.Fatalf("logged %d refusals, want 4:\n%s", n, logs)
+	}
+	if err := os.Remove(first.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := r.Reload(); err == nil {
+			t.Fatal("a missing key loaded")
+		}
+	}
+	if n := refusals(); n != 5 || cn() != "third" {
+		t.Fatalf("missing key: %d refusals logged, %q in use:\n%s", n, cn(), logs)
 	}
 	if !strings.Contains(logs.String(), `"subject":"\"third\""`) {
 		t.Fatalf("reload not logged with its subject:\n%s", logs)
