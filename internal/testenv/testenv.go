@@ -1,0 +1,51 @@
+// Package testenv gates integration tests on what the machine has: an engine named
+// by an environment variable (ATRIUM_TEST_AMQP_URL, ATRIUM_TEST_MONGODB_URL,
+// ATRIUM_TEST_CLICKHOUSE_URL), a program on PATH (curl, mosquitto_pub), a browser.
+// Without it a test skips, unless ATRIUM_REQUIRE_INTEGRATION=1 (as `make ci` sets)
+// makes that a failure: in CI nothing is skipped silently.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// RequireVar is the environment variable that turns every skip here into a failure.
+const RequireVar = "ATRIUM_REQUIRE_INTEGRATION"
+
+// Required reports whether integration tests must run (ATRIUM_REQUIRE_INTEGRATION=1).
+func Required() bool { return os.Getenv(RequireVar) == "1" }
+
+// Missing skips tb because what it needs is missing, or fails it when Required.
+func Missing(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if Required() {
+		tb.Fatalf("%s, and %s=1", msg, RequireVar)
+	}
+	tb.Skip(msg)
+}
+
+// URL returns the value of the environment variable name, an engine's URL; when it
+// is unset, tb is skipped, or fails when Required.
+func URL(tb testing.TB, name string) string {
+	tb.Helper()
+	u := os.Getenv(name)
+	if u == "" {
+		Missing(tb, "%s is not set", name)
+	}
+	return u
+}
+
+// Tool returns the path of the program name on PATH; when there is none, tb is
+// skipped, or fails when Required.
+func Tool(tb testing.TB, name string) string {
+	tb.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Missing(tb, "%s is not installed (not found on PATH)", name)
+	}
+	return p
+}
