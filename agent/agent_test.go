@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -15,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/atrium-iot/atrium/agent/spool"
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // publisher sends one QoS 1 message and fails the test unless it was acknowledged.
@@ -31,7 +31,7 @@ func publishers(t *testing.T, mqttAddr string) map[string]publisher {
 	}
 	mosq, err := exec.LookPath("mosquitto_pub")
 	if err != nil {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
+		if testenv.Required() {
 			t.Fatalf("mosquitto_pub: %v", err)
 		}
 		t.Logf("mosquitto_pub not installed: MQTT 3.1.1 and mosquitto 5 forms skipped")

@@ -32,6 +32,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // benchWait bounds every wait of these benchmarks (a noisy 2-core machine).
@@ -451,10 +452,7 @@ func benchStartMosquitto(b *testing.B) string {
 		_ = c.Close()
 		return shared
 	}
-	if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-		b.Fatalf("mosquitto required: no binary (%v) and nothing on %s", err, shared)
-	}
-	b.Skipf("mosquitto not installed and nothing on %s", shared)
+	testenv.Missing(b, "mosquitto not installed (%v) and nothing on %s", err, shared)
 	return ""
 }
 

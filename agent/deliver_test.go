@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/atrium-iot/atrium/agent"
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // brokerStatus is the broker part of /status.
@@ -63,13 +63,7 @@ func connectRecorder(t *testing.T, addr, id string) *recorder {
 // and the device stays the sender, so its own noLocal subscription does not get it
 // back. Its PUBACK/PUBREC carries no property and a valid reason code.
 func TestReadingDeliveredAsSent(t *testing.T) {
-	subBin, err := exec.LookPath("mosquitto_sub")
-	if err != nil {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip("mosquitto_sub not installed")
-	}
+	subBin := testenv.Tool(t, "mosquitto_sub")
 	cloud := startCloud(t)
 	r := startAgent(t, cloud.url)
 	host, port, _ := net.SplitHostPort(r.mqtt)

@@ -4,28 +4,19 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // mosquittoClients returns the paths of mosquitto_pub and mosquitto_sub, skipping the
 // test when they are not installed (failing it when ATRIUM_REQUIRE_INTEGRATION=1).
 func mosquittoClients(t *testing.T) (pub, sub string) {
 	t.Helper()
-	var err error
-	if pub, err = exec.LookPath("mosquitto_pub"); err == nil {
-		sub, err = exec.LookPath("mosquitto_sub")
-	}
-	if err != nil {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("mosquitto clients required: %v", err)
-		}
-		t.Skipf("mosquitto clients not installed: %v", err)
-	}
-	return pub, sub
+	return testenv.Tool(t, "mosquitto_pub"), testenv.Tool(t, "mosquitto_sub")
 }
 
 // mosq runs a mosquitto client against b and returns its combined output and error.

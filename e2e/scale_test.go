@@ -24,6 +24,7 @@ import (
 
 	sim "github.com/atrium-iot/atrium/firmware-sim"
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
 )
 
@@ -41,10 +42,7 @@ func scaleURLs(t *testing.T) (mongo, clickhouse, amqp string) {
 		}
 	}
 	if len(missing) > 0 {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("%s not set and ATRIUM_REQUIRE_INTEGRATION=1", strings.Join(missing, ", "))
-		}
-		t.Skipf("%s not set: skipping the scale-out test", strings.Join(missing, ", "))
+		testenv.Missing(t, "%s not set: the scale-out test needs every engine", strings.Join(missing, ", "))
 	}
 	return os.Getenv(scaleEngines[0]), os.Getenv(scaleEngines[1]), os.Getenv(scaleEngines[2])
 }

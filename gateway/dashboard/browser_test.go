@@ -25,6 +25,7 @@ import (
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // building is the whole system on loopback ports: `atrium -target=all`, an edge
@@ -182,10 +183,7 @@ func startBrowser(t *testing.T) (context.Context, *browserLog) {
 	t.Helper()
 	path := cmpOr(os.Getenv("ATRIUM_CHROMIUM"), "/usr/bin/chromium")
 	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("%s: %v (install it with scripts/chromium.sh)", path, err)
-		}
-		t.Skipf("%s not found: the browser test needs Chromium (scripts/chromium.sh installs it)", path)
+		testenv.Missing(t, "%s: %v: the browser test needs Chromium (scripts/chromium.sh installs it)", path, err)
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),

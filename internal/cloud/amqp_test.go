@@ -3,25 +3,18 @@ package cloud_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
 // amqpURL is the RabbitMQ of the integration tests; without it they skip, unless
 // ATRIUM_REQUIRE_INTEGRATION=1 makes the skip a failure.
 func amqpURL(t *testing.T) string {
-	u := os.Getenv("ATRIUM_TEST_AMQP_URL")
-	if u == "" {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("ATRIUM_TEST_AMQP_URL is not set but integration tests are required")
-		}
-		t.Skip("ATRIUM_TEST_AMQP_URL not set")
-	}
-	return u
+	return testenv.URL(t, "ATRIUM_TEST_AMQP_URL")
 }
 
 func TestSensorServiceOnRabbitMQ(t *testing.T) {

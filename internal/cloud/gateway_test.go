@@ -27,6 +27,7 @@ import (
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // gwSystem is a running `atrium` with the gateway in front of whatever runs with it.
@@ -320,7 +321,7 @@ func TestAgentForwardsThroughTheGateway(t *testing.T) {
 			t.Fatalf("mosquitto_pub: %v: %s", err, out)
 		}
 		want["gw-sensor-2"] = 1
-	} else if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
+	} else if testenv.Required() {
 		t.Fatal("mosquitto_pub not installed")
 	}
 

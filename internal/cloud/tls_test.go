@@ -27,20 +27,14 @@ import (
 	"github.com/atrium-iot/atrium/broker/credentials"
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/internal/tlsx/tlsxtest"
 )
 
 // curlPath is curl, which these tests drive as a real TLS client.
 func curlPath(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("curl")
-	if err != nil {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("curl not installed")
-		}
-		t.Skip("curl not installed")
-	}
-	return p
+	return testenv.Tool(t, "curl")
 }
 
 type curlResult struct {
@@ -578,13 +572,7 @@ func TestUpstreamsOverHTTPS(t *testing.T) {
 // mosquittoPub runs mosquitto_pub against addr with args, QoS 1, MQTT 3.1.1.
 func mosquittoPub(t *testing.T, addr string, args ...string) (string, error) {
 	t.Helper()
-	p, err := exec.LookPath("mosquitto_pub")
-	if err != nil {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("mosquitto_pub not installed")
-		}
-		t.Skip("mosquitto_pub not installed")
-	}
+	p := testenv.Tool(t, "mosquitto_pub")
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

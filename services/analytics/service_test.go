@@ -22,6 +22,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/services/analytics"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
 	"github.com/atrium-iot/atrium/services/analytics/sqlitestore"
@@ -48,7 +49,7 @@ func engines(t testing.TB) []engine {
 	}}}
 	base := os.Getenv("ATRIUM_TEST_CLICKHOUSE_URL")
 	if base == "" {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
+		if testenv.Required() {
 			t.Fatal("ATRIUM_TEST_CLICKHOUSE_URL is not set and ATRIUM_REQUIRE_INTEGRATION=1")
 		}
 		return es

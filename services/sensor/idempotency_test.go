@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -22,6 +21,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
 )
@@ -295,13 +295,7 @@ func TestResendIndependentOfTheClock(t *testing.T) {
 
 // TestConflictWithCurl: what a client sees with curl.
 func TestConflictWithCurl(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("curl not found")
-		}
-		t.Skip("curl not found")
-	}
+	curl := testenv.Tool(t, "curl")
 	s := startIngest(t)
 	run := func(body string) string {
 		t.Helper()

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/bustest"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 const testMaxAttempts = 3
@@ -28,14 +28,7 @@ const testMaxAttempts = 3
 // brokerURL returns the broker the integration tests run against.
 func brokerURL(tb testing.TB) string {
 	tb.Helper()
-	url := os.Getenv("ATRIUM_TEST_AMQP_URL")
-	if url == "" {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			tb.Fatal("ATRIUM_TEST_AMQP_URL is not set and ATRIUM_REQUIRE_INTEGRATION=1")
-		}
-		tb.Skip("ATRIUM_TEST_AMQP_URL not set: skipping RabbitMQ integration tests")
-	}
-	return url
+	return testenv.URL(tb, "ATRIUM_TEST_AMQP_URL")
 }
 
 func randomName() string {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // EnvURL is the environment variable naming the test server.
@@ -25,14 +25,7 @@ const EnvURL = "ATRIUM_TEST_MONGODB_URL"
 // when ATRIUM_REQUIRE_INTEGRATION=1).
 func URL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(EnvURL)
-	if u == "" {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("%s is not set and ATRIUM_REQUIRE_INTEGRATION=1 (run scripts/ferretdb.sh)", EnvURL)
-		}
-		t.Skipf("%s not set: skipping the MongoDB integration test", EnvURL)
-	}
-	return u
+	return testenv.URL(t, EnvURL)
 }
 
 // Client connects to the test server and disconnects when t ends.

@@ -5,8 +5,9 @@
 package chtest
 
 import (
-	"os"
 	"testing"
+
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // EnvURL is the environment variable naming the test server.
@@ -16,12 +17,5 @@ const EnvURL = "ATRIUM_TEST_CLICKHOUSE_URL"
 // when ATRIUM_REQUIRE_INTEGRATION=1).
 func URL(tb testing.TB) string {
 	tb.Helper()
-	u := os.Getenv(EnvURL)
-	if u == "" {
-		if os.Getenv("ATRIUM_REQUIRE_INTEGRATION") == "1" {
-			tb.Fatalf("%s is not set and ATRIUM_REQUIRE_INTEGRATION=1", EnvURL)
-		}
-		tb.Skipf("%s not set: skipping the ClickHouse integration test", EnvURL)
-	}
-	return u
+	return testenv.URL(tb, EnvURL)
 }
