@@ -23,10 +23,11 @@
 //     "ok":true). A null is "no value" and is ignored under any key.
 //
 // Decode returns an error, and nothing else, only when nothing in the message can be
-// read as readings: a bad topic, a payload that is not JSON of the right shape (one
+// read as readings: a bad topic, a plain value that is not a number, a status that is
+// neither "online" nor "offline", a payload that is not JSON of the right shape (one
 // syntax error anywhere spoils the whole message), an unusable time for the whole
-// object, more than MaxReadings parts, or an object without a single numeric field.
-// The caller dead-letters such a message whole. Error texts and reasons are written
+// object, more than MaxReadings parts, a SenML pack without records, or an object
+// with no field but ignored ones. The caller dead-letters such a message whole. Error texts and reasons are written
 // to be a dead letter's reason: they name the key, record or field that is wrong.
 //
 // Decode runs on every publish, so it reads JSON with a small scanner of its own
