@@ -191,9 +191,14 @@ func (h *ingestHook) prepare(pk packets.Packet) *job {
 		return j
 	}
 	a.stamps.distinct(res.Readings, now)
+	// One allocation for the readings' JSON (the spool copies them); if the buffer
+	// has to grow, the readings already in it keep the old array.
 	j.data = make([][]byte, len(res.Readings))
+	buf := make([]byte, 0, 160*len(res.Readings))
 	for i, r := range res.Readings {
-		j.data[i] = r.AppendJSON(make([]byte, 0, 160))
+		start := len(buf)
+		buf = r.AppendJSON(buf)
+		j.data[i] = buf[start:len(buf):len(buf)]
 	}
 	a.devices.seen(res.Readings[0].SensorID, res.Readings[0].RoomID, now)
 	return j

@@ -265,6 +265,7 @@ func (p *pipeline) answer(j *job) {
 	p.senders.Add(1)
 	go func() {
 		defer p.senders.Done()
+		var acks []broker.Puback
 		for {
 			p.amu.Lock()
 			batch := p.answers[j.cl]
@@ -275,30 +276,38 @@ func (p *pipeline) answer(j *job) {
 			}
 			p.answers[j.cl] = []*job{} // empty but present: still running
 			p.amu.Unlock()
-			for _, x := range batch {
-				p.send(x)
-			}
+			acks = p.send(j.cl, batch, acks[:0])
 		}
 	}()
 }
 
-// send writes one message's PUBACK (success, or the refusal) and, when it was
-// taken, hands it to the broker's subscribers.
-func (p *pipeline) send(j *job) {
+// send writes the PUBACKs (successes, or refusals) of a connection's answered
+// messages, in order, with one write, and then hands those that were taken to the
+// broker's subscribers. acks is scratch space, returned for the next call.
+func (p *pipeline) send(cl *mqtt.Client, batch []*job, acks []broker.Puback) []broker.Puback {
 	a := p.a
-	code := packets.CodeSuccess
-	if j.err != nil {
-		code = packets.ErrUnspecifiedError
-		if errors.Is(j.err, spool.ErrFull) {
-			code = packets.ErrQuotaExceeded
+	for _, j := range batch {
+		if j.qos != 1 {
+			continue
+		}
+		code := packets.CodeSuccess
+		if j.err != nil {
+			code = packets.ErrUnspecifiedError
+			if errors.Is(j.err, spool.ErrFull) {
+				code = packets.ErrQuotaExceeded
+			}
+		}
+		acks = append(acks, broker.Puback{PacketID: j.packetID, Code: code})
+	}
+	if err := a.broker.Acks(cl, acks); err != nil {
+		a.log.Debug("pubacks not sent", "count", len(acks), "err", err)
+	}
+	for _, j := range batch {
+		if j.err == nil {
+			a.deliver(j)
 		}
 	}
-	if err := broker.Ack(j.cl, j.qos, j.packetID, code); err != nil {
-		a.log.Debug("puback not sent", "topic", j.topic, "err", err)
-	}
-	if j.err == nil {
-		a.deliver(j)
-	}
+	return acks
 }
 
 // commit makes the jobs durable: their dead letters, then all their readings in

@@ -93,6 +93,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -571,6 +572,98 @@ func Ack(cl *mqtt.Client, qos byte, packetID uint16, code packets.Code) error {
 		ack.Properties.ReasonString = code.Reason
 	}
 	return cl.WritePacket(ack)
+}
+
+// Puback is the answer to one QoS 1 publish a hook deferred: its packet id, and
+// packets.CodeSuccess or an error code (see [Ack]).
+type Puback struct {
+	PacketID uint16
+	Code     packets.Code
+}
+
+// Acks sends the PUBACKs of QoS 1 publishes of one client that a hook deferred, in
+// the order given, with one write to the connection, where [Ack] (mochi's
+// WritePacket) encodes each packet in a buffer of its own and makes a system call
+// for each. A success PUBACK is the same four bytes in MQTT 3.1.1 and 5 (no reason
+// code, no properties: MQTT 5 §3.4.2.1); an MQTT 5 refusal is encoded by mochi's
+// codec with the client's limits, as Ack would; an MQTT 3.1.1 client, which has no
+// negative PUBACK, gets the acknowledgements before its refusal and then its
+// connection is closed. The write holds the client's lock, as mochi's does, and is
+// counted in the broker's packet and byte counters. Every acknowledgement of a
+// deferred publish should go through Acks: one sent with Ack may wait in mochi's
+// write buffer while the client has deliveries queued, and be overtaken.
+func (b *Broker) Acks(cl *mqtt.Client, acks []Puback) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	if cl.Closed() {
+		return mqtt.ErrConnectionClosed
+	}
+	if cl.Net.Conn == nil {
+		return nil
+	}
+	buf := make([]byte, 0, 4*len(acks))
+	var packetsN int64
+	refused := false
+	for _, a := range acks {
+		if a.Code.Code < packets.ErrUnspecifiedError.Code {
+			buf = append(buf, packets.Puback<<4, 2, byte(a.PacketID>>8), byte(a.PacketID))
+			packetsN++
+			continue
+		}
+		if cl.Properties.ProtocolVersion < 5 {
+			refused = true
+			break
+		}
+		var err error
+		if buf, err = appendRefusal(buf, cl, a); err != nil {
+			return fmt.Errorf("broker: puback %d: %w", a.PacketID, err)
+		}
+		packetsN++
+	}
+	var err error
+	if len(buf) > 0 {
+		cl.Lock()
+		var n int
+		n, err = cl.Net.Conn.Write(buf)
+		cl.Unlock()
+		atomic.AddInt64(&b.srv.Info.BytesSent, int64(n))
+		if n == len(buf) {
+			atomic.AddInt64(&b.srv.Info.PacketsSent, packetsN)
+		}
+	}
+	if refused {
+		_ = cl.Net.Conn.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("broker: puback: %w", err)
+	}
+	return nil
+}
+
+// appendRefusal appends an MQTT 5 PUBACK with an error code, encoded by mochi as
+// WritePacket would encode it for cl: its reason string only when the client allows
+// problem information and the packet stays within the client's maximum size.
+func appendRefusal(buf []byte, cl *mqtt.Client, a Puback) ([]byte, error) {
+	pk := packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: packets.Puback},
+		PacketID:        a.PacketID,
+		ReasonCode:      a.Code.Code,
+		ProtocolVersion: cl.Properties.ProtocolVersion,
+		Properties:      packets.Properties{ReasonString: a.Code.Reason},
+	}
+	pk.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
+	if cl.Properties.Props.RequestProblemInfoFlag && cl.Properties.Props.RequestProblemInfo == 0 {
+		pk.Mods.DisallowProblemInfo = true // [MQTT-3.1.2-29]
+	}
+	var out bytes.Buffer
+	if err := pk.PubackEncode(&out); err != nil {
+		return buf, err
+	}
+	if pk.Mods.MaxSize > 0 && uint32(out.Len()) > pk.Mods.MaxSize {
+		return buf, packets.ErrPacketTooLarge
+	}
+	return append(buf, out.Bytes()...), nil
 }
 
 // DeviceID is the authenticated device id of cl (its MQTT username); "" for an

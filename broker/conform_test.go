@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -362,4 +363,70 @@ func TestGaugesTrue(t *testing.T) {
 		t.Fatal("connect back")
 	}
 	poll(t, "the queue to go", func() bool { s := b.Stats(); return s.Inflight == 0 && s.Subscriptions == 0 })
+}
+
+// TestAcksInOrder: Acks answers a client's deferred publishes in order in one write:
+// successes as the four bytes mochi would send, an MQTT 5 refusal with its reason
+// code and string; an MQTT 3.1.1 client gets the successes before its refusal and is
+// then disconnected, without any acknowledgement after it.
+func TestAcksInOrder(t *testing.T) {
+	h := &deferHook{got: make(chan deferred, 16)}
+	b := startBroker(t, func(c *Config) { c.AllowAnonymous = true }, h)
+	take := func(n int) *mqtt.Client {
+		t.Helper()
+		var cl *mqtt.Client
+		for range n {
+			select {
+			case d := <-h.got:
+				cl = d.cl
+			case <-time.After(waitFor):
+				t.Fatal("publish not deferred")
+			}
+		}
+		return cl
+	}
+
+	v5 := dialRaw(t, b.Addr(), 5)
+	if code := v5.connect("acks-v5", "", ""); code != 0 {
+		t.Fatalf("connect: %#x", code)
+	}
+	for id := uint16(1); id <= 4; id++ {
+		if err := v5.publish("deferred/a", 1, id, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := take(4)
+	sent := atomic.LoadInt64(&b.srv.Info.PacketsSent)
+	if err := b.Acks(cl, []Puback{{1, packets.CodeSuccess}, {2, packets.ErrQuotaExceeded}, {3, packets.CodeSuccess}, {0x1234, packets.CodeSuccess}}); err != nil {
+		t.Fatal(err)
+	}
+	v5.expectRaw("PUBACK 1", packets.Puback, 0, 1)
+	typ, body := v5.readRaw()
+	if typ != packets.Puback || len(body) < 4 || body[0] != 0 || body[1] != 2 || body[2] != packets.ErrQuotaExceeded.Code ||
+		!bytes.Contains(body, []byte(packets.ErrQuotaExceeded.Reason)) {
+		t.Errorf("PUBACK 2: type %d body % x, want id 2, reason %#x and its string", typ, body, packets.ErrQuotaExceeded.Code)
+	}
+	v5.expectRaw("PUBACK 3", packets.Puback, 0, 3)
+	v5.expectRaw("PUBACK 0x1234", packets.Puback, 0x12, 0x34)
+	if got := atomic.LoadInt64(&b.srv.Info.PacketsSent) - sent; got != 4 {
+		t.Errorf("packets sent counted %d, want 4", got)
+	}
+
+	v3 := dialRaw(t, b.Addr(), 4)
+	if code := v3.connect("acks-v3", "", ""); code != 0 {
+		t.Fatalf("connect: %#x", code)
+	}
+	for id := uint16(1); id <= 3; id++ {
+		if err := v3.publish("deferred/a", 1, id, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl = take(3)
+	if err := b.Acks(cl, []Puback{{1, packets.CodeSuccess}, {2, packets.ErrUnspecifiedError}, {3, packets.CodeSuccess}}); err != nil {
+		t.Fatal(err)
+	}
+	v3.expectRaw("3.1.1 PUBACK 1", packets.Puback, 0, 1)
+	if pk, err := v3.read(); err == nil {
+		t.Errorf("3.1.1 client: got %v after a refused publish, want the connection closed", pk.FixedHeader)
+	}
 }
