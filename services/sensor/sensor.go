@@ -6,11 +6,11 @@ package sensor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/url"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
@@ -113,29 +113,10 @@ type Event struct {
 	Body    []byte
 }
 
-// EventBody is the payload of sensor.data.received for the readings a batch stored.
-// Every adapter builds its outbox entries with it.
+// EventBody is the payload of sensor.data.received for the readings a batch stored,
+// as events.EncodeSensorData writes it. Every adapter builds its outbox entries with it.
 func EventBody(batchID, site string, stored []reading.Reading) []byte {
-	b := make([]byte, 0, 64+len(stored)*160)
-	b = append(b, `{"batch_id":`...)
-	b, _ = appendJSON(b, batchID)
-	if site != "" {
-		b = append(b, `,"site":`...)
-		b, _ = appendJSON(b, site)
-	}
-	b = append(b, `,"readings":[`...)
-	for i, r := range stored {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = r.AppendJSON(b)
-	}
-	return append(b, "]}"...)
-}
-
-func appendJSON(b []byte, v any) ([]byte, error) {
-	q, err := json.Marshal(v)
-	return append(b, q...), err
+	return events.EncodeSensorData(batchID, site, stored)
 }
 
 // LastValue is a sensor's latest value of one type.
