@@ -146,6 +146,8 @@ func footprintRun(b *testing.B, bin string, env []string, cloudURL string) {
 	b.ReportMetric(mb(end.rss), "RSS-MiB")
 	b.ReportMetric(mb(peak), "peak-RSS-MiB")
 	b.ReportMetric(mb(end.hwm), "VmHWM-MiB")
+	b.ReportMetric(mb(end.anon), "RssAnon-MiB")
+	b.ReportMetric(mb(end.file), "RssFile-MiB")
 	b.ReportMetric(mb(idle.rss), "idle-RSS-MiB")
 	b.ReportMetric(mb(connected.rss), "connected-RSS-MiB")
 	b.ReportMetric(100*cpuShare, "CPU-%")
@@ -276,8 +278,10 @@ func footprintCPU(b *testing.B, pid int) time.Duration {
 // footprintClockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on Linux.
 const footprintClockTicks = 100
 
-// footprintMemory is a process's resident set now (VmRSS) and at its peak (VmHWM), in bytes.
-type footprintMemory struct{ rss, hwm int64 }
+// footprintMemory is a process's resident set now (VmRSS) and at its peak (VmHWM),
+// and the parts of VmRSS that are anonymous memory (RssAnon: heap, stacks) and
+// mapped files (RssFile: the binary's pages, the spool's mmap), in bytes.
+type footprintMemory struct{ rss, hwm, anon, file int64 }
 
 func footprintMem(b *testing.B, pid int) footprintMemory {
 	b.Helper()
@@ -296,17 +300,22 @@ func footprintReadMem(pid int) (footprintMemory, error) {
 	var m footprintMemory
 	for line := range strings.Lines(string(raw)) {
 		name, rest, ok := strings.Cut(line, ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
+		if !ok || (name != "VmRSS" && name != "VmHWM" && name != "RssAnon" && name != "RssFile") {
 			continue
 		}
 		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 		if err != nil {
 			return footprintMemory{}, fmt.Errorf("/proc/%d/status %s: %w", pid, name, err)
 		}
-		if name == "VmRSS" {
+		switch name {
+		case "VmRSS":
 			m.rss = kb << 10
-		} else {
+		case "VmHWM":
 			m.hwm = kb << 10
+		case "RssAnon":
+			m.anon = kb << 10
+		case "RssFile":
+			m.file = kb << 10
 		}
 	}
 	if m.rss == 0 {

@@ -112,6 +112,9 @@ import (
 	"github.com/atrium-iot/atrium/internal/tlsx"
 )
 
+// ClientReadBuffer is the size of each connection's read buffer (mochi's default: 2 KiB).
+const ClientReadBuffer = 512
+
 // Defaults applied by New to zero fields of Config.
 const (
 	DefaultAddr             = ":1883"
@@ -278,6 +281,12 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 		// The inline client lets a hook that took a message off the read path
 		// (DeferPublish) hand it to subscribers once it has dealt with it.
 		InlineClient: true,
+		// Each connection's read buffer lives as long as the connection: 1,000
+		// devices hold 2 MiB of them at mochi's default (2 KiB), twice that in
+		// RSS with the GC's headroom. Readings are small packets; a packet larger
+		// than the buffer is read straight into its own slice, so a smaller buffer
+		// costs only more read calls when a device sends many packets at once.
+		ClientNetReadBufferSize: ClientReadBuffer,
 	})
 
 	b.origins.srv = b.srv
