@@ -49,7 +49,7 @@ const (
 
 // BenchmarkIngest publishes small JSON payloads of two readings each
 // ({"temperature":…,"humidity":…,"ts":…} on atrium/<room>/<sensor>) at QoS 1 from
-// 50 and 500 paho connections into three brokers, each timed from the first publish
+// 32 (issue 17's load), 50 and 500 paho connections into three brokers, each timed from the first publish
 // to the last PUBACK:
 //
 //   - agent: the whole agent, whose PUBACK means both readings are fsynced in its
@@ -62,19 +62,29 @@ const (
 //
 // The targets are agent ≥ 0.8× mochi and ≥ 1.0× Mosquitto in msgs/s.
 func BenchmarkIngest(b *testing.B) {
+	var agentHTTP string // the agent's status address, while the agent runs
 	brokers := []struct {
 		name  string
 		start func(b *testing.B) string
 	}{
-		{"agent", func(b *testing.B) string { return benchStartAgent(b, benchClosedURL(b), nil).MQTTAddr() }},
+		{"agent", func(b *testing.B) string {
+			a := benchStartAgent(b, benchClosedURL(b), nil)
+			agentHTTP = a.HTTPAddr()
+			return a.MQTTAddr()
+		}},
 		{"mochi", benchStartMochi},
 		{"mosquitto", benchStartMosquitto},
 	}
-	for _, conns := range []int{benchConns, 10 * benchConns} {
+	for _, conns := range []int{32, benchConns, 10 * benchConns} {
 		for _, br := range brokers {
 			b.Run(fmt.Sprintf("conns=%d/broker=%s", conns, br.name), func(b *testing.B) {
+				agentHTTP = ""
 				addr := br.start(b)
 				clients := benchConnect(b, addr, conns)
+				var before benchSpoolStats
+				if agentHTTP != "" {
+					before = benchStatus(b, agentHTTP)
+				}
 				cpu0 := benchCPU(b)
 				b.ResetTimer()
 				if err := benchPublish(clients, benchWindow, b.N); err != nil {
@@ -86,6 +96,11 @@ func BenchmarkIngest(b *testing.B) {
 				b.ReportMetric(float64(2*b.N)/secs, "readings/s")
 				if br.name != "mosquitto" { // its own process: its CPU is not counted here
 					b.ReportMetric(float64((benchCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+				}
+				if agentHTTP != "" {
+					if c := benchStatus(b, agentHTTP).Commits - before.Commits; c > 0 {
+						b.ReportMetric(float64(b.N)/float64(c), "msgs/commit")
+					}
 				}
 			})
 		}

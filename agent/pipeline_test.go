@@ -84,3 +84,56 @@ func TestGatherLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupCommitFillsOnlyUnderHeavyLoad: with every sibling queued, the pipeline
+// still waits for a fuller commit only when at least gatherBusy connections publish
+// back to back and the last commit was small; never for a lone publisher, a few
+// publishers, after a large commit, with a full queue, or while closing.
+func TestGroupCommitFillsOnlyUnderHeavyLoad(t *testing.T) {
+	conns := make([]*mqtt.Client, 2*gatherJobs)
+	for i := range conns {
+		conns[i] = &mqtt.Client{ID: fmt.Sprintf("c%d", i)}
+	}
+	jobs := func(from, to int) []*job {
+		var out []*job
+		for i := from; i < to; i++ {
+			out = append(out, &job{cl: conns[i]})
+		}
+		return out
+	}
+	tests := []struct {
+		name           string
+		conns          int // connections in each of the last two commits
+		queued         int // messages queued now (from the first connections)
+		shut           bool
+		fill, siblings bool
+	}{
+		{"lone publisher", 1, 1, false, false, false},
+		{"eight publishers", 8, 8, false, false, false},
+		{"busy: fifteen publishers", gatherBusy - 1, gatherBusy - 1, false, false, false},
+		{"busy: sixteen publishers, all back", gatherBusy, gatherBusy, false, true, false},
+		{"busy: forty publishers, all back", 40, 40, false, true, false},
+		{"busy, nothing queued", 40, 0, false, false, false},
+		{"busy, a commit's worth queued", 40, gatherJobs, false, false, false},
+		{"after a large commit", gatherJobs, gatherJobs - 1, false, false, false},
+		{"closing", 40, 40, true, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &pipeline{conns: map[*mqtt.Client]*connCommits{}}
+			p.committed(jobs(0, tc.conns), time.Millisecond)
+			p.committed(jobs(0, tc.conns), time.Millisecond)
+			q := jobs(0, min(tc.queued, tc.conns))
+			for len(q) < tc.queued { // more messages of the same connections
+				q = append(q, &job{cl: conns[len(q)%tc.conns]})
+			}
+			p.q, p.shut = q, tc.shut
+			if got := p.filling(); got != tc.fill {
+				t.Errorf("fills: %v, want %v", got, tc.fill)
+			}
+			if got := p.waiting() > 0; got != tc.siblings {
+				t.Errorf("waits for siblings: %v, want %v", got, tc.siblings)
+			}
+		})
+	}
+}
