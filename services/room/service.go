@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/room/occupancy"
@@ -176,79 +177,20 @@ func (s *Service) forget(ctx context.Context) {
 	}
 }
 
-// event is the body of sensor.data.received as the sensor service writes it.
-// Decoding into plain fields is several times faster than the lenient
-// reading.Input; a body that does not fit it is decoded by leniently instead.
-type event struct {
-	BatchID  string        `json:"batch_id"`
-	Site     string        `json:"site"`
-	Readings []wireReading `json:"readings"`
-}
-
-type wireReading struct {
-	SensorID  string  `json:"sensor_id"`
-	RoomID    string  `json:"room_id"`
-	Site      string  `json:"site"`
-	Type      string  `json:"type"`
-	Value     float64 `json:"value"`
-	Unit      string  `json:"unit"`
-	Timestamp string  `json:"timestamp"`
-}
-
-// lenientEvent is the fallback shape of sensor.data.received.
-type lenientEvent struct {
-	BatchID  string          `json:"batch_id"`
-	Readings []reading.Input `json:"readings"`
-}
-
-// decodeEvent reads a sensor.data.received body into a batch, skipping (and
-// counting) readings that are not valid.
-func decodeEvent(body []byte) (id string, rs []reading.Reading, invalid int, err error) {
-	var ev event
-	if json.Unmarshal(body, &ev) == nil {
-		rs = make([]reading.Reading, 0, len(ev.Readings))
-		for _, w := range ev.Readings {
-			ts, err := time.Parse(time.RFC3339Nano, w.Timestamp)
-			r := reading.Reading{SensorID: w.SensorID, RoomID: w.RoomID, Site: w.Site, Type: w.Type, Value: w.Value, Unit: w.Unit,
-				Timestamp: ts.Truncate(time.Millisecond).UTC()}
-			if err != nil || reading.Validate(&r, time.Time{}) != nil {
-				invalid++
-				continue
-			}
-			rs = append(rs, r)
-		}
-		return ev.BatchID, rs, invalid, nil
-	}
-	var lv lenientEvent
-	if err := json.Unmarshal(body, &lv); err != nil {
-		return "", nil, 0, err
-	}
-	rs = make([]reading.Reading, 0, len(lv.Readings))
-	for i := range lv.Readings {
-		r, err := lv.Readings[i].Reading(time.Time{})
-		if err != nil {
-			invalid++
-			continue
-		}
-		rs = append(rs, r)
-	}
-	return lv.BatchID, rs, invalid, nil
-}
-
 // Consume applies one sensor.data.received event to the store. It is the bus
 // handler of the service, exported for benchmarks and tools that feed events
 // directly. An event that is not JSON fails (and is dead-lettered by the bus);
 // invalid readings in it are skipped and counted.
 func (s *Service) Consume(ctx context.Context, m bus.Message) error {
-	id, rs, invalid, err := decodeEvent(m.Body)
+	ev, invalid, err := events.DecodeSensorData(m.Body)
 	if err != nil {
 		s.batches.WithLabelValues("failed").Inc()
 		return fmt.Errorf("room: consume %s: decode: %w", m.ID, err)
 	}
-	if n := dropDerived(&rs); n > 0 {
+	if n := dropDerived(&ev.Readings); n > 0 {
 		invalid += n
 	}
-	b := Batch{ID: id, At: s.opts.Now().UTC(), Readings: rs}
+	b := Batch{ID: ev.BatchID, At: s.opts.Now().UTC(), Readings: ev.Readings}
 	if b.ID == "" {
 		b.ID = "msg:" + m.ID
 	}
