@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
@@ -68,6 +69,7 @@ type Service struct {
 	late        prometheus.Counter
 	alerts      *prometheus.CounterVec
 	publishErrs prometheus.Counter
+	skipped     prometheus.Counter // invalid readings inside events, skipped
 }
 
 // New makes the notification service over its store and bus. Run loads its state.
@@ -112,7 +114,8 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 	s.late = prometheus.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_late_readings_total", Help: "Readings ignored because older than their rule state."})
 	s.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "atrium_notification_alerts_total", Help: "Alert transitions, by kind (raised, acknowledged, resolved)."}, []string{"kind"})
 	s.publishErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_publish_errors_total", Help: "Failed publishes of alert events."})
-	s.reg.MustRegister(s.readings, s.late, s.alerts, s.publishErrs)
+	s.skipped = prometheus.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_event_readings_skipped_total", Help: "Invalid readings inside sensor.data.received events, skipped (the rest of the event is evaluated)."})
+	s.reg.MustRegister(s.readings, s.late, s.alerts, s.publishErrs, s.skipped)
 	return s
 }
 
@@ -241,20 +244,20 @@ func (s *Service) setRules(rules []Rule) {
 	s.tracker.SetRules(rules)
 }
 
-// dataEvent is the body of sensor.data.received.
-type dataEvent struct {
-	BatchID  string            `json:"batch_id"`
-	Site     string            `json:"site"`
-	Readings []reading.Reading `json:"readings"`
-}
-
+// handleMessage evaluates one sensor.data.received event. An invalid reading in
+// it is skipped and counted; only a body that is no event fails (and is
+// dead-lettered after the bus's attempts).
 func (s *Service) handleMessage(ctx context.Context, m bus.Message) error {
-	var ev dataEvent
-	if err := json.Unmarshal(m.Body, &ev); err != nil {
+	ev, skipped, err := events.DecodeSensorData(m.Body)
+	if err != nil {
 		return fmt.Errorf("notification: decode %s %s: %w", m.Subject, m.ID, err)
 	}
 	if ev.BatchID != "" && s.batches.has(ev.BatchID) {
 		return nil // a redelivery of a batch already evaluated
+	}
+	if skipped > 0 {
+		s.skipped.Add(float64(skipped))
+		s.log.Warn("invalid readings in event skipped", "id", m.ID, "batch_id", ev.BatchID, "count", skipped)
 	}
 	if err := s.Process(ctx, ev.Readings); err != nil {
 		return err

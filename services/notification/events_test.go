@@ -1,0 +1,58 @@
+package notification_test
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/services/notification"
+)
+
+// metric is the value of a counter without labels on the service's /metrics.
+func metric(t *testing.T, e *env, name string) float64 {
+	t.Helper()
+	a := get(t, e.url+"/metrics")
+	for line := range strings.SplitSeq(string(a.Raw), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no metric %s in /metrics", name)
+	return 0
+}
+
+// TestInvalidReadingInEvent: one invalid reading in an event is skipped and
+// counted; the event's other readings are evaluated once, and the event is
+// neither redelivered nor dead-lettered. Before, the whole event failed to
+// decode, was redelivered and dead-lettered, and its valid readings were lost.
+func TestInvalidReadingInEvent(t *testing.T) {
+	c := &clock{t: t0.Add(10 * time.Minute)}
+	e := start(t, t.TempDir(), notification.Options{Now: c.Now})
+	high := series("co2-1", "room-101", "co2", t0, 30*time.Second, repeat(1200, 12)...)
+	bad := reading.Reading{SensorID: "co2-2", RoomID: "room-101", Type: "co2", Value: -5, Timestamp: t0} // below the plausible range
+	e.publish("key:agent-hq/b-1", append(high[:6:6], append([]reading.Reading{bad}, high[6:]...)...)...)
+	waitFor(t, "the valid readings evaluated", func() bool {
+		return metric(t, e, "atrium_notification_readings_total") == float64(len(high))
+	})
+	if got := metric(t, e, "atrium_notification_event_readings_skipped_total"); got != 1 {
+		t.Errorf("skipped readings = %v, want 1", got)
+	}
+	waitFor(t, "the alert raised", func() bool { return len(e.published("alert.raised")) == 1 })
+	// A later event is evaluated too, and the first is not evaluated again.
+	e.publish("key:agent-hq/b-2", reading.Reading{SensorID: "probe", RoomID: "room-9", Type: "noise", Value: 1, Timestamp: t0.Add(9 * time.Minute)})
+	waitFor(t, "the probe batch", func() bool {
+		return metric(t, e, "atrium_notification_readings_total") == float64(len(high)+1)
+	})
+	if n := e.bus.DeadLettered.Load(); n != 0 {
+		t.Errorf("%d messages dead-lettered, want 0", n)
+	}
+	if got := metric(t, e, "atrium_notification_event_readings_skipped_total"); got != 1 {
+		t.Errorf("skipped readings after the probe = %v, want 1", got)
+	}
+}
