@@ -69,11 +69,20 @@ var ErrMalformed = errors.New("malformed event")
 // "readings" that is not an array of objects, a batch_id or site that is not
 // a string.
 //
-// Bodies as AppendSensorData writes them take reading.DecodeBatch, a scanner
-// several times quicker than encoding/json; anything else is read by
-// encoding/json into the same lenient reading.Input, so both paths give the
-// same readings and the same skips.
+// Bodies exactly as AppendSensorData writes them take a scanner made for them
+// (decodeFast); any other JSON is read into the lenient reading.Input, by
+// reading.DecodeBatch or encoding/json. Every path gives the same readings and
+// the same skips.
 func DecodeSensorData(body []byte) (ev SensorData, skipped int, err error) {
+	if ev, skipped, ok := decodeFast(body); ok {
+		return ev, skipped, nil
+	}
+	return decodeGeneral(body)
+}
+
+// decodeGeneral is DecodeSensorData for any JSON: reading.DecodeBatch, then
+// encoding/json, into the lenient reading.Input.
+func decodeGeneral(body []byte) (ev SensorData, skipped int, err error) {
 	var batchID, site reading.Text
 	var ins []reading.Input
 	if bi, ok := reading.DecodeBatch(body); ok {

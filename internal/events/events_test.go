@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,13 @@ func TestSensorDataRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.ev) {
 				t.Errorf("decoded %+v\nwant    %+v", got, tc.ev)
 			}
+			// The fast path takes every body without escapes; the general path agrees.
+			if _, _, ok := events.DecodeFast(body); ok == strings.Contains(string(body), `\`) {
+				t.Errorf("fast path took it: %v, body %s", ok, body)
+			}
+			if gen, _, err := events.DecodeGeneral(body); err != nil || !reflect.DeepEqual(gen, tc.ev) {
+				t.Errorf("general path %+v, %v", gen, err)
+			}
 			// The same body reformatted (spaces, other key order) takes encoding/json.
 			var generic any
 			_ = json.Unmarshal(body, &generic)
@@ -70,6 +78,8 @@ func TestSensorDataRoundTrip(t *testing.T) {
 // rest of the event stands; the fast and the encoding/json path agree.
 func TestSensorDataSkipsInvalid(t *testing.T) {
 	good := `{"sensor_id":"s1","type":"temperature","value":21.5,"unit":"Cel","timestamp":"2026-11-25T12:00:00.123Z"}`
+	// The bad readings written in the sensor service's shape, for the fast path.
+	inShape := map[string]bool{"room id": true, "out of range": true, "wrong unit": true}
 	for _, tc := range []struct {
 		name string
 		bad  string
@@ -86,6 +96,9 @@ func TestSensorDataSkipsInvalid(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fast := `{"batch_id":"key:p/b","readings":[` + good + `,` + tc.bad + `,` + good + `]}`
 			slow := "{ \"readings\" : [\n" + good + ",\n" + tc.bad + ",\n" + good + "], \"batch_id\": \"key:p/b\" }"
+			if _, skipped, ok := events.DecodeFast([]byte(fast)); inShape[tc.name] && (!ok || skipped != 1) {
+				t.Errorf("fast path: ok %v, %d skipped", ok, skipped)
+			}
 			for _, body := range []string{fast, slow} {
 				ev, skipped, err := events.DecodeSensorData([]byte(body))
 				if tc.name == "not an object" {
@@ -126,8 +139,15 @@ func TestSensorDataMalformed(t *testing.T) {
 // readings only, and encoding them again decodes to the same event.
 func FuzzDecodeSensorData(f *testing.F) {
 	f.Add(events.EncodeSensorData("key:agent-hq/b-1", "hq", sample()))
+	f.Add(events.EncodeSensorData("key:agent-hq/b-2", "", sample()[:2]))
 	f.Add([]byte(`{"batch_id":"b","readings":[{"sensor_id":"s1","type":"temperature","value":500,"timestamp":1764072000000},{"sensor_id":"s1","type":"co2","value":1,"timestamp":"1764072000000"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if fast, fskipped, ok := events.DecodeFast(body); ok {
+			gen, gskipped, err := events.DecodeGeneral(body)
+			if err != nil || fskipped != gskipped || !reflect.DeepEqual(fast, gen) {
+				t.Fatalf("fast path %+v (%d skipped), general path %+v (%d skipped, %v)", fast, fskipped, gen, gskipped, err)
+			}
+		}
 		ev, skipped, err := events.DecodeSensorData(body)
 		if err != nil {
 			if !errors.Is(err, events.ErrMalformed) {
@@ -176,4 +196,22 @@ func BenchmarkDecodeSensorData(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(rs))/b.Elapsed().Seconds(), "readings/s")
+}
+
+// BenchmarkDecodeSensorDataFleet decodes a body of 1,000 readings of 500 sensors
+// in 50 rooms, as analytics' ingest benchmark publishes.
+func BenchmarkDecodeSensorDataFleet(b *testing.B) {
+	rs := make([]reading.Reading, 1000)
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	for k := range rs {
+		rs[k] = reading.Reading{SensorID: "s" + strconv.Itoa(1000 + k%500)[1:], RoomID: "room-" + strconv.Itoa(100 + k%500/10)[1:], Type: "temperature", Value: 20 + float64(k%50)/10, Timestamp: base.Add(time.Duration(k/500) * time.Millisecond)}
+	}
+	body := events.EncodeSensorData("b", "hq", rs)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if ev, skipped, err := events.DecodeSensorData(body); err != nil || skipped != 0 || len(ev.Readings) != len(rs) {
+			b.Fatal(err, skipped)
+		}
+	}
 }
