@@ -13,6 +13,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/analytics"
@@ -225,20 +226,20 @@ func BenchmarkIngestFromBus(b *testing.B) {
 			// Events prepared beforehand: the sensor service's encoding of 1,000 readings.
 			const per = 1000
 			base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
-			events := make([][]byte, 0, b.N)
+			bodies := make([][]byte, 0, b.N)
 			n := 0
-			for i := 0; len(events) < b.N; i++ {
+			for i := 0; len(bodies) < b.N; i++ {
 				rs := make([]reading.Reading, per)
 				for j := range rs {
 					k := n + j
 					rs[j] = reading.Reading{SensorID: fmt.Sprintf("s%03d", k%500), RoomID: fmt.Sprintf("room-%02d", k%500/10), Type: "temperature", Value: 20 + float64(k%50)/10, Timestamp: base.Add(time.Duration(k/500) * time.Millisecond)}
 				}
 				n += per
-				events = append(events, sensor.EventBody(fmt.Sprintf("b%d", i), "hq", rs))
+				bodies = append(bodies, events.EncodeSensorData(fmt.Sprintf("b%d", i), "hq", rs))
 			}
 			b.ResetTimer()
 			start := time.Now()
-			for _, ev := range events {
+			for _, ev := range bodies {
 				if err := mb.Publish(ctx, bus.SensorDataReceived, ev); err != nil {
 					b.Fatal(err)
 				}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
@@ -70,6 +71,7 @@ type Service struct {
 	added    prometheus.Counter
 	received prometheus.Counter
 	badMsgs  prometheus.Counter
+	skipped  prometheus.Counter // invalid readings inside events, skipped
 	reports  *prometheus.CounterVec
 
 	rate rateWindow
@@ -140,10 +142,13 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 	s.badMsgs = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "atrium_analytics_bad_messages_total", Help: "Bus messages that could not be decoded (dropped).",
 	})
+	s.skipped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "atrium_analytics_event_readings_skipped_total", Help: "Invalid readings inside sensor.data.received events, skipped (the rest of the event is stored).",
+	})
 	s.reports = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "atrium_analytics_reports_total", Help: "Reports generated, by outcome (ready, failed).",
 	}, []string{"outcome"})
-	s.reg.MustRegister(s.added, s.received, s.badMsgs, s.reports)
+	s.reg.MustRegister(s.added, s.received, s.badMsgs, s.skipped, s.reports)
 	return s
 }
 
@@ -203,14 +208,18 @@ func (s *Service) sweep(ctx context.Context) {
 func (s *Service) handleMessage(ctx context.Context, m bus.Message) error {
 	switch m.Subject {
 	case bus.SensorDataReceived:
-		rs, err := DecodeEvent(m.Body)
+		ev, skipped, err := events.DecodeSensorData(m.Body)
 		if err != nil {
 			s.badMsgs.Inc()
 			s.log.Warn("bad sensor.data.received dropped", "id", m.ID, "err", err)
 			return nil
 		}
-		s.received.Add(float64(len(rs)))
-		if err := s.addBatched(ctx, rs); err != nil {
+		if skipped > 0 {
+			s.skipped.Add(float64(skipped))
+			s.log.Warn("invalid readings in event skipped", "id", m.ID, "batch_id", ev.BatchID, "count", skipped)
+		}
+		s.received.Add(float64(len(ev.Readings)))
+		if err := s.addBatched(ctx, ev.Readings); err != nil {
 			return fmt.Errorf("analytics: add readings: %w", err)
 		}
 	case bus.AlertRaised, bus.AlertResolved:

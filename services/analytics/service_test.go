@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/testenv"
@@ -179,7 +181,7 @@ func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs
 // publishReadings sends readings on the bus as the sensor service does.
 func publishReadings(t *testing.T, b bus.Bus, batch string, rs []reading.Reading) {
 	t.Helper()
-	if err := b.Publish(t.Context(), bus.SensorDataReceived, sensor.EventBody(batch, "hq", rs)); err != nil {
+	if err := b.Publish(t.Context(), bus.SensorDataReceived, events.EncodeSensorData(batch, "hq", rs)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -677,5 +679,58 @@ func TestSummaryServedStaleWhileRevalidating(t *testing.T) {
 	t2 := now()
 	if s := summary(); !s.GeneratedAt.Equal(t2) || s.Readings.LastHour != 6 {
 		t.Fatalf("long after: generated %v, last hour %d; want %v, 6", s.GeneratedAt, s.Readings.LastHour, t2)
+	}
+}
+
+// metric is the value of a counter without labels on the service's /metrics.
+func metric(t *testing.T, base, name string) float64 {
+	t.Helper()
+	a := get(t, base+"/metrics")
+	for line := range strings.SplitSeq(string(a.Raw), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no metric %s in /metrics", name)
+	return 0
+}
+
+// TestInvalidReadingsSkipped: an invalid reading inside an event is skipped and
+// counted, the event's other readings are stored. Before, the sensor service's
+// exact encoding stored it unchecked (a temperature of 500 °C), and any other
+// encoding dropped the whole event for one bad reading.
+func TestInvalidReadingsSkipped(t *testing.T) {
+	b := membus.New(logging.Discard())
+	t.Cleanup(func() { b.Close() })
+	st := engines(t)[0].open(t, filepath.Join(t.TempDir(), "skip"))
+	r := startRig(t, st, b, analytics.Options{SensorURL: "http://127.0.0.1:1"})
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	good := func(id string, k int) reading.Reading {
+		return reading.Reading{SensorID: id, RoomID: "r1", Type: "temperature", Value: 21, Unit: "Cel", Timestamp: at.Add(time.Duration(k) * time.Second)}
+	}
+	hot := good("s-hot", 0)
+	hot.Value = 500 // outside the plausible range of a temperature
+	publishReadings(t, b, "key:p/b-1", []reading.Reading{good("s1", 0), hot, good("s1", 1)})
+	// The same kind of event as another producer may write it (spaced): one
+	// reading with a room id that is no id.
+	spaced := `{ "batch_id": "key:p/b-2", "readings": [
+		{"sensor_id": "s2", "type": "temperature", "value": 20, "timestamp": "2026-03-01T12:00:02Z"},
+		{"sensor_id": "s2", "room_id": "a b", "type": "temperature", "value": 20, "timestamp": "2026-03-01T12:00:03Z"} ] }`
+	if err := b.Publish(t.Context(), bus.SensorDataReceived, []byte(spaced)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "three valid readings stored", func() bool {
+		n, err := st.CountReadings(t.Context(), at.Add(-time.Hour), at.Add(time.Hour))
+		return err == nil && n == 3 && metric(t, r.url, "atrium_analytics_readings_received_total") == 3
+	})
+	if got := metric(t, r.url, "atrium_analytics_event_readings_skipped_total"); got != 2 {
+		t.Errorf("skipped readings = %v, want 2", got)
+	}
+	if got := metric(t, r.url, "atrium_analytics_bad_messages_total"); got != 0 {
+		t.Errorf("bad messages = %v, want 0", got)
 	}
 }
