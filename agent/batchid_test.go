@@ -20,8 +20,7 @@ import (
 
 	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/agent/spool"
-	"github.com/atrium-iot/atrium/internal/cloud"
-	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
@@ -246,20 +245,8 @@ func TestAnotherKeyCannotClaimTheAgentsBatchIDs(t *testing.T) {
 	if err := os.WriteFile(keys, kb, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := cloud.ParseFlags([]string{"-target=sensor,gateway", "-data-dir=" + filepath.Join(dir, "cloud"), "-keys=" + keys,
-		"-gateway-addr=127.0.0.1:0", "-sensor-addr=127.0.0.1:0", "-log-level=error"}, noEnv, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	app := cloudtest.Start(t, "-target=sensor,gateway", "-data-dir="+filepath.Join(dir, "cloud"), "-keys="+keys,
+		"-gateway-addr=127.0.0.1:0", "-sensor-addr=127.0.0.1:0", "-log-level=error")
 	gw, sensorURL := "http://"+app.Addr("gateway"), "http://"+app.Addr("sensor")
 	cl := &cloudSvc{t: t, url: sensorURL}
 

@@ -3,14 +3,12 @@ package cloud_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/cloud"
-	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
 )
 
@@ -19,24 +17,7 @@ import (
 func startAnalytics(t *testing.T, extra ...string) (sensorURL, analyticsURL string) {
 	t.Helper()
 	args := append([]string{"-target=sensor,analytics", "-sensor-addr=127.0.0.1:0", "-analytics-addr=127.0.0.1:0", "-data-dir=" + t.TempDir()}, extra...)
-	cfg, err := cloud.ParseFlags(args, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	app := cloudtest.Start(t, args...)
 	return "http://" + app.Addr("sensor"), "http://" + app.Addr("analytics")
 }
 

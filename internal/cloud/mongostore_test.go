@@ -3,15 +3,13 @@ package cloud_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/url"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/atrium-iot/atrium/internal/cloud"
-	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 )
@@ -32,24 +30,7 @@ func TestMongoStore(t *testing.T) {
 
 	args := []string{"-target=sensor,notification", "-sensor-addr=127.0.0.1:0", "-notification-addr=127.0.0.1:0",
 		"-data-dir=" + t.TempDir(), "-store=" + u.String()}
-	cfg, err := cloud.ParseFlags(args, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	app := cloudtest.Start(t, args...)
 	sensorURL, notifyURL := "http://"+app.Addr("sensor"), "http://"+app.Addr("notification")
 
 	id := prefix + "sensor"

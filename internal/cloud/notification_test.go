@@ -4,15 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
-	"github.com/atrium-iot/atrium/internal/cloud"
-	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/cloud/cloudtest"
 )
 
 // startSensorNotification runs `atrium -target=sensor,notification` on loopback
@@ -20,24 +18,7 @@ import (
 func startSensorNotification(t *testing.T) (sensorURL, notifyURL string) {
 	t.Helper()
 	args := []string{"-target=sensor,notification", "-sensor-addr=127.0.0.1:0", "-notification-addr=127.0.0.1:0", "-data-dir=" + t.TempDir()}
-	cfg, err := cloud.ParseFlags(args, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	app := cloudtest.Start(t, args...)
 	notifyURL = "http://" + app.Addr("notification")
 	deadline := time.Now().Add(20 * time.Second)
 	for do(t, "GET", notifyURL+"/readyz", nil).Code != 200 {

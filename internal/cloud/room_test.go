@@ -21,6 +21,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/amqpbus"
 	"github.com/atrium-iot/atrium/internal/cloud"
+	"github.com/atrium-iot/atrium/internal/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 )
 
@@ -29,20 +30,7 @@ import (
 func roomStartParts(t testing.TB, target, dataDir string, extra ...string) *cloud.App {
 	t.Helper()
 	args := append([]string{"-target=" + target, "-data-dir=" + dataDir, "-sensor-addr=127.0.0.1:0", "-room-addr=127.0.0.1:0"}, extra...)
-	cfg, err := cloud.ParseFlags(args, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return app
+	return cloudtest.Start(t, args...)
 }
 
 // roomCount polls the room service until the count of readings of typ in the
