@@ -47,7 +47,7 @@ ci: engines ## what CI runs: engines, every test with integration tests required
 test-rabbitmq-restart: ## restart RabbitMQ (stop_app/start_app) under a running sensor+room pair; run alone, it restarts the broker
 	ATRIUM_TEST_RABBITMQ_RESTART=1 ATRIUM_REQUIRE_INTEGRATION=1 \
 	ATRIUM_TEST_AMQP_URL=$${ATRIUM_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/} \
-	$(GO) test -count=1 -run 'RabbitMQRestart' ./internal/cloud/
+	$(GO) test -count=1 -run 'RabbitMQRestart' ./cloud/
 
 bench: ## benchmarks (BENCH=regexp COUNT=n); compare runs with benchstat
 	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -benchtime=$(BENCHTIME) -count=$(COUNT) ./... | tee bench.txt

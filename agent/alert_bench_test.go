@@ -16,8 +16,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/atrium-iot/atrium/agent"
+	"github.com/atrium-iot/atrium/cloud"
 	"github.com/atrium-iot/atrium/gateway"
-	"github.com/atrium-iot/atrium/internal/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
 )
 

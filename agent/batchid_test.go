@@ -20,7 +20,7 @@ import (
 
 	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/agent/spool"
-	"github.com/atrium-iot/atrium/internal/cloud/cloudtest"
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 

@@ -29,7 +29,7 @@ import (
 	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/agent/forward"
 	"github.com/atrium-iot/atrium/agent/spool"
-	"github.com/atrium-iot/atrium/internal/cloud"
+	"github.com/atrium-iot/atrium/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/testenv"

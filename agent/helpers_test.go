@@ -25,7 +25,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/atrium-iot/atrium/agent"
-	"github.com/atrium-iot/atrium/internal/cloud"
+	"github.com/atrium-iot/atrium/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/testenv"
 )

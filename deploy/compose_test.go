@@ -26,9 +26,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/atrium-iot/atrium/agent"
+	"github.com/atrium-iot/atrium/cloud"
 	sim "github.com/atrium-iot/atrium/firmware-sim"
 	"github.com/atrium-iot/atrium/gateway"
-	"github.com/atrium-iot/atrium/internal/cloud"
 )
 
 const (

@@ -54,7 +54,7 @@ func TestNoServerDependencies(t *testing.T) {
 		{"PostgreSQL driver (pq)", "github.com/lib/pq"},
 		{"cloud services", "github.com/atrium-iot/atrium/services/"},
 		{"API gateway", "github.com/atrium-iot/atrium/gateway"},
-		{"cloud wiring", "github.com/atrium-iot/atrium/internal/cloud"},
+		{"cloud wiring", "github.com/atrium-iot/atrium/cloud"},
 		{"AMQP bus adapter", "github.com/atrium-iot/atrium/internal/bus/amqpbus"},
 	}
 	for _, tt := range forbidden {

@@ -9,7 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/atrium-iot/atrium/internal/cloud"
+	"github.com/atrium-iot/atrium/cloud"
 )
 
 func main() {

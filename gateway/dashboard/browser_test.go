@@ -21,9 +21,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/atrium-iot/atrium/agent"
+	"github.com/atrium-iot/atrium/cloud"
 	sim "github.com/atrium-iot/atrium/firmware-sim"
 	"github.com/atrium-iot/atrium/gateway"
-	"github.com/atrium-iot/atrium/internal/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/testenv"
 )

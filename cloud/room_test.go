@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/cloud"
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/amqpbus"
-	"github.com/atrium-iot/atrium/internal/cloud"
-	"github.com/atrium-iot/atrium/internal/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 )
 

@@ -24,8 +24,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/atrium-iot/atrium/agent"
+	"github.com/atrium-iot/atrium/cloud"
 	"github.com/atrium-iot/atrium/gateway"
-	"github.com/atrium-iot/atrium/internal/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/testenv"
 )
@@ -367,7 +367,7 @@ func TestAgentForwardsThroughTheGateway(t *testing.T) {
 //     this process, so added-cpu-µs/req, the median of the rounds' gateway − direct
 //     CPU, is what the gateway adds).
 //
-// Run: go test -run '^$' -bench GatewayOverhead -benchtime=1x -count 5 ./internal/cloud
+// Run: go test -run '^$' -bench GatewayOverhead -benchtime=1x -count 5 ./cloud
 func BenchmarkGatewayOverhead(b *testing.B) {
 	keysFile := filepath.Join(b.TempDir(), "keys.json")
 	key, err := gateway.AddKey(keysFile, "bench", []gateway.Scope{gateway.ScopeRead})

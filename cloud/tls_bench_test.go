@@ -29,7 +29,7 @@ import (
 //     yet, then drained through the gateway (the agent by API key over HTTP, or by
 //     client certificate over HTTPS): readings/s from the first delivery to the last.
 //
-// Run: go test -run '^$' -bench TLSCost -benchtime 1x -count 3 ./internal/cloud
+// Run: go test -run '^$' -bench TLSCost -benchtime 1x -count 3 ./cloud
 func BenchmarkTLSCost(b *testing.B) {
 	ca := tlsxtest.NewCA(b, "Bench CA")
 	srv := ca.Server(b, "gateway")

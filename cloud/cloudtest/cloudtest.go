@@ -8,7 +8,7 @@ import (
 	"io"
 	"testing"
 
-	"github.com/atrium-iot/atrium/internal/cloud"
+	"github.com/atrium-iot/atrium/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
 )
 

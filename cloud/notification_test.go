@@ -10,7 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/atrium-iot/atrium/internal/cloud/cloudtest"
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
 )
 
 // startSensorNotification runs `atrium -target=sensor,notification` on loopback

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/cloud"
 	"github.com/atrium-iot/atrium/internal/bus"
-	"github.com/atrium-iot/atrium/internal/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/services/sensor"
 )

@@ -9,7 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/atrium-iot/atrium/internal/cloud/cloudtest"
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 )

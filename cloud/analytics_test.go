@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/cloud/cloudtest"
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
 )
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/cloud"
+	"github.com/atrium-iot/atrium/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
 )
 
