@@ -16,9 +16,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/atrium-iot/atrium/agent"
-	"github.com/atrium-iot/atrium/cloud"
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/gateway"
-	"github.com/atrium-iot/atrium/internal/logging"
 )
 
 // BenchmarkPublishToAlert measures how long a reading that crosses a rule's
@@ -115,25 +114,8 @@ func BenchmarkPublishToAlert(b *testing.B) {
 // gateway's keys in dir/keys.json, and returns the gateway's base URL.
 func benchStartAll(b testing.TB, dir string) string {
 	b.Helper()
-	cfg, err := cloud.ParseFlags([]string{"-target=all", "-data-dir=" + filepath.Join(dir, "cloud"), "-keys=" + filepath.Join(dir, "keys.json"),
+	app := cloudtest.Start(b, "-target=all", "-data-dir="+filepath.Join(dir, "cloud"), "-keys="+filepath.Join(dir, "keys.json"),
 		"-gateway-addr=127.0.0.1:0", "-sensor-addr=127.0.0.1:0", "-room-addr=127.0.0.1:0",
-		"-analytics-addr=127.0.0.1:0", "-notification-addr=127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	b.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("cloud: %v", err)
-		}
-	})
+		"-analytics-addr=127.0.0.1:0", "-notification-addr=127.0.0.1:0")
 	return "http://" + app.Addr("gateway")
 }

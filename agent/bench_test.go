@@ -29,7 +29,7 @@ import (
 	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/agent/forward"
 	"github.com/atrium-iot/atrium/agent/spool"
-	"github.com/atrium-iot/atrium/cloud"
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/testenv"
@@ -362,25 +362,7 @@ func benchStartAgent(b testing.TB, cloudURL string, edit func(*agent.Config)) *a
 // loopback port and returns its base URL.
 func benchStartCloud(b testing.TB, dir string) string {
 	b.Helper()
-	cfg, err := cloud.ParseFlags([]string{"-target=sensor", "-sensor-addr=127.0.0.1:0", "-data-dir=" + dir},
-		func(string) string { return "" }, io.Discard)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	b.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("sensor service: %v", err)
-		}
-	})
+	app := cloudtest.Start(b, "-target=sensor", "-sensor-addr=127.0.0.1:0", "-data-dir="+dir)
 	return "http://" + app.Addr("sensor")
 }
 
