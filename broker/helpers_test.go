@@ -35,6 +35,12 @@ var devices = map[string]string{
 // cheapest bcrypt cost so that tests stay quick under the race detector.
 func writeCredentials(t testing.TB, devs map[string]string) string {
 	t.Helper()
+	return writeCredentialsAt(t, devs, bcrypt.MinCost)
+}
+
+// writeCredentialsAt writes a credentials file with hashes of the given cost.
+func writeCredentialsAt(t testing.TB, devs map[string]string, cost int) string {
+	t.Helper()
 	type device struct {
 		ID   string `json:"id"`
 		Hash string `json:"hash"`
@@ -43,7 +49,7 @@ func writeCredentials(t testing.TB, devs map[string]string) string {
 		Devices []device `json:"devices"`
 	}
 	for id, pw := range devs {
-		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
 		if err != nil {
 			t.Fatal(err)
 		}

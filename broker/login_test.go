@@ -3,13 +3,10 @@ package broker
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -17,7 +14,6 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/atrium-iot/atrium/broker/credentials"
 )
@@ -31,34 +27,6 @@ func loginCost() int {
 		return 5
 	}
 	return credentials.Cost
-}
-
-// writeCredentialsAt writes a credentials file with hashes of the given cost.
-func writeCredentialsAt(t testing.TB, devs map[string]string, cost int) string {
-	t.Helper()
-	type device struct {
-		ID   string `json:"id"`
-		Hash string `json:"hash"`
-	}
-	var doc struct {
-		Devices []device `json:"devices"`
-	}
-	for id, pw := range devs {
-		h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc.Devices = append(doc.Devices, device{id, string(h)})
-	}
-	b, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "credentials.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // dialFrom connects to addr from the local IP from (any 127.x.y.z works on loopback),
