@@ -121,101 +121,136 @@ func (r *Rule) Normalize() {
 
 // Valid checks a normalized rule; every problem is named by its field.
 func (r Rule) Valid() []httpx.FieldProblem {
-	var ps []httpx.FieldProblem
-	add := func(field, reason string) { ps = append(ps, httpx.FieldProblem{Field: field, Reason: reason}) }
-	finite := func(field string, v *float64) {
-		if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
-			add(field, "must be a finite number")
-		}
+	var ps problems
+	r.validFields(&ps)
+	switch r.Kind {
+	case KindSensorSilent:
+		r.validSilent(&ps)
+	case KindThreshold:
+		r.validThreshold(&ps)
+	default:
+		ps.add("kind", "must be threshold or sensor_silent")
 	}
+	return ps
+}
+
+// problems collects the field problems of one rule, in the order found.
+type problems []httpx.FieldProblem
+
+func (ps *problems) add(field, reason string) {
+	*ps = append(*ps, httpx.FieldProblem{Field: field, Reason: reason})
+}
+
+// finite adds a problem when v is set and is NaN or infinite.
+func (ps *problems) finite(field string, v *float64) {
+	if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
+		ps.add(field, "must be a finite number")
+	}
+}
+
+// validFields checks the fields every kind of rule has, each on its own.
+func (r Rule) validFields(ps *problems) {
 	if r.ID != "" && !ruleIDPattern.MatchString(r.ID) {
-		add("id", "1-128 characters of A-Z a-z 0-9 . _ : -")
+		ps.add("id", "1-128 characters of A-Z a-z 0-9 . _ : -")
 	}
 	if len(r.Name) > 200 {
-		add("name", "at most 200 characters")
+		ps.add("name", "at most 200 characters")
 	}
 	if SeverityRank(r.Severity) == 0 {
-		add("severity", "must be one of info, warning, critical")
+		ps.add("severity", "must be one of info, warning, critical")
 	}
 	if r.RoomID != "" && !reading.ValidID(r.RoomID) {
-		add("room_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
+		ps.add("room_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
 	}
 	if r.Metric != "" && !reading.ValidType(r.Metric) {
-		add("metric", "lowercase a-z 0-9 _")
+		ps.add("metric", "lowercase a-z 0-9 _")
 	}
 	if r.For < 0 || time.Duration(r.For) > MaxRuleDuration {
-		add("for", "must be from 0s to 168h")
+		ps.add("for", "must be from 0s to 168h")
 	}
 	if r.ClearFor < 0 || time.Duration(r.ClearFor) > MaxRuleDuration {
-		add("clear_for", "must be from 0s to 168h")
+		ps.add("clear_for", "must be from 0s to 168h")
 	}
 	if r.WebhookURL != "" {
 		u, err := url.Parse(r.WebhookURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add("webhook_url", "must be an absolute http or https URL")
+			ps.add("webhook_url", "must be an absolute http or https URL")
 		}
 	}
 	if len(r.WebhookSecret) > 256 {
-		add("webhook_secret", "at most 256 characters")
+		ps.add("webhook_secret", "at most 256 characters")
 	}
-	for _, f := range []struct {
-		n string
-		v *float64
-	}{{"threshold", r.Threshold}, {"clear_threshold", r.ClearThreshold}, {"low", r.Low}, {"high", r.High}, {"clear_low", r.ClearLow}, {"clear_high", r.ClearHigh}} {
-		finite(f.n, f.v)
+	ps.finite("threshold", r.Threshold)
+	ps.finite("clear_threshold", r.ClearThreshold)
+	ps.finite("low", r.Low)
+	ps.finite("high", r.High)
+	ps.finite("clear_low", r.ClearLow)
+	ps.finite("clear_high", r.ClearHigh)
+}
+
+// validSilent checks a sensor_silent rule: a positive duration, no condition.
+func (r Rule) validSilent(ps *problems) {
+	if r.For <= 0 {
+		ps.add("for", "a sensor_silent rule needs a positive duration")
 	}
-	switch r.Kind {
-	case KindSensorSilent:
-		if r.For <= 0 {
-			add("for", "a sensor_silent rule needs a positive duration")
-		}
-		if r.Comparison != "" || r.Threshold != nil || r.Low != nil || r.High != nil {
-			add("comparison", "a sensor_silent rule has no comparison or thresholds")
-		}
-	case KindThreshold:
-		if r.Metric == "" {
-			add("metric", "is required for a threshold rule")
-		}
-		switch r.Comparison {
-		case CompareGT, CompareLT:
-			if r.Threshold == nil {
-				add("threshold", "is required for comparison "+r.Comparison)
-				break
-			}
-			if r.Low != nil || r.High != nil {
-				add("low", "low/high belong to comparison outside")
-			}
-			if r.ClearThreshold != nil {
-				if r.Comparison == CompareGT && *r.ClearThreshold > *r.Threshold {
-					add("clear_threshold", "must not be above threshold for gt")
-				}
-				if r.Comparison == CompareLT && *r.ClearThreshold < *r.Threshold {
-					add("clear_threshold", "must not be below threshold for lt")
-				}
-			}
-		case CompareOutside:
-			if r.Low == nil || r.High == nil {
-				add("low", "low and high are required for comparison outside")
-				break
-			}
-			if r.Threshold != nil {
-				add("threshold", "threshold belongs to gt and lt; use low and high")
-			}
-			if *r.Low >= *r.High {
-				add("high", "must be above low")
-			}
-			if r.ClearLow != nil && r.ClearHigh != nil {
-				if *r.ClearLow < *r.Low || *r.ClearHigh > *r.High || *r.ClearLow > *r.ClearHigh {
-					add("clear_low", "clear_low..clear_high must lie within low..high")
-				}
-			}
-		default:
-			add("comparison", "must be one of gt, lt, outside")
-		}
+	if r.Comparison != "" || r.Threshold != nil || r.Low != nil || r.High != nil {
+		ps.add("comparison", "a sensor_silent rule has no comparison or thresholds")
+	}
+}
+
+// validThreshold checks a threshold rule: a metric and a complete comparison.
+func (r Rule) validThreshold(ps *problems) {
+	if r.Metric == "" {
+		ps.add("metric", "is required for a threshold rule")
+	}
+	switch r.Comparison {
+	case CompareGT, CompareLT:
+		r.validOneSided(ps)
+	case CompareOutside:
+		r.validOutside(ps)
 	default:
-		add("kind", "must be threshold or sensor_silent")
+		ps.add("comparison", "must be one of gt, lt, outside")
 	}
-	return ps
+}
+
+// validOneSided checks a gt or lt comparison: one threshold, and a clear
+// threshold on its clear side.
+func (r Rule) validOneSided(ps *problems) {
+	if r.Threshold == nil {
+		ps.add("threshold", "is required for comparison "+r.Comparison)
+		return
+	}
+	if r.Low != nil || r.High != nil {
+		ps.add("low", "low/high belong to comparison outside")
+	}
+	if r.ClearThreshold == nil {
+		return
+	}
+	if r.Comparison == CompareGT && *r.ClearThreshold > *r.Threshold {
+		ps.add("clear_threshold", "must not be above threshold for gt")
+	}
+	if r.Comparison == CompareLT && *r.ClearThreshold < *r.Threshold {
+		ps.add("clear_threshold", "must not be below threshold for lt")
+	}
+}
+
+// validOutside checks an outside comparison: low below high, and the clear
+// band inside them.
+func (r Rule) validOutside(ps *problems) {
+	if r.Low == nil || r.High == nil {
+		ps.add("low", "low and high are required for comparison outside")
+		return
+	}
+	if r.Threshold != nil {
+		ps.add("threshold", "threshold belongs to gt and lt; use low and high")
+	}
+	if *r.Low >= *r.High {
+		ps.add("high", "must be above low")
+	}
+	if r.ClearLow != nil && r.ClearHigh != nil &&
+		(*r.ClearLow < *r.Low || *r.ClearHigh > *r.High || *r.ClearLow > *r.ClearHigh) {
+		ps.add("clear_low", "clear_low..clear_high must lie within low..high")
+	}
 }
 
 // breaching reports whether v meets the raise condition.
