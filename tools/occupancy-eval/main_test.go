@@ -27,6 +27,9 @@ func TestThroughTheStack(t *testing.T) {
 		{"datatest_excerpt.txt", false, 0.97},
 		{"datatest2_excerpt.txt", false, 0.99},
 		{"datatest_excerpt.txt", true, 0.85},
+		// The night of 17-18 Feb: the co2 of the empty room stays near 1,500
+		// ppm and jumps; a model reading co2 levels scored 45 % here.
+		{"datatest2_excerpt.txt", true, 0.80},
 	} {
 		name := strings.TrimSuffix(c.file, ".txt")
 		if c.noLight {

@@ -7,9 +7,11 @@
 //
 // The model is a logistic regression per set of available streams (fifteen
 // models, from co2 alone to all four), trained from the UCI Occupancy Detection
-// training set by cmd/occupancy-train and committed as model.json. A stream
+// training set by tools/occupancy-train and committed as model.json. A stream
 // missing from a room, or silent for more than FillAge, makes the estimator use the
-// model of the streams that remain.
+// model of the streams that remain. Without light the features are changes and
+// levels relative to the room's own baseline, never an absolute co2 level, so a
+// co2 sensor's offset or drift cancels.
 package occupancy
 
 import (
@@ -36,22 +38,27 @@ const Series = "occupied_estimate"
 
 const (
 	// MinuteLookback is how far before the first estimated minute the minute
-	// rollups must reach: the changes reach 60 minutes back, the baseline reads
-	// the current hour from minutes, and a minute without a reading there takes
-	// the value of up to FillAge before it.
-	MinuteLookback = 60*time.Minute + FillAge
-	// HourLookback is how far the baseline (the room's lowest level) reaches back,
-	// in completed hours.
+	// rollups must reach: the changes compare 5-minute medians up to 60 minutes
+	// apart, and a minute without a reading takes the value of up to FillAge
+	// before it.
+	MinuteLookback = maxLag + medianSpan + FillAge
+	// HourLookback is how far the baseline (the room's lowest hourly mean)
+	// reaches back, in completed hours.
 	HourLookback = 24 * time.Hour
 	// FillAge is how long a stream's last minute stands in for the minutes
 	// without a reading; a stream silent for longer counts as missing.
 	FillAge = 10 * time.Minute
 	// Influence is how long after a changed minute the estimates depend on it
-	// through the changes, the recent peak and the current hour's lowest level.
-	Influence = 60 * time.Minute
+	// through the medians and the changes.
+	Influence = maxLag + medianSpan
 	// BaselineInfluence is how long after a changed minute the estimates depend
 	// on it through the baseline (its hour's rollup).
 	BaselineInfluence = HourLookback + time.Hour
+)
+
+const (
+	maxLag     = 60 * time.Minute
+	medianSpan = 5 * time.Minute
 )
 
 // Stat is a rollup of one type over the period starting at Start, as the room
@@ -84,74 +91,89 @@ type Feature struct {
 	Name string
 	// Needs are the types that must be present for it.
 	Needs []string
-	// Doc says what it is, for the model file and the docs.
+	// Without is a type whose presence drops it (a better feature then
+	// carries the same information).
+	Without string
+	// Light says that the models with light use it: light decides nearly
+	// alone, and co2 and humidity made those models worse.
+	Light bool
+	// Doc says what it is, for the docs.
 	Doc string
 	f   func(x *point) float64
 }
 
-// point is what the features read at one minute.
+// point is what the features read at one minute, by index of Inputs.
 type point struct {
-	level, base, peak30 [4]float64 // by index of Inputs
-	ago                 [len(lags)][4]float64
+	level [4]float64 // the minute's value (mean of its rollup, or filled)
+	med   [4]float64 // median of the minute values of the last 5 minutes
+	// ago is med as it was lags[l] minutes before (or, for a stream younger
+	// than that, at its start, so a new stream has no change).
+	ago [len(lags)][4]float64
+	// base is the room's lowest hourly mean of the last 24 completed hours, or
+	// med when that is lower.
+	base [4]float64
+	// hrBase is the same for the humidity ratio (from the hourly means of
+	// temperature and humidity).
+	hrBase float64
 }
 
 // lags are the minutes back the changes are taken over.
 var lags = [...]int{5, 15, 30, 60}
 
 const (
-	lag5 = iota
-	lag15
-	lag30
-	lag60
-)
-
-const (
 	iCO2 = iota
 	iTemp
 	iHum
 	iLight
+	iHR   // the humidity ratio, in baselines
+	nBase // baselines: the inputs and the humidity ratio
 )
 
 // Features are every feature; a model uses those whose Needs are all present.
 var Features = []Feature{
-	{"light", []string{Light}, "light level, lux/100", func(x *point) float64 { return x.level[iLight] / 100 }},
-	{"co2_above_baseline", []string{CO2}, "co2 minus the room's lowest co2 of the last 24 h, ppm/100", func(x *point) float64 { return (x.level[iCO2] - x.base[iCO2]) / 100 }},
-	{"co2_change_5m", []string{CO2}, "co2 change over 5 minutes, ppm/10", change(iCO2, lag5, 0.1)},
-	{"co2_change_15m", []string{CO2}, "co2 change over 15 minutes, ppm/10", change(iCO2, lag15, 0.1)},
-	{"co2_change_30m", []string{CO2}, "co2 change over 30 minutes, ppm/10", change(iCO2, lag30, 0.1)},
-	{"co2_change_60m", []string{CO2}, "co2 change over 60 minutes, ppm/10", change(iCO2, lag60, 0.1)},
-	{"co2_below_peak_30m", []string{CO2}, "co2 minus the highest co2 of the last 30 minutes (decay after people leave), ppm/100", func(x *point) float64 { return (x.level[iCO2] - x.peak30[iCO2]) / 100 }},
-	{"temperature_above_baseline", []string{Temperature}, "temperature minus the lowest of the last 24 h, °C", func(x *point) float64 { return x.level[iTemp] - x.base[iTemp] }},
-	{"temperature_change_5m", []string{Temperature}, "temperature change over 5 minutes, °C/10", change(iTemp, lag5, 10)},
-	{"temperature_change_15m", []string{Temperature}, "temperature change over 15 minutes, °C/10", change(iTemp, lag15, 10)},
-	{"temperature_change_30m", []string{Temperature}, "temperature change over 30 minutes, °C/10", change(iTemp, lag30, 10)},
-	{"temperature_change_60m", []string{Temperature}, "temperature change over 60 minutes, °C/10", change(iTemp, lag60, 10)},
-	{"humidity_change_5m", []string{Humidity}, "relative humidity change over 5 minutes, %RH", change(iHum, lag5, 1)},
-	{"humidity_change_15m", []string{Humidity}, "relative humidity change over 15 minutes, %RH", change(iHum, lag15, 1)},
-	{"humidity_change_30m", []string{Humidity}, "relative humidity change over 30 minutes, %RH", change(iHum, lag30, 1)},
-	{"humidity_change_60m", []string{Humidity}, "relative humidity change over 60 minutes, %RH", change(iHum, lag60, 1)},
-	{"humidity_ratio_change_15m", []string{Temperature, Humidity}, "change of the water content of the air over 15 minutes, g/kg", hrChange(lag15)},
-	{"humidity_ratio_change_30m", []string{Temperature, Humidity}, "change of the water content of the air over 30 minutes, g/kg", hrChange(lag30)},
-	{"humidity_ratio_change_60m", []string{Temperature, Humidity}, "change of the water content of the air over 60 minutes, g/kg", hrChange(lag60)},
+	{Name: "light", Needs: []string{Light}, Light: true, Doc: "light level, lx/100",
+		f: func(x *point) float64 { return x.level[iLight] / 100 }},
+	{Name: "co2_rise_5m", Needs: []string{CO2}, Doc: "co2 change over 5 minutes relative to how far above the baseline it was then, %", f: co2Rise(0)},
+	{Name: "co2_rise_15m", Needs: []string{CO2}, Doc: "the same over 15 minutes", f: co2Rise(1)},
+	{Name: "co2_rise_30m", Needs: []string{CO2}, Doc: "the same over 30 minutes", f: co2Rise(2)},
+	{Name: "co2_rise_60m", Needs: []string{CO2}, Doc: "the same over 60 minutes", f: co2Rise(3)},
+	{Name: "temperature_above_baseline", Needs: []string{Temperature}, Doc: "temperature minus the room's baseline, °C",
+		f: func(x *point) float64 { return x.med[iTemp] - x.base[iTemp] }},
+	{Name: "temperature_change_5m", Needs: []string{Temperature}, Light: true, Doc: "temperature change over 5 minutes, °C/10", f: change(iTemp, 0, 10)},
+	{Name: "temperature_change_15m", Needs: []string{Temperature}, Light: true, Doc: "the same over 15 minutes", f: change(iTemp, 1, 10)},
+	{Name: "temperature_change_30m", Needs: []string{Temperature}, Doc: "the same over 30 minutes", f: change(iTemp, 2, 10)},
+	{Name: "temperature_change_60m", Needs: []string{Temperature}, Doc: "the same over 60 minutes", f: change(iTemp, 3, 10)},
+	{Name: "humidity_change_5m", Needs: []string{Humidity}, Without: Temperature, Doc: "relative humidity change over 5 minutes, %RH", f: change(iHum, 0, 1)},
+	{Name: "humidity_change_15m", Needs: []string{Humidity}, Without: Temperature, Doc: "the same over 15 minutes", f: change(iHum, 1, 1)},
+	{Name: "humidity_change_30m", Needs: []string{Humidity}, Without: Temperature, Doc: "the same over 30 minutes", f: change(iHum, 2, 1)},
+	{Name: "humidity_change_60m", Needs: []string{Humidity}, Without: Temperature, Doc: "the same over 60 minutes", f: change(iHum, 3, 1)},
+	{Name: "humidity_ratio_above_baseline", Needs: []string{Temperature, Humidity}, Doc: "water content of the air minus the room's baseline, g/kg",
+		f: func(x *point) float64 { return 1000 * (HumidityRatio(x.med[iTemp], x.med[iHum]) - x.hrBase) }},
+	{Name: "humidity_ratio_change_5m", Needs: []string{Temperature, Humidity}, Doc: "change of the water content of the air over 5 minutes, g/kg", f: hrChange(0)},
+	{Name: "humidity_ratio_change_15m", Needs: []string{Temperature, Humidity}, Doc: "the same over 15 minutes", f: hrChange(1)},
+	{Name: "humidity_ratio_change_30m", Needs: []string{Temperature, Humidity}, Doc: "the same over 30 minutes", f: hrChange(2)},
+	{Name: "humidity_ratio_change_60m", Needs: []string{Temperature, Humidity}, Doc: "the same over 60 minutes", f: hrChange(3)},
+}
+
+// co2Rise is the change of co2 over a lag, in percent of how far above the
+// room's baseline it was at the start of the lag (at least 50 ppm): 100 ppm
+// more counts as much as a doubling of the excess, whatever the sensor's offset.
+func co2Rise(lag int) func(x *point) float64 {
+	return func(x *point) float64 {
+		from := x.ago[lag][iCO2]
+		return 100 * (x.med[iCO2] - from) / math.Max(50, from-x.base[iCO2]+50)
+	}
 }
 
 func change(i, lag int, scale float64) func(x *point) float64 {
-	return func(x *point) float64 { return (x.level[i] - x.ago[lag][i]) * scale }
+	return func(x *point) float64 { return (x.med[i] - x.ago[lag][i]) * scale }
 }
 
 func hrChange(lag int) func(x *point) float64 {
 	return func(x *point) float64 {
-		return 1000 * (HumidityRatio(x.level[iTemp], x.level[iHum]) - HumidityRatio(x.ago[lag][iTemp], x.ago[lag][iHum]))
+		return 1000 * (HumidityRatio(x.med[iTemp], x.med[iHum]) - HumidityRatio(x.ago[lag][iTemp], x.ago[lag][iHum]))
 	}
 }
-
-// withLight says whether a model with light uses the feature: light decides
-// nearly alone, and co2 levels that drift make it worse.
-func withLight(f Feature) bool {
-	return !slices.Contains(f.Needs, CO2) && !slices.Contains(f.Needs, Humidity) && !lightExclude[f.Name]
-}
-
-var lightExclude = map[string]bool{"temperature_above_baseline": true, "temperature_change_60m": true, "temperature_change_30m": true}
 
 // HumidityRatio is the mass of water per mass of dry air (kg/kg) at a
 // temperature (°C) and relative humidity (%RH) at sea-level pressure.
@@ -177,13 +199,11 @@ func ModelName(present [4]bool) string {
 func FeaturesFor(present [4]bool) []Feature {
 	var out []Feature
 	for _, f := range Features {
-		ok := true
+		ok := !present[iLight] || f.Light
 		for _, n := range f.Needs {
-			if !present[slices.Index(Inputs, n)] {
-				ok = false
-			}
+			ok = ok && present[slices.Index(Inputs, n)]
 		}
-		if present[iLight] && !withLight(f) {
+		if f.Without != "" && present[slices.Index(Inputs, f.Without)] {
 			ok = false
 		}
 		if ok {
@@ -195,9 +215,8 @@ func FeaturesFor(present [4]bool) []Feature {
 
 // series is one type's minute means over the frame, forward filled up to FillAge.
 type series struct {
-	val    []float64 // NaN: no value (never seen, or older than FillAge)
-	raw    []bool    // a rollup of this minute exists
-	minima []float64 // rollup minimum of the minute (NaN without one)
+	val []float64 // NaN: no value (never seen, or older than FillAge)
+	raw []bool    // a rollup of this minute exists
 }
 
 // Rows computes the feature points of every minute in [from, to] that holds a
@@ -213,16 +232,16 @@ func Rows(w Window, from, to time.Time) []Row {
 	fill := int(FillAge / time.Minute)
 	var ss [4]series
 	for i, typ := range Inputs {
-		s := series{val: make([]float64, n), raw: make([]bool, n), minima: make([]float64, n)}
+		s := series{val: make([]float64, n), raw: make([]bool, n)}
 		for j := range n {
-			s.val[j], s.minima[j] = math.NaN(), math.NaN()
+			s.val[j] = math.NaN()
 		}
 		for _, st := range w.Minutes[typ] {
 			j := int(st.Start.Sub(start) / time.Minute)
 			if j < 0 || j >= n || st.Count == 0 {
 				continue
 			}
-			s.val[j], s.raw[j], s.minima[j] = st.Sum/float64(st.Count), true, st.Min
+			s.val[j], s.raw[j] = st.Sum/float64(st.Count), true
 		}
 		last := -1
 		for j := range n {
@@ -234,6 +253,7 @@ func Rows(w Window, from, to time.Time) []Row {
 		}
 		ss[i] = s
 	}
+	hb := newHourBaselines(w)
 	var out []Row
 	for m := from; !m.After(to); m = m.Add(time.Minute) {
 		j := int(m.Sub(start) / time.Minute)
@@ -245,58 +265,119 @@ func Rows(w Window, from, to time.Time) []Row {
 			continue
 		}
 		r := Row{Minute: m}
+		base := hb.at(m)
 		for i := range ss {
 			s := &ss[i]
 			if math.IsNaN(s.val[j]) {
 				continue
 			}
 			r.Present[i] = true
-			v := s.val[j]
-			r.x.level[i] = v
+			r.x.level[i] = s.val[j]
+			r.x.med[i] = median(s.val, j)
 			for l, k := range lags {
-				r.x.ago[l][i] = back(s.val, j, k, v)
+				r.x.ago[l][i] = medianAgo(s.val, j, k)
 			}
-			peak := v
-			for k := max(0, j-30); k <= j; k++ {
-				if !math.IsNaN(s.val[k]) && s.val[k] > peak {
-					peak = s.val[k]
-				}
-			}
-			r.x.peak30[i] = peak
-			r.x.base[i] = baseline(w.Hours[Inputs[i]], s, start, m, j, v)
+			r.x.base[i] = math.Min(base[i], r.x.med[i])
 		}
+		r.x.hrBase = math.Min(base[iHR], HumidityRatio(r.x.med[iTemp], r.x.med[iHum]))
 		out = append(out, r)
 	}
 	return out
 }
 
-// back is the value k minutes before j, or the earliest value after that when
-// the stream started later (so a new stream has no slope), or v.
-func back(val []float64, j, k int, v float64) float64 {
-	for i := max(0, j-k); i < j; i++ {
-		if !math.IsNaN(val[i]) {
-			return val[i]
+const medianMinutes = int(medianSpan / time.Minute)
+
+// median is the median of the values of the medianSpan minutes ending at j
+// (NaN when none has one).
+func median(val []float64, j int) float64 {
+	var b [medianMinutes]float64
+	n := 0
+	for k := max(0, j-medianMinutes+1); k <= j; k++ {
+		if !math.IsNaN(val[k]) {
+			b[n] = val[k]
+			n++
 		}
 	}
-	return v
+	if n == 0 {
+		return math.NaN()
+	}
+	slices.Sort(b[:n])
+	if n%2 == 1 {
+		return b[n/2]
+	}
+	return (b[n/2-1] + b[n/2]) / 2
 }
 
-// baseline is the lowest level of a stream over the completed hours of the last
-// HourLookback and the minutes of the current hour up to m.
-func baseline(hours []Stat, s *series, start, m time.Time, j int, v float64) float64 {
-	b := v
+// medianAgo is the median k minutes before j or, when the stream has no value
+// then, the median at its first value after (so a new stream has no change).
+func medianAgo(val []float64, j, k int) float64 {
+	for i := max(0, j-k); i <= j; i++ {
+		if v := median(val, i); !math.IsNaN(v) {
+			return v
+		}
+	}
+	return math.NaN() // not reached: val[j] has a value
+}
+
+// hourBaselines finds the room's baselines: the lowest hourly mean of each
+// input (and of the humidity ratio, from the hourly means of temperature and
+// humidity) over the HourLookback completed hours before a minute's hour.
+type hourBaselines struct {
+	means map[time.Time]*[nBase]float64 // NaN: no rollup that hour
+	hour  time.Time
+	cur   [nBase]float64
+}
+
+func newHourBaselines(w Window) *hourBaselines {
+	hb := &hourBaselines{means: map[time.Time]*[nBase]float64{}}
+	get := func(t time.Time) *[nBase]float64 {
+		v := hb.means[t]
+		if v == nil {
+			v = &[nBase]float64{}
+			for i := range v {
+				v[i] = math.NaN()
+			}
+			hb.means[t] = v
+		}
+		return v
+	}
+	for i, typ := range Inputs {
+		for _, h := range w.Hours[typ] {
+			if h.Count > 0 {
+				get(h.Start)[i] = h.Sum / float64(h.Count)
+			}
+		}
+	}
+	for _, v := range hb.means {
+		if !math.IsNaN(v[iTemp]) && !math.IsNaN(v[iHum]) {
+			v[iHR] = HumidityRatio(v[iTemp], v[iHum])
+		}
+	}
+	return hb
+}
+
+// at is the baselines for minute m (+Inf where no completed hour has a mean).
+func (hb *hourBaselines) at(m time.Time) [nBase]float64 {
 	hour := m.Truncate(time.Hour)
-	for _, h := range hours {
-		if h.Count > 0 && !h.Start.Before(hour.Add(-HourLookback)) && h.Start.Before(hour) && h.Min < b {
-			b = h.Min
+	if hour.Equal(hb.hour) && !hb.hour.IsZero() {
+		return hb.cur
+	}
+	var b [nBase]float64
+	for i := range b {
+		b[i] = math.Inf(1)
+	}
+	for h := hour.Add(-HourLookback); h.Before(hour); h = h.Add(time.Hour) {
+		v := hb.means[h]
+		if v == nil {
+			continue
+		}
+		for i := range b {
+			if !math.IsNaN(v[i]) && v[i] < b[i] {
+				b[i] = v[i]
+			}
 		}
 	}
-	k0 := int(hour.Sub(start) / time.Minute)
-	for k := max(0, k0); k <= j; k++ {
-		if s.raw[k] && s.minima[k] < b {
-			b = s.minima[k]
-		}
-	}
+	hb.hour, hb.cur = hour, b
 	return b
 }
 
