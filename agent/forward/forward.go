@@ -8,7 +8,7 @@
 // MaxInFlight (default 4) batches open and sends those it may at once, so the
 // sensor service can commit several of them in one transaction (its group commit
 // serves concurrent requests only). With a plain Queue, MaxInFlight 1, and in Flush,
-// batches go one at a time, oldest first.
+// batches go one at a time, oldest first: the same engine with a window of one.
 //
 // Ordering guarantee. A reading's sensor is the sensor_id its spooled JSON starts
 // with. For two readings r1 and r2 of one sensor, spooled in that order: either they
@@ -25,7 +25,7 @@
 // they go again with their ids and readings.
 //
 // After any attempt in the window fails (network error, retryable status, spool
-// error), Run lets the attempts still in flight end, then sends the oldest open
+// error), the forwarder lets the attempts still in flight end, then sends the oldest open
 // batch alone with the retry rules below until it has left the spool, and then opens
 // the window again. A batch of the window is sent as it was formed; if a full
 // drop-oldest spool shrinks it meanwhile, the cloud may still get the dropped
@@ -236,7 +236,7 @@ type Forwarder struct {
 	dataURL   string
 	healthURL string
 
-	send       sync.Mutex   // held by sendOne and by the window: one sender at a time
+	send       sync.Mutex   // held by Run and Flush: one window at a time
 	queueFails atomic.Int64 // consecutive queue errors
 
 	maxBytes atomic.Int64 // the byte budget of the next batch (MaxBytes, halved by 413s)
@@ -304,41 +304,14 @@ func setDefault[T comparable](v *T, def T) {
 // Run forwards batches until ctx ends, then returns nil. A batch in flight when ctx
 // ends stays in the spool, to go again (same id) with the next Run or Flush.
 func (f *Forwarder) Run(ctx context.Context) error {
-	if q, ok := f.q.(WindowQueue); ok && f.cfg.MaxInFlight > 1 {
-		return f.runWindow(ctx, q)
+	f.send.Lock()
+	defer f.send.Unlock()
+	w := f.newWindow(false)
+	defer w.close()
+	for ctx.Err() == nil {
+		w.step(ctx)
 	}
-	ready := f.q.Ready()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		wait := f.due()
-		if wait <= 0 {
-			progress, err := f.sendOne(ctx) // failures are logged and kept in Stats
-			if progress || err != nil {
-				continue
-			}
-			wait = f.idle() // the spool counted readings but had no batch to give
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-ready:
-			if !ok { // a closed channel would wake us forever: fall back on the timer
-				ready = nil
-			}
-		case <-timer.C:
-		}
-	}
-}
-
-// due says how long to wait before the next batch should go; 0 means now.
-func (f *Forwarder) due() time.Duration {
-	n, oldest := f.q.Pending()
-	return f.dueFor(n, oldest)
+	return nil
 }
 
 // dueFor is due for n waiting readings, the oldest added at oldest.
@@ -370,6 +343,10 @@ func (f *Forwarder) idle() time.Duration {
 // or ctx ends (an error saying how many readings are left). Use it on shutdown,
 // after Run has returned, with a deadline.
 func (f *Forwarder) Flush(ctx context.Context) error {
+	f.send.Lock()
+	defer f.send.Unlock()
+	w := f.newWindow(true)
+	defer w.close()
 	for {
 		n, _ := f.q.Pending()
 		if n == 0 {
@@ -378,8 +355,7 @@ func (f *Forwarder) Flush(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("forward: flush: %d readings left in the spool: %w", n, err)
 		}
-		progress, err := f.sendOne(ctx)
-		if !progress && err == nil {
+		if !w.step(ctx) {
 			return nil // the spool has no batch to give
 		}
 	}
@@ -440,82 +416,6 @@ func (f *Forwarder) setReachable(ok bool) {
 	f.mu.Unlock()
 }
 
-// sendOne takes the next batch and sends it until the cloud takes it, refuses it for
-// good, or ctx ends. progress is true when the batch left the spool (acked or
-// dead-lettered).
-func (f *Forwarder) sendOne(ctx context.Context) (progress bool, err error) {
-	f.send.Lock()
-	defer f.send.Unlock()
-	return f.sendOneLocked(ctx)
-}
-
-// sendOneLocked is sendOne with f.send held.
-func (f *Forwarder) sendOneLocked(ctx context.Context) (progress bool, err error) {
-
-	b, ok, err := f.q.NextBatch(f.cfg.MaxCount, int(f.maxBytes.Load()))
-	if err != nil {
-		return false, f.queueError(ctx, fmt.Errorf("forward: next batch: %w", err))
-	}
-	if !ok {
-		return false, nil
-	}
-	if len(b.Readings) == 0 { // nothing to send: let it go
-		return true, f.ack(ctx, b, result{})
-	}
-
-	buf := bufPool.Get().(*bytes.Buffer)
-	defer putBuffer(buf)
-	if err := f.prepare(buf, b); err != nil {
-		return false, err
-	}
-
-	for attempt := 0; ; attempt++ {
-		out := f.post(ctx, b, buf.Bytes())
-		if ctx.Err() != nil {
-			return false, ctx.Err() // the batch stays spooled, same id next time
-		}
-		switch out.class {
-		case delivered:
-			return true, f.ack(ctx, b, out.result)
-		case refused:
-			return true, f.deadLetter(ctx, b, out)
-		case mismatch:
-			if final, spent := f.mismatched(ctx, b, out); spent {
-				return true, f.deadLetter(ctx, b, final)
-			}
-		}
-		f.mu.Lock()
-		f.stats.Retries++
-		f.mu.Unlock()
-		f.failed(out.err)
-		wait := f.backoff(attempt, out.retryAfter)
-		f.log.WarnContext(ctx, "batch not delivered, will retry", "batch_id", b.ID, "readings", len(b.Readings),
-			"attempt", attempt+1, "status", out.status, "err", out.err, "backoff", wait)
-		if !f.pause(ctx, wait, out.status == 0) {
-			return false, ctx.Err()
-		}
-		// While we waited, a full drop-oldest spool may have shrunk this batch (it then
-		// has a new id) or dropped it: send what the spool holds now, never a stale copy.
-		nb, ok, err := f.q.NextBatch(f.cfg.MaxCount, int(f.maxBytes.Load()))
-		if err != nil {
-			return false, f.queueError(ctx, fmt.Errorf("forward: next batch: %w", err))
-		}
-		if !ok {
-			return true, nil
-		}
-		if nb.ID != b.ID {
-			f.renamed(b.ID, nb.ID)
-			b = nb
-			if len(b.Readings) == 0 {
-				return true, f.ack(ctx, b, result{})
-			}
-			if err := f.prepare(buf, b); err != nil {
-				return false, err
-			}
-		}
-	}
-}
-
 // prepare encodes b into buf (reset first) and updates the mean reading size.
 func (f *Forwarder) prepare(buf *bytes.Buffer, b Batch) error {
 	buf.Reset()
@@ -527,16 +427,6 @@ func (f *Forwarder) prepare(buf *bytes.Buffer, b Batch) error {
 		size += len(r)
 	}
 	f.avgSize.Store(int64(max(size/len(b.Readings), 1)))
-	return nil
-}
-
-func (f *Forwarder) ack(ctx context.Context, b Batch, res result) error {
-	if err := ackDelivered(f.q, b, res); err != nil {
-		// The cloud has the batch; sent again it is answered from the idempotency key.
-		return f.queueError(ctx, fmt.Errorf("forward: ack batch: %w", err), "batch_id", b.ID)
-	}
-	f.queueFails.Store(0)
-	f.recordAck(ctx, b, res)
 	return nil
 }
 
@@ -594,7 +484,9 @@ func (f *Forwarder) recordAck(ctx context.Context, b Batch, res result) {
 	f.log.DebugContext(ctx, "batch forwarded", "batch_id", b.ID, "readings", len(b.Readings), "duplicates", res.Duplicates)
 }
 
-func (f *Forwarder) deadLetter(ctx context.Context, b Batch, out outcome) error {
+// deadLetter moves b to q's dead letters with the reason in out; after a 413 the
+// byte budget of the next batches is halved.
+func (f *Forwarder) deadLetter(ctx context.Context, q Queue, b Batch, out outcome) error {
 	reason := out.err.Error()
 	if out.status == http.StatusRequestEntityTooLarge {
 		if mb := f.maxBytes.Load(); mb > minMaxBytes {
@@ -604,8 +496,8 @@ func (f *Forwarder) deadLetter(ctx context.Context, b Batch, out outcome) error 
 	f.failed(out.err)
 	f.log.ErrorContext(ctx, "batch dead-lettered", "batch_id", b.ID, "readings", len(b.Readings),
 		"status", out.status, "reason", reason, "max_bytes", f.maxBytes.Load())
-	if err := f.q.DeadLetterBatch(b.ID, reason); err != nil {
-		return f.queueError(ctx, fmt.Errorf("forward: dead-letter batch: %w", err), "batch_id", b.ID)
+	if err := q.DeadLetterBatch(b.ID, reason); err != nil {
+		return fmt.Errorf("forward: dead-letter batch: %w", err)
 	}
 	f.queueFails.Store(0)
 	f.mu.Lock()
