@@ -97,12 +97,12 @@ func decodeGeneral(body []byte) (ev SensorData, skipped int, err error) {
 			Readings []reading.Input `json:"readings"`
 		}
 		if err := json.Unmarshal(body, &jb); err != nil {
-			return SensorData{}, 0, fmt.Errorf("events: decode %s: %w: %w", "sensor.data.received", ErrMalformed, err)
+			return SensorData{}, 0, fmt.Errorf("events: decode %s: %w: %w", SensorDataSubject, ErrMalformed, err)
 		}
 		batchID, site, ins = jb.BatchID, jb.Site, jb.Readings
 	}
 	if batchID.BadType != "" || site.BadType != "" {
-		return SensorData{}, 0, fmt.Errorf("events: decode %s: %w: batch_id and site must be strings", "sensor.data.received", ErrMalformed)
+		return SensorData{}, 0, fmt.Errorf("events: decode %s: %w: batch_id and site must be strings", SensorDataSubject, ErrMalformed)
 	}
 	ev = SensorData{BatchID: batchID.S, Site: site.S, Readings: make([]reading.Reading, 0, len(ins))}
 	for i := range ins {

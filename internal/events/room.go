@@ -1,6 +1,12 @@
 package events
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+)
 
 // RoomTypeMetrics is the state of one reading type in a room.
 type RoomTypeMetrics struct {
@@ -60,4 +66,33 @@ type RoomMetrics struct {
 	// AirQuality classifies the current co2 value.
 	AirQuality *string `json:"air_quality"`
 	Comfort    Comfort `json:"comfort"`
+}
+
+// EncodeRoomMetrics returns the body of room.metrics.updated.
+func EncodeRoomMetrics(m RoomMetrics) []byte {
+	return mustMarshal(m)
+}
+
+// DecodeRoomMetrics reads a room.metrics.updated body. A body that is not one
+// (not JSON, no valid room_id, no at) fails with an error wrapping
+// ErrMalformed. A type whose value is not finite cannot be in a body
+// (encoding/json writes none), so every value read is a number.
+func DecodeRoomMetrics(body []byte) (RoomMetrics, error) {
+	var m RoomMetrics
+	if err := json.Unmarshal(body, &m); err != nil {
+		return RoomMetrics{}, malformed(RoomMetricsSubject, err.Error())
+	}
+	switch {
+	case !reading.ValidID(m.RoomID):
+		return RoomMetrics{}, malformed(RoomMetricsSubject, "room_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+	case m.At.IsZero():
+		return RoomMetrics{}, malformed(RoomMetricsSubject, "at is required")
+	}
+	for typ := range m.Metrics {
+		if !reading.ValidType(typ) {
+			return RoomMetrics{}, malformed(RoomMetricsSubject, fmt.Sprintf("metric %q is not a reading type", typ))
+		}
+	}
+	m.At = m.At.UTC()
+	return m, nil
 }

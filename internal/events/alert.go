@@ -1,0 +1,44 @@
+package events
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Alert is the body of alert.raised and alert.resolved: the alert as the
+// notification service's API shows it.
+type Alert struct {
+	ID             string     `json:"id"`
+	RuleID         string     `json:"rule_id"`
+	RoomID         string     `json:"room_id"`
+	SensorID       string     `json:"sensor_id"`
+	Type           string     `json:"type"`
+	Severity       string     `json:"severity"`
+	State          string     `json:"state"`
+	Value          float64    `json:"value"`
+	Message        string     `json:"message,omitempty"`
+	RaisedAt       time.Time  `json:"raised_at"`
+	AcknowledgedAt *time.Time `json:"acknowledged_at"`
+	ResolvedAt     *time.Time `json:"resolved_at"`
+}
+
+// EncodeAlert returns the body of alert.raised or alert.resolved.
+func EncodeAlert(a Alert) []byte {
+	return mustMarshal(a)
+}
+
+// DecodeAlert reads an alert.raised or alert.resolved body. A body that is not
+// one (not JSON, no id, no raised_at) fails with an error wrapping ErrMalformed.
+func DecodeAlert(body []byte) (Alert, error) {
+	var a Alert
+	if err := json.Unmarshal(body, &a); err != nil {
+		return Alert{}, malformed(AlertSubject, err.Error())
+	}
+	switch {
+	case a.ID == "":
+		return Alert{}, malformed(AlertSubject, "id is required")
+	case a.RaisedAt.IsZero():
+		return Alert{}, malformed(AlertSubject, "raised_at is required")
+	}
+	return a, nil
+}

@@ -1,0 +1,90 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
+)
+
+// Sensor statuses of sensor.status.changed.
+const (
+	StatusOnline  = "online"
+	StatusOffline = "offline"
+)
+
+// SensorStatus is the body of sensor.status.changed: the sensor service saw a
+// sensor go offline (silent longer than its -offline-after) or come online
+// (first seen, or reporting again after being offline).
+type SensorStatus struct {
+	SensorID string `json:"sensor_id"`
+	RoomID   string `json:"room_id,omitempty"`
+	Site     string `json:"site,omitempty"`
+	// Types are the reading types the sensor has reported, sorted.
+	Types []string `json:"types,omitempty"`
+	// Status is StatusOnline or StatusOffline.
+	Status string `json:"status"`
+	// Previous is the status published before this one, "" when none was:
+	// an online with no Previous is a sensor seen for the first time.
+	Previous string `json:"previous,omitempty"`
+	// LastSeen is when the sensor service last received a reading of the sensor.
+	LastSeen time.Time `json:"last_seen"`
+	// Since is when the status began: LastSeen for online, LastSeen plus the
+	// offline delay for offline.
+	Since time.Time `json:"since"`
+}
+
+// EncodeSensorStatus returns the body of sensor.status.changed.
+func EncodeSensorStatus(ev SensorStatus) []byte {
+	return mustMarshal(ev)
+}
+
+// DecodeSensorStatus reads a sensor.status.changed body. A body that is not
+// one (not JSON, no valid sensor_id, a status other than online and offline,
+// no last_seen) fails with an error wrapping ErrMalformed.
+func DecodeSensorStatus(body []byte) (SensorStatus, error) {
+	var ev SensorStatus
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return SensorStatus{}, malformed(SensorStatusSubject, err.Error())
+	}
+	switch {
+	case !reading.ValidID(ev.SensorID):
+		return SensorStatus{}, malformed(SensorStatusSubject, "sensor_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+	case ev.RoomID != "" && !reading.ValidID(ev.RoomID):
+		return SensorStatus{}, malformed(SensorStatusSubject, "room_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+	case ev.Status != StatusOnline && ev.Status != StatusOffline:
+		return SensorStatus{}, malformed(SensorStatusSubject, "status must be online or offline")
+	case ev.Previous != "" && ev.Previous != StatusOnline && ev.Previous != StatusOffline:
+		return SensorStatus{}, malformed(SensorStatusSubject, "previous must be online, offline or absent")
+	case ev.LastSeen.IsZero():
+		return SensorStatus{}, malformed(SensorStatusSubject, "last_seen is required")
+	}
+	if ev.Since.IsZero() {
+		ev.Since = ev.LastSeen
+	}
+	ev.LastSeen, ev.Since = ev.LastSeen.UTC(), ev.Since.UTC()
+	return ev, nil
+}
+
+// Subjects named in the errors of this package. They equal the bus subjects
+// (package bus), which this package does not import.
+const (
+	SensorDataSubject   = "sensor.data.received"
+	SensorStatusSubject = "sensor.status.changed"
+	RoomMetricsSubject  = "room.metrics.updated"
+	AlertSubject        = "alert.raised/alert.resolved"
+)
+
+func malformed(subject, why string) error {
+	return fmt.Errorf("events: decode %s: %w: %s", subject, ErrMalformed, why)
+}
+
+func mustMarshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// The bodies hold strings, times and finite numbers only.
+		panic(fmt.Sprintf("events: encode %T: %v", v, err))
+	}
+	return b
+}
