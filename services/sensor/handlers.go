@@ -81,6 +81,7 @@ func (s *Service) handleIngest() http.HandlerFunc {
 			s.ingested.WithLabelValues("accepted").Add(float64(out.Result.Accepted))
 			s.ingested.WithLabelValues("duplicate").Add(float64(out.Result.Duplicates))
 			s.ingested.WithLabelValues("rejected").Add(float64(len(out.Result.Rejected)))
+			s.live.seen(b.Readings)
 		}
 		if out.Pending != nil {
 			// The readings are stored and the answer recorded; if the event cannot be

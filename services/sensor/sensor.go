@@ -1,6 +1,7 @@
 // Package sensor is the sensor service (:8001): it ingests readings, keeps them and
-// the sensor registry in its Store, and publishes sensor.data.received for every
-// accepted batch. Storage engines are adapters in sub-packages (sqlitestore, …),
+// the sensor registry in its Store, publishes sensor.data.received for every
+// accepted batch and sensor.status.changed when a sensor goes offline or comes
+// online (it owns liveness). Storage engines are adapters in sub-packages (sqlitestore, …),
 // held to one contract suite (storetest).
 package sensor
 
@@ -204,6 +205,11 @@ type Store interface {
 	Sensor(ctx context.Context, id string) (Sensor, error)
 	// Sensors lists registry entries by id (Status left empty).
 	Sensors(ctx context.Context, q SensorQuery) (ss []Sensor, next string, err error)
+	// StatusMarks lists the status last published for each sensor (MarkStatus).
+	StatusMarks(ctx context.Context) ([]StatusMark, error)
+	// MarkStatus records the status just published for a sensor, replacing its
+	// previous mark.
+	MarkStatus(ctx context.Context, m StatusMark) error
 	// Ping reports whether the store is usable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -23,6 +23,10 @@ type Options struct {
 	OfflineAfter time.Duration
 	// RelayInterval is how often unpublished events are retried (default 2s).
 	RelayInterval time.Duration
+	// StatusInterval is how often the registry is swept for sensors gone
+	// offline or back online (default OfflineAfter/10, from 1s to 30s). A
+	// sensor not marked online that reports is swept for at once.
+	StatusInterval time.Duration
 	// Now is the service's clock (default time.Now).
 	Now func() time.Time
 }
@@ -38,6 +42,9 @@ type Service struct {
 	ingested   *prometheus.CounterVec
 	batches    *prometheus.CounterVec
 	publishErr prometheus.Counter
+	// statusChanges counts sensor.status.changed published, by status.
+	statusChanges *prometheus.CounterVec
+	live          *liveness
 
 	// flight and sent make a replayed batch whose event is being (or was just)
 	// published by another request wait for that publish instead of repeating it.
@@ -61,10 +68,13 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 	if opts.RelayInterval <= 0 {
 		opts.RelayInterval = 2 * time.Second
 	}
+	if opts.StatusInterval <= 0 {
+		opts.StatusInterval = min(max(opts.OfflineAfter/10, time.Second), 30*time.Second)
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(), sent: map[string]struct{}{}}
+	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(), sent: map[string]struct{}{}, live: newLiveness()}
 	s.ingested = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "atrium_sensor_readings_total", Help: "Readings received, by outcome (accepted, duplicate, rejected).",
 	}, []string{"outcome"})
@@ -74,7 +84,10 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 	s.publishErr = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "atrium_sensor_publish_errors_total", Help: "Failed publishes of sensor.data.received (retried from the outbox).",
 	})
-	s.reg.MustRegister(s.ingested, s.batches, s.publishErr)
+	s.statusChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "atrium_sensor_status_changes_total", Help: "sensor.status.changed events published, by status (online, offline).",
+	}, []string{"status"})
+	s.reg.MustRegister(s.ingested, s.batches, s.publishErr, s.statusChanges)
 	return s
 }
 
@@ -88,10 +101,19 @@ func (s *Service) Handler() http.Handler {
 	return r
 }
 
-// Run relays outbox events that could not be published at ingest time, until ctx ends.
+// Run relays outbox events that could not be published at ingest time and
+// publishes sensor.status.changed (SweepStatus), until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.opts.RelayInterval)
 	defer t.Stop()
+	st := time.NewTicker(s.opts.StatusInterval)
+	defer st.Stop()
+	sweep := func() {
+		if err := s.SweepStatus(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("sensor status sweep failed", "err", err)
+		}
+	}
+	sweep()
 	for {
 		select {
 		case <-ctx.Done():
@@ -100,6 +122,10 @@ func (s *Service) Run(ctx context.Context) error {
 			if err := s.relay(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("outbox relay failed", "err", err)
 			}
+		case <-st.C:
+			sweep()
+		case <-s.live.nudge:
+			sweep()
 		}
 	}
 }

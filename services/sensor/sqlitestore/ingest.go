@@ -25,12 +25,13 @@ const (
 )
 
 // writeReq is one unit of work for the writer: a batch to ingest, an outbox
-// event to acknowledge (ack != ""), a chunk of a prune (prune != nil), or a
-// merge of the journal (merge).
+// event to acknowledge (ack != ""), a sensor's status mark (mark != nil), a
+// chunk of a prune (prune != nil), or a merge of the journal (merge).
 type writeReq struct {
 	ctx   context.Context
 	batch *prepared
 	ack   string
+	mark  *sensor.StatusMark
 	prune *pruneReq
 	merge bool
 	reply chan writeReply // buffered: the writer never blocks on it
@@ -49,6 +50,8 @@ func (r *writeReq) id() string {
 		return "merge"
 	case r.prune != nil:
 		return "prune"
+	case r.mark != nil:
+		return "mark " + r.mark.SensorID
 	case r.batch == nil:
 		return r.ack
 	}
@@ -223,6 +226,7 @@ type writer struct {
 	syncNormal, syncFull           *sql.Stmt
 	getBatch, getPending           *sql.Stmt
 	insBatch, insOutbox, delOutbox *sql.Stmt
+	upStatus                       *sql.Stmt
 	nextSensor, delOld             *sql.Stmt
 	truncate                       *sql.Stmt
 	stmts                          []*sql.Stmt
@@ -319,6 +323,8 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 		{&w.insBatch, "INSERT INTO batches (id, result, received_ms, principal, fingerprint) VALUES (?, ?, ?, ?, ?)"},
 		{&w.insOutbox, "INSERT INTO outbox (batch_id, body) VALUES (?, ?)"},
 		{&w.delOutbox, "DELETE FROM outbox WHERE batch_id = ?"},
+		{&w.upStatus, `INSERT INTO sensor_status (sensor_id, status, at_ms) VALUES (?, ?, ?)
+			ON CONFLICT (sensor_id) DO UPDATE SET status = excluded.status, at_ms = excluded.at_ms`},
 		{&w.nextSensor, nextSensorWithReadings},
 		{&w.delOld, deleteOldReadings},
 		{&w.truncate, "PRAGMA wal_checkpoint(TRUNCATE)"},
@@ -551,6 +557,8 @@ func (w *writer) do(req *writeReq) writeReply {
 		r.pruned, r.err = w.prune(req.prune)
 	case req.ack != "":
 		_, r.err = w.delOutbox.ExecContext(w.bg, req.ack)
+	case req.mark != nil:
+		_, r.err = w.upStatus.ExecContext(w.bg, req.mark.SensorID, req.mark.Status, req.mark.At.UnixMilli())
 	default:
 		r.out, r.err = w.ingest(req.batch)
 	}

@@ -47,6 +47,7 @@ func Run(t *testing.T, open Opener) {
 		{"RoomFromRegistry", testRoomFromRegistry},
 		{"Registry", testRegistry},
 		{"Outbox", testOutbox},
+		{"StatusMarks", testStatusMarks},
 		{"ReadingsPagination", testReadingsPagination},
 		{"ReadingsBounds", testReadingsBounds},
 		{"ReadingsDefaultLimit", testReadingsDefaultLimit},

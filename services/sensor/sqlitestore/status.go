@@ -1,0 +1,47 @@
+package sqlitestore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/services/sensor"
+)
+
+// MarkStatus records the status published for a sensor; see sensor.Store.
+func (s *Store) MarkStatus(ctx context.Context, m sensor.StatusMark) error {
+	if m.SensorID == "" {
+		return fmt.Errorf("sqlitestore: mark status: %w: empty sensor id", httpx.ErrInvalid)
+	}
+	if _, err := s.write(ctx, &writeReq{ctx: ctx, mark: &m}, false); err != nil {
+		return wrapErr("sqlitestore: mark status of "+m.SensorID, err)
+	}
+	return nil
+}
+
+// StatusMarks lists every sensor's status mark; see sensor.Store.
+func (s *Store) StatusMarks(ctx context.Context) ([]sensor.StatusMark, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("sqlitestore: status marks: %w", errClosed)
+	}
+	rows, err := s.rdb.QueryContext(ctx, "SELECT sensor_id, status, at_ms FROM sensor_status ORDER BY sensor_id")
+	if err != nil {
+		return nil, wrapErr("sqlitestore: status marks", err)
+	}
+	defer rows.Close()
+	ms := []sensor.StatusMark{}
+	for rows.Next() {
+		var m sensor.StatusMark
+		var at int64
+		if err := rows.Scan(&m.SensorID, &m.Status, &at); err != nil {
+			return nil, wrapErr("sqlitestore: status marks", err)
+		}
+		m.At = time.UnixMilli(at).UTC()
+		ms = append(ms, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrapErr("sqlitestore: status marks", err)
+	}
+	return ms, nil
+}
