@@ -90,8 +90,8 @@ func TestOpen(t *testing.T) {
 			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil {
 				t.Fatal(err)
 			}
-			if version != 3 {
-				t.Errorf("user_version = %d, want 3", version)
+			if version != 4 {
+				t.Errorf("user_version = %d, want 4", version)
 			}
 			var mode string
 			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
