@@ -278,128 +278,176 @@ type span struct{ start, end int }
 // used goes to object.bad and a non-numeric extra is counted in object.ignored (see
 // the package doc); the error is for what spoils the whole object.
 func decodeObject(body []byte, base reading.Reading, now time.Time) (object, error) {
-	obj := object{body: body}
-	s := scanner{b: body}
-	if !s.eat('{') {
-		return obj, s.syntax()
+	d := objectDecoder{obj: object{body: body}, s: scanner{b: body}, base: base}
+	if !d.s.eat('{') {
+		return d.obj, d.s.syntax()
 	}
-	var (
-		ts      reading.Time
-		tsKey   string
-		rs      []reading.Reading
-		badAt   []span // the fields of obj.bad, for their payloads
-		reasons []error
-	)
-	if !s.eat('}') {
+	if !d.s.eat('}') {
 		// One slice for all readings: there are at most as many as commas plus one.
-		rs = make([]reading.Reading, 0, min(bytes.Count(body, comma)+1, MaxReadings))
-		for {
-			s.peek()
-			field := span{start: s.i}
-			key, err := s.str()
-			if err != nil {
-				return obj, err
-			}
-			if !s.eat(':') {
-				return obj, s.syntax()
-			}
-			switch string(key) {
-			case "ts", "timestamp":
-				if tsKey != "" {
-					return obj, fmt.Errorf("%q given after %q: send one time", string(key), tsKey)
-				}
-				tsKey = "ts"
-				if len(key) > 2 {
-					tsKey = "timestamp"
-				}
-				start := s.peek()
-				from := s.i
-				if start != '"' && start != '-' && !isDigit(start) && start != 'n' {
-					return obj, fmt.Errorf("%s: must be RFC 3339 or Unix milliseconds, got %s", tsKey, kind(start))
-				}
-				if start == '"' {
-					raw, escaped, err := s.rawString()
-					if err != nil {
-						return obj, err
-					}
-					if !escaped { // the common case, without reflection
-						t, err := reading.ParseTime(string(raw))
-						if err != nil {
-							return obj, fmt.Errorf("%s: %w", tsKey, err)
-						}
-						ts = reading.Time{T: t, Set: true}
-						obj.ts = span{field.start, s.i}
-						break
-					}
-				} else if err := s.skip(0); err != nil {
-					return obj, err
-				}
-				_ = ts.UnmarshalJSON(s.b[from:s.i]) // never fails: problems are kept in ts
-				if ts.Problem != "" {
-					return obj, fmt.Errorf("%s: %s", tsKey, ts.Problem)
-				}
-				obj.ts = span{field.start, s.i}
-			default:
-				if len(rs)+len(reasons) == MaxReadings {
-					return obj, fmt.Errorf("more than %d metrics in one message", MaxReadings)
-				}
-				c := s.peek()
-				if c != '-' && !isDigit(c) {
-					// Not a number: an extra the firmware sends (ignored), or a reading
-					// type's value in the wrong form (that field is dead-lettered).
-					if err := s.skip(0); err != nil {
-						return obj, err
-					}
-					if _, known := reading.Known[string(key)]; known && c != 'n' {
-						reasons = append(reasons, fmt.Errorf("value of %q: must be a finite number, got %s", internType(key), kind(c)))
-						badAt = append(badAt, span{field.start, s.i})
-					} else {
-						obj.ignored++
-					}
-					break
-				}
-				raw, ok := s.number()
-				if !ok {
-					return obj, s.syntax()
-				}
-				field.end = s.i
-				if err := numericField(&rs, key, raw, base); err != nil {
-					reasons = append(reasons, err)
-					badAt = append(badAt, field)
-				}
-			}
-			if s.eat(',') {
-				continue
-			}
-			if s.eat('}') {
-				break
-			}
-			return obj, s.syntax()
+		d.rs = make([]reading.Reading, 0, min(bytes.Count(body, comma)+1, MaxReadings))
+		if err := d.fields(); err != nil {
+			return d.obj, err
 		}
 	}
-	if err := s.end(); err != nil {
-		return obj, err
+	if err := d.s.end(); err != nil {
+		return d.obj, err
 	}
-	if len(rs) == 0 && len(reasons) == 0 {
+	return d.finish(now)
+}
+
+// objectDecoder is decodeObject's state while it reads the fields of one object.
+type objectDecoder struct {
+	obj     object
+	s       scanner
+	base    reading.Reading
+	ts      reading.Time
+	tsKey   string // "ts" or "timestamp" once one was read
+	rs      []reading.Reading
+	badAt   []span // the fields of obj.bad, for their payloads
+	reasons []error
+}
+
+// fields reads "key":value pairs up to and including the closing brace.
+func (d *objectDecoder) fields() error {
+	for {
+		if err := d.field(); err != nil {
+			return err
+		}
+		if d.s.eat(',') {
+			continue
+		}
+		if d.s.eat('}') {
+			return nil
+		}
+		return d.s.syntax()
+	}
+}
+
+// field reads one "key":value pair.
+func (d *objectDecoder) field() error {
+	d.s.peek()
+	at := span{start: d.s.i}
+	key, err := d.s.str()
+	if err != nil {
+		return err
+	}
+	if !d.s.eat(':') {
+		return d.s.syntax()
+	}
+	switch string(key) {
+	case "ts", "timestamp":
+		return d.time(key, at)
+	default:
+		return d.metric(key, at)
+	}
+}
+
+// time reads the value of the ts or timestamp field that starts at at.
+func (d *objectDecoder) time(key []byte, at span) error {
+	if d.tsKey != "" {
+		return fmt.Errorf("%q given after %q: send one time", string(key), d.tsKey)
+	}
+	d.tsKey = "ts"
+	if len(key) > 2 {
+		d.tsKey = "timestamp"
+	}
+	start := d.s.peek()
+	from := d.s.i
+	switch {
+	case start == '"':
+		raw, escaped, err := d.s.rawString()
+		if err != nil {
+			return err
+		}
+		if !escaped { // the common case, without reflection
+			t, err := reading.ParseTime(string(raw))
+			if err != nil {
+				return fmt.Errorf("%s: %w", d.tsKey, err)
+			}
+			d.ts = reading.Time{T: t, Set: true}
+			d.obj.ts = span{at.start, d.s.i}
+			return nil
+		}
+	case start == '-' || isDigit(start) || start == 'n':
+		if err := d.s.skip(0); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%s: must be RFC 3339 or Unix milliseconds, got %s", d.tsKey, kind(start))
+	}
+	_ = d.ts.UnmarshalJSON(d.s.b[from:d.s.i]) // never fails: problems are kept in ts
+	if d.ts.Problem != "" {
+		return fmt.Errorf("%s: %s", d.tsKey, d.ts.Problem)
+	}
+	d.obj.ts = span{at.start, d.s.i}
+	return nil
+}
+
+// metric reads the value of a field that is not a time: a reading, a field that
+// makes no reading (kept with its reason), or an ignored extra.
+func (d *objectDecoder) metric(key []byte, at span) error {
+	if len(d.rs)+len(d.reasons) == MaxReadings {
+		return fmt.Errorf("more than %d metrics in one message", MaxReadings)
+	}
+	c := d.s.peek()
+	if c != '-' && !isDigit(c) {
+		return d.notNumber(key, at, c)
+	}
+	raw, ok := d.s.number()
+	if !ok {
+		return d.s.syntax()
+	}
+	at.end = d.s.i
+	if err := numericField(&d.rs, key, raw, d.base); err != nil {
+		d.bad(at, err)
+	}
+	return nil
+}
+
+// notNumber skips a value that starts with c, not a number: an extra the firmware
+// sends (ignored), or a reading type's value in the wrong form (that field is
+// dead-lettered).
+func (d *objectDecoder) notNumber(key []byte, at span, c byte) error {
+	if err := d.s.skip(0); err != nil {
+		return err
+	}
+	if _, known := reading.Known[string(key)]; !known || c == 'n' {
+		d.obj.ignored++
+		return nil
+	}
+	at.end = d.s.i
+	d.bad(at, fmt.Errorf("value of %q: must be a finite number, got %s", internType(key), kind(c)))
+	return nil
+}
+
+func (d *objectDecoder) bad(at span, reason error) {
+	d.reasons = append(d.reasons, reason)
+	d.badAt = append(d.badAt, at)
+}
+
+// finish gives every reading and every unusable field the object's time.
+func (d *objectDecoder) finish(now time.Time) (object, error) {
+	obj := d.obj
+	if len(d.rs) == 0 && len(d.reasons) == 0 {
 		if obj.ignored > 0 {
 			return obj, fmt.Errorf("no numeric metrics in the object, only %d non-numeric field(s), which are ignored: want e.g. {\"temperature\":21.5}", obj.ignored)
 		}
 		return obj, fmt.Errorf("no metrics in the object: want e.g. {\"temperature\":21.5}")
 	}
 	at := now
-	if ts.Set {
-		at = ts.T.Truncate(time.Millisecond).UTC()
+	if d.ts.Set {
+		at = d.ts.T.Truncate(time.Millisecond).UTC()
 	}
-	for i := range rs {
-		rs[i].Timestamp = at
+	for i := range d.rs {
+		d.rs[i].Timestamp = at
 	}
-	if len(rs) > 0 {
-		obj.readings = rs
+	if len(d.rs) > 0 {
+		obj.readings = d.rs
 	}
-	for i, err := range reasons {
-		r := base
+	for i, err := range d.reasons {
+		r := d.base
 		r.Timestamp = at
-		obj.bad = append(obj.bad, Invalid{Reading: r, Reason: err.Error(), Payload: obj.payload(badAt[i])})
+		obj.bad = append(obj.bad, Invalid{Reading: r, Reason: err.Error(), Payload: obj.payload(d.badAt[i])})
 	}
 	return obj, nil
 }
