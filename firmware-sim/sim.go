@@ -405,108 +405,27 @@ const (
 // emit applies the faults to one frame of device d, encodes it in form and queues
 // the messages.
 func (s *Simulator) emit(ctx context.Context, d *device, room string, form Form, t time.Time, ms []replay.Metric) error {
-	fr, rng, fc := s.cfg.Faults, s.faultRNG, FaultCounts{}
-	defer func() {
-		s.update(func(sum *Summary) {
-			f := &sum.Faults
-			f.Dropouts += fc.Dropouts
-			f.DropoutFrames += fc.DropoutFrames
-			f.Stuck += fc.Stuck
-			f.StuckFrames += fc.StuckFrames
-			f.Spikes += fc.Spikes
-			f.Skews += fc.Skews
-			f.SkewFuture += fc.SkewFuture
-			f.Malformed += fc.Malformed
-			f.Duplicates += fc.Duplicates
-		})
-	}()
-	// Dropout: the device says nothing for 3–12 frames, this one included.
-	if d.dropLeft > 0 {
-		d.dropLeft--
-		fc.DropoutFrames++
+	ff := frameFaults{rates: s.cfg.Faults, rng: s.faultRNG, now: s.now}
+	defer s.update(func(sum *Summary) { sum.Faults.add(ff.counts) })
+	if ff.silent(d) {
 		return nil
 	}
-	if fr.Dropout > 0 && rng.Float64() < fr.Dropout {
-		d.dropLeft = 2 + rng.IntN(10)
-		fc.Dropouts++
-		fc.DropoutFrames++
-		return nil
-	}
-	ms = slices.Clone(ms)
-	// Stuck: the values of this frame are repeated by the next 5–20 frames.
-	if d.stuckLeft > 0 {
-		d.stuckLeft--
-		fc.StuckFrames++
-		for i := range ms {
-			for _, f := range d.frozen {
-				if f.Type == ms[i].Type {
-					ms[i].Value = f.Value
-				}
-			}
-		}
-	} else if fr.Stuck > 0 && rng.Float64() < fr.Stuck {
-		d.frozen = slices.Clone(ms)
-		d.stuckLeft = 5 + rng.IntN(16)
-		fc.Stuck++
-	}
-	// At most one message fault per frame, from a single draw.
-	kind := noFault
-	if sum := fr.Malformed + fr.Spike + fr.Skew + fr.Duplicate; sum > 0 {
-		u := rng.Float64()
-		switch {
-		case u < fr.Malformed:
-			kind = malformedFault
-		case u < fr.Malformed+fr.Spike:
-			kind = spikeFault
-		case u < fr.Malformed+fr.Spike+fr.Skew:
-			kind = skewFault
-		case u < sum:
-			kind = duplicateFault
-		}
-	}
-	if form == FormPlain && (kind == skewFault || kind == duplicateFault) {
-		kind = noFault // a plain number has no timestamp: the receiver stamps it
-	}
+	ms = ff.stick(d, slices.Clone(ms))
+	kind := ff.choose(form)
 	switch kind {
 	case spikeFault:
-		var known []int
-		for i, m := range ms {
-			if k, ok := reading.Known[m.Type]; ok && (k.Min > -1e300 || k.Max < 1e300) {
-				known = append(known, i)
-			}
-		}
-		if len(known) == 0 {
-			break
-		}
-		i := known[rng.IntN(len(known))]
-		ms[i].Value = spikeValue(reading.Known[ms[i].Type], rng)
-		fc.Spikes++
+		ff.spike(ms)
 	case skewFault:
-		fc.Skews++
-		if rng.IntN(2) == 0 {
-			// Far enough ahead of both clocks that any receiver rejects it.
-			base := t
-			if now := s.now(); now.After(base) {
-				base = now
-			}
-			t = base.Add(10*time.Minute + time.Duration(rng.Int64N(int64(50*time.Minute))))
-			fc.SkewFuture++
-		} else {
-			t = t.Add(-time.Second - time.Duration(rng.Int64N(int64(119*time.Second))))
-		}
+		t = ff.skew(t)
 	}
-	msgs := encode(form, room, d.id, t, ms)
-	if kind == malformedFault {
-		breakPayload(msgs[0])
-		fc.Malformed++
-	}
-	if kind == duplicateFault {
-		cp := *msgs[0]
-		cp.duplicate = true
-		msgs = append(msgs, &cp)
-		fc.Duplicates++
-	}
+	msgs := ff.damage(kind, encode(form, room, d.id, t, ms))
 	s.update(func(sum *Summary) { sum.Frames++ })
+	return s.queue(ctx, d, msgs)
+}
+
+// queue pushes the messages of one frame into d's outbox, counting what a full
+// outbox dropped.
+func (s *Simulator) queue(ctx context.Context, d *device, msgs []*message) error {
 	for _, m := range msgs {
 		dropped, err := d.ob.push(ctx, m)
 		if err != nil {
@@ -519,6 +438,126 @@ func (s *Simulator) emit(ctx context.Context, d *device, room string, form Form,
 		})
 	}
 	return nil
+}
+
+// frameFaults decides and applies the faults of one frame, every decision drawn
+// from rng in a fixed order (a seed replays the same faults), and counts them.
+type frameFaults struct {
+	rates  Faults
+	rng    *rand.Rand
+	now    func() time.Time
+	counts FaultCounts
+}
+
+// silent reports whether the device says nothing this frame: a dropout lasts 3–12
+// frames, the one that starts it included.
+func (ff *frameFaults) silent(d *device) bool {
+	if d.dropLeft > 0 {
+		d.dropLeft--
+		ff.counts.DropoutFrames++
+		return true
+	}
+	if ff.rates.Dropout > 0 && ff.rng.Float64() < ff.rates.Dropout {
+		d.dropLeft = 2 + ff.rng.IntN(10)
+		ff.counts.Dropouts++
+		ff.counts.DropoutFrames++
+		return true
+	}
+	return false
+}
+
+// stick gives ms the frozen values while d is stuck, or starts a stuck spell: the
+// values of this frame are repeated by the next 5–20 frames.
+func (ff *frameFaults) stick(d *device, ms []replay.Metric) []replay.Metric {
+	if d.stuckLeft > 0 {
+		d.stuckLeft--
+		ff.counts.StuckFrames++
+		for i := range ms {
+			for _, f := range d.frozen {
+				if f.Type == ms[i].Type {
+					ms[i].Value = f.Value
+				}
+			}
+		}
+		return ms
+	}
+	if ff.rates.Stuck > 0 && ff.rng.Float64() < ff.rates.Stuck {
+		d.frozen = slices.Clone(ms)
+		d.stuckLeft = 5 + ff.rng.IntN(16)
+		ff.counts.Stuck++
+	}
+	return ms
+}
+
+// choose draws the frame's message fault: at most one, from a single draw.
+func (ff *frameFaults) choose(form Form) faultKind {
+	r := ff.rates
+	sum := r.Malformed + r.Spike + r.Skew + r.Duplicate
+	if sum <= 0 {
+		return noFault
+	}
+	kind := noFault
+	switch u := ff.rng.Float64(); {
+	case u < r.Malformed:
+		kind = malformedFault
+	case u < r.Malformed+r.Spike:
+		kind = spikeFault
+	case u < r.Malformed+r.Spike+r.Skew:
+		kind = skewFault
+	case u < sum:
+		kind = duplicateFault
+	}
+	if form == FormPlain && (kind == skewFault || kind == duplicateFault) {
+		return noFault // a plain number has no timestamp: the receiver stamps it
+	}
+	return kind
+}
+
+// spike gives one reading of a known type with a plausible range a value outside it.
+func (ff *frameFaults) spike(ms []replay.Metric) {
+	var known []int
+	for i, m := range ms {
+		if k, ok := reading.Known[m.Type]; ok && (k.Min > -1e300 || k.Max < 1e300) {
+			known = append(known, i)
+		}
+	}
+	if len(known) == 0 {
+		return
+	}
+	i := known[ff.rng.IntN(len(known))]
+	ms[i].Value = spikeValue(reading.Known[ms[i].Type], ff.rng)
+	ff.counts.Spikes++
+}
+
+// skew shifts the frame's time t: half the time 10–60 minutes ahead of both t and
+// the clock (any receiver rejects it), else 1–120 seconds back.
+func (ff *frameFaults) skew(t time.Time) time.Time {
+	ff.counts.Skews++
+	if ff.rng.IntN(2) != 0 {
+		return t.Add(-time.Second - time.Duration(ff.rng.Int64N(int64(119*time.Second))))
+	}
+	base := t
+	if now := ff.now(); now.After(base) {
+		base = now
+	}
+	ff.counts.SkewFuture++
+	return base.Add(10*time.Minute + time.Duration(ff.rng.Int64N(int64(50*time.Minute))))
+}
+
+// damage applies the faults that act on the encoded messages: a malformed payload,
+// or a duplicate of the first message.
+func (ff *frameFaults) damage(kind faultKind, msgs []*message) []*message {
+	switch kind {
+	case malformedFault:
+		breakPayload(msgs[0])
+		ff.counts.Malformed++
+	case duplicateFault:
+		cp := *msgs[0]
+		cp.duplicate = true
+		msgs = append(msgs, &cp)
+		ff.counts.Duplicates++
+	}
+	return msgs
 }
 
 // spikeValue is a value outside k's plausible range: above the maximum by half the

@@ -66,6 +66,20 @@ type FaultCounts struct {
 	ReconnectStorms int `json:"reconnect_storms"` // times every device's connection was cut at once
 }
 
+// add adds the counts of o to c.
+func (c *FaultCounts) add(o FaultCounts) {
+	c.Dropouts += o.Dropouts
+	c.DropoutFrames += o.DropoutFrames
+	c.Stuck += o.Stuck
+	c.StuckFrames += o.StuckFrames
+	c.Spikes += o.Spikes
+	c.Skews += o.Skews
+	c.SkewFuture += o.SkewFuture
+	c.Malformed += o.Malformed
+	c.Duplicates += o.Duplicates
+	c.ReconnectStorms += o.ReconnectStorms
+}
+
 // Expect is what a correct agent and cloud make of the published messages, computed
 // from each message as it is acknowledged, with the validation rules of package
 // reading and the wall clock at that moment.
