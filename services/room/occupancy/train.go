@@ -167,7 +167,11 @@ func Train(samples []Sample) (*Model, error) {
 			xs = append(xs, rows[i].Vector(fs))
 			ys = append(ys, b2f(y))
 		}
-		lm, err := fit(ModelName(present), fs, xs, ys)
+		names := make([]string, len(fs))
+		for i, f := range fs {
+			names[i] = f.Name
+		}
+		lm, err := fit(ModelName(present), names, xs, ys)
 		if err != nil {
 			return nil, err
 		}
@@ -188,13 +192,11 @@ func b2f(b bool) float64 {
 }
 
 // fit is a ridge-penalised logistic regression by Newton's method (iteratively
-// reweighted least squares) on standardised features.
-func fit(name string, fs []Feature, xs [][]float64, ys []float64) (*Logistic, error) {
-	n, d := len(xs), len(fs)
-	lm := &Logistic{Name: name, Mean: make([]float64, d), Scale: make([]float64, d), Weights: make([]float64, d), Samples: n, fs: fs}
-	for _, f := range fs {
-		lm.Features = append(lm.Features, f.Name)
-	}
+// reweighted least squares) on standardised features (xs[i][j] is feature
+// names[j] of sample i).
+func fit(name string, names []string, xs [][]float64, ys []float64) (*Logistic, error) {
+	n, d := len(xs), len(names)
+	lm := &Logistic{Name: name, Features: names, Mean: make([]float64, d), Scale: make([]float64, d), Weights: make([]float64, d), Samples: n}
 	for j := range d {
 		var s float64
 		for i := range n {
