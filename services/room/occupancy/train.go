@@ -1,7 +1,6 @@
 package occupancy
 
 import (
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -24,39 +23,12 @@ type Sample struct {
 // "Light","CO2","HumidityRatio","Occupancy", each row led by an unnamed row index;
 // times without a zone, read as UTC).
 func ReadUCI(r io.Reader) ([]Sample, error) {
-	c := csv.NewReader(r)
-	c.FieldsPerRecord = -1
-	head, err := c.Read()
-	if err != nil {
-		return nil, fmt.Errorf("occupancy: read header: %w", err)
-	}
-	col := map[string]int{}
-	for i, h := range head {
-		col[strings.ToLower(strings.TrimSpace(h))] = i
-	}
-	for _, n := range []string{"date", "temperature", "humidity", "light", "co2", "occupancy"} {
-		if _, ok := col[n]; !ok {
-			return nil, fmt.Errorf("occupancy: header %v: no column %q", head, n)
-		}
-	}
 	var out []Sample
-	for line := 2; ; line++ {
-		rec, err := c.Read()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("occupancy: line %d: %w", line, err)
-		}
-		if len(rec) == len(head)+1 {
-			rec = rec[1:]
-		}
-		if len(rec) != len(head) {
-			return nil, fmt.Errorf("occupancy: line %d: %d cells, header has %d", line, len(rec), len(head))
-		}
+	key := func(h string) string { return strings.ToLower(strings.TrimSpace(h)) }
+	err := readCSV(r, key, []string{"date", "temperature", "humidity", "light", "co2", "occupancy"}, func(line int, rec []string, col map[string]int) error {
 		ts, err := time.ParseInLocation(time.DateTime, strings.TrimSpace(rec[col["date"]]), time.UTC)
 		if err != nil {
-			return nil, fmt.Errorf("occupancy: line %d: %w", line, err)
+			return err
 		}
 		s := Sample{Time: ts}
 		for _, f := range []struct {
@@ -65,13 +37,18 @@ func ReadUCI(r io.Reader) ([]Sample, error) {
 		}{{"temperature", &s.Temperature}, {"humidity", &s.Humidity}, {"light", &s.Light}, {"co2", &s.CO2}} {
 			v, err := strconv.ParseFloat(strings.TrimSpace(rec[col[f.name]]), 64)
 			if err != nil {
-				return nil, fmt.Errorf("occupancy: line %d: %s: %w", line, f.name, err)
+				return fmt.Errorf("%s: %w", f.name, err)
 			}
 			*f.dst = v
 		}
 		s.Occupied = strings.TrimSpace(rec[col["occupancy"]]) == "1"
 		out = append(out, s)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 // Rollups builds the minute and hour rollups the room store would hold for the
