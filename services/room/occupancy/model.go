@@ -87,6 +87,15 @@ func (lm *Logistic) Predict(r *Row) float64 {
 	return sigmoid(z)
 }
 
+// prob is the probability the model gives a vector of its features.
+func (lm *Logistic) prob(x []float64) float64 {
+	z := lm.Intercept
+	for i := range x {
+		z += lm.Weights[i] * (x[i] - lm.Mean[i]) / lm.Scale[i]
+	}
+	return sigmoid(z)
+}
+
 func sigmoid(z float64) float64 {
 	if z >= 0 {
 		return 1 / (1 + math.Exp(-z))
