@@ -33,6 +33,6 @@ func (a *App) addNotification(ctx context.Context) error {
 		st = sq
 	}
 	a.closers = append(a.closers, st.Close)
-	svc := notification.New(st, a.bus, log, notification.Options{MaxBody: a.cfg.MaxBody, OfflineAfter: a.cfg.OfflineAfter})
+	svc := notification.New(st, a.bus, log, notification.Options{MaxBody: a.cfg.MaxBody})
 	return a.serve("notification", a.cfg.NotifyAddr, svc.Handler(), log, svc.Run)
 }

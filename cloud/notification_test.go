@@ -84,16 +84,25 @@ func TestSensorToNotificationEndToEnd(t *testing.T) {
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
-			a := do(t, "GET", notifyURL+c.path, nil)
-			if a.Code != 200 {
-				t.Fatalf("%d %s", a.Code, a.Raw)
-			}
-			items := []any{a.Body}
-			if c.key != "" {
-				items, _ = a.Body[c.key].([]any)
-			}
-			if len(items) != 1 || !c.want(items[0].(map[string]any)) {
-				t.Fatalf("unexpected answer: %s", a.Raw)
+			// The online event comes from the sensor service's sensor.status.changed,
+			// apart from the readings: it may come a moment later.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				a := do(t, "GET", notifyURL+c.path, nil)
+				if a.Code != 200 {
+					t.Fatalf("%d %s", a.Code, a.Raw)
+				}
+				items := []any{a.Body}
+				if c.key != "" {
+					items, _ = a.Body[c.key].([]any)
+				}
+				if len(items) == 1 && c.want(items[0].(map[string]any)) {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("unexpected answer: %s", a.Raw)
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
@@ -175,53 +176,79 @@ func TestRuleValid(t *testing.T) {
 	}
 }
 
+// TestTrackerDeadlines: the tracker raises a sensor's silent alerts from its
+// offline event, each at the last reading plus the rule's For (at once when
+// that has passed), resolves them when it comes online, and ignores
+// redelivered and late events.
 func TestTrackerDeadlines(t *testing.T) {
 	rules := []Rule{
 		{ID: "silent-5m", Kind: KindSensorSilent, For: Duration(5 * time.Minute), Severity: SeverityWarning},
 		{ID: "silent-co2-1h", Kind: KindSensorSilent, Metric: "co2", For: Duration(time.Hour), Severity: SeverityCritical},
 	}
-	tr := NewTracker(10 * time.Minute)
+	tr := NewTracker()
 	tr.SetRules(rules)
-	if _, changed, _ := tr.Seen("a", "r1", "co2", t0); !changed {
-		t.Fatal("first reading is not a status change")
+	status := func(id, typ, st string, lastSeen, since time.Duration) events.SensorStatus {
+		return events.SensorStatus{SensorID: id, RoomID: "r1", Types: []string{typ}, Status: st, LastSeen: t0.Add(lastSeen), Since: t0.Add(since)}
 	}
-	tr.Seen("b", "r1", "temperature", t0)
-	tr.Seen("a", "r1", "co2", t0.Add(2*time.Minute))
+	online, offline := events.StatusOnline, events.StatusOffline
+	for _, ev := range []events.SensorStatus{status("a", "co2", online, 0, 0), status("b", "temperature", online, 0, 0)} {
+		if resolves := tr.Status(ev); len(resolves) != 0 {
+			t.Fatalf("first online resolves %d", len(resolves))
+		}
+	}
 	steps := []struct {
-		at      time.Duration
-		offline []string
-		raises  []string
+		at     time.Duration
+		ev     *events.SensorStatus // applied before the expiry
+		raises []string
 	}{
 		{4 * time.Minute, nil, nil},
-		{5 * time.Minute, nil, []string{"b/silent-5m"}},
-		{7 * time.Minute, nil, []string{"a/silent-5m"}},
-		{11 * time.Minute, []string{"b"}, nil},
-		{12 * time.Minute, []string{"a"}, nil},
+		{9 * time.Minute, nil, nil}, // online sensors have no deadline, however long
+		{10 * time.Minute, ptr(status("b", "temperature", offline, 0, 10*time.Minute)), []string{"b/silent-5m"}},
+		{12 * time.Minute, ptr(status("a", "co2", offline, 2*time.Minute, 12*time.Minute)), []string{"a/silent-5m"}},
+		{61 * time.Minute, nil, nil},
 		{2 * time.Hour, nil, []string{"a/silent-co2-1h"}},
 		{3 * time.Hour, nil, nil},
 	}
 	for _, st := range steps {
-		changes, raises := tr.Expire(t0.Add(st.at))
-		var off, rs []string
-		for _, c := range changes {
-			off = append(off, c.sensor.id)
+		if st.ev != nil {
+			if !tr.Changes(*st.ev) {
+				t.Fatalf("at +%s: %+v changes nothing", st.at, *st.ev)
+			}
+			tr.Status(*st.ev)
 		}
-		for _, r := range raises {
+		var rs []string
+		for _, r := range tr.Expire(t0.Add(st.at)) {
 			rs = append(rs, r.key.SensorID+"/"+r.key.RuleID)
+			if !r.at.Equal(t0.Add(map[string]time.Duration{"a": 2 * time.Minute, "b": 0}[r.key.SensorID] + time.Duration(r.rule.For))) {
+				t.Errorf("raise %s at %s", r.key.RuleID, r.at)
+			}
 			tr.bindSilent(r.key.SensorID, r.key.RuleID, "alert-"+r.key.SensorID+r.key.RuleID)
 		}
-		if fmt.Sprint(off) != fmt.Sprint(st.offline) || fmt.Sprint(rs) != fmt.Sprint(st.raises) {
-			t.Fatalf("at +%s: offline %v raises %v, want %v %v", st.at, off, rs, st.offline, st.raises)
+		if fmt.Sprint(rs) != fmt.Sprint(st.raises) {
+			t.Fatalf("at +%s: raises %v, want %v", st.at, rs, st.raises)
 		}
 	}
-	ch, changed, resolves := tr.Seen("a", "r1", "co2", t0.Add(3*time.Hour))
-	if !changed || !ch.online || len(resolves) != 2 {
-		t.Fatalf("back online: change %+v %v, resolves %d", ch, changed, len(resolves))
+	// Redelivered or late: nothing changes.
+	for _, ev := range []events.SensorStatus{status("a", "co2", offline, 2*time.Minute, 12*time.Minute), status("a", "co2", online, 0, 0)} {
+		if tr.Changes(ev) || len(tr.Status(ev)) != 0 {
+			t.Fatalf("%+v changed the tracker", ev)
+		}
 	}
-	if _, changed, resolves := tr.Seen("a", "r1", "co2", t0); changed || len(resolves) != 0 {
-		t.Fatal("an old reading changed the status")
+	if resolves := tr.Status(status("a", "co2", online, 3*time.Hour, 3*time.Hour)); len(resolves) != 2 {
+		t.Fatalf("back online: %d resolves, want 2", len(resolves))
+	}
+	// Online at one last reading, then offline at the same one: a change; the
+	// online again (a redelivery) is not.
+	if !tr.Changes(status("a", "co2", offline, 3*time.Hour, 3*time.Hour+5*time.Minute)) {
+		t.Fatal("offline after online at the same last reading changes nothing")
+	}
+	tr.Status(status("a", "co2", offline, 3*time.Hour, 3*time.Hour+5*time.Minute))
+	if tr.Changes(status("a", "co2", online, 3*time.Hour, 3*time.Hour)) {
+		t.Fatal("a redelivered online changed the tracker")
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // BenchmarkEvaluate runs readings of 1,000 sensors (co2 and temperature, values
 // around the thresholds) through the default rules; the target is ≥500,000

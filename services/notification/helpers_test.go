@@ -16,6 +16,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/notification"
@@ -119,6 +120,14 @@ func (e *env) publish(batchID string, rs ...reading.Reading) {
 	}
 	b.WriteString("]}")
 	if err := e.bus.Publish(e.t.Context(), bus.SensorDataReceived, b.Bytes()); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// status publishes a sensor.status.changed event, as the sensor service does.
+func (e *env) status(ev events.SensorStatus) {
+	e.t.Helper()
+	if err := e.bus.Publish(e.t.Context(), bus.SensorStatusChanged, events.EncodeSensorStatus(ev)); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -1,6 +1,6 @@
 // Package notification is the notification service (:8004): alert rules evaluated
 // on the readings of sensor.data.received (by their timestamps), sensor-silent
-// detection by a server-side timer, the alert lifecycle, the system event log,
+// alerts from the sensor service's sensor.status.changed, the alert lifecycle, the system event log,
 // notifications pushed to WebSocket clients and signed webhooks. Storage engines are
 // adapters in sub-packages (sqlitestore, …), held to one contract suite (storetest).
 package notification
@@ -133,13 +133,16 @@ type EventQuery struct {
 	Cursor   string
 }
 
-// SensorState is what the service remembers of a sensor across restarts: the
-// newest reading timestamp it has seen and whether it was declared offline.
+// SensorState is what the service remembers of a sensor across restarts, from
+// its newest sensor.status.changed: when the sensor service last received a
+// reading of it, whether it is offline, and the reading types it reports.
 type SensorState struct {
 	ID       string
 	RoomID   string
 	LastSeen time.Time
 	Offline  bool
+	// Types are the sensor's reading types; nil keeps the ones saved before.
+	Types []string
 }
 
 // Store keeps rules, alerts, the event log and sensor last-seen times.

@@ -24,10 +24,8 @@ import (
 type Options struct {
 	// MaxBody bounds a request body (default 1 MiB).
 	MaxBody int64
-	// OfflineAfter is how long a sensor may be silent before it is offline (default 5m).
-	OfflineAfter time.Duration
-	// TickInterval is how often silence deadlines are checked and sensor last-seen
-	// times saved (default 1s).
+	// TickInterval is how often the deadlines of sensor_silent rules are checked
+	// and sensor states saved (default 1s).
 	TickInterval time.Duration
 	// Now is the service's clock (default time.Now).
 	Now func() time.Time
@@ -57,7 +55,7 @@ type Service struct {
 	hooks *webhooks
 
 	// mu serialises the engines and the application of their transitions: the
-	// bus consumer, the silence timer and rule changes.
+	// bus consumers, the silence deadlines and rule changes.
 	mu      sync.Mutex
 	rules   map[string]Rule
 	engine  *Engine
@@ -76,9 +74,6 @@ type Service struct {
 func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = 1 << 20
-	}
-	if opts.OfflineAfter <= 0 {
-		opts.OfflineAfter = 5 * time.Minute
 	}
 	if opts.TickInterval <= 0 {
 		opts.TickInterval = time.Second
@@ -99,7 +94,7 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 		opts.WebhookWorkers = 4
 	}
 	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(),
-		rules: map[string]Rule{}, engine: NewEngine(nil), tracker: NewTracker(opts.OfflineAfter), batches: newRecentSet(4096)}
+		rules: map[string]Rule{}, engine: NewEngine(nil), tracker: NewTracker(), batches: newRecentSet(4096)}
 	s.hub = NewHub(log, s.reg, opts.Hub)
 	s.hooks = &webhooks{
 		client:   &http.Client{Timeout: opts.WebhookTimeout},
@@ -138,9 +133,10 @@ func (s *Service) Handler() http.Handler {
 // Hub is the service's WebSocket hub.
 func (s *Service) Hub() *Hub { return s.hub }
 
-// Run loads rules, open alerts and sensor last-seen times from the store, consumes
-// sensor.data.received, runs the silence timer and delivers webhooks until ctx
-// ends; then it saves sensor state and closes the WebSocket clients.
+// Run loads rules, open alerts and sensor states from the store, consumes
+// sensor.data.received and sensor.status.changed, checks the deadlines of
+// sensor_silent rules and delivers webhooks until ctx ends; then it saves
+// sensor states and closes the WebSocket clients.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.hub.Close()
 	if err := s.load(ctx); err != nil {
@@ -154,7 +150,8 @@ func (s *Service) Run(ctx context.Context) error {
 	for range s.opts.WebhookWorkers {
 		wg.Go(func() { s.hooks.run(ctx) })
 	}
-	if err := s.bus.Subscribe(ctx, "notification", []string{bus.SensorDataReceived}, s.handleMessage); err != nil {
+	subjects := []string{bus.SensorDataReceived, bus.SensorStatusChanged}
+	if err := s.bus.Subscribe(ctx, Queue, subjects, s.handleMessage); err != nil {
 		return fmt.Errorf("notification: subscribe: %w", err)
 	}
 	s.ready.Store(true)
@@ -215,7 +212,7 @@ func (s *Service) loadOnce(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.setRules(rules)
-	s.tracker = NewTracker(s.opts.OfflineAfter)
+	s.tracker = NewTracker()
 	s.tracker.SetRules(rules)
 	for _, st := range sensors {
 		s.tracker.Load(st)
@@ -244,10 +241,28 @@ func (s *Service) setRules(rules []Rule) {
 	s.tracker.SetRules(rules)
 }
 
-// handleMessage evaluates one sensor.data.received event. An invalid reading in
-// it is skipped and counted; only a body that is no event fails (and is
-// dead-lettered after the bus's attempts).
+// Queue is the service's bus queue.
+const Queue = "notification"
+
+// handleMessage is the bus handler: an error asks for redelivery.
 func (s *Service) handleMessage(ctx context.Context, m bus.Message) error {
+	switch m.Subject {
+	case bus.SensorDataReceived:
+		return s.handleSensorData(ctx, m)
+	case bus.SensorStatusChanged:
+		ev, err := events.DecodeSensorStatus(m.Body)
+		if err != nil {
+			return fmt.Errorf("notification: decode %s %s: %w", m.Subject, m.ID, err)
+		}
+		return s.ApplyStatus(ctx, ev)
+	}
+	return nil
+}
+
+// handleSensorData evaluates one sensor.data.received event. An invalid
+// reading in it is skipped and counted; only a body that is no event fails (and
+// is dead-lettered after the bus's attempts).
+func (s *Service) handleSensorData(ctx context.Context, m bus.Message) error {
 	ev, skipped, err := events.DecodeSensorData(m.Body)
 	if err != nil {
 		return fmt.Errorf("notification: decode %s %s: %w", m.Subject, m.ID, err)
@@ -268,45 +283,48 @@ func (s *Service) handleMessage(ctx context.Context, m bus.Message) error {
 	return nil
 }
 
-// Process evaluates readings (sorted by timestamp first) and applies what they
-// cause: sensors coming online, alerts raised and resolved.
+// Process evaluates readings (sorted by timestamp first) against the threshold
+// rules and applies the alerts they raise and resolve.
 func (s *Service) Process(ctx context.Context, rs []reading.Reading) error {
 	SortReadings(rs)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var changes []statusChange
 	var trans []transition
 	lateBefore := s.engine.Late
 	for i := range rs {
-		r := &rs[i]
-		ch, changed, resolves := s.tracker.Seen(r.SensorID, r.RoomID, r.Type, r.Timestamp)
-		if changed {
-			changes = append(changes, ch)
-		}
-		trans = append(trans, resolves...)
-		trans = s.engine.Evaluate(r, trans)
+		trans = s.engine.Evaluate(&rs[i], trans)
 	}
 	s.readings.Add(float64(len(rs)))
 	s.late.Add(float64(s.engine.Late - lateBefore))
-	var errs []error
-	for _, ch := range changes {
-		errs = append(errs, s.applyStatus(ctx, ch))
-	}
-	errs = append(errs, s.apply(ctx, trans))
-	return errors.Join(errs...)
+	return s.apply(ctx, trans)
 }
 
-// Tick handles the silence deadlines that have passed and saves changed sensor
-// last-seen times. Run calls it every TickInterval.
+// ApplyStatus applies a sensor.status.changed event: the sensor's online or
+// offline entry in the event log, its sensor_silent alerts raised (those whose
+// For has passed already) or resolved, and its state saved. A redelivered or
+// late event changes nothing. An error (the log entry could not be written)
+// leaves the tracker as it was, for the redelivery.
+func (s *Service) ApplyStatus(ctx context.Context, ev events.SensorStatus) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.tracker.Changes(ev) {
+		return nil
+	}
+	if err := s.logStatus(ctx, ev); err != nil {
+		return err
+	}
+	trans := append(s.tracker.Status(ev), s.tracker.Expire(s.opts.Now())...)
+	err := s.apply(ctx, trans)
+	s.flush(ctx)
+	return err
+}
+
+// Tick raises the sensor_silent alerts whose deadline has passed and saves
+// changed sensor states. Run calls it every TickInterval.
 func (s *Service) Tick(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	changes, raises := s.tracker.Expire(s.opts.Now())
-	for _, ch := range changes {
-		if err := s.applyStatus(ctx, ch); err != nil {
-			s.log.Warn("recording sensor status failed", "sensor", ch.sensor.id, "err", err)
-		}
-	}
+	raises := s.tracker.Expire(s.opts.Now())
 	if err := s.apply(ctx, raises); err != nil {
 		s.log.Warn("raising silent-sensor alerts failed", "err", err)
 	}
@@ -335,19 +353,20 @@ func newID() string {
 	return id.String()
 }
 
-func (s *Service) applyStatus(ctx context.Context, ch statusChange) error {
-	ev := Event{ID: newID(), Type: EventSensorOffline, Severity: SeverityWarning, RoomID: ch.sensor.room, SensorID: ch.sensor.id,
-		Time: ch.at.UTC(), RecordedAt: s.now()}
-	ev.Message = fmt.Sprintf("sensor %s went offline: silent for %s", ch.sensor.id, s.opts.OfflineAfter)
-	if ch.online {
+// logStatus writes a sensor's status change to the event log.
+func (s *Service) logStatus(ctx context.Context, st events.SensorStatus) error {
+	ev := Event{ID: newID(), Type: EventSensorOffline, Severity: SeverityWarning, RoomID: st.RoomID, SensorID: st.SensorID,
+		Time: st.Since, RecordedAt: s.now()}
+	ev.Message = fmt.Sprintf("sensor %s went offline: silent since %s", st.SensorID, st.LastSeen.Format(time.RFC3339))
+	if st.Status == events.StatusOnline {
 		ev.Type, ev.Severity = EventSensorOnline, SeverityInfo
-		ev.Message = fmt.Sprintf("sensor %s is online", ch.sensor.id)
-		if ch.initial {
-			ev.Message = fmt.Sprintf("sensor %s seen for the first time", ch.sensor.id)
+		ev.Message = fmt.Sprintf("sensor %s is online", st.SensorID)
+		if st.Previous == "" {
+			ev.Message = fmt.Sprintf("sensor %s seen for the first time", st.SensorID)
 		}
 	}
 	if err := s.store.AppendEvent(ctx, ev); err != nil {
-		return fmt.Errorf("notification: record %s of %s: %w", ev.Type, ch.sensor.id, err)
+		return fmt.Errorf("notification: record %s of %s: %w", ev.Type, st.SensorID, err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/notification"
 )
@@ -33,7 +34,10 @@ func TestCO2AlertLifecycle(t *testing.T) {
 	e.publish("b1", high...)
 	e.publish("b3", append(high, low...)...)
 	e.publish("b4", reading.Reading{SensorID: "probe", RoomID: "room-9", Type: "noise", Value: 1, Timestamp: t0.Add(9 * time.Minute)})
-	waitFor(t, "the probe batch", func() bool { return countEvents(t, e, "type=sensor.online") == 2 })
+	// 17 + 2 + 19 + 1 readings evaluated: the redelivery of b1 is skipped.
+	waitFor(t, "the probe batch", func() bool {
+		return strings.Contains(string(get(t, e.url+"/metrics").Raw), "\natrium_notification_readings_total 39\n")
+	})
 
 	alerts := list[notification.Alert](t, e.url+"/alerts", "alerts")
 	if len(alerts) != 1 {
@@ -239,34 +243,48 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestSilentSensor: the silent-sensor alert comes from the sensor service's
+// sensor.status.changed: raised by the offline event (at the last reading plus
+// the rule's For), resolved by the online one, once each across restarts and
+// redeliveries; a rule whose For is longer than the offline delay raises at its
+// own deadline, also when that passes while the service is down.
 func TestSilentSensor(t *testing.T) {
 	tests := []struct {
 		name    string
 		restart bool
 	}{
-		{"detected by the timer", false},
-		{"detected after a restart", true},
+		{"without a restart", false},
+		{"across restarts", true},
 	}
+	online := events.SensorStatus{SensorID: "lonely", RoomID: "room-7", Types: []string{"humidity"}, Status: events.StatusOnline, LastSeen: t0, Since: t0}
+	offline := online
+	offline.Status, offline.Previous, offline.Since = events.StatusOffline, events.StatusOnline, t0.Add(5*time.Minute)
+	back := online
+	back.Previous, back.LastSeen, back.Since = events.StatusOffline, t0.Add(30*time.Minute), t0.Add(30*time.Minute)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			c := &clock{t: t0}
 			e := start(t, dir, notification.Options{Now: c.Now})
-			// One reading, never another: the sensor must still go silent.
-			e.publish("b1", reading.Reading{SensorID: "lonely", RoomID: "room-7", Type: "humidity", Value: 40, Timestamp: t0})
+			restart := func(at time.Duration) {
+				c.Set(t0.Add(at))
+				if tc.restart {
+					e.stop()
+					e = start(t, dir, notification.Options{Now: c.Now})
+				}
+			}
+			if a := do(t, "POST", e.url+"/rules", `{"id":"silent-humidity-20m","kind":"sensor_silent","metric":"humidity","for":"20m","severity":"critical"}`); a.Code != 201 {
+				t.Fatalf("create rule: %d %s", a.Code, a.Raw)
+			}
+			e.status(online)
 			waitFor(t, "the sensor online", func() bool { return countEvents(t, e, "type=sensor.online") == 1 })
-			c.Set(t0.Add(4 * time.Minute))
-			time.Sleep(100 * time.Millisecond) // several ticks: nothing may happen before 5m
+			c.Set(t0.Add(10 * time.Minute))
+			time.Sleep(100 * time.Millisecond) // several ticks: an online sensor is never silent
 			if n := len(list[notification.Alert](t, e.url+"/alerts", "alerts")); n != 0 {
-				t.Fatalf("%d alerts after 4 minutes of silence", n)
+				t.Fatalf("%d alerts for an online sensor", n)
 			}
-			if tc.restart {
-				e.stop()
-				c.Set(t0.Add(6 * time.Minute))
-				e = start(t, dir, notification.Options{Now: c.Now})
-			} else {
-				c.Set(t0.Add(6 * time.Minute))
-			}
+			restart(10 * time.Minute)
+			e.status(offline)
 			waitFor(t, "the silent alert", func() bool {
 				return len(list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")) == 1 && countEvents(t, e, "type=sensor.offline") == 1
 			})
@@ -278,25 +296,30 @@ func TestSilentSensor(t *testing.T) {
 			if !off.Time.Equal(t0.Add(5*time.Minute)) || off.SensorID != "lonely" {
 				t.Errorf("offline event %+v", off)
 			}
-			// More time passes (and another restart): still one alert, one offline event.
-			if tc.restart {
-				e.stop()
-				c.Set(t0.Add(20 * time.Minute))
-				e = start(t, dir, notification.Options{Now: c.Now})
+			// The 20-minute rule raises at its own deadline, even when it passes
+			// while the service is down; a redelivered offline changes nothing.
+			restart(25 * time.Minute)
+			e.status(offline)
+			waitFor(t, "the 20-minute alert", func() bool {
+				return len(list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")) == 2
+			})
+			for _, a := range list[notification.Alert](t, e.url+"/alerts?rule_id=silent-humidity-20m", "alerts") {
+				if !a.RaisedAt.Equal(t0.Add(20 * time.Minute)) {
+					t.Errorf("20-minute alert %+v", a)
+				}
 			}
-			c.Set(t0.Add(30 * time.Minute))
-			time.Sleep(100 * time.Millisecond)
-			// The sensor comes back: the alert resolves, the sensor is online again.
-			e.publish("b2", reading.Reading{SensorID: "lonely", RoomID: "room-7", Type: "humidity", Value: 41, Timestamp: t0.Add(30 * time.Minute)})
-			waitFor(t, "the resolve", func() bool { return countEvents(t, e, "type=alert.resolved") == 1 })
+			restart(30 * time.Minute)
+			// The sensor comes back: both alerts resolve, the sensor is online again.
+			e.status(back)
+			waitFor(t, "the resolves", func() bool { return countEvents(t, e, "type=alert.resolved") == 2 })
 			if n := countEvents(t, e, "type=sensor.online"); n != 2 {
 				t.Errorf("%d online events, want 2 (first seen, back)", n)
 			}
 			if n := countEvents(t, e, "type=sensor.offline"); n != 1 {
 				t.Errorf("%d offline events, want 1", n)
 			}
-			if n := countEvents(t, e, "type=alert.raised"); n != 1 {
-				t.Errorf("%d raise events, want 1", n)
+			if n := countEvents(t, e, "type=alert.raised"); n != 2 {
+				t.Errorf("%d raise events, want 2", n)
 			}
 		})
 	}

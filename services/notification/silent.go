@@ -2,10 +2,14 @@ package notification
 
 import (
 	"container/heap"
+	"slices"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/events"
 )
 
-// sensorEntry is what the silence tracker knows of one sensor.
+// sensorEntry is what the silence tracker knows of one sensor, from its
+// sensor.status.changed events.
 type sensorEntry struct {
 	id       string
 	room     string
@@ -19,29 +23,23 @@ type sensorEntry struct {
 	queued bool // has an entry in the deadline heap
 }
 
-// statusChange is a sensor going online or offline.
-type statusChange struct {
-	sensor  *sensorEntry
-	online  bool
-	at      time.Time
-	initial bool // first reading ever seen from the sensor
-}
-
-// Tracker detects silent sensors with one server-side deadline per sensor: the
-// earliest of "offline after" and each applicable sensor_silent rule's For,
-// counted from the sensor's newest reading timestamp. Deadlines sit in a min-heap,
-// so a reading costs O(1) (the deadline only moves later) and an expiry O(log n).
-// It is not safe for concurrent use; the service serialises it.
+// Tracker turns the sensor service's sensor.status.changed events into
+// sensor_silent alerts. The sensor service owns liveness (a sensor is offline
+// once silent longer than its -offline-after); the tracker keeps, for each
+// offline sensor, one deadline per applicable sensor_silent rule, at its last
+// reading plus the rule's For, and raises the rule's alert when it passes (at
+// once when the offline event comes later than that). Coming online resolves
+// the sensor's open silent alerts. Deadlines sit in a min-heap. It is not safe
+// for concurrent use; the service serialises it.
 type Tracker struct {
-	offlineAfter time.Duration
-	rules        []*Rule // enabled sensor_silent rules
-	sensors      map[string]*sensorEntry
-	heap         deadlineHeap
+	rules   []*Rule // enabled sensor_silent rules
+	sensors map[string]*sensorEntry
+	heap    deadlineHeap
 }
 
-// NewTracker makes a tracker; a sensor silent for offlineAfter is offline.
-func NewTracker(offlineAfter time.Duration) *Tracker {
-	return &Tracker{offlineAfter: offlineAfter, sensors: map[string]*sensorEntry{}}
+// NewTracker makes an empty tracker.
+func NewTracker() *Tracker {
+	return &Tracker{sensors: map[string]*sensorEntry{}}
 }
 
 // SetRules replaces the sensor_silent rules and reschedules every sensor.
@@ -63,7 +61,10 @@ func (t *Tracker) SetRules(rules []Rule) {
 // Load adds a sensor remembered by the store (after a restart).
 func (t *Tracker) Load(st SensorState) {
 	s := &sensorEntry{id: st.ID, room: st.RoomID, lastSeen: st.LastSeen, offline: st.Offline,
-		types: map[string]struct{}{}, silent: map[string]string{}}
+		types: make(map[string]struct{}, len(st.Types)), silent: map[string]string{}}
+	for _, typ := range st.Types {
+		s.types[typ] = struct{}{}
+	}
 	t.sensors[st.ID] = s
 	t.schedule(s)
 }
@@ -75,36 +76,52 @@ func (t *Tracker) restoreSilent(a Alert) {
 	}
 }
 
-// Seen records a reading of sensor id. It returns a status change when the sensor
-// is new or was offline, and the resolve transitions of its open sensor_silent
-// alerts when the reading is newer than any seen before.
-func (t *Tracker) Seen(id, room, typ string, ts time.Time) (ch statusChange, changed bool, resolves []transition) {
-	s, ok := t.sensors[id]
-	if !ok {
-		s = &sensorEntry{id: id, room: room, lastSeen: ts, types: map[string]struct{}{typ: {}}, silent: map[string]string{}, dirty: true}
-		t.sensors[id] = s
-		t.schedule(s)
-		return statusChange{sensor: s, online: true, at: ts, initial: true}, true, nil
+// statusOrder places a status in a sensor's history: by last reading, and for
+// one last reading online before offline. An event that is not after the
+// sensor's current place is a redelivery or came late, and changes nothing.
+func statusOrder(lastSeen time.Time, offline bool) (time.Time, int) {
+	if offline {
+		return lastSeen, 1
 	}
-	if _, ok := s.types[typ]; !ok {
+	return lastSeen, 0
+}
+
+// Changes reports whether ev would change what the tracker knows.
+func (t *Tracker) Changes(ev events.SensorStatus) bool {
+	s, ok := t.sensors[ev.SensorID]
+	if !ok {
+		return true
+	}
+	at, rank := statusOrder(ev.LastSeen, ev.Status == events.StatusOffline)
+	cur, curRank := statusOrder(s.lastSeen, s.offline)
+	return at.After(cur) || (at.Equal(cur) && rank > curRank)
+}
+
+// Status applies a sensor.status.changed event (one that Changes the tracker,
+// else it does nothing). When the sensor came online, it returns the resolve
+// transitions of its open sensor_silent alerts.
+func (t *Tracker) Status(ev events.SensorStatus) (resolves []transition) {
+	if !t.Changes(ev) {
+		return nil
+	}
+	s, ok := t.sensors[ev.SensorID]
+	if !ok {
+		s = &sensorEntry{id: ev.SensorID, silent: map[string]string{}}
+		t.sensors[ev.SensorID] = s
+	}
+	if ev.RoomID != "" {
+		s.room = ev.RoomID
+	}
+	s.types = make(map[string]struct{}, len(ev.Types))
+	for _, typ := range ev.Types {
 		s.types[typ] = struct{}{}
 	}
-	if room != "" && room != s.room {
-		s.room, s.dirty = room, true
-	}
-	if !ts.After(s.lastSeen) {
-		return statusChange{}, false, nil // an older reading says nothing about silence now
-	}
-	s.lastSeen, s.dirty = ts, true
-	if len(s.silent) > 0 {
-		resolves = t.backOnline(s, ts)
-	}
-	if s.offline {
-		s.offline = false
-		changed, ch = true, statusChange{sensor: s, online: true, at: ts}
+	s.lastSeen, s.offline, s.dirty = ev.LastSeen, ev.Status == events.StatusOffline, true
+	if !s.offline {
+		resolves = t.backOnline(s, ev.Since)
 	}
 	t.schedule(s)
-	return ch, changed, resolves
+	return resolves
 }
 
 // silentApplies reports whether a sensor_silent rule covers a sensor.
@@ -114,8 +131,7 @@ func (t *Tracker) silentApplies(r *Rule, s *sensorEntry) bool {
 	}
 	if r.Metric != "" {
 		_, ok := s.types[r.Metric]
-		// A sensor loaded from the store has no known types until it reports
-		// again; a metric-scoped rule then does not apply to it.
+		// The types are the ones the sensor's newest status event named.
 		return ok
 	}
 	return true
@@ -130,8 +146,8 @@ func (t *Tracker) next(s *sensorEntry) (time.Time, bool) {
 			at = c
 		}
 	}
-	if !s.offline && t.offlineAfter > 0 {
-		set(t.offlineAfter)
+	if !s.offline {
+		return at, false
 	}
 	for _, r := range t.rules {
 		if _, open := s.silent[r.ID]; !open && t.silentApplies(r, s) {
@@ -151,21 +167,18 @@ func (t *Tracker) schedule(s *sensorEntry) {
 	}
 }
 
-// Expire handles every deadline that has passed at now: it returns the sensors
-// that went offline and the sensor_silent alerts to raise. A deadline that moved
-// later (the sensor reported meanwhile) is pushed back.
-func (t *Tracker) Expire(now time.Time) ([]statusChange, []transition) {
-	var changes []statusChange
+// Expire handles every deadline that has passed at now: it returns the
+// sensor_silent alerts to raise. A deadline of a sensor back online is dropped.
+func (t *Tracker) Expire(now time.Time) []transition {
 	var raises []transition
 	for len(t.heap) > 0 && !t.heap[0].at.After(now) {
 		d := heap.Pop(&t.heap).(deadline)
 		s := d.s
 		s.queued = false
-		silence := now.Sub(s.lastSeen)
-		if !s.offline && t.offlineAfter > 0 && silence >= t.offlineAfter {
-			s.offline, s.dirty = true, true
-			changes = append(changes, statusChange{sensor: s, online: false, at: s.lastSeen.Add(t.offlineAfter)})
+		if !s.offline {
+			continue
 		}
+		silence := now.Sub(s.lastSeen)
 		for _, r := range t.rules {
 			if _, open := s.silent[r.ID]; open || !t.silentApplies(r, s) || silence < time.Duration(r.For) {
 				continue
@@ -177,7 +190,7 @@ func (t *Tracker) Expire(now time.Time) ([]statusChange, []transition) {
 		}
 		t.schedule(s)
 	}
-	return changes, raises
+	return raises
 }
 
 // backOnline returns the resolve transitions of a sensor's open silent alerts.
@@ -199,7 +212,12 @@ func (t *Tracker) dirtyStates() []SensorState {
 	var out []SensorState
 	for _, s := range t.sensors {
 		if s.dirty {
-			out = append(out, SensorState{ID: s.id, RoomID: s.room, LastSeen: s.lastSeen, Offline: s.offline})
+			types := make([]string, 0, len(s.types))
+			for typ := range s.types {
+				types = append(types, typ)
+			}
+			slices.Sort(types)
+			out = append(out, SensorState{ID: s.id, RoomID: s.room, LastSeen: s.lastSeen, Offline: s.offline, Types: types})
 			s.dirty = false
 		}
 	}

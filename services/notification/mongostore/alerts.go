@@ -349,6 +349,7 @@ type sensorDoc struct {
 	RoomID  string    `bson:"room"`
 	Last    time.Time `bson:"last"`
 	Offline bool      `bson:"off"`
+	Types   []string  `bson:"types,omitempty"`
 }
 
 // SaveSensors upserts sensor states: $max of last seen, room replaced when
@@ -363,6 +364,9 @@ func (s *Store) SaveSensors(ctx context.Context, ss []notification.SensorState) 
 	models := make([]mongo.WriteModel, len(ss))
 	for i, x := range ss {
 		set := bson.D{{Key: "off", Value: x.Offline}}
+		if x.Types != nil {
+			set = append(set, bson.E{Key: "types", Value: x.Types})
+		}
 		up := bson.D{{Key: "$max", Value: bson.D{{Key: "last", Value: ms(x.LastSeen)}}}}
 		if x.RoomID != "" {
 			set = append(set, bson.E{Key: "room", Value: x.RoomID})
@@ -401,7 +405,10 @@ func (s *Store) Sensors(ctx context.Context) ([]notification.SensorState, error)
 	}
 	out := make([]notification.SensorState, len(docs))
 	for i, d := range docs {
-		out[i] = notification.SensorState{ID: d.ID, RoomID: d.RoomID, LastSeen: d.Last.UTC(), Offline: d.Offline}
+		out[i] = notification.SensorState{ID: d.ID, RoomID: d.RoomID, LastSeen: d.Last.UTC(), Offline: d.Offline, Types: d.Types}
+		if d.Types == nil {
+			out[i].Types = []string{}
+		}
 	}
 	return out, nil
 }

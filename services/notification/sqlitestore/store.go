@@ -520,11 +520,12 @@ func (s *Store) SaveSensors(ctx context.Context, ss []notification.SensorState) 
 		return nil
 	}
 	return s.tx(ctx, "save sensors", func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO sensors (id, room_id, last_seen_ms, offline) VALUES (?, ?, ?, ?)
+		st, err := tx.PrepareContext(ctx, `INSERT INTO sensors (id, room_id, last_seen_ms, offline, types) VALUES (?, ?, ?, ?, coalesce(?, ''))
 			ON CONFLICT (id) DO UPDATE SET
 				room_id = CASE WHEN excluded.room_id != '' THEN excluded.room_id ELSE sensors.room_id END,
 				last_seen_ms = max(sensors.last_seen_ms, excluded.last_seen_ms),
-				offline = excluded.offline`)
+				offline = excluded.offline,
+				types = CASE WHEN ?5 IS NOT NULL THEN excluded.types ELSE sensors.types END`)
 		if err != nil {
 			return err
 		}
@@ -534,7 +535,11 @@ func (s *Store) SaveSensors(ctx context.Context, ss []notification.SensorState) 
 			if x.Offline {
 				off = 1
 			}
-			if _, err := st.ExecContext(ctx, x.ID, x.RoomID, x.LastSeen.UnixMilli(), off); err != nil {
+			var types any // NULL keeps the saved types
+			if x.Types != nil {
+				types = strings.Join(x.Types, ",")
+			}
+			if _, err := st.ExecContext(ctx, x.ID, x.RoomID, x.LastSeen.UnixMilli(), off, types); err != nil {
 				return err
 			}
 		}
@@ -547,7 +552,7 @@ func (s *Store) Sensors(ctx context.Context) ([]notification.SensorState, error)
 	if s.closed() {
 		return nil, fmt.Errorf("sqlitestore: sensors: %w", errClosed)
 	}
-	rows, err := s.rdb.QueryContext(ctx, "SELECT id, room_id, last_seen_ms, offline FROM sensors ORDER BY id")
+	rows, err := s.rdb.QueryContext(ctx, "SELECT id, room_id, last_seen_ms, offline, types FROM sensors ORDER BY id")
 	if err != nil {
 		return nil, wrapErr("sqlitestore: sensors", err)
 	}
@@ -556,8 +561,13 @@ func (s *Store) Sensors(ctx context.Context) ([]notification.SensorState, error)
 	for rows.Next() {
 		var x notification.SensorState
 		var ms int64
-		if err := rows.Scan(&x.ID, &x.RoomID, &ms, &x.Offline); err != nil {
+		var types string
+		if err := rows.Scan(&x.ID, &x.RoomID, &ms, &x.Offline, &types); err != nil {
 			return nil, wrapErr("sqlitestore: sensors", err)
+		}
+		x.Types = []string{}
+		if types != "" {
+			x.Types = strings.Split(types, ",")
 		}
 		x.LastSeen = time.UnixMilli(ms).UTC()
 		out = append(out, x)

@@ -45,8 +45,8 @@ func TestOpen(t *testing.T) {
 			}
 			defer s.Close()
 			var version int
-			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != 1 {
-				t.Fatalf("user_version = %d, %v; want 1", version, err)
+			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != 2 {
+				t.Fatalf("user_version = %d, %v; want 2", version, err)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -400,24 +401,25 @@ func testEvents(t *testing.T, h *harness) {
 func testSensors(t *testing.T, h *harness) {
 	ctx := t.Context()
 	must(t, h.s.SaveSensors(ctx, []notification.SensorState{
-		{ID: "s1", RoomID: "r1", LastSeen: t0.Add(time.Minute)},
-		{ID: "s2", RoomID: "r2", LastSeen: t0},
+		{ID: "s1", RoomID: "r1", LastSeen: t0.Add(time.Minute), Types: []string{"co2", "temperature"}},
+		{ID: "s2", RoomID: "r2", LastSeen: t0, Types: []string{"humidity"}},
 	}))
 	must(t, h.s.SaveSensors(ctx, []notification.SensorState{
-		{ID: "s1", LastSeen: t0, Offline: true}, // older last-seen and no room: both kept
-		{ID: "s2", RoomID: "r3", LastSeen: t0.Add(time.Hour)},
+		{ID: "s1", LastSeen: t0, Offline: true},                                  // older last-seen, no room, no types: all kept
+		{ID: "s2", RoomID: "r3", LastSeen: t0.Add(time.Hour), Types: []string{}}, // types replaced
 	}))
 	ss, err := h.s.Sensors(ctx)
 	must(t, err)
 	want := []notification.SensorState{
-		{ID: "s1", RoomID: "r1", LastSeen: t0.Add(time.Minute), Offline: true},
-		{ID: "s2", RoomID: "r3", LastSeen: t0.Add(time.Hour)},
+		{ID: "s1", RoomID: "r1", LastSeen: t0.Add(time.Minute), Offline: true, Types: []string{"co2", "temperature"}},
+		{ID: "s2", RoomID: "r3", LastSeen: t0.Add(time.Hour), Types: []string{}},
 	}
 	if len(ss) != 2 {
 		t.Fatalf("sensors %+v", ss)
 	}
 	for i := range want {
-		if ss[i].ID != want[i].ID || ss[i].RoomID != want[i].RoomID || !ss[i].LastSeen.Equal(want[i].LastSeen) || ss[i].Offline != want[i].Offline {
+		if ss[i].ID != want[i].ID || ss[i].RoomID != want[i].RoomID || !ss[i].LastSeen.Equal(want[i].LastSeen) || ss[i].Offline != want[i].Offline ||
+			!slices.Equal(ss[i].Types, want[i].Types) {
 			t.Errorf("sensor %d = %+v, want %+v", i, ss[i], want[i])
 		}
 	}
