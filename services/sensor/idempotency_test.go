@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -18,8 +16,6 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus"
-	"github.com/atrium-iot/atrium/internal/bus/membus"
-	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/services/sensor"
@@ -39,14 +35,10 @@ type ingestServer struct {
 
 func startIngest(t *testing.T) *ingestServer {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "sensor.db"), sqlitestore.Options{Logger: logging.Discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := membus.New(logging.Discard())
-	s := &ingestServer{store: st, now: time.Now().UTC()}
-	if err := b.Subscribe(ctx, "t", []string{bus.SensorDataReceived}, func(_ context.Context, m bus.Message) error {
+	s := &ingestServer{now: time.Now().UTC()}
+	svc := serve(t, t.TempDir(), sensor.Options{RelayInterval: time.Hour, Now: s.clock})
+	s.url, s.store = svc.url, svc.store
+	if err := svc.bus.Subscribe(context.Background(), "t", []string{bus.SensorDataReceived}, func(_ context.Context, m bus.Message) error {
 		var ev struct {
 			BatchID string `json:"batch_id"`
 		}
@@ -60,14 +52,6 @@ func startIngest(t *testing.T) *ingestServer {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	svc := sensor.New(st, b, logging.Discard(), sensor.Options{RelayInterval: time.Hour, Now: s.clock})
-	srv := httptest.NewServer(svc.Handler())
-	s.url = srv.URL
-	t.Cleanup(func() {
-		srv.Close()
-		b.Close()
-		st.Close()
-	})
 	return s
 }
 
@@ -87,38 +71,6 @@ func (s *ingestServer) events() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.evs...)
-}
-
-type reply struct {
-	status int
-	ctype  string
-	body   map[string]any
-	raw    string
-}
-
-// send posts body to /sensors/data with the headers given as name, value pairs.
-func send(t *testing.T, url string, body []byte, headers ...string) reply {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+"/sensors/data", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := reply{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), raw: string(raw)}
-	_ = json.Unmarshal(raw, &r.body)
-	return r
 }
 
 func gzipped(t *testing.T, b string) []byte {
@@ -147,8 +99,6 @@ func (s *ingestServer) readingsOf(t *testing.T, id string) []float64 {
 	}
 	return vs
 }
-
-func num(v any) int { f, _ := v.(float64); return int(f) }
 
 // TestBatchIDsScopedToTheCaller: one caller's batch id is answered with its first
 // answer only for the same request (however it is encoded); the same id with
