@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,8 +16,6 @@ import (
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/analytics"
-	"github.com/atrium-iot/atrium/services/sensor"
-	sensorsqlite "github.com/atrium-iot/atrium/services/sensor/sqlitestore"
 )
 
 // Benchmark fixture: 50 rooms × (temperature, humidity, co2), one sensor each,
@@ -124,13 +121,7 @@ func BenchmarkAnalytics(b *testing.B) {
 			b.Logf("%s: loaded %d readings in %s: %.0f readings/s", e.name, n, load.Round(time.Millisecond), float64(n)/load.Seconds())
 			mb := membus.New(logging.Discard())
 			defer mb.Close()
-			sst, err := sensorsqlite.Open(context.Background(), filepath.Join(b.TempDir(), "sensor.db"), sensorsqlite.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer sst.Close()
-			sens := httptest.NewServer(sensor.New(sst, mb, logging.Discard(), sensor.Options{}).Handler())
-			defer sens.Close()
+			sens := sensorRegistry(b, nil)
 			svc := analytics.New(st, mb, logging.Discard(), analytics.Options{SensorURL: sens.URL, SummaryTTL: -1})
 
 			b.Run("summary", func(b *testing.B) {

@@ -29,8 +29,6 @@ import (
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
 	"github.com/atrium-iot/atrium/services/analytics/sqlitestore"
 	"github.com/atrium-iot/atrium/services/analytics/storetest"
-	"github.com/atrium-iot/atrium/services/sensor"
-	sensorsqlite "github.com/atrium-iot/atrium/services/sensor/sqlitestore"
 )
 
 // engine opens an empty analytics store; the same path or database reopens it.
@@ -306,31 +304,45 @@ func TestTrendsEndpoint(t *testing.T) {
 	}
 }
 
-// sensorService runs the real sensor service on SQLite, publishing on b.
-func sensorService(t *testing.T, b bus.Bus) *httptest.Server {
+// sensorRegistry answers GET /sensors as the sensor service's registry does: one
+// online sensor per sensor id in rs, in the room of its readings. The real sensor
+// service in front of analytics is tested where the services are wired together
+// (cloud's TestAnalyticsEndToEnd): a service's tests import no other service.
+func sensorRegistry(t testing.TB, rs []reading.Reading) *httptest.Server {
 	t.Helper()
-	st, err := sensorsqlite.Open(t.Context(), filepath.Join(t.TempDir(), "sensor.db"), sensorsqlite.Options{Synchronous: "NORMAL"})
+	type entry struct {
+		ID     string `json:"id"`
+		RoomID string `json:"room_id"`
+		Status string `json:"status"`
+	}
+	page := struct {
+		Sensors []entry `json:"sensors"`
+	}{Sensors: []entry{}}
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if !seen[r.SensorID] {
+			seen[r.SensorID] = true
+			page.Sensors = append(page.Sensors, entry{r.SensorID, r.RoomID, "online"})
+		}
+	}
+	body, err := json.Marshal(page)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
-	srv := httptest.NewServer(sensor.New(st, b, logging.Discard(), sensor.Options{}).Handler())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/sensors" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
 	t.Cleanup(srv.Close)
 	return srv
 }
 
-func postReadings(t *testing.T, base string, rs []reading.Reading) {
-	t.Helper()
-	for i := 0; i < len(rs); i += 500 {
-		body, _ := json.Marshal(map[string]any{"batch_id": fmt.Sprintf("uci-%d", i), "readings": rs[i:min(i+500, len(rs))]})
-		if a := call(t, http.MethodPost, base+"/sensors/data", body); a.Code != 200 {
-			t.Fatalf("POST /sensors/data: %d %s", a.Code, a.Raw)
-		}
-	}
-}
-
-// TestSummaryAndReportOverUCI replays the recorded UCI excerpts through the real
-// sensor service and the bus, then checks the summary and a report against
+// TestSummaryAndReportOverUCI replays the recorded UCI excerpts over the bus, as
+// the sensor service publishes them, then checks the summary and a report against
 // figures computed from the CSV files.
 func TestSummaryAndReportOverUCI(t *testing.T) {
 	u := storetest.LoadUCI(t)
@@ -338,12 +350,14 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 		t.Run(e.name, func(t *testing.T) {
 			b := membus.New(logging.Discard())
 			t.Cleanup(func() { b.Close() })
-			sens := sensorService(t, b)
+			sens := sensorRegistry(t, u.Readings)
 			now := u.Last.Add(30 * time.Second)
 			var skew atomic.Int64 // added to now once the clock moves on
 			clock := func() time.Time { return now.Add(time.Duration(skew.Load())) }
 			r := startRig(t, e.open(t, filepath.Join(t.TempDir(), "uci")), b, analytics.Options{SensorURL: sens.URL, Now: clock, RegistryBackoff: time.Millisecond})
-			postReadings(t, sens.URL, u.Readings)
+			for i := 0; i < len(u.Readings); i += 500 {
+				publishReadings(t, b, fmt.Sprintf("uci-%d", i), u.Readings[i:min(i+500, len(u.Readings))])
+			}
 			eventually(t, "readings stored", func() bool {
 				n, err := r.store.CountReadings(t.Context(), u.First.Add(-time.Hour), u.Last.Add(time.Hour))
 				return err == nil && n == int64(len(u.Readings))
