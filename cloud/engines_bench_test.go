@@ -1,8 +1,10 @@
-// Package services_test measures the storage engines side by side, each in the
+// BenchmarkEngines measures the storage engines side by side, each in the
 // role it plays: the sensor service's readings store (SQLite, or MongoDB through
 // a wire-compatible server) and the analytics service's copy of the readings
-// (SQLite, or ClickHouse). Every engine gets the same fixture in one run.
-package services_test
+// (SQLite, or ClickHouse). Every engine gets the same fixture in one run. It lives
+// here, where the services are wired together, because it uses several of them.
+
+package cloud_test
 
 import (
 	"context"
