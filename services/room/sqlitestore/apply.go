@@ -5,12 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/httpx"
-	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -43,17 +41,20 @@ var (
 
 // tier is one rollup table: its period and its upsert.
 type tier struct {
-	table string
-	ms    int64
-	up    upsert
+	table  string
+	period time.Duration
+	up     upsert
 }
 
 // tiers are the rollup tables, finest first.
 var tiers = []tier{
-	{"rollup_1m", 60_000, rollupUpsert("rollup_1m")},
-	{"rollup_5m", 300_000, rollupUpsert("rollup_5m")},
-	{"rollup_1h", 3_600_000, rollupUpsert("rollup_1h")},
+	{"rollup_1m", time.Minute, rollupUpsert("rollup_1m")},
+	{"rollup_5m", 5 * time.Minute, rollupUpsert("rollup_5m")},
+	{"rollup_1h", time.Hour, rollupUpsert("rollup_1h")},
 }
+
+// periods are the periods of tiers.
+var periods = []time.Duration{tiers[0].period, tiers[1].period, tiers[2].period}
 
 func rollupUpsert(table string) upsert {
 	return upsert{table, "INSERT INTO " + table + " (room_id, type, start_ms, n, vsum, vmin, vmax) VALUES ", 7,
@@ -120,31 +121,6 @@ func (s *Store) run(ctx context.Context, tx *sql.Tx, u upsert, args []any, scan 
 	return nil
 }
 
-type agg struct {
-	n             int64
-	sum, min, max float64
-}
-
-func (a *agg) add(v float64) {
-	if a.n == 0 || v < a.min {
-		a.min = v
-	}
-	if a.n == 0 || v > a.max {
-		a.max = v
-	}
-	a.n++
-	a.sum += v
-}
-
-type rollKey struct {
-	room, typ string
-	start     int64
-}
-
-type seriesKey struct{ room, typ, sensor string }
-
-type placement struct{ sensor, room string }
-
 // Apply applies b in one transaction; see room.Store.
 func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 	if b.ID == "" {
@@ -176,97 +152,43 @@ func (s *Store) apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 		return room.Applied{}, err
 	}
 
-	// Where each sensor is: readings that name a room place their sensor there
-	// (unless it is assigned elsewhere); the others look their sensor up.
-	placed := map[placement]int64{}
-	var unplaced []string
-	for _, r := range b.Readings {
-		if r.RoomID == "" {
-			unplaced = append(unplaced, r.SensorID)
-			continue
-		}
-		k := placement{r.SensorID, r.RoomID}
-		if ts, ok := placed[k]; !ok || r.UnixMilli() > ts {
-			placed[k] = r.UnixMilli()
-		}
-	}
+	// Where each sensor is once the batch's placements are stored: the upsert
+	// returns it for the sensors placed; the others are looked up.
+	placed, sensors := room.Placements(b.Readings)
 	args := make([]any, 0, 3*len(placed))
-	for k, ts := range placed {
-		args = append(args, k.sensor, k.room, ts)
+	for _, p := range placed {
+		args = append(args, p.SensorID, p.RoomID, p.Seen.UnixMilli())
 	}
-	assigned := map[string]string{}
+	where := make(map[string]room.Where, len(sensors))
 	if err := s.run(ctx, tx, upSensors, args, func(rows *sql.Rows) error {
-		var id, roomID string
-		var isAssigned bool
-		if err := rows.Scan(&id, &roomID, &isAssigned); err != nil {
+		var id string
+		var w room.Where
+		if err := rows.Scan(&id, &w.Room, &w.Assigned); err != nil {
 			return err
 		}
-		if isAssigned {
-			assigned[id] = roomID
-		}
+		where[id] = w
 		return nil
 	}); err != nil {
 		return room.Applied{}, err
 	}
-	known := map[string]string{}
-	for _, id := range unplaced {
-		if _, ok := known[id]; ok {
+	for _, id := range sensors {
+		if _, ok := where[id]; ok {
 			continue
 		}
-		var roomID string
-		err := tx.QueryRowContext(ctx, "SELECT room_id FROM sensors WHERE id = ?", id).Scan(&roomID)
+		var w room.Where
+		err := tx.QueryRowContext(ctx, "SELECT room_id, assigned FROM sensors WHERE id = ?", id).Scan(&w.Room, &w.Assigned)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return room.Applied{}, err
 		}
-		known[id] = roomID
+		where[id] = w
 	}
-
-	out := room.Applied{}
-	rooms := map[string]struct{}{}
-	latest := map[seriesKey]reading.Reading{}
-	rollups := make([]map[rollKey]*agg, len(tiers))
-	for i := range rollups {
-		rollups[i] = map[rollKey]*agg{}
-	}
-	for _, r := range b.Readings {
-		roomID, ok := assigned[r.SensorID]
-		if !ok {
-			roomID = r.RoomID
-		}
-		if roomID == "" {
-			roomID = known[r.SensorID]
-		}
-		if roomID == "" {
-			out.Unroomed++
-			continue
-		}
-		out.Readings++
-		rooms[roomID] = struct{}{}
-		k := seriesKey{roomID, r.Type, r.SensorID}
-		if l, ok := latest[k]; !ok || r.Timestamp.After(l.Timestamp) {
-			latest[k] = r
-		}
-		ms := r.UnixMilli()
-		for i, t := range tiers {
-			rk := rollKey{roomID, r.Type, floorDiv(ms, t.ms) * t.ms}
-			a := rollups[i][rk]
-			if a == nil {
-				a = &agg{}
-				rollups[i][rk] = a
-			}
-			a.add(r.Value)
-		}
-	}
+	plan := room.NewPlan(b.Readings, where, periods)
+	out := plan.Applied
 
 	at := b.At.UnixMilli()
 	if b.At.IsZero() {
 		at = time.Now().UnixMilli()
 	}
-	out.Rooms = make([]string, 0, len(rooms))
-	for id := range rooms {
-		out.Rooms = append(out.Rooms, id)
-	}
-	sort.Strings(out.Rooms)
 	args = args[:0]
 	for _, id := range out.Rooms {
 		args = append(args, id, id, at, at)
@@ -275,16 +197,16 @@ func (s *Store) apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 		return room.Applied{}, err
 	}
 	args = args[:0]
-	for k, r := range latest {
-		args = append(args, k.room, k.typ, k.sensor, r.Value, r.Unit, r.UnixMilli())
+	for _, l := range plan.Latest {
+		args = append(args, l.RoomID, l.Type, l.SensorID, l.Value, l.Unit, l.UnixMilli())
 	}
 	if err := s.run(ctx, tx, upLatest, args, nil); err != nil {
 		return room.Applied{}, err
 	}
 	for i, t := range tiers {
 		args = args[:0]
-		for k, a := range rollups[i] {
-			args = append(args, k.room, k.typ, k.start, a.n, a.sum, a.min, a.max)
+		for _, r := range plan.Rollups[i] {
+			args = append(args, r.RoomID, r.Type, r.Start, r.N, r.Sum, r.Min, r.Max)
 		}
 		if err := s.run(ctx, tx, t.up, args, nil); err != nil {
 			return room.Applied{}, err
@@ -298,15 +220,6 @@ func (s *Store) apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 		return room.Applied{}, err
 	}
 	return out, nil
-}
-
-// floorDiv divides rounding towards minus infinity (times before 1970 too).
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
 }
 
 // Forget deletes the applied batch ids recorded before t.
@@ -346,10 +259,10 @@ func (s *Store) SetSeries(ctx context.Context, typ string, rooms []room.RoomPoin
 				return err
 			}
 			for _, p := range rp.Points {
-				ms := floorDiv(p.Start.UnixMilli(), tiers[0].ms) * tiers[0].ms
+				ms := room.BucketStart(p.Start.UnixMilli(), tiers[0].period)
 				args = append(args, rp.RoomID, typ, ms, 1, p.Value, p.Value, p.Value)
 				for i := 1; i < len(tiers); i++ {
-					coarse[i][[2]any{rp.RoomID, floorDiv(ms, tiers[i].ms) * tiers[i].ms}] = true
+					coarse[i][[2]any{rp.RoomID, room.BucketStart(ms, tiers[i].period)}] = true
 				}
 			}
 		}
@@ -367,7 +280,7 @@ func (s *Store) SetSeries(ctx context.Context, typ string, rooms []room.RoomPoin
 				n = excluded.n, vsum = excluded.vsum, vmin = excluded.vmin, vmax = excluded.vmax`
 			for k := range coarse[i] {
 				start := k[1].(int64)
-				if _, err := tx.ExecContext(ctx, q, start, k[0], typ, start, start+tiers[i].ms); err != nil {
+				if _, err := tx.ExecContext(ctx, q, start, k[0], typ, start, start+tiers[i].period.Milliseconds()); err != nil {
 					return err
 				}
 			}

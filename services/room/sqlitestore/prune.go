@@ -48,7 +48,7 @@ func (s *Store) Prune(ctx context.Context) (int64, error) {
 			continue
 		}
 		// start + period <= cutoff
-		last := now.Add(-keep).UnixMilli() - t.ms
+		last := now.Add(-keep).UnixMilli() - t.period.Milliseconds()
 		var after seriesCursor
 		for {
 			start := time.Now()

@@ -304,7 +304,7 @@ func (s *Store) History(ctx context.Context, q room.HistoryQuery) ([]room.Stat, 
 	}
 	top := 0
 	for i, t := range tiers {
-		if size%t.ms == 0 {
+		if size%t.period.Milliseconds() == 0 {
 			top = i
 		}
 	}
@@ -313,7 +313,7 @@ func (s *Store) History(ctx context.Context, q room.HistoryQuery) ([]room.Stat, 
 	for i := top; i >= 0; i-- {
 		hi := to
 		if i > 0 {
-			hi = max(lo, floorDiv(to, tiers[i].ms)*tiers[i].ms)
+			hi = max(lo, room.BucketStart(to, tiers[i].period))
 		}
 		if err := s.scanRollups(ctx, historyQueries[i], q.RoomID, q.Type, lo, hi, h); err != nil {
 			return nil, err
@@ -369,7 +369,7 @@ func (m *merger) full() bool { return len(m.out) >= m.limit }
 // add merges one rollup; false once the limit is reached and the rollup starts a
 // new bucket.
 func (m *merger) add(start, n int64, sum, lo, hi float64) bool {
-	b := floorDiv(start, m.size) * m.size
+	b := room.BucketStart(start, time.Duration(m.size)*time.Millisecond)
 	if len(m.out) == 0 || b != m.cur {
 		if m.full() {
 			return false
