@@ -382,39 +382,27 @@ func (s *Store) History(ctx context.Context, q room.HistoryQuery) ([]room.Stat, 
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
-	top := 0
-	for i, t := range s.tiers {
-		if size%t.period.Milliseconds() == 0 {
-			top = i
+	m := &room.Merger{Size: q.Bucket, Limit: q.Limit, Type: q.Type}
+	for _, sp := range room.HistorySpans(s.periods(), q.Bucket, q.From, q.To) {
+		if m.Full() {
+			break
+		}
+		if err := s.scan(ctx, s.tiers[sp.Tier], q.RoomID, q.Type, sp.From, sp.To, m); err != nil {
+			return nil, fmt.Errorf("mongostore: history: %w", err)
 		}
 	}
-	lo, to := q.From.UnixMilli(), q.To.UnixMilli()
-	m := &merger{size: size, limit: q.Limit, typ: q.Type}
-	for i := top; i >= 0 && !m.stopped; i-- {
-		hi := to
-		if i > 0 {
-			p := s.tiers[i].period.Milliseconds()
-			hi = max(lo, floorDiv(to, p)*p)
-		}
-		if lo < hi {
-			if err := s.scan(ctx, s.tiers[i], q.RoomID, q.Type, lo, hi, m); err != nil {
-				return nil, fmt.Errorf("mongostore: history: %w", err)
-			}
-		}
-		lo = hi
-	}
-	return m.out, nil
+	return m.Stats(), nil
 }
 
 // scan feeds the buckets of one tier starting in [from, to), in time order, to m
 // until it has enough.
-func (s *Store) scan(ctx context.Context, t tier, roomID, typ string, from, to int64, m *merger) error {
+func (s *Store) scan(ctx context.Context, t tier, roomID, typ string, from, to int64, m *room.Merger) error {
 	cur, err := t.coll.Find(ctx, bson.D{
 		{Key: "r", Value: roomID}, {Key: "y", Value: typ},
 		{Key: "st", Value: bson.D{{Key: "$gte", Value: time.UnixMilli(from).UTC()}, {Key: "$lt", Value: time.UnixMilli(to).UTC()}}},
 		{Key: "n", Value: bson.D{{Key: "$gt", Value: 0}}}, // created by a batch that died before counting
 	}, options.Find().SetSort(bson.D{{Key: "r", Value: 1}, {Key: "y", Value: 1}, {Key: "st", Value: 1}}).
-		SetProjection(bson.D{{Key: "bs", Value: 0}}).SetBatchSize(int32(min(m.limit+1, 1000))))
+		SetProjection(bson.D{{Key: "bs", Value: 0}}).SetBatchSize(int32(min(m.Limit+1, 1000))))
 	if err != nil {
 		return mongox.Wrap("read "+t.name, err)
 	}
@@ -424,40 +412,9 @@ func (s *Store) scan(ctx context.Context, t tier, roomID, typ string, from, to i
 		if err := cur.Decode(&d); err != nil {
 			return fmt.Errorf("decode %s: %w", t.name, err)
 		}
-		if !m.add(d) {
+		if !m.Add(d.Start.UnixMilli(), room.Agg{N: d.N, Sum: d.Sum, Min: d.Min, Max: d.Max}) {
 			return nil
 		}
 	}
 	return mongox.Wrap("read "+t.name, cur.Err())
-}
-
-// merger folds rollups, in time order, into buckets of size ms.
-type merger struct {
-	size    int64
-	limit   int
-	typ     string
-	out     []room.Stat
-	cur     int64 // start of the last bucket in out
-	stopped bool
-}
-
-// add merges one rollup; false (and stopped) once the limit is reached and the
-// rollup would start a new bucket.
-func (m *merger) add(d rollupDoc) bool {
-	b := floorDiv(d.Start.UnixMilli(), m.size) * m.size
-	if len(m.out) == 0 || b != m.cur {
-		if len(m.out) >= m.limit {
-			m.stopped = true
-			return false
-		}
-		m.out = append(m.out, room.Stat{Type: m.typ, Start: time.UnixMilli(b).UTC(), Count: d.N, Sum: d.Sum, Min: d.Min, Max: d.Max})
-		m.cur = b
-		return true
-	}
-	st := &m.out[len(m.out)-1]
-	st.Count += d.N
-	st.Sum += d.Sum
-	st.Min = min(st.Min, d.Min)
-	st.Max = max(st.Max, d.Max)
-	return true
 }

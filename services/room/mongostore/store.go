@@ -196,6 +196,15 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 	return nil
 }
 
+// periods are the periods of the rollup tiers, finest first.
+func (s *Store) periods() []time.Duration {
+	out := make([]time.Duration, len(s.tiers))
+	for i, t := range s.tiers {
+		out[i] = t.period
+	}
+	return out
+}
+
 // Server is what the store found out about its server when it opened.
 func (s *Store) Server() mongox.Server { return s.server }
 

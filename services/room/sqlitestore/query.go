@@ -302,25 +302,16 @@ func (s *Store) History(ctx context.Context, q room.HistoryQuery) ([]room.Stat, 
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
-	top := 0
-	for i, t := range tiers {
-		if size%t.period.Milliseconds() == 0 {
-			top = i
+	m := &room.Merger{Size: q.Bucket, Limit: q.Limit, Type: q.Type}
+	for _, sp := range room.HistorySpans(periods, q.Bucket, q.From, q.To) {
+		if m.Full() {
+			break
 		}
-	}
-	lo, to := q.From.UnixMilli(), q.To.UnixMilli()
-	h := &merger{size: size, limit: q.Limit, typ: q.Type}
-	for i := top; i >= 0; i-- {
-		hi := to
-		if i > 0 {
-			hi = max(lo, room.BucketStart(to, tiers[i].period))
-		}
-		if err := s.scanRollups(ctx, historyQueries[i], q.RoomID, q.Type, lo, hi, h); err != nil {
+		if err := s.scanRollups(ctx, historyQueries[sp.Tier], q.RoomID, q.Type, sp.From, sp.To, m); err != nil {
 			return nil, err
 		}
-		lo = hi
 	}
-	return h.out, nil
+	return m.Stats(), nil
 }
 
 // historyQueries reads the rollups of one tier in a range, in time order.
@@ -333,55 +324,21 @@ var historyQueries = func() []string {
 	return out
 }()
 
-func (s *Store) scanRollups(ctx context.Context, query, roomID, typ string, from, to int64, h *merger) error {
-	if from >= to {
-		return nil
-	}
+func (s *Store) scanRollups(ctx context.Context, query, roomID, typ string, from, to int64, m *room.Merger) error {
 	rows, err := s.read(query).QueryContext(ctx, roomID, typ, from, to)
 	if err != nil {
 		return wrapErr("sqlitestore: history", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var start, n int64
-		var sum, lo, hi float64
-		if err := rows.Scan(&start, &n, &sum, &lo, &hi); err != nil {
+		var start int64
+		var a room.Agg
+		if err := rows.Scan(&start, &a.N, &a.Sum, &a.Min, &a.Max); err != nil {
 			return wrapErr("sqlitestore: history", err)
 		}
-		if !h.add(start, n, sum, lo, hi) {
+		if !m.Add(start, a) {
 			return nil
 		}
 	}
 	return wrapErr("sqlitestore: history", rows.Err())
-}
-
-// merger folds rollups, in time order, into buckets of size ms.
-type merger struct {
-	size  int64
-	limit int
-	typ   string
-	out   []room.Stat
-	cur   int64 // start of the last bucket in out
-}
-
-func (m *merger) full() bool { return len(m.out) >= m.limit }
-
-// add merges one rollup; false once the limit is reached and the rollup starts a
-// new bucket.
-func (m *merger) add(start, n int64, sum, lo, hi float64) bool {
-	b := room.BucketStart(start, time.Duration(m.size)*time.Millisecond)
-	if len(m.out) == 0 || b != m.cur {
-		if m.full() {
-			return false
-		}
-		m.out = append(m.out, room.Stat{Type: m.typ, Start: time.UnixMilli(b).UTC(), Count: n, Sum: sum, Min: lo, Max: hi})
-		m.cur = b
-		return true
-	}
-	st := &m.out[len(m.out)-1]
-	st.Count += n
-	st.Sum += sum
-	st.Min = min(st.Min, lo)
-	st.Max = max(st.Max, hi)
-	return true
 }
