@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/mongox"
-	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -154,22 +152,6 @@ func (s *Store) claim(ctx context.Context, id string, at time.Time) (owner strin
 	}
 }
 
-type agg struct {
-	n             int64
-	sum, min, max float64
-}
-
-func (a *agg) add(v float64) {
-	if a.n == 0 || v < a.min {
-		a.min = v
-	}
-	if a.n == 0 || v > a.max {
-		a.max = v
-	}
-	a.n++
-	a.sum += v
-}
-
 type bucketKey struct {
 	room, typ string
 	start     int64 // ms
@@ -177,14 +159,7 @@ type bucketKey struct {
 
 func (k bucketKey) id() string { return k.room + "|" + k.typ + "|" + strconv.FormatInt(k.start, 10) }
 
-type seriesKey struct{ room, typ, sensor string }
-
-func (k seriesKey) id() string { return k.room + "|" + k.typ + "|" + k.sensor }
-
-type place struct {
-	room string
-	ts   time.Time
-}
+func keyOf(r room.Rollup) bucketKey { return bucketKey{r.RoomID, r.Type, r.Start} }
 
 // apply runs steps 2–5 of Apply for the owner of the batch's claim.
 func (s *Store) apply(ctx context.Context, b room.Batch, owner string, resumed bool, at time.Time) (room.Applied, error) {
@@ -221,36 +196,16 @@ func (s *Store) apply(ctx context.Context, b room.Batch, owner string, resumed b
 func (s *Store) write(ctx context.Context, b room.Batch, resumed bool, at time.Time) (room.Applied, [][]bucketKey, error) {
 	// Where each sensor is: its newest reading that names a room places it there
 	// (unless it is assigned elsewhere, or has reported from elsewhere since).
-	placed := map[string]place{}
-	var ids []string
-	for _, r := range b.Readings {
-		p, ok := placed[r.SensorID]
-		if !ok {
-			ids = append(ids, r.SensorID)
-		}
-		if r.RoomID == "" {
-			if !ok {
-				placed[r.SensorID] = place{}
-			}
-			continue
-		}
-		if p.room == "" || !r.Timestamp.Before(p.ts) {
-			placed[r.SensorID] = place{r.RoomID, r.Timestamp}
-		}
-	}
+	placed, ids := room.Placements(b.Readings)
 	var models []mongo.WriteModel
-	for _, id := range ids {
-		p := placed[id]
-		if p.room == "" {
-			continue
-		}
+	for _, p := range placed {
 		models = append(models,
-			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetUpdate(bson.D{
-				{Key: "$setOnInsert", Value: bson.D{{Key: "room", Value: p.room}, {Key: "seen", Value: p.ts}, {Key: "assigned", Value: false}}},
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: p.SensorID}}).SetUpdate(bson.D{
+				{Key: "$setOnInsert", Value: bson.D{{Key: "room", Value: p.RoomID}, {Key: "seen", Value: p.Seen}, {Key: "assigned", Value: false}}},
 			}).SetUpsert(true),
-			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: id}, {Key: "assigned", Value: bson.D{{Key: "$ne", Value: true}}},
-				{Key: "seen", Value: bson.D{{Key: "$lte", Value: p.ts}}}}).SetUpdate(bson.D{
-				{Key: "$set", Value: bson.D{{Key: "room", Value: p.room}, {Key: "seen", Value: p.ts}}},
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: p.SensorID}, {Key: "assigned", Value: bson.D{{Key: "$ne", Value: true}}},
+				{Key: "seen", Value: bson.D{{Key: "$lte", Value: p.Seen}}}}).SetUpdate(bson.D{
+				{Key: "$set", Value: bson.D{{Key: "room", Value: p.RoomID}, {Key: "seen", Value: p.Seen}}},
 			}))
 	}
 	if err := writeAll(ctx, s.sensors, models); err != nil {
@@ -260,53 +215,14 @@ func (s *Store) write(ctx context.Context, b room.Batch, resumed bool, at time.T
 	if err != nil {
 		return room.Applied{}, nil, err
 	}
-
-	out := room.Applied{}
-	rooms := map[string]struct{}{}
-	latest := map[seriesKey]reading.Reading{}
-	var latestOrder []seriesKey
-	aggs := make([]map[bucketKey]*agg, len(s.tiers))
+	plan := room.NewPlan(b.Readings, where, s.periods())
+	out := plan.Applied
 	buckets := make([][]bucketKey, len(s.tiers))
-	for i := range aggs {
-		aggs[i] = map[bucketKey]*agg{}
-	}
-	for _, r := range b.Readings {
-		w := where[r.SensorID]
-		roomID := w.Room
-		if !w.Assigned && r.RoomID != "" {
-			roomID = r.RoomID
-		}
-		if roomID == "" {
-			out.Unroomed++
-			continue
-		}
-		out.Readings++
-		rooms[roomID] = struct{}{}
-		k := seriesKey{roomID, r.Type, r.SensorID}
-		if l, ok := latest[k]; !ok {
-			latest[k] = r
-			latestOrder = append(latestOrder, k)
-		} else if r.Timestamp.After(l.Timestamp) {
-			latest[k] = r
-		}
-		ms := r.Timestamp.UnixMilli()
-		for i, t := range s.tiers {
-			p := t.period.Milliseconds()
-			bk := bucketKey{roomID, r.Type, floorDiv(ms, p) * p}
-			a := aggs[i][bk]
-			if a == nil {
-				a = &agg{}
-				aggs[i][bk] = a
-				buckets[i] = append(buckets[i], bk)
-			}
-			a.add(r.Value)
+	for i, rs := range plan.Rollups {
+		for _, r := range rs {
+			buckets[i] = append(buckets[i], keyOf(r))
 		}
 	}
-	out.Rooms = make([]string, 0, len(rooms))
-	for id := range rooms {
-		out.Rooms = append(out.Rooms, id)
-	}
-	sort.Strings(out.Rooms)
 
 	models = models[:0]
 	for _, id := range out.Rooms {
@@ -317,28 +233,28 @@ func (s *Store) write(ctx context.Context, b room.Batch, resumed bool, at time.T
 		return room.Applied{}, nil, mongox.Wrap("create rooms", err)
 	}
 	models = models[:0]
-	for _, k := range latestOrder {
-		r := latest[k]
+	for _, r := range plan.Latest {
+		id := s.docID(r.RoomID + "|" + r.Type + "|" + r.SensorID)
 		ts := time.UnixMilli(r.Timestamp.UnixMilli()).UTC()
 		models = append(models,
-			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}}).SetUpdate(bson.D{
-				{Key: "$setOnInsert", Value: latestDoc{Room: k.room, Type: k.typ, Sensor: k.sensor, Value: r.Value, Unit: r.Unit, TS: ts}},
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetUpdate(bson.D{
+				{Key: "$setOnInsert", Value: latestDoc{Room: r.RoomID, Type: r.Type, Sensor: r.SensorID, Value: r.Value, Unit: r.Unit, TS: ts}},
 			}).SetUpsert(true),
-			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}, {Key: "t", Value: bson.D{{Key: "$lt", Value: ts}}}}).
+			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: id}, {Key: "t", Value: bson.D{{Key: "$lt", Value: ts}}}}).
 				SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: r.Value}, {Key: "u", Value: r.Unit}, {Key: "t", Value: ts}}}}))
 	}
 	if err := writeAll(ctx, s.latest, models); err != nil {
 		return room.Applied{}, nil, mongox.Wrap("update latest values", err)
 	}
 	for i, t := range s.tiers {
-		keys := buckets[i]
+		rollups := plan.Rollups[i]
 		if resumed {
 			var err error
-			if keys, err = s.uncounted(ctx, t, b.ID, keys); err != nil {
+			if rollups, err = s.uncounted(ctx, t, b.ID, rollups); err != nil {
 				return room.Applied{}, nil, err
 			}
 		}
-		if err := s.addRollups(ctx, t, b.ID, keys, aggs[i]); err != nil {
+		if err := s.addRollups(ctx, t, b.ID, rollups); err != nil {
 			return room.Applied{}, nil, err
 		}
 	}
@@ -351,18 +267,18 @@ func (s *Store) docID(key string) string { return key + "|" + s.shard }
 // uncounted returns the keys of the buckets that no process's document counts
 // batchID in yet. Only a batch taken over from an Apply that died asks, so one
 // indexed query per bucket is cheap enough.
-func (s *Store) uncounted(ctx context.Context, t tier, batchID string, keys []bucketKey) ([]bucketKey, error) {
-	var out []bucketKey
-	for _, k := range keys {
+func (s *Store) uncounted(ctx context.Context, t tier, batchID string, rollups []room.Rollup) ([]room.Rollup, error) {
+	var out []room.Rollup
+	for _, r := range rollups {
 		n, err := t.coll.CountDocuments(ctx, bson.D{
-			{Key: "r", Value: k.room}, {Key: "y", Value: k.typ}, {Key: "st", Value: time.UnixMilli(k.start).UTC()},
+			{Key: "r", Value: r.RoomID}, {Key: "y", Value: r.Type}, {Key: "st", Value: time.UnixMilli(r.Start).UTC()},
 			{Key: "bs", Value: batchID},
 		}, options.Count().SetLimit(1))
 		if err != nil {
 			return nil, mongox.Wrap("check "+t.name, err)
 		}
 		if n == 0 {
-			out = append(out, k)
+			out = append(out, r)
 		}
 	}
 	return out, nil
@@ -376,8 +292,8 @@ type placement struct {
 }
 
 // placements reads where the sensors ids are.
-func (s *Store) placements(ctx context.Context, ids []string) (map[string]placement, error) {
-	where := make(map[string]placement, len(ids))
+func (s *Store) placements(ctx context.Context, ids []string) (map[string]room.Where, error) {
+	where := make(map[string]room.Where, len(ids))
 	for start := 0; start < len(ids); start += 256 {
 		chunk := ids[start:min(start+256, len(ids))]
 		cur, err := s.sensors.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: chunk}}}},
@@ -390,7 +306,7 @@ func (s *Store) placements(ctx context.Context, ids []string) (map[string]placem
 			return nil, mongox.Wrap("read placements", err)
 		}
 		for _, d := range docs {
-			where[d.ID] = d
+			where[d.ID] = room.Where{Room: d.Room, Assigned: d.Assigned}
 		}
 	}
 	return where, nil
@@ -416,19 +332,19 @@ func writeAll(ctx context.Context, coll *mongo.Collection, models []mongo.WriteM
 // id, whose filter skips a bucket that lists the batch already, so that a
 // batch is counted once in each bucket however often it is redone. A bucket
 // created by a batch that died before counting holds no count: readers skip it.
-func (s *Store) addRollups(ctx context.Context, t tier, batchID string, keys []bucketKey, aggs map[bucketKey]*agg) error {
-	models := make([]mongo.WriteModel, 0, 2*len(keys))
-	for _, k := range keys {
-		a := aggs[k]
+func (s *Store) addRollups(ctx context.Context, t tier, batchID string, rollups []room.Rollup) error {
+	models := make([]mongo.WriteModel, 0, 2*len(rollups))
+	for _, a := range rollups {
+		k := keyOf(a)
 		models = append(models,
 			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}}).SetUpdate(bson.D{
 				{Key: "$setOnInsert", Value: bson.D{{Key: "r", Value: k.room}, {Key: "y", Value: k.typ}, {Key: "st", Value: time.UnixMilli(k.start).UTC()}}},
 			}).SetUpsert(true),
 			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}, {Key: "bs", Value: bson.D{{Key: "$ne", Value: batchID}}}}).
 				SetUpdate(bson.D{
-					{Key: "$inc", Value: bson.D{{Key: "n", Value: a.n}, {Key: "sum", Value: a.sum}}},
-					{Key: "$min", Value: bson.D{{Key: "min", Value: a.min}}},
-					{Key: "$max", Value: bson.D{{Key: "max", Value: a.max}}},
+					{Key: "$inc", Value: bson.D{{Key: "n", Value: a.N}, {Key: "sum", Value: a.Sum}}},
+					{Key: "$min", Value: bson.D{{Key: "min", Value: a.Min}}},
+					{Key: "$max", Value: bson.D{{Key: "max", Value: a.Max}}},
 					{Key: "$push", Value: bson.D{{Key: "bs", Value: bson.D{{Key: "$each", Value: bson.A{batchID}}, {Key: "$slice", Value: -rollupBatchCap}}}}},
 				}))
 	}
@@ -448,15 +364,6 @@ func (s *Store) release(ctx context.Context, batchID string, buckets [][]bucketK
 		}
 	}
 	return nil
-}
-
-// floorDiv divides rounding towards minus infinity (times before 1970 too).
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
 }
 
 // Forget deletes the applied batch ids recorded before t.
@@ -509,18 +416,16 @@ func (s *Store) setSeries(ctx context.Context, roomID, typ string, points []room
 				{Key: "n", Value: n}, {Key: "sum", Value: sum}, {Key: "min", Value: lo}, {Key: "max", Value: hi}}},
 		}).SetUpsert(true)
 	}
-	minute := s.tiers[0].period.Milliseconds()
 	models := make([]mongo.WriteModel, 0, len(points))
 	coarse := make([]map[int64]bool, len(s.tiers))
 	for i := range coarse {
 		coarse[i] = map[int64]bool{}
 	}
 	for _, p := range points {
-		start := floorDiv(p.Start.UnixMilli(), minute) * minute
+		start := room.BucketStart(p.Start.UnixMilli(), s.tiers[0].period)
 		models = append(models, set(s.tiers[0], start, 1, p.Value, p.Value, p.Value))
 		for i := 1; i < len(s.tiers); i++ {
-			per := s.tiers[i].period.Milliseconds()
-			coarse[i][floorDiv(start, per)*per] = true
+			coarse[i][room.BucketStart(start, s.tiers[i].period)] = true
 		}
 	}
 	if err := writeAll(ctx, s.tiers[0].coll, models); err != nil {
@@ -542,25 +447,22 @@ func (s *Store) setSeries(ctx context.Context, roomID, typ string, points []room
 		if err := cur.All(ctx, &docs); err != nil {
 			return mongox.Wrap("mongostore: set series "+typ+" of "+roomID, err)
 		}
-		merged := map[int64]*agg{}
+		merged := map[int64]*room.Agg{}
 		for _, d := range docs {
-			start := floorDiv(d.Start.UnixMilli(), per) * per
+			start := room.BucketStart(d.Start.UnixMilli(), t.period)
 			if !coarse[i][start] || d.N == 0 {
 				continue
 			}
 			a := merged[start]
 			if a == nil {
-				a = &agg{n: d.N, sum: d.Sum, min: d.Min, max: d.Max}
+				a = &room.Agg{}
 				merged[start] = a
-				continue
 			}
-			a.n += d.N
-			a.sum += d.Sum
-			a.min, a.max = min(a.min, d.Min), max(a.max, d.Max)
+			a.Merge(room.Agg{N: d.N, Sum: d.Sum, Min: d.Min, Max: d.Max})
 		}
 		models = models[:0]
 		for start, a := range merged {
-			models = append(models, set(t, start, a.n, a.sum, a.min, a.max))
+			models = append(models, set(t, start, a.N, a.Sum, a.Min, a.Max))
 		}
 		if err := writeAll(ctx, t.coll, models); err != nil {
 			return mongox.Wrap("mongostore: set series "+typ+" of "+roomID, err)

@@ -84,8 +84,8 @@ func TestResumeAfterCrash(t *testing.T) {
 			insertClaim(t, s, "b1")
 			// The dead Apply counted the batch in the first minute's bucket, and
 			// created a bucket it never counted in.
-			first := bucketKey{"r1", "co2", base.UnixMilli()}
-			if err := s.addRollups(t.Context(), s.tiers[0], "b1", []bucketKey{first}, map[bucketKey]*agg{first: {n: 2, sum: 900, min: 400, max: 500}}); err != nil {
+			first := room.Rollup{RoomID: "r1", Type: "co2", Start: base.UnixMilli(), Agg: room.Agg{N: 2, Sum: 900, Min: 400, Max: 500}}
+			if err := s.addRollups(t.Context(), s.tiers[0], "b1", []room.Rollup{first}); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.tiers[0].coll.InsertOne(t.Context(), bson.D{{Key: "_id", Value: "r1|co2|half-hour"}, {Key: "r", Value: "r1"},
@@ -100,8 +100,8 @@ func TestResumeAfterCrash(t *testing.T) {
 			s.shard = "deadproc"
 			defer func() { s.shard = own }()
 			// It counted the batch in the first minute's bucket only.
-			first := bucketKey{"r1", "co2", base.UnixMilli()}
-			if err := s.addRollups(t.Context(), s.tiers[0], "b1", []bucketKey{first}, map[bucketKey]*agg{first: {n: 2, sum: 900, min: 400, max: 500}}); err != nil {
+			first := room.Rollup{RoomID: "r1", Type: "co2", Start: base.UnixMilli(), Agg: room.Agg{N: 2, Sum: 900, Min: 400, Max: 500}}
+			if err := s.addRollups(t.Context(), s.tiers[0], "b1", []room.Rollup{first}); err != nil {
 				t.Fatal(err)
 			}
 		}, true},
