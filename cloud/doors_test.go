@@ -1,11 +1,9 @@
 package cloud_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/atrium-iot/atrium/gateway"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 )
 
 // doorsReadTimeout is the -read-timeout of the system these tests run.
@@ -220,37 +219,9 @@ func TestSlowBodyIsCutAtTheReadTimeout(t *testing.T) {
 	} {
 		t.Run(tc.part+tc.path, func(t *testing.T) {
 			addr := strings.TrimPrefix(d.parts[tc.part], "http://")
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			start := time.Now()
-			fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", tc.path, d.admin)
-			stop := make(chan struct{})
-			defer close(stop)
-			go func() { // one byte every 50 ms: the body would take 50 s
-				tick := time.NewTicker(50 * time.Millisecond)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-						if _, err := c.Write([]byte(" ")); err != nil {
-							return
-						}
-					}
-				}
-			}()
-			_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatalf("no answer after %s: %v", time.Since(start), err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			took := time.Since(start)
+			head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n", tc.path, d.admin)
+			// One byte every 50 ms: the body would take 50 s.
+			resp, body, took := httpxtest.Trickle(t, addr, head, 1000, 50*time.Millisecond)
 			if resp.StatusCode != 408 || resp.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(body), `"status":408`) {
 				t.Fatalf("got %d %s", resp.StatusCode, body)
 			}

@@ -1,11 +1,8 @@
 package gateway_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 )
 
@@ -141,9 +139,9 @@ func TestSlowBodyThroughTheGateway(t *testing.T) {
 	for shape, url := range gatewayShapes(t, path, timeout) {
 		t.Run(shape, func(t *testing.T) {
 			head := fmt.Sprintf("POST /sensors/data HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n", keys["i"])
-			code, body, took := trickle(t, strings.TrimPrefix(url, "http://"), head, 1000, 50*time.Millisecond)
-			if code != http.StatusRequestTimeout || !strings.Contains(body, `"status":408`) {
-				t.Fatalf("got %d %s", code, body)
+			resp, body, took := httpxtest.Trickle(t, strings.TrimPrefix(url, "http://"), head, 1000, 50*time.Millisecond)
+			if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), `"status":408`) {
+				t.Fatalf("got %d %s", resp.StatusCode, body)
 			}
 			if took < timeout || took > timeout+5*time.Second {
 				t.Fatalf("answered after %s, read timeout %s", took, timeout)
@@ -154,43 +152,4 @@ func TestSlowBodyThroughTheGateway(t *testing.T) {
 			}
 		})
 	}
-}
-
-// trickle sends a request whose body of size bytes comes one byte every gap until
-// the server answers; it returns the answer and how long it took.
-func trickle(t *testing.T, addr, head string, size int, gap time.Duration) (int, string, time.Duration) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	start := time.Now()
-	if _, err := fmt.Fprintf(c, "%sContent-Length: %d\r\n\r\n{", head, size); err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		tick := time.NewTicker(gap)
-		defer tick.Stop()
-		for range size - 1 {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if _, err := c.Write([]byte(" ")); err != nil {
-					return
-				}
-			}
-		}
-	}()
-	_ = c.SetReadDeadline(time.Now().Add(waitFor))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("no answer after %s: %v", time.Since(start), err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), time.Since(start)
 }

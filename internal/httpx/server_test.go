@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 )
 
@@ -47,52 +48,6 @@ func readBody(w http.ResponseWriter, r *http.Request) {
 	httpx.JSON(w, http.StatusOK, map[string]int{"read": len(b)})
 }
 
-// trickle sends a request whose body of size bytes comes one byte every gap, until
-// the server answers or closes; it returns the answer and how long it took.
-func trickle(t *testing.T, addr, head string, size int, gap time.Duration) (*http.Response, []byte, time.Duration) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	start := time.Now()
-	if _, err := fmt.Fprintf(c, "%sContent-Length: %d\r\n\r\n{", head, size); err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		tick := time.NewTicker(gap)
-		defer tick.Stop()
-		for range size - 1 {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if _, err := c.Write([]byte(" ")); err != nil {
-					return
-				}
-			}
-		}
-	}()
-	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("no answer after %s: %v", time.Since(start), err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	took := time.Since(start)
-	// After a 408 the connection is closed (an EOF, or a reset as the client's
-	// bytes keep coming): the rest of the body is not waited for.
-	if _, err := br.ReadByte(); resp.StatusCode == http.StatusRequestTimeout && (err == nil || isTimeout(err)) {
-		t.Errorf("connection still open after the answer: %v", err)
-	}
-	return resp, body, took
-}
-
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -107,7 +62,7 @@ func TestSlowBodyIsAnswered408(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// One byte every 50 ms: 1000 bytes would take 50 s.
-			resp, body, took := trickle(t, addr, tc.head, 1000, 50*time.Millisecond)
+			resp, body, took := httpxtest.Trickle(t, addr, tc.head, 1000, 50*time.Millisecond)
 			var p httpx.Problem
 			if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get("Content-Type") != "application/problem+json" ||
 				json.Unmarshal(body, &p) != nil || p.Status != 408 || !strings.Contains(p.Detail, "400ms") {
@@ -119,7 +74,7 @@ func TestSlowBodyIsAnswered408(t *testing.T) {
 		})
 	}
 	t.Run("a body in time is read", func(t *testing.T) {
-		resp, body, _ := trickle(t, addr, "POST /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n", 12, 10*time.Millisecond)
+		resp, body, _ := httpxtest.Trickle(t, addr, "POST /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n", 12, 10*time.Millisecond)
 		if resp.StatusCode != 200 || !strings.Contains(string(body), `"read":12`) {
 			t.Fatalf("got %d %s", resp.StatusCode, body)
 		}
