@@ -3,7 +3,6 @@ package cloud_test
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,24 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrium-iot/atrium/cloud"
-	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
 )
 
 func benchSystem(b *testing.B) string {
 	b.Helper()
-	cfg, err := cloud.ParseFlags([]string{"-target=sensor", "-sensor-addr=127.0.0.1:0", "-data-dir=" + b.TempDir()}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
+	app := cloudtest.Start(b, "-target=sensor", "-sensor-addr=127.0.0.1:0", "-data-dir="+b.TempDir())
 	return "http://" + app.Addr("sensor")
 }
 

@@ -2,7 +2,6 @@ package cloud_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,43 +9,21 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/cloud"
-	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
 )
 
-// system is a running `atrium` on loopback ports, built by the real flag parsing.
+// system is a running `atrium -target=sensor` on a loopback port.
 type system struct {
-	app    *cloud.App
-	cancel context.CancelFunc
-	done   chan error
-	url    string
+	app  *cloud.App
+	stop func()
+	url  string
 }
 
 func start(t *testing.T, dataDir string, extra ...string) *system {
 	t.Helper()
 	args := append([]string{"-target=sensor", "-sensor-addr=127.0.0.1:0", "-data-dir=" + dataDir}, extra...)
-	cfg, err := cloud.ParseFlags(args, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	s := &system{app: app, cancel: cancel, done: make(chan error, 1), url: "http://" + app.Addr("sensor")}
-	go func() { s.done <- app.Run(ctx) }()
-	t.Cleanup(s.stop)
-	return s
-}
-
-func (s *system) stop() {
-	if s.cancel == nil {
-		return
-	}
-	s.cancel()
-	<-s.done
-	s.cancel = nil
+	r := cloudtest.Run(t, nil, args...)
+	return &system{app: r.App, stop: r.Stop, url: "http://" + r.Addr("sensor")}
 }
 
 type answer struct {

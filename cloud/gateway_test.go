@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
+
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/atrium-iot/atrium/agent"
@@ -32,10 +34,9 @@ import (
 
 // gwSystem is a running `atrium` with the gateway in front of whatever runs with it.
 type gwSystem struct {
-	app    *cloud.App
-	cancel context.CancelFunc
-	done   chan error
-	url    string // the gateway
+	app  *cloud.App
+	stop func()
+	url  string // the gateway
 }
 
 // lockedBuffer collects log lines written from many goroutines.
@@ -76,33 +77,12 @@ func startGW(t testing.TB, target, dataDir string, logs io.Writer, extra ...stri
 		"-gateway-addr=127.0.0.1:0", "-sensor-addr=127.0.0.1:0", "-room-addr=127.0.0.1:0",
 		"-analytics-addr=127.0.0.1:0", "-notification-addr=127.0.0.1:0",
 		"-sensor-url=" + freeURL(t), "-room-url=" + freeURL(t), "-analytics-url=" + freeURL(t), "-notification-url=" + freeURL(t)}
-	cfg, err := cloud.ParseFlags(append(args, extra...), func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := logging.Discard()
+	var log *slog.Logger
 	if logs != nil {
 		log = slog.New(slog.NewJSONHandler(logs, nil))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	s := &gwSystem{app: app, cancel: cancel, done: make(chan error, 1), url: "http://" + app.Addr("gateway")}
-	go func() { s.done <- app.Run(ctx) }()
-	t.Cleanup(s.stop)
-	return s
-}
-
-func (s *gwSystem) stop() {
-	if s.cancel == nil {
-		return
-	}
-	s.cancel()
-	<-s.done
-	s.cancel = nil
+	r := cloudtest.Run(t, log, append(args, extra...)...)
+	return &gwSystem{app: r.App, stop: r.Stop, url: "http://" + r.Addr("gateway")}
 }
 
 func auth(key string) []string { return []string{"Authorization", "Bearer " + key} }

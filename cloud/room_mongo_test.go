@@ -3,15 +3,14 @@ package cloud_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/url"
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
+
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/atrium-iot/atrium/cloud"
-	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 	"github.com/atrium-iot/atrium/services/sensor"
@@ -34,18 +33,7 @@ func TestRoomOnMongoStore(t *testing.T) {
 
 	args := []string{"-target=sensor,room", "-sensor-addr=127.0.0.1:0", "-room-addr=127.0.0.1:0",
 		"-data-dir=" + t.TempDir(), "-store=" + u.String()}
-	cfg, err := cloud.ParseFlags(args, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
+	app := cloudtest.Run(t, nil, args...)
 
 	sensorID, roomID, batch := prefix+"sensor", prefix+"room", prefix+"batch"
 	key := sensor.BatchKey(sensor.DirectPrincipal, batch) // what the stores and the event call the batch
@@ -66,12 +54,7 @@ func TestRoomOnMongoStore(t *testing.T) {
 			rdb.Collection(coll).DeleteMany(ctx, bson.D{{Key: "r", Value: roomID}})
 		}
 	})
-	t.Cleanup(func() { // runs first: stop the program, then clean up
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	t.Cleanup(app.Stop) // runs first: stop the program, then clean up
 	sensorURL, roomURL := "http://"+app.Addr("sensor"), "http://"+app.Addr("room")
 
 	now := time.Now().UTC().Truncate(time.Millisecond)
