@@ -8,18 +8,20 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 )
 
-// TestMongoStore runs the sensor and notification services on -store=mongodb://…
-// and checks that their data lands in the fixed databases sensor_db and events_db.
-// It writes only under a sensor id of its own, and deletes it afterwards.
-func TestMongoStore(t *testing.T) {
-	c := mongotest.Client(t)
-	prefix := mongotest.Prefix()
+// mongoStore returns a client of the test's MongoDB server, a prefix for the ids
+// this run writes, and the -store URL of the server with the program named by
+// that prefix (appName).
+func mongoStore(t *testing.T) (c *mongo.Client, prefix, store string) {
+	t.Helper()
+	c = mongotest.Client(t)
+	prefix = mongotest.Prefix()
 	u, err := url.Parse(mongotest.URL(t))
 	if err != nil {
 		t.Fatal(err)
@@ -27,9 +29,16 @@ func TestMongoStore(t *testing.T) {
 	q := u.Query()
 	q.Set("appName", prefix+"atrium")
 	u.RawQuery = q.Encode()
+	return c, prefix, u.String()
+}
 
+// TestMongoStore runs the sensor and notification services on -store=mongodb://…
+// and checks that their data lands in the fixed databases sensor_db and events_db.
+// It writes only under a sensor id of its own, and deletes it afterwards.
+func TestMongoStore(t *testing.T) {
+	c, prefix, store := mongoStore(t)
 	args := []string{"-target=sensor,notification", "-sensor-addr=127.0.0.1:0", "-notification-addr=127.0.0.1:0",
-		"-data-dir=" + t.TempDir(), "-store=" + u.String()}
+		"-data-dir=" + t.TempDir(), "-store=" + store}
 	app := cloudtest.Start(t, args...)
 	sensorURL, notifyURL := "http://"+app.Addr("sensor"), "http://"+app.Addr("notification")
 

@@ -3,7 +3,6 @@ package cloud_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"testing"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/atrium-iot/atrium/internal/mongox"
-	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -21,18 +19,9 @@ import (
 // from the room service, kept in room_db. It writes only under a sensor, room
 // and batch id of its own, and deletes them afterwards.
 func TestRoomOnMongoStore(t *testing.T) {
-	c := mongotest.Client(t)
-	prefix := mongotest.Prefix()
-	u, err := url.Parse(mongotest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("appName", prefix+"atrium")
-	u.RawQuery = q.Encode()
-
+	c, prefix, store := mongoStore(t)
 	args := []string{"-target=sensor,room", "-sensor-addr=127.0.0.1:0", "-room-addr=127.0.0.1:0",
-		"-data-dir=" + t.TempDir(), "-store=" + u.String()}
+		"-data-dir=" + t.TempDir(), "-store=" + store}
 	app := cloudtest.Run(t, nil, args...)
 
 	sensorID, roomID, batch := prefix+"sensor", prefix+"room", prefix+"batch"
