@@ -258,17 +258,17 @@ func openBus(ctx context.Context, url string, log *slog.Logger) (bus.Bus, error)
 	}
 }
 
-// storeDir is the directory of an sqlite:// store URL.
-func storeDir(url string) (string, error) {
+// storeDir is the directory of an sqlite:// store URL given by flag.
+func storeDir(flag, url string) (string, error) {
 	dir, ok := strings.CutPrefix(url, "sqlite://")
 	if !ok {
-		return "", fmt.Errorf("-store %q: want sqlite:///DIR", url)
+		return "", fmt.Errorf("%s %q: want sqlite:///DIR", flag, url)
 	}
 	if dir == "" {
 		dir = "."
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return "", fmt.Errorf("-store: %w", err)
+		return "", fmt.Errorf("%s: %w", flag, err)
 	}
 	return dir, nil
 }
@@ -310,13 +310,31 @@ func (a *App) URL(part string) string {
 	return ""
 }
 
-// sqlitePath is the SQLite file of a service under an sqlite:// store URL.
-func sqlitePath(url, service string) (string, error) {
-	dir, err := storeDir(url)
-	if err != nil {
-		return "", err
+// openStore opens a service's store: with engine when the store URL of flag is
+// for it (MongoDB, ClickHouse), else with sqlite at the service's file under that
+// sqlite:// URL. The App closes the store after its servers stop.
+func openStore[S io.Closer](a *App, flag, url, service string, useEngine bool,
+	engine func(url string) (S, error), sqlite func(path string) (S, error)) (S, error) {
+	var st S
+	if useEngine {
+		s, err := engine(url)
+		if err != nil {
+			return st, fmt.Errorf("open store: %w", err)
+		}
+		st = s
+	} else {
+		dir, err := storeDir(flag, url)
+		if err != nil {
+			return st, err
+		}
+		s, err := sqlite(filepath.Join(dir, service+".db"))
+		if err != nil {
+			return st, fmt.Errorf("open store: %w", err)
+		}
+		st = s
 	}
-	return filepath.Join(dir, service+".db"), nil
+	a.closers = append(a.closers, st.Close)
+	return st, nil
 }
 
 // Addr is the listen address of a part ("sensor", …), or "" when it is not running.
