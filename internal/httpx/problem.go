@@ -10,16 +10,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/apperr"
 )
 
-// Sentinel errors that Error maps to HTTP statuses. Wrap them with detail:
-// fmt.Errorf("%w: room %q", httpx.ErrNotFound, id).
+// The kinds of failure of package apperr, which Error maps to HTTP statuses,
+// under the names handlers use. Wrap them with detail:
+// fmt.Errorf("%w: room %q", httpx.ErrNotFound, id). Code below the HTTP layer
+// (stores, domain packages) uses apperr itself.
 var (
-	ErrNotFound    = errors.New("not found")
-	ErrInvalid     = errors.New("invalid request")
-	ErrConflict    = errors.New("conflict")
-	ErrTooLarge    = errors.New("request body too large")
-	ErrUnavailable = errors.New("temporarily unavailable")
+	ErrNotFound    = apperr.ErrNotFound
+	ErrInvalid     = apperr.ErrInvalid
+	ErrConflict    = apperr.ErrConflict
+	ErrTooLarge    = apperr.ErrTooLarge
+	ErrUnavailable = apperr.ErrUnavailable
 )
 
 // FieldProblem is one per-field problem in a problem+json body.

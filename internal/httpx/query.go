@@ -1,22 +1,20 @@
 package httpx
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/paging"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
-// Page limits of every list.
+// Page limits of every list (package paging's).
 const (
-	DefaultLimit = 100
-	MaxLimit     = 1000
+	DefaultLimit = paging.DefaultLimit
+	MaxLimit     = paging.MaxLimit
 )
 
 // Query reads a request's query parameters and collects every problem, so a request
@@ -108,38 +106,4 @@ func (q *Query) Err() error {
 	p := NewProblem(http.StatusBadRequest, "invalid query parameters")
 	p.Errors = q.Problems
 	return p
-}
-
-// PageSize is the page a store returns for a requested limit: DefaultLimit for 0
-// or less, at most MaxLimit.
-func PageSize(limit int) int {
-	switch {
-	case limit <= 0:
-		return DefaultLimit
-	case limit > MaxLimit:
-		return MaxLimit
-	}
-	return limit
-}
-
-// EncodeCursor makes an opaque page cursor of v (a small struct of strings and
-// numbers): base64url of its JSON.
-func EncodeCursor(v any) string {
-	b, _ := json.Marshal(v)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// DecodeCursor reads a cursor made by EncodeCursor into v. Anything else, including
-// unknown fields, is an error wrapping ErrInvalid.
-func DecodeCursor(s string, v any) error {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err == nil {
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		err = dec.Decode(v)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: malformed cursor", ErrInvalid)
-	}
-	return nil
 }

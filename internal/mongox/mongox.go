@@ -2,7 +2,7 @@
 // from a -store URL, naming each service's database, detecting what the server
 // can do (real MongoDB or a wire-compatible server such as FerretDB), creating
 // indexes, and mapping driver errors to the services' errors (E11000 → a
-// duplicate, network trouble → httpx.ErrUnavailable).
+// duplicate, network trouble → apperr.ErrUnavailable).
 //
 // Each adapter keeps its own schema; this package only shares helpers.
 package mongox
@@ -21,7 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 )
 
 // Database names of the services on a shared server (DESIGN.md).
@@ -316,13 +316,13 @@ func Transient(err error) bool {
 }
 
 // Wrap prefixes err with op and marks transient errors as
-// httpx.ErrUnavailable (which every service's ErrUnavailable is).
+// apperr.ErrUnavailable (which every service's ErrUnavailable is).
 func Wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, httpx.ErrUnavailable) && !errors.Is(err, context.Canceled) && Transient(err) {
-		return fmt.Errorf("%s: %w: %w", op, httpx.ErrUnavailable, err)
+	if !errors.Is(err, apperr.ErrUnavailable) && !errors.Is(err, context.Canceled) && Transient(err) {
+		return fmt.Errorf("%s: %w: %w", op, apperr.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }

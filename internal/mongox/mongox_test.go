@@ -9,7 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 )
@@ -52,7 +52,7 @@ func TestConnectFailures(t *testing.T) {
 			if err == nil {
 				t.Fatal("Connect succeeded")
 			}
-			if got := errors.Is(err, httpx.ErrUnavailable); got != tc.unavailable {
+			if got := errors.Is(err, apperr.ErrUnavailable); got != tc.unavailable {
 				t.Errorf("Connect: %v; unavailable %v, want %v", err, got, tc.unavailable)
 			}
 		})

@@ -1,7 +1,7 @@
 // Package sqlitex holds the plumbing the SQLite adapters share (modernc.org/sqlite):
 // opening a writer connection and a read pool with the same pragmas, applying
 // embedded migrations under PRAGMA user_version, and marking the errors a retry
-// may cure as httpx.ErrUnavailable. The queries stay in each adapter.
+// may cure as apperr.ErrUnavailable. The queries stay in each adapter.
 package sqlitex
 
 import (
@@ -21,7 +21,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 )
 
 // Options choose the pragmas and pool sizes of the connections Open makes. Every
@@ -206,16 +206,16 @@ func Migrate(ctx context.Context, db *sql.DB, fsys fs.FS, dir string) error {
 }
 
 // Wrap prefixes err with op and marks the errors a caller should retry later
-// (see Unavailable) as httpx.ErrUnavailable. It returns nil for a nil err.
+// (see Unavailable) as apperr.ErrUnavailable. It returns nil for a nil err.
 func Wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, httpx.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, apperr.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	if Unavailable(err) {
-		return fmt.Errorf("%s: %w: %w", op, httpx.ErrUnavailable, err)
+		return fmt.Errorf("%s: %w: %w", op, apperr.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }

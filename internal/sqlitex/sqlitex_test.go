@@ -10,7 +10,7 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 )
 
 func openWriter(t *testing.T, path string, o Options) *sql.DB {
@@ -215,10 +215,10 @@ func TestUnavailable(t *testing.T) {
 			if !strings.HasPrefix(wrapped.Error(), "op: ") || !errors.Is(wrapped, tt.err) {
 				t.Fatalf("Wrap = %v, want it prefixed with op and wrapping %v", wrapped, tt.err)
 			}
-			if got := errors.Is(wrapped, httpx.ErrUnavailable); got != tt.want {
+			if got := errors.Is(wrapped, apperr.ErrUnavailable); got != tt.want {
 				t.Fatalf("errors.Is(Wrap(...), ErrUnavailable) = %v, want %v", got, tt.want)
 			}
-			if tt.want && strings.Count(Wrap("outer", wrapped).Error(), httpx.ErrUnavailable.Error()) != 1 {
+			if tt.want && strings.Count(Wrap("outer", wrapped).Error(), apperr.ErrUnavailable.Error()) != 1 {
 				t.Fatalf("wrapping twice repeats the mark: %v", Wrap("outer", wrapped))
 			}
 		})

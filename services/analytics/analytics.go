@@ -10,16 +10,16 @@ import (
 	"slices"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
 // Errors a Store returns; the HTTP layer maps them to statuses.
 var (
-	ErrNotFound    = httpx.ErrNotFound
-	ErrUnavailable = httpx.ErrUnavailable
-	ErrBadCursor   = httpx.ErrInvalid
-	ErrInvalid     = httpx.ErrInvalid
+	ErrNotFound    = apperr.ErrNotFound
+	ErrUnavailable = apperr.ErrUnavailable
+	ErrBadCursor   = apperr.ErrInvalid
+	ErrInvalid     = apperr.ErrInvalid
 )
 
 // Comfort and air thresholds shared by the summary and the reports.

@@ -12,15 +12,16 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
+	"github.com/atrium-iot/atrium/internal/paging"
 )
 
 // Errors a Store returns; the HTTP layer maps them to statuses.
 var (
-	ErrNotFound    = httpx.ErrNotFound
-	ErrConflict    = httpx.ErrConflict
-	ErrUnavailable = httpx.ErrUnavailable
-	ErrBadCursor   = httpx.ErrInvalid
+	ErrNotFound    = apperr.ErrNotFound
+	ErrConflict    = apperr.ErrConflict
+	ErrUnavailable = apperr.ErrUnavailable
+	ErrBadCursor   = apperr.ErrInvalid
 )
 
 // Severities, least to most severe.
@@ -236,12 +237,12 @@ type seqCursor struct {
 
 // SeqCursor is the opaque cursor after the item with sequence number seq; every
 // adapter pages alerts and events with it.
-func SeqCursor(seq int64) string { return httpx.EncodeCursor(seqCursor{seq}) }
+func SeqCursor(seq int64) string { return paging.EncodeCursor(seqCursor{seq}) }
 
 // ParseSeqCursor reads a SeqCursor; anything else is ErrBadCursor.
 func ParseSeqCursor(s string) (int64, error) {
 	var c seqCursor
-	if err := httpx.DecodeCursor(s, &c); err != nil || c.Seq <= 0 {
+	if err := paging.DecodeCursor(s, &c); err != nil || c.Seq <= 0 {
 		return 0, fmt.Errorf("%w: malformed cursor", ErrBadCursor)
 	}
 	return c.Seq, nil

@@ -9,15 +9,15 @@ import (
 	"context"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
 // Errors a Store returns; the HTTP layer maps them to statuses.
 var (
-	ErrNotFound    = httpx.ErrNotFound
-	ErrConflict    = httpx.ErrConflict
-	ErrUnavailable = httpx.ErrUnavailable
+	ErrNotFound    = apperr.ErrNotFound
+	ErrConflict    = apperr.ErrConflict
+	ErrUnavailable = apperr.ErrUnavailable
 )
 
 // Room is a space of the building and its description.

@@ -11,16 +11,16 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/events"
-	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
 // Errors a Store returns; the HTTP layer maps them to statuses.
 var (
-	ErrNotFound    = httpx.ErrNotFound
-	ErrUnavailable = httpx.ErrUnavailable
-	ErrBadCursor   = httpx.ErrInvalid
+	ErrNotFound    = apperr.ErrNotFound
+	ErrUnavailable = apperr.ErrUnavailable
+	ErrBadCursor   = apperr.ErrInvalid
 	// ErrBatchConflict is Ingest's answer to a batch whose key is recorded with
 	// another fingerprint: the caller reused a batch id for a different request.
 	// Nothing is stored; the handler answers 422.
@@ -147,7 +147,7 @@ const (
 
 // ReadingCursor is where a page of readings ended: the (timestamp, type) of its last
 // reading and the direction it was read in. Every adapter encodes it with
-// httpx.EncodeCursor.
+// paging.EncodeCursor.
 type ReadingCursor struct {
 	TS   int64  `json:"t"`
 	Type string `json:"y"`

@@ -11,8 +11,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/paging"
 	"github.com/atrium-iot/atrium/services/notification"
 )
 
@@ -223,7 +223,7 @@ func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notifi
 		}
 		filter = append(filter, bson.E{Key: "seq", Value: bson.D{{Key: "$lt", Value: seq}}})
 	}
-	limit := httpx.PageSize(q.Limit)
+	limit := paging.Size(q.Limit)
 	cur, err := s.alerts.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}).SetLimit(int64(limit+1)))
 	if err != nil {
 		return nil, "", wrap("alerts", err)
@@ -317,7 +317,7 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 		}
 		filter = append(filter, bson.E{Key: "seq", Value: bson.D{{Key: "$lt", Value: seq}}})
 	}
-	limit := httpx.PageSize(q.Limit)
+	limit := paging.Size(q.Limit)
 	cur, err := s.events.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}).SetLimit(int64(limit+1)))
 	if err != nil {
 		return nil, "", wrap("events", err)

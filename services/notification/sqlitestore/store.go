@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/paging"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/notification"
 )
@@ -394,7 +394,7 @@ func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notifi
 		}
 		where, args = append(where, "seq < ?"), append(args, seq)
 	}
-	limit := httpx.PageSize(q.Limit)
+	limit := paging.Size(q.Limit)
 	query := "SELECT " + alertCols + " FROM alerts"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
@@ -475,7 +475,7 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 		}
 		where, args = append(where, "seq < ?"), append(args, seq)
 	}
-	limit := httpx.PageSize(q.Limit)
+	limit := paging.Size(q.Limit)
 	query := "SELECT seq, id, type, severity, room_id, sensor_id, alert_id, rule_id, message, data, time_ms, recorded_ms FROM events"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")

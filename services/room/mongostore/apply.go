@@ -14,7 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/services/room"
 )
@@ -64,7 +64,7 @@ const rollupBatchCap = 64
 // ends in the state of an Apply that never stopped.
 func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 	if b.ID == "" {
-		return room.Applied{}, fmt.Errorf("mongostore: apply: %w: empty batch id", httpx.ErrInvalid)
+		return room.Applied{}, fmt.Errorf("mongostore: apply: %w: empty batch id", apperr.ErrInvalid)
 	}
 	if s.isClosed() {
 		return room.Applied{}, fmt.Errorf("mongostore: apply %s: %w", b.ID, errClosed)

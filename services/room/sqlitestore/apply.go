@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -124,7 +124,7 @@ func (s *Store) run(ctx context.Context, tx *sql.Tx, u upsert, args []any, scan 
 // Apply applies b in one transaction; see room.Store.
 func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 	if b.ID == "" {
-		return room.Applied{}, fmt.Errorf("sqlitestore: apply: %w: empty batch id", httpx.ErrInvalid)
+		return room.Applied{}, fmt.Errorf("sqlitestore: apply: %w: empty batch id", apperr.ErrInvalid)
 	}
 	out, err := s.apply(ctx, b)
 	if err != nil {

@@ -14,8 +14,9 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/paging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
@@ -102,7 +103,7 @@ type outboxDoc struct {
 // and the rollups are those of a run that never stopped.
 func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, error) {
 	if b.ID == "" {
-		return sensor.Outcome{}, fmt.Errorf("mongostore: ingest: %w: empty batch id", httpx.ErrInvalid)
+		return sensor.Outcome{}, fmt.Errorf("mongostore: ingest: %w: empty batch id", apperr.ErrInvalid)
 	}
 	if s.isClosed() {
 		return sensor.Outcome{}, fmt.Errorf("mongostore: ingest %s: %w", b.ID, errClosed)
@@ -636,7 +637,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]sensor.Event, e
 		return nil, fmt.Errorf("mongostore: pending events: %w", errClosed)
 	}
 	if limit <= 0 {
-		limit = httpx.DefaultLimit
+		limit = paging.DefaultLimit
 	}
 	cur, err := s.outbox.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)))
 	if err != nil {

@@ -11,8 +11,9 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/paging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
@@ -33,7 +34,7 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 	if s.isClosed() {
 		return nil, "", fmt.Errorf("mongostore: readings: %w", errClosed)
 	}
-	limit := httpx.PageSize(q.Limit)
+	limit := paging.Size(q.Limit)
 	filter := bson.D{{Key: "s", Value: q.SensorID}}
 	var from, to time.Time // inclusive, exclusive; zero: open
 	if !q.From.IsZero() {
@@ -45,7 +46,7 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 	var after bson.E // skips what the previous page returned
 	if q.Cursor != "" {
 		var c sensor.ReadingCursor
-		if err := httpx.DecodeCursor(q.Cursor, &c); err != nil {
+		if err := paging.DecodeCursor(q.Cursor, &c); err != nil {
 			return nil, "", fmt.Errorf("mongostore: readings: %w", err)
 		}
 		if c.Desc != q.Desc {
@@ -112,7 +113,7 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 	if len(rs) > limit {
 		rs = rs[:limit]
 		last := rs[limit-1]
-		next = httpx.EncodeCursor(sensor.ReadingCursor{TS: last.UnixMilli(), Type: last.Type, Desc: q.Desc})
+		next = paging.EncodeCursor(sensor.ReadingCursor{TS: last.UnixMilli(), Type: last.Type, Desc: q.Desc})
 	}
 	return rs, next, nil
 }
@@ -160,11 +161,11 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 	if s.isClosed() {
 		return nil, "", fmt.Errorf("mongostore: sensors: %w", errClosed)
 	}
-	limit := httpx.PageSize(q.Limit)
+	limit := paging.Size(q.Limit)
 	filter := bson.D{}
 	if q.Cursor != "" {
 		var c sensor.SensorCursor
-		if err := httpx.DecodeCursor(q.Cursor, &c); err != nil || c.ID == "" {
+		if err := paging.DecodeCursor(q.Cursor, &c); err != nil || c.ID == "" {
 			return nil, "", fmt.Errorf("mongostore: sensors: %w: malformed cursor", sensor.ErrBadCursor)
 		}
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: c.ID}}})
@@ -182,7 +183,7 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 	case sensor.StatusOffline:
 		filter = append(filter, bson.E{Key: "last", Value: bson.D{{Key: "$lt", Value: q.OnlineSince}}})
 	default:
-		return nil, "", fmt.Errorf("mongostore: sensors: %w: unknown status %q", httpx.ErrInvalid, q.Status)
+		return nil, "", fmt.Errorf("mongostore: sensors: %w: unknown status %q", apperr.ErrInvalid, q.Status)
 	}
 	cur, err := s.sensors.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit+1)))
 	if err != nil {
@@ -199,7 +200,7 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 	var next string
 	if len(ss) > limit {
 		ss = ss[:limit]
-		next = httpx.EncodeCursor(sensor.SensorCursor{ID: ss[limit-1].ID})
+		next = paging.EncodeCursor(sensor.SensorCursor{ID: ss[limit-1].ID})
 	}
 	return ss, next, nil
 }

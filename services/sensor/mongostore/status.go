@@ -8,7 +8,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
@@ -26,7 +26,7 @@ func (s *Store) MarkStatus(ctx context.Context, m sensor.StatusMark) error {
 		return fmt.Errorf("mongostore: mark status: %w", errClosed)
 	}
 	if m.SensorID == "" {
-		return fmt.Errorf("mongostore: mark status: %w: empty sensor id", httpx.ErrInvalid)
+		return fmt.Errorf("mongostore: mark status: %w: empty sensor id", apperr.ErrInvalid)
 	}
 	doc := statusDoc{SensorID: m.SensorID, Status: m.Status, At: m.At.UTC()}
 	_, err := s.db.Collection("sensor_status").ReplaceOne(ctx, bson.D{{Key: "_id", Value: m.SensorID}}, doc, options.Replace().SetUpsert(true))

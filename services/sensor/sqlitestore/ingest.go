@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
@@ -69,7 +69,7 @@ type writeReply struct {
 // transaction holding b is committed.
 func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, error) {
 	if b.ID == "" {
-		return sensor.Outcome{}, fmt.Errorf("sqlitestore: ingest: %w: empty batch id", httpx.ErrInvalid)
+		return sensor.Outcome{}, fmt.Errorf("sqlitestore: ingest: %w: empty batch id", apperr.ErrInvalid)
 	}
 	if s.isClosed() {
 		return sensor.Outcome{}, fmt.Errorf("sqlitestore: ingest %s: %w", b.ID, errClosed)
@@ -94,7 +94,7 @@ func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, err
 // already acknowledged batch is not an error.
 func (s *Store) AckEvent(ctx context.Context, batchID string) error {
 	if batchID == "" {
-		return fmt.Errorf("sqlitestore: ack event: %w: empty batch id", httpx.ErrInvalid)
+		return fmt.Errorf("sqlitestore: ack event: %w: empty batch id", apperr.ErrInvalid)
 	}
 	if _, err := s.write(ctx, &writeReq{ctx: ctx, ack: batchID}, false); err != nil {
 		return wrapErr("sqlitestore: ack event "+batchID, err)

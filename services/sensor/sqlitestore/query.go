@@ -9,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
+	"github.com/atrium-iot/atrium/internal/paging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
@@ -36,7 +37,7 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 			return nil, "", wrapErr("sqlitestore: readings", err)
 		}
 	}
-	limit := httpx.PageSize(q.Limit)
+	limit := paging.Size(q.Limit)
 	var sb strings.Builder
 	sb.WriteString("SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ?")
 	args := []any{q.SensorID}
@@ -54,7 +55,7 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 	}
 	if q.Cursor != "" {
 		var c sensor.ReadingCursor
-		if err := httpx.DecodeCursor(q.Cursor, &c); err != nil {
+		if err := paging.DecodeCursor(q.Cursor, &c); err != nil {
 			return nil, "", fmt.Errorf("sqlitestore: readings: %w", err)
 		}
 		if c.Desc != q.Desc {
@@ -99,7 +100,7 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 	if len(rs) > limit {
 		rs = rs[:limit]
 		last := rs[limit-1]
-		next = httpx.EncodeCursor(sensor.ReadingCursor{TS: last.UnixMilli(), Type: last.Type, Desc: q.Desc})
+		next = paging.EncodeCursor(sensor.ReadingCursor{TS: last.UnixMilli(), Type: last.Type, Desc: q.Desc})
 	}
 	return rs, next, nil
 }
@@ -140,13 +141,13 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 			return nil, "", wrapErr("sqlitestore: sensors", err)
 		}
 	}
-	limit := httpx.PageSize(q.Limit)
+	limit := paging.Size(q.Limit)
 	var sb strings.Builder
 	sb.WriteString("SELECT " + sensorColumns + " FROM sensors WHERE 1")
 	var args []any
 	if q.Cursor != "" {
 		var c sensor.SensorCursor
-		if err := httpx.DecodeCursor(q.Cursor, &c); err != nil || c.ID == "" {
+		if err := paging.DecodeCursor(q.Cursor, &c); err != nil || c.ID == "" {
 			return nil, "", fmt.Errorf("sqlitestore: sensors: %w: malformed cursor", sensor.ErrBadCursor)
 		}
 		sb.WriteString(" AND id > ?")
@@ -169,7 +170,7 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 		sb.WriteString(" AND last_seen_ms < ?")
 		args = append(args, q.OnlineSince.UnixMilli())
 	default:
-		return nil, "", fmt.Errorf("sqlitestore: sensors: %w: unknown status %q", httpx.ErrInvalid, q.Status)
+		return nil, "", fmt.Errorf("sqlitestore: sensors: %w: unknown status %q", apperr.ErrInvalid, q.Status)
 	}
 	sb.WriteString(" ORDER BY id LIMIT ?")
 	args = append(args, limit+1)
@@ -185,7 +186,7 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 	var next string
 	if len(ss) > limit {
 		ss = ss[:limit]
-		next = httpx.EncodeCursor(sensor.SensorCursor{ID: ss[limit-1].ID})
+		next = paging.EncodeCursor(sensor.SensorCursor{ID: ss[limit-1].ID})
 	}
 	return ss, next, nil
 }

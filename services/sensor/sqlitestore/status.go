@@ -5,14 +5,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
 // MarkStatus records the status published for a sensor; see sensor.Store.
 func (s *Store) MarkStatus(ctx context.Context, m sensor.StatusMark) error {
 	if m.SensorID == "" {
-		return fmt.Errorf("sqlitestore: mark status: %w: empty sensor id", httpx.ErrInvalid)
+		return fmt.Errorf("sqlitestore: mark status: %w: empty sensor id", apperr.ErrInvalid)
 	}
 	if _, err := s.write(ctx, &writeReq{ctx: ctx, mark: &m}, false); err != nil {
 		return wrapErr("sqlitestore: mark status of "+m.SensorID, err)
