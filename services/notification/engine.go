@@ -1,9 +1,11 @@
 package notification
 
 import (
+	"maps"
 	"slices"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
@@ -46,7 +48,7 @@ type condState struct {
 // it had arrived in order.
 type Engine struct {
 	rules    map[string]*Rule
-	byMetric map[string][]*Rule // threshold rules by metric
+	byMetric map[string][]*Rule // threshold rules by metric key (metricKey)
 	states   map[AlertKey]*condState
 	// Late counts readings ignored because they were older than their state.
 	Late int64
@@ -71,7 +73,8 @@ func (e *Engine) SetRules(rules []Rule) {
 		}
 		r.Normalize()
 		e.rules[r.ID] = &r
-		e.byMetric[r.Metric] = append(e.byMetric[r.Metric], &r)
+		k := metricKey(r.Source, r.Metric)
+		e.byMetric[k] = append(e.byMetric[k], &r)
 	}
 	for k := range e.states {
 		if _, ok := e.rules[k.RuleID]; !ok {
@@ -129,6 +132,15 @@ func SortReadings(rs []reading.Reading) {
 
 func cmpTS(a, b reading.Reading) int { return a.Timestamp.Compare(b.Timestamp) }
 
+// metricKey is where byMetric keeps the rules of a source's metric: the
+// readings' rules under the type itself, the room's apart.
+func metricKey(source, metric string) string {
+	if source == SourceRoom {
+		return "room/" + metric
+	}
+	return metric
+}
+
 // Evaluate runs one reading through the rules of its type and appends the
 // transitions it causes to out.
 func (e *Engine) Evaluate(r *reading.Reading, out []transition) []transition {
@@ -136,12 +148,32 @@ func (e *Engine) Evaluate(r *reading.Reading, out []transition) []transition {
 	if len(rules) == 0 {
 		return out
 	}
-	ts := r.Timestamp.UnixMilli()
+	return e.evaluate(rules, r.RoomID, r.SensorID, r.Type, r.Value, r.Timestamp, out)
+}
+
+// EvaluateRoom runs a room's metrics (room.metrics.updated) through the rules
+// of SourceRoom, each metric value as of the update's time, and appends the
+// transitions they cause to out. Their alerts have no sensor.
+func (e *Engine) EvaluateRoom(m *events.RoomMetrics, out []transition) []transition {
+	for _, typ := range slices.Sorted(maps.Keys(m.Metrics)) {
+		if rules := e.byMetric[metricKey(SourceRoom, typ)]; len(rules) > 0 {
+			out = e.evaluate(rules, m.RoomID, "", typ, m.Metrics[typ].Value, m.At, out)
+		}
+	}
+	if rules := e.byMetric[metricKey(SourceRoom, RoomMetricOccupancyRatio)]; len(rules) > 0 && m.OccupancyRatio != nil {
+		out = e.evaluate(rules, m.RoomID, "", RoomMetricOccupancyRatio, *m.OccupancyRatio, m.At, out)
+	}
+	return out
+}
+
+// evaluate runs one value of (room, sensor, type) at time at through rules.
+func (e *Engine) evaluate(rules []*Rule, room, sensor, typ string, value float64, at time.Time, out []transition) []transition {
+	ts := at.UnixMilli()
 	for _, rule := range rules {
-		if rule.RoomID != "" && rule.RoomID != r.RoomID {
+		if rule.RoomID != "" && rule.RoomID != room {
 			continue
 		}
-		k := AlertKey{RuleID: rule.ID, RoomID: r.RoomID, SensorID: r.SensorID, Type: r.Type}
+		k := AlertKey{RuleID: rule.ID, RoomID: room, SensorID: sensor, Type: typ}
 		st := e.states[k]
 		if st == nil {
 			st = &condState{lastTS: -1 << 62}
@@ -153,7 +185,7 @@ func (e *Engine) Evaluate(r *reading.Reading, out []transition) []transition {
 		}
 		st.lastTS = ts
 		if !st.active {
-			if !rule.breaching(r.Value) {
+			if !rule.breaching(value) {
 				st.pendingSince = 0
 				continue
 			}
@@ -161,12 +193,12 @@ func (e *Engine) Evaluate(r *reading.Reading, out []transition) []transition {
 				st.pendingSince = ts
 			}
 			if ts-st.pendingSince >= time.Duration(rule.For).Milliseconds() {
-				st.active, st.clearSince, st.alertID, st.raiseValue = true, 0, "", r.Value
-				out = append(out, transition{kind: transRaise, rule: rule, key: k, value: r.Value, at: r.Timestamp})
+				st.active, st.clearSince, st.alertID, st.raiseValue = true, 0, "", value
+				out = append(out, transition{kind: transRaise, rule: rule, key: k, value: value, at: at})
 			}
 			continue
 		}
-		if !rule.clear(r.Value) {
+		if !rule.clear(value) {
 			st.clearSince = 0
 			continue
 		}
@@ -174,7 +206,7 @@ func (e *Engine) Evaluate(r *reading.Reading, out []transition) []transition {
 			st.clearSince = ts
 		}
 		if ts-st.clearSince >= time.Duration(rule.ClearFor).Milliseconds() {
-			out = append(out, transition{kind: transResolve, rule: rule, key: k, value: r.Value, at: r.Timestamp, alertID: st.alertID})
+			out = append(out, transition{kind: transResolve, rule: rule, key: k, value: value, at: at, alertID: st.alertID})
 			st.active, st.pendingSince, st.clearSince, st.alertID = false, 0, 0, ""
 		}
 	}

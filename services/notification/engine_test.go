@@ -162,6 +162,9 @@ func TestRuleValid(t *testing.T) {
 		{"silent without for", ok(Rule{Kind: KindSensorSilent, Severity: "info"}), []string{"for"}},
 		{"negative for, bad webhook, bad room", ok(Rule{Metric: "co2", Comparison: "gt", Threshold: f64(1), Severity: "info", For: -1, WebhookURL: "ftp://x", RoomID: "a b"}),
 			[]string{"room_id", "for", "webhook_url"}},
+		{"room source", ok(Rule{Source: SourceRoom, Metric: "occupancy_ratio", Comparison: "gt", Threshold: f64(1), Severity: "info"}), nil},
+		{"unknown source", ok(Rule{Source: "sky", Metric: "co2", Comparison: "gt", Threshold: f64(1), Severity: "info"}), []string{"source"}},
+		{"silent from the room", ok(Rule{Kind: KindSensorSilent, Source: SourceRoom, For: Duration(time.Minute), Severity: "info"}), []string{"source"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -249,6 +252,45 @@ func TestTrackerDeadlines(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestEvaluateRoom: rules of source "room" watch the room's metrics by the
+// update times, one alert per room without a sensor; reading rules ignore the
+// room's metrics and room rules the readings.
+func TestEvaluateRoom(t *testing.T) {
+	rules := []Rule{
+		{ID: "room-co2", Kind: KindThreshold, Source: SourceRoom, Metric: "co2", Comparison: CompareGT, Threshold: f64(1000), For: Duration(2 * time.Minute), Severity: SeverityWarning},
+		{ID: "crowded", Kind: KindThreshold, Source: SourceRoom, Metric: RoomMetricOccupancyRatio, Comparison: CompareGT, Threshold: f64(1), Severity: SeverityCritical, RoomID: "r1"},
+		{ID: "reading-co2", Kind: KindThreshold, Metric: "co2", Comparison: CompareGT, Threshold: f64(1000), Severity: SeverityInfo},
+	}
+	e := NewEngine(rules)
+	room := func(id string, at time.Duration, co2, ratio float64) *events.RoomMetrics {
+		return &events.RoomMetrics{RoomID: id, At: t0.Add(at), OccupancyRatio: &ratio,
+			Metrics: map[string]events.RoomTypeMetrics{"co2": {Value: co2}, "temperature": {Value: 21}}}
+	}
+	var got []string
+	record := func(trans []transition) {
+		for _, tr := range trans {
+			got = append(got, fmt.Sprintf("%s %s %s/%s/%s %g @%s", tr.kind, tr.key.RuleID, tr.key.RoomID, tr.key.SensorID, tr.key.Type, tr.value, tr.at.Sub(t0)))
+		}
+	}
+	record(e.EvaluateRoom(room("r1", 0, 1100, 0.5), nil))
+	record(e.EvaluateRoom(room("r2", 0, 1200, 1.5), nil))
+	record(e.EvaluateRoom(room("r1", time.Minute, 1150, 1.2), nil))
+	record(e.EvaluateRoom(room("r1", time.Minute, 1150, 1.2), nil)) // a redelivery
+	record(e.EvaluateRoom(room("r1", 2*time.Minute, 1120, 0.8), nil))
+	record(e.EvaluateRoom(room("r1", 3*time.Minute, 900, 0.8), nil))
+	record(e.Evaluate(&reading.Reading{SensorID: "s", RoomID: "r1", Type: "co2", Value: 1300, Timestamp: t0}, nil))
+	want := []string{
+		"raise crowded r1//occupancy_ratio 1.2 @1m0s",
+		"raise room-co2 r1//co2 1120 @2m0s",
+		"resolve crowded r1//occupancy_ratio 0.8 @2m0s",
+		"resolve room-co2 r1//co2 900 @3m0s",
+		"raise reading-co2 r1/s/co2 1300 @0s",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("transitions:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
 
 // BenchmarkEvaluate runs readings of 1,000 sensors (co2 and temperature, values
 // around the thresholds) through the default rules; the target is ≥500,000

@@ -51,7 +51,9 @@ const (
 	StateResolved     = "resolved"
 )
 
-// Alert is one occurrence of a rule's condition, from raise to resolve. Times are
+// Alert is one occurrence of a rule's condition, from raise to resolve. Its
+// fields are those of events.Alert, the body of alert.raised and alert.resolved
+// (a conversion between the two keeps them in step). Times are
 // reading timestamps for raise and resolve (so replayed data alerts as it did), and
 // the server's clock for acknowledge.
 type Alert struct {

@@ -17,6 +17,23 @@ const (
 	KindSensorSilent = "sensor_silent"
 )
 
+// Sources of the values a threshold rule watches.
+const (
+	// SourceReadings (the default, also written "") evaluates the rule on each
+	// reading of sensor.data.received: one alert per room, sensor and type.
+	SourceReadings = "readings"
+	// SourceRoom evaluates the rule on the room service's room.metrics.updated:
+	// one alert per room. Metric is a reading type (the room's current value of
+	// it: the mean of the latest value of each of its sensors) or a derived
+	// metric (RoomMetricOccupancyRatio).
+	SourceRoom = "room"
+)
+
+// RoomMetricOccupancyRatio is the derived room metric a rule of SourceRoom may
+// watch next to the reading types: the current occupancy count over the
+// room's capacity.
+const RoomMetricOccupancyRatio = "occupancy_ratio"
+
 // Comparisons of a threshold rule.
 const (
 	CompareGT      = "gt"      // value > threshold
@@ -30,13 +47,16 @@ const (
 // of its metric has met the condition for at least For (by reading timestamps),
 // and resolves it once readings are back on the clear side of the clear
 // threshold(s) for ClearFor. The clear thresholds default to the thresholds (no
-// hysteresis). A sensor_silent rule raises an alert when a sensor (of Metric, if
-// set) sent nothing for For, and resolves it at the sensor's next reading.
+// hysteresis). With Source "room" a threshold rule watches the room's metrics
+// instead of the readings (see SourceRoom), by the times of the room service's
+// updates. A sensor_silent rule raises an alert when a sensor (of Metric, if
+// set) sent nothing for For, and resolves it when the sensor is online again.
 // RoomID scopes a rule to one room; empty means building-wide.
 type Rule struct {
 	ID             string    `json:"id"`
 	Name           string    `json:"name,omitempty"`
 	Kind           string    `json:"kind"`
+	Source         string    `json:"source,omitempty"`
 	Metric         string    `json:"metric,omitempty"`
 	Comparison     string    `json:"comparison,omitempty"`
 	Threshold      *float64  `json:"threshold,omitempty"`
@@ -126,7 +146,13 @@ func (r Rule) Valid() []httpx.FieldProblem {
 	switch r.Kind {
 	case KindSensorSilent:
 		r.validSilent(&ps)
+		if r.Source != "" && r.Source != SourceReadings {
+			ps.add("source", "a sensor_silent rule watches sensors, not "+r.Source)
+		}
 	case KindThreshold:
+		if r.Source != "" && r.Source != SourceReadings && r.Source != SourceRoom {
+			ps.add("source", "must be readings or room")
+		}
 		r.validThreshold(&ps)
 	default:
 		ps.add("kind", "must be threshold or sensor_silent")
@@ -285,11 +311,15 @@ func (r *Rule) describe(v float64) string {
 	case KindSensorSilent:
 		return fmt.Sprintf("sensor silent for %s", time.Duration(r.For))
 	}
+	metric := r.Metric
+	if r.Source == SourceRoom {
+		metric = "room " + metric
+	}
 	switch r.Comparison {
 	case CompareGT:
-		return fmt.Sprintf("%s %g above %g for %s", r.Metric, v, *r.Threshold, time.Duration(r.For))
+		return fmt.Sprintf("%s %g above %g for %s", metric, v, *r.Threshold, time.Duration(r.For))
 	case CompareLT:
-		return fmt.Sprintf("%s %g below %g for %s", r.Metric, v, *r.Threshold, time.Duration(r.For))
+		return fmt.Sprintf("%s %g below %g for %s", metric, v, *r.Threshold, time.Duration(r.For))
 	}
-	return fmt.Sprintf("%s %g outside %g..%g for %s", r.Metric, v, *r.Low, *r.High, time.Duration(r.For))
+	return fmt.Sprintf("%s %g outside %g..%g for %s", metric, v, *r.Low, *r.High, time.Duration(r.For))
 }

@@ -134,7 +134,7 @@ func (s *Service) Handler() http.Handler {
 func (s *Service) Hub() *Hub { return s.hub }
 
 // Run loads rules, open alerts and sensor states from the store, consumes
-// sensor.data.received and sensor.status.changed, checks the deadlines of
+// sensor.data.received, sensor.status.changed and room.metrics.updated, checks the deadlines of
 // sensor_silent rules and delivers webhooks until ctx ends; then it saves
 // sensor states and closes the WebSocket clients.
 func (s *Service) Run(ctx context.Context) error {
@@ -150,7 +150,7 @@ func (s *Service) Run(ctx context.Context) error {
 	for range s.opts.WebhookWorkers {
 		wg.Go(func() { s.hooks.run(ctx) })
 	}
-	subjects := []string{bus.SensorDataReceived, bus.SensorStatusChanged}
+	subjects := []string{bus.SensorDataReceived, bus.SensorStatusChanged, bus.RoomMetricsUpdated}
 	if err := s.bus.Subscribe(ctx, Queue, subjects, s.handleMessage); err != nil {
 		return fmt.Errorf("notification: subscribe: %w", err)
 	}
@@ -255,8 +255,23 @@ func (s *Service) handleMessage(ctx context.Context, m bus.Message) error {
 			return fmt.Errorf("notification: decode %s %s: %w", m.Subject, m.ID, err)
 		}
 		return s.ApplyStatus(ctx, ev)
+	case bus.RoomMetricsUpdated:
+		rm, err := events.DecodeRoomMetrics(m.Body)
+		if err != nil {
+			return fmt.Errorf("notification: decode %s %s: %w", m.Subject, m.ID, err)
+		}
+		return s.ProcessRoom(ctx, rm)
 	}
 	return nil
+}
+
+// ProcessRoom evaluates a room's metrics against the rules of source "room"
+// and applies the alerts they raise and resolve. A redelivered update (not
+// newer than the last one evaluated) changes nothing.
+func (s *Service) ProcessRoom(ctx context.Context, m events.RoomMetrics) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.apply(ctx, s.engine.EvaluateRoom(&m, nil))
 }
 
 // handleSensorData evaluates one sensor.data.received event. An invalid
@@ -471,8 +486,8 @@ func (s *Service) alertEvent(typ string, a Alert, at time.Time, msg string) Even
 // announce tells the world about an alert change: the bus (subject may be ""),
 // WebSocket clients and the rule's webhook.
 func (s *Service) announce(ctx context.Context, kind, subject string, a Alert, r *Rule) {
-	body, _ := json.Marshal(a)
 	if subject != "" {
+		body := events.EncodeAlert(events.Alert(a)) // the same fields: one body
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if err := s.bus.Publish(pctx, subject, body); err != nil {
 			s.publishErrs.Inc()

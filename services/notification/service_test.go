@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/notification"
@@ -433,5 +434,35 @@ func TestVerifySignature(t *testing.T) {
 				t.Fatalf("err = %v, want ok %v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// TestRoomMetricRule: a rule of source "room" raises and resolves its alert
+// from room.metrics.updated; the alert names the room and no sensor.
+func TestRoomMetricRule(t *testing.T) {
+	e := start(t, t.TempDir(), notification.Options{Now: (&clock{t: t0}).Now})
+	if a := do(t, "POST", e.url+"/rules", `{"id":"crowded","source":"room","metric":"occupancy_ratio","comparison":"gt","threshold":1,"for":"1m","severity":"critical"}`); a.Code != 201 {
+		t.Fatalf("create rule: %d %s", a.Code, a.Raw)
+	}
+	update := func(at time.Duration, ratio float64) {
+		t.Helper()
+		m := events.RoomMetrics{RoomID: "room-101", At: t0.Add(at), OccupancyRatio: &ratio, Metrics: map[string]events.RoomTypeMetrics{}}
+		if err := e.bus.Publish(t.Context(), bus.RoomMetricsUpdated, events.EncodeRoomMetrics(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update(0, 1.1)
+	update(time.Minute, 1.3)
+	update(time.Minute, 1.3) // a redelivery
+	waitFor(t, "the alert", func() bool { return countEvents(t, e, "type=alert.raised") == 1 })
+	a := list[notification.Alert](t, e.url+"/alerts", "alerts")[0]
+	if a.RuleID != "crowded" || a.RoomID != "room-101" || a.SensorID != "" || a.Type != "occupancy_ratio" || a.Value != 1.3 ||
+		!a.RaisedAt.Equal(t0.Add(time.Minute)) || a.Severity != "critical" {
+		t.Fatalf("alert %+v", a)
+	}
+	update(2*time.Minute, 0.5)
+	waitFor(t, "the resolve", func() bool { return countEvents(t, e, "type=alert.resolved") == 1 })
+	if p := e.published(bus.AlertRaised); len(p) != 1 || p[0].ID != a.ID {
+		t.Errorf("alert.raised published %+v", p)
 	}
 }
