@@ -116,6 +116,9 @@ type Figures struct {
 	Latest []RoomValue
 	// ActiveAlerts counts the alerts raised and not resolved.
 	ActiveAlerts int64
+	// AlertsLastDay counts the alerts raised (by their raised_at) in the day
+	// before the end, resolved since or not.
+	AlertsLastDay int64
 }
 
 // SummaryWindow returns the summary's window for now: end is the start of the

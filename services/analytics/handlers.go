@@ -25,7 +25,10 @@ type Summary struct {
 	IngestRate  float64           `json:"ingest_rate_per_s"`
 	Means       map[string]TypeAv `json:"means"`
 	Attention   []Attention       `json:"attention"`
-	Alerts      int64             `json:"active_alerts"`
+	// Alerts counts the active alerts and AlertsLastDay those raised in the
+	// last day, both from alert.raised and alert.resolved.
+	Alerts        int64 `json:"active_alerts"`
+	AlertsLastDay int64 `json:"alerts_raised_last_day"`
 }
 
 // ReadingCounts are the readings stored with a timestamp in the last hour and day
@@ -143,7 +146,7 @@ func (s *Service) computeSummary(ctx context.Context, now time.Time) (*Summary, 
 	}
 	out.Rooms = len(all)
 	out.Attention = attention(f.Latest)
-	out.Alerts = f.ActiveAlerts
+	out.Alerts, out.AlertsLastDay = f.ActiveAlerts, f.AlertsLastDay
 	return out, nil
 }
 

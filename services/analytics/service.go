@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -223,23 +222,18 @@ func (s *Service) handleMessage(ctx context.Context, m bus.Message) error {
 			return fmt.Errorf("analytics: add readings: %w", err)
 		}
 	case bus.AlertRaised, bus.AlertResolved:
-		var a struct {
-			ID         string     `json:"id"`
-			RaisedAt   *time.Time `json:"raised_at"`
-			ResolvedAt *time.Time `json:"resolved_at"`
-		}
-		if err := json.Unmarshal(m.Body, &a); err != nil || a.ID == "" {
+		a, err := events.DecodeAlert(m.Body)
+		if err != nil {
 			s.badMsgs.Inc()
 			s.log.Warn("bad alert event dropped", "id", m.ID, "subject", m.Subject, "err", err)
 			return nil
 		}
-		state, at := AlertRaised, a.RaisedAt
+		state, when := AlertRaised, a.RaisedAt
 		if m.Subject == bus.AlertResolved {
-			state, at = AlertResolved, a.ResolvedAt
-		}
-		when := s.opts.Now()
-		if at != nil {
-			when = *at
+			state, when = AlertResolved, s.opts.Now()
+			if a.ResolvedAt != nil {
+				when = *a.ResolvedAt
+			}
 		}
 		if err := s.store.RecordAlert(ctx, a.ID, state, when); err != nil {
 			return fmt.Errorf("analytics: record alert: %w", err)

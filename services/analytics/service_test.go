@@ -364,7 +364,8 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 			})
 			for i, st := range []string{"alert.raised", "alert.raised", "alert.resolved", "alert.raised"} {
 				id := []string{"a1", "a2", "a1", "a2"}[i]
-				if err := b.Publish(t.Context(), st, []byte(`{"id":"`+id+`","state":"x"}`)); err != nil {
+				body := fmt.Sprintf(`{"id":%q,"rule_id":"r","state":"active","raised_at":%q}`, id, u.Last.Format(time.RFC3339Nano))
+				if err := b.Publish(t.Context(), st, []byte(body)); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -16,7 +16,7 @@ const (
 	figType   = 1 // a type's statistics over the last hour: a, cnt, x (sum), y (min), z (max)
 	figDay    = 2 // the readings of the day before the last hour: cnt
 	figLatest = 3 // a room's latest reading of a type: a (room), b (type), x (value), ms (time)
-	figAlert  = 4 // an active alert: a (its id)
+	figAlert  = 4 // an alert active or raised in the window's day: a (its id), cnt (1 when active), ms (raised)
 )
 
 // SummaryFigures returns the summary's figures for now in one statement. Each
@@ -40,15 +40,16 @@ UNION ALL
 SELECT toUInt8(` + n64(figLatest) + `), room_id, type, toUInt64(0), argMax(last_v, last_ms), 0., 0., max(last_ms)
 FROM ` + s.t("latest") + ` WHERE room_id != '' GROUP BY room_id, type
 UNION ALL
-SELECT toUInt8(` + n64(figAlert) + `), id, '', toUInt64(1), 0., 0., 0., toInt64(0)
-FROM ` + s.t("alerts") + ` GROUP BY id HAVING max(state = 'raised') = 1 AND max(state = 'resolved') = 0`
-	f, err := s.scanFigures(ctx, q, hourAgo.UnixMilli())
+SELECT toUInt8(` + n64(figAlert) + `), id, '', toUInt64(max(state = 'resolved') = 0), 0., 0., 0., minIf(at_ms, state = 'raised') AS raised
+FROM ` + s.t("alerts") + ` GROUP BY id HAVING max(state = 'raised') = 1 AND (max(state = 'resolved') = 0 OR raised >= ` + n64(dayAgo.UnixMilli()) + `)`
+	f, err := s.scanFigures(ctx, q, hourAgo.UnixMilli(), dayAgo.UnixMilli(), end.UnixMilli())
 	return f, wrapErr("clickhousestore: summary figures", err)
 }
 
 // scanFigures runs the summary statement q and assembles its rows; since is
-// the start of the last hour in Unix milliseconds.
-func (s *Store) scanFigures(ctx context.Context, q string, since int64) (analytics.Figures, error) {
+// the start of the last hour, dayAgo and end the window's day, in Unix
+// milliseconds.
+func (s *Store) scanFigures(ctx context.Context, q string, since, dayAgo, end int64) (analytics.Figures, error) {
 	var f analytics.Figures
 	rows, err := s.conn.Query(ctx, q)
 	if err != nil {
@@ -82,7 +83,10 @@ func (s *Store) scanFigures(ctx context.Context, q string, since int64) (analyti
 				f.Latest = append(f.Latest, analytics.RoomValue{RoomID: a, Type: b, Value: x, At: fromMS(ms)})
 			}
 		case figAlert:
-			f.ActiveAlerts++
+			f.ActiveAlerts += int64(cnt)
+			if ms >= dayAgo && ms < end {
+				f.AlertsLastDay++
+			}
 		default:
 			return f, fmt.Errorf("row of unknown kind %d", kind)
 		}

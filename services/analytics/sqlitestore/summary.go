@@ -28,6 +28,9 @@ func (s *Store) SummaryFigures(ctx context.Context, now time.Time) (analytics.Fi
 	if f.Latest, err = s.Latest(ctx, hourAgo); err != nil {
 		return f, err
 	}
-	f.ActiveAlerts, err = s.ActiveAlerts(ctx)
-	return f, err
+	if f.ActiveAlerts, err = s.ActiveAlerts(ctx); err != nil {
+		return f, err
+	}
+	err = s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM alerts WHERE raised_at >= ? AND raised_at < ?`, ms(dayAgo), ms(end)).Scan(&f.AlertsLastDay)
+	return f, wrapErr("analytics sqlitestore: alerts of the last day", err)
 }

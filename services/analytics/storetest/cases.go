@@ -372,6 +372,24 @@ func testAlerts(t *testing.T, h *harness) {
 			t.Errorf("after %s %s: ActiveAlerts = %d, %v; want %d", st.id, st.state, n, err, st.active)
 		}
 	}
+	// The summary counts the active ones and those raised in its day: a5 is
+	// active but older than a day, a6 raised and resolved within it.
+	for _, st := range []struct {
+		id, state string
+		at        time.Duration
+	}{
+		{"a5", analytics.AlertRaised, -25 * time.Hour},
+		{"a6", analytics.AlertRaised, -time.Hour},
+		{"a6", analytics.AlertResolved, -time.Minute},
+	} {
+		if err := h.s.RecordAlert(t.Context(), st.id, st.state, at(st.at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := h.s.SummaryFigures(t.Context(), at(time.Minute))
+	if err != nil || f.ActiveAlerts != 3 || f.AlertsLastDay != 5 {
+		t.Errorf("SummaryFigures: %d active, %d raised in the last day, %v; want 3, 5", f.ActiveAlerts, f.AlertsLastDay, err)
+	}
 }
 
 func report(i int, status string, created time.Time) analytics.Report {
