@@ -2,8 +2,6 @@ package mongostore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -19,18 +17,11 @@ import (
 	"github.com/atrium-iot/atrium/services/room"
 )
 
-// Batch states: claimed while an Apply works on it, done once it is applied.
-const (
-	stateClaimed = "claimed"
-	stateDone    = "done"
-)
-
-// appliedDoc is a document of applied.
+// appliedDoc is a document of applied: the claim on a batch id (claimed while
+// an Apply works on it, done once it is applied).
 type appliedDoc struct {
-	ID    string    `bson:"_id"`
-	State string    `bson:"st"`
-	Owner string    `bson:"own"`
-	Lease time.Time `bson:"lease"`
+	ID                 string `bson:"_id"`
+	mongox.ClaimFields `bson:",inline"`
 	// At is the batch's Batch.At: Forget drops ids by it.
 	At    time.Time `bson:"at"`
 	Rooms []string  `bson:"rooms,omitempty"`
@@ -94,62 +85,32 @@ func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 	return out, nil
 }
 
-// claim inserts the claim on a batch id and returns its owner token, or the
-// answer to a batch id already applied. resumed tells that the claim was taken
-// over from an Apply that died, which may have counted the batch in some buckets.
+// claim claims a batch id (see mongox.Claim) and returns its owner token, or
+// the answer to a batch id already applied. resumed tells that the claim was
+// taken over from an Apply that died, which may have counted the batch in some
+// buckets.
 func (s *Store) claim(ctx context.Context, id string, at time.Time) (owner string, resumed bool, dup *room.Applied, err error) {
-	owner = newToken()
-	doc := appliedDoc{ID: id, State: stateClaimed, Owner: owner, Lease: s.now().Add(s.opts.Lease), At: at}
-	_, err = s.applied.InsertOne(ctx, doc)
-	if err == nil {
-		return owner, false, nil, nil
-	}
-	if !mongox.IsDuplicate(err) {
-		return "", false, nil, mongox.Wrap("claim", err)
-	}
-	wait := 5 * time.Millisecond
-	for {
-		var cur appliedDoc
-		err := s.applied.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&cur)
-		switch {
-		case errors.Is(err, mongo.ErrNoDocuments):
-			// Forgotten meanwhile: claim it again.
-			if _, err := s.applied.InsertOne(ctx, doc); err == nil {
-				return owner, false, nil, nil
-			} else if !mongox.IsDuplicate(err) {
-				return "", false, nil, mongox.Wrap("claim", err)
-			}
-			continue
-		case err != nil:
-			return "", false, nil, mongox.Wrap("read claim", err)
-		case cur.State == stateDone:
-			out := room.Applied{Duplicate: true, Rooms: cur.Rooms}
-			if out.Rooms == nil {
-				out.Rooms = []string{}
-			}
-			return "", false, &out, nil
-		case s.now().After(cur.Lease):
-			// The claim's Apply died: take it over, unless another redelivery did.
-			res, err := s.applied.UpdateOne(ctx,
-				bson.D{{Key: "_id", Value: id}, {Key: "st", Value: stateClaimed}, {Key: "own", Value: cur.Owner}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "own", Value: owner}, {Key: "lease", Value: s.now().Add(s.opts.Lease)}}}})
-			if err != nil {
-				return "", false, nil, mongox.Wrap("take over claim", err)
-			}
-			if res.MatchedCount == 1 {
-				s.log.Warn("mongo store resumes a batch whose apply did not finish", "batch_id", id)
-				return owner, true, nil, nil
-			}
-			continue
+	c, err := mongox.Claim(ctx, s.claims(), id, func(f mongox.ClaimFields) appliedDoc {
+		return appliedDoc{ID: id, ClaimFields: f, At: at}
+	}, nil)
+	switch {
+	case err != nil:
+		return "", false, nil, err
+	case c.Done != nil:
+		out := room.Applied{Duplicate: true, Rooms: c.Done.Rooms}
+		if out.Rooms == nil {
+			out.Rooms = []string{}
 		}
-		// Another Apply is applying this batch: wait until it is done.
-		select {
-		case <-ctx.Done():
-			return "", false, nil, fmt.Errorf("wait for batch being applied: %w", ctx.Err())
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 100*time.Millisecond)
+		return "", false, &out, nil
+	case c.Resumed:
+		s.log.Warn("mongo store resumes a batch whose apply did not finish", "batch_id", id)
 	}
+	return c.Owner, c.Resumed, nil, nil
+}
+
+// claims is the claim protocol on the applied batch ids.
+func (s *Store) claims() mongox.Claims {
+	return mongox.Claims{Coll: s.applied, Lease: s.opts.Lease, Now: s.now}
 }
 
 type bucketKey struct {
@@ -173,13 +134,11 @@ func (s *Store) apply(ctx context.Context, b room.Batch, owner string, resumed b
 	if err != nil {
 		return room.Applied{}, err
 	}
-	res, err := s.applied.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: b.ID}, {Key: "own", Value: owner}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "st", Value: stateDone}, {Key: "rooms", Value: out.Rooms}}}})
+	ours, err := s.claims().Finish(ctx, b.ID, owner, bson.D{{Key: "rooms", Value: out.Rooms}})
 	if err != nil {
-		return room.Applied{}, mongox.Wrap("record batch", err)
+		return room.Applied{}, fmt.Errorf("record batch: %w", err)
 	}
-	if res.MatchedCount == 0 {
+	if !ours {
 		// A redelivery took the claim over after our lease ran out: it finishes
 		// the batch (counting nothing twice) and removes the batch ids.
 		return out, nil
@@ -378,11 +337,6 @@ func (s *Store) Forget(ctx context.Context, before time.Time) (int, error) {
 	return int(res.DeletedCount), nil
 }
 
-func newToken() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
 
 // SetSeries replaces minutes of a derived series of several rooms, room by
 // room, and rebuilds their coarser buckets; see room.Store. The series'

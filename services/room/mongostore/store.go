@@ -138,7 +138,7 @@ func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
 	db := c.Database(opts.Database)
 	s := &Store{
 		log: log, now: now, opts: opts, client: c, server: srv, db: db, serial: mongox.NewSerializer(srv),
-		shard:   newToken()[:8],
+		shard:   mongox.Token()[:8],
 		rooms:   db.Collection("rooms"),
 		sensors: db.Collection("sensors"),
 		latest:  db.Collection("latest"),

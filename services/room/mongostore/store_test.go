@@ -10,6 +10,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/room"
@@ -117,7 +118,7 @@ func TestResumeAfterCrash(t *testing.T) {
 				t.Fatal(err)
 			}
 			if _, err := s.applied.UpdateOne(t.Context(), bson.D{{Key: "_id", Value: "b1"}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "st", Value: stateDone}, {Key: "rooms", Value: []string{"r1"}}}}}); err != nil {
+				bson.D{{Key: "$set", Value: bson.D{{Key: "st", Value: mongox.StateDone}, {Key: "rooms", Value: []string{"r1"}}}}}); err != nil {
 				t.Fatal(err)
 			}
 		}, false},
@@ -192,7 +193,7 @@ func TestResumeAfterCrash(t *testing.T) {
 
 func insertClaim(t *testing.T, s *Store, id string) {
 	t.Helper()
-	if _, err := s.applied.InsertOne(t.Context(), appliedDoc{ID: id, State: stateClaimed, Owner: "dead", Lease: base.Add(time.Hour + time.Minute), At: base}); err != nil {
+	if _, err := s.applied.InsertOne(t.Context(), appliedDoc{ID: id, ClaimFields: mongox.ClaimFields{State: mongox.StateClaimed, Owner: "dead", Lease: base.Add(time.Hour + time.Minute)}, At: base}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -3,8 +3,6 @@ package mongostore
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -40,27 +38,20 @@ func (d readingDoc) reading() reading.Reading {
 	return reading.Reading{SensorID: d.SensorID, RoomID: d.RoomID, Site: d.Site, Type: d.Type, Value: d.Value, Unit: d.Unit, Timestamp: d.TS.UTC()}
 }
 
-// Batch states: claimed while an Ingest works on it, done once its answer is recorded.
-const (
-	stateClaimed = "claimed"
-	stateDone    = "done"
-)
-
-// batchDoc is a document of batches. Its _id is the batch's key
-// (sensor.BatchKey); documents from before principals have the plain batch id
-// there and no bid, p or fp.
+// batchDoc is a document of batches: the claim on a batch's key (claimed while
+// an Ingest works on it, done once its answer is recorded). Its _id is the
+// batch's key (sensor.BatchKey); documents from before principals have the
+// plain batch id there and no bid, p or fp.
 type batchDoc struct {
-	ID          string     `bson:"_id"`
-	BatchID     string     `bson:"bid,omitempty"`
-	Principal   string     `bson:"p,omitempty"`
-	Fingerprint string     `bson:"fp,omitempty"`
-	State       string     `bson:"st"`
-	Owner       string     `bson:"own"`
-	Lease       time.Time  `bson:"lease"`
-	Received    time.Time  `bson:"rc"`
-	Result      *resultDoc `bson:"res,omitempty"`
-	Event       bool       `bson:"ev"`
-	Done        time.Time  `bson:"done,omitempty"`
+	ID                 string `bson:"_id"`
+	BatchID            string `bson:"bid,omitempty"`
+	Principal          string `bson:"p,omitempty"`
+	Fingerprint        string `bson:"fp,omitempty"`
+	mongox.ClaimFields `bson:",inline"`
+	Received           time.Time  `bson:"rc"`
+	Result             *resultDoc `bson:"res,omitempty"`
+	Event              bool       `bson:"ev"`
+	Done               time.Time  `bson:"done,omitempty"`
 }
 
 type resultDoc struct {
@@ -126,64 +117,35 @@ func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, err
 	return o, nil
 }
 
-// claim inserts the claim on a batch's key. It returns the owner token of a claim
-// (resume set when it took over a dead one), or the recorded outcome of a batch
-// already done; a key claimed or done with another fingerprint is
+// claim claims a batch's key (see mongox.Claim). It returns the owner token of
+// a claim (resume set when it took over a dead one), or the recorded outcome of
+// a batch already done; a key claimed or done with another fingerprint is
 // sensor.ErrBatchConflict.
 func (s *Store) claim(ctx context.Context, b sensor.Batch) (owner string, resume bool, out *sensor.Outcome, err error) {
-	owner = newToken()
 	id := b.Key()
-	doc := batchDoc{ID: id, BatchID: b.ID, Principal: b.Principal, Fingerprint: b.Fingerprint,
-		State: stateClaimed, Owner: owner, Lease: s.now().Add(s.opts.Lease)}
-	_, err = s.batches.InsertOne(ctx, doc)
-	if err == nil {
-		return owner, false, nil, nil
-	}
-	if !mongox.IsDuplicate(err) {
-		return "", false, nil, mongox.Wrap("claim", err)
-	}
-	wait := 5 * time.Millisecond
-	for {
-		var cur batchDoc
-		err := s.batches.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&cur)
-		switch {
-		case errors.Is(err, mongo.ErrNoDocuments):
-			// Cannot happen (batches are never deleted); try the claim again.
-			if _, err := s.batches.InsertOne(ctx, doc); err == nil {
-				return owner, false, nil, nil
-			} else if !mongox.IsDuplicate(err) {
-				return "", false, nil, mongox.Wrap("claim", err)
-			}
-			continue
-		case err != nil:
-			return "", false, nil, mongox.Wrap("read batch", err)
-		case cur.Fingerprint != b.Fingerprint:
-			return "", false, nil, sensor.ErrBatchConflict
-		case cur.State == stateDone:
-			o, err := s.replayed(ctx, cur)
-			return "", false, o, err
-		case s.now().After(cur.Lease):
-			// The claim's Ingest died: take it over, unless another retry did.
-			res, err := s.batches.UpdateOne(ctx,
-				bson.D{{Key: "_id", Value: id}, {Key: "st", Value: stateClaimed}, {Key: "own", Value: cur.Owner}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "own", Value: owner}, {Key: "lease", Value: s.now().Add(s.opts.Lease)}}}})
-			if err != nil {
-				return "", false, nil, mongox.Wrap("take over batch", err)
-			}
-			if res.MatchedCount == 1 {
-				s.log.Warn("mongo store resumes a batch whose ingest did not finish", "batch_id", id)
-				return owner, true, nil, nil
-			}
-			continue
+	c, err := mongox.Claim(ctx, s.claims(), id, func(f mongox.ClaimFields) batchDoc {
+		return batchDoc{ID: id, BatchID: b.ID, Principal: b.Principal, Fingerprint: b.Fingerprint, ClaimFields: f}
+	}, func(cur batchDoc) error {
+		if cur.Fingerprint != b.Fingerprint {
+			return sensor.ErrBatchConflict
 		}
-		// Another Ingest is storing this batch: wait for its answer.
-		select {
-		case <-ctx.Done():
-			return "", false, nil, fmt.Errorf("wait for batch being stored: %w", ctx.Err())
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 100*time.Millisecond)
+		return nil
+	})
+	switch {
+	case err != nil:
+		return "", false, nil, err
+	case c.Done != nil:
+		o, err := s.replayed(ctx, *c.Done)
+		return "", false, o, err
+	case c.Resumed:
+		s.log.Warn("mongo store resumes a batch whose ingest did not finish", "batch_id", id)
 	}
+	return c.Owner, c.Resumed, nil, nil
+}
+
+// claims is the claim protocol on the batches' keys.
+func (s *Store) claims() mongox.Claims {
+	return mongox.Claims{Coll: s.batches, Lease: s.opts.Lease, Now: s.now}
 }
 
 // replayed is the outcome of a batch id already done: its first answer and, while
@@ -277,14 +239,12 @@ func (s *Store) apply(ctx context.Context, b sensor.Batch, owner string, resume 
 	for _, x := range res.Rejected {
 		rd.Rejected = append(rd.Rejected, rejectDoc{Index: x.Index, Reason: x.Reason})
 	}
-	_, err = s.batches.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: key}, {Key: "own", Value: owner}},
-		bson.D{{Key: "$set", Value: bson.D{
-			{Key: "st", Value: stateDone}, {Key: "res", Value: rd}, {Key: "ev", Value: len(stored) > 0},
-			{Key: "rc", Value: received}, {Key: "done", Value: s.now()},
-		}}})
+	_, err = s.claims().Finish(ctx, key, owner, bson.D{
+		{Key: "res", Value: rd}, {Key: "ev", Value: len(stored) > 0},
+		{Key: "rc", Value: received}, {Key: "done", Value: s.now()},
+	})
 	if err != nil {
-		return sensor.Outcome{}, mongox.Wrap("record answer", err)
+		return sensor.Outcome{}, fmt.Errorf("record answer: %w", err)
 	}
 	// Not matched: a retry took the claim over after our lease ran out; it
 	// records the same answer.
@@ -652,10 +612,4 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]sensor.Event, e
 		evs[i] = sensor.Event{BatchID: d.BatchID, Body: d.Body}
 	}
 	return evs, nil
-}
-
-func newToken() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -9,6 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/sensor"
@@ -65,7 +66,7 @@ func TestResumeAfterCrash(t *testing.T) {
 
 	rs := []reading.Reading{co2("s1", base, 400), co2("s1", base.Add(time.Second), 500), co2("s1", base.Add(2*time.Second), 600)}
 	// The dead Ingest: its claim, and the first two readings stored under it.
-	if _, err := s.batches.InsertOne(ctx, batchDoc{ID: "b1", State: stateClaimed, Owner: "dead", Lease: now.Add(time.Minute)}); err != nil {
+	if _, err := s.batches.InsertOne(ctx, batchDoc{ID: "b1", ClaimFields: mongox.ClaimFields{State: mongox.StateClaimed, Owner: "dead", Lease: now.Add(time.Minute)}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rs[:2] {
