@@ -116,7 +116,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Float64Var(&c.RateLimit, "rate-limit", 50, "gateway: requests per second per API key")
 	fs.IntVar(&c.RateBurst, "rate-burst", 100, "gateway: burst of requests per API key")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "gateway: comma-separated origins allowed by CORS (empty: none)")
-	fs.DurationVar(&c.OfflineAfter, "offline-after", 5*time.Minute, "a sensor silent longer than this is offline")
+	fs.DurationVar(&c.OfflineAfter, "offline-after", 5*time.Minute, "a sensor silent longer than this is offline: the sensor service's registry status and its sensor.status.changed events")
 	fs.DurationVar(&c.Retention, "retention", 0, "how long every store keeps raw readings, by reading timestamp: sensor readings, the room service's minute rollups, "+
 		"the analytics service's readings (0: forever)")
 	fs.DurationVar(&c.RollupRetention, "rollup-retention", 0, "how long rollups are kept: the sensor service's hourly ones (MongoDB), the room service's 5-minute and hour ones, "+
