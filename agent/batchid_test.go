@@ -21,6 +21,7 @@ import (
 	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/agent/spool"
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
+	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
@@ -56,32 +57,6 @@ func TestStatusServerIsLoopbackByDefault(t *testing.T) {
 	if _, err := agent.ParseFlags([]string{"-mismatch-retries=-1"}, noEnv, io.Discard); err == nil {
 		t.Error("-mismatch-retries=-1 accepted")
 	}
-}
-
-// syncBuffer collects log lines written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// lines returns the JSON log records whose msg is msg.
-func (s *syncBuffer) lines(msg string) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []map[string]any
-	for _, l := range strings.Split(s.b.String(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == msg {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // startAgentLogged is startAgent with the agent's JSON log in logs.
@@ -149,7 +124,7 @@ func TestHostileCloudAnswersAreNotTakenAsStored(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 
-	logs := &syncBuffer{}
+	logs := &logging.Buffer{}
 	ag := startAgentLogged(t, logs, srv.URL, "-mismatch-retries=2")
 	c := mustDial(t, ag.mqtt, "victim")
 	base := time.Now().Add(-time.Hour).Truncate(time.Second)
@@ -203,7 +178,7 @@ func TestHostileCloudAnswersAreNotTakenAsStored(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	logged := logs.lines("cloud answer does not match the batch")
+	logged := logs.Records("cloud answer does not match the batch")
 	if len(logged) != 3*len(sent()) {
 		t.Errorf("%d mismatch log lines, want %d", len(logged), 3*len(sent()))
 	}

@@ -1,35 +1,16 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/eclipse/paho.golang/paho"
 )
-
-// syncBuffer is a log destination safe for the broker's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRefusedPublishLog: a publish refused by the ACL is logged with client, device,
 // topic and size, and its payload appears nowhere in the log, at any level, in any
@@ -38,7 +19,7 @@ func TestRefusedPublishLog(t *testing.T) {
 	pubBin, _ := mosquittoClients(t)
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
-			var out syncBuffer
+			var out logging.Buffer
 			opts := &slog.HandlerOptions{Level: slog.LevelDebug}
 			h := slog.Handler(slog.NewTextHandler(&out, opts))
 			if format == "json" {

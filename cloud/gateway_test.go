@@ -1,7 +1,6 @@
 package cloud_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -39,24 +38,6 @@ type gwSystem struct {
 	url  string // the gateway
 }
 
-// lockedBuffer collects log lines written from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // freeURL is a loopback URL nothing listens on: the address of a part that does
 // not run.
 func freeURL(t testing.TB) string {
@@ -89,7 +70,7 @@ func auth(key string) []string { return []string{"Authorization", "Bearer " + ke
 
 func TestGatewayMakesAnAdminKeyOnFirstStart(t *testing.T) {
 	dir := t.TempDir()
-	logs := &lockedBuffer{}
+	logs := &logging.Buffer{}
 	s := startGW(t, "sensor,gateway", dir, logs)
 	var key string
 	for _, l := range strings.Split(logs.String(), "\n") {
@@ -109,7 +90,7 @@ func TestGatewayMakesAnAdminKeyOnFirstStart(t *testing.T) {
 	}
 	s.stop()
 
-	logs2 := &lockedBuffer{}
+	logs2 := &logging.Buffer{}
 	s = startGW(t, "sensor,gateway", dir, logs2)
 	if strings.Contains(logs2.String(), key) || strings.Contains(logs2.String(), "admin API key") {
 		t.Fatalf("a later start shows a key again:\n%s", logs2)

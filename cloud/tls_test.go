@@ -76,7 +76,7 @@ type tlsGateway struct {
 	reader  string // an API key with the read scope
 	admin   string // an API key with the admin scope
 	keys    string
-	logs    *lockedBuffer
+	logs    *logging.Buffer
 	srvCert tlsxtest.Pair
 }
 
@@ -86,7 +86,7 @@ type tlsGateway struct {
 func startTLSGateway(t *testing.T, extra ...string) *tlsGateway {
 	t.Helper()
 	ca := tlsxtest.NewCA(t, "Atrium Test CA")
-	g := &tlsGateway{ca: ca, logs: &lockedBuffer{}, srvCert: ca.Server(t, "gateway-1")}
+	g := &tlsGateway{ca: ca, logs: &logging.Buffer{}, srvCert: ca.Server(t, "gateway-1")}
 	g.keys = filepath.Join(t.TempDir(), "keys.json")
 	var err error
 	if g.reader, err = gateway.AddKey(g.keys, "dashboard", []gateway.Scope{gateway.ScopeRead}); err != nil {

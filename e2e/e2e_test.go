@@ -21,6 +21,7 @@ import (
 	"time"
 
 	sim "github.com/atrium-iot/atrium/firmware-sim"
+	"github.com/atrium-iot/atrium/internal/logging"
 )
 
 // Generous bounds for a loaded 2-core machine; the tests poll and finish as soon as
@@ -149,29 +150,11 @@ func (s *logSink) find(match func(map[string]any) bool) (map[string]any, <-chan 
 	return nil, s.changed
 }
 
-// lockedBuffer is a bytes.Buffer safe to read while the process writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.b.Bytes())
-}
-
 // proc is one running program.
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
-	stdout lockedBuffer
+	stdout logging.Buffer
 	logs   *logSink
 	done   chan struct{}
 	err    error // Wait's result, set before done closes

@@ -120,29 +120,12 @@ var allScopes = map[string][]gateway.Scope{
 type gw struct {
 	g    *gateway.Gateway
 	url  string
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *logging.Buffer
 }
 
 func startGateway(t *testing.T, opts gateway.Options) *gw {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logging.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	g, err := gateway.New(log, opts)
 	if err != nil {

@@ -1,7 +1,6 @@
 package tlsx_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -9,30 +8,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/tlsx"
 	"github.com/atrium-iot/atrium/internal/tlsx/tlsxtest"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func write(t *testing.T, file string, b []byte) {
 	t.Helper()
@@ -44,7 +26,7 @@ func write(t *testing.T, file string, b []byte) {
 func TestReloaderFollowsItsFiles(t *testing.T) {
 	ca := tlsxtest.NewCA(t, "Test CA")
 	first := ca.Server(t, "first")
-	logs := &lockedBuffer{}
+	logs := &logging.Buffer{}
 	r, err := tlsx.NewReloader(first.CertFile, first.KeyFile, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
