@@ -67,20 +67,7 @@ func startAgentLogged(t *testing.T, logs io.Writer, cloudURL string, extra ...st
 		"-cloud-url=" + cloudURL, "-spool=" + filepath.Join(t.TempDir(), "spool.db"),
 		"-site=" + testSite, "-linger=50ms", "-shutdown-timeout=2s",
 	}, extra...)
-	cfg, err := agent.ParseFlags(args, noEnv, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := agent.New(ctx, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	r := &agentRun{t: t, cfg: cfg, mqtt: a.MQTTAddr(), status: "http://" + a.HTTPAddr(), cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx) }()
-	t.Cleanup(func() { r.stop() })
-	return r
+	return runAgent(t, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil, args...)
 }
 
 // get returns the body of GET u.

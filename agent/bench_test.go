@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/atrium-iot/atrium/agent/agenttest"
 
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -323,39 +323,10 @@ func benchFillSpool(b *testing.B, path string, total int) {
 // in a temporary directory, after applying edit to the parsed configuration.
 func benchStartAgent(b testing.TB, cloudURL string, edit func(*agent.Config)) *agent.Agent {
 	b.Helper()
-	cfg, err := agent.ParseFlags([]string{
+	return agenttest.Run(b, nil, edit,
 		"-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
-		"-spool=" + filepath.Join(b.TempDir(), "spool.db"), "-cloud-url=" + cloudURL,
-		"-site=bench-site", "-shutdown-timeout=200ms",
-	}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if edit != nil {
-		edit(&cfg)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := agent.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	b.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				b.Errorf("agent: %v", err)
-			}
-		case <-time.After(benchWait):
-			var stacks strings.Builder
-			_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
-			b.Errorf("agent did not stop within %v; goroutines:\n%s", benchWait, stacks.String())
-		}
-	})
-	return a
+		"-spool="+filepath.Join(b.TempDir(), "spool.db"), "-cloud-url="+cloudURL,
+		"-site=bench-site", "-shutdown-timeout=200ms").Agent
 }
 
 // benchStartCloud runs the real sensor service (SQLite store under dir) on a

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/agent/agenttest"
+
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/atrium-iot/atrium/agent"
@@ -301,12 +303,21 @@ next:
 
 // agentRun is an agent started through the real flag parsing, running in this process.
 type agentRun struct {
-	t      testing.TB
 	cfg    agent.Config
 	mqtt   string // host:port of the broker
 	status string // base URL of the status server
-	cancel context.CancelFunc
-	done   chan error
+	run    *agenttest.Running
+}
+
+// runAgent starts an agent with args, after edit (when not nil) on its
+// configuration, logging to log (testLogger when nil).
+func runAgent(t testing.TB, log *slog.Logger, edit func(*agent.Config), args ...string) *agentRun {
+	t.Helper()
+	if log == nil {
+		log = testLogger(t)
+	}
+	r := agenttest.Run(t, log, edit, args...)
+	return &agentRun{cfg: r.Config, mqtt: r.MQTTAddr(), status: "http://" + r.HTTPAddr(), run: r}
 }
 
 // startAgent starts an agent on loopback ports with a spool in a new directory, after
@@ -323,37 +334,11 @@ func startAgent(t testing.TB, cloudURL string, extra ...string) *agentRun {
 
 func startAgentArgs(t testing.TB, args ...string) *agentRun {
 	t.Helper()
-	cfg, err := agent.ParseFlags(args, noEnv, io.Discard)
-	if err != nil {
-		t.Fatalf("agent flags %q: %v", args, err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := agent.New(ctx, cfg, testLogger(t))
-	if err != nil {
-		cancel()
-		t.Fatalf("agent: %v", err)
-	}
-	r := &agentRun{t: t, cfg: cfg, mqtt: a.MQTTAddr(), status: "http://" + a.HTTPAddr(), cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx) }()
-	t.Cleanup(func() { r.stop() })
-	return r
+	return runAgent(t, nil, nil, args...)
 }
 
 // stop cancels the agent's context and waits for Run to return.
-func (r *agentRun) stop() error {
-	if r.cancel == nil {
-		return nil
-	}
-	r.cancel()
-	r.cancel = nil
-	select {
-	case err := <-r.done:
-		return err
-	case <-time.After(waitFor):
-		r.t.Errorf("agent did not stop within %v", waitFor)
-		return errors.New("agent did not stop")
-	}
-}
+func (r *agentRun) stop() error { return r.run.Stop() }
 
 func (r *agentRun) metrics(t testing.TB) metrics { return scrape(t, r.status) }
 

@@ -3,7 +3,6 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -27,21 +26,7 @@ func startAgentClock(t testing.TB, cloudURL string, now func() time.Time) *agent
 		"-cloud-url=" + cloudURL, "-spool=" + filepath.Join(t.TempDir(), "spool.db"),
 		"-site=" + testSite, "-linger=50ms", "-shutdown-timeout=2s",
 	}
-	cfg, err := agent.ParseFlags(args, noEnv, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Now = now
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := agent.New(ctx, cfg, testLogger(t))
-	if err != nil {
-		cancel()
-		t.Fatalf("agent: %v", err)
-	}
-	r := &agentRun{t: t, cfg: cfg, mqtt: a.MQTTAddr(), status: "http://" + a.HTTPAddr(), cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx) }()
-	t.Cleanup(func() { r.stop() })
-	return r
+	return runAgent(t, nil, func(c *agent.Config) { c.Now = now }, args...)
 }
 
 // mixedMsg is one publish of the mixed run and where each of its readings must end.

@@ -20,11 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/agent/agenttest"
+
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
 
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/cloud"
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/logging"
@@ -240,21 +241,9 @@ func TestAgentForwardsThroughTheGateway(t *testing.T) {
 	}
 	s := startGW(t, "sensor,gateway", t.TempDir(), nil, "-keys="+keysFile)
 
-	cfg, err := agent.ParseFlags([]string{"-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
-		"-spool=" + filepath.Join(t.TempDir(), "spool.db"), "-cloud-url=" + s.url, "-token=" + ingest,
-		"-site=hq", "-linger=50ms", "-shutdown-timeout=2s"}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ag, err := agent.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- ag.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-agentDone })
+	ag := agenttest.Run(t, nil, nil, "-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
+		"-spool="+filepath.Join(t.TempDir(), "spool.db"), "-cloud-url="+s.url, "-token="+ingest,
+		"-site=hq", "-linger=50ms", "-shutdown-timeout=2s")
 
 	// paho (MQTT 5)
 	conn, err := net.DialTimeout("tcp", ag.MQTTAddr(), 10*time.Second)

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/agent/agenttest"
+
 	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/paho"
 
@@ -367,21 +369,8 @@ type tlsAgent struct {
 
 func startTLSAgent(t testing.TB, args ...string) *tlsAgent {
 	t.Helper()
-	cfg, err := agent.ParseFlags(append([]string{"-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
-		"-spool=" + filepath.Join(t.TempDir(), "spool.db"), "-site=hq", "-linger=20ms", "-shutdown-timeout=1s"}, args...),
-		func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ag, err := agent.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ag := agenttest.Run(t, nil, nil, append([]string{"-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
+		"-spool=" + filepath.Join(t.TempDir(), "spool.db"), "-site=hq", "-linger=20ms", "-shutdown-timeout=1s"}, args...)...).Agent
 	return &tlsAgent{ag: ag, status: "http://" + ag.HTTPAddr()}
 }
 
