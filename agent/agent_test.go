@@ -111,14 +111,14 @@ func TestPayloadFormsReachTheSensorService(t *testing.T) {
 		form string
 		want float64
 	}{{"json", 3 * n}, {"senml", n}, {"plain", 2 * n}, {"status", 3*n + 2}} {
-		if got := m.sum("atrium_agent_messages_total", "form", c.form, "result", "ok"); got != c.want {
+		if got := m.Sum("atrium_agent_messages_total", "form", c.form, "result", "ok"); got != c.want {
 			t.Errorf("atrium_agent_messages_total{form=%q,result=\"ok\"} = %v, want %v", c.form, got, c.want)
 		}
 	}
-	if got := m.sum("atrium_agent_messages_total", "result", "dead_letter"); got != 0 {
+	if got := m.Sum("atrium_agent_messages_total", "result", "dead_letter"); got != 0 {
 		t.Errorf("%v messages dead-lettered, want 0", got)
 	}
-	if got, want := m.sum("atrium_agent_ingested_total"), n*(2+2+3+3+1+1); got != want {
+	if got, want := m.Sum("atrium_agent_ingested_total"), n*(2+2+3+3+1+1); got != want {
 		t.Errorf("atrium_agent_ingested_total = %v, want %v", got, want)
 	}
 }
@@ -322,10 +322,10 @@ func TestDeviceCredentialsAndACL(t *testing.T) {
 		}
 		y.mustPublish(t, "atrium/r-1/dev-a/status", []byte("online"))
 		waitDevice(t, ag, "dev-a", "r-1", "online")
-		clients := ag.metrics(t).sum("atrium_agent_mqtt_clients")
+		clients := ag.metrics(t).Sum("atrium_agent_mqtt_clients")
 		_ = x.conn.Close()
 		// mochi sends a will before it counts the client gone.
-		poll(t, "dev-a-x gone", func() bool { return ag.metrics(t).sum("atrium_agent_mqtt_clients") < clients })
+		poll(t, "dev-a-x gone", func() bool { return ag.metrics(t).Sum("atrium_agent_mqtt_clients") < clients })
 		_ = y.conn.Close()
 		waitDevice(t, ag, "dev-a", "r-1", "offline")
 		if d := devices(t, ag)["dev-b"]; d.Status != "online" {
@@ -334,10 +334,10 @@ func TestDeviceCredentialsAndACL(t *testing.T) {
 	})
 
 	m := ag.metrics(t)
-	if got := m.sum("atrium_agent_mqtt_auth_failures_total"); got < 4 {
+	if got := m.Sum("atrium_agent_mqtt_auth_failures_total"); got < 4 {
 		t.Errorf("auth failures %v, want ≥ 4", got)
 	}
-	if got := m.sum("atrium_agent_mqtt_acl_denied_total"); got < 5 {
+	if got := m.Sum("atrium_agent_mqtt_acl_denied_total"); got < 5 {
 		t.Errorf("ACL denials %v, want ≥ 5", got)
 	}
 }
@@ -355,7 +355,7 @@ func TestCleanShutdownFlushesTheSpool(t *testing.T) {
 		c.mustPublish(t, "atrium/r-flush/flush-1", fmt.Appendf(nil, `{"temperature":%d,"humidity":%d,"co2":%d,"ts":%d}`,
 			i%40, i%100, 400+i, base.Add(time.Duration(i)*time.Second).UnixMilli()))
 	}
-	if got := ag.metrics(t).sum("atrium_agent_spool_readings"); got != msgs*perMsg {
+	if got := ag.metrics(t).Sum("atrium_agent_spool_readings"); got != msgs*perMsg {
 		t.Fatalf("spool holds %v readings before shutdown, want %d", got, msgs*perMsg)
 	}
 	if n := cl.count(t, "flush-1"); n != 0 {

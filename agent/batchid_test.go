@@ -145,14 +145,14 @@ func TestHostileCloudAnswersAreNotTakenAsStored(t *testing.T) {
 	check("while retrying")
 	poll(t, "the readings in the dead letters", func() bool {
 		m := ag.metrics(t)
-		return m.sum("atrium_agent_dead_letters") == msgs*perMsg && m.sum("atrium_agent_spool_readings") == 0
+		return m.Sum("atrium_agent_dead_letters") == msgs*perMsg && m.Sum("atrium_agent_spool_readings") == 0
 	})
 	check("after")
 	m := ag.metrics(t)
-	if got := m.sum("atrium_agent_forward_answer_mismatch_total", "reason", "counts"); got != 3*float64(len(sent())) {
+	if got := m.Sum("atrium_agent_forward_answer_mismatch_total", "reason", "counts"); got != 3*float64(len(sent())) {
 		t.Errorf("mismatches counted %v, want 3 per batch (%d batches)", got, len(sent()))
 	}
-	if got := m.sum("atrium_agent_forwarded_total"); got != 0 {
+	if got := m.Sum("atrium_agent_forwarded_total"); got != 0 {
 		t.Errorf("forwarded %v readings, want 0: none was stored", got)
 	}
 	mu.Lock()
@@ -261,10 +261,10 @@ func TestAnotherKeyCannotClaimTheAgentsBatchIDs(t *testing.T) {
 		"-linger=50ms", "-shutdown-timeout=2s", "-mismatch-retries=1")
 	poll(t, "the agent's spool to empty", func() bool {
 		m := ag.metrics(t)
-		return m.sum("atrium_agent_spool_readings") == 0
+		return m.Sum("atrium_agent_spool_readings") == 0
 	})
 	m := ag.metrics(t)
-	stored, dead := cl.count(t, "victim-2"), int(m.sum("atrium_agent_dead_letters"))
+	stored, dead := cl.count(t, "victim-2"), int(m.Sum("atrium_agent_dead_letters"))
 	if stored+dead != total {
 		t.Fatalf("%d readings stored and %d dead-lettered of %d: readings lost", stored, dead, total)
 	}
@@ -272,10 +272,10 @@ func TestAnotherKeyCannotClaimTheAgentsBatchIDs(t *testing.T) {
 		t.Errorf("%d of %d readings stored (%d dead-lettered, not lost): another key's batch under the same id answered for the agent's",
 			stored, total, dead)
 	}
-	if got := m.sum("atrium_agent_forward_answer_mismatch_total"); got != 0 {
+	if got := m.Sum("atrium_agent_forward_answer_mismatch_total"); got != 0 {
 		t.Errorf("%v answers did not match their batch, want 0", got)
 	}
-	if got := m.sum("atrium_agent_forwarded_total"); got != total {
+	if got := m.Sum("atrium_agent_forwarded_total"); got != total {
 		t.Errorf("forwarded %v, want %d", got, total)
 	}
 }

@@ -99,19 +99,19 @@ func TestCloudOutageLosesAndDuplicatesNothing(t *testing.T) {
 		t.FailNow()
 	}
 	m := ag.metrics(t)
-	if got := m.sum("atrium_agent_spool_readings"); got != total {
+	if got := m.Sum("atrium_agent_spool_readings"); got != total {
 		t.Fatalf("spool holds %v readings with the cloud down, want %d (every PUBACK means on disk)", got, total)
 	}
-	if got := m.sum("atrium_agent_forwarded_total"); got != 0 {
+	if got := m.Sum("atrium_agent_forwarded_total"); got != 0 {
 		t.Fatalf("forwarded %v with the cloud down", got)
 	}
 
 	cl.start() // same port, same data directory
 	poll(t, "spool drained and every reading forwarded", func() bool {
 		m := ag.metrics(t)
-		return m.sum("atrium_agent_spool_readings") == 0 && m.sum("atrium_agent_forwarded_total") >= total
+		return m.Sum("atrium_agent_spool_readings") == 0 && m.Sum("atrium_agent_forwarded_total") >= total
 	})
-	if got := ag.metrics(t).sum("atrium_agent_forwarded_total"); got != total {
+	if got := ag.metrics(t).Sum("atrium_agent_forwarded_total"); got != total {
 		t.Errorf("atrium_agent_forwarded_total = %v, want %d", got, total)
 	}
 	stored := 0
@@ -133,10 +133,10 @@ func TestCloudOutageLosesAndDuplicatesNothing(t *testing.T) {
 		t.Errorf("%d readings stored, want exactly %d", stored, total)
 	}
 	cm := scrape(t, cl.url)
-	if got := cm.sum("atrium_sensor_readings_total", "outcome", "accepted"); got != total {
+	if got := cm.Sum("atrium_sensor_readings_total", "outcome", "accepted"); got != total {
 		t.Errorf("sensor service accepted %v readings, want %d", got, total)
 	}
-	if got := cm.sum("atrium_sensor_readings_total", "outcome", "duplicate"); got != 0 {
+	if got := cm.Sum("atrium_sensor_readings_total", "outcome", "duplicate"); got != 0 {
 		t.Errorf("sensor service saw %v duplicates, want 0 (each batch id sent with one content)", got)
 	}
 }
@@ -263,14 +263,14 @@ func TestKillDashNineLosesNothing(t *testing.T) {
 	// batch; a reading under a new id is a "duplicate". Only readings the devices sent
 	// again (no PUBACK before the kill, yet already on disk) may be duplicates.
 	cm := scrape(t, cl.url)
-	dups := cm.sum("atrium_sensor_readings_total", "outcome", "duplicate")
+	dups := cm.Sum("atrium_sensor_readings_total", "outcome", "duplicate")
 	t.Logf("sensor service: accepted %v, duplicate %v readings; batches new %v, replayed %v; readings sent again by devices %d",
-		cm.sum("atrium_sensor_readings_total", "outcome", "accepted"), dups,
-		cm.sum("atrium_sensor_batches_total", "outcome", "new"), cm.sum("atrium_sensor_batches_total", "outcome", "replayed"), resent)
+		cm.Sum("atrium_sensor_readings_total", "outcome", "accepted"), dups,
+		cm.Sum("atrium_sensor_batches_total", "outcome", "new"), cm.Sum("atrium_sensor_batches_total", "outcome", "replayed"), resent)
 	if dups > float64(resent) {
 		t.Errorf("%v duplicate readings at the cloud, but devices sent only %d readings again: a batch went out under a second id", dups, resent)
 	}
-	if got := cm.sum("atrium_sensor_readings_total", "outcome", "accepted"); got != pubs*perPub {
+	if got := cm.Sum("atrium_sensor_readings_total", "outcome", "accepted"); got != pubs*perPub {
 		t.Errorf("sensor service accepted %v readings, want %d", got, pubs*perPub)
 	}
 }
@@ -317,7 +317,7 @@ func TestPoisonPayloadsAreDeadLettered(t *testing.T) {
 		good++
 	}
 	poll(t, "good readings stored", func() bool { return cl.count(t, "good-1") >= 2*good })
-	poll(t, "spool drained", func() bool { return ag.metrics(t).sum("atrium_agent_spool_readings") == 0 })
+	poll(t, "spool drained", func() bool { return ag.metrics(t).Sum("atrium_agent_spool_readings") == 0 })
 	rs := cl.readings(t, "good-1", "")
 	if len(rs) != 2*good {
 		t.Errorf("%d good readings stored, want %d", len(rs), 2*good)
@@ -344,11 +344,11 @@ func TestPoisonPayloadsAreDeadLettered(t *testing.T) {
 		got  float64
 		want int
 	}{
-		{`atrium_agent_messages_total{result="dead_letter"}`, m.sum("atrium_agent_messages_total", "result", "dead_letter"), len(sentBad)},
-		{`atrium_agent_messages_total{result="ok"}`, m.sum("atrium_agent_messages_total", "result", "ok"), good},
-		{"atrium_agent_dead_lettered_total", m.sum("atrium_agent_dead_lettered_total"), len(sentBad)},
-		{"atrium_agent_dead_letters", m.sum("atrium_agent_dead_letters"), len(sentBad)},
-		{"atrium_agent_ingested_total", m.sum("atrium_agent_ingested_total"), 2 * good},
+		{`atrium_agent_messages_total{result="dead_letter"}`, m.Sum("atrium_agent_messages_total", "result", "dead_letter"), len(sentBad)},
+		{`atrium_agent_messages_total{result="ok"}`, m.Sum("atrium_agent_messages_total", "result", "ok"), good},
+		{"atrium_agent_dead_lettered_total", m.Sum("atrium_agent_dead_lettered_total"), len(sentBad)},
+		{"atrium_agent_dead_letters", m.Sum("atrium_agent_dead_letters"), len(sentBad)},
+		{"atrium_agent_ingested_total", m.Sum("atrium_agent_ingested_total"), 2 * good},
 	} {
 		if c.got != float64(c.want) {
 			t.Errorf("%s = %v, want %d", c.name, c.got, c.want)
@@ -424,20 +424,20 @@ func TestFullSpoolPolicies(t *testing.T) {
 			}
 		}
 		m := ag.metrics(t)
-		if got := m.sum("atrium_agent_rejected_total"); got < 20 {
+		if got := m.Sum("atrium_agent_rejected_total"); got < 20 {
 			t.Errorf("atrium_agent_rejected_total = %v, want ≥ 20", got)
 		}
-		if got := m.sum("atrium_agent_messages_refused_total"); got < 20 {
+		if got := m.Sum("atrium_agent_messages_refused_total"); got < 20 {
 			t.Errorf("atrium_agent_messages_refused_total = %v, want ≥ 20", got)
 		}
-		if got := m.sum("atrium_agent_spool_readings"); got != float64(acked) {
+		if got := m.Sum("atrium_agent_spool_readings"); got != float64(acked) {
 			t.Errorf("spool holds %v readings, want the %d acknowledged", got, acked)
 		}
 		t.Logf("a %d-byte spool took %d readings", maxBytes, acked)
 
 		cl.start()
 		poll(t, "the backlog stored", func() bool {
-			return ag.metrics(t).sum("atrium_agent_spool_readings") == 0 && cl.count(t, "full-reject") >= acked
+			return ag.metrics(t).Sum("atrium_agent_spool_readings") == 0 && cl.count(t, "full-reject") >= acked
 		})
 		if got := seqs(t, base, cl.readings(t, "full-reject", "")); !slices.Equal(got, span(0, acked)) {
 			t.Errorf("stored %d readings, want exactly the %d acknowledged (0..%d)", len(got), acked, acked-1)
@@ -458,18 +458,18 @@ func TestFullSpoolPolicies(t *testing.T) {
 			c.mustPublish(t, "atrium/r-full/full-drop", counterPayload(base, i))
 		}
 		m := ag.metrics(t)
-		dropped := int(m.sum("atrium_agent_dropped_total"))
+		dropped := int(m.Sum("atrium_agent_dropped_total"))
 		if dropped <= 0 {
 			t.Fatalf("atrium_agent_dropped_total = %d after %d readings into %d bytes, want > 0", dropped, sent, maxBytes)
 		}
-		if got := m.sum("atrium_agent_spool_readings"); got != float64(sent-dropped) {
+		if got := m.Sum("atrium_agent_spool_readings"); got != float64(sent-dropped) {
 			t.Errorf("spool holds %v readings, want %d acked − %d dropped", got, sent, dropped)
 		}
 		t.Logf("%d readings sent, %d dropped", sent, dropped)
 
 		cl.start()
 		poll(t, "the newest readings stored", func() bool {
-			return ag.metrics(t).sum("atrium_agent_spool_readings") == 0 && cl.count(t, "full-drop") >= sent-dropped
+			return ag.metrics(t).Sum("atrium_agent_spool_readings") == 0 && cl.count(t, "full-drop") >= sent-dropped
 		})
 		got := seqs(t, base, cl.readings(t, "full-drop", ""))
 		newest := span(dropped, sent)
@@ -584,7 +584,7 @@ func TestCloudRefusalsAndRetryAfter(t *testing.T) {
 		c.mustPublish(t, "atrium/r-proxy/proxy-1", fmt.Appendf(nil, `{"temperature":%d,"humidity":%d,"co2":%d,"light":%d,"ts":%d}`,
 			i%40, i%100, 400+i, i, seqTime(base, i).UnixMilli()))
 	}
-	poll(t, "spool drained", func() bool { return ag.metrics(t).sum("atrium_agent_spool_readings") == 0 })
+	poll(t, "spool drained", func() bool { return ag.metrics(t).Sum("atrium_agent_spool_readings") == 0 })
 
 	proxy.mu.Lock()
 	refusedKey, refused, unavailable, retriedAt := proxy.refusedKey, proxy.refused, proxy.unavailable, proxy.retriedAt
@@ -616,13 +616,13 @@ func TestCloudRefusalsAndRetryAfter(t *testing.T) {
 		t.Errorf("%d stored + %d refused, want %d", len(rs), len(refused), msgs*perMsg)
 	}
 	m := ag.metrics(t)
-	if got := m.sum("atrium_agent_dead_lettered_total"); got != float64(len(refused)) {
+	if got := m.Sum("atrium_agent_dead_lettered_total"); got != float64(len(refused)) {
 		t.Errorf("atrium_agent_dead_lettered_total = %v, want %d", got, len(refused))
 	}
-	if got := m.sum("atrium_agent_forward_retries_total"); got != 3 {
+	if got := m.Sum("atrium_agent_forward_retries_total"); got != 3 {
 		t.Errorf("atrium_agent_forward_retries_total = %v, want 3", got)
 	}
-	if got := m.sum("atrium_agent_forwarded_total"); got != float64(len(rs)) {
+	if got := m.Sum("atrium_agent_forwarded_total"); got != float64(len(rs)) {
 		t.Errorf("atrium_agent_forwarded_total = %v, want %d", got, len(rs))
 	}
 	if err := ag.stop(); err != nil {

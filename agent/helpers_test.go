@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -16,11 +15,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 
 	"github.com/atrium-iot/atrium/agent/agenttest"
 
@@ -237,66 +237,13 @@ func getJSON(t testing.TB, u string, v any) int {
 
 // ---- Prometheus text ----
 
-// metrics is a scrape: series value by metric name, each with its labels.
-type metrics map[string][]series
-
-type series struct {
-	labels map[string]string
-	value  float64
-}
+// metrics is a scrape of a /metrics page.
+type metrics = httpxtest.Metrics
 
 // scrape reads GET base/metrics.
 func scrape(t testing.TB, base string) metrics {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape %s: %v", base, err)
-	}
-	defer resp.Body.Close()
-	m := metrics{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		name, rest, _ := strings.Cut(line[:sp], "{")
-		s := series{labels: map[string]string{}, value: v}
-		for _, kv := range strings.Split(strings.TrimSuffix(rest, "}"), ",") {
-			if k, val, ok := strings.Cut(kv, "="); ok {
-				s.labels[k] = strings.Trim(val, `"`)
-			}
-		}
-		m[name] = append(m[name], s)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("scrape %s: %v", base, err)
-	}
-	return m
-}
-
-// sum adds the series of name whose labels include every pair of kv (k1, v1, k2, v2, …).
-func (m metrics) sum(name string, kv ...string) float64 {
-	var total float64
-next:
-	for _, s := range m[name] {
-		for i := 0; i+1 < len(kv); i += 2 {
-			if s.labels[kv[i]] != kv[i+1] {
-				continue next
-			}
-		}
-		total += s.value
-	}
-	return total
+	return httpxtest.Scrape(t, nil, base)
 }
 
 // ---- the agent, in process ----

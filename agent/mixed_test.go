@@ -135,7 +135,7 @@ func TestMixedRunAccountsForEveryReading(t *testing.T) {
 
 	poll(t, "the spool drained into the cloud", func() bool {
 		m := ag.metrics(t)
-		return m.sum("atrium_agent_spool_readings") == 0 && m.sum("atrium_agent_cloud_rejected_total") == float64(rejected)
+		return m.Sum("atrium_agent_spool_readings") == 0 && m.Sum("atrium_agent_cloud_rejected_total") == float64(rejected)
 	})
 
 	// Stored: read back from the sensor service, each identity once.
@@ -159,8 +159,8 @@ func TestMixedRunAccountsForEveryReading(t *testing.T) {
 
 	// Duplicates and rejections, as the sensor service counted them.
 	cm := scrape(t, cl.url)
-	gotDups := int(cm.sum("atrium_sensor_readings_total", "outcome", "duplicate"))
-	gotRejected := int(cm.sum("atrium_sensor_readings_total", "outcome", "rejected"))
+	gotDups := int(cm.Sum("atrium_sensor_readings_total", "outcome", "duplicate"))
+	gotRejected := int(cm.Sum("atrium_sensor_readings_total", "outcome", "rejected"))
 	if gotDups != dups || gotRejected != rejected {
 		t.Errorf("sensor service counted %d duplicates and %d rejections, want %d and %d", gotDups, gotRejected, dups, rejected)
 	}
@@ -172,17 +172,17 @@ func TestMixedRunAccountsForEveryReading(t *testing.T) {
 		got  float64
 		want int
 	}{
-		{"atrium_agent_dead_lettered_total", m.sum("atrium_agent_dead_lettered_total"), dead + rejected},
-		{"atrium_agent_cloud_rejected_total", m.sum("atrium_agent_cloud_rejected_total"), rejected},
-		{`atrium_agent_messages_total{result="ok"}`, m.sum("atrium_agent_messages_total", "result", "ok"), results["ok"]},
-		{`atrium_agent_messages_total{result="partial"}`, m.sum("atrium_agent_messages_total", "result", "partial"), results["partial"]},
-		{`atrium_agent_messages_total{result="dead_letter"}`, m.sum("atrium_agent_messages_total", "result", "dead_letter"), results["dead_letter"]},
-		{"atrium_agent_ingested_total", m.sum("atrium_agent_ingested_total"), stored + dups + rejected},
-		{"atrium_agent_ignored_fields_total", m.sum("atrium_agent_ignored_fields_total"), ignored["mix-json"] + ignored["mix-mosq"]},
-		{`atrium_agent_ignored_fields_total{device="mix-json"}`, m.sum("atrium_agent_ignored_fields_total", "device", "mix-json"), ignored["mix-json"]},
-		{"atrium_agent_messages_refused_total", m.sum("atrium_agent_messages_refused_total"), 0},
-		{"atrium_agent_dropped_total", m.sum("atrium_agent_dropped_total"), 0},
-		{"atrium_agent_dead_letters_evicted_total", m.sum("atrium_agent_dead_letters_evicted_total"), 0},
+		{"atrium_agent_dead_lettered_total", m.Sum("atrium_agent_dead_lettered_total"), dead + rejected},
+		{"atrium_agent_cloud_rejected_total", m.Sum("atrium_agent_cloud_rejected_total"), rejected},
+		{`atrium_agent_messages_total{result="ok"}`, m.Sum("atrium_agent_messages_total", "result", "ok"), results["ok"]},
+		{`atrium_agent_messages_total{result="partial"}`, m.Sum("atrium_agent_messages_total", "result", "partial"), results["partial"]},
+		{`atrium_agent_messages_total{result="dead_letter"}`, m.Sum("atrium_agent_messages_total", "result", "dead_letter"), results["dead_letter"]},
+		{"atrium_agent_ingested_total", m.Sum("atrium_agent_ingested_total"), stored + dups + rejected},
+		{"atrium_agent_ignored_fields_total", m.Sum("atrium_agent_ignored_fields_total"), ignored["mix-json"] + ignored["mix-mosq"]},
+		{`atrium_agent_ignored_fields_total{device="mix-json"}`, m.Sum("atrium_agent_ignored_fields_total", "device", "mix-json"), ignored["mix-json"]},
+		{"atrium_agent_messages_refused_total", m.Sum("atrium_agent_messages_refused_total"), 0},
+		{"atrium_agent_dropped_total", m.Sum("atrium_agent_dropped_total"), 0},
+		{"atrium_agent_dead_letters_evicted_total", m.Sum("atrium_agent_dead_letters_evicted_total"), 0},
 	} {
 		if c.got != float64(c.want) {
 			t.Errorf("%s = %v, want %d", c.name, c.got, c.want)

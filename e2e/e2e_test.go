@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 
 	sim "github.com/atrium-iot/atrium/firmware-sim"
 	"github.com/atrium-iot/atrium/internal/logging"
@@ -379,7 +380,7 @@ func (s *stack) settle(t *testing.T) metrics {
 	var m metrics
 	waitFor(t, settleTimeout, "the agent's spool to drain into the cloud", func() (bool, string) {
 		m = scrape(t, s.agent.url)
-		in, fwd, left := m.get("atrium_agent_ingested_total"), m.get("atrium_agent_forwarded_total"), m.get("atrium_agent_spool_readings")
+		in, fwd, left := m.Get("atrium_agent_ingested_total"), m.Get("atrium_agent_forwarded_total"), m.Get("atrium_agent_spool_readings")
 		return left == 0 && fwd == in, fmt.Sprintf("ingested %v, forwarded %v, in spool %v", in, fwd, left)
 	})
 	return m
@@ -429,45 +430,13 @@ func getJSON(t *testing.T, rawURL string, v any) {
 	}
 }
 
-// metrics is one scrape of a /metrics page: "name{labels}" (as written) → value.
-type metrics map[string]float64
+// metrics is one scrape of a /metrics page.
+type metrics = httpxtest.Metrics
 
 func scrape(t *testing.T, base string) metrics {
 	t.Helper()
-	resp, err := httpClient.Get(base + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape %s: %v", base, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape %s: %s", base, resp.Status)
-	}
-	m := metrics{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("scrape %s: %v", base, err)
-	}
-	return m
+	return httpxtest.Scrape(t, httpClient, base)
 }
-
-// get is a series' value; a series never written counts as 0.
-func (m metrics) get(series string) float64 { return m[series] }
 
 // storedReading is a reading as GET /sensors/{id}/data answers it.
 type storedReading struct {

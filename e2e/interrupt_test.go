@@ -36,7 +36,7 @@ func TestInterrupt(t *testing.T) {
 		if simProc.exited() {
 			t.Fatalf("atrium-sim exited early: %v", simProc.err)
 		}
-		n := scrape(t, agent.url).get("atrium_agent_ingested_total")
+		n := scrape(t, agent.url).Get("atrium_agent_ingested_total")
 		return n >= atLeast, strconv.FormatFloat(n, 'f', -1, 64) + " readings ingested, want ≥ " + strconv.Itoa(atLeast)
 	})
 
@@ -54,10 +54,10 @@ func TestInterrupt(t *testing.T) {
 		// Every reading is in the spool and none in the cloud yet: only the
 		// agent's shutdown flush can deliver them.
 		am, cm := scrape(t, agent.url), scrape(t, sensor.url)
-		if in, left := am.get("atrium_agent_ingested_total"), am.get("atrium_agent_spool_readings"); in != float64(sum.Readings) || left != in {
+		if in, left := am.Get("atrium_agent_ingested_total"), am.Get("atrium_agent_spool_readings"); in != float64(sum.Readings) || left != in {
 			t.Fatalf("agent ingested %v, holds %v; want all %d simulator readings held", in, left, sum.Readings)
 		}
-		if got := cm.get(`atrium_sensor_readings_total{outcome="accepted"}`); got != 0 {
+		if got := cm.Get(`atrium_sensor_readings_total{outcome="accepted"}`); got != 0 {
 			t.Fatalf("cloud accepted %v readings before the agent's shutdown; the linger should have held them", got)
 		}
 	})
@@ -82,7 +82,7 @@ func TestInterrupt(t *testing.T) {
 		if stats.Readings != 0 || stats.DeadLetters != 0 {
 			t.Errorf("spool after exit holds %d readings and %d dead letters, want none", stats.Readings, stats.DeadLetters)
 		}
-		if got := scrape(t, sensor.url).get(`atrium_sensor_readings_total{outcome="accepted"}`); got != float64(sum.Expect.Stored) {
+		if got := scrape(t, sensor.url).Get(`atrium_sensor_readings_total{outcome="accepted"}`); got != float64(sum.Expect.Stored) {
 			t.Errorf("cloud accepted %v readings after the agent's flush, want %d", got, sum.Expect.Stored)
 		}
 	})

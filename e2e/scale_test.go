@@ -429,7 +429,7 @@ func TestScaleOut(t *testing.T) {
 	// Mid-stream: kill the analytics service and one room replica once readings
 	// flow, let more arrive without them, then start them again.
 	accepted := func() float64 {
-		return scrape(t, sensorSvc.url).get(`atrium_sensor_readings_total{outcome="accepted"}`)
+		return scrape(t, sensorSvc.url).Get(`atrium_sensor_readings_total{outcome="accepted"}`)
 	}
 	waitFor(t, settleTimeout, "the first readings", func() (bool, string) {
 		n := accepted()
@@ -480,7 +480,7 @@ func TestScaleOut(t *testing.T) {
 			t.Errorf("stored %d readings, simulator expects %d", total, sum.Expect.Stored)
 		}
 		m := scrape(t, sensorSvc.url)
-		if got := m.get(`atrium_sensor_readings_total{outcome="accepted"}`); got != float64(sum.Expect.Stored) {
+		if got := m.Get(`atrium_sensor_readings_total{outcome="accepted"}`); got != float64(sum.Expect.Stored) {
 			t.Errorf("sensor service accepted %v readings, simulator expects %d", got, sum.Expect.Stored)
 		}
 	})

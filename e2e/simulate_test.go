@@ -123,14 +123,14 @@ func TestSimulatedFleet(t *testing.T) {
 			{`atrium_sensor_readings_total{outcome="duplicate"}`, 0},
 			{`atrium_sensor_readings_total{outcome="rejected"}`, 0},
 		} {
-			if got := m.get(c.series); got != float64(c.want) {
+			if got := m.Get(c.series); got != float64(c.want) {
 				t.Errorf("sensor %s = %v, want %d", c.series, got, c.want)
 			}
 		}
-		if got := agentM.get("atrium_agent_dead_lettered_total"); got != 0 {
+		if got := agentM.Get("atrium_agent_dead_lettered_total"); got != 0 {
 			t.Errorf("agent dead-lettered %v messages, want 0", got)
 		}
-		if got := agentM.get("atrium_agent_ingested_total"); got != float64(sum.Readings) {
+		if got := agentM.Get("atrium_agent_ingested_total"); got != float64(sum.Readings) {
 			t.Errorf("agent ingested %v readings, simulator published %d", got, sum.Readings)
 		}
 	})
@@ -190,14 +190,14 @@ func TestSimulatedFaults(t *testing.T) {
 	})
 
 	t.Run("agent metrics", func(t *testing.T) {
-		if got := agentM.get("atrium_agent_dead_lettered_total"); got != float64(wantDead) {
+		if got := agentM.Get("atrium_agent_dead_lettered_total"); got != float64(wantDead) {
 			t.Errorf("agent dead_lettered_total = %v, want malformed messages %d + invalid readings %d = %d",
 				got, f.Malformed, e.Rejected, wantDead)
 		}
 		var refused float64
 		for _, form := range []string{"json", "senml", "plain"} {
 			for _, result := range []string{"dead_letter", "partial"} {
-				refused += agentM.get(fmt.Sprintf(`atrium_agent_messages_total{form=%q,result=%q}`, form, result))
+				refused += agentM.Get(fmt.Sprintf(`atrium_agent_messages_total{form=%q,result=%q}`, form, result))
 			}
 		}
 		if refused != float64(wantRefused) {
@@ -207,8 +207,8 @@ func TestSimulatedFaults(t *testing.T) {
 	})
 
 	stored := readAll(t, st.sensor.url, 1000)
-	accepted := int(cloudM.get(`atrium_sensor_readings_total{outcome="accepted"}`))
-	dups := int(cloudM.get(`atrium_sensor_readings_total{outcome="duplicate"}`))
+	accepted := int(cloudM.Get(`atrium_sensor_readings_total{outcome="accepted"}`))
+	dups := int(cloudM.Get(`atrium_sensor_readings_total{outcome="duplicate"}`))
 
 	// Stop the agent (it drains and exits 0) and read its dead letters with its CLI.
 	if d, err := st.agent.interrupt(t); err != nil {
@@ -241,7 +241,7 @@ func TestSimulatedFaults(t *testing.T) {
 		if dups != e.Duplicates {
 			t.Errorf("cloud counted %d duplicates, simulator expects %d", dups, e.Duplicates)
 		}
-		if got := cloudM.get(`atrium_sensor_readings_total{outcome="rejected"}`); got != 0 {
+		if got := cloudM.Get(`atrium_sensor_readings_total{outcome="rejected"}`); got != 0 {
 			t.Errorf("cloud rejected %v readings; the agent should have dead-lettered every invalid one", got)
 		}
 		if got := accepted + dups + tally.invalid; got != sum.Readings {
@@ -436,8 +436,8 @@ func TestSimulatedFullSpeed(t *testing.T) {
 	sum := st.runSim(t, fleetArgs(rounds, 3, "-speed", "max", "-start", start)...)
 	st.settle(t)
 	m := scrape(t, st.sensor.url)
-	accepted := int(m.get(`atrium_sensor_readings_total{outcome="accepted"}`))
-	dups := int(m.get(`atrium_sensor_readings_total{outcome="duplicate"}`))
+	accepted := int(m.Get(`atrium_sensor_readings_total{outcome="accepted"}`))
+	dups := int(m.Get(`atrium_sensor_readings_total{outcome="duplicate"}`))
 	t.Logf("simulator: %d readings, expect %+v, elapsed %s; cloud accepted %d, duplicates %d", sum.Readings, sum.Expect, sum.Elapsed, accepted, dups)
 	if sum.Messages.Failed != 0 || sum.Expect.Stored != sum.Readings {
 		t.Fatalf("messages %+v, expect %+v: want every reading published and expected stored", sum.Messages, sum.Expect)

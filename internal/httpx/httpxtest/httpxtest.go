@@ -1,5 +1,5 @@
 // Package httpxtest holds what the tests of HTTP servers share: a client that
-// sends its body slower than any read timeout.
+// sends its body slower than any read timeout, and a scrape of /metrics.
 package httpxtest
 
 import (
