@@ -82,8 +82,8 @@
 // PUBREC) to the publisher, in the client's read goroutine, so a hook that blocks until a
 // reading is durable makes the PUBACK mean "on disk". See [RefusePublish] for how such a
 // hook says it could not store a message. A hook that takes a message off mochi's path
-// answers it with [Ack] and hands it to subscribers with [Broker.Publish], which keeps
-// its properties and its sender.
+// returns [Defer], answers it later with [Broker.Acks] and hands it to subscribers with
+// [Broker.Publish], which keeps its properties and its sender.
 //
 // # Conformance
 //
@@ -555,9 +555,23 @@ func (b *Broker) Stats() Stats {
 	}
 }
 
+// Defer is what an OnPublish hook returns for a QoS 0 or 1 publish that it takes off
+// mochi's path, to answer it later with [Broker.Acks] and hand it to subscribers with
+// [Broker.Publish]: mochi then sends no PUBACK, delivers the message to nobody and
+// retains nothing. It is pk marked for mochi as a QoS 0 message to ignore
+// (packets.Packet.Ignore), with no error; hooks after this one, and OnPublished, see it
+// so. Returning packets.ErrRejectPacket would have the same effect, but mochi answers
+// that error by logging the packet at debug level, and building that log call copies
+// the packet (over 1 KiB) to the heap on every publish, whether or not debug is on.
+// Not for QoS 2, whose PUBREC mochi would then never send.
+func Defer(pk packets.Packet) (packets.Packet, error) {
+	pk.FixedHeader.Qos = 0
+	pk.Ignore = true
+	return pk, nil
+}
+
 // Ack sends the PUBACK of a QoS 1 publish (qos and packetID from its packet)
-// that a hook deferred (returned packets.ErrRejectPacket from OnPublish and dealt
-// with later); it does nothing for other QoS levels. code is
+// that a hook deferred (see [Defer]); it does nothing for other QoS levels. code is
 // packets.CodeSuccess, or for MQTT 5 clients an error code such as
 // packets.ErrUnspecifiedError; a 3.1.1 client, which has no negative PUBACK, is
 // disconnected instead so that it sends the message again.

@@ -124,7 +124,7 @@ func (o *origins) put(cl *mqtt.Client) {
 }
 
 // Publish hands pk, a PUBLISH that cl sent and that a hook took off mochi's path
-// (OnPublish returned packets.ErrRejectPacket), to the broker's subscribers and keeps
+// (OnPublish returned [Defer]), to the broker's subscribers and keeps
 // it when retained, as mochi would have done: every MQTT 5 property kept (user
 // properties, response topic, correlation data, content type, payload format), the
 // message expiry counted from received (when mochi read the PUBLISH; a message that

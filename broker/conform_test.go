@@ -196,7 +196,48 @@ func (h *deferHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 		return pk, nil
 	}
 	h.got <- deferred{cl, pk, time.Now()}
-	return pk, packets.ErrRejectPacket
+	return Defer(pk)
+}
+
+// TestDeferTakesNothing: a publish deferred with Defer is neither acknowledged, nor
+// delivered, nor retained by mochi; only what the hook does later answers it. The
+// subscriber's PING answer shows that everything sent before it has arrived.
+func TestDeferTakesNothing(t *testing.T) {
+	h := &deferHook{got: make(chan deferred, 16)}
+	b := startBroker(t, func(c *Config) { c.AllowAnonymous = true }, h)
+	sub := dialRaw(t, b.Addr(), 5)
+	if code := sub.connect("defer-sub", "", ""); code != 0 {
+		t.Fatalf("subscriber connect: %#x", code)
+	}
+	if codes, early := sub.subscribe(1, "deferred/#"); len(codes) != 1 || codes[0] > 2 || len(early) > 0 {
+		t.Fatalf("subscribe: codes % x, early %d packets", codes, len(early))
+	}
+	pub := dialRaw(t, b.Addr(), 5)
+	if code := pub.connect("defer-pub", "", ""); code != 0 {
+		t.Fatalf("publisher connect: %#x", code)
+	}
+	for qos := byte(0); qos <= 1; qos++ {
+		if err := pub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: true},
+			TopicName: "deferred/t", PacketID: uint16(qos), Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-h.got:
+		case <-time.After(waitFor):
+			t.Fatalf("QoS %d publish not deferred", qos)
+		}
+	}
+	for _, c := range []*rawClient{pub, sub} {
+		if err := c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}}); err != nil {
+			t.Fatal(err)
+		}
+		if pk, err := c.read(); err != nil || pk.FixedHeader.Type != packets.Pingresp {
+			t.Errorf("after deferred publishes: got packet type %d (%v), want only the PINGRESP", pk.FixedHeader.Type, err)
+		}
+	}
+	if s := b.Stats(); s.Retained != 0 || s.MessagesSent != 0 {
+		t.Errorf("retained %d, sent %d; want nothing retained or sent before the hook answers", s.Retained, s.MessagesSent)
+	}
 }
 
 // TestPublishAsSent: a message a hook took and handed back with Publish reaches

@@ -232,6 +232,8 @@ func (rc *rawClient) send(pk packets.Packet) error {
 		err = pk.PubrelEncode(&buf)
 	case packets.Unsubscribe:
 		err = pk.UnsubscribeEncode(&buf)
+	case packets.Pingreq:
+		err = pk.PingreqEncode(&buf)
 	default:
 		err = fmt.Errorf("cannot send packet type %d", pk.FixedHeader.Type)
 	}
