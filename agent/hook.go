@@ -43,7 +43,7 @@ func (h *ingestHook) Provides(b byte) bool { return b == mqtt.OnPublish || b == 
 // OnPublish implements mqtt.Hook. QoS 0 and 1 publishes on atrium/ topics are
 // decoded here and handed to the pipeline, which spools many connections' messages
 // in one fsynced commit and then sends each PUBACK (see pipeline.go); mochi is told
-// not to answer them itself. QoS 2 publishes are spooled here, before mochi answers.
+// not to answer them itself (broker.Defer). QoS 2 publishes are spooled here, before mochi answers.
 func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline || !strings.HasPrefix(pk.TopicName, TopicPrefix) {
 		return pk, nil // our own deliveries, and topics the agent does not ingest
@@ -53,7 +53,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		j.cl, j.received = cl, time.Now()
 		j.props = deliveredProperties(pk)
 		if h.a.pipe.add(j) {
-			return pk, packets.ErrRejectPacket
+			return broker.Defer(pk)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.a.cfg.AppendTimeout)
@@ -153,10 +153,9 @@ func (h *ingestHook) prepare(pk packets.Packet) *job {
 	now := a.now()
 	j := &job{topic: pk.TopicName, payload: pk.Payload, qos: pk.FixedHeader.Qos,
 		retain: pk.FixedHeader.Retain, packetID: pk.PacketID}
-	form := topicForm(pk.TopicName, pk.Payload)
 	res, err := decode.Decode(pk.TopicName, pk.Payload, a.cfg.Site, now)
 	if err != nil {
-		a.metrics.decoded.WithLabelValues(form, "dead_letter").Inc()
+		a.metrics.decoded.WithLabelValues(topicForm(pk.TopicName, pk.Payload), "dead_letter").Inc()
 		j.dead = []spool.DeadLetter{{Topic: pk.TopicName, Payload: pk.Payload, Reason: err.Error(), At: now}}
 		return j
 	}
