@@ -352,8 +352,12 @@ func (a *Agent) commit(ctx context.Context, jobs []*job) error {
 		}
 	}
 	wg.Wait()
-	var all [][]byte
-	var with []*job
+	n := 0
+	for _, j := range jobs {
+		n += len(j.data)
+	}
+	all := make([][]byte, 0, n)
+	with := make([]*job, 0, len(jobs))
 	for _, j := range jobs {
 		if j.err == nil && len(j.data) > 0 {
 			all = append(all, j.data...)
