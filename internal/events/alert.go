@@ -1,9 +1,6 @@
 package events
 
-import (
-	"encoding/json"
-	"time"
-)
+import "time"
 
 // Alert is the body of alert.raised and alert.resolved: the alert as the
 // notification service's API shows it.
@@ -31,8 +28,8 @@ func EncodeAlert(a Alert) []byte {
 // one (not JSON, no id, no raised_at) fails with an error wrapping ErrMalformed.
 func DecodeAlert(body []byte) (Alert, error) {
 	var a Alert
-	if err := json.Unmarshal(body, &a); err != nil {
-		return Alert{}, malformed(AlertSubject, err.Error())
+	if err := decodeJSON(AlertSubject, body, &a); err != nil {
+		return Alert{}, err
 	}
 	switch {
 	case a.ID == "":

@@ -1,7 +1,6 @@
 package events
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -79,8 +78,8 @@ func EncodeRoomMetrics(m RoomMetrics) []byte {
 // (encoding/json writes none), so every value read is a number.
 func DecodeRoomMetrics(body []byte) (RoomMetrics, error) {
 	var m RoomMetrics
-	if err := json.Unmarshal(body, &m); err != nil {
-		return RoomMetrics{}, malformed(RoomMetricsSubject, err.Error())
+	if err := decodeJSON(RoomMetricsSubject, body, &m); err != nil {
+		return RoomMetrics{}, err
 	}
 	switch {
 	case !reading.ValidID(m.RoomID):

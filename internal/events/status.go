@@ -45,8 +45,8 @@ func EncodeSensorStatus(ev SensorStatus) []byte {
 // no last_seen) fails with an error wrapping ErrMalformed.
 func DecodeSensorStatus(body []byte) (SensorStatus, error) {
 	var ev SensorStatus
-	if err := json.Unmarshal(body, &ev); err != nil {
-		return SensorStatus{}, malformed(SensorStatusSubject, err.Error())
+	if err := decodeJSON(SensorStatusSubject, body, &ev); err != nil {
+		return SensorStatus{}, err
 	}
 	switch {
 	case !reading.ValidID(ev.SensorID):
@@ -75,6 +75,14 @@ const (
 	RoomMetricsSubject  = "room.metrics.updated"
 	AlertSubject        = "alert.raised/alert.resolved"
 )
+
+// decodeJSON reads body into v; a body that is not that JSON is malformed.
+func decodeJSON(subject string, body []byte, v any) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return malformed(subject, err.Error())
+	}
+	return nil
+}
 
 func malformed(subject, why string) error {
 	return fmt.Errorf("events: decode %s: %w: %s", subject, ErrMalformed, why)
