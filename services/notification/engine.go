@@ -107,7 +107,7 @@ func (e *Engine) Restore(a Alert) {
 		return
 	}
 	ts := a.RaisedAt.UnixMilli()
-	e.states[a.Key()] = &condState{lastTS: ts, pendingSince: ts, active: true, alertID: a.ID, raiseValue: a.Value}
+	e.states[KeyOf(a)] = &condState{lastTS: ts, pendingSince: ts, active: true, alertID: a.ID, raiseValue: a.Value}
 }
 
 // Bind records the id of the alert a raise transition created (or found open).

@@ -1,6 +1,7 @@
 // Package notification is the notification service (:8004): alert rules evaluated
-// on the readings of sensor.data.received (by their timestamps), sensor-silent
-// alerts from the sensor service's sensor.status.changed, the alert lifecycle, the system event log,
+// on the readings of sensor.data.received (by their timestamps) and on the room
+// metrics of room.metrics.updated, sensor-silent alerts from the sensor
+// service's sensor.status.changed, the alert lifecycle, the system event log,
 // notifications pushed to WebSocket clients and signed webhooks. Storage engines are
 // adapters in sub-packages (sqlitestore, …), held to one contract suite (storetest).
 package notification
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/apperr"
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/paging"
 )
 
@@ -51,29 +53,15 @@ const (
 	StateResolved     = "resolved"
 )
 
-// Alert is one occurrence of a rule's condition, from raise to resolve. Its
-// fields are those of events.Alert, the body of alert.raised and alert.resolved
-// (a conversion between the two keeps them in step). Times are
+// Alert is one occurrence of a rule's condition, from raise to resolve. Times are
 // reading timestamps for raise and resolve (so replayed data alerts as it did), and
-// the server's clock for acknowledge.
-type Alert struct {
-	ID             string     `json:"id"`
-	RuleID         string     `json:"rule_id"`
-	RoomID         string     `json:"room_id"`
-	SensorID       string     `json:"sensor_id"`
-	Type           string     `json:"type"`
-	Severity       string     `json:"severity"`
-	State          string     `json:"state"`
-	Value          float64    `json:"value"`
-	Message        string     `json:"message,omitempty"`
-	RaisedAt       time.Time  `json:"raised_at"`
-	AcknowledgedAt *time.Time `json:"acknowledged_at"`
-	ResolvedAt     *time.Time `json:"resolved_at"`
-}
+// the server's clock for acknowledge. It is the body of alert.raised and
+// alert.resolved, so its type is the one package events defines.
+type Alert = events.Alert
 
-// Key is what makes an alert unique while it is open: at most one open alert
+// KeyOf is what makes an alert unique while it is open: at most one open alert
 // (active or acknowledged) per rule, room, sensor and type.
-func (a Alert) Key() AlertKey {
+func KeyOf(a Alert) AlertKey {
 	return AlertKey{RuleID: a.RuleID, RoomID: a.RoomID, SensorID: a.SensorID, Type: a.Type}
 }
 

@@ -487,7 +487,7 @@ func (s *Service) alertEvent(typ string, a Alert, at time.Time, msg string) Even
 // WebSocket clients and the rule's webhook.
 func (s *Service) announce(ctx context.Context, kind, subject string, a Alert, r *Rule) {
 	if subject != "" {
-		body := events.EncodeAlert(events.Alert(a)) // the same fields: one body
+		body := events.EncodeAlert(a)
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if err := s.bus.Publish(pctx, subject, body); err != nil {
 			s.publishErrs.Inc()

@@ -89,7 +89,7 @@ func (s *Store) RaiseAlert(ctx context.Context, a notification.Alert, ev notific
 }
 
 func (s *Store) raiseAlert(ctx context.Context, a notification.Alert, ev notification.Event) (notification.Alert, bool, error) {
-	key := openKey(a.Key())
+	key := openKey(notification.KeyOf(a))
 	for attempt := 0; attempt < 3; attempt++ {
 		var cur alertDoc
 		err := s.alerts.FindOne(ctx, bson.D{{Key: "open", Value: key}}).Decode(&cur)
