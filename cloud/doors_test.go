@@ -3,8 +3,6 @@ package cloud_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,24 +43,7 @@ func startDoors(t *testing.T) *doors {
 // raw sends one request with exactly the headers given (no default Content-Type).
 func raw(t *testing.T, method, url, body string, headers ...string) answer {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return answer{Code: resp.StatusCode, CType: resp.Header.Get("Content-Type"), Raw: b, Head: resp.Header}
+	return httpxtest.Do(t, nil, method, url, []byte(body), headers...)
 }
 
 // seed stores a reading of sensor s-d1 in room r-d1 and waits until the room

@@ -279,14 +279,12 @@ func TestRoomProcessesOverRabbitMQ(t *testing.T) {
 		}
 	}
 	roomWaitFor(t, 60*time.Second, func() bool {
-		return strings.Contains(roomGet(room.url+"/metrics").roomText(), `atrium_room_batches_total{outcome="duplicate"} 1`)
+		return strings.Contains(string(roomGet(room.url+"/metrics").Raw), `atrium_room_batches_total{outcome="duplicate"} 1`)
 	})
 	if n := roomCount(t, room.url, "atrium-hall", "co2", 510, time.Second); n != 510 {
 		t.Errorf("after publishing one event twice: %d readings, want 510", n)
 	}
 }
-
-func (a answer) roomText() string { return string(a.Raw) }
 
 func roomWaitFor(t testing.TB, within time.Duration, ok func() bool) {
 	t.Helper()
@@ -405,6 +403,6 @@ func BenchmarkRoomRabbitMQ(b *testing.B) {
 	}
 	wg.Wait()
 	want := fmt.Sprintf(`atrium_room_batches_total{outcome="applied"} %d`, b.N)
-	roomWaitFor(b, 5*time.Minute, func() bool { return strings.Contains(roomGet(roomURL+"/metrics").roomText(), want) })
+	roomWaitFor(b, 5*time.Minute, func() bool { return strings.Contains(string(roomGet(roomURL+"/metrics").Raw), want) })
 	b.ReportMetric(float64(b.N*500)/time.Since(start).Seconds(), "readings/s")
 }

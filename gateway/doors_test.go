@@ -91,18 +91,18 @@ func TestHeadThroughTheGateway(t *testing.T) {
 				get := call(t, "GET", url+p, nil, bearer(keys["r"])...)
 				head := call(t, "HEAD", url+p, nil, bearer(keys["r"])...)
 				// (/readyz is 503 in-process: the services' URLs are closed there.)
-				if head.code != get.code || get.code != 200 && p != "/readyz" || len(head.raw) != 0 {
-					t.Fatalf("GET %d, HEAD %d with %d bytes of body", get.code, head.code, len(head.raw))
+				if head.Code != get.Code || get.Code != 200 && p != "/readyz" || len(head.Raw) != 0 {
+					t.Fatalf("GET %d, HEAD %d with %d bytes of body", get.Code, head.Code, len(head.Raw))
 				}
 				for _, h := range []string{"Content-Type", "Content-Length", "Cache-Control", "ETag"} {
-					if head.head.Get(h) != get.head.Get(h) {
-						t.Errorf("%s: HEAD %q, GET %q", h, head.head.Get(h), get.head.Get(h))
+					if head.Head.Get(h) != get.Head.Get(h) {
+						t.Errorf("%s: HEAD %q, GET %q", h, head.Head.Get(h), get.Head.Get(h))
 					}
 				}
-				if head.head.Get("Content-Length") == "" && p != "/readyz" {
+				if head.Head.Get("Content-Length") == "" && p != "/readyz" {
 					t.Errorf("HEAD without Content-Length")
 				}
-				if m := head.head.Get("X-Seen-Method"); gateway.Upstream(p) != "" && m != "HEAD" {
+				if m := head.Head.Get("X-Seen-Method"); gateway.Upstream(p) != "" && m != "HEAD" {
 					t.Errorf("the service saw %q, want HEAD", m)
 				}
 			})
@@ -119,13 +119,13 @@ func TestUpgradeHeaderOnAPlainRoute(t *testing.T) {
 		t.Run(shape, func(t *testing.T) {
 			for _, p := range []string{"/sensors", "/rooms", "/ws/other", "/events"} {
 				a := call(t, "GET", url+p+"?access_token="+keys["r"], nil, upgrade...)
-				if a.code != 401 || !isProblem(a) {
-					t.Errorf("GET %s with access_token and Upgrade: %d %s", p, a.code, a.raw)
+				if a.Code != 401 || !isProblem(a) {
+					t.Errorf("GET %s with access_token and Upgrade: %d %s", p, a.Code, a.Raw)
 				}
 			}
 			a := call(t, "GET", url+"/sensors", nil, append(bearer(keys["r"]), upgrade...)...)
-			if a.code != 200 || a.head.Get("X-Seen-Upgrade") != "|" {
-				t.Fatalf("GET /sensors with a key and Upgrade: %d, the service saw Upgrade|Connection %q", a.code, a.head.Get("X-Seen-Upgrade"))
+			if a.Code != 200 || a.Head.Get("X-Seen-Upgrade") != "|" {
+				t.Fatalf("GET /sensors with a key and Upgrade: %d, the service saw Upgrade|Connection %q", a.Code, a.Head.Get("X-Seen-Upgrade"))
 			}
 		})
 	}
@@ -147,8 +147,8 @@ func TestSlowBodyThroughTheGateway(t *testing.T) {
 				t.Fatalf("answered after %s, read timeout %s", took, timeout)
 			}
 			a := call(t, "POST", url+"/sensors/data", []byte(`{"a":1}`), append(bearer(keys["i"]), "Content-Type", "application/json")...)
-			if a.code != 200 {
-				t.Fatalf("a body in time: %d %s", a.code, a.raw)
+			if a.Code != 200 {
+				t.Fatalf("a body in time: %d %s", a.Code, a.Raw)
 			}
 		})
 	}

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
+
 	"github.com/coder/websocket"
 
 	"github.com/atrium-iot/atrium/gateway"
@@ -159,37 +161,17 @@ func echoUpstreams(t *testing.T) map[string]string {
 	return out
 }
 
-type answer struct {
-	code int
-	head http.Header
-	raw  []byte
-	body map[string]any
-}
+type answer = httpxtest.Answer
 
 func call(t *testing.T, method, url string, body []byte, headers ...string) answer {
 	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := answer{code: resp.StatusCode, head: resp.Header, raw: raw}
-	_ = json.Unmarshal(raw, &a.body)
-	return a
+	return httpxtest.Do(t, nil, method, url, body, headers...)
 }
 
 func bearer(key string) []string { return []string{"Authorization", "Bearer " + key} }
 
 func isProblem(a answer) bool {
-	return strings.HasPrefix(a.head.Get("Content-Type"), "application/problem+json") && a.body["status"] != nil
+	return strings.HasPrefix(a.Head.Get("Content-Type"), "application/problem+json") && a.Body["status"] != nil
 }
 
 // routeCases are one request per route group, with the scope the policy demands.
@@ -259,47 +241,47 @@ func TestAuthOnEveryRouteGroup(t *testing.T) {
 					}
 				}
 				a := call(t, rc.method, g.url+rc.path, []byte(`{}`), kc.headers...)
-				if a.code != want {
-					t.Fatalf("status %d, want %d: %s", a.code, want, a.raw)
+				if a.Code != want {
+					t.Fatalf("status %d, want %d: %s", a.Code, want, a.Raw)
 				}
 				switch want {
 				case 401:
-					if !strings.HasPrefix(a.head.Get("WWW-Authenticate"), "Bearer") {
-						t.Errorf("401 without a Bearer challenge: %v", a.head)
+					if !strings.HasPrefix(a.Head.Get("WWW-Authenticate"), "Bearer") {
+						t.Errorf("401 without a Bearer challenge: %v", a.Head)
 					}
 				case 403:
-					if !strings.Contains(a.head.Get("WWW-Authenticate"), `scope="`+string(rc.need)+`"`) {
-						t.Errorf("403 should name the scope %s: %v", rc.need, a.head.Get("WWW-Authenticate"))
+					if !strings.Contains(a.Head.Get("WWW-Authenticate"), `scope="`+string(rc.need)+`"`) {
+						t.Errorf("403 should name the scope %s: %v", rc.need, a.Head.Get("WWW-Authenticate"))
 					}
 				case 200:
 					if rc.method == "HEAD" {
 						return
 					}
 					p, _, _ := strings.Cut(rc.path, "?")
-					if a.body["upstream"] != rc.upstream || a.body["path"] != p || a.body["method"] != rc.method {
-						t.Fatalf("reached %v %v %v, want %s %s %s", a.body["upstream"], a.body["method"], a.body["path"], rc.upstream, rc.method, p)
+					if a.Body["upstream"] != rc.upstream || a.Body["path"] != p || a.Body["method"] != rc.method {
+						t.Fatalf("reached %v %v %v, want %s %s %s", a.Body["upstream"], a.Body["method"], a.Body["path"], rc.upstream, rc.method, p)
 					}
-					if a.body["authorization"] != "" || a.body["key_name"] != kc.name {
-						t.Errorf("upstream saw Authorization %q, key name %q: the key must not reach it, its name must", a.body["authorization"], a.body["key_name"])
+					if a.Body["authorization"] != "" || a.Body["key_name"] != kc.name {
+						t.Errorf("upstream saw Authorization %q, key name %q: the key must not reach it, its name must", a.Body["authorization"], a.Body["key_name"])
 					}
 				}
-				if want != 200 && rc.method != "HEAD" && (!isProblem(a) || a.body["status"] != float64(want)) {
-					t.Errorf("want a problem+json %d, got %q %s", want, a.head.Get("Content-Type"), a.raw)
+				if want != 200 && rc.method != "HEAD" && (!isProblem(a) || a.Body["status"] != float64(want)) {
+					t.Errorf("want a problem+json %d, got %q %s", want, a.Head.Get("Content-Type"), a.Raw)
 				}
 			})
 		}
 	}
 	t.Run("unrouted paths are 404 without a key", func(t *testing.T) {
 		for _, p := range []string{"/index.html", "/ui", "/sensorsX", "/admin", "/ws", "/analytics", "/roomsX/r1"} {
-			if a := call(t, "GET", g.url+p, nil); a.code != 404 || !isProblem(a) {
-				t.Errorf("GET %s: %d %s", p, a.code, a.raw)
+			if a := call(t, "GET", g.url+p, nil); a.Code != 404 || !isProblem(a) {
+				t.Errorf("GET %s: %d %s", p, a.Code, a.Raw)
 			}
 		}
 	})
 	t.Run("a forged key name header is replaced", func(t *testing.T) {
 		a := call(t, "GET", g.url+"/sensors", nil, append(bearer(keys["reader"]), gateway.KeyNameHeader, "admin")...)
-		if a.body["key_name"] != "reader" {
-			t.Fatalf("upstream saw key name %v", a.body["key_name"])
+		if a.Body["key_name"] != "reader" {
+			t.Fatalf("upstream saw key name %v", a.Body["key_name"])
 		}
 	})
 }
@@ -307,7 +289,7 @@ func TestAuthOnEveryRouteGroup(t *testing.T) {
 func TestKeysFileReload(t *testing.T) {
 	path, keys := keyset(t, map[string][]gateway.Scope{"a": {gateway.ScopeRead}, "b": {gateway.ScopeRead}})
 	g := startGateway(t, gateway.Options{Upstreams: echoUpstreams(t), KeysFile: path, ReloadInterval: 100 * time.Millisecond})
-	status := func(key string) int { return call(t, "GET", g.url+"/sensors", nil, bearer(key)...).code }
+	status := func(key string) int { return call(t, "GET", g.url+"/sensors", nil, bearer(key)...).Code }
 	waitStatus := func(t *testing.T, key string, want int) time.Duration {
 		t.Helper()
 		start := time.Now()
@@ -370,33 +352,33 @@ func TestRateLimitPerKey(t *testing.T) {
 	g := startGateway(t, gateway.Options{Upstreams: echoUpstreams(t), KeysFile: path, RateLimit: 0.5, RateBurst: 3})
 	for i := range 3 {
 		a := call(t, "GET", g.url+"/sensors", nil, bearer(keys["a"])...)
-		if a.code != 200 {
-			t.Fatalf("request %d within the burst: %d", i, a.code)
+		if a.Code != 200 {
+			t.Fatalf("request %d within the burst: %d", i, a.Code)
 		}
-		if a.head.Get("RateLimit-Limit") != "3" || a.head.Get("RateLimit-Remaining") != strconv.Itoa(2-i) {
-			t.Errorf("request %d: RateLimit-Limit %q Remaining %q", i, a.head.Get("RateLimit-Limit"), a.head.Get("RateLimit-Remaining"))
+		if a.Head.Get("RateLimit-Limit") != "3" || a.Head.Get("RateLimit-Remaining") != strconv.Itoa(2-i) {
+			t.Errorf("request %d: RateLimit-Limit %q Remaining %q", i, a.Head.Get("RateLimit-Limit"), a.Head.Get("RateLimit-Remaining"))
 		}
 	}
 	a := call(t, "GET", g.url+"/sensors", nil, bearer(keys["a"])...)
-	if a.code != 429 || !isProblem(a) {
-		t.Fatalf("past the burst: %d %s", a.code, a.raw)
+	if a.Code != 429 || !isProblem(a) {
+		t.Fatalf("past the burst: %d %s", a.Code, a.Raw)
 	}
-	ra, err := strconv.Atoi(a.head.Get("Retry-After"))
+	ra, err := strconv.Atoi(a.Head.Get("Retry-After"))
 	if err != nil || ra < 1 || ra > 2 {
-		t.Errorf("Retry-After %q, want 1-2 s at 0.5 requests/s", a.head.Get("Retry-After"))
+		t.Errorf("Retry-After %q, want 1-2 s at 0.5 requests/s", a.Head.Get("Retry-After"))
 	}
-	if a.head.Get("RateLimit-Remaining") != "0" || a.head.Get("RateLimit-Reset") == "" {
-		t.Errorf("429 RateLimit headers: %v", a.head)
+	if a.Head.Get("RateLimit-Remaining") != "0" || a.Head.Get("RateLimit-Reset") == "" {
+		t.Errorf("429 RateLimit headers: %v", a.Head)
 	}
-	if a := call(t, "GET", g.url+"/sensors", nil, bearer(keys["b"])...); a.code != 200 {
-		t.Errorf("another key is limited too: %d", a.code)
+	if a := call(t, "GET", g.url+"/sensors", nil, bearer(keys["b"])...); a.Code != 200 {
+		t.Errorf("another key is limited too: %d", a.Code)
 	}
-	if a := call(t, "GET", g.url+"/healthz", nil); a.code != 200 {
-		t.Errorf("/healthz is limited: %d", a.code)
+	if a := call(t, "GET", g.url+"/healthz", nil); a.Code != 200 {
+		t.Errorf("/healthz is limited: %d", a.Code)
 	}
 	// The bucket refills: after Retry-After the key works again.
 	deadline := time.Now().Add(waitFor)
-	for call(t, "GET", g.url+"/sensors", nil, bearer(keys["a"])...).code != 200 {
+	for call(t, "GET", g.url+"/sensors", nil, bearer(keys["a"])...).Code != 200 {
 		if time.Now().After(deadline) {
 			t.Fatal("the bucket never refilled")
 		}
@@ -423,11 +405,11 @@ func TestCORS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := preflight(tc.origin, tc.method)
-			got := a.head.Get("Access-Control-Allow-Origin")
+			got := a.Head.Get("Access-Control-Allow-Origin")
 			if tc.allowed {
-				if a.code/100 != 2 || got != tc.origin || a.head.Get("Access-Control-Allow-Methods") != tc.method ||
-					!strings.Contains(strings.ToLower(a.head.Get("Access-Control-Allow-Headers")), "authorization") {
-					t.Fatalf("preflight %d, headers %v", a.code, a.head)
+				if a.Code/100 != 2 || got != tc.origin || a.Head.Get("Access-Control-Allow-Methods") != tc.method ||
+					!strings.Contains(strings.ToLower(a.Head.Get("Access-Control-Allow-Headers")), "authorization") {
+					t.Fatalf("preflight %d, headers %v", a.Code, a.Head)
 				}
 			} else if got != "" {
 				t.Fatalf("refused origin got Access-Control-Allow-Origin %q", got)
@@ -436,16 +418,16 @@ func TestCORS(t *testing.T) {
 	}
 	t.Run("actual request exposes the request id", func(t *testing.T) {
 		a := call(t, "GET", g.url+"/rooms", nil, append(bearer(keys["a"]), "Origin", "https://dash.example.com")...)
-		if a.code != 200 || a.head.Get("Access-Control-Allow-Origin") != "https://dash.example.com" ||
-			!strings.Contains(a.head.Get("Access-Control-Expose-Headers"), "X-Request-Id") {
-			t.Fatalf("%d %v", a.code, a.head)
+		if a.Code != 200 || a.Head.Get("Access-Control-Allow-Origin") != "https://dash.example.com" ||
+			!strings.Contains(a.Head.Get("Access-Control-Expose-Headers"), "X-Request-Id") {
+			t.Fatalf("%d %v", a.Code, a.Head)
 		}
 	})
 	t.Run("no allow-list: no CORS at all", func(t *testing.T) {
 		g2 := startGateway(t, gateway.Options{Upstreams: ups, KeysFile: path})
 		a := call(t, "OPTIONS", g2.url+"/rooms", nil, "Origin", "https://dash.example.com", "Access-Control-Request-Method", "GET")
-		if a.head.Get("Access-Control-Allow-Origin") != "" {
-			t.Fatalf("CORS allowed with an empty allow-list: %v", a.head)
+		if a.Head.Get("Access-Control-Allow-Origin") != "" {
+			t.Fatalf("CORS allowed with an empty allow-list: %v", a.Head)
 		}
 	})
 }
@@ -503,8 +485,8 @@ func TestWebSocketThroughTheGateway(t *testing.T) {
 		})
 	}
 	t.Run("access_token is refused outside an upgrade", func(t *testing.T) {
-		if a := call(t, "GET", g.url+"/sensors?access_token="+keys["a"], nil); a.code != 401 {
-			t.Fatalf("plain GET with access_token: %d", a.code)
+		if a := call(t, "GET", g.url+"/sensors?access_token="+keys["a"], nil); a.Code != 401 {
+			t.Fatalf("plain GET with access_token: %d", a.Code)
 		}
 	})
 	t.Run("closing the gateway ends proxied sockets", func(t *testing.T) {
@@ -547,18 +529,18 @@ func TestLocalUpstreams(t *testing.T) {
 		for _, rc := range routeCases {
 			a := call(t, rc.method, g.url+rc.path, []byte(`{"x":1}`), "Authorization", "Bearer "+keys["admin"],
 				"X-Forwarded-For", "10.9.9.9", "Connection", "X-Hop", "X-Hop", "1", "Keep-Alive", "timeout=5", "X-Request-ID", "req-"+rc.method+"-1")
-			if a.code != 200 {
-				t.Fatalf("%s: %s %s: %d %s", name, rc.method, rc.path, a.code, a.raw)
+			if a.Code != 200 {
+				t.Fatalf("%s: %s %s: %d %s", name, rc.method, rc.path, a.Code, a.Raw)
 			}
-			if got := a.head.Values(httpx.RequestIDHeader); len(got) != 1 || got[0] != "req-"+rc.method+"-1" {
+			if got := a.Head.Values(httpx.RequestIDHeader); len(got) != 1 || got[0] != "req-"+rc.method+"-1" {
 				t.Fatalf("%s: %s %s: response request ids %q", name, rc.method, rc.path, got)
 			}
 			if rc.method == "HEAD" {
 				continue
 			}
 			var e echoed
-			if err := json.Unmarshal(a.raw, &e); err != nil {
-				t.Fatalf("%s: %s %s: %v %s", name, rc.method, rc.path, err, a.raw)
+			if err := json.Unmarshal(a.Raw, &e); err != nil {
+				t.Fatalf("%s: %s %s: %v %s", name, rc.method, rc.path, err, a.Raw)
 			}
 			if e.Upstream != rc.upstream || e.Auth != "" || e.KeyName != "admin" || e.Forwarded != "127.0.0.1" ||
 				e.FwdProto != "http" || e.FwdHost == "" || e.Hop != "" || e.RequestID != "req-"+rc.method+"-1" {
@@ -657,17 +639,17 @@ func TestUpstreamFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
 			a := call(t, tc.method, g.url+tc.path, tc.body, bearer(keys["a"])...)
-			if a.code != tc.code || !isProblem(a) {
-				t.Fatalf("%d %s, want %d problem", a.code, a.raw, tc.code)
+			if a.Code != tc.code || !isProblem(a) {
+				t.Fatalf("%d %s, want %d problem", a.Code, a.Raw, tc.code)
 			}
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("answered after %v: must not hang", d)
 			}
-			if tc.code == 503 && a.head.Get("Retry-After") == "" {
+			if tc.code == 503 && a.Head.Get("Retry-After") == "" {
 				t.Error("503 without Retry-After")
 			}
-			if strings.Contains(string(a.raw), "127.0.0.1") {
-				t.Errorf("the problem leaks the upstream address: %s", a.raw)
+			if strings.Contains(string(a.Raw), "127.0.0.1") {
+				t.Errorf("the problem leaks the upstream address: %s", a.Raw)
 			}
 		})
 	}
@@ -690,10 +672,10 @@ func TestUpstreamFailures(t *testing.T) {
 	})
 	t.Run("readyz names the upstream that is down", func(t *testing.T) {
 		a := call(t, "GET", g.url+"/readyz", nil)
-		checks, _ := a.body["checks"].(map[string]any)
+		checks, _ := a.Body["checks"].(map[string]any)
 		state := func(n string) any { m, _ := checks[n].(map[string]any); return m["status"] }
-		if a.code != 503 || state("room") != "down" || state("sensor") != "up" || state("notification") != "up" {
-			t.Fatalf("readyz %d %s", a.code, a.raw)
+		if a.Code != 503 || state("room") != "down" || state("sensor") != "up" || state("notification") != "up" {
+			t.Fatalf("readyz %d %s", a.Code, a.Raw)
 		}
 	})
 }
@@ -703,8 +685,8 @@ func TestRequestIDAndAccessLog(t *testing.T) {
 	g := startGateway(t, gateway.Options{Upstreams: echoUpstreams(t), KeysFile: path})
 	t.Run("passed through", func(t *testing.T) {
 		a := call(t, "GET", g.url+"/sensors/s1", nil, append(bearer(keys["dashboard"]), "X-Request-ID", "trace-123")...)
-		if a.body["request_id"] != "trace-123" || len(a.head.Values("X-Request-Id")) != 1 || a.head.Get("X-Request-Id") != "trace-123" {
-			t.Fatalf("upstream saw %v, client got %v", a.body["request_id"], a.head.Values("X-Request-Id"))
+		if a.Body["request_id"] != "trace-123" || len(a.Head.Values("X-Request-Id")) != 1 || a.Head.Get("X-Request-Id") != "trace-123" {
+			t.Fatalf("upstream saw %v, client got %v", a.Body["request_id"], a.Head.Values("X-Request-Id"))
 		}
 	})
 	t.Run("generated", func(t *testing.T) {
@@ -715,20 +697,20 @@ func TestRequestIDAndAccessLog(t *testing.T) {
 				h = append(h, "X-Request-ID", bad)
 			}
 			a := call(t, "GET", g.url+"/sensors/s1", nil, h...)
-			id := a.head.Get("X-Request-Id")
+			id := a.Head.Get("X-Request-Id")
 			if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" || seen[id] {
 				t.Fatalf("id %q: want 32 hex digits, new each time (had %v)", id, seen)
 			}
 			seen[id] = true
-			if a.body["request_id"] != id || len(a.head.Values("X-Request-Id")) != 1 {
-				t.Fatalf("upstream saw %v, client got %v", a.body["request_id"], a.head.Values("X-Request-Id"))
+			if a.Body["request_id"] != id || len(a.Head.Values("X-Request-Id")) != 1 {
+				t.Fatalf("upstream saw %v, client got %v", a.Body["request_id"], a.Head.Values("X-Request-Id"))
 			}
 		}
 	})
 	t.Run("on refusals too", func(t *testing.T) {
 		a := call(t, "GET", g.url+"/sensors", nil, "X-Request-ID", "refused-1")
-		if a.code != 401 || a.head.Get("X-Request-Id") != "refused-1" {
-			t.Fatalf("%d %v", a.code, a.head)
+		if a.Code != 401 || a.Head.Get("X-Request-Id") != "refused-1" {
+			t.Fatalf("%d %v", a.Code, a.Head)
 		}
 	})
 	t.Run("access log line", func(t *testing.T) {
@@ -780,8 +762,8 @@ func TestOpenEndpoints(t *testing.T) {
 		t.Run(tc.path, func(t *testing.T) {
 			_ = call(t, "GET", g.url+"/sensors", nil) // one refusal, counted
 			a := call(t, "GET", g.url+tc.path, nil)
-			if a.code != 200 || !strings.Contains(string(a.raw), tc.want) {
-				t.Fatalf("%d %.300s", a.code, a.raw)
+			if a.Code != 200 || !strings.Contains(string(a.Raw), tc.want) {
+				t.Fatalf("%d %.300s", a.Code, a.Raw)
 			}
 		})
 	}
