@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
@@ -61,37 +62,13 @@ func serve(t *testing.T, dir string, opts sensor.Options) *service {
 	return s
 }
 
-// reply is an answer of the service, its body decoded when it is a JSON object.
-type reply struct {
-	status int
-	ctype  string
-	body   map[string]any
-	raw    string
-}
+type reply = httpxtest.Answer
 
-// do sends a request with the headers given as name, value pairs.
+// do sends a request with Content-Type application/json (unless headers name
+// another) and the headers given as name, value pairs.
 func do(t *testing.T, method, url string, body []byte, headers ...string) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := reply{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), raw: string(raw)}
-	_ = json.Unmarshal(raw, &r.body)
-	return r
+	return httpxtest.Do(t, nil, method, url, body, append([]string{"Content-Type", "application/json"}, headers...)...)
 }
 
 // send posts body to /sensors/data.
@@ -145,13 +122,13 @@ func TestIngestForms(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a := do(t, "POST", s.url+"/sensors/data", []byte(tc.body), tc.headers...)
-			if a.status != 200 {
-				t.Fatalf("status %d: %s", a.status, a.raw)
+			if a.Code != 200 {
+				t.Fatalf("status %d: %s", a.Code, a.Raw)
 			}
-			if num(a.body["accepted"]) != tc.accepted || num(a.body["duplicates"]) != tc.duplicates {
-				t.Errorf("accepted %v duplicates %v, want %d %d: %s", a.body["accepted"], a.body["duplicates"], tc.accepted, tc.duplicates, a.raw)
+			if num(a.Body["accepted"]) != tc.accepted || num(a.Body["duplicates"]) != tc.duplicates {
+				t.Errorf("accepted %v duplicates %v, want %d %d: %s", a.Body["accepted"], a.Body["duplicates"], tc.accepted, tc.duplicates, a.Raw)
 			}
-			rej, _ := a.body["rejected"].([]any)
+			rej, _ := a.Body["rejected"].([]any)
 			var idx []int
 			for _, r := range rej {
 				m := r.(map[string]any)
@@ -161,21 +138,21 @@ func TestIngestForms(t *testing.T) {
 				idx = append(idx, num(m["index"]))
 			}
 			if fmt.Sprint(idx) != fmt.Sprint(tc.rejected) {
-				t.Errorf("rejected indexes %v, want %v: %s", idx, tc.rejected, a.raw)
+				t.Errorf("rejected indexes %v, want %v: %s", idx, tc.rejected, a.Raw)
 			}
 		})
 	}
 	t.Run("stored values read back", func(t *testing.T) {
 		a := do(t, "GET", s.url+"/sensors/f/data", nil)
-		rs := a.body["readings"].([]any)
+		rs := a.Body["readings"].([]any)
 		if len(rs) != 1 || rs[0].(map[string]any)["value"] != 20.5 || rs[0].(map[string]any)["unit"] != "Cel" {
-			t.Fatalf("readings of f: %s", a.raw)
+			t.Fatalf("readings of f: %s", a.Raw)
 		}
 		a = do(t, "GET", s.url+"/sensors/a/data?type=humidity", nil)
-		rs = a.body["readings"].([]any)
+		rs = a.Body["readings"].([]any)
 		r := rs[0].(map[string]any)
 		if len(rs) != 1 || r["room_id"] != "r1" || r["timestamp"] != base.UTC().Format("2006-01-02T15:04:05.000Z") {
-			t.Fatalf("room_id should come from the registry and the time round-trip: %s", a.raw)
+			t.Fatalf("room_id should come from the registry and the time round-trip: %s", a.Raw)
 		}
 	})
 }
@@ -209,16 +186,16 @@ func TestIngestBadBodies(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a := do(t, "POST", s.url+"/sensors/data", tc.body, tc.headers...)
-			if a.status != tc.code {
-				t.Fatalf("status %d, want %d: %s", a.status, tc.code, a.raw)
+			if a.Code != tc.code {
+				t.Fatalf("status %d, want %d: %s", a.Code, tc.code, a.Raw)
 			}
-			if !strings.HasPrefix(a.ctype, "application/problem+json") || a.body["status"] == nil || a.body["title"] == nil {
-				t.Fatalf("want a problem+json body, got %q %s", a.ctype, a.raw)
+			if !strings.HasPrefix(a.CType, "application/problem+json") || a.Body["status"] == nil || a.Body["title"] == nil {
+				t.Fatalf("want a problem+json body, got %q %s", a.CType, a.Raw)
 			}
 		})
 	}
 	a := do(t, "GET", s.url+"/sensors", nil)
-	if n := len(a.body["sensors"].([]any)); n != 0 {
+	if n := len(a.Body["sensors"].([]any)); n != 0 {
 		t.Fatalf("bad bodies stored %d sensors", n)
 	}
 }
@@ -240,8 +217,8 @@ func TestGzipBatchAndBigBatch(t *testing.T) {
 	_, _ = zw.Write([]byte(b.String()))
 	_ = zw.Close()
 	a := do(t, "POST", s.url+"/sensors/data", gz.Bytes(), "Content-Encoding", "gzip")
-	if a.status != 200 || num(a.body["accepted"]) != 10000 {
-		t.Fatalf("10,000-reading gzip batch: %d %s", a.status, a.raw)
+	if a.Code != 200 || num(a.Body["accepted"]) != 10000 {
+		t.Fatalf("10,000-reading gzip batch: %d %s", a.Code, a.Raw)
 	}
 	// every reading of s7 comes back exactly once across pages
 	seen := map[string]bool{}
@@ -251,14 +228,14 @@ func TestGzipBatchAndBigBatch(t *testing.T) {
 			t.Fatal("too many pages")
 		}
 		a = do(t, "GET", s.url+"/sensors/s7/data?limit=70&order=desc&cursor="+cursor, nil)
-		for _, r := range a.body["readings"].([]any) {
+		for _, r := range a.Body["readings"].([]any) {
 			k := r.(map[string]any)["timestamp"].(string)
 			if seen[k] {
 				t.Fatalf("reading %s twice", k)
 			}
 			seen[k] = true
 		}
-		c, _ := a.body["next_cursor"].(string)
+		c, _ := a.Body["next_cursor"].(string)
 		if c == "" {
 			break
 		}
@@ -295,7 +272,7 @@ func TestSameBatchFromEightClients(t *testing.T) {
 	for i := range 8 {
 		wg.Go(func() {
 			a := do(t, "POST", s.url+"/sensors/data", []byte(b.String()))
-			answers[i] = fmt.Sprint(a.status, a.body["accepted"], a.body["duplicates"])
+			answers[i] = fmt.Sprint(a.Code, a.Body["accepted"], a.Body["duplicates"])
 		})
 	}
 	wg.Wait()
@@ -307,7 +284,7 @@ func TestSameBatchFromEightClients(t *testing.T) {
 	total := 0
 	for i := range 10 {
 		a := do(t, "GET", fmt.Sprintf("%s/sensors/s%d/data?limit=1000", s.url, i), nil)
-		total += len(a.body["readings"].([]any))
+		total += len(a.Body["readings"].([]any))
 	}
 	if total != 500 {
 		t.Fatalf("stored %d readings, want 500", total)
@@ -342,18 +319,18 @@ func TestRegistryAndRestart(t *testing.T) {
 		{"sensor_id":"t1","room_id":"r1","type":"humidity","value":45,"timestamp":%d},
 		{"sensor_id":"t2","room_id":"r2","type":"co2","value":800,"timestamp":%d}]`, old+1000, old, old, old)))
 	a := do(t, "GET", s.url+"/sensors/t1", nil)
-	lv := a.body["last_values"].(map[string]any)
-	if a.status != 200 || a.body["id"] != "t1" || a.body["room_id"] != "r1" || a.body["status"] != "online" ||
-		lv["temperature"].(map[string]any)["value"] != 20.0 || len(a.body["types"].([]any)) != 2 {
-		t.Fatalf("sensor t1: %s", a.raw)
+	lv := a.Body["last_values"].(map[string]any)
+	if a.Code != 200 || a.Body["id"] != "t1" || a.Body["room_id"] != "r1" || a.Body["status"] != "online" ||
+		lv["temperature"].(map[string]any)["value"] != 20.0 || len(a.Body["types"].([]any)) != 2 {
+		t.Fatalf("sensor t1: %s", a.Raw)
 	}
 	for _, tc := range []struct {
 		query string
 		want  int
 	}{{"", 2}, {"?room_id=r2", 1}, {"?type=humidity", 1}, {"?status=online", 2}, {"?status=offline", 0}, {"?limit=1", 1}} {
 		a := do(t, "GET", s.url+"/sensors"+tc.query, nil)
-		if a.status != 200 || len(a.body["sensors"].([]any)) != tc.want {
-			t.Errorf("GET /sensors%s: %s", tc.query, a.raw)
+		if a.Code != 200 || len(a.Body["sensors"].([]any)) != tc.want {
+			t.Errorf("GET /sensors%s: %s", tc.query, a.Raw)
 		}
 	}
 	for _, tc := range []struct {
@@ -364,23 +341,23 @@ func TestRegistryAndRestart(t *testing.T) {
 		{"/sensors/t1/data?limit=0", 400}, {"/sensors/t1/data?from=soon", 400}, {"/sensors/t1/data?order=up", 400},
 		{"/sensors/t1/data?cursor=garbage", 400}, {"/nowhere", 404}, {"/healthz", 200}, {"/readyz", 200}, {"/metrics", 200},
 	} {
-		if a := do(t, "GET", s.url+tc.path, nil); a.status != tc.code {
-			t.Errorf("GET %s: %d, want %d: %s", tc.path, a.status, tc.code, a.raw)
+		if a := do(t, "GET", s.url+tc.path, nil); a.Code != tc.code {
+			t.Errorf("GET %s: %d, want %d: %s", tc.path, a.Code, tc.code, a.Raw)
 		}
 	}
-	if a := do(t, "DELETE", s.url+"/sensors/data", nil); a.status != 405 {
-		t.Errorf("DELETE /sensors/data: %d", a.status)
+	if a := do(t, "DELETE", s.url+"/sensors/data", nil); a.Code != 405 {
+		t.Errorf("DELETE /sensors/data: %d", a.Code)
 	}
 	s.stop()
 	// Started again a minute later, with sensors offline after 30s.
 	later := func() time.Time { return time.Now().Add(time.Minute) }
 	s = serve(t, dir, sensor.Options{OfflineAfter: 30 * time.Second, Now: later})
 	a = do(t, "GET", s.url+"/sensors/t1/data", nil)
-	if len(a.body["readings"].([]any)) != 3 {
-		t.Fatalf("after restart: %s", a.raw)
+	if len(a.Body["readings"].([]any)) != 3 {
+		t.Fatalf("after restart: %s", a.Raw)
 	}
-	if a = do(t, "GET", s.url+"/sensors?status=offline", nil); len(a.body["sensors"].([]any)) != 2 {
-		t.Fatalf("offline a minute later: %s", a.raw)
+	if a = do(t, "GET", s.url+"/sensors?status=offline", nil); len(a.Body["sensors"].([]any)) != 2 {
+		t.Fatalf("offline a minute later: %s", a.Raw)
 	}
 }
 
@@ -389,7 +366,7 @@ func TestMetricsCountReadings(t *testing.T) {
 	do(t, "POST", s.url+"/sensors/data", []byte(`[{"sensor_id":"m","type":"co2","value":500},{"sensor_id":"m","type":"co2","value":"x"}]`))
 	a := do(t, "GET", s.url+"/metrics", nil)
 	for _, want := range []string{`atrium_sensor_readings_total{outcome="accepted"} 1`, `atrium_sensor_readings_total{outcome="rejected"} 1`, `atrium_http_requests_total{method="POST",route="/sensors/data",status="200"} 1`} {
-		if !strings.Contains(a.raw, want) {
+		if !strings.Contains(string(a.Raw), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

@@ -114,10 +114,10 @@ func TestBatchIDsScopedToTheCaller(t *testing.T) {
 		{"sensor_id":"s1","room_id":"r1","type":"co2","value":600,"timestamp":"` + at + `"},
 		{"sensor_id":"s1","room_id":"r1","type":"co2","value":"lots","timestamp":"` + at + `"}]}`
 	a := send(t, s.url, []byte(first), agent...)
-	if a.status != 200 || num(a.body["accepted"]) != 1 || a.body["batch_id"] != "b-1" {
-		t.Fatalf("first batch: %d %s", a.status, a.raw)
+	if a.Code != 200 || num(a.Body["accepted"]) != 1 || a.Body["batch_id"] != "b-1" {
+		t.Fatalf("first batch: %d %s", a.Code, a.Raw)
 	}
-	wantAnswer := a.raw
+	wantAnswer := a.Raw
 
 	// The same request, written otherwise: whitespace, key order, 600.0, Unix
 	// ms, gzip, the id in the header.
@@ -134,8 +134,8 @@ func TestBatchIDsScopedToTheCaller(t *testing.T) {
 	for name, tc := range same {
 		t.Run("same request/"+name, func(t *testing.T) {
 			a := send(t, s.url, tc.body, tc.headers...)
-			if a.status != 200 || a.raw != wantAnswer {
-				t.Errorf("%d %s, want 200 %s", a.status, a.raw, wantAnswer)
+			if a.Code != 200 || string(a.Raw) != string(wantAnswer) {
+				t.Errorf("%d %s, want 200 %s", a.Code, a.Raw, wantAnswer)
 			}
 		})
 	}
@@ -153,12 +153,12 @@ func TestBatchIDsScopedToTheCaller(t *testing.T) {
 	for name, body := range other {
 		t.Run("other request/"+name, func(t *testing.T) {
 			a := send(t, s.url, []byte(body), append([]string{"Idempotency-Key", "b-1"}, agent...)...)
-			if a.status != http.StatusUnprocessableEntity || !strings.HasPrefix(a.ctype, "application/problem+json") {
-				t.Fatalf("%d %s %s, want 422 problem+json", a.status, a.ctype, a.raw)
+			if a.Code != http.StatusUnprocessableEntity || !strings.HasPrefix(a.CType, "application/problem+json") {
+				t.Fatalf("%d %s %s, want 422 problem+json", a.Code, a.CType, a.Raw)
 			}
-			if a.body["status"] != 422.0 || !strings.Contains(a.body["detail"].(string), `"b-1"`) ||
-				!strings.Contains(a.raw, `"field":"batch_id"`) {
-				t.Errorf("problem %s: want status 422, a detail naming b-1 and a batch_id error", a.raw)
+			if a.Body["status"] != 422.0 || !strings.Contains(a.Body["detail"].(string), `"b-1"`) ||
+				!strings.Contains(string(a.Raw), `"field":"batch_id"`) {
+				t.Errorf("problem %s: want status 422, a detail naming b-1 and a batch_id error", a.Raw)
 			}
 		})
 	}
@@ -185,8 +185,8 @@ func TestBatchIDsScopedToTheCaller(t *testing.T) {
 		t.Run("other caller/"+c.name, func(t *testing.T) {
 			body := `{"batch_id":"b-1","readings":[{"sensor_id":"` + c.sensor + `","type":"co2","value":700,"timestamp":` + itoa(ms) + `}]}`
 			a := send(t, s.url, []byte(body), c.headers...)
-			if a.status != 200 || num(a.body["accepted"]) != 1 || a.body["batch_id"] != "b-1" {
-				t.Fatalf("%d %s, want 200 with 1 accepted", a.status, a.raw)
+			if a.Code != 200 || num(a.Body["accepted"]) != 1 || a.Body["batch_id"] != "b-1" {
+				t.Fatalf("%d %s, want 200 with 1 accepted", a.Code, a.Raw)
 			}
 			if got := s.readingsOf(t, c.sensor); !reflect.DeepEqual(got, []float64{700}) {
 				t.Errorf("%s readings %v, want [700]", c.sensor, got)
@@ -198,14 +198,14 @@ func TestBatchIDsScopedToTheCaller(t *testing.T) {
 		t.Errorf("published events of batches %q, want %q", got, wantEvents)
 	}
 	// agent-hq's batch is still answered as it was.
-	if a := send(t, s.url, []byte(first), agent...); a.status != 200 || a.raw != wantAnswer {
-		t.Errorf("agent-hq's batch at the end: %d %s, want %s", a.status, a.raw, wantAnswer)
+	if a := send(t, s.url, []byte(first), agent...); a.Code != 200 || string(a.Raw) != string(wantAnswer) {
+		t.Errorf("agent-hq's batch at the end: %d %s, want %s", a.Code, a.Raw, wantAnswer)
 	}
 
 	t.Run("key name too long", func(t *testing.T) {
 		a := send(t, s.url, []byte(first), sensor.PrincipalHeader, strings.Repeat("k", sensor.MaxKeyNameLen+1))
-		if a.status != 400 {
-			t.Errorf("%d %s, want 400", a.status, a.raw)
+		if a.Code != 400 {
+			t.Errorf("%d %s, want 400", a.Code, a.Raw)
 		}
 	})
 	t.Run("metrics", func(t *testing.T) {
@@ -231,12 +231,12 @@ func TestResendIndependentOfTheClock(t *testing.T) {
 	body := `{"batch_id":"clock-1","readings":[{"sensor_id":"c1","type":"co2","value":500},
 		{"sensor_id":"c1","type":"humidity","value":40,"timestamp":` + itoa(future) + `}]}`
 	a := send(t, s.url, []byte(body))
-	if a.status != 200 || num(a.body["accepted"]) != 1 || len(a.body["rejected"].([]any)) != 1 {
-		t.Fatalf("first: %d %s", a.status, a.raw)
+	if a.Code != 200 || num(a.Body["accepted"]) != 1 || len(a.Body["rejected"].([]any)) != 1 {
+		t.Fatalf("first: %d %s", a.Code, a.Raw)
 	}
 	s.advance(10 * time.Minute)
-	if b := send(t, s.url, []byte(body)); b.status != 200 || b.raw != a.raw {
-		t.Errorf("resent 10 minutes later: %d %s, want the first answer %s", b.status, b.raw, a.raw)
+	if b := send(t, s.url, []byte(body)); b.Code != 200 || string(b.Raw) != string(a.Raw) {
+		t.Errorf("resent 10 minutes later: %d %s, want the first answer %s", b.Code, b.Raw, a.Raw)
 	}
 	if got := s.readingsOf(t, "c1"); len(got) != 1 {
 		t.Errorf("c1 readings %v, want 1", got)
