@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/bus/bustest"
 
 	"github.com/atrium-iot/atrium/cloud"
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
@@ -124,34 +125,12 @@ func roomWaitReady(t testing.TB, base string) {
 // Without rabbitmqctl it returns base.
 func roomVhost(t testing.TB, base string) string {
 	t.Helper()
-	name := fmt.Sprintf("atrium-room-test-%d", time.Now().UnixNano())
-	ctl := func(args ...string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "rabbitmqctl", args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("rabbitmqctl %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	u, err := url.Parse(base)
+	u, err := bustest.Vhost(t, base, fmt.Sprintf("atrium-room-test-%d", time.Now().UnixNano()))
 	if err != nil {
-		t.Fatal(err)
-	}
-	user := "guest"
-	if u.User != nil {
-		user = u.User.Username()
-	}
-	if err := ctl("add_vhost", name); err != nil {
 		t.Logf("using the shared vhost: %v", err)
 		return base
 	}
-	t.Cleanup(func() { _ = ctl("delete_vhost", name) })
-	if err := ctl("set_permissions", "-p", name, user, ".*", ".*", ".*"); err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
+	return u
 }
 
 // roomBuildAtrium builds the atrium program into a temporary directory.

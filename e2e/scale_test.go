@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/bus/bustest"
+
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	sim "github.com/atrium-iot/atrium/firmware-sim"
@@ -61,35 +63,11 @@ func runID() string {
 // to it.
 func scaleVhost(t *testing.T, base, name string) string {
 	t.Helper()
-	ctl := func(args ...string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		if out, err := exec.CommandContext(ctx, "rabbitmqctl", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("rabbitmqctl %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	u, err := url.Parse(base)
+	u, err := bustest.Vhost(t, base, name)
 	if err != nil {
-		t.Fatal(err)
-	}
-	user := "guest"
-	if u.User != nil {
-		user = u.User.Username()
-	}
-	if err := ctl("add_vhost", name); err != nil {
 		t.Fatalf("a vhost of its own: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := ctl("delete_vhost", name); err != nil {
-			t.Logf("delete vhost: %v", err)
-		}
-	})
-	if err := ctl("set_permissions", "-p", name, user, ".*", ".*", ".*"); err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
+	return u
 }
 
 // scaleClickHouse returns base moved to a database of the run, dropped when t ends.
