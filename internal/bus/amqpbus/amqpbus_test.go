@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
@@ -433,24 +432,5 @@ func BenchmarkPublishConfirm(b *testing.B) {
 	if err := ch.QueueBind(q, "bench.#", bb.opts.Exchange, false, nil); err != nil {
 		b.Fatal(err)
 	}
-	body := []byte(`{"batch_id":"bench","site":"s1","readings":[{"sensor_id":"sensor_001","type":"temperature","value":21.5}]}`)
-	b.Run("serial", func(b *testing.B) {
-		for b.Loop() {
-			if err := bb.Publish(b.Context(), "bench.serial", body); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.SetParallelism(8)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := bb.Publish(context.Background(), "bench.parallel", body); err != nil {
-					panic(fmt.Sprintf("publish: %v", err))
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	})
+	bustest.BenchPublish(b, bb)
 }

@@ -58,26 +58,7 @@ func BenchmarkPublishConfirm(b *testing.B) {
 	if err := mb.Subscribe(b.Context(), "bench", []string{"bench.#"}, func(context.Context, bus.Message) error { return nil }); err != nil {
 		b.Fatal(err)
 	}
-	body := []byte(`{"batch_id":"bench","site":"s1","readings":[{"sensor_id":"sensor_001","type":"temperature","value":21.5}]}`)
-	b.Run("serial", func(b *testing.B) {
-		for b.Loop() {
-			if err := mb.Publish(b.Context(), "bench.serial", body); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.SetParallelism(8)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := mb.Publish(context.Background(), "bench.parallel", body); err != nil {
-					panic(err)
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	})
+	bustest.BenchPublish(b, mb)
 }
 
 // TestBackPressure fills a queue that has no consumer and checks what a publisher
