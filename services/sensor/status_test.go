@@ -2,6 +2,7 @@ package sensor_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -20,9 +21,13 @@ import (
 
 // statusWatch collects the sensor.status.changed events of a bus.
 type statusWatch struct {
-	mu  sync.Mutex
-	evs []events.SensorStatus
+	mu      sync.Mutex
+	evs     []events.SensorStatus
+	markers int
 }
+
+// marker is the sensor id of the events drain publishes after the others.
+const marker = "zz-marker"
 
 func watchStatus(t *testing.T, b bus.Bus) *statusWatch {
 	t.Helper()
@@ -34,8 +39,12 @@ func watchStatus(t *testing.T, b bus.Bus) *statusWatch {
 			return nil
 		}
 		w.mu.Lock()
+		defer w.mu.Unlock()
+		if ev.SensorID == marker {
+			w.markers++
+			return nil
+		}
 		w.evs = append(w.evs, ev)
-		w.mu.Unlock()
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -43,15 +52,40 @@ func watchStatus(t *testing.T, b bus.Bus) *statusWatch {
 	return w
 }
 
-// take returns the events since the last take, as "sensor status/previous since".
-func (w *statusWatch) take() string {
+// drain returns the events published so far and forgets them: it publishes a
+// marker behind them (the queue delivers in order) and waits for it.
+func (w *statusWatch) drain(t *testing.T, b bus.Bus) []events.SensorStatus {
+	t.Helper()
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	want := w.markers + 1
+	w.mu.Unlock()
+	ev := events.SensorStatus{SensorID: marker, Status: events.StatusOnline, LastSeen: t0}
+	if err := b.Publish(t.Context(), bus.SensorStatusChanged, events.EncodeSensorStatus(ev)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		w.mu.Lock()
+		if w.markers >= want {
+			evs := w.evs
+			w.evs = nil
+			w.mu.Unlock()
+			return evs
+		}
+		w.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("the marker event never arrived")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// brief is events as "sensor status/previous +since".
+func brief(evs []events.SensorStatus) string {
 	var out []string
-	for _, ev := range w.evs {
+	for _, ev := range evs {
 		out = append(out, fmt.Sprintf("%s %s/%s +%s", ev.SensorID, ev.Status, ev.Previous, ev.Since.Sub(t0)))
 	}
-	w.evs = nil
 	return strings.Join(out, ", ")
 }
 
@@ -90,21 +124,7 @@ func TestStatusChanges(t *testing.T) {
 		if err := svc.SweepStatus(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// membus delivers asynchronously.
-		deadline := time.Now().Add(5 * time.Second)
-		var got string
-		for {
-			w.mu.Lock()
-			n := len(w.evs)
-			w.mu.Unlock()
-			if n >= strings.Count(want, ",")+1 || want == "" || time.Now().After(deadline) {
-				time.Sleep(20 * time.Millisecond) // nothing more may arrive
-				got = w.take()
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		if got != want {
+		if got := brief(w.drain(t, b)); got != want {
 			t.Fatalf("at +%s: events %q, want %q", at, got, want)
 		}
 	}
@@ -126,11 +146,25 @@ func TestStatusChanges(t *testing.T) {
 	if err := svc.SweepStatus(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	w.mu.Lock()
-	last := w.evs[len(w.evs)-1]
-	w.mu.Unlock()
-	if last.SensorID != "c" || last.RoomID != "room-1" || strings.Join(last.Types, ",") != "humidity" || !last.LastSeen.Equal(t0.Add(20*time.Minute)) {
-		t.Errorf("event %+v", last)
+	evs := w.drain(t, b)
+	if len(evs) != 1 || evs[0].SensorID != "c" || evs[0].RoomID != "room-1" || strings.Join(evs[0].Types, ",") != "humidity" ||
+		!evs[0].LastSeen.Equal(t0.Add(20*time.Minute)) {
+		t.Errorf("events %+v", evs)
+	}
+
+	// With the bus down nothing is marked: the next sweep publishes it.
+	sb := &switchBus{Bus: b}
+	svc = sensor.New(st, sb, logging.Discard(), sensor.Options{OfflineAfter: 5 * time.Minute, Now: func() time.Time { return now }})
+	now = t0.Add(30 * time.Minute)
+	sb.set(true)
+	if err := svc.SweepStatus(ctx); !errors.Is(err, sensor.ErrUnavailable) {
+		t.Fatalf("sweep with the bus down: %v, want ErrUnavailable", err)
+	}
+	sb.set(false)
+	if err := svc.SweepStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := brief(w.drain(t, b)); got != "c offline/online +25m0s" {
+		t.Errorf("after the bus is back: %q", got)
 	}
 }
