@@ -168,3 +168,38 @@ func TestStatusChanges(t *testing.T) {
 		t.Errorf("after the bus is back: %q", got)
 	}
 }
+
+// BenchmarkSweepStatus sweeps a SQLite registry of 10,000 sensors in which
+// nothing changed: the steady cost of watching liveness, paid every
+// StatusInterval (-offline-after/10, from 1s to 30s).
+func BenchmarkSweepStatus(b *testing.B) {
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(b.TempDir(), "sensor.db"), sqlitestore.Options{Logger: logging.Discard(), Synchronous: "NORMAL"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	mb := membus.New(logging.Discard())
+	defer mb.Close()
+	const sensors, perBatch = 10000, 500
+	for i := 0; i < sensors; i += perBatch {
+		rs := make([]reading.Reading, perBatch)
+		for k := range rs {
+			rs[k] = reading.Reading{SensorID: fmt.Sprintf("s%05d", i+k), RoomID: fmt.Sprintf("room-%d", (i+k)/20), Type: "co2", Value: 500, Timestamp: t0}
+		}
+		if _, err := st.Ingest(ctx, sensor.Batch{ID: fmt.Sprintf("b%d", i), Readings: rs, ReceivedAt: t0}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	svc := sensor.New(st, mb, logging.Discard(), sensor.Options{Now: func() time.Time { return t0.Add(time.Minute) }})
+	if err := svc.SweepStatus(ctx); err != nil { // publishes 10,000 online
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := svc.SweepStatus(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(sensors)*float64(b.N)/b.Elapsed().Seconds(), "sensors/s")
+}
