@@ -20,8 +20,8 @@ type Alert struct {
 }
 
 // EncodeAlert returns the body of alert.raised or alert.resolved.
-func EncodeAlert(a Alert) []byte {
-	return mustMarshal(a)
+func EncodeAlert(a Alert) ([]byte, error) {
+	return encodeJSON(AlertSubject, a)
 }
 
 // DecodeAlert reads an alert.raised or alert.resolved body. A body that is not

@@ -3,6 +3,7 @@ package events_test
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func TestSensorStatusContract(t *testing.T) {
 			Previous: events.StatusOnline, LastSeen: ts, Since: ts.Add(5 * time.Minute)},
 		{SensorID: "s2", Status: events.StatusOnline, LastSeen: ts, Since: ts},
 	} {
-		got, err := events.DecodeSensorStatus(events.EncodeSensorStatus(ev))
+		got, err := events.DecodeSensorStatus(must(events.EncodeSensorStatus(ev)))
 		if err != nil || !reflect.DeepEqual(got, ev) {
 			t.Errorf("round trip of %+v = %+v, %v", ev, got, err)
 		}
@@ -50,7 +51,7 @@ func TestRoomMetricsContract(t *testing.T) {
 			"occupancy": {Value: 6, Unit: "count", Timestamp: ts, Sensors: 1},
 		},
 		Occupied: &occ, OccupancyRatio: &ratio, AirQuality: &air, Comfort: events.Comfort{Status: "unknown", Issues: []string{}}}
-	body := events.EncodeRoomMetrics(m)
+	body := must(events.EncodeRoomMetrics(m))
 	got, err := events.DecodeRoomMetrics(body)
 	if err != nil || !reflect.DeepEqual(got, m) {
 		t.Errorf("round trip = %+v, %v\nwant %+v", got, err, m)
@@ -58,6 +59,12 @@ func TestRoomMetricsContract(t *testing.T) {
 	var generic map[string]any
 	if err := json.Unmarshal(body, &generic); err != nil || generic["occupancy_ratio"] != 0.75 || generic["room_id"] != "room-101" {
 		t.Errorf("body %s", body)
+	}
+	// A value JSON cannot hold is an error, not a panic.
+	huge := m
+	huge.Metrics = map[string]events.RoomTypeMetrics{"radon": {Value: math.Inf(1)}}
+	if _, err := events.EncodeRoomMetrics(huge); err == nil {
+		t.Error("a room metric of +Inf encoded")
 	}
 	for _, body := range []string{
 		``, `7`, `{"at":"2026-11-25T12:00:00Z"}`, `{"room_id":"r","metrics":{}}`,
@@ -78,7 +85,7 @@ func TestAlertContract(t *testing.T) {
 		{ID: "a1", RuleID: "default-co2-warning", RoomID: "r1", SensorID: "s1", Type: "co2", Severity: "warning", State: "active", Value: 1234, RaisedAt: ts},
 		{ID: "a2", RuleID: "silent", SensorID: "s2", Severity: "warning", State: "resolved", RaisedAt: ts, ResolvedAt: &resolved, Message: "back"},
 	} {
-		got, err := events.DecodeAlert(events.EncodeAlert(a))
+		got, err := events.DecodeAlert(must(events.EncodeAlert(a)))
 		if err != nil || !reflect.DeepEqual(got, a) {
 			t.Errorf("round trip of %+v = %+v, %v", a, got, err)
 		}
@@ -88,4 +95,11 @@ func TestAlertContract(t *testing.T) {
 			t.Errorf("decode %q: err = %v, want ErrMalformed", body, err)
 		}
 	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -68,8 +68,8 @@ type RoomMetrics struct {
 }
 
 // EncodeRoomMetrics returns the body of room.metrics.updated.
-func EncodeRoomMetrics(m RoomMetrics) []byte {
-	return mustMarshal(m)
+func EncodeRoomMetrics(m RoomMetrics) ([]byte, error) {
+	return encodeJSON(RoomMetricsSubject, m)
 }
 
 // DecodeRoomMetrics reads a room.metrics.updated body. A body that is not one

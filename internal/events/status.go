@@ -36,8 +36,8 @@ type SensorStatus struct {
 }
 
 // EncodeSensorStatus returns the body of sensor.status.changed.
-func EncodeSensorStatus(ev SensorStatus) []byte {
-	return mustMarshal(ev)
+func EncodeSensorStatus(ev SensorStatus) ([]byte, error) {
+	return encodeJSON(SensorStatusSubject, ev)
 }
 
 // DecodeSensorStatus reads a sensor.status.changed body. A body that is not
@@ -88,11 +88,13 @@ func malformed(subject, why string) error {
 	return fmt.Errorf("events: decode %s: %w: %s", subject, ErrMalformed, why)
 }
 
-func mustMarshal(v any) []byte {
+// encodeJSON writes v as JSON. It fails only on what JSON cannot hold: a
+// number that is not finite (a mean of huge values of an unknown type can
+// overflow) or a time outside years 0-9999.
+func encodeJSON(subject string, v any) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		// The bodies hold strings, times and finite numbers only.
-		panic(fmt.Sprintf("events: encode %T: %v", v, err))
+		return nil, fmt.Errorf("events: encode %s: %w", subject, err)
 	}
-	return b
+	return b, nil
 }

@@ -127,7 +127,11 @@ func (e *env) publish(batchID string, rs ...reading.Reading) {
 // status publishes a sensor.status.changed event, as the sensor service does.
 func (e *env) status(ev events.SensorStatus) {
 	e.t.Helper()
-	if err := e.bus.Publish(e.t.Context(), bus.SensorStatusChanged, events.EncodeSensorStatus(ev)); err != nil {
+	body, err := events.EncodeSensorStatus(ev)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.bus.Publish(e.t.Context(), bus.SensorStatusChanged, body); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -487,9 +487,12 @@ func (s *Service) alertEvent(typ string, a Alert, at time.Time, msg string) Even
 // WebSocket clients and the rule's webhook.
 func (s *Service) announce(ctx context.Context, kind, subject string, a Alert, r *Rule) {
 	if subject != "" {
-		body := events.EncodeAlert(a)
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := s.bus.Publish(pctx, subject, body); err != nil {
+		body, err := events.EncodeAlert(a)
+		if err == nil {
+			err = s.bus.Publish(pctx, subject, body)
+		}
+		if err != nil {
 			s.publishErrs.Inc()
 			s.log.Warn("publishing alert event failed", "subject", subject, "alert", a.ID, "err", err)
 		}

@@ -447,7 +447,11 @@ func TestRoomMetricRule(t *testing.T) {
 	update := func(at time.Duration, ratio float64) {
 		t.Helper()
 		m := events.RoomMetrics{RoomID: "room-101", At: t0.Add(at), OccupancyRatio: &ratio, Metrics: map[string]events.RoomTypeMetrics{}}
-		if err := e.bus.Publish(t.Context(), bus.RoomMetricsUpdated, events.EncodeRoomMetrics(m)); err != nil {
+		body, err := events.EncodeRoomMetrics(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.bus.Publish(t.Context(), bus.RoomMetricsUpdated, body); err != nil {
 			t.Fatal(err)
 		}
 	}

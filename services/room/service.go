@@ -2,7 +2,6 @@ package room
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -301,9 +300,9 @@ func (s *Service) publishRoom(ctx context.Context, id string) error {
 		}
 		return err
 	}
-	body, err := json.Marshal(m)
+	body, err := events.EncodeRoomMetrics(m)
 	if err != nil {
-		return fmt.Errorf("encode metrics of %s: %w", id, err)
+		return fmt.Errorf("metrics of %s: %w", id, err)
 	}
 	return s.bus.Publish(ctx, bus.RoomMetricsUpdated, body)
 }

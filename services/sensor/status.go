@@ -143,7 +143,11 @@ func (s *Service) publishStatus(ctx context.Context, sn Sensor, status, prev str
 	if status == StatusOffline {
 		ev.Since = ev.LastSeen.Add(s.opts.OfflineAfter)
 	}
-	if err := s.bus.Publish(ctx, bus.SensorStatusChanged, events.EncodeSensorStatus(ev)); err != nil {
+	body, err := events.EncodeSensorStatus(ev)
+	if err != nil {
+		return fmt.Errorf("sensor: status of %s: %w", sn.ID, err)
+	}
+	if err := s.bus.Publish(ctx, bus.SensorStatusChanged, body); err != nil {
 		s.publishErr.Inc()
 		return fmt.Errorf("sensor: publish status of %s: %w", sn.ID, errors.Join(ErrUnavailable, err))
 	}

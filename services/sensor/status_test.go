@@ -60,7 +60,11 @@ func (w *statusWatch) drain(t *testing.T, b bus.Bus) []events.SensorStatus {
 	want := w.markers + 1
 	w.mu.Unlock()
 	ev := events.SensorStatus{SensorID: marker, Status: events.StatusOnline, LastSeen: t0}
-	if err := b.Publish(t.Context(), bus.SensorStatusChanged, events.EncodeSensorStatus(ev)); err != nil {
+	body, err := events.EncodeSensorStatus(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(t.Context(), bus.SensorStatusChanged, body); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
