@@ -468,6 +468,12 @@ type registered struct {
 // listSensors reads the whole registry, page by page.
 func listSensors(t *testing.T, base string) []registered {
 	t.Helper()
+	return pageSensors(t, base, func(u string, v any) { getJSON(t, u, v) })
+}
+
+// pageSensors reads the whole registry at base with get, page by page.
+func pageSensors(t *testing.T, base string, get func(url string, v any)) []registered {
+	t.Helper()
 	var all []registered
 	cursor := ""
 	for page := 0; ; page++ {
@@ -479,7 +485,7 @@ func listSensors(t *testing.T, base string) []registered {
 			Sensors    []registered `json:"sensors"`
 			NextCursor string       `json:"next_cursor"`
 		}
-		getJSON(t, base+"/sensors?"+q.Encode(), &p)
+		get(base+"/sensors?"+q.Encode(), &p)
 		all = append(all, p.Sensors...)
 		if p.NextCursor == "" {
 			return all

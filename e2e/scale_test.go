@@ -465,26 +465,12 @@ func TestScaleOut(t *testing.T) {
 
 	t.Run("registry through the gateway", func(t *testing.T) {
 		got := map[string]registered{}
-		cursor := ""
-		for page := 0; ; page++ {
-			q := url.Values{"limit": {"1000"}}
-			if cursor != "" {
-				q.Set("cursor", cursor)
-			}
-			var p struct {
-				Sensors    []registered `json:"sensors"`
-				NextCursor string       `json:"next_cursor"`
-			}
-			if err := getAuth(gw.url+"/sensors?"+q.Encode(), readKey, &p); err != nil {
+		for _, s := range pageSensors(t, gw.url, func(u string, v any) {
+			if err := getAuth(u, readKey, v); err != nil {
 				t.Fatal(err)
 			}
-			for _, s := range p.Sensors {
-				got[s.ID] = s
-			}
-			if p.NextCursor == "" || page > 1000 {
-				break
-			}
-			cursor = p.NextCursor
+		}) {
+			got[s.ID] = s
 		}
 		for _, s := range sensors {
 			if r, ok := got[s.id]; !ok || r.RoomID != s.room {
