@@ -155,3 +155,43 @@ func TestUnmarshalWording(t *testing.T) {
 		})
 	}
 }
+
+func TestList(t *testing.T) {
+	type item struct {
+		ID string `json:"id"`
+	}
+	tests := []struct {
+		name  string
+		items []item
+		next  string
+		want  string
+	}{
+		{"none", nil, "", `{"rooms":[]}`},
+		{"last page", []item{{"a"}}, "", `{"rooms":[{"id":"a"}]}`},
+		{"more", []item{{"a"}, {"b"}}, "Yg", `{"rooms":[{"id":"a"},{"id":"b"}],"next_cursor":"Yg"}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			httpx.List(rec, "rooms", tc.items, tc.next)
+			if got := strings.TrimSpace(rec.Body.String()); rec.Code != 200 || got != tc.want {
+				t.Errorf("%d %s, want 200 %s", rec.Code, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestQueryID(t *testing.T) {
+	req := httptest.NewRequest("GET", "/x?room_id=room-101&site=a%20b", nil)
+	q := httpx.NewQuery(req)
+	if got := q.ID("room_id"); got != "room-101" {
+		t.Errorf("room_id = %q", got)
+	}
+	if got := q.ID("sensor_id"); got != "" {
+		t.Errorf("absent sensor_id = %q", got)
+	}
+	q.ID("site")
+	if len(q.Problems) != 1 || q.Problems[0].Field != "site" {
+		t.Errorf("problems %+v, want one about site", q.Problems)
+	}
+}

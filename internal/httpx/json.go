@@ -22,6 +22,41 @@ func JSON(w http.ResponseWriter, status int, v any) {
 	writeJSON(w, "application/json", status, v)
 }
 
+// List writes one page of a list as 200 application/json: an object naming its
+// items, {"<name>": [...], "next_cursor": "..."}. The items are never null, and
+// next_cursor is there only when there is more.
+func List[T any](w http.ResponseWriter, name string, items []T, next string) {
+	if items == nil {
+		items = []T{}
+	}
+	JSON(w, http.StatusOK, page{name: name, items: items, next: next})
+}
+
+// page is what List writes, in that order.
+type page struct {
+	name  string
+	items any
+	next  string
+}
+
+func (p page) MarshalJSON() ([]byte, error) {
+	name, err := json.Marshal(p.name)
+	if err != nil {
+		return nil, err
+	}
+	items, err := json.Marshal(p.items)
+	if err != nil {
+		return nil, err
+	}
+	b := append([]byte{'{'}, name...)
+	b = append(append(b, ':'), items...)
+	if p.next != "" {
+		next, _ := json.Marshal(p.next)
+		b = append(append(b, `,"next_cursor":`...), next...)
+	}
+	return append(b, '}'), nil
+}
+
 func writeJSON(w http.ResponseWriter, ctype string, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {

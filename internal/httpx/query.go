@@ -45,6 +45,16 @@ func (q *Query) Limit() int {
 	return min(n, MaxLimit)
 }
 
+// ID reads an optional identifier such as a room_id: 1-128 characters of
+// [A-Za-z0-9._:-]; empty when absent.
+func (q *Query) ID(name string) string {
+	s := q.v.Get(name)
+	if s != "" && !reading.ValidID(s) {
+		q.add(name, "1-128 characters of A-Z a-z 0-9 . _ : -")
+	}
+	return s
+}
+
 // Time reads an RFC 3339 or Unix-milliseconds time; zero when absent.
 func (q *Query) Time(name string) time.Time {
 	s := q.v.Get(name)

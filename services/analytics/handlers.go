@@ -423,11 +423,6 @@ func (s *Service) handleCreateReport() http.HandlerFunc {
 	}
 }
 
-type reportsPage struct {
-	Reports    []Report `json:"reports"`
-	NextCursor string   `json:"next_cursor,omitempty"`
-}
-
 func (s *Service) handleReports() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := httpx.NewQuery(r)
@@ -446,10 +441,7 @@ func (s *Service) handleReports() http.HandlerFunc {
 			httpx.Error(w, r, s.log, err)
 			return
 		}
-		if rs == nil {
-			rs = []Report{}
-		}
-		httpx.JSON(w, http.StatusOK, reportsPage{Reports: rs, NextCursor: next})
+		httpx.List(w, "reports", rs, next)
 	}
 }
 

@@ -17,11 +17,6 @@ import (
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
-type rulesPage struct {
-	Rules      []Rule `json:"rules"`
-	NextCursor string `json:"next_cursor,omitempty"`
-}
-
 func (s *Service) handleRules() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := httpx.NewQuery(r)
@@ -41,18 +36,19 @@ func (s *Service) handleRules() http.HandlerFunc {
 			httpx.Error(w, r, s.log, fmt.Errorf("list rules: %w", err))
 			return
 		}
-		page := rulesPage{Rules: []Rule{}}
+		var page []Rule
+		next := ""
 		for _, rl := range rules {
 			if after != "" && rl.ID <= after {
 				continue
 			}
-			if len(page.Rules) == limit {
-				page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(page.Rules[limit-1].ID))
+			if len(page) == limit {
+				next = base64.RawURLEncoding.EncodeToString([]byte(page[limit-1].ID))
 				break
 			}
-			page.Rules = append(page.Rules, rl.Public())
+			page = append(page, rl.Public())
 		}
-		httpx.JSON(w, http.StatusOK, page)
+		httpx.List(w, "rules", page, next)
 	}
 }
 
@@ -186,23 +182,17 @@ func (s *Service) notFound(what, id string, err error) error {
 	return fmt.Errorf("%s %s: %w", what, id, err)
 }
 
-type alertsPage struct {
-	Alerts     []Alert `json:"alerts"`
-	NextCursor string  `json:"next_cursor,omitempty"`
-}
-
 func (s *Service) handleAlerts() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := httpx.NewQuery(r)
 		aq := AlertQuery{
 			State:    q.Enum("state", "", StateActive, StateAcknowledged, StateResolved),
-			RoomID:   q.String("room_id"),
-			Severity: q.Enum("severity", "", SeverityInfo, SeverityWarning, SeverityCritical),
+			Severity: q.Enum("severity", "", Severities...),
 			RuleID:   q.String("rule_id"),
 			Limit:    q.Limit(),
+			RoomID:   q.ID("room_id"),
 			Cursor:   q.String("cursor"),
 		}
-		q.Check(aq.RoomID != "" && !reading.ValidID(aq.RoomID), "room_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
 		if err := q.Err(); err != nil {
 			httpx.Error(w, r, s.log, err)
 			return
@@ -212,10 +202,7 @@ func (s *Service) handleAlerts() http.HandlerFunc {
 			httpx.Error(w, r, s.log, fmt.Errorf("list alerts: %w", err))
 			return
 		}
-		if as == nil {
-			as = []Alert{}
-		}
-		httpx.JSON(w, http.StatusOK, alertsPage{Alerts: as, NextCursor: next})
+		httpx.List(w, "alerts", as, next)
 	}
 }
 
@@ -258,23 +245,17 @@ func (s *Service) handleAck() http.HandlerFunc {
 	}
 }
 
-type eventsPage struct {
-	Events     []Event `json:"events"`
-	NextCursor string  `json:"next_cursor,omitempty"`
-}
-
 func (s *Service) handleEvents() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := httpx.NewQuery(r)
 		eq := EventQuery{
 			Type:     q.Enum("type", "", EventTypes...),
-			Severity: q.Enum("severity", "", SeverityInfo, SeverityWarning, SeverityCritical),
-			RoomID:   q.String("room_id"),
+			Severity: q.Enum("severity", "", Severities...),
 			Since:    q.Time("since"),
 			Limit:    q.Limit(),
+			RoomID:   q.ID("room_id"),
 			Cursor:   q.String("cursor"),
 		}
-		q.Check(eq.RoomID != "" && !reading.ValidID(eq.RoomID), "room_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
 		if err := q.Err(); err != nil {
 			httpx.Error(w, r, s.log, err)
 			return
@@ -284,10 +265,7 @@ func (s *Service) handleEvents() http.HandlerFunc {
 			httpx.Error(w, r, s.log, fmt.Errorf("list events: %w", err))
 			return
 		}
-		if es == nil {
-			es = []Event{}
-		}
-		httpx.JSON(w, http.StatusOK, eventsPage{Events: es, NextCursor: next})
+		httpx.List(w, "events", es, next)
 	}
 }
 
@@ -381,9 +359,8 @@ func (s *Service) handleSend() http.HandlerFunc {
 func (s *Service) handleWebSocket() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := httpx.NewQuery(r)
-		room := q.String("room_id")
-		sev := q.Enum("severity", "", SeverityInfo, SeverityWarning, SeverityCritical)
-		q.Check(room != "" && !reading.ValidID(room), "room_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
+		sev := q.Enum("severity", "", Severities...)
+		room := q.ID("room_id")
 		if err := q.Err(); err != nil {
 			httpx.Error(w, r, s.log, err)
 			return

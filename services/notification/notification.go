@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -33,18 +34,11 @@ const (
 	SeverityCritical = "critical"
 )
 
+// Severities are the severities, least severe first.
+var Severities = []string{SeverityInfo, SeverityWarning, SeverityCritical}
+
 // SeverityRank orders severities: info 1, warning 2, critical 3, unknown 0.
-func SeverityRank(s string) int {
-	switch s {
-	case SeverityInfo:
-		return 1
-	case SeverityWarning:
-		return 2
-	case SeverityCritical:
-		return 3
-	}
-	return 0
-}
+func SeverityRank(s string) int { return slices.Index(Severities, s) + 1 }
 
 // Alert states.
 const (

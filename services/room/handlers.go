@@ -39,11 +39,6 @@ func roomErr(id string, err error) error {
 	return fmt.Errorf("room %s: %w", id, err)
 }
 
-type roomsPage struct {
-	Rooms      []Summary `json:"rooms"`
-	NextCursor string    `json:"next_cursor,omitempty"`
-}
-
 func (s *Service) handleRooms() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := httpx.NewQuery(r)
@@ -59,10 +54,10 @@ func (s *Service) handleRooms() http.HandlerFunc {
 			httpx.Error(w, r, s.log, fmt.Errorf("list rooms: %w", err))
 			return
 		}
-		page := roomsPage{Rooms: make([]Summary, 0, min(len(rooms), limit))}
+		page, next := make([]Summary, 0, min(len(rooms), limit)), ""
 		if len(rooms) > limit {
 			rooms = rooms[:limit]
-			page.NextCursor = encodeCursor(rooms[limit-1].ID)
+			next = encodeCursor(rooms[limit-1].ID)
 		}
 		for _, rm := range rooms {
 			m, err := s.metrics(r.Context(), rm.ID)
@@ -73,9 +68,9 @@ func (s *Service) handleRooms() http.HandlerFunc {
 				httpx.Error(w, r, s.log, fmt.Errorf("metrics of %s: %w", rm.ID, err))
 				return
 			}
-			page.Rooms = append(page.Rooms, Summarise(rm, m))
+			page = append(page, Summarise(rm, m))
 		}
-		httpx.JSON(w, http.StatusOK, page)
+		httpx.List(w, "rooms", page, next)
 	}
 }
 

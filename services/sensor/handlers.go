@@ -254,11 +254,6 @@ func (s *Service) handleSensor() http.HandlerFunc {
 	}
 }
 
-type sensorsPage struct {
-	Sensors    []Sensor `json:"sensors"`
-	NextCursor string   `json:"next_cursor,omitempty"`
-}
-
 func (s *Service) handleSensors() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := httpx.NewQuery(r)
@@ -280,12 +275,9 @@ func (s *Service) handleSensors() http.HandlerFunc {
 			httpx.Error(w, r, s.log, fmt.Errorf("list sensors: %w", err))
 			return
 		}
-		if ss == nil {
-			ss = []Sensor{}
-		}
 		for i := range ss {
 			s.status(&ss[i], now)
 		}
-		httpx.JSON(w, http.StatusOK, sensorsPage{Sensors: ss, NextCursor: next})
+		httpx.List(w, "sensors", ss, next)
 	}
 }
