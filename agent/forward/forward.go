@@ -836,10 +836,15 @@ func clip(s string, n int) string {
 }
 
 var (
-	gzipPool = sync.Pool{New: func() any {
-		w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed) // BestSpeed is a valid level
-		return w
-	}}
+	// zw is the one gzip writer every batch is compressed with, one at a time. A
+	// compress/flate writer holds about 1.2 MiB whatever its level; a sync.Pool kept one
+	// per batch being encoded and dropped them at every GC, so each GC cycle allocated
+	// them again. Compressing a batch takes well under a millisecond, so batches in
+	// flight hardly ever wait for it.
+	zw struct {
+		sync.Mutex
+		w *gzip.Writer
+	}
 	bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 )
 
@@ -866,30 +871,35 @@ func encode(dst *bytes.Buffer, b Batch) error {
 	if err != nil {
 		return err
 	}
-	zw := gzipPool.Get().(*gzip.Writer)
-	defer gzipPool.Put(zw)
-	zw.Reset(dst)
-	if _, err := zw.Write(bodyStart); err != nil {
+	zw.Lock()
+	defer zw.Unlock()
+	if zw.w == nil {
+		zw.w, _ = gzip.NewWriterLevel(dst, gzip.BestSpeed) // BestSpeed is a valid level
+	} else {
+		zw.w.Reset(dst)
+	}
+	w := zw.w
+	if _, err := w.Write(bodyStart); err != nil {
 		return err
 	}
-	if _, err := zw.Write(id); err != nil {
+	if _, err := w.Write(id); err != nil {
 		return err
 	}
-	if _, err := zw.Write(bodyReadings); err != nil {
+	if _, err := w.Write(bodyReadings); err != nil {
 		return err
 	}
 	for i, r := range b.Readings {
 		if i > 0 {
-			if _, err := zw.Write(bodyComma); err != nil {
+			if _, err := w.Write(bodyComma); err != nil {
 				return err
 			}
 		}
-		if _, err := zw.Write(r); err != nil {
+		if _, err := w.Write(r); err != nil {
 			return err
 		}
 	}
-	if _, err := zw.Write(bodyEnd); err != nil {
+	if _, err := w.Write(bodyEnd); err != nil {
 		return err
 	}
-	return zw.Close()
+	return w.Close()
 }
