@@ -30,7 +30,7 @@ type answer = httpxtest.Answer
 // another) and the headers given as name, value pairs.
 func do(t *testing.T, method, url string, body []byte, headers ...string) answer {
 	t.Helper()
-	return httpxtest.Do(t, nil, method, url, body, append([]string{"Content-Type", "application/json"}, headers...)...)
+	return httpxtest.DoJSON(t, method, url, body, headers...)
 }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -1,11 +1,9 @@
 package analytics_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -22,9 +20,11 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/events"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/testenv"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/analytics"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
 	"github.com/atrium-iot/atrium/services/analytics/sqlitestore"
@@ -126,54 +126,6 @@ func startRig(t *testing.T, st analytics.Store, b *membus.Bus, opts analytics.Op
 	return r
 }
 
-type answer struct {
-	Code  int
-	CType string
-	Raw   []byte
-}
-
-func get(t *testing.T, u string) answer {
-	t.Helper()
-	return call(t, http.MethodGet, u, nil)
-}
-
-func call(t *testing.T, method, u string, body []byte) answer {
-	t.Helper()
-	req, err := http.NewRequest(method, u, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return answer{Code: resp.StatusCode, CType: resp.Header.Get("Content-Type"), Raw: raw}
-}
-
-func decode[T any](t *testing.T, a answer) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(a.Raw, &v); err != nil {
-		t.Fatalf("decode %s: %v", a.Raw, err)
-	}
-	return v
-}
-
-// eventually polls cond until it holds or 30 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
 
 // publishReadings sends readings on the bus as the sensor service does.
@@ -259,15 +211,15 @@ func TestTrendsEndpoint(t *testing.T) {
 			}
 			publishReadings(t, b, "b1", rs)
 			publishReadings(t, b, "b1", rs) // redelivered: changes nothing
-			eventually(t, "readings stored", func() bool {
+			testwait.For(t, "readings stored", func() bool {
 				n, err := r.store.CountReadings(t.Context(), day.Add(-24*time.Hour), day.Add(24*time.Hour))
 				return err == nil && n == int64(len(rs))
 			})
-			a := get(t, r.url+"/analytics/trends?type=temperature&room_id=lab&bucket=1h&from="+day.Format(time.RFC3339)+"&to="+day.Add(24*time.Hour).Format(time.RFC3339))
+			a := httpxtest.Get(t, r.url+"/analytics/trends?type=temperature&room_id=lab&bucket=1h&from="+day.Format(time.RFC3339)+"&to="+day.Add(24*time.Hour).Format(time.RFC3339))
 			if a.Code != 200 {
 				t.Fatalf("status %d: %s", a.Code, a.Raw)
 			}
-			tr := decode[analytics.TrendAnswer](t, a)
+			tr := httpxtest.Decode[analytics.TrendAnswer](t, a)
 			if len(tr.Buckets) != 24 || tr.Count != 48 {
 				t.Fatalf("%d buckets, %d readings; want 24 and 48", len(tr.Buckets), tr.Count)
 			}
@@ -290,12 +242,12 @@ func TestTrendsEndpoint(t *testing.T) {
 			// A spike: hour 30 of a flat building-wide series in the previous day.
 			spike := reading.Reading{SensorID: "t3", RoomID: "hall", Type: "temperature", Value: 80, Timestamp: day.Add(-12*time.Hour + 31*time.Minute)}
 			publishReadings(t, b, "b2", []reading.Reading{spike})
-			eventually(t, "spike stored", func() bool {
+			testwait.For(t, "spike stored", func() bool {
 				n, _ := r.store.CountReadings(t.Context(), day.Add(-24*time.Hour), day)
 				return n == 25
 			})
-			a = get(t, r.url+"/analytics/trends?type=temperature&bucket=1h&from="+day.Add(-24*time.Hour).Format(time.RFC3339)+"&to="+day.Format(time.RFC3339))
-			tr = decode[analytics.TrendAnswer](t, a)
+			a = httpxtest.Get(t, r.url+"/analytics/trends?type=temperature&bucket=1h&from="+day.Add(-24*time.Hour).Format(time.RFC3339)+"&to="+day.Format(time.RFC3339))
+			tr = httpxtest.Decode[analytics.TrendAnswer](t, a)
 			// 24 buckets at 10, except hour 12 whose mean is (10+80)/2 = 45: z = √23.
 			if tr.Scope != "building" || len(tr.Anomalies) != 1 || tr.Anomalies[0].Mean != 45 || !near(tr.Anomalies[0].Z, math.Sqrt(23)) {
 				t.Errorf("scope %s anomalies %+v, want one of mean 45, z √23", tr.Scope, tr.Anomalies)
@@ -358,7 +310,7 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 			for i := 0; i < len(u.Readings); i += 500 {
 				publishReadings(t, b, fmt.Sprintf("uci-%d", i), u.Readings[i:min(i+500, len(u.Readings))])
 			}
-			eventually(t, "readings stored", func() bool {
+			testwait.For(t, "readings stored", func() bool {
 				n, err := r.store.CountReadings(t.Context(), u.First.Add(-time.Hour), u.Last.Add(time.Hour))
 				return err == nil && n == int64(len(u.Readings))
 			})
@@ -369,16 +321,16 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			eventually(t, "alerts recorded", func() bool {
+			testwait.For(t, "alerts recorded", func() bool {
 				n, _ := r.store.ActiveAlerts(t.Context())
 				return n == 1
 			})
 
-			a := get(t, r.url+"/analytics/summary")
+			a := httpxtest.Get(t, r.url+"/analytics/summary")
 			if a.Code != 200 {
 				t.Fatalf("summary: %d %s", a.Code, a.Raw)
 			}
-			sum := decode[analytics.Summary](t, a)
+			sum := httpxtest.Decode[analytics.Summary](t, a)
 			// From the CSV: the last hour (whole minutes up to now's) and day.
 			end := now.Truncate(time.Minute).Add(time.Minute)
 			rows := func(room string, from time.Time) (n int64) {
@@ -415,18 +367,18 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 			// A custom report over both data sets.
 			from, to := u.First.Truncate(time.Hour), u.Last.Truncate(time.Minute).Add(time.Minute)
 			body := fmt.Sprintf(`{"kind":"custom","from":%q,"to":%q,"capacities":{"uci-roe-room":4}}`, from.Format(time.RFC3339), to.Format(time.RFC3339))
-			a = call(t, http.MethodPost, r.url+"/analytics/reports", []byte(body))
+			a = httpxtest.DoJSON(t, http.MethodPost, r.url+"/analytics/reports", []byte(body))
 			if a.Code != http.StatusAccepted {
 				t.Fatalf("POST report: %d %s", a.Code, a.Raw)
 			}
-			id := decode[map[string]string](t, a)["id"]
+			id := httpxtest.Decode[map[string]string](t, a)["id"]
 			var rep struct {
 				analytics.Report
 				Content analytics.ReportContent `json:"content"`
 			}
-			eventually(t, "report ready", func() bool {
+			testwait.For(t, "report ready", func() bool {
 				rep.Content = analytics.ReportContent{}
-				a = get(t, r.url+"/analytics/reports/"+id)
+				a = httpxtest.Get(t, r.url+"/analytics/reports/"+id)
 				if err := json.Unmarshal(a.Raw, &rep); err != nil {
 					t.Fatalf("decode report: %v: %s", err, a.Raw)
 				}
@@ -458,7 +410,7 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 			}
 
 			t.Run("csv", func(t *testing.T) {
-				a := get(t, r.url+"/analytics/reports/"+id+"?format=csv")
+				a := httpxtest.Get(t, r.url+"/analytics/reports/"+id+"?format=csv")
 				lines := strings.Split(strings.TrimSpace(string(a.Raw)), "\n")
 				if a.Code != 200 || !strings.HasPrefix(a.CType, "text/csv") || !strings.HasPrefix(lines[0], "room_id,type,count,min,mean,max,comfort_compliance_pct") {
 					t.Fatalf("csv: %d %s %s", a.Code, a.CType, a.Raw)
@@ -468,7 +420,7 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 				}
 			})
 			t.Run("html", func(t *testing.T) {
-				a := get(t, r.url+"/analytics/reports/"+id+"?format=html")
+				a := httpxtest.Get(t, r.url+"/analytics/reports/"+id+"?format=html")
 				page := string(a.Raw)
 				if a.Code != 200 || !strings.HasPrefix(a.CType, "text/html") || !strings.Contains(page, "<svg") || strings.Count(page, "<polyline") < 5 {
 					t.Fatalf("html: %d %s, %d polylines", a.Code, a.CType, strings.Count(page, "<polyline"))
@@ -483,8 +435,8 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 				}
 			})
 			t.Run("list", func(t *testing.T) {
-				a := get(t, r.url+"/analytics/reports")
-				l := decode[struct {
+				a := httpxtest.Get(t, r.url+"/analytics/reports")
+				l := httpxtest.Decode[struct {
 					Reports []analytics.Report `json:"reports"`
 				}](t, a)
 				if a.Code != 200 || len(l.Reports) != 1 || l.Reports[0].ID != id || l.Reports[0].Status != analytics.StatusReady {
@@ -495,11 +447,11 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 			t.Run("sensor service down", func(t *testing.T) {
 				sens.Close()
 				skew.Store(int64(10 * time.Second)) // past the registry's 5 s cache
-				a := get(t, r.url+"/analytics/summary")
+				a := httpxtest.Get(t, r.url+"/analytics/summary")
 				if a.Code != 200 {
 					t.Fatalf("summary with the sensor service down: %d %s", a.Code, a.Raw)
 				}
-				s := decode[analytics.Summary](t, a)
+				s := httpxtest.Decode[analytics.Summary](t, a)
 				if !s.Sensors.Stale || s.Sensors.AsOf == nil || s.Sensors.Total != 10 || s.Readings.LastDay != wantDay {
 					t.Errorf("sensors %+v readings %+v, want the last answer marked stale", s.Sensors, s.Readings)
 				}
@@ -519,7 +471,7 @@ func TestSensorServiceNeverReached(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 	st := engines(t)[0].open(t, filepath.Join(t.TempDir(), "down"))
 	r := startRig(t, st, b, analytics.Options{SensorURL: dead.URL, RegistryBackoff: time.Millisecond})
-	a := get(t, r.url+"/analytics/summary")
+	a := httpxtest.Get(t, r.url+"/analytics/summary")
 	if a.Code != 200 {
 		t.Fatalf("summary: %d %s", a.Code, a.Raw)
 	}
@@ -559,7 +511,7 @@ func TestBadRequests(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := call(t, tc.method, r.url+tc.path, []byte(tc.body))
+			a := httpxtest.DoJSON(t, tc.method, r.url+tc.path, []byte(tc.body))
 			if a.Code != tc.status || a.CType != "application/problem+json" {
 				t.Fatalf("%s %s: %d %s %s, want %d problem+json", tc.method, tc.path, a.Code, a.CType, a.Raw, tc.status)
 			}
@@ -579,12 +531,12 @@ func TestBadRequests(t *testing.T) {
 		})
 	}
 	t.Run("daily defaults to yesterday", func(t *testing.T) {
-		a := call(t, "POST", r.url+"/analytics/reports", []byte(`{"kind":"daily"}`))
+		a := httpxtest.DoJSON(t, "POST", r.url+"/analytics/reports", []byte(`{"kind":"daily"}`))
 		if a.Code != 202 {
 			t.Fatalf("%d %s", a.Code, a.Raw)
 		}
-		id := decode[map[string]string](t, a)["id"]
-		rep := decode[analytics.Report](t, get(t, r.url+"/analytics/reports/"+id))
+		id := httpxtest.Decode[map[string]string](t, a)["id"]
+		rep := httpxtest.Decode[analytics.Report](t, httpxtest.Get(t, r.url+"/analytics/reports/"+id))
 		midnight := time.Now().UTC().Truncate(24 * time.Hour)
 		if !rep.To.Equal(midnight) || !rep.From.Equal(midnight.Add(-24*time.Hour)) {
 			t.Errorf("daily report covers %s – %s, want the last day before %s", rep.From, rep.To, midnight)
@@ -618,11 +570,11 @@ func TestPendingReportsResume(t *testing.T) {
 				Status  string                  `json:"status"`
 				Content analytics.ReportContent `json:"content"`
 			}
-			eventually(t, "left-over report generated", func() bool {
-				got = decode[struct {
+			testwait.For(t, "left-over report generated", func() bool {
+				got = httpxtest.Decode[struct {
 					Status  string                  `json:"status"`
 					Content analytics.ReportContent `json:"content"`
-				}](t, get(t, r.url+"/analytics/reports/left-over"))
+				}](t, httpxtest.Get(t, r.url+"/analytics/reports/left-over"))
 				return got.Status == analytics.StatusReady
 			})
 			if len(got.Content.Rooms) != 1 || got.Content.Rooms[0].PoorAirHours != 2.0/60 {
@@ -685,7 +637,7 @@ func TestSummaryServedStaleWhileRevalidating(t *testing.T) {
 	if s := summary(); !s.GeneratedAt.Equal(t0) {
 		t.Fatalf("stale summary: generated %v, want the first one (%v) served while refreshing", s.GeneratedAt, t0)
 	}
-	eventually(t, "the background refresh", func() bool {
+	testwait.For(t, "the background refresh", func() bool {
 		s := summary()
 		return s.GeneratedAt.Equal(t1) && s.Readings.LastHour == 3
 	})
@@ -700,7 +652,7 @@ func TestSummaryServedStaleWhileRevalidating(t *testing.T) {
 // metric is the value of a counter without labels on the service's /metrics.
 func metric(t *testing.T, base, name string) float64 {
 	t.Helper()
-	a := get(t, base+"/metrics")
+	a := httpxtest.Get(t, base+"/metrics")
 	for line := range strings.SplitSeq(string(a.Raw), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
@@ -738,7 +690,7 @@ func TestInvalidReadingsSkipped(t *testing.T) {
 	if err := b.Publish(t.Context(), bus.SensorDataReceived, []byte(spaced)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "three valid readings stored", func() bool {
+	testwait.For(t, "three valid readings stored", func() bool {
 		n, err := st.CountReadings(t.Context(), at.Add(-time.Hour), at.Add(time.Hour))
 		return err == nil && n == 3 && metric(t, r.url, "atrium_analytics_readings_received_total") == 3
 	})

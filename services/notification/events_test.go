@@ -6,14 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/notification"
 )
 
 // metric is the value of a counter without labels on the service's /metrics.
 func metric(t *testing.T, e *env, name string) float64 {
 	t.Helper()
-	a := get(t, e.url+"/metrics")
+	a := httpxtest.Get(t, e.url+"/metrics")
 	for line := range strings.SplitSeq(string(a.Raw), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
@@ -37,16 +39,16 @@ func TestInvalidReadingInEvent(t *testing.T) {
 	high := series("co2-1", "room-101", "co2", t0, 30*time.Second, repeat(1200, 12)...)
 	bad := reading.Reading{SensorID: "co2-2", RoomID: "room-101", Type: "co2", Value: -5, Timestamp: t0} // below the plausible range
 	e.publish("key:agent-hq/b-1", append(high[:6:6], append([]reading.Reading{bad}, high[6:]...)...)...)
-	waitFor(t, "the valid readings evaluated", func() bool {
+	testwait.For(t, "the valid readings evaluated", func() bool {
 		return metric(t, e, "atrium_notification_readings_total") == float64(len(high))
 	})
 	if got := metric(t, e, "atrium_notification_event_readings_skipped_total"); got != 1 {
 		t.Errorf("skipped readings = %v, want 1", got)
 	}
-	waitFor(t, "the alert raised", func() bool { return len(e.published("alert.raised")) == 1 })
+	testwait.For(t, "the alert raised", func() bool { return len(e.published("alert.raised")) == 1 })
 	// A later event is evaluated too, and the first is not evaluated again.
 	e.publish("key:agent-hq/b-2", reading.Reading{SensorID: "probe", RoomID: "room-9", Type: "noise", Value: 1, Timestamp: t0.Add(9 * time.Minute)})
-	waitFor(t, "the probe batch", func() bool {
+	testwait.For(t, "the probe batch", func() bool {
 		return metric(t, e, "atrium_notification_readings_total") == float64(len(high)+1)
 	})
 	if n := e.bus.DeadLettered.Load(); n != 0 {

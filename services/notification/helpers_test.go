@@ -5,11 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,8 +14,10 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/events"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/notification"
 	"github.com/atrium-iot/atrium/services/notification/sqlitestore"
 )
@@ -81,7 +80,7 @@ func start(t *testing.T, dir string, opts notification.Options) *env {
 	e.cancel = cancel
 	go func() { e.done <- e.svc.Run(ctx) }()
 	t.Cleanup(e.stop)
-	waitFor(t, "service ready", func() bool { return get(t, e.url+"/readyz").Code == 200 })
+	testwait.For(t, "service ready", func() bool { return httpxtest.Get(t, e.url+"/readyz").Code == 200 })
 	return e
 }
 
@@ -152,59 +151,17 @@ func repeat(v float64, n int) []float64 {
 	return out
 }
 
-type answer struct {
-	Code  int
-	CType string
-	Body  map[string]any
-	Raw   []byte
-}
-
-func do(t *testing.T, method, url, body string) answer {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := answer{Code: resp.StatusCode, CType: resp.Header.Get("Content-Type"), Raw: raw}
-	_ = json.Unmarshal(raw, &a.Body)
-	return a
-}
-
-func get(t *testing.T, url string) answer { t.Helper(); return do(t, "GET", url, "") }
-
 // list decodes the items of a list answer.
 func list[T any](t *testing.T, url, key string) []T {
 	t.Helper()
-	a := get(t, url)
+	a := httpxtest.Get(t, url)
 	if a.Code != 200 {
 		t.Fatalf("GET %s: %d %s", url, a.Code, a.Raw)
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(a.Raw, &m); err != nil {
-		t.Fatal(err)
-	}
+	m := httpxtest.Decode[map[string]json.RawMessage](t, a)
 	var out []T
 	if err := json.Unmarshal(m[key], &out); err != nil {
 		t.Fatalf("%s: %v", a.Raw, err)
 	}
 	return out
-}
-
-// waitFor polls cond until it holds, failing after a generous deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -13,7 +13,9 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/events"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/notification"
 )
 
@@ -30,14 +32,14 @@ func TestCO2AlertLifecycle(t *testing.T) {
 	low := series("co2-1", "room-101", "co2", t0.Add(8*time.Minute+30*time.Second), 30*time.Second, 900, 900)
 	e.publish("b1", high...)
 	e.publish("b2", low...)
-	waitFor(t, "the alert resolved", func() bool { return countEvents(t, e, "type=alert.resolved") == 1 })
+	testwait.For(t, "the alert resolved", func() bool { return countEvents(t, e, "type=alert.resolved") == 1 })
 	// Redeliveries and a replay under a new batch id change nothing.
 	e.publish("b1", high...)
 	e.publish("b3", append(high, low...)...)
 	e.publish("b4", reading.Reading{SensorID: "probe", RoomID: "room-9", Type: "noise", Value: 1, Timestamp: t0.Add(9 * time.Minute)})
 	// 17 + 2 + 19 + 1 readings evaluated: the redelivery of b1 is skipped.
-	waitFor(t, "the probe batch", func() bool {
-		return strings.Contains(string(get(t, e.url+"/metrics").Raw), "\natrium_notification_readings_total 39\n")
+	testwait.For(t, "the probe batch", func() bool {
+		return strings.Contains(string(httpxtest.Get(t, e.url+"/metrics").Raw), "\natrium_notification_readings_total 39\n")
 	})
 
 	alerts := list[notification.Alert](t, e.url+"/alerts", "alerts")
@@ -65,7 +67,7 @@ func TestCO2AlertLifecycle(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "bus events", func() bool { return len(e.published("alert.resolved")) == 1 })
+	testwait.For(t, "bus events", func() bool { return len(e.published("alert.resolved")) == 1 })
 	if n := len(e.published("alert.raised")); n != 1 {
 		t.Errorf("alert.raised published %d times, want 1", n)
 	}
@@ -78,7 +80,7 @@ func TestAckAndRuleChanges(t *testing.T) {
 	c := &clock{t: t0.Add(6 * time.Minute)}
 	e := start(t, t.TempDir(), notification.Options{Now: c.Now})
 	e.publish("b1", series("s1", "room-1", "co2", t0, time.Minute, repeat(1300, 6)...)...)
-	waitFor(t, "the raise", func() bool { return len(list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")) == 1 })
+	testwait.For(t, "the raise", func() bool { return len(list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")) == 1 })
 	id := list[notification.Alert](t, e.url+"/alerts", "alerts")[0].ID
 
 	steps := []struct {
@@ -95,7 +97,7 @@ func TestAckAndRuleChanges(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			a := do(t, st.method, e.url+st.path, "")
+			a := httpxtest.DoJSON(t, st.method, e.url+st.path, nil)
 			if a.Code != st.code {
 				t.Fatalf("%s %s: %d %s", st.method, st.path, a.Code, a.Raw)
 			}
@@ -109,9 +111,9 @@ func TestAckAndRuleChanges(t *testing.T) {
 	}
 	// Active includes acknowledged: a new alert, acknowledged, is listed as active.
 	e.publish("b2", series("s2", "room-2", "temperature", t0, time.Minute, repeat(30, 11)...)...)
-	waitFor(t, "the temperature alert", func() bool { return len(list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")) == 1 })
+	testwait.For(t, "the temperature alert", func() bool { return len(list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")) == 1 })
 	id2 := list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")[0].ID
-	if a := do(t, "POST", e.url+"/alerts/"+id2+"/ack", ""); a.Code != 200 {
+	if a := httpxtest.DoJSON(t, "POST", e.url+"/alerts/"+id2+"/ack", nil); a.Code != 200 {
 		t.Fatalf("ack: %d %s", a.Code, a.Raw)
 	}
 	if got := list[notification.Alert](t, e.url+"/alerts?state=active", "alerts"); len(got) != 1 || got[0].State != "acknowledged" {
@@ -130,34 +132,34 @@ func TestRuleCRUD(t *testing.T) {
 	steps := []struct {
 		name, method, path, body string
 		code                     int
-		check                    func(a answer) string
+		check                    func(a httpxtest.Answer) string
 	}{
-		{"create", "POST", "/rules", body, 201, func(a answer) string {
+		{"create", "POST", "/rules", body, 201, func(a httpxtest.Answer) string {
 			if a.Body["webhook_secret"] != "********" || a.Body["for"] != "2m0s" || a.Body["kind"] != "threshold" {
 				return "secret not masked or fields not normalized"
 			}
 			return ""
 		}},
 		{"create again", "POST", "/rules", body, 409, nil},
-		{"get", "GET", "/rules/noise", "", 200, func(a answer) string {
+		{"get", "GET", "/rules/noise", "", 200, func(a httpxtest.Answer) string {
 			if a.Body["threshold"] != 80.0 {
 				return "threshold lost"
 			}
 			return ""
 		}},
-		{"replace", "PUT", "/rules/noise", strings.Replace(body, `"threshold":80`, `"threshold":85`, 1), 200, func(a answer) string {
+		{"replace", "PUT", "/rules/noise", strings.Replace(body, `"threshold":80`, `"threshold":85`, 1), 200, func(a httpxtest.Answer) string {
 			if a.Body["threshold"] != 85.0 {
 				return "threshold not replaced"
 			}
 			return ""
 		}},
-		{"list", "GET", "/rules?limit=2", "", 200, func(a answer) string {
+		{"list", "GET", "/rules?limit=2", "", 200, func(a httpxtest.Answer) string {
 			if a.Body["next_cursor"] == nil || len(a.Body["rules"].([]any)) != 2 {
 				return "no page of 2 with a cursor"
 			}
 			return ""
 		}},
-		{"generated id", "POST", "/rules", `{"kind":"sensor_silent","for":"1h","severity":"critical"}`, 201, func(a answer) string {
+		{"generated id", "POST", "/rules", `{"kind":"sensor_silent","for":"1h","severity":"critical"}`, 201, func(a httpxtest.Answer) string {
 			if a.Body["id"] == "" {
 				return "no id"
 			}
@@ -168,7 +170,7 @@ func TestRuleCRUD(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			a := do(t, st.method, e.url+st.path, st.body)
+			a := httpxtest.DoJSON(t, st.method, e.url+st.path, []byte(st.body))
 			if a.Code != st.code {
 				t.Fatalf("%d %s, want %d", a.Code, a.Raw, st.code)
 			}
@@ -180,7 +182,7 @@ func TestRuleCRUD(t *testing.T) {
 		})
 	}
 	// The rules survive a restart; deleted defaults do not come back.
-	if a := do(t, "DELETE", e.url+"/rules/default-sensor-silent", ""); a.Code != 204 {
+	if a := httpxtest.DoJSON(t, "DELETE", e.url+"/rules/default-sensor-silent", nil); a.Code != 204 {
 		t.Fatal(a.Code)
 	}
 	e.stop()
@@ -230,7 +232,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := do(t, tc.method, e.url+tc.path, tc.body)
+			a := httpxtest.DoJSON(t, tc.method, e.url+tc.path, []byte(tc.body))
 			if a.Code != tc.code || a.CType != "application/problem+json" {
 				t.Fatalf("%d %s %s, want %d problem+json", a.Code, a.CType, a.Raw, tc.code)
 			}
@@ -274,11 +276,11 @@ func TestSilentSensor(t *testing.T) {
 					e = start(t, dir, notification.Options{Now: c.Now})
 				}
 			}
-			if a := do(t, "POST", e.url+"/rules", `{"id":"silent-humidity-20m","kind":"sensor_silent","metric":"humidity","for":"20m","severity":"critical"}`); a.Code != 201 {
+			if a := httpxtest.DoJSON(t, "POST", e.url+"/rules", []byte(`{"id":"silent-humidity-20m","kind":"sensor_silent","metric":"humidity","for":"20m","severity":"critical"}`)); a.Code != 201 {
 				t.Fatalf("create rule: %d %s", a.Code, a.Raw)
 			}
 			e.status(online)
-			waitFor(t, "the sensor online", func() bool { return countEvents(t, e, "type=sensor.online") == 1 })
+			testwait.For(t, "the sensor online", func() bool { return countEvents(t, e, "type=sensor.online") == 1 })
 			c.Set(t0.Add(10 * time.Minute))
 			time.Sleep(100 * time.Millisecond) // several ticks: an online sensor is never silent
 			if n := len(list[notification.Alert](t, e.url+"/alerts", "alerts")); n != 0 {
@@ -286,7 +288,7 @@ func TestSilentSensor(t *testing.T) {
 			}
 			restart(10 * time.Minute)
 			e.status(offline)
-			waitFor(t, "the silent alert", func() bool {
+			testwait.For(t, "the silent alert", func() bool {
 				return len(list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")) == 1 && countEvents(t, e, "type=sensor.offline") == 1
 			})
 			a := list[notification.Alert](t, e.url+"/alerts", "alerts")[0]
@@ -301,7 +303,7 @@ func TestSilentSensor(t *testing.T) {
 			// while the service is down; a redelivered offline changes nothing.
 			restart(25 * time.Minute)
 			e.status(offline)
-			waitFor(t, "the 20-minute alert", func() bool {
+			testwait.For(t, "the 20-minute alert", func() bool {
 				return len(list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")) == 2
 			})
 			for _, a := range list[notification.Alert](t, e.url+"/alerts?rule_id=silent-humidity-20m", "alerts") {
@@ -312,7 +314,7 @@ func TestSilentSensor(t *testing.T) {
 			restart(30 * time.Minute)
 			// The sensor comes back: both alerts resolve, the sensor is online again.
 			e.status(back)
-			waitFor(t, "the resolves", func() bool { return countEvents(t, e, "type=alert.resolved") == 2 })
+			testwait.For(t, "the resolves", func() bool { return countEvents(t, e, "type=alert.resolved") == 2 })
 			if n := countEvents(t, e, "type=sensor.online"); n != 2 {
 				t.Errorf("%d online events, want 2 (first seen, back)", n)
 			}
@@ -354,20 +356,20 @@ func TestWebhooks(t *testing.T) {
 	e := start(t, t.TempDir(), notification.Options{WebhookBackoff: 10 * time.Millisecond})
 
 	rule := fmt.Sprintf(`{"id":"loud","metric":"noise","comparison":"gt","threshold":80,"severity":"critical","webhook_url":%q,"webhook_secret":%q}`, recv.URL, secret)
-	if a := do(t, "POST", e.url+"/rules", rule); a.Code != 201 {
+	if a := httpxtest.DoJSON(t, "POST", e.url+"/rules", []byte(rule)); a.Code != 201 {
 		t.Fatalf("create rule: %d %s", a.Code, a.Raw)
 	}
 	e.publish("b1", reading.Reading{SensorID: "mic", RoomID: "hall", Type: "noise", Value: 95, Timestamp: time.Now().UTC()})
 	send := fmt.Sprintf(`{"severity":"info","title":"Fire drill","message":"at 3pm","channels":["webhook"],"webhook_url":%q,"webhook_secret":%q}`, recv.URL, secret)
-	if a := do(t, "POST", e.url+"/notifications/send", send); a.Code != 202 || a.Body["id"] == "" {
+	if a := httpxtest.DoJSON(t, "POST", e.url+"/notifications/send", []byte(send)); a.Code != 202 || a.Body["id"] == "" {
 		t.Fatalf("send: %d %s", a.Code, a.Raw)
 	}
-	waitFor(t, "3 attempts of both deliveries", func() bool {
+	testwait.For(t, "3 attempts of both deliveries", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == 6
 	})
-	waitFor(t, "the attempt events", func() bool { return countEvents(t, e, "type=webhook.attempt") == 6 })
+	testwait.For(t, "the attempt events", func() bool { return countEvents(t, e, "type=webhook.attempt") == 6 })
 	mu.Lock()
 	per := map[string][]delivery{}
 	for _, d := range got {
@@ -441,7 +443,7 @@ func TestVerifySignature(t *testing.T) {
 // from room.metrics.updated; the alert names the room and no sensor.
 func TestRoomMetricRule(t *testing.T) {
 	e := start(t, t.TempDir(), notification.Options{Now: (&clock{t: t0}).Now})
-	if a := do(t, "POST", e.url+"/rules", `{"id":"crowded","source":"room","metric":"occupancy_ratio","comparison":"gt","threshold":1,"for":"1m","severity":"critical"}`); a.Code != 201 {
+	if a := httpxtest.DoJSON(t, "POST", e.url+"/rules", []byte(`{"id":"crowded","source":"room","metric":"occupancy_ratio","comparison":"gt","threshold":1,"for":"1m","severity":"critical"}`)); a.Code != 201 {
 		t.Fatalf("create rule: %d %s", a.Code, a.Raw)
 	}
 	update := func(at time.Duration, ratio float64) {
@@ -458,14 +460,14 @@ func TestRoomMetricRule(t *testing.T) {
 	update(0, 1.1)
 	update(time.Minute, 1.3)
 	update(time.Minute, 1.3) // a redelivery
-	waitFor(t, "the alert", func() bool { return countEvents(t, e, "type=alert.raised") == 1 })
+	testwait.For(t, "the alert", func() bool { return countEvents(t, e, "type=alert.raised") == 1 })
 	a := list[notification.Alert](t, e.url+"/alerts", "alerts")[0]
 	if a.RuleID != "crowded" || a.RoomID != "room-101" || a.SensorID != "" || a.Type != "occupancy_ratio" || a.Value != 1.3 ||
 		!a.RaisedAt.Equal(t0.Add(time.Minute)) || a.Severity != "critical" {
 		t.Fatalf("alert %+v", a)
 	}
 	update(2*time.Minute, 0.5)
-	waitFor(t, "the resolve", func() bool { return countEvents(t, e, "type=alert.resolved") == 1 })
+	testwait.For(t, "the resolve", func() bool { return countEvents(t, e, "type=alert.resolved") == 1 })
 	if p := e.published(bus.AlertRaised); len(p) != 1 || p[0].ID != a.ID {
 		t.Errorf("alert.raised published %+v", p)
 	}

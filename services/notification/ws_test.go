@@ -18,7 +18,9 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/notification"
 )
 
@@ -68,13 +70,13 @@ func TestWebSocketFiltersAndNotifications(t *testing.T) {
 		defer c.CloseNow()
 		conns[i] = c
 	}
-	waitFor(t, "clients registered", func() bool { return e.svc.Hub().Clients() == len(subs) })
+	testwait.For(t, "clients registered", func() bool { return e.svc.Hub().Clients() == len(subs) })
 	for _, n := range []string{
 		`{"severity":"info","title":"a-info","room_id":"a","channels":["websocket"]}`,
 		`{"severity":"warning","title":"b-warning","room_id":"b","channels":["websocket"]}`,
 		`{"severity":"critical","title":"building-critical","message":"evacuate","channels":["websocket"]}`,
 	} {
-		if a := do(t, "POST", e.url+"/notifications/send", n); a.Code != 202 {
+		if a := httpxtest.DoJSON(t, "POST", e.url+"/notifications/send", []byte(n)); a.Code != 202 {
 			t.Fatalf("send: %d %s", a.Code, a.Raw)
 		}
 	}
@@ -166,7 +168,7 @@ func TestWebSocketFanOutWithStalledClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stalled.CloseNow()
-	waitFor(t, "all clients registered", func() bool { return e.svc.Hub().Clients() == clients+1 })
+	testwait.For(t, "all clients registered", func() bool { return e.svc.Hub().Clients() == clients+1 })
 
 	// Flood until the stalled client overflows its queue and is dropped.
 	filler := fmt.Sprintf(`{"severity":"info","title":"filler","message":%q,"channels":["websocket"]}`, strings.Repeat("z", 4000))
@@ -175,12 +177,12 @@ func TestWebSocketFanOutWithStalledClient(t *testing.T) {
 		if sent > 2000 {
 			t.Fatal("the stalled client was never dropped")
 		}
-		if a := do(t, "POST", e.url+"/notifications/send", filler); a.Code != 202 {
+		if a := httpxtest.DoJSON(t, "POST", e.url+"/notifications/send", []byte(filler)); a.Code != 202 {
 			t.Fatalf("send: %d", a.Code)
 		}
 		sent++
 	}
-	waitFor(t, "the readers to drain the filler", func() bool {
+	testwait.For(t, "the readers to drain the filler", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, r := range results {
@@ -194,7 +196,7 @@ func TestWebSocketFanOutWithStalledClient(t *testing.T) {
 	// An alert reaches every reader within a second.
 	begin := time.Now()
 	e.publish("b1", series("s1", "room-1", "co2", t0, time.Minute, repeat(1250, 6)...)...)
-	waitFor(t, "the alert on every client", func() bool {
+	testwait.For(t, "the alert on every client", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, r := range results {

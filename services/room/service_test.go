@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
@@ -16,7 +14,9 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/sqlitestore"
 )
@@ -71,7 +71,7 @@ func (e *env) run(t *testing.T) {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, func() bool { return call(t, "GET", e.url+"/readyz", "").code == 200 })
+	testwait.For(t, "service ready", func() bool { return httpxtest.Get(t, e.url+"/readyz").Code == 200 })
 }
 
 type rd struct {
@@ -101,40 +101,13 @@ func (e *env) consume(t *testing.T, batchID string, rs ...rd) {
 	}
 }
 
-type answer struct {
-	code  int
-	ctype string
-	raw   []byte
-	head  http.Header
-}
-
-func call(t *testing.T, method, url, body string) answer {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return answer{resp.StatusCode, resp.Header.Get("Content-Type"), raw, resp.Header}
-}
-
 func getJSON[T any](t *testing.T, url string) T {
 	t.Helper()
-	a := call(t, "GET", url, "")
-	if a.code != 200 {
-		t.Fatalf("GET %s: %d %s", url, a.code, a.raw)
+	a := httpxtest.Get(t, url)
+	if a.Code != 200 {
+		t.Fatalf("GET %s: %d %s", url, a.Code, a.Raw)
 	}
-	var v T
-	if err := json.Unmarshal(a.raw, &v); err != nil {
-		t.Fatalf("GET %s: %v: %s", url, err, a.raw)
-	}
-	return v
+	return httpxtest.Decode[T](t, a)
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -149,8 +122,8 @@ func f64(p *float64) string {
 // TestMetricsFixture checks every figure of one room against hand-computed values.
 func TestMetricsFixture(t *testing.T) {
 	e := newEnv(t, "", nil)
-	if a := call(t, "POST", e.url+"/rooms", `{"id":"r1","name":"Blue","capacity":12}`); a.code != 201 {
-		t.Fatalf("create: %d %s", a.code, a.raw)
+	if a := httpxtest.DoJSON(t, "POST", e.url+"/rooms", []byte(`{"id":"r1","name":"Blue","capacity":12}`)); a.Code != 201 {
+		t.Fatalf("create: %d %s", a.Code, a.Raw)
 	}
 	e.consume(t, "b1",
 		rd{"t1", "r1", "temperature", 21, "12:09:00"},
@@ -264,8 +237,8 @@ func TestDerived(t *testing.T) {
 			if tc.capacity != "" {
 				body = fmt.Sprintf(`{"id":%q,"capacity":%s}`, id, tc.capacity)
 			}
-			if a := call(t, "POST", e.url+"/rooms", body); a.code != 201 {
-				t.Fatalf("create: %d %s", a.code, a.raw)
+			if a := httpxtest.DoJSON(t, "POST", e.url+"/rooms", []byte(body)); a.Code != 201 {
+				t.Fatalf("create: %d %s", a.Code, a.Raw)
 			}
 			for j := range tc.readings {
 				tc.readings[j].room = id
@@ -378,9 +351,9 @@ func TestHistory(t *testing.T) {
 // TestRooms walks the space management API.
 func TestRooms(t *testing.T) {
 	e := newEnv(t, "", nil)
-	a := call(t, "POST", e.url+"/rooms", `{"id":"r-1","name":"Blue","floor":2,"building":"A","capacity":10,"area_m2":30.5}`)
-	if a.code != 201 || a.head.Get("Location") != "/rooms/r-1" {
-		t.Fatalf("POST: %d %s %v", a.code, a.raw, a.head)
+	a := httpxtest.DoJSON(t, "POST", e.url+"/rooms", []byte(`{"id":"r-1","name":"Blue","floor":2,"building":"A","capacity":10,"area_m2":30.5}`))
+	if a.Code != 201 || a.Head.Get("Location") != "/rooms/r-1" {
+		t.Fatalf("POST: %d %s %v", a.Code, a.Raw, a.Head)
 	}
 	steps := []struct {
 		method, path, body string
@@ -395,41 +368,41 @@ func TestRooms(t *testing.T) {
 		{"GET", "/rooms/r-1", "", 404, `{"status":404,"detail":"room \"r-1\" does not exist"}`},
 	}
 	for _, st := range steps {
-		a := call(t, st.method, e.url+st.path, st.body)
-		if a.code != st.code {
-			t.Fatalf("%s %s: %d %s, want %d", st.method, st.path, a.code, a.raw, st.code)
+		a := httpxtest.DoJSON(t, st.method, e.url+st.path, []byte(st.body))
+		if a.Code != st.code {
+			t.Fatalf("%s %s: %d %s, want %d", st.method, st.path, a.Code, a.Raw, st.code)
 		}
 		if st.want == "" {
 			continue
 		}
 		var got, want map[string]any
-		_ = json.Unmarshal(a.raw, &got)
+		_ = json.Unmarshal(a.Raw, &got)
 		if err := json.Unmarshal([]byte(st.want), &want); err != nil {
 			t.Fatal(err)
 		}
 		for k, v := range want {
 			if !reflect.DeepEqual(got[k], v) {
-				t.Errorf("%s %s: %s = %v, want %v (%s)", st.method, st.path, k, got[k], v, a.raw)
+				t.Errorf("%s %s: %s = %v, want %v (%s)", st.method, st.path, k, got[k], v, a.Raw)
 			}
 		}
 	}
 	// An assigned sensor's readings go to its room whatever room_id they carry.
-	call(t, "POST", e.url+"/rooms", `{"id":"lab"}`)
-	call(t, "PUT", e.url+"/rooms/lab/sensors/s-7", "")
+	httpxtest.DoJSON(t, "POST", e.url+"/rooms", []byte(`{"id":"lab"}`))
+	httpxtest.DoJSON(t, "PUT", e.url+"/rooms/lab/sensors/s-7", nil)
 	e.consume(t, "b1", rd{"s-7", "elsewhere", "co2", 650, "12:10:00"})
 	m := getJSON[room.Metrics](t, e.url+"/rooms/lab/metrics")
 	if m.Metrics["co2"].Value != 650 {
 		t.Errorf("lab co2 = %+v, want 650 from the assigned sensor", m.Metrics)
 	}
-	if a := call(t, "GET", e.url+"/rooms/elsewhere", ""); a.code != 404 {
-		t.Errorf("the room_id of an assigned sensor's reading is ignored, yet: %d %s", a.code, a.raw)
+	if a := httpxtest.DoJSON(t, "GET", e.url+"/rooms/elsewhere", nil); a.Code != 404 {
+		t.Errorf("the room_id of an assigned sensor's reading is ignored, yet: %d %s", a.Code, a.Raw)
 	}
 }
 
 // TestBadInput checks that every client error is a problem+json with its status.
 func TestBadInput(t *testing.T) {
 	e := newEnv(t, "", nil)
-	call(t, "POST", e.url+"/rooms", `{"id":"r1"}`)
+	httpxtest.DoJSON(t, "POST", e.url+"/rooms", []byte(`{"id":"r1"}`))
 	tests := []struct {
 		name, method, path, body string
 		code                     int
@@ -465,9 +438,9 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := call(t, tc.method, e.url+tc.path, tc.body)
-			if a.code != tc.code || a.ctype != "application/problem+json" {
-				t.Fatalf("%d %s %s, want %d problem+json", a.code, a.ctype, a.raw, tc.code)
+			a := httpxtest.DoJSON(t, tc.method, e.url+tc.path, []byte(tc.body))
+			if a.Code != tc.code || a.CType != "application/problem+json" {
+				t.Fatalf("%d %s %s, want %d problem+json", a.Code, a.CType, a.Raw, tc.code)
 			}
 			var p struct {
 				Status int    `json:"status"`
@@ -476,8 +449,8 @@ func TestBadInput(t *testing.T) {
 					Field string `json:"field"`
 				} `json:"errors"`
 			}
-			if err := json.Unmarshal(a.raw, &p); err != nil || p.Status != tc.code || p.Title == "" {
-				t.Fatalf("problem %s: %v", a.raw, err)
+			if err := json.Unmarshal(a.Raw, &p); err != nil || p.Status != tc.code || p.Title == "" {
+				t.Fatalf("problem %s: %v", a.Raw, err)
 			}
 			if tc.field != "" {
 				found := false
@@ -485,13 +458,13 @@ func TestBadInput(t *testing.T) {
 					found = found || e.Field == tc.field
 				}
 				if !found {
-					t.Errorf("errors do not name %q: %s", tc.field, a.raw)
+					t.Errorf("errors do not name %q: %s", tc.field, a.Raw)
 				}
 			}
 		})
 	}
-	if a := call(t, "GET", e.url+"/rooms/r1", ""); a.code != 200 || !bytes.Contains(a.raw, []byte(`"capacity":null`)) {
-		t.Errorf("the rejected patches changed the room: %s", a.raw)
+	if a := httpxtest.DoJSON(t, "GET", e.url+"/rooms/r1", nil); a.Code != 200 || !bytes.Contains(a.Raw, []byte(`"capacity":null`)) {
+		t.Errorf("the rejected patches changed the room: %s", a.Raw)
 	}
 }
 
@@ -533,25 +506,12 @@ func TestFedByBus(t *testing.T) {
 	}
 	// Every event is handled (the membus delivers them in order): once the three
 	// are through, the counts are those of one.
-	waitFor(t, func() bool {
-		return strings.Contains(call(t, "GET", e.url+"/metrics", "").String(), `atrium_room_batches_total{outcome="duplicate"} 2`)
+	testwait.For(t, "the three events handled", func() bool {
+		return strings.Contains(httpxtest.Get(t, e.url+"/metrics").String(), `atrium_room_batches_total{outcome="duplicate"} 2`)
 	})
 	m := getJSON[room.Metrics](t, e.url+"/rooms/a/metrics")
 	if c := m.Metrics["co2"]; c.Count5m != 2 || f64(c.Mean5m) != "600" {
 		t.Errorf("after redelivery co2 = %+v, want 2 readings, mean 600", c)
-	}
-}
-
-func (a answer) String() string { return string(a.raw) }
-
-func waitFor(t *testing.T, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 20 s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -581,14 +541,14 @@ func TestReplicas(t *testing.T) {
 		} `json:"buckets"`
 	}
 	url := "/rooms/shared/history?type=occupancy&bucket=1h&from=2026-11-25T12:00:00Z&to=2026-11-25T13:00:00Z"
-	waitFor(t, func() bool {
-		a := call(t, "GET", e1.url+url, "")
+	testwait.For(t, "every batch in the history", func() bool {
+		a := httpxtest.Get(t, e1.url+url)
 		var p page
-		_ = json.Unmarshal(a.raw, &p)
-		return a.code == 200 && len(p.Buckets) == 1 && p.Buckets[0].Count >= batches
+		_ = json.Unmarshal(a.Raw, &p)
+		return a.Code == 200 && len(p.Buckets) == 1 && p.Buckets[0].Count >= batches
 	})
 	// Let every redelivery through, then check both replicas answer the same.
-	waitFor(t, func() bool {
+	testwait.For(t, "every redelivery handled", func() bool {
 		return handled(t, e1.url)+handled(t, e2.url) >= 2*batches
 	})
 	for _, u := range []string{e1.url, e2.url} {
@@ -606,7 +566,7 @@ func TestReplicas(t *testing.T) {
 func handled(t *testing.T, url string) int {
 	t.Helper()
 	n := 0
-	for _, line := range strings.Split(call(t, "GET", url+"/metrics", "").String(), "\n") {
+	for _, line := range strings.Split(httpxtest.Get(t, url+"/metrics").String(), "\n") {
 		if strings.HasPrefix(line, "atrium_room_batches_total{") {
 			var v int
 			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
@@ -635,12 +595,12 @@ func TestMalformedEvent(t *testing.T) {
 
 func TestPutCreatesTheRoom(t *testing.T) {
 	e := newEnv(t, "", nil)
-	a := call(t, "PUT", e.url+"/rooms/new-room", `{"name":"New","capacity":10}`)
-	if a.code != 201 || !strings.Contains(string(a.raw), `"capacity":10`) {
-		t.Fatalf("PUT of a new room: %d %s", a.code, a.raw)
+	a := httpxtest.DoJSON(t, "PUT", e.url+"/rooms/new-room", []byte(`{"name":"New","capacity":10}`))
+	if a.Code != 201 || !strings.Contains(string(a.Raw), `"capacity":10`) {
+		t.Fatalf("PUT of a new room: %d %s", a.Code, a.Raw)
 	}
-	a = call(t, "PUT", e.url+"/rooms/new-room", `{"name":"Renamed","capacity":12}`)
-	if a.code != 200 || !strings.Contains(string(a.raw), `"Renamed"`) {
-		t.Fatalf("PUT of an existing room: %d %s", a.code, a.raw)
+	a = httpxtest.DoJSON(t, "PUT", e.url+"/rooms/new-room", []byte(`{"name":"Renamed","capacity":12}`))
+	if a.Code != 200 || !strings.Contains(string(a.Raw), `"Renamed"`) {
+		t.Fatalf("PUT of an existing room: %d %s", a.Code, a.Raw)
 	}
 }

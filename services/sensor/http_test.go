@@ -68,7 +68,7 @@ type reply = httpxtest.Answer
 // another) and the headers given as name, value pairs.
 func do(t *testing.T, method, url string, body []byte, headers ...string) reply {
 	t.Helper()
-	return httpxtest.Do(t, nil, method, url, body, append([]string{"Content-Type", "application/json"}, headers...)...)
+	return httpxtest.DoJSON(t, method, url, body, headers...)
 }
 
 // send posts body to /sensors/data.
