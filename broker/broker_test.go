@@ -714,16 +714,7 @@ func TestClose(t *testing.T) {
 	// A connection that never sends CONNECT must not hold Close up.
 	idle := dialTCP(t, b.Addr())
 
-	closed := make(chan error, 1)
-	go func() { closed <- b.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("Close did not return")
-	}
+	closeInTime(t, b)
 	select {
 	case code := <-disconnected:
 		if code != packets.ErrServerShuttingDown.Code {
@@ -775,16 +766,7 @@ func TestCloseWhileClientsLeave(t *testing.T) {
 					_ = clients[i].conn.Close()
 				})
 			}
-			closed := make(chan error, 1)
-			go func() { closed <- b.Close() }()
-			select {
-			case err := <-closed:
-				if err != nil {
-					t.Fatal(err)
-				}
-			case <-time.After(waitFor):
-				t.Fatal("Close did not return")
-			}
+			closeInTime(t, b)
 			wg.Wait()
 			if left := len(b.srv.Clients.GetAll()); left > 1 { // the inline client stays
 				t.Errorf("%d clients left after Close", left-1)

@@ -384,3 +384,19 @@ func poll(t testing.TB, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// closeInTime closes b, failing the test when Close errs or has not returned
+// within waitFor.
+func closeInTime(t *testing.T, b *Broker) {
+	t.Helper()
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Close did not return")
+	}
+}

@@ -130,17 +130,27 @@ func (s *Simulator) buildFleet() {
 	}
 }
 
+// openReplay opens the replay file and a reader of its rounds; the caller closes f.
+func (s *Simulator) openReplay() (f *os.File, r *replay.Reader, err error) {
+	f, err = os.Open(s.cfg.Replay)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sim: replay: %w", err)
+	}
+	r, err = replay.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("sim: %s: %w", s.cfg.Replay, err)
+	}
+	return f, r, nil
+}
+
 // scanReplay reads the replay file once to learn its devices.
 func (s *Simulator) scanReplay() error {
-	f, err := os.Open(s.cfg.Replay)
+	f, r, err := s.openReplay()
 	if err != nil {
-		return fmt.Errorf("sim: replay: %w", err)
+		return err
 	}
 	defer f.Close()
-	r, err := replay.NewReader(f)
-	if err != nil {
-		return fmt.Errorf("sim: %s: %w", s.cfg.Replay, err)
-	}
 	for {
 		round, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -319,15 +329,11 @@ func (s *Simulator) simulate(ctx context.Context) error {
 }
 
 func (s *Simulator) replay(ctx context.Context) error {
-	f, err := os.Open(s.cfg.Replay)
+	f, r, err := s.openReplay()
 	if err != nil {
-		return fmt.Errorf("sim: replay: %w", err)
+		return err
 	}
 	defer f.Close()
-	r, err := replay.NewReader(f)
-	if err != nil {
-		return fmt.Errorf("sim: %s: %w", s.cfg.Replay, err)
-	}
 	total := s.rounds
 	if s.cfg.Count > 0 {
 		total = min(total, s.cfg.Count)
