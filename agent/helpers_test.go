@@ -66,13 +66,7 @@ func testLogger(t testing.TB) *slog.Logger {
 // poll waits until cond holds, failing the test after waitFor.
 func poll(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitFor, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Poll(t, waitFor, what, cond)
 }
 
 // ---- the cloud: the real sensor service with its SQLite store ----

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/testenv"
+
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -376,13 +378,7 @@ func (h *recordHook) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packe
 // poll waits until cond holds.
 func poll(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Poll(t, waitFor, what, cond)
 }
 
 // closeInTime closes b, failing the test when Close errs or has not returned

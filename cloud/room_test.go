@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/testenv"
+
 	"github.com/atrium-iot/atrium/internal/bus/bustest"
 
 	"github.com/atrium-iot/atrium/cloud"
@@ -267,13 +269,7 @@ func TestRoomProcessesOverRabbitMQ(t *testing.T) {
 
 func roomWaitFor(t testing.TB, within time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met in %s", within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Poll(t, within, "the condition", ok)
 }
 
 // TestRoomRabbitMQRestart stops and starts the RabbitMQ application while

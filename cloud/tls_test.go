@@ -430,13 +430,7 @@ func (a *tlsAgent) state(t testing.TB) (spooled int, lastError string) {
 
 func waitUntil(t *testing.T, within time.Duration, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Poll(t, within, what, ok)
 }
 
 // TestAgentForwardsOverMutualTLS: the agent trusts the gateway's CA (-cloud-ca)

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // memQueue is a small in-memory Queue with the spool's contract: a batch handed out
@@ -285,13 +287,7 @@ func startRun(t *testing.T, f *Forwarder) (stop func()) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testenv.Poll(t, 15*time.Second, what, cond)
 }
 
 func pending(q *memQueue) int { n, _ := q.Pending(); return n }
