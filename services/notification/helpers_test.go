@@ -135,22 +135,6 @@ func (e *env) status(ev events.SensorStatus) {
 	}
 }
 
-func series(sensor, room, typ string, start time.Time, step time.Duration, values ...float64) []reading.Reading {
-	out := make([]reading.Reading, len(values))
-	for i, v := range values {
-		out[i] = reading.Reading{SensorID: sensor, RoomID: room, Type: typ, Value: v, Timestamp: start.Add(time.Duration(i) * step)}
-	}
-	return out
-}
-
-func repeat(v float64, n int) []float64 {
-	out := make([]float64, n)
-	for i := range out {
-		out[i] = v
-	}
-	return out
-}
-
 // list decodes the items of a list answer.
 func list[T any](t *testing.T, url, key string) []T {
 	t.Helper()

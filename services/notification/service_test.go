@@ -28,8 +28,8 @@ func TestCO2AlertLifecycle(t *testing.T) {
 	c := &clock{t: t0.Add(9 * time.Minute)}
 	e := start(t, t.TempDir(), notification.Options{Now: c.Now})
 	// CO2 above 1000 ppm for 8 minutes, then below, every 30 s.
-	high := series("co2-1", "room-101", "co2", t0, 30*time.Second, repeat(1200, 17)...)
-	low := series("co2-1", "room-101", "co2", t0.Add(8*time.Minute+30*time.Second), 30*time.Second, 900, 900)
+	high := notification.Series("co2-1", "room-101", "co2", t0, 30*time.Second, notification.Repeat(1200, 17)...)
+	low := notification.Series("co2-1", "room-101", "co2", t0.Add(8*time.Minute+30*time.Second), 30*time.Second, 900, 900)
 	e.publish("b1", high...)
 	e.publish("b2", low...)
 	testwait.For(t, "the alert resolved", func() bool { return countEvents(t, e, "type=alert.resolved") == 1 })
@@ -79,7 +79,7 @@ func TestCO2AlertLifecycle(t *testing.T) {
 func TestAckAndRuleChanges(t *testing.T) {
 	c := &clock{t: t0.Add(6 * time.Minute)}
 	e := start(t, t.TempDir(), notification.Options{Now: c.Now})
-	e.publish("b1", series("s1", "room-1", "co2", t0, time.Minute, repeat(1300, 6)...)...)
+	e.publish("b1", notification.Series("s1", "room-1", "co2", t0, time.Minute, notification.Repeat(1300, 6)...)...)
 	testwait.For(t, "the raise", func() bool { return len(list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")) == 1 })
 	id := list[notification.Alert](t, e.url+"/alerts", "alerts")[0].ID
 
@@ -110,7 +110,7 @@ func TestAckAndRuleChanges(t *testing.T) {
 		t.Errorf("%d acknowledged events, want 1", n)
 	}
 	// Active includes acknowledged: a new alert, acknowledged, is listed as active.
-	e.publish("b2", series("s2", "room-2", "temperature", t0, time.Minute, repeat(30, 11)...)...)
+	e.publish("b2", notification.Series("s2", "room-2", "temperature", t0, time.Minute, notification.Repeat(30, 11)...)...)
 	testwait.For(t, "the temperature alert", func() bool { return len(list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")) == 1 })
 	id2 := list[notification.Alert](t, e.url+"/alerts?state=active", "alerts")[0].ID
 	if a := httpxtest.DoJSON(t, "POST", e.url+"/alerts/"+id2+"/ack", nil); a.Code != 200 {

@@ -195,7 +195,7 @@ func TestWebSocketFanOutWithStalledClient(t *testing.T) {
 
 	// An alert reaches every reader within a second.
 	begin := time.Now()
-	e.publish("b1", series("s1", "room-1", "co2", t0, time.Minute, repeat(1250, 6)...)...)
+	e.publish("b1", notification.Series("s1", "room-1", "co2", t0, time.Minute, notification.Repeat(1250, 6)...)...)
 	testwait.For(t, "the alert on every client", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
