@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -649,23 +648,6 @@ func TestSummaryServedStaleWhileRevalidating(t *testing.T) {
 	}
 }
 
-// metric is the value of a counter without labels on the service's /metrics.
-func metric(t *testing.T, base, name string) float64 {
-	t.Helper()
-	a := httpxtest.Get(t, base+"/metrics")
-	for line := range strings.SplitSeq(string(a.Raw), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", line, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("no metric %s in /metrics", name)
-	return 0
-}
-
 // TestInvalidReadingsSkipped: an invalid reading inside an event is skipped and
 // counted, the event's other readings are stored. Before, the sensor service's
 // exact encoding stored it unchecked (a temperature of 500 °C), and any other
@@ -692,12 +674,12 @@ func TestInvalidReadingsSkipped(t *testing.T) {
 	}
 	testwait.For(t, "three valid readings stored", func() bool {
 		n, err := st.CountReadings(t.Context(), at.Add(-time.Hour), at.Add(time.Hour))
-		return err == nil && n == 3 && metric(t, r.url, "atrium_analytics_readings_received_total") == 3
+		return err == nil && n == 3 && httpxtest.Scrape(t, nil, r.url).Get("atrium_analytics_readings_received_total") == 3
 	})
-	if got := metric(t, r.url, "atrium_analytics_event_readings_skipped_total"); got != 2 {
+	if got := httpxtest.Scrape(t, nil, r.url).Get("atrium_analytics_event_readings_skipped_total"); got != 2 {
 		t.Errorf("skipped readings = %v, want 2", got)
 	}
-	if got := metric(t, r.url, "atrium_analytics_bad_messages_total"); got != 0 {
+	if got := httpxtest.Scrape(t, nil, r.url).Get("atrium_analytics_bad_messages_total"); got != 0 {
 		t.Errorf("bad messages = %v, want 0", got)
 	}
 }

@@ -1,8 +1,6 @@
 package notification_test
 
 import (
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,23 +10,6 @@ import (
 	"github.com/atrium-iot/atrium/services/notification"
 )
 
-// metric is the value of a counter without labels on the service's /metrics.
-func metric(t *testing.T, e *env, name string) float64 {
-	t.Helper()
-	a := httpxtest.Get(t, e.url+"/metrics")
-	for line := range strings.SplitSeq(string(a.Raw), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", line, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("no metric %s in /metrics", name)
-	return 0
-}
-
 // TestInvalidReadingInEvent: one invalid reading in an event is skipped and
 // counted; the event's other readings are evaluated once, and the event is
 // neither redelivered nor dead-lettered. Before, the whole event failed to
@@ -36,25 +17,25 @@ func metric(t *testing.T, e *env, name string) float64 {
 func TestInvalidReadingInEvent(t *testing.T) {
 	c := &clock{t: t0.Add(10 * time.Minute)}
 	e := start(t, t.TempDir(), notification.Options{Now: c.Now})
-	high := series("co2-1", "room-101", "co2", t0, 30*time.Second, repeat(1200, 12)...)
+	high := notification.Series("co2-1", "room-101", "co2", t0, 30*time.Second, notification.Repeat(1200, 12)...)
 	bad := reading.Reading{SensorID: "co2-2", RoomID: "room-101", Type: "co2", Value: -5, Timestamp: t0} // below the plausible range
 	e.publish("key:agent-hq/b-1", append(high[:6:6], append([]reading.Reading{bad}, high[6:]...)...)...)
 	testwait.For(t, "the valid readings evaluated", func() bool {
-		return metric(t, e, "atrium_notification_readings_total") == float64(len(high))
+		return httpxtest.Scrape(t, nil, e.url).Get("atrium_notification_readings_total") == float64(len(high))
 	})
-	if got := metric(t, e, "atrium_notification_event_readings_skipped_total"); got != 1 {
+	if got := httpxtest.Scrape(t, nil, e.url).Get("atrium_notification_event_readings_skipped_total"); got != 1 {
 		t.Errorf("skipped readings = %v, want 1", got)
 	}
 	testwait.For(t, "the alert raised", func() bool { return len(e.published("alert.raised")) == 1 })
 	// A later event is evaluated too, and the first is not evaluated again.
 	e.publish("key:agent-hq/b-2", reading.Reading{SensorID: "probe", RoomID: "room-9", Type: "noise", Value: 1, Timestamp: t0.Add(9 * time.Minute)})
 	testwait.For(t, "the probe batch", func() bool {
-		return metric(t, e, "atrium_notification_readings_total") == float64(len(high)+1)
+		return httpxtest.Scrape(t, nil, e.url).Get("atrium_notification_readings_total") == float64(len(high)+1)
 	})
 	if n := e.bus.DeadLettered.Load(); n != 0 {
 		t.Errorf("%d messages dead-lettered, want 0", n)
 	}
-	if got := metric(t, e, "atrium_notification_event_readings_skipped_total"); got != 1 {
+	if got := httpxtest.Scrape(t, nil, e.url).Get("atrium_notification_event_readings_skipped_total"); got != 1 {
 		t.Errorf("skipped readings after the probe = %v, want 1", got)
 	}
 }

@@ -507,7 +507,7 @@ func TestFedByBus(t *testing.T) {
 	// Every event is handled (the membus delivers them in order): once the three
 	// are through, the counts are those of one.
 	testwait.For(t, "the three events handled", func() bool {
-		return strings.Contains(httpxtest.Get(t, e.url+"/metrics").String(), `atrium_room_batches_total{outcome="duplicate"} 2`)
+		return httpxtest.Scrape(t, nil, e.url).Get(`atrium_room_batches_total{outcome="duplicate"}`) == 2
 	})
 	m := getJSON[room.Metrics](t, e.url+"/rooms/a/metrics")
 	if c := m.Metrics["co2"]; c.Count5m != 2 || f64(c.Mean5m) != "600" {
@@ -565,15 +565,7 @@ func TestReplicas(t *testing.T) {
 // handled is how many events a service has handled, from its Prometheus metrics.
 func handled(t *testing.T, url string) int {
 	t.Helper()
-	n := 0
-	for _, line := range strings.Split(httpxtest.Get(t, url+"/metrics").String(), "\n") {
-		if strings.HasPrefix(line, "atrium_room_batches_total{") {
-			var v int
-			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
-			n += v
-		}
-	}
-	return n
+	return int(httpxtest.Scrape(t, nil, url).Sum("atrium_room_batches_total"))
 }
 
 // TestMalformedEvent: an event that is not JSON fails (the bus dead-letters it);
