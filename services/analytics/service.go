@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/events"
@@ -132,22 +133,12 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 		queue:  make(chan string, 1024),
 		ingest: make(chan *ingestJob),
 	}
-	s.added = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atrium_analytics_readings_added_total", Help: "Readings added to the analytics store (new identities).",
-	})
-	s.received = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atrium_analytics_readings_received_total", Help: "Readings received from the bus, duplicates included.",
-	})
-	s.badMsgs = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atrium_analytics_bad_messages_total", Help: "Bus messages that could not be decoded (dropped).",
-	})
-	s.skipped = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atrium_analytics_event_readings_skipped_total", Help: "Invalid readings inside sensor.data.received events, skipped (the rest of the event is stored).",
-	})
-	s.reports = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "atrium_analytics_reports_total", Help: "Reports generated, by outcome (ready, failed).",
-	}, []string{"outcome"})
-	s.reg.MustRegister(s.added, s.received, s.badMsgs, s.skipped, s.reports)
+	m := promauto.With(s.reg)
+	s.added = m.NewCounter(prometheus.CounterOpts{Name: "atrium_analytics_readings_added_total", Help: "Readings added to the analytics store (new identities)."})
+	s.received = m.NewCounter(prometheus.CounterOpts{Name: "atrium_analytics_readings_received_total", Help: "Readings received from the bus, duplicates included."})
+	s.badMsgs = m.NewCounter(prometheus.CounterOpts{Name: "atrium_analytics_bad_messages_total", Help: "Bus messages that could not be decoded (dropped)."})
+	s.skipped = m.NewCounter(prometheus.CounterOpts{Name: "atrium_analytics_event_readings_skipped_total", Help: "Invalid readings inside sensor.data.received events, skipped (the rest of the event is stored)."})
+	s.reports = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_analytics_reports_total", Help: "Reports generated, by outcome (ready, failed)."}, []string{"outcome"})
 	return s
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/events"
@@ -105,12 +106,12 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 		log:      log,
 		record:   s.recordAttempt,
 	}
-	s.readings = prometheus.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_readings_total", Help: "Readings evaluated."})
-	s.late = prometheus.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_late_readings_total", Help: "Readings ignored because older than their rule state."})
-	s.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "atrium_notification_alerts_total", Help: "Alert transitions, by kind (raised, acknowledged, resolved)."}, []string{"kind"})
-	s.publishErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_publish_errors_total", Help: "Failed publishes of alert events."})
-	s.skipped = prometheus.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_event_readings_skipped_total", Help: "Invalid readings inside sensor.data.received events, skipped (the rest of the event is evaluated)."})
-	s.reg.MustRegister(s.readings, s.late, s.alerts, s.publishErrs, s.skipped)
+	m := promauto.With(s.reg)
+	s.readings = m.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_readings_total", Help: "Readings evaluated."})
+	s.late = m.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_late_readings_total", Help: "Readings ignored because older than their rule state."})
+	s.alerts = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_notification_alerts_total", Help: "Alert transitions, by kind (raised, acknowledged, resolved)."}, []string{"kind"})
+	s.publishErrs = m.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_publish_errors_total", Help: "Failed publishes of alert events."})
+	s.skipped = m.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_event_readings_skipped_total", Help: "Invalid readings inside sensor.data.received events, skipped (the rest of the event is evaluated)."})
 	return s
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/events"
@@ -92,19 +93,11 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 			s.model = occupancy.Default()
 		}
 	}
-	s.readings = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "atrium_room_readings_total", Help: "Readings received from the bus, by outcome (applied, duplicate, unroomed, invalid).",
-	}, []string{"outcome"})
-	s.batches = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "atrium_room_batches_total", Help: "sensor.data.received events handled, by outcome (applied, duplicate, failed).",
-	}, []string{"outcome"})
-	s.publishErr = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atrium_room_publish_errors_total", Help: "Failed publishes of room.metrics.updated (retried next round).",
-	})
-	s.estimates = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atrium_room_occupancy_estimates_total", Help: "Minutes of occupied_estimate computed and stored (a minute recomputed counts again).",
-	})
-	s.reg.MustRegister(s.readings, s.batches, s.publishErr, s.estimates)
+	m := promauto.With(s.reg)
+	s.readings = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_room_readings_total", Help: "Readings received from the bus, by outcome (applied, duplicate, unroomed, invalid)."}, []string{"outcome"})
+	s.batches = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_room_batches_total", Help: "sensor.data.received events handled, by outcome (applied, duplicate, failed)."}, []string{"outcome"})
+	s.publishErr = m.NewCounter(prometheus.CounterOpts{Name: "atrium_room_publish_errors_total", Help: "Failed publishes of room.metrics.updated (retried next round)."})
+	s.estimates = m.NewCounter(prometheus.CounterOpts{Name: "atrium_room_occupancy_estimates_total", Help: "Minutes of occupied_estimate computed and stored (a minute recomputed counts again)."})
 	return s
 }
 

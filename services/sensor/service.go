@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/atrium-iot/atrium/internal/bus"
@@ -75,19 +76,11 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 		opts.Now = time.Now
 	}
 	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(), sent: map[string]struct{}{}, live: newLiveness()}
-	s.ingested = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "atrium_sensor_readings_total", Help: "Readings received, by outcome (accepted, duplicate, rejected).",
-	}, []string{"outcome"})
-	s.batches = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "atrium_sensor_batches_total", Help: "Batches received, by outcome (new, replayed, conflict, failed).",
-	}, []string{"outcome"})
-	s.publishErr = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atrium_sensor_publish_errors_total", Help: "Failed publishes of sensor.data.received (retried from the outbox).",
-	})
-	s.statusChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "atrium_sensor_status_changes_total", Help: "sensor.status.changed events published, by status (online, offline).",
-	}, []string{"status"})
-	s.reg.MustRegister(s.ingested, s.batches, s.publishErr, s.statusChanges)
+	m := promauto.With(s.reg)
+	s.ingested = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_sensor_readings_total", Help: "Readings received, by outcome (accepted, duplicate, rejected)."}, []string{"outcome"})
+	s.batches = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_sensor_batches_total", Help: "Batches received, by outcome (new, replayed, conflict, failed)."}, []string{"outcome"})
+	s.publishErr = m.NewCounter(prometheus.CounterOpts{Name: "atrium_sensor_publish_errors_total", Help: "Failed publishes of sensor.data.received (retried from the outbox)."})
+	s.statusChanges = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_sensor_status_changes_total", Help: "sensor.status.changed events published, by status (online, offline)."}, []string{"status"})
 	return s
 }
 
