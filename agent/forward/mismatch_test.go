@@ -62,15 +62,7 @@ func TestAnswerMismatch(t *testing.T) {
 				}
 				return tc.status, tc.header, tc.body(r.batchID, len(r.readings))
 			})
-			q := newMemQueue()
-			cfg := testConfig(c.srv.URL)
-			cfg.MaxCount = 4
-			cfg.MismatchRetries = 2
-			f := New(q, cfg)
-			q.Append(readings(0, 8)...)
-			if err := f.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			q, f := flushTwoBatches(t, c)
 
 			got := c.received()
 			if len(got) != 4 {
@@ -132,15 +124,7 @@ func TestMismatchBudget(t *testing.T) {
 		}
 		return http.StatusOK, nil, ""
 	})
-	q := newMemQueue()
-	cfg := testConfig(c.srv.URL)
-	cfg.MaxCount = 4
-	cfg.MismatchRetries = 2
-	f := New(q, cfg)
-	q.Append(readings(0, 8)...)
-	if err := f.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	q, f := flushTwoBatches(t, c)
 	if len(q.acked) != 2 || len(q.deadLetters()) != 0 {
 		t.Fatalf("acked %v, dead letters %v: want both batches acked", q.acked, q.deadLetters())
 	}
@@ -292,4 +276,20 @@ func TestBatchIDsStableAcrossRetriesAndRestart(t *testing.T) {
 	if st := s.Stats(); st.Acked != 8 || f.Stats().Forwarded != 8 {
 		t.Errorf("acked %d, forwarded %d, want 8", st.Acked, f.Stats().Forwarded)
 	}
+}
+
+// flushTwoBatches flushes eight readings to c as two batches of four, with a
+// budget of two mismatch retries.
+func flushTwoBatches(t *testing.T, c *cloud) (*memQueue, *Forwarder) {
+	t.Helper()
+	q := newMemQueue()
+	cfg := testConfig(c.srv.URL)
+	cfg.MaxCount = 4
+	cfg.MismatchRetries = 2
+	f := New(q, cfg)
+	q.Append(readings(0, 8)...)
+	if err := f.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return q, f
 }
