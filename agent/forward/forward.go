@@ -4,11 +4,11 @@
 //
 // # Batches in flight
 //
-// With a Queue that is also a WindowQueue (the agent's spool), Run keeps up to
-// MaxInFlight (default 4) batches open and sends those it may at once, so the
+// With a Queue that is also a WindowQueue (the agent's spool), Run and Flush keep up
+// to MaxInFlight (default 4) batches open and send those they may at once, so the
 // sensor service can commit several of them in one transaction (its group commit
-// serves concurrent requests only). With a plain Queue, MaxInFlight 1, and in Flush,
-// batches go one at a time, oldest first: the same engine with a window of one.
+// serves concurrent requests only). With a plain Queue, or MaxInFlight 1, batches go
+// one at a time, oldest first: the same engine with a window of one.
 //
 // Ordering guarantee. A reading's sensor is the sensor_id its spooled JSON starts
 // with. For two readings r1 and r2 of one sensor, spooled in that order: either they

@@ -63,10 +63,7 @@ func (f *Forwarder) newWindow(drain bool) *window {
 		done: make(chan landing), ready: f.q.Ready(), timer: time.NewTimer(time.Hour),
 	}
 	if q, ok := f.q.(WindowQueue); ok {
-		w.q = q
-		if !drain {
-			w.size = f.cfg.MaxInFlight
-		}
+		w.q, w.size = q, f.cfg.MaxInFlight
 	} else {
 		w.q = &single{Queue: f.q}
 	}

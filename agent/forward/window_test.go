@@ -57,7 +57,8 @@ func windowReading(n, sensors int) []byte {
 	return fmt.Appendf(nil, `{"sensor_id":"w%d","type":"co2","value":%d,"timestamp":"2025-11-25T12:00:00.000Z"}`, n%sensors, n)
 }
 
-// TestWindow drains a real spool with several batches in flight and checks: at most
+// TestWindow drains a real spool (with Run, or with Flush as on shutdown) with
+// several batches in flight and checks: at most
 // MaxInFlight requests at once, more than one when the batches' sensors are
 // disjoint, exactly one when every batch shares a sensor with the one before it;
 // each reading accepted once; each sensor's readings accepted in spool order; open
@@ -68,6 +69,7 @@ func TestWindow(t *testing.T) {
 		sensors    int // reading n belongs to sensor n % sensors; batches hold 4
 		failFirst  int // answer 503 to this many requests, from the second on
 		preformed  int // batches formed before Run, as a crash would leave them
+		flush      bool // drain with Flush (shutdown) instead of Run
 		wantMaxMin int // the least peak concurrency to see
 		wantMaxMax int // the most
 	}{
@@ -75,6 +77,8 @@ func TestWindow(t *testing.T) {
 		{name: "shared sensors", sensors: 3, wantMaxMin: 1, wantMaxMax: 1},
 		{name: "failures fall back to one at a time", sensors: 16, failFirst: 3, wantMaxMin: 1, wantMaxMax: 4},
 		{name: "open batches after a restart", sensors: 16, preformed: 3, wantMaxMin: 2, wantMaxMax: 4},
+		{name: "flush", sensors: 16, flush: true, wantMaxMin: 2, wantMaxMax: 4},
+		{name: "flush with shared sensors", sensors: 3, flush: true, wantMaxMin: 1, wantMaxMax: 1},
 	}
 	const total = 64
 	for _, tc := range tests {
@@ -135,9 +139,18 @@ func TestWindow(t *testing.T) {
 			cfg := testConfig(c.srv.URL)
 			cfg.MaxCount = 4
 			f := New(spoolQueue{s}, cfg)
-			stop := startRun(t, f)
-			waitFor(t, "the spool to drain", func() bool { st := s.Stats(); return st.Readings == 0 && st.OpenBatches == 0 })
-			stop()
+			if tc.flush {
+				if err := f.Flush(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				stop := startRun(t, f)
+				waitFor(t, "the spool to drain", func() bool { st := s.Stats(); return st.Readings == 0 && st.OpenBatches == 0 })
+				stop()
+			}
+			if st := s.Stats(); st.Readings != 0 || st.OpenBatches != 0 {
+				t.Fatalf("spool holds %d readings in %d open batches after draining", st.Readings, st.OpenBatches)
+			}
 
 			if p := int(peak.Load()); p < tc.wantMaxMin || p > tc.wantMaxMax {
 				t.Errorf("peak concurrency %d, want %d..%d", p, tc.wantMaxMin, tc.wantMaxMax)
