@@ -66,12 +66,12 @@ func windowReading(n, sensors int) []byte {
 func TestWindow(t *testing.T) {
 	tests := []struct {
 		name       string
-		sensors    int // reading n belongs to sensor n % sensors; batches hold 4
-		failFirst  int // answer 503 to this many requests, from the second on
-		preformed  int // batches formed before Run, as a crash would leave them
+		sensors    int  // reading n belongs to sensor n % sensors; batches hold 4
+		failFirst  int  // answer 503 to this many requests, from the second on
+		preformed  int  // batches formed before Run, as a crash would leave them
 		flush      bool // drain with Flush (shutdown) instead of Run
-		wantMaxMin int // the least peak concurrency to see
-		wantMaxMax int // the most
+		wantMaxMin int  // the least peak concurrency to see
+		wantMaxMax int  // the most
 	}{
 		{name: "disjoint sensors", sensors: 16, wantMaxMin: 2, wantMaxMax: 4},
 		{name: "shared sensors", sensors: 3, wantMaxMin: 1, wantMaxMax: 1},
