@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 
 	sim "github.com/atrium-iot/atrium/firmware-sim"
@@ -72,7 +73,7 @@ func build(dir string) error {
 	args = append(args, "./cmd/atrium", "./cmd/atrium-agent", "./cmd/atrium-sim")
 	cmd := exec.Command(gobin, args...)
 	cmd.Dir = ".." // the module root
-	cmd.Env = childEnv()
+	cmd.Env = flagenv.Strip(os.Environ())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%w\n%s", err, out)
 	}
@@ -80,18 +81,6 @@ func build(dir string) error {
 	bins.agent = filepath.Join(dir, "atrium-agent")
 	bins.sim = filepath.Join(dir, "atrium-sim")
 	return nil
-}
-
-// childEnv is this process's environment without ATRIUM_* variables: every flag of
-// the programs also reads one, and the tests pass everything as flags.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ATRIUM_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 func skipShort(t *testing.T) {
@@ -167,7 +156,7 @@ func start(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, logs: newLogSink(), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = childEnv()
+	p.cmd.Env = flagenv.Strip(os.Environ())
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {

@@ -20,11 +20,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/bus/bustest"
-
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	sim "github.com/atrium-iot/atrium/firmware-sim"
+	"github.com/atrium-iot/atrium/internal/bus/bustest"
+	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
@@ -255,7 +255,7 @@ func (s *service) restart(t *testing.T) *service {
 func addKey(t *testing.T, file, name, scopes string) string {
 	t.Helper()
 	cmd := exec.Command(bins.atrium, "keys", "add", "-name", name, "-scopes", scopes, "-keys", file)
-	cmd.Env = childEnv()
+	cmd.Env = flagenv.Strip(os.Environ())
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("atrium keys add: %v", err)

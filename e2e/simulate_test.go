@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	sim "github.com/atrium-iot/atrium/firmware-sim"
+	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
@@ -283,7 +285,7 @@ type deadLetter struct {
 func deadLetters(t *testing.T, spool string) []deadLetter {
 	t.Helper()
 	cmd := exec.Command(bins.agent, "spool", "dead-letters", "-spool", spool, "-limit", "100000")
-	cmd.Env = childEnv()
+	cmd.Env = flagenv.Strip(os.Environ())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

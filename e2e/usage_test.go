@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/atrium-iot/atrium/internal/flagenv"
 )
 
 // TestUsage reads -h of every program and subcommand: each flag's argument is the
@@ -29,7 +32,7 @@ func TestUsage(t *testing.T) {
 		name := strings.Join(append([]string{(*tc.bin)[strings.LastIndex(*tc.bin, "/")+1:]}, tc.args...), " ")
 		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command(*tc.bin, tc.args...)
-			cmd.Env = childEnv()
+			cmd.Env = flagenv.Strip(os.Environ())
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("%s: %v\n%s", name, err, out)

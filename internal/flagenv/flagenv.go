@@ -16,6 +16,18 @@ func EnvName(name string) string {
 	return Prefix + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(name))
 }
 
+// Strip returns env (as os.Environ gives it) without Atrium's variables: the
+// environment of a child program that is given every setting as a flag.
+func Strip(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, Prefix) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // Parse parses args into fs, then fills every flag not given on the command line from
 // its environment variable. It also makes -h list each flag with its variable.
 func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {

@@ -3,6 +3,7 @@ package flagenv_test
 import (
 	"bytes"
 	"flag"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,5 +58,12 @@ func TestUsageNamesEveryVariable(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %s:\n%s", want, out.String())
 		}
+	}
+}
+
+func TestStrip(t *testing.T) {
+	got := flagenv.Strip([]string{"HOME=/root", "ATRIUM_STORE=x", "PATH=/bin", "ATRIUM_BUS=memory"})
+	if want := []string{"HOME=/root", "PATH=/bin"}; !slices.Equal(got, want) {
+		t.Errorf("Strip = %q, want %q", got, want)
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/services/room/occupancy"
 )
 
@@ -136,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (*Result,
 	}
 	sim := exec.CommandContext(ctx, filepath.Join(bins, "atrium-sim"), "-broker", "tcp://"+mqtt, "-replay", csvPath,
 		"-speed", "max", "-summary", "json", "-log-format", "json", "-progress", "off")
-	sim.Env = childEnv()
+	sim.Env = flagenv.Strip(os.Environ())
 	var simErr strings.Builder
 	sim.Stderr = &simErr
 	out, err := sim.Output()
@@ -359,7 +360,7 @@ func build(ctx context.Context, dir string) error {
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/atrium", "./cmd/atrium-agent", "./cmd/atrium-sim")
 	cmd.Dir = root
-	cmd.Env = childEnv()
+	cmd.Env = flagenv.Strip(os.Environ())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build: %w\n%s", err, out)
 	}
@@ -378,18 +379,6 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-// childEnv is the environment without ATRIUM_* variables: every flag of the
-// programs reads one, and this tool passes everything as flags.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ATRIUM_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
 // proc is a running program whose JSON log lines are kept.
 type proc struct {
 	cmd     *exec.Cmd
@@ -402,7 +391,7 @@ type proc struct {
 
 func startProc(ctx context.Context, bin string, args ...string) (*proc, error) {
 	p := &proc{cmd: exec.Command(bin, args...), changed: make(chan struct{}), done: make(chan struct{})}
-	p.cmd.Env = childEnv()
+	p.cmd.Env = flagenv.Strip(os.Environ())
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
