@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/testwait"
+
 	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 
 	"github.com/atrium-iot/atrium/agent/agenttest"
@@ -66,7 +68,7 @@ func testLogger(t testing.TB) *slog.Logger {
 // poll waits until cond holds, failing the test after waitFor.
 func poll(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	testenv.Poll(t, waitFor, what, cond)
+	testwait.Within(t, waitFor, what, cond)
 }
 
 // ---- the cloud: the real sensor service with its SQLite store ----

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/testenv"
+	"github.com/atrium-iot/atrium/internal/testwait"
 
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -378,7 +378,7 @@ func (h *recordHook) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packe
 // poll waits until cond holds.
 func poll(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	testenv.Poll(t, waitFor, what, cond)
+	testwait.Within(t, waitFor, what, cond)
 }
 
 // closeInTime closes b, failing the test when Close errs or has not returned

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/testenv"
+	"github.com/atrium-iot/atrium/internal/testwait"
 
 	"github.com/atrium-iot/atrium/internal/bus/bustest"
 
@@ -269,7 +269,7 @@ func TestRoomProcessesOverRabbitMQ(t *testing.T) {
 
 func roomWaitFor(t testing.TB, within time.Duration, ok func() bool) {
 	t.Helper()
-	testenv.Poll(t, within, "the condition", ok)
+	testwait.Within(t, within, "the condition", ok)
 }
 
 // TestRoomRabbitMQRestart stops and starts the RabbitMQ application while

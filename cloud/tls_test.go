@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/testwait"
+
 	"github.com/atrium-iot/atrium/agent/agenttest"
 
 	"github.com/coder/websocket"
@@ -430,7 +432,7 @@ func (a *tlsAgent) state(t testing.TB) (spooled int, lastError string) {
 
 func waitUntil(t *testing.T, within time.Duration, what string, ok func() bool) {
 	t.Helper()
-	testenv.Poll(t, within, what, ok)
+	testwait.Within(t, within, what, ok)
 }
 
 // TestAgentForwardsOverMutualTLS: the agent trusts the gateway's CA (-cloud-ca)

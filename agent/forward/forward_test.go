@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/testenv"
+	"github.com/atrium-iot/atrium/internal/testwait"
 )
 
 // memQueue is a small in-memory Queue with the spool's contract: a batch handed out
@@ -287,7 +287,7 @@ func startRun(t *testing.T, f *Forwarder) (stop func()) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	testenv.Poll(t, 15*time.Second, what, cond)
+	testwait.Within(t, 15*time.Second, what, cond)
 }
 
 func pending(q *memQueue) int { n, _ := q.Pending(); return n }

@@ -2,8 +2,7 @@
 // by an environment variable (ATRIUM_TEST_AMQP_URL, ATRIUM_TEST_MONGODB_URL,
 // ATRIUM_TEST_CLICKHOUSE_URL), a program on PATH (curl, mosquitto_pub), a browser.
 // Without it a test skips, unless ATRIUM_REQUIRE_INTEGRATION=1 (as `make ci` sets)
-// makes that a failure: in CI nothing is skipped silently. Poll is the one wait on
-// a condition the tests share.
+// makes that a failure: in CI nothing is skipped silently.
 package testenv
 
 import (

@@ -8,18 +8,26 @@ import (
 	"time"
 )
 
-// Deadline bounds every wait: generous, for a loaded machine.
+// Deadline bounds every wait of For: generous, for a loaded machine.
 const Deadline = 30 * time.Second
 
-// For polls cond every 10 ms until it holds, and fails t when it does not hold
-// within Deadline. what names the awaited thing in the failure.
+// For polls cond until it holds, and fails t when it does not hold within
+// Deadline. what names the awaited thing in the failure.
 func For(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(Deadline)
-	for !cond() {
+	Within(t, Deadline, what, cond)
+}
+
+// Within is For with a deadline of its own. cond is checked at once, then at
+// growing intervals (1 ms up to 50 ms): a quick condition is seen quickly, a slow
+// one is not polled in a tight loop.
+func Within(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for gap := time.Millisecond; !cond(); gap = min(2*gap, 50*time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", Deadline, what)
+			t.Fatalf("timed out after %s waiting for %s", within, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(gap)
 	}
 }
