@@ -53,15 +53,10 @@ func (s *Service) handleRules() http.HandlerFunc {
 }
 
 func (s *Service) handleRule() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id := chi.URLParam(r, "id")
-		rl, err := s.store.Rule(r.Context(), id)
-		if err != nil {
-			httpx.Error(w, r, s.log, s.notFound("rule", id, err))
-			return
-		}
-		httpx.JSON(w, http.StatusOK, rl.Public())
-	}
+	return httpx.HandleGet(s.log, func(ctx context.Context, id string) (Rule, error) {
+		rl, err := s.store.Rule(ctx, id)
+		return rl.Public(), s.notFound("rule", id, err)
+	})
 }
 
 // decodeRule reads and checks a rule body.
@@ -175,7 +170,12 @@ func (s *Service) rulesChanged(ctx context.Context, id, reason string) error {
 	return nil
 }
 
+// notFound words a store's error about the thing id: a 404 when it does not
+// exist, nil when there is no error.
 func (s *Service) notFound(what, id string, err error) error {
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, ErrNotFound) {
 		return httpx.NewProblem(http.StatusNotFound, fmt.Sprintf("%s %q does not exist", what, id))
 	}
@@ -183,9 +183,8 @@ func (s *Service) notFound(what, id string, err error) error {
 }
 
 func (s *Service) handleAlerts() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		q := httpx.NewQuery(r)
-		aq := AlertQuery{
+	return httpx.HandleList(s.log, "alerts", func(q *httpx.Query) AlertQuery {
+		return AlertQuery{
 			State:    q.Enum("state", "", StateActive, StateAcknowledged, StateResolved),
 			Severity: q.Enum("severity", "", Severities...),
 			RuleID:   q.String("rule_id"),
@@ -193,29 +192,14 @@ func (s *Service) handleAlerts() http.HandlerFunc {
 			RoomID:   q.ID("room_id"),
 			Cursor:   q.String("cursor"),
 		}
-		if err := q.Err(); err != nil {
-			httpx.Error(w, r, s.log, err)
-			return
-		}
-		as, next, err := s.store.Alerts(r.Context(), aq)
-		if err != nil {
-			httpx.Error(w, r, s.log, fmt.Errorf("list alerts: %w", err))
-			return
-		}
-		httpx.List(w, "alerts", as, next)
-	}
+	}, s.store.Alerts)
 }
 
 func (s *Service) handleAlert() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id := chi.URLParam(r, "id")
-		a, err := s.store.Alert(r.Context(), id)
-		if err != nil {
-			httpx.Error(w, r, s.log, s.notFound("alert", id, err))
-			return
-		}
-		httpx.JSON(w, http.StatusOK, a)
-	}
+	return httpx.HandleGet(s.log, func(ctx context.Context, id string) (Alert, error) {
+		a, err := s.store.Alert(ctx, id)
+		return a, s.notFound("alert", id, err)
+	})
 }
 
 func (s *Service) handleAck() http.HandlerFunc {
@@ -246,9 +230,8 @@ func (s *Service) handleAck() http.HandlerFunc {
 }
 
 func (s *Service) handleEvents() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		q := httpx.NewQuery(r)
-		eq := EventQuery{
+	return httpx.HandleList(s.log, "events", func(q *httpx.Query) EventQuery {
+		return EventQuery{
 			Type:     q.Enum("type", "", EventTypes...),
 			Severity: q.Enum("severity", "", Severities...),
 			Since:    q.Time("since"),
@@ -256,17 +239,7 @@ func (s *Service) handleEvents() http.HandlerFunc {
 			RoomID:   q.ID("room_id"),
 			Cursor:   q.String("cursor"),
 		}
-		if err := q.Err(); err != nil {
-			httpx.Error(w, r, s.log, err)
-			return
-		}
-		es, next, err := s.store.Events(r.Context(), eq)
-		if err != nil {
-			httpx.Error(w, r, s.log, fmt.Errorf("list events: %w", err))
-			return
-		}
-		httpx.List(w, "events", es, next)
-	}
+	}, s.store.Events)
 }
 
 // Notification channels.

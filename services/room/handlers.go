@@ -1,6 +1,7 @@
 package room
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -31,8 +32,12 @@ var Buckets = map[string]time.Duration{
 	"1m": time.Minute, "5m": 5 * time.Minute, "15m": 15 * time.Minute, "1h": time.Hour, "1d": 24 * time.Hour,
 }
 
-// roomErr turns a store error about room id into the answer a client sees.
+// roomErr turns a store error about room id into the answer a client sees (nil
+// when there is no error).
 func roomErr(id string, err error) error {
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, ErrNotFound) {
 		return httpx.NewProblem(http.StatusNotFound, fmt.Sprintf("room %q does not exist", id))
 	}
@@ -75,15 +80,10 @@ func (s *Service) handleRooms() http.HandlerFunc {
 }
 
 func (s *Service) handleRoom() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id := chi.URLParam(r, "id")
-		rm, err := s.store.Room(r.Context(), id)
-		if err != nil {
-			httpx.Error(w, r, s.log, roomErr(id, err))
-			return
-		}
-		httpx.JSON(w, http.StatusOK, rm)
-	}
+	return httpx.HandleGet(s.log, func(ctx context.Context, id string) (Room, error) {
+		rm, err := s.store.Room(ctx, id)
+		return rm, roomErr(id, err)
+	})
 }
 
 func (s *Service) handleCreate() http.HandlerFunc {
@@ -204,15 +204,10 @@ func (s *Service) handleAssign() http.HandlerFunc {
 }
 
 func (s *Service) handleMetrics() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id := chi.URLParam(r, "id")
-		m, err := s.metrics(r.Context(), id)
-		if err != nil {
-			httpx.Error(w, r, s.log, roomErr(id, err))
-			return
-		}
-		httpx.JSON(w, http.StatusOK, m)
-	}
+	return httpx.HandleGet(s.log, func(ctx context.Context, id string) (Metrics, error) {
+		m, err := s.metrics(ctx, id)
+		return m, roomErr(id, err)
+	})
 }
 
 // BucketStats is one bucket of GET /rooms/{id}/history.

@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -242,16 +243,14 @@ func (s *Service) status(sn *Sensor, now time.Time) {
 }
 
 func (s *Service) handleSensor() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id := chi.URLParam(r, "id")
-		sn, err := s.store.Sensor(r.Context(), id)
+	return httpx.HandleGet(s.log, func(ctx context.Context, id string) (Sensor, error) {
+		sn, err := s.store.Sensor(ctx, id)
 		if err != nil {
-			httpx.Error(w, r, s.log, s.sensorErr(id, err))
-			return
+			return sn, s.sensorErr(id, err)
 		}
 		s.status(&sn, s.opts.Now())
-		httpx.JSON(w, http.StatusOK, sn)
-	}
+		return sn, nil
+	})
 }
 
 func (s *Service) handleSensors() http.HandlerFunc {
