@@ -98,6 +98,14 @@ func (p *scanner) str(prev string) (string, bool) {
 	return "", false
 }
 
+// skipDigits returns the index past the ASCII digits of b from j.
+func skipDigits(b []byte, j int) int {
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	return j
+}
+
 // number reads a JSON number (RFC 8259 grammar) that is a finite float64.
 func (p *scanner) number() (float64, bool) {
 	b, j := p.b, p.i
@@ -108,34 +116,27 @@ func (p *scanner) number() (float64, bool) {
 	case j < len(b) && b[j] == '0':
 		j++
 	case j < len(b) && b[j] >= '1' && b[j] <= '9':
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
-		}
+		j = skipDigits(b, j)
 	default:
 		return 0, false
 	}
 	if j < len(b) && b[j] == '.' {
-		j++
-		k := j
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
+		k := skipDigits(b, j+1)
+		if k == j+1 {
+			return 0, false // a fraction needs a digit
 		}
-		if j == k {
-			return 0, false
-		}
+		j = k
 	}
 	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
 		j++
 		if j < len(b) && (b[j] == '+' || b[j] == '-') {
 			j++
 		}
-		k := j
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
+		k := skipDigits(b, j)
+		if k == j {
+			return 0, false // an exponent needs a digit
 		}
-		if j == k {
-			return 0, false
-		}
+		j = k
 	}
 	f, err := strconv.ParseFloat(string(b[p.i:j]), 64)
 	if err != nil { // out of range: the general path says why
