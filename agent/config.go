@@ -86,7 +86,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.BoolVar(&c.AllowAnonymous, "allow-anonymous", false, "let devices connect without credentials and publish anywhere (development only)")
 	fs.IntVar(&c.MaxPacketSize, "max-packet-size", 256<<10, "largest MQTT packet accepted, in bytes")
 	fs.IntVar(&c.MaxConnections, "max-connections", 10000, "most MQTT clients connected at once")
-	fs.IntVar(&c.MaxPendingWrites, "max-pending-writes", 1024, "messages that may queue for one slow subscriber before QoS 0 ones to it are dropped (counted);\neach connection reserves 8 bytes per slot: raise it for local subscribers with bursty fan-out")
+	fs.IntVar(&c.MaxPendingWrites, "max-pending-writes", 256, "messages that may queue for one slow subscriber before further ones to it are dropped (counted);\neach connection reserves 8 bytes per slot up front (2 KiB at 256): raise it for local subscribers with bursty fan-out")
 	fs.DurationVar(&c.MaxKeepAlive, "max-keepalive", 0, "cap on the keep alive of MQTT 5 clients, 1s to 65535s: one asking for more (or none) is told this one in its CONNACK;\nMQTT 3.1.1 clients keep theirs. 0: no cap")
 	fs.IntVar(&c.BatchMax, "batch-max", 500, "most readings per batch sent to the cloud")
 	fs.IntVar(&c.BatchBytes, "batch-bytes", 1<<20, "most bytes of readings per batch")

@@ -25,7 +25,7 @@ const (
 
 	// footprintPendingWrites is the agent's -max-pending-writes default, given to
 	// the bare broker too so both reserve the same outbound queue per connection.
-	footprintPendingWrites = 1024
+	footprintPendingWrites = 256
 )
 
 // BenchmarkFootprint runs the built atrium-agent binary (as shipped: CGO_ENABLED=0,
