@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -86,7 +85,7 @@ type Gateway struct {
 }
 
 type metrics struct {
-	http           *httpMetrics
+	http           *httpx.Metrics
 	denied         *prometheus.CounterVec
 	upstreamErrors *prometheus.CounterVec
 }
@@ -114,7 +113,7 @@ func New(log *slog.Logger, opts Options) (*Gateway, error) {
 	g := &Gateway{log: log, opts: opts, reg: httpx.NewRegistry(), upstreams: map[string]*upstream{}, ids: newRequestIDs()}
 	g.stopping, g.stop = context.WithCancel(context.Background())
 	g.metrics = &metrics{
-		http: newHTTPMetrics(g.reg),
+		http: httpx.NewMetrics(g.reg),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "atrium_gateway_denied_total", Help: "Requests refused by the gateway, by reason (no_key, bad_key, unmapped_cert, scope, rate_limit, too_large, read_timeout).",
 		}, []string{"reason"}),
@@ -324,7 +323,7 @@ func (g *Gateway) accessLog(next http.Handler) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		g.metrics.http.observe(route, r.Method, lw.Status, d)
+		g.metrics.http.Observe(route, r.Method, lw.Status, d)
 		level := slog.LevelInfo
 		switch r.URL.Path {
 		case "/healthz", "/readyz", "/metrics":
@@ -345,60 +344,6 @@ func (g *Gateway) accessLog(next http.Handler) http.Handler {
 			slog.String("remote", r.RemoteAddr), slog.String("request_id", lw.requestID))
 		_ = h.Handle(ctx, rec)
 	})
-}
-
-// httpMetrics are Atrium's HTTP metrics, as httpx.NewMetrics defines them, with
-// the series resolved once per route, method and status: a request costs a map
-// read, not a hash of its labels.
-type httpMetrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-
-	mu     sync.RWMutex
-	series map[httpLabels]httpSeries
-}
-
-type httpLabels struct {
-	route, method string
-	status        int
-}
-
-type httpSeries struct {
-	requests prometheus.Counter
-	latency  prometheus.Observer
-}
-
-func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
-	m := &httpMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "atrium_http_requests_total", Help: "HTTP requests served, by route, method and status.",
-		}, []string{"route", "method", "status"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "atrium_http_request_duration_seconds", Help: "HTTP request latency, by route and method.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"route", "method"}),
-		series: map[httpLabels]httpSeries{},
-	}
-	reg.MustRegister(m.requests, m.latency)
-	return m
-}
-
-func (m *httpMetrics) observe(route, method string, status int, d time.Duration) {
-	l := httpLabels{route: route, method: method, status: status}
-	m.mu.RLock()
-	s, ok := m.series[l]
-	m.mu.RUnlock()
-	if !ok {
-		s = httpSeries{
-			requests: m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
-			latency:  m.latency.WithLabelValues(route, method),
-		}
-		m.mu.Lock()
-		m.series[l] = s
-		m.mu.Unlock()
-	}
-	s.requests.Inc()
-	s.latency.Observe(d.Seconds())
 }
 
 // upstreamNames are the services the gateway routes to, sorted.

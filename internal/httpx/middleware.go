@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -107,6 +108,19 @@ func routePattern(r *http.Request) string {
 type Metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+
+	mu     sync.RWMutex
+	series map[seriesKey]series
+}
+
+type seriesKey struct {
+	route, method string
+	status        int
+}
+
+type series struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
 }
 
 // NewMetrics registers Atrium's HTTP metrics on reg.
@@ -119,9 +133,31 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "atrium_http_request_duration_seconds", Help: "HTTP request latency, by route and method.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method"}),
+		series: map[seriesKey]series{},
 	}
 	reg.MustRegister(m.requests, m.latency)
 	return m
+}
+
+// Observe counts one request of route, method and status that took d. The
+// series of a route, method and status are resolved once: a request costs a
+// map read, not a hash of its labels.
+func (m *Metrics) Observe(route, method string, status int, d time.Duration) {
+	k := seriesKey{route: route, method: method, status: status}
+	m.mu.RLock()
+	s, ok := m.series[k]
+	m.mu.RUnlock()
+	if !ok {
+		s = series{
+			requests: m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
+			latency:  m.latency.WithLabelValues(route, method),
+		}
+		m.mu.Lock()
+		m.series[k] = s
+		m.mu.Unlock()
+	}
+	s.requests.Inc()
+	s.latency.Observe(d.Seconds())
 }
 
 // AccessLog logs one structured line per request and records its metrics.
@@ -138,8 +174,7 @@ func AccessLog(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 			d := time.Since(start)
 			route := routePattern(r)
 			if m != nil {
-				m.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.Status)).Inc()
-				m.latency.WithLabelValues(route, r.Method).Observe(d.Seconds())
+				m.Observe(route, r.Method, sw.Status, d)
 			}
 			if log == nil {
 				return
