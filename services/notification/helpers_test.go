@@ -1,10 +1,8 @@
 package notification_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -109,16 +107,7 @@ func (e *env) published(subject string) []notification.Alert {
 // publish sends readings as one sensor.data.received batch.
 func (e *env) publish(batchID string, rs ...reading.Reading) {
 	e.t.Helper()
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `{"batch_id":%q,"readings":[`, batchID)
-	for i, r := range rs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.Write(r.AppendJSON(nil))
-	}
-	b.WriteString("]}")
-	if err := e.bus.Publish(e.t.Context(), bus.SensorDataReceived, b.Bytes()); err != nil {
+	if err := e.bus.Publish(e.t.Context(), bus.SensorDataReceived, events.EncodeSensorData(batchID, "", rs)); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/room"
@@ -28,23 +29,15 @@ var benchTypes = []string{"temperature", "humidity", "co2", "occupancy", "light"
 // rooms (one type each), 5 readings per sensor a second apart; batch n starts 5 s
 // after batch n-1, so every batch adds new minutes now and then.
 func benchEvent(n int, base time.Time) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `{"batch_id":"bench-%d","site":"hq","readings":[`, n)
 	t := base.Add(time.Duration(n) * 5 * time.Second)
-	first := true
+	rs := make([]reading.Reading, 0, 500)
 	for s := range 100 {
 		for k := range 5 {
-			if !first {
-				b.WriteByte(',')
-			}
-			first = false
-			r := reading.Reading{SensorID: fmt.Sprintf("sensor_%03d", s), RoomID: fmt.Sprintf("room-%d", s%10), Type: benchTypes[s%5],
-				Value: float64(20 + (s+k+n)%7), Timestamp: t.Add(time.Duration(k) * time.Second)}
-			b.Write(r.AppendJSON(nil))
+			rs = append(rs, reading.Reading{SensorID: fmt.Sprintf("sensor_%03d", s), RoomID: fmt.Sprintf("room-%d", s%10), Type: benchTypes[s%5],
+				Value: float64(20 + (s+k+n)%7), Timestamp: t.Add(time.Duration(k) * time.Second)})
 		}
 	}
-	b.WriteString("]}")
-	return b.Bytes()
+	return events.EncodeSensorData(fmt.Sprintf("bench-%d", n), "hq", rs)
 }
 
 func benchService(b *testing.B, opts sqlitestore.Options) (*room.Service, *sqlitestore.Store, *membus.Bus) {
@@ -126,22 +119,15 @@ func BenchmarkConsume(b *testing.B) {
 func fillRooms(b *testing.B, svc *room.Service, now time.Time) {
 	b.Helper()
 	for r := range 50 {
-		var buf bytes.Buffer
-		fmt.Fprintf(&buf, `{"batch_id":"fill-%d","readings":[`, r)
-		first := true
+		rs := make([]reading.Reading, 0, 20*60)
 		for s := range 20 {
 			for k := range 60 {
-				if !first {
-					buf.WriteByte(',')
-				}
-				first = false
-				rd := reading.Reading{SensorID: fmt.Sprintf("r%d-s%d", r, s), RoomID: fmt.Sprintf("room-%02d", r), Type: benchTypes[s%5],
-					Value: float64(400 + (r+s+k)%300), Timestamp: now.Add(-time.Duration(k) * 10 * time.Second)}
-				buf.Write(rd.AppendJSON(nil))
+				rs = append(rs, reading.Reading{SensorID: fmt.Sprintf("r%d-s%d", r, s), RoomID: fmt.Sprintf("room-%02d", r), Type: benchTypes[s%5],
+					Value: float64(400 + (r+s+k)%300), Timestamp: now.Add(-time.Duration(k) * 10 * time.Second)})
 			}
 		}
-		buf.WriteString("]}")
-		if err := svc.Consume(context.Background(), bus.Message{ID: fmt.Sprint(r), Body: buf.Bytes()}); err != nil {
+		body := events.EncodeSensorData(fmt.Sprintf("fill-%d", r), "", rs)
+		if err := svc.Consume(context.Background(), bus.Message{ID: fmt.Sprint(r), Body: body}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,7 +1,6 @@
 package room_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -15,7 +14,9 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/occupancy"
 	"github.com/atrium-iot/atrium/services/room/sqlitestore"
@@ -23,9 +24,7 @@ import (
 
 // ucIBody is a sensor.data.received event of UCI rows, each column a sensor.
 func uciBody(batchID, roomID string, ss []occupancy.Sample, light bool) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `{"batch_id":%q,"readings":[`, batchID)
-	first := true
+	var rs []reading.Reading
 	for _, s := range ss {
 		for _, c := range []struct {
 			typ string
@@ -34,16 +33,10 @@ func uciBody(batchID, roomID string, ss []occupancy.Sample, light bool) []byte {
 			if c.typ == "light" && !light {
 				continue
 			}
-			if !first {
-				b.WriteByte(',')
-			}
-			first = false
-			fmt.Fprintf(&b, `{"sensor_id":"%s-%s","room_id":%q,"type":%q,"value":%v,"timestamp":%q}`,
-				roomID, c.typ, roomID, c.typ, c.v, s.Time.Format(time.RFC3339))
+			rs = append(rs, reading.Reading{SensorID: roomID + "-" + c.typ, RoomID: roomID, Type: c.typ, Value: c.v, Timestamp: s.Time})
 		}
 	}
-	b.WriteString("]}")
-	return b.Bytes()
+	return events.EncodeSensorData(batchID, "", rs)
 }
 
 type historyAnswer struct {

@@ -14,8 +14,10 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/sqlitestore"
@@ -80,18 +82,12 @@ type rd struct {
 	at                string // hh:mm:ss on the test day
 }
 
-func eventBody(batchID string, rs ...rd) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `{"batch_id":%q,"readings":[`, batchID)
-	for i, r := range rs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"sensor_id":%q,"room_id":%q,"type":%q,"value":%v,"timestamp":%q}`,
-			r.sensor, r.room, r.typ, r.value, clock(r.at).Format(time.RFC3339))
+func eventBody(batchID string, rds ...rd) []byte {
+	rs := make([]reading.Reading, len(rds))
+	for i, r := range rds {
+		rs[i] = reading.Reading{SensorID: r.sensor, RoomID: r.room, Type: r.typ, Value: r.value, Timestamp: clock(r.at)}
 	}
-	b.WriteString("]}")
-	return b.Bytes()
+	return events.EncodeSensorData(batchID, "", rs)
 }
 
 func (e *env) consume(t *testing.T, batchID string, rs ...rd) {
