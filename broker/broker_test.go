@@ -88,6 +88,9 @@ func TestAllowed(t *testing.T) {
 			}
 		})
 	}
+	if n := testing.AllocsPerRun(100, func() { allowed("sensor_001", "atrium/room-101/sensor_001/temperature") }); n != 0 {
+		t.Errorf("allowed allocates %v times a call, want 0", n)
+	}
 }
 
 func TestConnectAuth(t *testing.T) {
