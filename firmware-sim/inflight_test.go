@@ -17,7 +17,6 @@ import (
 // publishes (QoS 1, not retained) written and not yet acknowledged.
 type ackDelay struct {
 	l     net.Listener
-	to    string
 	delay time.Duration
 
 	mu      sync.Mutex
@@ -25,58 +24,42 @@ type ackDelay struct {
 }
 
 func newAckDelay(t *testing.T, to string, delay time.Duration) *ackDelay {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &ackDelay{l: l, to: to, delay: delay}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", to)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			var (
-				mu   sync.Mutex
-				open = map[uint16]bool{}
-			)
-			// client → broker: count the data publishes.
-			go func() {
-				defer b.Close()
-				_ = copyPackets(c, b, func(h byte, body []byte) {
-					if h>>4 == 3 && (h>>1)&3 == 1 && h&1 == 0 {
-						tl := int(body[0])<<8 | int(body[1])
-						id := uint16(body[2+tl])<<8 | uint16(body[3+tl])
-						mu.Lock()
-						open[id] = true
-						n := len(open)
-						mu.Unlock()
-						p.mu.Lock()
-						p.maxOpen = max(p.maxOpen, n)
-						p.mu.Unlock()
-					}
-				})
-			}()
-			// broker → client: hold each PUBACK back.
-			go func() {
-				defer c.Close()
-				_ = copyPackets(b, c, func(h byte, body []byte) {
-					if h>>4 == 4 {
-						time.Sleep(p.delay)
-						mu.Lock()
-						delete(open, uint16(body[0])<<8|uint16(body[1]))
-						mu.Unlock()
-					}
-				})
-			}()
-		}
-	}()
+	p := &ackDelay{delay: delay}
+	p.l = proxy(t, to, func(c, b net.Conn) {
+		var (
+			mu   sync.Mutex
+			open = map[uint16]bool{}
+		)
+		// client → broker: count the data publishes.
+		go func() {
+			defer b.Close()
+			_ = copyPackets(c, b, func(h byte, body []byte) {
+				if h>>4 == 3 && (h>>1)&3 == 1 && h&1 == 0 {
+					tl := int(body[0])<<8 | int(body[1])
+					id := uint16(body[2+tl])<<8 | uint16(body[3+tl])
+					mu.Lock()
+					open[id] = true
+					n := len(open)
+					mu.Unlock()
+					p.mu.Lock()
+					p.maxOpen = max(p.maxOpen, n)
+					p.mu.Unlock()
+				}
+			})
+		}()
+		// broker → client: hold each PUBACK back.
+		go func() {
+			defer c.Close()
+			_ = copyPackets(b, c, func(h byte, body []byte) {
+				if h>>4 == 4 {
+					time.Sleep(p.delay)
+					mu.Lock()
+					delete(open, uint16(body[0])<<8|uint16(body[1]))
+					mu.Unlock()
+				}
+			})
+		}()
+	})
 	return p
 }
 

@@ -438,16 +438,30 @@ func TestReconnectStorm(t *testing.T) {
 // gate is a TCP proxy to the broker that refuses connections until opened.
 type gate struct {
 	l    net.Listener
-	to   string
 	open atomic.Bool
 }
 
 func newGate(t *testing.T, to string) *gate {
+	g := &gate{}
+	g.l = proxy(t, to, func(c, b net.Conn) {
+		if !g.open.Load() {
+			c.Close()
+			b.Close()
+			return
+		}
+		go func() { _, _ = io.Copy(b, c); b.Close() }()
+		go func() { _, _ = io.Copy(c, b); c.Close() }()
+	})
+	return g
+}
+
+// proxy listens on loopback for clients of the broker at to, and hands each
+// client it accepts, with its own connection to the broker, to serve.
+func proxy(t *testing.T, to string, serve func(client, broker net.Conn)) net.Listener {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gate{l: l, to: to}
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
@@ -455,20 +469,15 @@ func newGate(t *testing.T, to string) *gate {
 			if err != nil {
 				return
 			}
-			if !g.open.Load() {
-				c.Close()
-				continue
-			}
 			b, err := net.Dial("tcp", to)
 			if err != nil {
 				c.Close()
 				continue
 			}
-			go func() { _, _ = io.Copy(b, c); b.Close() }()
-			go func() { _, _ = io.Copy(c, b); c.Close() }()
+			serve(c, b)
 		}
 	}()
-	return g
+	return l
 }
 
 func TestOverflowWhileDisconnected(t *testing.T) {
