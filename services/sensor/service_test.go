@@ -2,10 +2,8 @@ package sensor_test
 
 import (
 	"context"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
 )
@@ -35,16 +34,6 @@ func (b *switchBus) Publish(ctx context.Context, subject string, body []byte) er
 		return membus.ErrClosed
 	}
 	return b.Bus.Publish(ctx, subject, body)
-}
-
-func post(t *testing.T, url, body string) *http.Response {
-	t.Helper()
-	resp, err := http.Post(url+"/sensors/data", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp
 }
 
 func TestUnavailableAnswers503AndRetryIsSafe(t *testing.T) {
@@ -71,29 +60,21 @@ func TestUnavailableAnswers503AndRetryIsSafe(t *testing.T) {
 	body := `{"batch_id":"b-503","readings":[{"sensor_id":"x","type":"co2","value":500}]}`
 
 	b.set(true)
-	resp := post(t, srv.URL, body)
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("bus down: status %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	resp := send(t, srv.URL, []byte(body))
+	if resp.Code != 503 || resp.Head.Get("Retry-After") == "" {
+		t.Fatalf("bus down: status %d Retry-After %q, want 503 with Retry-After", resp.Code, resp.Head.Get("Retry-After"))
 	}
 	b.set(false)
-	if resp = post(t, srv.URL, body); resp.StatusCode != 200 {
-		t.Fatalf("retry after the bus is back: %d", resp.StatusCode)
+	if resp = send(t, srv.URL, []byte(body)); resp.Code != 200 {
+		t.Fatalf("retry after the bus is back: %d", resp.Code)
 	}
-	if resp = post(t, srv.URL, body); resp.StatusCode != 200 {
-		t.Fatalf("second retry: %d", resp.StatusCode)
+	if resp = send(t, srv.URL, []byte(body)); resp.Code != 200 {
+		t.Fatalf("second retry: %d", resp.Code)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		mu.Lock()
-		n := got
-		mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if n > 1 || time.Now().After(deadline) {
-			t.Fatalf("events published: %d, want exactly 1", n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	published := func() int { mu.Lock(); defer mu.Unlock(); return got }
+	testwait.Within(t, 5*time.Second, "the event published", func() bool { return published() > 0 })
+	if n := published(); n != 1 {
+		t.Fatalf("events published: %d, want exactly 1", n)
 	}
 	rs, _, err := st.Readings(ctx, sensor.ReadingQuery{SensorID: "x", Limit: 10})
 	if err != nil || len(rs) != 1 {
@@ -101,8 +82,8 @@ func TestUnavailableAnswers503AndRetryIsSafe(t *testing.T) {
 	}
 
 	_ = st.Close()
-	resp = post(t, srv.URL, `{"batch_id":"b-closed","readings":[{"sensor_id":"x","type":"co2","value":501}]}`)
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("store closed: status %d, want 503 with Retry-After", resp.StatusCode)
+	resp = send(t, srv.URL, []byte(`{"batch_id":"b-closed","readings":[{"sensor_id":"x","type":"co2","value":501}]}`))
+	if resp.Code != 503 || resp.Head.Get("Retry-After") == "" {
+		t.Fatalf("store closed: status %d, want 503 with Retry-After", resp.Code)
 	}
 }
