@@ -511,22 +511,7 @@ func TestBadRequests(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a := httpxtest.DoJSON(t, tc.method, r.url+tc.path, []byte(tc.body))
-			if a.Code != tc.status || a.CType != "application/problem+json" {
-				t.Fatalf("%s %s: %d %s %s, want %d problem+json", tc.method, tc.path, a.Code, a.CType, a.Raw, tc.status)
-			}
-			var p struct {
-				Status int `json:"status"`
-				Errors []struct {
-					Field string `json:"field"`
-				} `json:"errors"`
-			}
-			_ = json.Unmarshal(a.Raw, &p)
-			if p.Status != tc.status {
-				t.Errorf("problem status %d, want %d", p.Status, tc.status)
-			}
-			if tc.field != "" && (len(p.Errors) == 0 || p.Errors[0].Field != tc.field) {
-				t.Errorf("problem errors %s, want field %s", a.Raw, tc.field)
-			}
+			httpxtest.CheckProblem(t, a, tc.status, tc.field)
 		})
 	}
 	t.Run("daily defaults to yesterday", func(t *testing.T) {

@@ -233,15 +233,7 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a := httpxtest.DoJSON(t, tc.method, e.url+tc.path, []byte(tc.body))
-			if a.Code != tc.code || a.CType != "application/problem+json" {
-				t.Fatalf("%d %s %s, want %d problem+json", a.Code, a.CType, a.Raw, tc.code)
-			}
-			if a.Body["status"] != float64(tc.code) || a.Body["title"] == "" {
-				t.Fatalf("not a problem body: %s", a.Raw)
-			}
-			if tc.field != "" && !strings.Contains(string(a.Raw), `"field":"`+tc.field+`"`) {
-				t.Fatalf("no problem named %q: %s", tc.field, a.Raw)
-			}
+			httpxtest.CheckProblem(t, a, tc.code, tc.field)
 		})
 	}
 }

@@ -435,28 +435,7 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a := httpxtest.DoJSON(t, tc.method, e.url+tc.path, []byte(tc.body))
-			if a.Code != tc.code || a.CType != "application/problem+json" {
-				t.Fatalf("%d %s %s, want %d problem+json", a.Code, a.CType, a.Raw, tc.code)
-			}
-			var p struct {
-				Status int    `json:"status"`
-				Title  string `json:"title"`
-				Errors []struct {
-					Field string `json:"field"`
-				} `json:"errors"`
-			}
-			if err := json.Unmarshal(a.Raw, &p); err != nil || p.Status != tc.code || p.Title == "" {
-				t.Fatalf("problem %s: %v", a.Raw, err)
-			}
-			if tc.field != "" {
-				found := false
-				for _, e := range p.Errors {
-					found = found || e.Field == tc.field
-				}
-				if !found {
-					t.Errorf("errors do not name %q: %s", tc.field, a.Raw)
-				}
-			}
+			httpxtest.CheckProblem(t, a, tc.code, tc.field)
 		})
 	}
 	if a := httpxtest.DoJSON(t, "GET", e.url+"/rooms/r1", nil); a.Code != 200 || !bytes.Contains(a.Raw, []byte(`"capacity":null`)) {

@@ -185,13 +185,7 @@ func TestIngestBadBodies(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := do(t, "POST", s.url+"/sensors/data", tc.body, tc.headers...)
-			if a.Code != tc.code {
-				t.Fatalf("status %d, want %d: %s", a.Code, tc.code, a.Raw)
-			}
-			if !strings.HasPrefix(a.CType, "application/problem+json") || a.Body["status"] == nil || a.Body["title"] == nil {
-				t.Fatalf("want a problem+json body, got %q %s", a.CType, a.Raw)
-			}
+			httpxtest.CheckProblem(t, send(t, s.url, tc.body, tc.headers...), tc.code, "")
 		})
 	}
 	a := do(t, "GET", s.url+"/sensors", nil)

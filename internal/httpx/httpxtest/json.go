@@ -31,3 +31,34 @@ func Decode[T any](t testing.TB, a Answer) T {
 	}
 	return v
 }
+
+// CheckProblem fails t unless a is an RFC 9457 problem (application/problem+json)
+// with the status code status and a title, whose errors name field when field is
+// not empty.
+func CheckProblem(t testing.TB, a Answer, status int, field string) {
+	t.Helper()
+	if a.Code != status || a.CType != "application/problem+json" {
+		t.Errorf("%d %s %s, want a %d problem+json", a.Code, a.CType, a.Raw, status)
+		return
+	}
+	var p struct {
+		Status int    `json:"status"`
+		Title  string `json:"title"`
+		Errors []struct {
+			Field string `json:"field"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal(a.Raw, &p); err != nil || p.Status != status || p.Title == "" {
+		t.Errorf("not a problem of status %d: %s", status, a.Raw)
+		return
+	}
+	if field == "" {
+		return
+	}
+	for _, e := range p.Errors {
+		if e.Field == field {
+			return
+		}
+	}
+	t.Errorf("the problem's errors do not name %q: %s", field, a.Raw)
+}

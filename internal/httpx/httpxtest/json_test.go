@@ -36,3 +36,40 @@ func TestDoJSON(t *testing.T) {
 		t.Errorf("Get: %q, body %v of %s", a.Head.Get("X-Seen"), a.Body, a.Raw)
 	}
 }
+
+func TestCheckProblem(t *testing.T) {
+	problem := httpxtest.Answer{Code: 400, CType: "application/problem+json",
+		Raw: []byte(`{"type":"about:blank","title":"Bad Request","status":400,"errors":[{"field":"limit","reason":"too big"}]}`)}
+	tests := []struct {
+		name   string
+		a      httpxtest.Answer
+		status int
+		field  string
+		fails  bool
+	}{
+		{"the problem", problem, 400, "limit", false},
+		{"no field asked", problem, 400, "", false},
+		{"another field", problem, 400, "cursor", true},
+		{"another status", problem, 404, "", true},
+		{"plain JSON", httpxtest.Answer{Code: 400, CType: "application/json", Raw: []byte(`{"status":400,"title":"x"}`)}, 400, "", true},
+		{"no title", httpxtest.Answer{Code: 400, CType: "application/problem+json", Raw: []byte(`{"status":400}`)}, 400, "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{TB: t}
+			httpxtest.CheckProblem(rec, tc.a, tc.status, tc.field)
+			if rec.failed != tc.fails {
+				t.Errorf("failed = %v, want %v", rec.failed, tc.fails)
+			}
+		})
+	}
+}
+
+// recorder is a testing.TB that notes a failure instead of failing.
+type recorder struct {
+	testing.TB
+	failed bool
+}
+
+func (r *recorder) Errorf(string, ...any) { r.failed = true }
+func (r *recorder) Helper()               {}
