@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/atrium-iot/atrium/agent/forward"
@@ -204,7 +203,7 @@ func (q spoolQueue) Pending() (int, time.Time) {
 
 func (a *Agent) handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(httpx.RequestIDs, httpx.AccessLog(nil, httpx.NewMetrics(a.reg)), httpx.Recoverer(a.log), middleware.GetHead)
+	r.Use(httpx.RequestIDs, httpx.AccessLog(nil, httpx.NewMetrics(a.reg)), httpx.Recoverer(a.log), httpx.GetHead)
 	httpx.Health(r, a.reg, map[string]httpx.Check{
 		"cloud": a.fwd.Probe,
 		"spool": func(context.Context) error { return nil },

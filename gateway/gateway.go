@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/go-chi/cors"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -174,7 +173,7 @@ func cleanOrigins(in []string) []string {
 // are recovered and CORS answered before it is routed.
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(recordRoute, middleware.GetHead)
+	r.Use(recordRoute, httpx.GetHead)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

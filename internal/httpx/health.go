@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,7 +24,7 @@ type Check func(ctx context.Context) error
 // /metrics mounted.
 func NewRouter(log *slog.Logger, reg *prometheus.Registry, checks map[string]Check) chi.Router {
 	r := chi.NewRouter()
-	r.Use(RequestIDs, AccessLog(log, NewMetrics(reg)), Recoverer(log), middleware.GetHead, RequireContentType(JSONType))
+	r.Use(RequestIDs, AccessLog(log, NewMetrics(reg)), Recoverer(log), GetHead, RequireContentType(JSONType))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		WriteProblem(w, r, NewProblem(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

@@ -209,3 +209,18 @@ func Recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 		})
 	}
 }
+
+// GetHead answers a HEAD request with the GET handler of its path: no Atrium
+// route is registered for HEAD, and net/http sends the headers of a HEAD answer
+// without its body. (chi's middleware package has the same, but importing it
+// registers net/http/pprof's handlers on http.DefaultServeMux in every binary.)
+func GetHead(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			if rctx := chi.RouteContext(r.Context()); rctx != nil && rctx.RouteMethod == "" {
+				rctx.RouteMethod = http.MethodGet
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
