@@ -22,6 +22,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/analytics"
@@ -97,32 +98,15 @@ func startRig(t *testing.T, st analytics.Store, b *membus.Bus, opts analytics.Op
 		opts.SummaryTTL = -1
 	}
 	svc := analytics.New(st, b, logging.Discard(), opts)
-	srv := httptest.NewServer(svc.Handler())
-	ctx, cancel := context.WithCancel(context.Background())
 	// Declare the service's queue now: the in-process bus drops what no queue is
 	// bound to, and Run subscribes in the background.
-	declared, undeclare := context.WithCancel(ctx)
+	declared, undeclare := context.WithCancel(context.Background())
 	undeclare()
 	if err := b.Subscribe(declared, "analytics", []string{bus.SensorDataReceived, bus.AlertRaised, bus.AlertResolved}, nil); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	r := &rig{svc: svc, store: st, bus: b, url: srv.URL}
-	var stopped bool
-	r.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		srv.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}
-	t.Cleanup(r.stop)
-	return r
+	run := servicetest.Start(t, svc)
+	return &rig{svc: svc, store: st, bus: b, url: run.URL, stop: run.Stop}
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }

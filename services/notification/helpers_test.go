@@ -3,7 +3,6 @@ package notification_test
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/notification"
 	"github.com/atrium-iot/atrium/services/notification/sqlitestore"
@@ -34,14 +34,13 @@ func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 // env is a running notification service on a real SQLite file, the in-process bus
 // and a loopback HTTP server.
 type env struct {
-	t      *testing.T
-	svc    *notification.Service
-	bus    *membus.Bus
-	store  *sqlitestore.Store
-	srv    *httptest.Server
-	url    string
-	cancel context.CancelFunc
-	done   chan error
+	t     *testing.T
+	svc   *notification.Service
+	bus   *membus.Bus
+	store *sqlitestore.Store
+	run   *servicetest.Running
+	url   string
+	once  sync.Once
 	// seen collects what the service published on the bus, by subject.
 	mu   sync.Mutex
 	seen map[string][]notification.Alert
@@ -58,7 +57,7 @@ func start(t *testing.T, dir string, opts notification.Options) *env {
 		opts.TickInterval = 20 * time.Millisecond
 	}
 	b := membus.New(logging.Discard())
-	e := &env{t: t, bus: b, store: st, done: make(chan error, 1), seen: map[string][]notification.Alert{}}
+	e := &env{t: t, bus: b, store: st, seen: map[string][]notification.Alert{}}
 	if err := b.Subscribe(context.Background(), "watcher", []string{"alert.*"}, func(_ context.Context, m bus.Message) error {
 		var a notification.Alert
 		if err := json.Unmarshal(m.Body, &a); err != nil {
@@ -72,11 +71,8 @@ func start(t *testing.T, dir string, opts notification.Options) *env {
 		t.Fatal(err)
 	}
 	e.svc = notification.New(st, b, logging.Discard(), opts)
-	e.srv = httptest.NewServer(e.svc.Handler())
-	e.url = e.srv.URL
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	go func() { e.done <- e.svc.Run(ctx) }()
+	e.run = servicetest.Start(t, e.svc)
+	e.url = e.run.URL
 	t.Cleanup(e.stop)
 	testwait.For(t, "service ready", func() bool { return httpxtest.Get(t, e.url+"/readyz").Code == 200 })
 	return e
@@ -84,18 +80,11 @@ func start(t *testing.T, dir string, opts notification.Options) *env {
 
 // stop ends Run, then closes the server, the bus and the store.
 func (e *env) stop() {
-	if e.cancel == nil {
-		return
-	}
-	e.cancel()
-	if err := <-e.done; err != nil {
-		e.t.Errorf("Run: %v", err)
-	}
-	e.srv.CloseClientConnections()
-	e.srv.Close()
-	e.bus.Close()
-	e.store.Close()
-	e.cancel = nil
+	e.once.Do(func() {
+		e.run.Stop()
+		e.bus.Close()
+		e.store.Close()
+	})
 }
 
 func (e *env) published(subject string) []notification.Alert {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
@@ -39,21 +39,12 @@ func serve(t *testing.T, dir string, opts sensor.Options) *service {
 		t.Fatal(err)
 	}
 	b := membus.New(logging.Discard())
-	svc := sensor.New(st, b, logging.Discard(), opts)
-	srv := httptest.NewServer(svc.Handler())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = svc.Run(ctx)
-	}()
-	s := &service{url: srv.URL, store: st, bus: b}
+	run := servicetest.Start(t, sensor.New(st, b, logging.Discard(), opts))
+	s := &service{url: run.URL, store: st, bus: b}
 	var once sync.Once
 	s.stop = func() {
 		once.Do(func() {
-			srv.Close()
-			cancel()
-			<-done
+			run.Stop()
 			b.Close()
 			_ = st.Close()
 		})

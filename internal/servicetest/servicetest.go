@@ -1,0 +1,56 @@
+// Package servicetest runs one cloud service in a test as atrium runs it: its
+// HTTP API on a loopback server and its Run loop (bus consumers, publishers,
+// sweeps), until Stop or the end of the test. It knows no service: anything
+// with Handler and Run will do.
+package servicetest
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+)
+
+// Service is what every cloud service offers.
+type Service interface {
+	Handler() http.Handler
+	Run(ctx context.Context) error
+}
+
+// Running is a service started by Start.
+type Running struct {
+	URL string // the loopback server's, http://127.0.0.1:port
+
+	t      testing.TB
+	srv    *httptest.Server
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// Start serves svc's Handler on a loopback server and runs svc.Run until Stop,
+// which the end of the test calls too.
+func Start(t testing.TB, svc Service) *Running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{srv: httptest.NewServer(svc.Handler()), t: t, cancel: cancel, done: make(chan error, 1)}
+	r.URL = r.srv.URL
+	go func() { r.done <- svc.Run(ctx) }()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Stop ends Run, then closes the server and every connection to it (a
+// WebSocket's too), and fails the test when Run returned an error. The
+// service's store and bus stay open. Later calls do nothing.
+func (r *Running) Stop() {
+	r.once.Do(func() {
+		r.cancel()
+		if err := <-r.done; err != nil {
+			r.t.Errorf("Run: %v", err)
+		}
+		r.srv.CloseClientConnections()
+		r.srv.Close()
+	})
+}
