@@ -357,17 +357,25 @@ func (b *Bus) publishChannel(ctx context.Context, quit <-chan struct{}) (*amqp.C
 	}
 }
 
+// join counts one more call in flight in calls (the publishes or the consumers,
+// which Close waits for), or answers ErrClosed once the bus is closing.
+func (b *Bus) join(calls *sync.WaitGroup) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	calls.Add(1)
+	return nil
+}
+
 // Publish sends body to the exchange with subject as routing key, persistent and
 // with a new message ID, and returns once the broker confirmed it. While the
 // broker is unreachable it waits and retries until ctx ends.
 func (b *Bus) Publish(ctx context.Context, subject string, body []byte) error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return ErrClosed
+	if err := b.join(&b.pubs); err != nil {
+		return err
 	}
-	b.pubs.Add(1)
-	b.mu.Unlock()
 	defer b.pubs.Done()
 	msg := amqp.Publishing{
 		DeliveryMode: amqp.Persistent,
@@ -445,13 +453,9 @@ func (b *Bus) Subscribe(ctx context.Context, queue string, patterns []string, h 
 	if queue == "" || len(patterns) == 0 {
 		return fmt.Errorf("amqpbus: subscribe %q: a queue name and at least one pattern are required", queue)
 	}
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return ErrClosed
+	if err := b.join(&b.subs); err != nil {
+		return err
 	}
-	b.subs.Add(1)
-	b.mu.Unlock()
 	s := &subscription{
 		queue:    queue,
 		patterns: patterns,
