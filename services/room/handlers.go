@@ -88,12 +88,7 @@ func (s *Service) handleRoom() http.HandlerFunc {
 
 func (s *Service) handleCreate() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, err := httpx.ReadBody(w, r, s.opts.MaxBody)
-		if err != nil {
-			httpx.Error(w, r, s.log, err)
-			return
-		}
-		id, p, err := parseRoom(body, true, true)
+		id, p, err := s.decodeRoom(w, r, true, true)
 		if err != nil {
 			httpx.Error(w, r, s.log, err)
 			return
@@ -115,6 +110,16 @@ func (s *Service) handleCreate() http.HandlerFunc {
 	}
 }
 
+// decodeRoom reads the body of a create, replace or patch request as parseRoom
+// does.
+func (s *Service) decodeRoom(w http.ResponseWriter, r *http.Request, all, withID bool) (string, Patch, error) {
+	body, err := httpx.ReadBody(w, r, s.opts.MaxBody)
+	if err != nil {
+		return "", Patch{}, err
+	}
+	return parseRoom(body, all, withID)
+}
+
 // newRoom is a room made from a create or replace request.
 func newRoom(id string, p Patch, now time.Time) Room {
 	rm := Room{ID: id, Name: id}
@@ -134,12 +139,7 @@ func newRoom(id string, p Patch, now time.Time) Room {
 func (s *Service) handleUpdate(replace bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "id")
-		body, err := httpx.ReadBody(w, r, s.opts.MaxBody)
-		if err != nil {
-			httpx.Error(w, r, s.log, err)
-			return
-		}
-		bodyID, p, err := parseRoom(body, replace, false)
+		bodyID, p, err := s.decodeRoom(w, r, replace, false)
 		if err != nil {
 			httpx.Error(w, r, s.log, err)
 			return
