@@ -337,7 +337,6 @@ func (s *Store) Forget(ctx context.Context, before time.Time) (int, error) {
 	return int(res.DeletedCount), nil
 }
 
-
 // SetSeries replaces minutes of a derived series of several rooms, room by
 // room, and rebuilds their coarser buckets; see room.Store. The series'
 // documents have no shard suffix: their content is a function of the readings,
