@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/groupcommit"
+	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/analytics"
@@ -73,12 +75,10 @@ type Store struct {
 	series map[seriesKey]int64 // committed series ids, owned by the writer
 	floor  int64               // Unix ms: readings older than this were pruned (PruneBefore)
 
-	reqs       chan *writeReq
-	quit       chan struct{}
-	writerDone chan struct{}
-	life       sync.RWMutex // guards stopping against inflight.Add
-	stopping   bool
-	inflight   sync.WaitGroup
+	// writer commits the AddReadings calls waiting at the same time in one
+	// transaction.
+	writer *groupcommit.Writer[[]reading.Reading, int]
+	once   sync.Once
 
 	pruner *retention.Pruner // nil when the store prunes nothing
 }
@@ -114,9 +114,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Store{log: log, opts: opts, now: now, rdb: rdb, wdb: wdb, wconn: wconn, stmts: map[string]*sql.Stmt{}, series: map[seriesKey]int64{},
-		reqs: make(chan *writeReq, 256), quit: make(chan struct{}), writerDone: make(chan struct{})}
-	go s.writer()
+	s := &Store{log: log, opts: opts, now: now, rdb: rdb, wdb: wdb, wconn: wconn, stmts: map[string]*sql.Stmt{}, series: map[seriesKey]int64{}}
+	s.writer = groupcommit.New(s.commitGroup, func(rs []reading.Reading) int { return len(rs) }, groupcommit.Options{MaxSize: maxGroup})
 	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
 		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, defaultPruneEvery), log, s.Prune)
 	}
@@ -130,16 +129,10 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the store; calls after it fail with ErrUnavailable.
 func (s *Store) Close() error {
-	s.life.Lock()
-	already := s.stopping
-	s.stopping = true
-	s.life.Unlock()
-	if !already {
+	s.once.Do(func() {
 		s.pruner.Stop()
-		s.inflight.Wait() // the writer answers every call already handed over
-		close(s.quit)
-		<-s.writerDone
-	}
+		s.writer.Close() // it answers every call already handed over
+	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/groupcommit"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
@@ -59,18 +60,6 @@ type typeKey struct {
 
 type latestKey struct{ room, typ string }
 
-// writeReq is one AddReadings call waiting for the writer.
-type writeReq struct {
-	ctx  context.Context
-	rs   []reading.Reading
-	done chan writeRes
-}
-
-type writeRes struct {
-	n   int
-	err error
-}
-
 // maxGroup bounds the readings of one group commit.
 const maxGroup = 100000
 
@@ -80,72 +69,15 @@ func (s *Store) AddReadings(ctx context.Context, rs []reading.Reading) (int, err
 	if len(rs) == 0 {
 		return 0, nil
 	}
-	s.life.RLock()
-	if s.stopping {
-		s.life.RUnlock()
+	n, err := s.writer.Do(ctx, rs)
+	if errors.Is(err, groupcommit.ErrClosed) {
 		return 0, fmt.Errorf("analytics sqlitestore: add readings: %w: store closed", analytics.ErrUnavailable)
 	}
-	s.inflight.Add(1)
-	s.life.RUnlock()
-	defer s.inflight.Done()
-	req := &writeReq{ctx: ctx, rs: rs, done: make(chan writeRes, 1)}
-	select {
-	case s.reqs <- req:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	select {
-	case res := <-req.done:
-		return res.n, res.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
+	return n, err
 }
 
-// writer commits groups of waiting AddReadings calls until the store closes.
-func (s *Store) writer() {
-	defer close(s.writerDone)
-	for {
-		var first *writeReq
-		select {
-		case first = <-s.reqs:
-		case <-s.quit:
-			return
-		}
-		group, n := []*writeReq{first}, len(first.rs)
-	gather:
-		for n < maxGroup {
-			select {
-			case r := <-s.reqs:
-				group = append(group, r)
-				n += len(r.rs)
-			default:
-				break gather
-			}
-		}
-		live := group[:0]
-		for _, r := range group {
-			if err := r.ctx.Err(); err != nil {
-				r.done <- writeRes{err: err}
-				continue
-			}
-			live = append(live, r)
-		}
-		if len(live) == 0 {
-			continue
-		}
-		counts, err := s.commitGroup(live)
-		for i, r := range live {
-			if err != nil {
-				r.done <- writeRes{err: wrapErr("analytics sqlitestore: add readings", err)}
-			} else {
-				r.done <- writeRes{n: counts[i]}
-			}
-		}
-	}
-}
-
-func (s *Store) commitGroup(group []*writeReq) ([]int, error) {
+// commitGroup commits a group of AddReadings calls in one transaction.
+func (s *Store) commitGroup(group [][]reading.Reading) ([]int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s.mu.Lock()
@@ -157,7 +89,7 @@ func (s *Store) commitGroup(group []*writeReq) ([]int, error) {
 		counts, fresh, err = s.applyGroup(ctx, group, true)
 	}
 	if err != nil {
-		return nil, err
+		return nil, wrapErr("analytics sqlitestore: add readings", err)
 	}
 	for k, id := range fresh {
 		s.series[k] = id
@@ -176,7 +108,7 @@ var errDuplicates = errors.New("duplicates in the group")
 // it a chunk holding any aborts the group with errDuplicates. A savepoint makes
 // SQLite keep a journal of every page the chunk changes, a large part of the work
 // when there are no duplicates, the usual case.
-func (s *Store) applyGroup(ctx context.Context, group []*writeReq, careful bool) ([]int, map[seriesKey]int64, error) {
+func (s *Store) applyGroup(ctx context.Context, group [][]reading.Reading, careful bool) ([]int, map[seriesKey]int64, error) {
 	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return nil, nil, err
 	}
@@ -191,8 +123,8 @@ func (s *Store) applyGroup(ctx context.Context, group []*writeReq, careful bool)
 	var all []reading.Reading
 	fresh := map[seriesKey]int64{}
 	now := s.now()
-	for i, r := range group {
-		stored, err := s.insertReadings(ctx, tx, s.recent(r.rs, now), fresh, careful)
+	for i, rs := range group {
+		stored, err := s.insertReadings(ctx, tx, s.recent(rs, now), fresh, careful)
 		if err != nil {
 			return nil, nil, err
 		}
