@@ -47,6 +47,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/atrium-iot/atrium/internal/groupcommit"
+	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
@@ -82,9 +84,9 @@ type Store struct {
 	db   string
 	opts Options
 
-	reqs chan *writeReq
-	quit chan struct{}
-	done chan struct{}
+	// writer coalesces the AddReadings calls waiting at the same time into one
+	// check and one INSERT.
+	writer *groupcommit.Writer[[]reading.Reading, int]
 
 	mu       sync.RWMutex // guards closed against inflight.Add
 	closed   bool
@@ -186,7 +188,6 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		log: opts.Logger, conn: conn, db: db, opts: opts,
-		reqs: make(chan *writeReq, 256), quit: make(chan struct{}), done: make(chan struct{}),
 		readCut: noCutoff, rollupCut: noCutoff,
 		now: now,
 	}
@@ -194,7 +195,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		conn.Close()
 		return nil, wrapErr("clickhousestore: open "+redact(rawURL), err)
 	}
-	go s.writer()
+	s.writer = groupcommit.New(s.write, func(rs []reading.Reading) int { return len(rs) }, groupcommit.Options{MaxSize: opts.MaxBatch})
 	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
 		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, defaultPruneEvery), s.log, s.Prune)
 	}
@@ -258,8 +259,7 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		s.pruner.Stop()
 		s.inflight.Wait()
-		close(s.quit)
-		<-s.done
+		s.writer.Close()
 		err = s.conn.Close()
 	})
 	return err

@@ -2,120 +2,57 @@ package clickhousestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/groupcommit"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
-
-// writeReq is one AddReadings call waiting for the writer.
-type writeReq struct {
-	ctx  context.Context
-	rs   []reading.Reading
-	done chan writeRes
-}
-
-type writeRes struct {
-	n   int
-	err error
-}
 
 type identity struct {
 	sensor, typ string
 	ts          int64
 }
 
-// AddReadings hands the readings to the writer and waits for their INSERT.
+// AddReadings hands the readings to the writer, which coalesces the waiting
+// calls into one check and one INSERT, and waits for that INSERT.
 func (s *Store) AddReadings(ctx context.Context, rs []reading.Reading) (int, error) {
 	if len(rs) == 0 {
 		return 0, nil
 	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
+	n, err := s.writer.Do(ctx, rs)
+	if errors.Is(err, groupcommit.ErrClosed) {
 		return 0, fmt.Errorf("clickhousestore: add readings: %w: store closed", analytics.ErrUnavailable)
 	}
-	s.inflight.Add(1)
-	s.mu.RUnlock()
-	defer s.inflight.Done()
-	req := &writeReq{ctx: ctx, rs: rs, done: make(chan writeRes, 1)}
-	select {
-	case s.reqs <- req:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	select {
-	case res := <-req.done:
-		return res.n, res.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
+	return n, err
 }
 
-// writer coalesces the waiting AddReadings calls into one check and one INSERT.
-func (s *Store) writer() {
-	defer close(s.done)
-	for {
-		var first *writeReq
-		select {
-		case first = <-s.reqs:
-		case <-s.quit:
-			return
-		}
-		group := []*writeReq{first}
-		n := len(first.rs)
-	gather:
-		for n < s.opts.MaxBatch {
-			select {
-			case r := <-s.reqs:
-				group = append(group, r)
-				n += len(r.rs)
-			default:
-				break gather
-			}
-		}
-		s.write(group)
-	}
-}
-
-func (s *Store) write(group []*writeReq) {
+// write stores a group of AddReadings calls.
+func (s *Store) write(group [][]reading.Reading) ([]int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	live := group[:0]
-	for _, r := range group {
-		if err := r.ctx.Err(); err != nil {
-			r.done <- writeRes{err: err}
-			continue
-		}
-		live = append(live, r)
+	counts, err := s.insert(ctx, group)
+	if err != nil {
+		return nil, wrapErr("clickhousestore: add readings", err)
 	}
-	if len(live) == 0 {
-		return
-	}
-	counts, err := s.insert(ctx, live)
-	for i, r := range live {
-		if err != nil {
-			r.done <- writeRes{err: wrapErr("clickhousestore: add readings", err)}
-			continue
-		}
-		r.done <- writeRes{n: counts[i]}
-	}
+	return counts, nil
 }
 
 // insert stores the new readings of the group and returns how many each request
 // added. The views derive the aggregates from the same INSERT. When it fails,
 // its window is reconciled before the next one (see suspect).
-func (s *Store) insert(ctx context.Context, group []*writeReq) ([]int, error) {
+func (s *Store) insert(ctx context.Context, group [][]reading.Reading) ([]int, error) {
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
 	if err := s.repairSuspects(ctx); err != nil {
 		return nil, err
 	}
-	for _, r := range group {
-		r.rs = s.recent(r.rs)
+	for i, rs := range group {
+		group[i] = s.recent(rs)
 	}
 	existing, err := s.existing(ctx, group)
 	if err != nil {
@@ -130,8 +67,8 @@ func (s *Store) insert(ctx context.Context, group []*writeReq) ([]int, error) {
 		return nil, fmt.Errorf("prepare insert: %w", err)
 	}
 	defer func() { _ = batch.Abort() }()
-	for i, r := range group {
-		for _, rd := range r.rs {
+	for i, rs := range group {
+		for _, rd := range rs {
 			k := identity{rd.SensorID, rd.Type, rd.UnixMilli()}
 			if _, ok := existing[k]; ok {
 				continue
@@ -163,13 +100,13 @@ func floorMinute(ms int64) int64 { return ms - ((ms%60000)+60000)%60000 }
 // existing returns the identities of the group's readings that are already stored.
 // It narrows the search by room, type, sensor and time range (the table's order
 // key leads with room and type), then matches identities here.
-func (s *Store) existing(ctx context.Context, group []*writeReq) (map[identity]struct{}, error) {
+func (s *Store) existing(ctx context.Context, group [][]reading.Reading) (map[identity]struct{}, error) {
 	rooms, types, sensors := map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}
 	lo, hi := int64(1<<62), int64(-1<<62)
 	total := 0
-	for _, r := range group {
-		total += len(r.rs)
-		for _, rd := range r.rs {
+	for _, rs := range group {
+		total += len(rs)
+		for _, rd := range rs {
 			rooms[rd.RoomID] = struct{}{}
 			types[rd.Type] = struct{}{}
 			sensors[rd.SensorID] = struct{}{}
