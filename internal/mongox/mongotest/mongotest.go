@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,4 +66,26 @@ func Database(t testing.TB, c *mongo.Client, name string) string {
 		}
 	})
 	return db
+}
+
+// Databases returns a function giving each store name of a contract suite its
+// own database (Database, prefixed with prefix, dropped when the test that
+// first asked for it ends); asked again for a name, it gives the same one, so
+// that a store reopened under that name sees what was stored. It is safe for
+// parallel tests.
+func Databases(t testing.TB, prefix string) func(t testing.TB, name string) string {
+	c := Client(t)
+	var mu sync.Mutex
+	dbs := map[string]string{}
+	return func(t testing.TB, name string) string {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		db, ok := dbs[name]
+		if !ok {
+			db = Database(t, c, prefix+name)
+			dbs[name] = db
+		}
+		return db
+	}
 }

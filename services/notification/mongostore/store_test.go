@@ -1,7 +1,6 @@
 package mongostore
 
 import (
-	"sync"
 	"testing"
 
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
@@ -10,18 +9,9 @@ import (
 )
 
 func TestContract(t *testing.T) {
-	c := mongotest.Client(t)
-	var mu sync.Mutex
-	dbs := map[string]string{}
+	database := mongotest.Databases(t, "events_")
 	storetest.Run(t, func(t *testing.T, name string) notification.Store {
-		mu.Lock()
-		db, ok := dbs[name]
-		if !ok {
-			db = mongotest.Database(t, c, "events_"+name)
-			dbs[name] = db
-		}
-		mu.Unlock()
-		s, err := Open(t.Context(), mongotest.URL(t), Options{Database: db})
+		s, err := Open(t.Context(), mongotest.URL(t), Options{Database: database(t, name)})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}

@@ -30,18 +30,9 @@ func openTest(t testing.TB, db string, opts Options) *Store {
 }
 
 func TestContract(t *testing.T) {
-	c := mongotest.Client(t)
-	var mu sync.Mutex
-	dbs := map[string]string{}
+	database := mongotest.Databases(t, "room_")
 	storetest.Run(t, func(t *testing.T, name string) room.Store {
-		mu.Lock()
-		db, ok := dbs[name]
-		if !ok {
-			db = mongotest.Database(t, c, "room_"+name)
-			dbs[name] = db
-		}
-		mu.Unlock()
-		s, err := Open(t.Context(), mongotest.URL(t), Options{Database: db})
+		s, err := Open(t.Context(), mongotest.URL(t), Options{Database: database(t, name)})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
