@@ -224,3 +224,50 @@ func TestUnavailable(t *testing.T) {
 		})
 	}
 }
+
+func TestOpenStore(t *testing.T) {
+	mig := fstest.MapFS{"m/0001_init.sql": {Data: []byte("CREATE TABLE t (n INTEGER);")}}
+	own := Options{Synchronous: "NORMAL", BusyTimeout: time.Second, Readers: 3, Migrations: mig, MigrationsDir: "m"}
+	tests := []struct {
+		name        string
+		s           Settings
+		wantSync    string
+		wantBusy    time.Duration
+		wantReaders int
+		wantErr     bool
+	}{
+		{name: "store defaults", wantSync: "NORMAL", wantBusy: time.Second, wantReaders: 3},
+		{name: "settings over them", s: Settings{Synchronous: "full", BusyTimeout: 2 * time.Second, Readers: 1}, wantSync: "FULL", wantBusy: 2 * time.Second, wantReaders: 1},
+		{name: "unknown synchronous mode", s: Settings{Synchronous: "sometimes"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := OpenStore(t.Context(), filepath.Join(t.TempDir(), "s.db"), tt.s, own, "extra", 1)
+			if tt.wantErr {
+				if err == nil {
+					st.Writer.Close()
+					st.Readers.Close()
+					t.Fatal("OpenStore succeeded")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("OpenStore: %v", err)
+			}
+			defer st.Readers.Close()
+			defer st.Writer.Close()
+			if st.Sync != tt.wantSync || st.Options.BusyTimeout != tt.wantBusy || st.Options.Readers != tt.wantReaders {
+				t.Errorf("sync %q, busy %v, readers %d; want %q, %v, %d", st.Sync, st.Options.BusyTimeout, st.Options.Readers, tt.wantSync, tt.wantBusy, tt.wantReaders)
+			}
+			if st.Log == nil {
+				t.Error("Log is nil")
+			}
+			if v := userVersion(t, st.Writer); v != 1 {
+				t.Errorf("user_version = %d, want 1", v)
+			}
+			if got := st.Readers.Stats().MaxOpenConnections; got != tt.wantReaders {
+				t.Errorf("read pool of %d, want %d", got, tt.wantReaders)
+			}
+		})
+	}
+}
