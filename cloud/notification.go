@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/notification"
 	"github.com/atrium-iot/atrium/services/notification/mongostore"
 	"github.com/atrium-iot/atrium/services/notification/sqlitestore"
@@ -18,7 +19,7 @@ func (a *App) addNotification(ctx context.Context) error {
 			return mongostore.Open(ctx, url, mongostore.Options{Logger: log})
 		},
 		func(path string) (notification.Store, error) {
-			return sqlitestore.Open(ctx, path, sqlitestore.Options{Logger: log})
+			return sqlitestore.Open(ctx, path, sqlitestore.Options{Settings: sqlitex.Settings{Logger: log}})
 		})
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/servicetest"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/notification"
 	"github.com/atrium-iot/atrium/services/notification/sqlitestore"
@@ -49,7 +50,7 @@ type env struct {
 // start runs the service over the store in dir (reopened when it exists).
 func start(t *testing.T, dir string, opts notification.Options) *env {
 	t.Helper()
-	st, err := sqlitestore.Open(t.Context(), filepath.Join(dir, "notification.db"), sqlitestore.Options{Synchronous: "NORMAL"})
+	st, err := sqlitestore.Open(t.Context(), filepath.Join(dir, "notification.db"), sqlitestore.Options{Settings: sqlitex.Settings{Synchronous: "NORMAL"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@
 package sqlitestore
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -27,14 +26,10 @@ var _ notification.Store = (*Store)(nil)
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Options tune a Store. The zero value is ready to use.
+// Options tune a Store. The zero value is ready to use; the synchronous mode
+// defaults to FULL.
 type Options struct {
-	// Logger receives the store's logs; nil discards them.
-	Logger *slog.Logger
-	// Synchronous is SQLite's synchronous mode: "FULL" (default) or "NORMAL".
-	Synchronous string
-	// BusyTimeout is how long a statement waits for a lock; 0 means 5 s.
-	BusyTimeout time.Duration
+	sqlitex.Settings
 }
 
 // Store is the SQLite implementation of notification.Store.
@@ -48,14 +43,8 @@ type Store struct {
 
 // Open opens (creating if needed) the database at path and brings its schema up to date.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	sync := cmp.Or(opts.Synchronous, "FULL")
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	wdb, rdb, err := sqlitex.Open(ctx, path, sqlitex.Options{
-		Synchronous:     sync,
-		BusyTimeout:     opts.BusyTimeout,
+	db, err := sqlitex.OpenStore(ctx, path, opts.Settings, sqlitex.Options{
+		Synchronous:     "FULL",
 		ImmediateWrites: true,
 		Migrations:      migrations,
 		MigrationsDir:   "migrations",
@@ -63,8 +52,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync))
-	return &Store{log: log, wdb: wdb, rdb: rdb}, nil
+	return &Store{log: db.Log, wdb: db.Writer, rdb: db.Readers}, nil
 }
 
 var errClosed = fmt.Errorf("%w: store is closed", notification.ErrUnavailable)
