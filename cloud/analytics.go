@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/analytics"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
 	"github.com/atrium-iot/atrium/services/analytics/sqlitestore"
@@ -19,7 +20,7 @@ func (a *App) addAnalytics(ctx context.Context) error {
 			return clickhousestore.Open(ctx, url, clickhousestore.Options{Logger: log, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
 		},
 		func(path string) (analytics.Store, error) {
-			return sqlitestore.Open(ctx, path, sqlitestore.Options{Logger: log, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
+			return sqlitestore.Open(ctx, path, sqlitestore.Options{Settings: sqlitex.Settings{Logger: log}, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
 		})
 	if err != nil {
 		return err

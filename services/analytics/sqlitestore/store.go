@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,16 +35,11 @@ var _ analytics.Store = (*Store)(nil)
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Options tune a Store. The zero value is ready to use.
+// Options tune a Store. The zero value is ready to use; the synchronous mode
+// defaults to NORMAL (a commit survives a crash of the process, the last ones
+// may be lost on power loss: the bus redelivers what was not acknowledged).
 type Options struct {
-	// Logger receives the store's logs; nil discards them.
-	Logger *slog.Logger
-	// Synchronous is SQLite's synchronous mode: "NORMAL" (the default: a commit
-	// survives a crash of the process, the last ones may be lost on power loss;
-	// the bus redelivers what was not acknowledged) or "FULL".
-	Synchronous string
-	// Readers is the size of the read pool; 0 means twice the number of CPUs.
-	Readers int
+	sqlitex.Settings
 	// Retention is how long raw readings (their identities, for dedupe) are
 	// kept, by reading timestamp; 0 keeps them forever. A reading older than
 	// that is ignored by AddReadings.
@@ -86,30 +80,23 @@ type Store struct {
 // Open opens (creating if needed) the SQLite database at path and brings its
 // schema up to date.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	sync := cmp.Or(opts.Synchronous, "NORMAL")
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	wdb, rdb, err := sqlitex.Open(ctx, path, sqlitex.Options{
-		Synchronous:   sync,
-		Readers:       opts.Readers,
+	db, err := sqlitex.OpenStore(ctx, path, opts.Settings, sqlitex.Options{
+		Synchronous:   "NORMAL",
 		CacheSizeKiB:  65536,
 		MmapBytes:     268435456,
 		Migrations:    migrations,
 		MigrationsDir: "migrations",
-	})
+	}, "retention", opts.Retention.String(), "rollup_retention", opts.RollupRetention.String())
 	if err != nil {
 		return nil, fmt.Errorf("analytics sqlitestore: %w", err)
 	}
+	log, wdb, rdb := db.Log, db.Writer, db.Readers
 	wconn, err := wdb.Conn(ctx)
 	if err != nil {
 		wdb.Close()
 		rdb.Close()
 		return nil, wrapErr("analytics sqlitestore: open "+path, err)
 	}
-	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync),
-		"retention", opts.Retention.String(), "rollup_retention", opts.RollupRetention.String())
 	now := opts.Now
 	if now == nil {
 		now = time.Now
