@@ -19,6 +19,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/sqlitestore"
 )
@@ -65,7 +66,7 @@ func BenchmarkConsume(b *testing.B) {
 	for _, mode := range []string{"FULL", "NORMAL"} {
 		for _, est := range []bool{false, true} {
 			b.Run(fmt.Sprintf("synchronous=%s/estimate=%s", mode, map[bool]string{false: "off", true: "on"}[est]), func(b *testing.B) {
-				svc, _, _ := benchServiceWith(b, sqlitestore.Options{Synchronous: mode}, room.Options{NoEstimate: !est})
+				svc, _, _ := benchServiceWith(b, sqlitestore.Options{Settings: sqlitex.Settings{Synchronous: mode}}, room.Options{NoEstimate: !est})
 				base := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
 				bodies := make([][]byte, b.N)
 				for i := range bodies {
@@ -223,7 +224,7 @@ func BenchmarkMetricsHTTP(b *testing.B) {
 // rollups (a reading every 20 s) for each bucket size, one request at a time
 // over loopback HTTP, and reports p50 and p99; the target is p99 ≤ 20 ms.
 func BenchmarkHistory30Days(b *testing.B) {
-	svc, _, _ := benchService(b, sqlitestore.Options{Synchronous: "NORMAL"})
+	svc, _, _ := benchService(b, sqlitestore.Options{Settings: sqlitex.Settings{Synchronous: "NORMAL"}})
 	end := time.Now().UTC().Truncate(24 * time.Hour)
 	begin := end.Add(-30 * 24 * time.Hour)
 	for day := range 30 {

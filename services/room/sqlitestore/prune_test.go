@@ -18,7 +18,7 @@ func TestPruneChunks(t *testing.T) {
 	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	now := base.Add(10 * 24 * time.Hour)
 	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "prune.db"), Options{
-		Synchronous: "NORMAL", Retention: 24 * time.Hour, RollupRetention: 72 * time.Hour, PruneEvery: -1,
+		Settings: sqlitex.Settings{Synchronous: "NORMAL"}, Retention: 24 * time.Hour, RollupRetention: 72 * time.Hour, PruneEvery: -1,
 		Now: func() time.Time { return now },
 	})
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,19 +34,10 @@ var _ room.Store = (*Store)(nil)
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Options tune a Store. The zero value is ready to use.
+// Options tune a Store. The zero value is ready to use; the synchronous mode
+// defaults to FULL.
 type Options struct {
-	// Logger receives the store's logs; nil discards them.
-	Logger *slog.Logger
-	// Synchronous is SQLite's synchronous mode: "FULL" (the default) or "NORMAL"
-	// (faster; the last commits may be lost on power loss, never on a crash of
-	// the process).
-	Synchronous string
-	// BusyTimeout is how long a statement waits for a lock held by another
-	// process before failing with ErrUnavailable; 0 means 5 s.
-	BusyTimeout time.Duration
-	// Readers is the size of the read pool; 0 means twice the number of CPUs.
-	Readers int
+	sqlitex.Settings
 	// Retention is how long the minute rollups (the history at 1m and the
 	// window of the live metrics) are kept, by reading timestamp; 0 keeps them
 	// forever.
@@ -82,25 +72,19 @@ type Store struct {
 // Open opens (creating if needed) the SQLite database at path and brings its
 // schema up to date.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	sync := cmp.Or(opts.Synchronous, "FULL")
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	wdb, rdb, err := sqlitex.Open(ctx, path, sqlitex.Options{
-		Synchronous:      sync,
-		BusyTimeout:      opts.BusyTimeout,
-		Readers:          opts.Readers,
+	db, err := sqlitex.OpenStore(ctx, path, opts.Settings, sqlitex.Options{
+		Synchronous:      "FULL",
 		CacheSizeKiB:     32768, // 32 MiB per connection
 		MmapBytes:        268435456,
 		JournalSizeLimit: 67108864,
 		ImmediateWrites:  true,
 		Migrations:       migrations,
 		MigrationsDir:    "migrations",
-	})
+	}, "retention", opts.Retention.String(), "rollup_retention", opts.RollupRetention.String())
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
+	log, wdb, rdb := db.Log, db.Writer, db.Readers
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -116,8 +100,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 			return 0, n, err
 		})
 	}
-	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync),
-		"retention", opts.Retention.String(), "rollup_retention", opts.RollupRetention.String())
 	return s, nil
 }
 

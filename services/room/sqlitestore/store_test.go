@@ -1,7 +1,9 @@
 package sqlitestore
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
+	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/storetest"
 )
@@ -17,28 +20,19 @@ import (
 func TestContract(t *testing.T) {
 	for _, mode := range []string{"FULL", "NORMAL"} {
 		t.Run(mode, func(t *testing.T) {
-			dir := t.TempDir()
-			storetest.Run(t, func(t *testing.T, name string) room.Store {
-				s, err := Open(t.Context(), filepath.Join(dir, name+".db"), Options{Synchronous: mode})
-				if err != nil {
-					t.Fatalf("Open: %v", err)
-				}
-				return s
-			})
+			storetest.Run(t, sqlitetest.Opener(t, func(ctx context.Context, path string) (room.Store, error) {
+				return Open(ctx, path, Options{Settings: sqlitex.Settings{Synchronous: mode}})
+			}))
 		})
 	}
 }
 
 func TestRetentionContract(t *testing.T) {
-	dir := t.TempDir()
+	path := sqlitetest.Paths(t)
 	storetest.RunRetention(t, func(t *testing.T, name string, r storetest.RetentionOptions) storetest.Pruner {
-		s, err := Open(t.Context(), filepath.Join(dir, name+".db"), Options{
-			Retention: r.Retention, RollupRetention: r.RollupRetention, PruneEvery: -1, Now: r.Now,
+		return sqlitetest.Open(t, path(name), func(ctx context.Context, path string) (*Store, error) {
+			return Open(ctx, path, Options{Retention: r.Retention, RollupRetention: r.RollupRetention, PruneEvery: -1, Now: r.Now})
 		})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return s
 	})
 }
 
@@ -53,39 +47,9 @@ func openTest(t *testing.T, path string) *Store {
 }
 
 func TestOpen(t *testing.T) {
-	dir := t.TempDir()
-	tests := []struct {
-		name string
-		path string
-		opts Options
-		ok   bool
-	}{
-		{"new file", filepath.Join(dir, "a.db"), Options{}, true},
-		{"existing file", filepath.Join(dir, "a.db"), Options{}, true},
-		{"unknown sync mode", filepath.Join(dir, "c.db"), Options{Synchronous: "sometimes"}, false},
-		{"missing directory", filepath.Join(dir, "no", "such", "d.db"), Options{}, false},
-		{"empty path", "", Options{}, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s, err := Open(t.Context(), tc.path, tc.opts)
-			if (err == nil) != tc.ok {
-				t.Fatalf("Open(%q): err = %v, want ok %v", tc.path, err, tc.ok)
-			}
-			if err != nil {
-				return
-			}
-			defer s.Close()
-			var version int
-			var mode string
-			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != 1 {
-				t.Errorf("user_version = %d (%v), want 1", version, err)
-			}
-			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
-				t.Errorf("journal_mode = %q (%v), want wal", mode, err)
-			}
-		})
-	}
+	sqlitetest.RunOpen(t, 1, func(ctx context.Context, path, sync string) (io.Closer, error) {
+		return Open(ctx, path, Options{Settings: sqlitex.Settings{Synchronous: sync}})
+	})
 }
 
 // TestQueryPlan checks that the reads behind GET /rooms/{id}/metrics and history
