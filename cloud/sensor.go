@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/mongostore"
 	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
@@ -18,7 +19,7 @@ func (a *App) addSensor(ctx context.Context) error {
 			return mongostore.Open(ctx, url, mongostore.Options{Logger: log, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
 		},
 		func(path string) (sensor.Store, error) {
-			return sqlitestore.Open(ctx, path, sqlitestore.Options{Logger: log, Retention: a.cfg.Retention})
+			return sqlitestore.Open(ctx, path, sqlitestore.Options{Settings: sqlitex.Settings{Logger: log}, Retention: a.cfg.Retention})
 		})
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
 )
@@ -181,7 +182,7 @@ func TestOpenAPIMatchesTheServices(t *testing.T) {
 	}
 
 	t.Run("sensor router", func(t *testing.T) {
-		st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), sqlitestore.Options{Logger: logging.Discard()})
+		st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), sqlitestore.Options{Settings: sqlitex.Settings{Logger: logging.Discard()}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/servicetest"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
@@ -34,7 +35,7 @@ type service struct {
 
 func serve(t *testing.T, dir string, opts sensor.Options) *service {
 	t.Helper()
-	st, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "sensor.db"), sqlitestore.Options{Logger: logging.Discard()})
+	st, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "sensor.db"), sqlitestore.Options{Settings: sqlitex.Settings{Logger: logging.Discard()}})
 	if err != nil {
 		t.Fatal(err)
 	}

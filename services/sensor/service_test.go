@@ -11,6 +11,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
@@ -38,7 +39,7 @@ func (b *switchBus) Publish(ctx context.Context, subject string, body []byte) er
 
 func TestUnavailableAnswers503AndRetryIsSafe(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "sensor.db"), sqlitestore.Options{Logger: logging.Discard()})
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "sensor.db"), sqlitestore.Options{Settings: sqlitex.Settings{Logger: logging.Discard()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
 )
@@ -102,7 +103,7 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 func TestStatusChanges(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sensor.db")
-	st, err := sqlitestore.Open(ctx, path, sqlitestore.Options{Logger: logging.Discard()})
+	st, err := sqlitestore.Open(ctx, path, sqlitestore.Options{Settings: sqlitex.Settings{Logger: logging.Discard()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestStatusChanges(t *testing.T) {
 // StatusInterval (-offline-after/10, from 1s to 30s).
 func BenchmarkSweepStatus(b *testing.B) {
 	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(b.TempDir(), "sensor.db"), sqlitestore.Options{Logger: logging.Discard(), Synchronous: "NORMAL"})
+	st, err := sqlitestore.Open(ctx, filepath.Join(b.TempDir(), "sensor.db"), sqlitestore.Options{Settings: sqlitex.Settings{Logger: logging.Discard(), Synchronous: "NORMAL"}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -56,7 +57,7 @@ func BenchmarkIngest(b *testing.B) {
 		for _, callers := range []int{1, 8} {
 			b.Run(fmt.Sprintf("sync=%s/callers=%d", syncMode, callers), func(b *testing.B) {
 				path := filepath.Join(b.TempDir(), "ingest.db")
-				s, err := Open(context.Background(), path, Options{Synchronous: syncMode})
+				s, err := Open(context.Background(), path, Options{Settings: sqlitex.Settings{Synchronous: syncMode}})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -195,7 +196,7 @@ func benchStore(b *testing.B, n int) string {
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		os.Remove(tmp + suffix)
 	}
-	s, err := Open(ctx, tmp, Options{Synchronous: "OFF"})
+	s, err := Open(ctx, tmp, Options{Settings: sqlitex.Settings{Synchronous: "OFF"}})
 	if err != nil {
 		b.Fatal(err)
 	}

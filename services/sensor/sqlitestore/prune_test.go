@@ -20,7 +20,7 @@ func TestPruneChunks(t *testing.T) {
 	now := base.Add(30 * 24 * time.Hour)
 	cutoff := now.Add(-24 * time.Hour)
 	s := openTest(t, filepath.Join(t.TempDir(), "prune.db"), Options{
-		Synchronous: "NORMAL", Retention: 24 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now },
+		Settings: sqlitex.Settings{Synchronous: "NORMAL"}, Retention: 24 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now },
 	})
 	ctx := t.Context()
 

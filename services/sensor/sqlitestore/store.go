@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,19 +37,10 @@ var _ sensor.Store = (*Store)(nil)
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Options tune a Store. The zero value is ready to use.
+// Options tune a Store. The zero value is ready to use; the synchronous mode
+// defaults to FULL (a committed batch survives a power cut).
 type Options struct {
-	// Logger receives the store's logs; nil discards them.
-	Logger *slog.Logger
-	// Synchronous is SQLite's synchronous mode: "FULL" (the default: a committed
-	// batch survives a power cut) or "NORMAL" (faster; the last commits may be lost
-	// on power loss, never on a crash of the process). "OFF" is for bulk loads only.
-	Synchronous string
-	// BusyTimeout is how long a statement waits for a lock held by another
-	// process before failing with ErrUnavailable; 0 means 5 s.
-	BusyTimeout time.Duration
-	// Readers is the size of the read pool; 0 means twice the number of CPUs.
-	Readers int
+	sqlitex.Settings
 	// Retention is how long raw readings are kept, by reading timestamp; 0 keeps
 	// them forever. The store keeps no rollups (the MongoDB adapter's hourly
 	// rollups have no SQLite counterpart), so there is no RollupRetention here.
@@ -112,19 +102,12 @@ type Store struct {
 // Open opens (creating if needed) the SQLite database at path, brings its schema
 // up to date and starts the writer.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	sync := cmp.Or(opts.Synchronous, "FULL")
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	so := sqlitex.Options{
-		Synchronous:      sync,
-		BusyTimeout:      opts.BusyTimeout,
-		Readers:          opts.Readers,
+	db, err := sqlitex.OpenStore(ctx, path, opts.Settings, sqlitex.Options{
+		Synchronous:      "FULL",
 		ForeignKeys:      true,
 		CacheSizeKiB:     65536, // 64 MiB per connection
 		MmapBytes:        268435456,
@@ -133,12 +116,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		WriterPragmas:    []string{"wal_autocheckpoint(0)"}, // the checkpointer does it
 		Migrations:       migrations,
 		MigrationsDir:    "migrations",
-	}
-	wdb, rdb, err := sqlitex.Open(ctx, path, so)
+	}, "retention", opts.Retention.String())
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	ckdb, err := sql.Open("sqlite", so.DSN(path))
+	log, wdb, rdb := db.Log, db.Writer, db.Readers
+	ckdb, err := sql.Open("sqlite", db.Options.DSN(path))
 	if err != nil {
 		wdb.Close()
 		rdb.Close()
@@ -164,7 +147,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		mergeRows:        cmp.Or(opts.mergeRows, defaultMergeRows),
 		mergeStep:        cmp.Or(opts.mergeStep, defaultMergeStep),
 		j:                newJournal(),
-		syncMode:         strings.ToUpper(sync),
+		syncMode:         db.Sync,
 		reqs:             make(chan *writeReq, 1024),
 		quit:             make(chan struct{}),
 		done:             make(chan struct{}),
@@ -187,7 +170,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		// needs, and Close ends it at its next chunk.
 		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, defaultPruneEvery), log, s.Prune)
 	}
-	log.Debug("sqlite store opened", "path", path, "synchronous", strings.ToUpper(sync), "retention", opts.Retention.String())
 	return s, nil
 }
 

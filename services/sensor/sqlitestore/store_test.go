@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
+	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/storetest"
 )
@@ -22,26 +24,19 @@ import (
 func TestContract(t *testing.T) {
 	for _, mode := range []string{"FULL", "NORMAL"} {
 		t.Run(mode, func(t *testing.T) {
-			dir := t.TempDir()
-			storetest.Run(t, func(t *testing.T, name string) sensor.Store {
-				s, err := Open(t.Context(), filepath.Join(dir, name+".db"), Options{Synchronous: mode})
-				if err != nil {
-					t.Fatalf("Open: %v", err)
-				}
-				return s
-			})
+			storetest.Run(t, sqlitetest.Opener(t, func(ctx context.Context, path string) (sensor.Store, error) {
+				return Open(ctx, path, Options{Settings: sqlitex.Settings{Synchronous: mode}})
+			}))
 		})
 	}
 }
 
 func TestRetentionContract(t *testing.T) {
-	dir := t.TempDir()
+	path := sqlitetest.Paths(t)
 	storetest.RunRetention(t, func(t *testing.T, name string, r storetest.RetentionOptions) storetest.RetentionStore {
-		s, err := Open(t.Context(), filepath.Join(dir, name+".db"), Options{Retention: r.Retention, PruneEvery: -1, Now: r.Now})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return storetest.RetentionStore{Store: s}
+		return storetest.RetentionStore{Store: sqlitetest.Open(t, path(name), func(ctx context.Context, path string) (*Store, error) {
+			return Open(ctx, path, Options{Retention: r.Retention, PruneEvery: -1, Now: r.Now})
+		})}
 	})
 }
 
@@ -62,52 +57,9 @@ func reading1(sensorID string, ts time.Time, value float64) reading.Reading {
 var base = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func TestOpen(t *testing.T) {
-	dir := t.TempDir()
-	tests := []struct {
-		name string
-		path string
-		opts Options
-		ok   bool
-	}{
-		{"new file", filepath.Join(dir, "a.db"), Options{}, true},
-		{"existing file", filepath.Join(dir, "a.db"), Options{}, true},
-		{"normal sync", filepath.Join(dir, "b.db"), Options{Synchronous: "normal"}, true},
-		{"unknown sync mode", filepath.Join(dir, "c.db"), Options{Synchronous: "sometimes"}, false},
-		{"missing directory", filepath.Join(dir, "no", "such", "dir", "d.db"), Options{}, false},
-		{"empty path", "", Options{}, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s, err := Open(t.Context(), tc.path, tc.opts)
-			if (err == nil) != tc.ok {
-				t.Fatalf("Open(%q): err = %v, want ok %v", tc.path, err, tc.ok)
-			}
-			if err != nil {
-				return
-			}
-			defer s.Close()
-			var version int
-			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil {
-				t.Fatal(err)
-			}
-			if version != 4 {
-				t.Errorf("user_version = %d, want 4", version)
-			}
-			var mode string
-			if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
-				t.Fatal(err)
-			}
-			if mode != "wal" {
-				t.Errorf("journal_mode = %q, want wal", mode)
-			}
-			if err := s.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-			if err := s.Close(); err != nil {
-				t.Errorf("second Close: %v", err)
-			}
-		})
-	}
+	sqlitetest.RunOpen(t, 4, func(ctx context.Context, path, sync string) (io.Closer, error) {
+		return Open(ctx, path, Options{Settings: sqlitex.Settings{Synchronous: sync}})
+	})
 }
 
 // TestQueryPlan checks that a page of readings is one range scan of the primary
@@ -152,7 +104,7 @@ func TestQueryPlan(t *testing.T) {
 // Ingest then fails with ErrUnavailable, and works once the lock is released.
 func TestBusyIsUnavailable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "busy.db")
-	s := openTest(t, path, Options{BusyTimeout: 100 * time.Millisecond})
+	s := openTest(t, path, Options{Settings: sqlitex.Settings{BusyTimeout: 100 * time.Millisecond}})
 	other, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
@@ -329,7 +281,7 @@ func TestIngestCancelled(t *testing.T) {
 // writes go on: a passive checkpoint alone never catches up with a busy writer.
 func TestWALRewound(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "wal.db")
-	s := openTest(t, path, Options{Synchronous: "NORMAL", walRestartFrames: 64})
+	s := openTest(t, path, Options{Settings: sqlitex.Settings{Synchronous: "NORMAL"}, walRestartFrames: 64})
 	deadline := time.Now().Add(45 * time.Second)
 	var largest int64
 	// The checkpointer asks for a rewind at most every checkpointInterval; a
