@@ -153,7 +153,7 @@ func (s *Spool) commit(group []*op) {
 		fail(err)
 		return
 	}
-	txn := &txState{tx: tx, rb: tx.Bucket(bucketReadings), db: tx.Bucket(bucketDead), meta: tx.Bucket(bucketMeta)}
+	txn := &txState{tx: tx, rb: tx.Bucket(bucketReadings)}
 	txn.rb.FillPercent = 1.0 // appends go to the end of the key space
 	st := s.st
 	stored := false
@@ -206,11 +206,30 @@ func (s *Spool) commit(group []*op) {
 	}
 }
 
+// txState is a commit's transaction and its buckets. The readings bucket is looked
+// up for every commit; the dead letters and the batch records only by the calls
+// that use them (a bucket lookup is a search of the root bucket, and most commits
+// only append).
 type txState struct {
-	tx   *bolt.Tx
-	rb   *bolt.Bucket
-	db   *bolt.Bucket
-	meta *bolt.Bucket
+	tx       *bolt.Tx
+	rb       *bolt.Bucket
+	db, meta *bolt.Bucket // nil until dead and batches look them up
+}
+
+// dead is the dead letters' bucket.
+func (t *txState) dead() *bolt.Bucket {
+	if t.db == nil {
+		t.db = t.tx.Bucket(bucketDead)
+	}
+	return t.db
+}
+
+// batches is the bucket of the open batches' records.
+func (t *txState) batches() *bolt.Bucket {
+	if t.meta == nil {
+		t.meta = t.tx.Bucket(bucketMeta)
+	}
+	return t.meta
 }
 
 // apply performs one call on the staged state. A plain error refuses that call only
@@ -299,7 +318,7 @@ func (s *Spool) dropOldest(t *txState, st *state, need int64) error {
 			}
 			kept = append(kept, b)
 		}
-		if err := putBatches(t.meta, kept); err != nil {
+		if err := putBatches(t.batches(), kept); err != nil {
 			return err
 		}
 		st.batches = kept
@@ -366,7 +385,7 @@ func (s *Spool) formOne(t *txState, st *state, o *op) result {
 	}
 	rec := newBatchRec(first, last)
 	recs := append(append(make([]batchRec, 0, len(st.batches)+1), st.batches...), rec)
-	if err := putBatches(t.meta, recs); err != nil {
+	if err := putBatches(t.batches(), recs); err != nil {
 		return result{err: errFatal{err}}
 	}
 	st.batches = recs
@@ -438,7 +457,7 @@ func (s *Spool) applyFinish(t *txState, st *state, o *op) result {
 		st.acked += uint64(len(keys) - len(vals))
 	}
 	recs := append(append(make([]batchRec, 0, len(st.batches)-1), st.batches[:idx]...), st.batches[idx+1:]...)
-	if err := putBatches(t.meta, recs); err != nil {
+	if err := putBatches(t.batches(), recs); err != nil {
 		return result{err: errFatal{err}}
 	}
 	st.batches = recs
@@ -462,7 +481,7 @@ func (s *Spool) putDead(t *txState, st *state, d *DeadLetter) error {
 	}
 	if st.deadCost+cost > s.deadCap || st.deadCount+1 > int64(s.maxDead) {
 		var keys [][]byte
-		c := t.db.Cursor()
+		c := t.dead().Cursor()
 		for k, v := c.First(); k != nil && (st.deadCost+cost > s.deadCap || st.deadCount+1 > int64(s.maxDead)); k, v = c.Next() {
 			old, err := decodeDead(k, v)
 			if err != nil {
@@ -475,16 +494,16 @@ func (s *Spool) putDead(t *txState, st *state, d *DeadLetter) error {
 			st.deadEvicted++
 		}
 		for _, k := range keys {
-			if err := t.db.Delete(k); err != nil {
+			if err := t.dead().Delete(k); err != nil {
 				return errFatal{err}
 			}
 		}
 	}
-	id, err := t.db.NextSequence()
+	id, err := t.dead().NextSequence()
 	if err != nil {
 		return errFatal{err}
 	}
-	if err := t.db.Put(seqKey(id), v); err != nil {
+	if err := t.dead().Put(seqKey(id), v); err != nil {
 		return errFatal{err}
 	}
 	d.ID = id
@@ -499,7 +518,7 @@ func (s *Spool) applyTake(t *txState, st *state, o *op) result {
 	var out []DeadLetter
 	for _, id := range o.ids {
 		k := seqKey(id)
-		v := t.db.Get(k)
+		v := t.dead().Get(k)
 		if v == nil {
 			continue
 		}
@@ -508,7 +527,7 @@ func (s *Spool) applyTake(t *txState, st *state, o *op) result {
 			return result{err: errFatal{err}}
 		}
 		cost := int64(len(v)) + deadOverhead
-		if err := t.db.Delete(k); err != nil {
+		if err := t.dead().Delete(k); err != nil {
 			return result{err: errFatal{err}}
 		}
 		st.deadCount--
