@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -43,16 +44,27 @@ type pipeline struct {
 	timer      *time.Timer
 
 	// Each connection's answers (PUBACK, then delivery to subscribers) are sent by
-	// a goroutine of its own, in order: a device that stops reading its socket
-	// delays only its own answers, never the pipeline or the other devices.
+	// one sender at a time, in order, each sender serving one connection: a device
+	// that stops reading its socket delays only its own answers, never the pipeline
+	// or the other devices. A sender that has sent all of its connection's answers
+	// waits for the next connection (up to idleSenders wait), so under load the
+	// pipeline hands connections to running goroutines instead of starting one per
+	// connection per commit.
 	amu     sync.Mutex
-	answers map[*mqtt.Client][]*job // present while that connection's sender runs
+	answers map[*mqtt.Client][]*job // present while a sender serves that connection
+	work    chan *mqtt.Client       // to an idle sender; unbuffered
+	idle    atomic.Int32            // senders waiting on work
+	stop    chan struct{}           // closed when no more answers come: idle senders end
 	senders sync.WaitGroup
 }
 
+// idleSenders bounds the senders that wait for work; more are started when all
+// are busy, and end once their connection's answers are sent.
+const idleSenders = 16
+
 func newPipeline(a *Agent) *pipeline {
 	p := &pipeline{a: a, wake: make(chan struct{}, 1), done: make(chan struct{}), answers: map[*mqtt.Client][]*job{},
-		conns: map[*mqtt.Client]*connCommits{}}
+		work: make(chan *mqtt.Client), stop: make(chan struct{}), conns: map[*mqtt.Client]*connCommits{}}
 	go p.run()
 	return p
 }
@@ -255,6 +267,7 @@ func (p *pipeline) close() {
 	default:
 	}
 	<-p.done
+	close(p.stop)
 	p.senders.Wait()
 }
 
@@ -275,32 +288,63 @@ func (p *pipeline) process(jobs []*job) {
 	}
 }
 
-// answer queues j's answer on its connection's sender, starting one if needed.
+// answer queues j's answer for its connection's sender, handing the connection to
+// an idle sender or starting one if none serves it yet.
 func (p *pipeline) answer(j *job) {
 	p.amu.Lock()
-	queued, running := p.answers[j.cl]
+	queued, served := p.answers[j.cl]
 	p.answers[j.cl] = append(queued, j)
 	p.amu.Unlock()
-	if running {
+	if served {
 		return
 	}
-	p.senders.Add(1)
-	go func() {
-		defer p.senders.Done()
-		var acks []broker.Puback
-		for {
-			p.amu.Lock()
-			batch := p.answers[j.cl]
-			if len(batch) == 0 {
-				delete(p.answers, j.cl)
-				p.amu.Unlock()
-				return
-			}
-			p.answers[j.cl] = []*job{} // empty but present: still running
-			p.amu.Unlock()
-			acks = p.send(j.cl, batch, acks[:0])
+	select {
+	case p.work <- j.cl:
+	default:
+		p.senders.Add(1)
+		go p.sender(j.cl)
+	}
+}
+
+// sender sends cl's answers until none are left, then waits for the next
+// connection, unless idleSenders already wait.
+func (p *pipeline) sender(cl *mqtt.Client) {
+	defer p.senders.Done()
+	var acks []broker.Puback
+	for {
+		acks = p.drain(cl, acks)
+		if p.idle.Add(1) > idleSenders {
+			p.idle.Add(-1)
+			return
 		}
-	}()
+		select {
+		case cl = <-p.work:
+			p.idle.Add(-1)
+		case <-p.stop:
+			p.idle.Add(-1)
+			return
+		}
+	}
+}
+
+// drain sends cl's queued answers, batch by batch, until none are left, and
+// then marks cl as served by nobody. acks is scratch space, returned for reuse.
+func (p *pipeline) drain(cl *mqtt.Client, acks []broker.Puback) []broker.Puback {
+	spare := []*job{} // the last batch's array, for the answers queued meanwhile
+	for {
+		p.amu.Lock()
+		batch := p.answers[cl]
+		if len(batch) == 0 {
+			delete(p.answers, cl)
+			p.amu.Unlock()
+			return acks
+		}
+		p.answers[cl] = spare // empty but present: still served
+		p.amu.Unlock()
+		acks = p.send(cl, batch, acks[:0])
+		clear(batch)
+		spare = batch[:0]
+	}
 }
 
 // send writes the PUBACKs (successes, or refusals) of a connection's answered
