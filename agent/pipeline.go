@@ -19,7 +19,7 @@ import (
 // the fsync limits every device to one message per commit. Instead the hook hands
 // the decoded message to the pipeline and tells mochi not to answer it; the
 // pipeline spools whatever queued meanwhile, from every connection, in one commit,
-// and only then sends each PUBACK and hands the message to subscribers. A PUBACK
+// and only then hands each message to subscribers and sends its PUBACK. A PUBACK
 // still means "on disk", devices can keep their whole window in flight, and the
 // queue is FIFO, so each connection's PUBACKs go out in the order of its PUBLISHes
 // (MQTT 3.1.1 §4.6).
@@ -347,11 +347,19 @@ func (p *pipeline) drain(cl *mqtt.Client, acks []broker.Puback) []broker.Puback 
 	}
 }
 
-// send writes the PUBACKs (successes, or refusals) of a connection's answered
-// messages, in order, with one write, and then hands those that were taken to the
-// broker's subscribers. acks is scratch space, returned for the next call.
+// send hands a connection's answered messages that were taken to the broker's
+// subscribers, and then writes their PUBACKs (successes, or refusals), in order,
+// with one write. Delivery first: once a device has the PUBACK of a message, the
+// subscribers' queues have it, so a publish the device sends next (a QoS 2 one,
+// which mochi delivers at once) cannot reach them before it. acks is scratch
+// space, returned for the next call.
 func (p *pipeline) send(cl *mqtt.Client, batch []*job, acks []broker.Puback) []broker.Puback {
 	a := p.a
+	for _, j := range batch {
+		if j.err == nil {
+			a.deliver(j)
+		}
+	}
 	for _, j := range batch {
 		if j.qos != 1 {
 			continue
@@ -367,11 +375,6 @@ func (p *pipeline) send(cl *mqtt.Client, batch []*job, acks []broker.Puback) []b
 	}
 	if err := a.broker.Acks(cl, acks); err != nil {
 		a.log.Debug("pubacks not sent", "count", len(acks), "err", err)
-	}
-	for _, j := range batch {
-		if j.err == nil {
-			a.deliver(j)
-		}
 	}
 	return acks
 }
