@@ -13,6 +13,7 @@ import (
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
+	"github.com/atrium-iot/atrium/services/sensor"
 )
 
 // mongoStore returns a client of the test's MongoDB server, a prefix for the ids
@@ -32,6 +33,17 @@ func mongoStore(t *testing.T) (c *mongo.Client, prefix, store string) {
 	return c, prefix, u.String()
 }
 
+// dropSensorDocs deletes what a test wrote in sensor_db for one sensor and one
+// batch, which the store records under its key (caller and id: sensor.BatchKey).
+func dropSensorDocs(ctx context.Context, db *mongo.Database, sensorID, batchKey string) {
+	db.Collection("readings").DeleteMany(ctx, bson.D{{Key: "s", Value: sensorID}})
+	db.Collection("rollups_1h").DeleteMany(ctx, bson.D{{Key: "s", Value: sensorID}})
+	db.Collection("sensors").DeleteOne(ctx, bson.D{{Key: "_id", Value: sensorID}})
+	db.Collection("sensor_status").DeleteOne(ctx, bson.D{{Key: "_id", Value: sensorID}})
+	db.Collection("batches").DeleteOne(ctx, bson.D{{Key: "_id", Value: batchKey}})
+	db.Collection("outbox").DeleteOne(ctx, bson.D{{Key: "_id", Value: batchKey}})
+}
+
 // TestMongoStore runs the sensor and notification services on -store=mongodb://…
 // and checks that their data lands in the fixed databases sensor_db and events_db.
 // It writes only under a sensor id of its own, and deletes it afterwards.
@@ -47,12 +59,7 @@ func TestMongoStore(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		db := c.Database(mongox.SensorDB)
-		db.Collection("readings").DeleteMany(ctx, bson.D{{Key: "s", Value: id}})
-		db.Collection("rollups_1h").DeleteMany(ctx, bson.D{{Key: "s", Value: id}})
-		db.Collection("sensors").DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-		db.Collection("batches").DeleteOne(ctx, bson.D{{Key: "_id", Value: batch}})
-		db.Collection("outbox").DeleteOne(ctx, bson.D{{Key: "_id", Value: batch}})
+		dropSensorDocs(ctx, c.Database(mongox.SensorDB), id, sensor.BatchKey(sensor.DirectPrincipal, batch))
 	})
 
 	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)

@@ -29,12 +29,7 @@ func TestRoomOnMongoStore(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		sdb := c.Database(mongox.SensorDB)
-		sdb.Collection("readings").DeleteMany(ctx, bson.D{{Key: "s", Value: sensorID}})
-		sdb.Collection("rollups_1h").DeleteMany(ctx, bson.D{{Key: "s", Value: sensorID}})
-		sdb.Collection("sensors").DeleteOne(ctx, bson.D{{Key: "_id", Value: sensorID}})
-		sdb.Collection("batches").DeleteOne(ctx, bson.D{{Key: "_id", Value: key}})
-		sdb.Collection("outbox").DeleteOne(ctx, bson.D{{Key: "_id", Value: key}})
+		dropSensorDocs(ctx, c.Database(mongox.SensorDB), sensorID, key)
 		rdb := c.Database(mongox.RoomDB)
 		rdb.Collection("rooms").DeleteOne(ctx, bson.D{{Key: "_id", Value: roomID}})
 		rdb.Collection("sensors").DeleteOne(ctx, bson.D{{Key: "_id", Value: sensorID}})
