@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -85,7 +84,7 @@ func BenchmarkIngest(b *testing.B) {
 				if agentHTTP != "" {
 					before = benchStatus(b, agentHTTP)
 				}
-				cpu0 := benchCPU(b)
+				cpu0 := testenv.ProcessCPU(b)
 				b.ResetTimer()
 				if err := benchPublish(clients, benchWindow, b.N); err != nil {
 					b.Fatal(err)
@@ -95,7 +94,7 @@ func BenchmarkIngest(b *testing.B) {
 				b.ReportMetric(float64(b.N)/secs, "msgs/s")
 				b.ReportMetric(float64(2*b.N)/secs, "readings/s")
 				if br.name != "mosquitto" { // its own process: its CPU is not counted here
-					b.ReportMetric(float64((benchCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+					b.ReportMetric(float64((testenv.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 				}
 				if agentHTTP != "" {
 					if c := benchStatus(b, agentHTTP).Commits - before.Commits; c > 0 {
@@ -114,13 +113,13 @@ func BenchmarkIngestSpooled(b *testing.B) {
 	a := benchStartAgent(b, benchClosedURL(b), nil)
 	clients := benchConnect(b, a.MQTTAddr(), benchConns)
 	before := benchStatus(b, a.HTTPAddr())
-	cpu0 := benchCPU(b)
+	cpu0 := testenv.ProcessCPU(b)
 	b.ResetTimer()
 	if err := benchPublish(clients, benchWindow, b.N); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((benchCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+	b.ReportMetric(float64((testenv.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 	after := benchStatus(b, a.HTTPAddr())
 	if got, want := after.Appended-before.Appended, int64(2*b.N); got != want {
 		b.Fatalf("spool took %d readings after %d PUBACKs, want %d", got, b.N, want)
@@ -158,11 +157,11 @@ func BenchmarkDrain(b *testing.B) {
 					path := filepath.Join(dir, "spool.db")
 					benchFillSpool(b, path, total)
 					cloudURL := benchStartCloud(b, filepath.Join(dir, "cloud"))
-					cpu0 := benchCPU(b)
+					cpu0 := testenv.ProcessCPU(b)
 					b.StartTimer()
 					s := benchDrain(b, path, cloudURL, batch, inflight, total)
 					b.StopTimer()
-					cpu += benchCPU(b) - cpu0
+					cpu += testenv.ProcessCPU(b) - cpu0
 					if st := s.Stats(); st.Readings != 0 || st.OpenBatches != 0 {
 						b.Fatalf("spool after the drain: %d readings, %d open batches", st.Readings, st.OpenBatches)
 					}
@@ -244,16 +243,6 @@ func (q benchQueue) Ready() <-chan struct{}                  { return q.s.Ready(
 func (q benchQueue) Pending() (int, time.Time) {
 	st := q.s.Stats()
 	return int(st.Readings), st.OldestAppend
-}
-
-// benchCPU is the CPU time (user + system) this process has used.
-func benchCPU(b *testing.B) time.Duration {
-	b.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchWaitDrained polls until the sensor service has accepted total readings and

@@ -7,11 +7,11 @@ import (
 	"io"
 	"net/http"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 func benchSystem(b *testing.B) string {
@@ -62,7 +62,7 @@ func BenchmarkHTTPIngest(b *testing.B) {
 			errs := make(chan error, tc.clients)
 			b.ResetTimer()
 			start := time.Now()
-			cpu0 := cpuTime()
+			cpu0 := testenv.ProcessCPU(b)
 			for range tc.clients {
 				go func() {
 					for {
@@ -99,16 +99,7 @@ func BenchmarkHTTPIngest(b *testing.B) {
 			b.ReportMetric(500, "readings/op")
 			// CPU time of the whole process (server and clients) per reading: less
 			// sensitive than readings/s to other load on the machine.
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N*500), "cpu-µs/reading")
+			b.ReportMetric(float64(testenv.ProcessCPU(b)-cpu0)/float64(time.Microsecond)/float64(b.N*500), "cpu-µs/reading")
 		})
 	}
-}
-
-// cpuTime is the user and system CPU time the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -400,7 +399,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	// took to finish, so a slower path is not flattered by its longer tail.
 	closed := func(base string, d time.Duration) (perSec, cpuUS float64) {
 		var n, failed atomic.Int64
-		cpu0 := processCPU()
+		cpu0 := testenv.ProcessCPU(b)
 		start := time.Now()
 		stop := start.Add(d)
 		var wg sync.WaitGroup
@@ -419,7 +418,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		if failed.Load() > 0 {
 			b.Fatalf("%d requests to %s failed", failed.Load(), base)
 		}
-		return float64(n.Load()) / time.Since(start).Seconds(), float64((processCPU() - cpu0).Microseconds()) / float64(max(n.Load(), 1))
+		return float64(n.Load()) / time.Since(start).Seconds(), float64((testenv.ProcessCPU(b) - cpu0).Microseconds()) / float64(max(n.Load(), 1))
 	}
 	pct := func(l []time.Duration, p float64) float64 {
 		return float64(l[int(float64(len(l)-1)*p)].Microseconds()) / 1000
@@ -491,13 +490,4 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		b.ReportMetric(slices.Min(ratios), g.name+"min-ratio")
 		b.ReportMetric(slices.Max(ratios), g.name+"max-ratio")
 	}
-}
-
-// processCPU is the user and system CPU time this process has used so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/gateway"
+	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/internal/tlsx/tlsxtest"
 )
 
@@ -83,7 +84,7 @@ func BenchmarkTLSCost(b *testing.B) {
 			client := &http.Client{Transport: tr}
 			var n, fails atomic.Int64
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			cpu0 := processCPU()
+			cpu0 := testenv.ProcessCPU(b)
 			start := time.Now()
 			var wg sync.WaitGroup
 			for range 16 {
@@ -108,7 +109,7 @@ func BenchmarkTLSCost(b *testing.B) {
 			}
 			wg.Wait()
 			elapsed := time.Since(start)
-			cpu := processCPU() - cpu0
+			cpu := testenv.ProcessCPU(b) - cpu0
 			cancel()
 			tr.CloseIdleConnections()
 			if n.Load() == 0 || fails.Load() > 0 {

@@ -8,12 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // BenchmarkHandler is the gateway's own cost per proxied request: the handler chain
@@ -55,7 +54,7 @@ func BenchmarkHandler(b *testing.B) {
 			b.Cleanup(g.Close)
 			h := g.Handler()
 			b.ReportAllocs()
-			cpu0 := processCPU()
+			cpu0 := testenv.ProcessCPU(b)
 			for b.Loop() {
 				req := httptest.NewRequest(http.MethodGet, "/rooms/r1/metrics", nil)
 				req.Header.Set("Authorization", "Bearer "+key)
@@ -65,16 +64,7 @@ func BenchmarkHandler(b *testing.B) {
 					b.Fatalf("%d %q", w.Code, w.Body)
 				}
 			}
-			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((testenv.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
-}
-
-// processCPU is the user and system CPU time this process has used so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

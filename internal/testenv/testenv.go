@@ -2,14 +2,17 @@
 // by an environment variable (ATRIUM_TEST_AMQP_URL, ATRIUM_TEST_MONGODB_URL,
 // ATRIUM_TEST_CLICKHOUSE_URL), a program on PATH (curl, mosquitto_pub), a browser.
 // Without it a test skips, unless ATRIUM_REQUIRE_INTEGRATION=1 (as `make ci` sets)
-// makes that a failure: in CI nothing is skipped silently.
+// makes that a failure: in CI nothing is skipped silently. ProcessCPU reads what
+// the process has used of the machine, for benchmarks.
 package testenv
 
 import (
 	"fmt"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // RequireVar is the environment variable that turns every skip here into a failure.
@@ -48,4 +51,16 @@ func Tool(tb testing.TB, name string) string {
 		Missing(tb, "%s is not installed (not found on PATH)", name)
 	}
 	return p
+}
+
+// ProcessCPU is the user and system CPU time this process has used so far.
+// Benchmarks report it per operation next to their rates: it is less sensitive
+// than a rate to other load on the machine.
+func ProcessCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
+	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/sqlitestore"
 )
@@ -77,7 +77,7 @@ func BenchmarkConsume(b *testing.B) {
 				var wg sync.WaitGroup
 				b.ResetTimer()
 				start := time.Now()
-				cpu0 := cpuTime()
+				cpu0 := testenv.ProcessCPU(b)
 				if est {
 					wg.Add(1)
 					go func() {
@@ -109,7 +109,7 @@ func BenchmarkConsume(b *testing.B) {
 				b.ReportMetric(float64(b.N*500)/time.Since(start).Seconds(), "readings/s")
 				// CPU time of the process per reading: steadier than the rate
 				// when other programs load the machine.
-				b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*500), "cpu-ns/reading")
+				b.ReportMetric(float64((testenv.ProcessCPU(b)-cpu0).Nanoseconds())/float64(b.N*500), "cpu-ns/reading")
 			})
 		}
 	}
@@ -132,15 +132,6 @@ func fillRooms(b *testing.B, svc *room.Service, now time.Time) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// cpuTime is the user and system CPU time the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {
@@ -179,7 +170,7 @@ func BenchmarkMetricsHTTP(b *testing.B) {
 	var failure error
 	b.ResetTimer()
 	start := time.Now()
-	cpu0 := cpuTime()
+	cpu0 := testenv.ProcessCPU(b)
 	for range workers {
 		wg.Go(func() {
 			for i := range jobs {
@@ -215,7 +206,7 @@ func BenchmarkMetricsHTTP(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 	// CPU time of the whole process (server and client) per request: less
 	// sensitive than the tail latency to other load on the machine.
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
+	b.ReportMetric(float64((testenv.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
 	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
 }

@@ -10,12 +10,12 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
+	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -62,7 +62,7 @@ func BenchmarkIngest(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer s.Close()
-				cpu0 := cpuTime()
+				cpu0 := testenv.ProcessCPU(b)
 				var next atomic.Int64
 				var wg sync.WaitGroup
 				var failed atomic.Value
@@ -100,19 +100,10 @@ func BenchmarkIngest(b *testing.B) {
 				}
 				// CPU time of the whole process per reading: less sensitive than
 				// readings/s to other load on the machine.
-				b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N*500), "cpu-µs/reading")
+				b.ReportMetric(float64(testenv.ProcessCPU(b)-cpu0)/float64(time.Microsecond)/float64(b.N*500), "cpu-µs/reading")
 			})
 		}
 	}
-}
-
-// cpuTime is the user and system CPU time the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkReadings measures one page of 1000 readings of a random sensor of a
