@@ -117,38 +117,20 @@ const ridge = 1.0
 
 // Train fits one logistic model per non-empty set of inputs on the samples.
 func Train(samples []Sample) (*Model, error) {
-	if len(samples) == 0 {
-		return nil, errors.New("occupancy: train: no samples")
+	rows, lab, err := trainingRows(samples)
+	if err != nil {
+		return nil, err
 	}
-	all := [4]bool{true, true, true, true}
-	w := Rollups(samples, all)
-	rows := Rows(w, samples[0].Time, samples[len(samples)-1].Time)
-	lab := labels(samples)
 	m := &Model{Source: TrainSource}
 	for mask := 1; mask < 16; mask++ {
 		var present [4]bool
 		for i := range present {
 			present[i] = mask&(1<<i) != 0
 		}
-		fs := FeaturesFor(present)
-		if len(fs) == 0 {
+		if len(FeaturesFor(present)) == 0 {
 			continue
 		}
-		var xs [][]float64
-		var ys []float64
-		for i := range rows {
-			y, ok := lab[rows[i].Minute]
-			if !ok {
-				continue
-			}
-			xs = append(xs, rows[i].Vector(fs))
-			ys = append(ys, b2f(y))
-		}
-		names := make([]string, len(fs))
-		for i, f := range fs {
-			names[i] = f.Name
-		}
-		lm, err := fit(ModelName(present), names, xs, ys)
+		lm, err := fitRows(present, rows, lab, func(time.Time) bool { return true })
 		if err != nil {
 			return nil, err
 		}
@@ -159,6 +141,43 @@ func Train(samples []Sample) (*Model, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// trainingRows computes the feature rows of the samples with every input
+// present (a feature reads only the streams it needs, so the rows serve every
+// model) and the label of each minute.
+func trainingRows(samples []Sample) ([]Row, map[time.Time]bool, error) {
+	if len(samples) == 0 {
+		return nil, nil, errors.New("occupancy: train: no samples")
+	}
+	w := Rollups(samples, [4]bool{true, true, true, true})
+	return Rows(w, samples[0].Time, samples[len(samples)-1].Time), labels(samples), nil
+}
+
+// fitRows fits the model of the present inputs on the labelled rows whose
+// minute keep accepts.
+func fitRows(present [4]bool, rows []Row, lab map[time.Time]bool, keep func(time.Time) bool) (*Logistic, error) {
+	fs := FeaturesFor(present)
+	var xs [][]float64
+	var ys []float64
+	for i := range rows {
+		y, ok := lab[rows[i].Minute]
+		if !ok || !keep(rows[i].Minute) {
+			continue
+		}
+		xs = append(xs, rows[i].Vector(fs))
+		ys = append(ys, b2f(y))
+	}
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = f.Name
+	}
+	lm, err := fit(ModelName(present), names, xs, ys)
+	if err != nil {
+		return nil, err
+	}
+	lm.fs = fs
+	return lm, nil
 }
 
 func b2f(b bool) float64 {
