@@ -5,7 +5,9 @@
 //	go run ./tools/occupancy-train -data DIR/datatraining.txt -out services/room/occupancy/model.json
 //
 // With -test FILE (repeatable) it also prints how the models do on those files
-// offline, in process, with and without the light column.
+// offline, in process, with and without the light column. With -cv it prints a
+// leave-one-day-out cross-validation on the training file, the figure to
+// compare candidate features by without looking at the test sets.
 package main
 
 import (
@@ -13,7 +15,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/atrium-iot/atrium/services/room/occupancy"
@@ -36,6 +40,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	data := fs.String("data", "", "UCI Occupancy Detection training file (datatraining.txt)")
 	out := fs.String("out", "", "where to write the model JSON (- for stdout; empty: do not write)")
+	cv := fs.Bool("cv", false, "print a leave-one-day-out cross-validation on the training file, with and without light")
 	var tests files
 	fs.Var(&tests, "test", "a UCI Occupancy Detection file to evaluate on, offline (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -67,20 +72,36 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("write model: %w", err)
 		}
 	}
+	if *cv {
+		for _, c := range streamSets {
+			byDay, all, err := occupancy.CrossValidate(samples, c.use)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "leave one day out, %s: %s\n", c.name, all)
+			for _, d := range slices.Sorted(maps.Keys(byDay)) {
+				fmt.Fprintf(stdout, "  %s: %s\n", d, byDay[d])
+			}
+		}
+	}
 	for _, t := range tests {
 		ss, err := readFile(t)
 		if err != nil {
 			return err
 		}
-		for _, c := range []struct {
-			name string
-			use  [4]bool
-		}{{"with light", [4]bool{true, true, true, true}}, {"without light", [4]bool{true, true, true, false}}} {
+		for _, c := range streamSets {
 			fmt.Fprintf(stdout, "%s, %s: %s\n", t, c.name, occupancy.Judge(m.Offline(ss, c.use), ss))
 		}
 	}
 	return nil
 }
+
+// streamSets are the two ways a test set is replayed: every column, and
+// without the light column.
+var streamSets = []struct {
+	name string
+	use  [4]bool
+}{{"with light", [4]bool{true, true, true, true}}, {"without light", [4]bool{true, true, true, false}}}
 
 // Marshal writes a model as indented JSON with a final newline.
 func Marshal(m *occupancy.Model) ([]byte, error) {

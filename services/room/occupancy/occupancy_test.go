@@ -67,6 +67,46 @@ func TestTrainReproducesCommittedModel(t *testing.T) {
 	}
 }
 
+// TestCrossValidate leaves each day of the training set out in turn and holds
+// the figures docs/room-service.md gives for the committed features: every
+// labelled minute judged once, by a model fitted without its day.
+func TestCrossValidate(t *testing.T) {
+	ss := readSamples(t, filepath.Join("testdata", "datatraining.txt"))
+	for _, c := range []struct {
+		use      [4]bool
+		accuracy float64
+	}{
+		{[4]bool{true, true, true, true}, 0.974},
+		{[4]bool{true, true, true, false}, 0.829},
+	} {
+		byDay, all, err := CrossValidate(ss, c.use)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := ModelName(c.use)
+		t.Logf("%s: %s", name, all)
+		if len(byDay) != 7 {
+			t.Errorf("%s: %d days, want 7 (4 to 10 Feb 2015)", name, len(byDay))
+		}
+		var n int
+		for _, cm := range byDay {
+			n += cm.Total()
+		}
+		lm := Default().byName[name]
+		if n != lm.Samples || all.Total() != lm.Samples {
+			t.Errorf("%s: %d minutes judged by day, %d in all; the model was trained on %d", name, n, all.Total(), lm.Samples)
+		}
+		// A day's model does not see that day: the model fitted on every
+		// day does better on them.
+		if lm.TrainAccuracy <= all.Accuracy() {
+			t.Errorf("%s: training accuracy %.4f not above the cross-validated %.4f", name, lm.TrainAccuracy, all.Accuracy())
+		}
+		if all.Accuracy() < c.accuracy {
+			t.Errorf("%s: accuracy %.4f, want ≥ %.3f", name, all.Accuracy(), c.accuracy)
+		}
+	}
+}
+
 // TestEstimateIsCausal checks that an estimate depends only on the past and the
 // present: cutting the data after a minute leaves the estimates up to it alone,
 // and computing the minutes in pieces gives what computing them at once gives.

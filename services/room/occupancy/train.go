@@ -180,6 +180,41 @@ func fitRows(present [4]bool, rows []Row, lab map[time.Time]bool, keep func(time
 	return lm, nil
 }
 
+// CrossValidate judges the model of the present inputs by leaving one calendar
+// day of the samples out at a time: the model is fitted on the other days and
+// judges the left-out day's minutes (≥ 0.5 = occupied). The features of a
+// left-out minute still read the streams before it, as live; only the labels
+// are held out. It returns the confusion of every day, by day ("2006-01-02"),
+// and over all of them. This is how candidate features are compared without
+// the test sets.
+func CrossValidate(samples []Sample, present [4]bool) (map[string]Confusion, Confusion, error) {
+	rows, lab, err := trainingRows(samples)
+	if err != nil {
+		return nil, Confusion{}, err
+	}
+	day := func(t time.Time) string { return t.Format(time.DateOnly) }
+	byDay := map[string]Confusion{}
+	for m := range lab {
+		byDay[day(m)] = Confusion{}
+	}
+	var all Confusion
+	for d := range byDay {
+		lm, err := fitRows(present, rows, lab, func(m time.Time) bool { return day(m) != d })
+		if err != nil {
+			return nil, Confusion{}, err
+		}
+		var c Confusion
+		for i := range rows {
+			if y, ok := lab[rows[i].Minute]; ok && day(rows[i].Minute) == d {
+				c.Add(lm.Predict(&rows[i]) >= 0.5, y)
+			}
+		}
+		byDay[d] = c
+		all.TP, all.FP, all.TN, all.FN = all.TP+c.TP, all.FP+c.FP, all.TN+c.TN, all.FN+c.FN
+	}
+	return byDay, all, nil
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1
