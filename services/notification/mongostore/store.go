@@ -16,12 +16,12 @@
 package mongostore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -44,39 +44,26 @@ type Options struct {
 
 // Store is the MongoDB implementation of notification.Store.
 type Store struct {
-	log    *slog.Logger
-	client *mongo.Client
+	conn *mongox.Store
+	log  *slog.Logger
 	// serial orders every write on servers without atomic document updates
 	// (FerretDB): sequences, alert transitions and sensor upserts are
 	// read-modify-write there.
 	serial *mongox.Serializer
 
 	rules, alerts, events, sensors, counters, meta *mongo.Collection
-
-	mu     sync.RWMutex
-	closed bool
 }
 
 // Open connects to the server of a mongodb:// URL and creates the store's indexes.
 func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
-	if opts.Database == "" {
-		opts.Database = mongox.NotificationDB
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	c, err := mongox.Connect(ctx, uri, mongox.ConnectOptions{AppName: "atrium-notification"})
+	ms, err := mongox.OpenStore(ctx, uri, mongox.StoreOptions{
+		AppName: "atrium-notification", Database: cmp.Or(opts.Database, mongox.NotificationDB), Logger: opts.Logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
-	srv, err := mongox.Probe(ctx, c)
-	if err != nil {
-		_ = c.Disconnect(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("mongostore: open: %w", err)
-	}
-	db := c.Database(opts.Database)
-	s := &Store{log: log, client: c, serial: mongox.NewSerializer(srv),
+	db := ms.DB
+	s := &Store{conn: ms, log: ms.Log, serial: mongox.NewSerializer(ms.Server),
 		rules: db.Collection("rules"), alerts: db.Collection("alerts"), events: db.Collection("events"),
 		sensors: db.Collection("sensors"), counters: db.Collection("counters"), meta: db.Collection("meta")}
 	idx := []struct {
@@ -96,51 +83,23 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	}
 	for _, x := range idx {
 		if err := mongox.EnsureIndexes(ctx, x.c, x.ixs...); err != nil {
-			_ = c.Disconnect(context.WithoutCancel(ctx))
+			_ = ms.Close("", nil)
 			return nil, fmt.Errorf("mongostore: open: %w", err)
 		}
 	}
-	log.Debug("mongo store opened", "database", opts.Database)
 	return s, nil
 }
 
-var errClosed = fmt.Errorf("%w: store is closed", notification.ErrUnavailable)
-
-// check returns errClosed, wrapped with op, once the store is closed.
-func (s *Store) check(op string) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return fmt.Errorf("mongostore: %s: %w", op, errClosed)
-	}
-	return nil
-}
+// check returns mongox.ErrClosed, wrapped with op, once the store is closed.
+func (s *Store) check(op string) error { return s.conn.Check("mongostore: " + op) }
 
 func wrap(op string, err error) error { return mongox.Wrap("mongostore: "+op, err) }
 
 // Ping runs the ping command.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.check("ping"); err != nil {
-		return err
-	}
-	return wrap("ping", s.client.Ping(ctx, nil))
-}
+func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx, "mongostore: ping") }
 
-// Close disconnects. Calling it again does nothing.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.client.Disconnect(ctx); err != nil {
-		return fmt.Errorf("mongostore: close: %w", err)
-	}
-	return nil
-}
+// Close disconnects. Calling it again returns the first result.
+func (s *Store) Close() error { return s.conn.Close("mongostore: close", nil) }
 
 // next returns the next number of a sequence (alerts, events).
 func (s *Store) next(ctx context.Context, name string) (int64, error) {

@@ -57,8 +57,8 @@ func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 	if b.ID == "" {
 		return room.Applied{}, fmt.Errorf("mongostore: apply: %w: empty batch id", apperr.ErrInvalid)
 	}
-	if s.isClosed() {
-		return room.Applied{}, fmt.Errorf("mongostore: apply %s: %w", b.ID, errClosed)
+	if err := s.conn.Check("mongostore: apply " + b.ID); err != nil {
+		return room.Applied{}, err
 	}
 	at := b.At
 	if at.IsZero() {
@@ -327,8 +327,8 @@ func (s *Store) release(ctx context.Context, batchID string, buckets [][]bucketK
 
 // Forget deletes the applied batch ids recorded before t.
 func (s *Store) Forget(ctx context.Context, before time.Time) (int, error) {
-	if s.isClosed() {
-		return 0, fmt.Errorf("mongostore: forget: %w", errClosed)
+	if err := s.conn.Check("mongostore: forget"); err != nil {
+		return 0, err
 	}
 	res, err := s.applied.DeleteMany(ctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: before}}}})
 	if err != nil {
@@ -354,8 +354,8 @@ func (s *Store) setSeries(ctx context.Context, roomID, typ string, points []room
 	if len(points) == 0 {
 		return nil
 	}
-	if s.isClosed() {
-		return fmt.Errorf("mongostore: set series %s of %s: %w", typ, roomID, errClosed)
+	if err := s.conn.Check("mongostore: set series " + typ + " of " + roomID); err != nil {
+		return err
 	}
 	if err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: roomID}}).Err(); errors.Is(err, mongo.ErrNoDocuments) {
 		return nil // deleted meanwhile

@@ -2,8 +2,6 @@ package mongostore
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -27,13 +25,7 @@ func (s *Store) ensureExpiry(ctx context.Context, t tier) error {
 	if s.server.TTL {
 		ix.ExpireAfter = t.keep + t.period
 	}
-	if err := mongox.EnsureIndexes(ctx, t.coll, ix); err != nil || ix.ExpireAfter == 0 {
-		return err
-	}
-	cmd := bson.D{{Key: "collMod", Value: t.name}, {Key: "index", Value: bson.D{
-		{Key: "name", Value: expiryIndex}, {Key: "expireAfterSeconds", Value: int64(ix.ExpireAfter / time.Second)},
-	}}}
-	return mongox.Wrap("collMod "+t.name, s.db.RunCommand(ctx, cmd).Err())
+	return mongox.EnsureExpiry(ctx, t.coll, ix)
 }
 
 func (s *Store) dropExpiry(ctx context.Context, t tier) error {
@@ -59,8 +51,8 @@ func (s *Store) dropExpiry(ctx context.Context, t tier) error {
 // once start + period <= now - retention) and returns how many it deleted.
 // With TTL indexes (real MongoDB) the server also does this on its own.
 func (s *Store) Prune(ctx context.Context) (int64, error) {
-	if s.isClosed() {
-		return 0, fmt.Errorf("mongostore: prune: %w", errClosed)
+	if err := s.conn.Check("mongostore: prune"); err != nil {
+		return 0, err
 	}
 	now := s.now()
 	var total int64

@@ -44,8 +44,8 @@ func ms(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
 
 // CreateRoom stores a new room; see room.Store.
 func (s *Store) CreateRoom(ctx context.Context, r room.Room) (room.Room, error) {
-	if s.isClosed() {
-		return room.Room{}, fmt.Errorf("mongostore: create room %s: %w", r.ID, errClosed)
+	if err := s.conn.Check("mongostore: create room " + r.ID); err != nil {
+		return room.Room{}, err
 	}
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = s.now()
@@ -68,8 +68,8 @@ func (s *Store) CreateRoom(ctx context.Context, r room.Room) (room.Room, error) 
 
 // UpdateRoom changes the fields set in p; see room.Store.
 func (s *Store) UpdateRoom(ctx context.Context, id string, p room.Patch, at time.Time) (room.Room, error) {
-	if s.isClosed() {
-		return room.Room{}, fmt.Errorf("mongostore: update room %s: %w", id, errClosed)
+	if err := s.conn.Check("mongostore: update room " + id); err != nil {
+		return room.Room{}, err
 	}
 	set := bson.D{{Key: "updated", Value: ms(at)}}
 	if p.Name.Set {
@@ -114,8 +114,8 @@ func (s *Store) UpdateRoom(ctx context.Context, id string, p room.Patch, at time
 // room's document goes last, so that a delete cut short is completed by
 // deleting again.
 func (s *Store) DeleteRoom(ctx context.Context, id string) error {
-	if s.isClosed() {
-		return fmt.Errorf("mongostore: delete room %s: %w", id, errClosed)
+	if err := s.conn.Check("mongostore: delete room " + id); err != nil {
+		return err
 	}
 	err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
 	if errors.Is(err, mongo.ErrNoDocuments) {
@@ -151,8 +151,8 @@ func (s *Store) DeleteRoom(ctx context.Context, id string) error {
 // AssignSensor puts a sensor in a room; see room.Store.
 func (s *Store) AssignSensor(ctx context.Context, roomID, sensorID string, at time.Time) error {
 	op := "mongostore: assign sensor " + sensorID + " to " + roomID
-	if s.isClosed() {
-		return fmt.Errorf("%s: %w", op, errClosed)
+	if err := s.conn.Check(op); err != nil {
+		return err
 	}
 	err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: roomID}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
 	if errors.Is(err, mongo.ErrNoDocuments) {
@@ -171,8 +171,8 @@ func (s *Store) AssignSensor(ctx context.Context, roomID, sensorID string, at ti
 
 // Room returns one room with its sensors; see room.Store.
 func (s *Store) Room(ctx context.Context, id string) (room.Room, error) {
-	if s.isClosed() {
-		return room.Room{}, fmt.Errorf("mongostore: room %s: %w", id, errClosed)
+	if err := s.conn.Check("mongostore: room " + id); err != nil {
+		return room.Room{}, err
 	}
 	r, err := s.room(ctx, id)
 	if err != nil {
@@ -213,8 +213,8 @@ func (s *Store) room(ctx context.Context, id string) (room.Room, error) {
 
 // Rooms lists rooms by id; see room.Store.
 func (s *Store) Rooms(ctx context.Context, after string, limit int) ([]room.Room, error) {
-	if s.isClosed() {
-		return nil, fmt.Errorf("mongostore: rooms: %w", errClosed)
+	if err := s.conn.Check("mongostore: rooms"); err != nil {
+		return nil, err
 	}
 	if limit <= 0 {
 		limit = 100
@@ -285,8 +285,8 @@ type rollupDoc struct {
 // latest values of.
 func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time) (room.Snapshot, error) {
 	var snap room.Snapshot
-	if s.isClosed() {
-		return snap, fmt.Errorf("mongostore: snapshot %s: %w", roomID, errClosed)
+	if err := s.conn.Check("mongostore: snapshot " + roomID); err != nil {
+		return snap, err
 	}
 	r, err := s.room(ctx, roomID)
 	if err != nil {
@@ -372,8 +372,8 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 // of the coarsest tier whose period divides it; the end of the range that does
 // not fill a bucket of that tier is read from the finer tiers.
 func (s *Store) History(ctx context.Context, q room.HistoryQuery) ([]room.Stat, error) {
-	if s.isClosed() {
-		return nil, fmt.Errorf("mongostore: history: %w", errClosed)
+	if err := s.conn.Check("mongostore: history"); err != nil {
+		return nil, err
 	}
 	size := q.Bucket.Milliseconds()
 	if size < 60_000 || size%60_000 != 0 {

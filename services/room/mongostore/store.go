@@ -25,7 +25,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -73,10 +72,10 @@ type tier struct {
 
 // Store is the MongoDB implementation of room.Store.
 type Store struct {
+	conn   *mongox.Store
 	log    *slog.Logger
 	now    func() time.Time
 	opts   Options
-	client *mongo.Client
 	server mongox.Server
 	db     *mongo.Database
 	// serial orders the read-modify-write updates (placements, latest values,
@@ -93,51 +92,27 @@ type Store struct {
 	// tiers are the rollup collections, finest first.
 	tiers []tier
 
-	mu     sync.RWMutex
-	closed bool
-	once   sync.Once
-	cerr   error
-
 	pruner *retention.Pruner // nil when the store prunes nothing
 }
 
 // Open connects to the server of a mongodb:// URL and creates the store's
 // indexes.
 func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
-	c, err := mongox.Connect(ctx, uri, mongox.ConnectOptions{AppName: "atrium-room"})
-	if err != nil {
-		return nil, fmt.Errorf("mongostore: open: %w", err)
-	}
-	s, err := open(ctx, c, opts)
-	if err != nil {
-		_ = c.Disconnect(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	return s, nil
-}
-
-func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
-	if opts.Database == "" {
-		opts.Database = mongox.RoomDB
-	}
+	opts.Database = cmp.Or(opts.Database, mongox.RoomDB)
 	if opts.Lease <= 0 {
 		opts.Lease = 15 * time.Second
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	srv, err := mongox.Probe(ctx, c)
+	ms, err := mongox.OpenStore(ctx, uri, mongox.StoreOptions{AppName: "atrium-room", Database: opts.Database, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
-	db := c.Database(opts.Database)
+	srv, db := ms.Server, ms.DB
 	s := &Store{
-		log: log, now: now, opts: opts, client: c, server: srv, db: db, serial: mongox.NewSerializer(srv),
+		conn: ms, log: ms.Log, now: now, opts: opts, server: srv, db: db, serial: mongox.NewSerializer(srv),
 		shard:   mongox.Token()[:8],
 		rooms:   db.Collection("rooms"),
 		sensors: db.Collection("sensors"),
@@ -153,15 +128,15 @@ func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
 		s.tiers = append(s.tiers, tier{name: t.name, period: t.period, coll: db.Collection(t.name), keep: max(t.keep, 0)})
 	}
 	if err := s.ensureIndexes(ctx); err != nil {
+		_ = ms.Close("", nil)
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
 	if !srv.TTL && (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, time.Minute), log, func(ctx context.Context) (int64, int64, error) {
+		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, time.Minute), s.log, func(ctx context.Context) (int64, int64, error) {
 			n, err := s.Prune(ctx)
 			return 0, n, err
 		})
 	}
-	log.Debug("mongo store opened", "database", opts.Database, "ferretdb", srv.FerretDB, "ttl", srv.TTL, "version", srv.Version)
 	return s, nil
 }
 
@@ -209,35 +184,8 @@ func (s *Store) periods() []time.Duration {
 func (s *Store) Server() mongox.Server { return s.server }
 
 // Ping runs the ping command.
-func (s *Store) Ping(ctx context.Context) error {
-	if s.isClosed() {
-		return fmt.Errorf("mongostore: ping: %w", errClosed)
-	}
-	return mongox.Wrap("mongostore: ping", s.client.Ping(ctx, nil))
-}
+func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx, "mongostore: ping") }
 
 // Close stops the pruner and disconnects. Calling it again returns the first
 // result.
-func (s *Store) Close() error {
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		s.pruner.Stop()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.client.Disconnect(ctx); err != nil {
-			s.cerr = fmt.Errorf("mongostore: close: %w", err)
-		}
-	})
-	return s.cerr
-}
-
-func (s *Store) isClosed() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.closed
-}
-
-// errClosed is returned by every method of a closed store.
-var errClosed = fmt.Errorf("%w: store is closed", room.ErrUnavailable)
+func (s *Store) Close() error { return s.conn.Close("mongostore: close", s.pruner.Stop) }

@@ -96,8 +96,8 @@ func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, err
 	if b.ID == "" {
 		return sensor.Outcome{}, fmt.Errorf("mongostore: ingest: %w: empty batch id", apperr.ErrInvalid)
 	}
-	if s.isClosed() {
-		return sensor.Outcome{}, fmt.Errorf("mongostore: ingest %s: %w", b.ID, errClosed)
+	if err := s.conn.Check("mongostore: ingest " + b.ID); err != nil {
+		return sensor.Outcome{}, err
 	}
 	owner, resume, out, err := s.claim(ctx, b)
 	if err != nil || out != nil {
@@ -582,8 +582,8 @@ func (s *Store) insertEvent(ctx context.Context, batchID string, body []byte) er
 
 // AckEvent deletes a batch's outbox event; unknown ids are not an error.
 func (s *Store) AckEvent(ctx context.Context, batchID string) error {
-	if s.isClosed() {
-		return fmt.Errorf("mongostore: ack %s: %w", batchID, errClosed)
+	if err := s.conn.Check("mongostore: ack " + batchID); err != nil {
+		return err
 	}
 	if _, err := s.outbox.DeleteOne(ctx, bson.D{{Key: "_id", Value: batchID}}); err != nil {
 		return mongox.Wrap("mongostore: ack "+batchID, err)
@@ -593,8 +593,8 @@ func (s *Store) AckEvent(ctx context.Context, batchID string) error {
 
 // PendingEvents lists up to limit outbox events, oldest first.
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]sensor.Event, error) {
-	if s.isClosed() {
-		return nil, fmt.Errorf("mongostore: pending events: %w", errClosed)
+	if err := s.conn.Check("mongostore: pending events"); err != nil {
+		return nil, err
 	}
 	if limit <= 0 {
 		limit = paging.DefaultLimit

@@ -31,8 +31,8 @@ func ceilMilli(t time.Time) time.Time {
 // Readings lists one sensor's readings ordered by (timestamp, type), ascending or
 // descending, a page at a time: one range of the identity index (s, t, y).
 func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.Reading, string, error) {
-	if s.isClosed() {
-		return nil, "", fmt.Errorf("mongostore: readings: %w", errClosed)
+	if err := s.conn.Check("mongostore: readings"); err != nil {
+		return nil, "", err
 	}
 	limit := paging.Size(q.Limit)
 	filter := bson.D{{Key: "s", Value: q.SensorID}}
@@ -142,8 +142,8 @@ func (d sensorDoc) sensor() sensor.Sensor {
 
 // Sensor returns the registry entry of id.
 func (s *Store) Sensor(ctx context.Context, id string) (sensor.Sensor, error) {
-	if s.isClosed() {
-		return sensor.Sensor{}, fmt.Errorf("mongostore: sensor %s: %w", id, errClosed)
+	if err := s.conn.Check("mongostore: sensor " + id); err != nil {
+		return sensor.Sensor{}, err
 	}
 	var d sensorDoc
 	err := s.sensors.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
@@ -158,8 +158,8 @@ func (s *Store) Sensor(ctx context.Context, id string) (sensor.Sensor, error) {
 
 // Sensors lists registry entries ordered by id, a page at a time.
 func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sensor, string, error) {
-	if s.isClosed() {
-		return nil, "", fmt.Errorf("mongostore: sensors: %w", errClosed)
+	if err := s.conn.Check("mongostore: sensors"); err != nil {
+		return nil, "", err
 	}
 	limit := paging.Size(q.Limit)
 	filter := bson.D{}
@@ -228,8 +228,8 @@ func (r Rollup) Mean() float64 {
 // [from, to) (zero bounds are open), oldest first. They outlive the raw
 // readings (Options.RollupRetention).
 func (s *Store) Rollups(ctx context.Context, sensorID, typ string, from, to time.Time) ([]Rollup, error) {
-	if s.isClosed() {
-		return nil, fmt.Errorf("mongostore: rollups: %w", errClosed)
+	if err := s.conn.Check("mongostore: rollups"); err != nil {
+		return nil, err
 	}
 	filter := bson.D{{Key: "s", Value: sensorID}, {Key: "y", Value: typ}}
 	hr := bson.D{}

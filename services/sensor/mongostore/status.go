@@ -22,8 +22,8 @@ type statusDoc struct {
 
 // MarkStatus records the status published for a sensor; see sensor.Store.
 func (s *Store) MarkStatus(ctx context.Context, m sensor.StatusMark) error {
-	if s.isClosed() {
-		return fmt.Errorf("mongostore: mark status: %w", errClosed)
+	if err := s.conn.Check("mongostore: mark status"); err != nil {
+		return err
 	}
 	if m.SensorID == "" {
 		return fmt.Errorf("mongostore: mark status: %w: empty sensor id", apperr.ErrInvalid)
@@ -38,8 +38,8 @@ func (s *Store) MarkStatus(ctx context.Context, m sensor.StatusMark) error {
 
 // StatusMarks lists every sensor's status mark; see sensor.Store.
 func (s *Store) StatusMarks(ctx context.Context) ([]sensor.StatusMark, error) {
-	if s.isClosed() {
-		return nil, fmt.Errorf("mongostore: status marks: %w", errClosed)
+	if err := s.conn.Check("mongostore: status marks"); err != nil {
+		return nil, err
 	}
 	cur, err := s.db.Collection("sensor_status").Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {

@@ -17,10 +17,10 @@
 package mongostore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -59,10 +59,10 @@ type Options struct {
 
 // Store is the MongoDB implementation of sensor.Store.
 type Store struct {
+	conn   *mongox.Store
 	log    *slog.Logger
 	now    func() time.Time
 	opts   Options
-	client *mongo.Client
 	server mongox.Server
 	db     *mongo.Database
 	// serial orders the registry, rollup and sequence updates of concurrent
@@ -71,54 +71,31 @@ type Store struct {
 
 	readings, rollups, sensors, batches, outbox, counters *mongo.Collection
 
-	mu     sync.RWMutex
-	closed bool
 	pruner *retention.Pruner // nil when the store prunes nothing
-	once   sync.Once
-	cerr   error
 }
 
 // Open connects to the server of a mongodb:// URL, creates the store's indexes
 // and, when raw readings expire and the server has no TTL indexes, starts the
 // pruner.
 func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
-	c, err := mongox.Connect(ctx, uri, mongox.ConnectOptions{AppName: "atrium-sensor"})
-	if err != nil {
-		return nil, fmt.Errorf("mongostore: open: %w", err)
-	}
-	s, err := open(ctx, c, opts)
-	if err != nil {
-		_ = c.Disconnect(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	return s, nil
-}
-
-func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
-	if opts.Database == "" {
-		opts.Database = mongox.SensorDB
-	}
+	opts.Database = cmp.Or(opts.Database, mongox.SensorDB)
 	if opts.Lease <= 0 {
 		opts.Lease = 15 * time.Second
 	}
 	if opts.PruneEvery == 0 {
 		opts.PruneEvery = 10 * time.Minute
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	srv, err := mongox.Probe(ctx, c)
+	ms, err := mongox.OpenStore(ctx, uri, mongox.StoreOptions{AppName: "atrium-sensor", Database: opts.Database, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
-	db := c.Database(opts.Database)
+	srv, db := ms.Server, ms.DB
 	s := &Store{
-		log: log, now: now, opts: opts, client: c, server: srv, db: db, serial: mongox.NewSerializer(srv),
+		conn: ms, log: ms.Log, now: now, opts: opts, server: srv, db: db, serial: mongox.NewSerializer(srv),
 		readings: db.Collection("readings"),
 		rollups:  db.Collection("rollups_1h"),
 		sensors:  db.Collection("sensors"),
@@ -127,17 +104,17 @@ func open(ctx context.Context, c *mongo.Client, opts Options) (*Store, error) {
 		counters: db.Collection("counters"),
 	}
 	if err := s.ensureIndexes(ctx); err != nil {
+		_ = ms.Close("", nil)
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
 	if s.prunes() {
 		// At open, then every PruneEvery, each prune bounded by PruneEvery.
-		s.pruner = retention.Start(s.opts.PruneEvery, log, func(ctx context.Context) (int64, int64, error) {
+		s.pruner = retention.Start(s.opts.PruneEvery, s.log, func(ctx context.Context) (int64, int64, error) {
 			ctx, cancel := context.WithTimeout(ctx, s.opts.PruneEvery)
 			defer cancel()
 			return s.Prune(ctx)
 		})
 	}
-	log.Debug("mongo store opened", "database", opts.Database, "ferretdb", srv.FerretDB, "ttl", srv.TTL, "version", srv.Version)
 	return s, nil
 }
 
@@ -170,7 +147,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		if s.server.TTL {
 			ix.ExpireAfter = s.opts.Retention
 		}
-		if err := ensureExpiry(ctx, s.db, s.readings, ix); err != nil {
+		if err := mongox.EnsureExpiry(ctx, s.readings, ix); err != nil {
 			return err
 		}
 	}
@@ -179,23 +156,11 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		if s.server.TTL {
 			ix.ExpireAfter = s.opts.RollupRetention
 		}
-		if err := ensureExpiry(ctx, s.db, s.rollups, ix); err != nil {
+		if err := mongox.EnsureExpiry(ctx, s.rollups, ix); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// ensureExpiry creates an expiry index. A TTL index made by an earlier run with
-// another retention keeps its name: collMod sets its expireAfterSeconds.
-func ensureExpiry(ctx context.Context, db *mongo.Database, c *mongo.Collection, ix mongox.Index) error {
-	if err := mongox.EnsureIndexes(ctx, c, ix); err != nil || ix.ExpireAfter == 0 {
-		return err
-	}
-	cmd := bson.D{{Key: "collMod", Value: c.Name()}, {Key: "index", Value: bson.D{
-		{Key: "name", Value: ix.Name}, {Key: "expireAfterSeconds", Value: int64(ix.ExpireAfter / time.Second)},
-	}}}
-	return mongox.Wrap("mongostore: collMod "+c.Name(), db.RunCommand(ctx, cmd).Err())
 }
 
 // prunes reports whether the store deletes expired documents itself.
@@ -207,8 +172,8 @@ func (s *Store) prunes() bool {
 // RollupRetention (by reading time), now; it returns how many of each it deleted.
 // With TTL indexes (real MongoDB) the server does this on its own.
 func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) {
-	if s.isClosed() {
-		return 0, 0, fmt.Errorf("mongostore: prune: %w", errClosed)
+	if err := s.conn.Check("mongostore: prune"); err != nil {
+		return 0, 0, err
 	}
 	now := s.now()
 	if s.opts.Retention > 0 {
@@ -233,34 +198,7 @@ func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) 
 func (s *Store) Server() mongox.Server { return s.server }
 
 // Ping runs the ping command.
-func (s *Store) Ping(ctx context.Context) error {
-	if s.isClosed() {
-		return fmt.Errorf("mongostore: ping: %w", errClosed)
-	}
-	return mongox.Wrap("mongostore: ping", s.client.Ping(ctx, nil))
-}
+func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx, "mongostore: ping") }
 
 // Close stops the pruner and disconnects. Calling it again returns the first result.
-func (s *Store) Close() error {
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		s.pruner.Stop()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.client.Disconnect(ctx); err != nil {
-			s.cerr = fmt.Errorf("mongostore: close: %w", err)
-		}
-	})
-	return s.cerr
-}
-
-func (s *Store) isClosed() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.closed
-}
-
-// errClosed is returned by every method of a closed store.
-var errClosed = fmt.Errorf("%w: store is closed", sensor.ErrUnavailable)
+func (s *Store) Close() error { return s.conn.Close("mongostore: close", s.pruner.Stop) }

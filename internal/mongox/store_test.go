@@ -1,0 +1,89 @@
+package mongox_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/atrium-iot/atrium/internal/apperr"
+	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
+)
+
+func TestStore(t *testing.T) {
+	url := mongotest.URL(t)
+	db := mongotest.Database(t, mongotest.Client(t), "store")
+	s, err := mongox.OpenStore(t.Context(), url, mongox.StoreOptions{AppName: "atrium-test", Database: db})
+	if err != nil {
+		t.Fatalf("OpenStore: %v", err)
+	}
+	if s.DB.Name() != db || s.Log == nil || s.Server.Version == "" {
+		t.Fatalf("OpenStore = database %q, log %v, server %+v", s.DB.Name(), s.Log, s.Server)
+	}
+	if err := s.Check("op"); err != nil {
+		t.Fatalf("Check while open: %v", err)
+	}
+	if err := s.Ping(t.Context(), "op"); err != nil {
+		t.Fatalf("Ping while open: %v", err)
+	}
+
+	// An expiry index made again with another retention gets the new one.
+	coll := s.DB.Collection("c")
+	for _, keep := range []time.Duration{time.Hour, 2 * time.Hour} {
+		ix := mongox.Index{Name: "expiry", Keys: []string{"t"}}
+		if s.Server.TTL {
+			ix.ExpireAfter = keep
+		}
+		if err := mongox.EnsureExpiry(t.Context(), coll, ix); err != nil {
+			t.Fatalf("EnsureExpiry(%s): %v", keep, err)
+		}
+		var specs []bson.M
+		cur, err := coll.Indexes().List(t.Context())
+		if err == nil {
+			err = cur.All(t.Context(), &specs)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, sp := range specs {
+			if sp["name"] != "expiry" {
+				continue
+			}
+			found = true
+			if got, ok := sp["expireAfterSeconds"]; s.Server.TTL && (!ok || toInt(got) != int64(keep/time.Second)) {
+				t.Errorf("expireAfterSeconds = %v, want %d", got, int64(keep/time.Second))
+			}
+		}
+		if !found {
+			t.Fatalf("no expiry index among %v", specs)
+		}
+	}
+
+	stopped := 0
+	if err := s.Close("op", func() { stopped++ }); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close("op", func() { stopped++ }); err != nil || stopped != 1 {
+		t.Fatalf("second Close: %v, stop ran %d times; want nil and once", err, stopped)
+	}
+	for name, err := range map[string]error{"Check": s.Check("op"), "Ping": s.Ping(t.Context(), "op")} {
+		if !errors.Is(err, mongox.ErrClosed) || !errors.Is(err, apperr.ErrUnavailable) || err.Error() != "op: "+mongox.ErrClosed.Error() {
+			t.Errorf("%s after Close = %v, want op: %v", name, err, mongox.ErrClosed)
+		}
+	}
+}
+
+func toInt(v any) int64 {
+	switch n := v.(type) {
+	case int32:
+		return int64(n)
+	case int64:
+		return n
+	case float64:
+		return int64(n)
+	}
+	return -1
+}
