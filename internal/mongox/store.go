@@ -26,6 +26,8 @@ type StoreOptions struct {
 	Database string
 	// Logger receives the store's logs; nil discards them.
 	Logger *slog.Logger
+	// Now is the store's clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Store is what every MongoDB store holds of its server: the client, what the
@@ -36,6 +38,8 @@ type Store struct {
 	DB     *mongo.Database
 	// Log is StoreOptions.Logger, or a logger that discards everything.
 	Log *slog.Logger
+	// Now is StoreOptions.Now, or time.Now.
+	Now func() time.Time
 
 	mu     sync.RWMutex
 	closed bool
@@ -58,7 +62,11 @@ func OpenStore(ctx context.Context, uri string, o StoreOptions) (*Store, error) 
 	}
 	log := cmp.Or(o.Logger, slog.New(slog.DiscardHandler))
 	log.Debug("mongo store opened", "database", o.Database, "ferretdb", srv.FerretDB, "ttl", srv.TTL, "version", srv.Version)
-	return &Store{Client: c, Server: srv, DB: c.Database(o.Database), Log: log}, nil
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{Client: c, Server: srv, DB: c.Database(o.Database), Log: log, Now: now}, nil
 }
 
 // Check returns ErrClosed, wrapped with op, once Close was called, and nil

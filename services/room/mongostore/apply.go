@@ -62,7 +62,7 @@ func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 	}
 	at := b.At
 	if at.IsZero() {
-		at = s.now()
+		at = s.conn.Now()
 	}
 	at = time.UnixMilli(at.UnixMilli()).UTC()
 	owner, resumed, dup, err := s.claim(ctx, b.ID, at)
@@ -103,14 +103,14 @@ func (s *Store) claim(ctx context.Context, id string, at time.Time) (owner strin
 		}
 		return "", false, &out, nil
 	case c.Resumed:
-		s.log.Warn("mongo store resumes a batch whose apply did not finish", "batch_id", id)
+		s.conn.Log.Warn("mongo store resumes a batch whose apply did not finish", "batch_id", id)
 	}
 	return c.Owner, c.Resumed, nil, nil
 }
 
 // claims is the claim protocol on the applied batch ids.
 func (s *Store) claims() mongox.Claims {
-	return mongox.Claims{Coll: s.applied, Lease: s.opts.Lease, Now: s.now}
+	return mongox.Claims{Coll: s.applied, Lease: s.opts.Lease, Now: s.conn.Now}
 }
 
 type bucketKey struct {
@@ -145,7 +145,7 @@ func (s *Store) apply(ctx context.Context, b room.Batch, owner string, resumed b
 	}
 	err = s.serial.Do(func() error { return s.release(ctx, b.ID, buckets) })
 	if err != nil {
-		s.log.Warn("mongo store could not remove a batch id from its rollups", "batch_id", b.ID, "err", err)
+		s.conn.Log.Warn("mongo store could not remove a batch id from its rollups", "batch_id", b.ID, "err", err)
 	}
 	return out, nil
 }

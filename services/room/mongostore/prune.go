@@ -22,7 +22,7 @@ func (s *Store) ensureExpiry(ctx context.Context, t tier) error {
 		return s.dropExpiry(ctx, t)
 	}
 	ix := mongox.Index{Name: expiryIndex, Keys: []string{"st"}}
-	if s.server.TTL {
+	if s.conn.Server.TTL {
 		ix.ExpireAfter = t.keep + t.period
 	}
 	return mongox.EnsureExpiry(ctx, t.coll, ix)
@@ -54,7 +54,7 @@ func (s *Store) Prune(ctx context.Context) (int64, error) {
 	if err := s.conn.Check("mongostore: prune"); err != nil {
 		return 0, err
 	}
-	now := s.now()
+	now := s.conn.Now()
 	var total int64
 	for _, t := range s.tiers {
 		if t.keep <= 0 {

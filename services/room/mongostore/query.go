@@ -48,7 +48,7 @@ func (s *Store) CreateRoom(ctx context.Context, r room.Room) (room.Room, error) 
 		return room.Room{}, err
 	}
 	if r.CreatedAt.IsZero() {
-		r.CreatedAt = s.now()
+		r.CreatedAt = s.conn.Now()
 	}
 	if r.UpdatedAt.IsZero() {
 		r.UpdatedAt = r.CreatedAt

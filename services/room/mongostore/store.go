@@ -72,12 +72,8 @@ type tier struct {
 
 // Store is the MongoDB implementation of room.Store.
 type Store struct {
-	conn   *mongox.Store
-	log    *slog.Logger
-	now    func() time.Time
-	opts   Options
-	server mongox.Server
-	db     *mongo.Database
+	conn *mongox.Store
+	opts Options
 	// serial orders the read-modify-write updates (placements, latest values,
 	// rollups, assignments) of concurrent calls on servers without atomic
 	// document updates (FerretDB).
@@ -102,17 +98,13 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	if opts.Lease <= 0 {
 		opts.Lease = 15 * time.Second
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
-	ms, err := mongox.OpenStore(ctx, uri, mongox.StoreOptions{AppName: "atrium-room", Database: opts.Database, Logger: opts.Logger})
+	ms, err := mongox.OpenStore(ctx, uri, mongox.StoreOptions{AppName: "atrium-room", Database: opts.Database, Logger: opts.Logger, Now: opts.Now})
 	if err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
-	srv, db := ms.Server, ms.DB
+	db := ms.DB
 	s := &Store{
-		conn: ms, log: ms.Log, now: now, opts: opts, server: srv, db: db, serial: mongox.NewSerializer(srv),
+		conn: ms, opts: opts, serial: mongox.NewSerializer(ms.Server),
 		shard:   mongox.Token()[:8],
 		rooms:   db.Collection("rooms"),
 		sensors: db.Collection("sensors"),
@@ -131,8 +123,8 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 		_ = ms.Close("", nil)
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
-	if !srv.TTL && (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, time.Minute), s.log, func(ctx context.Context) (int64, int64, error) {
+	if !s.conn.Server.TTL && (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
+		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, time.Minute), s.conn.Log, func(ctx context.Context) (int64, int64, error) {
 			n, err := s.Prune(ctx)
 			return 0, n, err
 		})
@@ -181,7 +173,7 @@ func (s *Store) periods() []time.Duration {
 }
 
 // Server is what the store found out about its server when it opened.
-func (s *Store) Server() mongox.Server { return s.server }
+func (s *Store) Server() mongox.Server { return s.conn.Server }
 
 // Ping runs the ping command.
 func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx, "mongostore: ping") }

@@ -138,14 +138,14 @@ func (s *Store) claim(ctx context.Context, b sensor.Batch) (owner string, resume
 		o, err := s.replayed(ctx, *c.Done)
 		return "", false, o, err
 	case c.Resumed:
-		s.log.Warn("mongo store resumes a batch whose ingest did not finish", "batch_id", id)
+		s.conn.Log.Warn("mongo store resumes a batch whose ingest did not finish", "batch_id", id)
 	}
 	return c.Owner, c.Resumed, nil, nil
 }
 
 // claims is the claim protocol on the batches' keys.
 func (s *Store) claims() mongox.Claims {
-	return mongox.Claims{Coll: s.batches, Lease: s.opts.Lease, Now: s.now}
+	return mongox.Claims{Coll: s.batches, Lease: s.opts.Lease, Now: s.conn.Now}
 }
 
 // replayed is the outcome of a batch id already done: its first answer and, while
@@ -189,7 +189,7 @@ type identity struct {
 func (s *Store) apply(ctx context.Context, b sensor.Batch, owner string, resume bool) (sensor.Outcome, error) {
 	received := b.ReceivedAt
 	if received.IsZero() {
-		received = s.now()
+		received = s.conn.Now()
 	}
 	received = time.UnixMilli(received.UnixMilli()).UTC()
 	key := b.Key()
@@ -241,7 +241,7 @@ func (s *Store) apply(ctx context.Context, b sensor.Batch, owner string, resume 
 	}
 	_, err = s.claims().Finish(ctx, key, owner, bson.D{
 		{Key: "res", Value: rd}, {Key: "ev", Value: len(stored) > 0},
-		{Key: "rc", Value: received}, {Key: "done", Value: s.now()},
+		{Key: "rc", Value: received}, {Key: "done", Value: s.conn.Now()},
 	})
 	if err != nil {
 		return sensor.Outcome{}, fmt.Errorf("record answer: %w", err)

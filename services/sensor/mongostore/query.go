@@ -94,7 +94,7 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 		SetLimit(int64(limit + 1)).
 		SetHint("identity").
 		SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "b", Value: 0}, {Key: "rc", Value: 0}})
-	if s.server.FerretDB {
+	if s.conn.Server.FerretDB {
 		opts.SetHint(nil) // FerretDB 1.x plans its own SQL and rejects some hints
 	}
 	cur, err := s.readings.Find(ctx, filter, opts)

@@ -135,7 +135,7 @@ func TestRollupsConcurrentIngest(t *testing.T) {
 				t.Fatalf("Ingest: %v", err)
 			}
 			n, sum := rollupTotals(t, stores[0], ids)
-			if tc.stores > 1 && !stores[0].server.AtomicUpdates {
+			if tc.stores > 1 && !stores[0].conn.Server.AtomicUpdates {
 				// Two processes on a server without atomic updates may lose an $inc
 				// (docs/storage.md); they must never lose a whole statement's bucket.
 				for _, id := range ids {

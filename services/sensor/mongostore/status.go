@@ -29,7 +29,7 @@ func (s *Store) MarkStatus(ctx context.Context, m sensor.StatusMark) error {
 		return fmt.Errorf("mongostore: mark status: %w: empty sensor id", apperr.ErrInvalid)
 	}
 	doc := statusDoc{SensorID: m.SensorID, Status: m.Status, At: m.At.UTC()}
-	_, err := s.db.Collection("sensor_status").ReplaceOne(ctx, bson.D{{Key: "_id", Value: m.SensorID}}, doc, options.Replace().SetUpsert(true))
+	_, err := s.conn.DB.Collection("sensor_status").ReplaceOne(ctx, bson.D{{Key: "_id", Value: m.SensorID}}, doc, options.Replace().SetUpsert(true))
 	if err != nil {
 		return mongox.Wrap("mongostore: mark status of "+m.SensorID, err)
 	}
@@ -41,7 +41,7 @@ func (s *Store) StatusMarks(ctx context.Context) ([]sensor.StatusMark, error) {
 	if err := s.conn.Check("mongostore: status marks"); err != nil {
 		return nil, err
 	}
-	cur, err := s.db.Collection("sensor_status").Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	cur, err := s.conn.DB.Collection("sensor_status").Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		return nil, mongox.Wrap("mongostore: status marks", err)
 	}

@@ -59,12 +59,8 @@ type Options struct {
 
 // Store is the MongoDB implementation of sensor.Store.
 type Store struct {
-	conn   *mongox.Store
-	log    *slog.Logger
-	now    func() time.Time
-	opts   Options
-	server mongox.Server
-	db     *mongo.Database
+	conn *mongox.Store
+	opts Options
 	// serial orders the registry, rollup and sequence updates of concurrent
 	// Ingest calls on servers without atomic document updates (FerretDB).
 	serial *mongox.Serializer
@@ -85,17 +81,13 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	if opts.PruneEvery == 0 {
 		opts.PruneEvery = 10 * time.Minute
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
-	ms, err := mongox.OpenStore(ctx, uri, mongox.StoreOptions{AppName: "atrium-sensor", Database: opts.Database, Logger: opts.Logger})
+	ms, err := mongox.OpenStore(ctx, uri, mongox.StoreOptions{AppName: "atrium-sensor", Database: opts.Database, Logger: opts.Logger, Now: opts.Now})
 	if err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
-	srv, db := ms.Server, ms.DB
+	db := ms.DB
 	s := &Store{
-		conn: ms, log: ms.Log, now: now, opts: opts, server: srv, db: db, serial: mongox.NewSerializer(srv),
+		conn: ms, opts: opts, serial: mongox.NewSerializer(ms.Server),
 		readings: db.Collection("readings"),
 		rollups:  db.Collection("rollups_1h"),
 		sensors:  db.Collection("sensors"),
@@ -109,7 +101,7 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	}
 	if s.prunes() {
 		// At open, then every PruneEvery, each prune bounded by PruneEvery.
-		s.pruner = retention.Start(s.opts.PruneEvery, s.log, func(ctx context.Context) (int64, int64, error) {
+		s.pruner = retention.Start(s.opts.PruneEvery, s.conn.Log, func(ctx context.Context) (int64, int64, error) {
 			ctx, cancel := context.WithTimeout(ctx, s.opts.PruneEvery)
 			defer cancel()
 			return s.Prune(ctx)
@@ -144,7 +136,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 	// range deletes use.
 	if s.opts.Retention > 0 {
 		ix := mongox.Index{Name: "expiry", Keys: []string{"t"}}
-		if s.server.TTL {
+		if s.conn.Server.TTL {
 			ix.ExpireAfter = s.opts.Retention
 		}
 		if err := mongox.EnsureExpiry(ctx, s.readings, ix); err != nil {
@@ -153,7 +145,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 	}
 	if s.opts.RollupRetention > 0 {
 		ix := mongox.Index{Name: "expiry", Keys: []string{"h"}}
-		if s.server.TTL {
+		if s.conn.Server.TTL {
 			ix.ExpireAfter = s.opts.RollupRetention
 		}
 		if err := mongox.EnsureExpiry(ctx, s.rollups, ix); err != nil {
@@ -165,7 +157,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 
 // prunes reports whether the store deletes expired documents itself.
 func (s *Store) prunes() bool {
-	return !s.server.TTL && s.opts.PruneEvery > 0 && (s.opts.Retention > 0 || s.opts.RollupRetention > 0)
+	return !s.conn.Server.TTL && s.opts.PruneEvery > 0 && (s.opts.Retention > 0 || s.opts.RollupRetention > 0)
 }
 
 // Prune deletes the raw readings older than Retention and the rollups older than
@@ -175,7 +167,7 @@ func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) 
 	if err := s.conn.Check("mongostore: prune"); err != nil {
 		return 0, 0, err
 	}
-	now := s.now()
+	now := s.conn.Now()
 	if s.opts.Retention > 0 {
 		res, err := s.readings.DeleteMany(ctx, bson.D{{Key: "t", Value: bson.D{{Key: "$lt", Value: now.Add(-s.opts.Retention)}}}})
 		if err != nil {
@@ -195,7 +187,7 @@ func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) 
 }
 
 // Server is what the store found out about its server when it opened.
-func (s *Store) Server() mongox.Server { return s.server }
+func (s *Store) Server() mongox.Server { return s.conn.Server }
 
 // Ping runs the ping command.
 func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx, "mongostore: ping") }
