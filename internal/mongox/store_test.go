@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
@@ -39,26 +37,12 @@ func TestStore(t *testing.T) {
 		if err := mongox.EnsureExpiry(t.Context(), coll, ix); err != nil {
 			t.Fatalf("EnsureExpiry(%s): %v", keep, err)
 		}
-		var specs []bson.M
-		cur, err := coll.Indexes().List(t.Context())
-		if err == nil {
-			err = cur.All(t.Context(), &specs)
+		spec, ttl := mongotest.Index(t, coll, "expiry")
+		if spec == nil {
+			t.Fatalf("no expiry index after EnsureExpiry(%s)", keep)
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, sp := range specs {
-			if sp["name"] != "expiry" {
-				continue
-			}
-			found = true
-			if got, ok := sp["expireAfterSeconds"]; s.Server.TTL && (!ok || toInt(got) != int64(keep/time.Second)) {
-				t.Errorf("expireAfterSeconds = %v, want %d", got, int64(keep/time.Second))
-			}
-		}
-		if !found {
-			t.Fatalf("no expiry index among %v", specs)
+		if ttl != ix.ExpireAfter {
+			t.Errorf("expiry index TTL = %s, want %s", ttl, ix.ExpireAfter)
 		}
 	}
 
@@ -74,16 +58,4 @@ func TestStore(t *testing.T) {
 			t.Errorf("%s after Close = %v, want op: %v", name, err, mongox.ErrClosed)
 		}
 	}
-}
-
-func toInt(v any) int64 {
-	switch n := v.(type) {
-	case int32:
-		return int64(n)
-	case int64:
-		return n
-	case float64:
-		return int64(n)
-	}
-	return -1
 }

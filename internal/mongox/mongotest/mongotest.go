@@ -8,11 +8,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/atrium-iot/atrium/internal/mongox"
@@ -88,4 +90,62 @@ func Databases(t testing.TB, prefix string) func(t testing.TB, name string) stri
 		}
 		return db
 	}
+}
+
+// Open opens a store with open on database db of the test server, failing t
+// when it cannot, and closes it when t ends.
+func Open[S io.Closer](t testing.TB, db string, open func(ctx context.Context, url, db string) (S, error)) S {
+	t.Helper()
+	s, err := open(t.Context(), URL(t), db)
+	if err != nil {
+		t.Fatalf("open %s: %v", db, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Opener returns the opener of a contract suite: each store name gets a store
+// opened with open on its own database (see Databases, which prefix
+// prefixes); a failure to open fails the test asking for the store. The suite
+// closes the stores.
+func Opener[S any](t testing.TB, prefix string, open func(ctx context.Context, url, db string) (S, error)) func(t *testing.T, name string) S {
+	database := Databases(t, prefix)
+	return func(t *testing.T, name string) S {
+		t.Helper()
+		db := database(t, name)
+		s, err := open(t.Context(), URL(t), db)
+		if err != nil {
+			t.Fatalf("open %s: %v", db, err)
+		}
+		return s
+	}
+}
+
+// Index returns the index of coll named name, nil when it has none, and its
+// TTL (expireAfterSeconds), 0 when it has none.
+func Index(t testing.TB, coll *mongo.Collection, name string) (spec bson.M, ttl time.Duration) {
+	t.Helper()
+	cur, err := coll.Indexes().List(t.Context())
+	if err != nil {
+		t.Fatalf("list indexes of %s: %v", coll.Name(), err)
+	}
+	var specs []bson.M
+	if err := cur.All(t.Context(), &specs); err != nil {
+		t.Fatalf("list indexes of %s: %v", coll.Name(), err)
+	}
+	for _, sp := range specs {
+		if sp["name"] != name {
+			continue
+		}
+		switch n := sp["expireAfterSeconds"].(type) {
+		case int32:
+			ttl = time.Duration(n) * time.Second
+		case int64:
+			ttl = time.Duration(n) * time.Second
+		case float64:
+			ttl = time.Duration(n * float64(time.Second))
+		}
+		return sp, ttl
+	}
+	return nil, 0
 }

@@ -1,6 +1,7 @@
 package mongostore
 
 import (
+	"context"
 	"testing"
 
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
@@ -9,12 +10,7 @@ import (
 )
 
 func TestContract(t *testing.T) {
-	database := mongotest.Databases(t, "events_")
-	storetest.Run(t, func(t *testing.T, name string) notification.Store {
-		s, err := Open(t.Context(), mongotest.URL(t), Options{Database: database(t, name)})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return s
-	})
+	storetest.Run(t, mongotest.Opener(t, "events_", func(ctx context.Context, url, db string) (notification.Store, error) {
+		return Open(ctx, url, Options{Database: db})
+	}))
 }

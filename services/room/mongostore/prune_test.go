@@ -4,8 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/room"
@@ -33,20 +31,7 @@ func TestExpiryIndexes(t *testing.T) {
 			tc.opts.PruneEvery = -1
 			s := openTest(t, db, tc.opts)
 			for _, tr := range s.tiers {
-				cur, err := tr.coll.Indexes().List(t.Context())
-				if err != nil {
-					t.Fatal(err)
-				}
-				var ixs []bson.M
-				if err := cur.All(t.Context(), &ixs); err != nil {
-					t.Fatal(err)
-				}
-				var found bson.M
-				for _, ix := range ixs {
-					if ix["name"] == expiryIndex {
-						found = ix
-					}
-				}
+				found, got := mongotest.Index(t, tr.coll, expiryIndex)
 				ttl, want := tc.want[tr.name]
 				switch {
 				case !want && found != nil:
@@ -54,8 +39,8 @@ func TestExpiryIndexes(t *testing.T) {
 				case want && found == nil:
 					t.Errorf("%s has no expiry index", tr.name)
 				case want && s.Server().TTL:
-					if got := toSeconds(found["expireAfterSeconds"]); got != int64(ttl/time.Second) {
-						t.Errorf("%s expires after %d s, want %d", tr.name, got, int64(ttl/time.Second))
+					if got != ttl {
+						t.Errorf("%s expires after %s, want %s", tr.name, got, ttl)
 					}
 				}
 			}
@@ -64,18 +49,6 @@ func TestExpiryIndexes(t *testing.T) {
 			}
 		})
 	}
-}
-
-func toSeconds(v any) int64 {
-	switch n := v.(type) {
-	case int32:
-		return int64(n)
-	case int64:
-		return n
-	case float64:
-		return int64(n)
-	}
-	return -1
 }
 
 // TestPruneAtOpen: where the server has no TTL indexes, the store's pruner runs

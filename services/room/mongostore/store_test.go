@@ -20,24 +20,16 @@ import (
 // openTest opens a store on its own database of the test server.
 func openTest(t testing.TB, db string, opts Options) *Store {
 	t.Helper()
-	opts.Database = db
-	s, err := Open(t.Context(), mongotest.URL(t), opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return mongotest.Open(t, db, func(ctx context.Context, url, db string) (*Store, error) {
+		opts.Database = db
+		return Open(ctx, url, opts)
+	})
 }
 
 func TestContract(t *testing.T) {
-	database := mongotest.Databases(t, "room_")
-	storetest.Run(t, func(t *testing.T, name string) room.Store {
-		s, err := Open(t.Context(), mongotest.URL(t), Options{Database: database(t, name)})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return s
-	})
+	storetest.Run(t, mongotest.Opener(t, "room_", func(ctx context.Context, url, db string) (room.Store, error) {
+		return Open(ctx, url, Options{Database: db})
+	}))
 }
 
 func TestRetentionContract(t *testing.T) {

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 	"github.com/atrium-iot/atrium/internal/reading"
@@ -19,24 +17,16 @@ import (
 // openTest opens a store on its own database of the test server.
 func openTest(t *testing.T, db string, opts Options) *Store {
 	t.Helper()
-	opts.Database = db
-	s, err := Open(t.Context(), mongotest.URL(t), opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return mongotest.Open(t, db, func(ctx context.Context, url, db string) (*Store, error) {
+		opts.Database = db
+		return Open(ctx, url, opts)
+	})
 }
 
 func TestContract(t *testing.T) {
-	database := mongotest.Databases(t, "sensor_")
-	storetest.Run(t, func(t *testing.T, name string) sensor.Store {
-		s, err := Open(t.Context(), mongotest.URL(t), Options{Database: database(t, name)})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return s
-	})
+	storetest.Run(t, mongotest.Opener(t, "sensor_", func(ctx context.Context, url, db string) (sensor.Store, error) {
+		return Open(ctx, url, Options{Database: db})
+	}))
 }
 
 var base = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -221,20 +211,9 @@ func TestSchema(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.coll+"/"+tc.name, func(t *testing.T) {
-			cur, err := s.db.Collection(tc.coll).Indexes().List(ctx)
-			if err != nil {
-				t.Fatal(err)
+			if spec, _ := mongotest.Index(t, s.conn.DB.Collection(tc.coll), tc.name); spec == nil {
+				t.Errorf("no index %s on %s", tc.name, tc.coll)
 			}
-			var ixs []bson.M
-			if err := cur.All(ctx, &ixs); err != nil {
-				t.Fatal(err)
-			}
-			for _, ix := range ixs {
-				if ix["name"] == tc.name {
-					return
-				}
-			}
-			t.Errorf("no index %s on %s: %v", tc.name, tc.coll, ixs)
 		})
 	}
 	t.Run("reopen keeps the indexes", func(t *testing.T) {
@@ -249,15 +228,11 @@ func TestSchema(t *testing.T) {
 func TestRetentionContract(t *testing.T) {
 	c := mongotest.Client(t)
 	storetest.RunRetention(t, func(t *testing.T, name string, r storetest.RetentionOptions) storetest.RetentionStore {
-		s, err := Open(t.Context(), mongotest.URL(t), Options{
-			Database:  mongotest.Database(t, c, "sensor_"+name),
+		s := openTest(t, mongotest.Database(t, c, "sensor_"+name), Options{
 			Retention: r.Retention, RollupRetention: r.RollupRetention,
 			PruneEvery: -1, // no pruner: only the suite prunes
 			Now:        r.Now,
 		})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
 		return storetest.RetentionStore{Store: s, RollupHours: func(ctx context.Context, sensorID, typ string) ([]time.Time, error) {
 			ro, err := s.Rollups(ctx, sensorID, typ, time.Time{}, time.Time{})
 			hours := make([]time.Time, len(ro))
