@@ -1,0 +1,74 @@
+package rowscan_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/atrium-iot/atrium/internal/rowscan"
+)
+
+// rows is a result of int rows; it fails Scan at row failAt (from 0) and Err
+// with err.
+type rows struct {
+	vals   []int
+	i      int
+	failAt int
+	err    error
+	closed bool
+}
+
+func (r *rows) Next() bool { r.i++; return r.i <= len(r.vals) }
+func (r *rows) Err() error { return r.err }
+func (r *rows) Close() error {
+	r.closed = true
+	return nil
+}
+func (r *rows) Scan(dest ...any) error {
+	if r.i-1 == r.failAt {
+		return errors.New("bad row")
+	}
+	*dest[0].(*int) = r.vals[r.i-1]
+	return nil
+}
+
+func TestAll(t *testing.T) {
+	double := func(r rowscan.Row) (string, error) {
+		var n int
+		err := r.Scan(&n)
+		return fmt.Sprint(2 * n), err
+	}
+	tests := []struct {
+		name    string
+		rows    *rows
+		want    []string
+		wantErr string
+	}{
+		{"every row in order", &rows{vals: []int{1, 2, 3}, failAt: -1}, []string{"2", "4", "6"}, ""},
+		{"no rows", &rows{failAt: -1}, nil, ""},
+		{"a row fails", &rows{vals: []int{1, 2, 3}, failAt: 1}, nil, "bad row"},
+		{"the result fails", &rows{vals: []int{1}, failAt: -1, err: errors.New("broken")}, nil, "broken"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := rowscan.All(tc.rows, double)
+			if (err == nil) != (tc.wantErr == "") || (err != nil && err.Error() != tc.wantErr) {
+				t.Fatalf("All: err = %v, want %q", err, tc.wantErr)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("All = %q, want %q", got, tc.want)
+			}
+			if !tc.rows.closed {
+				t.Error("rows not closed")
+			}
+		})
+	}
+}
+
+func TestValues(t *testing.T) {
+	got, err := rowscan.All(&rows{vals: []int{7, 8}, failAt: -1}, rowscan.Values[int]())
+	if err != nil || !slices.Equal(got, []int{7, 8}) {
+		t.Fatalf("All(Values) = %v, %v; want [7 8]", got, err)
+	}
+}
