@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/rowscan"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -43,20 +44,14 @@ func (s *Store) typeStats(ctx context.Context, q string) ([]analytics.TypeStat, 
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []analytics.TypeStat
-	for rows.Next() {
+	return rowscan.All(rows, func(r rowscan.Row) (analytics.TypeStat, error) {
 		var t analytics.TypeStat
 		var n uint64
 		var sum float64
-		if err := rows.Scan(&t.Type, &n, &sum, &t.Min, &t.Max); err != nil {
-			return nil, err
-		}
-		t.Count = int64(n)
-		t.Mean = sum / float64(n)
-		out = append(out, t)
-	}
-	return out, rows.Err()
+		err := r.Scan(&t.Type, &n, &sum, &t.Min, &t.Max)
+		t.Count, t.Mean = int64(n), sum/float64(n)
+		return t, err
+	})
 }
 
 // Latest returns the latest reading per room and type at or after since.
@@ -68,18 +63,14 @@ func (s *Store) Latest(ctx context.Context, since time.Time) ([]analytics.RoomVa
 	if err != nil {
 		return nil, wrapErr("clickhousestore: latest", err)
 	}
-	defer rows.Close()
-	var out []analytics.RoomValue
-	for rows.Next() {
+	out, err := rowscan.All(rows, func(r rowscan.Row) (analytics.RoomValue, error) {
 		var v analytics.RoomValue
 		var ts int64
-		if err := rows.Scan(&v.RoomID, &v.Type, &v.Value, &ts); err != nil {
-			return nil, wrapErr("clickhousestore: latest", err)
-		}
+		err := r.Scan(&v.RoomID, &v.Type, &v.Value, &ts)
 		v.At = fromMS(ts)
-		out = append(out, v)
-	}
-	return out, wrapErr("clickhousestore: latest", rows.Err())
+		return v, err
+	})
+	return out, wrapErr("clickhousestore: latest", err)
 }
 
 // Rooms lists the rooms that have readings.
@@ -88,16 +79,8 @@ func (s *Store) Rooms(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, wrapErr("clickhousestore: rooms", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var r string
-		if err := rows.Scan(&r); err != nil {
-			return nil, wrapErr("clickhousestore: rooms", err)
-		}
-		out = append(out, r)
-	}
-	return out, wrapErr("clickhousestore: rooms", rows.Err())
+	out, err := rowscan.All(rows, rowscan.Values[string]())
+	return out, wrapErr("clickhousestore: rooms", err)
 }
 
 // seriesWhere is the filter of a SeriesQuery's minutes.
@@ -124,20 +107,16 @@ func (s *Store) Series(ctx context.Context, q analytics.SeriesQuery) ([]analytic
 	if err != nil {
 		return nil, wrapErr("clickhousestore: series", err)
 	}
-	defer rows.Close()
-	var out []analytics.Bucket
-	for rows.Next() {
+	out, err := rowscan.All(rows, func(r rowscan.Row) (analytics.Bucket, error) {
 		var b analytics.Bucket
 		var start int64
 		var n uint64
 		var sum float64
-		if err := rows.Scan(&start, &n, &sum, &b.Min, &b.Max); err != nil {
-			return nil, wrapErr("clickhousestore: series", err)
-		}
+		err := r.Scan(&start, &n, &sum, &b.Min, &b.Max)
 		b.Start, b.Count, b.Mean = fromMS(start), int64(n), sum/float64(n)
-		out = append(out, b)
-	}
-	return out, wrapErr("clickhousestore: series", rows.Err())
+		return b, err
+	})
+	return out, wrapErr("clickhousestore: series", err)
 }
 
 // Extreme returns the lowest or highest reading of q's range and its earliest time.
@@ -264,20 +243,17 @@ func (s *Store) scanMetas(ctx context.Context, q string) ([]analytics.Report, er
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []analytics.Report
-	for rows.Next() {
+	return rowscan.All(rows, func(row rowscan.Row) (analytics.Report, error) {
 		var meta string
-		if err := rows.Scan(&meta); err != nil {
-			return nil, err
-		}
 		var r analytics.Report
-		if err := json.Unmarshal([]byte(meta), &r); err != nil {
-			return nil, fmt.Errorf("decode report: %w", err)
+		if err := row.Scan(&meta); err != nil {
+			return r, err
 		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		if err := json.Unmarshal([]byte(meta), &r); err != nil {
+			return r, fmt.Errorf("decode report: %w", err)
+		}
+		return r, nil
+	})
 }
 
 // Reports lists reports newest first, a page at a time.

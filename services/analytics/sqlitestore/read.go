@@ -10,6 +10,7 @@ import (
 
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/rowscan"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -33,18 +34,13 @@ WHERE minute >= ? AND minute < ? GROUP BY type ORDER BY type`, analytics.Minute(
 }
 
 func scanTypeStats(rows *sql.Rows) ([]analytics.TypeStat, error) {
-	defer rows.Close()
-	var out []analytics.TypeStat
-	for rows.Next() {
+	return rowscan.All(rows, func(r rowscan.Row) (analytics.TypeStat, error) {
 		var t analytics.TypeStat
 		var sum float64
-		if err := rows.Scan(&t.Type, &t.Count, &sum, &t.Min, &t.Max); err != nil {
-			return nil, err
-		}
+		err := r.Scan(&t.Type, &t.Count, &sum, &t.Min, &t.Max)
 		t.Mean = sum / float64(t.Count)
-		out = append(out, t)
-	}
-	return out, rows.Err()
+		return t, err
+	})
 }
 
 // Latest returns the latest reading per room and type at or after since.
@@ -54,18 +50,14 @@ WHERE ts >= ? AND room_id <> '' ORDER BY room_id, type`, ms(since))
 	if err != nil {
 		return nil, wrapErr("analytics sqlitestore: latest", err)
 	}
-	defer rows.Close()
-	var out []analytics.RoomValue
-	for rows.Next() {
+	out, err := rowscan.All(rows, func(r rowscan.Row) (analytics.RoomValue, error) {
 		var v analytics.RoomValue
 		var ts int64
-		if err := rows.Scan(&v.RoomID, &v.Type, &v.Value, &ts); err != nil {
-			return nil, wrapErr("analytics sqlitestore: latest", err)
-		}
+		err := r.Scan(&v.RoomID, &v.Type, &v.Value, &ts)
 		v.At = fromMS(ts)
-		out = append(out, v)
-	}
-	return out, wrapErr("analytics sqlitestore: latest", rows.Err())
+		return v, err
+	})
+	return out, wrapErr("analytics sqlitestore: latest", err)
 }
 
 // Rooms lists the rooms that have readings.
@@ -74,16 +66,8 @@ func (s *Store) Rooms(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, wrapErr("analytics sqlitestore: rooms", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var r string
-		if err := rows.Scan(&r); err != nil {
-			return nil, wrapErr("analytics sqlitestore: rooms", err)
-		}
-		out = append(out, r)
-	}
-	return out, wrapErr("analytics sqlitestore: rooms", rows.Err())
+	out, err := rowscan.All(rows, rowscan.Values[string]())
+	return out, wrapErr("analytics sqlitestore: rooms", err)
 }
 
 // rollup is the table and filter of a SeriesQuery: a room's rollup or the type's.
@@ -108,20 +92,15 @@ func (s *Store) Series(ctx context.Context, q analytics.SeriesQuery) ([]analytic
 	if err != nil {
 		return nil, wrapErr("analytics sqlitestore: series", err)
 	}
-	defer rows.Close()
-	var out []analytics.Bucket
-	for rows.Next() {
+	out, err := rowscan.All(rows, func(r rowscan.Row) (analytics.Bucket, error) {
 		var b analytics.Bucket
 		var start int64
 		var sum float64
-		if err := rows.Scan(&start, &b.Count, &sum, &b.Min, &b.Max); err != nil {
-			return nil, wrapErr("analytics sqlitestore: series", err)
-		}
-		b.Start = time.Unix(start*60, 0).UTC()
-		b.Mean = sum / float64(b.Count)
-		out = append(out, b)
-	}
-	return out, wrapErr("analytics sqlitestore: series", rows.Err())
+		err := r.Scan(&start, &b.Count, &sum, &b.Min, &b.Max)
+		b.Start, b.Mean = time.Unix(start*60, 0).UTC(), sum/float64(b.Count)
+		return b, err
+	})
+	return out, wrapErr("analytics sqlitestore: series", err)
 }
 
 // Extreme returns the lowest or highest reading of q's range and its earliest time.
@@ -210,7 +189,7 @@ ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, status = exclud
 	return wrapErr("analytics sqlitestore: save report", err)
 }
 
-func scanReport(sc interface{ Scan(...any) error }, withContent bool) (analytics.Report, error) {
+func scanReport(sc rowscan.Row, withContent bool) (analytics.Report, error) {
 	var r analytics.Report
 	var meta string
 	var content []byte
@@ -227,6 +206,9 @@ func scanReport(sc interface{ Scan(...any) error }, withContent bool) (analytics
 	r.Content = content
 	return r, nil
 }
+
+// scanMeta scans a report without its content.
+func scanMeta(r rowscan.Row) (analytics.Report, error) { return scanReport(r, false) }
 
 // Report returns one report with its content.
 func (s *Store) Report(ctx context.Context, id string) (analytics.Report, error) {
@@ -255,16 +237,8 @@ func (s *Store) Reports(ctx context.Context, limit int, cursor string) ([]analyt
 	if err != nil {
 		return nil, "", wrapErr("analytics sqlitestore: reports", err)
 	}
-	defer rows.Close()
-	var out []analytics.Report
-	for rows.Next() {
-		r, err := scanReport(rows, false)
-		if err != nil {
-			return nil, "", wrapErr("analytics sqlitestore: reports", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := rowscan.All(rows, scanMeta)
+	if err != nil {
 		return nil, "", wrapErr("analytics sqlitestore: reports", err)
 	}
 	next := ""
@@ -282,14 +256,6 @@ func (s *Store) PendingReports(ctx context.Context) ([]analytics.Report, error) 
 	if err != nil {
 		return nil, wrapErr("analytics sqlitestore: pending reports", err)
 	}
-	defer rows.Close()
-	var out []analytics.Report
-	for rows.Next() {
-		r, err := scanReport(rows, false)
-		if err != nil {
-			return nil, wrapErr("analytics sqlitestore: pending reports", err)
-		}
-		out = append(out, r)
-	}
-	return out, wrapErr("analytics sqlitestore: pending reports", rows.Err())
+	out, err := rowscan.All(rows, scanMeta)
+	return out, wrapErr("analytics sqlitestore: pending reports", err)
 }
