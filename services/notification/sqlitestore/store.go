@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/paging"
+	"github.com/atrium-iot/atrium/internal/rowscan"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/notification"
 )
@@ -138,20 +139,18 @@ func (s *Store) Rules(ctx context.Context) ([]notification.Rule, error) {
 	if err != nil {
 		return nil, wrapErr("sqlitestore: rules", err)
 	}
-	defer rows.Close()
-	var out []notification.Rule
-	for rows.Next() {
+	out, err := rowscan.All(rows, func(row rowscan.Row) (notification.Rule, error) {
 		var body string
-		if err := rows.Scan(&body); err != nil {
-			return nil, wrapErr("sqlitestore: rules", err)
-		}
 		var r notification.Rule
-		if err := json.Unmarshal([]byte(body), &r); err != nil {
-			return nil, fmt.Errorf("sqlitestore: rules: decode: %w", err)
+		if err := row.Scan(&body); err != nil {
+			return r, err
 		}
-		out = append(out, r)
-	}
-	return out, wrapErr("sqlitestore: rules", rows.Err())
+		if err := json.Unmarshal([]byte(body), &r); err != nil {
+			return r, fmt.Errorf("decode: %w", err)
+		}
+		return r, nil
+	})
+	return out, wrapErr("sqlitestore: rules", err)
 }
 
 // Rule returns one rule.
@@ -228,9 +227,7 @@ func (s *Store) DeleteRule(ctx context.Context, id string) error {
 
 const alertCols = "seq, id, rule_id, room_id, sensor_id, type, severity, state, value, message, raised_ms, acked_ms, resolved_ms"
 
-type scanner interface{ Scan(...any) error }
-
-func scanAlert(sc scanner) (notification.Alert, int64, error) {
+func scanAlert(sc rowscan.Row) (notification.Alert, int64, error) {
 	var a notification.Alert
 	var seq, raised int64
 	var acked, resolved sql.NullInt64
@@ -392,25 +389,37 @@ func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notifi
 	if err != nil {
 		return nil, "", wrapErr("sqlitestore: alerts", err)
 	}
-	defer rows.Close()
-	var out []notification.Alert
-	var seqs []int64
-	for rows.Next() {
-		a, seq, err := scanAlert(rows)
-		if err != nil {
-			return nil, "", wrapErr("sqlitestore: alerts", err)
-		}
-		out, seqs = append(out, a), append(seqs, seq)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := rowscan.All(rows, func(r rowscan.Row) (seqd[notification.Alert], error) {
+		a, seq, err := scanAlert(r)
+		return seqd[notification.Alert]{a, seq}, err
+	})
+	if err != nil {
 		return nil, "", wrapErr("sqlitestore: alerts", err)
 	}
+	alerts, next := page(out, limit)
+	return alerts, next, nil
+}
+
+// seqd is an item of a list and its sequence number, which a page's cursor
+// holds.
+type seqd[T any] struct {
+	v   T
+	seq int64
+}
+
+// page returns the items of a list asked for limit+1 rows: at most limit, and
+// the cursor of the next page ("" when there is none).
+func page[T any](rows []seqd[T], limit int) ([]T, string) {
 	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = notification.SeqCursor(seqs[limit-1])
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = notification.SeqCursor(rows[limit-1].seq)
 	}
-	return out, next, nil
+	out := make([]T, len(rows))
+	for i, r := range rows {
+		out[i] = r.v
+	}
+	return out, next
 }
 
 // OpenAlerts lists every unresolved alert.
@@ -422,16 +431,11 @@ func (s *Store) OpenAlerts(ctx context.Context) ([]notification.Alert, error) {
 	if err != nil {
 		return nil, wrapErr("sqlitestore: open alerts", err)
 	}
-	defer rows.Close()
-	var out []notification.Alert
-	for rows.Next() {
-		a, _, err := scanAlert(rows)
-		if err != nil {
-			return nil, wrapErr("sqlitestore: open alerts", err)
-		}
-		out = append(out, a)
-	}
-	return out, wrapErr("sqlitestore: open alerts", rows.Err())
+	out, err := rowscan.All(rows, func(r rowscan.Row) (notification.Alert, error) {
+		a, _, err := scanAlert(r)
+		return a, err
+	})
+	return out, wrapErr("sqlitestore: open alerts", err)
 }
 
 // ---- events ----
@@ -473,31 +477,22 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 	if err != nil {
 		return nil, "", wrapErr("sqlitestore: events", err)
 	}
-	defer rows.Close()
-	var out []notification.Event
-	var seqs []int64
-	for rows.Next() {
+	out, err := rowscan.All(rows, func(r rowscan.Row) (seqd[notification.Event], error) {
 		var ev notification.Event
 		var seq, tms, rms int64
 		var data sql.NullString
-		if err := rows.Scan(&seq, &ev.ID, &ev.Type, &ev.Severity, &ev.RoomID, &ev.SensorID, &ev.AlertID, &ev.RuleID, &ev.Message, &data, &tms, &rms); err != nil {
-			return nil, "", wrapErr("sqlitestore: events", err)
-		}
+		err := r.Scan(&seq, &ev.ID, &ev.Type, &ev.Severity, &ev.RoomID, &ev.SensorID, &ev.AlertID, &ev.RuleID, &ev.Message, &data, &tms, &rms)
 		if data.Valid {
 			ev.Data = json.RawMessage(data.String)
 		}
 		ev.Time, ev.RecordedAt = time.UnixMilli(tms).UTC(), time.UnixMilli(rms).UTC()
-		out, seqs = append(out, ev), append(seqs, seq)
-	}
-	if err := rows.Err(); err != nil {
+		return seqd[notification.Event]{ev, seq}, err
+	})
+	if err != nil {
 		return nil, "", wrapErr("sqlitestore: events", err)
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = notification.SeqCursor(seqs[limit-1])
-	}
-	return out, next, nil
+	events, next := page(out, limit)
+	return events, next, nil
 }
 
 // ---- sensors ----
@@ -544,23 +539,19 @@ func (s *Store) Sensors(ctx context.Context) ([]notification.SensorState, error)
 	if err != nil {
 		return nil, wrapErr("sqlitestore: sensors", err)
 	}
-	defer rows.Close()
-	var out []notification.SensorState
-	for rows.Next() {
+	out, err := rowscan.All(rows, func(r rowscan.Row) (notification.SensorState, error) {
 		var x notification.SensorState
 		var ms int64
 		var types string
-		if err := rows.Scan(&x.ID, &x.RoomID, &ms, &x.Offline, &types); err != nil {
-			return nil, wrapErr("sqlitestore: sensors", err)
-		}
+		err := r.Scan(&x.ID, &x.RoomID, &ms, &x.Offline, &types)
 		x.Types = []string{}
 		if types != "" {
 			x.Types = strings.Split(types, ",")
 		}
 		x.LastSeen = time.UnixMilli(ms).UTC()
-		out = append(out, x)
-	}
-	return out, wrapErr("sqlitestore: sensors", rows.Err())
+		return x, err
+	})
+	return out, wrapErr("sqlitestore: sensors", err)
 }
 
 // wrapErr prefixes err with op and marks transient failures (locks, I/O, a closed
