@@ -20,8 +20,13 @@ type Rows interface {
 // All calls scan on each row of rows and returns what it made, in order; it
 // stops at the first error of scan or of rows, and closes rows.
 func All[T any](rows Rows, scan func(Row) (T, error)) ([]T, error) {
+	return Append(nil, rows, scan)
+}
+
+// Append is All appending to out (e.g. an empty slice, for a list that must
+// not be nil).
+func Append[T any](out []T, rows Rows, scan func(Row) (T, error)) ([]T, error) {
 	defer rows.Close()
-	var out []T
 	for rows.Next() {
 		v, err := scan(rows)
 		if err != nil {

@@ -66,6 +66,17 @@ func TestAll(t *testing.T) {
 	}
 }
 
+func TestAppend(t *testing.T) {
+	got, err := rowscan.Append([]int{}, &rows{failAt: -1}, rowscan.Values[int]())
+	if err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("Append([]int{}, no rows) = %#v, %v; want an empty slice", got, err)
+	}
+	got, err = rowscan.Append([]int{1}, &rows{vals: []int{2}, failAt: -1}, rowscan.Values[int]())
+	if err != nil || !slices.Equal(got, []int{1, 2}) {
+		t.Fatalf("Append([1], [2]) = %v, %v; want [1 2]", got, err)
+	}
+}
+
 func TestValues(t *testing.T) {
 	got, err := rowscan.All(&rows{vals: []int{7, 8}, failAt: -1}, rowscan.Values[int]())
 	if err != nil || !slices.Equal(got, []int{7, 8}) {
