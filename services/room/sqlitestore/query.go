@@ -7,15 +7,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/rowscan"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
 const roomColumns = `id, name, floor, building, capacity, area_m2, created_ms, updated_ms,
 	(SELECT count(*) FROM sensors WHERE sensors.room_id = rooms.id)`
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanRoom(sc scanner) (room.Room, error) {
+func scanRoom(sc rowscan.Row) (room.Room, error) {
 	var (
 		r                room.Room
 		floor, capacity  sql.NullInt64
@@ -169,16 +168,8 @@ func (s *Store) Room(ctx context.Context, id string) (room.Room, error) {
 	if err != nil {
 		return room.Room{}, wrapErr("sqlitestore: room "+id, err)
 	}
-	defer rows.Close()
-	r.Sensors = []string{}
-	for rows.Next() {
-		var sid string
-		if err := rows.Scan(&sid); err != nil {
-			return room.Room{}, wrapErr("sqlitestore: room "+id, err)
-		}
-		r.Sensors = append(r.Sensors, sid)
-	}
-	if err := rows.Err(); err != nil {
+	r.Sensors, err = rowscan.Append([]string{}, rows, rowscan.Values[string]())
+	if err != nil {
 		return room.Room{}, wrapErr("sqlitestore: room "+id, err)
 	}
 	return r, nil
@@ -193,16 +184,8 @@ func (s *Store) Rooms(ctx context.Context, after string, limit int) ([]room.Room
 	if err != nil {
 		return nil, wrapErr("sqlitestore: rooms", err)
 	}
-	defer rows.Close()
-	out := []room.Room{}
-	for rows.Next() {
-		r, err := scanRoom(rows)
-		if err != nil {
-			return nil, wrapErr("sqlitestore: rooms", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := rowscan.Append([]room.Room{}, rows, scanRoom)
+	if err != nil {
 		return nil, wrapErr("sqlitestore: rooms", err)
 	}
 	return out, nil
@@ -247,20 +230,16 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 	if err != nil {
 		return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
+	snap.Latest, err = rowscan.All(rows, func(r rowscan.Row) (room.SensorValue, error) {
 		var v room.SensorValue
 		var ts int64
-		if err := rows.Scan(&v.Type, &v.SensorID, &v.Value, &v.Unit, &ts); err != nil {
-			return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
-		}
+		err := r.Scan(&v.Type, &v.SensorID, &v.Value, &v.Unit, &ts)
 		v.Timestamp = time.UnixMilli(ts).UTC()
-		snap.Latest = append(snap.Latest, v)
-	}
-	if err := rows.Err(); err != nil {
+		return v, err
+	})
+	if err != nil {
 		return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
 	}
-	rows.Close()
 	var start int64
 	var est room.Stat
 	switch err := s.read(estimateQuery).QueryRowContext(ctx, roomID).Scan(&start, &est.Count, &est.Sum, &est.Min, &est.Max); {
@@ -277,15 +256,12 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 	if err != nil {
 		return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
 	}
-	defer wrows.Close()
-	for wrows.Next() {
+	snap.Window, err = rowscan.All(wrows, func(r rowscan.Row) (room.Stat, error) {
 		var st room.Stat
-		if err := wrows.Scan(&st.Type, &st.Count, &st.Sum, &st.Min, &st.Max); err != nil {
-			return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
-		}
-		snap.Window = append(snap.Window, st)
-	}
-	if err := wrows.Err(); err != nil {
+		err := r.Scan(&st.Type, &st.Count, &st.Sum, &st.Min, &st.Max)
+		return st, err
+	})
+	if err != nil {
 		return snap, wrapErr("sqlitestore: snapshot "+roomID, err)
 	}
 	return snap, nil
