@@ -12,6 +12,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/paging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/rowscan"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -82,18 +83,14 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 	if err != nil {
 		return nil, "", wrapErr("sqlitestore: readings", err)
 	}
-	defer rows.Close()
-	rs := make([]reading.Reading, 0, min(limit+1, 64))
-	for rows.Next() {
+	rs, err := rowscan.Append(make([]reading.Reading, 0, min(limit+1, 64)), rows, func(row rowscan.Row) (reading.Reading, error) {
 		var ms int64
 		r := reading.Reading{SensorID: q.SensorID}
-		if err := rows.Scan(&ms, &r.Type, &r.RoomID, &r.Site, &r.Value, &r.Unit); err != nil {
-			return nil, "", wrapErr("sqlitestore: readings", err)
-		}
+		err := row.Scan(&ms, &r.Type, &r.RoomID, &r.Site, &r.Value, &r.Unit)
 		r.Timestamp = time.UnixMilli(ms).UTC()
-		rs = append(rs, r)
-	}
-	if err := rows.Err(); err != nil {
+		return r, err
+	})
+	if err != nil {
 		return nil, "", wrapErr("sqlitestore: readings", err)
 	}
 	var next string

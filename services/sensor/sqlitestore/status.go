@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/apperr"
+	"github.com/atrium-iot/atrium/internal/rowscan"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -29,18 +30,14 @@ func (s *Store) StatusMarks(ctx context.Context) ([]sensor.StatusMark, error) {
 	if err != nil {
 		return nil, wrapErr("sqlitestore: status marks", err)
 	}
-	defer rows.Close()
-	ms := []sensor.StatusMark{}
-	for rows.Next() {
+	ms, err := rowscan.Append([]sensor.StatusMark{}, rows, func(r rowscan.Row) (sensor.StatusMark, error) {
 		var m sensor.StatusMark
 		var at int64
-		if err := rows.Scan(&m.SensorID, &m.Status, &at); err != nil {
-			return nil, wrapErr("sqlitestore: status marks", err)
-		}
+		err := r.Scan(&m.SensorID, &m.Status, &at)
 		m.At = time.UnixMilli(at).UTC()
-		ms = append(ms, m)
-	}
-	if err := rows.Err(); err != nil {
+		return m, err
+	})
+	if err != nil {
 		return nil, wrapErr("sqlitestore: status marks", err)
 	}
 	return ms, nil
