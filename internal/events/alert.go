@@ -27,15 +27,13 @@ func EncodeAlert(a Alert) ([]byte, error) {
 // DecodeAlert reads an alert.raised or alert.resolved body. A body that is not
 // one (not JSON, no id, no raised_at) fails with an error wrapping ErrMalformed.
 func DecodeAlert(body []byte) (Alert, error) {
-	var a Alert
-	if err := decodeJSON(AlertSubject, body, &a); err != nil {
-		return Alert{}, err
-	}
-	switch {
-	case a.ID == "":
-		return Alert{}, malformed(AlertSubject, "id is required")
-	case a.RaisedAt.IsZero():
-		return Alert{}, malformed(AlertSubject, "raised_at is required")
-	}
-	return a, nil
+	return decodeValid(AlertSubject, body, func(a *Alert) string {
+		switch {
+		case a.ID == "":
+			return "id is required"
+		case a.RaisedAt.IsZero():
+			return "raised_at is required"
+		}
+		return ""
+	})
 }

@@ -77,21 +77,19 @@ func EncodeRoomMetrics(m RoomMetrics) ([]byte, error) {
 // ErrMalformed. A type whose value is not finite cannot be in a body
 // (encoding/json writes none), so every value read is a number.
 func DecodeRoomMetrics(body []byte) (RoomMetrics, error) {
-	var m RoomMetrics
-	if err := decodeJSON(RoomMetricsSubject, body, &m); err != nil {
-		return RoomMetrics{}, err
-	}
-	switch {
-	case !reading.ValidID(m.RoomID):
-		return RoomMetrics{}, malformed(RoomMetricsSubject, "room_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
-	case m.At.IsZero():
-		return RoomMetrics{}, malformed(RoomMetricsSubject, "at is required")
-	}
-	for typ := range m.Metrics {
-		if !reading.ValidType(typ) {
-			return RoomMetrics{}, malformed(RoomMetricsSubject, fmt.Sprintf("metric %q is not a reading type", typ))
+	return decodeValid(RoomMetricsSubject, body, func(m *RoomMetrics) string {
+		switch {
+		case !reading.ValidID(m.RoomID):
+			return "room_id must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+		case m.At.IsZero():
+			return "at is required"
 		}
-	}
-	m.At = m.At.UTC()
-	return m, nil
+		for typ := range m.Metrics {
+			if !reading.ValidType(typ) {
+				return fmt.Sprintf("metric %q is not a reading type", typ)
+			}
+		}
+		m.At = m.At.UTC()
+		return ""
+	})
 }

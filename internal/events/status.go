@@ -44,27 +44,25 @@ func EncodeSensorStatus(ev SensorStatus) ([]byte, error) {
 // one (not JSON, no valid sensor_id, a status other than online and offline,
 // no last_seen) fails with an error wrapping ErrMalformed.
 func DecodeSensorStatus(body []byte) (SensorStatus, error) {
-	var ev SensorStatus
-	if err := decodeJSON(SensorStatusSubject, body, &ev); err != nil {
-		return SensorStatus{}, err
-	}
-	switch {
-	case !reading.ValidID(ev.SensorID):
-		return SensorStatus{}, malformed(SensorStatusSubject, "sensor_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
-	case ev.RoomID != "" && !reading.ValidID(ev.RoomID):
-		return SensorStatus{}, malformed(SensorStatusSubject, "room_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
-	case ev.Status != StatusOnline && ev.Status != StatusOffline:
-		return SensorStatus{}, malformed(SensorStatusSubject, "status must be online or offline")
-	case ev.Previous != "" && ev.Previous != StatusOnline && ev.Previous != StatusOffline:
-		return SensorStatus{}, malformed(SensorStatusSubject, "previous must be online, offline or absent")
-	case ev.LastSeen.IsZero():
-		return SensorStatus{}, malformed(SensorStatusSubject, "last_seen is required")
-	}
-	if ev.Since.IsZero() {
-		ev.Since = ev.LastSeen
-	}
-	ev.LastSeen, ev.Since = ev.LastSeen.UTC(), ev.Since.UTC()
-	return ev, nil
+	return decodeValid(SensorStatusSubject, body, func(ev *SensorStatus) string {
+		switch {
+		case !reading.ValidID(ev.SensorID):
+			return "sensor_id must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+		case ev.RoomID != "" && !reading.ValidID(ev.RoomID):
+			return "room_id must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+		case ev.Status != StatusOnline && ev.Status != StatusOffline:
+			return "status must be online or offline"
+		case ev.Previous != "" && ev.Previous != StatusOnline && ev.Previous != StatusOffline:
+			return "previous must be online, offline or absent"
+		case ev.LastSeen.IsZero():
+			return "last_seen is required"
+		}
+		if ev.Since.IsZero() {
+			ev.Since = ev.LastSeen
+		}
+		ev.LastSeen, ev.Since = ev.LastSeen.UTC(), ev.Since.UTC()
+		return ""
+	})
 }
 
 // Subjects named in the errors of this package. They equal the bus subjects
@@ -76,12 +74,18 @@ const (
 	AlertSubject        = "alert.raised/alert.resolved"
 )
 
-// decodeJSON reads body into v; a body that is not that JSON is malformed.
-func decodeJSON(subject string, body []byte, v any) error {
-	if err := json.Unmarshal(body, v); err != nil {
-		return malformed(subject, err.Error())
+// decodeValid reads body into a T and holds it to check, which says why it is
+// not a body of subject ("" when it is one) and may normalise it. A body that
+// is not that JSON, or that check refuses, is malformed.
+func decodeValid[T any](subject string, body []byte, check func(*T) string) (T, error) {
+	var v, zero T
+	if err := json.Unmarshal(body, &v); err != nil {
+		return zero, malformed(subject, err.Error())
 	}
-	return nil
+	if why := check(&v); why != "" {
+		return zero, malformed(subject, why)
+	}
+	return v, nil
 }
 
 func malformed(subject, why string) error {
