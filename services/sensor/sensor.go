@@ -139,10 +139,10 @@ type Sensor struct {
 	Status     string               `json:"status"`
 }
 
-// Sensor statuses.
+// Sensor statuses: the registry's, and those sensor.status.changed carries.
 const (
-	StatusOnline  = "online"
-	StatusOffline = "offline"
+	StatusOnline  = events.StatusOnline
+	StatusOffline = events.StatusOffline
 )
 
 // ReadingCursor is where a page of readings ended: the (timestamp, type) of its last
