@@ -26,7 +26,6 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/httpx"
-	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/tlsx"
 	"github.com/atrium-iot/atrium/internal/version"
 )
@@ -88,9 +87,7 @@ type Config struct {
 	ClientCA        string
 	UpstreamCA      string
 	ShutdownTimeout time.Duration
-	LogFormat       string
-	LogLevel        string
-	Version         bool
+	flagenv.Program
 }
 
 // ParseFlags reads the command line; every flag -x-y also reads ATRIUM_X_Y.
@@ -132,9 +129,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 		"a certificate's subject maps to a principal of the keys file")
 	fs.StringVar(&c.UpstreamCA, "upstream-ca", "", "PEM bundle of the CAs trusted, instead of the system's, for https:// upstream URLs (-sensor-url …)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on shutdown")
-	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+	c.Program.Add(fs)
 	if err := flagenv.Parse(fs, args, getenv); err != nil {
 		return c, err
 	}
@@ -398,18 +393,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return gateway.KeysCommand(args[1:], getenv, stdout, stderr)
 	}
 	cfg, err := ParseFlags(args, getenv, stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if cfg.Version {
-		fmt.Fprintln(stdout, "atrium", version.String())
-		return nil
-	}
-	log, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
-	if err != nil {
+	log, err := cfg.Start("atrium", err, stdout, stderr)
+	if log == nil {
 		return err
 	}
 	app, err := New(ctx, cfg, log)

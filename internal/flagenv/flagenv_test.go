@@ -67,3 +67,51 @@ func TestStrip(t *testing.T) {
 		t.Errorf("Strip = %q, want %q", got, want)
 	}
 }
+
+func TestProgramStart(t *testing.T) {
+	parse := func(args ...string) (flagenv.Program, error) {
+		var p flagenv.Program
+		fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+		fs.SetOutput(&bytes.Buffer{})
+		p.Add(fs)
+		err := flagenv.Parse(fs, args, func(string) string { return "" })
+		return p, err
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		logger  bool   // a logger is returned: the program goes on
+		stdout  string // printed, a prefix
+		wantErr string
+	}{
+		{"defaults", nil, true, "", ""},
+		{"text at debug", []string{"-log-format", "text", "-log-level", "debug"}, true, "", ""},
+		{"help", []string{"-h"}, false, "", ""},
+		{"version", []string{"-version"}, false, "prog ", ""},
+		{"unknown flag", []string{"-nope"}, false, "", "-nope"},
+		{"bad level", []string{"-log-level", "loud"}, false, "", "loud"},
+		{"bad format", []string{"-log-format", "xml"}, false, "", "xml"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := parse(tc.args...)
+			var stdout, stderr bytes.Buffer
+			log, err := p.Start("prog", err, &stdout, &stderr)
+			if (log != nil) != tc.logger {
+				t.Errorf("logger %v, want one: %v", log, tc.logger)
+			}
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("error %v, want %q", err, tc.wantErr)
+			}
+			if !strings.HasPrefix(stdout.String(), tc.stdout) || tc.stdout == "" && stdout.Len() > 0 {
+				t.Errorf("stdout %q, want %q…", stdout.String(), tc.stdout)
+			}
+			if log != nil {
+				log.Debug("hello")
+				if got := stderr.String(); (tc.name == "text at debug") != strings.Contains(got, "hello") {
+					t.Errorf("stderr %q after a debug line", got)
+				}
+			}
+		})
+	}
+}
