@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,33 +175,23 @@ type engine struct {
 }
 
 var engines = []engine{
-	{"sensor-sqlite", func(tb testing.TB) func(context.Context) (*store, error) {
-		dir := tb.TempDir()
-		seq := 0
-		return func(ctx context.Context) (*store, error) {
-			seq++
-			st, err := sensorsqlite.Open(ctx, filepath.Join(dir, fmt.Sprintf("sensor-%d.db", seq)), sensorsqlite.Options{})
-			if err != nil {
-				return nil, err
-			}
-			return sensorStore(st, st.Close), nil
+	{"sensor-sqlite", onSQLite("sensor", func(ctx context.Context, path string) (*store, error) {
+		st, err := sensorsqlite.Open(ctx, path, sensorsqlite.Options{})
+		if err != nil {
+			return nil, err
 		}
-	}},
+		return sensorStore(st, st.Close), nil
+	})},
 	{"sensor-mongo", func(tb testing.TB) func(context.Context) (*store, error) {
 		u := mongotest.URL(tb)
 		c := mongotest.Client(tb)
 		return func(ctx context.Context) (*store, error) {
 			db := mongotest.Prefix() + "sensor_engines"
-			dropped := false
-			drop := func() error {
-				if dropped {
-					return nil
-				}
-				dropped = true
+			drop := sync.OnceValue(func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				return mongox.DropDatabases(ctx, c, db)
-			}
+			})
 			tb.Cleanup(func() { _ = drop() })
 			// A batch's lease only matters when a process dies mid-batch; on a
 			// slow server, a longer one than the default 15 s lets a slow batch
@@ -214,18 +205,13 @@ var engines = []engine{
 			return s, nil
 		}
 	}},
-	{"analytics-sqlite", func(tb testing.TB) func(context.Context) (*store, error) {
-		dir := tb.TempDir()
-		seq := 0
-		return func(ctx context.Context) (*store, error) {
-			seq++
-			st, err := analyticssqlite.Open(ctx, filepath.Join(dir, fmt.Sprintf("analytics-%d.db", seq)), analyticssqlite.Options{})
-			if err != nil {
-				return nil, err
-			}
-			return analyticsStore(st, st.Close), nil
+	{"analytics-sqlite", onSQLite("analytics", func(ctx context.Context, path string) (*store, error) {
+		st, err := analyticssqlite.Open(ctx, path, analyticssqlite.Options{})
+		if err != nil {
+			return nil, err
 		}
-	}},
+		return analyticsStore(st, st.Close), nil
+	})},
 	{"analytics-clickhouse", func(tb testing.TB) func(context.Context) (*store, error) {
 		base := chtest.URL(tb)
 		return func(ctx context.Context) (*store, error) {
@@ -238,20 +224,28 @@ var engines = []engine{
 			if err != nil {
 				return nil, err
 			}
-			closed := false
-			closeDrop := func() error {
-				if closed {
-					return nil
-				}
-				closed = true
+			closeDrop := sync.OnceValue(func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				return errors.Join(st.DropDatabase(ctx), st.Close())
-			}
+			})
 			tb.Cleanup(func() { _ = closeDrop() })
 			return analyticsStore(st, closeDrop), nil
 		}
 	}},
+}
+
+// onSQLite is the setup of an engine on SQLite: each store is opened by open
+// on a new file, named after name, in the test's temporary directory.
+func onSQLite(name string, open func(ctx context.Context, path string) (*store, error)) func(testing.TB) func(context.Context) (*store, error) {
+	return func(tb testing.TB) func(context.Context) (*store, error) {
+		dir := tb.TempDir()
+		seq := 0
+		return func(ctx context.Context) (*store, error) {
+			seq++
+			return open(ctx, filepath.Join(dir, fmt.Sprintf("%s-%d.db", name, seq)))
+		}
+	}
 }
 
 // sensorStore is a sensor store: Ingest of whole batches, and the raw history
