@@ -185,30 +185,29 @@ func (e *Engine) evaluate(rules []*Rule, room, sensor, typ string, value float64
 		}
 		st.lastTS = ts
 		if !st.active {
-			if !rule.breaching(value) {
-				st.pendingSince = 0
-				continue
-			}
-			if st.pendingSince == 0 {
-				st.pendingSince = ts
-			}
-			if ts-st.pendingSince >= time.Duration(rule.For).Milliseconds() {
+			if held(&st.pendingSince, rule.breaching(value), ts, time.Duration(rule.For)) {
 				st.active, st.clearSince, st.alertID, st.raiseValue = true, 0, "", value
 				out = append(out, transition{kind: transRaise, rule: rule, key: k, value: value, at: at})
 			}
 			continue
 		}
-		if !rule.clear(value) {
-			st.clearSince = 0
-			continue
-		}
-		if st.clearSince == 0 {
-			st.clearSince = ts
-		}
-		if ts-st.clearSince >= time.Duration(rule.ClearFor).Milliseconds() {
+		if held(&st.clearSince, rule.clear(value), ts, time.Duration(rule.ClearFor)) {
 			out = append(out, transition{kind: transResolve, rule: rule, key: k, value: value, at: at, alertID: st.alertID})
 			st.active, st.pendingSince, st.clearSince, st.alertID = false, 0, 0, ""
 		}
 	}
 	return out
+}
+
+// held reports whether a condition, now ok at ts (Unix ms), has held for at
+// least d: *since is when it began holding (0: it does not), kept up to date.
+func held(since *int64, ok bool, ts int64, d time.Duration) bool {
+	if !ok {
+		*since = 0
+		return false
+	}
+	if *since == 0 {
+		*since = ts
+	}
+	return ts-*since >= d.Milliseconds()
 }
