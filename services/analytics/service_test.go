@@ -493,10 +493,7 @@ func TestBadRequests(t *testing.T) {
 		{"wrong method", "DELETE", "/analytics/summary", "", 405, ""},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			a := httpxtest.DoJSON(t, tc.method, r.url+tc.path, []byte(tc.body))
-			httpxtest.CheckProblem(t, a, tc.status, tc.field)
-		})
+		httpxtest.RunProblem(t, tc.name, tc.method, r.url+tc.path, tc.body, tc.status, tc.field)
 	}
 	t.Run("daily defaults to yesterday", func(t *testing.T) {
 		a := httpxtest.DoJSON(t, "POST", r.url+"/analytics/reports", []byte(`{"kind":"daily"}`))

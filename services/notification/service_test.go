@@ -231,10 +231,7 @@ func TestBadInput(t *testing.T) {
 		{"wrong method", "PATCH", "/rules", "", 405, ""},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			a := httpxtest.DoJSON(t, tc.method, e.url+tc.path, []byte(tc.body))
-			httpxtest.CheckProblem(t, a, tc.code, tc.field)
-		})
+		httpxtest.RunProblem(t, tc.name, tc.method, e.url+tc.path, tc.body, tc.code, tc.field)
 	}
 }
 

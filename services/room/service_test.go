@@ -433,10 +433,7 @@ func TestBadInput(t *testing.T) {
 		{"method not allowed", "POST", "/rooms/r1", "{}", 405, ""},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			a := httpxtest.DoJSON(t, tc.method, e.url+tc.path, []byte(tc.body))
-			httpxtest.CheckProblem(t, a, tc.code, tc.field)
-		})
+		httpxtest.RunProblem(t, tc.name, tc.method, e.url+tc.path, tc.body, tc.code, tc.field)
 	}
 	if a := httpxtest.DoJSON(t, "GET", e.url+"/rooms/r1", nil); a.Code != 200 || !bytes.Contains(a.Raw, []byte(`"capacity":null`)) {
 		t.Errorf("the rejected patches changed the room: %s", a.Raw)

@@ -32,6 +32,16 @@ func Decode[T any](t testing.TB, a Answer) T {
 	return v
 }
 
+// RunProblem runs subtest name: it sends method url with body (DoJSON) and
+// checks the answer with CheckProblem. A table of bad requests calls it once a
+// case.
+func RunProblem(t *testing.T, name, method, url, body string, status int, field string) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		CheckProblem(t, DoJSON(t, method, url, []byte(body)), status, field)
+	})
+}
+
 // CheckProblem fails t unless a is an RFC 9457 problem (application/problem+json)
 // with the status code status and a title, whose errors name field when field is
 // not empty.
