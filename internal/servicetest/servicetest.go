@@ -10,7 +10,18 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+
+	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/logging"
 )
+
+// Bus is the in-process bus, as atrium -bus=memory runs it, logging nothing
+// and closed when t ends (closing it sooner is allowed).
+func Bus(t testing.TB) *membus.Bus {
+	b := membus.New(logging.Discard())
+	t.Cleanup(func() { b.Close() })
+	return b
+}
 
 // Service is what every cloud service offers.
 type Service interface {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/atrium-iot/atrium/internal/bus"
+	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/servicetest"
 )
 
@@ -65,3 +67,27 @@ type recorder struct {
 }
 
 func (r *recorder) Errorf(string, ...any) { r.failed = true }
+
+// TestBus: the bus carries messages during the test and is closed after it.
+func TestBus(t *testing.T) {
+	var b *membus.Bus
+	t.Run("use", func(t *testing.T) {
+		b = servicetest.Bus(t)
+		got := make(chan string, 1)
+		if err := b.Subscribe(t.Context(), "q", []string{"x.y"}, func(_ context.Context, m bus.Message) error {
+			got <- string(m.Body)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Publish(t.Context(), "x.y", []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		if s := <-got; s != "hi" {
+			t.Errorf("delivered %q", s)
+		}
+	})
+	if err := b.Publish(context.Background(), "x.y", []byte("late")); !errors.Is(err, membus.ErrClosed) {
+		t.Errorf("publish after the test: %v, want ErrClosed", err)
+	}
+}

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus"
-	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
@@ -87,12 +86,12 @@ var chDBs = map[string]string{}
 type rig struct {
 	svc   *analytics.Service
 	store analytics.Store
-	bus   *membus.Bus
+	bus   bus.Bus
 	url   string
 	stop  func()
 }
 
-func startRig(t *testing.T, st analytics.Store, b *membus.Bus, opts analytics.Options) *rig {
+func startRig(t *testing.T, st analytics.Store, b bus.Bus, opts analytics.Options) *rig {
 	t.Helper()
 	if opts.SummaryTTL == 0 {
 		opts.SummaryTTL = -1
@@ -179,8 +178,7 @@ func TestTrendStatistics(t *testing.T) {
 func TestTrendsEndpoint(t *testing.T) {
 	for _, e := range engines(t) {
 		t.Run(e.name, func(t *testing.T) {
-			b := membus.New(logging.Discard())
-			t.Cleanup(func() { b.Close() })
+			b := servicetest.Bus(t)
 			r := startRig(t, e.open(t, filepath.Join(t.TempDir(), "trend")), b, analytics.Options{SensorURL: "http://127.0.0.1:1"})
 			day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
 			var rs []reading.Reading
@@ -283,8 +281,7 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 	u := storetest.LoadUCI(t)
 	for _, e := range engines(t) {
 		t.Run(e.name, func(t *testing.T) {
-			b := membus.New(logging.Discard())
-			t.Cleanup(func() { b.Close() })
+			b := servicetest.Bus(t)
 			sens := sensorRegistry(t, u.Readings)
 			now := u.Last.Add(30 * time.Second)
 			var skew atomic.Int64 // added to now once the clock moves on
@@ -450,8 +447,7 @@ func TestSensorServiceNeverReached(t *testing.T) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(dead.Close)
-	b := membus.New(logging.Discard())
-	t.Cleanup(func() { b.Close() })
+	b := servicetest.Bus(t)
 	st := engines(t)[0].open(t, filepath.Join(t.TempDir(), "down"))
 	r := startRig(t, st, b, analytics.Options{SensorURL: dead.URL, RegistryBackoff: time.Millisecond})
 	a := httpxtest.Get(t, r.url+"/analytics/summary")
@@ -467,8 +463,7 @@ func TestSensorServiceNeverReached(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	b := membus.New(logging.Discard())
-	t.Cleanup(func() { b.Close() })
+	b := servicetest.Bus(t)
 	r := startRig(t, engines(t)[0].open(t, filepath.Join(t.TempDir(), "bad")), b, analytics.Options{SensorURL: "http://127.0.0.1:1"})
 	tests := []struct {
 		name, method, path, body string
@@ -528,8 +523,7 @@ func TestPendingReportsResume(t *testing.T) {
 				t.Fatal(err)
 			}
 			st.Close()
-			b := membus.New(logging.Discard())
-			t.Cleanup(func() { b.Close() })
+			b := servicetest.Bus(t)
 			r := startRig(t, e.open(t, where), b, analytics.Options{SensorURL: "http://127.0.0.1:1"})
 			var got struct {
 				Status  string                  `json:"status"`
@@ -553,8 +547,7 @@ func TestPendingReportsResume(t *testing.T) {
 // SummaryTTL, then served stale at once for SummaryStale while the next one is
 // computed in the background, then computed while the caller waits.
 func TestSummaryServedStaleWhileRevalidating(t *testing.T) {
-	b := membus.New(logging.Discard())
-	t.Cleanup(func() { b.Close() })
+	b := servicetest.Bus(t)
 	st := engines(t)[0].open(t, filepath.Join(t.TempDir(), "swr"))
 	sens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -619,8 +612,7 @@ func TestSummaryServedStaleWhileRevalidating(t *testing.T) {
 // exact encoding stored it unchecked (a temperature of 500 °C), and any other
 // encoding dropped the whole event for one bad reading.
 func TestInvalidReadingsSkipped(t *testing.T) {
-	b := membus.New(logging.Discard())
-	t.Cleanup(func() { b.Close() })
+	b := servicetest.Bus(t)
 	st := engines(t)[0].open(t, filepath.Join(t.TempDir(), "skip"))
 	r := startRig(t, st, b, analytics.Options{SensorURL: "http://127.0.0.1:1"})
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -57,7 +57,7 @@ func start(t *testing.T, dir string, opts notification.Options) *env {
 	if opts.TickInterval == 0 {
 		opts.TickInterval = 20 * time.Millisecond
 	}
-	b := membus.New(logging.Discard())
+	b := servicetest.Bus(t)
 	e := &env{t: t, bus: b, store: st, seen: map[string][]notification.Alert{}}
 	if err := b.Subscribe(context.Background(), "watcher", []string{"alert.*"}, func(_ context.Context, m bus.Message) error {
 		var a notification.Alert

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus"
-	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/services/room"
@@ -41,19 +41,18 @@ func benchEvent(n int, base time.Time) []byte {
 	return events.EncodeSensorData(fmt.Sprintf("bench-%d", n), "hq", rs)
 }
 
-func benchService(b *testing.B, opts sqlitestore.Options) (*room.Service, *sqlitestore.Store, *membus.Bus) {
+func benchService(b *testing.B, opts sqlitestore.Options) (*room.Service, *sqlitestore.Store, bus.Bus) {
 	return benchServiceWith(b, opts, room.Options{})
 }
 
-func benchServiceWith(b *testing.B, opts sqlitestore.Options, ropts room.Options) (*room.Service, *sqlitestore.Store, *membus.Bus) {
+func benchServiceWith(b *testing.B, opts sqlitestore.Options, ropts room.Options) (*room.Service, *sqlitestore.Store, bus.Bus) {
 	b.Helper()
 	st, err := sqlitestore.Open(context.Background(), filepath.Join(b.TempDir(), "room.db"), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	mb := membus.New(logging.Discard())
-	b.Cleanup(func() { mb.Close() })
+	mb := servicetest.Bus(b)
 	return room.New(st, mb, logging.Discard(), ropts), st, mb
 }
 

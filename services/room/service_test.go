@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus"
-	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/sqlitestore"
@@ -38,11 +38,11 @@ func clock(hms string) time.Time {
 type env struct {
 	svc   *room.Service
 	store *sqlitestore.Store
-	bus   *membus.Bus
+	bus   bus.Bus
 	url   string
 }
 
-func newEnv(t *testing.T, path string, b *membus.Bus) *env {
+func newEnv(t *testing.T, path string, b bus.Bus) *env {
 	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "room.db")
@@ -53,8 +53,7 @@ func newEnv(t *testing.T, path string, b *membus.Bus) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	if b == nil {
-		b = membus.New(logging.Discard())
-		t.Cleanup(func() { b.Close() })
+		b = servicetest.Bus(t)
 	}
 	svc := room.New(st, b, logging.Discard(), room.Options{Now: func() time.Time { return now }, PublishInterval: 20 * time.Millisecond})
 	srv := httptest.NewServer(svc.Handler())
@@ -490,8 +489,7 @@ func TestFedByBus(t *testing.T) {
 // TestReplicas runs two services on one store file and one queue: they share the
 // events, each delivered twice, and the answers are exact.
 func TestReplicas(t *testing.T) {
-	b := membus.New(logging.Discard())
-	t.Cleanup(func() { b.Close() })
+	b := servicetest.Bus(t)
 	path := filepath.Join(t.TempDir(), "room.db")
 	e1, e2 := newEnv(t, path, b), newEnv(t, path, b)
 	e1.run(t)

@@ -18,7 +18,6 @@ import (
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 
 	"github.com/atrium-iot/atrium/internal/bus"
-	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
@@ -29,7 +28,7 @@ import (
 type service struct {
 	url   string
 	store *sqlitestore.Store
-	bus   *membus.Bus
+	bus   bus.Bus
 	stop  func() // stops it before the test ends; the store stays on disk
 }
 
@@ -39,7 +38,7 @@ func serve(t *testing.T, dir string, opts sensor.Options) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := membus.New(logging.Discard())
+	b := servicetest.Bus(t)
 	run := servicetest.Start(t, sensor.New(st, b, logging.Discard(), opts))
 	s := &service{url: run.URL, store: st, bus: b}
 	var once sync.Once
