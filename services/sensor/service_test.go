@@ -11,6 +11,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/sensor"
@@ -43,8 +44,7 @@ func TestUnavailableAnswers503AndRetryIsSafe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &switchBus{Bus: membus.New(logging.Discard())}
-	defer b.Close()
+	b := &switchBus{Bus: servicetest.Bus(t)}
 	var mu sync.Mutex
 	got := 0
 	if err := b.Subscribe(ctx, "t", []string{bus.SensorDataReceived}, func(context.Context, bus.Message) error {

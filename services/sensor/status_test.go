@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus"
-	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
@@ -108,8 +108,7 @@ func TestStatusChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { st.Close() }()
-	b := membus.New(logging.Discard())
-	defer b.Close()
+	b := servicetest.Bus(t)
 	w := watchStatus(t, b)
 	now := t0
 	newSvc := func() *sensor.Service {
@@ -184,8 +183,7 @@ func BenchmarkSweepStatus(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	mb := membus.New(logging.Discard())
-	defer mb.Close()
+	mb := servicetest.Bus(b)
 	const sensors, perBatch = 10000, 500
 	for i := 0; i < sensors; i += perBatch {
 		rs := make([]reading.Reading, perBatch)
