@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/url"
@@ -82,53 +83,55 @@ func (l *stringList) UnmarshalYAML(n *yaml.Node) error {
 type envMap map[string]string
 
 func (m *envMap) UnmarshalYAML(n *yaml.Node) error {
-	out := map[string]string{}
-	if n.Kind == yaml.SequenceNode {
-		var l []string
-		if err := n.Decode(&l); err != nil {
-			return err
-		}
-		for _, kv := range l {
-			k, v, _ := strings.Cut(kv, "=")
-			out[k] = v
-		}
-	} else if err := n.Decode(&out); err != nil {
-		return err
-	}
+	out, err := decodeMapOrList(n, func(kv string) (string, string) {
+		k, v, _ := strings.Cut(kv, "=")
+		return k, v
+	}, func(v string) string { return v })
 	*m = out
-	return nil
+	return err
 }
 
 // dependsOn is a compose depends_on: a list of names, or a mapping name → condition.
 type dependsOn map[string]string
 
 func (d *dependsOn) UnmarshalYAML(n *yaml.Node) error {
+	out, err := decodeMapOrList(n, func(s string) (string, string) {
+		return s, "service_started"
+	}, func(v struct {
+		Condition string `yaml:"condition"`
+	}) string {
+		if v.Condition == "" {
+			return "service_started"
+		}
+		return v.Condition
+	})
+	*d = out
+	return err
+}
+
+// decodeMapOrList reads the two spellings compose allows for a mapping: a list whose
+// items fromItem turns into key and value, or a mapping whose values fromValue reads.
+func decodeMapOrList[V any](n *yaml.Node, fromItem func(string) (string, string), fromValue func(V) string) (map[string]string, error) {
 	out := map[string]string{}
 	if n.Kind == yaml.SequenceNode {
 		var l []string
 		if err := n.Decode(&l); err != nil {
-			return err
+			return nil, err
 		}
-		for _, s := range l {
-			out[s] = "service_started"
+		for _, item := range l {
+			k, v := fromItem(item)
+			out[k] = v
 		}
-	} else {
-		var m map[string]struct {
-			Condition string `yaml:"condition"`
-		}
-		if err := n.Decode(&m); err != nil {
-			return err
-		}
-		for k, v := range m {
-			c := v.Condition
-			if c == "" {
-				c = "service_started"
-			}
-			out[k] = c
-		}
+		return out, nil
 	}
-	*d = out
-	return nil
+	var m map[string]V
+	if err := n.Decode(&m); err != nil {
+		return nil, err
+	}
+	for k, v := range m {
+		out[k] = fromValue(v)
+	}
+	return out, nil
 }
 
 // volume is a compose service volume, short (SOURCE:TARGET[:ro]) or long syntax.
@@ -242,33 +245,25 @@ type program struct {
 }
 
 var programs = map[string]program{
-	"atrium": {
-		name: "atrium",
+	"atrium":       newProgram("atrium", cloud.Run, cloud.ParseFlags),
+	"atrium-agent": newProgram("atrium-agent", agent.Run, agent.ParseFlags),
+	"atrium-sim":   newProgram("atrium-sim", sim.Run, sim.ParseFlags),
+}
+
+// newProgram sees a binary through the Run its main calls and its ParseFlags.
+func newProgram[C any](name string,
+	run func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error,
+	parse func(args []string, getenv func(string) string, stderr io.Writer) (C, error),
+) program {
+	return program{
+		name: name,
 		run: func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr *bytes.Buffer) error {
-			return cloud.Run(ctx, args, getenv, stdout, stderr)
+			return run(ctx, args, getenv, stdout, stderr)
 		},
 		parse: func(args []string, getenv func(string) string) (any, error) {
-			return cloud.ParseFlags(args, getenv, new(bytes.Buffer))
+			return parse(args, getenv, new(bytes.Buffer))
 		},
-	},
-	"atrium-agent": {
-		name: "atrium-agent",
-		run: func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr *bytes.Buffer) error {
-			return agent.Run(ctx, args, getenv, stdout, stderr)
-		},
-		parse: func(args []string, getenv func(string) string) (any, error) {
-			return agent.ParseFlags(args, getenv, new(bytes.Buffer))
-		},
-	},
-	"atrium-sim": {
-		name: "atrium-sim",
-		run: func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr *bytes.Buffer) error {
-			return sim.Run(ctx, args, getenv, stdout, stderr)
-		},
-		parse: func(args []string, getenv func(string) string) (any, error) {
-			return sim.ParseFlags(args, getenv, new(bytes.Buffer))
-		},
-	},
+	}
 }
 
 // usage is what `PROGRAM -h` prints: its flags and their environment variables.
@@ -486,10 +481,13 @@ func TestComposeServices(t *testing.T) {
 func TestComposeWiring(t *testing.T) {
 	cf := loadCompose(t, composePath, nil)
 	listen := map[string]string{} // service → port its program listens on
+	type dial struct{ svc, what, url string }
+	var dials []dial
 	for name, svc := range cf.Services {
 		if len(svc.Command) == 0 {
 			continue
 		}
+		add := func(what, u string) { dials = append(dials, dial{name, what, u}) }
 		getenv := getenvFrom(svc.Environment)
 		switch svc.Command[0] {
 		case "atrium":
@@ -497,60 +495,34 @@ func TestComposeWiring(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			addr := map[string]string{"sensor": cfg.SensorAddr, "room": cfg.RoomAddr, "analytics": cfg.AnalyticsAddr,
-				"notification": cfg.NotifyAddr, "gateway": cfg.GatewayAddr}[cfg.Target]
-			listen[name] = port(t, addr)
+			listen[name] = port(t, listenAddr(cfg))
+			switch cfg.Target {
+			case "gateway":
+				add("-sensor-url", cfg.SensorURL)
+				add("-room-url", cfg.RoomURL)
+				add("-analytics-url", cfg.AnalyticsURL)
+				add("-notification-url", cfg.NotifyURL)
+			case "analytics":
+				add("-sensor-url", cfg.SensorURL)
+				add("-analytics-store", cfg.AnalyticsStore)
+				add("-bus", cfg.Bus)
+			default:
+				add("-store", cfg.Store)
+				add("-bus", cfg.Bus)
+			}
 		case "atrium-agent":
 			cfg, err := agent.ParseFlags(svc.Command[1:], getenv, new(bytes.Buffer))
 			if err != nil {
 				t.Fatal(err)
 			}
 			listen[name] = port(t, cfg.MQTTAddr)
-		}
-	}
-
-	type dial struct{ what, url string }
-	var dials []struct {
-		svc string
-		dial
-	}
-	add := func(svc, what, u string) {
-		dials = append(dials, struct {
-			svc string
-			dial
-		}{svc, dial{what, u}})
-	}
-	for name, svc := range cf.Services {
-		if len(svc.Command) == 0 {
-			continue
-		}
-		getenv := getenvFrom(svc.Environment)
-		switch svc.Command[0] {
-		case "atrium":
-			cfg, _ := cloud.ParseFlags(svc.Command[1:], getenv, new(bytes.Buffer))
-			switch cfg.Target {
-			case "gateway":
-				add(name, "-sensor-url", cfg.SensorURL)
-				add(name, "-room-url", cfg.RoomURL)
-				add(name, "-analytics-url", cfg.AnalyticsURL)
-				add(name, "-notification-url", cfg.NotifyURL)
-			case "analytics":
-				add(name, "-sensor-url", cfg.SensorURL)
-				add(name, "-analytics-store", cfg.AnalyticsStore)
-				add(name, "-bus", cfg.Bus)
-			default:
-				add(name, "-store", cfg.Store)
-				add(name, "-bus", cfg.Bus)
-			}
-		case "atrium-agent":
-			cfg, _ := agent.ParseFlags(svc.Command[1:], getenv, new(bytes.Buffer))
-			add(name, "-cloud-url", cfg.CloudURL)
+			add("-cloud-url", cfg.CloudURL)
 		case "atrium-sim":
 			cfg, err := sim.ParseFlags(svc.Command[1:], getenv, new(bytes.Buffer))
 			if err != nil {
 				t.Fatal(err)
 			}
-			add(name, "-broker", cfg.Broker)
+			add("-broker", cfg.Broker)
 		}
 	}
 	engines := map[string]string{"mongodb": "27017", "clickhouse": "9000", "amqp": "5672"}
@@ -631,9 +603,7 @@ func TestComposeHealthAndVolumes(t *testing.T) {
 			switch svc.Command[0] {
 			case "atrium":
 				cfg, _ := cloud.ParseFlags(svc.Command[1:], getenvFrom(svc.Environment), new(bytes.Buffer))
-				addr := map[string]string{"sensor": cfg.SensorAddr, "room": cfg.RoomAddr, "analytics": cfg.AnalyticsAddr,
-					"notification": cfg.NotifyAddr, "gateway": cfg.GatewayAddr}[cfg.Target]
-				want = []string{port(t, addr)}
+				want = []string{port(t, listenAddr(cfg))}
 			case "atrium-agent":
 				cfg, _ := agent.ParseFlags(svc.Command[1:], getenvFrom(svc.Environment), new(bytes.Buffer))
 				want = []string{port(t, cfg.HTTPAddr)}
@@ -906,6 +876,12 @@ func TestDockerignore(t *testing.T) {
 func matchBase(pat, p string) bool {
 	m, _ := filepath.Match(strings.TrimPrefix(pat, "**/"), filepath.Base(p))
 	return m
+}
+
+// listenAddr is the address the one cloud part cfg.Target runs listens on.
+func listenAddr(cfg cloud.Config) string {
+	return map[string]string{"sensor": cfg.SensorAddr, "room": cfg.RoomAddr, "analytics": cfg.AnalyticsAddr,
+		"notification": cfg.NotifyAddr, "gateway": cfg.GatewayAddr}[cfg.Target]
 }
 
 func port(t *testing.T, addr string) string {
