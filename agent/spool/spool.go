@@ -505,12 +505,8 @@ func (s *Spool) Append(ctx context.Context, readings [][]byte) error {
 		s.entering.Add(-1)
 		return fmt.Errorf("spool: append %d readings of %d bytes: %w", len(readings), o.bytes, ErrTooLarge)
 	}
-	r, err := s.submit(ctx, o, true)
-	if err != nil {
+	if _, err := s.submit(ctx, o, true); err != nil {
 		return fmt.Errorf("spool: append: %w", err)
-	}
-	if r.err != nil {
-		return fmt.Errorf("spool: append: %w", r.err)
 	}
 	return nil
 }
@@ -523,12 +519,8 @@ func (s *Spool) DeadLetter(ctx context.Context, d DeadLetter) error {
 		d.At = s.now()
 	}
 	o := &op{kind: opDead, ctx: ctx, dead: d, done: make(chan result, 1)}
-	r, err := s.submit(ctx, o, true)
-	if err != nil {
+	if _, err := s.submit(ctx, o, true); err != nil {
 		return fmt.Errorf("spool: dead letter: %w", err)
-	}
-	if r.err != nil {
-		return fmt.Errorf("spool: dead letter: %w", r.err)
 	}
 	return nil
 }
@@ -561,9 +553,6 @@ func (s *Spool) TakeDeadLetters(ctx context.Context, ids []uint64) ([]DeadLetter
 	}
 	o := &op{kind: opTake, ctx: ctx, ids: ids, done: make(chan result, 1)}
 	r, err := s.submit(ctx, o, false)
-	if err == nil {
-		err = r.err
-	}
 	if err != nil {
 		return nil, fmt.Errorf("spool: take dead letters: %w", err)
 	}
@@ -627,9 +616,6 @@ func (s *Spool) FormBatches(n, maxCount, maxBytes int) ([]Batch, error) {
 	}
 	o := &op{kind: opForm, ctx: context.Background(), maxCount: maxCount, maxBytes: maxBytes, fresh: max(n, 1), done: make(chan result, 1)}
 	r, err := s.submit(o.ctx, o, false)
-	if err == nil {
-		err = r.err
-	}
 	if err != nil {
 		return nil, fmt.Errorf("spool: form batches: %w", err)
 	}
@@ -639,9 +625,6 @@ func (s *Spool) FormBatches(n, maxCount, maxBytes int) ([]Batch, error) {
 func (s *Spool) form(maxCount, maxBytes int) (Batch, bool, error) {
 	o := &op{kind: opForm, ctx: context.Background(), maxCount: maxCount, maxBytes: maxBytes, done: make(chan result, 1)}
 	r, err := s.submit(o.ctx, o, false)
-	if err == nil {
-		err = r.err
-	}
 	if err != nil {
 		return Batch{}, false, err
 	}
@@ -671,15 +654,7 @@ func (s *Spool) OpenBatches() ([]Batch, error) {
 // AckBatch deletes the batch's readings and its record in one commit: the cloud has
 // them. id may also be an earlier id of the open batch (see the package doc).
 func (s *Spool) AckBatch(id string) error {
-	o := &op{kind: opAck, ctx: context.Background(), batchID: id, done: make(chan result, 1)}
-	r, err := s.submit(o.ctx, o, false)
-	if err == nil {
-		err = r.err
-	}
-	if err != nil {
-		return fmt.Errorf("spool: ack batch: %w", err) // no id: errors reach the status page
-	}
-	return nil
+	return s.AckBatchRejecting(id, 0, nil)
 }
 
 // Rejection is a reading of a batch the cloud refused in an answer that took the
@@ -695,15 +670,8 @@ type Rejection struct {
 // had when it was sent: if a full drop-oldest spool shrank it since, indexes are
 // counted from its newest reading, and a rejected reading already dropped is skipped.
 func (s *Spool) AckBatchRejecting(id string, sent int, rejected []Rejection) error {
-	if len(rejected) == 0 {
-		return s.AckBatch(id)
-	}
 	o := &op{kind: opAck, ctx: context.Background(), batchID: id, sent: sent, rejected: rejected, done: make(chan result, 1)}
-	r, err := s.submit(o.ctx, o, false)
-	if err == nil {
-		err = r.err
-	}
-	if err != nil {
+	if _, err := s.submit(o.ctx, o, false); err != nil {
 		return fmt.Errorf("spool: ack batch: %w", err) // no id: errors reach the status page
 	}
 	return nil
@@ -713,11 +681,7 @@ func (s *Spool) AckBatchRejecting(id string, sent int, rejected []Rejection) err
 // commit: the cloud rejected the batch for good.
 func (s *Spool) DeadLetterBatch(id string, reason string) error {
 	o := &op{kind: opDeadBatch, ctx: context.Background(), batchID: id, reason: reason, done: make(chan result, 1)}
-	r, err := s.submit(o.ctx, o, false)
-	if err == nil {
-		err = r.err
-	}
-	if err != nil {
+	if _, err := s.submit(o.ctx, o, false); err != nil {
 		return fmt.Errorf("spool: dead-letter batch: %w", err)
 	}
 	return nil
@@ -776,7 +740,8 @@ func (s *Spool) Close() error {
 	return nil
 }
 
-// submit queues o for the writer and waits for its result. counted marks Append and
+// submit queues o for the writer and waits for its result; the error is the result's
+// own (r.err), or why o was never taken or waited for. counted marks Append and
 // DeadLetter: they incremented s.entering, and they may return on ctx before the commit
 // (the data may still be stored; the sender retries, the cloud dedupes).
 func (s *Spool) submit(ctx context.Context, o *op, counted bool) (result, error) {
@@ -803,11 +768,11 @@ func (s *Spool) submit(ctx context.Context, o *op, counted bool) (result, error)
 		// Once queued, removals (take, ack) are waited for: the writer skips the op if
 		// ctx has ended by then, and otherwise its result must reach the caller.
 		r := <-o.done
-		return r, nil
+		return r, r.err
 	}
 	select {
 	case r := <-o.done:
-		return r, nil
+		return r, r.err
 	case <-ctx.Done():
 		return result{}, ctx.Err()
 	}
