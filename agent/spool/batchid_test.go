@@ -81,10 +81,7 @@ func TestBatchIDsAreRandom(t *testing.T) {
 // another spool's, the old "<uuid>-<seq>" form) name no batch.
 func TestBatchIDsStableAcrossRestarts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spool.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTest(t, path, Options{})
 	appendAll(t, s, readings(0, 12))
 	formed, err := s.FormBatches(3, 4, 0)
 	if err != nil || len(formed) != 3 {

@@ -51,6 +51,16 @@ func crashValue(r []byte) (int64, error) {
 	return v.Value, nil
 }
 
+// crashValues are the values of a batch's readings, in order.
+func crashValues(b Batch) []int64 {
+	var out []int64
+	for _, r := range b.Readings {
+		n, _ := crashValue(r)
+		out = append(out, n)
+	}
+	return out
+}
+
 // crashChild appends from 4 goroutines and forwards until it is killed: in even
 // rounds one batch at a time (NextBatch, AckBatch), in odd rounds with up to three
 // open batches (OpenBatches, FormBatch) acked in random order. Every line goes out in one write (under PIPE_BUF), so a kill never splits one.
@@ -110,16 +120,7 @@ func crashChild(path string, round int) {
 			}
 			continue
 		}
-		ns := make([]string, len(b.Readings))
-		for i, r := range b.Readings {
-			n, err := crashValue(r)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "decode:", err)
-				os.Exit(2)
-			}
-			ns[i] = strconv.FormatInt(n, 10)
-		}
-		emit("F " + b.ID + " " + strings.Join(ns, ","))
+		emitGiven(emit, b)
 		emit("B " + b.ID)
 		if err := s.AckBatch(b.ID); err != nil {
 			fmt.Fprintln(os.Stderr, "ack:", err)
@@ -133,6 +134,21 @@ func crashChild(path string, round int) {
 	}
 }
 
+// emitGiven emits the F line of a batch handed out; a reading that does not decode
+// ends the child.
+func emitGiven(emit func(string), b Batch) {
+	ns := make([]string, len(b.Readings))
+	for i, r := range b.Readings {
+		n, err := crashValue(r)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "decode:", err)
+			os.Exit(2)
+		}
+		ns[i] = strconv.FormatInt(n, 10)
+	}
+	emit("F " + b.ID + " " + strings.Join(ns, ","))
+}
+
 // crashWindow forwards with up to three open batches, acking them in random order,
 // until the child is killed.
 func crashWindow(s *Spool, emit func(string)) {
@@ -140,23 +156,12 @@ func crashWindow(s *Spool, emit func(string)) {
 		fmt.Fprintln(os.Stderr, what+":", err)
 		os.Exit(2)
 	}
-	given := func(b Batch) {
-		ns := make([]string, len(b.Readings))
-		for i, r := range b.Readings {
-			n, err := crashValue(r)
-			if err != nil {
-				fail("decode", err)
-			}
-			ns[i] = strconv.FormatInt(n, 10)
-		}
-		emit("F " + b.ID + " " + strings.Join(ns, ","))
-	}
 	open, err := s.OpenBatches()
 	if err != nil {
 		fail("open batches", err)
 	}
 	for _, b := range open {
-		given(b)
+		emitGiven(emit, b)
 	}
 	var compactions uint64
 	for batches := 0; ; batches++ {
@@ -171,7 +176,7 @@ func crashWindow(s *Spool, emit func(string)) {
 			if !ok {
 				break
 			}
-			given(b)
+			emitGiven(emit, b)
 			open = append(open, b)
 		}
 		if len(open) == 0 {
@@ -394,15 +399,8 @@ func (l *crashLedger) verify(t *testing.T, path, lastFormed, lastBegun string) {
 		if err != nil || !ok {
 			t.Fatalf("NextBatch with an open batch record: ok=%v err=%v", ok, err)
 		}
-		if want, printed := l.formed[b.ID]; printed {
-			var got []int64
-			for _, r := range b.Readings {
-				n, _ := crashValue(r)
-				got = append(got, n)
-			}
-			if !slices.Equal(got, want) {
-				t.Errorf("open batch %s has %v, the child was given %v", b.ID, got, want)
-			}
+		if want, printed := l.formed[b.ID]; printed && !slices.Equal(crashValues(b), want) {
+			t.Errorf("open batch %s has %v, the child was given %v", b.ID, crashValues(b), want)
 		}
 	}
 	// Every batch a child was given and had not started to ack is still open, with
@@ -414,15 +412,8 @@ func (l *crashLedger) verify(t *testing.T, path, lastFormed, lastBegun string) {
 	openIDs := map[string]bool{}
 	for _, b := range open {
 		openIDs[b.ID] = true
-		if want, printed := l.formed[b.ID]; printed {
-			var got []int64
-			for _, r := range b.Readings {
-				n, _ := crashValue(r)
-				got = append(got, n)
-			}
-			if !slices.Equal(got, want) {
-				t.Errorf("open batch %s has %v, a child was given %v", b.ID, got, want)
-			}
+		if want, printed := l.formed[b.ID]; printed && !slices.Equal(crashValues(b), want) {
+			t.Errorf("open batch %s has %v, a child was given %v", b.ID, crashValues(b), want)
 		}
 	}
 	for id := range l.formed {

@@ -358,10 +358,7 @@ func TestNextBatchLimits(t *testing.T) {
 
 func TestBatchStableAcrossReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spool.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTest(t, path, Options{})
 	appendAll(t, s, readings(0, 10))
 	first, ok, err := s.NextBatch(4, 0)
 	if err != nil || !ok {
@@ -481,10 +478,7 @@ func TestDeadLetterBatch(t *testing.T) {
 func TestDeadLetters(t *testing.T) {
 	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	path := filepath.Join(t.TempDir(), "spool.db")
-	s, err := Open(path, Options{Now: func() time.Time { return at }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTest(t, path, Options{Now: func() time.Time { return at }})
 	ctx := context.Background()
 	for i := range 5 {
 		d := DeadLetter{ID: 999, Topic: fmt.Sprintf("atrium/room-1/s%d", i), Payload: []byte(fmt.Sprintf("bad %d", i)), Reason: "not json"}
@@ -708,10 +702,7 @@ func TestLoneAppenderNeverWaits(t *testing.T) {
 func TestRecountOnOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spool.db")
 	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	s, err := Open(path, Options{Now: func() time.Time { return clock }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTest(t, path, Options{Now: func() time.Time { return clock }})
 	appendAll(t, s, readings(0, 50))
 	b, _, _ := s.NextBatch(20, 0)
 	if err := s.AckBatch(b.ID); err != nil {
@@ -740,10 +731,7 @@ func TestRecountOnOpen(t *testing.T) {
 
 func TestSeqNeverReused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spool.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTest(t, path, Options{})
 	appendAll(t, s, readings(0, 5))
 	b1, _, _ := s.NextBatch(10, 0)
 	if err := s.AckBatch(b1.ID); err != nil {
@@ -762,10 +750,7 @@ func TestSeqNeverReused(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spool.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTest(t, path, Options{})
 	// Appends racing Close either commit (nil) or get ErrClosed: nothing in between.
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -909,10 +894,7 @@ func TestCompactionBound(t *testing.T) {
 
 func TestOpenRemovesLeftoverCompaction(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spool.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTest(t, path, Options{})
 	appendAll(t, s, readings(0, 3))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
