@@ -204,49 +204,50 @@ func column(t *testing.T, head []string, name string) int {
 func parseUCIOccupancy(t *testing.T, path string) []csvReading {
 	t.Helper()
 	head, recs := readCSV(t, path)
-	const room = "uci-od-room"
-	cols := []struct{ col, sensor, typ string }{
+	for i, rec := range recs {
+		if len(rec) == len(head)+1 { // the row index the header does not name
+			recs[i] = rec[1:]
+		}
+	}
+	cols := []uciColumn{
 		{"Temperature", "uci-od-s1", "temperature"}, {"Humidity", "uci-od-s1", "humidity"},
 		{"Light", "uci-od-s1", "light"}, {"CO2", "uci-od-s1", "co2"},
 		{"HumidityRatio", "uci-od-s1", "humidity_ratio"}, {"Occupancy", "uci-od-occupancy", "occupancy"},
 	}
-	var out []csvReading
-	for n, rec := range recs {
-		if len(rec) == len(head)+1 { // the row index the header does not name
-			rec = rec[1:]
-		}
-		if len(rec) != len(head) {
-			t.Fatalf("%s row %d: %d cells, header has %d", path, n+2, len(rec), len(head))
-		}
-		ts := parseUTC(t, rec[column(t, head, "date")])
-		for _, c := range cols {
-			if v, ok := cellNumber(rec[column(t, head, c.col)]); ok {
-				out = append(out, csvReading{c.sensor, room, c.typ, v, ts, fmt.Sprintf("%d/%s", n, c.sensor)})
-			}
-		}
-	}
-	return out
+	return uciReadings(t, path, head, recs, "uci-od-room", cols, func(cell func(string) string) time.Time {
+		return parseUTC(t, cell("date"))
+	})
 }
 
 func parseUCIEstimation(t *testing.T, path string) []csvReading {
 	t.Helper()
 	head, recs := readCSV(t, path)
-	const room = "uci-roe-room"
-	type col struct{ col, sensor, typ string }
-	var cols []col
+	var cols []uciColumn
 	for i := 1; i <= 4; i++ {
 		s := fmt.Sprintf("uci-roe-s%d", i)
-		cols = append(cols, col{fmt.Sprintf("S%d_Temp", i), s, "temperature"}, col{fmt.Sprintf("S%d_Light", i), s, "light"}, col{fmt.Sprintf("S%d_Sound", i), s, "sound"})
+		cols = append(cols, uciColumn{fmt.Sprintf("S%d_Temp", i), s, "temperature"}, uciColumn{fmt.Sprintf("S%d_Light", i), s, "light"}, uciColumn{fmt.Sprintf("S%d_Sound", i), s, "sound"})
 	}
-	cols = append(cols, col{"S5_CO2", "uci-roe-s5", "co2"}, col{"S5_CO2_Slope", "uci-roe-s5", "co2_slope"},
-		col{"S6_PIR", "uci-roe-s6", "pir"}, col{"S7_PIR", "uci-roe-s7", "pir"},
-		col{"Room_Occupancy_Count", "uci-roe-occupancy", "occupancy"})
+	cols = append(cols, uciColumn{"S5_CO2", "uci-roe-s5", "co2"}, uciColumn{"S5_CO2_Slope", "uci-roe-s5", "co2_slope"},
+		uciColumn{"S6_PIR", "uci-roe-s6", "pir"}, uciColumn{"S7_PIR", "uci-roe-s7", "pir"},
+		uciColumn{"Room_Occupancy_Count", "uci-roe-occupancy", "occupancy"})
+	return uciReadings(t, path, head, recs, "uci-roe-room", cols, func(cell func(string) string) time.Time {
+		return parseUTC(t, cell("Date")+" "+cell("Time"))
+	})
+}
+
+// uciColumn is a column of a UCI file and the sensor and type its values are.
+type uciColumn struct{ col, sensor, typ string }
+
+// uciReadings are the readings of room in a UCI file's rows: one per numeric cell of
+// cols, at the time when reads from the row's cells.
+func uciReadings(t *testing.T, path string, head []string, recs [][]string, room string, cols []uciColumn, when func(cell func(col string) string) time.Time) []csvReading {
+	t.Helper()
 	var out []csvReading
 	for n, rec := range recs {
 		if len(rec) != len(head) {
 			t.Fatalf("%s row %d: %d cells, header has %d", path, n+2, len(rec), len(head))
 		}
-		ts := parseUTC(t, rec[column(t, head, "Date")]+" "+rec[column(t, head, "Time")])
+		ts := when(func(col string) string { return rec[column(t, head, col)] })
 		for _, c := range cols {
 			if v, ok := cellNumber(rec[column(t, head, c.col)]); ok {
 				out = append(out, csvReading{c.sensor, room, c.typ, v, ts, fmt.Sprintf("%d/%s", n, c.sensor)})

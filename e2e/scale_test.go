@@ -149,10 +149,10 @@ func scaleMongo(t *testing.T, base, run string) string {
 		}
 		defer c.Disconnect(context.Background())
 		ours := bson.D{{Key: "$regex", Value: "^" + run + "-"}}
-		sdb, rdb, ndb := c.Database(mongox.SensorDB), c.Database(mongox.RoomDB), c.Database(mongox.NotificationDB)
+		sdb, rdb, ndb := mongox.SensorDB, mongox.RoomDB, mongox.NotificationDB
 		// The batch ids are the agent's; the readings name them.
 		var batches bson.A
-		cur, err := sdb.Collection("readings").Find(ctx, bson.D{{Key: "s", Value: ours}})
+		cur, err := c.Database(sdb).Collection("readings").Find(ctx, bson.D{{Key: "s", Value: ours}})
 		if err == nil {
 			seen := map[string]bool{}
 			for cur.Next(ctx) {
@@ -168,45 +168,27 @@ func scaleMongo(t *testing.T, base, run string) string {
 		}
 		inBatches := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: batches}}}}
 		for _, d := range []struct {
-			coll   string
-			filter bson.D
+			db, coll string
+			filter   bson.D
 		}{
-			{"readings", bson.D{{Key: "s", Value: ours}}},
-			{"rollups_1h", bson.D{{Key: "s", Value: ours}}},
-			{"sensors", bson.D{{Key: "_id", Value: ours}}},
-			{"batches", inBatches},
-			{"outbox", inBatches},
+			{sdb, "readings", bson.D{{Key: "s", Value: ours}}},
+			{sdb, "rollups_1h", bson.D{{Key: "s", Value: ours}}},
+			{sdb, "sensors", bson.D{{Key: "_id", Value: ours}}},
+			{sdb, "batches", inBatches},
+			{sdb, "outbox", inBatches},
+			{rdb, "rooms", bson.D{{Key: "_id", Value: ours}}},
+			{rdb, "sensors", bson.D{{Key: "_id", Value: ours}}},
+			{rdb, "latest", bson.D{{Key: "r", Value: ours}}},
+			{rdb, "rollups_1m", bson.D{{Key: "r", Value: ours}}},
+			{rdb, "rollups_5m", bson.D{{Key: "r", Value: ours}}},
+			{rdb, "rollups_1h", bson.D{{Key: "r", Value: ours}}},
+			{rdb, "applied", inBatches},
+			{ndb, "alerts", bson.D{{Key: "room", Value: ours}}},
+			{ndb, "events", bson.D{{Key: "room", Value: ours}}},
+			{ndb, "sensors", bson.D{{Key: "_id", Value: ours}}},
 		} {
-			if _, err := sdb.Collection(d.coll).DeleteMany(ctx, d.filter); err != nil {
-				t.Logf("clean up sensor_db.%s: %v", d.coll, err)
-			}
-		}
-		for _, d := range []struct {
-			coll   string
-			filter bson.D
-		}{
-			{"rooms", bson.D{{Key: "_id", Value: ours}}},
-			{"sensors", bson.D{{Key: "_id", Value: ours}}},
-			{"latest", bson.D{{Key: "r", Value: ours}}},
-			{"rollups_1m", bson.D{{Key: "r", Value: ours}}},
-			{"rollups_5m", bson.D{{Key: "r", Value: ours}}},
-			{"rollups_1h", bson.D{{Key: "r", Value: ours}}},
-			{"applied", inBatches},
-		} {
-			if _, err := rdb.Collection(d.coll).DeleteMany(ctx, d.filter); err != nil {
-				t.Logf("clean up room_db.%s: %v", d.coll, err)
-			}
-		}
-		for _, d := range []struct {
-			coll   string
-			filter bson.D
-		}{
-			{"alerts", bson.D{{Key: "room", Value: ours}}},
-			{"events", bson.D{{Key: "room", Value: ours}}},
-			{"sensors", bson.D{{Key: "_id", Value: ours}}},
-		} {
-			if _, err := ndb.Collection(d.coll).DeleteMany(ctx, d.filter); err != nil {
-				t.Logf("clean up events_db.%s: %v", d.coll, err)
+			if _, err := c.Database(d.db).Collection(d.coll).DeleteMany(ctx, d.filter); err != nil {
+				t.Logf("clean up %s.%s: %v", d.db, d.coll, err)
 			}
 		}
 	})
