@@ -23,10 +23,24 @@ func For(t testing.TB, what string, cond func() bool) {
 // one is not polled in a tight loop.
 func Within(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
+	WithinState(t, within, what, func() (bool, string) { return cond(), "" })
+}
+
+// WithinState is Within for a condition that also describes the state it saw: a
+// failure names the last one (its first 2000 bytes).
+func WithinState(t testing.TB, within time.Duration, what string, cond func() (ok bool, state string)) {
+	t.Helper()
 	deadline := time.Now().Add(within)
-	for gap := time.Millisecond; !cond(); gap = min(2*gap, 50*time.Millisecond) {
+	for gap := time.Millisecond; ; gap = min(2*gap, 50*time.Millisecond) {
+		ok, state := cond()
+		if ok {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
+			if state == "" {
+				t.Fatalf("timed out after %s waiting for %s", within, what)
+			}
+			t.Fatalf("timed out after %s waiting for %s; last: %.2000s", within, what, state)
 		}
 		time.Sleep(gap)
 	}
