@@ -24,6 +24,7 @@ import (
 
 	sim "github.com/atrium-iot/atrium/firmware-sim"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testwait"
 )
 
 // Generous bounds for a loaded 2-core machine; the tests poll and finish as soon as
@@ -33,7 +34,6 @@ const (
 	simTimeout    = 60 * time.Second // atrium-sim runs to its end
 	settleTimeout = 30 * time.Second // the agent's spool drains into the cloud
 	exitTimeout   = 15 * time.Second // a program exits after SIGINT (its own drains are 5–10 s)
-	pollEvery     = 50 * time.Millisecond
 )
 
 // bins are the programs under test, built once by TestMain.
@@ -367,28 +367,12 @@ func parseSummary(t *testing.T, p *proc) sim.Summary {
 func (s *stack) settle(t *testing.T) metrics {
 	t.Helper()
 	var m metrics
-	waitFor(t, settleTimeout, "the agent's spool to drain into the cloud", func() (bool, string) {
+	testwait.WithinState(t, settleTimeout, "the agent's spool to drain into the cloud", func() (bool, string) {
 		m = scrape(t, s.agent.url)
 		in, fwd, left := m.Get("atrium_agent_ingested_total"), m.Get("atrium_agent_forwarded_total"), m.Get("atrium_agent_spool_readings")
 		return left == 0 && fwd == in, fmt.Sprintf("ingested %v, forwarded %v, in spool %v", in, fwd, left)
 	})
 	return m
-}
-
-// waitFor polls cond until it holds or d passes; then it fails with cond's last state.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s: %s", d, what, state)
-		}
-		time.Sleep(pollEvery)
-	}
 }
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/atrium-iot/atrium/agent/spool"
 	sim "github.com/atrium-iot/atrium/firmware-sim"
+	"github.com/atrium-iot/atrium/internal/testwait"
 )
 
 // interruptLimit is how soon a program must exit after SIGINT. The simulator may
@@ -32,7 +33,7 @@ func TestInterrupt(t *testing.T) {
 	simProc := start(t, "atrium-sim", bins.sim, st.simArgs("-rooms", "1", "-sensors-per-room", "4", "-interval", "50ms", "-seed", "5")...)
 
 	const atLeast = 200
-	waitFor(t, settleTimeout, "the agent to spool readings", func() (bool, string) {
+	testwait.WithinState(t, settleTimeout, "the agent to spool readings", func() (bool, string) {
 		if simProc.exited() {
 			t.Fatalf("atrium-sim exited early: %v", simProc.err)
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/testenv"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
 )
 
@@ -391,14 +392,14 @@ func TestScaleOut(t *testing.T) {
 	accepted := func() float64 {
 		return scrape(t, sensorSvc.url).Get(`atrium_sensor_readings_total{outcome="accepted"}`)
 	}
-	waitFor(t, settleTimeout, "the first readings", func() (bool, string) {
+	testwait.WithinState(t, settleTimeout, "the first readings", func() (bool, string) {
 		n := accepted()
 		return n >= 200, fmt.Sprintf("%v accepted", n)
 	})
 	analyticsSvc.crash(t)
 	roomA.crash(t)
 	before := accepted()
-	waitFor(t, settleTimeout, "readings while analytics and a room replica are down", func() (bool, string) {
+	testwait.WithinState(t, settleTimeout, "readings while analytics and a room replica are down", func() (bool, string) {
 		n := accepted()
 		return n >= before+300, fmt.Sprintf("%v accepted, %v at the crash", n, before)
 	})
@@ -474,7 +475,7 @@ func TestScaleOut(t *testing.T) {
 	t.Run("analytics caught up", func(t *testing.T) {
 		// The restarted analytics service took the queued events over: the
 		// readings it counts for our rooms are those the sensor service stored.
-		waitFor(t, settleTimeout, "analytics to count every stored reading", func() (bool, string) {
+		testwait.WithinState(t, settleTimeout, "analytics to count every stored reading", func() (bool, string) {
 			var n int64
 			for _, room := range rooms {
 				for typ := range types {
@@ -518,7 +519,7 @@ func TestScaleOut(t *testing.T) {
 			}
 			for _, replica := range []*service{roomA, roomB} {
 				var got roomMetrics
-				waitFor(t, settleTimeout, replica.name+"'s metrics of "+room, func() (bool, string) {
+				testwait.WithinState(t, settleTimeout, replica.name+"'s metrics of "+room, func() (bool, string) {
 					if err := getAuth(replica.url+"/rooms/"+url.PathEscape(room)+"/metrics", "", &got); err != nil {
 						return false, err.Error()
 					}

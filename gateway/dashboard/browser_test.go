@@ -26,6 +26,7 @@ import (
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/testenv"
+	"github.com/atrium-iot/atrium/internal/testwait"
 )
 
 // building is the whole system on loopback ports: `atrium -target=all`, an edge
@@ -76,7 +77,7 @@ func startBuilding(t *testing.T) *building {
 	go func() { cloudDone <- app.Run(ctx) }()
 	t.Cleanup(func() { stopCloud(); <-cloudDone })
 	b.url = "http://" + app.Addr("gateway")
-	waitFor(t, 20*time.Second, "the gateway to be ready", func() (bool, string) {
+	testwait.WithinState(t, 20*time.Second, "the gateway to be ready", func() (bool, string) {
 		code, body := b.call(t, "GET", "/readyz", nil, "")
 		return code == 200, body
 	})
@@ -139,23 +140,6 @@ func (b *building) call(t *testing.T, method, path string, body any, key string)
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(raw)
-}
-
-// waitFor polls cond until it holds or d has passed; on timeout it fails with the
-// last detail cond gave.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last: %.2000s", d, what, detail)
-		}
-		time.Sleep(150 * time.Millisecond)
-	}
 }
 
 // browserLog records what the page asked for and what it wrote to its console.
@@ -280,7 +264,7 @@ func (p *page) text() string {
 // until polls a JavaScript condition in the page.
 func (p *page) until(d time.Duration, what, expr string) {
 	p.t.Helper()
-	waitFor(p.t, d, what, func() (bool, string) {
+	testwait.WithinState(p.t, d, what, func() (bool, string) {
 		ok, err := eval[bool](p, expr)
 		if err != nil {
 			return false, err.Error()
@@ -348,7 +332,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	p := &page{t: t, ctx: ctx, artifacts: artifactsDir(t)}
 
 	// The simulated rooms appear with their headline metrics.
-	waitFor(t, 30*time.Second, "every simulated room to have metrics", func() (bool, string) {
+	testwait.WithinState(t, 30*time.Second, "every simulated room to have metrics", func() (bool, string) {
 		code, body := b.call(t, "GET", "/rooms", nil, b.tester)
 		var page struct {
 			Rooms []struct {
