@@ -20,8 +20,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/atrium-iot/atrium/agent"
-	"github.com/atrium-iot/atrium/cloud"
+	"github.com/atrium-iot/atrium/agent/agenttest"
+	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	sim "github.com/atrium-iot/atrium/firmware-sim"
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/logging"
@@ -60,43 +60,18 @@ func startBuilding(t *testing.T) *building {
 		*k.into = key
 	}
 
-	cfg, err := cloud.ParseFlags([]string{"-target=all", "-data-dir=" + filepath.Join(dir, "cloud"), "-keys=" + keys,
+	app := cloudtest.Start(t, "-target=all", "-data-dir="+filepath.Join(dir, "cloud"), "-keys="+keys,
 		"-gateway-addr=127.0.0.1:0", "-sensor-addr=127.0.0.1:0", "-room-addr=127.0.0.1:0",
-		"-analytics-addr=127.0.0.1:0", "-notification-addr=127.0.0.1:0", "-shutdown-timeout=5s"},
-		func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stopCloud := context.WithCancel(context.Background())
-	app, err := cloud.New(ctx, cfg, logging.Discard())
-	if err != nil {
-		stopCloud()
-		t.Fatal(err)
-	}
-	cloudDone := make(chan error, 1)
-	go func() { cloudDone <- app.Run(ctx) }()
-	t.Cleanup(func() { stopCloud(); <-cloudDone })
+		"-analytics-addr=127.0.0.1:0", "-notification-addr=127.0.0.1:0", "-shutdown-timeout=5s")
 	b.url = "http://" + app.Addr("gateway")
 	testwait.WithinState(t, 20*time.Second, "the gateway to be ready", func() (bool, string) {
 		code, body := b.call(t, "GET", "/readyz", nil, "")
 		return code == 200, body
 	})
 
-	acfg, err := agent.ParseFlags([]string{"-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
-		"-spool=" + filepath.Join(dir, "spool.db"), "-cloud-url=" + b.url, "-token=" + agentKey,
-		"-linger=50ms", "-shutdown-timeout=2s"}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, stopAgent := context.WithCancel(context.Background())
-	ag, err := agent.New(actx, acfg, logging.Discard())
-	if err != nil {
-		stopAgent()
-		t.Fatal(err)
-	}
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- ag.Run(actx) }()
-	t.Cleanup(func() { stopAgent(); <-agentDone })
+	ag := agenttest.Run(t, nil, nil, "-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
+		"-spool="+filepath.Join(dir, "spool.db"), "-cloud-url="+b.url, "-token="+agentKey,
+		"-linger=50ms", "-shutdown-timeout=2s")
 
 	const rooms = 3
 	s, err := sim.New(sim.Config{Broker: "tcp://" + ag.MQTTAddr(), Rooms: rooms, SensorsPerRoom: 4, Interval: time.Second,
