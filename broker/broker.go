@@ -362,57 +362,54 @@ func (b *Broker) bindAll(ctx context.Context) error {
 	// Raw connections are capped a little above the client limit, so that clients over
 	// it still get a clean CONNACK refusal while a flood of idle sockets cannot grow unbounded.
 	limit := b.cfg.MaxConnections + b.cfg.MaxConnections/10 + 16
-	var lc net.ListenConfig
-
-	ln, err := lc.Listen(ctx, "tcp", b.cfg.Addr)
+	track := func() *connTracker { return newConnTracker(limit, b.cfg.ConnectTimeout, &b.rejected) }
+	var err error
+	b.addr, err = b.bind(ctx, "tcp", b.cfg.Addr, func(ln net.Listener) mqttListener {
+		return &streamListener{id: "tcp", proto: "tcp", ln: ln, track: track()}
+	})
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", b.cfg.Addr, err)
+		return err
 	}
-	b.listeners = append(b.listeners, ln)
-	b.addr = ln.Addr().String()
-	if err := b.addListener(&streamListener{id: "tcp", proto: "tcp", ln: ln,
-		track: newConnTracker(limit, b.cfg.ConnectTimeout, &b.rejected)}); err != nil {
-		return fmt.Errorf("listener tcp: %w", err)
-	}
-
 	if b.cfg.TLSAddr != "" {
-		ln, err := lc.Listen(ctx, "tcp", b.cfg.TLSAddr)
+		b.tlsAddr, err = b.bind(ctx, "tls", b.cfg.TLSAddr, func(ln net.Listener) mqttListener {
+			return &streamListener{id: "tls", proto: "tls", ln: tls.NewListener(ln, b.tls), track: track()}
+		})
 		if err != nil {
-			return fmt.Errorf("listen tls %s: %w", b.cfg.TLSAddr, err)
-		}
-		b.listeners = append(b.listeners, ln)
-		b.tlsAddr = ln.Addr().String()
-		if err := b.addListener(&streamListener{id: "tls", proto: "tls", ln: tls.NewListener(ln, b.tls),
-			track: newConnTracker(limit, b.cfg.ConnectTimeout, &b.rejected)}); err != nil {
-			return fmt.Errorf("listener tls: %w", err)
+			return err
 		}
 	}
-
 	if b.cfg.WSAddr != "" {
-		ln, err := lc.Listen(ctx, "tcp", b.cfg.WSAddr)
+		b.wsAddr, err = b.bind(ctx, "ws", b.cfg.WSAddr, func(ln net.Listener) mqttListener {
+			return &wsListener{id: "ws", ln: ln, readLimit: int64(b.cfg.MaxPacketSize) + 1024, track: track()}
+		})
 		if err != nil {
-			return fmt.Errorf("listen ws %s: %w", b.cfg.WSAddr, err)
-		}
-		b.listeners = append(b.listeners, ln)
-		b.wsAddr = ln.Addr().String()
-		if err := b.addListener(&wsListener{id: "ws", ln: ln, readLimit: int64(b.cfg.MaxPacketSize) + 1024,
-			track: newConnTracker(limit, b.cfg.ConnectTimeout, &b.rejected)}); err != nil {
-			return fmt.Errorf("listener ws: %w", err)
+			return err
 		}
 	}
 	return nil
 }
 
-// addListener hands l to mochi and keeps it for Close.
-func (b *Broker) addListener(l interface {
+// mqttListener is a listener as mochi and Broker.Close both hold it.
+type mqttListener interface {
 	listeners.Listener
 	ownListener
-}) error {
+}
+
+// bind listens on addr, keeps the socket for closing, and hands the listener id that
+// listener makes of it to mochi (and keeps it for Close); it returns the bound address.
+func (b *Broker) bind(ctx context.Context, id, addr string, listener func(net.Listener) mqttListener) (string, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listen %s %s: %w", id, addr, err)
+	}
+	b.listeners = append(b.listeners, ln)
+	l := listener(ln)
 	if err := b.srv.AddListener(l); err != nil {
-		return err
+		return ln.Addr().String(), fmt.Errorf("listener %s: %w", id, err)
 	}
 	b.own = append(b.own, l)
-	return nil
+	return ln.Addr().String(), nil
 }
 
 // Addr is the bound address of the TCP listener ("" before Start).
