@@ -73,7 +73,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *Agent, err error
 	if err != nil {
 		return nil, err
 	}
-	a.fwd = forward.New(spoolQueue{a.spool}, forward.Config{
+	a.fwd = forward.New(forward.NewSpoolQueue(a.spool), forward.Config{
 		URL: strings.TrimRight(cfg.CloudURL, "/"), Token: cfg.Token, Client: client,
 		MaxCount: cfg.BatchMax, MaxBytes: cfg.BatchBytes, Linger: cfg.Linger,
 		MaxInFlight: cfg.MaxInFlight, MismatchRetries: mismatchRetries(cfg.MismatchRetries),
@@ -166,39 +166,6 @@ func (a *Agent) closeAll() {
 	if a.spool != nil {
 		_ = a.spool.Close()
 	}
-}
-
-// spoolQueue lets the forwarder take batches from the spool, several at a time.
-type spoolQueue struct{ s *spool.Spool }
-
-var _ forward.WindowQueue = spoolQueue{}
-
-func (q spoolQueue) NextBatch(maxCount, maxBytes int) (forward.Batch, bool, error) {
-	b, ok, err := q.s.NextBatch(maxCount, maxBytes)
-	return forward.Batch{ID: b.ID, Readings: b.Readings}, ok, err
-}
-func (q spoolQueue) FormBatches(n, maxCount, maxBytes int) ([]forward.Batch, error) {
-	bs, err := q.s.FormBatches(n, maxCount, maxBytes)
-	out := make([]forward.Batch, len(bs))
-	for i, b := range bs {
-		out[i] = forward.Batch{ID: b.ID, Readings: b.Readings}
-	}
-	return out, err
-}
-func (q spoolQueue) OpenBatches() ([]forward.Batch, error) {
-	bs, err := q.s.OpenBatches()
-	out := make([]forward.Batch, len(bs))
-	for i, b := range bs {
-		out[i] = forward.Batch{ID: b.ID, Readings: b.Readings}
-	}
-	return out, err
-}
-func (q spoolQueue) AckBatch(id string) error                { return q.s.AckBatch(id) }
-func (q spoolQueue) DeadLetterBatch(id, reason string) error { return q.s.DeadLetterBatch(id, reason) }
-func (q spoolQueue) Ready() <-chan struct{}                  { return q.s.Ready() }
-func (q spoolQueue) Pending() (int, time.Time) {
-	st := q.s.Stats()
-	return int(st.Readings), st.OldestAppend
 }
 
 func (a *Agent) handler() http.Handler {

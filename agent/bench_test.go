@@ -183,7 +183,7 @@ func benchDrain(b *testing.B, path, cloudURL string, batch, inflight, total int)
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = s.Close() })
-	f := forward.New(benchQueue{s}, forward.Config{URL: cloudURL, MaxCount: batch, MaxInFlight: inflight})
+	f := forward.New(forward.NewSpoolQueue(s), forward.Config{URL: cloudURL, MaxCount: batch, MaxInFlight: inflight})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
@@ -207,42 +207,6 @@ func benchDrain(b *testing.B, path, cloudURL string, batch, inflight, total int)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// benchQueue is the agent's adapter between the spool and the forwarder.
-type benchQueue struct{ s *spool.Spool }
-
-var _ forward.WindowQueue = benchQueue{}
-
-func (q benchQueue) NextBatch(maxCount, maxBytes int) (forward.Batch, bool, error) {
-	b, ok, err := q.s.NextBatch(maxCount, maxBytes)
-	return forward.Batch{ID: b.ID, Readings: b.Readings}, ok, err
-}
-
-func (q benchQueue) FormBatches(n, maxCount, maxBytes int) ([]forward.Batch, error) {
-	bs, err := q.s.FormBatches(n, maxCount, maxBytes)
-	out := make([]forward.Batch, len(bs))
-	for i, b := range bs {
-		out[i] = forward.Batch{ID: b.ID, Readings: b.Readings}
-	}
-	return out, err
-}
-
-func (q benchQueue) OpenBatches() ([]forward.Batch, error) {
-	bs, err := q.s.OpenBatches()
-	out := make([]forward.Batch, len(bs))
-	for i, b := range bs {
-		out[i] = forward.Batch{ID: b.ID, Readings: b.Readings}
-	}
-	return out, err
-}
-
-func (q benchQueue) AckBatch(id string) error                { return q.s.AckBatch(id) }
-func (q benchQueue) DeadLetterBatch(id, reason string) error { return q.s.DeadLetterBatch(id, reason) }
-func (q benchQueue) Ready() <-chan struct{}                  { return q.s.Ready() }
-func (q benchQueue) Pending() (int, time.Time) {
-	st := q.s.Stats()
-	return int(st.Readings), st.OldestAppend
 }
 
 // benchWaitDrained polls until the sensor service has accepted total readings and

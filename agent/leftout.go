@@ -2,9 +2,6 @@ package agent
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/atrium-iot/atrium/agent/forward"
-	"github.com/atrium-iot/atrium/agent/spool"
 )
 
 // Every reading a device publishes ends up stored in the cloud, or in a place that
@@ -13,7 +10,7 @@ import (
 //   - a dead letter with its reason (`atrium-agent spool dead-letters`,
 //     atrium_agent_dead_lettered_total): a message nothing could be read from, a
 //     refused field, record or plain number (hook.go), a reading the cloud rejected
-//     in an answer that took its batch (below), a batch the cloud refused or whose
+//     in an answer that took its batch (forward.SpoolQueue), a batch the cloud refused or whose
 //     answers never matched (forward);
 //   - a refused PUBACK, counted in atrium_agent_messages_refused_total: the spool
 //     could not take the message (full under reject-new, or failing), so the device
@@ -24,18 +21,6 @@ import (
 //
 // Fields left out on purpose (non-numeric extras of a JSON object) are not readings;
 // they are counted per device in /devices and atrium_agent_ignored_fields_total.
-
-var _ forward.RejectingQueue = spoolQueue{}
-
-// AckBatchRejecting implements forward.RejectingQueue: the readings the cloud
-// rejected become dead letters with its reasons as their batch is acknowledged.
-func (q spoolQueue) AckBatchRejecting(id string, sent int, rejected []forward.Rejection) error {
-	rj := make([]spool.Rejection, len(rejected))
-	for i, r := range rejected {
-		rj[i] = spool.Rejection(r)
-	}
-	return q.s.AckBatchRejecting(id, sent, rj)
-}
 
 // leftOutMetrics count what ingest left out on purpose or could not store.
 func (a *Agent) leftOutMetrics() []prometheus.Collector {

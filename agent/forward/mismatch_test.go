@@ -162,7 +162,7 @@ func TestWindowMismatchNeverAcks(t *testing.T) {
 	cfg := testConfig(c.srv.URL)
 	cfg.MaxCount = 4
 	cfg.MismatchRetries = 1
-	f := New(spoolQueue{s}, cfg)
+	f := New(NewSpoolQueue(s), cfg)
 	stop := startRun(t, f)
 	waitFor(t, "the spool to empty into dead letters", func() bool { st := s.Stats(); return st.Readings == 0 && st.OpenBatches == 0 })
 	stop()
@@ -226,7 +226,7 @@ func TestBatchIDsStableAcrossRetriesAndRestart(t *testing.T) {
 	cfg := testConfig(c.srv.URL)
 	cfg.MaxCount = 4
 	cfg.Linger = 0
-	f := New(spoolQueue{s}, cfg)
+	f := New(NewSpoolQueue(s), cfg)
 	stop := startRun(t, f)
 	waitFor(t, "three attempts", func() bool { return len(c.received()) >= 3 })
 	stop()
@@ -254,7 +254,7 @@ func TestBatchIDsStableAcrossRetriesAndRestart(t *testing.T) {
 	mu.Lock()
 	down = false
 	mu.Unlock()
-	f = New(spoolQueue{s}, cfg)
+	f = New(NewSpoolQueue(s), cfg)
 	stop = startRun(t, f)
 	waitFor(t, "the spool to drain", func() bool { return s.Stats().Readings == 0 })
 	stop()

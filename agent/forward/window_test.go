@@ -14,44 +14,6 @@ import (
 	"github.com/atrium-iot/atrium/agent/spool"
 )
 
-// spoolQueue is the agent's adapter: a real spool as a WindowQueue.
-type spoolQueue struct{ s *spool.Spool }
-
-var _ WindowQueue = spoolQueue{}
-
-func conv(b spool.Batch) Batch { return Batch{ID: b.ID, Readings: b.Readings} }
-
-func (q spoolQueue) NextBatch(maxCount, maxBytes int) (Batch, bool, error) {
-	b, ok, err := q.s.NextBatch(maxCount, maxBytes)
-	return conv(b), ok, err
-}
-
-func (q spoolQueue) FormBatches(n, maxCount, maxBytes int) ([]Batch, error) {
-	bs, err := q.s.FormBatches(n, maxCount, maxBytes)
-	out := make([]Batch, len(bs))
-	for i, b := range bs {
-		out[i] = conv(b)
-	}
-	return out, err
-}
-
-func (q spoolQueue) OpenBatches() ([]Batch, error) {
-	bs, err := q.s.OpenBatches()
-	out := make([]Batch, len(bs))
-	for i, b := range bs {
-		out[i] = conv(b)
-	}
-	return out, err
-}
-
-func (q spoolQueue) AckBatch(id string) error                { return q.s.AckBatch(id) }
-func (q spoolQueue) DeadLetterBatch(id, reason string) error { return q.s.DeadLetterBatch(id, reason) }
-func (q spoolQueue) Ready() <-chan struct{}                  { return q.s.Ready() }
-func (q spoolQueue) Pending() (int, time.Time) {
-	st := q.s.Stats()
-	return int(st.Readings), st.OldestAppend
-}
-
 // windowReading is reading n of sensor "w<n % sensors>".
 func windowReading(n, sensors int) []byte {
 	return fmt.Appendf(nil, `{"sensor_id":"w%d","type":"co2","value":%d,"timestamp":"2025-11-25T12:00:00.000Z"}`, n%sensors, n)
@@ -138,7 +100,7 @@ func TestWindow(t *testing.T) {
 			})
 			cfg := testConfig(c.srv.URL)
 			cfg.MaxCount = 4
-			f := New(spoolQueue{s}, cfg)
+			f := New(NewSpoolQueue(s), cfg)
 			if tc.flush {
 				if err := f.Flush(t.Context()); err != nil {
 					t.Fatal(err)
