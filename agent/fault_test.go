@@ -390,15 +390,22 @@ func TestPoisonPayloadsAreDeadLettered(t *testing.T) {
 	}
 }
 
+// startFilling starts a cloud that is down, an agent with a spool of maxBytes full
+// under policy, and a device connected to the agent to fill it.
+func startFilling(t *testing.T, policy string, maxBytes int) (*cloudSvc, *agentRun, *mqttClient) {
+	t.Helper()
+	cl := startCloudDown(t)
+	ag := startAgent(t, cl.url, "-spool-full="+policy, fmt.Sprintf("-spool-max-bytes=%d", maxBytes))
+	return cl, ag, mustDial(t, ag.mqtt, "filler")
+}
+
 func TestFullSpoolPolicies(t *testing.T) {
 	t.Parallel()
 	const maxBytes = 64 << 10
 	t.Run("reject-new", func(t *testing.T) {
 		t.Parallel()
-		cl := startCloudDown(t)
-		ag := startAgent(t, cl.url, "-spool-full=reject-new", fmt.Sprintf("-spool-max-bytes=%d", maxBytes))
+		cl, ag, c := startFilling(t, "reject-new", maxBytes)
 		base := time.Now().Add(-time.Hour).Truncate(time.Second)
-		c := mustDial(t, ag.mqtt, "filler")
 		const topic = "atrium/r-full/full-reject"
 		acked := -1
 		for i := range 5000 {
@@ -449,10 +456,8 @@ func TestFullSpoolPolicies(t *testing.T) {
 
 	t.Run("drop-oldest", func(t *testing.T) {
 		t.Parallel()
-		cl := startCloudDown(t)
-		ag := startAgent(t, cl.url, "-spool-full=drop-oldest", fmt.Sprintf("-spool-max-bytes=%d", maxBytes))
+		cl, ag, c := startFilling(t, "drop-oldest", maxBytes)
 		base := time.Now().Add(-time.Hour).Truncate(time.Second)
-		c := mustDial(t, ag.mqtt, "filler")
 		const sent = 1500
 		for i := range sent {
 			c.mustPublish(t, "atrium/r-full/full-drop", counterPayload(base, i))
