@@ -63,6 +63,26 @@ func (br *broker) channel(tb testing.TB) *amqp.Channel {
 	return ch
 }
 
+// tap declares a queue named for what (durable, or deleted with its last consumer)
+// that takes what b publishes under key, and a channel to read it with; both go
+// when the test ends.
+func (br *broker) tap(tb testing.TB, b *testBus, what, key string, durable bool) (*amqp.Channel, string) {
+	tb.Helper()
+	ch := br.channel(tb)
+	q := "atrium.test." + what + "." + randomName()
+	tb.Cleanup(func() {
+		_, _ = ch.QueueDelete(q, false, false, false)
+		ch.Close()
+	})
+	if _, err := ch.QueueDeclare(q, durable, !durable, false, false, nil); err != nil {
+		tb.Fatal(err)
+	}
+	if err := ch.QueueBind(q, key, b.opts.Exchange, false, nil); err != nil {
+		tb.Fatal(err)
+	}
+	return ch, q
+}
+
 // testBus is a Bus that remembers the queues subscribed to, so the test can
 // delete them.
 type testBus struct {
@@ -171,16 +191,7 @@ func TestContract(t *testing.T) {
 func TestMessageProperties(t *testing.T) {
 	br := newBroker(t)
 	b := br.open(t, Options{})
-	ch := br.channel(t)
-	defer ch.Close()
-	q := "atrium.test.props." + randomName()
-	if _, err := ch.QueueDeclare(q, false, true, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer ch.QueueDelete(q, false, false, false)
-	if err := ch.QueueBind(q, "sensor.#", b.opts.Exchange, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	ch, q := br.tap(t, b, "props", "sensor.#", false)
 	if err := b.Publish(t.Context(), bus.SensorDataReceived, []byte(`{"batch_id":"b1"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -422,15 +433,6 @@ func BenchmarkPublishConfirm(b *testing.B) {
 	br := newBroker(b)
 	bb := br.open(b, Options{})
 	// A durable queue with no consumer, so each confirm covers a persisted message.
-	ch := br.channel(b)
-	defer ch.Close()
-	q := "atrium.test.bench." + randomName()
-	if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
-		b.Fatal(err)
-	}
-	defer ch.QueueDelete(q, false, false, false)
-	if err := ch.QueueBind(q, "bench.#", bb.opts.Exchange, false, nil); err != nil {
-		b.Fatal(err)
-	}
+	br.tap(b, bb, "bench", "bench.#", true)
 	bustest.BenchPublish(b, bb)
 }
