@@ -19,24 +19,35 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// mustAdd adds device id to the credentials file at path and returns its password.
+func mustAdd(tb testing.TB, path, id string) string {
+	tb.Helper()
+	pw, err := Add(path, id)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pw
+}
+
+// mustLoad loads the credentials file at path.
+func mustLoad(tb testing.TB, path string) *Store {
+	tb.Helper()
+	s, err := Load(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
 func TestAddLoadVerify(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "credentials.json")
-	pw1, err := Add(path, "sensor_001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw2, err := Add(path, "room-101:co2.a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pw1 := mustAdd(t, path, "sensor_001")
+	pw2 := mustAdd(t, path, "room-101:co2.a")
 	if pw1 == pw2 || len(pw1) < 32 {
 		t.Fatalf("passwords %q, %q: want distinct, at least 32 characters", pw1, pw2)
 	}
 
-	s, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustLoad(t, path)
 	if s.Len() != 2 || !s.Has("sensor_001") || s.Has("sensor_002") {
 		t.Fatalf("store has %d devices", s.Len())
 	}
@@ -64,10 +75,7 @@ func TestAddLoadVerify(t *testing.T) {
 
 func TestFileFormatAndMode(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "credentials.json")
-	pw, err := Add(path, "sensor_001")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pw := mustAdd(t, path, "sensor_001")
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -210,14 +218,8 @@ func TestLoadRejects(t *testing.T) {
 
 func TestReloadIfChanged(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "credentials.json")
-	pw1, err := Add(path, "sensor_001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pw1 := mustAdd(t, path, "sensor_001")
+	s := mustLoad(t, path)
 	if !s.Verify("sensor_001", pw1) {
 		t.Fatal("first device refused")
 	}
@@ -225,10 +227,7 @@ func TestReloadIfChanged(t *testing.T) {
 		t.Fatalf("unchanged file: changed=%v err=%v", changed, err)
 	}
 
-	pw2, err := Add(path, "sensor_002")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pw2 := mustAdd(t, path, "sensor_002")
 	if s.Verify("sensor_002", pw2) {
 		t.Fatal("new device verified before reload")
 	}
@@ -262,14 +261,8 @@ func TestReloadIfChanged(t *testing.T) {
 
 func TestVerifyConcurrent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "credentials.json")
-	pw, err := Add(path, "sensor_001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pw := mustAdd(t, path, "sensor_001")
+	s := mustLoad(t, path)
 	var wg sync.WaitGroup
 	errs := make(chan string, 64)
 	for i := range 32 {
@@ -296,15 +289,9 @@ func BenchmarkVerify(b *testing.B) {
 	hashCost = Cost
 	defer func() { hashCost = bcrypt.MinCost }()
 	path := filepath.Join(b.TempDir(), "credentials.json")
-	pw, err := Add(path, "sensor_001")
-	if err != nil {
-		b.Fatal(err)
-	}
+	pw := mustAdd(b, path, "sensor_001")
 	b.Run("cached", func(b *testing.B) {
-		s, err := Load(path)
-		if err != nil {
-			b.Fatal(err)
-		}
+		s := mustLoad(b, path)
 		s.Verify("sensor_001", pw)
 		for b.Loop() {
 			if !s.Verify("sensor_001", pw) {
@@ -313,10 +300,7 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 	b.Run("bcrypt", func(b *testing.B) {
-		s, err := Load(path)
-		if err != nil {
-			b.Fatal(err)
-		}
+		s := mustLoad(b, path)
 		for b.Loop() {
 			if s.Verify("sensor_001", pw+"x") { // wrong passwords are never cached
 				b.Fatal("accepted")
@@ -342,10 +326,7 @@ func TestUnknownIDCostsAComparison(t *testing.T) {
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustLoad(t, path)
 	if cost, _ := bcrypt.Cost([]byte(s.decoy)); cost != bcrypt.MinCost {
 		t.Errorf("decoy cost %d, want the most common cost %d", cost, bcrypt.MinCost)
 	}
