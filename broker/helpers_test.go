@@ -110,6 +110,18 @@ type pahoClient struct {
 	got  chan struct{} // signalled on every message
 }
 
+// record keeps a message the client received and signals got.
+func (c *pahoClient) record(pr paho.PublishReceived) (bool, error) {
+	c.mu.Lock()
+	c.msgs = append(c.msgs, pr.Packet)
+	c.mu.Unlock()
+	select {
+	case c.got <- struct{}{}:
+	default:
+	}
+	return true, nil
+}
+
 func (c *pahoClient) messages() []*paho.Publish {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -153,18 +165,9 @@ func connectWith(t testing.TB, conn net.Conn, cp *paho.Connect) (*pahoClient, *p
 	t.Helper()
 	pc := &pahoClient{got: make(chan struct{}, 1)}
 	pc.Client = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			pc.mu.Lock()
-			pc.msgs = append(pc.msgs, pr.Packet)
-			pc.mu.Unlock()
-			select {
-			case pc.got <- struct{}{}:
-			default:
-			}
-			return true, nil
-		}},
-		PacketTimeout: waitFor,
+		Conn:              conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){pc.record},
+		PacketTimeout:     waitFor,
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()

@@ -49,17 +49,8 @@ func TestClientIDTakeover(t *testing.T) {
 	kicked := make(chan byte, 1)
 	owner := &pahoClient{got: make(chan struct{}, 1)}
 	owner.Client = paho.NewClient(paho.ClientConfig{
-		Conn: dialTCP(t, b.Addr()),
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			owner.mu.Lock()
-			owner.msgs = append(owner.msgs, pr.Packet)
-			owner.mu.Unlock()
-			select {
-			case owner.got <- struct{}{}:
-			default:
-			}
-			return true, nil
-		}},
+		Conn:               dialTCP(t, b.Addr()),
+		OnPublishReceived:  []func(paho.PublishReceived) (bool, error){owner.record},
 		OnServerDisconnect: func(d *paho.Disconnect) { kicked <- d.ReasonCode },
 	})
 	expiry := uint32(300)
