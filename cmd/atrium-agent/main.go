@@ -3,20 +3,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/atrium-iot/atrium/agent"
+	"github.com/atrium-iot/atrium/internal/flagenv"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := agent.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "atrium-agent:", err)
-		os.Exit(1)
-	}
-}
+func main() { flagenv.Main("atrium-agent", agent.Run) }

@@ -4,21 +4,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	sim "github.com/atrium-iot/atrium/firmware-sim"
+	"github.com/atrium-iot/atrium/internal/flagenv"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := sim.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "atrium-sim:", err)
-		stop()
-		os.Exit(1)
-	}
-}
+func main() { flagenv.Main("atrium-sim", sim.Run) }

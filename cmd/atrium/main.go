@@ -3,20 +3,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/atrium-iot/atrium/cloud"
+	"github.com/atrium-iot/atrium/internal/flagenv"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := cloud.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "atrium:", err)
-		os.Exit(1)
-	}
-}
+func main() { flagenv.Main("atrium", cloud.Run) }
