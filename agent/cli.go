@@ -13,8 +13,6 @@ import (
 	"github.com/atrium-iot/atrium/agent/spool"
 	"github.com/atrium-iot/atrium/broker/credentials"
 	"github.com/atrium-iot/atrium/internal/flagenv"
-	"github.com/atrium-iot/atrium/internal/logging"
-	"github.com/atrium-iot/atrium/internal/version"
 )
 
 // Run is the whole `atrium-agent` program: main only calls it.
@@ -34,18 +32,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	cfg, err := ParseFlags(args, getenv, stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if cfg.Version {
-		fmt.Fprintln(stdout, "atrium-agent", version.String())
-		return nil
-	}
-	log, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
-	if err != nil {
+	log, err := cfg.Start("atrium-agent", err, stdout, stderr)
+	if log == nil {
 		return err
 	}
 	a, err := New(ctx, cfg, log)

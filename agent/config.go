@@ -51,9 +51,7 @@ type Config struct {
 	MismatchRetries  int
 	AppendTimeout    time.Duration
 	ShutdownTimeout  time.Duration
-	LogFormat        string
-	LogLevel         string
-	Version          bool
+	flagenv.Program
 
 	// Now is the agent's clock, which stamps and validates readings; nil is
 	// time.Now. Not a flag: tests set it to play a gateway whose clock drifted.
@@ -95,9 +93,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.MismatchRetries, "mismatch-retries", forward.DefaultMismatchRetries, "times a batch is sent again after an answer that does not match it (another batch id, counts that do not\nadd up, 422) before its readings are dead-lettered with the reason; 0: dead-letter at the first")
 	fs.DurationVar(&c.AppendTimeout, "append-timeout", 10*time.Second, "longest a publish waits for the spool before it is refused")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown may spend flushing the spool to the cloud")
-	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+	c.Program.Add(fs)
 	if err := flagenv.Parse(fs, args, getenv); err != nil {
 		return c, err
 	}
