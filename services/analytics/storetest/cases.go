@@ -46,11 +46,11 @@ func testAddAndDedupe(t *testing.T, h *harness) {
 			}
 		})
 	}
-	n, err := h.s.CountReadings(t.Context(), at(0), at(time.Hour))
+	n, err := h.S.CountReadings(t.Context(), at(0), at(time.Hour))
 	if err != nil || n != 5 {
 		t.Errorf("CountReadings = %d, %v; want 5", n, err)
 	}
-	stats, err := h.s.TypeStats(t.Context(), at(0), at(time.Hour))
+	stats, err := h.S.TypeStats(t.Context(), at(0), at(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func testConcurrentAdds(t *testing.T, h *harness) {
 			for i := range 10 {
 				rs = append(rs, rd(fmt.Sprintf("own%d", w), "r2", "co2", 500, at(time.Duration(i)*time.Minute)))
 			}
-			counts[w], errs[w] = h.s.AddReadings(t.Context(), rs)
+			counts[w], errs[w] = h.S.AddReadings(t.Context(), rs)
 		})
 	}
 	wg.Wait()
@@ -91,7 +91,7 @@ func testConcurrentAdds(t *testing.T, h *harness) {
 	if total != 200+workers*10 {
 		t.Errorf("AddReadings added %d in all, want %d (each reading once)", total, 200+workers*10)
 	}
-	n, err := h.s.CountReadings(t.Context(), at(-time.Hour), at(time.Hour))
+	n, err := h.S.CountReadings(t.Context(), at(-time.Hour), at(time.Hour))
 	if err != nil || n != int64(200+workers*10) {
 		t.Errorf("CountReadings = %d, %v; want %d", n, err, 200+workers*10)
 	}
@@ -118,7 +118,7 @@ func testCountsAndTypeStats(t *testing.T, h *harness) {
 	}
 	for _, tc := range counts {
 		t.Run("count "+tc.name, func(t *testing.T) {
-			n, err := h.s.CountReadings(t.Context(), tc.from, tc.to)
+			n, err := h.S.CountReadings(t.Context(), tc.from, tc.to)
 			if err != nil || n != tc.want {
 				t.Errorf("CountReadings = %d, %v; want %d", n, err, tc.want)
 			}
@@ -140,7 +140,7 @@ func testCountsAndTypeStats(t *testing.T, h *harness) {
 	}
 	for _, tc := range stats {
 		t.Run("stats "+tc.name, func(t *testing.T) {
-			got, err := h.s.TypeStats(t.Context(), tc.from, tc.to)
+			got, err := h.S.TypeStats(t.Context(), tc.from, tc.to)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +174,7 @@ func testLatestAndRooms(t *testing.T, h *harness) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := h.s.Latest(t.Context(), tc.since)
+			got, err := h.S.Latest(t.Context(), tc.since)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -189,7 +189,7 @@ func testLatestAndRooms(t *testing.T, h *harness) {
 			}
 		})
 	}
-	rooms, err := h.s.Rooms(t.Context())
+	rooms, err := h.S.Rooms(t.Context())
 	if err != nil || !reflect.DeepEqual(rooms, []string{"r1", "r2"}) {
 		t.Errorf("Rooms = %q, %v; want [r1 r2]", rooms, err)
 	}
@@ -230,7 +230,7 @@ func testSeries(t *testing.T, h *harness) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := h.s.Series(t.Context(), tc.q)
+			got, err := h.S.Series(t.Context(), tc.q)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -263,7 +263,7 @@ func testExtreme(t *testing.T, h *harness) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e, ok, err := h.s.Extreme(t.Context(), tc.q, tc.max)
+			e, ok, err := h.S.Extreme(t.Context(), tc.q, tc.max)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -332,7 +332,7 @@ func testRoomFigures(t *testing.T, h *harness) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.room, func(t *testing.T) {
-			got, err := h.s.RoomFigures(t.Context(), tc.room, at(0), at(10*time.Minute))
+			got, err := h.S.RoomFigures(t.Context(), tc.room, at(0), at(10*time.Minute))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -364,10 +364,10 @@ func testAlerts(t *testing.T, h *harness) {
 		{"a4", analytics.AlertRaised, 2},
 	}
 	for i, st := range steps {
-		if err := h.s.RecordAlert(t.Context(), st.id, st.state, at(time.Duration(i)*time.Second)); err != nil {
+		if err := h.S.RecordAlert(t.Context(), st.id, st.state, at(time.Duration(i)*time.Second)); err != nil {
 			t.Fatalf("RecordAlert(%s, %s): %v", st.id, st.state, err)
 		}
-		n, err := h.s.ActiveAlerts(t.Context())
+		n, err := h.S.ActiveAlerts(t.Context())
 		if err != nil || n != st.active {
 			t.Errorf("after %s %s: ActiveAlerts = %d, %v; want %d", st.id, st.state, n, err, st.active)
 		}
@@ -382,11 +382,11 @@ func testAlerts(t *testing.T, h *harness) {
 		{"a6", analytics.AlertRaised, -time.Hour},
 		{"a6", analytics.AlertResolved, -time.Minute},
 	} {
-		if err := h.s.RecordAlert(t.Context(), st.id, st.state, at(st.at)); err != nil {
+		if err := h.S.RecordAlert(t.Context(), st.id, st.state, at(st.at)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f, err := h.s.SummaryFigures(t.Context(), at(time.Minute))
+	f, err := h.S.SummaryFigures(t.Context(), at(time.Minute))
 	if err != nil || f.ActiveAlerts != 3 || f.AlertsLastDay != 5 {
 		t.Errorf("SummaryFigures: %d active, %d raised in the last day, %v; want 3, 5", f.ActiveAlerts, f.AlertsLastDay, err)
 	}
@@ -409,22 +409,22 @@ func testReports(t *testing.T, h *harness) {
 	ctx := t.Context()
 	statuses := []string{analytics.StatusReady, analytics.StatusPending, analytics.StatusFailed, analytics.StatusPending, analytics.StatusReady}
 	for i, st := range statuses {
-		if err := h.s.SaveReport(ctx, report(i, st, at(time.Duration(i)*time.Second))); err != nil {
+		if err := h.S.SaveReport(ctx, report(i, st, at(time.Duration(i)*time.Second))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Two reports created in the same millisecond are ordered by id.
 	for _, i := range []int{5, 6} {
-		if err := h.s.SaveReport(ctx, report(i, analytics.StatusReady, at(10*time.Second))); err != nil {
+		if err := h.S.SaveReport(ctx, report(i, analytics.StatusReady, at(10*time.Second))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	done := report(1, analytics.StatusReady, at(time.Second))
-	if err := h.s.SaveReport(ctx, done); err != nil {
+	if err := h.S.SaveReport(ctx, done); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("get", func(t *testing.T) {
-		got, err := h.s.Report(ctx, "rep-1")
+		got, err := h.S.Report(ctx, "rep-1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -435,7 +435,7 @@ func testReports(t *testing.T, h *harness) {
 		}
 	})
 	t.Run("not found", func(t *testing.T) {
-		if _, err := h.s.Report(ctx, "nope"); !errors.Is(err, analytics.ErrNotFound) {
+		if _, err := h.S.Report(ctx, "nope"); !errors.Is(err, analytics.ErrNotFound) {
 			t.Errorf("Report(nope) = %v, want ErrNotFound", err)
 		}
 	})
@@ -443,7 +443,7 @@ func testReports(t *testing.T, h *harness) {
 		var ids []string
 		cursor := ""
 		for page := 0; page < 10; page++ {
-			rs, next, err := h.s.Reports(ctx, 3, cursor)
+			rs, next, err := h.S.Reports(ctx, 3, cursor)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -464,7 +464,7 @@ func testReports(t *testing.T, h *harness) {
 		}
 	})
 	t.Run("pending", func(t *testing.T) {
-		rs, err := h.s.PendingReports(ctx)
+		rs, err := h.S.PendingReports(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -473,7 +473,7 @@ func testReports(t *testing.T, h *harness) {
 		}
 	})
 	t.Run("bad cursor", func(t *testing.T) {
-		if _, _, err := h.s.Reports(ctx, 3, "not-a-cursor!"); !errors.Is(err, analytics.ErrBadCursor) {
+		if _, _, err := h.S.Reports(ctx, 3, "not-a-cursor!"); !errors.Is(err, analytics.ErrBadCursor) {
 			t.Errorf("Reports(bad cursor) = %v, want ErrBadCursor", err)
 		}
 	})
@@ -485,27 +485,27 @@ func testReopen(t *testing.T, h *harness) {
 		rd("s1", "r1", "temperature", 23, at(time.Minute)),
 	}
 	h.add(rs...)
-	if err := h.s.RecordAlert(t.Context(), "a1", analytics.AlertRaised, at(0)); err != nil {
+	if err := h.S.RecordAlert(t.Context(), "a1", analytics.AlertRaised, at(0)); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.s.SaveReport(t.Context(), report(1, analytics.StatusPending, at(0))); err != nil {
+	if err := h.S.SaveReport(t.Context(), report(1, analytics.StatusPending, at(0))); err != nil {
 		t.Fatal(err)
 	}
-	h.reopen()
+	h.Reopen()
 	if n := h.add(rs...); n != 0 {
 		t.Errorf("AddReadings after reopen = %d, want 0 (already stored)", n)
 	}
-	n, err := h.s.CountReadings(t.Context(), at(0), at(time.Hour))
+	n, err := h.S.CountReadings(t.Context(), at(0), at(time.Hour))
 	if err != nil || n != 2 {
 		t.Errorf("CountReadings after reopen = %d, %v; want 2", n, err)
 	}
-	if a, err := h.s.ActiveAlerts(t.Context()); err != nil || a != 1 {
+	if a, err := h.S.ActiveAlerts(t.Context()); err != nil || a != 1 {
 		t.Errorf("ActiveAlerts after reopen = %d, %v; want 1", a, err)
 	}
-	if p, err := h.s.PendingReports(t.Context()); err != nil || len(p) != 1 {
+	if p, err := h.S.PendingReports(t.Context()); err != nil || len(p) != 1 {
 		t.Errorf("PendingReports after reopen = %+v, %v; want rep-1", p, err)
 	}
-	if rooms, err := h.s.Rooms(t.Context()); err != nil || !reflect.DeepEqual(rooms, []string{"r1"}) {
+	if rooms, err := h.S.Rooms(t.Context()); err != nil || !reflect.DeepEqual(rooms, []string{"r1"}) {
 		t.Errorf("Rooms after reopen = %q, %v", rooms, err)
 	}
 }

@@ -42,7 +42,7 @@ func testRetention(t *testing.T, h *harness) {
 	if n := h.add(in...); n != len(in) {
 		t.Fatalf("AddReadings = %d, want %d", n, len(in))
 	}
-	nr, nu, err := h.s.PruneBefore(t.Context(), ago(24), ago(72))
+	nr, nu, err := h.S.PruneBefore(t.Context(), ago(24), ago(72))
 	if err != nil {
 		t.Fatalf("PruneBefore: %v", err)
 	}
@@ -62,20 +62,20 @@ func testRetention(t *testing.T, h *harness) {
 			sum += b.Mean * float64(b.Count)
 			count += b.Count
 		}
-		if n, err := h.s.CountReadings(ctx, ago(200), now.Add(time.Hour)); err != nil || n != count+1 {
+		if n, err := h.S.CountReadings(ctx, ago(200), now.Add(time.Hour)); err != nil || n != count+1 {
 			t.Errorf("%s: CountReadings = %d, %v; want %d", what, n, err, count+1)
 		}
-		got, err := h.s.Series(ctx, analytics.SeriesQuery{RoomID: "r1", Type: "co2", From: ago(200), To: now.Add(time.Hour), Bucket: time.Hour})
+		got, err := h.S.Series(ctx, analytics.SeriesQuery{RoomID: "r1", Type: "co2", From: ago(200), To: now.Add(time.Hour), Bucket: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkBuckets(t, what+": co2 of r1 per hour", got, co2)
-		got, err = h.s.Series(ctx, analytics.SeriesQuery{Type: "co2", From: ago(200), To: now.Add(time.Hour), Bucket: time.Hour})
+		got, err = h.S.Series(ctx, analytics.SeriesQuery{Type: "co2", From: ago(200), To: now.Add(time.Hour), Bucket: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkBuckets(t, what+": co2 building-wide per hour", got, co2)
-		stats, err := h.s.TypeStats(ctx, ago(200), now.Add(time.Hour))
+		stats, err := h.S.TypeStats(ctx, ago(200), now.Add(time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,11 +83,11 @@ func testRetention(t *testing.T, h *harness) {
 			{Type: "co2", Count: count, Mean: sum / float64(count), Min: 500, Max: 700},
 			{Type: "temperature", Count: 1, Mean: 21, Min: 21, Max: 21},
 		})
-		if e, ok, err := h.s.Extreme(ctx, analytics.SeriesQuery{RoomID: "r1", Type: "co2", From: ago(200), To: now}, true); err != nil || !ok ||
+		if e, ok, err := h.S.Extreme(ctx, analytics.SeriesQuery{RoomID: "r1", Type: "co2", From: ago(200), To: now}, true); err != nil || !ok ||
 			e.Value != 700 || !e.At.Equal(ago(1)) {
 			t.Errorf("%s: highest co2 = %+v, %v, %v; want 700 (the 1000 is gone)", what, e, ok, err)
 		}
-		latest, err := h.s.Latest(ctx, time.Time{})
+		latest, err := h.S.Latest(ctx, time.Time{})
 		if err != nil || len(latest) != 2 || latest[0].Value != latestCO2 || latest[1].Value != 21 {
 			t.Errorf("%s: Latest = %+v, %v; want co2 %v in r1 and temperature 21 in r2", what, latest, err, latestCO2)
 		}
@@ -109,7 +109,7 @@ func testRetention(t *testing.T, h *harness) {
 		check(t, "after adding them again", co2, 700)
 	})
 	t.Run("again", func(t *testing.T) {
-		if nr, nu, err := h.s.PruneBefore(t.Context(), ago(24), ago(72)); err != nil || nr != 0 || nu != 0 {
+		if nr, nu, err := h.S.PruneBefore(t.Context(), ago(24), ago(72)); err != nil || nr != 0 || nu != 0 {
 			t.Errorf("PruneBefore again = %d, %d, %v; want nothing deleted", nr, nu, err)
 		}
 	})
@@ -120,7 +120,7 @@ func testRetention(t *testing.T, h *harness) {
 		check(t, "after a new reading", append(co2[:3:3], analytics.Bucket{Start: now, Count: 1, Mean: 650, Min: 650, Max: 650}), 650)
 	})
 	t.Run("zero times keep everything", func(t *testing.T) {
-		if nr, nu, err := h.s.PruneBefore(t.Context(), time.Time{}, time.Time{}); err != nil || nr != 0 || nu != 0 {
+		if nr, nu, err := h.S.PruneBefore(t.Context(), time.Time{}, time.Time{}); err != nil || nr != 0 || nu != 0 {
 			t.Errorf("PruneBefore(zero, zero) = %d, %d, %v; want nothing deleted", nr, nu, err)
 		}
 	})

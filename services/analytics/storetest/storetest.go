@@ -7,11 +7,11 @@ package storetest
 import (
 	"fmt"
 	"math"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/storesuite"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -26,7 +26,7 @@ type Store interface {
 // same name opens the same data again (Run closes a store and reopens it to check
 // what survives), and different names are independent, empty stores. Run closes
 // every store it opens.
-type Opener func(t *testing.T, name string) Store
+type Opener = storesuite.Opener[Store]
 
 // t0 is the suite's reference instant (a whole hour); timestamps are relative to it.
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -35,76 +35,38 @@ func at(d time.Duration) time.Time { return t0.Add(d) }
 
 // Run runs the contract against the stores open returns.
 func Run(t *testing.T, open Opener) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, h *harness)
-	}{
-		{"AddAndDedupe", testAddAndDedupe},
-		{"ConcurrentAdds", testConcurrentAdds},
-		{"CountsAndTypeStats", testCountsAndTypeStats},
-		{"LatestAndRooms", testLatestAndRooms},
-		{"Series", testSeries},
-		{"Extreme", testExtreme},
-		{"RoomFigures", testRoomFigures},
-		{"Alerts", testAlerts},
-		{"SummaryFigures", testSummaryFigures},
-		{"Reports", testReports},
-		{"Reopen", testReopen},
-		{"ReplayUCI", testReplayUCI},
-		{"Retention", testRetention},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			h := &harness{t: t, open: open, name: fmt.Sprintf("%s_%d", tc.name, time.Now().UnixNano()%1e6)}
-			h.reopen()
-			tc.fn(t, h)
-		})
-	}
+	storesuite.Suite[Store, *harness]{
+		Open:      open,
+		StoreName: func(name string) string { return fmt.Sprintf("%s_%d", name, time.Now().UnixNano()%1e6) },
+		Harness:   newHarness,
+		Cases: []storesuite.Case[*harness]{
+			{Name: "AddAndDedupe", Run: testAddAndDedupe},
+			{Name: "ConcurrentAdds", Run: testConcurrentAdds},
+			{Name: "CountsAndTypeStats", Run: testCountsAndTypeStats},
+			{Name: "LatestAndRooms", Run: testLatestAndRooms},
+			{Name: "Series", Run: testSeries},
+			{Name: "Extreme", Run: testExtreme},
+			{Name: "RoomFigures", Run: testRoomFigures},
+			{Name: "Alerts", Run: testAlerts},
+			{Name: "SummaryFigures", Run: testSummaryFigures},
+			{Name: "Reports", Run: testReports},
+			{Name: "Reopen", Run: testReopen},
+			{Name: "ReplayUCI", Run: testReplayUCI},
+			{Name: "Retention", Run: testRetention},
+		},
+	}.Run(t)
 }
 
-type harness struct {
-	t    *testing.T
-	open Opener
-	name string
-	s    *closeOnce
-}
+// harness holds the store of one subtest and the suite's helpers over it.
+type harness struct{ *storesuite.Harness[Store] }
 
-// reopen opens the subtest's store (again), closing the previous one.
-func (h *harness) reopen() {
-	h.t.Helper()
-	if h.s != nil {
-		if err := h.s.Close(); err != nil {
-			h.t.Fatalf("close store: %v", err)
-		}
-	}
-	s := h.open(h.t, h.name)
-	var once sync.Once
-	h.t.Cleanup(func() {
-		once.Do(func() {
-			if err := s.Close(); err != nil {
-				h.t.Errorf("close store: %v", err)
-			}
-		})
-	})
-	h.s = &closeOnce{Store: s, once: &once}
-}
-
-type closeOnce struct {
-	Store
-	once *sync.Once
-}
-
-func (c *closeOnce) Close() error {
-	var err error
-	c.once.Do(func() { err = c.Store.Close() })
-	return err
-}
+func newHarness(h *storesuite.Harness[Store]) *harness { return &harness{h} }
 
 func (h *harness) add(rs ...reading.Reading) int {
-	h.t.Helper()
-	n, err := h.s.AddReadings(h.t.Context(), rs)
+	h.T.Helper()
+	n, err := h.S.AddReadings(h.T.Context(), rs)
 	if err != nil {
-		h.t.Fatalf("AddReadings: %v", err)
+		h.T.Fatalf("AddReadings: %v", err)
 	}
 	return n
 }

@@ -109,7 +109,7 @@ func containsNear(vs []float64, v float64) bool {
 func testSummaryFigures(t *testing.T, h *harness) {
 	now := at(30*time.Minute + 15*time.Second) // the window ends at at(31m)
 	t.Run("empty", func(t *testing.T) {
-		got, err := h.s.SummaryFigures(t.Context(), now)
+		got, err := h.S.SummaryFigures(t.Context(), now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,12 +132,12 @@ func testSummaryFigures(t *testing.T, h *harness) {
 	for i, st := range []struct{ id, state string }{
 		{"a1", analytics.AlertRaised}, {"a2", analytics.AlertRaised}, {"a2", analytics.AlertResolved}, {"a3", analytics.AlertRaised},
 	} {
-		if err := h.s.RecordAlert(t.Context(), st.id, st.state, at(time.Duration(i)*time.Second)); err != nil {
+		if err := h.S.RecordAlert(t.Context(), st.id, st.state, at(time.Duration(i)*time.Second)); err != nil {
 			t.Fatalf("RecordAlert(%s, %s): %v", st.id, st.state, err)
 		}
 	}
 	t.Run("fixture", func(t *testing.T) {
-		got, err := h.s.SummaryFigures(t.Context(), now)
+		got, err := h.S.SummaryFigures(t.Context(), now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +160,7 @@ func testSummaryFigures(t *testing.T, h *harness) {
 		{"uci 20 minutes before its end", u.Last.Add(-20 * time.Minute)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := h.s.SummaryFigures(t.Context(), tc.now)
+			got, err := h.S.SummaryFigures(t.Context(), tc.now)
 			if err != nil {
 				t.Fatal(err)
 			}

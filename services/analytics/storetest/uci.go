@@ -262,7 +262,7 @@ func testReplayUCI(t *testing.T, h *harness) {
 	to := u.Last.Truncate(time.Minute).Add(time.Minute)
 	for room, exp := range u.Rooms {
 		t.Run(room, func(t *testing.T) {
-			got, err := h.s.RoomFigures(t.Context(), room, from, to)
+			got, err := h.S.RoomFigures(t.Context(), room, from, to)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -284,7 +284,7 @@ func testReplayUCI(t *testing.T, h *harness) {
 				t.Errorf("the data set gives nothing to check: %+v", want)
 			}
 			// The per-minute temperature series.
-			series, err := h.s.Series(t.Context(), analytics.SeriesQuery{RoomID: room, Type: "temperature", From: from, To: to, Bucket: time.Minute})
+			series, err := h.S.Series(t.Context(), analytics.SeriesQuery{RoomID: room, Type: "temperature", From: from, To: to, Bucket: time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}

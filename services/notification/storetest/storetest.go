@@ -7,70 +7,46 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/storesuite"
 	"github.com/atrium-iot/atrium/services/notification"
 )
 
 // Opener opens the store called name, failing t if it cannot. Within one Run the
 // same name opens the same data again; different names are independent, empty
 // stores. Run closes every store it opens.
-type Opener func(t *testing.T, name string) notification.Store
+type Opener = storesuite.Opener[notification.Store]
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 // Run runs the contract against the stores open returns.
 func Run(t *testing.T, open Opener) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, h *harness)
-	}{
-		{"SeedRulesOnce", testSeedRules},
-		{"RuleCRUD", testRuleCRUD},
-		{"AlertLifecycle", testAlertLifecycle},
-		{"OneOpenAlertPerKey", testOneOpenAlertPerKey},
-		{"AlertQueries", testAlertQueries},
-		{"Events", testEvents},
-		{"Sensors", testSensors},
-		{"Reopen", testReopen},
-		{"BadCursor", testBadCursor},
-		{"Closed", testClosed},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			h := &harness{t: t, open: open, name: tc.name}
-			h.reopen()
-			tc.fn(t, h)
-		})
-	}
+	storesuite.Suite[notification.Store, *harness]{
+		Open:    open,
+		Harness: newHarness,
+		Cases: []storesuite.Case[*harness]{
+			{Name: "SeedRulesOnce", Run: testSeedRules},
+			{Name: "RuleCRUD", Run: testRuleCRUD},
+			{Name: "AlertLifecycle", Run: testAlertLifecycle},
+			{Name: "OneOpenAlertPerKey", Run: testOneOpenAlertPerKey},
+			{Name: "AlertQueries", Run: testAlertQueries},
+			{Name: "Events", Run: testEvents},
+			{Name: "Sensors", Run: testSensors},
+			{Name: "Reopen", Run: testReopen},
+			{Name: "BadCursor", Run: testBadCursor},
+			{Name: "Closed", Run: testClosed},
+		},
+	}.Run(t)
 }
 
+// harness holds the store of one subtest and the suite's helpers over it.
 type harness struct {
-	t     *testing.T
-	open  Opener
-	name  string
-	s     notification.Store
-	close func() error
+	*storesuite.Harness[notification.Store]
 }
 
-// reopen closes the current store, if any, and opens the subtest's store again.
-func (h *harness) reopen() {
-	h.t.Helper()
-	if h.close != nil {
-		if err := h.close(); err != nil {
-			h.t.Fatalf("close: %v", err)
-		}
-	}
-	s := h.open(h.t, h.name)
-	var once sync.Once
-	var cerr error
-	h.close = func() error { once.Do(func() { cerr = s.Close() }); return cerr }
-	closeFn := h.close
-	h.t.Cleanup(func() { _ = closeFn() })
-	h.s = s
-}
+func newHarness(h *storesuite.Harness[notification.Store]) *harness { return &harness{h} }
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -107,29 +83,29 @@ func (h *harness) ids(es []notification.Event) []string {
 }
 
 func (h *harness) allEvents(q notification.EventQuery) []notification.Event {
-	h.t.Helper()
+	h.T.Helper()
 	var out []notification.Event
 	for range 1000 {
-		es, next, err := h.s.Events(h.t.Context(), q)
-		must(h.t, err)
+		es, next, err := h.S.Events(h.T.Context(), q)
+		must(h.T, err)
 		out = append(out, es...)
 		if next == "" {
 			return out
 		}
 		q.Cursor = next
 	}
-	h.t.Fatal("events pagination does not end")
+	h.T.Fatal("events pagination does not end")
 	return nil
 }
 
 func (h *harness) allAlerts(q notification.AlertQuery) []notification.Alert {
-	h.t.Helper()
+	h.T.Helper()
 	var out []notification.Alert
 	for range 1000 {
-		as, next, err := h.s.Alerts(h.t.Context(), q)
-		must(h.t, err)
+		as, next, err := h.S.Alerts(h.T.Context(), q)
+		must(h.T, err)
 		if q.Limit > 0 && len(as) > q.Limit {
-			h.t.Fatalf("page of %d alerts, limit %d", len(as), q.Limit)
+			h.T.Fatalf("page of %d alerts, limit %d", len(as), q.Limit)
 		}
 		out = append(out, as...)
 		if next == "" {
@@ -137,24 +113,24 @@ func (h *harness) allAlerts(q notification.AlertQuery) []notification.Alert {
 		}
 		q.Cursor = next
 	}
-	h.t.Fatal("alerts pagination does not end")
+	h.T.Fatal("alerts pagination does not end")
 	return nil
 }
 
 func testSeedRules(t *testing.T, h *harness) {
 	ctx := t.Context()
-	must(t, h.s.SeedRules(ctx, []notification.Rule{rule("a"), rule("b")}))
-	must(t, h.s.SeedRules(ctx, []notification.Rule{rule("c")}))
-	rs, err := h.s.Rules(ctx)
+	must(t, h.S.SeedRules(ctx, []notification.Rule{rule("a"), rule("b")}))
+	must(t, h.S.SeedRules(ctx, []notification.Rule{rule("c")}))
+	rs, err := h.S.Rules(ctx)
 	must(t, err)
 	if len(rs) != 2 || rs[0].ID != "a" || rs[1].ID != "b" {
 		t.Fatalf("rules after two seeds = %+v, want a, b", rs)
 	}
-	must(t, h.s.DeleteRule(ctx, "a"))
-	must(t, h.s.DeleteRule(ctx, "b"))
-	h.reopen()
-	must(t, h.s.SeedRules(ctx, []notification.Rule{rule("a")}))
-	rs, err = h.s.Rules(h.t.Context())
+	must(t, h.S.DeleteRule(ctx, "a"))
+	must(t, h.S.DeleteRule(ctx, "b"))
+	h.Reopen()
+	must(t, h.S.SeedRules(ctx, []notification.Rule{rule("a")}))
+	rs, err = h.S.Rules(h.T.Context())
 	must(t, err)
 	if len(rs) != 0 {
 		t.Fatalf("seeding after deleting every rule brought back %d rules", len(rs))
@@ -164,18 +140,18 @@ func testSeedRules(t *testing.T, h *harness) {
 func testRuleCRUD(t *testing.T, h *harness) {
 	ctx := t.Context()
 	r := rule("r1")
-	must(t, h.s.CreateRule(ctx, r))
-	if err := h.s.CreateRule(ctx, r); !errors.Is(err, notification.ErrConflict) {
+	must(t, h.S.CreateRule(ctx, r))
+	if err := h.S.CreateRule(ctx, r); !errors.Is(err, notification.ErrConflict) {
 		t.Fatalf("second create: %v, want ErrConflict", err)
 	}
-	got, err := h.s.Rule(ctx, "r1")
+	got, err := h.S.Rule(ctx, "r1")
 	must(t, err)
 	if got.WebhookSecret != "s3cret" || got.For != r.For || *got.ClearThreshold != 900 || !got.CreatedAt.Equal(t0) || got.Comparison != "gt" {
 		t.Fatalf("round trip changed the rule: %+v", got)
 	}
 	r.Threshold = f64(1200)
-	must(t, h.s.UpdateRule(ctx, r))
-	got, err = h.s.Rule(ctx, "r1")
+	must(t, h.S.UpdateRule(ctx, r))
+	got, err = h.S.Rule(ctx, "r1")
 	must(t, err)
 	if *got.Threshold != 1200 {
 		t.Fatalf("threshold after update = %v", *got.Threshold)
@@ -184,9 +160,9 @@ func testRuleCRUD(t *testing.T, h *harness) {
 		name string
 		err  error
 	}{
-		{"update unknown", h.s.UpdateRule(ctx, rule("nope"))},
-		{"delete unknown", h.s.DeleteRule(ctx, "nope")},
-		{"get unknown", func() error { _, err := h.s.Rule(ctx, "nope"); return err }()},
+		{"update unknown", h.S.UpdateRule(ctx, rule("nope"))},
+		{"delete unknown", h.S.DeleteRule(ctx, "nope")},
+		{"get unknown", func() error { _, err := h.S.Rule(ctx, "nope"); return err }()},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -195,15 +171,15 @@ func testRuleCRUD(t *testing.T, h *harness) {
 			}
 		})
 	}
-	must(t, h.s.DeleteRule(ctx, "r1"))
-	if _, err := h.s.Rule(ctx, "r1"); !errors.Is(err, notification.ErrNotFound) {
+	must(t, h.S.DeleteRule(ctx, "r1"))
+	if _, err := h.S.Rule(ctx, "r1"); !errors.Is(err, notification.ErrNotFound) {
 		t.Fatalf("deleted rule: %v", err)
 	}
 }
 
 func testAlertLifecycle(t *testing.T, h *harness) {
 	ctx := t.Context()
-	a, created, err := h.s.RaiseAlert(ctx, alert("a1", "r", "room-1", "s1", t0), event("e1", notification.EventAlertRaised, "room-1", t0))
+	a, created, err := h.S.RaiseAlert(ctx, alert("a1", "r", "room-1", "s1", t0), event("e1", notification.EventAlertRaised, "room-1", t0))
 	must(t, err)
 	if !created || a.ID != "a1" || a.State != notification.StateActive || !a.RaisedAt.Equal(t0) {
 		t.Fatalf("raise = %+v created %v", a, created)
@@ -217,25 +193,25 @@ func testAlertLifecycle(t *testing.T, h *harness) {
 		wantEvent bool
 	}{
 		{"ack", func() (notification.Alert, bool, error) {
-			return h.s.AckAlert(ctx, "a1", t0.Add(time.Minute), event("e2", notification.EventAlertAcknowledged, "room-1", t0))
+			return h.S.AckAlert(ctx, "a1", t0.Add(time.Minute), event("e2", notification.EventAlertAcknowledged, "room-1", t0))
 		}, notification.StateAcknowledged, true, nil, true},
 		{"ack again", func() (notification.Alert, bool, error) {
-			return h.s.AckAlert(ctx, "a1", t0.Add(2*time.Minute), event("e3", notification.EventAlertAcknowledged, "room-1", t0))
+			return h.S.AckAlert(ctx, "a1", t0.Add(2*time.Minute), event("e3", notification.EventAlertAcknowledged, "room-1", t0))
 		}, notification.StateAcknowledged, false, nil, false},
 		{"resolve", func() (notification.Alert, bool, error) {
-			return h.s.ResolveAlert(ctx, "a1", t0.Add(3*time.Minute), event("e4", notification.EventAlertResolved, "room-1", t0))
+			return h.S.ResolveAlert(ctx, "a1", t0.Add(3*time.Minute), event("e4", notification.EventAlertResolved, "room-1", t0))
 		}, notification.StateResolved, true, nil, true},
 		{"resolve again", func() (notification.Alert, bool, error) {
-			return h.s.ResolveAlert(ctx, "a1", t0.Add(4*time.Minute), event("e5", notification.EventAlertResolved, "room-1", t0))
+			return h.S.ResolveAlert(ctx, "a1", t0.Add(4*time.Minute), event("e5", notification.EventAlertResolved, "room-1", t0))
 		}, notification.StateResolved, false, nil, false},
 		{"ack resolved", func() (notification.Alert, bool, error) {
-			return h.s.AckAlert(ctx, "a1", t0.Add(5*time.Minute), event("e6", notification.EventAlertAcknowledged, "room-1", t0))
+			return h.S.AckAlert(ctx, "a1", t0.Add(5*time.Minute), event("e6", notification.EventAlertAcknowledged, "room-1", t0))
 		}, "", false, notification.ErrConflict, false},
 		{"ack unknown", func() (notification.Alert, bool, error) {
-			return h.s.AckAlert(ctx, "zz", t0, event("e7", notification.EventAlertAcknowledged, "room-1", t0))
+			return h.S.AckAlert(ctx, "zz", t0, event("e7", notification.EventAlertAcknowledged, "room-1", t0))
 		}, "", false, notification.ErrNotFound, false},
 		{"resolve unknown", func() (notification.Alert, bool, error) {
-			return h.s.ResolveAlert(ctx, "zz", t0, event("e8", notification.EventAlertResolved, "room-1", t0))
+			return h.S.ResolveAlert(ctx, "zz", t0, event("e8", notification.EventAlertResolved, "room-1", t0))
 		}, "", false, notification.ErrNotFound, false},
 	}
 	want := []string{"e1"}
@@ -257,7 +233,7 @@ func testAlertLifecycle(t *testing.T, h *harness) {
 			want = append([]string{fmt.Sprintf("e%d", i+2)}, want...)
 		}
 	}
-	got, err := h.s.Alert(ctx, "a1")
+	got, err := h.S.Alert(ctx, "a1")
 	must(t, err)
 	if got.AcknowledgedAt == nil || !got.AcknowledgedAt.Equal(t0.Add(time.Minute)) || got.ResolvedAt == nil || !got.ResolvedAt.Equal(t0.Add(3*time.Minute)) {
 		t.Fatalf("times: ack %v resolved %v", got.AcknowledgedAt, got.ResolvedAt)
@@ -271,7 +247,7 @@ func testAlertLifecycle(t *testing.T, h *harness) {
 			t.Errorf("event %s alert_id %q, want a1", e.ID, e.AlertID)
 		}
 	}
-	if _, err := h.s.Alert(ctx, "zz"); !errors.Is(err, notification.ErrNotFound) {
+	if _, err := h.S.Alert(ctx, "zz"); !errors.Is(err, notification.ErrNotFound) {
 		t.Fatalf("unknown alert: %v", err)
 	}
 }
@@ -279,7 +255,7 @@ func testAlertLifecycle(t *testing.T, h *harness) {
 func testOneOpenAlertPerKey(t *testing.T, h *harness) {
 	ctx := t.Context()
 	raise := func(id, sensor string) (notification.Alert, bool) {
-		a, created, err := h.s.RaiseAlert(ctx, alert(id, "r", "room-1", sensor, t0), event("ev-"+id, notification.EventAlertRaised, "room-1", t0))
+		a, created, err := h.S.RaiseAlert(ctx, alert(id, "r", "room-1", sensor, t0), event("ev-"+id, notification.EventAlertRaised, "room-1", t0))
 		must(t, err)
 		return a, created
 	}
@@ -292,12 +268,12 @@ func testOneOpenAlertPerKey(t *testing.T, h *harness) {
 	if _, c := raise("a3", "s2"); !c {
 		t.Fatal("another sensor's raise not created")
 	}
-	_, _, err := h.s.ResolveAlert(ctx, "a1", t0, event("res", notification.EventAlertResolved, "room-1", t0))
+	_, _, err := h.S.ResolveAlert(ctx, "a1", t0, event("res", notification.EventAlertResolved, "room-1", t0))
 	must(t, err)
 	if a, c := raise("a4", "s1"); !c || a.ID != "a4" {
 		t.Fatalf("raise after resolve: created %v id %s", c, a.ID)
 	}
-	open, err := h.s.OpenAlerts(ctx)
+	open, err := h.S.OpenAlerts(ctx)
 	must(t, err)
 	if len(open) != 2 || open[0].ID != "a3" || open[1].ID != "a4" {
 		t.Fatalf("open alerts %+v, want a3, a4", open)
@@ -315,13 +291,13 @@ func testAlertQueries(t *testing.T, h *harness) {
 		if i%5 == 0 {
 			a.Severity = notification.SeverityCritical
 		}
-		_, _, err := h.s.RaiseAlert(ctx, a, event("e"+a.ID, notification.EventAlertRaised, room, t0))
+		_, _, err := h.S.RaiseAlert(ctx, a, event("e"+a.ID, notification.EventAlertRaised, room, t0))
 		must(t, err)
 		switch i % 4 {
 		case 1:
-			_, _, err = h.s.AckAlert(ctx, a.ID, t0, event("k"+a.ID, notification.EventAlertAcknowledged, room, t0))
+			_, _, err = h.S.AckAlert(ctx, a.ID, t0, event("k"+a.ID, notification.EventAlertAcknowledged, room, t0))
 		case 2:
-			_, _, err = h.s.ResolveAlert(ctx, a.ID, t0, event("x"+a.ID, notification.EventAlertResolved, room, t0))
+			_, _, err = h.S.ResolveAlert(ctx, a.ID, t0, event("x"+a.ID, notification.EventAlertResolved, room, t0))
 		}
 		must(t, err)
 	}
@@ -367,7 +343,7 @@ func testEvents(t *testing.T, h *harness) {
 		if i%3 == 2 {
 			ev.Severity = notification.SeverityInfo
 		}
-		must(t, h.s.AppendEvent(ctx, ev))
+		must(t, h.S.AppendEvent(ctx, ev))
 	}
 	tests := []struct {
 		name  string
@@ -391,7 +367,7 @@ func testEvents(t *testing.T, h *harness) {
 			}
 		})
 	}
-	es, _, err := h.s.Events(ctx, notification.EventQuery{Limit: 1})
+	es, _, err := h.S.Events(ctx, notification.EventQuery{Limit: 1})
 	must(t, err)
 	if e := es[0]; string(e.Data) != `{"k":1}` || !e.Time.Equal(t0.Add(29*time.Minute)) || e.Message == "" || e.RoomID != "room-1" {
 		t.Fatalf("event round trip: %+v", e)
@@ -400,15 +376,15 @@ func testEvents(t *testing.T, h *harness) {
 
 func testSensors(t *testing.T, h *harness) {
 	ctx := t.Context()
-	must(t, h.s.SaveSensors(ctx, []notification.SensorState{
+	must(t, h.S.SaveSensors(ctx, []notification.SensorState{
 		{ID: "s1", RoomID: "r1", LastSeen: t0.Add(time.Minute), Types: []string{"co2", "temperature"}},
 		{ID: "s2", RoomID: "r2", LastSeen: t0, Types: []string{"humidity"}},
 	}))
-	must(t, h.s.SaveSensors(ctx, []notification.SensorState{
+	must(t, h.S.SaveSensors(ctx, []notification.SensorState{
 		{ID: "s1", LastSeen: t0, Offline: true},                                  // older last-seen, no room, no types: all kept
 		{ID: "s2", RoomID: "r3", LastSeen: t0.Add(time.Hour), Types: []string{}}, // types replaced
 	}))
-	ss, err := h.s.Sensors(ctx)
+	ss, err := h.S.Sensors(ctx)
 	must(t, err)
 	want := []notification.SensorState{
 		{ID: "s1", RoomID: "r1", LastSeen: t0.Add(time.Minute), Offline: true, Types: []string{"co2", "temperature"}},
@@ -427,20 +403,20 @@ func testSensors(t *testing.T, h *harness) {
 
 func testReopen(t *testing.T, h *harness) {
 	ctx := t.Context()
-	must(t, h.s.CreateRule(ctx, rule("r1")))
-	_, _, err := h.s.RaiseAlert(ctx, alert("a1", "r1", "room", "s", t0), event("e1", notification.EventAlertRaised, "room", t0))
+	must(t, h.S.CreateRule(ctx, rule("r1")))
+	_, _, err := h.S.RaiseAlert(ctx, alert("a1", "r1", "room", "s", t0), event("e1", notification.EventAlertRaised, "room", t0))
 	must(t, err)
-	must(t, h.s.SaveSensors(ctx, []notification.SensorState{{ID: "s", RoomID: "room", LastSeen: t0}}))
-	h.reopen()
-	if _, err := h.s.Rule(ctx, "r1"); err != nil {
+	must(t, h.S.SaveSensors(ctx, []notification.SensorState{{ID: "s", RoomID: "room", LastSeen: t0}}))
+	h.Reopen()
+	if _, err := h.S.Rule(ctx, "r1"); err != nil {
 		t.Fatalf("rule after reopen: %v", err)
 	}
-	open, err := h.s.OpenAlerts(ctx)
+	open, err := h.S.OpenAlerts(ctx)
 	must(t, err)
 	if len(open) != 1 || open[0].ID != "a1" {
 		t.Fatalf("open alerts after reopen: %+v", open)
 	}
-	ss, err := h.s.Sensors(ctx)
+	ss, err := h.S.Sensors(ctx)
 	must(t, err)
 	if len(ss) != 1 || !ss[0].LastSeen.Equal(t0) {
 		t.Fatalf("sensors after reopen: %+v", ss)
@@ -448,7 +424,7 @@ func testReopen(t *testing.T, h *harness) {
 	if es := h.allEvents(notification.EventQuery{}); len(es) != 1 {
 		t.Fatalf("events after reopen: %d", len(es))
 	}
-	if _, c, err := h.s.RaiseAlert(ctx, alert("a2", "r1", "room", "s", t0), event("e2", notification.EventAlertRaised, "room", t0)); err != nil || c {
+	if _, c, err := h.S.RaiseAlert(ctx, alert("a2", "r1", "room", "s", t0), event("e2", notification.EventAlertRaised, "room", t0)); err != nil || c {
 		t.Fatalf("raise of the open key after reopen: created %v err %v", c, err)
 	}
 }
@@ -457,10 +433,10 @@ func testBadCursor(t *testing.T, h *harness) {
 	ctx := t.Context()
 	for _, c := range []string{"!!", "bm90LWpzb24", "e30"} {
 		t.Run(c, func(t *testing.T) {
-			if _, _, err := h.s.Alerts(ctx, notification.AlertQuery{Cursor: c}); !errors.Is(err, notification.ErrBadCursor) {
+			if _, _, err := h.S.Alerts(ctx, notification.AlertQuery{Cursor: c}); !errors.Is(err, notification.ErrBadCursor) {
 				t.Errorf("alerts: %v, want ErrBadCursor", err)
 			}
-			if _, _, err := h.s.Events(ctx, notification.EventQuery{Cursor: c}); !errors.Is(err, notification.ErrBadCursor) {
+			if _, _, err := h.S.Events(ctx, notification.EventQuery{Cursor: c}); !errors.Is(err, notification.ErrBadCursor) {
 				t.Errorf("events: %v, want ErrBadCursor", err)
 			}
 		})
@@ -469,14 +445,14 @@ func testBadCursor(t *testing.T, h *harness) {
 
 func testClosed(t *testing.T, h *harness) {
 	ctx := t.Context()
-	must(t, h.close())
-	if err := h.s.Ping(ctx); err == nil {
+	must(t, h.Close())
+	if err := h.S.Ping(ctx); err == nil {
 		t.Error("Ping on a closed store succeeded")
 	}
-	if err := h.s.AppendEvent(ctx, event("e", notification.EventSensorOnline, "", t0)); err == nil {
+	if err := h.S.AppendEvent(ctx, event("e", notification.EventSensorOnline, "", t0)); err == nil {
 		t.Error("AppendEvent on a closed store succeeded")
 	}
-	if _, err := h.s.Rules(ctx); err == nil {
+	if _, err := h.S.Rules(ctx); err == nil {
 		t.Error("Rules on a closed store succeeded")
 	}
 }

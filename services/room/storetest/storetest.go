@@ -18,13 +18,14 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/storesuite"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
 // Opener opens the store called name, failing t if it cannot. Within one Run the
 // same name opens the same data again, and different names are independent,
 // empty stores. Run closes every store it opens.
-type Opener func(t *testing.T, name string) room.Store
+type Opener = storesuite.Opener[room.Store]
 
 // t0 is the suite's reference instant, on a whole hour.
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -37,60 +38,45 @@ func rd(sensor, roomID, typ string, v float64, ts time.Time) reading.Reading {
 
 // Run runs the contract against the stores open returns.
 func Run(t *testing.T, open Opener) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, h *harness)
-	}{
-		{"ApplyAndSnapshot", testApplyAndSnapshot},
-		{"Redelivery", testRedelivery},
-		{"OrderIndependent", testOrderIndependent},
-		{"ConcurrentSameBatch", testConcurrentSameBatch},
-		{"Placement", testPlacement},
-		{"History", testHistory},
-		{"Rooms", testRooms},
-		{"Forget", testForget},
-		{"Reopen", testReopen},
-		{"Series", testSeries},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			h := &harness{t: t, open: open, name: tc.name}
-			h.s = h.reopen()
-			tc.fn(t, h)
-		})
-	}
+	storesuite.Suite[room.Store, *harness]{
+		Open:    open,
+		Harness: newHarness,
+		Cases: []storesuite.Case[*harness]{
+			{Name: "ApplyAndSnapshot", Run: testApplyAndSnapshot},
+			{Name: "Redelivery", Run: testRedelivery},
+			{Name: "OrderIndependent", Run: testOrderIndependent},
+			{Name: "ConcurrentSameBatch", Run: testConcurrentSameBatch},
+			{Name: "Placement", Run: testPlacement},
+			{Name: "History", Run: testHistory},
+			{Name: "Rooms", Run: testRooms},
+			{Name: "Forget", Run: testForget},
+			{Name: "Reopen", Run: testReopen},
+			{Name: "Series", Run: testSeries},
+		},
+	}.Run(t)
 }
 
+// harness holds the store of one subtest and the suite's helpers over it.
 type harness struct {
-	t    *testing.T
-	open Opener
-	name string
-	s    room.Store
+	*storesuite.Harness[room.Store]
 }
 
-func (h *harness) reopen() room.Store {
-	h.t.Helper()
-	s := h.open(h.t, h.name)
-	var once sync.Once
-	h.t.Cleanup(func() { once.Do(func() { _ = s.Close() }) })
-	h.s = s
-	return s
-}
+func newHarness(h *storesuite.Harness[room.Store]) *harness { return &harness{h} }
 
 func (h *harness) apply(id string, rs ...reading.Reading) room.Applied {
-	h.t.Helper()
-	out, err := h.s.Apply(h.t.Context(), room.Batch{ID: id, Readings: rs, At: t0})
+	h.T.Helper()
+	out, err := h.S.Apply(h.T.Context(), room.Batch{ID: id, Readings: rs, At: t0})
 	if err != nil {
-		h.t.Fatalf("Apply(%s): %v", id, err)
+		h.T.Fatalf("Apply(%s): %v", id, err)
 	}
 	return out
 }
 
 func (h *harness) snapshot(id string, from, to time.Time) room.Snapshot {
-	h.t.Helper()
-	s, err := h.s.Snapshot(h.t.Context(), id, from, to)
+	h.T.Helper()
+	s, err := h.S.Snapshot(h.T.Context(), id, from, to)
 	if err != nil {
-		h.t.Fatalf("Snapshot(%s): %v", id, err)
+		h.T.Fatalf("Snapshot(%s): %v", id, err)
 	}
 	sort.Slice(s.Latest, func(i, j int) bool {
 		a, b := s.Latest[i], s.Latest[j]
@@ -101,10 +87,10 @@ func (h *harness) snapshot(id string, from, to time.Time) room.Snapshot {
 }
 
 func (h *harness) history(q room.HistoryQuery) []room.Stat {
-	h.t.Helper()
-	st, err := h.s.History(h.t.Context(), q)
+	h.T.Helper()
+	st, err := h.S.History(h.T.Context(), q)
 	if err != nil {
-		h.t.Fatalf("History(%+v): %v", q, err)
+		h.T.Fatalf("History(%+v): %v", q, err)
 	}
 	return st
 }
@@ -168,7 +154,7 @@ func testApplyAndSnapshot(t *testing.T, h *harness) {
 	// The window bounds are minute starts, both inclusive.
 	snap = h.snapshot("r1", at(time.Minute), at(time.Minute))
 	checkStats(t, "window of the second minute", snap.Window, stat("co2", time.Time{}, 1, 700, 700, 700))
-	if _, err := h.s.Snapshot(t.Context(), "nope", at(0), at(time.Minute)); !errors.Is(err, room.ErrNotFound) {
+	if _, err := h.S.Snapshot(t.Context(), "nope", at(0), at(time.Minute)); !errors.Is(err, room.ErrNotFound) {
 		t.Errorf("Snapshot of an unknown room: err = %v, want ErrNotFound", err)
 	}
 }
@@ -248,7 +234,7 @@ func testConcurrentSameBatch(t *testing.T, h *harness) {
 	outs := make([]room.Applied, n)
 	errs := make([]error, n)
 	for i := range n {
-		wg.Go(func() { outs[i], errs[i] = h.s.Apply(t.Context(), room.Batch{ID: "same", Readings: rs, At: t0}) })
+		wg.Go(func() { outs[i], errs[i] = h.S.Apply(t.Context(), room.Batch{ID: "same", Readings: rs, At: t0}) })
 	}
 	wg.Wait()
 	applied := 0
@@ -269,13 +255,13 @@ func testConcurrentSameBatch(t *testing.T, h *harness) {
 
 func testPlacement(t *testing.T, h *harness) {
 	ctx := t.Context()
-	if _, err := h.s.CreateRoom(ctx, room.Room{ID: "lab"}); err != nil {
+	if _, err := h.S.CreateRoom(ctx, room.Room{ID: "lab"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.s.AssignSensor(ctx, "nope", "s9", t0); !errors.Is(err, room.ErrNotFound) {
+	if err := h.S.AssignSensor(ctx, "nope", "s9", t0); !errors.Is(err, room.ErrNotFound) {
 		t.Errorf("AssignSensor to an unknown room: err = %v, want ErrNotFound", err)
 	}
-	if err := h.s.AssignSensor(ctx, "lab", "s1", t0); err != nil {
+	if err := h.S.AssignSensor(ctx, "lab", "s1", t0); err != nil {
 		t.Fatal(err)
 	}
 	out := h.apply("b1",
@@ -298,7 +284,7 @@ func testPlacement(t *testing.T, h *harness) {
 		room    string
 		sensors []string
 	}{{"hall", []string{}}, {"kitchen", []string{"s2"}}, {"lab", []string{"s1"}}} {
-		r, err := h.s.Room(ctx, tc.room)
+		r, err := h.S.Room(ctx, tc.room)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -378,32 +364,32 @@ func testHistory(t *testing.T, h *harness) {
 func testRooms(t *testing.T, h *harness) {
 	ctx := t.Context()
 	floor, capacity, area := 2, 12, 35.5
-	created, err := h.s.CreateRoom(ctx, room.Room{ID: "r-101", Name: "Blue", Building: "A", Floor: &floor, Capacity: &capacity, AreaM2: &area, CreatedAt: t0, UpdatedAt: t0})
+	created, err := h.S.CreateRoom(ctx, room.Room{ID: "r-101", Name: "Blue", Building: "A", Floor: &floor, Capacity: &capacity, AreaM2: &area, CreatedAt: t0, UpdatedAt: t0})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if created.Name != "Blue" || *created.Floor != 2 || *created.Capacity != 12 || *created.AreaM2 != 35.5 || !created.CreatedAt.Equal(t0) {
 		t.Errorf("CreateRoom = %+v", created)
 	}
-	if _, err := h.s.CreateRoom(ctx, room.Room{ID: "r-101"}); !errors.Is(err, room.ErrConflict) {
+	if _, err := h.S.CreateRoom(ctx, room.Room{ID: "r-101"}); !errors.Is(err, room.ErrConflict) {
 		t.Errorf("CreateRoom of an existing id: err = %v, want ErrConflict", err)
 	}
 	name := "Green"
-	got, err := h.s.UpdateRoom(ctx, "r-101", room.Patch{Name: room.Field[string]{Set: true, Value: &name}, Capacity: room.Field[int]{Set: true}}, at(time.Hour))
+	got, err := h.S.UpdateRoom(ctx, "r-101", room.Patch{Name: room.Field[string]{Set: true, Value: &name}, Capacity: room.Field[int]{Set: true}}, at(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Name != "Green" || got.Capacity != nil || got.Floor == nil || *got.Floor != 2 || got.Building != "A" || !got.UpdatedAt.Equal(at(time.Hour)) {
 		t.Errorf("UpdateRoom = %+v, want name Green, capacity cleared, the rest kept", got)
 	}
-	got, err = h.s.UpdateRoom(ctx, "r-101", room.Patch{Name: room.Field[string]{Set: true}, Building: room.Field[string]{Set: true}}, at(time.Hour))
+	got, err = h.S.UpdateRoom(ctx, "r-101", room.Patch{Name: room.Field[string]{Set: true}, Building: room.Field[string]{Set: true}}, at(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Name != "r-101" || got.Building != "" {
 		t.Errorf("clearing name and building = %+v, want name = id, no building", got)
 	}
-	if _, err := h.s.UpdateRoom(ctx, "nope", room.Patch{}, t0); !errors.Is(err, room.ErrNotFound) {
+	if _, err := h.S.UpdateRoom(ctx, "nope", room.Patch{}, t0); !errors.Is(err, room.ErrNotFound) {
 		t.Errorf("UpdateRoom of an unknown room: err = %v, want ErrNotFound", err)
 	}
 	for i := range 5 {
@@ -412,7 +398,7 @@ func testRooms(t *testing.T, h *harness) {
 	var ids []string
 	after := ""
 	for {
-		page, err := h.s.Rooms(ctx, after, 2)
+		page, err := h.S.Rooms(ctx, after, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -428,13 +414,13 @@ func testRooms(t *testing.T, h *harness) {
 		t.Errorf("Rooms pages = %v, want %v", ids, want)
 	}
 
-	if err := h.s.DeleteRoom(ctx, "r-200"); err != nil {
+	if err := h.S.DeleteRoom(ctx, "r-200"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.s.DeleteRoom(ctx, "r-200"); !errors.Is(err, room.ErrNotFound) {
+	if err := h.S.DeleteRoom(ctx, "r-200"); !errors.Is(err, room.ErrNotFound) {
 		t.Errorf("DeleteRoom twice: err = %v, want ErrNotFound", err)
 	}
-	if _, err := h.s.Room(ctx, "r-200"); !errors.Is(err, room.ErrNotFound) {
+	if _, err := h.S.Room(ctx, "r-200"); !errors.Is(err, room.ErrNotFound) {
 		t.Errorf("Room after delete: err = %v, want ErrNotFound", err)
 	}
 	// A later reading recreates it, empty of the old data.
@@ -445,13 +431,13 @@ func testRooms(t *testing.T, h *harness) {
 
 func testForget(t *testing.T, h *harness) {
 	rs := []reading.Reading{rd("s1", "r1", "co2", 500, at(0))}
-	if _, err := h.s.Apply(t.Context(), room.Batch{ID: "old", Readings: rs, At: t0}); err != nil {
+	if _, err := h.S.Apply(t.Context(), room.Batch{ID: "old", Readings: rs, At: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.s.Apply(t.Context(), room.Batch{ID: "new", Readings: []reading.Reading{rd("s1", "r1", "co2", 600, at(time.Second))}, At: at(time.Hour)}); err != nil {
+	if _, err := h.S.Apply(t.Context(), room.Batch{ID: "new", Readings: []reading.Reading{rd("s1", "r1", "co2", 600, at(time.Second))}, At: at(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := h.s.Forget(t.Context(), at(time.Minute))
+	n, err := h.S.Forget(t.Context(), at(time.Minute))
 	if err != nil || n != 1 {
 		t.Fatalf("Forget = %d, %v, want 1", n, err)
 	}
@@ -465,10 +451,10 @@ func testForget(t *testing.T, h *harness) {
 
 func testReopen(t *testing.T, h *harness) {
 	h.apply("b1", rd("s1", "r1", "pir", 1, at(0)))
-	if err := h.s.Close(); err != nil {
+	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
-	h.reopen()
+	h.Reopen()
 	if out := h.apply("b1", rd("s1", "r1", "pir", 1, at(0))); !out.Duplicate {
 		t.Errorf("batch applied before reopening not recognised: %+v", out)
 	}
@@ -503,7 +489,7 @@ func testSeries(t *testing.T, h *harness) {
 	h.apply("b1", rd("s1", "r1", "co2", 600, at(30*time.Second)))
 	h.apply("b0", rd("s9", "r9", "co2", 600, at(30*time.Second)))
 	// Several rooms at once; one that does not exist is skipped.
-	if err := h.s.SetSeries(ctx, typ, []room.RoomPoints{{RoomID: "nowhere", Points: []room.Point{{Start: at(0), Value: 0.5}}},
+	if err := h.S.SetSeries(ctx, typ, []room.RoomPoints{{RoomID: "nowhere", Points: []room.Point{{Start: at(0), Value: 0.5}}},
 		{RoomID: "r9", Points: []room.Point{{Start: at(0), Value: 0.7}}}}); err != nil {
 		t.Fatalf("SetSeries with an unknown room = %v, want the others written", err)
 	}
@@ -520,7 +506,7 @@ func testSeries(t *testing.T, h *harness) {
 	}
 	set := func(ps ...room.Point) {
 		t.Helper()
-		if err := h.s.SetSeries(ctx, typ, []room.RoomPoints{{RoomID: "r1", Points: ps}}); err != nil {
+		if err := h.S.SetSeries(ctx, typ, []room.RoomPoints{{RoomID: "r1", Points: ps}}); err != nil {
 			t.Fatalf("SetSeries: %v", err)
 		}
 	}
@@ -560,7 +546,7 @@ func testSeries(t *testing.T, h *harness) {
 	if len(s.Window) != 1 || s.Window[0].Type != "co2" || s.Window[0].Count != 1 {
 		t.Errorf("Snapshot.Window = %+v, want co2 alone", s.Window)
 	}
-	if err := h.s.DeleteRoom(ctx, "r1"); err != nil {
+	if err := h.S.DeleteRoom(ctx, "r1"); err != nil {
 		t.Fatal(err)
 	}
 	h.apply("b2", rd("s1", "r1", "co2", 600, at(30*time.Second)))

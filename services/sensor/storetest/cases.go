@@ -49,7 +49,7 @@ func testIngestAndReadBack(t *testing.T, h *harness) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rs, next, err := h.s.Readings(ctx(t), tc.q)
+			rs, next, err := h.S.Readings(ctx(t), tc.q)
 			if err != nil {
 				t.Fatalf("Readings: %v", err)
 			}
@@ -65,7 +65,7 @@ func testIngestAndReadBack(t *testing.T, h *harness) {
 		out := h.ingest(batch("b2", at(2*time.Hour), rd("s3", "r1", "noise", 42, "dB", ts)))
 		want := rd("s3", "r1", "noise", 42, "dB", ts.Truncate(time.Millisecond))
 		checkEvent(t, "Ingest", out.Pending, "b2", "", []reading.Reading{want})
-		rs, _, err := h.s.Readings(ctx(t), sensor.ReadingQuery{SensorID: "s3", Limit: 10})
+		rs, _, err := h.S.Readings(ctx(t), sensor.ReadingQuery{SensorID: "s3", Limit: 10})
 		if err != nil {
 			t.Fatalf("Readings: %v", err)
 		}
@@ -73,7 +73,7 @@ func testIngestAndReadBack(t *testing.T, h *harness) {
 	})
 
 	t.Run("ping", func(t *testing.T) {
-		if err := h.s.Ping(ctx(t)); err != nil {
+		if err := h.S.Ping(ctx(t)); err != nil {
 			t.Errorf("Ping: %v", err)
 		}
 	})
@@ -165,7 +165,7 @@ func testConcurrentOverlapping(t *testing.T, h *harness) {
 				// Each batch sends the identities in its own order.
 				off := (w*perWorker + j) % identities
 				mine := slices.Concat(rs[off:], rs[:off])
-				out, err := h.s.Ingest(ctx(t), batch(fmt.Sprintf("w%d-%d", w, j), at(time.Hour), mine...))
+				out, err := h.S.Ingest(ctx(t), batch(fmt.Sprintf("w%d-%d", w, j), at(time.Hour), mine...))
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
@@ -199,7 +199,7 @@ func testReplay(t *testing.T, h *harness) {
 	orig.Rejected = []sensor.Rejection{{Index: 2, Reason: "type: is required"}}
 	orig.Fingerprint = "fp-1"
 	first := h.ingest(orig)
-	before, err := h.s.Sensor(ctx(t), "s1")
+	before, err := h.S.Sensor(ctx(t), "s1")
 	if err != nil {
 		t.Fatalf("Sensor: %v", err)
 	}
@@ -227,20 +227,20 @@ func testReplay(t *testing.T, h *harness) {
 		}
 		checkReadings(t, "s1 readings", h.all(sensor.ReadingQuery{SensorID: "s1", Limit: 10}), orig.Readings[:1])
 		checkReadings(t, "s7 readings", h.all(sensor.ReadingQuery{SensorID: "s7", Limit: 10}), nil)
-		after, err := h.s.Sensor(ctx(t), "s1")
+		after, err := h.S.Sensor(ctx(t), "s1")
 		if err != nil {
 			t.Fatalf("Sensor: %v", err)
 		}
 		if d := diffSensor(after, before); d != "" {
 			t.Errorf("registry changed by a replay: %s", d)
 		}
-		if _, err := h.s.Sensor(ctx(t), "s7"); !isErr(err, sensor.ErrNotFound) {
+		if _, err := h.S.Sensor(ctx(t), "s7"); !isErr(err, sensor.ErrNotFound) {
 			t.Errorf("Sensor(s7) of a replayed batch: err = %v, want ErrNotFound", err)
 		}
 	}
 	checkResult(t, "first", first.Result, sensor.Result{BatchID: "b1", Accepted: 1, Duplicates: 1, Rejected: orig.Rejected})
 	t.Run("pending", func(t *testing.T) { check(t, true) })
-	if err := h.s.AckEvent(ctx(t), "b1"); err != nil {
+	if err := h.S.AckEvent(ctx(t), "b1"); err != nil {
 		t.Fatalf("AckEvent: %v", err)
 	}
 	t.Run("acknowledged", func(t *testing.T) { check(t, false) })
@@ -262,7 +262,7 @@ func testConcurrentSameID(t *testing.T, h *harness) {
 		go func() {
 			defer wg.Done()
 			<-start
-			outs[i], errs[i] = h.s.Ingest(ctx(t), b)
+			outs[i], errs[i] = h.S.Ingest(ctx(t), b)
 		}()
 	}
 	close(start)
@@ -282,7 +282,7 @@ func testConcurrentSameID(t *testing.T, h *harness) {
 		t.Errorf("%d callers stored the batch (Replayed false), want 1", fresh)
 	}
 	checkReadings(t, "stored", h.all(sensor.ReadingQuery{SensorID: "s1", Limit: 1000}), rs)
-	evs, err := h.s.PendingEvents(ctx(t), 100)
+	evs, err := h.S.PendingEvents(ctx(t), 100)
 	if err != nil {
 		t.Fatalf("PendingEvents: %v", err)
 	}
@@ -343,7 +343,7 @@ func testRoomFromRegistry(t *testing.T, h *harness) {
 			got := h.all(sensor.ReadingQuery{SensorID: tc.in[0].SensorID, From: tc.in[0].Timestamp, Limit: 10})
 			got = got[:min(len(got), len(tc.stored))]
 			checkReadings(t, "Readings", got, tc.stored)
-			s, err := h.s.Sensor(ctx(t), "s1")
+			s, err := h.S.Sensor(ctx(t), "s1")
 			if err != nil {
 				t.Fatalf("Sensor: %v", err)
 			}
@@ -352,7 +352,7 @@ func testRoomFromRegistry(t *testing.T, h *harness) {
 			}
 		})
 	}
-	s, err := h.s.Sensor(ctx(t), "s9")
+	s, err := h.S.Sensor(ctx(t), "s9")
 	if err != nil {
 		t.Fatalf("Sensor(s9): %v", err)
 	}
@@ -396,7 +396,7 @@ func testRegistry(t *testing.T, h *harness) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.id, func(t *testing.T) {
-			got, err := h.s.Sensor(ctx(t), tc.id)
+			got, err := h.S.Sensor(ctx(t), tc.id)
 			if err != nil {
 				t.Fatalf("Sensor: %v", err)
 			}
@@ -406,7 +406,7 @@ func testRegistry(t *testing.T, h *harness) {
 		})
 	}
 	t.Run("not found", func(t *testing.T) {
-		if _, err := h.s.Sensor(ctx(t), "nope"); !isErr(err, sensor.ErrNotFound) {
+		if _, err := h.S.Sensor(ctx(t), "nope"); !isErr(err, sensor.ErrNotFound) {
 			t.Errorf("Sensor(nope): err = %v, want ErrNotFound", err)
 		}
 	})
@@ -440,7 +440,7 @@ func testOutbox(t *testing.T, h *harness) {
 	}
 	pending := func(t *testing.T, limit int, want ...string) {
 		t.Helper()
-		evs, err := h.s.PendingEvents(ctx(t), limit)
+		evs, err := h.S.PendingEvents(ctx(t), limit)
 		if err != nil {
 			t.Fatalf("PendingEvents: %v", err)
 		}
@@ -458,14 +458,14 @@ func testOutbox(t *testing.T, h *harness) {
 	t.Run("oldest first", func(t *testing.T) { pending(t, 10, "e1", "e2", "e5") })
 	t.Run("limit", func(t *testing.T) { pending(t, 2, "e1", "e2") })
 	t.Run("ack", func(t *testing.T) {
-		if err := h.s.AckEvent(ctx(t), "e2"); err != nil {
+		if err := h.S.AckEvent(ctx(t), "e2"); err != nil {
 			t.Fatalf("AckEvent: %v", err)
 		}
 		pending(t, 10, "e1", "e5")
-		if err := h.s.AckEvent(ctx(t), "e2"); err != nil {
+		if err := h.S.AckEvent(ctx(t), "e2"); err != nil {
 			t.Errorf("AckEvent again: %v", err)
 		}
-		if err := h.s.AckEvent(ctx(t), "never-seen"); err != nil {
+		if err := h.S.AckEvent(ctx(t), "never-seen"); err != nil {
 			t.Errorf("AckEvent of an unknown batch: %v", err)
 		}
 		pending(t, 10, "e1", "e5")
@@ -580,7 +580,7 @@ func testReadingsDefaultLimit(t *testing.T, h *harness) {
 		rs = append(rs, rd("s1", "r1", "co2", float64(i), "ppm", at(time.Duration(i)*time.Second)))
 	}
 	h.ingest(batch("b1", at(time.Hour), rs...))
-	got, next, err := h.s.Readings(ctx(t), sensor.ReadingQuery{SensorID: "s1"})
+	got, next, err := h.S.Readings(ctx(t), sensor.ReadingQuery{SensorID: "s1"})
 	if err != nil {
 		t.Fatalf("Readings: %v", err)
 	}
@@ -594,10 +594,10 @@ func testBadCursor(t *testing.T, h *harness) {
 	h.ingest(batch("b1", at(time.Hour), rd("s1", "r1", "co2", 1, "ppm", at(0)), rd("s1", "r1", "co2", 2, "ppm", at(time.Second))))
 	for _, c := range []string{"!!!", "bm90IGpzb24", "%%%", "eyJ9", "abc"} {
 		t.Run(c, func(t *testing.T) {
-			if _, _, err := h.s.Readings(ctx(t), sensor.ReadingQuery{SensorID: "s1", Limit: 1, Cursor: c}); !isErr(err, sensor.ErrBadCursor) {
+			if _, _, err := h.S.Readings(ctx(t), sensor.ReadingQuery{SensorID: "s1", Limit: 1, Cursor: c}); !isErr(err, sensor.ErrBadCursor) {
 				t.Errorf("Readings with cursor %q: err = %v, want ErrBadCursor", c, err)
 			}
-			if _, _, err := h.s.Sensors(ctx(t), sensor.SensorQuery{Limit: 1, Cursor: c}); !isErr(err, sensor.ErrBadCursor) {
+			if _, _, err := h.S.Sensors(ctx(t), sensor.SensorQuery{Limit: 1, Cursor: c}); !isErr(err, sensor.ErrBadCursor) {
 				t.Errorf("Sensors with cursor %q: err = %v, want ErrBadCursor", c, err)
 			}
 		})
@@ -657,7 +657,7 @@ func testSensors(t *testing.T, h *harness) {
 		}
 	}
 	t.Run("entry", func(t *testing.T) {
-		ss, _, err := h.s.Sensors(ctx(t), sensor.SensorQuery{RoomID: "r1", Type: "humidity"})
+		ss, _, err := h.S.Sensors(ctx(t), sensor.SensorQuery{RoomID: "r1", Type: "humidity"})
 		if err != nil {
 			t.Fatalf("Sensors: %v", err)
 		}
@@ -685,10 +685,10 @@ func testReopen(t *testing.T, h *harness) {
 	b1.Site = "hq"
 	first := h.ingest(b1)
 	h.ingest(batch("b2", at(2*time.Minute), rd("s1", "", "temperature", 22, "Cel", at(time.Minute))))
-	if err := h.s.AckEvent(ctx(t), "b2"); err != nil {
+	if err := h.S.AckEvent(ctx(t), "b2"); err != nil {
 		t.Fatalf("AckEvent: %v", err)
 	}
-	before, err := h.s.Sensor(ctx(t), "s1")
+	before, err := h.S.Sensor(ctx(t), "s1")
 	if err != nil {
 		t.Fatalf("Sensor: %v", err)
 	}
@@ -696,13 +696,13 @@ func testReopen(t *testing.T, h *harness) {
 	if len(wantReadings) != 3 {
 		t.Fatalf("before reopening: %d readings, want 3", len(wantReadings))
 	}
-	if err := h.s.Close(); err != nil {
+	if err := h.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	h.reopen()
+	h.Reopen()
 
 	checkReadings(t, "readings after reopening", h.all(sensor.ReadingQuery{SensorID: "s1", Limit: 1000}), wantReadings)
-	after, err := h.s.Sensor(ctx(t), "s1")
+	after, err := h.S.Sensor(ctx(t), "s1")
 	if err != nil {
 		t.Fatalf("Sensor after reopening: %v", err)
 	}
@@ -715,7 +715,7 @@ func testReopen(t *testing.T, h *harness) {
 	}
 	checkResult(t, "b1 after reopening", out.Result, first.Result)
 	checkEvent(t, "b1 after reopening", out.Pending, "b1", "hq", withSite("hq", rs...))
-	evs, err := h.s.PendingEvents(ctx(t), 10)
+	evs, err := h.S.PendingEvents(ctx(t), 10)
 	if err != nil {
 		t.Fatalf("PendingEvents: %v", err)
 	}
@@ -730,21 +730,21 @@ func testReopen(t *testing.T, h *harness) {
 
 func testClosed(t *testing.T, h *harness) {
 	h.ingest(batch("b1", at(time.Minute), rd("s1", "r1", "co2", 1, "ppm", at(0))))
-	if err := h.s.Close(); err != nil {
+	if err := h.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	calls := map[string]func() error{
-		"Ping": func() error { return h.s.Ping(ctx(t)) },
+		"Ping": func() error { return h.S.Ping(ctx(t)) },
 		"Ingest": func() error {
-			_, err := h.s.Ingest(ctx(t), batch("b2", at(time.Minute), rd("s1", "r1", "co2", 2, "ppm", at(time.Second))))
+			_, err := h.S.Ingest(ctx(t), batch("b2", at(time.Minute), rd("s1", "r1", "co2", 2, "ppm", at(time.Second))))
 			return err
 		},
 		"Readings": func() error {
-			_, _, err := h.s.Readings(ctx(t), sensor.ReadingQuery{SensorID: "s1"})
+			_, _, err := h.S.Readings(ctx(t), sensor.ReadingQuery{SensorID: "s1"})
 			return err
 		},
 		"Sensor": func() error {
-			_, err := h.s.Sensor(ctx(t), "s1")
+			_, err := h.S.Sensor(ctx(t), "s1")
 			return err
 		},
 	}

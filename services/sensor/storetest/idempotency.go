@@ -18,10 +18,10 @@ func from(principal, fp string, b sensor.Batch) sensor.Batch {
 
 // pendingKeys lists the batch keys of the outbox, oldest first.
 func (h *harness) pendingKeys() []string {
-	h.t.Helper()
-	evs, err := h.s.PendingEvents(h.t.Context(), 1000)
+	h.T.Helper()
+	evs, err := h.S.PendingEvents(h.T.Context(), 1000)
 	if err != nil {
-		h.t.Fatalf("PendingEvents: %v", err)
+		h.T.Fatalf("PendingEvents: %v", err)
 	}
 	keys := []string{}
 	for _, ev := range evs {
@@ -44,7 +44,7 @@ func testFingerprintConflict(t *testing.T, h *harness) {
 	key := sensor.BatchKey(p, "b1")
 	checkResult(t, "first", first.Result, sensor.Result{BatchID: "b1", Accepted: 2, Rejected: orig.Rejected})
 	checkEvent(t, "first", first.Pending, key, "", orig.Readings)
-	before, err := h.s.Sensor(ctx(t), "s1")
+	before, err := h.S.Sensor(ctx(t), "s1")
 	if err != nil {
 		t.Fatalf("Sensor: %v", err)
 	}
@@ -60,17 +60,17 @@ func testFingerprintConflict(t *testing.T, h *harness) {
 	check := func(t *testing.T, pending bool) {
 		t.Helper()
 		for i, b := range other {
-			out, err := h.s.Ingest(ctx(t), b)
+			out, err := h.S.Ingest(ctx(t), b)
 			if !isErr(err, sensor.ErrBatchConflict) {
 				t.Errorf("batch %d, same id, fingerprint %q: err = %v (outcome %+v), want ErrBatchConflict", i, b.Fingerprint, err, out)
 			}
 		}
 		checkReadings(t, "s1 readings", h.all(sensor.ReadingQuery{SensorID: "s1", Limit: 10}), orig.Readings)
 		checkReadings(t, "s7 readings", h.all(sensor.ReadingQuery{SensorID: "s7", Limit: 10}), nil)
-		if _, err := h.s.Sensor(ctx(t), "s7"); !isErr(err, sensor.ErrNotFound) {
+		if _, err := h.S.Sensor(ctx(t), "s7"); !isErr(err, sensor.ErrNotFound) {
 			t.Errorf("Sensor(s7) of a refused batch: err = %v, want ErrNotFound", err)
 		}
-		after, err := h.s.Sensor(ctx(t), "s1")
+		after, err := h.S.Sensor(ctx(t), "s1")
 		if err != nil {
 			t.Fatalf("Sensor: %v", err)
 		}
@@ -94,14 +94,14 @@ func testFingerprintConflict(t *testing.T, h *harness) {
 			t.Errorf("outbox %q, want only %q", got, key)
 		}
 	})
-	if err := h.s.AckEvent(ctx(t), key); err != nil {
+	if err := h.S.AckEvent(ctx(t), key); err != nil {
 		t.Fatalf("AckEvent: %v", err)
 	}
 	t.Run("acknowledged", func(t *testing.T) { check(t, false) })
-	if err := h.s.Close(); err != nil {
+	if err := h.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	h.reopen()
+	h.Reopen()
 	t.Run("reopened", func(t *testing.T) { check(t, false) })
 }
 
@@ -161,10 +161,10 @@ func testPrincipals(t *testing.T, h *harness) {
 		}
 		checkResult(t, c.principal+" "+c.id+" resent", out.Result, sensor.Result{BatchID: c.id, Accepted: len(c.rs)})
 	}
-	if _, err := h.s.Ingest(ctx(t), from("key:intruder", "fp-other", batch("b-1", at(time.Hour), r("x", 1)))); !isErr(err, sensor.ErrBatchConflict) {
+	if _, err := h.S.Ingest(ctx(t), from("key:intruder", "fp-other", batch("b-1", at(time.Hour), r("x", 1)))); !isErr(err, sensor.ErrBatchConflict) {
 		t.Errorf("intruder's own id with another fingerprint: err = %v, want ErrBatchConflict", err)
 	}
-	if err := h.s.AckEvent(ctx(t), sensor.BatchKey("key:agent-hq", "b-1")); err != nil {
+	if err := h.S.AckEvent(ctx(t), sensor.BatchKey("key:agent-hq", "b-1")); err != nil {
 		t.Fatalf("AckEvent: %v", err)
 	}
 	if got, want := h.pendingKeys(), pending[1:]; fmt.Sprint(got) != fmt.Sprint(want) {
@@ -194,7 +194,7 @@ func testConcurrentConflicting(t *testing.T, h *harness) {
 		go func() {
 			defer wg.Done()
 			<-start
-			outs[i], errs[i] = h.s.Ingest(ctx(t), bs[i%2])
+			outs[i], errs[i] = h.S.Ingest(ctx(t), bs[i%2])
 		}()
 	}
 	close(start)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/storesuite"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -127,7 +128,7 @@ func RunRetention(t *testing.T, open RetentionOpener) {
 					t.Errorf("Sensor(%s) changed by Prune: %s", c.id, d)
 				}
 			}
-			ids := (&harness{t: t, s: s}).sensorIDs(sensor.SensorQuery{Limit: 100})
+			ids := newHarness(&storesuite.Harness[sensor.Store]{T: t, S: s}).sensorIDs(sensor.SensorQuery{Limit: 100})
 			if len(ids) != 2 {
 				t.Errorf("Sensors after Prune = %q, want s1 and s2", ids)
 			}

@@ -13,7 +13,7 @@ import (
 // by sensor id with millisecond times, and they survive a reopen.
 func testStatusMarks(t *testing.T, h *harness) {
 	ctx := context.Background()
-	if ms, err := h.s.StatusMarks(ctx); err != nil || len(ms) != 0 {
+	if ms, err := h.S.StatusMarks(ctx); err != nil || len(ms) != 0 {
 		t.Fatalf("marks of a new store = %+v, %v", ms, err)
 	}
 	for _, m := range []sensor.StatusMark{
@@ -21,7 +21,7 @@ func testStatusMarks(t *testing.T, h *harness) {
 		{SensorID: "s1", Status: sensor.StatusOnline, At: at(0)},
 		{SensorID: "s2", Status: sensor.StatusOffline, At: at(6*time.Minute + 123*time.Millisecond)},
 	} {
-		if err := h.s.MarkStatus(ctx, m); err != nil {
+		if err := h.S.MarkStatus(ctx, m); err != nil {
 			t.Fatalf("mark %+v: %v", m, err)
 		}
 	}
@@ -31,7 +31,7 @@ func testStatusMarks(t *testing.T, h *harness) {
 	}
 	check := func(what string) {
 		t.Helper()
-		ms, err := h.s.StatusMarks(ctx)
+		ms, err := h.S.StatusMarks(ctx)
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
@@ -43,10 +43,9 @@ func testStatusMarks(t *testing.T, h *harness) {
 		}
 	}
 	check("marks")
-	if err := h.s.MarkStatus(ctx, sensor.StatusMark{Status: sensor.StatusOnline, At: at(0)}); err == nil {
+	if err := h.S.MarkStatus(ctx, sensor.StatusMark{Status: sensor.StatusOnline, At: at(0)}); err == nil {
 		t.Error("a mark without a sensor id was recorded")
 	}
-	h.s.Close()
-	h.s = h.reopen()
+	h.Reopen()
 	check("marks after a reopen")
 }

@@ -12,11 +12,11 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/storesuite"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -25,85 +25,53 @@ import (
 // check what survives), and different names are independent, empty stores; the
 // adapter picks where they live (a file in a test's temporary directory, a
 // database with a unique prefix). Run closes every store it opens.
-type Opener func(t *testing.T, name string) sensor.Store
+type Opener = storesuite.Opener[sensor.Store]
 
 // t0 is the suite's reference instant; every timestamp is relative to it.
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 // Run runs the contract against the stores open returns.
 func Run(t *testing.T, open Opener) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, h *harness)
-	}{
-		{"IngestAndReadBack", testIngestAndReadBack},
-		{"Duplicates", testDuplicates},
-		{"ConcurrentOverlappingBatches", testConcurrentOverlapping},
-		{"Replay", testReplay},
-		{"ConcurrentSameBatchID", testConcurrentSameID},
-		{"FingerprintConflict", testFingerprintConflict},
-		{"Principals", testPrincipals},
-		{"ConcurrentConflictingBatches", testConcurrentConflicting},
-		{"RoomFromRegistry", testRoomFromRegistry},
-		{"Registry", testRegistry},
-		{"Outbox", testOutbox},
-		{"StatusMarks", testStatusMarks},
-		{"ReadingsPagination", testReadingsPagination},
-		{"ReadingsBounds", testReadingsBounds},
-		{"ReadingsDefaultLimit", testReadingsDefaultLimit},
-		{"BadCursor", testBadCursor},
-		{"Sensors", testSensors},
-		{"Reopen", testReopen},
-		{"Closed", testClosed},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			h := &harness{t: t, open: open, name: strings.ToLower(tc.name)}
-			h.s = h.reopen()
-			tc.fn(t, h)
-		})
-	}
+	storesuite.Suite[sensor.Store, *harness]{
+		Open:      open,
+		StoreName: strings.ToLower,
+		Harness:   newHarness,
+		Cases: []storesuite.Case[*harness]{
+			{Name: "IngestAndReadBack", Run: testIngestAndReadBack},
+			{Name: "Duplicates", Run: testDuplicates},
+			{Name: "ConcurrentOverlappingBatches", Run: testConcurrentOverlapping},
+			{Name: "Replay", Run: testReplay},
+			{Name: "ConcurrentSameBatchID", Run: testConcurrentSameID},
+			{Name: "FingerprintConflict", Run: testFingerprintConflict},
+			{Name: "Principals", Run: testPrincipals},
+			{Name: "ConcurrentConflictingBatches", Run: testConcurrentConflicting},
+			{Name: "RoomFromRegistry", Run: testRoomFromRegistry},
+			{Name: "Registry", Run: testRegistry},
+			{Name: "Outbox", Run: testOutbox},
+			{Name: "StatusMarks", Run: testStatusMarks},
+			{Name: "ReadingsPagination", Run: testReadingsPagination},
+			{Name: "ReadingsBounds", Run: testReadingsBounds},
+			{Name: "ReadingsDefaultLimit", Run: testReadingsDefaultLimit},
+			{Name: "BadCursor", Run: testBadCursor},
+			{Name: "Sensors", Run: testSensors},
+			{Name: "Reopen", Run: testReopen},
+			{Name: "Closed", Run: testClosed},
+		},
+	}.Run(t)
 }
 
-// harness holds the store of one subtest and closes it at the end.
+// harness holds the store of one subtest and the suite's helpers over it.
 type harness struct {
-	t    *testing.T
-	open Opener
-	name string
-	s    sensor.Store
+	*storesuite.Harness[sensor.Store]
 }
 
-// reopen opens the subtest's store (again) and arranges for it to be closed.
-func (h *harness) reopen() sensor.Store {
-	h.t.Helper()
-	s := h.open(h.t, h.name)
-	var once sync.Once
-	closeFn := func() error {
-		var err error
-		once.Do(func() { err = s.Close() })
-		return err
-	}
-	h.t.Cleanup(func() {
-		if err := closeFn(); err != nil {
-			h.t.Errorf("close store: %v", err)
-		}
-	})
-	h.s = &closeOnce{Store: s, close: closeFn}
-	return h.s
-}
-
-type closeOnce struct {
-	sensor.Store
-	close func() error
-}
-
-func (c *closeOnce) Close() error { return c.close() }
+func newHarness(h *storesuite.Harness[sensor.Store]) *harness { return &harness{h} }
 
 func (h *harness) ingest(b sensor.Batch) sensor.Outcome {
-	h.t.Helper()
-	out, err := h.s.Ingest(h.t.Context(), b)
+	h.T.Helper()
+	out, err := h.S.Ingest(h.T.Context(), b)
 	if err != nil {
-		h.t.Fatalf("Ingest(%s): %v", b.ID, err)
+		h.T.Fatalf("Ingest(%s): %v", b.ID, err)
 	}
 	return out
 }
@@ -111,57 +79,57 @@ func (h *harness) ingest(b sensor.Batch) sensor.Outcome {
 // all reads every page of q and fails t unless each page but the last is full,
 // no page is empty (except the only one) and the last page has no cursor.
 func (h *harness) all(q sensor.ReadingQuery) []reading.Reading {
-	h.t.Helper()
+	h.T.Helper()
 	var got []reading.Reading
 	for page := 0; ; page++ {
 		if page > 10000 {
-			h.t.Fatalf("Readings(%+v): pagination does not end", q)
+			h.T.Fatalf("Readings(%+v): pagination does not end", q)
 		}
-		rs, next, err := h.s.Readings(h.t.Context(), q)
+		rs, next, err := h.S.Readings(h.T.Context(), q)
 		if err != nil {
-			h.t.Fatalf("Readings(%+v): %v", q, err)
+			h.T.Fatalf("Readings(%+v): %v", q, err)
 		}
 		if q.Limit > 0 && len(rs) > q.Limit {
-			h.t.Fatalf("Readings(%+v): page of %d readings", q, len(rs))
+			h.T.Fatalf("Readings(%+v): page of %d readings", q, len(rs))
 		}
 		if len(rs) == 0 && page > 0 {
-			h.t.Fatalf("Readings(%+v): empty page %d after a cursor", q, page)
+			h.T.Fatalf("Readings(%+v): empty page %d after a cursor", q, page)
 		}
 		got = append(got, rs...)
 		if next == "" {
 			return got
 		}
 		if q.Limit > 0 && len(rs) < q.Limit {
-			h.t.Fatalf("Readings(%+v): short page %d (%d) has a cursor", q, page, len(rs))
+			h.T.Fatalf("Readings(%+v): short page %d (%d) has a cursor", q, page, len(rs))
 		}
 		q.Cursor = next
 	}
 }
 
 func (h *harness) sensorIDs(q sensor.SensorQuery) []string {
-	h.t.Helper()
+	h.T.Helper()
 	ids := []string{}
 	for page := 0; ; page++ {
 		if page > 1000 {
-			h.t.Fatalf("Sensors(%+v): pagination does not end", q)
+			h.T.Fatalf("Sensors(%+v): pagination does not end", q)
 		}
-		ss, next, err := h.s.Sensors(h.t.Context(), q)
+		ss, next, err := h.S.Sensors(h.T.Context(), q)
 		if err != nil {
-			h.t.Fatalf("Sensors(%+v): %v", q, err)
+			h.T.Fatalf("Sensors(%+v): %v", q, err)
 		}
 		if q.Limit > 0 && len(ss) > q.Limit {
-			h.t.Fatalf("Sensors(%+v): page of %d sensors", q, len(ss))
+			h.T.Fatalf("Sensors(%+v): page of %d sensors", q, len(ss))
 		}
 		if len(ss) == 0 && page > 0 {
-			h.t.Fatalf("Sensors(%+v): empty page %d after a cursor", q, page)
+			h.T.Fatalf("Sensors(%+v): empty page %d after a cursor", q, page)
 		}
 		for _, s := range ss {
-			want, err := h.s.Sensor(h.t.Context(), s.ID)
+			want, err := h.S.Sensor(h.T.Context(), s.ID)
 			if err != nil {
-				h.t.Fatalf("Sensor(%s): %v", s.ID, err)
+				h.T.Fatalf("Sensor(%s): %v", s.ID, err)
 			}
 			if d := diffSensor(s, want); d != "" {
-				h.t.Errorf("Sensors(%+v) entry %s differs from Sensor(%s): %s", q, s.ID, s.ID, d)
+				h.T.Errorf("Sensors(%+v) entry %s differs from Sensor(%s): %s", q, s.ID, s.ID, d)
 			}
 			ids = append(ids, s.ID)
 		}
