@@ -1,15 +1,20 @@
 // Package sqlitetest gives the SQLite stores' tests what they share: a file per
-// store of a contract suite, and the cases every store's Open must pass.
+// store of a contract suite, the cases every store's Open must pass, and checks
+// of the query plans that hold a statement to its index.
 package sqlitetest
 
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	_ "modernc.org/sqlite" // the "sqlite" driver
+
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 )
 
 // Open opens a store with open at path, failing t when it cannot.
@@ -107,4 +112,58 @@ func Schema(t testing.TB, path string) (version int, journalMode string) {
 		t.Errorf("journal_mode: %v", err)
 	}
 	return version, journalMode
+}
+
+// Plan is what the query plan of one statement must show.
+type Plan struct {
+	Name  string
+	Query string
+	Args  []any    // nil: 1 for each ? of Query
+	Want  []string // each must appear in a step of the plan
+	Avoid []string // none may appear ("SCAN t", "TEMP B-TREE")
+	Steps int      // > 0: how many steps the plan must have
+}
+
+// RunPlans checks each plan, in a subtest named by its Name, against the plan
+// SQLite makes for its statement on db (EXPLAIN QUERY PLAN).
+func RunPlans(t *testing.T, db *sql.DB, plans ...Plan) {
+	for _, p := range plans {
+		t.Run(p.Name, func(t *testing.T) {
+			args := p.Args
+			if args == nil {
+				args = make([]any, strings.Count(p.Query, "?"))
+				for i := range args {
+					args[i] = 1
+				}
+			}
+			plan, err := sqlitex.QueryPlan(t.Context(), db, p.Query, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, problem := range p.problems(plan) {
+				t.Error(problem)
+			}
+		})
+	}
+}
+
+// problems says how plan, the steps of the plan of p's statement, falls short
+// of p.
+func (p Plan) problems(plan []string) []string {
+	var out []string
+	all := strings.Join(plan, " | ")
+	for _, w := range p.Want {
+		if !strings.Contains(all, w) {
+			out = append(out, fmt.Sprintf("plan %q lacks %q", all, w))
+		}
+	}
+	for _, a := range p.Avoid {
+		if strings.Contains(all, a) {
+			out = append(out, fmt.Sprintf("plan %q has %q", all, a))
+		}
+	}
+	if p.Steps > 0 && len(plan) != p.Steps {
+		out = append(out, fmt.Sprintf("plan %q has %d steps, want %d", all, len(plan), p.Steps))
+	}
+	return out
 }

@@ -57,3 +57,34 @@ func TestOpener(t *testing.T) {
 		t.Errorf("another name's store has %d rows (%v), want 0", n, err)
 	}
 }
+
+func TestRunPlans(t *testing.T) {
+	s := Open(t, Paths(t)("plan"), func(ctx context.Context, path string) (*store, error) { return openStore(ctx, path, "") })
+	defer s.Close()
+	if _, err := s.st.Writer.Exec("CREATE TABLE k (id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	RunPlans(t, s.st.Readers,
+		Plan{Name: "by key", Query: "SELECT v FROM k WHERE id = ?", Want: []string{"SEARCH k USING INTEGER PRIMARY KEY"}, Avoid: []string{"SCAN k"}, Steps: 1},
+		Plan{Name: "given args", Query: "SELECT v FROM k WHERE id > ? ORDER BY id", Args: []any{7}, Avoid: []string{"TEMP B-TREE"}},
+	)
+}
+
+func TestPlanProblems(t *testing.T) {
+	scan := []string{"SCAN k", "USE TEMP B-TREE FOR ORDER BY"}
+	tests := []struct {
+		name string
+		p    Plan
+		want int
+	}{
+		{"met", Plan{Want: []string{"SCAN k"}, Avoid: []string{"SEARCH"}, Steps: 2}, 0},
+		{"lacks", Plan{Want: []string{"SEARCH k"}}, 1},
+		{"has", Plan{Avoid: []string{"SCAN k", "TEMP B-TREE"}}, 2},
+		{"steps", Plan{Steps: 1}, 1},
+	}
+	for _, tc := range tests {
+		if got := tc.p.problems(scan); len(got) != tc.want {
+			t.Errorf("%s: problems %q, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -3,12 +3,12 @@ package sqlitestore
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
-	"github.com/atrium-iot/atrium/internal/sqlitex"
+	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -111,45 +111,26 @@ func TestPruneAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = openTest(t, path, Options{RollupRetention: 24 * time.Hour, Now: func() time.Time { return now }})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.Within(t, 10*time.Second, "the prune at open: one reading left", func() bool {
 		n, err := s.CountReadings(t.Context(), base, now.Add(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 1 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("CountReadings 10 s after Open = %d, want 1", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return n == 1
+	})
 }
 
 // TestPrunePlan checks that the chunks' statements search an index.
 func TestPrunePlan(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"), Options{})
-	tests := []struct {
-		name, query, table string
-		args               []any
-	}{
-		{"next series", readingsByKey.next, "readings", []any{1}},
-		{"readings chunk", readingsByKey.del, "readings", []any{1, 1, 1}},
-		{"next room and type", roomMinutesByKey.next, "room_minute", []any{"r", "co2"}},
-		{"room chunk", roomMinutesByKey.del, "room_minute", []any{"r", "co2", 1, 1}},
-		{"type chunk", deleteTypeMinutes, "type_minute", []any{1, 1}},
+	plan := func(name, query, table string, args ...any) sqlitetest.Plan {
+		return sqlitetest.Plan{Name: name, Query: query, Args: args, Want: []string{"SEARCH " + table + " USING"}, Avoid: []string{"SCAN " + table, "TEMP B-TREE"}}
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			plan, err := sqlitex.QueryPlan(t.Context(), s.rdb, tc.query, tc.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			all := strings.Join(plan, " | ")
-			if !strings.Contains(all, "SEARCH "+tc.table+" USING") || strings.Contains(all, "SCAN "+tc.table) || strings.Contains(all, "TEMP B-TREE") {
-				t.Errorf("plan = %q, want index searches only", all)
-			}
-		})
-	}
+	sqlitetest.RunPlans(t, s.rdb,
+		plan("next series", readingsByKey.next, "readings", 1),
+		plan("readings chunk", readingsByKey.del, "readings", 1, 1, 1),
+		plan("next room and type", roomMinutesByKey.next, "room_minute", "r", "co2"),
+		plan("room chunk", roomMinutesByKey.del, "room_minute", "r", "co2", 1, 1),
+		plan("type chunk", deleteTypeMinutes, "type_minute", 1, 1),
+	)
 }

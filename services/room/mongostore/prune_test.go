@@ -6,6 +6,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -66,20 +67,13 @@ func TestPruneAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = openTest(t, db, Options{Retention: 24 * time.Hour, Now: clock})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testwait.Within(t, 20*time.Second, "the prune at open: only the new minute at 1m", func() bool {
 		got, err := s.History(t.Context(), room.HistoryQuery{RoomID: "r1", Type: "co2", From: base, To: now.Add(time.Minute), Bucket: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) == 1 && got[0].Sum == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("history 20 s after Open = %+v, want only the new minute", got)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(got) == 1 && got[0].Sum == 2
+	})
 	got, err := s.History(t.Context(), room.HistoryQuery{RoomID: "r1", Type: "co2", From: base, To: now.Add(time.Hour), Bucket: time.Hour})
 	if err != nil || len(got) != 2 {
 		t.Errorf("history at 1h = %+v, %v; want both hours (RollupRetention 0)", got, err)

@@ -3,12 +3,13 @@ package sqlitestore
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
+	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -120,20 +121,13 @@ func TestPruneAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.Within(t, 10*time.Second, "the prune at open: only the new minute at 1m", func() bool {
 		got, err := s.History(t.Context(), room.HistoryQuery{RoomID: "r1", Type: "co2", From: base, To: now.Add(time.Minute), Bucket: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) == 1 && got[0].Sum == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("history 10 s after Open = %+v, want only the new minute", got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(got) == 1 && got[0].Sum == 2
+	})
 	// RollupRetention is 0: the coarser rollups are all kept.
 	got, err := s.History(t.Context(), room.HistoryQuery{RoomID: "r1", Type: "co2", From: base, To: now.Add(time.Hour), Bucket: time.Hour})
 	if err != nil || len(got) != 2 {
@@ -144,26 +138,11 @@ func TestPruneAtOpen(t *testing.T) {
 // TestPrunePlan checks that a chunk's statements are primary key searches.
 func TestPrunePlan(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"))
-	tests := []struct {
-		name  string
-		query string
-		args  []any
-	}{
-		{"next series", "SELECT room_id, type FROM rollup_1m WHERE (room_id, type) > (?, ?) ORDER BY room_id, type LIMIT 1", []any{"r", "co2"}},
-		{"delete chunk", "DELETE FROM rollup_1m WHERE (room_id, type, start_ms) IN (SELECT room_id, type, start_ms FROM rollup_1m WHERE room_id = ? AND type = ? AND start_ms <= ? LIMIT ?)",
-			[]any{"r", "co2", 1, 2000}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			plan, err := sqlitex.QueryPlan(t.Context(), s.rdb, tc.query, tc.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			all := strings.Join(plan, " | ")
-			if !strings.Contains(all, "SEARCH rollup_1m USING PRIMARY KEY (") || strings.Contains(all, "SCAN rollup") ||
-				strings.Contains(all, "TEMP B-TREE") {
-				t.Errorf("plan = %q, want primary key searches only", all)
-			}
-		})
-	}
+	want, avoid := []string{"SEARCH rollup_1m USING PRIMARY KEY ("}, []string{"SCAN rollup", "TEMP B-TREE"}
+	sqlitetest.RunPlans(t, s.rdb,
+		sqlitetest.Plan{Name: "next series", Query: "SELECT room_id, type FROM rollup_1m WHERE (room_id, type) > (?, ?) ORDER BY room_id, type LIMIT 1",
+			Args: []any{"r", "co2"}, Want: want, Avoid: avoid},
+		sqlitetest.Plan{Name: "delete chunk", Query: "DELETE FROM rollup_1m WHERE (room_id, type, start_ms) IN (SELECT room_id, type, start_ms FROM rollup_1m WHERE room_id = ? AND type = ? AND start_ms <= ? LIMIT ?)",
+			Args: []any{"r", "co2", 1, 2000}, Want: want, Avoid: avoid},
+	)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,37 +55,15 @@ func TestOpen(t *testing.T) {
 // are primary key range searches: they must not slow down as rollups pile up.
 func TestQueryPlan(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"))
-	tests := []struct {
-		name, sql string
-		want      []string
-	}{
-		{"window", windowQuery, []string{"SEARCH rollup_1m USING PRIMARY KEY (room_id=? AND type=? AND start_ms>? AND start_ms<?)"}},
-		{"history", "SELECT start_ms, n, vsum, vmin, vmax FROM rollup_1m WHERE room_id = ? AND type = ? AND start_ms >= ? AND start_ms < ? ORDER BY start_ms",
-			[]string{"SEARCH rollup_1m USING PRIMARY KEY (room_id=? AND type=? AND start_ms>? AND start_ms<?)"}},
-		{"latest", `SELECT l.type, l.sensor_id, l.value, l.unit, l.ts_ms FROM latest l JOIN sensors s ON s.id = l.sensor_id AND s.room_id = l.room_id WHERE l.room_id = ?`,
-			[]string{"SEARCH l USING PRIMARY KEY (room_id=?)", "SEARCH s USING "}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			args := make([]any, strings.Count(tc.sql, "?"))
-			for i := range args {
-				args[i] = 1
-			}
-			plan, err := sqlitex.QueryPlan(t.Context(), s.rdb, tc.sql, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			all := strings.Join(plan, " | ")
-			for _, w := range tc.want {
-				if !strings.Contains(all, w) {
-					t.Errorf("plan %q lacks %q", all, w)
-				}
-			}
-			if strings.Contains(all, "SCAN rollup") || strings.Contains(all, "SCAN l") {
-				t.Errorf("plan %q scans a table", all)
-			}
-		})
-	}
+	pk := "SEARCH rollup_1m USING PRIMARY KEY (room_id=? AND type=? AND start_ms>? AND start_ms<?)"
+	noScan := []string{"SCAN rollup", "SCAN l"}
+	sqlitetest.RunPlans(t, s.rdb,
+		sqlitetest.Plan{Name: "window", Query: windowQuery, Want: []string{pk}, Avoid: noScan},
+		sqlitetest.Plan{Name: "history", Query: "SELECT start_ms, n, vsum, vmin, vmax FROM rollup_1m WHERE room_id = ? AND type = ? AND start_ms >= ? AND start_ms < ? ORDER BY start_ms",
+			Want: []string{pk}, Avoid: noScan},
+		sqlitetest.Plan{Name: "latest", Query: `SELECT l.type, l.sensor_id, l.value, l.unit, l.ts_ms FROM latest l JOIN sensors s ON s.id = l.sensor_id AND s.room_id = l.room_id WHERE l.room_id = ?`,
+			Want: []string{"SEARCH l USING PRIMARY KEY (room_id=?)", "SEARCH s USING "}, Avoid: noScan},
+	)
 }
 
 // TestTwoProcessesShareFile runs two stores on one file, as two replicas of the

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -67,37 +66,17 @@ func TestOpen(t *testing.T) {
 // of readings for duplicates.
 func TestQueryPlan(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"), Options{})
-	tests := []struct {
-		name string
-		sql  string
-	}{
-		{"asc", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms, type LIMIT ?"},
-		{"desc", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? ORDER BY ts_ms DESC, type DESC LIMIT ?"},
-		{"asc cursor", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND ts_ms >= ? AND (ts_ms > ? OR type > ?) ORDER BY ts_ms, type LIMIT ?"},
-		{"desc cursor type", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND type = ? AND ts_ms <= ? AND (ts_ms < ? OR type < ?) ORDER BY ts_ms DESC, type DESC LIMIT ?"},
-		{"newest merged", newestMerged},
-		{"duplicate lookup", getReading},
+	plan := func(name, query string) sqlitetest.Plan {
+		return sqlitetest.Plan{Name: name, Query: query, Steps: 1, Want: []string{"SEARCH readings USING PRIMARY KEY (sensor_id=?"}, Avoid: []string{"TEMP B-TREE"}}
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			n := strings.Count(tc.sql, "?")
-			args := make([]any, n)
-			for i := range args {
-				args[i] = 1
-			}
-			plan, err := sqlitex.QueryPlan(t.Context(), s.rdb, tc.sql, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			all := strings.Join(plan, " | ")
-			if len(plan) != 1 || !strings.Contains(all, "SEARCH readings USING PRIMARY KEY (sensor_id=?") {
-				t.Errorf("plan = %q, want one primary key range search", all)
-			}
-			if strings.Contains(all, "TEMP B-TREE") {
-				t.Errorf("plan = %q sorts", all)
-			}
-		})
-	}
+	sqlitetest.RunPlans(t, s.rdb,
+		plan("asc", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms, type LIMIT ?"),
+		plan("desc", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? ORDER BY ts_ms DESC, type DESC LIMIT ?"),
+		plan("asc cursor", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND ts_ms >= ? AND (ts_ms > ? OR type > ?) ORDER BY ts_ms, type LIMIT ?"),
+		plan("desc cursor type", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND type = ? AND ts_ms <= ? AND (ts_ms < ? OR type < ?) ORDER BY ts_ms DESC, type DESC LIMIT ?"),
+		plan("newest merged", newestMerged),
+		plan("duplicate lookup", getReading),
+	)
 }
 
 // TestBusyIsUnavailable holds the database's write lock from another connection:
