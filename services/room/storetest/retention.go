@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
-	"github.com/atrium-iot/atrium/internal/storesuite"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -84,7 +83,7 @@ func RunRetention(t *testing.T, open RetentionOpener) {
 			s := open(t, "Retention"+string(rune('A'+i)), tc.r)
 			var once sync.Once
 			t.Cleanup(func() { once.Do(func() { _ = s.Close() }) })
-			h := newHarness(&storesuite.Harness[room.Store]{T: t, S: s})
+			h := harnessFor(t, s)
 			ctx := t.Context()
 			if _, err := s.Apply(ctx, room.Batch{ID: "b1", Readings: in, At: now}); err != nil {
 				t.Fatalf("Apply: %v", err)

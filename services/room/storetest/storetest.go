@@ -63,6 +63,11 @@ type harness struct {
 
 func newHarness(h *storesuite.Harness[room.Store]) *harness { return &harness{h} }
 
+// harnessFor is a harness over s, a store the caller opened and closes.
+func harnessFor(t *testing.T, s room.Store) *harness {
+	return &harness{&storesuite.Harness[room.Store]{T: t, S: s}}
+}
+
 func (h *harness) apply(id string, rs ...reading.Reading) room.Applied {
 	h.T.Helper()
 	out, err := h.S.Apply(h.T.Context(), room.Batch{ID: id, Readings: rs, At: t0})

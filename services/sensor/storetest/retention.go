@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
-	"github.com/atrium-iot/atrium/internal/storesuite"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -128,7 +127,7 @@ func RunRetention(t *testing.T, open RetentionOpener) {
 					t.Errorf("Sensor(%s) changed by Prune: %s", c.id, d)
 				}
 			}
-			ids := newHarness(&storesuite.Harness[sensor.Store]{T: t, S: s}).sensorIDs(sensor.SensorQuery{Limit: 100})
+			ids := harnessFor(t, s).sensorIDs(sensor.SensorQuery{Limit: 100})
 			if len(ids) != 2 {
 				t.Errorf("Sensors after Prune = %q, want s1 and s2", ids)
 			}

@@ -67,6 +67,11 @@ type harness struct {
 
 func newHarness(h *storesuite.Harness[sensor.Store]) *harness { return &harness{h} }
 
+// harnessFor is a harness over s, a store the caller opened and closes.
+func harnessFor(t *testing.T, s sensor.Store) *harness {
+	return &harness{&storesuite.Harness[sensor.Store]{T: t, S: s}}
+}
+
 func (h *harness) ingest(b sensor.Batch) sensor.Outcome {
 	h.T.Helper()
 	out, err := h.S.Ingest(h.T.Context(), b)
