@@ -232,6 +232,23 @@ func EnsureIndexes(ctx context.Context, coll *mongo.Collection, ixs ...Index) er
 	return nil
 }
 
+// Indexes are the indexes one collection must have.
+type Indexes struct {
+	Coll *mongo.Collection
+	Ixs  []Index
+}
+
+// EnsureAll ensures the indexes of each collection in turn (see
+// EnsureIndexes), stopping at the first failure.
+func EnsureAll(ctx context.Context, all ...Indexes) error {
+	for _, x := range all {
+		if err := EnsureIndexes(ctx, x.Coll, x.Ixs...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // IsDuplicate reports whether err is a duplicate key error (E11000).
 func IsDuplicate(err error) bool {
 	return err != nil && mongo.IsDuplicateKeyError(err)

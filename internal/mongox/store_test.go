@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
@@ -43,6 +45,23 @@ func TestStore(t *testing.T) {
 		}
 		if ttl != ix.ExpireAfter {
 			t.Errorf("expiry index TTL = %s, want %s", ttl, ix.ExpireAfter)
+		}
+	}
+
+	// EnsureAll: every collection gets its indexes.
+	a, b := s.DB.Collection("a"), s.DB.Collection("b")
+	if err := mongox.EnsureAll(t.Context(),
+		mongox.Indexes{Coll: a, Ixs: []mongox.Index{{Name: "x", Keys: []string{"x"}}, {Name: "y_x", Keys: []string{"y", "-x"}}}},
+		mongox.Indexes{Coll: b, Ixs: []mongox.Index{{Name: "k", Keys: []string{"k"}, Unique: true}}},
+	); err != nil {
+		t.Fatalf("EnsureAll: %v", err)
+	}
+	for _, c := range []struct {
+		coll *mongo.Collection
+		name string
+	}{{a, "x"}, {a, "y_x"}, {b, "k"}} {
+		if spec, _ := mongotest.Index(t, c.coll, c.name); spec == nil {
+			t.Errorf("no index %s of %s after EnsureAll", c.name, c.coll.Name())
 		}
 	}
 

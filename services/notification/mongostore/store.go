@@ -66,26 +66,20 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	s := &Store{conn: ms, log: ms.Log, serial: mongox.NewSerializer(ms.Server),
 		rules: db.Collection("rules"), alerts: db.Collection("alerts"), events: db.Collection("events"),
 		sensors: db.Collection("sensors"), counters: db.Collection("counters"), meta: db.Collection("meta")}
-	idx := []struct {
-		c   *mongo.Collection
-		ixs []mongox.Index
-	}{
-		{s.alerts, []mongox.Index{
+	if err := mongox.EnsureAll(ctx,
+		mongox.Indexes{Coll: s.alerts, Ixs: []mongox.Index{
 			{Name: "open", Keys: []string{"open"}, Unique: true},
 			{Name: "seq", Keys: []string{"seq"}},
 			{Name: "state_seq", Keys: []string{"state", "seq"}},
 		}},
-		{s.events, []mongox.Index{
+		mongox.Indexes{Coll: s.events, Ixs: []mongox.Index{
 			{Name: "seq", Keys: []string{"seq"}},
 			{Name: "type_seq", Keys: []string{"type", "seq"}},
 			{Name: "room_seq", Keys: []string{"room", "seq"}},
 		}},
-	}
-	for _, x := range idx {
-		if err := mongox.EnsureIndexes(ctx, x.c, x.ixs...); err != nil {
-			_ = ms.Close("", nil)
-			return nil, fmt.Errorf("mongostore: open: %w", err)
-		}
+	); err != nil {
+		_ = ms.Close("", nil)
+		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
 	return s, nil
 }

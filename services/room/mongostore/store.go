@@ -134,26 +134,20 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 
 // ensureIndexes creates every index a query needs (rooms are read by _id only).
 func (s *Store) ensureIndexes(ctx context.Context) error {
-	type coll struct {
-		c   *mongo.Collection
-		ixs []mongox.Index
-	}
-	colls := []coll{
+	colls := []mongox.Indexes{
 		// A room's sensors, by id; their count per room.
-		{s.sensors, []mongox.Index{{Name: "room", Keys: []string{"room", "_id"}}}},
+		{Coll: s.sensors, Ixs: []mongox.Index{{Name: "room", Keys: []string{"room", "_id"}}}},
 		// A room's latest values; deleting a room's.
-		{s.latest, []mongox.Index{{Name: "room_type_sensor", Keys: []string{"r", "y", "s"}}}},
+		{Coll: s.latest, Ixs: []mongox.Index{{Name: "room_type_sensor", Keys: []string{"r", "y", "s"}}}},
 		// Forget: the ids applied before a time.
-		{s.applied, []mongox.Index{{Name: "at", Keys: []string{"at"}}}},
+		{Coll: s.applied, Ixs: []mongox.Index{{Name: "at", Keys: []string{"at"}}}},
 	}
 	for _, t := range s.tiers {
 		// History and the metrics window: a room's buckets of a type in a range.
-		colls = append(colls, coll{t.coll, []mongox.Index{{Name: "room_type_start", Keys: []string{"r", "y", "st"}}}})
+		colls = append(colls, mongox.Indexes{Coll: t.coll, Ixs: []mongox.Index{{Name: "room_type_start", Keys: []string{"r", "y", "st"}}}})
 	}
-	for _, c := range colls {
-		if err := mongox.EnsureIndexes(ctx, c.c, c.ixs...); err != nil {
-			return err
-		}
+	if err := mongox.EnsureAll(ctx, colls...); err != nil {
+		return err
 	}
 	for _, t := range s.tiers {
 		if err := s.ensureExpiry(ctx, t); err != nil {

@@ -112,25 +112,18 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 
 // ensureIndexes creates every index a query or a uniqueness rule needs.
 func (s *Store) ensureIndexes(ctx context.Context) error {
-	type coll struct {
-		c   *mongo.Collection
-		ixs []mongox.Index
-	}
-	colls := []coll{
+	if err := mongox.EnsureAll(ctx,
 		// The identity: dedupe on insert, and a sensor's readings in (t, y) order.
-		{s.readings, []mongox.Index{{Name: "identity", Keys: []string{"s", "t", "y"}, Unique: true}}},
-		{s.rollups, []mongox.Index{{Name: "sensor_type_hour", Keys: []string{"s", "y", "h"}}}},
-		{s.sensors, []mongox.Index{
+		mongox.Indexes{Coll: s.readings, Ixs: []mongox.Index{{Name: "identity", Keys: []string{"s", "t", "y"}, Unique: true}}},
+		mongox.Indexes{Coll: s.rollups, Ixs: []mongox.Index{{Name: "sensor_type_hour", Keys: []string{"s", "y", "h"}}}},
+		mongox.Indexes{Coll: s.sensors, Ixs: []mongox.Index{
 			{Name: "room", Keys: []string{"room", "_id"}},
 			{Name: "types", Keys: []string{"types", "_id"}},
 			{Name: "last", Keys: []string{"last", "_id"}},
 		}},
-		{s.outbox, []mongox.Index{{Name: "seq", Keys: []string{"seq"}}}},
-	}
-	for _, c := range colls {
-		if err := mongox.EnsureIndexes(ctx, c.c, c.ixs...); err != nil {
-			return err
-		}
+		mongox.Indexes{Coll: s.outbox, Ixs: []mongox.Index{{Name: "seq", Keys: []string{"seq"}}}},
+	); err != nil {
+		return err
 	}
 	// Expiry: a TTL index where the server has them, else an index the pruner's
 	// range deletes use.
