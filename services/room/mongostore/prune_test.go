@@ -5,9 +5,8 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
-	"github.com/atrium-iot/atrium/internal/reading"
-	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/room"
+	"github.com/atrium-iot/atrium/services/room/storetest"
 )
 
 // TestExpiryIndexes checks each tier's expiry index as the retention changes
@@ -55,27 +54,12 @@ func TestExpiryIndexes(t *testing.T) {
 // TestPruneAtOpen: where the server has no TTL indexes, the store's pruner runs
 // right after Open.
 func TestPruneAtOpen(t *testing.T) {
-	c := mongotest.Client(t)
-	db := mongotest.Database(t, c, "room_prune_open")
-	now := base.Add(48 * time.Hour)
-	clock := func() time.Time { return now }
-	s := openTest(t, db, Options{Now: clock})
-	if s.Server().TTL {
-		t.Skip("the server expires buckets with TTL indexes, on its own schedule")
-	}
-	if _, err := s.Apply(t.Context(), room.Batch{ID: "b1", At: now, Readings: []reading.Reading{co2("s1", base, 1), co2("s1", now, 2)}}); err != nil {
-		t.Fatal(err)
-	}
-	s = openTest(t, db, Options{Retention: 24 * time.Hour, Now: clock})
-	testwait.Within(t, 20*time.Second, "the prune at open: only the new minute at 1m", func() bool {
-		got, err := s.History(t.Context(), room.HistoryQuery{RoomID: "r1", Type: "co2", From: base, To: now.Add(time.Minute), Bucket: time.Minute})
-		if err != nil {
-			t.Fatal(err)
+	db := mongotest.Database(t, mongotest.Client(t), "room_prune_open")
+	storetest.RunPruneAtOpen(t, func(t *testing.T, r storetest.RetentionOptions) room.Store {
+		s := openTest(t, db, Options{Retention: r.Retention, RollupRetention: r.RollupRetention, Now: r.Now})
+		if s.Server().TTL {
+			t.Skip("the server expires buckets with TTL indexes, on its own schedule")
 		}
-		return len(got) == 1 && got[0].Sum == 2
+		return s
 	})
-	got, err := s.History(t.Context(), room.HistoryQuery{RoomID: "r1", Type: "co2", From: base, To: now.Add(time.Hour), Bucket: time.Hour})
-	if err != nil || len(got) != 2 {
-		t.Errorf("history at 1h = %+v, %v; want both hours (RollupRetention 0)", got, err)
-	}
 }

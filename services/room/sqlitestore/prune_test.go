@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -9,8 +10,8 @@ import (
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
-	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/room"
+	"github.com/atrium-iot/atrium/services/room/storetest"
 )
 
 // TestPruneChunks prunes more rollups and more series than one chunk takes,
@@ -104,35 +105,13 @@ func TestPruneChunks(t *testing.T) {
 // TestPruneAtOpen: with a retention, the pruner runs right after Open.
 func TestPruneAtOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "open.db")
-	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	now := base.Add(48 * time.Hour)
-	s := openTest(t, path)
-	if _, err := s.Apply(t.Context(), room.Batch{ID: "b1", At: now, Readings: []reading.Reading{
-		{SensorID: "s1", RoomID: "r1", Type: "co2", Value: 1, Timestamp: base},
-		{SensorID: "s1", RoomID: "r1", Type: "co2", Value: 2, Timestamp: now},
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(t.Context(), path, Options{Retention: 24 * time.Hour, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	testwait.Within(t, 10*time.Second, "the prune at open: only the new minute at 1m", func() bool {
-		got, err := s.History(t.Context(), room.HistoryQuery{RoomID: "r1", Type: "co2", From: base, To: now.Add(time.Minute), Bucket: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(got) == 1 && got[0].Sum == 2
+	storetest.RunPruneAtOpen(t, func(t *testing.T, r storetest.RetentionOptions) room.Store {
+		s := sqlitetest.Open(t, path, func(ctx context.Context, path string) (*Store, error) {
+			return Open(ctx, path, Options{Retention: r.Retention, RollupRetention: r.RollupRetention, Now: r.Now})
+		})
+		t.Cleanup(func() { s.Close() })
+		return s
 	})
-	// RollupRetention is 0: the coarser rollups are all kept.
-	got, err := s.History(t.Context(), room.HistoryQuery{RoomID: "r1", Type: "co2", From: base, To: now.Add(time.Hour), Bucket: time.Hour})
-	if err != nil || len(got) != 2 {
-		t.Errorf("history at 1h = %+v, %v; want both hours", got, err)
-	}
 }
 
 // TestPrunePlan checks that a chunk's statements are primary key searches.

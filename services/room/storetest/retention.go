@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -119,5 +120,35 @@ func RunRetention(t *testing.T, open RetentionOpener) {
 			got := h.history(room.HistoryQuery{RoomID: "r1", Type: "co2", From: now, To: now.Add(time.Minute), Bucket: time.Minute, Limit: 10})
 			checkStats(t, "co2 at 1m after a new batch", got, one("co2", now, 5))
 		})
+	}
+}
+
+// RunPruneAtOpen checks that a store opened with a retention prunes at once,
+// without a call to Prune: minute rollups stored by a store without retention
+// are gone soon after the store is opened again with a 24-hour one, and the
+// coarser rollups stay (RollupRetention is 0). open opens the same store each
+// time, with r and its background pruner as the adapter runs it; the store is
+// closed at the end of t, or before by the suite.
+func RunPruneAtOpen(t *testing.T, open func(t *testing.T, r RetentionOptions) room.Store) {
+	now := t0.Add(48 * time.Hour)
+	clock := func() time.Time { return now }
+	s := open(t, RetentionOptions{Now: clock})
+	if _, err := s.Apply(t.Context(), room.Batch{ID: "b1", At: now, Readings: []reading.Reading{
+		rd("s1", "r1", "co2", 1, t0), rd("s1", "r1", "co2", 2, now),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h := harnessFor(t, open(t, RetentionOptions{Retention: 24 * time.Hour, Now: clock}))
+	q := room.HistoryQuery{RoomID: "r1", Type: "co2", From: t0, To: now.Add(time.Hour), Bucket: time.Minute}
+	testwait.Within(t, 20*time.Second, "the prune at open: only the new minute at 1m", func() bool {
+		got := h.history(q)
+		return len(got) == 1 && got[0].Sum == 2
+	})
+	q.Bucket = time.Hour
+	if got := h.history(q); len(got) != 2 {
+		t.Errorf("history at 1h = %+v; want both hours (RollupRetention 0)", got)
 	}
 }
