@@ -6,6 +6,8 @@ package storesuite
 
 import (
 	"io"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -13,12 +15,6 @@ import (
 // Opener opens the store called name, failing t if it cannot. The same name
 // opens the same data again; different names are independent, empty stores.
 type Opener[S io.Closer] func(t *testing.T, name string) S
-
-// Case is one check of a suite, run in a subtest with its harness.
-type Case[H any] struct {
-	Name string
-	Run  func(t *testing.T, h H)
-}
 
 // Suite is a contract suite: the stores it runs against and its cases.
 type Suite[S io.Closer, H any] struct {
@@ -29,20 +25,21 @@ type Suite[S io.Closer, H any] struct {
 	// Harness wraps a case's Harness, its store already open, in the suite's
 	// own harness type (which adds the suite's helpers).
 	Harness func(*Harness[S]) H
-	Cases   []Case[H]
+	// Cases are the suite's checks by name (which is also the subtest's).
+	Cases map[string]func(t *testing.T, h H)
 }
 
-// Run runs every case in a subtest of its own.
+// Run runs every case in a subtest of its own, in the order of their names.
 func (s Suite[S, H]) Run(t *testing.T) {
-	for _, c := range s.Cases {
-		t.Run(c.Name, func(t *testing.T) {
-			name := c.Name
+	for _, name := range slices.Sorted(maps.Keys(s.Cases)) {
+		t.Run(name, func(t *testing.T) {
+			store := name
 			if s.StoreName != nil {
-				name = s.StoreName(name)
+				store = s.StoreName(name)
 			}
-			h := &Harness[S]{T: t, open: s.Open, name: name}
+			h := &Harness[S]{T: t, open: s.Open, name: store}
 			h.Reopen()
-			c.Run(t, s.Harness(h))
+			s.Cases[name](t, s.Harness(h))
 		})
 	}
 }

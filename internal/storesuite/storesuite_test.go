@@ -28,14 +28,14 @@ func TestSuite(t *testing.T) {
 			Open:      open,
 			StoreName: strings.ToLower,
 			Harness:   func(h *Harness[*fake]) *Harness[*fake] { return h },
-			Cases: []Case[*Harness[*fake]]{
-				{Name: "First", Run: func(t *testing.T, h *Harness[*fake]) {
+			Cases: map[string]func(*testing.T, *Harness[*fake]){
+				"First": func(t *testing.T, h *Harness[*fake]) {
 					if h.T != t || h.S == nil || h.S.name != "first" {
 						t.Errorf("harness: T %p (want %p), S %+v", h.T, t, h.S)
 					}
 					log = append(log, "run first")
-				}},
-				{Name: "Reopen", Run: func(t *testing.T, h *Harness[*fake]) {
+				},
+				"Reopen": func(t *testing.T, h *Harness[*fake]) {
 					first := h.S
 					if s := h.Reopen(); s == first || s != h.S {
 						t.Error("Reopen did not open and keep a new store")
@@ -47,7 +47,7 @@ func TestSuite(t *testing.T) {
 						t.Fatal(err)
 					}
 					h.Reopen() // after Close: nothing more to close
-				}},
+				},
 			},
 		}.Run(t)
 	})

@@ -26,17 +26,17 @@ func Run(t *testing.T, open Opener) {
 	storesuite.Suite[notification.Store, *harness]{
 		Open:    open,
 		Harness: newHarness,
-		Cases: []storesuite.Case[*harness]{
-			{Name: "SeedRulesOnce", Run: testSeedRules},
-			{Name: "RuleCRUD", Run: testRuleCRUD},
-			{Name: "AlertLifecycle", Run: testAlertLifecycle},
-			{Name: "OneOpenAlertPerKey", Run: testOneOpenAlertPerKey},
-			{Name: "AlertQueries", Run: testAlertQueries},
-			{Name: "Events", Run: testEvents},
-			{Name: "Sensors", Run: testSensors},
-			{Name: "Reopen", Run: testReopen},
-			{Name: "BadCursor", Run: testBadCursor},
-			{Name: "Closed", Run: testClosed},
+		Cases: map[string]func(*testing.T, *harness){
+			"SeedRulesOnce":      testSeedRules,
+			"RuleCRUD":           testRuleCRUD,
+			"AlertLifecycle":     testAlertLifecycle,
+			"OneOpenAlertPerKey": testOneOpenAlertPerKey,
+			"AlertQueries":       testAlertQueries,
+			"Events":             testEvents,
+			"Sensors":            testSensors,
+			"Reopen":             testReopen,
+			"BadCursor":          testBadCursor,
+			"Closed":             testClosed,
 		},
 	}.Run(t)
 }

@@ -41,17 +41,17 @@ func Run(t *testing.T, open Opener) {
 	storesuite.Suite[room.Store, *harness]{
 		Open:    open,
 		Harness: newHarness,
-		Cases: []storesuite.Case[*harness]{
-			{Name: "ApplyAndSnapshot", Run: testApplyAndSnapshot},
-			{Name: "Redelivery", Run: testRedelivery},
-			{Name: "OrderIndependent", Run: testOrderIndependent},
-			{Name: "ConcurrentSameBatch", Run: testConcurrentSameBatch},
-			{Name: "Placement", Run: testPlacement},
-			{Name: "History", Run: testHistory},
-			{Name: "Rooms", Run: testRooms},
-			{Name: "Forget", Run: testForget},
-			{Name: "Reopen", Run: testReopen},
-			{Name: "Series", Run: testSeries},
+		Cases: map[string]func(*testing.T, *harness){
+			"ApplyAndSnapshot":    testApplyAndSnapshot,
+			"Redelivery":          testRedelivery,
+			"OrderIndependent":    testOrderIndependent,
+			"ConcurrentSameBatch": testConcurrentSameBatch,
+			"Placement":           testPlacement,
+			"History":             testHistory,
+			"Rooms":               testRooms,
+			"Forget":              testForget,
+			"Reopen":              testReopen,
+			"Series":              testSeries,
 		},
 	}.Run(t)
 }
