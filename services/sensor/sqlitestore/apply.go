@@ -128,7 +128,7 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 			return sensor.Outcome{}, err
 		}
 	}
-	stored, err := w.fresh(p.rs)
+	stored, ids, err := w.fresh(p.rs)
 	if err != nil {
 		return sensor.Outcome{}, err
 	}
@@ -177,7 +177,7 @@ func (w *writer) ingest(p *prepared) (sensor.Outcome, error) {
 	// The readings and registry rows join the group once the batch's savepoint
 	// is released, and are written to readings and the registry tables by the
 	// next merge of the journal (see groupRegistry and journal.go).
-	w.batchOut = &appliedBatch{reg: reg, stored: stored, recvMs: p.recvMs, seq: seq}
+	w.batchOut = &appliedBatch{reg: reg, stored: stored, ids: ids, recvMs: p.recvMs, seq: seq}
 	return out, nil
 }
 

@@ -498,7 +498,7 @@ fill:
 		return
 	}
 	w.s.commits.Add(1)
-	w.s.j.add(w.gj.rs, w.group.reg, w.gj.seq)
+	w.s.j.add(&w.gj, w.group.reg)
 	w.checkpointAfter()
 }
 
@@ -533,10 +533,12 @@ func (w *writer) direct(req *writeReq) writeReply {
 }
 
 // appliedBatch is what an ingested batch brings to its group: its registry rows,
-// its new readings, when it was received and its journal row.
+// its new readings (and their identities, or nil), when it was received and its
+// journal row.
 type appliedBatch struct {
 	reg    registry
 	stored []reading.Reading
+	ids    idSet
 	recvMs int64
 	seq    int64
 }
@@ -545,7 +547,7 @@ type appliedBatch struct {
 func (w *writer) applied() {
 	if b := w.batchOut; b != nil {
 		w.group.add(b.reg)
-		w.gj.add(b.stored, b.recvMs, b.seq)
+		w.gj.add(b.stored, b.ids, b.recvMs, b.seq)
 	}
 }
 

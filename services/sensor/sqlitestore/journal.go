@@ -25,7 +25,7 @@ import (
 // table as one row, in the outbox's compact form, where batches fill pages one
 // after another; the writer moves them into readings in large merges, sorted by
 // key, which write each sensor's page once for all of its readings in the merge.
-// The journal's readings are also kept in memory (journalPart.rs), so a merge
+// The journal's readings are also kept in memory (journalPart.batches), so a merge
 // reads nothing back.
 //
 // A merge takes the journal's readings as they are when it starts, sorts them,
@@ -81,15 +81,21 @@ type idSet map[string]*sensorIDs
 
 type sensorIDs struct {
 	newest  int64
-	ids     []typeTime            // in arrival order
+	ids     []idEntry             // in arrival order
 	inOrder bool                  // ids are in time order
-	set     map[typeTime]struct{} // with at 0; built once a lookup needs it
+	set     map[typeTime]struct{} // built once a lookup needs it
 }
 
 type typeTime struct {
 	ts  int64
 	typ string
-	at  int32 // in a journalPart, the reading's index in rs
+}
+
+// idEntry is an identity and where its reading is: in a journalPart or a
+// groupJournal, reading i of batch b.
+type idEntry struct {
+	typeTime
+	b, i int32
 }
 
 func (s idSet) has(k readingKey) bool {
@@ -98,7 +104,7 @@ func (s idSet) has(k readingKey) bool {
 		return false
 	}
 	if sid.inOrder {
-		i, _ := slices.BinarySearchFunc(sid.ids, k.ts, func(id typeTime, ts int64) int { return cmp.Compare(id.ts, ts) })
+		i, _ := slices.BinarySearchFunc(sid.ids, k.ts, func(id idEntry, ts int64) int { return cmp.Compare(id.ts, ts) })
 		for ; i < len(sid.ids) && sid.ids[i].ts == k.ts; i++ {
 			if sid.ids[i].typ == k.typ {
 				return true
@@ -109,14 +115,15 @@ func (s idSet) has(k readingKey) bool {
 	if sid.set == nil {
 		sid.set = make(map[typeTime]struct{}, len(sid.ids))
 		for _, id := range sid.ids {
-			sid.set[typeTime{ts: id.ts, typ: id.typ}] = struct{}{}
+			sid.set[id.typeTime] = struct{}{}
 		}
 	}
-	_, ok := sid.set[typeTime{ts: k.ts, typ: k.typ}]
+	_, ok := sid.set[typeTime{k.ts, k.typ}]
 	return ok
 }
 
-func (s idSet) add(k readingKey, at int32) {
+// add adds identity k of reading i of batch b.
+func (s idSet) add(k readingKey, b, i int32) {
 	sid := s[k.sensor]
 	if sid == nil {
 		sid = &sensorIDs{newest: k.ts, inOrder: true}
@@ -126,10 +133,48 @@ func (s idSet) add(k readingKey, at int32) {
 		sid.inOrder = false
 	}
 	sid.newest = max(sid.newest, k.ts)
-	sid.ids = append(sid.ids, typeTime{k.ts, k.typ, at})
+	sid.ids = append(sid.ids, idEntry{typeTime{k.ts, k.typ}, b, i})
 	if sid.set != nil {
-		sid.set[typeTime{ts: k.ts, typ: k.typ}] = struct{}{}
+		sid.set[typeTime{k.ts, k.typ}] = struct{}{}
 	}
+}
+
+// absorb moves the identities of o into s, sensor by sensor, their batch
+// numbers raised by db; o must not be used afterwards. A sensor s does not
+// hold yet takes o's entry as it is.
+func (s idSet) absorb(o idSet, db int32) {
+	for sensor, from := range o {
+		if db != 0 {
+			for i := range from.ids {
+				from.ids[i].b += db
+			}
+		}
+		to := s[sensor]
+		if to == nil {
+			s[sensor] = from
+			continue
+		}
+		if len(from.ids) == 0 {
+			continue
+		}
+		if !from.inOrder || from.ids[0].ts < to.newest {
+			to.inOrder = false
+		}
+		to.newest = max(to.newest, from.newest)
+		to.ids = append(to.ids, from.ids...)
+		if to.set != nil {
+			for _, id := range from.ids {
+				to.set[id.typeTime] = struct{}{}
+			}
+		}
+	}
+}
+
+// journalBatch is the new readings of a batch, as its journal row holds them,
+// and the time it was received.
+type journalBatch struct {
+	rs     []reading.Reading
+	recvMs int64
 }
 
 // journalReading is a reading in the journal and the time its batch was received.
@@ -139,10 +184,12 @@ type journalReading struct {
 }
 
 // journalPart is a set of journal readings: those not yet taken by a merge, or
-// those of the merge under way.
+// those of the merge under way. It keeps the batches' readings as they came
+// (copied nowhere): ids tells where each identity's reading is.
 type journalPart struct {
-	rs  []journalReading
-	ids idSet // guarded by journal.mu: readers look sensors up
+	batches []journalBatch
+	n       int   // readings in batches
+	ids     idSet // guarded by journal.mu: readers look sensors up
 	// reg is the registry rows of the part's batches, written to the registry
 	// tables by the merge's last step.
 	reg groupRegistry
@@ -150,8 +197,9 @@ type journalPart struct {
 }
 
 func (p *journalPart) reset() {
-	clear(p.rs)
-	p.rs = p.rs[:0]
+	clear(p.batches)
+	p.batches = p.batches[:0]
+	p.n = 0
 	clear(p.ids)
 	p.reg.reset()
 	p.seq = 0
@@ -164,10 +212,11 @@ func (p *journalPart) has(k readingKey) bool {
 // journal is what the store knows of the journal table. Only the writer changes
 // it; readers ask has and empty, under mu.
 type journal struct {
-	open    journalPart // readings no merge has taken yet
-	merging journalPart // the merge under way, rs sorted by key
-	next    int         // merging.rs[:next] are in readings
-	active  bool        // a merge is under way
+	open    journalPart      // readings no merge has taken yet
+	merging journalPart      // the merge under way
+	rs      []journalReading // the merge's readings, sorted by key
+	next    int              // rs[:next] are in readings
+	active  bool             // a merge is under way
 
 	mu sync.RWMutex // guards the ids maps
 
@@ -201,24 +250,24 @@ func (j *journal) empty() bool {
 
 // pending reports whether a merge has anything to do.
 func (j *journal) pending() bool {
-	return j.active || len(j.open.rs) > 0 || len(j.open.reg.reg.sensors) > 0
+	return j.active || j.open.n > 0 || len(j.open.reg.reg.sensors) > 0
 }
 
-// add records readings committed to the journal table (up to row seq), and their
-// registry rows.
-func (j *journal) add(rs []journalReading, reg registry, seq int64) {
+// add records what a committed group wrote to the journal table: its batches'
+// readings (the group's identities move to the journal), up to row g.seq, and
+// the group's registry rows.
+func (j *journal) add(g *groupJournal, reg registry) {
 	j.open.reg.add(reg)
-	j.open.seq = max(j.open.seq, seq)
-	if len(rs) == 0 {
+	j.open.seq = max(j.open.seq, g.seq)
+	if g.n == 0 {
 		return
 	}
-	at := len(j.open.rs)
-	j.open.rs = append(j.open.rs, rs...)
+	db := int32(len(j.open.batches))
+	j.open.batches = append(j.open.batches, g.batches...)
+	j.open.n += g.n
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for i, r := range rs {
-		j.open.ids.add(keyOf(r.Reading), int32(at+i))
-	}
+	j.open.ids.absorb(g.ids, db)
 }
 
 // start makes the open readings the merge under way, sorted by key.
@@ -228,24 +277,24 @@ func (j *journal) start() {
 	j.mu.Unlock()
 	// Sort by key: sensors by id, each sensor's readings (already in time order
 	// when its device sends them so) by time and type.
-	rs := j.merging.rs
 	sensors := make([]string, 0, len(j.merging.ids))
 	for id := range j.merging.ids {
 		sensors = append(sensors, id)
 	}
 	slices.Sort(sensors)
-	sorted := make([]journalReading, 0, len(rs))
+	byKey := func(a, b idEntry) int { return cmp.Or(cmp.Compare(a.ts, b.ts), strings.Compare(a.typ, b.typ)) }
+	sorted := slices.Grow(j.rs[:0], j.merging.n)
 	for _, id := range sensors {
 		ids := j.merging.ids[id].ids
-		byKey := func(a, b typeTime) int { return cmp.Or(cmp.Compare(a.ts, b.ts), strings.Compare(a.typ, b.typ)) }
 		if !slices.IsSortedFunc(ids, byKey) {
 			ids = slices.SortedFunc(slices.Values(ids), byKey)
 		}
 		for _, id := range ids {
-			sorted = append(sorted, rs[id.at])
+			b := &j.merging.batches[id.b]
+			sorted = append(sorted, journalReading{b.rs[id.i], b.recvMs})
 		}
 	}
-	j.merging.rs = sorted
+	j.rs = sorted
 	j.next = 0
 	j.active = true
 }
@@ -260,6 +309,8 @@ func (j *journal) finished() {
 		}
 	}
 	j.merging.reset()
+	clear(j.rs) // let go of the readings' strings
+	j.rs = j.rs[:0]
 	j.next = 0
 	j.active = false
 }
@@ -267,39 +318,54 @@ func (j *journal) finished() {
 // groupJournal is what the batches of the open group add to the journal, folded
 // into journal once the group is committed.
 type groupJournal struct {
-	ids idSet
-	rs  []journalReading
-	seq int64 // the newest journal row of the group
+	ids     idSet
+	batches []journalBatch
+	n       int
+	seq     int64 // the newest journal row of the group
 }
 
 func (g *groupJournal) reset() {
 	clear(g.ids)
-	g.rs = g.rs[:0]
+	clear(g.batches)
+	g.batches = g.batches[:0]
+	g.n = 0
 	g.seq = 0
 }
 
-func (g *groupJournal) add(rs []reading.Reading, recvMs, seq int64) {
+// add adds a batch's new readings rs, written to journal row seq. ids, when
+// not nil, are rs's identities (batch 0) and move to g; else they are computed.
+func (g *groupJournal) add(rs []reading.Reading, ids idSet, recvMs, seq int64) {
 	if g.ids == nil {
 		g.ids = idSet{}
 	}
 	g.seq = max(g.seq, seq)
-	for _, r := range rs {
-		g.ids.add(keyOf(r), 0)
-		g.rs = append(g.rs, journalReading{r, recvMs})
+	if len(rs) == 0 {
+		return
+	}
+	b := int32(len(g.batches))
+	g.batches = append(g.batches, journalBatch{rs, recvMs})
+	g.n += len(rs)
+	if ids != nil {
+		g.ids.absorb(ids, b)
+		return
+	}
+	for i, r := range rs {
+		g.ids.add(keyOf(r), b, int32(i))
 	}
 }
 
 // fresh returns the readings of rs whose identity is stored nowhere yet: not
 // earlier in rs, not in the journal (committed or of this group), not in
-// readings. It returns rs itself when all are.
-func (w *writer) fresh(rs []reading.Reading) ([]reading.Reading, error) {
+// readings. When all are, it returns rs itself and their identities (reading i
+// of batch 0, for groupJournal.add); else ids is nil.
+func (w *writer) fresh(rs []reading.Reading) (_ []reading.Reading, ids idSet, _ error) {
 	seen := idSet{}
 	var out []reading.Reading // nil while every reading so far is fresh
 	for i, r := range rs {
 		k := keyOf(r)
 		dup, err := w.stored(k, seen)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		switch {
 		case dup && out == nil:
@@ -307,12 +373,12 @@ func (w *writer) fresh(rs []reading.Reading) ([]reading.Reading, error) {
 		case !dup && out != nil:
 			out = append(out, r)
 		}
-		seen.add(k, 0)
+		seen.add(k, 0, int32(i))
 	}
 	if out == nil {
-		return rs, nil
+		return rs, seen, nil
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 // stored reports whether identity k is in seen, the journal or readings.
@@ -368,14 +434,14 @@ func (w *writer) mergeSteps() {
 	j := w.s.j
 	for {
 		if !j.active {
-			if len(j.open.rs) < w.s.mergeRows {
+			if j.open.n < w.s.mergeRows {
 				return
 			}
 			j.start()
 		}
-		behind := len(j.open.rs) >= 2*w.s.mergeRows
+		behind := j.open.n >= 2*w.s.mergeRows
 		if err := w.mergeTx(w.s.mergeStep, !behind); err != nil {
-			w.s.log.Error("sqlite journal merge failed", "readings", len(j.merging.rs)-j.next, "err", err)
+			w.s.log.Error("sqlite journal merge failed", "readings", len(j.rs)-j.next, "err", err)
 			return
 		}
 		if len(w.s.reqs) > 0 && !behind {
@@ -392,10 +458,10 @@ func (w *writer) mergeAll() {
 		if !j.active {
 			j.start()
 		}
-		err = w.mergeTx(len(j.merging.rs), false)
+		err = w.mergeTx(len(j.rs), false)
 	}
 	if err != nil {
-		w.s.log.Error("sqlite journal merge failed", "readings", len(j.merging.rs)-j.next, "err", err)
+		w.s.log.Error("sqlite journal merge failed", "readings", len(j.rs)-j.next, "err", err)
 	}
 	for _, req := range w.mergeWaiting {
 		req.reply <- writeReply{err: err}
@@ -411,7 +477,7 @@ func (w *writer) mergeAll() {
 // merge's registry rows and deletes its journal rows.
 func (w *writer) mergeTx(n int, yield bool) error {
 	j := w.s.j
-	rs := j.merging.rs
+	rs := j.rs
 	// A merge need not be durable: its readings are in the journal until its
 	// last step has committed, and merging them again changes nothing. So its
 	// commits skip the fsync (synchronous NORMAL keeps the database consistent
@@ -513,12 +579,10 @@ func (w *writer) mergeLeftover() error {
 			return fmt.Errorf("read journal row %d: %w", seq, err)
 		}
 		// The registry rows batch by batch, as ingest made them.
-		rs := make([]journalReading, len(batch))
-		for i, r := range batch {
-			rs[i] = journalReading{r, recvMs}
-		}
-		j.add(rs, newRegistry(batch, recvMs), seq)
-		n += len(rs)
+		var g groupJournal
+		g.add(batch, nil, recvMs, seq)
+		j.add(&g, newRegistry(batch, recvMs))
+		n += len(batch)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read journal: %w", err)

@@ -255,7 +255,9 @@ func TestJournalMergedInSteps(t *testing.T) {
 
 // TestIDSet: identities are found whether a sensor's readings came in time
 // order (binary search, several types at one time) or not (a set), also when
-// added after the set was built.
+// added after the set was built, and whether they were added one by one or
+// absorbed from other sets (a batch's into its group, a group's into the
+// journal).
 func TestIDSet(t *testing.T) {
 	k := func(sensor, typ string, ts int64) readingKey { return readingKey{sensor, typ, ts} }
 	tests := []struct {
@@ -272,29 +274,67 @@ func TestIDSet(t *testing.T) {
 			[]readingKey{k("a", "co2", 5), k("a", "co2", 3), k("a", "temperature", 5), k("a", "co2", 4)},
 			[]readingKey{k("a", "co2", 3), k("a", "co2", 4), k("a", "co2", 5), k("a", "temperature", 5)},
 			[]readingKey{k("a", "co2", 1), k("a", "temperature", 3), k("a", "co2", 6)}},
+		{"out of order across sets",
+			[]readingKey{k("a", "co2", 5), k("a", "co2", 6), k("a", "co2", 3), k("a", "co2", 4)},
+			[]readingKey{k("a", "co2", 3), k("a", "co2", 4), k("a", "co2", 5), k("a", "co2", 6)},
+			[]readingKey{k("a", "co2", 1), k("a", "co2", 7), k("a", "temperature", 5)}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := idSet{}
-			for i, key := range tt.add {
-				s.add(key, int32(i))
-			}
-			for _, key := range tt.present {
-				if !s.has(key) {
-					t.Errorf("%v not found", key)
+		// The identities added one by one; absorbed in two halves; and
+		// absorbed after a lookup of the first half built its set.
+		build := map[string]func() idSet{
+			"add": func() idSet {
+				s := idSet{}
+				for i, key := range tt.add {
+					s.add(key, 0, int32(i))
 				}
-			}
-			for _, key := range tt.absent {
-				if s.has(key) {
-					t.Errorf("%v found", key)
+				return s
+			},
+			"absorb": func() idSet {
+				s := idSet{}
+				for h, keys := range [][]readingKey{tt.add[:len(tt.add)/2], tt.add[len(tt.add)/2:]} {
+					part := idSet{}
+					for i, key := range keys {
+						part.add(key, 0, int32(i))
+					}
+					s.absorb(part, int32(h))
 				}
-			}
-			// Added after a lookup (which may have built the set).
-			late := k("a", "pm25", 2)
-			s.add(late, 99)
-			if !s.has(late) {
-				t.Errorf("%v added late not found", late)
-			}
-		})
+				return s
+			},
+			"absorb after lookup": func() idSet {
+				s := idSet{}
+				for i, key := range tt.add[:len(tt.add)/2] {
+					s.add(key, 0, int32(i))
+				}
+				s.has(k("a", "co2", 0))
+				part := idSet{}
+				for i, key := range tt.add[len(tt.add)/2:] {
+					part.add(key, 0, int32(i))
+				}
+				s.absorb(part, 1)
+				return s
+			},
+		}
+		for how, set := range build {
+			t.Run(tt.name+"/"+how, func(t *testing.T) {
+				s := set()
+				for _, key := range tt.present {
+					if !s.has(key) {
+						t.Errorf("%v not found", key)
+					}
+				}
+				for _, key := range tt.absent {
+					if s.has(key) {
+						t.Errorf("%v found", key)
+					}
+				}
+				// Added after a lookup (which may have built the set).
+				late := k("a", "pm25", 2)
+				s.add(late, 0, 99)
+				if !s.has(late) {
+					t.Errorf("%v added late not found", late)
+				}
+			})
+		}
 	}
 }
