@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -422,8 +423,9 @@ const (
 	newestMerged = "SELECT ts_ms FROM readings WHERE sensor_id = ? ORDER BY ts_ms DESC LIMIT 1"
 	// getReading looks one identity up in readings.
 	getReading = "SELECT 1 FROM readings WHERE sensor_id = ? AND ts_ms = ? AND type = ?"
-	// mergeChunk is the rows per INSERT of a merge.
-	mergeChunk = 500
+	// mergeChunk is the most rows a merge inserts between two looks at the
+	// requests waiting.
+	mergeChunk = 512
 )
 
 // mergeSteps goes on with the merge under way, or starts one when the journal
@@ -472,8 +474,8 @@ func (w *writer) mergeAll() {
 }
 
 // mergeTx inserts up to the next n readings of the merge under way in a
-// transaction, mergeChunk per statement, stopping after a statement when a request
-// waits for the writer if yield is set; with the last readings, it writes the
+// transaction, stopping after mergeChunk of them when a request waits for the
+// writer if yield is set; with the last readings, it writes the
 // merge's registry rows and deletes its journal rows.
 func (w *writer) mergeTx(n int, yield bool) error {
 	j := w.s.j
@@ -539,24 +541,60 @@ func (w *writer) mergeTx(n int, yield bool) error {
 	return nil
 }
 
-// insertReadings inserts rs (at most mergeChunk) into readings in one statement
-// and returns how many were new.
+// insertReadings inserts rs (at most mergeChunk, sorted by key) into readings,
+// a run of rows sharing columns per statement (see seriesRow), and returns how
+// many were new.
 func (w *writer) insertReadings(rs []journalReading) (int, error) {
-	args := make([]any, 0, 8*len(rs))
-	for _, r := range rs {
-		args = append(args, r.SensorID, r.Timestamp.UnixMilli(), r.Type, r.RoomID, r.Site, r.Value, r.Unit, r.recvMs)
+	stored := 0
+	for len(rs) > 0 {
+		r0 := &rs[0]
+		sensor := 1 // rows of r0's sensor, room and site
+		for sensor < len(rs) && sensor < maxRun && rs[sensor].SensorID == r0.SensorID &&
+			rs[sensor].RoomID == r0.RoomID && rs[sensor].Site == r0.Site {
+			sensor++
+		}
+		series := 1 // of those, rows of r0's type and unit too
+		for series < sensor && rs[series].Type == r0.Type && rs[series].Unit == r0.Unit {
+			series++
+		}
+		m, n := &w.insSensor, sensor
+		if series >= minSeries || series == sensor {
+			m, n = &w.insSeries, series
+		}
+		// A power of two, so that few statements are ever prepared.
+		n = 1 << (bits.Len(uint(n)) - 1)
+		st, err := w.stmt(m, n)
+		if err != nil {
+			return stored, fmt.Errorf("prepare insert: %w", err)
+		}
+		w.args = append(w.args[:0], r0.SensorID, r0.Timestamp.UnixMilli(), r0.Type, r0.RoomID, r0.Site, r0.Value, r0.Unit, r0.recvMs)
+		for i := 1; i < n; i++ {
+			r := &rs[i]
+			if m == &w.insSeries {
+				w.args = append(w.args, r.Timestamp.UnixMilli(), r.Value, r.recvMs)
+			} else {
+				w.args = append(w.args, r.Timestamp.UnixMilli(), r.Type, r.Value, r.Unit, r.recvMs)
+			}
+		}
+		res, err := st.ExecContext(w.bg, w.args...)
+		clear(w.args) // let go of the strings
+		if err != nil {
+			return stored, fmt.Errorf("insert readings: %w", err)
+		}
+		k, _ := res.RowsAffected()
+		stored += int(k)
+		rs = rs[n:]
 	}
-	st, err := w.stmt(&w.insReadings, len(rs))
-	if err != nil {
-		return 0, fmt.Errorf("prepare insert: %w", err)
-	}
-	res, err := st.ExecContext(w.bg, args...)
-	if err != nil {
-		return 0, fmt.Errorf("insert readings: %w", err)
-	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return stored, nil
 }
+
+const (
+	// maxRun is the most rows of one INSERT of a merge.
+	maxRun = 256
+	// minSeries is the least rows of one series written apart from the
+	// other readings of its sensor.
+	minSeries = 8
+)
 
 // mergeLeftover merges what a previous process left in the journal; Open calls
 // it before the writer starts.

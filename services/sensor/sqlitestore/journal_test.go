@@ -338,3 +338,85 @@ func TestIDSet(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeRuns: a merge writes every column of every reading as it came,
+// whatever runs the readings form: a series longer than one statement, types
+// interleaved at each time, short series between others, and a sensor whose
+// room, site or unit changes on the way.
+func TestMergeRuns(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "runs.db"), Options{mergeIdle: -1})
+	at := func(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
+	r := func(sensor, typ, unit, room, site string, sec int) reading.Reading {
+		return reading.Reading{SensorID: sensor, RoomID: room, Site: site, Type: typ, Unit: unit,
+			Value: float64(sec) + 0.25, Timestamp: at(sec)}
+	}
+	var rs []reading.Reading
+	for sec := range 300 { // one series, over a statement's rows
+		rs = append(rs, r("a", "co2", "ppm", "r1", "hq", sec))
+	}
+	for sec := range 50 { // three types at each time
+		for _, typ := range []string{"co2", "humidity", "temperature"} {
+			rs = append(rs, r("b", typ, "u", "r1", "hq", sec))
+		}
+	}
+	for sec := range 40 { // short series between longer ones
+		typ := "co2"
+		if sec >= 10 && sec < 13 {
+			typ = "humidity"
+		}
+		rs = append(rs, r("c", typ, "u", "r1", "hq", sec))
+	}
+	for sec := range 30 { // room, site and unit change on the way
+		room, site, unit := "r1", "hq", "u1"
+		switch {
+		case sec >= 25:
+			unit = "u2"
+		case sec >= 20:
+		case sec >= 15:
+			site = "b2"
+		case sec >= 10:
+			room = "r2"
+		}
+		rs = append(rs, r("d", "x", unit, room, site, sec))
+	}
+	type row struct {
+		sensor, typ, room, site, unit string
+		ts, recv                      int64
+		value                         float64
+	}
+	want := map[row]bool{}
+	for i := 0; i < len(rs); i += 97 { // batches received at different times
+		b := sensor.Batch{ID: fmt.Sprintf("b%d", i), ReceivedAt: base.Add(time.Duration(i) * time.Millisecond), Readings: rs[i:min(i+97, len(rs))]}
+		if _, err := s.Ingest(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range b.Readings {
+			want[row{r.SensorID, r.Type, r.RoomID, r.Site, r.Unit, r.Timestamp.UnixMilli(), b.ReceivedAt.UnixMilli(), r.Value}] = true
+		}
+	}
+	if err := s.flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.rdb.QueryContext(t.Context(), "SELECT sensor_id, type, room_id, site, unit, ts_ms, received_ms, value FROM readings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	n := 0
+	for got.Next() {
+		var w row
+		if err := got.Scan(&w.sensor, &w.typ, &w.room, &w.site, &w.unit, &w.ts, &w.recv, &w.value); err != nil {
+			t.Fatal(err)
+		}
+		if !want[w] {
+			t.Errorf("stored %+v, which no batch sent", w)
+		}
+		n++
+	}
+	if err := got.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want) {
+		t.Errorf("%d readings stored, want %d", n, len(want))
+	}
+}
