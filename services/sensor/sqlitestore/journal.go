@@ -478,16 +478,19 @@ func (w *writer) mergeAll() {
 // writer if yield is set; with the last readings, it writes the
 // merge's registry rows and deletes its journal rows.
 func (w *writer) mergeTx(n int, yield bool) error {
-	j := w.s.j
-	rs := j.rs
 	// A merge need not be durable: its readings are in the journal until its
-	// last step has committed, and merging them again changes nothing. So its
-	// commits skip the fsync (synchronous NORMAL keeps the database consistent
-	// after a power cut, losing at most the latest commits), and the next
-	// ingest commit's fsync makes them durable with it.
+	// last step has committed, and merging them again changes nothing.
+	return w.unsynced(func() error { return w.mergeTxUnsynced(n, yield) })
+}
+
+// unsynced runs f, whose commits need not be durable, with synchronous
+// NORMAL: they skip the fsync (in WAL mode NORMAL keeps the database
+// consistent after a power cut, losing at most the latest commits), and the
+// next durable commit's fsync makes them durable with it.
+func (w *writer) unsynced(f func() error) error {
 	if w.s.syncMode == "FULL" || w.s.syncMode == "EXTRA" {
 		if _, err := w.syncNormal.ExecContext(w.bg); err != nil {
-			return fmt.Errorf("merge journal: %w", err)
+			return fmt.Errorf("synchronous normal: %w", err)
 		}
 		defer func() {
 			if _, err := w.syncFull.ExecContext(w.bg); err != nil {
@@ -495,6 +498,12 @@ func (w *writer) mergeTx(n int, yield bool) error {
 			}
 		}()
 	}
+	return f()
+}
+
+func (w *writer) mergeTxUnsynced(n int, yield bool) error {
+	j := w.s.j
+	rs := j.rs
 	if _, err := w.begin.ExecContext(w.bg); err != nil {
 		return fmt.Errorf("merge journal: begin: %w", err)
 	}
