@@ -59,23 +59,36 @@ func TestGroupRegistryMerged(t *testing.T) {
 	}
 }
 
-// ingestInOneGroup ingests batches concurrently but in order, in one group
-// commit: another connection holds the database lock while they queue up.
-func ingestInOneGroup(t *testing.T, s *Store, path string, batches []sensor.Batch) []sensor.Outcome {
+// holdLock takes the write lock of the database at path on a connection of its
+// own, until release is called.
+func holdLock(t *testing.T, path string) (release func()) {
 	t.Helper()
 	other, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer other.Close()
+	t.Cleanup(func() { other.Close() })
 	conn, err := other.Conn(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
 		t.Fatal(err)
 	}
+	return func() {
+		t.Helper()
+		if _, err := conn.ExecContext(t.Context(), "ROLLBACK"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// ingestInOneGroup ingests batches concurrently but in order, in one group
+// commit: another connection holds the database lock while they queue up.
+func ingestInOneGroup(t *testing.T, s *Store, path string, batches []sensor.Batch) []sensor.Outcome {
+	t.Helper()
+	release := holdLock(t, path)
 	commits := s.commits.Load()
 	// An acknowledgement goes first: once the writer has taken it, it is
 	// blocked on the lock, and the batches queue up behind it, in order.
@@ -103,9 +116,7 @@ func ingestInOneGroup(t *testing.T, s *Store, path string, batches []sensor.Batc
 		}()
 		waitQueue(i + 1)
 	}
-	if _, err := conn.ExecContext(t.Context(), "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if r := <-first.reply; r.err != nil {
 		t.Fatal(r.err)
 	}
