@@ -90,9 +90,11 @@ func ingestInOneGroup(t *testing.T, s *Store, path string, batches []sensor.Batc
 	t.Helper()
 	release := holdLock(t, path)
 	commits := s.commits.Load()
-	// An acknowledgement goes first: once the writer has taken it, it is
-	// blocked on the lock, and the batches queue up behind it, in order.
-	first := &writeReq{ctx: t.Context(), ack: "nothing", reply: make(chan writeReply, 1)}
+	// A status mark goes first: once the writer has taken it, it is blocked on
+	// the lock, and the batches queue up behind it, in order. (Not an
+	// acknowledgement: a group begun by one takes no batch.)
+	first := &writeReq{ctx: t.Context(), mark: &sensor.StatusMark{SensorID: "blocker", Status: sensor.StatusOnline, At: base},
+		reply: make(chan writeReply, 1)}
 	s.inflight.Add(1)
 	s.reqs <- first
 	waitQueue := func(n int) {
@@ -158,5 +160,68 @@ func TestGroupDuplicates(t *testing.T) {
 		if len(rs) != want {
 			t.Errorf("sensor %s: %d readings stored, want %d", id, len(rs), want)
 		}
+	}
+}
+
+// TestAckGroupTakesNoBatch: a group begun by an outbox acknowledgement, which
+// commits without an fsync, leaves a batch that arrives while it is open to the
+// next group, which is durable; both are answered and committed.
+func TestAckGroupTakesNoBatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ack.db")
+	s := openTest(t, path, Options{mergeIdle: -1})
+	batch := func(id string, sec int) sensor.Batch {
+		return sensor.Batch{ID: id, ReceivedAt: base, Readings: []reading.Reading{reading1("s1", base.Add(time.Duration(sec)*time.Second), 400)}}
+	}
+	if _, err := s.Ingest(t.Context(), batch("b0", 0)); err != nil {
+		t.Fatal(err)
+	}
+	release := holdLock(t, path)
+	commits := s.commits.Load()
+	ack := &writeReq{ctx: t.Context(), ack: "b0", reply: make(chan writeReply, 1)}
+	s.inflight.Add(1)
+	s.reqs <- ack
+	queued := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for s.coming.Load() != 0 || len(s.reqs) != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d requests queued, want %d", len(s.reqs), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// The writer has the ack; let it take what is queued (nothing) and block on
+	// the lock before the batch comes.
+	queued(0)
+	time.Sleep(100 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Ingest(t.Context(), batch("b1", 1))
+		done <- err
+	}()
+	queued(1)
+	release()
+	if r := <-ack.reply; r.err != nil {
+		t.Fatal(r.err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := s.commits.Load() - commits; got != 2 {
+		t.Errorf("%d commits, want the ack's and the batch's", got)
+	}
+	evs, err := s.PendingEvents(t.Context(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].BatchID != "b1" {
+		t.Errorf("pending events %+v, want b1's alone", evs)
+	}
+	rs, _, err := s.Readings(t.Context(), sensor.ReadingQuery{SensorID: "s1", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 2 {
+		t.Errorf("%d readings stored, want 2", len(rs))
 	}
 }

@@ -380,7 +380,9 @@ func (w *writer) run() {
 			if req.merge {
 				w.mergeWaiting = append(w.mergeWaiting, req)
 			} else {
-				w.commitGroup(req)
+				for req != nil {
+					req = w.commitGroup(req)
+				}
 			}
 			if len(w.mergeWaiting) > 0 {
 				w.mergeAll()
@@ -395,13 +397,50 @@ func (w *writer) run() {
 	}
 }
 
-// commitGroup opens a transaction with first and keeps applying requests while
-// more are queued or callers are about to queue them (s.coming), for at most
-// maxGroupWait and within the group limits. Requests are applied directly until
-// one fails; from then on, each has its own savepoint (see apply). It writes the
-// group's readings and registry rows down for the next merge and answers every
-// request once the transaction is committed.
-func (w *writer) commitGroup(first *writeReq) {
+// commitGroup commits first and the requests that join it (see groupTx), and
+// returns a request to begin the next group with, or nil.
+//
+// An outbox acknowledgement needs no fsync: losing one to a power cut only has
+// its event published again, and every consumer is idempotent. So a group that
+// begins with an ack takes every request queued already, and when all of them
+// are acks it commits them without an fsync (synchronous NORMAL; the next
+// durable commit's fsync covers them) and takes only acks while it is open.
+// A lone client's batch then costs one fsync, not two (its ack follows it).
+func (w *writer) commitGroup(first *writeReq) (next *writeReq) {
+	pre := []*writeReq{first}
+	durable := first.ack == ""
+drain:
+	for !durable && len(pre) < maxGroupRequests {
+		select {
+		case req := <-w.s.reqs:
+			pre = append(pre, req)
+			durable = req.ack == "" && !req.merge
+		default:
+			break drain
+		}
+	}
+	if !durable {
+		err := w.unsynced(func() error {
+			next = w.groupTx(pre, false)
+			return nil
+		})
+		if err == nil {
+			return next
+		}
+		w.s.log.Warn("sqlite unsynced group not possible", "err", err)
+	}
+	return w.groupTx(pre, true)
+}
+
+// groupTx opens a transaction with the requests of pre and keeps applying
+// requests while more are queued or callers are about to queue them
+// (s.coming), for at most maxGroupWait and within the group limits; a group
+// that is not durable stops at the first request other than an ack and returns
+// it for the next group. Requests are applied directly until one fails; from
+// then on, each has its own savepoint (see apply). It writes the group's
+// readings and registry rows down for the next merge and answers every request
+// once the transaction is committed.
+func (w *writer) groupTx(pre []*writeReq, durable bool) (next *writeReq) {
 	var (
 		group   []*writeReq
 		replies []writeReply
@@ -467,31 +506,53 @@ func (w *writer) commitGroup(first *writeReq) {
 		}
 	}
 	if _, err := w.begin.ExecContext(w.bg); err != nil {
-		group, replies = append(group, first), append(replies, writeReply{err: fmt.Errorf("begin: %w", err)})
-		return
+		for _, req := range pre {
+			if req.merge {
+				w.mergeWaiting = append(w.mergeWaiting, req)
+				continue
+			}
+			group, replies = append(group, req), append(replies, writeReply{err: fmt.Errorf("begin: %w", err)})
+		}
+		return nil
 	}
 	w.group.reset()
 	w.gj.reset()
 	w.savepoints = false
 	start := time.Now()
-	apply(first)
+	for _, req := range pre {
+		apply(req)
+	}
+	// take applies req, or keeps it for the next group when this one is not
+	// durable and req needs to be; it reports whether the group goes on.
+	take := func(req *writeReq) bool {
+		if !durable && req.ack == "" && !req.merge {
+			next = req
+			return false
+		}
+		apply(req)
+		return true
+	}
 fill:
 	for n < maxGroupReadings && len(group) < maxGroupRequests {
 		select {
 		case req := <-w.s.reqs:
-			apply(req)
+			if !take(req) {
+				break fill
+			}
 			continue
 		default:
 		}
 		wait := maxGroupWait - time.Since(start)
-		if w.s.coming.Load() == 0 || wait <= 0 {
+		if !durable || w.s.coming.Load() == 0 || wait <= 0 {
 			break
 		}
 		w.timer.Reset(wait)
 		select {
 		case req := <-w.s.reqs:
 			w.timer.Stop()
-			apply(req)
+			if !take(req) {
+				break fill
+			}
 		case <-w.timer.C:
 			break fill
 		}
@@ -514,6 +575,7 @@ fill:
 	w.s.commits.Add(1)
 	w.s.j.add(&w.gj, w.group.reg)
 	w.checkpointAfter()
+	return next
 }
 
 // checkpointAfter follows a commit: it rewinds the WAL when the checkpointer
