@@ -84,6 +84,26 @@ func holdLock(t *testing.T, path string) (release func()) {
 	}
 }
 
+// hand gives req to the writer as Store.write does, without waiting for its answer.
+func hand(s *Store, req *writeReq) {
+	req.reply = make(chan writeReply, 1)
+	s.inflight.Add(1)
+	s.reqs <- req
+}
+
+// waitQueued waits until n requests wait for the writer and no caller is still
+// preparing one.
+func waitQueued(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.coming.Load() != 0 || len(s.reqs) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests queued, want %d", len(s.reqs), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // ingestInOneGroup ingests batches concurrently but in order, in one group
 // commit: another connection holds the database lock while they queue up.
 func ingestInOneGroup(t *testing.T, s *Store, path string, batches []sensor.Batch) []sensor.Outcome {
@@ -93,21 +113,9 @@ func ingestInOneGroup(t *testing.T, s *Store, path string, batches []sensor.Batc
 	// A status mark goes first: once the writer has taken it, it is blocked on
 	// the lock, and the batches queue up behind it, in order. (Not an
 	// acknowledgement: a group begun by one takes no batch.)
-	first := &writeReq{ctx: t.Context(), mark: &sensor.StatusMark{SensorID: "blocker", Status: sensor.StatusOnline, At: base},
-		reply: make(chan writeReply, 1)}
-	s.inflight.Add(1)
-	s.reqs <- first
-	waitQueue := func(n int) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for s.coming.Load() != 0 || len(s.reqs) != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d requests queued, want %d", len(s.reqs), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	waitQueue(0)
+	first := &writeReq{ctx: t.Context(), mark: &sensor.StatusMark{SensorID: "blocker", Status: sensor.StatusOnline, At: base}}
+	hand(s, first)
+	waitQueued(t, s, 0)
 	outs := make([]sensor.Outcome, len(batches))
 	errs := make(chan error, len(batches))
 	for i, b := range batches {
@@ -116,7 +124,7 @@ func ingestInOneGroup(t *testing.T, s *Store, path string, batches []sensor.Batc
 			outs[i], err = s.Ingest(t.Context(), b)
 			errs <- err
 		}()
-		waitQueue(i + 1)
+		waitQueued(t, s, i+1)
 	}
 	release()
 	if r := <-first.reply; r.err != nil {
@@ -177,29 +185,18 @@ func TestAckGroupTakesNoBatch(t *testing.T) {
 	}
 	release := holdLock(t, path)
 	commits := s.commits.Load()
-	ack := &writeReq{ctx: t.Context(), ack: "b0", reply: make(chan writeReply, 1)}
-	s.inflight.Add(1)
-	s.reqs <- ack
-	queued := func(n int) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for s.coming.Load() != 0 || len(s.reqs) != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d requests queued, want %d", len(s.reqs), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	ack := &writeReq{ctx: t.Context(), ack: "b0"}
+	hand(s, ack)
 	// The writer has the ack; let it take what is queued (nothing) and block on
 	// the lock before the batch comes.
-	queued(0)
+	waitQueued(t, s, 0)
 	time.Sleep(100 * time.Millisecond)
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.Ingest(t.Context(), batch("b1", 1))
 		done <- err
 	}()
-	queued(1)
+	waitQueued(t, s, 1)
 	release()
 	if r := <-ack.reply; r.err != nil {
 		t.Fatal(r.err)
