@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -186,11 +187,12 @@ func TestAckGroupTakesNoBatch(t *testing.T) {
 	release := holdLock(t, path)
 	commits := s.commits.Load()
 	ack := &writeReq{ctx: t.Context(), ack: "b0"}
+	begun := s.begun.Load()
 	hand(s, ack)
-	// The writer has the ack; let it take what is queued (nothing) and block on
-	// the lock before the batch comes.
+	// The writer has the ack; let it take what is queued (nothing) and begin its
+	// transaction, blocked on the lock, before the batch comes.
 	waitQueued(t, s, 0)
-	time.Sleep(100 * time.Millisecond)
+	testwait.Within(t, 10*time.Second, "the ack's group to begin", func() bool { return s.begun.Load() > begun })
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.Ingest(t.Context(), batch("b1", 1))

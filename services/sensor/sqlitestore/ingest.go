@@ -505,6 +505,7 @@ func (w *writer) groupTx(pre []*writeReq, durable bool) (next *writeReq) {
 			}
 		}
 	}
+	w.s.begun.Add(1)
 	if _, err := w.begin.ExecContext(w.bg); err != nil {
 		for _, req := range pre {
 			if req.merge {

@@ -89,6 +89,7 @@ type Store struct {
 	inflight sync.WaitGroup
 	coming   atomic.Int64 // Ingest calls preparing a batch for the writer
 	commits  atomic.Int64 // group commits so far
+	begun    atomic.Int64 // group transactions begun so far (a group has taken its first requests)
 	// restartWAL asks the writer to rewind the WAL after its current group.
 	restartWAL       atomic.Bool
 	walRestartFrames int
