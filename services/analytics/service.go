@@ -11,12 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/events"
-	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/servicekit"
 )
 
 // Options tune the service; zero values take the defaults.
@@ -65,7 +64,7 @@ type Service struct {
 	bus   bus.Bus
 	log   *slog.Logger
 	opts  Options
-	reg   *prometheus.Registry
+	kit   servicekit.Kit
 	sens  *registry
 
 	added    prometheus.Counter
@@ -91,41 +90,25 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 3 * time.Second}
 	}
-	if opts.RegistryTries <= 0 {
-		opts.RegistryTries = 3
-	}
-	if opts.RegistryBackoff <= 0 {
-		opts.RegistryBackoff = 100 * time.Millisecond
-	}
-	if opts.RegistryTTL <= 0 {
-		opts.RegistryTTL = 5 * time.Second
-	}
+	servicekit.Default(&opts.RegistryTries, 3)
+	servicekit.Default(&opts.RegistryBackoff, 100*time.Millisecond)
+	servicekit.Default(&opts.RegistryTTL, 5*time.Second)
 	if opts.SummaryTTL == 0 {
 		opts.SummaryTTL = time.Second
 	}
 	if opts.SummaryStale == 0 {
 		opts.SummaryStale = 10 * time.Second
 	}
-	if opts.Consumers <= 0 {
-		opts.Consumers = 64
-	}
-	if opts.IngestBatch <= 0 {
-		opts.IngestBatch = 50000
-	}
-	if opts.IngestWait <= 0 {
-		opts.IngestWait = 200 * time.Millisecond
-	}
-	if opts.MaxBody <= 0 {
-		opts.MaxBody = 1 << 20
-	}
-	if opts.SweepInterval <= 0 {
-		opts.SweepInterval = 30 * time.Second
-	}
+	servicekit.Default(&opts.Consumers, 64)
+	servicekit.Default(&opts.IngestBatch, 50000)
+	servicekit.Default(&opts.IngestWait, 200*time.Millisecond)
+	servicekit.Default(&opts.MaxBody, 1<<20)
+	servicekit.Default(&opts.SweepInterval, 30*time.Second)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	s := &Service{
-		store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(),
+		store: store, bus: b, log: log, opts: opts, kit: servicekit.New(log, store, b),
 		sens: &registry{
 			base: strings.TrimSuffix(opts.SensorURL, "/"), client: opts.HTTPClient,
 			tries: opts.RegistryTries, backoff: opts.RegistryBackoff, ttl: opts.RegistryTTL, now: opts.Now,
@@ -133,24 +116,16 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 		queue:  make(chan string, 1024),
 		ingest: make(chan *ingestJob),
 	}
-	m := promauto.With(s.reg)
-	s.added = m.NewCounter(prometheus.CounterOpts{Name: "atrium_analytics_readings_added_total", Help: "Readings added to the analytics store (new identities)."})
-	s.received = m.NewCounter(prometheus.CounterOpts{Name: "atrium_analytics_readings_received_total", Help: "Readings received from the bus, duplicates included."})
-	s.badMsgs = m.NewCounter(prometheus.CounterOpts{Name: "atrium_analytics_bad_messages_total", Help: "Bus messages that could not be decoded (dropped)."})
-	s.skipped = m.NewCounter(prometheus.CounterOpts{Name: "atrium_analytics_event_readings_skipped_total", Help: "Invalid readings inside sensor.data.received events, skipped (the rest of the event is stored)."})
-	s.reports = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_analytics_reports_total", Help: "Reports generated, by outcome (ready, failed)."}, []string{"outcome"})
+	s.added = s.kit.Counter("atrium_analytics_readings_added_total", "Readings added to the analytics store (new identities).")
+	s.received = s.kit.Counter("atrium_analytics_readings_received_total", "Readings received from the bus, duplicates included.")
+	s.badMsgs = s.kit.Counter("atrium_analytics_bad_messages_total", "Bus messages that could not be decoded (dropped).")
+	s.skipped = s.kit.Counter("atrium_analytics_event_readings_skipped_total", "Invalid readings inside sensor.data.received events, skipped (the rest of the event is stored).")
+	s.reports = s.kit.CounterVec("atrium_analytics_reports_total", "Reports generated, by outcome (ready, failed).", "outcome")
 	return s
 }
 
 // Handler is the service's HTTP API.
-func (s *Service) Handler() http.Handler {
-	r := httpx.NewRouter(s.log, s.reg, map[string]httpx.Check{
-		"store": s.store.Ping,
-		"bus":   s.bus.Ping,
-	})
-	s.routes(r)
-	return r
-}
+func (s *Service) Handler() http.Handler { return s.kit.Handler(s.routes) }
 
 // Run consumes the bus (readings and alerts), generates reports, resuming those
 // left pending by a previous run, until ctx ends.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/atrium-iot/atrium/internal/servicekit"
 )
 
 // Close codes and reasons the hub sends.
@@ -94,18 +96,10 @@ func (c *client) wants(severity, room string) bool {
 
 // NewHub makes a hub and registers its metrics on reg.
 func NewHub(log *slog.Logger, reg prometheus.Registerer, opts HubOptions) *Hub {
-	if opts.QueueSize <= 0 {
-		opts.QueueSize = 256
-	}
-	if opts.PingInterval <= 0 {
-		opts.PingInterval = 30 * time.Second
-	}
-	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = 10 * time.Second
-	}
-	if opts.ReadLimit <= 0 {
-		opts.ReadLimit = 1024
-	}
+	servicekit.Default(&opts.QueueSize, 256)
+	servicekit.Default(&opts.PingInterval, 30*time.Second)
+	servicekit.Default(&opts.WriteTimeout, 10*time.Second)
+	servicekit.Default(&opts.ReadLimit, 1024)
 	if opts.SocketBuffer == 0 {
 		opts.SocketBuffer = 64 << 10
 	}

@@ -13,12 +13,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/events"
-	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/servicekit"
 )
 
 // Options tune the service; zero values take the defaults.
@@ -51,7 +50,7 @@ type Service struct {
 	bus   bus.Bus
 	log   *slog.Logger
 	opts  Options
-	reg   *prometheus.Registry
+	kit   servicekit.Kit
 	hub   *Hub
 	hooks *webhooks
 
@@ -73,30 +72,24 @@ type Service struct {
 
 // New makes the notification service over its store and bus. Run loads its state.
 func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
-	if opts.MaxBody <= 0 {
-		opts.MaxBody = 1 << 20
-	}
-	if opts.TickInterval <= 0 {
-		opts.TickInterval = time.Second
-	}
+	servicekit.Default(&opts.MaxBody, 1<<20)
+	servicekit.Default(&opts.TickInterval, time.Second)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.WebhookAttempts <= 0 {
-		opts.WebhookAttempts = 5
-	}
-	if opts.WebhookBackoff <= 0 {
-		opts.WebhookBackoff = time.Second
-	}
-	if opts.WebhookTimeout <= 0 {
-		opts.WebhookTimeout = 10 * time.Second
-	}
-	if opts.WebhookWorkers <= 0 {
-		opts.WebhookWorkers = 4
-	}
-	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(),
+	servicekit.Default(&opts.WebhookAttempts, 5)
+	servicekit.Default(&opts.WebhookBackoff, time.Second)
+	servicekit.Default(&opts.WebhookTimeout, 10*time.Second)
+	servicekit.Default(&opts.WebhookWorkers, 4)
+	s := &Service{store: store, bus: b, log: log, opts: opts, kit: servicekit.New(log, store, b),
 		rules: map[string]Rule{}, engine: NewEngine(nil), tracker: NewTracker(), batches: newRecentSet(4096)}
-	s.hub = NewHub(log, s.reg, opts.Hub)
+	s.kit.Ready("state", func(context.Context) error {
+		if !s.ready.Load() {
+			return errors.New("loading rules and alerts")
+		}
+		return nil
+	})
+	s.hub = NewHub(log, s.kit.Registry(), opts.Hub)
 	s.hooks = &webhooks{
 		client:   &http.Client{Timeout: opts.WebhookTimeout},
 		queue:    make(chan webhookJob, 1024),
@@ -106,30 +99,16 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 		log:      log,
 		record:   s.recordAttempt,
 	}
-	m := promauto.With(s.reg)
-	s.readings = m.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_readings_total", Help: "Readings evaluated."})
-	s.late = m.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_late_readings_total", Help: "Readings ignored because older than their rule state."})
-	s.alerts = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_notification_alerts_total", Help: "Alert transitions, by kind (raised, acknowledged, resolved)."}, []string{"kind"})
-	s.publishErrs = m.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_publish_errors_total", Help: "Failed publishes of alert events."})
-	s.skipped = m.NewCounter(prometheus.CounterOpts{Name: "atrium_notification_event_readings_skipped_total", Help: "Invalid readings inside sensor.data.received events, skipped (the rest of the event is evaluated)."})
+	s.readings = s.kit.Counter("atrium_notification_readings_total", "Readings evaluated.")
+	s.late = s.kit.Counter("atrium_notification_late_readings_total", "Readings ignored because older than their rule state.")
+	s.alerts = s.kit.CounterVec("atrium_notification_alerts_total", "Alert transitions, by kind (raised, acknowledged, resolved).", "kind")
+	s.publishErrs = s.kit.Counter("atrium_notification_publish_errors_total", "Failed publishes of alert events.")
+	s.skipped = s.kit.Counter("atrium_notification_event_readings_skipped_total", "Invalid readings inside sensor.data.received events, skipped (the rest of the event is evaluated).")
 	return s
 }
 
 // Handler is the service's HTTP API.
-func (s *Service) Handler() http.Handler {
-	r := httpx.NewRouter(s.log, s.reg, map[string]httpx.Check{
-		"store": s.store.Ping,
-		"bus":   s.bus.Ping,
-		"state": func(context.Context) error {
-			if !s.ready.Load() {
-				return errors.New("loading rules and alerts")
-			}
-			return nil
-		},
-	})
-	s.routes(r)
-	return r
-}
+func (s *Service) Handler() http.Handler { return s.kit.Handler(s.routes) }
 
 // Hub is the service's WebSocket hub.
 func (s *Service) Hub() *Hub { return s.hub }

@@ -11,12 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/events"
-	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/servicekit"
 	"github.com/atrium-iot/atrium/services/room/occupancy"
 )
 
@@ -51,7 +50,7 @@ type Service struct {
 	bus   bus.Bus
 	log   *slog.Logger
 	opts  Options
-	reg   *prometheus.Registry
+	kit   servicekit.Kit
 
 	readings   *prometheus.CounterVec
 	batches    *prometheus.CounterVec
@@ -74,48 +73,34 @@ var errNotConsuming = errors.New("not consuming from the bus yet")
 
 // New makes the room service over its store and bus.
 func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
-	if opts.MaxBody <= 0 {
-		opts.MaxBody = 1 << 20
-	}
-	if opts.PublishInterval <= 0 {
-		opts.PublishInterval = 250 * time.Millisecond
-	}
-	if opts.ForgetAfter <= 0 {
-		opts.ForgetAfter = 48 * time.Hour
-	}
+	servicekit.Default(&opts.MaxBody, 1<<20)
+	servicekit.Default(&opts.PublishInterval, 250*time.Millisecond)
+	servicekit.Default(&opts.ForgetAfter, 48*time.Hour)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(), dirty: map[string]struct{}{}, pending: map[string]span{}, estimated: map[string]time.Time{}}
+	s := &Service{store: store, bus: b, log: log, opts: opts, kit: servicekit.New(log, store, b), dirty: map[string]struct{}{}, pending: map[string]span{}, estimated: map[string]time.Time{}}
+	s.kit.Ready("consumer", func(context.Context) error {
+		if !s.consuming.Load() {
+			return errNotConsuming
+		}
+		return nil
+	})
 	if !opts.NoEstimate {
 		s.model = opts.Model
 		if s.model == nil {
 			s.model = occupancy.Default()
 		}
 	}
-	m := promauto.With(s.reg)
-	s.readings = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_room_readings_total", Help: "Readings received from the bus, by outcome (applied, duplicate, unroomed, invalid)."}, []string{"outcome"})
-	s.batches = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_room_batches_total", Help: "sensor.data.received events handled, by outcome (applied, duplicate, failed)."}, []string{"outcome"})
-	s.publishErr = m.NewCounter(prometheus.CounterOpts{Name: "atrium_room_publish_errors_total", Help: "Failed publishes of room.metrics.updated (retried next round)."})
-	s.estimates = m.NewCounter(prometheus.CounterOpts{Name: "atrium_room_occupancy_estimates_total", Help: "Minutes of occupied_estimate computed and stored (a minute recomputed counts again)."})
+	s.readings = s.kit.CounterVec("atrium_room_readings_total", "Readings received from the bus, by outcome (applied, duplicate, unroomed, invalid).", "outcome")
+	s.batches = s.kit.CounterVec("atrium_room_batches_total", "sensor.data.received events handled, by outcome (applied, duplicate, failed).", "outcome")
+	s.publishErr = s.kit.Counter("atrium_room_publish_errors_total", "Failed publishes of room.metrics.updated (retried next round).")
+	s.estimates = s.kit.Counter("atrium_room_occupancy_estimates_total", "Minutes of occupied_estimate computed and stored (a minute recomputed counts again).")
 	return s
 }
 
 // Handler is the service's HTTP API.
-func (s *Service) Handler() http.Handler {
-	r := httpx.NewRouter(s.log, s.reg, map[string]httpx.Check{
-		"store": s.store.Ping,
-		"bus":   s.bus.Ping,
-		"consumer": func(context.Context) error {
-			if !s.consuming.Load() {
-				return errNotConsuming
-			}
-			return nil
-		},
-	})
-	s.routes(r)
-	return r
-}
+func (s *Service) Handler() http.Handler { return s.kit.Handler(s.routes) }
 
 // Run consumes sensor.data.received from the bus queue "room", publishes
 // room.metrics.updated for the rooms that changed, and forgets old batch ids,

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/servicekit"
 )
 
 // Options tune the service; zero values take the defaults.
@@ -38,7 +38,7 @@ type Service struct {
 	bus   bus.Bus
 	log   *slog.Logger
 	opts  Options
-	reg   *prometheus.Registry
+	kit   servicekit.Kit
 
 	ingested   *prometheus.CounterVec
 	batches    *prometheus.CounterVec
@@ -60,39 +60,23 @@ const recentSent = 4096
 
 // New makes the sensor service over its store and bus.
 func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
-	if opts.MaxBody <= 0 {
-		opts.MaxBody = httpx.DefaultMaxBody
-	}
-	if opts.OfflineAfter <= 0 {
-		opts.OfflineAfter = 5 * time.Minute
-	}
-	if opts.RelayInterval <= 0 {
-		opts.RelayInterval = 2 * time.Second
-	}
-	if opts.StatusInterval <= 0 {
-		opts.StatusInterval = min(max(opts.OfflineAfter/10, time.Second), 30*time.Second)
-	}
+	servicekit.Default(&opts.MaxBody, httpx.DefaultMaxBody)
+	servicekit.Default(&opts.OfflineAfter, 5*time.Minute)
+	servicekit.Default(&opts.RelayInterval, 2*time.Second)
+	servicekit.Default(&opts.StatusInterval, min(max(opts.OfflineAfter/10, time.Second), 30*time.Second))
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{store: store, bus: b, log: log, opts: opts, reg: httpx.NewRegistry(), sent: map[string]struct{}{}, live: newLiveness()}
-	m := promauto.With(s.reg)
-	s.ingested = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_sensor_readings_total", Help: "Readings received, by outcome (accepted, duplicate, rejected)."}, []string{"outcome"})
-	s.batches = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_sensor_batches_total", Help: "Batches received, by outcome (new, replayed, conflict, failed)."}, []string{"outcome"})
-	s.publishErr = m.NewCounter(prometheus.CounterOpts{Name: "atrium_sensor_publish_errors_total", Help: "Failed publishes of sensor.data.received (retried from the outbox)."})
-	s.statusChanges = m.NewCounterVec(prometheus.CounterOpts{Name: "atrium_sensor_status_changes_total", Help: "sensor.status.changed events published, by status (online, offline)."}, []string{"status"})
+	s := &Service{store: store, bus: b, log: log, opts: opts, kit: servicekit.New(log, store, b), sent: map[string]struct{}{}, live: newLiveness()}
+	s.ingested = s.kit.CounterVec("atrium_sensor_readings_total", "Readings received, by outcome (accepted, duplicate, rejected).", "outcome")
+	s.batches = s.kit.CounterVec("atrium_sensor_batches_total", "Batches received, by outcome (new, replayed, conflict, failed).", "outcome")
+	s.publishErr = s.kit.Counter("atrium_sensor_publish_errors_total", "Failed publishes of sensor.data.received (retried from the outbox).")
+	s.statusChanges = s.kit.CounterVec("atrium_sensor_status_changes_total", "sensor.status.changed events published, by status (online, offline).", "status")
 	return s
 }
 
 // Handler is the service's HTTP API.
-func (s *Service) Handler() http.Handler {
-	r := httpx.NewRouter(s.log, s.reg, map[string]httpx.Check{
-		"store": s.store.Ping,
-		"bus":   s.bus.Ping,
-	})
-	s.routes(r)
-	return r
-}
+func (s *Service) Handler() http.Handler { return s.kit.Handler(s.routes) }
 
 // Run relays outbox events that could not be published at ingest time and
 // publishes sensor.status.changed (SweepStatus), until ctx ends.
