@@ -12,7 +12,9 @@ import (
 	"testing"
 
 	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testwait"
 )
 
 // Bus is the in-process bus, as atrium -bus=memory runs it, logging nothing
@@ -64,4 +66,32 @@ func (r *Running) Stop() {
 		r.srv.CloseClientConnections()
 		r.srv.Close()
 	})
+}
+
+// Serve serves h, a service's API, on a loopback server until t ends and
+// returns its URL: for tests that drive the service's consumer themselves, and
+// start its Run loop later (Run) or not at all.
+func Serve(t testing.TB, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// Run runs run, a service's Run loop, until t ends; an error it returns fails t.
+func Run(t testing.TB, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// WaitReady waits until the service at url answers GET /readyz with 200.
+func WaitReady(t testing.TB, url string) {
+	t.Helper()
+	testwait.For(t, "service ready", func() bool { return httpxtest.Get(t, url+"/readyz").Code == http.StatusOK })
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/membus"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/servicetest"
 )
 
@@ -58,6 +59,45 @@ func TestRunErrorFails(t *testing.T) {
 	if !rec.failed {
 		t.Error("Run's error did not fail the test")
 	}
+}
+
+// TestServeRunWaitReady: Serve answers at once, /readyz once Run has started,
+// and Run ends with the test.
+func TestServeRunWaitReady(t *testing.T) {
+	svc := &ready{}
+	t.Run("use", func(t *testing.T) {
+		url := servicetest.Serve(t, svc.Handler())
+		if a := httpxtest.Get(t, url+"/readyz"); a.Code != http.StatusServiceUnavailable {
+			t.Fatalf("readyz before Run: %d", a.Code)
+		}
+		servicetest.Run(t, svc.Run)
+		servicetest.WaitReady(t, url)
+	})
+	if svc.running.Load() {
+		t.Error("Run still running after the test")
+	}
+}
+
+func TestRunErrorFailsAtTheEnd(t *testing.T) {
+	rec := &recorder{TB: t}
+	t.Run("use", func(t *testing.T) {
+		rec.TB = t
+		servicetest.Run(rec, (&echo{err: errors.New("boom")}).Run)
+	})
+	if !rec.failed {
+		t.Error("Run's error did not fail the test")
+	}
+}
+
+// ready answers /readyz 200 only while Run runs.
+type ready struct{ echo }
+
+func (r *ready) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !r.running.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
 }
 
 // recorder is a testing.TB that notes a failure instead of failing.

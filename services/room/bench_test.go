@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -47,11 +45,7 @@ func benchService(b *testing.B, opts sqlitestore.Options) (*room.Service, *sqlit
 
 func benchServiceWith(b *testing.B, opts sqlitestore.Options, ropts room.Options) (*room.Service, *sqlitestore.Store, bus.Bus) {
 	b.Helper()
-	st, err := sqlitestore.Open(context.Background(), filepath.Join(b.TempDir(), "room.db"), opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
+	st := openStore(b, "", opts)
 	mb := servicetest.Bus(b)
 	return room.New(st, mb, logging.Discard(), ropts), st, mb
 }
@@ -149,13 +143,12 @@ func BenchmarkMetricsHTTP(b *testing.B) {
 	const rate = 2000
 	svc, _, _ := benchService(b, sqlitestore.Options{})
 	fillRooms(b, svc, time.Now())
-	srv := httptest.NewServer(svc.Handler())
-	defer srv.Close()
+	url := servicetest.Serve(b, svc.Handler())
 	const workers = 32
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}}
 	// Warm the connections and the store's caches.
 	for i := range 200 {
-		resp, err := client.Get(fmt.Sprintf("%s/rooms/room-%02d/metrics", srv.URL, i%50))
+		resp, err := client.Get(fmt.Sprintf("%s/rooms/room-%02d/metrics", url, i%50))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -177,7 +170,7 @@ func BenchmarkMetricsHTTP(b *testing.B) {
 				if d := time.Until(due); d > 0 {
 					time.Sleep(d)
 				}
-				resp, err := client.Get(fmt.Sprintf("%s/rooms/room-%02d/metrics", srv.URL, i%50))
+				resp, err := client.Get(fmt.Sprintf("%s/rooms/room-%02d/metrics", url, i%50))
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
@@ -233,12 +226,11 @@ func BenchmarkHistory30Days(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	srv := httptest.NewServer(svc.Handler())
-	defer srv.Close()
+	base := servicetest.Serve(b, svc.Handler())
 	for _, bucket := range []string{"1m", "5m", "15m", "1h", "1d"} {
 		b.Run("bucket="+bucket, func(b *testing.B) {
 			url := fmt.Sprintf("%s/rooms/hall/history?type=temperature&bucket=%s&limit=1000&from=%s&to=%s",
-				srv.URL, bucket, begin.Format(time.RFC3339), end.Format(time.RFC3339))
+				base, bucket, begin.Format(time.RFC3339), end.Format(time.RFC3339))
 			lat := make([]time.Duration, 0, b.N)
 			var size int64
 			for range b.N {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,10 +12,10 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus"
-	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/occupancy"
 	"github.com/atrium-iot/atrium/services/room/sqlitestore"
@@ -171,18 +170,11 @@ func (c *countingStore) SetSeries(ctx context.Context, typ string, rooms []room.
 // room in one write (one transaction), and that a room deleted before the round
 // does not keep the others' estimates out.
 func TestEstimateRoundWritesOnce(t *testing.T) {
-	st, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "room.db"), sqlitestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t, "", sqlitestore.Options{})
 	cs := &countingStore{Store: st}
-	mb := membus.New(logging.Discard())
-	t.Cleanup(func() { mb.Close() })
+	mb := servicetest.Bus(t)
 	svc := room.New(cs, mb, logging.Discard(), room.Options{Now: func() time.Time { return now }})
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(srv.Close)
-	e := &env{svc: svc, store: st, bus: mb, url: srv.URL}
+	e := &env{svc: svc, store: st, bus: mb, url: servicetest.Serve(t, svc.Handler())}
 	for _, id := range []string{"a", "b", "gone"} {
 		e.consume(t, "batch-"+id, rd{id + "-co2", id, "co2", 500, "12:00:10"}, rd{id + "-co2", id, "co2", 520, "12:01:10"},
 			rd{id + "-t", id, "temperature", 21, "12:00:20"}, rd{id + "-t", id, "temperature", 21.2, "12:01:20"})

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -42,37 +41,39 @@ type env struct {
 	url   string
 }
 
+// openStore opens the SQLite store at path, a new file when path is "", and
+// closes it when tb ends.
+func openStore(tb testing.TB, path string, opts sqlitestore.Options) *sqlitestore.Store {
+	tb.Helper()
+	if path == "" {
+		path = filepath.Join(tb.TempDir(), "room.db")
+	}
+	st, err := sqlitestore.Open(context.Background(), path, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	return st
+}
+
+// newEnv is the service at the tests' clock over the store at path (a new
+// one when ""), on b (servicetest.Bus when nil), its API served on loopback;
+// its Run loop waits for run.
 func newEnv(t *testing.T, path string, b bus.Bus) *env {
 	t.Helper()
-	if path == "" {
-		path = filepath.Join(t.TempDir(), "room.db")
-	}
-	st, err := sqlitestore.Open(t.Context(), path, sqlitestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t, path, sqlitestore.Options{})
 	if b == nil {
 		b = servicetest.Bus(t)
 	}
 	svc := room.New(st, b, logging.Discard(), room.Options{Now: func() time.Time { return now }, PublishInterval: 20 * time.Millisecond})
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(srv.Close)
-	return &env{svc: svc, store: st, bus: b, url: srv.URL}
+	return &env{svc: svc, store: st, bus: b, url: servicetest.Serve(t, svc.Handler())}
 }
 
 // run starts the service's bus consumer and publisher until the test ends.
 func (e *env) run(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := e.svc.Run(ctx); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	testwait.For(t, "service ready", func() bool { return httpxtest.Get(t, e.url+"/readyz").Code == 200 })
+	t.Helper()
+	servicetest.Run(t, e.svc.Run)
+	servicetest.WaitReady(t, e.url)
 }
 
 type rd struct {
