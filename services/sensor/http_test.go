@@ -32,12 +32,21 @@ type service struct {
 	stop  func() // stops it before the test ends; the store stays on disk
 }
 
+// openStore opens the SQLite store sensor.db in dir with the synchronous mode
+// given ("": the default), logging nothing, and closes it when tb ends.
+func openStore(tb testing.TB, dir, synchronous string) *sqlitestore.Store {
+	tb.Helper()
+	st, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "sensor.db"), sqlitestore.Options{Settings: sqlitex.Settings{Logger: logging.Discard(), Synchronous: synchronous}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	return st
+}
+
 func serve(t *testing.T, dir string, opts sensor.Options) *service {
 	t.Helper()
-	st, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "sensor.db"), sqlitestore.Options{Settings: sqlitex.Settings{Logger: logging.Discard()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, dir, "")
 	b := servicetest.Bus(t)
 	run := servicetest.Start(t, sensor.New(st, b, logging.Discard(), opts))
 	s := &service{url: run.URL, store: st, bus: b}

@@ -2,8 +2,6 @@ package sensor_test
 
 import (
 	"context"
-	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,10 +10,8 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/servicetest"
-	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/sensor"
-	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
 )
 
 // switchBus is the in-process bus behind a switch, so a test can make the bus
@@ -40,10 +36,7 @@ func (b *switchBus) Publish(ctx context.Context, subject string, body []byte) er
 
 func TestUnavailableAnswers503AndRetryIsSafe(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "sensor.db"), sqlitestore.Options{Settings: sqlitex.Settings{Logger: logging.Discard()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, t.TempDir(), "")
 	b := &switchBus{Bus: servicetest.Bus(t)}
 	var mu sync.Mutex
 	got := 0
@@ -56,20 +49,19 @@ func TestUnavailableAnswers503AndRetryIsSafe(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := sensor.New(st, b, logging.Discard(), sensor.Options{RelayInterval: time.Hour})
-	srv := httptest.NewServer(svc.Handler())
-	defer srv.Close()
+	url := servicetest.Serve(t, svc.Handler())
 	body := `{"batch_id":"b-503","readings":[{"sensor_id":"x","type":"co2","value":500}]}`
 
 	b.set(true)
-	resp := send(t, srv.URL, []byte(body))
+	resp := send(t, url, []byte(body))
 	if resp.Code != 503 || resp.Head.Get("Retry-After") == "" {
 		t.Fatalf("bus down: status %d Retry-After %q, want 503 with Retry-After", resp.Code, resp.Head.Get("Retry-After"))
 	}
 	b.set(false)
-	if resp = send(t, srv.URL, []byte(body)); resp.Code != 200 {
+	if resp = send(t, url, []byte(body)); resp.Code != 200 {
 		t.Fatalf("retry after the bus is back: %d", resp.Code)
 	}
-	if resp = send(t, srv.URL, []byte(body)); resp.Code != 200 {
+	if resp = send(t, url, []byte(body)); resp.Code != 200 {
 		t.Fatalf("second retry: %d", resp.Code)
 	}
 	published := func() int { mu.Lock(); defer mu.Unlock(); return got }
@@ -83,7 +75,7 @@ func TestUnavailableAnswers503AndRetryIsSafe(t *testing.T) {
 	}
 
 	_ = st.Close()
-	resp = send(t, srv.URL, []byte(`{"batch_id":"b-closed","readings":[{"sensor_id":"x","type":"co2","value":501}]}`))
+	resp = send(t, url, []byte(`{"batch_id":"b-closed","readings":[{"sensor_id":"x","type":"co2","value":501}]}`))
 	if resp.Code != 503 || resp.Head.Get("Retry-After") == "" {
 		t.Fatalf("store closed: status %d, want 503 with Retry-After", resp.Code)
 	}

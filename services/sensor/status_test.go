@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,9 +14,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/servicetest"
-	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/sensor"
-	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
 )
 
 // statusWatch collects the sensor.status.changed events of a bus.
@@ -102,12 +99,7 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 // while the service was down is published by the next one.
 func TestStatusChanges(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "sensor.db")
-	st, err := sqlitestore.Open(ctx, path, sqlitestore.Options{Settings: sqlitex.Settings{Logger: logging.Discard()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { st.Close() }()
+	st := openStore(t, t.TempDir(), "")
 	b := servicetest.Bus(t)
 	w := watchStatus(t, b)
 	now := t0
@@ -178,11 +170,7 @@ func TestStatusChanges(t *testing.T) {
 // StatusInterval (-offline-after/10, from 1s to 30s).
 func BenchmarkSweepStatus(b *testing.B) {
 	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(b.TempDir(), "sensor.db"), sqlitestore.Options{Settings: sqlitex.Settings{Logger: logging.Discard(), Synchronous: "NORMAL"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(b, b.TempDir(), "NORMAL")
 	mb := servicetest.Bus(b)
 	const sensors, perBatch = 10000, 500
 	for i := 0; i < sensors; i += perBatch {
