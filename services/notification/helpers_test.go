@@ -75,7 +75,7 @@ func start(t *testing.T, dir string, opts notification.Options) *env {
 	e.run = servicetest.Start(t, e.svc)
 	e.url = e.run.URL
 	t.Cleanup(e.stop)
-	testwait.For(t, "service ready", func() bool { return httpxtest.Get(t, e.url+"/readyz").Code == 200 })
+	servicetest.WaitReady(t, e.url)
 	return e
 }
 
@@ -100,6 +100,17 @@ func (e *env) publish(batchID string, rs ...reading.Reading) {
 	if err := e.bus.Publish(e.t.Context(), bus.SensorDataReceived, events.EncodeSensorData(batchID, "", rs)); err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+// probe publishes one reading that no rule alerts on, as batch batchID, and
+// waits until the service has evaluated evaluated readings in all: the events
+// published before it are then handled.
+func (e *env) probe(batchID string, evaluated int) {
+	e.t.Helper()
+	e.publish(batchID, reading.Reading{SensorID: "probe", RoomID: "room-9", Type: "noise", Value: 1, Timestamp: t0.Add(9 * time.Minute)})
+	testwait.For(e.t, "the probe batch", func() bool {
+		return httpxtest.Scrape(e.t, nil, e.url).Get("atrium_notification_readings_total") == float64(evaluated)
+	})
 }
 
 // status publishes a sensor.status.changed event, as the sensor service does.
