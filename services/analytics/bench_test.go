@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus"
-	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -119,8 +119,7 @@ func BenchmarkAnalytics(b *testing.B) {
 			}
 			load := time.Since(start)
 			b.Logf("%s: loaded %d readings in %s: %.0f readings/s", e.name, n, load.Round(time.Millisecond), float64(n)/load.Seconds())
-			mb := membus.New(logging.Discard())
-			defer mb.Close()
+			mb := servicetest.Bus(b)
 			sens := sensorRegistry(b, nil)
 			svc := analytics.New(st, mb, logging.Discard(), analytics.Options{SensorURL: sens.URL, SummaryTTL: -1})
 
@@ -203,17 +202,10 @@ func BenchmarkIngestFromBus(b *testing.B) {
 	for _, e := range engines(b) {
 		b.Run(e.name, func(b *testing.B) {
 			st := e.open(b, filepath.Join(b.TempDir(), fmt.Sprintf("ingest%d", time.Now().UnixNano())))
-			defer st.Close()
-			mb := membus.New(logging.Discard())
-			defer mb.Close()
-			svc := analytics.New(st, mb, logging.Discard(), analytics.Options{SensorURL: "http://127.0.0.1:1"})
-			ctx, cancel := context.WithCancel(context.Background())
-			declared, undeclare := context.WithCancel(ctx)
-			undeclare()
-			_ = mb.Subscribe(declared, "analytics", []string{bus.SensorDataReceived}, nil)
-			done := make(chan struct{})
-			go func() { _ = svc.Run(ctx); close(done) }()
-			defer func() { cancel(); <-done }()
+			b.Cleanup(func() { st.Close() }) // after the service stops
+			mb := servicetest.Bus(b)
+			startRig(b, st, mb, analytics.Options{SensorURL: "http://127.0.0.1:1"})
+			ctx := b.Context()
 			// Events prepared beforehand: the sensor service's encoding of 1,000 readings.
 			const per = 1000
 			base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)

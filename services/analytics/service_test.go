@@ -91,7 +91,7 @@ type rig struct {
 	stop  func()
 }
 
-func startRig(t *testing.T, st analytics.Store, b bus.Bus, opts analytics.Options) *rig {
+func startRig(t testing.TB, st analytics.Store, b bus.Bus, opts analytics.Options) *rig {
 	t.Helper()
 	if opts.SummaryTTL == 0 {
 		opts.SummaryTTL = -1
