@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 )
 
 // TestEveryBusRow runs the four services on one bus, in-process and on
@@ -27,7 +28,7 @@ func TestEveryBusRow(t *testing.T) {
 			app := cloudtest.Start(t, "-target=sensor,room,analytics,notification", "-sensor-addr=127.0.0.1:0", "-room-addr=127.0.0.1:0",
 				"-analytics-addr=127.0.0.1:0", "-notification-addr=127.0.0.1:0", "-data-dir="+t.TempDir(), "-bus="+tc.bus(t), "-offline-after=2s")
 			url := func(part string) string { return "http://" + app.Addr(part) }
-			waitUntil(t, 30*time.Second, "the notification service ready", func() bool { return do(t, "GET", url("notification")+"/readyz", nil).Code == 200 })
+			servicetest.WaitReady(t, url("notification"))
 			for _, rule := range []string{
 				`{"id":"quiet-silent","kind":"sensor_silent","for":"1s","severity":"critical","room_id":"room-quiet"}`,
 				`{"id":"busy-co2","source":"room","metric":"co2","comparison":"gt","threshold":1000,"severity":"warning","room_id":"room-busy"}`,

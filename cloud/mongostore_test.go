@@ -13,6 +13,7 @@ import (
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -93,13 +94,7 @@ func TestMongoStore(t *testing.T) {
 		}
 	})
 	t.Run("notification seeded events_db", func(t *testing.T) {
-		deadline := time.Now().Add(20 * time.Second)
-		for do(t, "GET", notifyURL+"/readyz", nil).Code != 200 {
-			if time.Now().After(deadline) {
-				t.Fatal("notification service never became ready")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		servicetest.WaitReady(t, notifyURL)
 		a := do(t, "GET", notifyURL+"/rules", nil)
 		if a.Code != 200 {
 			t.Fatalf("GET /rules = %d %s", a.Code, a.Raw)

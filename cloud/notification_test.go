@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 )
 
 // startSensorNotification runs `atrium -target=sensor,notification` on loopback
@@ -20,13 +21,7 @@ func startSensorNotification(t *testing.T) (sensorURL, notifyURL string) {
 	args := []string{"-target=sensor,notification", "-sensor-addr=127.0.0.1:0", "-notification-addr=127.0.0.1:0", "-data-dir=" + t.TempDir()}
 	app := cloudtest.Start(t, args...)
 	notifyURL = "http://" + app.Addr("notification")
-	deadline := time.Now().Add(20 * time.Second)
-	for do(t, "GET", notifyURL+"/readyz", nil).Code != 200 {
-		if time.Now().After(deadline) {
-			t.Fatal("notification service never became ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	servicetest.WaitReady(t, notifyURL)
 	return "http://" + app.Addr("sensor"), notifyURL
 }
 

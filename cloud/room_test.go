@@ -26,6 +26,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/amqpbus"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 )
 
 // roomStartParts runs `atrium` in this process with the given -target, every part
@@ -92,7 +93,7 @@ func roomBatch(id, roomID string, n int, at time.Time) []byte {
 func TestRoomInProcess(t *testing.T) {
 	app := roomStartParts(t, "sensor,room", t.TempDir())
 	sensorURL, roomURL := "http://"+app.Addr("sensor"), "http://"+app.Addr("room")
-	roomWaitReady(t, roomURL)
+	servicetest.WaitReady(t, roomURL)
 	now := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
 	body := fmt.Sprintf(`{"batch_id":"inproc-1","readings":[
 		{"sensor_id":"t1","room_id":"lobby","type":"temperature","value":21,"timestamp":%q},
@@ -108,17 +109,6 @@ func TestRoomInProcess(t *testing.T) {
 	m := a.Body["metrics"].(map[string]any)
 	if temp := m["temperature"].(map[string]any); temp["value"] != 22.0 || temp["sensors"] != 2.0 || a.Body["air_quality"] != "poor" {
 		t.Errorf("metrics = %s, want temperature 22 from 2 sensors, air poor", a.Raw)
-	}
-}
-
-func roomWaitReady(t testing.TB, base string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for roomGet(base+"/readyz").Code != 200 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready in 60 s", base)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -209,7 +199,7 @@ func roomStartProc(t testing.TB, bin, part string, args ...string) *roomProc {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("%s did not listen in 60 s: %s", part, p.tail(4000))
 	}
-	roomWaitReady(t, p.url)
+	servicetest.WaitReady(t, p.url)
 	return p
 }
 
@@ -259,17 +249,12 @@ func TestRoomProcessesOverRabbitMQ(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	roomWaitFor(t, 60*time.Second, func() bool {
+	testwait.Within(t, 60*time.Second, "the duplicate counted", func() bool {
 		return strings.Contains(string(roomGet(room.url+"/metrics").Raw), `atrium_room_batches_total{outcome="duplicate"} 1`)
 	})
 	if n := roomCount(t, room.url, "atrium-hall", "co2", 510, time.Second); n != 510 {
 		t.Errorf("after publishing one event twice: %d readings, want 510", n)
 	}
-}
-
-func roomWaitFor(t testing.TB, within time.Duration, ok func() bool) {
-	t.Helper()
-	testwait.Within(t, within, "the condition", ok)
 }
 
 // TestRoomRabbitMQRestart stops and starts the RabbitMQ application while
@@ -351,7 +336,7 @@ func BenchmarkRoomRabbitMQ(b *testing.B) {
 	amqp := roomVhost(b, base)
 	app := roomStartParts(b, "room", b.TempDir(), "-bus="+amqp)
 	roomURL := "http://" + app.Addr("room")
-	roomWaitReady(b, roomURL)
+	servicetest.WaitReady(b, roomURL)
 	pub, err := amqpbus.New(context.Background(), amqp, amqpbus.Options{Logger: logging.Discard()})
 	if err != nil {
 		b.Fatal(err)
@@ -378,6 +363,6 @@ func BenchmarkRoomRabbitMQ(b *testing.B) {
 	}
 	wg.Wait()
 	want := fmt.Sprintf(`atrium_room_batches_total{outcome="applied"} %d`, b.N)
-	roomWaitFor(b, 5*time.Minute, func() bool { return strings.Contains(string(roomGet(roomURL+"/metrics").Raw), want) })
+	testwait.Within(b, 5*time.Minute, "every reading applied", func() bool { return strings.Contains(string(roomGet(roomURL+"/metrics").Raw), want) })
 	b.ReportMetric(float64(b.N*500)/time.Since(start).Seconds(), "readings/s")
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/atrium-iot/atrium/internal/bus/membus"
-	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/testwait"
 )
@@ -90,8 +89,16 @@ func Run(t testing.TB, run func(ctx context.Context) error) {
 	})
 }
 
-// WaitReady waits until the service at url answers GET /readyz with 200.
+// WaitReady waits until the service at url answers GET /readyz with 200; a
+// service not listening yet is not ready.
 func WaitReady(t testing.TB, url string) {
 	t.Helper()
-	testwait.For(t, "service ready", func() bool { return httpxtest.Get(t, url+"/readyz").Code == http.StatusOK })
+	testwait.For(t, url+" ready", func() bool {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
