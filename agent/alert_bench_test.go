@@ -1,11 +1,9 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -18,6 +16,7 @@ import (
 	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/gateway"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 )
 
 // BenchmarkPublishToAlert measures how long a reading that crosses a rule's
@@ -42,17 +41,8 @@ func BenchmarkPublishToAlert(b *testing.B) {
 			gw := benchStartAll(b, dir)
 			a := benchStartAgent(b, gw, func(c *agent.Config) { c.Token, c.Linger = key, linger })
 			rule := `{"id":"bench-co2","metric":"co2","comparison":"gt","threshold":1000,"for":"0","severity":"critical","room_id":"bench-room"}`
-			req, _ := http.NewRequest("POST", gw+"/rules", bytes.NewReader([]byte(rule)))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+key)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				b.Fatalf("create rule: %s %s", resp.Status, body)
+			if a := httpxtest.DoJSON(b, http.MethodPost, gw+"/rules", []byte(rule), "Authorization", "Bearer "+key); a.Code != http.StatusCreated {
+				b.Fatalf("create rule: %d %s", a.Code, a.Raw)
 			}
 			ctx := b.Context()
 			ws, _, err := websocket.Dial(ctx, "ws"+gw[len("http"):]+"/ws/notifications?room_id=bench-room&access_token="+key, nil)

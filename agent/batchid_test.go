@@ -21,6 +21,7 @@ import (
 	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/agent/spool"
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
@@ -68,21 +69,6 @@ func startAgentLogged(t *testing.T, logs io.Writer, cloudURL string, extra ...st
 		"-site=" + testSite, "-linger=50ms", "-shutdown-timeout=2s",
 	}, extra...)
 	return runAgent(t, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil, args...)
-}
-
-// get returns the body of GET u.
-func get(t *testing.T, u string) string {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // TestHostileCloudAnswersAreNotTakenAsStored: a cloud that answers the agent's
@@ -134,7 +120,7 @@ func TestHostileCloudAnswersAreNotTakenAsStored(t *testing.T) {
 	pages := []string{"/status", "/devices", "/metrics", "/healthz", "/readyz"}
 	check := func(when string) {
 		for _, p := range pages {
-			body := get(t, ag.status+p)
+			body := httpxtest.Get(t, ag.status+p).String()
 			for _, id := range sent() {
 				if strings.Contains(body, id) {
 					t.Errorf("%s: GET %s shows batch id %s", when, p, id)
@@ -243,17 +229,8 @@ func TestAnotherKeyCannotClaimTheAgentsBatchIDs(t *testing.T) {
 	// The other key claims every id first, with an empty batch.
 	for _, b := range batches {
 		body := fmt.Sprintf(`{"batch_id":%q,"readings":[]}`, b.ID)
-		req, _ := http.NewRequest(http.MethodPost, gw+"/sensors/data", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+otherKey)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", b.ID)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		answer, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Logf("other key's empty batch under the agent's id: %d %s", resp.StatusCode, bytes.TrimSpace(answer))
+		a := httpxtest.DoJSON(t, http.MethodPost, gw+"/sensors/data", []byte(body), "Authorization", "Bearer "+otherKey, "Idempotency-Key", b.ID)
+		t.Logf("other key's empty batch under the agent's id: %d %s", a.Code, bytes.TrimSpace(a.Raw))
 	}
 
 	ag := startAgentArgs(t, "-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",

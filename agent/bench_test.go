@@ -3,7 +3,6 @@ package agent_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -293,21 +292,7 @@ func benchStartCloud(b testing.TB, dir string) string {
 // benchClosedURL is the URL of a loopback port nothing listens on.
 func benchClosedURL(b testing.TB) string {
 	b.Helper()
-	return "http://" + benchFreeAddr(b)
-}
-
-// benchFreeAddr returns a loopback address that was free a moment ago.
-func benchFreeAddr(b testing.TB) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return addr
+	return "http://" + freeAddr(b)
 }
 
 // benchStartMochi runs a bare mochi-mqtt server: an allow-all auth hook and nothing else.
@@ -381,7 +366,7 @@ func benchStartMosquitto(b *testing.B) string {
 // accepting connections.
 func benchRunMosquitto(b *testing.B, bin string) (string, bool) {
 	b.Helper()
-	addr := benchFreeAddr(b)
+	addr := freeAddr(b)
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
 	text := "listener " + port + " 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nmax_queued_messages 100000\n"
@@ -531,16 +516,11 @@ type benchSpoolStats struct {
 // benchStatus reads the spool's counters from the agent's /status.
 func benchStatus(b testing.TB, httpAddr string) benchSpoolStats {
 	b.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/status")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var doc struct {
 		Spool benchSpoolStats `json:"spool"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
-		b.Fatalf("agent /status: %v", err)
+	if code := getJSON(b, "http://"+httpAddr+"/status", &doc); code != http.StatusOK {
+		b.Fatalf("agent /status: %d", code)
 	}
 	return doc.Spool
 }

@@ -214,21 +214,7 @@ func byIdentity(t testing.TB, rs []storedReading) map[string]storedReading {
 // getJSON GETs url and decodes a 2xx body into v; it returns the status.
 func getJSON(t testing.TB, u string, v any) int {
 	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	if resp.StatusCode/100 == 2 && v != nil {
-		if err := json.Unmarshal(body, v); err != nil {
-			t.Fatalf("GET %s: %v: %s", u, err, body)
-		}
-	}
-	return resp.StatusCode
+	return httpxtest.GetJSON(t, nil, u, v).Code
 }
 
 // ---- Prometheus text ----

@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -380,26 +378,8 @@ var httpClient = &http.Client{Timeout: 10 * time.Second}
 // getJSON GETs url and decodes a 200 answer into v.
 func getJSON(t *testing.T, rawURL string, v any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", rawURL, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", rawURL, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s: %s", rawURL, resp.Status, body)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		t.Fatalf("GET %s: %v: %s", rawURL, err, tail(string(body), 500))
+	if a := httpxtest.GetJSON(t, httpClient, rawURL, v); a.Code != http.StatusOK {
+		t.Fatalf("GET %s: %d: %s", rawURL, a.Code, tail(a.String(), 500))
 	}
 }
 

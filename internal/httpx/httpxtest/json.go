@@ -22,6 +22,20 @@ func Get(t testing.TB, url string) Answer {
 	return Do(t, nil, http.MethodGet, url, nil)
 }
 
+// GetJSON is a GET with client (http.DefaultClient when nil) whose 2xx answer's
+// JSON body is decoded into v (when not nil); a 2xx body that is not v's JSON
+// fails t. It returns the answer, whatever its status.
+func GetJSON(t testing.TB, client *http.Client, url string, v any) Answer {
+	t.Helper()
+	a := Do(t, client, http.MethodGet, url, nil)
+	if a.Code/100 == 2 && v != nil {
+		if err := json.Unmarshal(a.Raw, v); err != nil {
+			t.Fatalf("GET %s: %v: %.500s", url, err, a.Raw)
+		}
+	}
+	return a
+}
+
 // Decode reads a's JSON body into a T; a body that is not one fails t.
 func Decode[T any](t testing.TB, a Answer) T {
 	t.Helper()

@@ -37,6 +37,31 @@ func TestDoJSON(t *testing.T) {
 	}
 }
 
+func TestGetJSON(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.Error(w, `{"n":2}`, http.StatusNotFound)
+			return
+		}
+		_, _ = w.Write([]byte(`{"n":1}`))
+	}))
+	defer srv.Close()
+
+	var v struct{ N int }
+	if a := httpxtest.GetJSON(t, srv.Client(), srv.URL, &v); a.Code != 200 || v.N != 1 {
+		t.Errorf("GetJSON: %d, decoded %+v", a.Code, v)
+	}
+	v.N = 0
+	if a := httpxtest.GetJSON(t, nil, srv.URL+"/missing", &v); a.Code != 404 || v.N != 0 {
+		t.Errorf("a 404: %d, decoded %+v; want nothing decoded", a.Code, v)
+	}
+	rec := &recorder{TB: t}
+	httpxtest.GetJSON(rec, nil, srv.URL, &[]int{})
+	if !rec.failed {
+		t.Error("a body that is not the value's JSON did not fail")
+	}
+}
+
 func TestCheckProblem(t *testing.T) {
 	problem := httpxtest.Answer{Code: 400, CType: "application/problem+json",
 		Raw: []byte(`{"type":"about:blank","title":"Bad Request","status":400,"errors":[{"field":"limit","reason":"too big"}]}`)}
@@ -65,11 +90,13 @@ func TestCheckProblem(t *testing.T) {
 	}
 }
 
-// recorder is a testing.TB that notes a failure instead of failing.
+// recorder is a testing.TB that notes a failure instead of failing (a Fatalf
+// returns).
 type recorder struct {
 	testing.TB
 	failed bool
 }
 
 func (r *recorder) Errorf(string, ...any) { r.failed = true }
+func (r *recorder) Fatalf(string, ...any) { r.failed = true }
 func (r *recorder) Helper()               {}
