@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,15 +13,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
+	"github.com/atrium-iot/atrium/internal/launch"
 
 	sim "github.com/atrium-iot/atrium/firmware-sim"
-	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/testwait"
 )
 
@@ -34,8 +32,9 @@ const (
 	exitTimeout   = 15 * time.Second // a program exits after SIGINT (its own drains are 5–10 s)
 )
 
-// bins are the programs under test, built once by TestMain.
-var bins struct{ atrium, agent, sim string }
+// bins are the programs under test, built once by TestMain; with
+// ATRIUM_E2E_RACE=1 they are built with the race detector.
+var bins launch.Programs
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -47,38 +46,18 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
+	var flags []string
+	if os.Getenv("ATRIUM_E2E_RACE") == "1" {
+		flags = append(flags, "-race") // the programs themselves under the race detector
+	}
 	code := 1
-	if err := build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build:", err)
+	if bins, err = launch.Build(context.Background(), dir, flags...); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 	} else {
 		code = m.Run()
 	}
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// build compiles the three programs into dir with the go command on PATH; with
-// ATRIUM_E2E_RACE=1 they are built with the race detector.
-func build(dir string) error {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		return err
-	}
-	args := []string{"build", "-o", dir + string(filepath.Separator)}
-	if os.Getenv("ATRIUM_E2E_RACE") == "1" {
-		args = append(args, "-race") // the programs themselves under the race detector
-	}
-	args = append(args, "./cmd/atrium", "./cmd/atrium-agent", "./cmd/atrium-sim")
-	cmd := exec.Command(gobin, args...)
-	cmd.Dir = ".." // the module root
-	cmd.Env = flagenv.Strip(os.Environ())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%w\n%s", err, out)
-	}
-	bins.atrium = filepath.Join(dir, "atrium")
-	bins.agent = filepath.Join(dir, "atrium-agent")
-	bins.sim = filepath.Join(dir, "atrium-sim")
-	return nil
 }
 
 func skipShort(t *testing.T) {
@@ -88,92 +67,31 @@ func skipShort(t *testing.T) {
 	}
 }
 
-// logSink keeps a program's stderr (slog JSON lines) and wakes whoever waits for a line.
-type logSink struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	lines   []map[string]any
-	partial []byte
-	changed chan struct{}
-}
-
-func newLogSink() *logSink { return &logSink{changed: make(chan struct{})} }
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf.Write(p)
-	s.partial = append(s.partial, p...)
-	for {
-		i := bytes.IndexByte(s.partial, '\n')
-		if i < 0 {
-			break
-		}
-		var m map[string]any
-		if json.Unmarshal(s.partial[:i], &m) == nil {
-			s.lines = append(s.lines, m)
-		}
-		s.partial = s.partial[i+1:]
-	}
-	close(s.changed)
-	s.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// find returns the first log line for which match is true.
-func (s *logSink) find(match func(map[string]any) bool) (map[string]any, <-chan struct{}) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.lines {
-		if match(l) {
-			return l, nil
-		}
-	}
-	return nil, s.changed
-}
-
 // proc is one running program.
 type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	stdout logging.Buffer
-	logs   *logSink
-	done   chan struct{}
-	err    error // Wait's result, set before done closes
+	*launch.Proc
+	name string
 }
 
 // start runs bin with args. The process is stopped (SIGINT, then SIGKILL) when the
 // test ends, and its log is printed if the test failed.
 func start(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, logs: newLogSink(), done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = flagenv.Strip(os.Environ())
-	p.cmd.Stdout = &p.stdout
-	p.cmd.Stderr = p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+	lp, err := launch.Start(bin, args...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
+	p := &proc{Proc: lp, name: name}
 	t.Cleanup(func() {
 		// Every program must drain and exit 0 on SIGINT, whenever it comes.
-		if err := p.stop(); err != nil {
+		if err := p.Stop(exitTimeout); err != nil {
 			t.Errorf("%s: exit after SIGINT: %v", name, err)
 		}
-		if strings.Contains(p.logs.String(), "WARNING: DATA RACE") {
+		if strings.Contains(p.Log.String(), "WARNING: DATA RACE") {
 			t.Errorf("%s: the race detector reported a data race", name)
 		}
 		if t.Failed() {
-			t.Logf("%s %s\n--- log of %s ---\n%s", name, strings.Join(args, " "), name, tail(p.logs.String(), 3000))
+			t.Logf("%s %s\n--- log of %s ---\n%s", name, strings.Join(args, " "), name, tail(p.Log.String(), 3000))
 		}
 	})
 	return p
@@ -186,43 +104,13 @@ func tail(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
-// stop ends the process if it still runs: SIGINT, then SIGKILL after exitTimeout.
-// It returns the error of a process it stopped; one that had already exited was
-// checked by whoever waited for it.
-func (p *proc) stop() error {
-	select {
-	case <-p.done:
-		return nil
-	default:
-	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(exitTimeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("still running %s after SIGINT, killed", exitTimeout)
-	}
-}
-
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // wait waits up to d for the process to end and returns its Wait error; it fails
 // the test if the process is still running then.
 func (p *proc) wait(t *testing.T, d time.Duration) error {
 	t.Helper()
 	select {
-	case <-p.done:
-		return p.err
+	case <-p.Done():
+		return p.Err()
 	case <-time.After(d):
 		t.Fatalf("%s still running after %s", p.name, d)
 		return nil
@@ -234,7 +122,7 @@ func (p *proc) wait(t *testing.T, d time.Duration) error {
 func (p *proc) interrupt(t *testing.T) (time.Duration, error) {
 	t.Helper()
 	began := time.Now()
-	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := p.Cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatalf("SIGINT %s: %v", p.name, err)
 	}
 	err := p.wait(t, exitTimeout)
@@ -244,34 +132,20 @@ func (p *proc) interrupt(t *testing.T) (time.Duration, error) {
 // awaitLog waits for a log line with msg and, for each key of want, that value.
 func (p *proc) awaitLog(t *testing.T, msg string, want map[string]string) map[string]any {
 	t.Helper()
-	match := func(l map[string]any) bool {
-		if l["msg"] != msg {
-			return false
-		}
-		for k, v := range want {
-			if l[k] != v {
-				return false
-			}
-		}
-		return true
+	var kv []string
+	for k, v := range want {
+		kv = append(kv, k, v)
 	}
-	deadline := time.After(startTimeout)
-	for {
-		l, changed := p.logs.find(match)
-		if l != nil {
-			return l
-		}
-		select {
-		case <-changed:
-		case <-p.done:
-			if l, _ := p.logs.find(match); l != nil {
-				return l
-			}
-			t.Fatalf("%s exited (%v) before logging %q", p.name, p.err, msg)
-		case <-deadline:
-			t.Fatalf("%s did not log %q within %s", p.name, msg, startTimeout)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	l, err := p.Await(ctx, launch.Message(msg, kv...))
+	if errors.Is(err, launch.ErrExited) {
+		t.Fatalf("%s exited (%v) before logging %q", p.name, p.Err(), msg)
 	}
+	if err != nil {
+		t.Fatalf("%s did not log %q within %s", p.name, msg, startTimeout)
+	}
+	return l
 }
 
 func logString(t *testing.T, l map[string]any, key string) string {
@@ -295,7 +169,7 @@ type sensorService struct {
 // its SQLite store under dataDir.
 func startSensor(t *testing.T, dataDir, addr string) *sensorService {
 	t.Helper()
-	p := start(t, "atrium", bins.atrium, "-target=sensor", "-sensor-addr", addr, "-data-dir", dataDir, "-log-format", "json")
+	p := start(t, "atrium", bins.Atrium, "-target=sensor", "-sensor-addr", addr, "-data-dir", dataDir, "-log-format", "json")
 	l := p.awaitLog(t, "listening", map[string]string{"server": "sensor"})
 	a := logString(t, l, "addr")
 	return &sensorService{proc: p, addr: a, url: "http://" + a, dataDir: dataDir}
@@ -314,7 +188,7 @@ func startAgent(t *testing.T, cloudURL, spool string, extra ...string) *edgeAgen
 	t.Helper()
 	args := append([]string{"-allow-anonymous", "-mqtt-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0",
 		"-cloud-url", cloudURL, "-spool", spool, "-site", "e2e", "-linger", "100ms", "-log-format", "json"}, extra...)
-	p := start(t, "atrium-agent", bins.agent, args...)
+	p := start(t, "atrium-agent", bins.Agent, args...)
 	l := p.awaitLog(t, "agent started", nil)
 	return &edgeAgent{proc: p, mqtt: logString(t, l, "mqtt"), url: "http://" + logString(t, l, "status"), spool: spool}
 }
@@ -342,9 +216,9 @@ func (s *stack) simArgs(extra ...string) []string {
 // runSim runs atrium-sim to its end against the stack's agent and returns its summary.
 func (s *stack) runSim(t *testing.T, extra ...string) sim.Summary {
 	t.Helper()
-	p := start(t, "atrium-sim", bins.sim, s.simArgs(extra...)...)
+	p := start(t, "atrium-sim", bins.Sim, s.simArgs(extra...)...)
 	if err := p.wait(t, simTimeout); err != nil {
-		t.Fatalf("atrium-sim: %v\n%s", err, tail(p.logs.String(), 4000))
+		t.Fatalf("atrium-sim: %v\n%s", err, tail(p.Log.String(), 4000))
 	}
 	return parseSummary(t, p)
 }
@@ -352,8 +226,8 @@ func (s *stack) runSim(t *testing.T, extra ...string) sim.Summary {
 func parseSummary(t *testing.T, p *proc) sim.Summary {
 	t.Helper()
 	var sum sim.Summary
-	if err := json.Unmarshal(p.stdout.Bytes(), &sum); err != nil {
-		t.Fatalf("atrium-sim summary: %v\n%s", err, p.stdout.Bytes())
+	if err := json.Unmarshal(p.Stdout.Bytes(), &sum); err != nil {
+		t.Fatalf("atrium-sim summary: %v\n%s", err, p.Stdout.Bytes())
 	}
 	return sum
 }

@@ -30,12 +30,12 @@ func TestInterrupt(t *testing.T) {
 	agent := startAgent(t, sensor.url, filepath.Join(dir, "agent", "spool.db"),
 		"-linger", "1h", "-batch-max", "1000000", "-batch-bytes", strconv.Itoa(4<<20))
 	st := &stack{sensor: sensor, agent: agent, dir: dir}
-	simProc := start(t, "atrium-sim", bins.sim, st.simArgs("-rooms", "1", "-sensors-per-room", "4", "-interval", "50ms", "-seed", "5")...)
+	simProc := start(t, "atrium-sim", bins.Sim, st.simArgs("-rooms", "1", "-sensors-per-room", "4", "-interval", "50ms", "-seed", "5")...)
 
 	const atLeast = 200
 	testwait.WithinState(t, settleTimeout, "the agent to spool readings", func() (bool, string) {
-		if simProc.exited() {
-			t.Fatalf("atrium-sim exited early: %v", simProc.err)
+		if simProc.Exited() {
+			t.Fatalf("atrium-sim exited early: %v", simProc.Err())
 		}
 		n := scrape(t, agent.url).Get("atrium_agent_ingested_total")
 		return n >= atLeast, strconv.FormatFloat(n, 'f', -1, 64) + " readings ingested, want ≥ " + strconv.Itoa(atLeast)

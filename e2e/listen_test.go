@@ -22,10 +22,10 @@ func TestTakenPort(t *testing.T) {
 		addrFlags []string // each one listen address, the others get 127.0.0.1:0
 	}
 	programs := []program{
-		{bins.atrium, "atrium", func(t *testing.T) []string {
+		{bins.Atrium, "atrium", func(t *testing.T) []string {
 			return []string{"-data-dir", t.TempDir(), "-log-format", "json"}
 		}, cloudParts},
-		{bins.agent, "atrium-agent", func(t *testing.T) []string {
+		{bins.Agent, "atrium-agent", func(t *testing.T) []string {
 			return []string{"-spool", t.TempDir() + "/spool.db", "-allow-anonymous", "-log-format", "json",
 				"-tls-cert", pair.CertFile, "-tls-key", pair.KeyFile}
 		}, []string{"mqtt", "tls", "ws", "http"}},
@@ -54,7 +54,7 @@ func TestTakenPort(t *testing.T) {
 				}
 				want := pg.name + ": cannot listen on " + addr + " (-" + taken + "-addr, $ATRIUM_" +
 					strings.ToUpper(taken) + "_ADDR): bind: address already in use"
-				out := p.logs.String()
+				out := p.Log.String()
 				var plain []string
 				for l := range strings.Lines(out) {
 					if !strings.HasPrefix(l, "{") {

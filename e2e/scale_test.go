@@ -207,7 +207,7 @@ type service struct {
 func startService(t *testing.T, name, target, addr, dataDir string, args ...string) *service {
 	t.Helper()
 	all := append([]string{"-target=" + target, "-" + addrFlag(target) + "=" + addr, "-data-dir", dataDir, "-log-format", "json"}, args...)
-	p := start(t, name, bins.atrium, all...)
+	p := start(t, name, bins.Atrium, all...)
 	a := logString(t, p.awaitLog(t, "listening", map[string]string{"server": target}), "addr")
 	return &service{proc: p, target: target, addr: a, url: "http://" + a, dataDir: dataDir, args: args}
 }
@@ -222,7 +222,7 @@ func addrFlag(target string) string {
 // crash kills the service (SIGKILL: no drain, no acknowledgement) and waits for it.
 func (s *service) crash(t *testing.T) {
 	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := s.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %s: %v", s.name, err)
 	}
 	_ = s.wait(t, exitTimeout)
@@ -237,7 +237,7 @@ func (s *service) restart(t *testing.T) *service {
 // addKey runs `atrium keys add` and returns the new key.
 func addKey(t *testing.T, file, name, scopes string) string {
 	t.Helper()
-	cmd := exec.Command(bins.atrium, "keys", "add", "-name", name, "-scopes", scopes, "-keys", file)
+	cmd := exec.Command(bins.Atrium, "keys", "add", "-name", name, "-scopes", scopes, "-keys", file)
 	cmd.Env = flagenv.Strip(os.Environ())
 	out, err := cmd.Output()
 	if err != nil {
@@ -385,7 +385,7 @@ func TestScaleOut(t *testing.T) {
 	t.Logf("started in %s", time.Since(began).Round(time.Millisecond))
 
 	const rounds = 120
-	simProc := start(t, "atrium-sim", bins.sim, st.simArgs(append(fleetArgs(rounds, 11), "-interval", "100ms", "-site", run)...)...)
+	simProc := start(t, "atrium-sim", bins.Sim, st.simArgs(append(fleetArgs(rounds, 11), "-interval", "100ms", "-site", run)...)...)
 
 	// Mid-stream: kill the analytics service and one room replica once readings
 	// flow, let more arrive without them, then start them again.

@@ -284,7 +284,7 @@ type deadLetter struct {
 // deadLetters lists the dead letters of a stopped agent's spool with its CLI.
 func deadLetters(t *testing.T, spool string) []deadLetter {
 	t.Helper()
-	cmd := exec.Command(bins.agent, "spool", "dead-letters", "-spool", spool, "-limit", "100000")
+	cmd := exec.Command(bins.Agent, "spool", "dead-letters", "-spool", spool, "-limit", "100000")
 	cmd.Env = flagenv.Strip(os.Environ())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -28,7 +28,7 @@ func TestSimulatedFleetOverTLS(t *testing.T) {
 	t.Setenv("SSL_CERT_FILE", ca.File)
 	dir := t.TempDir()
 
-	sensor := start(t, "atrium", bins.atrium, "-target=sensor", "-sensor-addr", "127.0.0.1:0", "-data-dir", filepath.Join(dir, "sensor"),
+	sensor := start(t, "atrium", bins.Atrium, "-target=sensor", "-sensor-addr", "127.0.0.1:0", "-data-dir", filepath.Join(dir, "sensor"),
 		"-tls-cert", server.CertFile, "-tls-key", server.KeyFile, "-log-format", "json")
 	sensorURL := "https://" + logString(t, sensor.awaitLog(t, "listening", map[string]string{"server": "sensor"}), "addr")
 
@@ -36,7 +36,7 @@ func TestSimulatedFleetOverTLS(t *testing.T) {
 	if err := gateway.AddSubject(keys, "agent-e2e", "cn:agent-e2e", []gateway.Scope{gateway.ScopeIngest}); err != nil {
 		t.Fatal(err)
 	}
-	gw := start(t, "atrium", bins.atrium, "-target=gateway", "-gateway-addr", "127.0.0.1:0", "-data-dir", filepath.Join(dir, "gateway"),
+	gw := start(t, "atrium", bins.Atrium, "-target=gateway", "-gateway-addr", "127.0.0.1:0", "-data-dir", filepath.Join(dir, "gateway"),
 		"-keys", keys, "-rate-limit", "0", "-tls-cert", server.CertFile, "-tls-key", server.KeyFile, "-client-ca", ca.File,
 		"-sensor-url", sensorURL, "-upstream-ca", ca.File, "-log-format", "json")
 	gwURL := "https://" + logString(t, gw.awaitLog(t, "listening", map[string]string{"server": "gateway"}), "addr")
@@ -46,10 +46,10 @@ func TestSimulatedFleetOverTLS(t *testing.T) {
 		"-tls-addr", "127.0.0.1:0", "-tls-cert", server.CertFile, "-tls-key", server.KeyFile)
 	tlsAddr := logString(t, ag.awaitLog(t, "mqtt broker started", nil), "tls_addr")
 
-	p := start(t, "atrium-sim", bins.sim, append([]string{"-broker", "ssl://" + tlsAddr, "-summary", "json", "-log-format", "json"},
+	p := start(t, "atrium-sim", bins.Sim, append([]string{"-broker", "ssl://" + tlsAddr, "-summary", "json", "-log-format", "json"},
 		fleetArgs(rounds, 11)...)...)
 	if err := p.wait(t, simTimeout); err != nil {
-		t.Fatalf("atrium-sim: %v\n%s", err, tail(p.logs.String(), 4000))
+		t.Fatalf("atrium-sim: %v\n%s", err, tail(p.Log.String(), 4000))
 	}
 	sum := parseSummary(t, p)
 	if m := sum.Messages; m.Failed != 0 || m.Published != m.Produced || sum.Expect.Stored == 0 {

@@ -21,12 +21,12 @@ func TestUsage(t *testing.T) {
 		bin  *string
 		args []string
 	}{
-		{&bins.atrium, []string{"-h"}},
-		{&bins.atrium, []string{"keys", "add", "-h"}},
-		{&bins.agent, []string{"-h"}},
-		{&bins.agent, []string{"devices", "add", "-h"}},
-		{&bins.agent, []string{"spool", "dead-letters", "-h"}},
-		{&bins.sim, []string{"-h"}},
+		{&bins.Atrium, []string{"-h"}},
+		{&bins.Atrium, []string{"keys", "add", "-h"}},
+		{&bins.Agent, []string{"-h"}},
+		{&bins.Agent, []string{"devices", "add", "-h"}},
+		{&bins.Agent, []string{"spool", "dead-letters", "-h"}},
+		{&bins.Sim, []string{"-h"}},
 	}
 	for _, tc := range tests {
 		name := strings.Join(append([]string{(*tc.bin)[strings.LastIndex(*tc.bin, "/")+1:]}, tc.args...), " ")

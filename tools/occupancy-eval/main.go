@@ -32,10 +32,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/flagenv"
+	"github.com/atrium-iot/atrium/internal/launch"
 	"github.com/atrium-iot/atrium/services/room/occupancy"
 )
 
@@ -96,10 +96,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (*Result,
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	bins := *binDir
-	if bins == "" {
-		bins = filepath.Join(dir, "bin")
-		if err := build(ctx, bins); err != nil {
+	progs := launch.In(*binDir)
+	if *binDir == "" {
+		if progs, err = launch.Build(ctx, filepath.Join(dir, "bin")); err != nil {
 			return nil, err
 		}
 	}
@@ -110,32 +109,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (*Result,
 	}
 
 	start := time.Now()
-	cloud, err := startProc(ctx, filepath.Join(bins, "atrium"), "-target=sensor,room", "-sensor-addr", "127.0.0.1:0",
+	cloud, err := launch.Start(progs.Atrium, "-target=sensor,room", "-sensor-addr", "127.0.0.1:0",
 		"-room-addr", "127.0.0.1:0", "-data-dir", filepath.Join(dir, "cloud"), "-log-format", "json")
 	if err != nil {
 		return nil, err
 	}
-	defer cloud.stop()
-	sensorAddr, err := cloud.await(ctx, "listening", "server", "sensor", "addr")
+	defer stop(cloud)
+	sensorAddr, err := await(ctx, cloud, "addr", "listening", "server", "sensor")
 	if err != nil {
 		return nil, err
 	}
-	roomAddr, err := cloud.await(ctx, "listening", "server", "room", "addr")
+	roomAddr, err := await(ctx, cloud, "addr", "listening", "server", "room")
 	if err != nil {
 		return nil, err
 	}
-	agent, err := startProc(ctx, filepath.Join(bins, "atrium-agent"), "-allow-anonymous", "-mqtt-addr", "127.0.0.1:0",
+	agent, err := launch.Start(progs.Agent, "-allow-anonymous", "-mqtt-addr", "127.0.0.1:0",
 		"-http-addr", "127.0.0.1:0", "-cloud-url", "http://"+sensorAddr, "-spool", filepath.Join(dir, "spool.db"),
 		"-site", "eval", "-linger", "100ms", "-log-format", "json")
 	if err != nil {
 		return nil, err
 	}
-	defer agent.stop()
-	mqtt, err := agent.await(ctx, "agent started", "", "", "mqtt")
+	defer stop(agent)
+	mqtt, err := await(ctx, agent, "mqtt", "agent started")
 	if err != nil {
 		return nil, err
 	}
-	sim := exec.CommandContext(ctx, filepath.Join(bins, "atrium-sim"), "-broker", "tcp://"+mqtt, "-replay", csvPath,
+	sim := exec.CommandContext(ctx, progs.Sim, "-broker", "tcp://"+mqtt, "-replay", csvPath,
 		"-speed", "max", "-summary", "json", "-log-format", "json", "-progress", "off")
 	sim.Env = flagenv.Strip(os.Environ())
 	var simErr strings.Builder
@@ -352,112 +351,19 @@ func history(ctx context.Context, base string, from, to time.Time) ([]occupancy.
 	}
 }
 
-// build compiles the three programs into dir.
-func build(ctx context.Context, dir string) error {
-	root, err := moduleRoot()
+// await waits for p's log line with message msg (and the key, value pairs of
+// kv) and returns its field field.
+func await(ctx context.Context, p *launch.Proc, field, msg string, kv ...string) (string, error) {
+	l, err := p.Await(ctx, launch.Message(msg, kv...))
 	if err != nil {
-		return err
+		return "", fmt.Errorf("%s: waiting for %q: %w\n%s", filepath.Base(p.Cmd.Path), msg, err, tail(p.Log.String()))
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/atrium", "./cmd/atrium-agent", "./cmd/atrium-sim")
-	cmd.Dir = root
-	cmd.Env = flagenv.Strip(os.Environ())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %w\n%s", err, out)
-	}
-	return nil
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("not inside the atrium module: pass -bin")
-	}
-	return filepath.Dir(mod), nil
-}
-
-// proc is a running program whose JSON log lines are kept.
-type proc struct {
-	cmd     *exec.Cmd
-	mu      sync.Mutex
-	lines   []map[string]any
-	raw     strings.Builder
-	changed chan struct{}
-	done    chan struct{}
-}
-
-func startProc(ctx context.Context, bin string, args ...string) (*proc, error) {
-	p := &proc{cmd: exec.Command(bin, args...), changed: make(chan struct{}), done: make(chan struct{})}
-	p.cmd.Env = flagenv.Strip(os.Environ())
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", filepath.Base(bin), err)
-	}
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var l map[string]any
-			p.mu.Lock()
-			p.raw.WriteString(sc.Text() + "\n")
-			if json.Unmarshal(sc.Bytes(), &l) == nil {
-				p.lines = append(p.lines, l)
-			}
-			close(p.changed)
-			p.changed = make(chan struct{})
-			p.mu.Unlock()
-		}
-	}()
-	return p, nil
-}
-
-// await waits for a log line with message msg (and key = value when key is not
-// empty) and returns its field field.
-func (p *proc) await(ctx context.Context, msg, key, value, field string) (string, error) {
-	for {
-		p.mu.Lock()
-		for _, l := range p.lines {
-			if l["msg"] == msg && (key == "" || l[key] == value) {
-				s, _ := l[field].(string)
-				p.mu.Unlock()
-				return s, nil
-			}
-		}
-		ch := p.changed
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-p.done:
-			return "", fmt.Errorf("%s exited before logging %q:\n%s", filepath.Base(p.cmd.Path), msg, tail(p.logs()))
-		case <-ctx.Done():
-			return "", fmt.Errorf("waiting for %q from %s: %w", msg, filepath.Base(p.cmd.Path), ctx.Err())
-		}
-	}
-}
-
-func (p *proc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.raw.String()
+	s, _ := l[field].(string)
+	return s, nil
 }
 
 // stop interrupts the program and waits for it (killing it after 15 s).
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-	}
-	_ = p.cmd.Wait()
-}
+func stop(p *launch.Proc) { _ = p.Stop(15 * time.Second) }
 
 func tail(s string) string {
 	if len(s) > 3000 {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/atrium-iot/atrium/internal/launch"
 )
 
 // TestThroughTheStack replays excerpts of the UCI test sets through the real
@@ -16,7 +18,7 @@ func TestThroughTheStack(t *testing.T) {
 		t.Skip("end-to-end test: builds and runs the real programs")
 	}
 	bins := t.TempDir()
-	if err := build(t.Context(), bins); err != nil {
+	if _, err := launch.Build(t.Context(), bins); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
