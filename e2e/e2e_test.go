@@ -18,6 +18,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/launch"
+	"github.com/atrium-iot/atrium/internal/reading"
 
 	sim "github.com/atrium-iot/atrium/firmware-sim"
 	"github.com/atrium-iot/atrium/internal/testwait"
@@ -265,24 +266,14 @@ func scrape(t *testing.T, base string) metrics {
 	return httpxtest.Scrape(t, httpClient, base)
 }
 
-// storedReading is a reading as GET /sensors/{id}/data answers it.
-type storedReading struct {
-	SensorID  string    `json:"sensor_id"`
-	RoomID    string    `json:"room_id"`
-	Site      string    `json:"site"`
-	Type      string    `json:"type"`
-	Value     float64   `json:"value"`
-	Unit      string    `json:"unit"`
-	Timestamp time.Time `json:"timestamp"`
-}
-
 // identity is a reading's identity in the contract: (sensor_id, type, timestamp in ms).
 type identity struct {
 	sensor, typ string
 	ms          int64
 }
 
-func (r storedReading) id() identity { return identity{r.SensorID, r.Type, r.Timestamp.UnixMilli()} }
+// storedID is the identity of a reading as GET /sensors/{id}/data answers it.
+func storedID(r reading.Reading) identity { return identity{r.SensorID, r.Type, r.UnixMilli()} }
 
 // registered is an entry of GET /sensors.
 type registered struct {
@@ -326,9 +317,9 @@ func pageSensors(t *testing.T, base string, get func(url string, v any)) []regis
 
 // readAll reads every stored reading of every registered sensor with cursor
 // pagination (pages of limit), and fails on a reading listed twice.
-func readAll(t *testing.T, base string, limit int) []storedReading {
+func readAll(t *testing.T, base string, limit int) []reading.Reading {
 	t.Helper()
-	var all []storedReading
+	var all []reading.Reading
 	seen := map[identity]bool{}
 	for _, s := range listSensors(t, base) {
 		cursor := ""
@@ -338,18 +329,18 @@ func readAll(t *testing.T, base string, limit int) []storedReading {
 				q.Set("cursor", cursor)
 			}
 			var p struct {
-				Readings   []storedReading `json:"readings"`
-				NextCursor string          `json:"next_cursor"`
+				Readings   []reading.Reading `json:"readings"`
+				NextCursor string            `json:"next_cursor"`
 			}
 			getJSON(t, base+"/sensors/"+url.PathEscape(s.ID)+"/data?"+q.Encode(), &p)
 			for _, r := range p.Readings {
 				if r.SensorID != s.ID {
 					t.Errorf("GET /sensors/%s/data lists a reading of %s", s.ID, r.SensorID)
 				}
-				if seen[r.id()] {
-					t.Errorf("reading %+v listed twice", r.id())
+				if seen[storedID(r)] {
+					t.Errorf("reading %+v listed twice", storedID(r))
 				}
-				seen[r.id()] = true
+				seen[storedID(r)] = true
 			}
 			all = append(all, p.Readings...)
 			if p.NextCursor == "" {

@@ -95,13 +95,13 @@ func TestReplay(t *testing.T) {
 			}
 			wrong := 0
 			for _, r := range got {
-				w, ok := byID[r.id()]
+				w, ok := byID[storedID(r)]
 				if !ok || w.room != r.RoomID || w.value != r.Value || r.Site != "e2e" {
 					if wrong++; wrong <= 5 {
-						t.Errorf("stored %+v (room %s, value %g, site %s) is not in the file as such (%+v)", r.id(), r.RoomID, r.Value, r.Site, w)
+						t.Errorf("stored %+v (room %s, value %g, site %s) is not in the file as such (%+v)", storedID(r), r.RoomID, r.Value, r.Site, w)
 					}
 				}
-				delete(byID, r.id())
+				delete(byID, storedID(r))
 			}
 			for id := range byID {
 				if wrong++; wrong <= 10 {
@@ -313,7 +313,7 @@ func (s typeStats) mean() float64 {
 	return s.sum / float64(s.n)
 }
 
-func storedValues(rs []storedReading) []csvReading {
+func storedValues(rs []reading.Reading) []csvReading {
 	out := make([]csvReading, len(rs))
 	for i, r := range rs {
 		out[i] = csvReading{sensor: r.SensorID, room: r.RoomID, typ: r.Type, value: r.Value, t: r.Timestamp}

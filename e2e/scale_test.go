@@ -26,6 +26,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus/bustest"
 	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
@@ -274,9 +275,9 @@ func getAuth(rawURL, key string, v any) error {
 }
 
 // sensorReadings reads every stored reading of one sensor, page by page.
-func sensorReadings(t *testing.T, base, key, id string) []storedReading {
+func sensorReadings(t *testing.T, base, key, id string) []reading.Reading {
 	t.Helper()
-	var all []storedReading
+	var all []reading.Reading
 	cursor := ""
 	for page := 0; page < 10000; page++ {
 		q := url.Values{"limit": {"500"}}
@@ -284,8 +285,8 @@ func sensorReadings(t *testing.T, base, key, id string) []storedReading {
 			q.Set("cursor", cursor)
 		}
 		var p struct {
-			Readings   []storedReading `json:"readings"`
-			NextCursor string          `json:"next_cursor"`
+			Readings   []reading.Reading `json:"readings"`
+			NextCursor string            `json:"next_cursor"`
 		}
 		if err := getAuth(base+"/sensors/"+url.PathEscape(id)+"/data?"+q.Encode(), key, &p); err != nil {
 			t.Fatal(err)
@@ -320,7 +321,7 @@ type expectedType struct {
 	sensors      int
 	mean, lo, hi float64
 	count        int64
-	latest       map[string]storedReading
+	latest       map[string]reading.Reading
 	sum          float64
 }
 
@@ -428,7 +429,7 @@ func TestScaleOut(t *testing.T) {
 			sensors = append(sensors, ourSensor{sim.SensorID(room, j), room})
 		}
 	}
-	stored := map[string][]storedReading{} // by room
+	stored := map[string][]reading.Reading{} // by room
 	total := 0
 	for _, s := range sensors {
 		rs := sensorReadings(t, gw.url, readKey, s.id)
@@ -499,7 +500,7 @@ func TestScaleOut(t *testing.T) {
 			for _, r := range stored[room] {
 				e := exp[r.Type]
 				if e == nil {
-					e = &expectedType{lo: r.Value, hi: r.Value, latest: map[string]storedReading{}}
+					e = &expectedType{lo: r.Value, hi: r.Value, latest: map[string]reading.Reading{}}
 					exp[r.Type] = e
 				}
 				e.count++

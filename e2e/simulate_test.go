@@ -97,7 +97,7 @@ func TestSimulatedFleet(t *testing.T) {
 			byType[r.Type]++
 			perSensor[r.SensorID]++
 			if r.Site != "e2e" {
-				t.Errorf("reading %+v: site %q, want e2e", r.id(), r.Site)
+				t.Errorf("reading %+v: site %q, want e2e", storedID(r), r.Site)
 			}
 		}
 		for typ, n := range sum.ByType {
