@@ -81,6 +81,15 @@ type ownListener interface {
 	tracker() *connTracker
 }
 
+// closeOwn is the Close of an ownListener whose mochi id is id: it stops accepting
+// first, then lets mochi disconnect its clients (with a DISCONNECT for MQTT 5),
+// then closes whatever connection is left.
+func closeOwn(l ownListener, id string, closeClients listeners.CloseFn) {
+	l.stopAccepting()
+	closeClients(id)
+	l.tracker().closeAll()
+}
+
 // closeAll refuses new connections and closes the ones still open.
 func (t *connTracker) closeAll() {
 	t.mu.Lock()
@@ -160,13 +169,8 @@ func (l *streamListener) stopAccepting() {
 
 func (l *streamListener) tracker() *connTracker { return l.track }
 
-// Close stops accepting first, then lets mochi disconnect its clients (with a DISCONNECT
-// for MQTT 5), then closes whatever connection is left.
-func (l *streamListener) Close(closeClients listeners.CloseFn) {
-	l.stopAccepting()
-	closeClients(l.id)
-	l.track.closeAll()
-}
+// Close is closeOwn.
+func (l *streamListener) Close(closeClients listeners.CloseFn) { closeOwn(l, l.id, closeClients) }
 
 // wsListener serves MQTT over WebSocket (subprotocol "mqtt", binary messages, any path).
 type wsListener struct {
@@ -240,8 +244,5 @@ func (l *wsListener) stopAccepting() {
 
 func (l *wsListener) tracker() *connTracker { return l.track }
 
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
-	l.stopAccepting()
-	closeClients(l.id)
-	l.track.closeAll()
-}
+// Close is closeOwn.
+func (l *wsListener) Close(closeClients listeners.CloseFn) { closeOwn(l, l.id, closeClients) }
