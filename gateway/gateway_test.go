@@ -27,6 +27,7 @@ import (
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testwait"
 )
 
 // waitFor bounds every poll: generous, for a busy 2-core machine.
@@ -714,12 +715,7 @@ func TestRequestIDAndAccessLog(t *testing.T) {
 		}
 	})
 	t.Run("access log line", func(t *testing.T) {
-		var line map[string]any
-		for _, l := range strings.Split(g.logs.String(), "\n") {
-			if strings.Contains(l, `"request_id":"trace-123"`) {
-				_ = json.Unmarshal([]byte(l), &line)
-			}
-		}
+		line := accessLine(t, g, "trace-123")
 		if line["key"] != "dashboard" || line["route"] != "/sensors/*" || line["upstream"] != "sensor" ||
 			line["status"] != float64(200) || line["bytes"].(float64) <= 0 || line["duration_ms"] == nil {
 			t.Fatalf("access log line %v in\n%s", line, g.logs.String())
@@ -735,17 +731,29 @@ func TestRequestIDAndAccessLog(t *testing.T) {
 			{"/analytics", "open-3", "unmatched"},
 		} {
 			_ = call(t, "GET", g.url+tc.path, nil, "X-Request-ID", tc.id)
-			var line map[string]any
-			for _, l := range strings.Split(g.logs.String(), "\n") {
-				if strings.Contains(l, `"request_id":"`+tc.id+`"`) {
-					_ = json.Unmarshal([]byte(l), &line)
-				}
-			}
+			line := accessLine(t, g, tc.id)
 			if line["route"] != tc.route || line["key"] != "" || line["upstream"] != "" {
 				t.Errorf("GET %s: log line %v, want route %s", tc.path, line, tc.route)
 			}
 		}
 	})
+}
+
+// accessLine waits for the access log line of the request with id and returns
+// it decoded: the gateway writes it after the answer, so the client may have the
+// answer first.
+func accessLine(t *testing.T, g *gw, id string) map[string]any {
+	t.Helper()
+	var line map[string]any
+	testwait.Within(t, 5*time.Second, "the access log line of "+id, func() bool {
+		for _, l := range strings.Split(g.logs.String(), "\n") {
+			if strings.Contains(l, `"request_id":"`+id+`"`) {
+				return json.Unmarshal([]byte(l), &line) == nil
+			}
+		}
+		return false
+	})
+	return line
 }
 
 func TestOpenEndpoints(t *testing.T) {
