@@ -17,10 +17,10 @@ func (a *App) addAnalytics(ctx context.Context) error {
 	log := a.log.With("service", "analytics")
 	st, err := openStore(a, "-analytics-store", a.cfg.AnalyticsStore, "analytics", strings.HasPrefix(a.cfg.AnalyticsStore, "clickhouse://"),
 		func(url string) (analytics.Store, error) {
-			return clickhousestore.Open(ctx, url, clickhousestore.Options{Logger: log, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
+			return clickhousestore.Open(ctx, url, clickhousestore.Options{Logger: log, Tiered: a.cfg.keep()})
 		},
 		func(path string) (analytics.Store, error) {
-			return sqlitestore.Open(ctx, path, sqlitestore.Options{Settings: sqlitex.Settings{Logger: log}, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
+			return sqlitestore.Open(ctx, path, sqlitestore.Options{Settings: sqlitex.Settings{Logger: log}, Tiered: a.cfg.keep()})
 		})
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/internal/tlsx"
 	"github.com/atrium-iot/atrium/internal/version"
 )
@@ -88,6 +89,11 @@ type Config struct {
 	UpstreamCA      string
 	ShutdownTimeout time.Duration
 	flagenv.Program
+}
+
+// keep is the retention every store is opened with.
+func (c Config) keep() retention.Tiered {
+	return retention.Tiered{Policy: retention.Policy{Retention: c.Retention}, RollupRetention: c.RollupRetention}
 }
 
 // ParseFlags reads the command line; every flag -x-y also reads ATRIUM_X_Y.

@@ -16,10 +16,10 @@ func (a *App) addRoom(ctx context.Context) error {
 	log := a.log.With("service", "room")
 	st, err := openStore(a, "-store", a.cfg.Store, "room", mongox.IsURL(a.cfg.Store),
 		func(url string) (room.Store, error) {
-			return mongostore.Open(ctx, url, mongostore.Options{Logger: log, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
+			return mongostore.Open(ctx, url, mongostore.Options{Logger: log, Tiered: a.cfg.keep()})
 		},
 		func(path string) (room.Store, error) {
-			return sqlitestore.Open(ctx, path, sqlitestore.Options{Settings: sqlitex.Settings{Logger: log}, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
+			return sqlitestore.Open(ctx, path, sqlitestore.Options{Settings: sqlitex.Settings{Logger: log}, Tiered: a.cfg.keep()})
 		})
 	if err != nil {
 		return err

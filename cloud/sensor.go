@@ -16,10 +16,10 @@ func (a *App) addSensor(ctx context.Context) error {
 	log := a.log.With("service", "sensor")
 	st, err := openStore(a, "-store", a.cfg.Store, "sensor", mongox.IsURL(a.cfg.Store),
 		func(url string) (sensor.Store, error) {
-			return mongostore.Open(ctx, url, mongostore.Options{Logger: log, Retention: a.cfg.Retention, RollupRetention: a.cfg.RollupRetention})
+			return mongostore.Open(ctx, url, mongostore.Options{Logger: log, Tiered: a.cfg.keep()})
 		},
 		func(path string) (sensor.Store, error) {
-			return sqlitestore.Open(ctx, path, sqlitestore.Options{Settings: sqlitex.Settings{Logger: log}, Retention: a.cfg.Retention})
+			return sqlitestore.Open(ctx, path, sqlitestore.Options{Settings: sqlitex.Settings{Logger: log}, Policy: a.cfg.keep().Policy})
 		})
 	if err != nil {
 		return err

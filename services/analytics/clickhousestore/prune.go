@@ -107,7 +107,7 @@ func (s *Store) compareFrom() int64 {
 // timestamp), each cutoff rounded down to a day (UTC), and returns how many of
 // each it deleted.
 func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) {
-	now := s.now().UTC()
+	now := s.opts.Now().UTC()
 	var rb, ub time.Time
 	if s.opts.Retention > 0 {
 		rb = now.Add(-s.opts.Retention).Truncate(pruneStep)
@@ -343,7 +343,7 @@ func (s *Store) awaitMutations(ctx context.Context, table string, before map[str
 func (s *Store) recent(rs []reading.Reading) []reading.Reading {
 	floor := max(s.readCut, s.rollupCut)
 	if s.opts.Retention > 0 {
-		floor = max(floor, s.now().Add(-s.opts.Retention).UnixMilli())
+		floor = max(floor, s.opts.Now().Add(-s.opts.Retention).UnixMilli())
 	}
 	if floor == noCutoff {
 		return rs

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/services/analytics"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore/chtest"
@@ -78,9 +79,8 @@ func TestPruneReopen(t *testing.T) {
 			}
 			var logs logBuffer
 			opts := clickhousestore.Options{
-				Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
-				Retention: tc.retention, RollupRetention: tc.rollups, PruneEvery: -1,
-				Now: func() time.Time { return now },
+				Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+				Tiered: retention.Tiered{Policy: retention.Policy{Retention: tc.retention, PruneEvery: -1, Now: func() time.Time { return now }}, RollupRetention: tc.rollups},
 			}
 			s, err := clickhousestore.Open(ctx, u, opts)
 			if err != nil {
@@ -160,7 +160,7 @@ func TestPrunerAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := clickhousestore.Open(ctx, u, clickhousestore.Options{
-		Retention: 24 * time.Hour, RollupRetention: 72 * time.Hour, Now: func() time.Time { return now },
+		Tiered: retention.Tiered{Policy: retention.Policy{Retention: 24 * time.Hour, Now: func() time.Time { return now }}, RollupRetention: 72 * time.Hour},
 	})
 	if err != nil {
 		t.Fatal(err)

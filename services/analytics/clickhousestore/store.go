@@ -33,7 +33,6 @@
 package clickhousestore
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,17 +63,11 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxBatch bounds the readings of one INSERT (default 50,000).
 	MaxBatch int
-	// Retention is how long raw readings are kept, by reading timestamp; 0
-	// keeps them forever. A reading older than that is ignored by AddReadings.
-	Retention time.Duration
+	// Tiered: Retention is how long raw readings are kept, by reading
+	// timestamp; a reading older than that is ignored by AddReadings.
 	// RollupRetention is how long the per-minute aggregates, which every query
-	// reads, are kept; 0 keeps them forever.
-	RollupRetention time.Duration
-	// PruneEvery is how often expired data is deleted, the first time right
-	// after Open; 0 means every hour, < 0 only when Prune is called.
-	PruneEvery time.Duration
-	// Now is the clock of retention; nil means time.Now.
-	Now func() time.Time
+	// reads, are kept. PruneEvery defaults to every hour.
+	retention.Tiered
 }
 
 // Store is the ClickHouse implementation of analytics.Store.
@@ -82,7 +75,7 @@ type Store struct {
 	log  *slog.Logger
 	conn driver.Conn
 	db   string
-	opts Options
+	opts Options // with the defaults of its Tiered
 
 	// writer coalesces the AddReadings calls waiting at the same time into one
 	// check and one INSERT.
@@ -102,7 +95,6 @@ type Store struct {
 	readCut   int64 // Unix ms: the readings before it were pruned (noCutoff: none)
 	rollupCut int64 // Unix ms, a minute: the aggregates of the minutes before it were pruned
 
-	now    func() time.Time
 	pruner *retention.Pruner // nil when the store prunes nothing
 
 	verMu   sync.Mutex
@@ -182,23 +174,17 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhousestore: open %s: %w", redact(rawURL), err)
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
+	opts.Tiered = opts.WithDefaults(defaultPruneEvery)
 	s := &Store{
 		log: opts.Logger, conn: conn, db: db, opts: opts,
 		readCut: noCutoff, rollupCut: noCutoff,
-		now: now,
 	}
 	if err := s.migrate(ctx); err != nil {
 		conn.Close()
 		return nil, wrapErr("clickhousestore: open "+redact(rawURL), err)
 	}
 	s.writer = groupcommit.New(s.write, func(rs []reading.Reading) int { return len(rs) }, groupcommit.Options{MaxSize: opts.MaxBatch})
-	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, defaultPruneEvery), s.log, s.Prune)
-	}
+	s.pruner = opts.Start(s.log, s.Prune)
 	return s, nil
 }
 

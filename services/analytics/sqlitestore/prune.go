@@ -39,13 +39,13 @@ const deleteTypeMinutes = "DELETE FROM type_minute WHERE (type, minute) IN (SELE
 // per-minute aggregates older than Options.RollupRetention (by reading
 // timestamp), and returns how many of each it deleted.
 func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) {
-	now := s.now()
+	now := s.keep.Now()
 	var rb, ub time.Time
-	if s.opts.Retention > 0 {
-		rb = now.Add(-s.opts.Retention)
+	if s.keep.Retention > 0 {
+		rb = now.Add(-s.keep.Retention)
 	}
-	if s.opts.RollupRetention > 0 {
-		ub = now.Add(-s.opts.RollupRetention)
+	if s.keep.RollupRetention > 0 {
+		ub = now.Add(-s.keep.RollupRetention)
 	}
 	return s.PruneBefore(ctx, rb, ub)
 }
@@ -210,8 +210,8 @@ func (s *Store) pruneChunk(ctx context.Context, fn func(ctx context.Context) (in
 // retention, which the store can no longer dedupe; s.mu is held.
 func (s *Store) recent(rs []reading.Reading, now time.Time) []reading.Reading {
 	floor := s.floor
-	if s.opts.Retention > 0 {
-		floor = max(floor, now.Add(-s.opts.Retention).UnixMilli())
+	if s.keep.Retention > 0 {
+		floor = max(floor, now.Add(-s.keep.Retention).UnixMilli())
 	}
 	if floor == 0 {
 		return rs

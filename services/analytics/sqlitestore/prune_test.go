@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/analytics"
@@ -58,7 +59,7 @@ func TestPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = openTest(t, path, Options{
-		Retention: 24 * time.Hour, RollupRetention: 72 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now },
+		Tiered: retention.Tiered{Policy: retention.Policy{Retention: 24 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now }}, RollupRetention: 72 * time.Hour},
 	})
 	nr, nu, err := s.Prune(ctx)
 	if err != nil {
@@ -110,7 +111,7 @@ func TestPruneAtOpen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = openTest(t, path, Options{RollupRetention: 24 * time.Hour, Now: func() time.Time { return now }})
+	s = openTest(t, path, Options{Tiered: retention.Tiered{Policy: retention.Policy{Now: func() time.Time { return now }}, RollupRetention: 24 * time.Hour}})
 	testwait.Within(t, 10*time.Second, "the prune at open: one reading left", func() bool {
 		n, err := s.CountReadings(t.Context(), base, now.Add(time.Minute))
 		if err != nil {

@@ -13,7 +13,6 @@
 package sqlitestore
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -40,25 +39,18 @@ var migrations embed.FS
 // may be lost on power loss: the bus redelivers what was not acknowledged).
 type Options struct {
 	sqlitex.Settings
-	// Retention is how long raw readings (their identities, for dedupe) are
-	// kept, by reading timestamp; 0 keeps them forever. A reading older than
-	// that is ignored by AddReadings.
-	Retention time.Duration
-	// RollupRetention is how long the per-minute aggregates, which every query
-	// reads, are kept; 0 keeps them forever.
-	RollupRetention time.Duration
-	// PruneEvery is how often expired data is deleted, the first time right
-	// after Open; 0 means every minute, < 0 only when Prune is called.
-	PruneEvery time.Duration
-	// Now is the clock of retention; nil means time.Now.
-	Now func() time.Time
+	// Tiered: Retention is how long raw readings (their identities, for
+	// dedupe) are kept, by reading timestamp; a reading older than that is
+	// ignored by AddReadings. RollupRetention is how long the per-minute
+	// aggregates, which every query reads, are kept. PruneEvery defaults to
+	// every minute.
+	retention.Tiered
 }
 
 // Store is the SQLite implementation of analytics.Store.
 type Store struct {
 	log  *slog.Logger
-	opts Options
-	now  func() time.Time
+	keep retention.Tiered // Options.Tiered with its defaults
 	rdb  *sql.DB
 
 	mu     sync.Mutex // guards wdb and the statement cache
@@ -97,15 +89,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		rdb.Close()
 		return nil, wrapErr("analytics sqlitestore: open "+path, err)
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
-	s := &Store{log: log, opts: opts, now: now, rdb: rdb, wdb: wdb, wconn: wconn, stmts: map[string]*sql.Stmt{}, series: map[seriesKey]int64{}}
+	s := &Store{log: log, keep: opts.WithDefaults(defaultPruneEvery), rdb: rdb, wdb: wdb, wconn: wconn, stmts: map[string]*sql.Stmt{}, series: map[seriesKey]int64{}}
 	s.writer = groupcommit.New(s.commitGroup, func(rs []reading.Reading) int { return len(rs) }, groupcommit.Options{MaxSize: maxGroup})
-	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, defaultPruneEvery), log, s.Prune)
-	}
+	s.pruner = s.keep.Start(log, s.Prune)
 	return s, nil
 }
 

@@ -122,7 +122,7 @@ func (s *Store) applyGroup(ctx context.Context, group [][]reading.Reading, caref
 	counts := make([]int, len(group))
 	var all []reading.Reading
 	fresh := map[seriesKey]int64{}
-	now := s.now()
+	now := s.keep.Now()
 	for i, rs := range group {
 		stored, err := s.insertReadings(ctx, tx, s.recent(rs, now), fresh, careful)
 		if err != nil {

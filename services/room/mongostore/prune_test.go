@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/storetest"
 )
@@ -17,19 +18,19 @@ func TestExpiryIndexes(t *testing.T) {
 	db := mongotest.Database(t, c, "room_expiry")
 	tests := []struct {
 		name string
-		opts Options
+		keep retention.Tiered
 		want map[string]time.Duration // tier → TTL (0: a plain index); absent: no index
 	}{
-		{"both", Options{Retention: time.Hour, RollupRetention: 2 * time.Hour},
+		{"both", retention.Tiered{Policy: retention.Policy{Retention: time.Hour}, RollupRetention: 2 * time.Hour},
 			map[string]time.Duration{"rollups_1m": time.Hour + time.Minute, "rollups_5m": 2*time.Hour + 5*time.Minute, "rollups_1h": 3 * time.Hour}},
-		{"rollups only, longer", Options{RollupRetention: 4 * time.Hour},
+		{"rollups only, longer", retention.Tiered{RollupRetention: 4 * time.Hour},
 			map[string]time.Duration{"rollups_5m": 4*time.Hour + 5*time.Minute, "rollups_1h": 5 * time.Hour}},
-		{"forever", Options{}, map[string]time.Duration{}},
+		{"forever", retention.Tiered{}, map[string]time.Duration{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.opts.PruneEvery = -1
-			s := openTest(t, db, tc.opts)
+			tc.keep.PruneEvery = -1
+			s := openTest(t, db, Options{Tiered: tc.keep})
 			for _, tr := range s.tiers {
 				found, got := mongotest.Index(t, tr.coll, expiryIndex)
 				ttl, want := tc.want[tr.name]
@@ -55,8 +56,8 @@ func TestExpiryIndexes(t *testing.T) {
 // right after Open.
 func TestPruneAtOpen(t *testing.T) {
 	db := mongotest.Database(t, mongotest.Client(t), "room_prune_open")
-	storetest.RunPruneAtOpen(t, func(t *testing.T, r storetest.RetentionOptions) room.Store {
-		s := openTest(t, db, Options{Retention: r.Retention, RollupRetention: r.RollupRetention, Now: r.Now})
+	storetest.RunPruneAtOpen(t, func(t *testing.T, r retention.Tiered) room.Store {
+		s := openTest(t, db, Options{Tiered: r})
 		if s.Server().TTL {
 			t.Skip("the server expires buckets with TTL indexes, on its own schedule")
 		}

@@ -47,19 +47,12 @@ type Options struct {
 	// process) blocks a redelivery of the same batch id before the redelivery
 	// takes it over and completes it; 0 means 15 s.
 	Lease time.Duration
-	// Retention is how long the minute buckets (the history at 1m and the
-	// window of the live metrics) are kept, by reading timestamp; 0 keeps them
-	// forever.
-	Retention time.Duration
-	// RollupRetention is how long the five-minute and hour buckets are kept; 0
-	// keeps them forever.
-	RollupRetention time.Duration
-	// PruneEvery is how often expired buckets are deleted when the server has no
-	// TTL indexes, the first time right after Open; 0 means every minute, < 0
-	// only when Prune is called.
-	PruneEvery time.Duration
-	// Now is the clock of leases and retention; nil means time.Now.
-	Now func() time.Time
+	// Tiered: Retention is how long the minute buckets (the history at 1m and
+	// the window of the live metrics) are kept, by reading timestamp;
+	// RollupRetention is how long the five-minute and hour buckets are kept.
+	// PruneEvery matters only when the server has no TTL indexes, and defaults
+	// to every minute. Now is the clock of leases too.
+	retention.Tiered
 }
 
 // tier is one rollup collection and the period of its buckets.
@@ -98,6 +91,7 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	if opts.Lease <= 0 {
 		opts.Lease = 15 * time.Second
 	}
+	opts.Tiered = opts.WithDefaults(time.Minute)
 	ms, err := mongox.OpenStore(ctx, uri, mongox.StoreOptions{AppName: "atrium-room", Database: opts.Database, Logger: opts.Logger, Now: opts.Now})
 	if err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", err)
@@ -123,8 +117,8 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 		_ = ms.Close("", nil)
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
-	if !s.conn.Server.TTL && (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, time.Minute), s.conn.Log, func(ctx context.Context) (int64, int64, error) {
+	if !s.conn.Server.TTL {
+		s.pruner = opts.Start(s.conn.Log, func(ctx context.Context) (int64, int64, error) {
 			n, err := s.Prune(ctx)
 			return 0, n, err
 		})

@@ -13,6 +13,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/services/room"
 	"github.com/atrium-iot/atrium/services/room/storetest"
 )
@@ -34,10 +35,9 @@ func TestContract(t *testing.T) {
 
 func TestRetentionContract(t *testing.T) {
 	c := mongotest.Client(t)
-	storetest.RunRetention(t, func(t *testing.T, name string, r storetest.RetentionOptions) storetest.Pruner {
-		return openTest(t, mongotest.Database(t, c, "room_"+name), Options{
-			Retention: r.Retention, RollupRetention: r.RollupRetention, PruneEvery: -1, Now: r.Now,
-		})
+	storetest.RunRetention(t, func(t *testing.T, name string, r retention.Tiered) storetest.Pruner {
+		r.PruneEvery = -1
+		return openTest(t, mongotest.Database(t, c, "room_"+name), Options{Tiered: r})
 	})
 }
 
@@ -108,7 +108,7 @@ func TestResumeAfterCrash(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := openTest(t, mongotest.Database(t, c, "room_resume"), Options{Lease: time.Minute, Now: clock})
+			s := openTest(t, mongotest.Database(t, c, "room_resume"), Options{Lease: time.Minute, Tiered: retention.Tiered{Policy: retention.Policy{Now: clock}}})
 			ctx := t.Context()
 			tc.crash(t, s)
 			// Another batch counted in the same buckets meanwhile.

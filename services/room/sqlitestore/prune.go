@@ -32,15 +32,15 @@ const (
 // retentionOf is how long the rollups of tier i are kept (0: forever).
 func (s *Store) retentionOf(i int) time.Duration {
 	if i == 0 {
-		return s.opts.Retention
+		return s.keep.Retention
 	}
-	return s.opts.RollupRetention
+	return s.keep.RollupRetention
 }
 
 // Prune deletes, now, the rollups past their retention and returns how many
 // it deleted. With both retentions 0 it does nothing.
 func (s *Store) Prune(ctx context.Context) (int64, error) {
-	now := s.now()
+	now := s.keep.Now()
 	var total int64
 	for i, t := range tiers {
 		keep := s.retentionOf(i)

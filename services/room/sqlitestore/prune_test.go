@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
 	"github.com/atrium-iot/atrium/services/room"
@@ -20,8 +21,8 @@ func TestPruneChunks(t *testing.T) {
 	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	now := base.Add(10 * 24 * time.Hour)
 	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "prune.db"), Options{
-		Settings: sqlitex.Settings{Synchronous: "NORMAL"}, Retention: 24 * time.Hour, RollupRetention: 72 * time.Hour, PruneEvery: -1,
-		Now: func() time.Time { return now },
+		Settings: sqlitex.Settings{Synchronous: "NORMAL"},
+		Tiered:   retention.Tiered{Policy: retention.Policy{Retention: 24 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now }}, RollupRetention: 72 * time.Hour},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -105,9 +106,9 @@ func TestPruneChunks(t *testing.T) {
 // TestPruneAtOpen: with a retention, the pruner runs right after Open.
 func TestPruneAtOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "open.db")
-	storetest.RunPruneAtOpen(t, func(t *testing.T, r storetest.RetentionOptions) room.Store {
+	storetest.RunPruneAtOpen(t, func(t *testing.T, r retention.Tiered) room.Store {
 		s := sqlitetest.Open(t, path, func(ctx context.Context, path string) (*Store, error) {
-			return Open(ctx, path, Options{Retention: r.Retention, RollupRetention: r.RollupRetention, Now: r.Now})
+			return Open(ctx, path, Options{Tiered: r})
 		})
 		t.Cleanup(func() { s.Close() })
 		return s

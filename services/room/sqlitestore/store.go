@@ -11,7 +11,6 @@
 package sqlitestore
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -19,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -38,27 +36,19 @@ var migrations embed.FS
 // defaults to FULL.
 type Options struct {
 	sqlitex.Settings
-	// Retention is how long the minute rollups (the history at 1m and the
-	// window of the live metrics) are kept, by reading timestamp; 0 keeps them
-	// forever.
-	Retention time.Duration
-	// RollupRetention is how long the five-minute and hour rollups are kept; 0
-	// keeps them forever.
-	RollupRetention time.Duration
-	// PruneEvery is how often expired rollups are deleted, the first time right
-	// after Open; 0 means every minute, < 0 only when Prune is called.
-	PruneEvery time.Duration
-	// Now is the clock of retention; nil means time.Now.
-	Now func() time.Time
+	// Tiered: Retention is how long the minute rollups (the history at 1m and
+	// the window of the live metrics) are kept, by reading timestamp;
+	// RollupRetention is how long the five-minute and hour rollups are kept.
+	// PruneEvery defaults to every minute.
+	retention.Tiered
 }
 
 // Store is the SQLite implementation of room.Store.
 type Store struct {
 	log  *slog.Logger
-	opts Options
-	now  func() time.Time
-	wdb  *sql.DB // one connection: every write
-	rdb  *sql.DB // the read pool
+	keep retention.Tiered // Options.Tiered with its defaults
+	wdb  *sql.DB          // one connection: every write
+	rdb  *sql.DB          // the read pool
 
 	stmts map[stmtKey]*sql.Stmt // prepared on wdb; read-only after Open
 	reads map[string]*sql.Stmt  // prepared on rdb, by query; read-only after Open
@@ -85,21 +75,15 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
 	log, wdb, rdb := db.Log, db.Writer, db.Readers
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
-	s := &Store{log: log, opts: opts, now: now, wdb: wdb, rdb: rdb, stmts: map[stmtKey]*sql.Stmt{}, reads: map[string]*sql.Stmt{}}
+	s := &Store{log: log, keep: opts.WithDefaults(defaultPruneEvery), wdb: wdb, rdb: rdb, stmts: map[stmtKey]*sql.Stmt{}, reads: map[string]*sql.Stmt{}}
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, wrapErr("sqlitestore: open "+path, err)
 	}
-	if (opts.Retention > 0 || opts.RollupRetention > 0) && opts.PruneEvery >= 0 {
-		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, defaultPruneEvery), log, func(ctx context.Context) (int64, int64, error) {
-			n, err := s.Prune(ctx)
-			return 0, n, err
-		})
-	}
+	s.pruner = s.keep.Start(log, func(ctx context.Context) (int64, int64, error) {
+		n, err := s.Prune(ctx)
+		return 0, n, err
+	})
 	return s, nil
 }
 

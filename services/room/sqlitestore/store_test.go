@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
 	"github.com/atrium-iot/atrium/services/room"
@@ -28,9 +29,10 @@ func TestContract(t *testing.T) {
 
 func TestRetentionContract(t *testing.T) {
 	path := sqlitetest.Paths(t)
-	storetest.RunRetention(t, func(t *testing.T, name string, r storetest.RetentionOptions) storetest.Pruner {
+	storetest.RunRetention(t, func(t *testing.T, name string, r retention.Tiered) storetest.Pruner {
+		r.PruneEvery = -1
 		return sqlitetest.Open(t, path(name), func(ctx context.Context, path string) (*Store, error) {
-			return Open(ctx, path, Options{Retention: r.Retention, RollupRetention: r.RollupRetention, PruneEvery: -1, Now: r.Now})
+			return Open(ctx, path, Options{Tiered: r})
 		})
 	})
 }

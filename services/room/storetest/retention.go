@@ -7,17 +7,10 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/room"
 )
-
-// RetentionOptions are what a RetentionOpener opens a store with: the
-// adapter's Options.Retention (minute rollups), Options.RollupRetention
-// (five-minute and hour rollups) and Options.Now.
-type RetentionOptions struct {
-	Retention, RollupRetention time.Duration
-	Now                        func() time.Time
-}
 
 // Pruner is a store that deletes, when asked, the rollups past their retention
 // (a rollup goes once the whole of its period is older than the cutoff), and
@@ -27,10 +20,11 @@ type Pruner interface {
 	Prune(ctx context.Context) (int64, error)
 }
 
-// RetentionOpener opens a new, empty store called name with retention r. Its
+// RetentionOpener opens a new, empty store called name with r's Retention,
+// RollupRetention and Now (its PruneEvery is the adapter's to set). Its
 // own pruning must not run before the suite calls Prune (an adapter turns its
 // background pruner off). RunRetention closes the store.
-type RetentionOpener func(t *testing.T, name string, r RetentionOptions) Pruner
+type RetentionOpener func(t *testing.T, name string, r retention.Tiered) Pruner
 
 // RunRetention checks -retention and -rollup-retention: Prune deletes the
 // minute rollups older than the retention and the coarser ones older than the
@@ -58,16 +52,16 @@ func RunRetention(t *testing.T, open RetentionOpener) {
 	}
 	tests := []struct {
 		name string
-		r    RetentionOptions
+		r    retention.Tiered
 		want want
 	}{
-		{"minutes 24h rollups 72h", RetentionOptions{Retention: 24 * time.Hour, RollupRetention: 72 * time.Hour}, want{
+		{"minutes 24h rollups 72h", retention.Tiered{Policy: retention.Policy{Retention: 24 * time.Hour}, RollupRetention: 72 * time.Hour}, want{
 			minutes:  []room.Stat{one("co2", ago(20, 3*time.Minute), 3), one("co2", now.Add(-2*time.Minute), 4)},
 			fives:    []room.Stat{one("co2", ago(48, 5*time.Minute), 2), one("co2", ago(20, 0), 3), one("co2", now.Add(-5*time.Minute), 4)},
 			hours:    []room.Stat{one("co2", ago(48, 0), 2), one("co2", ago(20, 0), 3), one("co2", ago(1, 0), 4)},
 			tempFive: []room.Stat{one("temperature", ago(30, 0), 21)},
 		}},
-		{"forever", RetentionOptions{}, want{
+		{"forever", retention.Tiered{}, want{
 			minutes: []room.Stat{one("co2", ago(100, 0), 1), one("co2", ago(48, 7*time.Minute), 2),
 				one("co2", ago(20, 3*time.Minute), 3), one("co2", now.Add(-2*time.Minute), 4)},
 			fives: []room.Stat{one("co2", ago(100, 0), 1), one("co2", ago(48, 5*time.Minute), 2),
@@ -129,10 +123,10 @@ func RunRetention(t *testing.T, open RetentionOpener) {
 // coarser rollups stay (RollupRetention is 0). open opens the same store each
 // time, with r and its background pruner as the adapter runs it; the store is
 // closed at the end of t, or before by the suite.
-func RunPruneAtOpen(t *testing.T, open func(t *testing.T, r RetentionOptions) room.Store) {
+func RunPruneAtOpen(t *testing.T, open func(t *testing.T, r retention.Tiered) room.Store) {
 	now := t0.Add(48 * time.Hour)
 	clock := func() time.Time { return now }
-	s := open(t, RetentionOptions{Now: clock})
+	s := open(t, retention.Tiered{Policy: retention.Policy{Now: clock}})
 	if _, err := s.Apply(t.Context(), room.Batch{ID: "b1", At: now, Readings: []reading.Reading{
 		rd("s1", "r1", "co2", 1, t0), rd("s1", "r1", "co2", 2, now),
 	}}); err != nil {
@@ -141,7 +135,7 @@ func RunPruneAtOpen(t *testing.T, open func(t *testing.T, r RetentionOptions) ro
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	h := harnessFor(t, open(t, RetentionOptions{Retention: 24 * time.Hour, Now: clock}))
+	h := harnessFor(t, open(t, retention.Tiered{Policy: retention.Policy{Retention: 24 * time.Hour, Now: clock}}))
 	q := room.HistoryQuery{RoomID: "r1", Type: "co2", From: t0, To: now.Add(time.Hour), Bucket: time.Minute}
 	testwait.Within(t, 20*time.Second, "the prune at open: only the new minute at 1m", func() bool {
 		got := h.history(q)

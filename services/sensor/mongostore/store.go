@@ -40,21 +40,15 @@ type Options struct {
 	// Database is the database the store uses; "" means sensor_db. Tests give
 	// each run its own.
 	Database string
-	// Retention is how long raw readings are kept, by reading timestamp; 0 keeps
-	// them forever. Hourly rollups are kept for RollupRetention.
-	Retention time.Duration
-	// RollupRetention is how long hourly rollups are kept; 0 keeps them forever.
-	RollupRetention time.Duration
-	// PruneEvery is how often expired documents are deleted when the server has
-	// no TTL indexes, at Open and then periodically; 0 means 10 minutes, < 0 never
-	// (Prune still deletes them when called).
-	PruneEvery time.Duration
+	// Tiered: Retention is how long raw readings are kept, by reading
+	// timestamp; RollupRetention is how long hourly rollups are kept.
+	// PruneEvery matters only when the server has no TTL indexes, and defaults
+	// to 10 minutes. Now is the clock of leases too.
+	retention.Tiered
 	// Lease is how long a batch claimed by an Ingest that then died (a crashed
 	// process) blocks a retry of the same batch id before the retry takes it over
 	// and completes it; 0 means 15 s.
 	Lease time.Duration
-	// Now is the clock of leases and retention; nil means time.Now.
-	Now func() time.Time
 }
 
 // Store is the MongoDB implementation of sensor.Store.
@@ -78,9 +72,7 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	if opts.Lease <= 0 {
 		opts.Lease = 15 * time.Second
 	}
-	if opts.PruneEvery == 0 {
-		opts.PruneEvery = 10 * time.Minute
-	}
+	opts.Tiered = opts.WithDefaults(10 * time.Minute)
 	ms, err := mongox.OpenStore(ctx, uri, mongox.StoreOptions{AppName: "atrium-sensor", Database: opts.Database, Logger: opts.Logger, Now: opts.Now})
 	if err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", err)
@@ -99,9 +91,9 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 		_ = ms.Close("", nil)
 		return nil, fmt.Errorf("mongostore: open: %w", err)
 	}
-	if s.prunes() {
+	if !s.conn.Server.TTL {
 		// At open, then every PruneEvery, each prune bounded by PruneEvery.
-		s.pruner = retention.Start(s.opts.PruneEvery, s.conn.Log, func(ctx context.Context) (int64, int64, error) {
+		s.pruner = opts.Start(s.conn.Log, func(ctx context.Context) (int64, int64, error) {
 			ctx, cancel := context.WithTimeout(ctx, s.opts.PruneEvery)
 			defer cancel()
 			return s.Prune(ctx)
@@ -146,11 +138,6 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// prunes reports whether the store deletes expired documents itself.
-func (s *Store) prunes() bool {
-	return !s.conn.Server.TTL && s.opts.PruneEvery > 0 && (s.opts.Retention > 0 || s.opts.RollupRetention > 0)
 }
 
 // Prune deletes the raw readings older than Retention and the rollups older than

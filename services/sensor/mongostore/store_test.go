@@ -10,6 +10,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/mongox"
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/storetest"
 )
@@ -42,7 +43,7 @@ func TestResumeAfterCrash(t *testing.T) {
 	db := mongotest.Database(t, c, "sensor_resume")
 	now := base.Add(time.Hour)
 	clock := func() time.Time { return now }
-	s := openTest(t, db, Options{Lease: time.Minute, Now: clock})
+	s := openTest(t, db, Options{Lease: time.Minute, Tiered: retention.Tiered{Policy: retention.Policy{Now: clock}}})
 	ctx := t.Context()
 
 	rs := []reading.Reading{co2("s1", base, 400), co2("s1", base.Add(time.Second), 500), co2("s1", base.Add(2*time.Second), 600)}
@@ -159,7 +160,7 @@ func TestRetention(t *testing.T) {
 	c := mongotest.Client(t)
 	now := base.Add(48 * time.Hour)
 	s := openTest(t, mongotest.Database(t, c, "sensor_retention"), Options{
-		Retention: 24 * time.Hour, RollupRetention: 36 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now },
+		Tiered: retention.Tiered{Policy: retention.Policy{Retention: 24 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now }}, RollupRetention: 36 * time.Hour},
 	})
 	if s.Server().TTL {
 		t.Skip("the server expires documents with TTL indexes, on its own schedule")
@@ -195,7 +196,7 @@ func TestRetention(t *testing.T) {
 func TestSchema(t *testing.T) {
 	c := mongotest.Client(t)
 	db := mongotest.Database(t, c, "sensor_schema")
-	s := openTest(t, db, Options{Retention: time.Hour})
+	s := openTest(t, db, Options{Tiered: retention.Tiered{Policy: retention.Policy{Retention: time.Hour}}})
 	ctx := t.Context()
 	tests := []struct {
 		coll string
@@ -217,7 +218,7 @@ func TestSchema(t *testing.T) {
 		})
 	}
 	t.Run("reopen keeps the indexes", func(t *testing.T) {
-		s2 := openTest(t, db, Options{Retention: time.Hour})
+		s2 := openTest(t, db, Options{Tiered: retention.Tiered{Policy: retention.Policy{Retention: time.Hour}}})
 		if err := s2.Ping(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -227,12 +228,9 @@ func TestSchema(t *testing.T) {
 // TestRetentionContract runs the retention contract on this adapter.
 func TestRetentionContract(t *testing.T) {
 	c := mongotest.Client(t)
-	storetest.RunRetention(t, func(t *testing.T, name string, r storetest.RetentionOptions) storetest.RetentionStore {
-		s := openTest(t, mongotest.Database(t, c, "sensor_"+name), Options{
-			Retention: r.Retention, RollupRetention: r.RollupRetention,
-			PruneEvery: -1, // no pruner: only the suite prunes
-			Now:        r.Now,
-		})
+	storetest.RunRetention(t, func(t *testing.T, name string, r retention.Tiered) storetest.RetentionStore {
+		r.PruneEvery = -1 // no pruner: only the suite prunes
+		s := openTest(t, mongotest.Database(t, c, "sensor_"+name), Options{Tiered: r})
 		return storetest.RetentionStore{Store: s, RollupHours: func(ctx context.Context, sensorID, typ string) ([]time.Time, error) {
 			ro, err := s.Rollups(ctx, sensorID, typ, time.Time{}, time.Time{})
 			hours := make([]time.Time, len(ro))

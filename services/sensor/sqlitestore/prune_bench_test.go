@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/retention"
 )
 
 // BenchmarkPrune deletes the older half of a 1,000,000-reading store (1,000
@@ -32,7 +34,7 @@ func BenchmarkPrune(b *testing.B) {
 		open := func(name string) *Store {
 			path := filepath.Join(b.TempDir(), name)
 			copyFile(b, src, path)
-			s, err := Open(ctx, path, Options{Retention: 24 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now }})
+			s, err := Open(ctx, path, Options{Policy: retention.Policy{Retention: 24 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now }}})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
 	"github.com/atrium-iot/atrium/internal/testwait"
@@ -22,7 +23,8 @@ func TestPruneChunks(t *testing.T) {
 	now := base.Add(30 * 24 * time.Hour)
 	cutoff := now.Add(-24 * time.Hour)
 	s := openTest(t, filepath.Join(t.TempDir(), "prune.db"), Options{
-		Settings: sqlitex.Settings{Synchronous: "NORMAL"}, Retention: 24 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now },
+		Settings: sqlitex.Settings{Synchronous: "NORMAL"},
+		Policy:   retention.Policy{Retention: 24 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now }},
 	})
 	ctx := t.Context()
 
@@ -105,7 +107,7 @@ func TestPruneChunks(t *testing.T) {
 func TestPruneAtOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "open.db")
 	now := base.Add(48 * time.Hour)
-	s, err := Open(t.Context(), path, Options{Now: func() time.Time { return now }})
+	s, err := Open(t.Context(), path, Options{Policy: retention.Policy{Now: func() time.Time { return now }}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +118,7 @@ func TestPruneAtOpen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = openTest(t, path, Options{Retention: 24 * time.Hour, Now: func() time.Time { return now }})
+	s = openTest(t, path, Options{Policy: retention.Policy{Retention: 24 * time.Hour, Now: func() time.Time { return now }}})
 	testwait.Within(t, 10*time.Second, "the prune at open: only the new reading", func() bool {
 		got, _, err := s.Readings(t.Context(), sensor.ReadingQuery{SensorID: "s1"})
 		if err != nil {
@@ -128,7 +130,7 @@ func TestPruneAtOpen(t *testing.T) {
 
 // TestPruneClosed: a closed store does not prune.
 func TestPruneClosed(t *testing.T) {
-	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "closed.db"), Options{Retention: time.Hour})
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "closed.db"), Options{Policy: retention.Policy{Retention: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,16 +41,12 @@ var migrations embed.FS
 // defaults to FULL (a committed batch survives a power cut).
 type Options struct {
 	sqlitex.Settings
-	// Retention is how long raw readings are kept, by reading timestamp; 0 keeps
-	// them forever. The store keeps no rollups (the MongoDB adapter's hourly
-	// rollups have no SQLite counterpart), so there is no RollupRetention here.
-	Retention time.Duration
-	// PruneEvery is how often readings past Retention are deleted, the first
-	// time right after Open; 0 means every minute, < 0 only when Prune is called.
-	PruneEvery time.Duration
-	// Now is the clock used when a batch has no ReceivedAt, and of retention;
-	// nil means time.Now.
-	Now func() time.Time
+	// Policy: Retention is how long raw readings are kept, by reading
+	// timestamp. The store keeps no rollups (the MongoDB adapter's hourly
+	// rollups have no SQLite counterpart), so its Policy is not Tiered.
+	// PruneEvery defaults to every minute. Now is also the time of a batch
+	// that has no ReceivedAt.
+	retention.Policy
 
 	walRestartFrames int           // 0 means defaultWALRestartFrames; tests lower it
 	mergeIdle        time.Duration // 0 means defaultMergeIdle; < 0 never merges when idle (tests)
@@ -103,10 +99,7 @@ type Store struct {
 // Open opens (creating if needed) the SQLite database at path, brings its schema
 // up to date and starts the writer.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
+	keep := opts.WithDefaults(defaultPruneEvery)
 	db, err := sqlitex.OpenStore(ctx, path, opts.Settings, sqlitex.Options{
 		Synchronous:      "FULL",
 		ForeignKeys:      true,
@@ -137,8 +130,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 
 	s := &Store{
 		log:              log,
-		now:              now,
-		retention:        opts.Retention,
+		now:              keep.Now,
+		retention:        keep.Retention,
 		wdb:              wdb,
 		rdb:              rdb,
 		ckdb:             ckdb,
@@ -166,11 +159,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	go w.run()
 	go s.checkpointer()
-	if opts.Retention > 0 && opts.PruneEvery >= 0 {
-		// No deadline on a prune: a large backlog takes as many chunks as it
-		// needs, and Close ends it at its next chunk.
-		s.pruner = retention.Start(cmp.Or(opts.PruneEvery, defaultPruneEvery), log, s.Prune)
-	}
+	// No deadline on a prune: a large backlog takes as many chunks as it
+	// needs, and Close ends it at its next chunk.
+	s.pruner = keep.Start(log, s.Prune)
 	return s, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
 	"github.com/atrium-iot/atrium/services/sensor"
@@ -32,9 +33,10 @@ func TestContract(t *testing.T) {
 
 func TestRetentionContract(t *testing.T) {
 	path := sqlitetest.Paths(t)
-	storetest.RunRetention(t, func(t *testing.T, name string, r storetest.RetentionOptions) storetest.RetentionStore {
+	storetest.RunRetention(t, func(t *testing.T, name string, r retention.Tiered) storetest.RetentionStore {
+		r.PruneEvery = -1
 		return storetest.RetentionStore{Store: sqlitetest.Open(t, path(name), func(ctx context.Context, path string) (*Store, error) {
-			return Open(ctx, path, Options{Retention: r.Retention, PruneEvery: -1, Now: r.Now})
+			return Open(ctx, path, Options{Policy: r.Policy}) // no rollups: r.RollupRetention does not apply
 		})}
 	})
 }

@@ -7,15 +7,9 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
-
-// RetentionOptions are what a RetentionOpener opens a store with: the
-// adapter's Options.Retention, Options.RollupRetention and Options.Now.
-type RetentionOptions struct {
-	Retention, RollupRetention time.Duration
-	Now                        func() time.Time
-}
 
 // Pruner is a store that deletes, when asked, the raw readings older than its
 // retention (by reading timestamp) and, if it keeps rollups, the rollups older
@@ -33,10 +27,11 @@ type RetentionStore struct {
 	RollupHours func(ctx context.Context, sensorID, typ string) ([]time.Time, error)
 }
 
-// RetentionOpener opens a new, empty store called name with retention r. Its
+// RetentionOpener opens a new, empty store called name with r's Retention,
+// RollupRetention and Now (its PruneEvery is the adapter's to set). Its
 // own pruning must not run before the suite calls Prune (an adapter turns its
 // background pruner off, or sets it far off). RunRetention closes the store.
-type RetentionOpener func(t *testing.T, name string, r RetentionOptions) RetentionStore
+type RetentionOpener func(t *testing.T, name string, r retention.Tiered) RetentionStore
 
 // RunRetention checks -retention and -rollup-retention: Prune deletes the raw
 // readings older than the retention and keeps the newer ones, rollups outlive
@@ -60,13 +55,13 @@ func RunRetention(t *testing.T, open RetentionOpener) {
 	hour := func(t time.Time) time.Time { return t.Truncate(time.Hour) }
 	tests := []struct {
 		name      string
-		r         RetentionOptions
+		r         retention.Tiered
 		s1, s2    []reading.Reading // readings left
 		co2Rollup []time.Time       // hours left with a co2 rollup of s1
 	}{
 		{
 			name:      "raw 24h rollups 72h",
-			r:         RetentionOptions{Retention: 24 * time.Hour, RollupRetention: 72 * time.Hour},
+			r:         retention.Tiered{Policy: retention.Policy{Retention: 24 * time.Hour}, RollupRetention: 72 * time.Hour},
 			s1:        []reading.Reading{in[4], in[2], in[3]},
 			co2Rollup: []time.Time{hour(in[1].Timestamp), hour(in[2].Timestamp), hour(in[3].Timestamp)},
 		},
