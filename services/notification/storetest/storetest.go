@@ -84,37 +84,18 @@ func (h *harness) ids(es []notification.Event) []string {
 
 func (h *harness) allEvents(q notification.EventQuery) []notification.Event {
 	h.T.Helper()
-	var out []notification.Event
-	for range 1000 {
-		es, next, err := h.S.Events(h.T.Context(), q)
-		must(h.T, err)
-		out = append(out, es...)
-		if next == "" {
-			return out
-		}
-		q.Cursor = next
-	}
-	h.T.Fatal("events pagination does not end")
-	return nil
+	return storesuite.Pages(h.T, "events", q.Limit, func(cursor string) ([]notification.Event, string, error) {
+		q.Cursor = cursor
+		return h.S.Events(h.T.Context(), q)
+	})
 }
 
 func (h *harness) allAlerts(q notification.AlertQuery) []notification.Alert {
 	h.T.Helper()
-	var out []notification.Alert
-	for range 1000 {
-		as, next, err := h.S.Alerts(h.T.Context(), q)
-		must(h.T, err)
-		if q.Limit > 0 && len(as) > q.Limit {
-			h.T.Fatalf("page of %d alerts, limit %d", len(as), q.Limit)
-		}
-		out = append(out, as...)
-		if next == "" {
-			return out
-		}
-		q.Cursor = next
-	}
-	h.T.Fatal("alerts pagination does not end")
-	return nil
+	return storesuite.Pages(h.T, "alerts", q.Limit, func(cursor string) ([]notification.Alert, string, error) {
+		q.Cursor = cursor
+		return h.S.Alerts(h.T.Context(), q)
+	})
 }
 
 func testSeedRules(t *testing.T, h *harness) {

@@ -213,11 +213,7 @@ func testReplay(t *testing.T, h *harness) {
 	resent.Fingerprint = "fp-1"
 	check := func(t *testing.T, pending bool) {
 		t.Helper()
-		out := h.ingest(resent)
-		if !out.Replayed {
-			t.Error("Replayed = false for a resent batch id")
-		}
-		checkResult(t, "replay", out.Result, first.Result)
+		out := h.replay(t, "replay", resent, first.Result)
 		if !pending {
 			if out.Pending != nil {
 				t.Errorf("replay after AckEvent: pending event %s", out.Pending.Body)
@@ -227,13 +223,7 @@ func testReplay(t *testing.T, h *harness) {
 		}
 		checkReadings(t, "s1 readings", h.all(sensor.ReadingQuery{SensorID: "s1", Limit: 10}), orig.Readings[:1])
 		checkReadings(t, "s7 readings", h.all(sensor.ReadingQuery{SensorID: "s7", Limit: 10}), nil)
-		after, err := h.S.Sensor(ctx(t), "s1")
-		if err != nil {
-			t.Fatalf("Sensor: %v", err)
-		}
-		if d := diffSensor(after, before); d != "" {
-			t.Errorf("registry changed by a replay: %s", d)
-		}
+		h.checkSensor(t, "registry after a replay", "s1", before)
 		if _, err := h.S.Sensor(ctx(t), "s7"); !isErr(err, sensor.ErrNotFound) {
 			t.Errorf("Sensor(s7) of a replayed batch: err = %v, want ErrNotFound", err)
 		}
@@ -396,13 +386,7 @@ func testRegistry(t *testing.T, h *harness) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.id, func(t *testing.T) {
-			got, err := h.S.Sensor(ctx(t), tc.id)
-			if err != nil {
-				t.Fatalf("Sensor: %v", err)
-			}
-			if d := diffSensor(got, tc.want); d != "" {
-				t.Error(d)
-			}
+			h.checkSensor(t, "registry", tc.id, tc.want)
 		})
 	}
 	t.Run("not found", func(t *testing.T) {
@@ -702,18 +686,8 @@ func testReopen(t *testing.T, h *harness) {
 	h.Reopen()
 
 	checkReadings(t, "readings after reopening", h.all(sensor.ReadingQuery{SensorID: "s1", Limit: 1000}), wantReadings)
-	after, err := h.S.Sensor(ctx(t), "s1")
-	if err != nil {
-		t.Fatalf("Sensor after reopening: %v", err)
-	}
-	if d := diffSensor(after, before); d != "" {
-		t.Errorf("registry after reopening: %s", d)
-	}
-	out := h.ingest(b1)
-	if !out.Replayed {
-		t.Error("batch b1 after reopening: Replayed = false")
-	}
-	checkResult(t, "b1 after reopening", out.Result, first.Result)
+	h.checkSensor(t, "registry after reopening", "s1", before)
+	out := h.replay(t, "b1 after reopening", b1, first.Result)
 	checkEvent(t, "b1 after reopening", out.Pending, "b1", "hq", withSite("hq", rs...))
 	evs, err := h.S.PendingEvents(ctx(t), 10)
 	if err != nil {

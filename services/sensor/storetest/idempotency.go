@@ -70,18 +70,8 @@ func testFingerprintConflict(t *testing.T, h *harness) {
 		if _, err := h.S.Sensor(ctx(t), "s7"); !isErr(err, sensor.ErrNotFound) {
 			t.Errorf("Sensor(s7) of a refused batch: err = %v, want ErrNotFound", err)
 		}
-		after, err := h.S.Sensor(ctx(t), "s1")
-		if err != nil {
-			t.Fatalf("Sensor: %v", err)
-		}
-		if d := diffSensor(after, before); d != "" {
-			t.Errorf("registry changed by a refused batch: %s", d)
-		}
-		out := h.ingest(orig)
-		if !out.Replayed {
-			t.Error("the first request resent: Replayed = false")
-		}
-		checkResult(t, "the first request resent", out.Result, first.Result)
+		h.checkSensor(t, "registry after a refused batch", "s1", before)
+		out := h.replay(t, "the first request resent", orig, first.Result)
 		if pending {
 			checkEvent(t, "the first request resent", out.Pending, key, "", orig.Readings)
 		} else if out.Pending != nil {
@@ -155,11 +145,8 @@ func testPrincipals(t *testing.T, h *harness) {
 	// Each caller's resend gets its own first answer; another fingerprint under
 	// one caller's id is refused without touching the others'.
 	for _, c := range calls {
-		out := h.ingest(from(c.principal, "fp-"+c.principal, batch(c.id, at(time.Hour), c.rs...)))
-		if !out.Replayed {
-			t.Errorf("%s %s resent: Replayed = false", c.principal, c.id)
-		}
-		checkResult(t, c.principal+" "+c.id+" resent", out.Result, sensor.Result{BatchID: c.id, Accepted: len(c.rs)})
+		h.replay(t, c.principal+" "+c.id+" resent", from(c.principal, "fp-"+c.principal, batch(c.id, at(time.Hour), c.rs...)),
+			sensor.Result{BatchID: c.id, Accepted: len(c.rs)})
 	}
 	if _, err := h.S.Ingest(ctx(t), from("key:intruder", "fp-other", batch("b-1", at(time.Hour), r("x", 1)))); !isErr(err, sensor.ErrBatchConflict) {
 		t.Errorf("intruder's own id with another fingerprint: err = %v, want ErrBatchConflict", err)

@@ -86,6 +86,7 @@ func RunRetention(t *testing.T, open RetentionOpener) {
 				})
 			})
 			ctx := t.Context()
+			h := harnessFor(t, s)
 			if _, err := s.Ingest(ctx, sensor.Batch{ID: "b1", Readings: in, ReceivedAt: now}); err != nil {
 				t.Fatalf("Ingest: %v", err)
 			}
@@ -114,15 +115,9 @@ func RunRetention(t *testing.T, open RetentionOpener) {
 					t.Fatalf("Readings(%s): %v", c.id, err)
 				}
 				checkReadings(t, "readings of "+c.id+" after Prune", got, c.want)
-				x, err := s.Sensor(ctx, c.id)
-				if err != nil {
-					t.Fatalf("Sensor(%s) after Prune: %v", c.id, err)
-				}
-				if d := diffSensor(x, before[c.id]); d != "" {
-					t.Errorf("Sensor(%s) changed by Prune: %s", c.id, d)
-				}
+				h.checkSensor(t, "registry after Prune", c.id, before[c.id])
 			}
-			ids := harnessFor(t, s).sensorIDs(sensor.SensorQuery{Limit: 100})
+			ids := h.sensorIDs(sensor.SensorQuery{Limit: 100})
 			if len(ids) != 2 {
 				t.Errorf("Sensors after Prune = %q, want s1 and s2", ids)
 			}

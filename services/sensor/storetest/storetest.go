@@ -81,68 +81,54 @@ func (h *harness) ingest(b sensor.Batch) sensor.Outcome {
 	return out
 }
 
-// all reads every page of q and fails t unless each page but the last is full,
-// no page is empty (except the only one) and the last page has no cursor.
-func (h *harness) all(q sensor.ReadingQuery) []reading.Reading {
-	h.T.Helper()
-	var got []reading.Reading
-	for page := 0; ; page++ {
-		if page > 10000 {
-			h.T.Fatalf("Readings(%+v): pagination does not end", q)
-		}
-		rs, next, err := h.S.Readings(h.T.Context(), q)
-		if err != nil {
-			h.T.Fatalf("Readings(%+v): %v", q, err)
-		}
-		if q.Limit > 0 && len(rs) > q.Limit {
-			h.T.Fatalf("Readings(%+v): page of %d readings", q, len(rs))
-		}
-		if len(rs) == 0 && page > 0 {
-			h.T.Fatalf("Readings(%+v): empty page %d after a cursor", q, page)
-		}
-		got = append(got, rs...)
-		if next == "" {
-			return got
-		}
-		if q.Limit > 0 && len(rs) < q.Limit {
-			h.T.Fatalf("Readings(%+v): short page %d (%d) has a cursor", q, page, len(rs))
-		}
-		q.Cursor = next
+// replay resends b and fails t unless the store answers it as a replay of the
+// batch's first answer, want; what names the call in the messages.
+func (h *harness) replay(t *testing.T, what string, b sensor.Batch, want sensor.Result) sensor.Outcome {
+	t.Helper()
+	out := h.ingest(b)
+	if !out.Replayed {
+		t.Errorf("%s: Replayed = false", what)
+	}
+	checkResult(t, what, out.Result, want)
+	return out
+}
+
+// checkSensor fails t unless the registry entry of sensor id is want; what
+// names the moment in the messages.
+func (h *harness) checkSensor(t *testing.T, what, id string, want sensor.Sensor) {
+	t.Helper()
+	got, err := h.S.Sensor(ctx(t), id)
+	if err != nil {
+		t.Fatalf("%s: Sensor(%s): %v", what, id, err)
+	}
+	if d := diffSensor(got, want); d != "" {
+		t.Errorf("%s: Sensor(%s): %s", what, id, d)
 	}
 }
 
+// all reads every page of q (storesuite.Pages checks the pages).
+func (h *harness) all(q sensor.ReadingQuery) []reading.Reading {
+	h.T.Helper()
+	return storesuite.Pages(h.T, fmt.Sprintf("Readings(%+v)", q), q.Limit, func(cursor string) ([]reading.Reading, string, error) {
+		q.Cursor = cursor
+		return h.S.Readings(h.T.Context(), q)
+	})
+}
+
+// sensorIDs reads every page of q and fails t unless each entry is what
+// Sensor returns for its id.
 func (h *harness) sensorIDs(q sensor.SensorQuery) []string {
 	h.T.Helper()
+	ss := storesuite.Pages(h.T, fmt.Sprintf("Sensors(%+v)", q), q.Limit, func(cursor string) ([]sensor.Sensor, string, error) {
+		q.Cursor = cursor
+		return h.S.Sensors(h.T.Context(), q)
+	})
 	ids := []string{}
-	for page := 0; ; page++ {
-		if page > 1000 {
-			h.T.Fatalf("Sensors(%+v): pagination does not end", q)
-		}
-		ss, next, err := h.S.Sensors(h.T.Context(), q)
-		if err != nil {
-			h.T.Fatalf("Sensors(%+v): %v", q, err)
-		}
-		if q.Limit > 0 && len(ss) > q.Limit {
-			h.T.Fatalf("Sensors(%+v): page of %d sensors", q, len(ss))
-		}
-		if len(ss) == 0 && page > 0 {
-			h.T.Fatalf("Sensors(%+v): empty page %d after a cursor", q, page)
-		}
-		for _, s := range ss {
-			want, err := h.S.Sensor(h.T.Context(), s.ID)
-			if err != nil {
-				h.T.Fatalf("Sensor(%s): %v", s.ID, err)
-			}
-			if d := diffSensor(s, want); d != "" {
-				h.T.Errorf("Sensors(%+v) entry %s differs from Sensor(%s): %s", q, s.ID, s.ID, d)
-			}
-			ids = append(ids, s.ID)
-		}
-		if next == "" {
-			return ids
-		}
-		q.Cursor = next
+	for _, s := range ss {
+		h.checkSensor(h.T, fmt.Sprintf("Sensors(%+v) entry", q), s.ID, s)
+		ids = append(ids, s.ID)
 	}
+	return ids
 }
 
 func rd(sensorID, room, typ string, value float64, unit string, ts time.Time) reading.Reading {
