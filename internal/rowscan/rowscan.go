@@ -4,6 +4,11 @@
 // clickhouse-go's driver.Rows both are Rows.
 package rowscan
 
+import (
+	"context"
+	"database/sql"
+)
+
 // Row is one row of a result, to scan into variables.
 type Row interface {
 	Scan(dest ...any) error
@@ -38,6 +43,21 @@ func Append[T any](out []T, rows Rows, scan func(Row) (T, error)) ([]T, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Querier runs a query in database/sql: a *sql.DB, *sql.Conn or *sql.Tx.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// Query runs query with args on q and reads its rows with scan, as All does.
+// Errors are returned as they are, for the caller to wrap once.
+func Query[T any](ctx context.Context, q Querier, scan func(Row) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return All(rows, scan)
 }
 
 // Values returns a scan function for All that scans a row of one column into

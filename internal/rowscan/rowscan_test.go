@@ -1,10 +1,13 @@
 package rowscan_test
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
 	"testing"
+
+	_ "modernc.org/sqlite"
 
 	"github.com/atrium-iot/atrium/internal/rowscan"
 )
@@ -81,5 +84,21 @@ func TestValues(t *testing.T) {
 	got, err := rowscan.All(&rows{vals: []int{7, 8}, failAt: -1}, rowscan.Values[int]())
 	if err != nil || !slices.Equal(got, []int{7, 8}) {
 		t.Fatalf("All(Values) = %v, %v; want [7 8]", got, err)
+	}
+}
+
+func TestQuery(t *testing.T) {
+	db, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const values = "SELECT column1 FROM (VALUES (1), (2), (3)) WHERE column1 >= ? ORDER BY column1"
+	got, err := rowscan.Query(t.Context(), db, rowscan.Values[int](), values, 2)
+	if err != nil || !slices.Equal(got, []int{2, 3}) {
+		t.Fatalf("Query = %v, %v; want [2 3]", got, err)
+	}
+	if _, err := rowscan.Query(t.Context(), db, rowscan.Values[int](), "SELECT FROM nowhere"); err == nil {
+		t.Fatal("Query of a bad statement: no error")
 	}
 }
