@@ -24,49 +24,34 @@ func (s *Store) CountReadings(ctx context.Context, from, to time.Time) (int64, e
 
 // TypeStats aggregates the readings in [from, to) per type.
 func (s *Store) TypeStats(ctx context.Context, from, to time.Time) ([]analytics.TypeStat, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT type, sum(n), sum(s), min(mn), max(mx) FROM type_minute
+	out, err := rowscan.Query(ctx, s.rdb, scanTypeStat, `SELECT type, sum(n), sum(s), min(mn), max(mx) FROM type_minute
 WHERE minute >= ? AND minute < ? GROUP BY type ORDER BY type`, analytics.Minute(from), analytics.Minute(to))
-	if err != nil {
-		return nil, wrapErr("analytics sqlitestore: type stats", err)
-	}
-	out, err := scanTypeStats(rows)
 	return out, wrapErr("analytics sqlitestore: type stats", err)
 }
 
-func scanTypeStats(rows *sql.Rows) ([]analytics.TypeStat, error) {
-	return rowscan.All(rows, func(r rowscan.Row) (analytics.TypeStat, error) {
-		var t analytics.TypeStat
-		var sum float64
-		err := r.Scan(&t.Type, &t.Count, &sum, &t.Min, &t.Max)
-		t.Mean = sum / float64(t.Count)
-		return t, err
-	})
+func scanTypeStat(r rowscan.Row) (analytics.TypeStat, error) {
+	var t analytics.TypeStat
+	var sum float64
+	err := r.Scan(&t.Type, &t.Count, &sum, &t.Min, &t.Max)
+	t.Mean = sum / float64(t.Count)
+	return t, err
 }
 
 // Latest returns the latest reading per room and type at or after since.
 func (s *Store) Latest(ctx context.Context, since time.Time) ([]analytics.RoomValue, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT room_id, type, value, ts FROM latest
-WHERE ts >= ? AND room_id <> '' ORDER BY room_id, type`, ms(since))
-	if err != nil {
-		return nil, wrapErr("analytics sqlitestore: latest", err)
-	}
-	out, err := rowscan.All(rows, func(r rowscan.Row) (analytics.RoomValue, error) {
+	out, err := rowscan.Query(ctx, s.rdb, func(r rowscan.Row) (analytics.RoomValue, error) {
 		var v analytics.RoomValue
 		var ts int64
 		err := r.Scan(&v.RoomID, &v.Type, &v.Value, &ts)
 		v.At = fromMS(ts)
 		return v, err
-	})
+	}, `SELECT room_id, type, value, ts FROM latest WHERE ts >= ? AND room_id <> '' ORDER BY room_id, type`, ms(since))
 	return out, wrapErr("analytics sqlitestore: latest", err)
 }
 
 // Rooms lists the rooms that have readings.
 func (s *Store) Rooms(ctx context.Context) ([]string, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT DISTINCT room_id FROM latest WHERE room_id <> '' ORDER BY room_id`)
-	if err != nil {
-		return nil, wrapErr("analytics sqlitestore: rooms", err)
-	}
-	out, err := rowscan.All(rows, rowscan.Values[string]())
+	out, err := rowscan.Query(ctx, s.rdb, rowscan.Values[string](), `SELECT DISTINCT room_id FROM latest WHERE room_id <> '' ORDER BY room_id`)
 	return out, wrapErr("analytics sqlitestore: rooms", err)
 }
 
@@ -87,19 +72,15 @@ func (s *Store) Series(ctx context.Context, q analytics.SeriesQuery) ([]analytic
 		return nil, fmt.Errorf("analytics sqlitestore: series: %w: bucket %s is less than a minute", analytics.ErrInvalid, q.Bucket)
 	}
 	table, where, args := rollup(q)
-	rows, err := s.rdb.QueryContext(ctx, `SELECT (minute / ?) * ? AS b, sum(n), sum(s), min(mn), max(mx) FROM `+table+
-		` WHERE `+where+` GROUP BY b ORDER BY b`, append([]any{bk, bk}, args...)...)
-	if err != nil {
-		return nil, wrapErr("analytics sqlitestore: series", err)
-	}
-	out, err := rowscan.All(rows, func(r rowscan.Row) (analytics.Bucket, error) {
+	out, err := rowscan.Query(ctx, s.rdb, func(r rowscan.Row) (analytics.Bucket, error) {
 		var b analytics.Bucket
 		var start int64
 		var sum float64
 		err := r.Scan(&start, &b.Count, &sum, &b.Min, &b.Max)
 		b.Start, b.Mean = time.Unix(start*60, 0).UTC(), sum/float64(b.Count)
 		return b, err
-	})
+	}, `SELECT (minute / ?) * ? AS b, sum(n), sum(s), min(mn), max(mx) FROM `+table+
+		` WHERE `+where+` GROUP BY b ORDER BY b`, append([]any{bk, bk}, args...)...)
 	return out, wrapErr("analytics sqlitestore: series", err)
 }
 
@@ -127,12 +108,10 @@ func (s *Store) Extreme(ctx context.Context, q analytics.SeriesQuery, max bool) 
 func (s *Store) RoomFigures(ctx context.Context, room string, from, to time.Time) (analytics.RoomFigures, error) {
 	f := analytics.RoomFigures{RoomID: room}
 	lo, hi := analytics.Minute(from), analytics.Minute(to)
-	rows, err := s.rdb.QueryContext(ctx, `SELECT type, sum(n), sum(s), min(mn), max(mx) FROM room_minute
+	var err error
+	f.Types, err = rowscan.Query(ctx, s.rdb, scanTypeStat, `SELECT type, sum(n), sum(s), min(mn), max(mx) FROM room_minute
 WHERE room_id = ? AND minute >= ? AND minute < ? GROUP BY type ORDER BY type`, room, lo, hi)
 	if err != nil {
-		return f, wrapErr("analytics sqlitestore: room figures", err)
-	}
-	if f.Types, err = scanTypeStats(rows); err != nil {
 		return f, wrapErr("analytics sqlitestore: room figures", err)
 	}
 	err = s.rdb.QueryRowContext(ctx, `SELECT count(*), coalesce(sum((t IS NULL OR t BETWEEN ? AND ?) AND (h IS NULL OR h BETWEEN ? AND ?)), 0)
@@ -233,11 +212,7 @@ func (s *Store) Reports(ctx context.Context, limit int, cursor string) ([]analyt
 		query = `SELECT meta FROM reports WHERE (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?`
 		args = []any{ms(created), id, limit + 1}
 	}
-	rows, err := s.rdb.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, "", wrapErr("analytics sqlitestore: reports", err)
-	}
-	out, err := rowscan.All(rows, scanMeta)
+	out, err := rowscan.Query(ctx, s.rdb, scanMeta, query, args...)
 	if err != nil {
 		return nil, "", wrapErr("analytics sqlitestore: reports", err)
 	}
@@ -252,10 +227,6 @@ func (s *Store) Reports(ctx context.Context, limit int, cursor string) ([]analyt
 
 // PendingReports lists the pending reports, oldest first.
 func (s *Store) PendingReports(ctx context.Context) ([]analytics.Report, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT meta FROM reports WHERE status = ? ORDER BY created_at, id`, analytics.StatusPending)
-	if err != nil {
-		return nil, wrapErr("analytics sqlitestore: pending reports", err)
-	}
-	out, err := rowscan.All(rows, scanMeta)
+	out, err := rowscan.Query(ctx, s.rdb, scanMeta, `SELECT meta FROM reports WHERE status = ? ORDER BY created_at, id`, analytics.StatusPending)
 	return out, wrapErr("analytics sqlitestore: pending reports", err)
 }

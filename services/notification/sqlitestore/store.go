@@ -87,6 +87,16 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// list runs query on the read pool and reads its rows with scan; op names the
+// call in errors.
+func list[T any](ctx context.Context, s *Store, op string, scan func(rowscan.Row) (T, error), query string, args ...any) ([]T, error) {
+	if s.closed() {
+		return nil, fmt.Errorf("sqlitestore: %s: %w", op, errClosed)
+	}
+	out, err := rowscan.Query(ctx, s.rdb, scan, query, args...)
+	return out, wrapErr("sqlitestore: "+op, err)
+}
+
 // tx runs fn in a write transaction.
 func (s *Store) tx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
 	if s.closed() {
@@ -132,14 +142,7 @@ func (s *Store) SeedRules(ctx context.Context, rules []notification.Rule) error 
 
 // Rules lists every rule by id.
 func (s *Store) Rules(ctx context.Context) ([]notification.Rule, error) {
-	if s.closed() {
-		return nil, fmt.Errorf("sqlitestore: rules: %w", errClosed)
-	}
-	rows, err := s.rdb.QueryContext(ctx, "SELECT body FROM rules ORDER BY id")
-	if err != nil {
-		return nil, wrapErr("sqlitestore: rules", err)
-	}
-	out, err := rowscan.All(rows, func(row rowscan.Row) (notification.Rule, error) {
+	return list(ctx, s, "rules", func(row rowscan.Row) (notification.Rule, error) {
 		var body string
 		var r notification.Rule
 		if err := row.Scan(&body); err != nil {
@@ -149,8 +152,7 @@ func (s *Store) Rules(ctx context.Context) ([]notification.Rule, error) {
 			return r, fmt.Errorf("decode: %w", err)
 		}
 		return r, nil
-	})
-	return out, wrapErr("sqlitestore: rules", err)
+	}, "SELECT body FROM rules ORDER BY id")
 }
 
 // Rule returns one rule.
@@ -385,14 +387,10 @@ func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notifi
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	query += " ORDER BY seq DESC LIMIT " + strconv.Itoa(limit+1)
-	rows, err := s.rdb.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, "", wrapErr("sqlitestore: alerts", err)
-	}
-	out, err := rowscan.All(rows, func(r rowscan.Row) (seqd[notification.Alert], error) {
+	out, err := rowscan.Query(ctx, s.rdb, func(r rowscan.Row) (seqd[notification.Alert], error) {
 		a, seq, err := scanAlert(r)
 		return seqd[notification.Alert]{a, seq}, err
-	})
+	}, query, args...)
 	if err != nil {
 		return nil, "", wrapErr("sqlitestore: alerts", err)
 	}
@@ -424,18 +422,10 @@ func page[T any](rows []seqd[T], limit int) ([]T, string) {
 
 // OpenAlerts lists every unresolved alert.
 func (s *Store) OpenAlerts(ctx context.Context) ([]notification.Alert, error) {
-	if s.closed() {
-		return nil, fmt.Errorf("sqlitestore: open alerts: %w", errClosed)
-	}
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+alertCols+" FROM alerts WHERE state IN ('active', 'acknowledged') ORDER BY seq")
-	if err != nil {
-		return nil, wrapErr("sqlitestore: open alerts", err)
-	}
-	out, err := rowscan.All(rows, func(r rowscan.Row) (notification.Alert, error) {
+	return list(ctx, s, "open alerts", func(r rowscan.Row) (notification.Alert, error) {
 		a, _, err := scanAlert(r)
 		return a, err
-	})
-	return out, wrapErr("sqlitestore: open alerts", err)
+	}, "SELECT "+alertCols+" FROM alerts WHERE state IN ('active', 'acknowledged') ORDER BY seq")
 }
 
 // ---- events ----
@@ -473,11 +463,7 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	query += " ORDER BY seq DESC LIMIT " + strconv.Itoa(limit+1)
-	rows, err := s.rdb.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, "", wrapErr("sqlitestore: events", err)
-	}
-	out, err := rowscan.All(rows, func(r rowscan.Row) (seqd[notification.Event], error) {
+	out, err := rowscan.Query(ctx, s.rdb, func(r rowscan.Row) (seqd[notification.Event], error) {
 		var ev notification.Event
 		var seq, tms, rms int64
 		var data sql.NullString
@@ -487,7 +473,7 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 		}
 		ev.Time, ev.RecordedAt = time.UnixMilli(tms).UTC(), time.UnixMilli(rms).UTC()
 		return seqd[notification.Event]{ev, seq}, err
-	})
+	}, query, args...)
 	if err != nil {
 		return nil, "", wrapErr("sqlitestore: events", err)
 	}
@@ -532,14 +518,7 @@ func (s *Store) SaveSensors(ctx context.Context, ss []notification.SensorState) 
 
 // Sensors lists every sensor state by id.
 func (s *Store) Sensors(ctx context.Context) ([]notification.SensorState, error) {
-	if s.closed() {
-		return nil, fmt.Errorf("sqlitestore: sensors: %w", errClosed)
-	}
-	rows, err := s.rdb.QueryContext(ctx, "SELECT id, room_id, last_seen_ms, offline, types FROM sensors ORDER BY id")
-	if err != nil {
-		return nil, wrapErr("sqlitestore: sensors", err)
-	}
-	out, err := rowscan.All(rows, func(r rowscan.Row) (notification.SensorState, error) {
+	return list(ctx, s, "sensors", func(r rowscan.Row) (notification.SensorState, error) {
 		var x notification.SensorState
 		var ms int64
 		var types string
@@ -550,8 +529,7 @@ func (s *Store) Sensors(ctx context.Context) ([]notification.SensorState, error)
 		}
 		x.LastSeen = time.UnixMilli(ms).UTC()
 		return x, err
-	})
-	return out, wrapErr("sqlitestore: sensors", err)
+	}, "SELECT id, room_id, last_seen_ms, offline, types FROM sensors ORDER BY id")
 }
 
 // wrapErr prefixes err with op and marks transient failures (locks, I/O, a closed
