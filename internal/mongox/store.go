@@ -109,6 +109,16 @@ func (s *Store) Close(op string, stop func()) error {
 	return s.err
 }
 
+// EnsureExpiry gives coll its expiry index ix: where the server has TTL
+// indexes, one that removes a document once ix's date field is older than ttl;
+// elsewhere a plain one, for the store's own range deletes. See EnsureExpiry.
+func (s *Store) EnsureExpiry(ctx context.Context, coll *mongo.Collection, ix Index, ttl time.Duration) error {
+	if s.Server.TTL {
+		ix.ExpireAfter = ttl
+	}
+	return EnsureExpiry(ctx, coll, ix)
+}
+
 // EnsureExpiry creates the expiry index ix of coll (see EnsureIndexes). A TTL
 // index (ix.ExpireAfter set) made by an earlier run with another retention
 // keeps its name: collMod sets its expireAfterSeconds.

@@ -21,11 +21,7 @@ func (s *Store) ensureExpiry(ctx context.Context, t tier) error {
 	if t.keep <= 0 {
 		return s.dropExpiry(ctx, t)
 	}
-	ix := mongox.Index{Name: expiryIndex, Keys: []string{"st"}}
-	if s.conn.Server.TTL {
-		ix.ExpireAfter = t.keep + t.period
-	}
-	return mongox.EnsureExpiry(ctx, t.coll, ix)
+	return s.conn.EnsureExpiry(ctx, t.coll, mongox.Index{Name: expiryIndex, Keys: []string{"st"}}, t.keep+t.period)
 }
 
 func (s *Store) dropExpiry(ctx context.Context, t tier) error {

@@ -119,21 +119,15 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 	}
 	// Expiry: a TTL index where the server has them, else an index the pruner's
 	// range deletes use.
-	if s.opts.Retention > 0 {
-		ix := mongox.Index{Name: "expiry", Keys: []string{"t"}}
-		if s.conn.Server.TTL {
-			ix.ExpireAfter = s.opts.Retention
+	for _, e := range []struct {
+		coll  *mongo.Collection
+		field string
+		keep  time.Duration
+	}{{s.readings, "t", s.opts.Retention}, {s.rollups, "h", s.opts.RollupRetention}} {
+		if e.keep <= 0 {
+			continue
 		}
-		if err := mongox.EnsureExpiry(ctx, s.readings, ix); err != nil {
-			return err
-		}
-	}
-	if s.opts.RollupRetention > 0 {
-		ix := mongox.Index{Name: "expiry", Keys: []string{"h"}}
-		if s.conn.Server.TTL {
-			ix.ExpireAfter = s.opts.RollupRetention
-		}
-		if err := mongox.EnsureExpiry(ctx, s.rollups, ix); err != nil {
+		if err := s.conn.EnsureExpiry(ctx, e.coll, mongox.Index{Name: "expiry", Keys: []string{e.field}}, e.keep); err != nil {
 			return err
 		}
 	}
