@@ -7,6 +7,7 @@ import (
 
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/servicetest"
+	"github.com/atrium-iot/atrium/internal/testwait"
 )
 
 // TestEveryBusRow runs the four services on one bus, in-process and on
@@ -59,7 +60,7 @@ func TestEveryBusRow(t *testing.T) {
 				return out
 			}
 			var alerts map[string]map[string]any
-			waitUntil(t, 30*time.Second, "the silent and the room alerts", func() bool {
+			testwait.Within(t, 30*time.Second, "the silent and the room alerts", func() bool {
 				alerts = active()
 				return alerts["quiet-silent"] != nil && alerts["busy-co2"] != nil
 			})
@@ -73,14 +74,14 @@ func TestEveryBusRow(t *testing.T) {
 				t.Errorf("no sensor.offline event of quiet-1: %s", a.Raw)
 			}
 			summary := func(key string) int { return num(do(t, "GET", url("analytics")+"/analytics/summary", nil).Body[key]) }
-			waitUntil(t, 30*time.Second, "analytics counting both alerts", func() bool {
+			testwait.Within(t, 30*time.Second, "analytics counting both alerts", func() bool {
 				return summary("active_alerts") == 2 && summary("alerts_raised_last_day") == 2
 			})
 
 			// The sensor reports again: its alert resolves, analytics counts it.
 			ingest("b2", fmt.Sprintf(`{"sensor_id":"quiet-1","room_id":"room-quiet","type":"humidity","value":41,"timestamp":%q}`, ts(time.Now())))
-			waitUntil(t, 30*time.Second, "the silent alert resolved", func() bool { return active()["quiet-silent"] == nil })
-			waitUntil(t, 30*time.Second, "analytics counting the resolve", func() bool {
+			testwait.Within(t, 30*time.Second, "the silent alert resolved", func() bool { return active()["quiet-silent"] == nil })
+			testwait.Within(t, 30*time.Second, "analytics counting the resolve", func() bool {
 				return summary("active_alerts") == 1 && summary("alerts_raised_last_day") == 2
 			})
 		})

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/bus/amqpbus"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/servicetest"
 )
@@ -62,15 +62,7 @@ func roomCount(t testing.TB, roomURL, roomID, typ string, want int, within time.
 
 // roomGet is a GET that does not fail the test when the server is unreachable.
 func roomGet(u string) answer {
-	req, _ := http.NewRequest("GET", u, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return answer{}
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := answer{Code: resp.StatusCode, Raw: raw}
-	_ = json.Unmarshal(raw, &a.Body)
+	a, _ := httpxtest.Send(nil, http.MethodGet, u, nil)
 	return a
 }
 
@@ -315,14 +307,8 @@ func TestRoomRabbitMQRestart(t *testing.T) {
 // roomPost posts body with a 5 s timeout and never fails the test on a
 // connection error.
 func roomPost(u string, body []byte) answer {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Post(u, "application/json", bytes.NewReader(body))
-	if err != nil {
-		return answer{}
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return answer{Code: resp.StatusCode, Raw: raw}
+	a, _ := httpxtest.Send(&http.Client{Timeout: 5 * time.Second}, http.MethodPost, u, body, "Content-Type", "application/json")
+	return a
 }
 
 // BenchmarkRoomRabbitMQ publishes sensor.data.received events of 500 readings

@@ -30,6 +30,7 @@ import (
 	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/broker/credentials"
 	"github.com/atrium-iot/atrium/gateway"
+	"github.com/atrium-iot/atrium/internal/httpx/httpxtest"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/internal/tlsx/tlsxtest"
@@ -415,24 +416,11 @@ func (a *tlsAgent) publish(t testing.TB, sensor string, n int) {
 // state is the agent's /status: readings still spooled and the forwarder's last error.
 func (a *tlsAgent) state(t testing.TB) (spooled int, lastError string) {
 	t.Helper()
-	var v struct {
+	v := httpxtest.GetOK[struct {
 		Spool     struct{ Readings int }
 		Forwarder struct{ LastError string }
-	}
-	resp, err := http.Get(a.status + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		t.Fatal(err)
-	}
+	}](t, a.status+"/status")
 	return v.Spool.Readings, v.Forwarder.LastError
-}
-
-func waitUntil(t *testing.T, within time.Duration, what string, ok func() bool) {
-	t.Helper()
-	testwait.Within(t, within, what, ok)
 }
 
 // TestAgentForwardsOverMutualTLS: the agent trusts the gateway's CA (-cloud-ca)
@@ -446,10 +434,10 @@ func TestAgentForwardsOverMutualTLS(t *testing.T) {
 	t.Run("delivered by certificate", func(t *testing.T) {
 		a := startTLSAgent(t, "-cloud-url="+g.base, "-cloud-ca="+g.ca.File, "-cloud-cert="+hq.CertFile, "-cloud-key="+hq.KeyFile)
 		a.publish(t, "mtls-1", 5)
-		waitUntil(t, 20*time.Second, "readings through the gateway", func() bool { return g.count(t, "mtls-1") == 5 })
+		testwait.Within(t, 20*time.Second, "readings through the gateway", func() bool { return g.count(t, "mtls-1") == 5 })
 		// The cloud stores a batch before the agent reads its answer and acks the spool.
-		waitUntil(t, 10*time.Second, "the spool emptied", func() bool { n, _ := a.state(t); return n == 0 })
-		if a := (answerOf(t, a.status+"/readyz")); a.Code != 200 {
+		testwait.Within(t, 10*time.Second, "the spool emptied", func() bool { n, _ := a.state(t); return n == 0 })
+		if a := httpxtest.Get(t, a.status+"/readyz"); a.Code != 200 {
 			t.Fatalf("readyz: %d %s", a.Code, a.Raw)
 		}
 	})
@@ -458,8 +446,8 @@ func TestAgentForwardsOverMutualTLS(t *testing.T) {
 		a := startTLSAgent(t, "-cloud-url="+g.base, "-cloud-ca="+other.File, "-cloud-cert="+hq.CertFile, "-cloud-key="+hq.KeyFile)
 		a.publish(t, "mtls-2", 3)
 		var ready answer
-		waitUntil(t, 10*time.Second, "readyz names the CA", func() bool {
-			ready = answerOf(t, a.status+"/readyz")
+		testwait.Within(t, 10*time.Second, "readyz names the CA", func() bool {
+			ready = httpxtest.Get(t, a.status+"/readyz")
 			return ready.Code == 503 && strings.Contains(string(ready.Raw), "not signed by the CAs of -cloud-ca")
 		})
 		for _, want := range []string{`\"gateway-1\"`, "Atrium Test CA", other.File, "Other CA"} {
@@ -467,7 +455,7 @@ func TestAgentForwardsOverMutualTLS(t *testing.T) {
 				t.Fatalf("readyz lacks %q: %s", want, ready.Raw)
 			}
 		}
-		waitUntil(t, 10*time.Second, "the forwarder's error", func() bool {
+		testwait.Within(t, 10*time.Second, "the forwarder's error", func() bool {
 			_, e := a.state(t)
 			return strings.Contains(e, "not signed by")
 		})
@@ -482,7 +470,7 @@ func TestAgentForwardsOverMutualTLS(t *testing.T) {
 		stranger := g.ca.Issue(t, tlsxtest.Leaf{CN: "stranger"})
 		a := startTLSAgent(t, "-cloud-url="+g.base, "-cloud-ca="+g.ca.File, "-cloud-cert="+stranger.CertFile, "-cloud-key="+stranger.KeyFile)
 		a.publish(t, "mtls-3", 2)
-		waitUntil(t, 10*time.Second, "the forwarder's error", func() bool {
+		testwait.Within(t, 10*time.Second, "the forwarder's error", func() bool {
 			_, e := a.state(t)
 			return strings.Contains(e, "cloud answered 403") && strings.Contains(e, "cn:stranger")
 		})
@@ -496,7 +484,7 @@ func TestAgentForwardsOverMutualTLS(t *testing.T) {
 	t.Run("no certificate where one is needed", func(t *testing.T) {
 		a := startTLSAgent(t, "-cloud-url="+g.base, "-cloud-ca="+g.ca.File)
 		a.publish(t, "mtls-4", 1)
-		waitUntil(t, 10*time.Second, "the forwarder's error", func() bool {
+		testwait.Within(t, 10*time.Second, "the forwarder's error", func() bool {
 			_, e := a.state(t)
 			return strings.Contains(e, "cloud answered 401")
 		})
@@ -516,11 +504,6 @@ func TestAgentForwardsOverMutualTLS(t *testing.T) {
 			t.Fatalf("agent with an expired certificate: %v", err)
 		}
 	})
-}
-
-func answerOf(t *testing.T, url string) answer {
-	t.Helper()
-	return do(t, "GET", url, nil)
 }
 
 // TestUpstreamsOverHTTPS runs the sensor service in a process of its own serving
@@ -621,7 +604,7 @@ func TestTLSOnEveryHop(t *testing.T) {
 		}
 	}
 	for sensor, n := range map[string]int{"cert-sensor": 1, "dns-sensor": 1, "pw-sensor": 1} {
-		waitUntil(t, 20*time.Second, sensor+" through every hop", func() bool { return g.count(t, sensor) == n })
+		testwait.Within(t, 20*time.Second, sensor+" through every hop", func() bool { return g.count(t, sensor) == n })
 	}
 	for _, sensor := range []string{"intruded", "old-sensor"} {
 		if n := g.count(t, sensor); n != 0 {
@@ -639,7 +622,7 @@ func TestTLSOnEveryHop(t *testing.T) {
 		if out, err := mosquittoPub(t, a.ag.TLSAddr(), append(tlsArgs(&dev), "-i", "cert-sensor", "-t", "atrium/room-tls/cert-sensor/co2", "-m", "651")...); err != nil {
 			t.Fatalf("by certificate: %v %s", err, out)
 		}
-		waitUntil(t, 20*time.Second, "the certificate device's second reading", func() bool { return g.count(t, "cert-sensor") == 2 })
+		testwait.Within(t, 20*time.Second, "the certificate device's second reading", func() bool { return g.count(t, "cert-sensor") == 2 })
 		if n := g.count(t, "pw-sensor"); n != 1 {
 			t.Fatalf("pw-sensor: %d readings", n)
 		}

@@ -196,11 +196,7 @@ func TestTrendsEndpoint(t *testing.T) {
 				n, err := r.store.CountReadings(t.Context(), day.Add(-24*time.Hour), day.Add(24*time.Hour))
 				return err == nil && n == int64(len(rs))
 			})
-			a := httpxtest.Get(t, r.url+"/analytics/trends?type=temperature&room_id=lab&bucket=1h&from="+day.Format(time.RFC3339)+"&to="+day.Add(24*time.Hour).Format(time.RFC3339))
-			if a.Code != 200 {
-				t.Fatalf("status %d: %s", a.Code, a.Raw)
-			}
-			tr := httpxtest.Decode[analytics.TrendAnswer](t, a)
+			tr := httpxtest.GetOK[analytics.TrendAnswer](t, r.url+"/analytics/trends?type=temperature&room_id=lab&bucket=1h&from="+day.Format(time.RFC3339)+"&to="+day.Add(24*time.Hour).Format(time.RFC3339))
 			if len(tr.Buckets) != 24 || tr.Count != 48 {
 				t.Fatalf("%d buckets, %d readings; want 24 and 48", len(tr.Buckets), tr.Count)
 			}
@@ -227,8 +223,7 @@ func TestTrendsEndpoint(t *testing.T) {
 				n, _ := r.store.CountReadings(t.Context(), day.Add(-24*time.Hour), day)
 				return n == 25
 			})
-			a = httpxtest.Get(t, r.url+"/analytics/trends?type=temperature&bucket=1h&from="+day.Add(-24*time.Hour).Format(time.RFC3339)+"&to="+day.Format(time.RFC3339))
-			tr = httpxtest.Decode[analytics.TrendAnswer](t, a)
+			tr = httpxtest.GetOK[analytics.TrendAnswer](t, r.url+"/analytics/trends?type=temperature&bucket=1h&from="+day.Add(-24*time.Hour).Format(time.RFC3339)+"&to="+day.Format(time.RFC3339))
 			// 24 buckets at 10, except hour 12 whose mean is (10+80)/2 = 45: z = √23.
 			if tr.Scope != "building" || len(tr.Anomalies) != 1 || tr.Anomalies[0].Mean != 45 || !near(tr.Anomalies[0].Z, math.Sqrt(23)) {
 				t.Errorf("scope %s anomalies %+v, want one of mean 45, z √23", tr.Scope, tr.Anomalies)
@@ -306,11 +301,7 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 				return n == 1
 			})
 
-			a := httpxtest.Get(t, r.url+"/analytics/summary")
-			if a.Code != 200 {
-				t.Fatalf("summary: %d %s", a.Code, a.Raw)
-			}
-			sum := httpxtest.Decode[analytics.Summary](t, a)
+			sum := httpxtest.GetOK[analytics.Summary](t, r.url+"/analytics/summary")
 			// From the CSV: the last hour (whole minutes up to now's) and day.
 			end := now.Truncate(time.Minute).Add(time.Minute)
 			rows := func(room string, from time.Time) (n int64) {
@@ -347,15 +338,12 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 			// A custom report over both data sets.
 			from, to := u.First.Truncate(time.Hour), u.Last.Truncate(time.Minute).Add(time.Minute)
 			body := fmt.Sprintf(`{"kind":"custom","from":%q,"to":%q,"capacities":{"uci-roe-room":4}}`, from.Format(time.RFC3339), to.Format(time.RFC3339))
-			a = httpxtest.DoJSON(t, http.MethodPost, r.url+"/analytics/reports", []byte(body))
-			if a.Code != http.StatusAccepted {
-				t.Fatalf("POST report: %d %s", a.Code, a.Raw)
-			}
-			id := httpxtest.Decode[map[string]string](t, a)["id"]
+			id := httpxtest.Expect[map[string]string](t, httpxtest.DoJSON(t, http.MethodPost, r.url+"/analytics/reports", []byte(body)), http.StatusAccepted)["id"]
 			var rep struct {
 				analytics.Report
 				Content analytics.ReportContent `json:"content"`
 			}
+			var a httpxtest.Answer
 			testwait.For(t, "report ready", func() bool {
 				rep.Content = analytics.ReportContent{}
 				a = httpxtest.Get(t, r.url+"/analytics/reports/"+id)
@@ -427,11 +415,7 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 			t.Run("sensor service down", func(t *testing.T) {
 				sens.Close()
 				skew.Store(int64(10 * time.Second)) // past the registry's 5 s cache
-				a := httpxtest.Get(t, r.url+"/analytics/summary")
-				if a.Code != 200 {
-					t.Fatalf("summary with the sensor service down: %d %s", a.Code, a.Raw)
-				}
-				s := httpxtest.Decode[analytics.Summary](t, a)
+				s := httpxtest.GetOK[analytics.Summary](t, r.url+"/analytics/summary")
 				if !s.Sensors.Stale || s.Sensors.AsOf == nil || s.Sensors.Total != 10 || s.Readings.LastDay != wantDay {
 					t.Errorf("sensors %+v readings %+v, want the last answer marked stale", s.Sensors, s.Readings)
 				}
@@ -450,12 +434,7 @@ func TestSensorServiceNeverReached(t *testing.T) {
 	b := servicetest.Bus(t)
 	st := engines(t)[0].open(t, filepath.Join(t.TempDir(), "down"))
 	r := startRig(t, st, b, analytics.Options{SensorURL: dead.URL, RegistryBackoff: time.Millisecond})
-	a := httpxtest.Get(t, r.url+"/analytics/summary")
-	if a.Code != 200 {
-		t.Fatalf("summary: %d %s", a.Code, a.Raw)
-	}
-	var s map[string]any
-	_ = json.Unmarshal(a.Raw, &s)
+	s := httpxtest.GetOK[map[string]any](t, r.url+"/analytics/summary")
 	sens := s["sensors"].(map[string]any)
 	if sens["stale"] != true || sens["as_of"] != nil {
 		t.Errorf("sensors %v, want stale with as_of null", sens)
@@ -491,11 +470,7 @@ func TestBadRequests(t *testing.T) {
 		httpxtest.RunProblem(t, tc.name, tc.method, r.url+tc.path, tc.body, tc.status, tc.field)
 	}
 	t.Run("daily defaults to yesterday", func(t *testing.T) {
-		a := httpxtest.DoJSON(t, "POST", r.url+"/analytics/reports", []byte(`{"kind":"daily"}`))
-		if a.Code != 202 {
-			t.Fatalf("%d %s", a.Code, a.Raw)
-		}
-		id := httpxtest.Decode[map[string]string](t, a)["id"]
+		id := httpxtest.Expect[map[string]string](t, httpxtest.DoJSON(t, "POST", r.url+"/analytics/reports", []byte(`{"kind":"daily"}`)), 202)["id"]
 		rep := httpxtest.Decode[analytics.Report](t, httpxtest.Get(t, r.url+"/analytics/reports/"+id))
 		midnight := time.Now().UTC().Truncate(24 * time.Hour)
 		if !rep.To.Equal(midnight) || !rep.From.Equal(midnight.Add(-24*time.Hour)) {

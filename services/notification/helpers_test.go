@@ -128,14 +128,10 @@ func (e *env) status(ev events.SensorStatus) {
 // list decodes the items of a list answer.
 func list[T any](t *testing.T, url, key string) []T {
 	t.Helper()
-	a := httpxtest.Get(t, url)
-	if a.Code != 200 {
-		t.Fatalf("GET %s: %d %s", url, a.Code, a.Raw)
-	}
-	m := httpxtest.Decode[map[string]json.RawMessage](t, a)
+	m := httpxtest.GetOK[map[string]json.RawMessage](t, url)
 	var out []T
 	if err := json.Unmarshal(m[key], &out); err != nil {
-		t.Fatalf("%s: %v", a.Raw, err)
+		t.Fatalf("GET %s: %s: %v", url, m[key], err)
 	}
 	return out
 }

@@ -97,13 +97,10 @@ func (e *env) consume(t *testing.T, batchID string, rs ...rd) {
 	}
 }
 
+// getJSON is httpxtest.GetOK, for the tests of this package.
 func getJSON[T any](t *testing.T, url string) T {
 	t.Helper()
-	a := httpxtest.Get(t, url)
-	if a.Code != 200 {
-		t.Fatalf("GET %s: %d %s", url, a.Code, a.Raw)
-	}
-	return httpxtest.Decode[T](t, a)
+	return httpxtest.GetOK[T](t, url)
 }
 
 func ptr[T any](v T) *T { return &v }

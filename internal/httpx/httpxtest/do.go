@@ -3,6 +3,7 @@ package httpxtest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -22,13 +23,23 @@ type Answer struct {
 // same name) and no body when body is empty, and reads the whole answer.
 func Do(t testing.TB, client *http.Client, method, url string, body []byte, headers ...string) Answer {
 	t.Helper()
+	a, err := Send(client, method, url, body, headers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Send is Do that returns the error of a request that got no whole answer
+// instead of failing the test: for polling a server that may be down.
+func Send(client *http.Client, method, url string, body []byte, headers ...string) (Answer, error) {
 	var rd io.Reader
 	if len(body) > 0 {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
-		t.Fatal(err)
+		return Answer{}, err
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
@@ -38,14 +49,14 @@ func Do(t testing.TB, client *http.Client, method, url string, body []byte, head
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return Answer{}, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: read the answer: %v", method, url, err)
+		return Answer{}, fmt.Errorf("%s %s: read the answer: %w", method, url, err)
 	}
 	a := Answer{Code: resp.StatusCode, CType: resp.Header.Get("Content-Type"), Head: resp.Header, Raw: raw}
 	_ = json.Unmarshal(raw, &a.Body)
-	return a
+	return a, nil
 }

@@ -36,6 +36,21 @@ func GetJSON(t testing.TB, client *http.Client, url string, v any) Answer {
 	return a
 }
 
+// GetOK is a GET of url that must answer 200 OK with a T in JSON.
+func GetOK[T any](t testing.TB, url string) T {
+	t.Helper()
+	return Expect[T](t, Get(t, url), http.StatusOK)
+}
+
+// Expect fails t unless a's status is status, and reads a's JSON body into a T.
+func Expect[T any](t testing.TB, a Answer, status int) T {
+	t.Helper()
+	if a.Code != status {
+		t.Fatalf("status %d, want %d: %s", a.Code, status, a.Raw)
+	}
+	return Decode[T](t, a)
+}
+
 // Decode reads a's JSON body into a T; a body that is not one fails t.
 func Decode[T any](t testing.TB, a Answer) T {
 	t.Helper()

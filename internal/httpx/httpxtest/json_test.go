@@ -100,3 +100,32 @@ type recorder struct {
 func (r *recorder) Errorf(string, ...any) { r.failed = true }
 func (r *recorder) Fatalf(string, ...any) { r.failed = true }
 func (r *recorder) Helper()               {}
+
+func TestExpect(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte(`{"n":3}`))
+	}))
+	url := srv.URL
+	if got := httpxtest.GetOK[struct{ N int }](t, url+"/n").N; got != 3 {
+		t.Errorf("GetOK: n = %d", got)
+	}
+	for _, tc := range []struct {
+		path   string
+		status int
+		fails  bool
+	}{{"/n", 200, false}, {"/n", 201, true}, {"/missing", 404, true}} {
+		rec := &recorder{TB: t}
+		httpxtest.Expect[struct{ N int }](rec, httpxtest.Get(t, url+tc.path), tc.status)
+		if rec.failed != tc.fails {
+			t.Errorf("Expect %s %d: failed = %v, want %v", tc.path, tc.status, rec.failed, tc.fails)
+		}
+	}
+	srv.Close()
+	if a, err := httpxtest.Send(nil, "GET", url, nil); err == nil {
+		t.Errorf("Send to a closed server: %d, no error", a.Code)
+	}
+}
