@@ -40,15 +40,7 @@ type gwSystem struct {
 
 // freeURL is a loopback URL nothing listens on: the address of a part that does
 // not run.
-func freeURL(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return "http://" + ln.Addr().String()
-}
+func freeURL(t testing.TB) string { return "http://" + testenv.FreeAddr(t) }
 
 // startGW runs `atrium -target=TARGET` on loopback ports; parts that do not run
 // point at closed ports.

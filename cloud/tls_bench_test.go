@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -124,7 +123,7 @@ func BenchmarkTLSCost(b *testing.B) {
 		// Agent drain.
 		const readings = 100000
 		for _, mode := range []string{"http", "https"} {
-			addr := freeAddr(b)
+			addr := testenv.FreeAddr(b)
 			scheme, agentArgs := "http", []string{"-token=" + key}
 			gwArgs := []string{"-keys=" + keys, "-rate-limit=0", "-gateway-addr=" + addr}
 			if mode == "https" {
@@ -155,16 +154,6 @@ func BenchmarkTLSCost(b *testing.B) {
 			g.stop()
 		}
 	}
-}
-
-// freeAddr is a loopback address nothing listens on, for a server started later.
-func freeAddr(b testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func stringsReader(s string) io.Reader { return &stringReader{s: s} }

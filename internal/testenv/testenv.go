@@ -1,6 +1,7 @@
 // Package testenv gates integration tests on what the machine has: an engine named
 // by an environment variable (ATRIUM_TEST_AMQP_URL, ATRIUM_TEST_MONGODB_URL,
-// ATRIUM_TEST_CLICKHOUSE_URL), a program on PATH (curl, mosquitto_pub), a browser.
+// ATRIUM_TEST_CLICKHOUSE_URL), a program on PATH (curl, mosquitto_pub), a browser,
+// a loopback port nothing listens on.
 // Without it a test skips, unless ATRIUM_REQUIRE_INTEGRATION=1 (as `make ci` sets)
 // makes that a failure: in CI nothing is skipped silently. ProcessCPU reads what
 // the process has used of the machine, for benchmarks.
@@ -8,6 +9,7 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"syscall"
@@ -51,6 +53,18 @@ func Tool(tb testing.TB, name string) string {
 		Missing(tb, "%s is not installed (not found on PATH)", name)
 	}
 	return p
+}
+
+// FreeAddr is a loopback address that nothing listened on a moment ago: the
+// address of a part that does not run, or of a server started later.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // ProcessCPU is the user and system CPU time this process has used so far.

@@ -1,10 +1,12 @@
 package testenv_test
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/atrium-iot/atrium/internal/testenv"
 )
@@ -72,4 +74,16 @@ func TestChildGate(t *testing.T) {
 		t.Skip("run by TestRequired")
 	}
 	testenv.URL(t, "ATRIUM_TEST_TESTENV_UNSET_URL")
+}
+
+func TestFreeAddr(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Errorf("something listens on %s", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	ln.Close()
 }
