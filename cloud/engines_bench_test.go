@@ -175,13 +175,7 @@ type engine struct {
 }
 
 var engines = []engine{
-	{"sensor-sqlite", onSQLite("sensor", func(ctx context.Context, path string) (*store, error) {
-		st, err := sensorsqlite.Open(ctx, path, sensorsqlite.Options{})
-		if err != nil {
-			return nil, err
-		}
-		return sensorStore(st, st.Close), nil
-	})},
+	{"sensor-sqlite", onSQLite("sensor", sensorsqlite.Open, sensorStore[*sensorsqlite.Store])},
 	{"sensor-mongo", func(tb testing.TB) func(context.Context) (*store, error) {
 		u := mongotest.URL(tb)
 		c := mongotest.Client(tb)
@@ -205,13 +199,7 @@ var engines = []engine{
 			return s, nil
 		}
 	}},
-	{"analytics-sqlite", onSQLite("analytics", func(ctx context.Context, path string) (*store, error) {
-		st, err := analyticssqlite.Open(ctx, path, analyticssqlite.Options{})
-		if err != nil {
-			return nil, err
-		}
-		return analyticsStore(st, st.Close), nil
-	})},
+	{"analytics-sqlite", onSQLite("analytics", analyticssqlite.Open, analyticsStore[*analyticssqlite.Store])},
 	{"analytics-clickhouse", func(tb testing.TB) func(context.Context) (*store, error) {
 		base := chtest.URL(tb)
 		return func(ctx context.Context) (*store, error) {
@@ -235,15 +223,21 @@ var engines = []engine{
 	}},
 }
 
-// onSQLite is the setup of an engine on SQLite: each store is opened by open
-// on a new file, named after name, in the test's temporary directory.
-func onSQLite(name string, open func(ctx context.Context, path string) (*store, error)) func(testing.TB) func(context.Context) (*store, error) {
+// onSQLite is the setup of an engine on SQLite: each store is opened by open,
+// with the zero options, on a new file named after name in the test's
+// temporary directory, and made a store by wrap, closed by its Close.
+func onSQLite[S interface{ Close() error }, O any](name string, open func(ctx context.Context, path string, opts O) (S, error), wrap func(S, func() error) *store) func(testing.TB) func(context.Context) (*store, error) {
 	return func(tb testing.TB) func(context.Context) (*store, error) {
 		dir := tb.TempDir()
 		seq := 0
 		return func(ctx context.Context) (*store, error) {
 			seq++
-			return open(ctx, filepath.Join(dir, fmt.Sprintf("%s-%d.db", name, seq)))
+			var opts O
+			st, err := open(ctx, filepath.Join(dir, fmt.Sprintf("%s-%d.db", name, seq)), opts)
+			if err != nil {
+				return nil, err
+			}
+			return wrap(st, st.Close), nil
 		}
 	}
 }
@@ -251,7 +245,7 @@ func onSQLite(name string, open func(ctx context.Context, path string) (*store, 
 // sensorStore is a sensor store: Ingest of whole batches, and the raw history
 // GET /sensors/{id}/data answers: one sensor's readings of one type over the
 // last 24 h, a page of at most 1,000, oldest first.
-func sensorStore(st sensor.Store, closeFn func() error) *store {
+func sensorStore[S sensor.Store](st S, closeFn func() error) *store {
 	return &store{
 		ingest: func(ctx context.Context, id string, rs []reading.Reading) error {
 			out, err := st.Ingest(ctx, sensor.Batch{ID: id, Site: "hq", Readings: rs, ReceivedAt: rs[len(rs)-1].Timestamp.Add(time.Second)})
@@ -312,7 +306,7 @@ func mongoHourly(st *mongostore.Store) func(context.Context, fixture, *rand.Rand
 
 // analyticsStore is an analytics store: AddReadings of whole batches, and the
 // hourly series of one room's type over 30 days that trends and history answer.
-func analyticsStore(st analytics.Store, closeFn func() error) *store {
+func analyticsStore[S analytics.Store](st S, closeFn func() error) *store {
 	return &store{
 		ingest: func(ctx context.Context, id string, rs []reading.Reading) error {
 			n, err := st.AddReadings(ctx, rs)
