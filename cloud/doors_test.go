@@ -28,10 +28,7 @@ type doors struct {
 func startDoors(t *testing.T) *doors {
 	t.Helper()
 	keysFile := filepath.Join(t.TempDir(), "keys.json")
-	admin, err := gateway.AddKey(keysFile, "admin", []gateway.Scope{gateway.ScopeAdmin})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := addKey(t, keysFile, "admin", gateway.ScopeAdmin)
 	s := startGW(t, "all", t.TempDir(), nil, "-keys="+keysFile, "-rate-limit=0", "-read-timeout="+doorsReadTimeout.String())
 	d := &doors{sys: s, admin: admin, parts: map[string]string{"gateway": s.url}}
 	for _, p := range []string{"sensor", "room", "analytics", "notification"} {

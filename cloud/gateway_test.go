@@ -58,6 +58,16 @@ func startGW(t testing.TB, target, dataDir string, logs io.Writer, extra ...stri
 	return &gwSystem{app: r.App, stop: r.Stop, url: "http://" + r.Addr("gateway")}
 }
 
+// addKey adds a key named name with scopes to keysFile and returns it.
+func addKey(tb testing.TB, keysFile, name string, scopes ...gateway.Scope) string {
+	tb.Helper()
+	key, err := gateway.AddKey(keysFile, name, scopes)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return key
+}
+
 func auth(key string) []string { return []string{"Authorization", "Bearer " + key} }
 
 func TestGatewayMakesAnAdminKeyOnFirstStart(t *testing.T) {
@@ -103,11 +113,7 @@ func TestGatewayAuthBeforeProxying(t *testing.T) {
 	keysFile := filepath.Join(t.TempDir(), "keys.json")
 	keys := map[string]string{}
 	for name, sc := range map[string][]gateway.Scope{"reader": {gateway.ScopeRead}, "ingester": {gateway.ScopeIngest}, "admin": {gateway.ScopeAdmin}, "gone": {gateway.ScopeAdmin}} {
-		k, err := gateway.AddKey(keysFile, name, sc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[name] = k
+		keys[name] = addKey(t, keysFile, name, sc...)
 	}
 	if err := gateway.RemoveKey(keysFile, "gone"); err != nil {
 		t.Fatal(err)
@@ -176,10 +182,7 @@ func TestGatewayAuthBeforeProxying(t *testing.T) {
 // service router's "no such endpoint" or 405.
 func TestGatewayReachesEveryDocumentedRoute(t *testing.T) {
 	keysFile := filepath.Join(t.TempDir(), "keys.json")
-	admin, err := gateway.AddKey(keysFile, "admin", []gateway.Scope{gateway.ScopeAdmin})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := addKey(t, keysFile, "admin", gateway.ScopeAdmin)
 	s := startGW(t, "all", t.TempDir(), nil, "-keys="+keysFile, "-rate-limit=0")
 	var doc struct {
 		Paths map[string]map[string]any `json:"paths"`
@@ -222,14 +225,8 @@ func TestGatewayReachesEveryDocumentedRoute(t *testing.T) {
 // service and read back through the gateway with a read key.
 func TestAgentForwardsThroughTheGateway(t *testing.T) {
 	keysFile := filepath.Join(t.TempDir(), "keys.json")
-	ingest, err := gateway.AddKey(keysFile, "agent-hq", []gateway.Scope{gateway.ScopeIngest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reader, err := gateway.AddKey(keysFile, "dashboard", []gateway.Scope{gateway.ScopeRead})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ingest := addKey(t, keysFile, "agent-hq", gateway.ScopeIngest)
+	reader := addKey(t, keysFile, "dashboard", gateway.ScopeRead)
 	s := startGW(t, "sensor,gateway", t.TempDir(), nil, "-keys="+keysFile)
 
 	ag := agenttest.Run(t, nil, nil, "-mqtt-addr=127.0.0.1:0", "-http-addr=127.0.0.1:0", "-allow-anonymous",
@@ -311,10 +308,7 @@ func TestAgentForwardsThroughTheGateway(t *testing.T) {
 // Run: go test -run '^$' -bench GatewayOverhead -benchtime=1x -count 5 ./cloud
 func BenchmarkGatewayOverhead(b *testing.B) {
 	keysFile := filepath.Join(b.TempDir(), "keys.json")
-	key, err := gateway.AddKey(keysFile, "bench", []gateway.Scope{gateway.ScopeRead})
-	if err != nil {
-		b.Fatal(err)
-	}
+	key := addKey(b, keysFile, "bench", gateway.ScopeRead)
 	s := startGW(b, "sensor,room,gateway", b.TempDir(), nil, "-keys="+keysFile, "-rate-limit=0")
 	direct := "http://" + s.app.Addr("room")
 	remote := startGW(b, "gateway", b.TempDir(), nil, "-keys="+keysFile, "-rate-limit=0",

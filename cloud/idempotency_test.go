@@ -35,14 +35,8 @@ func TestGatewayScopesBatchIDsToTheKey(t *testing.T) {
 	for _, shape := range shapes {
 		t.Run(shape.name, func(t *testing.T) {
 			keysFile := filepath.Join(t.TempDir(), "keys.json")
-			agentKey, err := gateway.AddKey(keysFile, "agent-hq", []gateway.Scope{gateway.ScopeIngest, gateway.ScopeRead})
-			if err != nil {
-				t.Fatal(err)
-			}
-			intruder, err := gateway.AddKey(keysFile, "intruder", []gateway.Scope{gateway.ScopeIngest})
-			if err != nil {
-				t.Fatal(err)
-			}
+			agentKey := addKey(t, keysFile, "agent-hq", gateway.ScopeIngest, gateway.ScopeRead)
+			intruder := addKey(t, keysFile, "intruder", gateway.ScopeIngest)
 			gw, sn := shape.start(t, keysFile)
 			base := time.Now().Add(-time.Hour).Truncate(time.Second)
 			n := 0 // readings so far: each batch's readings get times of their own

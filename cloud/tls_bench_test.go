@@ -37,10 +37,7 @@ func BenchmarkTLSCost(b *testing.B) {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	keys := filepath.Join(b.TempDir(), "keys.json")
-	key, err := gateway.AddKey(keys, "bench", []gateway.Scope{gateway.ScopeRead, gateway.ScopeIngest})
-	if err != nil {
-		b.Fatal(err)
-	}
+	key := addKey(b, keys, "bench", gateway.ScopeRead, gateway.ScopeIngest)
 	if err := gateway.AddSubject(keys, "agent-bench", "cn:agent-bench", []gateway.Scope{gateway.ScopeIngest}); err != nil {
 		b.Fatal(err)
 	}

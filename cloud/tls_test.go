@@ -93,13 +93,8 @@ func startTLSGateway(t *testing.T, extra ...string) *tlsGateway {
 	ca := tlsxtest.NewCA(t, "Atrium Test CA")
 	g := &tlsGateway{ca: ca, logs: &logging.Buffer{}, srvCert: ca.Server(t, "gateway-1")}
 	g.keys = filepath.Join(t.TempDir(), "keys.json")
-	var err error
-	if g.reader, err = gateway.AddKey(g.keys, "dashboard", []gateway.Scope{gateway.ScopeRead}); err != nil {
-		t.Fatal(err)
-	}
-	if g.admin, err = gateway.AddKey(g.keys, "ops", []gateway.Scope{gateway.ScopeAdmin}); err != nil {
-		t.Fatal(err)
-	}
+	g.reader = addKey(t, g.keys, "dashboard", gateway.ScopeRead)
+	g.admin = addKey(t, g.keys, "ops", gateway.ScopeAdmin)
 	for name, subject := range map[string]string{"agent-hq": "cn:agent-hq", "agent-b2": "spiffe://atrium/agent/b2"} {
 		if err := gateway.AddSubject(g.keys, name, subject, []gateway.Scope{gateway.ScopeIngest, gateway.ScopeRead}); err != nil {
 			t.Fatal(err)
@@ -518,10 +513,7 @@ func TestUpstreamsOverHTTPS(t *testing.T) {
 		t.Fatalf("sensor service over HTTPS: %d %s", r.code, r.stderr)
 	}
 	keys := filepath.Join(t.TempDir(), "keys.json")
-	key, err := gateway.AddKey(keys, "agent", []gateway.Scope{gateway.ScopeIngest, gateway.ScopeRead})
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := addKey(t, keys, "agent", gateway.ScopeIngest, gateway.ScopeRead)
 	gw := startGW(t, "gateway", t.TempDir(), nil, "-keys="+keys, "-sensor-url="+sensorURL, "-upstream-ca="+ca.File)
 	r := curl(t, "-H", "Authorization: Bearer "+key, "-H", "Content-Type: application/json", "--data", tlsBatch("u-1", "up-1", 600), gw.url+"/sensors/data")
 	if r.code != 200 || !strings.Contains(r.body, `"accepted":1`) {
