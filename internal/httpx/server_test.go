@@ -112,15 +112,9 @@ func TestReadTimeoutBoundsOnlyTheBody(t *testing.T) {
 	addr := serve(t, mux, httpx.WithReadTimeout(timeout))
 	for _, m := range []string{"GET", "POST"} {
 		t.Run(m+" handler slower than the timeout", func(t *testing.T) {
-			req, _ := http.NewRequest(m, "http://"+addr+"/slow", strings.NewReader(map[string]string{"GET": "", "POST": "{}"}[m]))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || string(body) != "done" {
-				t.Fatalf("got %d %s", resp.StatusCode, body)
+			a := httpxtest.Do(t, nil, m, "http://"+addr+"/slow", []byte(map[string]string{"GET": "", "POST": "{}"}[m]))
+			if a.Code != 200 || a.String() != "done" {
+				t.Fatalf("got %d %s", a.Code, a.Raw)
 			}
 		})
 	}
@@ -172,21 +166,16 @@ func TestRequireContentType(t *testing.T) {
 		{"wrong method: 405 first", "PUT", "/things", "text/plain", `{}`, 405},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(tc.method, "http://"+addr+tc.path, strings.NewReader(tc.body))
+			var headers []string
 			if tc.ctype != "" {
-				req.Header.Set("Content-Type", tc.ctype)
+				headers = []string{"Content-Type", tc.ctype}
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
+			a := httpxtest.Do(t, nil, tc.method, "http://"+addr+tc.path, []byte(tc.body), headers...)
+			if a.Code != tc.code {
+				t.Fatalf("got %d %s, want %d", a.Code, a.Raw, tc.code)
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.code {
-				t.Fatalf("got %d %s, want %d", resp.StatusCode, body, tc.code)
-			}
-			if tc.code == 415 && (resp.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(body), "application/json")) {
-				t.Fatalf("415 answer: %q %s", resp.Header.Get("Content-Type"), body)
+			if tc.code == 415 && (a.CType != "application/problem+json" || !strings.Contains(a.String(), "application/json")) {
+				t.Fatalf("415 answer: %q %s", a.CType, a.Raw)
 			}
 		})
 	}
@@ -201,39 +190,24 @@ func TestHeadAnswersWhereGetDoes(t *testing.T) {
 	addr := serve(t, r)
 	for _, path := range []string{"/things/t1", "/healthz", "/readyz"} {
 		t.Run(path, func(t *testing.T) {
-			get, err := http.Get("http://" + addr + path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			getBody, _ := io.ReadAll(get.Body)
-			get.Body.Close()
-			head, err := http.Head("http://" + addr + path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			headBody, _ := io.ReadAll(head.Body)
-			head.Body.Close()
-			if head.StatusCode != 200 || get.StatusCode != 200 || len(headBody) != 0 {
-				t.Fatalf("HEAD %d with %d bytes of body; GET %d", head.StatusCode, len(headBody), get.StatusCode)
+			get := httpxtest.Get(t, "http://"+addr+path)
+			head := httpxtest.Do(t, nil, http.MethodHead, "http://"+addr+path, nil)
+			if head.Code != 200 || get.Code != 200 || len(head.Raw) != 0 {
+				t.Fatalf("HEAD %d with %d bytes of body; GET %d", head.Code, len(head.Raw), get.Code)
 			}
 			for _, h := range []string{"Content-Type", "Content-Length"} {
-				if head.Header.Get(h) != get.Header.Get(h) || head.Header.Get(h) == "" {
-					t.Errorf("%s: HEAD %q, GET %q", h, head.Header.Get(h), get.Header.Get(h))
+				if head.Head.Get(h) != get.Head.Get(h) || head.Head.Get(h) == "" {
+					t.Errorf("%s: HEAD %q, GET %q", h, head.Head.Get(h), get.Head.Get(h))
 				}
 			}
-			if get.Header.Get("Content-Length") != fmt.Sprint(len(getBody)) {
-				t.Errorf("GET Content-Length %s for %d bytes", get.Header.Get("Content-Length"), len(getBody))
+			if get.Head.Get("Content-Length") != fmt.Sprint(len(get.Raw)) {
+				t.Errorf("GET Content-Length %s for %d bytes", get.Head.Get("Content-Length"), len(get.Raw))
 			}
 		})
 	}
 	t.Run("HEAD where only POST is", func(t *testing.T) {
-		head, err := http.Head("http://" + addr + "/things")
-		if err != nil {
-			t.Fatal(err)
-		}
-		head.Body.Close()
-		if head.StatusCode != 405 {
-			t.Fatalf("HEAD /things: %d", head.StatusCode)
+		if head := httpxtest.Do(t, nil, http.MethodHead, "http://"+addr+"/things", nil); head.Code != 405 {
+			t.Fatalf("HEAD /things: %d", head.Code)
 		}
 	})
 }
