@@ -6,6 +6,7 @@ package servicetest
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -22,6 +23,17 @@ func Bus(t testing.TB) *membus.Bus {
 	b := membus.New(logging.Discard())
 	t.Cleanup(func() { b.Close() })
 	return b
+}
+
+// Store is a store just opened for a test, st with its opening's err: an error
+// fails t, and the store is closed when t ends (closing it sooner is allowed).
+func Store[S io.Closer](t testing.TB, st S, err error) S {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // Service is what every cloud service offers.

@@ -131,3 +131,20 @@ func TestBus(t *testing.T) {
 		t.Errorf("publish after the test: %v, want ErrClosed", err)
 	}
 }
+
+// closer counts its closes.
+type closer struct{ closes int }
+
+func (c *closer) Close() error { c.closes++; return nil }
+
+func TestStoreClosesAtTheEnd(t *testing.T) {
+	c := &closer{}
+	t.Run("opened", func(t *testing.T) {
+		if got := servicetest.Store(t, c, nil); got != c || c.closes != 0 {
+			t.Fatalf("Store = %p with %d closes, want %p open", got, c.closes, c)
+		}
+	})
+	if c.closes != 1 {
+		t.Errorf("closed %d times when the test ended, want 1", c.closes)
+	}
+}

@@ -49,11 +49,7 @@ func openStore(tb testing.TB, path string, opts sqlitestore.Options) *sqlitestor
 		path = filepath.Join(tb.TempDir(), "room.db")
 	}
 	st, err := sqlitestore.Open(context.Background(), path, opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	return st
+	return servicetest.Store(tb, st, err)
 }
 
 // newEnv is the service at the tests' clock over the store at path (a new

@@ -37,11 +37,7 @@ type service struct {
 func openStore(tb testing.TB, dir, synchronous string) *sqlitestore.Store {
 	tb.Helper()
 	st, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "sensor.db"), sqlitestore.Options{Settings: sqlitex.Settings{Logger: logging.Discard(), Synchronous: synchronous}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	return st
+	return servicetest.Store(tb, st, err)
 }
 
 func serve(t *testing.T, dir string, opts sensor.Options) *service {
