@@ -48,6 +48,31 @@ func dial(ctx context.Context, url string, rcvbuf int) (*websocket.Conn, error) 
 	return c, nil
 }
 
+// readers dials n clients of url, each reading in a goroutine of wg: every
+// message goes to got with the client's index, until the connection ends or
+// got returns false.
+func readers(tb testing.TB, wg *sync.WaitGroup, url string, n int, got func(i int, msg []byte) bool) []*websocket.Conn {
+	tb.Helper()
+	conns := make([]*websocket.Conn, n)
+	for i := range n {
+		c, err := dial(context.Background(), url, 0)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		conns[i] = c
+		wg.Go(func() {
+			defer c.CloseNow()
+			for {
+				_, msg, err := c.Read(context.Background())
+				if err != nil || !got(i, msg) {
+					return
+				}
+			}
+		})
+	}
+	return conns
+}
+
 func TestWebSocketFiltersAndNotifications(t *testing.T) {
 	e := start(t, t.TempDir(), notification.Options{})
 	ctx := t.Context()
@@ -133,36 +158,22 @@ func TestWebSocketFanOutWithStalledClient(t *testing.T) {
 	results := make([]result, clients)
 	var wg sync.WaitGroup
 	var failures atomic.Int32
-	conns := make([]*websocket.Conn, clients)
-	for i := range clients {
-		conn, err := dial(ctx, wsURL(e.url, ""), 0)
-		if err != nil {
-			t.Fatal(err)
+	conns := readers(t, &wg, wsURL(e.url, ""), clients, func(i int, b []byte) bool {
+		var p notification.Push
+		if json.Unmarshal(b, &p) != nil {
+			failures.Add(1)
+			return false
 		}
-		conns[i] = conn
-		wg.Go(func() {
-			defer conn.CloseNow()
-			for {
-				_, b, err := conn.Read(context.Background())
-				if err != nil {
-					return
-				}
-				var p notification.Push
-				if json.Unmarshal(b, &p) != nil {
-					failures.Add(1)
-					return
-				}
-				mu.Lock()
-				switch p.Kind {
-				case "notification":
-					results[i].notes++
-				case "alert.raised":
-					results[i].alert = time.Now()
-				}
-				mu.Unlock()
-			}
-		})
-	}
+		mu.Lock()
+		switch p.Kind {
+		case "notification":
+			results[i].notes++
+		case "alert.raised":
+			results[i].alert = time.Now()
+		}
+		mu.Unlock()
+		return true
+	})
 	stalled, err := dial(ctx, wsURL(e.url, ""), 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -253,30 +264,18 @@ func BenchmarkFanOut(b *testing.B) {
 	var lat []time.Duration
 	var got atomic.Int64
 	var wg sync.WaitGroup
-	for range clients {
-		c, err := dial(context.Background(), wsURL(srv.URL, ""), 0)
-		if err != nil {
-			b.Fatal(err)
+	readers(b, &wg, wsURL(srv.URL, ""), clients, func(_ int, data []byte) bool {
+		var p struct {
+			Time time.Time `json:"time"`
 		}
-		wg.Go(func() {
-			defer c.CloseNow()
-			for {
-				_, data, err := c.Read(context.Background())
-				if err != nil {
-					return
-				}
-				var p struct {
-					Time time.Time `json:"time"`
-				}
-				_ = json.Unmarshal(data, &p)
-				d := time.Since(p.Time)
-				mu.Lock()
-				lat = append(lat, d)
-				mu.Unlock()
-				got.Add(1)
-			}
-		})
-	}
+		_ = json.Unmarshal(data, &p)
+		d := time.Since(p.Time)
+		mu.Lock()
+		lat = append(lat, d)
+		mu.Unlock()
+		got.Add(1)
+		return true
+	})
 	for hub.Clients() < clients {
 		time.Sleep(time.Millisecond)
 	}
