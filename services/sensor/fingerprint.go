@@ -71,27 +71,36 @@ func appendText(b []byte, t reading.Text) []byte {
 	return appendString(append(b, tagValue), t.S)
 }
 
-func appendNumber(b []byte, n reading.Number) []byte {
+// appendTag encodes the tag of a field that has a problem or is set: it
+// encodes a bad or absent field whole and says so, else the tag of a value,
+// which the caller encodes next.
+func appendTag(b []byte, problem string, set bool) ([]byte, bool) {
 	switch {
-	case n.Problem != "":
-		return appendString(append(b, tagBad), n.Problem)
-	case !n.Set:
-		return append(b, tagAbsent)
+	case problem != "":
+		return appendString(append(b, tagBad), problem), true
+	case !set:
+		return append(b, tagAbsent), true
+	}
+	return append(b, tagValue), false
+}
+
+func appendNumber(b []byte, n reading.Number) []byte {
+	b, done := appendTag(b, n.Problem, n.Set)
+	if done {
+		return b
 	}
 	f := n.F
 	if f == 0 {
 		f = 0 // -0 is 0
 	}
-	return binary.BigEndian.AppendUint64(append(b, tagValue), math.Float64bits(f))
+	return binary.BigEndian.AppendUint64(b, math.Float64bits(f))
 }
 
 func appendTime(b []byte, t reading.Time) []byte {
-	switch {
-	case t.Problem != "":
-		return appendString(append(b, tagBad), t.Problem)
-	case !t.Set:
-		return append(b, tagAbsent)
+	b, done := appendTag(b, t.Problem, t.Set)
+	if done {
+		return b
 	}
-	b = binary.AppendVarint(append(b, tagValue), t.T.Unix())
+	b = binary.AppendVarint(b, t.T.Unix())
 	return binary.AppendUvarint(b, uint64(t.T.Nanosecond()))
 }
