@@ -195,3 +195,34 @@ func TestQueryID(t *testing.T) {
 		t.Errorf("problems %+v, want one about site", q.Problems)
 	}
 }
+
+func TestQueryType(t *testing.T) {
+	for _, tc := range []struct {
+		query, want string
+		required    bool
+		problem     bool
+	}{
+		{"?type=co2", "co2", true, false},
+		{"", "", false, false},
+		{"", "", true, true},
+		{"?type=CO2", "CO2", false, true},
+	} {
+		q := httpx.NewQuery(httptest.NewRequest("GET", "/x"+tc.query, nil))
+		if got := q.Type("type", tc.required); got != tc.want || (len(q.Problems) == 1 && q.Problems[0].Field == "type") != tc.problem {
+			t.Errorf("%q (required %v): %q, problems %+v", tc.query, tc.required, got, q.Problems)
+		}
+	}
+}
+
+func TestQueryBucket(t *testing.T) {
+	for query, want := range map[string]time.Duration{"?bucket=15m": 15 * time.Minute, "?bucket=1d": 24 * time.Hour, "": time.Hour} {
+		q := httpx.NewQuery(httptest.NewRequest("GET", "/x"+query, nil))
+		if name, width := q.Bucket(); width != want || httpx.Buckets[name] != want || len(q.Problems) != 0 {
+			t.Errorf("%q: %s %s, problems %+v", query, name, width, q.Problems)
+		}
+	}
+	q := httpx.NewQuery(httptest.NewRequest("GET", "/x?bucket=7m", nil))
+	if name, _ := q.Bucket(); name != "1h" || len(q.Problems) != 1 || q.Problems[0].Field != "bucket" {
+		t.Errorf("bucket=7m: %s, problems %+v", name, q.Problems)
+	}
+}

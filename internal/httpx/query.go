@@ -55,6 +55,31 @@ func (q *Query) ID(name string) string {
 	return s
 }
 
+// Type reads a reading type such as co2: lowercase a-z 0-9 _; empty when absent,
+// which is a problem when required.
+func (q *Query) Type(name string, required bool) string {
+	s := q.v.Get(name)
+	switch {
+	case s == "" && required:
+		q.add(name, "is required")
+	case s != "" && !reading.ValidType(s):
+		q.add(name, "lowercase a-z 0-9 _")
+	}
+	return s
+}
+
+// Buckets are the widths of the buckets a series may be cut into, by name.
+var Buckets = map[string]time.Duration{
+	"1m": time.Minute, "5m": 5 * time.Minute, "15m": 15 * time.Minute, "1h": time.Hour, "1d": 24 * time.Hour,
+}
+
+// Bucket reads bucket, a name of Buckets (default 1h), and returns the name and
+// the width.
+func (q *Query) Bucket() (string, time.Duration) {
+	name := q.Enum("bucket", "1h", "1m", "5m", "15m", "1h", "1d")
+	return name, Buckets[name]
+}
+
 // Time reads an RFC 3339 or Unix-milliseconds time; zero when absent.
 func (q *Query) Time(name string) time.Time {
 	s := q.v.Get(name)

@@ -198,11 +198,6 @@ func attention(latest []RoomValue) []Attention {
 	return out
 }
 
-// Buckets are the accepted bucket sizes of trends, by name.
-var Buckets = map[string]time.Duration{
-	"1m": time.Minute, "5m": 5 * time.Minute, "15m": 15 * time.Minute, "1h": time.Hour, "1d": 24 * time.Hour,
-}
-
 // maxBuckets bounds the buckets of one trend.
 const maxBuckets = 50000
 
@@ -227,14 +222,10 @@ type TrendAnswer struct {
 func (s *Service) handleTrends() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := httpx.NewQuery(r)
-		typ := q.String("type")
-		room := q.String("room_id")
-		bucketName := q.Enum("bucket", "1h", "1m", "5m", "15m", "1h", "1d")
+		typ := q.Type("type", true)
+		room := q.ID("room_id")
+		bucketName, bucket := q.Bucket()
 		from, to := q.Time("from"), q.Time("to")
-		q.Check(typ == "", "type", "required")
-		q.Check(typ != "" && !reading.ValidType(typ), "type", "lowercase a-z 0-9 _")
-		q.Check(room != "" && !reading.ValidID(room), "room_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
-		bucket := Buckets[bucketName]
 		if to.IsZero() {
 			to = s.opts.Now()
 		}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
@@ -68,11 +69,11 @@ var chartTypes = []string{"temperature", "humidity", "co2", "occupancy"}
 // chartBucket is the smallest bucket that draws the period in at most 300 points.
 func chartBucket(span time.Duration) (string, time.Duration) {
 	for _, name := range []string{"1m", "5m", "15m", "1h"} {
-		if span/Buckets[name] <= 300 {
-			return name, Buckets[name]
+		if span/httpx.Buckets[name] <= 300 {
+			return name, httpx.Buckets[name]
 		}
 	}
-	return "1d", Buckets["1d"]
+	return "1d", httpx.Buckets["1d"]
 }
 
 // generate builds a pending report and stores it ready (or failed).

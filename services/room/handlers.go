@@ -27,11 +27,6 @@ const (
 	MaxAreaM2   = 10_000_000
 )
 
-// Buckets accepted by GET /rooms/{id}/history.
-var Buckets = map[string]time.Duration{
-	"1m": time.Minute, "5m": 5 * time.Minute, "15m": 15 * time.Minute, "1h": time.Hour, "1d": 24 * time.Hour,
-}
-
 // roomErr turns a store error about room id into the answer a client sees (nil
 // when there is no error).
 func roomErr(id string, err error) error {
@@ -237,11 +232,8 @@ func (s *Service) handleHistory() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "id")
 		q := httpx.NewQuery(r)
-		typ := q.String("type")
-		q.Check(typ == "", "type", "is required")
-		q.Check(typ != "" && !reading.ValidType(typ), "type", "lowercase a-z 0-9 _")
-		name := q.Enum("bucket", "1h", "1m", "5m", "15m", "1h", "1d")
-		bucket := Buckets[name]
+		typ := q.Type("type", true)
+		name, bucket := q.Bucket()
 		to, from := q.Time("to"), q.Time("from")
 		limit := q.Limit()
 		cursor, err := decodeCursor(q.String("cursor"))

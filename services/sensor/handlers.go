@@ -192,14 +192,13 @@ func (s *Service) handleReadings() http.HandlerFunc {
 		q := httpx.NewQuery(r)
 		rq := ReadingQuery{
 			SensorID: id,
-			Type:     q.String("type"),
+			Type:     q.Type("type", false),
 			From:     q.Time("from"),
 			To:       q.Time("to"),
 			Desc:     q.Enum("order", "asc", "asc", "desc") == "desc",
 			Limit:    q.Limit(),
 			Cursor:   q.String("cursor"),
 		}
-		q.Check(rq.Type != "" && !reading.ValidType(rq.Type), "type", "lowercase a-z 0-9 _")
 		q.Check(!rq.From.IsZero() && !rq.To.IsZero() && !rq.From.Before(rq.To), "to", "must be after from")
 		if err := q.Err(); err != nil {
 			httpx.Error(w, r, s.log, err)
