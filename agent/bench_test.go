@@ -292,7 +292,7 @@ func benchStartCloud(b testing.TB, dir string) string {
 // benchClosedURL is the URL of a loopback port nothing listens on.
 func benchClosedURL(b testing.TB) string {
 	b.Helper()
-	return "http://" + freeAddr(b)
+	return "http://" + testenv.FreeAddr(b)
 }
 
 // benchStartMochi runs a bare mochi-mqtt server: an allow-all auth hook and nothing else.
@@ -366,7 +366,7 @@ func benchStartMosquitto(b *testing.B) string {
 // accepting connections.
 func benchRunMosquitto(b *testing.B, bin string) (string, bool) {
 	b.Helper()
-	addr := freeAddr(b)
+	addr := testenv.FreeAddr(b)
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
 	text := "listener " + port + " 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nmax_queued_messages 100000\n"

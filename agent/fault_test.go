@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // seqTime is the timestamp of the i-th reading of a numbered stream.
@@ -148,7 +150,7 @@ func TestKillDashNineLosesNothing(t *testing.T) {
 	bin := buildAgent(t)
 	cl := startCloud(t)
 	dir := t.TempDir()
-	mqttAddr, statusAddr := freeAddr(t), freeAddr(t)
+	mqttAddr, statusAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	args := []string{"-allow-anonymous", "-mqtt-addr", mqttAddr, "-http-addr", statusAddr,
 		"-spool", filepath.Join(dir, "spool.db"), "-cloud-url", cl.url, "-site", "kill-site",
 		"-linger", "50ms", "-batch-max", "100", "-log-format", "json", "-log-level", "warn"}

@@ -405,17 +405,6 @@ func raceEnabled() bool {
 	return false
 }
 
-// freeAddr is a loopback address that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // childAgent is the atrium-agent binary running as a child process.
 type childAgent struct {
 	cmd  *exec.Cmd
