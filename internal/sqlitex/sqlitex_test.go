@@ -271,3 +271,68 @@ func TestOpenStore(t *testing.T) {
 		})
 	}
 }
+
+func TestStoreClose(t *testing.T) {
+	st, err := OpenStore(t.Context(), filepath.Join(t.TempDir(), "s.db"), Settings{}, Options{})
+	if err != nil {
+		t.Fatalf("OpenStore: %v", err)
+	}
+	if err := st.Check("op"); err != nil {
+		t.Fatalf("Check while open: %v", err)
+	}
+	if err := st.Ping(t.Context(), "op"); err != nil {
+		t.Fatalf("Ping while open: %v", err)
+	}
+	if !st.Enter() {
+		t.Fatal("Enter while open = false")
+	}
+
+	// Close waits for the call in flight before it stops and closes anything.
+	stopped := 0
+	closed := make(chan error, 1)
+	go func() { closed <- st.Close("op", func() error { stopped++; return nil }) }()
+	for !st.Closed() {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned %v with a call in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := st.Writer.PingContext(t.Context()); err != nil {
+		t.Fatalf("the writer is closed with a call in flight: %v", err)
+	}
+	st.Leave()
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := st.Close("op", func() error { stopped++; return errors.New("again") }); err != nil || stopped != 1 {
+		t.Fatalf("second Close: %v, stop ran %d times; want nil and once", err, stopped)
+	}
+	if st.Enter() {
+		t.Error("Enter after Close = true")
+	}
+	for name, err := range map[string]error{"Check": st.Check("op"), "Ping": st.Ping(t.Context(), "op")} {
+		if !errors.Is(err, ErrClosed) || !errors.Is(err, apperr.ErrUnavailable) || err.Error() != "op: "+ErrClosed.Error() {
+			t.Errorf("%s after Close = %v, want op: %v", name, err, ErrClosed)
+		}
+	}
+	if err := st.Readers.PingContext(t.Context()); err == nil {
+		t.Error("the read pool is open after Close")
+	}
+}
+
+func TestStoreCloseError(t *testing.T) {
+	st, err := OpenStore(t.Context(), filepath.Join(t.TempDir(), "s.db"), Settings{}, Options{})
+	if err != nil {
+		t.Fatalf("OpenStore: %v", err)
+	}
+	stop := errors.New("stop failed")
+	err = st.Close("op", func() error { return stop })
+	if !errors.Is(err, stop) || !strings.HasPrefix(err.Error(), "op: ") {
+		t.Fatalf("Close = %v, want op: %v", err, stop)
+	}
+	if again := st.Close("op", nil); again != err {
+		t.Fatalf("second Close = %v, want the first result %v", again, err)
+	}
+}

@@ -4,10 +4,19 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/apperr"
 )
+
+// ErrClosed is what the methods of a closed store return, wrapped with their
+// operation. It is an apperr.ErrUnavailable.
+var ErrClosed = fmt.Errorf("%w: store is closed", apperr.ErrUnavailable)
 
 // Settings are what the user of a store chooses about its SQLite file; the
 // Options of every SQLite store embed them. The zero value is ready to use.
@@ -36,8 +45,9 @@ func (s Settings) Apply(o Options) Options {
 	return o
 }
 
-// Store is a store's database as OpenStore leaves it: the writer connection, the
-// read pool, and what the store keeps of its settings.
+// Store is what every SQLite store holds of its database: the writer
+// connection, the read pool, what it keeps of its settings, and whether it is
+// closed, with the calls in flight that Close waits for.
 type Store struct {
 	Writer, Readers *sql.DB
 	// Log is Settings.Logger, or a logger that discards everything.
@@ -46,6 +56,12 @@ type Store struct {
 	Options Options
 	// Sync is the synchronous mode in effect, upper case.
 	Sync string
+
+	mu       sync.RWMutex // guards closed against inflight.Add
+	closed   bool
+	inflight sync.WaitGroup
+	once     sync.Once
+	err      error
 }
 
 // OpenStore opens the database at path for a store: Open with s applied over the
@@ -65,4 +81,66 @@ func OpenStore(ctx context.Context, path string, s Settings, o Options, attrs ..
 	sync, _ := o.syncMode() // Open checked it
 	log.Debug("sqlite store opened", append([]any{"path", path, "synchronous", sync}, attrs...)...)
 	return &Store{Writer: w, Readers: r, Log: log, Options: o, Sync: strings.ToUpper(sync)}, nil
+}
+
+// Closed reports whether Close was called.
+func (s *Store) Closed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// Check returns ErrClosed, wrapped with op, once Close was called, and nil
+// before.
+func (s *Store) Check(op string) error {
+	if s.Closed() {
+		return fmt.Errorf("%s: %w", op, ErrClosed)
+	}
+	return nil
+}
+
+// Enter counts a call in flight, which Close waits for until Leave, and
+// reports true; once Close was called it counts nothing and reports false.
+func (s *Store) Enter() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false
+	}
+	s.inflight.Add(1)
+	return true
+}
+
+// Leave ends a call counted by Enter.
+func (s *Store) Leave() { s.inflight.Done() }
+
+// Ping runs a trivial query on the read pool; op prefixes its errors (see Wrap).
+func (s *Store) Ping(ctx context.Context, op string) error {
+	if err := s.Check(op); err != nil {
+		return err
+	}
+	var one int
+	return Wrap(op, s.Readers.QueryRowContext(ctx, "SELECT 1").Scan(&one))
+}
+
+// Close marks the store closed, waits for the calls in flight (see Enter),
+// runs stop (what the store runs or holds besides the two pools, such as its
+// pruner, its writer and their statements; nil for nothing) and closes the
+// read pool and the writer; op prefixes its error. Calling it again returns
+// the first result.
+func (s *Store) Close(op string, stop func() error) error {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.inflight.Wait()
+		var err error
+		if stop != nil {
+			err = stop()
+		}
+		if err = errors.Join(err, s.Readers.Close(), s.Writer.Close()); err != nil {
+			s.err = fmt.Errorf("%s: %w", op, err)
+		}
+	})
+	return s.err
 }
