@@ -9,6 +9,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/retention"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -189,8 +190,8 @@ func (s *Store) pruneKeyed(ctx context.Context, k keyed, cut int64) (int64, erro
 func (s *Store) pruneChunk(ctx context.Context, fn func(ctx context.Context) (int64, error)) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return 0, fmt.Errorf("%w: store closed", analytics.ErrUnavailable)
+	if s.db.Closed() {
+		return 0, sqlitex.ErrClosed
 	}
 	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return 0, err

@@ -76,7 +76,7 @@ func TestPrune(t *testing.T) {
 	}
 	count := func(q string, args ...any) (n int64) {
 		t.Helper()
-		if err := s.rdb.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		if err := s.db.Readers.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -127,7 +127,7 @@ func TestPrunePlan(t *testing.T) {
 	plan := func(name, query, table string, args ...any) sqlitetest.Plan {
 		return sqlitetest.Plan{Name: name, Query: query, Args: args, Want: []string{"SEARCH " + table + " USING"}, Avoid: []string{"SCAN " + table, "TEMP B-TREE"}}
 	}
-	sqlitetest.RunPlans(t, s.rdb,
+	sqlitetest.RunPlans(t, s.db.Readers,
 		plan("next series", readingsByKey.next, "readings", 1),
 		plan("readings chunk", readingsByKey.del, "readings", 1, 1, 1),
 		plan("next room and type", roomMinutesByKey.next, "room_minute", "r", "co2"),

@@ -17,14 +17,14 @@ import (
 // CountReadings counts the readings in [from, to).
 func (s *Store) CountReadings(ctx context.Context, from, to time.Time) (int64, error) {
 	var n int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0) FROM type_minute WHERE minute >= ? AND minute < ?`,
+	err := s.db.Readers.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0) FROM type_minute WHERE minute >= ? AND minute < ?`,
 		analytics.Minute(from), analytics.Minute(to)).Scan(&n)
 	return n, wrapErr("analytics sqlitestore: count readings", err)
 }
 
 // TypeStats aggregates the readings in [from, to) per type.
 func (s *Store) TypeStats(ctx context.Context, from, to time.Time) ([]analytics.TypeStat, error) {
-	out, err := rowscan.Query(ctx, s.rdb, scanTypeStat, `SELECT type, sum(n), sum(s), min(mn), max(mx) FROM type_minute
+	out, err := rowscan.Query(ctx, s.db.Readers, scanTypeStat, `SELECT type, sum(n), sum(s), min(mn), max(mx) FROM type_minute
 WHERE minute >= ? AND minute < ? GROUP BY type ORDER BY type`, analytics.Minute(from), analytics.Minute(to))
 	return out, wrapErr("analytics sqlitestore: type stats", err)
 }
@@ -39,7 +39,7 @@ func scanTypeStat(r rowscan.Row) (analytics.TypeStat, error) {
 
 // Latest returns the latest reading per room and type at or after since.
 func (s *Store) Latest(ctx context.Context, since time.Time) ([]analytics.RoomValue, error) {
-	out, err := rowscan.Query(ctx, s.rdb, func(r rowscan.Row) (analytics.RoomValue, error) {
+	out, err := rowscan.Query(ctx, s.db.Readers, func(r rowscan.Row) (analytics.RoomValue, error) {
 		var v analytics.RoomValue
 		var ts int64
 		err := r.Scan(&v.RoomID, &v.Type, &v.Value, &ts)
@@ -51,7 +51,7 @@ func (s *Store) Latest(ctx context.Context, since time.Time) ([]analytics.RoomVa
 
 // Rooms lists the rooms that have readings.
 func (s *Store) Rooms(ctx context.Context) ([]string, error) {
-	out, err := rowscan.Query(ctx, s.rdb, rowscan.Values[string](), `SELECT DISTINCT room_id FROM latest WHERE room_id <> '' ORDER BY room_id`)
+	out, err := rowscan.Query(ctx, s.db.Readers, rowscan.Values[string](), `SELECT DISTINCT room_id FROM latest WHERE room_id <> '' ORDER BY room_id`)
 	return out, wrapErr("analytics sqlitestore: rooms", err)
 }
 
@@ -72,7 +72,7 @@ func (s *Store) Series(ctx context.Context, q analytics.SeriesQuery) ([]analytic
 		return nil, fmt.Errorf("analytics sqlitestore: series: %w: bucket %s is less than a minute", analytics.ErrInvalid, q.Bucket)
 	}
 	table, where, args := rollup(q)
-	out, err := rowscan.Query(ctx, s.rdb, func(r rowscan.Row) (analytics.Bucket, error) {
+	out, err := rowscan.Query(ctx, s.db.Readers, func(r rowscan.Row) (analytics.Bucket, error) {
 		var b analytics.Bucket
 		var start int64
 		var sum float64
@@ -93,7 +93,7 @@ func (s *Store) Extreme(ctx context.Context, q analytics.SeriesQuery, max bool) 
 	}
 	var e analytics.Extreme
 	var ts int64
-	err := s.rdb.QueryRowContext(ctx, query, args...).Scan(&e.Value, &ts)
+	err := s.db.Readers.QueryRowContext(ctx, query, args...).Scan(&e.Value, &ts)
 	if errors.Is(err, sql.ErrNoRows) {
 		return analytics.Extreme{}, false, nil
 	}
@@ -109,12 +109,12 @@ func (s *Store) RoomFigures(ctx context.Context, room string, from, to time.Time
 	f := analytics.RoomFigures{RoomID: room}
 	lo, hi := analytics.Minute(from), analytics.Minute(to)
 	var err error
-	f.Types, err = rowscan.Query(ctx, s.rdb, scanTypeStat, `SELECT type, sum(n), sum(s), min(mn), max(mx) FROM room_minute
+	f.Types, err = rowscan.Query(ctx, s.db.Readers, scanTypeStat, `SELECT type, sum(n), sum(s), min(mn), max(mx) FROM room_minute
 WHERE room_id = ? AND minute >= ? AND minute < ? GROUP BY type ORDER BY type`, room, lo, hi)
 	if err != nil {
 		return f, wrapErr("analytics sqlitestore: room figures", err)
 	}
-	err = s.rdb.QueryRowContext(ctx, `SELECT count(*), coalesce(sum((t IS NULL OR t BETWEEN ? AND ?) AND (h IS NULL OR h BETWEEN ? AND ?)), 0)
+	err = s.db.Readers.QueryRowContext(ctx, `SELECT count(*), coalesce(sum((t IS NULL OR t BETWEEN ? AND ?) AND (h IS NULL OR h BETWEEN ? AND ?)), 0)
 FROM (SELECT max(CASE WHEN type = 'temperature' THEN s / n END) AS t, max(CASE WHEN type = 'humidity' THEN s / n END) AS h
       FROM room_minute WHERE room_id = ? AND type IN ('temperature', 'humidity') AND minute >= ? AND minute < ?
       GROUP BY minute)`,
@@ -123,7 +123,7 @@ FROM (SELECT max(CASE WHEN type = 'temperature' THEN s / n END) AS t, max(CASE W
 	if err != nil {
 		return f, wrapErr("analytics sqlitestore: room comfort", err)
 	}
-	err = s.rdb.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(s / n >= ?), 0) FROM room_minute
+	err = s.db.Readers.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(s / n >= ?), 0) FROM room_minute
 WHERE room_id = ? AND type = 'co2' AND minute >= ? AND minute < ?`, analytics.PoorAirCO2, room, lo, hi).Scan(&f.CO2Minutes, &f.PoorAirMinutes)
 	if err != nil {
 		return f, wrapErr("analytics sqlitestore: room air", err)
@@ -135,7 +135,7 @@ WHERE room_id = ? AND type = 'co2' AND minute >= ? AND minute < ?`, analytics.Po
 		}
 	}
 	if f.OccupancyType != "" {
-		err = s.rdb.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(s / n > 0), 0), coalesce(avg(s / n), 0) FROM room_minute
+		err = s.db.Readers.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(s / n > 0), 0), coalesce(avg(s / n), 0) FROM room_minute
 WHERE room_id = ? AND type = ? AND minute >= ? AND minute < ?`, room, f.OccupancyType, lo, hi).Scan(&f.OccupancyMinutes, &f.OccupiedMinutes, &f.MeanOccupancy)
 		if err != nil {
 			return f, wrapErr("analytics sqlitestore: room occupancy", err)
@@ -147,7 +147,7 @@ WHERE room_id = ? AND type = ? AND minute >= ? AND minute < ?`, room, f.Occupanc
 // ActiveAlerts counts the alerts raised and not resolved.
 func (s *Store) ActiveAlerts(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM alerts WHERE raised_at IS NOT NULL AND resolved_at IS NULL`).Scan(&n)
+	err := s.db.Readers.QueryRowContext(ctx, `SELECT count(*) FROM alerts WHERE raised_at IS NOT NULL AND resolved_at IS NULL`).Scan(&n)
 	return n, wrapErr("analytics sqlitestore: active alerts", err)
 }
 
@@ -159,8 +159,8 @@ func (s *Store) SaveReport(ctx context.Context, r analytics.Report) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return fmt.Errorf("analytics sqlitestore: save report: %w: store closed", analytics.ErrUnavailable)
+	if err := s.db.Check("analytics sqlitestore: save report"); err != nil {
+		return err
 	}
 	_, err = s.wconn.ExecContext(ctx, `INSERT INTO reports (id, created_at, status, meta, content) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, status = excluded.status, meta = excluded.meta, content = excluded.content`,
@@ -191,7 +191,7 @@ func scanMeta(r rowscan.Row) (analytics.Report, error) { return scanReport(r, fa
 
 // Report returns one report with its content.
 func (s *Store) Report(ctx context.Context, id string) (analytics.Report, error) {
-	r, err := scanReport(s.rdb.QueryRowContext(ctx, `SELECT meta, content FROM reports WHERE id = ?`, id), true)
+	r, err := scanReport(s.db.Readers.QueryRowContext(ctx, `SELECT meta, content FROM reports WHERE id = ?`, id), true)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("report %q: %w", id, analytics.ErrNotFound)
 	}
@@ -212,7 +212,7 @@ func (s *Store) Reports(ctx context.Context, limit int, cursor string) ([]analyt
 		query = `SELECT meta FROM reports WHERE (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?`
 		args = []any{ms(created), id, limit + 1}
 	}
-	out, err := rowscan.Query(ctx, s.rdb, scanMeta, query, args...)
+	out, err := rowscan.Query(ctx, s.db.Readers, scanMeta, query, args...)
 	if err != nil {
 		return nil, "", wrapErr("analytics sqlitestore: reports", err)
 	}
@@ -227,6 +227,6 @@ func (s *Store) Reports(ctx context.Context, limit int, cursor string) ([]analyt
 
 // PendingReports lists the pending reports, oldest first.
 func (s *Store) PendingReports(ctx context.Context) ([]analytics.Report, error) {
-	out, err := rowscan.Query(ctx, s.rdb, scanMeta, `SELECT meta FROM reports WHERE status = ? ORDER BY created_at, id`, analytics.StatusPending)
+	out, err := rowscan.Query(ctx, s.db.Readers, scanMeta, `SELECT meta FROM reports WHERE status = ? ORDER BY created_at, id`, analytics.StatusPending)
 	return out, wrapErr("analytics sqlitestore: pending reports", err)
 }

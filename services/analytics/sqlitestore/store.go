@@ -16,9 +16,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -49,22 +47,18 @@ type Options struct {
 
 // Store is the SQLite implementation of analytics.Store.
 type Store struct {
-	log  *slog.Logger
+	db   *sqlitex.Store   // Writer is one connection, held by wconn
 	keep retention.Tiered // Options.Tiered with its defaults
-	rdb  *sql.DB
 
-	mu     sync.Mutex // guards wdb and the statement cache
-	wdb    *sql.DB    // one connection, held by wconn
+	mu     sync.Mutex // guards wconn and the statement cache
 	wconn  *sql.Conn  // the write connection; transactions are BEGIN/COMMIT on it
 	stmts  map[string]*sql.Stmt
-	closed bool
 	series map[seriesKey]int64 // committed series ids, owned by the writer
 	floor  int64               // Unix ms: readings older than this were pruned (PruneBefore)
 
 	// writer commits the AddReadings calls waiting at the same time in one
 	// transaction.
 	writer *groupcommit.Writer[[]reading.Reading, int]
-	once   sync.Once
 
 	pruner *retention.Pruner // nil when the store prunes nothing
 }
@@ -82,40 +76,36 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("analytics sqlitestore: %w", err)
 	}
-	log, wdb, rdb := db.Log, db.Writer, db.Readers
-	wconn, err := wdb.Conn(ctx)
+	wconn, err := db.Writer.Conn(ctx)
 	if err != nil {
-		wdb.Close()
-		rdb.Close()
+		_ = db.Close("analytics sqlitestore: close", nil)
 		return nil, wrapErr("analytics sqlitestore: open "+path, err)
 	}
-	s := &Store{log: log, keep: opts.WithDefaults(defaultPruneEvery), rdb: rdb, wdb: wdb, wconn: wconn, stmts: map[string]*sql.Stmt{}, series: map[seriesKey]int64{}}
+	s := &Store{db: db, keep: opts.WithDefaults(defaultPruneEvery), wconn: wconn, stmts: map[string]*sql.Stmt{}, series: map[seriesKey]int64{}}
 	s.writer = groupcommit.New(s.commitGroup, func(rs []reading.Reading) int { return len(rs) }, groupcommit.Options{MaxSize: maxGroup})
-	s.pruner = s.keep.Start(log, s.Prune)
+	s.pruner = s.keep.Start(db.Log, s.Prune)
 	return s, nil
 }
 
 // Ping reports whether the store is usable.
 func (s *Store) Ping(ctx context.Context) error {
-	return wrapErr("analytics sqlitestore: ping", s.rdb.PingContext(ctx))
+	return s.db.Ping(ctx, "analytics sqlitestore: ping")
 }
 
-// Close closes the store; calls after it fail with ErrUnavailable.
+// Close closes the store, after the writer has answered every call already
+// handed over; calls after it fail with ErrUnavailable. Calling it again
+// returns the first result.
 func (s *Store) Close() error {
-	s.once.Do(func() {
+	return s.db.Close("analytics sqlitestore: close", func() error {
 		s.pruner.Stop()
 		s.writer.Close() // it answers every call already handed over
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, st := range s.stmts {
+			st.Close()
+		}
+		return s.wconn.Close()
 	})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	for _, st := range s.stmts {
-		st.Close()
-	}
-	return errors.Join(s.wconn.Close(), s.rdb.Close(), s.wdb.Close())
 }
 
 // wrapErr wraps err with op, marking the errors a retry may cure as ErrUnavailable.

@@ -31,6 +31,6 @@ func (s *Store) SummaryFigures(ctx context.Context, now time.Time) (analytics.Fi
 	if f.ActiveAlerts, err = s.ActiveAlerts(ctx); err != nil {
 		return f, err
 	}
-	err = s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM alerts WHERE raised_at >= ? AND raised_at < ?`, ms(dayAgo), ms(end)).Scan(&f.AlertsLastDay)
+	err = s.db.Readers.QueryRowContext(ctx, `SELECT count(*) FROM alerts WHERE raised_at >= ? AND raised_at < ?`, ms(dayAgo), ms(end)).Scan(&f.AlertsLastDay)
 	return f, wrapErr("analytics sqlitestore: alerts of the last day", err)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/groupcommit"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -71,7 +72,7 @@ func (s *Store) AddReadings(ctx context.Context, rs []reading.Reading) (int, err
 	}
 	n, err := s.writer.Do(ctx, rs)
 	if errors.Is(err, groupcommit.ErrClosed) {
-		return 0, fmt.Errorf("analytics sqlitestore: add readings: %w: store closed", analytics.ErrUnavailable)
+		return 0, fmt.Errorf("analytics sqlitestore: add readings: %w", sqlitex.ErrClosed)
 	}
 	return n, err
 }
@@ -373,8 +374,8 @@ ON CONFLICT (id) DO UPDATE SET resolved_at = coalesce(resolved_at, excluded.reso
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return fmt.Errorf("analytics sqlitestore: record alert: %w: store closed", analytics.ErrUnavailable)
+	if err := s.db.Check("analytics sqlitestore: record alert"); err != nil {
+		return err
 	}
 	_, err := s.wconn.ExecContext(ctx, query, id, ms(at))
 	return wrapErr("analytics sqlitestore: record alert", err)

@@ -10,10 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/paging"
@@ -35,11 +33,7 @@ type Options struct {
 
 // Store is the SQLite implementation of notification.Store.
 type Store struct {
-	log  *slog.Logger
-	wdb  *sql.DB // one connection: every write
-	rdb  *sql.DB // the read pool
-	mu   sync.RWMutex
-	shut bool
+	db *sqlitex.Store
 }
 
 // Open opens (creating if needed) the database at path and brings its schema up to date.
@@ -53,56 +47,31 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	return &Store{log: db.Log, wdb: db.Writer, rdb: db.Readers}, nil
-}
-
-var errClosed = fmt.Errorf("%w: store is closed", notification.ErrUnavailable)
-
-func (s *Store) closed() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.shut
+	return &Store{db: db}, nil
 }
 
 // Ping runs a trivial query.
-func (s *Store) Ping(ctx context.Context) error {
-	if s.closed() {
-		return fmt.Errorf("sqlitestore: ping: %w", errClosed)
-	}
-	var one int
-	return wrapErr("sqlitestore: ping", s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one))
-}
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx, "sqlitestore: ping") }
 
-// Close closes the database. Calling it again does nothing.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.shut {
-		return nil
-	}
-	s.shut = true
-	if err := errors.Join(s.rdb.Close(), s.wdb.Close()); err != nil {
-		return fmt.Errorf("sqlitestore: close: %w", err)
-	}
-	return nil
-}
+// Close closes the database. Calling it again returns the first result.
+func (s *Store) Close() error { return s.db.Close("sqlitestore: close", nil) }
 
 // list runs query on the read pool and reads its rows with scan; op names the
 // call in errors.
 func list[T any](ctx context.Context, s *Store, op string, scan func(rowscan.Row) (T, error), query string, args ...any) ([]T, error) {
-	if s.closed() {
-		return nil, fmt.Errorf("sqlitestore: %s: %w", op, errClosed)
+	if err := s.db.Check("sqlitestore: " + op); err != nil {
+		return nil, err
 	}
-	out, err := rowscan.Query(ctx, s.rdb, scan, query, args...)
+	out, err := rowscan.Query(ctx, s.db.Readers, scan, query, args...)
 	return out, wrapErr("sqlitestore: "+op, err)
 }
 
 // tx runs fn in a write transaction.
 func (s *Store) tx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
-	if s.closed() {
-		return fmt.Errorf("sqlitestore: %s: %w", op, errClosed)
+	if err := s.db.Check("sqlitestore: " + op); err != nil {
+		return err
 	}
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	tx, err := s.db.Writer.BeginTx(ctx, nil)
 	if err != nil {
 		return wrapErr("sqlitestore: "+op, err)
 	}
@@ -158,11 +127,11 @@ func (s *Store) Rules(ctx context.Context) ([]notification.Rule, error) {
 // Rule returns one rule.
 func (s *Store) Rule(ctx context.Context, id string) (notification.Rule, error) {
 	var r notification.Rule
-	if s.closed() {
-		return r, fmt.Errorf("sqlitestore: rule: %w", errClosed)
+	if err := s.db.Check("sqlitestore: rule"); err != nil {
+		return r, err
 	}
 	var body string
-	err := s.rdb.QueryRowContext(ctx, "SELECT body FROM rules WHERE id = ?", id).Scan(&body)
+	err := s.db.Readers.QueryRowContext(ctx, "SELECT body FROM rules WHERE id = ?", id).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("sqlitestore: rule %q: %w", id, notification.ErrNotFound)
 	}
@@ -345,10 +314,10 @@ func (s *Store) ResolveAlert(ctx context.Context, id string, at time.Time, ev no
 
 // Alert returns one alert.
 func (s *Store) Alert(ctx context.Context, id string) (notification.Alert, error) {
-	if s.closed() {
-		return notification.Alert{}, fmt.Errorf("sqlitestore: alert: %w", errClosed)
+	if err := s.db.Check("sqlitestore: alert"); err != nil {
+		return notification.Alert{}, err
 	}
-	a, _, err := scanAlert(s.rdb.QueryRowContext(ctx, "SELECT "+alertCols+" FROM alerts WHERE id = ?", id))
+	a, _, err := scanAlert(s.db.Readers.QueryRowContext(ctx, "SELECT "+alertCols+" FROM alerts WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, fmt.Errorf("sqlitestore: alert %q: %w", id, notification.ErrNotFound)
 	}
@@ -357,8 +326,8 @@ func (s *Store) Alert(ctx context.Context, id string) (notification.Alert, error
 
 // Alerts lists alerts newest first.
 func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notification.Alert, string, error) {
-	if s.closed() {
-		return nil, "", fmt.Errorf("sqlitestore: alerts: %w", errClosed)
+	if err := s.db.Check("sqlitestore: alerts"); err != nil {
+		return nil, "", err
 	}
 	var where []string
 	var args []any
@@ -387,7 +356,7 @@ func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notifi
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	query += " ORDER BY seq DESC LIMIT " + strconv.Itoa(limit+1)
-	out, err := rowscan.Query(ctx, s.rdb, func(r rowscan.Row) (seqd[notification.Alert], error) {
+	out, err := rowscan.Query(ctx, s.db.Readers, func(r rowscan.Row) (seqd[notification.Alert], error) {
 		a, seq, err := scanAlert(r)
 		return seqd[notification.Alert]{a, seq}, err
 	}, query, args...)
@@ -437,8 +406,8 @@ func (s *Store) AppendEvent(ctx context.Context, ev notification.Event) error {
 
 // Events lists events newest first.
 func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notification.Event, string, error) {
-	if s.closed() {
-		return nil, "", fmt.Errorf("sqlitestore: events: %w", errClosed)
+	if err := s.db.Check("sqlitestore: events"); err != nil {
+		return nil, "", err
 	}
 	var where []string
 	var args []any
@@ -463,7 +432,7 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	query += " ORDER BY seq DESC LIMIT " + strconv.Itoa(limit+1)
-	out, err := rowscan.Query(ctx, s.rdb, func(r rowscan.Row) (seqd[notification.Event], error) {
+	out, err := rowscan.Query(ctx, s.db.Readers, func(r rowscan.Row) (seqd[notification.Event], error) {
 		var ev notification.Event
 		var seq, tms, rms int64
 		var data sql.NullString

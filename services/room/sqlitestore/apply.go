@@ -134,7 +134,7 @@ func (s *Store) Apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 }
 
 func (s *Store) apply(ctx context.Context, b room.Batch) (room.Applied, error) {
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	tx, err := s.db.Writer.BeginTx(ctx, nil)
 	if err != nil {
 		return room.Applied{}, err
 	}
@@ -224,7 +224,7 @@ func (s *Store) apply(ctx context.Context, b room.Batch) (room.Applied, error) {
 
 // Forget deletes the applied batch ids recorded before t.
 func (s *Store) Forget(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.wdb.ExecContext(ctx, "DELETE FROM applied WHERE at_ms < ?", before.UnixMilli())
+	res, err := s.db.Writer.ExecContext(ctx, "DELETE FROM applied WHERE at_ms < ?", before.UnixMilli())
 	if err != nil {
 		return 0, wrapErr("sqlitestore: forget", err)
 	}

@@ -57,7 +57,7 @@ func TestPruneChunks(t *testing.T) {
 	}
 	count := func(table string) (n int) {
 		t.Helper()
-		if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM "+table+" WHERE room_id <> 'live'").Scan(&n); err != nil {
+		if err := s.db.Readers.QueryRowContext(ctx, "SELECT count(*) FROM "+table+" WHERE room_id <> 'live'").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -119,7 +119,7 @@ func TestPruneAtOpen(t *testing.T) {
 func TestPrunePlan(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"))
 	want, avoid := []string{"SEARCH rollup_1m USING PRIMARY KEY ("}, []string{"SCAN rollup", "TEMP B-TREE"}
-	sqlitetest.RunPlans(t, s.rdb,
+	sqlitetest.RunPlans(t, s.db.Readers,
 		sqlitetest.Plan{Name: "next series", Query: "SELECT room_id, type FROM rollup_1m WHERE (room_id, type) > (?, ?) ORDER BY room_id, type LIMIT 1",
 			Args: []any{"r", "co2"}, Want: want, Avoid: avoid},
 		sqlitetest.Plan{Name: "delete chunk", Query: "DELETE FROM rollup_1m WHERE (room_id, type, start_ms) IN (SELECT room_id, type, start_ms FROM rollup_1m WHERE room_id = ? AND type = ? AND start_ms <= ? LIMIT ?)",

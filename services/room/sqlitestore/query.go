@@ -67,7 +67,7 @@ func (s *Store) CreateRoom(ctx context.Context, r room.Room) (room.Room, error) 
 	if r.Name == "" {
 		r.Name = r.ID
 	}
-	_, err := s.wdb.ExecContext(ctx, `INSERT INTO rooms (id, name, floor, building, capacity, area_m2, created_ms, updated_ms)
+	_, err := s.db.Writer.ExecContext(ctx, `INSERT INTO rooms (id, name, floor, building, capacity, area_m2, created_ms, updated_ms)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Name, nullInt(r.Floor), r.Building, nullInt(r.Capacity), nullFloat(r.AreaM2), r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli())
 	if isConstraint(err) {
@@ -88,7 +88,7 @@ func (s *Store) UpdateRoom(ctx context.Context, id string, p room.Patch, at time
 	if p.Building.Value != nil {
 		building = *p.Building.Value
 	}
-	res, err := s.wdb.ExecContext(ctx, `UPDATE rooms SET
+	res, err := s.db.Writer.ExecContext(ctx, `UPDATE rooms SET
 		name     = CASE WHEN ?1 THEN coalesce(?2, id) ELSE name END,
 		building = CASE WHEN ?3 THEN coalesce(?4, '') ELSE building END,
 		floor    = CASE WHEN ?5 THEN ?6 ELSE floor END,
@@ -144,7 +144,7 @@ func (s *Store) AssignSensor(ctx context.Context, roomID, sensorID string, at ti
 }
 
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	tx, err := s.db.Writer.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}

@@ -16,8 +16,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sync"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -45,18 +43,13 @@ type Options struct {
 
 // Store is the SQLite implementation of room.Store.
 type Store struct {
-	log  *slog.Logger
+	db   *sqlitex.Store   // Writer is one connection: every write
 	keep retention.Tiered // Options.Tiered with its defaults
-	wdb  *sql.DB          // one connection: every write
-	rdb  *sql.DB          // the read pool
 
-	stmts map[stmtKey]*sql.Stmt // prepared on wdb; read-only after Open
-	reads map[string]*sql.Stmt  // prepared on rdb, by query; read-only after Open
+	stmts map[stmtKey]*sql.Stmt // prepared on the writer; read-only after Open
+	reads map[string]*sql.Stmt  // prepared on the read pool, by query; read-only after Open
 
 	pruner *retention.Pruner // nil when the store prunes nothing
-
-	closeOnce sync.Once
-	closeErr  error
 }
 
 // Open opens (creating if needed) the SQLite database at path and brings its
@@ -74,13 +67,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	log, wdb, rdb := db.Log, db.Writer, db.Readers
-	s := &Store{log: log, keep: opts.WithDefaults(defaultPruneEvery), wdb: wdb, rdb: rdb, stmts: map[stmtKey]*sql.Stmt{}, reads: map[string]*sql.Stmt{}}
+	s := &Store{db: db, keep: opts.WithDefaults(defaultPruneEvery), stmts: map[stmtKey]*sql.Stmt{}, reads: map[string]*sql.Stmt{}}
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, wrapErr("sqlitestore: open "+path, err)
 	}
-	s.pruner = s.keep.Start(log, func(ctx context.Context) (int64, int64, error) {
+	s.pruner = s.keep.Start(db.Log, func(ctx context.Context) (int64, int64, error) {
 		n, err := s.Prune(ctx)
 		return 0, n, err
 	})
@@ -97,7 +89,7 @@ type stmtKey struct {
 func (s *Store) prepare(ctx context.Context) error {
 	for _, u := range upserts {
 		for _, k := range chunkSizes {
-			st, err := s.wdb.PrepareContext(ctx, u.sql(k))
+			st, err := s.db.Writer.PrepareContext(ctx, u.sql(k))
 			if err != nil {
 				return fmt.Errorf("prepare %s: %w", u.name, err)
 			}
@@ -105,7 +97,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		}
 	}
 	for _, q := range readQueries() {
-		st, err := s.rdb.PrepareContext(ctx, q)
+		st, err := s.db.Readers.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", q, err)
 		}
@@ -118,18 +110,12 @@ func (s *Store) prepare(ctx context.Context) error {
 func (s *Store) read(query string) *sql.Stmt { return s.reads[query] }
 
 // Ping runs a trivial query on the read pool.
-func (s *Store) Ping(ctx context.Context) error {
-	var one int
-	if err := s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return wrapErr("sqlitestore: ping", err)
-	}
-	return nil
-}
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx, "sqlitestore: ping") }
 
 // Close stops the pruner and closes the database. Calling it again returns the
 // first result.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
+	return s.db.Close("sqlitestore: close", func() error {
 		s.pruner.Stop()
 		for _, st := range s.stmts {
 			_ = st.Close()
@@ -137,12 +123,8 @@ func (s *Store) Close() error {
 		for _, st := range s.reads {
 			_ = st.Close()
 		}
-		s.closeErr = errors.Join(s.rdb.Close(), s.wdb.Close())
-		if s.closeErr != nil {
-			s.closeErr = fmt.Errorf("sqlitestore: close: %w", s.closeErr)
-		}
+		return nil
 	})
-	return s.closeErr
 }
 
 // wrapErr prefixes err with op and marks the errors a caller should retry later

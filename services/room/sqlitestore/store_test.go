@@ -59,7 +59,7 @@ func TestQueryPlan(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"))
 	pk := "SEARCH rollup_1m USING PRIMARY KEY (room_id=? AND type=? AND start_ms>? AND start_ms<?)"
 	noScan := []string{"SCAN rollup", "SCAN l"}
-	sqlitetest.RunPlans(t, s.rdb,
+	sqlitetest.RunPlans(t, s.db.Readers,
 		sqlitetest.Plan{Name: "window", Query: windowQuery, Want: []string{pk}, Avoid: noScan},
 		sqlitetest.Plan{Name: "history", Query: "SELECT start_ms, n, vsum, vmin, vmax FROM rollup_1m WHERE room_id = ? AND type = ? AND start_ms >= ? AND start_ms < ? ORDER BY start_ms",
 			Want: []string{pk}, Avoid: noScan},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -72,8 +73,8 @@ func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, err
 	if b.ID == "" {
 		return sensor.Outcome{}, fmt.Errorf("sqlitestore: ingest: %w: empty batch id", apperr.ErrInvalid)
 	}
-	if s.isClosed() {
-		return sensor.Outcome{}, fmt.Errorf("sqlitestore: ingest %s: %w", b.ID, errClosed)
+	if s.db.Closed() {
+		return sensor.Outcome{}, fmt.Errorf("sqlitestore: ingest %s: %w", b.ID, sqlitex.ErrClosed)
 	}
 	// A resent batch is answered from the read pool without queueing for the
 	// writer; the writer checks again inside its transaction.
@@ -106,13 +107,13 @@ func (s *Store) AckEvent(ctx context.Context, batchID string) error {
 // PendingEvents lists up to limit (<= 0 means 100) unacknowledged outbox events,
 // oldest first.
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]sensor.Event, error) {
-	if s.isClosed() {
-		return nil, fmt.Errorf("sqlitestore: pending events: %w", errClosed)
+	if err := s.db.Check("sqlitestore: pending events"); err != nil {
+		return nil, err
 	}
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.rdb.QueryContext(ctx, "SELECT batch_id, body FROM outbox ORDER BY seq LIMIT ?", limit)
+	rows, err := s.db.Readers.QueryContext(ctx, "SELECT batch_id, body FROM outbox ORDER BY seq LIMIT ?", limit)
 	if err != nil {
 		return nil, wrapErr("sqlitestore: pending events", err)
 	}
@@ -145,21 +146,17 @@ func (s *Store) write(ctx context.Context, req *writeReq, coming bool) (writeRep
 			s.coming.Add(-1)
 		}
 	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
+	if !s.db.Enter() {
 		arrived()
-		return writeReply{}, errClosed
+		return writeReply{}, sqlitex.ErrClosed
 	}
-	s.inflight.Add(1)
-	s.mu.RUnlock()
 	req.reply = make(chan writeReply, 1)
 	select {
 	case s.reqs <- req:
 		arrived()
 	case <-ctx.Done():
 		arrived()
-		s.inflight.Done()
+		s.db.Leave()
 		return writeReply{}, ctx.Err()
 	}
 	// Once the writer has the request it commits or fails it within moments; wait
@@ -173,7 +170,7 @@ func (s *Store) write(ctx context.Context, req *writeReq, coming bool) (writeRep
 // recorded with another fingerprint is sensor.ErrBatchConflict.
 func (s *Store) replay(ctx context.Context, id, fingerprint string) (sensor.Outcome, bool, error) {
 	var raw, fp string
-	err := s.rdb.QueryRowContext(ctx, "SELECT result, fingerprint FROM batches WHERE id = ?", id).Scan(&raw, &fp)
+	err := s.db.Readers.QueryRowContext(ctx, "SELECT result, fingerprint FROM batches WHERE id = ?", id).Scan(&raw, &fp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sensor.Outcome{}, false, nil
 	}
@@ -184,7 +181,7 @@ func (s *Store) replay(ctx context.Context, id, fingerprint string) (sensor.Outc
 		return sensor.Outcome{}, false, sensor.ErrBatchConflict
 	}
 	var event []byte
-	err = s.rdb.QueryRowContext(ctx, "SELECT body FROM outbox WHERE batch_id = ?", id).Scan(&event)
+	err = s.db.Readers.QueryRowContext(ctx, "SELECT body FROM outbox WHERE batch_id = ?", id).Scan(&event)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return sensor.Outcome{}, false, err
 	}
@@ -291,7 +288,7 @@ const (
 )
 
 func newWriter(ctx context.Context, s *Store) (*writer, error) {
-	conn, err := s.wdb.Conn(ctx)
+	conn, err := s.db.Writer.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +328,7 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 		{&w.insJournal, "INSERT INTO journal (received_ms, body) VALUES (?, ?)"},
 		{&w.clearJournal, "DELETE FROM journal WHERE seq <= ?"},
 		{&w.syncNormal, "PRAGMA synchronous = NORMAL"},
-		{&w.syncFull, "PRAGMA synchronous = " + s.syncMode},
+		{&w.syncFull, "PRAGMA synchronous = " + s.db.Sync},
 		{&w.getBatch, "SELECT result, fingerprint FROM batches WHERE id = ?"},
 		{&w.getPending, "SELECT body FROM outbox WHERE batch_id = ?"},
 		{&w.insBatch, "INSERT INTO batches (id, result, received_ms, principal, fingerprint) VALUES (?, ?, ?, ?, ?)"},
@@ -427,7 +424,7 @@ drain:
 		if err == nil {
 			return next
 		}
-		w.s.log.Warn("sqlite unsynced group not possible", "err", err)
+		w.s.db.Log.Warn("sqlite unsynced group not possible", "err", err)
 	}
 	return w.groupTx(pre, true)
 }
@@ -449,7 +446,7 @@ func (w *writer) groupTx(pre []*writeReq, durable bool) (next *writeReq) {
 	defer func() {
 		for i, req := range group {
 			req.reply <- replies[i]
-			w.s.inflight.Done()
+			w.s.db.Leave()
 		}
 	}()
 	// broken is set when the transaction could not be restarted: the rest of
@@ -560,16 +557,16 @@ fill:
 	}
 	if broken != nil {
 		if _, err := w.rollback.ExecContext(w.bg); err != nil {
-			w.s.log.Warn("sqlite rollback failed", "err", err)
+			w.s.db.Log.Warn("sqlite rollback failed", "err", err)
 		}
 		return
 	}
 	if _, err := w.commit.ExecContext(w.bg); err != nil {
 		err = fmt.Errorf("commit: %w", err)
 		if _, rerr := w.rollback.ExecContext(w.bg); rerr != nil {
-			w.s.log.Error("sqlite rollback failed", "err", rerr)
+			w.s.db.Log.Error("sqlite rollback failed", "err", rerr)
 		}
-		w.s.log.Error("sqlite group commit failed", "requests", len(group), "err", err)
+		w.s.db.Log.Error("sqlite group commit failed", "requests", len(group), "err", err)
 		fail(err)
 		return
 	}
@@ -587,7 +584,7 @@ func (w *writer) checkpointAfter() {
 		// old frames make this wait up to the busy timeout, then it gives up
 		// and is asked again later.
 		if _, err := w.truncate.ExecContext(w.bg); err != nil {
-			w.s.log.Warn("sqlite wal truncate failed", "err", err)
+			w.s.db.Log.Warn("sqlite wal truncate failed", "err", err)
 		}
 	}
 	select {
@@ -669,7 +666,7 @@ func (w *writer) inSavepoint(req *writeReq) writeReply {
 	r := w.do(req)
 	if r.err != nil {
 		if !errors.Is(r.err, sensor.ErrBatchConflict) {
-			w.s.log.Warn("sqlite batch rolled back", "batch_id", req.id(), "err", r.err)
+			w.s.db.Log.Warn("sqlite batch rolled back", "batch_id", req.id(), "err", r.err)
 		}
 		if _, err := w.rollbackTo.ExecContext(w.bg); err != nil {
 			return writeReply{err: errors.Join(r.err, fmt.Errorf("rollback to savepoint: %w", err))}

@@ -443,7 +443,7 @@ func (w *writer) mergeSteps() {
 		}
 		behind := j.open.n >= 2*w.s.mergeRows
 		if err := w.mergeTx(w.s.mergeStep, !behind); err != nil {
-			w.s.log.Error("sqlite journal merge failed", "readings", len(j.rs)-j.next, "err", err)
+			w.s.db.Log.Error("sqlite journal merge failed", "readings", len(j.rs)-j.next, "err", err)
 			return
 		}
 		if len(w.s.reqs) > 0 && !behind {
@@ -463,11 +463,11 @@ func (w *writer) mergeAll() {
 		err = w.mergeTx(len(j.rs), false)
 	}
 	if err != nil {
-		w.s.log.Error("sqlite journal merge failed", "readings", len(j.rs)-j.next, "err", err)
+		w.s.db.Log.Error("sqlite journal merge failed", "readings", len(j.rs)-j.next, "err", err)
 	}
 	for _, req := range w.mergeWaiting {
 		req.reply <- writeReply{err: err}
-		w.s.inflight.Done()
+		w.s.db.Leave()
 	}
 	clear(w.mergeWaiting)
 	w.mergeWaiting = w.mergeWaiting[:0]
@@ -488,13 +488,13 @@ func (w *writer) mergeTx(n int, yield bool) error {
 // consistent after a power cut, losing at most the latest commits), and the
 // next durable commit's fsync makes them durable with it.
 func (w *writer) unsynced(f func() error) error {
-	if w.s.syncMode == "FULL" || w.s.syncMode == "EXTRA" {
+	if w.s.db.Sync == "FULL" || w.s.db.Sync == "EXTRA" {
 		if _, err := w.syncNormal.ExecContext(w.bg); err != nil {
 			return fmt.Errorf("synchronous normal: %w", err)
 		}
 		defer func() {
 			if _, err := w.syncFull.ExecContext(w.bg); err != nil {
-				w.s.log.Error("sqlite synchronous mode not restored", "err", err)
+				w.s.db.Log.Error("sqlite synchronous mode not restored", "err", err)
 			}
 		}()
 	}
@@ -533,13 +533,13 @@ func (w *writer) mergeTxUnsynced(n int, yield bool) error {
 	}
 	if err != nil {
 		if _, rerr := w.rollback.ExecContext(w.bg); rerr != nil {
-			w.s.log.Error("sqlite rollback failed", "err", rerr)
+			w.s.db.Log.Error("sqlite rollback failed", "err", rerr)
 		}
 		return fmt.Errorf("merge journal: %w", err)
 	}
 	if stored != end-start {
 		// Expected only when merging again what an interrupted merge had begun.
-		w.s.log.Info("sqlite journal merge: readings already stored", "readings", end-start, "new", stored)
+		w.s.db.Log.Info("sqlite journal merge: readings already stored", "readings", end-start, "new", stored)
 	}
 	j.next = end
 	if last {
@@ -642,7 +642,7 @@ func (w *writer) mergeLeftover() error {
 	if j.pending() {
 		return errors.New("merge journal: failed (see the log)")
 	}
-	w.s.log.Info("sqlite journal left by the last run merged", "readings", n)
+	w.s.db.Log.Info("sqlite journal left by the last run merged", "readings", n)
 	return nil
 }
 

@@ -15,10 +15,10 @@ import (
 // journalRows counts the readings in the journal and readings tables.
 func journalRows(t *testing.T, s *Store) (journal, readings int) {
 	t.Helper()
-	if err := s.rdb.QueryRowContext(t.Context(), "SELECT count(*) FROM readings").Scan(&readings); err != nil {
+	if err := s.db.Readers.QueryRowContext(t.Context(), "SELECT count(*) FROM readings").Scan(&readings); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.rdb.QueryContext(t.Context(), "SELECT body FROM journal")
+	rows, err := s.db.Readers.QueryContext(t.Context(), "SELECT body FROM journal")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func TestMergeRuns(t *testing.T) {
 	if err := s.flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.rdb.QueryContext(t.Context(), "SELECT sensor_id, type, room_id, site, unit, ts_ms, received_ms, value FROM readings")
+	got, err := s.db.Readers.QueryContext(t.Context(), "SELECT sensor_id, type, room_id, site, unit, ts_ms, received_ms, value FROM readings")
 	if err != nil {
 		t.Fatal(err)
 	}

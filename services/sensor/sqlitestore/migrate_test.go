@@ -84,7 +84,7 @@ func TestBatchesFromBeforePrincipals(t *testing.T) {
 		t.Errorf("pending events after acknowledging old-1: %+v, %v", evs, err)
 	}
 	var principal, fp string
-	if err := s.rdb.QueryRowContext(ctx, "SELECT principal, fingerprint FROM batches WHERE id = ?", b.Key()).Scan(&principal, &fp); err != nil ||
+	if err := s.db.Readers.QueryRowContext(ctx, "SELECT principal, fingerprint FROM batches WHERE id = ?", b.Key()).Scan(&principal, &fp); err != nil ||
 		principal != sensor.DirectPrincipal || fp != "fp" {
 		t.Errorf("the new batch's row: principal %q fingerprint %q (%v)", principal, fp, err)
 	}

@@ -56,8 +56,8 @@ type pruned struct {
 // keeps no rollups, so the second result is always 0 (the MongoDB adapter
 // returns its hourly rollups there). With Retention 0 it does nothing.
 func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) {
-	if s.isClosed() {
-		return 0, 0, fmt.Errorf("sqlitestore: prune: %w", errClosed)
+	if err := s.db.Check("sqlitestore: prune"); err != nil {
+		return 0, 0, err
 	}
 	if s.retention <= 0 {
 		return 0, 0, nil
@@ -88,7 +88,7 @@ func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) 
 		case <-ctx.Done():
 			return readings, 0, wrapErr("sqlitestore: prune", ctx.Err())
 		case <-s.quit:
-			return readings, 0, fmt.Errorf("sqlitestore: prune: %w", errClosed)
+			return readings, 0, s.db.Check("sqlitestore: prune") // Close closes quit once closed
 		}
 	}
 }

@@ -83,7 +83,7 @@ func TestPruneChunks(t *testing.T) {
 		t.Errorf("Prune deleted %d readings and %d rollups, want %d and 0", n, m, want)
 	}
 	var left int
-	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM readings WHERE ts_ms < ?", cutoff.UnixMilli()).Scan(&left); err != nil {
+	if err := s.db.Readers.QueryRowContext(ctx, "SELECT count(*) FROM readings WHERE ts_ms < ?", cutoff.UnixMilli()).Scan(&left); err != nil {
 		t.Fatal(err)
 	}
 	if left != 0 {
@@ -146,7 +146,7 @@ func TestPruneClosed(t *testing.T) {
 func TestPrunePlan(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"), Options{})
 	want, avoid := []string{"SEARCH readings USING PRIMARY KEY (sensor_id"}, []string{"SCAN readings", "TEMP B-TREE"}
-	sqlitetest.RunPlans(t, s.rdb,
+	sqlitetest.RunPlans(t, s.db.Readers,
 		sqlitetest.Plan{Name: "next sensor", Query: nextSensorWithReadings, Args: []any{"s1"}, Want: want, Avoid: avoid},
 		sqlitetest.Plan{Name: "delete chunk", Query: deleteOldReadings, Args: []any{"s1", 1, 2000}, Want: want, Avoid: avoid},
 	)

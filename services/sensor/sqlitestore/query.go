@@ -13,6 +13,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/paging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/rowscan"
+	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -30,8 +31,8 @@ func ceilMilli(t time.Time) int64 {
 // descending, one page at a time. It is one range scan of the primary key, after
 // a merge of the journal when the sensor has readings there.
 func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.Reading, string, error) {
-	if s.isClosed() {
-		return nil, "", fmt.Errorf("sqlitestore: readings: %w", errClosed)
+	if err := s.db.Check("sqlitestore: readings"); err != nil {
+		return nil, "", err
 	}
 	if s.j.has(q.SensorID) {
 		if err := s.flush(ctx); err != nil {
@@ -79,7 +80,7 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 	sb.WriteString(" LIMIT ?")
 	args = append(args, limit+1)
 
-	rows, err := s.rdb.QueryContext(ctx, sb.String(), args...)
+	rows, err := s.db.Readers.QueryContext(ctx, sb.String(), args...)
 	if err != nil {
 		return nil, "", wrapErr("sqlitestore: readings", err)
 	}
@@ -106,15 +107,15 @@ const sensorColumns = "id, room_id, site, first_seen_ms, last_seen_ms"
 
 // Sensor returns the registry entry of id.
 func (s *Store) Sensor(ctx context.Context, id string) (sensor.Sensor, error) {
-	if s.isClosed() {
-		return sensor.Sensor{}, fmt.Errorf("sqlitestore: sensor %s: %w", id, errClosed)
+	if s.db.Closed() {
+		return sensor.Sensor{}, fmt.Errorf("sqlitestore: sensor %s: %w", id, sqlitex.ErrClosed)
 	}
 	if s.j.has(id) { // its registry rows are written with the merge
 		if err := s.flush(ctx); err != nil {
 			return sensor.Sensor{}, wrapErr("sqlitestore: sensor "+id, err)
 		}
 	}
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+sensorColumns+" FROM sensors WHERE id = ?", id)
+	rows, err := s.db.Readers.QueryContext(ctx, "SELECT "+sensorColumns+" FROM sensors WHERE id = ?", id)
 	if err != nil {
 		return sensor.Sensor{}, wrapErr("sqlitestore: sensor "+id, err)
 	}
@@ -130,8 +131,8 @@ func (s *Store) Sensor(ctx context.Context, id string) (sensor.Sensor, error) {
 
 // Sensors lists registry entries ordered by id, one page at a time.
 func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sensor, string, error) {
-	if s.isClosed() {
-		return nil, "", fmt.Errorf("sqlitestore: sensors: %w", errClosed)
+	if err := s.db.Check("sqlitestore: sensors"); err != nil {
+		return nil, "", err
 	}
 	if !s.j.empty() { // registry rows are written with the merge
 		if err := s.flush(ctx); err != nil {
@@ -172,7 +173,7 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 	sb.WriteString(" ORDER BY id LIMIT ?")
 	args = append(args, limit+1)
 
-	rows, err := s.rdb.QueryContext(ctx, sb.String(), args...)
+	rows, err := s.db.Readers.QueryContext(ctx, sb.String(), args...)
 	if err != nil {
 		return nil, "", wrapErr("sqlitestore: sensors", err)
 	}
@@ -217,7 +218,7 @@ func (s *Store) scanSensors(ctx context.Context, rows *sql.Rows) ([]sensor.Senso
 	}
 	q := "SELECT sensor_id, type, value, unit, ts_ms FROM sensor_types WHERE sensor_id IN (?" +
 		strings.Repeat(", ?", len(ss)-1) + ") ORDER BY sensor_id, type"
-	trows, err := s.rdb.QueryContext(ctx, q, args...)
+	trows, err := s.db.Readers.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

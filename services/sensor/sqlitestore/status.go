@@ -23,10 +23,10 @@ func (s *Store) MarkStatus(ctx context.Context, m sensor.StatusMark) error {
 
 // StatusMarks lists every sensor's status mark; see sensor.Store.
 func (s *Store) StatusMarks(ctx context.Context) ([]sensor.StatusMark, error) {
-	if s.isClosed() {
-		return nil, fmt.Errorf("sqlitestore: status marks: %w", errClosed)
+	if err := s.db.Check("sqlitestore: status marks"); err != nil {
+		return nil, err
 	}
-	rows, err := s.rdb.QueryContext(ctx, "SELECT sensor_id, status, at_ms FROM sensor_status ORDER BY sensor_id")
+	rows, err := s.db.Readers.QueryContext(ctx, "SELECT sensor_id, status, at_ms FROM sensor_status ORDER BY sensor_id")
 	if err != nil {
 		return nil, wrapErr("sqlitestore: status marks", err)
 	}

@@ -20,10 +20,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
-	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,12 +53,10 @@ type Options struct {
 
 // Store is the SQLite implementation of sensor.Store.
 type Store struct {
-	log       *slog.Logger
+	db        *sqlitex.Store // Writer is one connection, owned by the writer goroutine
 	now       func() time.Time
 	retention time.Duration
 
-	wdb  *sql.DB // one connection, owned by the writer goroutine
-	rdb  *sql.DB // the read pool
 	ckdb *sql.DB // one connection for the checkpointer
 
 	// checkpoint is signalled after each commit: the WAL is copied into the
@@ -71,29 +66,21 @@ type Store struct {
 	// j is the journal of readings not yet merged into the readings table
 	// (see journal.go).
 	j *journal
-	// syncMode is the synchronous mode of commits (upper case); merges commit
-	// with NORMAL (see writer.mergeTx).
-	syncMode string
 
-	reqs     chan *writeReq
-	quit     chan struct{}
-	done     chan struct{}     // closed when the writer has exited
-	ckDone   chan struct{}     // closed when the checkpointer has exited
-	pruner   *retention.Pruner // nil when the store prunes nothing
-	mu       sync.RWMutex      // guards closed against inflight.Add
-	closed   bool
-	inflight sync.WaitGroup
-	coming   atomic.Int64 // Ingest calls preparing a batch for the writer
-	commits  atomic.Int64 // group commits so far
-	begun    atomic.Int64 // group transactions begun so far (a group has taken its first requests)
+	reqs    chan *writeReq // each counted in flight (db.Enter) until answered
+	quit    chan struct{}
+	done    chan struct{}     // closed when the writer has exited
+	ckDone  chan struct{}     // closed when the checkpointer has exited
+	pruner  *retention.Pruner // nil when the store prunes nothing
+	coming  atomic.Int64      // Ingest calls preparing a batch for the writer
+	commits atomic.Int64      // group commits so far
+	begun   atomic.Int64      // group transactions begun so far (a group has taken its first requests)
 	// restartWAL asks the writer to rewind the WAL after its current group.
 	restartWAL       atomic.Bool
 	walRestartFrames int
 	mergeIdle        time.Duration
 	mergeRows        int
 	mergeStep        int
-	closeErr         error
-	once             sync.Once
 }
 
 // Open opens (creating if needed) the SQLite database at path, brings its schema
@@ -114,26 +101,22 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	log, wdb, rdb := db.Log, db.Writer, db.Readers
 	ckdb, err := sql.Open("sqlite", db.Options.DSN(path))
 	if err != nil {
-		wdb.Close()
-		rdb.Close()
+		_ = db.Close("sqlitestore: close", nil)
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
 	ckdb.SetMaxOpenConns(1)
-	closeAll := func() { wdb.Close(); rdb.Close(); ckdb.Close() }
+	closeAll := func() { _ = db.Close("sqlitestore: close", ckdb.Close) }
 	if err := ckdb.PingContext(ctx); err != nil {
 		closeAll()
 		return nil, wrapErr("sqlitestore: open "+path, err)
 	}
 
 	s := &Store{
-		log:              log,
+		db:               db,
 		now:              keep.Now,
 		retention:        keep.Retention,
-		wdb:              wdb,
-		rdb:              rdb,
 		ckdb:             ckdb,
 		checkpoint:       make(chan struct{}, 1),
 		walRestartFrames: cmp.Or(opts.walRestartFrames, defaultWALRestartFrames),
@@ -141,7 +124,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		mergeRows:        cmp.Or(opts.mergeRows, defaultMergeRows),
 		mergeStep:        cmp.Or(opts.mergeStep, defaultMergeStep),
 		j:                newJournal(),
-		syncMode:         db.Sync,
 		reqs:             make(chan *writeReq, 1024),
 		quit:             make(chan struct{}),
 		done:             make(chan struct{}),
@@ -161,7 +143,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	go s.checkpointer()
 	// No deadline on a prune: a large backlog takes as many chunks as it
 	// needs, and Close ends it at its next chunk.
-	s.pruner = keep.Start(log, s.Prune)
+	s.pruner = keep.Start(db.Log, s.Prune)
 	return s, nil
 }
 
@@ -191,7 +173,7 @@ func (s *Store) checkpointer() {
 		var busy, frames, copied int
 		err := s.ckdb.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
 		if err != nil {
-			s.log.Warn("sqlite checkpoint failed", "err", err)
+			s.db.Log.Warn("sqlite checkpoint failed", "err", err)
 		}
 		if frames > s.walRestartFrames {
 			s.restartWAL.Store(true)
@@ -206,45 +188,19 @@ func (s *Store) checkpointer() {
 }
 
 // Ping runs a trivial query on the read pool.
-func (s *Store) Ping(ctx context.Context) error {
-	if s.isClosed() {
-		return fmt.Errorf("sqlitestore: ping: %w", errClosed)
-	}
-	var one int
-	if err := s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return wrapErr("sqlitestore: ping", err)
-	}
-	return nil
-}
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx, "sqlitestore: ping") }
 
 // Close stops taking batches, waits for the writer to commit those in flight and
 // closes the database. Calling it again returns the first result.
 func (s *Store) Close() error {
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		s.inflight.Wait()
+	return s.db.Close("sqlitestore: close", func() error {
 		s.pruner.Stop()
 		close(s.quit)
 		<-s.done
 		<-s.ckDone
-		s.closeErr = errors.Join(s.rdb.Close(), s.ckdb.Close(), s.wdb.Close())
-		if s.closeErr != nil {
-			s.closeErr = fmt.Errorf("sqlitestore: close: %w", s.closeErr)
-		}
+		return s.ckdb.Close()
 	})
-	return s.closeErr
 }
-
-func (s *Store) isClosed() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.closed
-}
-
-// errClosed is returned by every method of a closed store.
-var errClosed = fmt.Errorf("%w: store is closed", sensor.ErrUnavailable)
 
 // wrapErr prefixes err with op and marks the errors a caller should retry later
 // (locks held too long, I/O failures, a full disk, a closed database) as

@@ -71,7 +71,7 @@ func TestQueryPlan(t *testing.T) {
 	plan := func(name, query string) sqlitetest.Plan {
 		return sqlitetest.Plan{Name: name, Query: query, Steps: 1, Want: []string{"SEARCH readings USING PRIMARY KEY (sensor_id=?"}, Avoid: []string{"TEMP B-TREE"}}
 	}
-	sqlitetest.RunPlans(t, s.rdb,
+	sqlitetest.RunPlans(t, s.db.Readers,
 		plan("asc", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms, type LIMIT ?"),
 		plan("desc", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? ORDER BY ts_ms DESC, type DESC LIMIT ?"),
 		plan("asc cursor", "SELECT ts_ms, type, room_id, site, value, unit FROM readings WHERE sensor_id = ? AND ts_ms >= ? AND (ts_ms > ? OR type > ?) ORDER BY ts_ms, type LIMIT ?"),
