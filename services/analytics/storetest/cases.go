@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -124,11 +125,12 @@ func testCountsAndTypeStats(t *testing.T, h *harness) {
 			}
 		})
 	}
-	stats := []struct {
+	type statsCase struct {
 		name     string
 		from, to time.Time
 		want     []analytics.TypeStat
-	}{
+	}
+	stats := []statsCase{
 		{"first hour", at(0), at(time.Hour), []analytics.TypeStat{
 			{Type: "co2", Count: 2, Mean: 600, Min: 500, Max: 700},
 			{Type: "temperature", Count: 3, Mean: 22, Min: 20, Max: 24},
@@ -138,15 +140,11 @@ func testCountsAndTypeStats(t *testing.T, h *harness) {
 		}},
 		{"empty", at(-2 * time.Hour), at(-time.Hour), nil},
 	}
-	for _, tc := range stats {
-		t.Run("stats "+tc.name, func(t *testing.T) {
-			got, err := h.S.TypeStats(t.Context(), tc.from, tc.to)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkStats(t, "TypeStats", got, tc.want)
-		})
-	}
+	each(t, stats, func(tc statsCase) string { return "stats " + tc.name },
+		func(ctx context.Context, tc statsCase) ([]analytics.TypeStat, error) {
+			return h.S.TypeStats(ctx, tc.from, tc.to)
+		},
+		func(t *testing.T, tc statsCase, got []analytics.TypeStat) { checkStats(t, "TypeStats", got, tc.want) })
 }
 
 func testLatestAndRooms(t *testing.T, h *harness) {
@@ -158,11 +156,12 @@ func testLatestAndRooms(t *testing.T, h *harness) {
 		rd("s4", "", "pir", 1, at(4*time.Minute)),
 	)
 	h.add(rd("s1", "r1", "temperature", 99, at(-time.Minute))) // older: not the latest
-	tests := []struct {
+	type latestCase struct {
 		name  string
 		since time.Time
 		want  []analytics.RoomValue
-	}{
+	}
+	tests := []latestCase{
 		{"all", at(-time.Hour), []analytics.RoomValue{
 			{RoomID: "r1", Type: "temperature", Value: 21, At: at(2 * time.Minute)},
 			{RoomID: "r2", Type: "co2", Value: 900, At: at(3 * time.Minute)},
@@ -172,12 +171,11 @@ func testLatestAndRooms(t *testing.T, h *harness) {
 		}},
 		{"none", at(time.Hour), nil},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := h.S.Latest(t.Context(), tc.since)
-			if err != nil {
-				t.Fatal(err)
-			}
+	each(t, tests, func(tc latestCase) string { return tc.name },
+		func(ctx context.Context, tc latestCase) ([]analytics.RoomValue, error) {
+			return h.S.Latest(ctx, tc.since)
+		},
+		func(t *testing.T, tc latestCase, got []analytics.RoomValue) {
 			if len(got) != len(tc.want) {
 				t.Fatalf("Latest = %+v, want %+v", got, tc.want)
 			}
@@ -188,7 +186,6 @@ func testLatestAndRooms(t *testing.T, h *harness) {
 				}
 			}
 		})
-	}
 	rooms, err := h.S.Rooms(t.Context())
 	if err != nil || !reflect.DeepEqual(rooms, []string{"r1", "r2"}) {
 		t.Errorf("Rooms = %q, %v; want [r1 r2]", rooms, err)
@@ -209,11 +206,12 @@ func testSeries(t *testing.T, h *harness) {
 		return analytics.Bucket{Start: at(d), Count: n, Mean: mean, Min: lo, Max: hi}
 	}
 	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
-	tests := []struct {
+	type seriesCase struct {
 		name string
 		q    analytics.SeriesQuery
 		want []analytics.Bucket
-	}{
+	}
+	tests := []seriesCase{
 		{"room by minute", analytics.SeriesQuery{RoomID: "r1", Type: "temperature", From: at(0), To: at(2 * time.Hour), Bucket: time.Minute},
 			[]analytics.Bucket{b(0, 2, 11, 10, 12), b(time.Minute, 1, 14, 14, 14), b(5*time.Minute, 1, 20, 20, 20), b(61*time.Minute, 1, 30, 30, 30)}},
 		{"room by 5 minutes", analytics.SeriesQuery{RoomID: "r1", Type: "temperature", From: at(0), To: at(2 * time.Hour), Bucket: 5 * time.Minute},
@@ -228,15 +226,9 @@ func testSeries(t *testing.T, h *harness) {
 			[]analytics.Bucket{b(time.Minute, 1, 14, 14, 14)}},
 		{"unknown room", analytics.SeriesQuery{RoomID: "nope", Type: "temperature", From: at(0), To: at(2 * time.Hour), Bucket: time.Hour}, nil},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := h.S.Series(t.Context(), tc.q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkBuckets(t, "Series", got, tc.want)
-		})
-	}
+	each(t, tests, func(tc seriesCase) string { return tc.name },
+		func(ctx context.Context, tc seriesCase) ([]analytics.Bucket, error) { return h.S.Series(ctx, tc.q) },
+		func(t *testing.T, tc seriesCase, got []analytics.Bucket) { checkBuckets(t, "Series", got, tc.want) })
 }
 
 func testExtreme(t *testing.T, h *harness) {
@@ -306,10 +298,11 @@ func testRoomFigures(t *testing.T, h *harness) {
 		rd("p2", "r3", "pir", 0, m(0, 0)), rd("p2", "r3", "pir", 1, m(1, 0)),
 		rd("x", "r2", "co2", 5000, m(0, 0)),
 	)
-	tests := []struct {
+	type figuresCase struct {
 		room string
 		want analytics.RoomFigures
-	}{
+	}
+	tests := []figuresCase{
 		{"r1", analytics.RoomFigures{
 			RoomID: "r1",
 			Types: []analytics.TypeStat{
@@ -330,12 +323,11 @@ func testRoomFigures(t *testing.T, h *harness) {
 		}},
 		{"empty", analytics.RoomFigures{RoomID: "empty"}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.room, func(t *testing.T) {
-			got, err := h.S.RoomFigures(t.Context(), tc.room, at(0), at(10*time.Minute))
-			if err != nil {
-				t.Fatal(err)
-			}
+	each(t, tests, func(tc figuresCase) string { return tc.room },
+		func(ctx context.Context, tc figuresCase) (analytics.RoomFigures, error) {
+			return h.S.RoomFigures(ctx, tc.room, at(0), at(10*time.Minute))
+		},
+		func(t *testing.T, tc figuresCase, got analytics.RoomFigures) {
 			checkStats(t, "Types", got.Types, tc.want.Types)
 			got.Types, tc.want.Types = nil, nil
 			if !near(got.MeanOccupancy, tc.want.MeanOccupancy) {
@@ -346,7 +338,6 @@ func testRoomFigures(t *testing.T, h *harness) {
 				t.Errorf("RoomFigures = %+v\nwant %+v", got, tc.want)
 			}
 		})
-	}
 }
 
 func testAlerts(t *testing.T, h *harness) {

@@ -5,6 +5,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"testing"
@@ -83,6 +84,22 @@ func near(a, b float64) bool {
 		return math.IsNaN(a) && math.IsNaN(b)
 	}
 	return math.Abs(a-b) <= tol*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
+}
+
+// each runs a subtest per case c of cases, named name(c): it reads the
+// store's answer to c with get, ending the subtest on an error, and hands it
+// to check.
+func each[C, T any](t *testing.T, cases []C, name func(C) string, get func(context.Context, C) (T, error), check func(t *testing.T, c C, got T)) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(name(c), func(t *testing.T) {
+			got, err := get(t.Context(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, c, got)
+		})
+	}
 }
 
 func checkBuckets(t *testing.T, what string, got, want []analytics.Bucket) {

@@ -236,13 +236,9 @@ func testReplay(t *testing.T, h *harness) {
 	t.Run("acknowledged", func(t *testing.T) { check(t, false) })
 }
 
-func testConcurrentSameID(t *testing.T, h *harness) {
-	const callers = 8
-	var rs []reading.Reading
-	for i := range 50 {
-		rs = append(rs, rd("s1", "r1", "co2", float64(400+i), "ppm", at(time.Duration(i)*time.Second)))
-	}
-	b := batch("same", at(time.Hour), rs...)
+// ingestAtOnce has callers ingest at the same moment, caller i the batch
+// b(i), and returns what each got.
+func ingestAtOnce(t *testing.T, h *harness, callers int, b func(i int) sensor.Batch) ([]sensor.Outcome, []error) {
 	outs := make([]sensor.Outcome, callers)
 	errs := make([]error, callers)
 	start := make(chan struct{})
@@ -252,11 +248,22 @@ func testConcurrentSameID(t *testing.T, h *harness) {
 		go func() {
 			defer wg.Done()
 			<-start
-			outs[i], errs[i] = h.S.Ingest(ctx(t), b)
+			outs[i], errs[i] = h.S.Ingest(ctx(t), b(i))
 		}()
 	}
 	close(start)
 	wg.Wait()
+	return outs, errs
+}
+
+func testConcurrentSameID(t *testing.T, h *harness) {
+	const callers = 8
+	var rs []reading.Reading
+	for i := range 50 {
+		rs = append(rs, rd("s1", "r1", "co2", float64(400+i), "ppm", at(time.Duration(i)*time.Second)))
+	}
+	b := batch("same", at(time.Hour), rs...)
+	outs, errs := ingestAtOnce(t, h, callers, func(int) sensor.Batch { return b })
 	fresh := 0
 	for i := range callers {
 		if errs[i] != nil {

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -172,20 +171,7 @@ func testConcurrentConflicting(t *testing.T, h *harness) {
 		return from("key:k", fp, batch("same", at(time.Hour), rs...))
 	}
 	bs := [2]sensor.Batch{mk("fp-0", 400, "a"), mk("fp-1", 800, "b")}
-	outs := make([]sensor.Outcome, callers)
-	errs := make([]error, callers)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			outs[i], errs[i] = h.S.Ingest(ctx(t), bs[i%2])
-		}()
-	}
-	close(start)
-	wg.Wait()
+	outs, errs := ingestAtOnce(t, h, callers, func(i int) sensor.Batch { return bs[i%2] })
 	winner, fresh := -1, 0
 	for i := range callers {
 		if errs[i] == nil && !outs[i].Replayed {
