@@ -184,16 +184,9 @@ func (s *Store) ResolveAlert(ctx context.Context, id string, at time.Time, ev no
 
 // Alert returns one alert.
 func (s *Store) Alert(ctx context.Context, id string) (notification.Alert, error) {
-	if err := s.check("alert"); err != nil {
-		return notification.Alert{}, err
-	}
 	var d alertDoc
-	err := s.alerts.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return notification.Alert{}, fmt.Errorf("mongostore: alert %q: %w", id, notification.ErrNotFound)
-	}
-	if err != nil {
-		return notification.Alert{}, wrap("alert", err)
+	if err := s.byID(ctx, s.alerts, "alert", id, &d); err != nil {
+		return notification.Alert{}, err
 	}
 	return d.alert(), nil
 }
@@ -216,32 +209,42 @@ func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notifi
 			filter = append(filter, bson.E{Key: f.field, Value: f.v})
 		}
 	}
-	if q.Cursor != "" {
-		seq, err := notification.ParseSeqCursor(q.Cursor)
-		if err != nil {
-			return nil, "", fmt.Errorf("mongostore: alerts: %w", err)
-		}
-		filter = append(filter, bson.E{Key: "seq", Value: bson.D{{Key: "$lt", Value: seq}}})
-	}
-	limit := paging.Size(q.Limit)
-	cur, err := s.alerts.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}).SetLimit(int64(limit+1)))
+	docs, next, err := seqPage(ctx, s.alerts, "alerts", filter, q.Cursor, q.Limit, func(d alertDoc) int64 { return d.Seq })
 	if err != nil {
-		return nil, "", wrap("alerts", err)
-	}
-	var docs []alertDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, "", wrap("alerts", err)
-	}
-	next := ""
-	if len(docs) > limit {
-		docs = docs[:limit]
-		next = notification.SeqCursor(docs[limit-1].Seq)
+		return nil, "", err
 	}
 	out := make([]notification.Alert, len(docs))
 	for i, d := range docs {
 		out[i] = d.alert()
 	}
 	return out, next, nil
+}
+
+// seqPage reads a page of at most limit (paging.Size) documents of coll that
+// match filter, newest first by seq, starting after the page of cursor (a
+// notification.SeqCursor, "" for the first page); next is the cursor of the
+// page after it, "" at the end. op names the call in errors.
+func seqPage[D any](ctx context.Context, coll *mongo.Collection, op string, filter bson.D, cursor string, limit int, seq func(D) int64) (docs []D, next string, err error) {
+	if cursor != "" {
+		after, err := notification.ParseSeqCursor(cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("mongostore: %s: %w", op, err)
+		}
+		filter = append(filter, bson.E{Key: "seq", Value: bson.D{{Key: "$lt", Value: after}}})
+	}
+	limit = paging.Size(limit)
+	cur, err := coll.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}).SetLimit(int64(limit+1)))
+	if err != nil {
+		return nil, "", wrap(op, err)
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, "", wrap(op, err)
+	}
+	if len(docs) > limit {
+		docs = docs[:limit]
+		next = notification.SeqCursor(seq(docs[limit-1]))
+	}
+	return docs, next, nil
 }
 
 // OpenAlerts lists every unresolved alert, oldest raised first.
@@ -310,26 +313,9 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 	if !q.Since.IsZero() {
 		filter = append(filter, bson.E{Key: "time", Value: bson.D{{Key: "$gte", Value: ms(q.Since)}}})
 	}
-	if q.Cursor != "" {
-		seq, err := notification.ParseSeqCursor(q.Cursor)
-		if err != nil {
-			return nil, "", fmt.Errorf("mongostore: events: %w", err)
-		}
-		filter = append(filter, bson.E{Key: "seq", Value: bson.D{{Key: "$lt", Value: seq}}})
-	}
-	limit := paging.Size(q.Limit)
-	cur, err := s.events.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}).SetLimit(int64(limit+1)))
+	docs, next, err := seqPage(ctx, s.events, "events", filter, q.Cursor, q.Limit, func(d eventDoc) int64 { return d.Seq })
 	if err != nil {
-		return nil, "", wrap("events", err)
-	}
-	var docs []eventDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, "", wrap("events", err)
-	}
-	next := ""
-	if len(docs) > limit {
-		docs = docs[:limit]
-		next = notification.SeqCursor(docs[limit-1].Seq)
+		return nil, "", err
 	}
 	out := make([]notification.Event, len(docs))
 	for i, d := range docs {

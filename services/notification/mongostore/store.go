@@ -89,6 +89,19 @@ func (s *Store) check(op string) error { return s.conn.Check("mongostore: " + op
 
 func wrap(op string, err error) error { return mongox.Wrap("mongostore: "+op, err) }
 
+// byID decodes the document of coll with the _id id into d, for a call named
+// op on an open store; none is notification.ErrNotFound.
+func (s *Store) byID(ctx context.Context, coll *mongo.Collection, op, id string, d any) error {
+	if err := s.check(op); err != nil {
+		return err
+	}
+	err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return fmt.Errorf("mongostore: %s %q: %w", op, id, notification.ErrNotFound)
+	}
+	return wrap(op, err)
+}
+
 // Ping runs the ping command.
 func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx, "mongostore: ping") }
 
@@ -176,16 +189,9 @@ func (s *Store) Rules(ctx context.Context) ([]notification.Rule, error) {
 
 // Rule returns one rule.
 func (s *Store) Rule(ctx context.Context, id string) (notification.Rule, error) {
-	if err := s.check("rule"); err != nil {
-		return notification.Rule{}, err
-	}
 	var d ruleDoc
-	err := s.rules.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return notification.Rule{}, fmt.Errorf("mongostore: rule %q: %w", id, notification.ErrNotFound)
-	}
-	if err != nil {
-		return notification.Rule{}, wrap("rule", err)
+	if err := s.byID(ctx, s.rules, "rule", id, &d); err != nil {
+		return notification.Rule{}, err
 	}
 	r, err := decodeRule(d)
 	if err != nil {
@@ -194,16 +200,25 @@ func (s *Store) Rule(ctx context.Context, id string) (notification.Rule, error) 
 	return r, nil
 }
 
-// CreateRule adds a rule; ErrConflict when its id exists.
-func (s *Store) CreateRule(ctx context.Context, r notification.Rule) error {
-	if err := s.check("create rule"); err != nil {
-		return err
+// ruleBody is the stored body of r, for a call named op on an open store.
+func (s *Store) ruleBody(op string, r notification.Rule) (string, error) {
+	if err := s.check(op); err != nil {
+		return "", err
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("mongostore: create rule: %w", err)
+		return "", fmt.Errorf("mongostore: %s: %w", op, err)
 	}
-	_, err = s.rules.InsertOne(ctx, ruleDoc{ID: r.ID, Body: string(b)})
+	return string(b), nil
+}
+
+// CreateRule adds a rule; ErrConflict when its id exists.
+func (s *Store) CreateRule(ctx context.Context, r notification.Rule) error {
+	body, err := s.ruleBody("create rule", r)
+	if err != nil {
+		return err
+	}
+	_, err = s.rules.InsertOne(ctx, ruleDoc{ID: r.ID, Body: body})
 	if mongox.IsDuplicate(err) {
 		return fmt.Errorf("mongostore: create rule %q: %w", r.ID, notification.ErrConflict)
 	}
@@ -212,14 +227,11 @@ func (s *Store) CreateRule(ctx context.Context, r notification.Rule) error {
 
 // UpdateRule replaces a rule; ErrNotFound when there is none.
 func (s *Store) UpdateRule(ctx context.Context, r notification.Rule) error {
-	if err := s.check("update rule"); err != nil {
+	body, err := s.ruleBody("update rule", r)
+	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("mongostore: update rule: %w", err)
-	}
-	res, err := s.rules.UpdateOne(ctx, bson.D{{Key: "_id", Value: r.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "body", Value: string(b)}}}})
+	res, err := s.rules.UpdateOne(ctx, bson.D{{Key: "_id", Value: r.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "body", Value: body}}}})
 	if err != nil {
 		return wrap("update rule", err)
 	}

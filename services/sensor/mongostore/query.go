@@ -69,16 +69,7 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 			bson.D{{Key: "t", Value: ts}, {Key: "y", Value: bson.D{{Key: op, Value: c.Type}}}},
 		}}
 	}
-	tr := bson.D{}
-	if !from.IsZero() {
-		tr = append(tr, bson.E{Key: "$gte", Value: from})
-	}
-	if !to.IsZero() {
-		tr = append(tr, bson.E{Key: "$lt", Value: to})
-	}
-	if len(tr) > 0 {
-		filter = append(filter, bson.E{Key: "t", Value: tr})
-	}
+	filter = within(filter, "t", from, to)
 	if after.Key != "" {
 		filter = append(filter, after)
 	}
@@ -116,6 +107,22 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 		next = paging.EncodeCursor(sensor.ReadingCursor{TS: last.UnixMilli(), Type: last.Type, Desc: q.Desc})
 	}
 	return rs, next, nil
+}
+
+// within returns filter with the condition that the time of field key is in
+// [from, to); a zero bound is open, and two zero bounds add nothing.
+func within(filter bson.D, key string, from, to time.Time) bson.D {
+	r := bson.D{}
+	if !from.IsZero() {
+		r = append(r, bson.E{Key: "$gte", Value: from})
+	}
+	if !to.IsZero() {
+		r = append(r, bson.E{Key: "$lt", Value: to})
+	}
+	if len(r) == 0 {
+		return filter
+	}
+	return append(filter, bson.E{Key: key, Value: r})
 }
 
 // sensorDoc is a document of sensors (the registry).
@@ -232,16 +239,7 @@ func (s *Store) Rollups(ctx context.Context, sensorID, typ string, from, to time
 		return nil, err
 	}
 	filter := bson.D{{Key: "s", Value: sensorID}, {Key: "y", Value: typ}}
-	hr := bson.D{}
-	if !from.IsZero() {
-		hr = append(hr, bson.E{Key: "$gte", Value: from})
-	}
-	if !to.IsZero() {
-		hr = append(hr, bson.E{Key: "$lt", Value: to})
-	}
-	if len(hr) > 0 {
-		filter = append(filter, bson.E{Key: "h", Value: hr})
-	}
+	filter = within(filter, "h", from, to)
 	// A bucket just created holds no count until its update lands (updateRollups).
 	filter = append(filter, bson.E{Key: "n", Value: bson.D{{Key: "$gt", Value: 0}}})
 	cur, err := s.rollups.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "s", Value: 1}, {Key: "y", Value: 1}, {Key: "h", Value: 1}}))
