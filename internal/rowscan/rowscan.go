@@ -31,18 +31,43 @@ func All[T any](rows Rows, scan func(Row) (T, error)) ([]T, error) {
 // Append is All appending to out (e.g. an empty slice, for a list that must
 // not be nil).
 func Append[T any](out []T, rows Rows, scan func(Row) (T, error)) ([]T, error) {
-	defer rows.Close()
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
+	err := each(rows, func(r Row) error {
+		v, err := scan(r)
 		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Map calls scan on each row of rows, which makes a key and its value, and
+// returns them in a map (a later row replaces an earlier one of the same key);
+// it stops as All does, and closes rows.
+func Map[K comparable, V any](rows Rows, scan func(Row) (K, V, error)) (map[K]V, error) {
+	out := map[K]V{}
+	err := each(rows, func(r Row) error {
+		k, v, err := scan(r)
+		out[k] = v
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// each calls fn on each row of rows, stopping at the first error of fn or of
+// rows, and closes rows.
+func each(rows Rows, fn func(Row) error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // Querier runs a query in database/sql: a *sql.DB, *sql.Conn or *sql.Tx.

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 
@@ -77,6 +78,39 @@ func TestAppend(t *testing.T) {
 	got, err = rowscan.Append([]int{1}, &rows{vals: []int{2}, failAt: -1}, rowscan.Values[int]())
 	if err != nil || !slices.Equal(got, []int{1, 2}) {
 		t.Fatalf("Append([1], [2]) = %v, %v; want [1 2]", got, err)
+	}
+}
+
+func TestMap(t *testing.T) {
+	parity := func(r rowscan.Row) (bool, int, error) {
+		var n int
+		err := r.Scan(&n)
+		return n%2 == 0, n, err
+	}
+	tests := []struct {
+		name    string
+		rows    *rows
+		want    map[bool]int
+		wantErr string
+	}{
+		{"a later row replaces an earlier one", &rows{vals: []int{1, 2, 3}, failAt: -1}, map[bool]int{false: 3, true: 2}, ""},
+		{"no rows", &rows{failAt: -1}, map[bool]int{}, ""},
+		{"a row fails", &rows{vals: []int{1, 2, 3}, failAt: 1}, nil, "bad row"},
+		{"the result fails", &rows{vals: []int{1}, failAt: -1, err: errors.New("broken")}, nil, "broken"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := rowscan.Map(tc.rows, parity)
+			if (err == nil) != (tc.wantErr == "") || (err != nil && err.Error() != tc.wantErr) {
+				t.Fatalf("Map: err = %v, want %q", err, tc.wantErr)
+			}
+			if !maps.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
+				t.Errorf("Map = %v, want %v", got, tc.want)
+			}
+			if !tc.rows.closed {
+				t.Error("rows not closed")
+			}
+		})
 	}
 }
 
