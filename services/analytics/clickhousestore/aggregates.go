@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/atrium-iot/atrium/internal/rowscan"
 )
 
 // The aggregate tables. Each is written by a materialized view on readings, so
@@ -253,17 +255,12 @@ func (s *Store) partCounts(ctx context.Context) (map[string]int64, map[string]ma
 		if err != nil {
 			return nil, err
 		}
-		defer rows.Close()
-		out := map[string]int64{}
-		for rows.Next() {
+		return rowscan.Map(rows, func(r rowscan.Row) (string, int64, error) {
 			var p string
 			var n uint64
-			if err := rows.Scan(&p, &n); err != nil {
-				return nil, err
-			}
-			out[p] = int64(n)
-		}
-		return out, rows.Err()
+			err := r.Scan(&p, &n)
+			return p, int64(n), err
+		})
 	}
 	raw, err := scan(`SELECT partition, sum(rows) FROM system.parts WHERE database = ` + quote(s.db) + ` AND table = 'readings' AND active GROUP BY partition`)
 	if err != nil {
@@ -387,17 +384,12 @@ func (s *Store) surpluses(ctx context.Context) (map[[2]string]int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := map[[2]string]int64{}
-	for rows.Next() {
+	return rowscan.Map(rows, func(r rowscan.Row) ([2]string, int64, error) {
 		var k [2]string
 		var v int64
-		if err := rows.Scan(&k[0], &k[1], &v); err != nil {
-			return nil, err
-		}
-		out[k] = v
-	}
-	return out, rows.Err()
+		err := r.Scan(&k[0], &k[1], &v)
+		return k, v, err
+	})
 }
 
 func (s *Store) recordSurpluses(ctx context.Context, m map[[2]string]int64) error {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/rowscan"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -278,17 +279,12 @@ func (s *Store) partitionsBefore(ctx context.Context, table string, cut int64) (
 	if err != nil {
 		return nil, fmt.Errorf("list partitions: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			return nil, fmt.Errorf("list partitions: %w", err)
-		}
-		out = append(out, p)
+	out, err := rowscan.All(rows, rowscan.Values[string]())
+	if err != nil {
+		return nil, fmt.Errorf("list partitions: %w", err)
 	}
 	slices.Sort(out)
-	return out, rows.Err()
+	return out, nil
 }
 
 // mutations returns the ids of the mutations of table the server knows.
@@ -297,17 +293,16 @@ func (s *Store) mutations(ctx context.Context, table string) (map[string]bool, e
 	if err != nil {
 		return nil, fmt.Errorf("list mutations: %w", err)
 	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
+	out, err := rowscan.Map(rows, func(r rowscan.Row) (string, bool, error) {
 		var id string
 		var done uint8
-		if err := rows.Scan(&id, &done); err != nil {
-			return nil, fmt.Errorf("list mutations: %w", err)
-		}
-		out[id] = done == 1
+		err := r.Scan(&id, &done)
+		return id, done == 1, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list mutations: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // awaitMutations waits until the mutations of table that are not in before
