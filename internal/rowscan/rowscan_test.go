@@ -37,6 +37,18 @@ func (r *rows) Scan(dest ...any) error {
 	return nil
 }
 
+// checkRead checks a read of r: its error against wantErr ("" for none), and
+// that it closed r.
+func checkRead(t *testing.T, r *rows, err error, wantErr string) {
+	t.Helper()
+	if (err == nil) != (wantErr == "") || (err != nil && err.Error() != wantErr) {
+		t.Fatalf("err = %v, want %q", err, wantErr)
+	}
+	if !r.closed {
+		t.Error("rows not closed")
+	}
+}
+
 func TestAll(t *testing.T) {
 	double := func(r rowscan.Row) (string, error) {
 		var n int
@@ -57,14 +69,9 @@ func TestAll(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := rowscan.All(tc.rows, double)
-			if (err == nil) != (tc.wantErr == "") || (err != nil && err.Error() != tc.wantErr) {
-				t.Fatalf("All: err = %v, want %q", err, tc.wantErr)
-			}
+			checkRead(t, tc.rows, err, tc.wantErr)
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("All = %q, want %q", got, tc.want)
-			}
-			if !tc.rows.closed {
-				t.Error("rows not closed")
 			}
 		})
 	}
@@ -101,14 +108,9 @@ func TestMap(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := rowscan.Map(tc.rows, parity)
-			if (err == nil) != (tc.wantErr == "") || (err != nil && err.Error() != tc.wantErr) {
-				t.Fatalf("Map: err = %v, want %q", err, tc.wantErr)
-			}
+			checkRead(t, tc.rows, err, tc.wantErr)
 			if !maps.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
 				t.Errorf("Map = %v, want %v", got, tc.want)
-			}
-			if !tc.rows.closed {
-				t.Error("rows not closed")
 			}
 		})
 	}
