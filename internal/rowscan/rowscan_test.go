@@ -49,29 +49,42 @@ func checkRead(t *testing.T, r *rows, err error, wantErr string) {
 	}
 }
 
-func TestAll(t *testing.T) {
+func TestAllAndMap(t *testing.T) {
 	double := func(r rowscan.Row) (string, error) {
 		var n int
 		err := r.Scan(&n)
 		return fmt.Sprint(2 * n), err
 	}
+	parity := func(r rowscan.Row) (bool, int, error) {
+		var n int
+		err := r.Scan(&n)
+		return n%2 == 0, n, err
+	}
 	tests := []struct {
 		name    string
-		rows    *rows
-		want    []string
+		rows    rows // a copy each for All and Map
+		wantAll []string
+		wantMap map[bool]int // a later row replaces an earlier one
 		wantErr string
 	}{
-		{"every row in order", &rows{vals: []int{1, 2, 3}, failAt: -1}, []string{"2", "4", "6"}, ""},
-		{"no rows", &rows{failAt: -1}, nil, ""},
-		{"a row fails", &rows{vals: []int{1, 2, 3}, failAt: 1}, nil, "bad row"},
-		{"the result fails", &rows{vals: []int{1}, failAt: -1, err: errors.New("broken")}, nil, "broken"},
+		{"every row in order", rows{vals: []int{1, 2, 3}, failAt: -1}, []string{"2", "4", "6"}, map[bool]int{false: 3, true: 2}, ""},
+		{"no rows", rows{failAt: -1}, nil, map[bool]int{}, ""},
+		{"a row fails", rows{vals: []int{1, 2, 3}, failAt: 1}, nil, nil, "bad row"},
+		{"the result fails", rows{vals: []int{1}, failAt: -1, err: errors.New("broken")}, nil, nil, "broken"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := rowscan.All(tc.rows, double)
-			checkRead(t, tc.rows, err, tc.wantErr)
-			if !slices.Equal(got, tc.want) {
-				t.Errorf("All = %q, want %q", got, tc.want)
+			r := tc.rows
+			all, err := rowscan.All(&r, double)
+			checkRead(t, &r, err, tc.wantErr)
+			if !slices.Equal(all, tc.wantAll) {
+				t.Errorf("All = %q, want %q", all, tc.wantAll)
+			}
+			r = tc.rows
+			m, err := rowscan.Map(&r, parity)
+			checkRead(t, &r, err, tc.wantErr)
+			if !maps.Equal(m, tc.wantMap) || (m == nil) != (tc.wantMap == nil) {
+				t.Errorf("Map = %v, want %v", m, tc.wantMap)
 			}
 		})
 	}
@@ -85,34 +98,6 @@ func TestAppend(t *testing.T) {
 	got, err = rowscan.Append([]int{1}, &rows{vals: []int{2}, failAt: -1}, rowscan.Values[int]())
 	if err != nil || !slices.Equal(got, []int{1, 2}) {
 		t.Fatalf("Append([1], [2]) = %v, %v; want [1 2]", got, err)
-	}
-}
-
-func TestMap(t *testing.T) {
-	parity := func(r rowscan.Row) (bool, int, error) {
-		var n int
-		err := r.Scan(&n)
-		return n%2 == 0, n, err
-	}
-	tests := []struct {
-		name    string
-		rows    *rows
-		want    map[bool]int
-		wantErr string
-	}{
-		{"a later row replaces an earlier one", &rows{vals: []int{1, 2, 3}, failAt: -1}, map[bool]int{false: 3, true: 2}, ""},
-		{"no rows", &rows{failAt: -1}, map[bool]int{}, ""},
-		{"a row fails", &rows{vals: []int{1, 2, 3}, failAt: 1}, nil, "bad row"},
-		{"the result fails", &rows{vals: []int{1}, failAt: -1, err: errors.New("broken")}, nil, "broken"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := rowscan.Map(tc.rows, parity)
-			checkRead(t, tc.rows, err, tc.wantErr)
-			if !maps.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
-				t.Errorf("Map = %v, want %v", got, tc.want)
-			}
-		})
 	}
 }
 
