@@ -249,6 +249,20 @@ func EnsureAll(ctx context.Context, all ...Indexes) error {
 	return nil
 }
 
+// FindAll runs Find on coll with filter and opts and decodes every document
+// it finds into a D; op prefixes its errors (see Wrap).
+func FindAll[D any](ctx context.Context, coll *mongo.Collection, op string, filter any, opts ...options.Lister[options.FindOptions]) ([]D, error) {
+	cur, err := coll.Find(ctx, filter, opts...)
+	if err != nil {
+		return nil, Wrap(op, err)
+	}
+	var docs []D
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, Wrap(op, err)
+	}
+	return docs, nil
+}
+
 // IsDuplicate reports whether err is a duplicate key error (E11000).
 func IsDuplicate(err error) bool {
 	return err != nil && mongo.IsDuplicateKeyError(err)
