@@ -233,12 +233,9 @@ func seqPage[D any](ctx context.Context, coll *mongo.Collection, op string, filt
 		filter = append(filter, bson.E{Key: "seq", Value: bson.D{{Key: "$lt", Value: after}}})
 	}
 	limit = paging.Size(limit)
-	cur, err := coll.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}).SetLimit(int64(limit+1)))
+	docs, err = mongox.FindAll[D](ctx, coll, "mongostore: "+op, filter, options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}).SetLimit(int64(limit+1)))
 	if err != nil {
-		return nil, "", wrap(op, err)
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, "", wrap(op, err)
+		return nil, "", err
 	}
 	if len(docs) > limit {
 		docs = docs[:limit]
@@ -252,15 +249,11 @@ func (s *Store) OpenAlerts(ctx context.Context) ([]notification.Alert, error) {
 	if err := s.check("open alerts"); err != nil {
 		return nil, err
 	}
-	cur, err := s.alerts.Find(ctx,
+	docs, err := mongox.FindAll[alertDoc](ctx, s.alerts, "mongostore: open alerts",
 		bson.D{{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{notification.StateActive, notification.StateAcknowledged}}}}},
 		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}))
 	if err != nil {
-		return nil, wrap("open alerts", err)
-	}
-	var docs []alertDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, wrap("open alerts", err)
+		return nil, err
 	}
 	out := make([]notification.Alert, len(docs))
 	for i, d := range docs {
@@ -381,13 +374,9 @@ func (s *Store) Sensors(ctx context.Context) ([]notification.SensorState, error)
 	if err := s.check("sensors"); err != nil {
 		return nil, err
 	}
-	cur, err := s.sensors.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	docs, err := mongox.FindAll[sensorDoc](ctx, s.sensors, "mongostore: sensors", bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
-		return nil, wrap("sensors", err)
-	}
-	var docs []sensorDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, wrap("sensors", err)
+		return nil, err
 	}
 	out := make([]notification.SensorState, len(docs))
 	for i, d := range docs {

@@ -168,13 +168,9 @@ func (s *Store) Rules(ctx context.Context) ([]notification.Rule, error) {
 	if err := s.check("rules"); err != nil {
 		return nil, err
 	}
-	cur, err := s.rules.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	docs, err := mongox.FindAll[ruleDoc](ctx, s.rules, "mongostore: rules", bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
-		return nil, wrap("rules", err)
-	}
-	var docs []ruleDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, wrap("rules", err)
+		return nil, err
 	}
 	out := make([]notification.Rule, 0, len(docs))
 	for _, d := range docs {

@@ -255,14 +255,10 @@ func (s *Store) placements(ctx context.Context, ids []string) (map[string]room.W
 	where := make(map[string]room.Where, len(ids))
 	for start := 0; start < len(ids); start += 256 {
 		chunk := ids[start:min(start+256, len(ids))]
-		cur, err := s.sensors.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: chunk}}}},
+		docs, err := mongox.FindAll[placement](ctx, s.sensors, "read placements", bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: chunk}}}},
 			options.Find().SetProjection(bson.D{{Key: "room", Value: 1}, {Key: "assigned", Value: 1}}))
 		if err != nil {
-			return nil, mongox.Wrap("read placements", err)
-		}
-		var docs []placement
-		if err := cur.All(ctx, &docs); err != nil {
-			return nil, mongox.Wrap("read placements", err)
+			return nil, err
 		}
 		for _, d := range docs {
 			where[d.ID] = room.Where{Room: d.Room, Assigned: d.Assigned}
@@ -391,14 +387,10 @@ func (s *Store) setSeries(ctx context.Context, roomID, typ string, points []room
 		for start := range coarse[i] {
 			lo, hi = min(lo, start), max(hi, start+per)
 		}
-		cur, err := s.tiers[0].coll.Find(ctx, bson.D{{Key: "r", Value: roomID}, {Key: "y", Value: typ},
+		docs, err := mongox.FindAll[rollupDoc](ctx, s.tiers[0].coll, "mongostore: set series "+typ+" of "+roomID, bson.D{{Key: "r", Value: roomID}, {Key: "y", Value: typ},
 			{Key: "st", Value: bson.D{{Key: "$gte", Value: time.UnixMilli(lo).UTC()}, {Key: "$lt", Value: time.UnixMilli(hi).UTC()}}}})
 		if err != nil {
-			return mongox.Wrap("mongostore: set series "+typ+" of "+roomID, err)
-		}
-		var docs []rollupDoc
-		if err := cur.All(ctx, &docs); err != nil {
-			return mongox.Wrap("mongostore: set series "+typ+" of "+roomID, err)
+			return err
 		}
 		merged := map[int64]*room.Agg{}
 		for _, d := range docs {

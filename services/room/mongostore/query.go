@@ -192,16 +192,12 @@ func (s *Store) room(ctx context.Context, id string) (room.Room, error) {
 		return room.Room{}, mongox.Wrap("read room", err)
 	}
 	r := d.room()
-	cur, err := s.sensors.Find(ctx, bson.D{{Key: "room", Value: id}},
+	docs, err := mongox.FindAll[struct {
+		ID string `bson:"_id"`
+	}](ctx, s.sensors, "read sensors", bson.D{{Key: "room", Value: id}},
 		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetSort(bson.D{{Key: "room", Value: 1}, {Key: "_id", Value: 1}}))
 	if err != nil {
-		return room.Room{}, mongox.Wrap("read sensors", err)
-	}
-	var docs []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return room.Room{}, mongox.Wrap("read sensors", err)
+		return room.Room{}, err
 	}
 	r.Sensors = make([]string, len(docs))
 	for i, d := range docs {
@@ -219,14 +215,10 @@ func (s *Store) Rooms(ctx context.Context, after string, limit int) ([]room.Room
 	if limit <= 0 {
 		limit = 100
 	}
-	cur, err := s.rooms.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}},
+	docs, err := mongox.FindAll[roomDoc](ctx, s.rooms, "mongostore: rooms", bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}},
 		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
 	if err != nil {
-		return nil, mongox.Wrap("mongostore: rooms", err)
-	}
-	var docs []roomDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, mongox.Wrap("mongostore: rooms", err)
+		return nil, err
 	}
 	out := make([]room.Room, len(docs))
 	if len(docs) == 0 {
@@ -238,16 +230,12 @@ func (s *Store) Rooms(ctx context.Context, after string, limit int) ([]room.Room
 		ids[i] = d.ID
 	}
 	// Sensor counts: the sensors of these rooms (index room, _id), counted here.
-	scur, err := s.sensors.Find(ctx, bson.D{{Key: "room", Value: bson.D{{Key: "$in", Value: ids}}}},
+	sdocs, err := mongox.FindAll[struct {
+		Room string `bson:"room"`
+	}](ctx, s.sensors, "mongostore: rooms", bson.D{{Key: "room", Value: bson.D{{Key: "$in", Value: ids}}}},
 		options.Find().SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "room", Value: 1}}))
 	if err != nil {
-		return nil, mongox.Wrap("mongostore: rooms", err)
-	}
-	var sdocs []struct {
-		Room string `bson:"room"`
-	}
-	if err := scur.All(ctx, &sdocs); err != nil {
-		return nil, mongox.Wrap("mongostore: rooms", err)
+		return nil, err
 	}
 	counts := make(map[string]int, len(docs))
 	for _, d := range sdocs {
@@ -293,13 +281,9 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 		return snap, fmt.Errorf("mongostore: snapshot %s: %w", roomID, err)
 	}
 	snap.Room = r
-	cur, err := s.latest.Find(ctx, bson.D{{Key: "r", Value: roomID}})
+	docs, err := mongox.FindAll[latestDoc](ctx, s.latest, "mongostore: snapshot "+roomID, bson.D{{Key: "r", Value: roomID}})
 	if err != nil {
-		return snap, mongox.Wrap("mongostore: snapshot "+roomID, err)
-	}
-	var docs []latestDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return snap, mongox.Wrap("mongostore: snapshot "+roomID, err)
+		return snap, err
 	}
 	in := make(map[string]bool, len(r.Sensors))
 	for _, id := range r.Sensors {
@@ -338,17 +322,13 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 	if len(snap.Latest) == 0 {
 		return snap, nil
 	}
-	wcur, err := s.tiers[0].coll.Find(ctx, bson.D{
+	rs, err := mongox.FindAll[rollupDoc](ctx, s.tiers[0].coll, "mongostore: snapshot "+roomID, bson.D{
 		{Key: "r", Value: roomID}, {Key: "y", Value: bson.D{{Key: "$in", Value: types}}},
 		{Key: "st", Value: bson.D{{Key: "$gte", Value: ms(from)}, {Key: "$lte", Value: ms(to)}}},
 		{Key: "n", Value: bson.D{{Key: "$gt", Value: 0}}},
 	})
 	if err != nil {
-		return snap, mongox.Wrap("mongostore: snapshot "+roomID, err)
-	}
-	var rs []rollupDoc
-	if err := wcur.All(ctx, &rs); err != nil {
-		return snap, mongox.Wrap("mongostore: snapshot "+roomID, err)
+		return snap, err
 	}
 	// Merged here: FerretDB has no $min/$max accumulators.
 	win := map[string]int{}

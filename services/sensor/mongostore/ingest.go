@@ -294,17 +294,13 @@ func (s *Store) fillRooms(ctx context.Context, rs []reading.Reading) error {
 
 // registeredRooms reads the registered rooms of sensors into rooms.
 func (s *Store) registeredRooms(ctx context.Context, need []string, rooms map[string]string) error {
-	cur, err := s.sensors.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: need}}}},
-		options.Find().SetProjection(bson.D{{Key: "room", Value: 1}}))
-	if err != nil {
-		return mongox.Wrap("read rooms", err)
-	}
-	var docs []struct {
+	docs, err := mongox.FindAll[struct {
 		ID   string `bson:"_id"`
 		Room string `bson:"room"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return mongox.Wrap("read rooms", err)
+	}](ctx, s.sensors, "read rooms", bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: need}}}},
+		options.Find().SetProjection(bson.D{{Key: "room", Value: 1}}))
+	if err != nil {
+		return err
 	}
 	for _, d := range docs {
 		rooms[d.ID] = d.Room
@@ -364,13 +360,9 @@ func (s *Store) ownReadings(ctx context.Context, batchID string, rs []reading.Re
 		ors = append(ors, bson.D{{Key: "s", Value: r.SensorID}, {Key: "t", Value: r.Timestamp}, {Key: "y", Value: r.Type}})
 		at[identity{r.SensorID, r.Timestamp.UnixMilli(), r.Type}] = i
 	}
-	cur, err := s.readings.Find(ctx, bson.D{{Key: "b", Value: batchID}, {Key: "$or", Value: ors}})
+	docs, err := mongox.FindAll[readingDoc](ctx, s.readings, "read own readings", bson.D{{Key: "b", Value: batchID}, {Key: "$or", Value: ors}})
 	if err != nil {
-		return nil, mongox.Wrap("read own readings", err)
-	}
-	var docs []readingDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, mongox.Wrap("read own readings", err)
+		return nil, err
 	}
 	ours := make(map[int]bool, len(docs))
 	for _, d := range docs {
@@ -599,13 +591,9 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]sensor.Event, e
 	if limit <= 0 {
 		limit = paging.DefaultLimit
 	}
-	cur, err := s.outbox.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)))
+	docs, err := mongox.FindAll[outboxDoc](ctx, s.outbox, "mongostore: pending events", bson.D{}, options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)))
 	if err != nil {
-		return nil, mongox.Wrap("mongostore: pending events", err)
-	}
-	var docs []outboxDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, mongox.Wrap("mongostore: pending events", err)
+		return nil, err
 	}
 	evs := make([]sensor.Event, len(docs))
 	for i, d := range docs {

@@ -88,13 +88,9 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 	if s.conn.Server.FerretDB {
 		opts.SetHint(nil) // FerretDB 1.x plans its own SQL and rejects some hints
 	}
-	cur, err := s.readings.Find(ctx, filter, opts)
+	docs, err := mongox.FindAll[readingDoc](ctx, s.readings, "mongostore: readings", filter, opts)
 	if err != nil {
-		return nil, "", mongox.Wrap("mongostore: readings", err)
-	}
-	var docs []readingDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, "", mongox.Wrap("mongostore: readings", err)
+		return nil, "", err
 	}
 	rs := make([]reading.Reading, len(docs))
 	for i, d := range docs {
@@ -192,13 +188,9 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 	default:
 		return nil, "", fmt.Errorf("mongostore: sensors: %w: unknown status %q", apperr.ErrInvalid, q.Status)
 	}
-	cur, err := s.sensors.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit+1)))
+	docs, err := mongox.FindAll[sensorDoc](ctx, s.sensors, "mongostore: sensors", filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit+1)))
 	if err != nil {
-		return nil, "", mongox.Wrap("mongostore: sensors", err)
-	}
-	var docs []sensorDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, "", mongox.Wrap("mongostore: sensors", err)
+		return nil, "", err
 	}
 	ss := make([]sensor.Sensor, 0, len(docs))
 	for _, d := range docs {
@@ -231,6 +223,19 @@ func (r Rollup) Mean() float64 {
 	return r.Sum / float64(r.Count)
 }
 
+// rollupDoc is a document of rollups: a sensor's type's hourly bucket.
+type rollupDoc struct {
+	S     string    `bson:"s"`
+	Y     string    `bson:"y"`
+	H     time.Time `bson:"h"`
+	N     int64     `bson:"n"`
+	Sum   float64   `bson:"sum"`
+	Min   float64   `bson:"min"`
+	Max   float64   `bson:"max"`
+	First time.Time `bson:"first"`
+	Last  time.Time `bson:"last"`
+}
+
 // Rollups lists the hourly buckets of a sensor's type whose hour starts in
 // [from, to) (zero bounds are open), oldest first. They outlive the raw
 // readings (Options.RollupRetention).
@@ -242,23 +247,9 @@ func (s *Store) Rollups(ctx context.Context, sensorID, typ string, from, to time
 	filter = within(filter, "h", from, to)
 	// A bucket just created holds no count until its update lands (updateRollups).
 	filter = append(filter, bson.E{Key: "n", Value: bson.D{{Key: "$gt", Value: 0}}})
-	cur, err := s.rollups.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "s", Value: 1}, {Key: "y", Value: 1}, {Key: "h", Value: 1}}))
+	docs, err := mongox.FindAll[rollupDoc](ctx, s.rollups, "mongostore: rollups", filter, options.Find().SetSort(bson.D{{Key: "s", Value: 1}, {Key: "y", Value: 1}, {Key: "h", Value: 1}}))
 	if err != nil {
-		return nil, mongox.Wrap("mongostore: rollups", err)
-	}
-	var docs []struct {
-		S     string    `bson:"s"`
-		Y     string    `bson:"y"`
-		H     time.Time `bson:"h"`
-		N     int64     `bson:"n"`
-		Sum   float64   `bson:"sum"`
-		Min   float64   `bson:"min"`
-		Max   float64   `bson:"max"`
-		First time.Time `bson:"first"`
-		Last  time.Time `bson:"last"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, mongox.Wrap("mongostore: rollups", err)
+		return nil, err
 	}
 	out := make([]Rollup, len(docs))
 	for i, d := range docs {

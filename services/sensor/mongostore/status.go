@@ -41,13 +41,9 @@ func (s *Store) StatusMarks(ctx context.Context) ([]sensor.StatusMark, error) {
 	if err := s.conn.Check("mongostore: status marks"); err != nil {
 		return nil, err
 	}
-	cur, err := s.conn.DB.Collection("sensor_status").Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	docs, err := mongox.FindAll[statusDoc](ctx, s.conn.DB.Collection("sensor_status"), "mongostore: status marks", bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
-		return nil, mongox.Wrap("mongostore: status marks", err)
-	}
-	var docs []statusDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, mongox.Wrap("mongostore: status marks", err)
+		return nil, err
 	}
 	ms := make([]sensor.StatusMark, len(docs))
 	for i, d := range docs {
