@@ -2,6 +2,7 @@ package mongox_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,6 +79,20 @@ func TestServerHelpers(t *testing.T) {
 		}
 		if !mongox.IsDuplicate(err) {
 			t.Error("IsDuplicate = false")
+		}
+	})
+	t.Run("find all", func(t *testing.T) {
+		type doc struct {
+			K string `bson:"k"`
+			N int    `bson:"n"`
+		}
+		docs, err := mongox.FindAll[doc](ctx, coll, "op", bson.D{}, options.Find().SetSort(bson.D{{Key: "k", Value: -1}}))
+		if err != nil || len(docs) != 2 || docs[0] != (doc{"b", 1}) || docs[1] != (doc{"a", 1}) {
+			t.Fatalf("FindAll = %+v, %v; want b then a", docs, err)
+		}
+		_, err = mongox.FindAll[doc](ctx, coll, "op", bson.D{{Key: "$bad", Value: 1}})
+		if err == nil || !strings.HasPrefix(err.Error(), "op: ") {
+			t.Errorf("FindAll with a bad filter = %v, want an error prefixed op", err)
 		}
 	})
 	t.Run("chunked bulk write", func(t *testing.T) {

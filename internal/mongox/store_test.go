@@ -2,13 +2,10 @@ package mongox_test
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/mongox"
@@ -66,22 +63,6 @@ func TestStore(t *testing.T) {
 		if spec, _ := mongotest.Index(t, c.coll, c.name); spec == nil {
 			t.Errorf("no index %s of %s after EnsureAll", c.name, c.coll.Name())
 		}
-	}
-
-	// FindAll: every matching document, in the order asked for.
-	if _, err := b.InsertMany(t.Context(), []any{bson.D{{Key: "k", Value: 2}}, bson.D{{Key: "k", Value: 1}}, bson.D{{Key: "k", Value: 3}}}); err != nil {
-		t.Fatalf("insert: %v", err)
-	}
-	type kDoc struct {
-		K int `bson:"k"`
-	}
-	docs, err := mongox.FindAll[kDoc](t.Context(), b, "op", bson.D{{Key: "k", Value: bson.D{{Key: "$lt", Value: 3}}}},
-		options.Find().SetSort(bson.D{{Key: "k", Value: 1}}))
-	if err != nil || len(docs) != 2 || docs[0].K != 1 || docs[1].K != 2 {
-		t.Fatalf("FindAll = %+v, %v; want k 1 and 2", docs, err)
-	}
-	if _, err := mongox.FindAll[kDoc](t.Context(), b, "op", bson.D{{Key: "$bad", Value: 1}}); err == nil || !strings.HasPrefix(err.Error(), "op: ") {
-		t.Errorf("FindAll with a bad filter = %v, want an error prefixed op", err)
 	}
 
 	stopped := 0
