@@ -106,12 +106,19 @@ func TestBusyIsUnavailable(t *testing.T) {
 	if _, err := conn.ExecContext(t.Context(), "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
+	ingestNew(t, s, "Ingest after the lock is released", b, 1)
+}
+
+// ingestNew ingests b, which the store has not seen, and checks that it stored
+// want of its readings; what names the call in failures.
+func ingestNew(t *testing.T, s *Store, what string, b sensor.Batch, want int) {
+	t.Helper()
 	out, err := s.Ingest(t.Context(), b)
 	if err != nil {
-		t.Fatalf("Ingest after the lock is released: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
-	if out.Replayed || out.Result.Accepted != 1 {
-		t.Errorf("Ingest after the lock is released: %+v, want 1 accepted", out)
+	if out.Replayed || out.Result.Accepted != want {
+		t.Errorf("%s: %+v, want %d accepted", what, out, want)
 	}
 }
 
@@ -170,14 +177,8 @@ func TestFailingBatchIsolated(t *testing.T) {
 	if _, err := other.ExecContext(t.Context(), "DROP TRIGGER poison"); err != nil {
 		t.Fatal(err)
 	}
-	out, err := s.Ingest(t.Context(), sensor.Batch{ID: "b5", ReceivedAt: base,
-		Readings: []reading.Reading{reading1("s5", base, 5), reading1("poison", base, 0)}})
-	if err != nil {
-		t.Fatalf("retry of the failed batch: %v", err)
-	}
-	if out.Replayed || out.Result.Accepted != 2 {
-		t.Errorf("retry of the failed batch: %+v, want 2 stored", out)
-	}
+	ingestNew(t, s, "retry of the failed batch", sensor.Batch{ID: "b5", ReceivedAt: base,
+		Readings: []reading.Reading{reading1("s5", base, 5), reading1("poison", base, 0)}}, 2)
 }
 
 // TestCloseDrains closes the store while callers keep sending batches: every
