@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/atrium-iot/atrium/broker/credentials"
+	"github.com/atrium-iot/atrium/internal/mqtttest"
 	"github.com/atrium-iot/atrium/internal/tlsx/tlsxtest"
 )
 
@@ -240,7 +241,7 @@ func TestPublishACL(t *testing.T) {
 	if _, err := dev.Publish(ctxT(t), &paho.Publish{Topic: marker, QoS: 1, Payload: []byte("end")}); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range watcher.waitTopic(t, marker) {
+	for _, m := range watcher.WaitTopic(t, marker) {
 		if !strings.Contains(m.Topic, "/sensor_001") || !strings.HasPrefix(m.Topic, "atrium/") {
 			t.Errorf("watcher received refused message on %s (%q)", m.Topic, m.Payload)
 		}
@@ -250,7 +251,7 @@ func TestPublishACL(t *testing.T) {
 			t.Errorf("ingest hook saw refused message on %s", topic)
 		}
 	}
-	if msgs := victim.messages(); len(msgs) != 0 {
+	if msgs := victim.Messages(); len(msgs) != 0 {
 		t.Errorf("sensor_002 received %d messages published by sensor_001, first on %s", len(msgs), msgs[0].Topic)
 	}
 	if b.Stats().ACLDenied == 0 {
@@ -409,7 +410,7 @@ func TestRefusePublish(t *testing.T) {
 			t.Fatalf("got packet type %d, want the connection closed", pk.FixedHeader.Type)
 		}
 	})
-	if n := len(watcher.messages()); n != 0 {
+	if n := len(watcher.Messages()); n != 0 {
 		t.Errorf("refused messages reached a subscriber: %d", n)
 	}
 }
@@ -508,7 +509,7 @@ func TestWebSocketListener(t *testing.T) {
 	if _, err := dev.Publish(ctxT(t), &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("21.5")}); err != nil {
 		t.Fatal(err)
 	}
-	if msgs := dev.waitTopic(t, topic); string(msgs[len(msgs)-1].Payload) != "21.5" {
+	if msgs := dev.WaitTopic(t, topic); string(msgs[len(msgs)-1].Payload) != "21.5" {
 		t.Errorf("payload %q", msgs[len(msgs)-1].Payload)
 	}
 }
@@ -663,13 +664,10 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	disconnected := make(chan byte, 1)
-	c := &pahoClient{got: make(chan struct{}, 1)}
-	c.Client = paho.NewClient(paho.ClientConfig{
-		Conn:               dialTCP(t, b.Addr()),
-		OnServerDisconnect: func(d *paho.Disconnect) { disconnected <- d.ReasonCode },
-	})
-	if _, err := c.Connect(ctxT(t), &paho.Connect{ClientID: "sensor_001", Username: "sensor_001", UsernameFlag: true,
-		Password: []byte(devices["sensor_001"]), PasswordFlag: true, KeepAlive: 30, CleanStart: true}); err != nil {
+	cp := mqtttest.Login("sensor_001", "sensor_001", devices["sensor_001"])
+	cp.KeepAlive = 30
+	if _, _, err := mqtttest.Connect(t, dialTCP(t, b.Addr()), cp, mqtttest.Options{Within: waitFor,
+		OnServerDisconnect: func(d *paho.Disconnect) { disconnected <- d.ReasonCode }}); err != nil {
 		t.Fatal(err)
 	}
 	// A connection that never sends CONNECT must not hold Close up.

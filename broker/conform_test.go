@@ -12,6 +12,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/atrium-iot/atrium/internal/mqtttest"
 )
 
 // readRaw returns the next packet's type and its bytes after the remaining length.
@@ -268,7 +270,7 @@ func TestPublishAsSent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []struct {
-		c    *pahoClient
+		c    *mqtttest.Client
 		opts paho.SubscribeOptions
 	}{{sub, paho.SubscribeOptions{Topic: "deferred/#", QoS: 2, RetainAsPublished: true}},
 		{pub, paho.SubscribeOptions{Topic: "deferred/#", QoS: 2, NoLocal: true}}} {
@@ -292,7 +294,7 @@ func TestPublishAsSent(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		msgs := sub.waitTopic(t, "deferred/q"+string('0'+qos))
+		msgs := sub.WaitTopic(t, "deferred/q"+string('0'+qos))
 		m := msgs[len(msgs)-1]
 		p := m.Properties
 		if p == nil || p.ContentType != "application/json" || p.ResponseTopic != "deferred/reply" || !bytes.Equal(p.CorrelationData, []byte{1, 2, 3}) ||
@@ -312,7 +314,7 @@ func TestPublishAsSent(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	msgs := sub.waitTopic(t, "deferred/retained")
+	msgs := sub.WaitTopic(t, "deferred/retained")
 	if m := msgs[len(msgs)-1]; !m.Retain || m.Properties.MessageExpiry == nil || *m.Properties.MessageExpiry > 40 {
 		t.Errorf("retained: retain %v, expiry %v; want retain as published, at most 40 s left", m.Retain, m.Properties.MessageExpiry)
 	}
@@ -348,12 +350,12 @@ func TestPublishAsSent(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range pub.waitTopic(t, "deferred/other") {
+	for _, m := range pub.WaitTopic(t, "deferred/other") {
 		if m.Topic != "deferred/other" {
 			t.Errorf("noLocal subscriber got its own message on %s", m.Topic)
 		}
 	}
-	for _, m := range sub.waitTopic(t, "deferred/other") {
+	for _, m := range sub.WaitTopic(t, "deferred/other") {
 		if m.Topic == "deferred/expired" {
 			t.Error("an expired message was delivered")
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/mqtttest"
 	"github.com/atrium-iot/atrium/internal/testwait"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -102,80 +103,15 @@ func startBroker(t testing.TB, edit func(*Config), hooks ...mqtt.Hook) *Broker {
 	return b
 }
 
-// pahoClient is an MQTT 5 client over conn, with the messages it receives.
-type pahoClient struct {
-	*paho.Client
-	mu   sync.Mutex
-	msgs []*paho.Publish
-	got  chan struct{} // signalled on every message
-}
-
-// record keeps a message the client received and signals got.
-func (c *pahoClient) record(pr paho.PublishReceived) (bool, error) {
-	c.mu.Lock()
-	c.msgs = append(c.msgs, pr.Packet)
-	c.mu.Unlock()
-	select {
-	case c.got <- struct{}{}:
-	default:
-	}
-	return true, nil
-}
-
-func (c *pahoClient) messages() []*paho.Publish {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]*paho.Publish(nil), c.msgs...)
-}
-
-// waitTopic waits until a message on topic arrives and returns every message received so far.
-func (c *pahoClient) waitTopic(t testing.TB, topic string) []*paho.Publish {
-	t.Helper()
-	deadline := time.After(waitFor)
-	for {
-		msgs := c.messages()
-		for _, m := range msgs {
-			if m.Topic == topic {
-				return msgs
-			}
-		}
-		select {
-		case <-c.got:
-		case <-deadline:
-			t.Fatalf("no message on %s within %v (got %d others)", topic, waitFor, len(msgs))
-		}
-	}
-}
-
 // connectPaho connects an MQTT 5 client as user (no username when user is "").
-func connectPaho(t testing.TB, conn net.Conn, clientID, user, password string) (*pahoClient, *paho.Connack, error) {
+func connectPaho(t testing.TB, conn net.Conn, clientID, user, password string) (*mqtttest.Client, *paho.Connack, error) {
 	t.Helper()
-	// Keepalive 0 turns paho's pinger off: paho writes a packet in several Writes, which
-	// only a bare *net.TCPConn (writev) keeps together, and the pinger's PINGREQ would
-	// interleave with them on a wrapped, TLS or WebSocket connection.
-	cp := &paho.Connect{ClientID: clientID, KeepAlive: 0, CleanStart: true}
-	if user != "" {
-		cp.Username, cp.UsernameFlag = user, true
-		cp.Password, cp.PasswordFlag = []byte(password), true
-	}
-	return connectWith(t, conn, cp)
+	return connectWith(t, conn, mqtttest.Login(clientID, user, password))
 }
 
-func connectWith(t testing.TB, conn net.Conn, cp *paho.Connect) (*pahoClient, *paho.Connack, error) {
+func connectWith(t testing.TB, conn net.Conn, cp *paho.Connect) (*mqtttest.Client, *paho.Connack, error) {
 	t.Helper()
-	pc := &pahoClient{got: make(chan struct{}, 1)}
-	pc.Client = paho.NewClient(paho.ClientConfig{
-		Conn:              conn,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){pc.record},
-		PacketTimeout:     waitFor,
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	ack, err := pc.Connect(ctx, cp)
-	if err == nil {
-		t.Cleanup(func() { _ = pc.Disconnect(&paho.Disconnect{}) })
-	}
-	return pc, ack, err
+	return mqtttest.Connect(t, conn, cp, mqtttest.Options{Within: waitFor})
 }
 
 func dialTCP(t testing.TB, addr string) net.Conn {
@@ -189,7 +125,7 @@ func dialTCP(t testing.TB, addr string) net.Conn {
 }
 
 // mustConnect connects device id over TCP with its right password.
-func mustConnect(t testing.TB, b *Broker, id string) *pahoClient {
+func mustConnect(t testing.TB, b *Broker, id string) *mqtttest.Client {
 	t.Helper()
 	c, ack, err := connectPaho(t, dialTCP(t, b.Addr()), id, id, devices[id])
 	if err != nil {

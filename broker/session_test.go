@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/atrium-iot/atrium/broker/credentials"
+	"github.com/atrium-iot/atrium/internal/mqtttest"
 )
 
 // publishQoS1 publishes as sensor_001 from a client of its own and waits for the PUBACK.
@@ -47,16 +48,12 @@ func TestClientIDTakeover(t *testing.T) {
 	const fixed = "esp32-client" // the same firmware default on every board
 
 	kicked := make(chan byte, 1)
-	owner := &pahoClient{got: make(chan struct{}, 1)}
-	owner.Client = paho.NewClient(paho.ClientConfig{
-		Conn:               dialTCP(t, b.Addr()),
-		OnPublishReceived:  []func(paho.PublishReceived) (bool, error){owner.record},
-		OnServerDisconnect: func(d *paho.Disconnect) { kicked <- d.ReasonCode },
-	})
 	expiry := uint32(300)
-	if _, err := owner.Connect(ctxT(t), &paho.Connect{ClientID: fixed, Username: "sensor_001", UsernameFlag: true,
+	owner, _, err := mqtttest.Connect(t, dialTCP(t, b.Addr()), &paho.Connect{ClientID: fixed, Username: "sensor_001", UsernameFlag: true,
 		Password: []byte(devices["sensor_001"]), PasswordFlag: true, CleanStart: false,
-		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}},
+		mqtttest.Options{Within: waitFor, OnServerDisconnect: func(d *paho.Disconnect) { kicked <- d.ReasonCode }})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := owner.Subscribe(ctxT(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "atrium/+/sensor_001/#", QoS: 1}}}); err != nil {
@@ -96,7 +93,7 @@ func TestClientIDTakeover(t *testing.T) {
 		if _, err := owner.Publish(ctxT(t), &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("1")}); err != nil {
 			t.Fatalf("owner publish after the attempt: %v", err)
 		}
-		owner.waitTopic(t, topic)
+		owner.WaitTopic(t, topic)
 		select {
 		case code := <-kicked:
 			t.Fatalf("owner disconnected by the attempt (reason 0x%02x)", code)
@@ -205,11 +202,11 @@ func TestWillOutsideOwnTopics(t *testing.T) {
 				rc.conn.Close() // no DISCONNECT: the will is due
 				poll(t, id+" gone", func() bool { _, there := b.srv.Clients.Get(id); return !there })
 			}
-			own.waitTopic(t, "atrium/r/sensor_001/status") // the will on its own topic
+			own.WaitTopic(t, "atrium/r/sensor_001/status") // the will on its own topic
 			if _, err := victim.Publish(ctxT(t), &paho.Publish{Topic: "atrium/r/sensor_002/marker", QoS: 1, Payload: []byte("end")}); err != nil {
 				t.Fatal(err)
 			}
-			for _, m := range victim.waitTopic(t, "atrium/r/sensor_002/marker") {
+			for _, m := range victim.WaitTopic(t, "atrium/r/sensor_002/marker") {
 				if m.Topic != "atrium/r/sensor_002/marker" {
 					t.Errorf("sensor_002 received %s %q: sensor_001's will on its topic", m.Topic, m.Payload)
 				}
