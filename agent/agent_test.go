@@ -26,7 +26,7 @@ func publishers(t *testing.T, mqttAddr string) map[string]publisher {
 	pubs := map[string]publisher{
 		"paho5": func(t *testing.T, topic, payload string) {
 			c := mustDial(t, mqttAddr, "")
-			c.mustPublish(t, topic, []byte(payload))
+			c.MustSend(t, topic, 1, []byte(payload))
 		},
 	}
 	mosq, err := exec.LookPath("mosquitto_pub")
@@ -97,9 +97,9 @@ func TestPayloadFormsReachTheSensorService(t *testing.T) {
 			if err != nil {
 				t.Fatalf("connect: %v (%+v)", err, ack)
 			}
-			c.mustPublish(t, topic, []byte("online"))
+			c.MustSend(t, topic, 1, []byte("online"))
 			waitDevice(t, ag, sensor, room, "online")
-			_ = c.conn.Close() // no DISCONNECT: the broker sends the will
+			c.Drop() // no DISCONNECT: the broker sends the will
 			waitDevice(t, ag, sensor, room, "offline")
 		})
 	})
@@ -259,8 +259,7 @@ func TestDeviceCredentialsAndACL(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				c, ack, err := dial(t, ag.mqtt, tc.client, tc.user, tc.pw, nil)
 				if err == nil {
-					c.close()
-					t.Fatalf("connected, want refused")
+					t.Fatalf("connected as %s, want refused", c.ClientID())
 				}
 				if ack != nil && ack.ReasonCode < 0x80 {
 					t.Errorf("CONNACK reason %#x, want a failure", ack.ReasonCode)
@@ -280,7 +279,7 @@ func TestDeviceCredentialsAndACL(t *testing.T) {
 		if strings.HasSuffix(topic, "temperature") {
 			payload = "20"
 		}
-		rc, err := a.publish(topic, []byte(payload))
+		rc, err := a.Send(topic, 1, []byte(payload))
 		if err != nil {
 			t.Fatalf("publish to %s: %v", topic, err)
 		}
@@ -290,7 +289,7 @@ func TestDeviceCredentialsAndACL(t *testing.T) {
 	}
 	const own = 5
 	for i := range own {
-		a.mustPublish(t, "atrium/r-1/dev-a", fmt.Appendf(nil, `{"temperature":%d,"ts":%d}`, 20+i, base.Add(time.Duration(i)*time.Second).UnixMilli()))
+		a.MustSend(t, "atrium/r-1/dev-a", 1, fmt.Appendf(nil, `{"temperature":%d,"ts":%d}`, 20+i, base.Add(time.Duration(i)*time.Second).UnixMilli()))
 	}
 	poll(t, "dev-a's readings stored", func() bool { return cl.count(t, "dev-a") >= own })
 	if n := cl.count(t, "dev-a"); n != own {
@@ -306,11 +305,11 @@ func TestDeviceCredentialsAndACL(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dev-b: %v (%+v)", err, ack)
 	}
-	b.mustPublish(t, "atrium/r-2/dev-b/humidity", []byte("55"))
+	b.MustSend(t, "atrium/r-2/dev-b/humidity", 1, []byte("55"))
 	poll(t, "dev-b's reading stored", func() bool { return cl.count(t, "dev-b") == 1 })
 
 	t.Run("a will counts only on the device's own topics", func(t *testing.T) {
-		b.mustPublish(t, "atrium/r-2/dev-b/status", []byte("online"))
+		b.MustSend(t, "atrium/r-2/dev-b/status", 1, []byte("online"))
 		waitDevice(t, ag, "dev-b", "r-2", "online")
 		x, ack, err := dial(t, ag.mqtt, "dev-a-x", "dev-a", pwA, &paho.WillMessage{Topic: "atrium/r-2/dev-b/status", QoS: 1, Payload: []byte("offline")})
 		if err != nil {
@@ -320,13 +319,13 @@ func TestDeviceCredentialsAndACL(t *testing.T) {
 		if err != nil {
 			t.Fatalf("dev-a with a will on its own topic: %v (%+v)", err, ack)
 		}
-		y.mustPublish(t, "atrium/r-1/dev-a/status", []byte("online"))
+		y.MustSend(t, "atrium/r-1/dev-a/status", 1, []byte("online"))
 		waitDevice(t, ag, "dev-a", "r-1", "online")
 		clients := ag.metrics(t).Sum("atrium_agent_mqtt_clients")
-		_ = x.conn.Close()
+		x.Drop()
 		// mochi sends a will before it counts the client gone.
 		poll(t, "dev-a-x gone", func() bool { return ag.metrics(t).Sum("atrium_agent_mqtt_clients") < clients })
-		_ = y.conn.Close()
+		y.Drop()
 		waitDevice(t, ag, "dev-a", "r-1", "offline")
 		if d := devices(t, ag)["dev-b"]; d.Status != "online" {
 			t.Errorf("dev-a's will on dev-b's topic made dev-b %q", d.Status)
@@ -352,7 +351,7 @@ func TestCleanShutdownFlushesTheSpool(t *testing.T) {
 	base := time.Now().Add(-time.Hour).Truncate(time.Second)
 	c := mustDial(t, ag.mqtt, "flusher")
 	for i := range msgs {
-		c.mustPublish(t, "atrium/r-flush/flush-1", fmt.Appendf(nil, `{"temperature":%d,"humidity":%d,"co2":%d,"ts":%d}`,
+		c.MustSend(t, "atrium/r-flush/flush-1", 1, fmt.Appendf(nil, `{"temperature":%d,"humidity":%d,"co2":%d,"ts":%d}`,
 			i%40, i%100, 400+i, base.Add(time.Duration(i)*time.Second).UnixMilli()))
 	}
 	if got := ag.metrics(t).Sum("atrium_agent_spool_readings"); got != msgs*perMsg {
@@ -361,7 +360,7 @@ func TestCleanShutdownFlushesTheSpool(t *testing.T) {
 	if n := cl.count(t, "flush-1"); n != 0 {
 		t.Fatalf("%d readings forwarded before shutdown; the test needs them held back", n)
 	}
-	c.close()
+	c.Close()
 	if err := ag.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

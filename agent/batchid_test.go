@@ -103,7 +103,7 @@ func TestHostileCloudAnswersAreNotTakenAsStored(t *testing.T) {
 	base := time.Now().Add(-time.Hour).Truncate(time.Second)
 	const msgs, perMsg = 3, 2
 	for i := range msgs {
-		c.mustPublish(t, "atrium/r-hostile/victim-1", fmt.Appendf(nil, `{"temperature":%d,"humidity":%d,"ts":%d}`,
+		c.MustSend(t, "atrium/r-hostile/victim-1", 1, fmt.Appendf(nil, `{"temperature":%d,"humidity":%d,"ts":%d}`,
 			20+i, 40+i, base.Add(time.Duration(i)*time.Second).UnixMilli()))
 	}
 	sent := func() []string {
@@ -160,7 +160,7 @@ func TestHostileCloudAnswersAreNotTakenAsStored(t *testing.T) {
 			t.Errorf("mismatch log line %v: want batch_id, readings, accepted 0, reason counts", l)
 		}
 	}
-	c.close()
+	c.Close()
 	if err := ag.stop(); err != nil {
 		t.Fatal(err)
 	}

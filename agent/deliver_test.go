@@ -7,12 +7,12 @@ import (
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/atrium-iot/atrium/agent"
+	"github.com/atrium-iot/atrium/internal/mqtttest"
 	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
@@ -21,41 +21,6 @@ type brokerStatus struct {
 	Broker struct {
 		Subscriptions, Retained, Inflight, MessagesReceived int64
 	}
-}
-
-// recorder is a paho.golang client that keeps the topics it receives.
-type recorder struct {
-	*paho.Client
-	mu     sync.Mutex
-	topics []string
-	got    chan struct{}
-}
-
-func connectRecorder(t *testing.T, addr, id string) *recorder {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, waitFor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &recorder{got: make(chan struct{}, 1)}
-	r.Client = paho.NewClient(paho.ClientConfig{Conn: conn, PacketTimeout: waitFor, OnClientError: func(error) {},
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			r.mu.Lock()
-			r.topics = append(r.topics, pr.Packet.Topic)
-			r.mu.Unlock()
-			select {
-			case r.got <- struct{}{}:
-			default:
-			}
-			return true, nil
-		}}})
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if _, err := r.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Disconnect(&paho.Disconnect{}); _ = conn.Close() })
-	return r
 }
 
 // A reading published on a reading topic reaches MQTT subscribers as the device sent
@@ -83,7 +48,7 @@ func TestReadingDeliveredAsSent(t *testing.T) {
 		return st.Broker.Subscriptions == 1
 	})
 
-	dev := connectRecorder(t, r.mqtt, "sensor_a")
+	dev := mustDial(t, r.mqtt, "sensor_a")
 	if _, err := dev.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "atrium/r1/#", QoS: 2, NoLocal: true}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -122,25 +87,13 @@ func TestReadingDeliveredAsSent(t *testing.T) {
 	}
 
 	// The device's noLocal subscription got none of its own readings; another's it gets.
-	other := connectRecorder(t, r.mqtt, "sensor_b")
+	other := mustDial(t, r.mqtt, "sensor_b")
 	if _, err := other.Publish(ctx, &paho.Publish{QoS: 1, Topic: "atrium/r1/sensor_b/temperature", Payload: []byte("20")}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		dev.mu.Lock()
-		topics := append([]string(nil), dev.topics...)
-		dev.mu.Unlock()
-		if len(topics) > 0 {
-			if len(topics) != 1 || topics[0] != "atrium/r1/sensor_b/temperature" {
-				t.Errorf("the device's noLocal subscription got %q", topics)
-			}
-			break
-		}
-		select {
-		case <-dev.got:
-		case <-ctx.Done():
-			t.Fatal("another device's reading never came")
-		}
+	got := dev.Wait(t, "reading of another device", func(msgs []*paho.Publish) bool { return len(msgs) > 0 })
+	if len(got) != 1 || got[0].Topic != "atrium/r1/sensor_b/temperature" {
+		t.Errorf("the device's noLocal subscription got %d messages, the first on %s", len(got), got[0].Topic)
 	}
 	var st brokerStatus
 	getJSON(t, r.status+"/status", &st)
@@ -155,19 +108,10 @@ func TestMaxKeepAliveFlag(t *testing.T) {
 		t.Error("-max-keepalive=1500ms accepted")
 	}
 	r := startAgent(t, "http://127.0.0.1:1", "-max-keepalive=60s")
-	conn, err := net.DialTimeout("tcp", r.mqtt, waitFor)
+	_, ack, err := mqtttest.Dial(t, r.mqtt, &paho.Connect{ClientID: "ka", KeepAlive: 120, CleanStart: true}, mqtttest.Options{Within: waitFor})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, PacketTimeout: waitFor, OnClientError: func(error) {}})
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	ack, err := c.Connect(ctx, &paho.Connect{ClientID: "ka", KeepAlive: 120, CleanStart: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
 	if ack.Properties == nil || ack.Properties.ServerKeepAlive == nil || *ack.Properties.ServerKeepAlive != 60 {
 		t.Errorf("CONNACK properties %+v; want Server Keep Alive 60", ack.Properties)
 	}

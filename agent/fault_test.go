@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/mqtttest"
 	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
@@ -89,7 +90,7 @@ func TestCloudOutageLosesAndDuplicatesNothing(t *testing.T) {
 			for i := range msgs {
 				payload := fmt.Appendf(nil, `{"temperature":%g,"humidity":%g,"co2":%g,"light":%g,"occupancy":%g,"ts":%d}`,
 					value("temperature", i), value("humidity", i), value("co2", i), value("light", i), value("occupancy", i), seqTime(base, i).UnixMilli())
-				if rc, err := c.publish(topic, payload); err != nil || rc >= 0x80 {
+				if rc, err := c.Send(topic, 1, payload); err != nil || rc >= 0x80 {
 					t.Errorf("publisher %d message %d: reason %#x, err %v", p, i, rc, err)
 					return
 				}
@@ -189,7 +190,7 @@ func TestKillDashNineLosesNothing(t *testing.T) {
 					}
 					return
 				}
-				defer c.close()
+				defer c.Close()
 				topic := fmt.Sprintf("atrium/r-kill/kill-%d", p)
 				for {
 					var i int
@@ -202,7 +203,7 @@ func TestKillDashNineLosesNothing(t *testing.T) {
 					default:
 						return
 					}
-					rc, err := c.publish(topic, counterPayload(base, i))
+					rc, err := c.Send(topic, 1, counterPayload(base, i))
 					if err != nil || rc >= 0x80 {
 						if !killed.Load() {
 							t.Errorf("round %d publisher %d reading %d: reason %#x, err %v (the agent was not killed)", round, p, i, rc, err)
@@ -312,10 +313,10 @@ func TestPoisonPayloadsAreDeadLettered(t *testing.T) {
 		if i%10 == 9 {
 			p := bad[len(sentBad)%len(bad)]
 			sentBad = append(sentBad, p)
-			c.mustPublish(t, p.topic, []byte(p.payload)) // a dead letter is acknowledged: it is on disk
+			c.MustSend(t, p.topic, 1, []byte(p.payload)) // a dead letter is acknowledged: it is on disk
 			continue
 		}
-		c.mustPublish(t, "atrium/r-p/good-1", fmt.Appendf(nil, `{"temperature":%d,"humidity":%d,"ts":%d}`, i%50, i%100, seqTime(base, i).UnixMilli()))
+		c.MustSend(t, "atrium/r-p/good-1", 1, fmt.Appendf(nil, `{"temperature":%d,"humidity":%d,"ts":%d}`, i%50, i%100, seqTime(base, i).UnixMilli()))
 		good++
 	}
 	poll(t, "good readings stored", func() bool { return cl.count(t, "good-1") >= 2*good })
@@ -394,7 +395,7 @@ func TestPoisonPayloadsAreDeadLettered(t *testing.T) {
 
 // startFilling starts a cloud that is down, an agent with a spool of maxBytes full
 // under policy, and a device connected to the agent to fill it.
-func startFilling(t *testing.T, policy string, maxBytes int) (*cloudSvc, *agentRun, *mqttClient) {
+func startFilling(t *testing.T, policy string, maxBytes int) (*cloudSvc, *agentRun, *mqtttest.Client) {
 	t.Helper()
 	cl := startCloudDown(t)
 	ag := startAgent(t, cl.url, "-spool-full="+policy, fmt.Sprintf("-spool-max-bytes=%d", maxBytes))
@@ -411,7 +412,7 @@ func TestFullSpoolPolicies(t *testing.T) {
 		const topic = "atrium/r-full/full-reject"
 		acked := -1
 		for i := range 5000 {
-			rc, err := c.publish(topic, counterPayload(base, i))
+			rc, err := c.Send(topic, 1, counterPayload(base, i))
 			if err != nil {
 				t.Fatalf("message %d: %v", i, err)
 			}
@@ -428,7 +429,7 @@ func TestFullSpoolPolicies(t *testing.T) {
 		}
 		// Still full: every further publish is refused too.
 		for i := acked + 1; i < acked+20; i++ {
-			if rc, err := c.publish(topic, counterPayload(base, i)); err != nil || rc < 0x80 {
+			if rc, err := c.Send(topic, 1, counterPayload(base, i)); err != nil || rc < 0x80 {
 				t.Fatalf("message %d on a full spool: reason %#x, err %v; want a refusal", i, rc, err)
 			}
 		}
@@ -452,7 +453,7 @@ func TestFullSpoolPolicies(t *testing.T) {
 			t.Errorf("stored %d readings, want exactly the %d acknowledged (0..%d)", len(got), acked, acked-1)
 		}
 		// Room again: publishes are taken.
-		c.mustPublish(t, topic, counterPayload(base, acked+100))
+		c.MustSend(t, topic, 1, counterPayload(base, acked+100))
 		poll(t, "a publish after the drain stored", func() bool { return cl.count(t, "full-reject") == acked+1 })
 	})
 
@@ -462,7 +463,7 @@ func TestFullSpoolPolicies(t *testing.T) {
 		base := time.Now().Add(-time.Hour).Truncate(time.Second)
 		const sent = 1500
 		for i := range sent {
-			c.mustPublish(t, "atrium/r-full/full-drop", counterPayload(base, i))
+			c.MustSend(t, "atrium/r-full/full-drop", 1, counterPayload(base, i))
 		}
 		m := ag.metrics(t)
 		dropped := int(m.Sum("atrium_agent_dropped_total"))
@@ -588,7 +589,7 @@ func TestCloudRefusalsAndRetryAfter(t *testing.T) {
 	const msgs, perMsg = 50, 4
 	c := mustDial(t, ag.mqtt, "refused")
 	for i := range msgs {
-		c.mustPublish(t, "atrium/r-proxy/proxy-1", fmt.Appendf(nil, `{"temperature":%d,"humidity":%d,"co2":%d,"light":%d,"ts":%d}`,
+		c.MustSend(t, "atrium/r-proxy/proxy-1", 1, fmt.Appendf(nil, `{"temperature":%d,"humidity":%d,"co2":%d,"light":%d,"ts":%d}`,
 			i%40, i%100, 400+i, i, seqTime(base, i).UnixMilli()))
 	}
 	poll(t, "spool drained", func() bool { return ag.metrics(t).Sum("atrium_agent_spool_readings") == 0 })

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,6 +30,7 @@ import (
 	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/cloud"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/mqtttest"
 	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
@@ -273,84 +273,18 @@ func (r *agentRun) metrics(t testing.TB) metrics { return scrape(t, r.status) }
 
 // ---- MQTT 5 clients (paho.golang) ----
 
-// mqttClient is a connected paho.golang client.
-type mqttClient struct {
-	*paho.Client
-	conn net.Conn
-}
-
 // dial connects an MQTT 5 client; user "" connects without credentials.
-func dial(t testing.TB, addr, clientID, user, password string, will *paho.WillMessage) (*mqttClient, *paho.Connack, error) {
+func dial(t testing.TB, addr, clientID, user, password string, will *paho.WillMessage) (*mqtttest.Client, *paho.Connack, error) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, waitFor)
-	if err != nil {
-		return nil, nil, err
-	}
-	c := &mqttClient{conn: conn}
-	c.Client = paho.NewClient(paho.ClientConfig{
-		Conn:          conn,
-		PacketTimeout: waitFor,
-		OnClientError: func(error) {},
-	})
-	cp := &paho.Connect{ClientID: clientID, KeepAlive: 0, CleanStart: true, WillMessage: will}
-	if user != "" {
-		cp.Username, cp.UsernameFlag = user, true
-		cp.Password, cp.PasswordFlag = []byte(password), true
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	ack, err := c.Connect(ctx, cp)
-	if err != nil {
-		_ = conn.Close()
-		return nil, ack, err
-	}
-	t.Cleanup(c.close)
-	return c, ack, nil
+	cp := mqtttest.Login(clientID, user, password)
+	cp.WillMessage = will
+	return mqtttest.Dial(t, addr, cp, mqtttest.Options{Within: waitFor})
 }
 
-func mustDial(t testing.TB, addr, clientID string) *mqttClient {
+// mustDial connects an MQTT 5 client without credentials.
+func mustDial(t testing.TB, addr, clientID string) *mqtttest.Client {
 	t.Helper()
-	c, ack, err := dial(t, addr, clientID, "", "", nil)
-	if err != nil {
-		t.Fatalf("connect %s: %v (connack %+v)", clientID, err, ack)
-	}
-	return c
-}
-
-func (c *mqttClient) close() {
-	_ = c.Disconnect(&paho.Disconnect{ReasonCode: 0})
-	_ = c.conn.Close()
-}
-
-// publish sends one QoS 1 message and returns the PUBACK's reason code, or an error
-// when no PUBACK came (a refusal with a reason code ≥ 0x80 is not an error here).
-func (c *mqttClient) publish(topic string, payload []byte) (byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	// paho keeps an unacknowledged QoS 1 message in its session when the connection
-	// drops, and Publish would wait for a PUBACK until its timeout: stop waiting when
-	// the client is done.
-	go func() {
-		select {
-		case <-c.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	pr, err := c.Publish(ctx, &paho.Publish{QoS: 1, Topic: topic, Payload: payload})
-	if pr != nil {
-		return pr.ReasonCode, nil
-	}
-	return 0, err
-}
-
-// mustPublish publishes and fails the test unless the PUBACK says success.
-func (c *mqttClient) mustPublish(t testing.TB, topic string, payload []byte) {
-	t.Helper()
-	rc, err := c.publish(topic, payload)
-	if err != nil || rc >= 0x80 {
-		t.Fatalf("publish %s %s: reason %#x, err %v", topic, payload, rc, err)
-	}
+	return mqtttest.MustDial(t, addr, mqtttest.Login(clientID, "", ""), mqtttest.Options{Within: waitFor})
 }
 
 // ---- the atrium-agent program, as a child process ----

@@ -118,7 +118,7 @@ func TestMixedRunAccountsForEveryReading(t *testing.T) {
 					t.Fatalf("mosquitto_pub: %v: %s", err, out)
 				}
 			} else {
-				c.mustPublish(t, m.topic, []byte(m.payload)) // a dead letter is acknowledged too: it is on disk
+				c.MustSend(t, m.topic, 1, []byte(m.payload)) // a dead letter is acknowledged too: it is on disk
 			}
 			sent = append(sent, m)
 			units += m.units()
