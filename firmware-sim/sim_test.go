@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/atrium-iot/atrium/broker/credentials"
 	sim "github.com/atrium-iot/atrium/firmware-sim"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/mqtttest"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
@@ -53,79 +53,49 @@ type received struct {
 	payload string
 }
 
-// subscriber counts what arrives on atrium/#.
+// subscriber keeps what arrives on atrium/#.
 type subscriber struct {
-	mu   sync.Mutex
-	msgs []received
+	*mqtttest.Client
 }
 
 func subscribe(t *testing.T, addr string) *subscriber {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &subscriber{}
-	c := paho.NewClient(paho.ClientConfig{
-		Conn: conn,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
-			s.mu.Lock()
-			s.msgs = append(s.msgs, received{p.Packet.Topic, string(p.Packet.Payload)})
-			s.mu.Unlock()
-			return true, nil
-		}},
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "test-sub", CleanStart: true, KeepAlive: 30}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "atrium/#", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
-	return s
+	c := mqtttest.MustDial(t, addr, mqtttest.Login("test-sub", "", ""), mqtttest.Options{Within: 20 * time.Second})
+	c.MustSubscribe(t, "atrium/#", 1)
+	return &subscriber{c}
 }
 
-// data returns the data messages (not status) received so far.
-func (s *subscriber) data() []received {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// byStatus returns the messages whose topic is (status) or is not (data) a status
+// topic.
+func byStatus(msgs []*paho.Publish, status bool) []received {
 	var out []received
-	for _, m := range s.msgs {
-		if !strings.HasSuffix(m.topic, "/status") {
-			out = append(out, m)
+	for _, m := range msgs {
+		if strings.HasSuffix(m.Topic, "/status") == status {
+			out = append(out, received{m.Topic, string(m.Payload)})
 		}
 	}
 	return out
 }
 
+// data returns the data messages (not status) received so far.
+func (s *subscriber) data() []received { return byStatus(s.Messages(), false) }
+
+// status counts the status messages with payload received so far.
 func (s *subscriber) status(payload string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	n := 0
-	for _, m := range s.msgs {
-		if strings.HasSuffix(m.topic, "/status") && m.payload == payload {
+	for _, m := range byStatus(s.Messages(), true) {
+		if m.payload == payload {
 			n++
 		}
 	}
 	return n
 }
 
-// waitData polls until at least n data messages arrived, then returns them.
+// waitData waits until at least n data messages arrived, then returns them.
 func (s *subscriber) waitData(t *testing.T, n int) []received {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got := s.data()
-		if len(got) >= n || time.Now().After(deadline) {
-			if len(got) < n {
-				t.Fatalf("received %d data messages, want %d", len(got), n)
-			}
-			return got
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	msgs := s.Wait(t, strconv.Itoa(n)+" data messages", func(msgs []*paho.Publish) bool { return len(byStatus(msgs, false)) >= n })
+	return byStatus(msgs, false)
 }
 
 // barrier publishes a marker from another client and waits until it arrives: the
@@ -133,27 +103,11 @@ func (s *subscriber) waitData(t *testing.T, n int) []received {
 // it took before (a finished simulation's publishes and resent copies) has arrived.
 func (s *subscriber) barrier(t *testing.T, addr string) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := paho.NewClient(paho.ClientConfig{Conn: conn})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "test-barrier", CleanStart: true, KeepAlive: 30}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
-	marker := received{topic: "atrium/test/barrier/status", payload: "barrier"}
-	if _, err := c.Publish(ctx, &paho.Publish{Topic: marker.topic, Payload: []byte(marker.payload), QoS: 1}); err != nil {
-		t.Fatal(err)
-	}
-	for s.status(marker.payload) == 0 {
-		if ctx.Err() != nil {
-			t.Fatal("the barrier message did not arrive")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	c := mqtttest.MustDial(t, addr, mqtttest.Login("test-barrier", "", ""), mqtttest.Options{Within: 20 * time.Second})
+	defer c.Close()
+	const topic = "atrium/test/barrier/status"
+	c.MustSend(t, topic, 1, []byte("barrier"))
+	s.WaitTopic(t, topic)
 }
 
 // decoded is what an independent decoder makes of the received messages, by the
