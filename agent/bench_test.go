@@ -20,15 +20,13 @@ import (
 	"github.com/atrium-iot/atrium/agent/agenttest"
 
 	"github.com/eclipse/paho.golang/paho"
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/agent/forward"
 	"github.com/atrium-iot/atrium/agent/spool"
 	"github.com/atrium-iot/atrium/cloud/cloudtest"
-	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/mqtttest"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/testenv"
 )
@@ -298,37 +296,7 @@ func benchClosedURL(b testing.TB) string {
 // benchStartMochi runs a bare mochi-mqtt server: an allow-all auth hook and nothing else.
 func benchStartMochi(b *testing.B) string {
 	b.Helper()
-	srv := mqtt.New(&mqtt.Options{Logger: logging.Discard()})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		b.Fatal(err)
-	}
-	ln := listeners.NewTCP(listeners.Config{ID: "bench", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(ln); err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Serve(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		// mochi v2.7.9's Close can deadlock on its clients lock while clients are
-		// still being removed (GetByListener takes the read lock twice): let the
-		// disconnected clients go first, and never hang the benchmark on Close.
-		deadline := time.Now().Add(benchWait)
-		for srv.Clients.Len() > 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		closed := make(chan struct{})
-		go func() {
-			_ = srv.Close()
-			close(closed)
-		}()
-		select {
-		case <-closed:
-		case <-time.After(benchWait):
-			b.Logf("mochi Close did not return within %v; left running", benchWait)
-		}
-	})
-	return ln.Address()
+	return mqtttest.Serve(b, new(auth.AllowHook), nil)
 }
 
 // benchStartMosquitto starts a private mosquitto (anonymous on loopback, no

@@ -1,18 +1,22 @@
 // Package mqtttest is the MQTT 5 client (paho.golang) of the tests that talk to a
 // broker: the broker's own, the agent's and the simulator's. A Client connects with a
 // CONNECT packet the test chooses, keeps every message it receives, publishes and
-// waits for the acknowledgement, and is disconnected when the test ends.
+// waits for the acknowledgement, and is disconnected when the test ends. Serve runs a
+// bare mochi-mqtt server for tests that need a broker without the agent's.
 package mqtttest
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
 // Deadline bounds a client's CONNECT, each acknowledgement it waits for and each of
@@ -212,4 +216,42 @@ func (c *Client) MustSend(t testing.TB, topic string, qos byte, payload []byte) 
 	if err != nil {
 		t.Fatalf("publish %s %q: %v", topic, payload, err)
 	}
+}
+
+// Serve runs a bare mochi-mqtt server on a loopback port with one hook (such as
+// mochi's auth.AllowHook) and its config, and returns its address. It is closed
+// when the test ends: mochi v2.7.9's Close can deadlock on its clients lock while
+// clients are still being removed (GetByListener takes the read lock twice), so
+// the disconnected clients go first, and a Close that does not return within
+// Deadline is left running rather than hang the test.
+func Serve(t testing.TB, hook mqtt.Hook, config any) string {
+	t.Helper()
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err := srv.AddHook(hook, config); err != nil {
+		t.Fatal(err)
+	}
+	ln := listeners.NewTCP(listeners.Config{ID: "mqtttest", Address: "127.0.0.1:0"})
+	if err := srv.AddListener(ln); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(Deadline)
+		for srv.Clients.Len() > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		closed := make(chan struct{})
+		go func() {
+			_ = srv.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(Deadline):
+			t.Logf("mochi Close did not return within %v; left running", Deadline)
+		}
+	})
+	return ln.Address()
 }

@@ -2,43 +2,22 @@ package mqtttest_test
 
 import (
 	"bytes"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/atrium-iot/atrium/internal/mqtttest"
 )
 
-// startServer runs a bare mochi server on a loopback port that lets user "dev" in
-// with password "pw" only, and may publish on dev/# only.
-func startServer(t *testing.T) string {
-	t.Helper()
-	s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler), InlineClient: true})
-	if err := s.AddHook(new(auth.Hook), &auth.Options{Ledger: &auth.Ledger{
+func TestClient(t *testing.T) {
+	// Only user "dev" with password "pw" gets in, and may publish on dev/# only.
+	addr := mqtttest.Serve(t, new(auth.Hook), &auth.Options{Ledger: &auth.Ledger{
 		Auth: auth.AuthRules{{Username: "dev", Password: "pw", Allow: true}},
 		ACL:  auth.ACLRules{{Username: "dev", Filters: auth.Filters{"dev/#": auth.ReadWrite, "#": auth.ReadOnly}}},
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
-	if err := s.AddListener(l); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return l.Address()
-}
-
-func TestClient(t *testing.T) {
-	addr := startServer(t)
+	}})
 	o := mqtttest.Options{Within: 10 * time.Second}
 
 	t.Run("refused", func(t *testing.T) {
