@@ -71,8 +71,14 @@ type Proc struct {
 // Start runs bin with args, without the ATRIUM_ variables of this process's
 // environment (a program reads only the flags it is given).
 func Start(bin string, args ...string) (*Proc, error) {
+	return StartEnv(nil, bin, args...)
+}
+
+// StartEnv is Start with env ("KEY=value" entries, such as the Go runtime's
+// GOMEMLIMIT) added to the environment.
+func StartEnv(env []string, bin string, args ...string) (*Proc, error) {
 	p := &Proc{Cmd: exec.Command(bin, args...), Log: NewLog(), done: make(chan struct{})}
-	p.Cmd.Env = flagenv.Strip(os.Environ())
+	p.Cmd.Env = append(flagenv.Strip(os.Environ()), env...)
 	p.Cmd.Stdout = &p.Stdout
 	p.Cmd.Stderr = p.Log
 	if err := p.Cmd.Start(); err != nil {

@@ -70,3 +70,19 @@ func TestProcAwaitAndStop(t *testing.T) {
 		t.Errorf("Err %v", q.Err())
 	}
 }
+
+// StartEnv adds its entries to the environment; Start and StartEnv alike leave
+// this process's ATRIUM_ variables out.
+func TestStartEnv(t *testing.T) {
+	t.Setenv("ATRIUM_LAUNCH_TEST", "inherited")
+	p, err := launch.StartEnv([]string{"GOMEMLIMIT=32MiB"}, "/bin/sh", "-c", `echo "$GOMEMLIMIT|$ATRIUM_LAUNCH_TEST"`)
+	if err != nil {
+		t.Skip(err)
+	}
+	if err := p.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Stdout.String(); got != "32MiB|\n" {
+		t.Errorf("the program saw %q, want GOMEMLIMIT and no ATRIUM_ variable", got)
+	}
+}
