@@ -1,10 +1,8 @@
 package agent_test
 
 import (
-	"bufio"
-	"encoding/json"
+	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/launch"
 )
 
 // Shape of the footprint load: footprintDevices connections, each publishing one
@@ -198,56 +198,27 @@ type footprintProc struct {
 
 // footprintStart starts the binary with its MQTT listener on a loopback port and
 // waits for its "agent started" (or "broker started") log line; it is stopped with
-// SIGTERM at the end of the benchmark.
+// SIGINT at the end of the benchmark.
 func footprintStart(b *testing.B, bin string, env, args []string) footprintProc {
 	b.Helper()
-	cmd := exec.Command(bin, append([]string{"-mqtt-addr=127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
+	p, err := launch.StartEnv(env, bin, append([]string{"-mqtt-addr=127.0.0.1:0"}, args...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	started := make(chan footprintProc, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var line struct {
-				Msg    string `json:"msg"`
-				MQTT   string `json:"mqtt"`
-				Status string `json:"status"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && (line.Msg == "agent started" || line.Msg == "broker started") {
-				started <- footprintProc{pid: cmd.Process.Pid, mqtt: line.MQTT, http: line.Status}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		exited <- cmd.Wait()
-	}()
 	b.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				b.Errorf("broker exited: %v", err)
-			}
-		case <-time.After(benchWait):
-			_ = cmd.Process.Kill()
-			b.Errorf("broker did not stop within %v of SIGTERM", benchWait)
+		if err := p.Stop(benchWait); err != nil {
+			b.Errorf("broker: %v", err)
 		}
 	})
-	select {
-	case p := <-started:
-		return p
-	case err := <-exited:
-		b.Fatalf("broker exited before starting: %v", err)
-	case <-time.After(benchWait):
-		b.Fatalf("broker did not log its start within %v", benchWait)
+	ctx, cancel := context.WithTimeout(context.Background(), benchWait)
+	defer cancel()
+	line, err := p.Await(ctx, func(l map[string]any) bool { return l["msg"] == "agent started" || l["msg"] == "broker started" })
+	if err != nil {
+		b.Fatalf("broker did not log its start: %v\n%s", err, p.Log.String())
 	}
-	return footprintProc{}
+	mqttAddr, _ := line["mqtt"].(string)
+	httpAddr, _ := line["status"].(string)
+	return footprintProc{pid: p.Cmd.Process.Pid, mqtt: mqttAddr, http: httpAddr}
 }
 
 // footprintCPU is the CPU time (user + system) the process has used.
