@@ -36,26 +36,38 @@ func In(dir string) Programs {
 // the go command on PATH, in the module that holds the working directory; flags
 // (such as -race) go before the packages. ATRIUM_ variables are not passed on.
 func Build(ctx context.Context, dir string, flags ...string) (Programs, error) {
+	if err := Compile(ctx, dir, nil, flags, "./cmd/atrium", "./cmd/atrium-agent", "./cmd/atrium-sim"); err != nil {
+		return Programs{}, err
+	}
+	return In(dir), nil
+}
+
+// Compile builds pkgs, paths relative to the root of the module that holds the
+// working directory (such as ./cmd/atrium-agent), into dir, each binary named for
+// its package's directory, with the go command on PATH. env ("CGO_ENABLED=0") is
+// added to the go command's environment, without this process's ATRIUM_
+// variables; flags (such as -race or -trimpath) go before the packages.
+func Compile(ctx context.Context, dir string, env, flags []string, pkgs ...string) error {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		return Programs{}, err
+		return err
 	}
 	out, err := exec.CommandContext(ctx, gobin, "env", "GOMOD").Output()
 	if err != nil {
-		return Programs{}, fmt.Errorf("go env GOMOD: %w", err)
+		return fmt.Errorf("go env GOMOD: %w", err)
 	}
 	mod := strings.TrimSpace(string(out))
 	if mod == "" || mod == os.DevNull {
-		return Programs{}, errors.New("not inside the atrium module")
+		return errors.New("not inside the atrium module")
 	}
 	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, flags...)
-	cmd := exec.CommandContext(ctx, gobin, append(args, "./cmd/atrium", "./cmd/atrium-agent", "./cmd/atrium-sim")...)
+	cmd := exec.CommandContext(ctx, gobin, append(args, pkgs...)...)
 	cmd.Dir = filepath.Dir(mod)
-	cmd.Env = flagenv.Strip(os.Environ())
+	cmd.Env = append(flagenv.Strip(os.Environ()), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return Programs{}, fmt.Errorf("build: %w\n%s", err, out)
+		return fmt.Errorf("build: %w\n%s", err, out)
 	}
-	return In(dir), nil
+	return nil
 }
 
 // Proc is a running program: its standard output kept whole, its standard error

@@ -3,6 +3,7 @@ package launch_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +85,27 @@ func TestStartEnv(t *testing.T) {
 	}
 	if got := p.Stdout.String(); got != "32MiB|\n" {
 		t.Errorf("the program saw %q, want GOMEMLIMIT and no ATRIUM_ variable", got)
+	}
+}
+
+// Compile builds a package named from the module's root into dir, named for its
+// directory.
+func TestCompile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the go command")
+	}
+	dir := t.TempDir()
+	if err := launch.Compile(t.Context(), dir, []string{"CGO_ENABLED=0"}, []string{"-trimpath"}, "./internal/launch/testdata/hello"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := launch.Start(filepath.Join(dir, "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Err(); err != nil || p.Stdout.String() != `{"msg":"hello"}`+"\n" {
+		t.Errorf("hello: %v, printed %q", err, p.Stdout.String())
+	}
+	if err := launch.Compile(t.Context(), dir, nil, nil, "./internal/launch/testdata/nothing"); err == nil {
+		t.Error("compiling a package that does not exist succeeded")
 	}
 }
