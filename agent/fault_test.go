@@ -173,7 +173,7 @@ func TestKillDashNineLosesNothing(t *testing.T) {
 	}
 
 	for round := 0; round <= kills; round++ {
-		child := startChild(t, bin, filepath.Join(dir, "agent.log"), statusAddr, args...)
+		child := startChild(t, bin, statusAddr, args...)
 		killAt := int64(-1) // the final round runs to the end
 		if round < kills {
 			killAt = 50 + rng.Int64N(250)
@@ -223,14 +223,14 @@ func TestKillDashNineLosesNothing(t *testing.T) {
 					s.acked[i] = true
 					if acks.Add(1) == killAt {
 						killed.Store(true)
-						child.kill()
+						kill(child)
 					}
 				}
 			})
 		}
 		wg.Wait()
 		if t.Failed() {
-			t.Fatalf("round %d failed; agent log:\n%s", round, tail(filepath.Join(dir, "agent.log")))
+			t.Fatalf("round %d failed; agent log:\n%s", round, tail(child))
 		}
 		if round < kills && !killed.Load() {
 			t.Fatalf("round %d ended before the kill at %d acks", round, killAt)
@@ -244,8 +244,8 @@ func TestKillDashNineLosesNothing(t *testing.T) {
 				sensor := fmt.Sprintf("kill-%d", p)
 				poll(t, sensor+" complete", func() bool { return cl.count(t, sensor) >= perPub })
 			}
-			if err := child.terminate(); err != nil {
-				t.Errorf("atrium-agent on SIGINT: %v; log:\n%s", err, tail(filepath.Join(dir, "agent.log")))
+			if err := child.Stop(waitFor); err != nil {
+				t.Errorf("atrium-agent on SIGINT: %v; log:\n%s", err, tail(child))
 			}
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,8 +44,8 @@ func BenchmarkFootprint(b *testing.B) {
 		b.Skip("set ATRIUM_BENCH_BIG=1 to run the 1,000-device footprint benchmark")
 	}
 	footprintRaiseFiles(b, 2*footprintDevices+256)
-	agentBin := footprintBuild(b, "github.com/atrium-iot/atrium/cmd/atrium-agent")
-	mochiBin := footprintBuild(b, "./testdata/baremochi")
+	agentBin := footprintBuild(b, "./cmd/atrium-agent")
+	mochiBin := footprintBuild(b, "./agent/testdata/baremochi")
 	variants := []struct {
 		name string
 		bare bool
@@ -177,16 +176,15 @@ func footprintRaiseFiles(b *testing.B, need uint64) {
 	}
 }
 
-// footprintBuild builds pkg as the agent ships into a temporary directory.
+// footprintBuild builds pkg (a path from the module's root) as the agent ships
+// into a temporary directory.
 func footprintBuild(b *testing.B, pkg string) string {
 	b.Helper()
-	bin := filepath.Join(b.TempDir(), filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
+	dir := b.TempDir()
+	if err := launch.Compile(b.Context(), dir, []string{"CGO_ENABLED=0"}, []string{"-trimpath", "-ldflags=-s -w"}, pkg); err != nil {
+		b.Fatal(err)
 	}
-	return bin
+	return filepath.Join(dir, filepath.Base(pkg))
 }
 
 // footprintProc is a running broker process and the addresses it logged (http is

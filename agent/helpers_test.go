@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/atrium-iot/atrium/agent"
 	"github.com/atrium-iot/atrium/cloud"
+	"github.com/atrium-iot/atrium/internal/launch"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/mqtttest"
 	"github.com/atrium-iot/atrium/internal/testenv"
@@ -300,24 +299,12 @@ var (
 func buildAgent(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		out := filepath.Join(binDir, "atrium-agent")
-		args := []string{"build", "-o", out}
+		var flags []string
 		if raceEnabled() {
-			args = append(args, "-race")
+			flags = append(flags, "-race")
 		}
-		cmd := exec.Command(goTool, append(args, "github.com/atrium-iot/atrium/cmd/atrium-agent")...)
-		var msg bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &msg, &msg
-		if err := cmd.Run(); err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, msg.Bytes())
-			return
-		}
-		agentBin = out
+		buildErr = launch.Compile(context.Background(), binDir, nil, flags, "./cmd/atrium-agent")
+		agentBin = filepath.Join(binDir, "atrium-agent")
 	})
 	if buildErr != nil {
 		testenv.Missing(t, "cannot build atrium-agent: %v", buildErr)
@@ -339,77 +326,39 @@ func raceEnabled() bool {
 	return false
 }
 
-// childAgent is the atrium-agent binary running as a child process.
-type childAgent struct {
-	cmd  *exec.Cmd
-	log  *os.File
-	done chan error
-}
-
-// startChild runs the binary and waits until its status server answers /healthz.
-func startChild(t testing.TB, bin, logPath, statusAddr string, args ...string) *childAgent {
+// startChild runs the binary and waits until its status server answers /healthz. It
+// is killed at the end of the test if it still runs.
+func startChild(t testing.TB, bin, statusAddr string, args ...string) *launch.Proc {
 	t.Helper()
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	p, err := launch.Start(bin, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		t.Fatal(err)
-	}
-	c := &childAgent{cmd: cmd, log: lf, done: make(chan error, 1)}
-	go func() { c.done <- cmd.Wait(); lf.Close() }()
-	t.Cleanup(func() { c.kill() })
-	deadline := time.Now().Add(waitFor)
-	for {
+	t.Cleanup(func() { kill(p) })
+	testwait.WithinState(t, waitFor, "atrium-agent healthy", func() (bool, string) {
+		if p.Exited() {
+			t.Fatalf("atrium-agent exited during start: %v; log:\n%s", p.Err(), tail(p))
+		}
 		resp, err := http.Get("http://" + statusAddr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return c
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		select {
-		case err := <-c.done:
-			c.done <- err
-			t.Fatalf("atrium-agent exited during start: %v; log:\n%s", err, tail(logPath))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("atrium-agent not healthy within %v; log:\n%s", waitFor, tail(logPath))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	return p
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
-func (c *childAgent) kill() {
-	_ = c.cmd.Process.Kill()
-	err := <-c.done
-	c.done <- err
+func kill(p *launch.Proc) {
+	_ = p.Cmd.Process.Kill()
+	<-p.Done()
 }
 
-// terminate sends SIGTERM (a clean shutdown) and returns the exit error.
-func (c *childAgent) terminate() error {
-	_ = c.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-c.done:
-		c.done <- err
-		return err
-	case <-time.After(waitFor):
-		c.kill()
-		return errors.New("atrium-agent did not exit on SIGINT")
-	}
-}
-
-func tail(path string) string {
-	b, _ := os.ReadFile(path)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
+// tail is the end of what the program logged.
+func tail(p *launch.Proc) string {
+	s := p.Log.String()
+	return s[max(0, len(s)-4000):]
 }
 
 // runCLI runs `atrium-agent args...` in process and returns its standard output.
