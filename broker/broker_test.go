@@ -207,10 +207,7 @@ func TestPublishACL(t *testing.T) {
 		}
 	})
 	t.Run("mqtt311", func(t *testing.T) {
-		rc := dialRaw(t, b.Addr(), 4)
-		if code := rc.connect("sensor_001-v3", "sensor_001", devices["sensor_001"]); code != 0 {
-			t.Fatalf("connect: %d", code)
-		}
+		rc := connectRaw(t, b, 4, "sensor_001-v3", "sensor_001", devices["sensor_001"])
 		if err := rc.publish("atrium/room-101/sensor_002", 0, 0, []byte("v3 q0")); err != nil {
 			t.Fatal(err)
 		}
@@ -287,10 +284,7 @@ func TestSubscribeACL(t *testing.T) {
 		})
 	}
 	t.Run("mqtt311", func(t *testing.T) {
-		rc := dialRaw(t, b.Addr(), 4)
-		if code := rc.connect("sensor_002", "sensor_002", devices["sensor_002"]); code != 0 {
-			t.Fatalf("connect: %d", code)
-		}
+		rc := connectRaw(t, b, 4, "sensor_002", "sensor_002", devices["sensor_002"])
 		err := rc.send(packets.Packet{
 			FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
 			PacketID:    3,
@@ -398,10 +392,7 @@ func TestRefusePublish(t *testing.T) {
 		}
 	})
 	t.Run("mqtt311 qos1 is disconnected without PUBACK", func(t *testing.T) {
-		rc := dialRaw(t, b.Addr(), 4)
-		if code := rc.connect("sensor_002", "sensor_002", devices["sensor_002"]); code != 0 {
-			t.Fatalf("connect: %d", code)
-		}
+		rc := connectRaw(t, b, 4, "sensor_002", "sensor_002", devices["sensor_002"])
 		if err := rc.publish("atrium/r/sensor_002", 1, 9, []byte("1")); err != nil {
 			t.Fatal(err)
 		}
@@ -550,10 +541,7 @@ func TestMaxPacketSize(t *testing.T) {
 
 	for _, version := range []byte{4, 5} {
 		t.Run(map[byte]string{4: "mqtt311", 5: "mqtt5"}[version], func(t *testing.T) {
-			rc := dialRaw(t, b.Addr(), version)
-			if code := rc.connect("sensor_001", "sensor_001", devices["sensor_001"]); code != 0 {
-				t.Fatalf("connect: %d", code)
-			}
+			rc := connectRaw(t, b, version, "sensor_001", "sensor_001", devices["sensor_001"])
 			if err := rc.publish("atrium/r/sensor_001", 1, 1, bytes.Repeat([]byte("x"), 900)); err != nil {
 				t.Fatal(err)
 			}

@@ -52,10 +52,7 @@ var userProps = packets.Properties{User: []packets.UserProperty{{Key: "a", Val: 
 // client drops the connection on such a PUBACK. Mosquitto's answers are the reference.
 func TestAcksFollowSpec(t *testing.T) {
 	b := startBroker(t, func(c *Config) { c.AllowAnonymous = true })
-	rc := dialRaw(t, b.Addr(), 5)
-	if code := rc.connect("acks", "", ""); code != 0 {
-		t.Fatalf("connect: %#x", code)
-	}
+	rc := connectRaw(t, b, 5, "acks", "", "")
 
 	sub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 3, Properties: userProps,
 		Filters: packets.Subscriptions{{Filter: "acks/other", Qos: 1}}}
@@ -162,10 +159,7 @@ func TestSubscribeRefusedByACL(t *testing.T) {
 	if !slices.Equal(sa.Reasons, []byte{0x87, 0x02}) {
 		t.Errorf("MQTT 5 SUBACK reasons % x, want 87 02", sa.Reasons)
 	}
-	rc := dialRaw(t, b.Addr(), 4)
-	if code := rc.connect("sensor_001-raw", "sensor_001", devices["sensor_001"]); code != 0 {
-		t.Fatalf("connect: %d", code)
-	}
+	rc := connectRaw(t, b, 4, "sensor_001-raw", "sensor_001", devices["sensor_001"])
 	if codes, _ := rc.subscribe(2, "test/nosubscribe"); !slices.Equal(codes, []byte{0x80}) {
 		t.Errorf("3.1.1 SUBACK % x, want 80", codes)
 	}
@@ -207,17 +201,11 @@ func (h *deferHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 func TestDeferTakesNothing(t *testing.T) {
 	h := &deferHook{got: make(chan deferred, 16)}
 	b := startBroker(t, func(c *Config) { c.AllowAnonymous = true }, h)
-	sub := dialRaw(t, b.Addr(), 5)
-	if code := sub.connect("defer-sub", "", ""); code != 0 {
-		t.Fatalf("subscriber connect: %#x", code)
-	}
+	sub := connectRaw(t, b, 5, "defer-sub", "", "")
 	if codes, early := sub.subscribe(1, "deferred/#"); len(codes) != 1 || codes[0] > 2 || len(early) > 0 {
 		t.Fatalf("subscribe: codes % x, early %d packets", codes, len(early))
 	}
-	pub := dialRaw(t, b.Addr(), 5)
-	if code := pub.connect("defer-pub", "", ""); code != 0 {
-		t.Fatalf("publisher connect: %#x", code)
-	}
+	pub := connectRaw(t, b, 5, "defer-pub", "", "")
 	for qos := byte(0); qos <= 1; qos++ {
 		if err := pub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: true},
 			TopicName: "deferred/t", PacketID: uint16(qos), Payload: []byte("x")}); err != nil {
@@ -373,10 +361,7 @@ func TestGaugesTrue(t *testing.T) {
 	if s := b.Stats(); s.Retained != 0 || s.Inflight != 0 || s.Subscriptions != 0 || s.ClientsConnected != 0 {
 		t.Fatalf("at start: %+v", s)
 	}
-	rc := dialRaw(t, b.Addr(), 5)
-	if rc.connect("gauges", "", "") != 0 {
-		t.Fatal("connect")
-	}
+	rc := connectRaw(t, b, 5, "gauges", "", "")
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: "g/retained", Payload: []byte("r"),
 		Properties: packets.Properties{MessageExpiryInterval: 1}}
 	if err := rc.send(pk); err != nil {
@@ -401,10 +386,7 @@ func TestGaugesTrue(t *testing.T) {
 	}
 	poll(t, "3 queued messages", func() bool { return b.Stats().Inflight == 3 })
 	// It comes back with a clean start: its session and queue are gone.
-	back := dialRaw(t, b.Addr(), 5)
-	if back.connect("away", "", "") != 0 {
-		t.Fatal("connect back")
-	}
+	connectRaw(t, b, 5, "away", "", "")
 	poll(t, "the queue to go", func() bool { s := b.Stats(); return s.Inflight == 0 && s.Subscriptions == 0 })
 }
 
@@ -429,10 +411,7 @@ func TestAcksInOrder(t *testing.T) {
 		return cl
 	}
 
-	v5 := dialRaw(t, b.Addr(), 5)
-	if code := v5.connect("acks-v5", "", ""); code != 0 {
-		t.Fatalf("connect: %#x", code)
-	}
+	v5 := connectRaw(t, b, 5, "acks-v5", "", "")
 	for id := uint16(1); id <= 4; id++ {
 		if err := v5.publish("deferred/a", 1, id, []byte("x")); err != nil {
 			t.Fatal(err)
@@ -455,10 +434,7 @@ func TestAcksInOrder(t *testing.T) {
 		t.Errorf("packets sent counted %d, want 4", got)
 	}
 
-	v3 := dialRaw(t, b.Addr(), 4)
-	if code := v3.connect("acks-v3", "", ""); code != 0 {
-		t.Fatalf("connect: %#x", code)
-	}
+	v3 := connectRaw(t, b, 4, "acks-v3", "", "")
 	for id := uint16(1); id <= 3; id++ {
 		if err := v3.publish("deferred/a", 1, id, []byte("x")); err != nil {
 			t.Fatal(err)

@@ -154,6 +154,17 @@ func dialRaw(t testing.TB, addr string, version byte) *rawClient {
 	return &rawClient{t: t, conn: c, r: bufio.NewReader(c), version: version}
 }
 
+// connectRaw dials b with a raw client of version and connects it as clientID (as
+// user with password unless user is ""), failing the test unless b accepts it.
+func connectRaw(t testing.TB, b *Broker, version byte, clientID, user, password string) *rawClient {
+	t.Helper()
+	rc := dialRaw(t, b.Addr(), version)
+	if code := rc.connect(clientID, user, password); code != 0 {
+		t.Fatalf("connect %s as %q: return code %#x", clientID, user, code)
+	}
+	return rc
+}
+
 func (rc *rawClient) send(pk packets.Packet) error {
 	pk.ProtocolVersion = rc.version
 	var buf bytes.Buffer

@@ -50,10 +50,7 @@ func TestRefusedPublishLog(t *testing.T) {
 				}
 			})
 			send("raw 3.1.1 qos1", func(p string) { // mochi disconnects it, logging the packet
-				rc := dialRaw(t, b.Addr(), 4)
-				if code := rc.connect("sensor_001-raw", "sensor_001", devices["sensor_001"]); code != 0 {
-					t.Fatalf("connect: %d", code)
-				}
+				rc := connectRaw(t, b, 4, "sensor_001-raw", "sensor_001", devices["sensor_001"])
 				_ = rc.publish(topic, 1, 9, []byte(p))
 				for {
 					if _, err := rc.read(); err != nil {
