@@ -413,24 +413,19 @@ func (b *Broker) bind(ctx context.Context, id, addr string, listener func(net.Li
 }
 
 // Addr is the bound address of the TCP listener ("" before Start).
-func (b *Broker) Addr() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.addr
-}
+func (b *Broker) Addr() string { return b.bound(&b.addr) }
 
 // TLSAddr is the bound address of the TLS listener ("" when none or before Start).
-func (b *Broker) TLSAddr() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.tlsAddr
-}
+func (b *Broker) TLSAddr() string { return b.bound(&b.tlsAddr) }
 
 // WSAddr is the bound address of the WebSocket listener ("" when none or before Start).
-func (b *Broker) WSAddr() string {
+func (b *Broker) WSAddr() string { return b.bound(&b.wsAddr) }
+
+// bound reads one of the bound addresses, which Start sets under b.mu.
+func (b *Broker) bound(addr *string) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.wsAddr
+	return *addr
 }
 
 // Close stops accepting connections, disconnects every client (MQTT 5 clients receive a
