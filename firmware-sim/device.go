@@ -120,10 +120,8 @@ func (d *device) awaitConnection(ctx context.Context) (context.Context, error) {
 		}
 		ch := d.upCh
 		d.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := awaitClose(ctx, ch); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -282,6 +280,17 @@ func (s *Simulator) serve(ctx context.Context, d *device) {
 			case <-ctx.Done():
 			}
 		}
+	}
+}
+
+// awaitClose waits until ch is closed (a device's or an outbox's state it was
+// taken with has changed) or ctx ends.
+func awaitClose(ctx context.Context, ch <-chan struct{}) error {
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -60,10 +60,8 @@ func (o *pubOrder) awaitWritten(ctx context.Context) error {
 		}
 		ch := o.changed
 		o.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := awaitClose(ctx, ch); err != nil {
+			return err
 		}
 	}
 }

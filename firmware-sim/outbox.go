@@ -50,10 +50,8 @@ func (o *outbox) push(ctx context.Context, m *message) (dropped []*message, err 
 		}
 		ch := o.changed
 		o.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := awaitClose(ctx, ch); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -81,9 +79,7 @@ func (o *outbox) next(ctx context.Context) (m *message, status string, ok bool) 
 		}
 		ch := o.changed
 		o.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
+		if awaitClose(ctx, ch) != nil {
 			return nil, "", false
 		}
 	}
