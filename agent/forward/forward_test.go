@@ -46,6 +46,18 @@ var _ Queue = (*memQueue)(nil)
 
 func newMemQueue() *memQueue { return &memQueue{ready: make(chan struct{}, 1)} }
 
+// flushed makes a forwarder with cfg over a new queue holding rs, and flushes it once.
+func flushed(t *testing.T, cfg Config, rs ...[]byte) (*memQueue, *Forwarder) {
+	t.Helper()
+	q := newMemQueue()
+	f := New(q, cfg)
+	q.Append(rs...)
+	if err := f.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return q, f
+}
+
 func (q *memQueue) Append(rs ...[]byte) {
 	q.mu.Lock()
 	now := time.Now()
@@ -388,14 +400,9 @@ func TestBodyAndHeaders(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCloud(t, nil)
-			q := newMemQueue()
 			cfg := testConfig(c.srv.URL + "/") // a trailing slash is tolerated
 			cfg.Token = tc.token
-			f := New(q, cfg)
-			q.Append(readings(0, 3)...)
-			if err := f.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			flushed(t, cfg, readings(0, 3)...)
 			got := c.received()
 			if len(got) != 1 {
 				t.Fatalf("got %d requests, want 1", len(got))
@@ -435,12 +442,7 @@ func TestRetries(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCloud(t, sequence(tc.statuses...))
-			q := newMemQueue()
-			f := New(q, testConfig(c.srv.URL))
-			q.Append(readings(0, 4)...)
-			if err := f.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			q, f := flushed(t, testConfig(c.srv.URL), readings(0, 4)...)
 			got := c.received()
 			if len(got) != len(tc.statuses)+1 {
 				t.Fatalf("cloud got %d attempts, want %d", len(got), len(tc.statuses)+1)
@@ -481,12 +483,7 @@ func TestRetryAfterIsAFloor(t *testing.T) {
 				}
 				return http.StatusOK, nil, ""
 			})
-			q := newMemQueue()
-			f := New(q, testConfig(c.srv.URL)) // backoff alone would be at most 5ms
-			q.Append(readings(0, 1)...)
-			if err := f.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			_, f := flushed(t, testConfig(c.srv.URL), readings(0, 1)...) // backoff alone would be at most 5ms
 			got := c.received()
 			if len(got) != 2 {
 				t.Fatalf("cloud got %d attempts, want 2", len(got))
@@ -576,14 +573,9 @@ func TestDeadLetter(t *testing.T) {
 				}
 				return http.StatusOK, nil, ""
 			})
-			q := newMemQueue()
 			cfg := testConfig(c.srv.URL)
 			cfg.MaxCount = 2
-			f := New(q, cfg)
-			q.Append(readings(0, 4)...)
-			if err := f.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			q, f := flushed(t, cfg, readings(0, 4)...)
 			if d := q.deadLetters(); len(d) != 1 || d[0] != (deadBatch{"b0", tc.wantReason, 2}) {
 				t.Fatalf("dead letters %+v, want b0 with %q", d, tc.wantReason)
 			}

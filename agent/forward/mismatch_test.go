@@ -1,7 +1,6 @@
 package forward
 
 import (
-	"context"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -282,14 +281,8 @@ func TestBatchIDsStableAcrossRetriesAndRestart(t *testing.T) {
 // budget of two mismatch retries.
 func flushTwoBatches(t *testing.T, c *cloud) (*memQueue, *Forwarder) {
 	t.Helper()
-	q := newMemQueue()
 	cfg := testConfig(c.srv.URL)
 	cfg.MaxCount = 4
 	cfg.MismatchRetries = 2
-	f := New(q, cfg)
-	q.Append(readings(0, 8)...)
-	if err := f.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return q, f
+	return flushed(t, cfg, readings(0, 8)...)
 }
