@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bytes"
-	"io"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -19,18 +18,9 @@ import (
 // readRaw returns the next packet's type and its bytes after the remaining length.
 func (rc *rawClient) readRaw() (byte, []byte) {
 	rc.t.Helper()
-	_ = rc.conn.SetReadDeadline(time.Now().Add(waitFor))
-	first, err := rc.r.ReadByte()
+	first, body, err := rc.next()
 	if err != nil {
 		rc.t.Fatalf("reading a packet: %v", err)
-	}
-	n, _, err := packets.DecodeLength(rc.r)
-	if err != nil {
-		rc.t.Fatal(err)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(rc.r, body); err != nil {
-		rc.t.Fatal(err)
 	}
 	return first >> 4, body
 }

@@ -165,68 +165,74 @@ func connectRaw(t testing.TB, b *Broker, version byte, clientID, user, password 
 	return rc
 }
 
+// encoders are the packet types a rawClient sends, with mochi's encoder of each.
+var encoders = map[byte]func(*packets.Packet, *bytes.Buffer) error{
+	packets.Connect:     (*packets.Packet).ConnectEncode,
+	packets.Publish:     (*packets.Packet).PublishEncode,
+	packets.Subscribe:   (*packets.Packet).SubscribeEncode,
+	packets.Disconnect:  (*packets.Packet).DisconnectEncode,
+	packets.Puback:      (*packets.Packet).PubackEncode,
+	packets.Pubrel:      (*packets.Packet).PubrelEncode,
+	packets.Unsubscribe: (*packets.Packet).UnsubscribeEncode,
+	packets.Pingreq:     (*packets.Packet).PingreqEncode,
+}
+
+// decoders are the packet types a rawClient decodes; it returns others with their
+// fixed header only.
+var decoders = map[byte]func(*packets.Packet, []byte) error{
+	packets.Connack:    (*packets.Packet).ConnackDecode,
+	packets.Puback:     (*packets.Packet).PubackDecode,
+	packets.Suback:     (*packets.Packet).SubackDecode,
+	packets.Publish:    (*packets.Packet).PublishDecode,
+	packets.Disconnect: (*packets.Packet).DisconnectDecode,
+}
+
 func (rc *rawClient) send(pk packets.Packet) error {
 	pk.ProtocolVersion = rc.version
-	var buf bytes.Buffer
-	var err error
-	switch pk.FixedHeader.Type {
-	case packets.Connect:
-		err = pk.ConnectEncode(&buf)
-	case packets.Publish:
-		err = pk.PublishEncode(&buf)
-	case packets.Subscribe:
-		err = pk.SubscribeEncode(&buf)
-	case packets.Disconnect:
-		err = pk.DisconnectEncode(&buf)
-	case packets.Puback:
-		err = pk.PubackEncode(&buf)
-	case packets.Pubrel:
-		err = pk.PubrelEncode(&buf)
-	case packets.Unsubscribe:
-		err = pk.UnsubscribeEncode(&buf)
-	case packets.Pingreq:
-		err = pk.PingreqEncode(&buf)
-	default:
-		err = fmt.Errorf("cannot send packet type %d", pk.FixedHeader.Type)
+	encode, ok := encoders[pk.FixedHeader.Type]
+	if !ok {
+		return fmt.Errorf("cannot send packet type %d", pk.FixedHeader.Type)
 	}
-	if err != nil {
+	var buf bytes.Buffer
+	if err := encode(&pk, &buf); err != nil {
 		return err
 	}
-	_, err = rc.conn.Write(buf.Bytes())
+	_, err := rc.conn.Write(buf.Bytes())
 	return err
+}
+
+// next reads the next packet's first byte (type and flags) and its bytes after the
+// remaining length.
+func (rc *rawClient) next() (byte, []byte, error) {
+	_ = rc.conn.SetReadDeadline(time.Now().Add(waitFor))
+	first, err := rc.r.ReadByte()
+	if err != nil {
+		return 0, nil, err
+	}
+	n, _, err := packets.DecodeLength(rc.r)
+	if err != nil {
+		return 0, nil, err
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(rc.r, body); err != nil {
+		return 0, nil, err
+	}
+	return first, body, nil
 }
 
 // read returns the next packet, or an error (io.EOF when the broker closed the connection).
 func (rc *rawClient) read() (packets.Packet, error) {
-	_ = rc.conn.SetReadDeadline(time.Now().Add(waitFor))
 	var pk packets.Packet
 	pk.ProtocolVersion = rc.version
-	b, err := rc.r.ReadByte()
+	first, body, err := rc.next()
 	if err != nil {
 		return pk, err
 	}
-	if err := pk.FixedHeader.Decode(b); err != nil {
+	if err := pk.FixedHeader.Decode(first); err != nil {
 		return pk, err
 	}
-	n, _, err := packets.DecodeLength(rc.r)
-	if err != nil {
-		return pk, err
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(rc.r, body); err != nil {
-		return pk, err
-	}
-	switch pk.FixedHeader.Type {
-	case packets.Connack:
-		err = pk.ConnackDecode(body)
-	case packets.Puback:
-		err = pk.PubackDecode(body)
-	case packets.Suback:
-		err = pk.SubackDecode(body)
-	case packets.Publish:
-		err = pk.PublishDecode(body)
-	case packets.Disconnect:
-		err = pk.DisconnectDecode(body)
+	if decode, ok := decoders[pk.FixedHeader.Type]; ok {
+		err = decode(&pk, body)
 	}
 	return pk, err
 }
