@@ -274,14 +274,7 @@ func TestHistory(t *testing.T) {
 		rd{"s1", "h", "co2", 800, "12:01:00"},
 		rd{"s1", "h", "temperature", 21, "11:00:00"},
 	)
-	type bucket struct {
-		Start time.Time `json:"start"`
-		End   time.Time `json:"end"`
-		Min   float64   `json:"min"`
-		Mean  float64   `json:"mean"`
-		Max   float64   `json:"max"`
-		Count int64     `json:"count"`
-	}
+	type bucket = room.BucketStats
 	type page struct {
 		Buckets    []bucket `json:"buckets"`
 		NextCursor string   `json:"next_cursor"`
