@@ -8,11 +8,13 @@ package sensor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/events"
+	"github.com/atrium-iot/atrium/internal/paging"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
@@ -179,6 +181,35 @@ type SensorQuery struct {
 	OnlineSince time.Time
 	Limit       int
 	Cursor      string
+}
+
+// After decodes q.Cursor; ok is false on a first page (no cursor). A cursor
+// that is malformed, or that ended a page read in the other order, fails with
+// an error wrapping ErrBadCursor.
+func (q ReadingQuery) After() (c ReadingCursor, ok bool, err error) {
+	if q.Cursor == "" {
+		return c, false, nil
+	}
+	if err := paging.DecodeCursor(q.Cursor, &c); err != nil {
+		return c, false, err
+	}
+	if c.Desc != q.Desc {
+		return c, false, fmt.Errorf("%w: cursor belongs to the other order", ErrBadCursor)
+	}
+	return c, true, nil
+}
+
+// After decodes q.Cursor; ok is false on a first page (no cursor). A cursor
+// that is malformed or names no sensor fails with an error wrapping
+// ErrBadCursor.
+func (q SensorQuery) After() (c SensorCursor, ok bool, err error) {
+	if q.Cursor == "" {
+		return c, false, nil
+	}
+	if err := paging.DecodeCursor(q.Cursor, &c); err != nil || c.ID == "" {
+		return c, false, fmt.Errorf("%w: malformed cursor", ErrBadCursor)
+	}
+	return c, true, nil
 }
 
 // Store keeps readings, the registry, batch answers and the event outbox.

@@ -44,14 +44,11 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 		to = ceilMilli(q.To)
 	}
 	var after bson.E // skips what the previous page returned
-	if q.Cursor != "" {
-		var c sensor.ReadingCursor
-		if err := paging.DecodeCursor(q.Cursor, &c); err != nil {
-			return nil, "", fmt.Errorf("mongostore: readings: %w", err)
-		}
-		if c.Desc != q.Desc {
-			return nil, "", fmt.Errorf("mongostore: readings: %w: cursor belongs to the other order", sensor.ErrBadCursor)
-		}
+	c, ok, err := q.After()
+	if err != nil {
+		return nil, "", fmt.Errorf("mongostore: readings: %w", err)
+	}
+	if ok {
 		// The cursor's millisecond bounds the index range; the $or skips the
 		// readings of that millisecond already returned.
 		ts := time.UnixMilli(c.TS).UTC()
@@ -166,11 +163,11 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 	}
 	limit := paging.Size(q.Limit)
 	filter := bson.D{}
-	if q.Cursor != "" {
-		var c sensor.SensorCursor
-		if err := paging.DecodeCursor(q.Cursor, &c); err != nil || c.ID == "" {
-			return nil, "", fmt.Errorf("mongostore: sensors: %w: malformed cursor", sensor.ErrBadCursor)
-		}
+	c, ok, err := q.After()
+	if err != nil {
+		return nil, "", fmt.Errorf("mongostore: sensors: %w", err)
+	}
+	if ok {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: c.ID}}})
 	}
 	if q.RoomID != "" {

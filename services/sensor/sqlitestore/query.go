@@ -55,14 +55,11 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 		sb.WriteString(" AND type = ?")
 		args = append(args, q.Type)
 	}
-	if q.Cursor != "" {
-		var c sensor.ReadingCursor
-		if err := paging.DecodeCursor(q.Cursor, &c); err != nil {
-			return nil, "", fmt.Errorf("sqlitestore: readings: %w", err)
-		}
-		if c.Desc != q.Desc {
-			return nil, "", fmt.Errorf("sqlitestore: readings: %w: cursor belongs to the other order", sensor.ErrBadCursor)
-		}
+	c, ok, err := q.After()
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlitestore: readings: %w", err)
+	}
+	if ok {
 		// The first condition bounds the index range; the second skips the few
 		// readings of the cursor's own millisecond already returned.
 		if q.Desc {
@@ -143,11 +140,11 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 	var sb strings.Builder
 	sb.WriteString("SELECT " + sensorColumns + " FROM sensors WHERE 1")
 	var args []any
-	if q.Cursor != "" {
-		var c sensor.SensorCursor
-		if err := paging.DecodeCursor(q.Cursor, &c); err != nil || c.ID == "" {
-			return nil, "", fmt.Errorf("sqlitestore: sensors: %w: malformed cursor", sensor.ErrBadCursor)
-		}
+	c, ok, err := q.After()
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlitestore: sensors: %w", err)
+	}
+	if ok {
 		sb.WriteString(" AND id > ?")
 		args = append(args, c.ID)
 	}
