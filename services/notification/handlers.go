@@ -122,11 +122,7 @@ func (s *Service) handleUpdateRule() http.HandlerFunc {
 		if rl.WebhookSecret == old.Public().WebhookSecret && old.WebhookSecret != "" {
 			rl.WebhookSecret = old.WebhookSecret // a GET-edit-PUT round trip keeps the secret
 		}
-		if err := s.store.UpdateRule(r.Context(), rl); err != nil {
-			httpx.Error(w, r, s.log, s.notFound("rule", id, err))
-			return
-		}
-		if err := s.rulesChanged(r.Context(), id, "rule changed"); err != nil {
+		if err := s.ruleStored(r.Context(), id, "rule changed", s.store.UpdateRule(r.Context(), rl)); err != nil {
 			httpx.Error(w, r, s.log, err)
 			return
 		}
@@ -137,16 +133,22 @@ func (s *Service) handleUpdateRule() http.HandlerFunc {
 func (s *Service) handleDeleteRule() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "id")
-		if err := s.store.DeleteRule(r.Context(), id); err != nil {
-			httpx.Error(w, r, s.log, s.notFound("rule", id, err))
-			return
-		}
-		if err := s.rulesChanged(r.Context(), id, "rule deleted"); err != nil {
+		if err := s.ruleStored(r.Context(), id, "rule deleted", s.store.DeleteRule(r.Context(), id)); err != nil {
 			httpx.Error(w, r, s.log, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// ruleStored follows a change or deletion of rule id in the store, which
+// answered err: a failed one is the error (a 404 when the rule does not exist),
+// else the rules are reloaded (rulesChanged).
+func (s *Service) ruleStored(ctx context.Context, id, reason string, err error) error {
+	if err != nil {
+		return s.notFound("rule", id, err)
+	}
+	return s.rulesChanged(ctx, id, reason)
 }
 
 // rulesChanged resolves the open alerts of a created, changed or deleted rule and
