@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrium-iot/atrium/internal/bus"
-	"github.com/atrium-iot/atrium/internal/events"
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/servicetest"
@@ -21,8 +19,8 @@ import (
 	"github.com/atrium-iot/atrium/services/room/sqlitestore"
 )
 
-// ucIBody is a sensor.data.received event of UCI rows, each column a sensor.
-func uciBody(batchID, roomID string, ss []occupancy.Sample, light bool) []byte {
+// uciReadings are the readings of UCI rows, each column a sensor.
+func uciReadings(roomID string, ss []occupancy.Sample, light bool) []reading.Reading {
 	var rs []reading.Reading
 	for _, s := range ss {
 		for _, c := range []struct {
@@ -35,7 +33,7 @@ func uciBody(batchID, roomID string, ss []occupancy.Sample, light bool) []byte {
 			rs = append(rs, reading.Reading{SensorID: roomID + "-" + c.typ, RoomID: roomID, Type: c.typ, Value: c.v, Timestamp: s.Time})
 		}
 	}
-	return events.EncodeSensorData(batchID, "", rs)
+	return rs
 }
 
 type historyAnswer struct {
@@ -63,12 +61,6 @@ func TestOccupancyEstimate(t *testing.T) {
 	}
 	ss = ss[:300]
 	e := newEnv(t, "", nil)
-	consume := func(id string, body []byte) {
-		t.Helper()
-		if err := e.svc.Consume(t.Context(), bus.Message{ID: "m-" + id, Subject: bus.SensorDataReceived, Body: body}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	const size = 25
 	var order []int
 	for i := 0; i < len(ss); i += size {
@@ -78,14 +70,14 @@ func TestOccupancyEstimate(t *testing.T) {
 	order[2], order[3] = order[3], order[2]
 	for k, i := range order {
 		id := fmt.Sprintf("b%d", i)
-		consume(id, uciBody(id, "uci", ss[i:min(i+size, len(ss))], true))
+		e.consumeReadings(t, id, uciReadings("uci", ss[i:min(i+size, len(ss))], true))
 		if k%4 == 3 {
 			if err := e.svc.Estimate(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if k == 5 { // a redelivery
-			consume(id, uciBody(id, "uci", ss[i:min(i+size, len(ss))], true))
+			e.consumeReadings(t, id, uciReadings("uci", ss[i:min(i+size, len(ss))], true))
 		}
 	}
 	if err := e.svc.Estimate(t.Context()); err != nil {

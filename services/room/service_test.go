@@ -78,17 +78,29 @@ type rd struct {
 	at                string // hh:mm:ss on the test day
 }
 
-func eventBody(batchID string, rds ...rd) []byte {
+func readingsOf(rds []rd) []reading.Reading {
 	rs := make([]reading.Reading, len(rds))
 	for i, r := range rds {
 		rs[i] = reading.Reading{SensorID: r.sensor, RoomID: r.room, Type: r.typ, Value: r.value, Timestamp: clock(r.at)}
 	}
-	return events.EncodeSensorData(batchID, "", rs)
+	return rs
 }
 
-func (e *env) consume(t *testing.T, batchID string, rs ...rd) {
+func eventBody(batchID string, rds ...rd) []byte {
+	return events.EncodeSensorData(batchID, "", readingsOf(rds))
+}
+
+func (e *env) consume(t *testing.T, batchID string, rds ...rd) {
 	t.Helper()
-	if err := e.svc.Consume(t.Context(), bus.Message{ID: "m-" + batchID, Subject: bus.SensorDataReceived, Body: eventBody(batchID, rs...)}); err != nil {
+	e.consumeReadings(t, batchID, readingsOf(rds))
+}
+
+// consumeReadings hands the service the sensor.data.received event of batch
+// batchID, as the bus would.
+func (e *env) consumeReadings(t *testing.T, batchID string, rs []reading.Reading) {
+	t.Helper()
+	body := events.EncodeSensorData(batchID, "", rs)
+	if err := e.svc.Consume(t.Context(), bus.Message{ID: "m-" + batchID, Subject: bus.SensorDataReceived, Body: body}); err != nil {
 		t.Fatalf("Consume(%s): %v", batchID, err)
 	}
 }
