@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -13,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/firmware-sim/replay/replaytest"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
@@ -148,17 +147,7 @@ func expectedStored(rs []csvReading) []csvReading {
 // readCSV returns the header (lower case, trimmed) and the records of a file.
 func readCSV(t *testing.T, path string) ([]string, [][]string) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r := csv.NewReader(f)
-	r.FieldsPerRecord = -1
-	recs, err := r.ReadAll()
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	recs := replaytest.Records(t, path)
 	if len(recs) < 2 {
 		t.Fatalf("%s: no data rows", path)
 	}

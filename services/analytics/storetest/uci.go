@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"encoding/csv"
 	"errors"
 	"io"
 	"math"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/firmware-sim/replay"
+	"github.com/atrium-iot/atrium/firmware-sim/replay/replaytest"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
@@ -175,7 +175,7 @@ func LoadUCI(t testing.TB) *UCI {
 		m := analytics.Minute(ts)
 		r.Minutes[typ][m] = append(r.Minutes[typ][m], v)
 	}
-	for i, row := range readCSV(t, od)[1:] {
+	for i, row := range replaytest.Records(t, od)[1:] {
 		// "index","date",Temperature,Humidity,Light,CO2,HumidityRatio,Occupancy
 		ts, err := time.Parse("2006-01-02 15:04:05", row[1])
 		if err != nil {
@@ -186,7 +186,7 @@ func LoadUCI(t testing.TB) *UCI {
 		add("uci-od-room", "co2", ts, row[5])
 		add("uci-od-room", "occupancy", ts, row[7])
 	}
-	for i, row := range readCSV(t, roe)[1:] {
+	for i, row := range replaytest.Records(t, roe)[1:] {
 		// Date,Time,S1..S4_Temp,S1..S4_Light,S1..S4_Sound,S5_CO2,S5_CO2_Slope,S6_PIR,S7_PIR,Room_Occupancy_Count
 		ts, err := time.Parse("2006/01/02 15:04:05", row[0]+" "+row[1])
 		if err != nil {
@@ -199,22 +199,6 @@ func LoadUCI(t testing.TB) *UCI {
 		add("uci-roe-room", "occupancy", ts, row[18])
 	}
 	return u
-}
-
-func readCSV(t testing.TB, path string) [][]string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r := csv.NewReader(f)
-	r.FieldsPerRecord = -1
-	rows, err := r.ReadAll()
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return rows
 }
 
 func replayFile(t testing.TB, path string) []reading.Reading {
