@@ -1,7 +1,6 @@
 package room_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -120,10 +119,7 @@ func fillRooms(b *testing.B, svc *room.Service, now time.Time) {
 					Value: float64(400 + (r+s+k)%300), Timestamp: now.Add(-time.Duration(k) * 10 * time.Second)})
 			}
 		}
-		body := events.EncodeSensorData(fmt.Sprintf("fill-%d", r), "", rs)
-		if err := svc.Consume(context.Background(), bus.Message{ID: fmt.Sprint(r), Body: body}); err != nil {
-			b.Fatal(err)
-		}
+		consumeReadings(b, svc, fmt.Sprintf("fill-%d", r), rs)
 	}
 }
 
@@ -211,20 +207,12 @@ func BenchmarkHistory30Days(b *testing.B) {
 	end := time.Now().UTC().Truncate(24 * time.Hour)
 	begin := end.Add(-30 * 24 * time.Hour)
 	for day := range 30 {
-		var buf bytes.Buffer
-		fmt.Fprintf(&buf, `{"batch_id":"day-%d","readings":[`, day)
+		rs := make([]reading.Reading, 0, 3*1440)
 		for k := range 3 * 1440 {
-			if k > 0 {
-				buf.WriteByte(',')
-			}
-			rd := reading.Reading{SensorID: fmt.Sprintf("s%d", k%3), RoomID: "hall", Type: "temperature",
-				Value: float64(18 + k%9), Timestamp: begin.Add(time.Duration(day)*24*time.Hour + time.Duration(k)*20*time.Second)}
-			buf.Write(rd.AppendJSON(nil))
+			rs = append(rs, reading.Reading{SensorID: fmt.Sprintf("s%d", k%3), RoomID: "hall", Type: "temperature",
+				Value: float64(18 + k%9), Timestamp: begin.Add(time.Duration(day)*24*time.Hour + time.Duration(k)*20*time.Second)})
 		}
-		buf.WriteString("]}")
-		if err := svc.Consume(context.Background(), bus.Message{ID: fmt.Sprint(day), Body: buf.Bytes()}); err != nil {
-			b.Fatal(err)
-		}
+		consumeReadings(b, svc, fmt.Sprintf("day-%d", day), rs)
 	}
 	base := servicetest.Serve(b, svc.Handler())
 	for _, bucket := range []string{"1m", "5m", "15m", "1h", "1d"} {

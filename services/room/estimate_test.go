@@ -70,14 +70,14 @@ func TestOccupancyEstimate(t *testing.T) {
 	order[2], order[3] = order[3], order[2]
 	for k, i := range order {
 		id := fmt.Sprintf("b%d", i)
-		e.consumeReadings(t, id, uciReadings("uci", ss[i:min(i+size, len(ss))], true))
+		consumeReadings(t, e.svc, id, uciReadings("uci", ss[i:min(i+size, len(ss))], true))
 		if k%4 == 3 {
 			if err := e.svc.Estimate(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if k == 5 { // a redelivery
-			e.consumeReadings(t, id, uciReadings("uci", ss[i:min(i+size, len(ss))], true))
+			consumeReadings(t, e.svc, id, uciReadings("uci", ss[i:min(i+size, len(ss))], true))
 		}
 	}
 	if err := e.svc.Estimate(t.Context()); err != nil {

@@ -92,16 +92,16 @@ func eventBody(batchID string, rds ...rd) []byte {
 
 func (e *env) consume(t *testing.T, batchID string, rds ...rd) {
 	t.Helper()
-	e.consumeReadings(t, batchID, readingsOf(rds))
+	consumeReadings(t, e.svc, batchID, readingsOf(rds))
 }
 
-// consumeReadings hands the service the sensor.data.received event of batch
-// batchID, as the bus would.
-func (e *env) consumeReadings(t *testing.T, batchID string, rs []reading.Reading) {
-	t.Helper()
+// consumeReadings hands svc the sensor.data.received event of batch batchID,
+// as the bus would.
+func consumeReadings(tb testing.TB, svc *room.Service, batchID string, rs []reading.Reading) {
+	tb.Helper()
 	body := events.EncodeSensorData(batchID, "", rs)
-	if err := e.svc.Consume(t.Context(), bus.Message{ID: "m-" + batchID, Subject: bus.SensorDataReceived, Body: body}); err != nil {
-		t.Fatalf("Consume(%s): %v", batchID, err)
+	if err := svc.Consume(tb.Context(), bus.Message{ID: "m-" + batchID, Subject: bus.SensorDataReceived, Body: body}); err != nil {
+		tb.Fatalf("Consume(%s): %v", batchID, err)
 	}
 }
 
