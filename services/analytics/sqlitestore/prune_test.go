@@ -8,6 +8,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/retention"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
 	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/analytics"
@@ -15,14 +16,11 @@ import (
 
 var base = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
+// openTest opens a store at path with opts and closes it when t ends.
 func openTest(t *testing.T, path string, opts Options) *Store {
 	t.Helper()
 	s, err := Open(t.Context(), path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return servicetest.Store(t, s, err)
 }
 
 func co2(sensor, room string, v float64, ts time.Time) reading.Reading {

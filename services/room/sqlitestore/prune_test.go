@@ -1,7 +1,6 @@
 package sqlitestore
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -20,14 +19,10 @@ import (
 func TestPruneChunks(t *testing.T) {
 	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	now := base.Add(10 * 24 * time.Hour)
-	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "prune.db"), Options{
+	s := openTest(t, filepath.Join(t.TempDir(), "prune.db"), Options{
 		Settings: sqlitex.Settings{Synchronous: "NORMAL"},
 		Tiered:   retention.Tiered{Policy: retention.Policy{Retention: 24 * time.Hour, PruneEvery: -1, Now: func() time.Time { return now }}, RollupRetention: 72 * time.Hour},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	ctx := t.Context()
 	// 300 rooms (more than pruneSeries) with one old reading each, and a busy
 	// room with a reading a minute for three days before the cutoff (4 320
@@ -107,17 +102,13 @@ func TestPruneChunks(t *testing.T) {
 func TestPruneAtOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "open.db")
 	storetest.RunPruneAtOpen(t, func(t *testing.T, r retention.Tiered) room.Store {
-		s := sqlitetest.Open(t, path, func(ctx context.Context, path string) (*Store, error) {
-			return Open(ctx, path, Options{Tiered: r})
-		})
-		t.Cleanup(func() { s.Close() })
-		return s
+		return openTest(t, path, Options{Tiered: r})
 	})
 }
 
 // TestPrunePlan checks that a chunk's statements are primary key searches.
 func TestPrunePlan(t *testing.T) {
-	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"))
+	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"), Options{})
 	want, avoid := []string{"SEARCH rollup_1m USING PRIMARY KEY ("}, []string{"SCAN rollup", "TEMP B-TREE"}
 	sqlitetest.RunPlans(t, s.db.Readers,
 		sqlitetest.Plan{Name: "next series", Query: "SELECT room_id, type FROM rollup_1m WHERE (room_id, type) > (?, ?) ORDER BY room_id, type LIMIT 1",

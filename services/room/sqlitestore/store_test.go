@@ -11,6 +11,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/retention"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
 	"github.com/atrium-iot/atrium/services/room"
@@ -37,14 +38,11 @@ func TestRetentionContract(t *testing.T) {
 	})
 }
 
-func openTest(t *testing.T, path string) *Store {
+// openTest opens a store at path with opts and closes it when t ends.
+func openTest(t *testing.T, path string, opts Options) *Store {
 	t.Helper()
-	s, err := Open(t.Context(), path, Options{})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	s, err := Open(t.Context(), path, opts)
+	return servicetest.Store(t, s, err)
 }
 
 func TestOpen(t *testing.T) {
@@ -56,7 +54,7 @@ func TestOpen(t *testing.T) {
 // TestQueryPlan checks that the reads behind GET /rooms/{id}/metrics and history
 // are primary key range searches: they must not slow down as rollups pile up.
 func TestQueryPlan(t *testing.T) {
-	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"))
+	s := openTest(t, filepath.Join(t.TempDir(), "plan.db"), Options{})
 	pk := "SEARCH rollup_1m USING PRIMARY KEY (room_id=? AND type=? AND start_ms>? AND start_ms<?)"
 	noScan := []string{"SCAN rollup", "SCAN l"}
 	sqlitetest.RunPlans(t, s.db.Readers,
@@ -73,7 +71,7 @@ func TestQueryPlan(t *testing.T) {
 // times, concurrently; each is applied exactly once.
 func TestTwoProcessesShareFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "shared.db")
-	a, b := openTest(t, path), openTest(t, path)
+	a, b := openTest(t, path, Options{}), openTest(t, path, Options{})
 	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	const batches = 40
 	var wg sync.WaitGroup

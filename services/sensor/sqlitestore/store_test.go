@@ -15,6 +15,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/retention"
+	"github.com/atrium-iot/atrium/internal/servicetest"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/internal/sqlitex/sqlitetest"
 	"github.com/atrium-iot/atrium/services/sensor"
@@ -41,14 +42,11 @@ func TestRetentionContract(t *testing.T) {
 	})
 }
 
+// openTest opens a store at path with opts and closes it when t ends.
 func openTest(t *testing.T, path string, opts Options) *Store {
 	t.Helper()
 	s, err := Open(t.Context(), path, opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return servicetest.Store(t, s, err)
 }
 
 func reading1(sensorID string, ts time.Time, value float64) reading.Reading {
