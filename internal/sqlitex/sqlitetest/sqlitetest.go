@@ -47,6 +47,14 @@ func Opener[S any](t testing.TB, open func(ctx context.Context, path string) (S,
 	}
 }
 
+// Modes runs f as a subtest named after each synchronous mode a store's
+// contract is checked in, FULL and NORMAL, with the settings of that mode.
+func Modes(t *testing.T, f func(t *testing.T, settings sqlitex.Settings)) {
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		t.Run(mode, func(t *testing.T) { f(t, sqlitex.Settings{Synchronous: mode}) })
+	}
+}
+
 // RunOpen runs the cases every SQLite store's Open must pass, opening with
 // open(ctx, path, synchronous): a new file and the same file again, "normal"
 // and "" synchronous modes succeed; an unknown mode, a missing folder, an

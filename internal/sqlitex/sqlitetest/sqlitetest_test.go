@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"testing/fstest"
 
@@ -55,6 +56,20 @@ func TestOpener(t *testing.T) {
 	}
 	if err := other.st.Readers.QueryRow("SELECT count(*) FROM a").Scan(&n); err != nil || n != 0 {
 		t.Errorf("another name's store has %d rows (%v), want 0", n, err)
+	}
+}
+
+func TestModes(t *testing.T) {
+	var ran []string
+	Modes(t, func(t *testing.T, settings sqlitex.Settings) {
+		s := Open(t, Paths(t)("mode"), func(ctx context.Context, path string) (*store, error) {
+			return openStore(ctx, path, settings.Synchronous)
+		})
+		defer s.Close()
+		ran = append(ran, t.Name()+"="+settings.Synchronous)
+	})
+	if want := []string{"TestModes/FULL=FULL", "TestModes/NORMAL=NORMAL"}; !slices.Equal(ran, want) {
+		t.Errorf("Modes ran %q, want %q", ran, want)
 	}
 }
 

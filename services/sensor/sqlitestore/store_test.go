@@ -23,13 +23,11 @@ import (
 )
 
 func TestContract(t *testing.T) {
-	for _, mode := range []string{"FULL", "NORMAL"} {
-		t.Run(mode, func(t *testing.T) {
-			storetest.Run(t, sqlitetest.Opener(t, func(ctx context.Context, path string) (sensor.Store, error) {
-				return Open(ctx, path, Options{Settings: sqlitex.Settings{Synchronous: mode}})
-			}))
-		})
-	}
+	sqlitetest.Modes(t, func(t *testing.T, settings sqlitex.Settings) {
+		storetest.Run(t, sqlitetest.Opener(t, func(ctx context.Context, path string) (sensor.Store, error) {
+			return Open(ctx, path, Options{Settings: settings})
+		}))
+	})
 }
 
 func TestRetentionContract(t *testing.T) {
