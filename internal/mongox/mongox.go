@@ -263,6 +263,22 @@ func FindAll[D any](ctx context.Context, coll *mongo.Collection, op string, filt
 	return docs, nil
 }
 
+// FindOne decodes into d the first document of coll that filter matches; a
+// nil d only asks whether one matches. found is false, with a nil error, when
+// none matches; op prefixes the other errors (see Wrap).
+func FindOne(ctx context.Context, coll *mongo.Collection, op string, filter, d any, opts ...options.Lister[options.FindOneOptions]) (found bool, err error) {
+	res := coll.FindOne(ctx, filter, opts...)
+	if d == nil {
+		err = res.Err()
+	} else {
+		err = res.Decode(d)
+	}
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return false, nil
+	}
+	return err == nil, Wrap(op, err)
+}
+
 // IsDuplicate reports whether err is a duplicate key error (E11000).
 func IsDuplicate(err error) bool {
 	return err != nil && mongo.IsDuplicateKeyError(err)

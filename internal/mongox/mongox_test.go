@@ -95,6 +95,27 @@ func TestServerHelpers(t *testing.T) {
 			t.Errorf("FindAll with a bad filter = %v, want an error prefixed op", err)
 		}
 	})
+	t.Run("find one", func(t *testing.T) {
+		var d struct {
+			N int `bson:"n"`
+		}
+		found, err := mongox.FindOne(ctx, coll, "op", bson.D{{Key: "k", Value: "b"}}, &d)
+		if err != nil || !found || d.N != 1 {
+			t.Fatalf("FindOne of b = %v, %+v, %v; want found with n 1", found, d, err)
+		}
+		found, err = mongox.FindOne(ctx, coll, "op", bson.D{{Key: "k", Value: "a"}}, nil)
+		if err != nil || !found {
+			t.Errorf("FindOne of a with no document = %v, %v; want found", found, err)
+		}
+		found, err = mongox.FindOne(ctx, coll, "op", bson.D{{Key: "k", Value: "none"}}, &d)
+		if err != nil || found {
+			t.Errorf("FindOne of none = %v, %v; want not found and no error", found, err)
+		}
+		found, err = mongox.FindOne(ctx, coll, "op", bson.D{{Key: "$bad", Value: 1}}, nil)
+		if found || err == nil || !strings.HasPrefix(err.Error(), "op: ") {
+			t.Errorf("FindOne with a bad filter = %v, %v; want an error prefixed op", found, err)
+		}
+	})
 	t.Run("chunked bulk write", func(t *testing.T) {
 		var models []mongo.WriteModel
 		for i := range 3*mongox.BulkChunk + 1 {
