@@ -92,12 +92,12 @@ func (s *Store) raiseAlert(ctx context.Context, a notification.Alert, ev notific
 	key := openKey(notification.KeyOf(a))
 	for attempt := 0; attempt < 3; attempt++ {
 		var cur alertDoc
-		err := s.alerts.FindOne(ctx, bson.D{{Key: "open", Value: key}}).Decode(&cur)
-		if err == nil {
-			return cur.alert(), false, nil
+		found, err := mongox.FindOne(ctx, s.alerts, "mongostore: raise alert", bson.D{{Key: "open", Value: key}}, &cur)
+		if err != nil {
+			return notification.Alert{}, false, err
 		}
-		if !errors.Is(err, mongo.ErrNoDocuments) {
-			return notification.Alert{}, false, wrap("raise alert", err)
+		if found {
+			return cur.alert(), false, nil
 		}
 		seq, err := s.next(ctx, "alerts")
 		if err != nil {
@@ -159,12 +159,12 @@ func (s *Store) move(ctx context.Context, op, id, state string, at time.Time, ev
 		return notification.Alert{}, false, wrap(op, err)
 	}
 	// Not in a state it can move from: say why.
-	err = s.alerts.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return notification.Alert{}, false, fmt.Errorf("mongostore: %s: alert %q: %w", op, id, notification.ErrNotFound)
-	}
+	found, err := mongox.FindOne(ctx, s.alerts, "mongostore: "+op, bson.D{{Key: "_id", Value: id}}, &d)
 	if err != nil {
-		return notification.Alert{}, false, wrap(op, err)
+		return notification.Alert{}, false, err
+	}
+	if !found {
+		return notification.Alert{}, false, fmt.Errorf("mongostore: %s: alert %q: %w", op, id, notification.ErrNotFound)
 	}
 	if d.State == notification.StateResolved && state == notification.StateAcknowledged {
 		return d.alert(), false, fmt.Errorf("mongostore: %s: alert %q is resolved: %w", op, id, notification.ErrConflict)

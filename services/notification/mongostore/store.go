@@ -19,7 +19,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -95,11 +94,11 @@ func (s *Store) byID(ctx context.Context, coll *mongo.Collection, op, id string,
 	if err := s.check(op); err != nil {
 		return err
 	}
-	err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	found, err := mongox.FindOne(ctx, coll, "mongostore: "+op, bson.D{{Key: "_id", Value: id}}, d)
+	if err == nil && !found {
 		return fmt.Errorf("mongostore: %s %q: %w", op, id, notification.ErrNotFound)
 	}
-	return wrap(op, err)
+	return err
 }
 
 // Ping runs the ping command.
@@ -135,12 +134,9 @@ func (s *Store) SeedRules(ctx context.Context, rules []notification.Rule) error 
 	if err := s.check("seed rules"); err != nil {
 		return err
 	}
-	err := s.meta.FindOne(ctx, bson.D{{Key: "_id", Value: "rules_seeded"}}).Err()
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, mongo.ErrNoDocuments) {
-		return wrap("seed rules", err)
+	seeded, err := mongox.FindOne(ctx, s.meta, "mongostore: seed rules", bson.D{{Key: "_id", Value: "rules_seeded"}}, nil)
+	if seeded || err != nil {
+		return err
 	}
 	if len(rules) > 0 {
 		docs := make([]any, len(rules))

@@ -2,7 +2,6 @@ package mongostore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -353,10 +352,8 @@ func (s *Store) setSeries(ctx context.Context, roomID, typ string, points []room
 	if err := s.conn.Check("mongostore: set series " + typ + " of " + roomID); err != nil {
 		return err
 	}
-	if err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: roomID}}).Err(); errors.Is(err, mongo.ErrNoDocuments) {
-		return nil // deleted meanwhile
-	} else if err != nil {
-		return mongox.Wrap("mongostore: set series "+typ+" of "+roomID, err)
+	if found, err := s.hasRoom(ctx, "mongostore: set series "+typ+" of "+roomID, roomID); err != nil || !found {
+		return err // not found: deleted meanwhile
 	}
 	set := func(t tier, start int64, n int64, sum, lo, hi float64) mongo.WriteModel {
 		k := bucketKey{room: roomID, typ: typ, start: start}

@@ -117,12 +117,12 @@ func (s *Store) DeleteRoom(ctx context.Context, id string) error {
 	if err := s.conn.Check("mongostore: delete room " + id); err != nil {
 		return err
 	}
-	err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return fmt.Errorf("mongostore: delete room %s: %w", id, room.ErrNotFound)
-	}
+	found, err := s.hasRoom(ctx, "mongostore: delete room "+id, id)
 	if err != nil {
-		return mongox.Wrap("mongostore: delete room "+id, err)
+		return err
+	}
+	if !found {
+		return fmt.Errorf("mongostore: delete room %s: %w", id, room.ErrNotFound)
 	}
 	err = s.serial.Do(func() error {
 		if _, err := s.sensors.DeleteMany(ctx, bson.D{{Key: "room", Value: id}}); err != nil {
@@ -154,12 +154,12 @@ func (s *Store) AssignSensor(ctx context.Context, roomID, sensorID string, at ti
 	if err := s.conn.Check(op); err != nil {
 		return err
 	}
-	err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: roomID}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return fmt.Errorf("%s: %w", op, room.ErrNotFound)
-	}
+	found, err := s.hasRoom(ctx, op, roomID)
 	if err != nil {
-		return mongox.Wrap(op, err)
+		return err
+	}
+	if !found {
+		return fmt.Errorf("%s: %w", op, room.ErrNotFound)
 	}
 	model := mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: sensorID}}).SetUpdate(bson.D{
 		{Key: "$set", Value: bson.D{{Key: "room", Value: roomID}, {Key: "assigned", Value: true}}},
@@ -167,6 +167,11 @@ func (s *Store) AssignSensor(ctx context.Context, roomID, sensorID string, at ti
 	}).SetUpsert(true)
 	err = s.serial.Do(func() error { return writeAll(ctx, s.sensors, []mongo.WriteModel{model}) })
 	return mongox.Wrap(op, err)
+}
+
+// hasRoom reports whether the room id is stored, for a call named op.
+func (s *Store) hasRoom(ctx context.Context, op, id string) (bool, error) {
+	return mongox.FindOne(ctx, s.rooms, op, bson.D{{Key: "_id", Value: id}}, nil, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}}))
 }
 
 // Room returns one room with its sensors; see room.Store.
@@ -184,12 +189,12 @@ func (s *Store) Room(ctx context.Context, id string) (room.Room, error) {
 // room reads a room and its sensors.
 func (s *Store) room(ctx context.Context, id string) (room.Room, error) {
 	var d roomDoc
-	err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return room.Room{}, room.ErrNotFound
-	}
+	found, err := mongox.FindOne(ctx, s.rooms, "read room", bson.D{{Key: "_id", Value: id}}, &d)
 	if err != nil {
-		return room.Room{}, mongox.Wrap("read room", err)
+		return room.Room{}, err
+	}
+	if !found {
+		return room.Room{}, room.ErrNotFound
 	}
 	r := d.room()
 	docs, err := mongox.FindAll[struct {
@@ -312,12 +317,13 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 		}
 	}
 	var est rollupDoc
-	switch err := s.tiers[0].coll.FindOne(ctx, bson.D{{Key: "r", Value: roomID}, {Key: "y", Value: room.EstimateType}, {Key: "n", Value: bson.D{{Key: "$gt", Value: 0}}}},
-		options.FindOne().SetSort(bson.D{{Key: "r", Value: 1}, {Key: "y", Value: 1}, {Key: "st", Value: -1}})).Decode(&est); {
-	case err == nil:
+	found, err := mongox.FindOne(ctx, s.tiers[0].coll, "mongostore: snapshot "+roomID, bson.D{{Key: "r", Value: roomID}, {Key: "y", Value: room.EstimateType}, {Key: "n", Value: bson.D{{Key: "$gt", Value: 0}}}}, &est,
+		options.FindOne().SetSort(bson.D{{Key: "r", Value: 1}, {Key: "y", Value: 1}, {Key: "st", Value: -1}}))
+	if err != nil {
+		return snap, err
+	}
+	if found {
 		snap.Estimate = &room.Stat{Type: room.EstimateType, Start: est.Start.UTC(), Count: est.N, Sum: est.Sum, Min: est.Min, Max: est.Max}
-	case !errors.Is(err, mongo.ErrNoDocuments):
-		return snap, mongox.Wrap("mongostore: snapshot "+roomID, err)
 	}
 	if len(snap.Latest) == 0 {
 		return snap, nil

@@ -3,7 +3,6 @@ package mongostore
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -156,12 +155,12 @@ func (s *Store) replayed(ctx context.Context, d batchDoc) (*sensor.Outcome, erro
 		return out, nil
 	}
 	var ev outboxDoc
-	err := s.outbox.FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&ev)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return out, nil
-	}
+	found, err := mongox.FindOne(ctx, s.outbox, "read outbox", bson.D{{Key: "_id", Value: d.ID}}, &ev)
 	if err != nil {
-		return nil, mongox.Wrap("read outbox", err)
+		return nil, err
+	}
+	if !found {
+		return out, nil
 	}
 	out.Pending = &sensor.Event{BatchID: d.ID, Body: ev.Body}
 	return out, nil

@@ -2,13 +2,11 @@ package mongostore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/atrium-iot/atrium/internal/apperr"
@@ -146,12 +144,12 @@ func (s *Store) Sensor(ctx context.Context, id string) (sensor.Sensor, error) {
 		return sensor.Sensor{}, err
 	}
 	var d sensorDoc
-	err := s.sensors.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return sensor.Sensor{}, fmt.Errorf("mongostore: %w: sensor %q", sensor.ErrNotFound, id)
-	}
+	found, err := mongox.FindOne(ctx, s.sensors, "mongostore: sensor "+id, bson.D{{Key: "_id", Value: id}}, &d)
 	if err != nil {
-		return sensor.Sensor{}, mongox.Wrap("mongostore: sensor "+id, err)
+		return sensor.Sensor{}, err
+	}
+	if !found {
+		return sensor.Sensor{}, fmt.Errorf("mongostore: %w: sensor %q", sensor.ErrNotFound, id)
 	}
 	return d.sensor(), nil
 }
