@@ -3,9 +3,10 @@ package mongostore
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/atrium-iot/atrium/internal/mongox/mongotest"
 	"github.com/atrium-iot/atrium/internal/reading"
@@ -97,8 +98,7 @@ func TestRollupsConcurrentIngest(t *testing.T) {
 			for i := range sensors {
 				ids = append(ids, fmt.Sprintf("s%d", i))
 			}
-			var wg sync.WaitGroup
-			errs := make(chan error, tc.writers*rounds)
+			var g errgroup.Group
 			var want int64
 			var wantSum float64
 			for w := range tc.writers {
@@ -117,21 +117,19 @@ func TestRollupsConcurrentIngest(t *testing.T) {
 					batches = append(batches, b)
 				}
 				s := stores[w%len(stores)]
-				wg.Go(func() {
+				g.Go(func() error {
 					for _, b := range batches {
 						ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 						_, err := s.Ingest(ctx, b)
 						cancel()
 						if err != nil {
-							errs <- err
-							return
+							return err
 						}
 					}
+					return nil
 				})
 			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
+			if err := g.Wait(); err != nil {
 				t.Fatalf("Ingest: %v", err)
 			}
 			n, sum := rollupTotals(t, stores[0], ids)
