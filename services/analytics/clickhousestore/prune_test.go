@@ -3,9 +3,11 @@ package clickhousestore_test
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/retention"
 	"github.com/atrium-iot/atrium/services/analytics"
@@ -77,7 +79,7 @@ func TestPruneReopen(t *testing.T) {
 			if err := plain.Close(); err != nil {
 				t.Fatal(err)
 			}
-			var logs logBuffer
+			var logs logging.Buffer
 			opts := clickhousestore.Options{
 				Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 				Tiered: retention.Tiered{Policy: retention.Policy{Retention: tc.retention, PruneEvery: -1, Now: func() time.Time { return now }}, RollupRetention: tc.rollups},
@@ -132,8 +134,8 @@ func TestPruneReopen(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if n := logs.count(rebuilt); n > 1 || n == 1 && !tc.rebuildAllowedAtOpen {
-				t.Errorf("aggregates rebuilt %d times at reopening:\n%s", n, logs.b.String())
+			if n := strings.Count(logs.String(), rebuilt); n > 1 || n == 1 && !tc.rebuildAllowedAtOpen {
+				t.Errorf("aggregates rebuilt %d times at reopening:\n%s", n, logs.String())
 			}
 		})
 	}

@@ -1,20 +1,19 @@
 package clickhousestore_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/analytics"
 	"github.com/atrium-iot/atrium/services/analytics/clickhousestore"
@@ -207,27 +206,9 @@ func testDB(t *testing.T, name string) (u, db string, conn driver.Conn) {
 	return u, db, conn
 }
 
-// logBuffer collects a store's logs.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) count(msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), msg)
-}
-
-func openLogged(t *testing.T, u string) (*clickhousestore.Store, *logBuffer) {
+func openLogged(t *testing.T, u string) (*clickhousestore.Store, *logging.Buffer) {
 	t.Helper()
-	var logs logBuffer
+	var logs logging.Buffer
 	s, err := clickhousestore.Open(t.Context(), u, clickhousestore.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +292,7 @@ GROUP BY room_id, type, mm`
 			extraStats := []analytics.TypeStat{{Type: "noise", Count: 1, Mean: 35, Min: 35, Max: 35}}
 			extraLatest := []analytics.RoomValue{{RoomID: "r3", Type: "noise", Value: 35, At: m.Add(90 * time.Second)}}
 			checkFigures(t, s, m, extraStats, extraLatest)
-			if logs.count(rebuilt) == 0 {
+			if strings.Count(logs.String(), rebuilt) == 0 {
 				t.Errorf("first open logged no %q", rebuilt)
 			}
 			if err := s.Close(); err != nil {
@@ -320,8 +301,8 @@ GROUP BY room_id, type, mm`
 
 			s, logs = openLogged(t, u)
 			defer s.Close()
-			if n := logs.count(rebuilt); n != 0 {
-				t.Errorf("second open rebuilt %d partitions, want 0:\n%s", n, logs.b.String())
+			if n := strings.Count(logs.String(), rebuilt); n != 0 {
+				t.Errorf("second open rebuilt %d partitions, want 0:\n%s", n, logs.String())
 			}
 			checkFigures(t, s, m, extraStats, extraLatest)
 		})
@@ -376,8 +357,8 @@ func TestFailedInsert(t *testing.T) {
 					t.Errorf("AddReadings again = %d, %v; want 0", n, err)
 				}
 				checkFigures(t, s, m, extraStats, extraLatest)
-				if !restart && logs.count("aggregates of a failed insert reconciled") != 1 {
-					t.Errorf("no reconcile logged:\n%s", logs.b.String())
+				if !restart && strings.Count(logs.String(), "aggregates of a failed insert reconciled") != 1 {
+					t.Errorf("no reconcile logged:\n%s", logs.String())
 				}
 			})
 		}
