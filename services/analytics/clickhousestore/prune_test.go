@@ -199,7 +199,7 @@ func BenchmarkPrune(b *testing.B) {
 	start := now.Add(-perSensor * time.Minute)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		u := uniqueDB(b, chtest.URL(b), fmt.Sprintf("bench_prune_%d", i))
+		u := chtest.DatabaseURL(b, fmt.Sprintf("bench_prune_%d", i))
 		s, err := clickhousestore.Open(b.Context(), u, clickhousestore.Options{})
 		if err != nil {
 			b.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -21,37 +20,12 @@ import (
 	"github.com/atrium-iot/atrium/services/analytics/storetest"
 )
 
-// uniqueDB returns base's URL with a database name unique to this run and test.
-func uniqueDB(t testing.TB, base, name string) string {
-	t.Helper()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := strings.Trim(u.Path, "/")
-	if db == "" {
-		db = "analytics_test"
-	}
-	clean := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' {
-			return r
-		}
-		if r >= 'A' && r <= 'Z' {
-			return r + 32
-		}
-		return '_'
-	}, name)
-	u.Path = "/" + fmt.Sprintf("%s_%d_%s", db, time.Now().UnixNano()%1e9, clean)
-	return u.String()
-}
-
 func TestContract(t *testing.T) {
-	base := chtest.URL(t)
 	urls := map[string]string{}
 	storetest.Run(t, func(t *testing.T, name string) storetest.Store {
 		u, ok := urls[name]
 		if !ok {
-			u = uniqueDB(t, base, name)
+			u = chtest.DatabaseURL(t, name)
 			urls[name] = u
 		}
 		s, err := clickhousestore.Open(t.Context(), u, clickhousestore.Options{})
@@ -191,7 +165,7 @@ func checkFigures(t *testing.T, s analytics.Store, m time.Time, extraStats []ana
 // the store does not make. The database is dropped at the end.
 func testDB(t *testing.T, name string) (u, db string, conn driver.Conn) {
 	t.Helper()
-	u = uniqueDB(t, chtest.URL(t), name)
+	u = chtest.DatabaseURL(t, name)
 	o, db, err := clickhousestore.ParseURL(u)
 	if err != nil {
 		t.Fatal(err)

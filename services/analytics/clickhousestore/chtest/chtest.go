@@ -5,7 +5,11 @@
 package chtest
 
 import (
+	"fmt"
+	"net/url"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/atrium-iot/atrium/internal/testenv"
 )
@@ -18,4 +22,31 @@ const EnvURL = "ATRIUM_TEST_CLICKHOUSE_URL"
 func URL(tb testing.TB) string {
 	tb.Helper()
 	return testenv.URL(tb, EnvURL)
+}
+
+// DatabaseURL returns the test server's URL (see URL) with a database name of
+// its own, made of the URL's database (analytics_test when it names none), a
+// number unique to this run and name in lower case, with anything but letters,
+// digits and _ made _.
+func DatabaseURL(tb testing.TB, name string) string {
+	tb.Helper()
+	u, err := url.Parse(URL(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	db := strings.Trim(u.Path, "/")
+	if db == "" {
+		db = "analytics_test"
+	}
+	clean := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' {
+			return r
+		}
+		if r >= 'A' && r <= 'Z' {
+			return r + 32
+		}
+		return '_'
+	}, name)
+	u.Path = "/" + fmt.Sprintf("%s_%d_%s", db, time.Now().UnixNano()%1e9, clean)
+	return u.String()
 }
