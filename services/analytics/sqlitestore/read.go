@@ -10,6 +10,7 @@ import (
 
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/paging"
 	"github.com/atrium-iot/atrium/internal/rowscan"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
@@ -216,12 +217,7 @@ func (s *Store) Reports(ctx context.Context, limit int, cursor string) ([]analyt
 	if err != nil {
 		return nil, "", wrapErr("analytics sqlitestore: reports", err)
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		last := out[limit-1]
-		next = analytics.ReportCursor(last.CreatedAt, last.ID)
-	}
+	out, next := paging.Cut(out, limit, func(last analytics.Report) string { return analytics.ReportCursor(last.CreatedAt, last.ID) })
 	return out, next, nil
 }
 

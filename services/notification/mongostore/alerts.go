@@ -237,10 +237,7 @@ func seqPage[D any](ctx context.Context, coll *mongo.Collection, op string, filt
 	if err != nil {
 		return nil, "", err
 	}
-	if len(docs) > limit {
-		docs = docs[:limit]
-		next = notification.SeqCursor(seq(docs[limit-1]))
-	}
+	docs, next = paging.Cut(docs, limit, func(last D) string { return notification.SeqCursor(seq(last)) })
 	return docs, next, nil
 }
 

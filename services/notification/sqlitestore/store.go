@@ -377,11 +377,7 @@ type seqd[T any] struct {
 // page returns the items of a list asked for limit+1 rows: at most limit, and
 // the cursor of the next page ("" when there is none).
 func page[T any](rows []seqd[T], limit int) ([]T, string) {
-	next := ""
-	if len(rows) > limit {
-		rows = rows[:limit]
-		next = notification.SeqCursor(rows[limit-1].seq)
-	}
+	rows, next := paging.Cut(rows, limit, func(last seqd[T]) string { return notification.SeqCursor(last.seq) })
 	out := make([]T, len(rows))
 	for i, r := range rows {
 		out[i] = r.v

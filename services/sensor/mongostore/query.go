@@ -91,12 +91,9 @@ func (s *Store) Readings(ctx context.Context, q sensor.ReadingQuery) ([]reading.
 	for i, d := range docs {
 		rs[i] = d.reading()
 	}
-	var next string
-	if len(rs) > limit {
-		rs = rs[:limit]
-		last := rs[limit-1]
-		next = paging.EncodeCursor(sensor.ReadingCursor{TS: last.UnixMilli(), Type: last.Type, Desc: q.Desc})
-	}
+	rs, next := paging.Cut(rs, limit, func(last reading.Reading) string {
+		return paging.EncodeCursor(sensor.ReadingCursor{TS: last.UnixMilli(), Type: last.Type, Desc: q.Desc})
+	})
 	return rs, next, nil
 }
 
@@ -191,11 +188,7 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 	for _, d := range docs {
 		ss = append(ss, d.sensor())
 	}
-	var next string
-	if len(ss) > limit {
-		ss = ss[:limit]
-		next = paging.EncodeCursor(sensor.SensorCursor{ID: ss[limit-1].ID})
-	}
+	ss, next := paging.Cut(ss, limit, func(last sensor.Sensor) string { return paging.EncodeCursor(sensor.SensorCursor{ID: last.ID}) })
 	return ss, next, nil
 }
 
