@@ -1,6 +1,9 @@
 package room
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Span is the part of a history query one rollup tier answers: the rollups of
 // tier Tier (an index into the periods) starting in [From, To), Unix ms.
@@ -75,3 +78,27 @@ func (m *Merger) Full() bool { return m.full }
 
 // Stats returns the buckets merged so far, in time order.
 func (m *Merger) Stats() []Stat { return m.out }
+
+// History answers q for a store whose rollup tiers have the given periods
+// (finest first): q.Bucket must be a whole number of minutes and q.Limit
+// defaults to 100. scan feeds m the rollups of one span (see HistorySpans), in
+// time order, until m is full; its errors are returned as they are.
+func History(q HistoryQuery, periods []time.Duration, scan func(sp Span, m *Merger) error) ([]Stat, error) {
+	size := q.Bucket.Milliseconds()
+	if size < 60_000 || size%60_000 != 0 {
+		return nil, fmt.Errorf("bucket %s is not a whole number of minutes", q.Bucket)
+	}
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	m := &Merger{Size: q.Bucket, Limit: q.Limit, Type: q.Type}
+	for _, sp := range HistorySpans(periods, q.Bucket, q.From, q.To) {
+		if m.Full() {
+			break
+		}
+		if err := scan(sp, m); err != nil {
+			return nil, err
+		}
+	}
+	return m.Stats(), nil
+}

@@ -1,7 +1,9 @@
 package room
 
 import (
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,5 +64,43 @@ func TestMerger(t *testing.T) {
 	}
 	if got := m.Stats(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Stats = %+v, want %+v", got, want)
+	}
+}
+
+func TestHistoryOverTiers(t *testing.T) {
+	periods := []time.Duration{time.Minute, time.Hour}
+	ms := planBase.UnixMilli()
+	// scan gives every span one rollup a minute from its start, as a store
+	// of full tiers would, and records the spans it was asked for.
+	var spans []Span
+	scan := func(sp Span, m *Merger) error {
+		spans = append(spans, sp)
+		for st := sp.From; st < sp.To; st += 60_000 {
+			if !m.Add(st, Agg{1, 1, 1, 1}) {
+				return nil
+			}
+		}
+		return nil
+	}
+	q := HistoryQuery{Type: "co2", From: planBase, To: planBase.Add(3*time.Hour + 2*time.Minute), Bucket: time.Hour, Limit: 2}
+	got, err := History(q, periods, scan)
+	if err != nil || len(got) != 2 || !got[1].Start.Equal(planBase.Add(time.Hour)) || got[1].Count != 60 {
+		t.Fatalf("History = %+v, %v; want two hours of 60 rollups", got, err)
+	}
+	if want := []Span{{1, ms, ms + 3*3_600_000}}; !reflect.DeepEqual(spans, want) {
+		t.Errorf("scanned %v, want only the hour tier %v: the merger was full", spans, want)
+	}
+
+	q.Limit = 0
+	if got, err := History(q, periods, scan); err != nil || len(got) != 4 {
+		t.Errorf("History with no limit = %d buckets, %v; want 4", len(got), err)
+	}
+	boom := errors.New("boom")
+	if _, err := History(q, periods, func(Span, *Merger) error { return boom }); err != boom {
+		t.Errorf("History with a failing scan = %v, want its error as it is", err)
+	}
+	q.Bucket = 90 * time.Second
+	if _, err := History(q, periods, scan); err == nil || !strings.Contains(err.Error(), "whole number of minutes") {
+		t.Errorf("History by 90s = %v, want a whole number of minutes", err)
 	}
 }

@@ -361,23 +361,13 @@ func (s *Store) History(ctx context.Context, q room.HistoryQuery) ([]room.Stat, 
 	if err := s.conn.Check("mongostore: history"); err != nil {
 		return nil, err
 	}
-	size := q.Bucket.Milliseconds()
-	if size < 60_000 || size%60_000 != 0 {
-		return nil, fmt.Errorf("mongostore: history: bucket %s is not a whole number of minutes", q.Bucket)
+	stats, err := room.History(q, s.periods(), func(sp room.Span, m *room.Merger) error {
+		return s.scan(ctx, s.tiers[sp.Tier], q.RoomID, q.Type, sp.From, sp.To, m)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mongostore: history: %w", err)
 	}
-	if q.Limit <= 0 {
-		q.Limit = 100
-	}
-	m := &room.Merger{Size: q.Bucket, Limit: q.Limit, Type: q.Type}
-	for _, sp := range room.HistorySpans(s.periods(), q.Bucket, q.From, q.To) {
-		if m.Full() {
-			break
-		}
-		if err := s.scan(ctx, s.tiers[sp.Tier], q.RoomID, q.Type, sp.From, sp.To, m); err != nil {
-			return nil, fmt.Errorf("mongostore: history: %w", err)
-		}
-	}
-	return m.Stats(), nil
+	return stats, nil
 }
 
 // scan feeds the buckets of one tier starting in [from, to), in time order, to m

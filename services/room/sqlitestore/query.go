@@ -271,23 +271,13 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 // of the coarsest tier that divides it; the end of the range that does not fill
 // a rollup of that tier is read from the finer tiers.
 func (s *Store) History(ctx context.Context, q room.HistoryQuery) ([]room.Stat, error) {
-	size := q.Bucket.Milliseconds()
-	if size < 60_000 || size%60_000 != 0 {
-		return nil, fmt.Errorf("sqlitestore: history: bucket %s is not a whole number of minutes", q.Bucket)
+	stats, err := room.History(q, periods, func(sp room.Span, m *room.Merger) error {
+		return s.scanRollups(ctx, historyQueries[sp.Tier], q.RoomID, q.Type, sp.From, sp.To, m)
+	})
+	if err != nil {
+		return nil, wrapErr("sqlitestore: history", err)
 	}
-	if q.Limit <= 0 {
-		q.Limit = 100
-	}
-	m := &room.Merger{Size: q.Bucket, Limit: q.Limit, Type: q.Type}
-	for _, sp := range room.HistorySpans(periods, q.Bucket, q.From, q.To) {
-		if m.Full() {
-			break
-		}
-		if err := s.scanRollups(ctx, historyQueries[sp.Tier], q.RoomID, q.Type, sp.From, sp.To, m); err != nil {
-			return nil, err
-		}
-	}
-	return m.Stats(), nil
+	return stats, nil
 }
 
 // historyQueries reads the rollups of one tier in a range, in time order.
@@ -303,18 +293,18 @@ var historyQueries = func() []string {
 func (s *Store) scanRollups(ctx context.Context, query, roomID, typ string, from, to int64, m *room.Merger) error {
 	rows, err := s.read(query).QueryContext(ctx, roomID, typ, from, to)
 	if err != nil {
-		return wrapErr("sqlitestore: history", err)
+		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var start int64
 		var a room.Agg
 		if err := rows.Scan(&start, &a.N, &a.Sum, &a.Min, &a.Max); err != nil {
-			return wrapErr("sqlitestore: history", err)
+			return err
 		}
 		if !m.Add(start, a) {
 			return nil
 		}
 	}
-	return wrapErr("sqlitestore: history", rows.Err())
+	return rows.Err()
 }
