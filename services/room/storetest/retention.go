@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -76,8 +75,7 @@ func RunRetention(t *testing.T, open RetentionOpener) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.r.Now = func() time.Time { return now }
 			s := open(t, "Retention"+string(rune('A'+i)), tc.r)
-			var once sync.Once
-			t.Cleanup(func() { once.Do(func() { _ = s.Close() }) })
+			t.Cleanup(func() { _ = s.Close() })
 			h := harnessFor(t, s)
 			ctx := t.Context()
 			if _, err := s.Apply(ctx, room.Batch{ID: "b1", Readings: in, At: now}); err != nil {

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -77,13 +76,10 @@ func RunRetention(t *testing.T, open RetentionOpener) {
 			tc.r.Now = func() time.Time { return now }
 			rs := open(t, "retention"+string(rune('a'+i)), tc.r)
 			s := rs.Store
-			var once sync.Once
 			t.Cleanup(func() {
-				once.Do(func() {
-					if err := s.Close(); err != nil {
-						t.Errorf("close store: %v", err)
-					}
-				})
+				if err := s.Close(); err != nil {
+					t.Errorf("close store: %v", err)
+				}
 			})
 			ctx := t.Context()
 			h := harnessFor(t, s)
