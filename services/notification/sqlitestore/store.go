@@ -343,28 +343,10 @@ func (s *Store) Alerts(ctx context.Context, q notification.AlertQuery) ([]notifi
 			where, args = append(where, f.col+" = ?"), append(args, f.v)
 		}
 	}
-	if q.Cursor != "" {
-		seq, err := notification.ParseSeqCursor(q.Cursor)
-		if err != nil {
-			return nil, "", fmt.Errorf("sqlitestore: alerts: %w", err)
-		}
-		where, args = append(where, "seq < ?"), append(args, seq)
-	}
-	limit := paging.Size(q.Limit)
-	query := "SELECT " + alertCols + " FROM alerts"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY seq DESC LIMIT " + strconv.Itoa(limit+1)
-	out, err := rowscan.Query(ctx, s.db.Readers, func(r rowscan.Row) (seqd[notification.Alert], error) {
+	return seqPage(ctx, s, "alerts", "SELECT "+alertCols+" FROM alerts", where, args, q.Cursor, q.Limit, func(r rowscan.Row) (seqd[notification.Alert], error) {
 		a, seq, err := scanAlert(r)
 		return seqd[notification.Alert]{a, seq}, err
-	}, query, args...)
-	if err != nil {
-		return nil, "", wrapErr("sqlitestore: alerts", err)
-	}
-	alerts, next := page(out, limit)
-	return alerts, next, nil
+	})
 }
 
 // seqd is an item of a list and its sequence number, which a page's cursor
@@ -374,15 +356,35 @@ type seqd[T any] struct {
 	seq int64
 }
 
-// page returns the items of a list asked for limit+1 rows: at most limit, and
-// the cursor of the next page ("" when there is none).
-func page[T any](rows []seqd[T], limit int) ([]T, string) {
-	rows, next := paging.Cut(rows, limit, func(last seqd[T]) string { return notification.SeqCursor(last.seq) })
-	out := make([]T, len(rows))
-	for i, r := range rows {
-		out[i] = r.v
+// seqPage reads a page of a list newest first by seq: the rows of query (a
+// SELECT with no WHERE) that meet every condition of where (whose arguments
+// are args), read with scan, starting after the page of cursor (a
+// notification.SeqCursor, "" for the first page), at most limit (paging.Size)
+// of them; next is the cursor of the page after it, "" at the end. op names
+// the call in errors.
+func seqPage[T any](ctx context.Context, s *Store, op, query string, where []string, args []any, cursor string, limit int, scan func(rowscan.Row) (seqd[T], error)) (items []T, next string, err error) {
+	if cursor != "" {
+		seq, err := notification.ParseSeqCursor(cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlitestore: %s: %w", op, err)
+		}
+		where, args = append(where, "seq < ?"), append(args, seq)
 	}
-	return out, next
+	limit = paging.Size(limit)
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY seq DESC LIMIT " + strconv.Itoa(limit+1)
+	rows, err := rowscan.Query(ctx, s.db.Readers, scan, query, args...)
+	if err != nil {
+		return nil, "", wrapErr("sqlitestore: "+op, err)
+	}
+	rows, next = paging.Cut(rows, limit, func(last seqd[T]) string { return notification.SeqCursor(last.seq) })
+	items = make([]T, len(rows))
+	for i, r := range rows {
+		items[i] = r.v
+	}
+	return items, next, nil
 }
 
 // OpenAlerts lists every unresolved alert.
@@ -415,20 +417,8 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 	if !q.Since.IsZero() {
 		where, args = append(where, "time_ms >= ?"), append(args, q.Since.UnixMilli())
 	}
-	if q.Cursor != "" {
-		seq, err := notification.ParseSeqCursor(q.Cursor)
-		if err != nil {
-			return nil, "", fmt.Errorf("sqlitestore: events: %w", err)
-		}
-		where, args = append(where, "seq < ?"), append(args, seq)
-	}
-	limit := paging.Size(q.Limit)
 	query := "SELECT seq, id, type, severity, room_id, sensor_id, alert_id, rule_id, message, data, time_ms, recorded_ms FROM events"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY seq DESC LIMIT " + strconv.Itoa(limit+1)
-	out, err := rowscan.Query(ctx, s.db.Readers, func(r rowscan.Row) (seqd[notification.Event], error) {
+	return seqPage(ctx, s, "events", query, where, args, q.Cursor, q.Limit, func(r rowscan.Row) (seqd[notification.Event], error) {
 		var ev notification.Event
 		var seq, tms, rms int64
 		var data sql.NullString
@@ -438,12 +428,7 @@ func (s *Store) Events(ctx context.Context, q notification.EventQuery) ([]notifi
 		}
 		ev.Time, ev.RecordedAt = time.UnixMilli(tms).UTC(), time.UnixMilli(rms).UTC()
 		return seqd[notification.Event]{ev, seq}, err
-	}, query, args...)
-	if err != nil {
-		return nil, "", wrapErr("sqlitestore: events", err)
-	}
-	events, next := page(out, limit)
-	return events, next, nil
+	})
 }
 
 // ---- sensors ----
