@@ -121,18 +121,27 @@ func (p *pipeline) run() {
 // do devices that publish now and then (they are nobody's siblings).
 const (
 	gatherJobs = 64
-	// gatherBusy is how many siblings make heavy load (see filling).
+	// gatherBusy is how many connections in the last three commits make heavy
+	// load (see heavy).
 	gatherBusy = 16
-	// gatherMin and gatherMax bound the wait (see gatherLimit).
+	// gatherMin and gatherMax bound the wait for siblings (see gatherLimit).
 	gatherMin = 50 * time.Microsecond
 	gatherMax = time.Millisecond
+	// fillJobs and fillWait are a commit's size and longest wait under heavy
+	// load (see filling).
+	fillJobs = 256
+	fillWait = 1500 * time.Microsecond
 )
 
-// gatherLimit is the longest the pipeline waits for siblings before a commit: half
-// the recent commit time, within [gatherMin, gatherMax]. Waiting w for a sibling
-// saves it a whole commit (it would otherwise wait for this one and then its own)
-// and costs the messages already queued w, so w stays below the commit time.
+// gatherLimit is the longest the pipeline waits before a commit. For siblings:
+// half the recent commit time, within [gatherMin, gatherMax]; waiting w for a
+// sibling saves it a whole commit (it would otherwise wait for this one and then
+// its own) and costs the messages already queued w, so w stays below the commit
+// time. Under heavy load, fillWait (see filling).
 func (p *pipeline) gatherLimit() time.Duration {
+	if p.heavy() {
+		return fillWait
+	}
 	return min(max(p.commitTime/2, gatherMin), gatherMax)
 }
 
@@ -167,34 +176,56 @@ func (p *pipeline) gather() {
 // gatherJobs or more, with nothing queued, gatherJobs queued, the pipeline
 // closing, or every sibling queued.
 func (p *pipeline) waiting() int {
-	if p.lastJobs >= gatherJobs || len(p.siblings) == 0 {
+	enough := p.enough()
+	if p.lastJobs >= enough || len(p.siblings) == 0 {
 		return 0
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if n := len(p.q); n == 0 || n >= gatherJobs || p.shut {
+	if n := len(p.q); n == 0 || n >= enough || p.shut {
 		return 0
 	}
 	return p.missing()
 }
 
+// heavy reports heavy load: at least gatherBusy connections published in the
+// last three commits (conns is written by run alone, under mu for missing, so
+// run reads it without the lock).
+func (p *pipeline) heavy() bool {
+	return len(p.conns) >= gatherBusy
+}
+
+// enough is the commit that needs no wait: gatherJobs, or fillJobs under heavy
+// load (see filling).
+func (p *pipeline) enough() int {
+	if p.heavy() {
+		return fillJobs
+	}
+	return gatherJobs
+}
+
 // filling reports whether the pipeline should wait for more messages although
-// every sibling has one queued: under heavy load (at least gatherBusy siblings,
-// that is connections publishing back to back) after a commit of fewer than
-// gatherJobs, while fewer than gatherJobs are queued. Each commit costs the CPU
-// about the same (the bbolt commit, two fdatasyncs, waking the senders) however
-// many messages it carries; when the cores are busy, a commit that waits a little
-// for more costs nobody a whole commit and saves the others' CPU. Like the wait
-// for siblings it is bounded by gatherLimit, and a few publishers, let alone a
-// lone one, never cause it.
+// every sibling has one queued: under heavy load (see heavy), with some
+// connections publishing back to back, after a commit of fewer than fillJobs,
+// while fewer than fillJobs are queued, for at most fillWait. Each commit costs
+// the CPU about the same (the bbolt commit, two fdatasyncs, waking the senders:
+// ~0.4 ms of CPU on the machine of docs/benchmarks.md) however many messages it
+// carries. Committing whatever queued during the last commit, 32 connections × 8
+// in flight made commits of ~30 messages, and that fixed cost took a fifth of the
+// CPU; under heavy load the pipeline therefore waits for siblings and for more
+// messages up to fillWait and fillJobs (instead of half a commit time and
+// gatherJobs), commits carry ~90–100 and the CPU goes to the messages (issue 17
+// in docs/benchmarks.md). The wait costs a heavy-load message up to fillWait,
+// while its round trip, bounded by the cores, shrinks. A few publishers, let
+// alone a lone one, never cause it, nor do devices that publish now and then.
 func (p *pipeline) filling() bool {
-	if p.lastJobs >= gatherJobs || len(p.siblings) < gatherBusy {
+	if p.lastJobs >= fillJobs || !p.heavy() || len(p.siblings) == 0 {
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.q)
-	return n > 0 && n < gatherJobs && !p.shut
+	return n > 0 && n < fillJobs && !p.shut
 }
 
 // missing counts the siblings with nothing queued. Caller holds mu.

@@ -12,7 +12,8 @@ import (
 // the commits a run would make and checks whom the pipeline would wait for before
 // the next commit: never for a lone publisher or devices that publish now and
 // then, only for connections that publish back to back and have not published
-// again yet, and never after a large commit. (How long it waits, and what that
+// again yet, and never after a large commit (gatherJobs, or fillJobs under heavy
+// load). (How long it waits, and what that
 // gives, is BenchmarkLatency's business.)
 func TestGroupCommitWaitsOnlyForSiblings(t *testing.T) {
 	conns := make([]*mqtt.Client, 70)
@@ -33,6 +34,13 @@ func TestGroupCommitWaitsOnlyForSiblings(t *testing.T) {
 		}
 		return out
 	}
+	cycle := func(conns, n int) []int { // n messages of the first conns connections
+		var out []int
+		for i := range n {
+			out = append(out, i%conns)
+		}
+		return out
+	}
 	tests := []struct {
 		name    string
 		commits [][]int // connections of each commit, in order
@@ -49,7 +57,8 @@ func TestGroupCommitWaitsOnlyForSiblings(t *testing.T) {
 		{"eight publishers, nothing queued", [][]int{seq(0, 8), seq(0, 8)}, nil, false, 0},
 		{"devices publishing now and then", [][]int{{0}, {1}, {2}, {3}}, []int{4}, false, 0},
 		{"a device back after three commits", [][]int{{0}, {1}, {2}, {3}, {0}}, []int{1}, false, 0},
-		{"after a large commit", [][]int{seq(0, 64), seq(0, 64)}, []int{0}, false, 0},
+		{"after a large commit of a few publishers", [][]int{cycle(8, 64), cycle(8, 64)}, []int{0}, false, 0},
+		{"heavy load: sixty-four publishers, one back", [][]int{seq(0, 64), seq(0, 64)}, []int{0}, false, 63},
 		{"closing", [][]int{seq(0, 8), seq(0, 8)}, []int{3}, true, 0},
 	}
 	for _, tc := range tests {
@@ -70,7 +79,7 @@ func TestGroupCommitWaitsOnlyForSiblings(t *testing.T) {
 }
 
 // TestGatherLimit: the wait for siblings is half the recent commit time, within
-// [gatherMin, gatherMax].
+// [gatherMin, gatherMax]; under heavy load, fillWait.
 func TestGatherLimit(t *testing.T) {
 	for _, tc := range []struct{ commit, want time.Duration }{
 		{0, gatherMin},
@@ -83,12 +92,43 @@ func TestGatherLimit(t *testing.T) {
 			t.Errorf("commit time %v: limit %v, want %v", tc.commit, got, tc.want)
 		}
 	}
+	heavy := &pipeline{commitTime: 600 * time.Microsecond, conns: map[*mqtt.Client]*connCommits{}}
+	for i := range gatherBusy {
+		heavy.conns[&mqtt.Client{ID: fmt.Sprint(i)}] = &connCommits{}
+	}
+	if got := heavy.gatherLimit(); got != fillWait {
+		t.Errorf("heavy load: limit %v, want %v", got, fillWait)
+	}
+}
+
+// TestNoWaitAfterAFullCommit: under heavy load, a commit of fillJobs or more
+// is followed by one that waits for nothing.
+func TestNoWaitAfterAFullCommit(t *testing.T) {
+	conns := make([]*mqtt.Client, 40)
+	for i := range conns {
+		conns[i] = &mqtt.Client{ID: fmt.Sprintf("c%d", i)}
+	}
+	var full, queued []*job
+	for i := range fillJobs {
+		full = append(full, &job{cl: conns[i%len(conns)]})
+	}
+	for i := range len(conns) - 1 {
+		queued = append(queued, &job{cl: conns[i]})
+	}
+	p := &pipeline{conns: map[*mqtt.Client]*connCommits{}}
+	p.committed(full, time.Millisecond)
+	p.committed(full, time.Millisecond)
+	p.q = queued
+	if p.filling() || p.waiting() > 0 {
+		t.Errorf("after a commit of %d: fills %v, waits for %d siblings", fillJobs, p.filling(), p.waiting())
+	}
 }
 
 // TestGroupCommitFillsOnlyUnderHeavyLoad: with every sibling queued, the pipeline
 // still waits for a fuller commit only when at least gatherBusy connections publish
 // back to back and the last commit was small; never for a lone publisher, a few
-// publishers, after a large commit, with a full queue, or while closing.
+// publishers, with a full queue, or while closing. Under heavy load it waits for a
+// missing sibling until fillJobs are queued.
 func TestGroupCommitFillsOnlyUnderHeavyLoad(t *testing.T) {
 	conns := make([]*mqtt.Client, 2*gatherJobs)
 	for i := range conns {
@@ -114,8 +154,9 @@ func TestGroupCommitFillsOnlyUnderHeavyLoad(t *testing.T) {
 		{"busy: sixteen publishers, all back", gatherBusy, gatherBusy, false, true, false},
 		{"busy: forty publishers, all back", 40, 40, false, true, false},
 		{"busy, nothing queued", 40, 0, false, false, false},
-		{"busy, a commit's worth queued", 40, gatherJobs, false, false, false},
-		{"after a large commit", gatherJobs, gatherJobs - 1, false, false, false},
+		{"busy, a small commit's worth queued", 40, gatherJobs, false, true, false},
+		{"busy, a commit's worth queued", 40, fillJobs, false, false, false},
+		{"busy: sixty-four publishers, one not back", gatherJobs, gatherJobs - 1, false, true, true},
 		{"closing", 40, 40, true, false, false},
 	}
 	for _, tc := range tests {
