@@ -110,13 +110,14 @@ func (p *pipeline) run() {
 // message is committed the moment it arrives, and under load each commit carries
 // what arrived during the one before. It waits a little only when that pays
 // (PostgreSQL's commit_delay with commit_siblings): the last commit was small
-// (fewer than gatherJobs messages), and some of its connections that publish back
-// to back (siblings: they were also in one of the two commits before it) have not
-// published again yet, while messages of others are queued. A sibling has just had
+// (fewer than enough: gatherJobs messages, or fillJobs under heavy load), and some
+// of its connections that publish back to back (siblings: they were also in one of
+// the two commits before it) have not published again yet, while messages of
+// others are queued. A sibling has just had
 // its PUBACKs and usually publishes again within a round trip; without the wait, a
 // few publishers with one message in flight each split into halves that take turns,
 // each waiting for the other's commit. The wait ends as soon as every sibling has a
-// message queued, gatherJobs are queued, or gatherLimit has passed. A lone publisher
+// message queued, enough are queued, or gatherLimit has passed. A lone publisher
 // never waits (it is the only sibling, and its own message is the one queued), nor
 // do devices that publish now and then (they are nobody's siblings).
 const (
@@ -173,8 +174,8 @@ func (p *pipeline) gather() {
 }
 
 // waiting is how many siblings gather waits for now: 0 after a commit of
-// gatherJobs or more, with nothing queued, gatherJobs queued, the pipeline
-// closing, or every sibling queued.
+// enough or more, with nothing queued, enough queued, the pipeline closing, or
+// every sibling queued.
 func (p *pipeline) waiting() int {
 	enough := p.enough()
 	if p.lastJobs >= enough || len(p.siblings) == 0 {
