@@ -29,6 +29,10 @@ import (
 	"github.com/atrium-iot/atrium/internal/servicetest"
 )
 
+// roomReady bounds the wait for a room service to answer /readyz: over RabbitMQ
+// it must connect its consumer first, which takes longer on a loaded machine.
+const roomReady = 60 * time.Second
+
 // roomStartParts runs `atrium` in this process with the given -target, every part
 // on a loopback port.
 func roomStartParts(t testing.TB, target, dataDir string, extra ...string) *cloud.App {
@@ -85,7 +89,7 @@ func roomBatch(id, roomID string, n int, at time.Time) []byte {
 func TestRoomInProcess(t *testing.T) {
 	app := roomStartParts(t, "sensor,room", t.TempDir())
 	sensorURL, roomURL := "http://"+app.Addr("sensor"), "http://"+app.Addr("room")
-	servicetest.WaitReady(t, roomURL)
+	servicetest.WaitReadyWithin(t, roomReady, roomURL)
 	now := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
 	body := fmt.Sprintf(`{"batch_id":"inproc-1","readings":[
 		{"sensor_id":"t1","room_id":"lobby","type":"temperature","value":21,"timestamp":%q},
@@ -191,7 +195,7 @@ func roomStartProc(t testing.TB, bin, part string, args ...string) *roomProc {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("%s did not listen in 60 s: %s", part, p.tail(4000))
 	}
-	servicetest.WaitReady(t, p.url)
+	servicetest.WaitReadyWithin(t, roomReady, p.url)
 	return p
 }
 
@@ -322,7 +326,7 @@ func BenchmarkRoomRabbitMQ(b *testing.B) {
 	amqp := roomVhost(b, base)
 	app := roomStartParts(b, "room", b.TempDir(), "-bus="+amqp)
 	roomURL := "http://" + app.Addr("room")
-	servicetest.WaitReady(b, roomURL)
+	servicetest.WaitReadyWithin(b, roomReady, roomURL)
 	pub, err := amqpbus.New(context.Background(), amqp, amqpbus.Options{Logger: logging.Discard()})
 	if err != nil {
 		b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/atrium-iot/atrium/internal/bus/membus"
 	"github.com/atrium-iot/atrium/internal/logging"
@@ -105,8 +106,18 @@ func Run(t testing.TB, run func(ctx context.Context) error) {
 // service not listening yet is not ready.
 func WaitReady(t testing.TB, url string) {
 	t.Helper()
-	testwait.For(t, url+" ready", func() bool {
-		resp, err := http.Get(url + "/readyz")
+	WaitReadyWithin(t, testwait.Deadline, url)
+}
+
+// readyClient polls /readyz: a service that hangs fails one poll, not the wait.
+var readyClient = &http.Client{Timeout: 2 * time.Second}
+
+// WaitReadyWithin is WaitReady with a deadline of its own, for a service that
+// takes longer to get ready (one that must reach an engine first).
+func WaitReadyWithin(t testing.TB, within time.Duration, url string) {
+	t.Helper()
+	testwait.Within(t, within, url+" ready", func() bool {
+		resp, err := readyClient.Get(url + "/readyz")
 		if err != nil {
 			return false
 		}
