@@ -24,6 +24,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/mqtttest"
 	"github.com/atrium-iot/atrium/internal/reading"
+	"github.com/atrium-iot/atrium/internal/testwait"
 )
 
 // startBroker runs the agent's MQTT broker on a free loopback port, open to
@@ -380,13 +381,10 @@ func TestReconnectStorm(t *testing.T) {
 		t.Errorf("received %d, want %d…%d", len(got), sum.Messages.Published, sum.Messages.Published+sum.Messages.Resent)
 	}
 	// The broker sends each cut connection's last will: offline statuses beyond the clean ones.
-	deadline := time.Now().Add(10 * time.Second)
-	for sub.status("offline") <= sum.Status.Offline && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := sub.status("offline"); n <= sum.Status.Offline {
-		t.Errorf("%d offline statuses, want the %d clean ones plus last wills", n, sum.Status.Offline)
-	}
+	testwait.WithinState(t, 10*time.Second, "last wills beyond the clean offline statuses", func() (bool, string) {
+		n := sub.status("offline")
+		return n > sum.Status.Offline, strconv.Itoa(n) + " offline statuses, " + strconv.Itoa(sum.Status.Offline) + " of them clean"
+	})
 }
 
 // gate is a TCP proxy to the broker that refuses connections until opened.
@@ -450,13 +448,7 @@ func TestOverflowWhileDisconnected(t *testing.T) {
 		sum, err := s.Run(context.Background())
 		done <- result{sum, err}
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for s.Stats().Rounds < 20 {
-		if time.Now().After(deadline) {
-			t.Fatal("the 20 rounds were not produced")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Within(t, 20*time.Second, "the 20 rounds", func() bool { return s.Stats().Rounds >= 20 })
 	g.open.Store(true)
 	r := <-done
 	if r.err != nil {
@@ -622,10 +614,7 @@ func TestStopsOnCancel(t *testing.T) {
 		sum, err = s.Run(ctx)
 		done <- err
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for s.Stats().Messages.Published < 4 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Within(t, 20*time.Second, "4 messages published", func() bool { return s.Stats().Messages.Published >= 4 })
 	cancel()
 	select {
 	case err := <-done:

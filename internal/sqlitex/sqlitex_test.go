@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/apperr"
+	"github.com/atrium-iot/atrium/internal/testwait"
 )
 
 func openWriter(t *testing.T, path string, o Options) *sql.DB {
@@ -291,9 +292,7 @@ func TestStoreClose(t *testing.T) {
 	stopped := 0
 	closed := make(chan error, 1)
 	go func() { closed <- st.Close("op", func() error { stopped++; return nil }) }()
-	for !st.Closed() {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "Close to begin", st.Closed)
 	select {
 	case err := <-closed:
 		t.Fatalf("Close returned %v with a call in flight", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/logging"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/servicetest"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
@@ -65,21 +66,16 @@ func (w *statusWatch) drain(t *testing.T, b bus.Bus) []events.SensorStatus {
 	if err := b.Publish(t.Context(), bus.SensorStatusChanged, body); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testwait.Within(t, 5*time.Second, "the marker event", func() bool {
 		w.mu.Lock()
-		if w.markers >= want {
-			evs := w.evs
-			w.evs = nil
-			w.mu.Unlock()
-			return evs
-		}
-		w.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatal("the marker event never arrived")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer w.mu.Unlock()
+		return w.markers >= want
+	})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	evs := w.evs
+	w.evs = nil
+	return evs
 }
 
 // brief is events as "sensor status/previous +since".

@@ -2,6 +2,7 @@ package sqlitestore
 
 import (
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -96,13 +97,9 @@ func hand(s *Store, req *writeReq) {
 // preparing one.
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.coming.Load() != 0 || len(s.reqs) != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests queued, want %d", len(s.reqs), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.WithinState(t, 10*time.Second, fmt.Sprintf("%d requests queued", n), func() (bool, string) {
+		return s.coming.Load() == 0 && len(s.reqs) == n, fmt.Sprintf("%d queued, %d coming", len(s.reqs), s.coming.Load())
+	})
 }
 
 // ingestInOneGroup ingests batches concurrently but in order, in one group
