@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/atrium-iot/atrium/internal/httpx"
+	"github.com/atrium-iot/atrium/internal/paging"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
 
@@ -54,11 +55,8 @@ func (s *Service) handleRooms() http.HandlerFunc {
 			httpx.Error(w, r, s.log, fmt.Errorf("list rooms: %w", err))
 			return
 		}
-		page, next := make([]Summary, 0, min(len(rooms), limit)), ""
-		if len(rooms) > limit {
-			rooms = rooms[:limit]
-			next = encodeCursor(rooms[limit-1].ID)
-		}
+		rooms, next := paging.Cut(rooms, limit, func(last Room) string { return encodeCursor(last.ID) })
+		page := make([]Summary, 0, len(rooms))
 		for _, rm := range rooms {
 			m, err := s.metrics(r.Context(), rm.ID)
 			if errors.Is(err, ErrNotFound) {
@@ -268,11 +266,10 @@ func (s *Service) handleHistory() http.HandlerFunc {
 			httpx.Error(w, r, s.log, fmt.Errorf("history of %s: %w", id, err))
 			return
 		}
-		page := historyPage{RoomID: id, Type: typ, Bucket: name, From: from, To: to.UTC(), Buckets: make([]BucketStats, 0, min(len(stats), limit))}
-		if len(stats) > limit {
-			stats = stats[:limit]
-			page.NextCursor = encodeCursor(strconv.FormatInt(stats[limit-1].Start.Add(bucket).UnixMilli(), 10))
-		}
+		stats, next := paging.Cut(stats, limit, func(last Stat) string {
+			return encodeCursor(strconv.FormatInt(last.Start.Add(bucket).UnixMilli(), 10))
+		})
+		page := historyPage{RoomID: id, Type: typ, Bucket: name, From: from, To: to.UTC(), NextCursor: next, Buckets: make([]BucketStats, 0, len(stats))}
 		for _, st := range stats {
 			page.Buckets = append(page.Buckets, BucketStats{
 				Start: st.Start.UTC(), End: st.Start.Add(bucket).UTC(),
