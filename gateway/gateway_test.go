@@ -27,6 +27,7 @@ import (
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/internal/httpx"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testenv"
 	"github.com/atrium-iot/atrium/internal/testwait"
 )
 
@@ -604,13 +605,7 @@ func TestLocalUpstreams(t *testing.T) {
 // closedURL is a loopback URL nothing listens on.
 func closedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := "http://" + ln.Addr().String()
-	ln.Close()
-	return u
+	return "http://" + testenv.FreeAddr(t)
 }
 
 func TestUpstreamFailures(t *testing.T) {

@@ -3,7 +3,6 @@ package dashboard_test
 import (
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,17 +15,13 @@ import (
 	"github.com/atrium-iot/atrium/gateway"
 	"github.com/atrium-iot/atrium/gateway/dashboard"
 	"github.com/atrium-iot/atrium/internal/logging"
+	"github.com/atrium-iot/atrium/internal/testenv"
 )
 
 // closedURL is a loopback URL nothing listens on.
 func closedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return "http://" + ln.Addr().String()
+	return "http://" + testenv.FreeAddr(t)
 }
 
 // startGateway runs a real gateway whose upstreams are closed ports: the dashboard
