@@ -4,16 +4,29 @@
 // about what one large write does.
 //
 // A Writer runs one goroutine. Do hands a call to it and waits for the commit
-// of the group the call went into; the writer gathers every call waiting when
-// it is free (and, with Options.MaxWait, those arriving shortly after), leaves
-// out the calls whose context ended meanwhile, and commits the rest with the
-// function given to New.
+// of the group the call went into. The writer opens a group with the first
+// call it takes and adds to it every call already waiting, in order, until
+// the queue is empty or the group is full; then it commits the group. While
+// the writer commits, the next calls queue up: they form the next group, so a
+// lone caller never waits for company, and a crowd shares one commit.
+//
+// A group may also wait, up to Options.MaxWait, for calls that are on their
+// way: a caller announces its call with Coming before it prepares it (encodes
+// it, say) and hands it over with DoComing. The wait happens only while such
+// calls are announced and not yet taken, the extra wait of PostgreSQL's
+// commit_delay that acts only with commit_siblings.
+//
+// New commits a group with one function over all its calls. NewGroups gives
+// each group to a Group, which sees the calls as they join: it can apply
+// each in an open transaction at once, and can refuse one to make it begin
+// the next group.
 package groupcommit
 
 import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/apperr"
@@ -28,28 +41,52 @@ type Options struct {
 	// MaxSize closes a group once the sizes of its calls reach it (the call
 	// that reaches it is the group's last); 0 means no limit.
 	MaxSize int
-	// MaxWait is how long an open group waits for more calls after its first
-	// before it is committed, unless MaxSize is reached; 0 takes only the calls
-	// already waiting.
+	// MaxCalls closes a group once it holds this many calls; 0 means no limit.
+	MaxCalls int
+	// MaxWait is how long an open group, counted from its first call, waits
+	// for calls announced by Coming and not yet taken; 0 never waits.
 	MaxWait time.Duration
 	// Queue is how many calls may wait for the writer; 0 means 256.
 	Queue int
+	// After, when set, runs on the writer's goroutine after each group.
+	After func()
+	// Idle, when set, runs on the writer's goroutine when no call has waited
+	// for IdleAfter since the last group (at once when IdleAfter is 0), once
+	// per idle spell.
+	Idle      func()
+	IdleAfter time.Duration
+}
+
+// Group is one group of calls being committed, made by the begin function
+// given to NewGroups when the writer takes a group's first call.
+type Group[In, Out any] interface {
+	// Add takes in into the group, in the order the calls arrive, and reports
+	// whether it did. A call refused begins the next group; the first call of
+	// a group must be taken.
+	Add(in In) bool
+	// Wait reports whether the open group may wait for calls on their way
+	// (Options.MaxWait).
+	Wait() bool
+	// Commit ends the group and returns one answer per call taken, in order,
+	// or an error that answers them all. An answer may carry a failure of its
+	// own call (a field of Out).
+	Commit() ([]Out, error)
 }
 
 // Commit commits a group of calls, in the order they were handed over, and
-// returns one answer per call, or an error that answers them all. An answer
-// may carry a failure of its own call (a field of Out).
+// returns one answer per call, or an error that answers them all.
 type Commit[In, Out any] func(group []In) ([]Out, error)
 
 // Writer is a single writer committing calls In with answers Out.
 type Writer[In, Out any] struct {
-	commit Commit[In, Out]
-	size   func(In) int
-	opts   Options
+	begin func() Group[In, Out]
+	size  func(In) int
+	opts  Options
 
-	reqs chan *call[In, Out]
-	quit chan struct{}
-	done chan struct{}
+	reqs   chan *call[In, Out]
+	quit   chan struct{}
+	done   chan struct{}
+	coming atomic.Int64 // calls announced by Coming and not yet taken by the writer
 
 	life     sync.RWMutex
 	closed   bool
@@ -58,9 +95,10 @@ type Writer[In, Out any] struct {
 }
 
 type call[In, Out any] struct {
-	ctx   context.Context
-	in    In
-	reply chan answer[Out] // buffered, capacity 1
+	ctx    context.Context
+	in     In
+	coming bool             // announced by Coming: the writer counts it out when it takes it
+	reply  chan answer[Out] // buffered, capacity 1
 }
 
 type answer[Out any] struct {
@@ -68,46 +106,88 @@ type answer[Out any] struct {
 	err error
 }
 
-// New starts a writer. size weighs a call against Options.MaxSize; nil
-// counts each call as 1.
+// New starts a writer that commits each group with commit. size weighs a call
+// against Options.MaxSize; nil counts each call as 1.
 func New[In, Out any](commit Commit[In, Out], size func(In) int, opts Options) *Writer[In, Out] {
+	return NewGroups(func() Group[In, Out] { return &batch[In, Out]{commit: commit} }, size, opts)
+}
+
+// NewGroups starts a writer that gives each group to a Group made by begin.
+func NewGroups[In, Out any](begin func() Group[In, Out], size func(In) int, opts Options) *Writer[In, Out] {
 	if size == nil {
 		size = func(In) int { return 1 }
 	}
 	if opts.Queue <= 0 {
 		opts.Queue = 256
 	}
-	w := &Writer[In, Out]{commit: commit, size: size, opts: opts,
+	w := &Writer[In, Out]{begin: begin, size: size, opts: opts,
 		reqs: make(chan *call[In, Out], opts.Queue), quit: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
 }
 
-// Do hands in to the writer and waits for the commit of its group. When ctx
-// ends first, Do returns ctx's error; the call is then left out of its group
-// unless the group is already being committed.
+// batch is the Group of New: it keeps the calls and commits them together.
+type batch[In, Out any] struct {
+	commit Commit[In, Out]
+	ins    []In
+}
+
+func (b *batch[In, Out]) Add(in In) bool         { b.ins = append(b.ins, in); return true }
+func (b *batch[In, Out]) Wait() bool             { return true }
+func (b *batch[In, Out]) Commit() ([]Out, error) { return b.commit(b.ins) }
+
+// Do hands in to the writer and waits for the commit of its group. A call
+// whose ctx ends before the writer adds it to a group is left out, and Do
+// returns ctx's error; once handed over, Do waits for the writer's answer
+// (which comes within a commit), so that an answer never leaves in doubt
+// whether the call was committed.
 func (w *Writer[In, Out]) Do(ctx context.Context, in In) (Out, error) {
+	return w.do(ctx, in, false)
+}
+
+// Coming announces a call on its way: its caller is preparing it and will
+// hand it over with DoComing, or give it up with NotComing. While calls are
+// coming, an open group waits for them (Options.MaxWait).
+func (w *Writer[In, Out]) Coming() { w.coming.Add(1) }
+
+// NotComing withdraws a call announced by Coming that will not be handed over.
+func (w *Writer[In, Out]) NotComing() { w.coming.Add(-1) }
+
+// DoComing is Do for a call announced by Coming.
+func (w *Writer[In, Out]) DoComing(ctx context.Context, in In) (Out, error) {
+	return w.do(ctx, in, true)
+}
+
+func (w *Writer[In, Out]) do(ctx context.Context, in In, coming bool) (Out, error) {
 	var zero Out
 	w.life.RLock()
 	if w.closed {
 		w.life.RUnlock()
+		if coming {
+			w.NotComing()
+		}
 		return zero, ErrClosed
 	}
 	w.inflight.Add(1)
 	w.life.RUnlock()
 	defer w.inflight.Done()
-	c := &call[In, Out]{ctx: ctx, in: in, reply: make(chan answer[Out], 1)}
+	if err := ctx.Err(); err != nil {
+		if coming {
+			w.NotComing()
+		}
+		return zero, err
+	}
+	c := &call[In, Out]{ctx: ctx, in: in, coming: coming, reply: make(chan answer[Out], 1)}
 	select {
-	case w.reqs <- c:
+	case w.reqs <- c: // the writer counts c out of coming when it takes it
 	case <-ctx.Done():
+		if coming {
+			w.NotComing()
+		}
 		return zero, ctx.Err()
 	}
-	select {
-	case a := <-c.reply:
-		return a.out, a.err
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	}
+	a := <-c.reply
+	return a.out, a.err
 }
 
 // Close answers every call already handed to Do, then stops the writer. Do
@@ -126,69 +206,128 @@ func (w *Writer[In, Out]) Close() {
 
 func (w *Writer[In, Out]) run() {
 	defer close(w.done)
+	var idle *time.Timer
+	var idleC <-chan time.Time
+	if w.opts.Idle != nil && w.opts.IdleAfter > 0 {
+		idle = time.NewTimer(time.Hour)
+		idle.Stop()
+		defer idle.Stop()
+	}
+	var next *call[In, Out]
 	for {
-		var first *call[In, Out]
-		select {
-		case first = <-w.reqs:
-		case <-w.quit:
-			return
-		}
-		w.commitGroup(w.gather(first))
-	}
-}
-
-// gather returns first and the calls that join its group: those waiting, or
-// with MaxWait those arriving until it is over, until MaxSize is reached.
-func (w *Writer[In, Out]) gather(first *call[In, Out]) []*call[In, Out] {
-	group, n := []*call[In, Out]{first}, w.size(first.in)
-	var timeout <-chan time.Time
-	if w.opts.MaxWait > 0 {
-		t := time.NewTimer(w.opts.MaxWait)
-		defer t.Stop()
-		timeout = t.C
-	}
-	for w.opts.MaxSize <= 0 || n < w.opts.MaxSize {
-		var c *call[In, Out]
-		if timeout == nil {
+		if next == nil {
 			select {
-			case c = <-w.reqs:
-			default:
-				return group
-			}
-		} else {
-			select {
-			case c = <-w.reqs:
-			case <-timeout:
-				return group
+			case next = <-w.reqs:
+				w.took(next)
+				if idleC != nil {
+					idle.Stop()
+					idleC = nil
+				}
+			case <-idleC:
+				idleC = nil
+				w.opts.Idle()
+				continue
+			case <-w.quit:
+				return
 			}
 		}
-		group, n = append(group, c), n+w.size(c.in)
-	}
-	return group
-}
-
-// commitGroup commits the live calls of group and answers every call.
-func (w *Writer[In, Out]) commitGroup(group []*call[In, Out]) {
-	live := group[:0]
-	for _, c := range group {
-		if err := c.ctx.Err(); err != nil {
-			c.reply <- answer[Out]{err: err}
+		next = w.group(next)
+		if w.opts.After != nil {
+			w.opts.After()
+		}
+		if next != nil || len(w.reqs) > 0 || w.opts.Idle == nil {
 			continue
 		}
-		live = append(live, c)
+		if idle == nil {
+			w.opts.Idle()
+			continue
+		}
+		idle.Reset(w.opts.IdleAfter)
+		idleC = idle.C
 	}
-	if len(live) == 0 {
+}
+
+// took counts c out of the calls coming.
+func (w *Writer[In, Out]) took(c *call[In, Out]) {
+	if c.coming {
+		w.coming.Add(-1)
+	}
+}
+
+// group commits a group beginning with first: it adds the calls waiting and,
+// while the group may wait, those coming within MaxWait, until the group is
+// full. It answers every call it took and returns a call the group refused,
+// which begins the next one, or nil.
+func (w *Writer[In, Out]) group(first *call[In, Out]) (next *call[In, Out]) {
+	g := w.begin()
+	var (
+		taken []*call[In, Out]
+		size  int
+		start time.Time
+		timer *time.Timer
+	)
+	if w.opts.MaxWait > 0 {
+		start = time.Now()
+	}
+	add := func(c *call[In, Out]) bool {
+		if err := c.ctx.Err(); err != nil {
+			c.reply <- answer[Out]{err: err}
+			return true
+		}
+		if !g.Add(c.in) {
+			return false
+		}
+		taken = append(taken, c)
+		size += w.size(c.in)
+		return true
+	}
+	if !add(first) {
+		first.reply <- answer[Out]{err: fmt.Errorf("groupcommit: a group refused its first call")}
+	}
+	for (w.opts.MaxSize <= 0 || size < w.opts.MaxSize) && (w.opts.MaxCalls <= 0 || len(taken) < w.opts.MaxCalls) {
+		var c *call[In, Out]
+		select {
+		case c = <-w.reqs:
+		default:
+			if w.opts.MaxWait <= 0 || w.coming.Load() <= 0 || len(taken) == 0 || !g.Wait() {
+				break
+			}
+			if timer == nil {
+				left := w.opts.MaxWait - time.Since(start)
+				if left <= 0 {
+					break
+				}
+				timer = time.NewTimer(left)
+				defer timer.Stop()
+			}
+			select {
+			case c = <-w.reqs:
+			case <-timer.C:
+			}
+		}
+		if c == nil {
+			break
+		}
+		w.took(c)
+		if !add(c) {
+			next = c
+			break
+		}
+	}
+	w.commit(g, taken)
+	return next
+}
+
+// commit commits g and answers the calls it took.
+func (w *Writer[In, Out]) commit(g Group[In, Out], taken []*call[In, Out]) {
+	if len(taken) == 0 {
 		return
 	}
-	ins := make([]In, len(live))
-	for i, c := range live {
-		ins[i] = c.in
+	outs, err := g.Commit()
+	if err == nil && len(outs) != len(taken) {
+		err = fmt.Errorf("groupcommit: commit answered %d calls of %d", len(outs), len(taken))
 	}
-	outs, err := w.commit(ins)
-	if err == nil && len(outs) != len(live) {
-		err = fmt.Errorf("groupcommit: commit answered %d calls of %d", len(outs), len(live))
-	}
-	for i, c := range live {
+	for i, c := range taken {
 		if err != nil {
 			c.reply <- answer[Out]{err: err}
 			continue

@@ -3,8 +3,10 @@ package groupcommit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,25 +180,167 @@ func TestCommitErrorAnswersAll(t *testing.T) {
 	}
 }
 
-func TestMaxWait(t *testing.T) {
+func TestMaxWaitForCallsComing(t *testing.T) {
 	r := &recorder{}
 	w := New(r.commit, nil, Options{MaxWait: time.Hour, MaxSize: 3})
 	defer w.Close()
+	for range 3 {
+		w.Coming()
+	}
 	var wg sync.WaitGroup
 	for v := range 3 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if out, err := w.Do(context.Background(), v); err != nil || out != 2*v {
-				t.Errorf("Do(%d) = %d, %v", v, out, err)
+			if out, err := w.DoComing(context.Background(), v); err != nil || out != 2*v {
+				t.Errorf("DoComing(%d) = %d, %v", v, out, err)
 			}
 		}()
-		// Each call arrives after the group opened: only MaxWait gathers them.
-		waitFor(t, func() bool { return len(w.reqs) == 0 })
+		// Each call arrives after the group opened: only the wait gathers them.
+		waitFor(t, func() bool { return len(w.reqs) == 0 && w.coming.Load() == int64(2-v) })
 	}
 	wg.Wait()
 	if groups := r.recorded(); len(groups) != 1 || len(groups[0]) != 3 {
 		t.Errorf("groups = %v, want one of three calls", groups)
+	}
+}
+
+func TestNoWaitWithoutCallsComing(t *testing.T) {
+	r := &recorder{}
+	w := New(r.commit, nil, Options{MaxWait: time.Hour})
+	defer w.Close()
+	// Nothing announced: a lone call is committed at once despite MaxWait.
+	if out, err := w.Do(context.Background(), 1); err != nil || out != 2 {
+		t.Fatalf("Do = %d, %v", out, err)
+	}
+	// A call announced and withdrawn leaves nothing to wait for.
+	w.Coming()
+	w.NotComing()
+	if out, err := w.Do(context.Background(), 2); err != nil || out != 4 {
+		t.Fatalf("Do = %d, %v", out, err)
+	}
+	// A closed writer counts out the call it refuses.
+	w.Close()
+	w.Coming()
+	if _, err := w.DoComing(context.Background(), 3); !errors.Is(err, ErrClosed) {
+		t.Errorf("DoComing after Close = %v", err)
+	}
+	if n := w.coming.Load(); n != 0 {
+		t.Errorf("coming = %d after every call ended, want 0", n)
+	}
+}
+
+// parity is a Group that takes calls of the parity of its first, applies
+// each as it joins (its answer is the value and the number of calls before it
+// in the group), and never waits when odd.
+type parity struct {
+	vs   []int
+	log  *[]string
+	seen *sync.Mutex
+}
+
+func (p *parity) Add(v int) bool {
+	if len(p.vs) > 0 && v%2 != p.vs[0]%2 {
+		return false
+	}
+	p.vs = append(p.vs, v)
+	return true
+}
+
+func (p *parity) Wait() bool { return p.vs[0]%2 == 0 }
+
+func (p *parity) Commit() ([]int, error) {
+	p.seen.Lock()
+	*p.log = append(*p.log, fmt.Sprint(p.vs))
+	p.seen.Unlock()
+	out := make([]int, len(p.vs))
+	for i, v := range p.vs {
+		out[i] = 100*v + i
+	}
+	return out, nil
+}
+
+func TestGroupsRefuseAndHooks(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		log    []string
+		after  atomic.Int64
+		idle   = make(chan struct{}, 16)
+		gate   = make(chan struct{})
+		inside = make(chan struct{})
+	)
+	first := true
+	w := NewGroups(func() Group[int, int] {
+		if first { // the first group holds until the others are queued
+			first = false
+			close(inside)
+			<-gate
+		}
+		return &parity{log: &log, seen: &mu}
+	}, nil, Options{MaxCalls: 2, After: func() { after.Add(1) }, Idle: func() { idle <- struct{}{} }})
+	defer w.Close()
+	go func() { _, _ = w.Do(context.Background(), 0) }()
+	<-inside
+	outs, errs := make([]int, 5), make([]error, 5)
+	var wg sync.WaitGroup
+	for i, v := range []int{2, 4, 6, 1, 3} {
+		wg.Add(1)
+		go func() { defer wg.Done(); outs[i], errs[i] = w.Do(context.Background(), v) }()
+		waitFor(t, func() bool { return len(w.reqs) == i+1 })
+	}
+	close(gate)
+	wg.Wait()
+	<-idle
+	mu.Lock()
+	defer mu.Unlock()
+	// MaxCalls 2; 1 is refused by the even group and begins the next.
+	want := []string{"[0 2]", "[4 6]", "[1 3]"}
+	if !slices.Equal(log, want) {
+		t.Errorf("groups = %v, want %v", log, want)
+	}
+	if want := []int{201, 400, 601, 100, 301}; !slices.Equal(outs, want) || errors.Join(errs...) != nil {
+		t.Errorf("answers = %v, %v; want %v", outs, errs, want)
+	}
+	if n := after.Load(); n != 3 {
+		t.Errorf("After ran %d times, want 3 (once per group)", n)
+	}
+}
+
+func TestIdleAfter(t *testing.T) {
+	idle := make(chan time.Time, 4)
+	w := New(func(g []int) ([]int, error) { return g, nil }, nil,
+		Options{Idle: func() { idle <- time.Now() }, IdleAfter: 20 * time.Millisecond})
+	defer w.Close()
+	done := time.Now()
+	if _, err := w.Do(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	at := <-idle
+	if d := at.Sub(done); d < 20*time.Millisecond {
+		t.Errorf("Idle ran %v after the last group, want at least IdleAfter", d)
+	}
+	select {
+	case <-idle:
+		t.Error("Idle ran twice in one idle spell")
+	case <-time.After(60 * time.Millisecond):
+	}
+}
+
+func TestCancelledAfterHandOverIsAnswered(t *testing.T) {
+	w, _, release := blocked(t, Options{}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	go func() { _, err := w.Do(ctx, 1); got <- err }()
+	waitFor(t, func() bool { return len(w.reqs) == 1 })
+	cancel()
+	select {
+	case err := <-got:
+		t.Fatalf("Do returned %v before the writer answered", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	release()
+	if err := <-got; !errors.Is(err, context.Canceled) {
+		t.Errorf("Do = %v, want context.Canceled from the writer", err)
 	}
 }
 
