@@ -23,8 +23,9 @@
 // # Group commit
 //
 // Every write (Append, DeadLetter, forming a batch, AckBatch, DeadLetterBatch,
-// TakeDeadLetters) goes to one writer goroutine. It commits as soon as the previous
-// commit has finished, in one bbolt transaction, whatever queued meanwhile; it lingers
+// TakeDeadLetters) goes to one writer goroutine, the project's group-commit writer
+// (internal/groupcommit). It commits as soon as the previous commit has finished, in
+// one bbolt transaction, whatever queued meanwhile, each call applied as it joins; it lingers
 // up to Options.MaxDelay only while other callers are already inside Append or
 // DeadLetter and about to queue, so a lone appender never waits for a timer. Each caller
 // gets its own result: a call refused by the full policy changes nothing and does not
@@ -107,6 +108,7 @@
 // readings. An acked batch's readings and its record are deleted in one commit, so a
 // crash never brings an acked batch back, whatever the order of the acks. bbolt's freelist is not written on each
 // commit (NoFreelistSync, as etcd does); Open rebuilds it, about 0.1 s for a million
-// readings. A call that returns an error because its
-// context ended may still have been stored (the device will resend; the cloud dedupes).
+// readings. A call whose context ends before the writer takes it into a transaction
+// stores nothing and returns the context's error; once taken, it waits for the
+// commit, so an error never leaves in doubt whether the call was stored.
 package spool

@@ -15,10 +15,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/atrium-iot/atrium/internal/groupcommit"
 )
 
 // Full policies.
@@ -284,12 +285,8 @@ type Spool struct {
 	mu sync.Mutex // guards st
 	st state
 
-	closeMu  sync.RWMutex
-	closed   bool
-	reqs     chan *op
-	entering atomic.Int64 // callers inside Append/DeadLetter whose op the writer has not received yet
-	done     chan struct{}
-	ready    chan struct{}
+	writer *groupcommit.Writer[*op, result]
+	ready  chan struct{}
 
 	lastFullLog time.Time
 }
@@ -328,8 +325,6 @@ func Open(path string, opts Options) (*Spool, error) {
 		maxDelay: opts.MaxDelay,
 		log:      opts.Logger,
 		now:      opts.Now,
-		reqs:     make(chan *op, maxGroup),
-		done:     make(chan struct{}),
 		ready:    make(chan struct{}, 1),
 	}
 	// A compaction interrupted before its rename leaves this behind; the spool file
@@ -350,7 +345,7 @@ func Open(path string, opts Options) (*Spool, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}
-	go s.run()
+	s.writer = s.newWriter()
 	s.log.Info("spool opened", "path", path, "readings", s.st.readings, "bytes", s.st.bytes,
 		"dead_letters", s.st.deadCount, "open_batches", len(s.st.batches), "policy", s.policy, "max_bytes", s.maxBytes)
 	return s, nil
@@ -476,13 +471,13 @@ func (s *Spool) Append(ctx context.Context, readings [][]byte) error {
 	if len(readings) == 0 {
 		return nil
 	}
-	s.entering.Add(1)
+	s.writer.Coming()
 	at := s.now()
-	o := &op{kind: opAppend, ctx: ctx, at: at, done: make(chan result, 1)}
+	o := &op{kind: opAppend, at: at}
 	var total int
 	for _, r := range readings {
 		if len(r) == 0 {
-			s.entering.Add(-1)
+			s.writer.NotComing()
 			return fmt.Errorf("spool: append: %w", ErrEmptyReading)
 		}
 		total += 8 + len(r)
@@ -502,7 +497,7 @@ func (s *Spool) Append(ctx context.Context, readings [][]byte) error {
 		o.cost += int64(len(r)) + recordOverhead
 	}
 	if o.cost > s.maxBytes {
-		s.entering.Add(-1)
+		s.writer.NotComing()
 		return fmt.Errorf("spool: append %d readings of %d bytes: %w", len(readings), o.bytes, ErrTooLarge)
 	}
 	if _, err := s.submit(ctx, o, true); err != nil {
@@ -514,11 +509,11 @@ func (s *Spool) Append(ctx context.Context, readings [][]byte) error {
 // DeadLetter stores d durably (group-committed like Append). The spool assigns its
 // ID; the oldest dead letters are evicted when the dead-letter allowance is used up.
 func (s *Spool) DeadLetter(ctx context.Context, d DeadLetter) error {
-	s.entering.Add(1)
+	s.writer.Coming()
 	if d.At.IsZero() {
 		d.At = s.now()
 	}
-	o := &op{kind: opDead, ctx: ctx, dead: d, done: make(chan result, 1)}
+	o := &op{kind: opDead, dead: d}
 	if _, err := s.submit(ctx, o, true); err != nil {
 		return fmt.Errorf("spool: dead letter: %w", err)
 	}
@@ -551,7 +546,7 @@ func (s *Spool) TakeDeadLetters(ctx context.Context, ids []uint64) ([]DeadLetter
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	o := &op{kind: opTake, ctx: ctx, ids: ids, done: make(chan result, 1)}
+	o := &op{kind: opTake, ids: ids}
 	r, err := s.submit(ctx, o, false)
 	if err != nil {
 		return nil, fmt.Errorf("spool: take dead letters: %w", err)
@@ -614,8 +609,8 @@ func (s *Spool) FormBatches(n, maxCount, maxBytes int) ([]Batch, error) {
 	if maxCount <= 0 {
 		maxCount = DefaultBatchCount
 	}
-	o := &op{kind: opForm, ctx: context.Background(), maxCount: maxCount, maxBytes: maxBytes, fresh: max(n, 1), done: make(chan result, 1)}
-	r, err := s.submit(o.ctx, o, false)
+	o := &op{kind: opForm, maxCount: maxCount, maxBytes: maxBytes, fresh: max(n, 1)}
+	r, err := s.submit(context.Background(), o, false)
 	if err != nil {
 		return nil, fmt.Errorf("spool: form batches: %w", err)
 	}
@@ -623,8 +618,8 @@ func (s *Spool) FormBatches(n, maxCount, maxBytes int) ([]Batch, error) {
 }
 
 func (s *Spool) form(maxCount, maxBytes int) (Batch, bool, error) {
-	o := &op{kind: opForm, ctx: context.Background(), maxCount: maxCount, maxBytes: maxBytes, done: make(chan result, 1)}
-	r, err := s.submit(o.ctx, o, false)
+	o := &op{kind: opForm, maxCount: maxCount, maxBytes: maxBytes}
+	r, err := s.submit(context.Background(), o, false)
 	if err != nil {
 		return Batch{}, false, err
 	}
@@ -670,8 +665,8 @@ type Rejection struct {
 // had when it was sent: if a full drop-oldest spool shrank it since, indexes are
 // counted from its newest reading, and a rejected reading already dropped is skipped.
 func (s *Spool) AckBatchRejecting(id string, sent int, rejected []Rejection) error {
-	o := &op{kind: opAck, ctx: context.Background(), batchID: id, sent: sent, rejected: rejected, done: make(chan result, 1)}
-	if _, err := s.submit(o.ctx, o, false); err != nil {
+	o := &op{kind: opAck, batchID: id, sent: sent, rejected: rejected}
+	if _, err := s.submit(context.Background(), o, false); err != nil {
 		return fmt.Errorf("spool: ack batch: %w", err) // no id: errors reach the status page
 	}
 	return nil
@@ -680,8 +675,8 @@ func (s *Spool) AckBatchRejecting(id string, sent int, rejected []Rejection) err
 // DeadLetterBatch moves the batch's readings to the dead letters with reason, in one
 // commit: the cloud rejected the batch for good.
 func (s *Spool) DeadLetterBatch(id string, reason string) error {
-	o := &op{kind: opDeadBatch, ctx: context.Background(), batchID: id, reason: reason, done: make(chan result, 1)}
-	if _, err := s.submit(o.ctx, o, false); err != nil {
+	o := &op{kind: opDeadBatch, batchID: id, reason: reason}
+	if _, err := s.submit(context.Background(), o, false); err != nil {
 		return fmt.Errorf("spool: dead-letter batch: %w", err)
 	}
 	return nil
@@ -715,16 +710,9 @@ func (s *Spool) Stats() Stats {
 }
 
 // Close stops taking calls, waits for the queued ones to commit, then closes the file.
+// Calling it again does nothing.
 func (s *Spool) Close() error {
-	s.closeMu.Lock()
-	if s.closed {
-		s.closeMu.Unlock()
-		return nil
-	}
-	s.closed = true
-	close(s.reqs)
-	s.closeMu.Unlock()
-	<-s.done
+	s.writer.Close()
 
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
@@ -740,42 +728,22 @@ func (s *Spool) Close() error {
 	return nil
 }
 
-// submit queues o for the writer and waits for its result; the error is the result's
-// own (r.err), or why o was never taken or waited for. counted marks Append and
-// DeadLetter: they incremented s.entering, and they may return on ctx before the commit
-// (the data may still be stored; the sender retries, the cloud dedupes).
-func (s *Spool) submit(ctx context.Context, o *op, counted bool) (result, error) {
-	s.closeMu.RLock()
-	if s.closed {
-		s.closeMu.RUnlock()
-		if counted {
-			s.entering.Add(-1)
-		}
+// submit hands o to the writer and waits for its result; the error is the result's
+// own (r.err), or why o was never taken. coming marks Append and DeadLetter, which
+// announced their call to the writer (Coming) while they prepared it.
+func (s *Spool) submit(ctx context.Context, o *op, coming bool) (result, error) {
+	do := s.writer.Do
+	if coming {
+		do = s.writer.DoComing
+	}
+	r, err := do(ctx, o)
+	if errors.Is(err, groupcommit.ErrClosed) {
 		return result{}, ErrClosed
 	}
-	o.counted = counted
-	select {
-	case s.reqs <- o: // the writer takes it off s.entering
-	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		if counted {
-			s.entering.Add(-1)
-		}
-		return result{}, ctx.Err()
+	if err == nil {
+		err = r.err
 	}
-	s.closeMu.RUnlock()
-	if !counted {
-		// Once queued, removals (take, ack) are waited for: the writer skips the op if
-		// ctx has ended by then, and otherwise its result must reach the caller.
-		r := <-o.done
-		return r, r.err
-	}
-	select {
-	case r := <-o.done:
-		return r, r.err
-	case <-ctx.Done():
-		return result{}, ctx.Err()
-	}
+	return r, err
 }
 
 // view runs fn in a read transaction on the current file.

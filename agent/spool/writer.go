@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/atrium-iot/atrium/internal/groupcommit"
 )
 
 type opKind int
@@ -24,17 +25,9 @@ const (
 	opDeadBatch
 )
 
-// op is one call queued for the writer.
+// op is one call for the writer.
 type op struct {
 	kind opKind
-	ctx  context.Context
-	done chan result // buffered, capacity 1
-
-	// counted: Append and DeadLetter, which incremented Spool.entering; the writer
-	// decrements it when it receives the op, so that entering never counts an op
-	// already in the writer's hands (the sender decrementing after its send raced
-	// with the writer, which then waited MaxDelay for a caller that had arrived).
-	counted bool
 
 	// opAppend
 	at     time.Time
@@ -70,140 +63,104 @@ type errFatal struct{ err error }
 func (e errFatal) Error() string { return e.err.Error() }
 func (e errFatal) Unwrap() error { return e.err }
 
-// run is the single writer: it commits groups of queued calls until Close.
-func (s *Spool) run() {
-	defer close(s.done)
-	group := make([]*op, 0, 64)
-	for {
-		first, ok := <-s.reqs
-		if !ok {
-			return
-		}
-		s.received(first)
-		group = append(group[:0], first)
-		group = s.gather(group)
-		s.commit(group)
-		clear(group)
-		if len(s.reqs) == 0 {
-			s.maybeCompact()
-		}
-	}
+// newWriter starts the single writer (see internal/groupcommit): a group of calls
+// is one transaction, each call applied as it joins; Append and DeadLetter announce
+// themselves while they prepare their call, and an open group waits up to maxDelay
+// for them. The file is compacted when the writer is idle.
+func (s *Spool) newWriter() *groupcommit.Writer[*op, result] {
+	return groupcommit.NewGroups(func() groupcommit.Group[*op, result] { return &group{s: s} }, nil,
+		groupcommit.Options{MaxCalls: maxGroup, MaxWait: max(s.maxDelay, 0), Queue: maxGroup, Idle: s.maybeCompact})
 }
 
-// received takes o off the count of callers on their way in.
-func (s *Spool) received(o *op) {
-	if o.counted {
-		s.entering.Add(-1)
-	}
+// group is one transaction of the writer.
+type group struct {
+	s       *Spool
+	txn     *txState // nil until the first call
+	st      state    // the spool's state as the transaction has changed it
+	results []result
+	stored  bool  // readings appended: Ready gets a signal
+	err     error // the transaction failed: every call without an error of its own gets it
 }
 
-// gather adds whatever is queued, then waits up to maxDelay while callers are still
-// on their way in.
-func (s *Spool) gather(group []*op) []*op {
-drain:
-	for len(group) < maxGroup {
-		select {
-		case o, ok := <-s.reqs:
-			if !ok {
-				return group
-			}
-			s.received(o)
-			group = append(group, o)
-		default:
-			break drain
-		}
+// Add applies o in the group's transaction, which it begins with the first call.
+func (g *group) Add(o *op) bool {
+	if g.txn == nil && g.err == nil {
+		g.begin()
 	}
-	if s.maxDelay <= 0 || s.entering.Load() == 0 {
-		return group
+	if g.err != nil {
+		g.results = append(g.results, result{})
+		return true
 	}
-	timer := time.NewTimer(s.maxDelay)
-	defer timer.Stop()
-	for len(group) < maxGroup && s.entering.Load() > 0 {
-		select {
-		case o, ok := <-s.reqs:
-			if !ok {
-				return group
-			}
-			s.received(o)
-			group = append(group, o)
-		case <-timer.C:
-			return group
-		}
+	r := g.s.apply(g.txn, &g.st, o)
+	var fe errFatal
+	if errors.As(r.err, &fe) {
+		_ = g.txn.tx.Rollback()
+		g.s.log.Error("spool commit failed", "err", fe.err, "calls", len(g.results)+1)
+		g.err, r = fe.err, result{}
 	}
-	return group
+	if r.err == nil && o.kind == opAppend {
+		g.stored = true
+	}
+	g.results = append(g.results, r)
+	return true
 }
 
-// commit applies a group in one transaction and answers every call.
-func (s *Spool) commit(group []*op) {
-	results := make([]result, len(group))
-	fail := func(err error) {
-		for i, o := range group {
-			if results[i].err == nil {
-				results[i] = result{err: err}
-			}
-			o.done <- results[i]
-		}
-	}
-	if s.broken != nil {
-		fail(s.broken)
+func (g *group) begin() {
+	if g.s.broken != nil {
+		g.err = g.s.broken
 		return
 	}
-	tx, err := s.db.Begin(true)
+	tx, err := g.s.db.Begin(true)
 	if err != nil {
-		fail(err)
+		g.err = err
 		return
 	}
-	txn := &txState{tx: tx, rb: tx.Bucket(bucketReadings)}
-	txn.rb.FillPercent = 1.0 // appends go to the end of the key space
-	st := s.st
-	stored := false
-	for i, o := range group {
-		if err := o.ctx.Err(); err != nil {
-			results[i] = result{err: err}
-			continue
-		}
-		r := s.apply(txn, &st, o)
-		var fe errFatal
-		if errors.As(r.err, &fe) {
-			_ = tx.Rollback()
-			s.log.Error("spool commit failed", "err", fe.err, "calls", len(group))
-			fail(fe.err)
-			return
-		}
-		if r.err != nil {
-			results[i] = r
-			continue
-		}
-		results[i] = r
-		if o.kind == opAppend {
-			stored = true
+	g.txn = &txState{tx: tx, rb: tx.Bucket(bucketReadings)}
+	g.txn.rb.FillPercent = 1.0 // appends go to the end of the key space
+	g.st = g.s.st
+}
+
+// Wait lets every group wait for the calls on their way.
+func (g *group) Wait() bool { return true }
+
+// Commit commits the transaction and answers every call.
+func (g *group) Commit() ([]result, error) {
+	if g.err == nil {
+		g.err = g.commit()
+	}
+	if g.err != nil {
+		for i := range g.results {
+			if g.results[i].err == nil {
+				g.results[i] = result{err: g.err}
+			}
 		}
 	}
-	if st.next != s.st.next {
-		if err := txn.rb.SetSequence(st.next - 1); err != nil {
+	return g.results, nil
+}
+
+func (g *group) commit() error {
+	s, tx := g.s, g.txn.tx
+	if g.st.next != s.st.next {
+		if err := g.txn.rb.SetSequence(g.st.next - 1); err != nil {
 			_ = tx.Rollback()
-			fail(err)
-			return
+			return err
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		s.log.Error("spool commit failed", "err", err, "calls", len(group))
-		fail(err)
-		return
+		s.log.Error("spool commit failed", "err", err, "calls", len(g.results))
+		return err
 	}
-	st.commits++
+	g.st.commits++
 	s.mu.Lock()
-	s.st = st
+	s.st = g.st
 	s.mu.Unlock()
-	if stored { // before answering: when Append returns, Ready has its signal
+	if g.stored { // before answering: when Append returns, Ready has its signal
 		select {
 		case s.ready <- struct{}{}:
 		default:
 		}
 	}
-	for i, o := range group {
-		o.done <- results[i]
-	}
+	return nil
 }
 
 // txState is a commit's transaction and its buckets. The readings bucket is looked
