@@ -153,6 +153,11 @@ func (w *Writer[In, Out]) Coming() { w.coming.Add(1) }
 // NotComing withdraws a call announced by Coming that will not be handed over.
 func (w *Writer[In, Out]) NotComing() { w.coming.Add(-1) }
 
+// Queued reports how many calls are handed over and wait for the writer to
+// take them: a Group or a hook (Options.After) may cut work short when callers
+// wait.
+func (w *Writer[In, Out]) Queued() int { return len(w.reqs) }
+
 // DoComing is Do for a call announced by Coming.
 func (w *Writer[In, Out]) DoComing(ctx context.Context, in In) (Out, error) {
 	return w.do(ctx, in, true)

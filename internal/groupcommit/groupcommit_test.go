@@ -76,7 +76,7 @@ func doAll(t *testing.T, w *Writer[int, int], ctxs []context.Context, vs []int, 
 			outs[i], errs[i] = w.Do(ctxs[i], v)
 		}()
 	}
-	waitFor(t, func() bool { return len(w.reqs) == len(vs) })
+	waitFor(t, func() bool { return w.Queued() == len(vs) })
 	release()
 	wg.Wait()
 	return outs, errs
@@ -331,7 +331,7 @@ func TestCancelledAfterHandOverIsAnswered(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan error, 1)
 	go func() { _, err := w.Do(ctx, 1); got <- err }()
-	waitFor(t, func() bool { return len(w.reqs) == 1 })
+	waitFor(t, func() bool { return w.Queued() == 1 })
 	cancel()
 	select {
 	case err := <-got:
@@ -351,7 +351,7 @@ func TestClose(t *testing.T) {
 		_, err := w.Do(context.Background(), 1)
 		answered <- err
 	}()
-	waitFor(t, func() bool { return len(w.reqs) == 1 })
+	waitFor(t, func() bool { return w.Queued() == 1 })
 	closed := make(chan struct{})
 	go func() { w.Close(); close(closed) }()
 	waitFor(t, func() bool { w.life.RLock(); defer w.life.RUnlock(); return w.closed })
