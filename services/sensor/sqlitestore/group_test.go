@@ -86,19 +86,25 @@ func holdLock(t *testing.T, path string) (release func()) {
 	}
 }
 
-// hand gives req to the writer as Store.write does, without waiting for its answer.
-func hand(s *Store, req *writeReq) {
-	req.reply = make(chan writeReply, 1)
-	s.db.Enter() // the store is open: the tests close it after
-	s.reqs <- req
+// begin gives req to the writer, and returns once the writer has begun its
+// group's transaction; the answer comes on the channel.
+func begin(t *testing.T, s *Store, req *writeReq) <-chan error {
+	t.Helper()
+	begun := s.begun.Load()
+	answer := make(chan error, 1)
+	go func() {
+		_, err := s.write(t.Context(), req, false)
+		answer <- err
+	}()
+	testwait.Within(t, 10*time.Second, "the group to begin", func() bool { return s.begun.Load() > begun })
+	return answer
 }
 
-// waitQueued waits until n requests wait for the writer and no caller is still
-// preparing one.
+// waitQueued waits until n requests wait for the writer.
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
 	testwait.WithinState(t, 10*time.Second, fmt.Sprintf("%d requests queued", n), func() (bool, string) {
-		return s.coming.Load() == 0 && len(s.reqs) == n, fmt.Sprintf("%d queued, %d coming", len(s.reqs), s.coming.Load())
+		return s.w.gc.Queued() == n, fmt.Sprintf("%d queued", s.w.gc.Queued())
 	})
 }
 
@@ -111,9 +117,7 @@ func ingestInOneGroup(t *testing.T, s *Store, path string, batches []sensor.Batc
 	// A status mark goes first: once the writer has taken it, it is blocked on
 	// the lock, and the batches queue up behind it, in order. (Not an
 	// acknowledgement: a group begun by one takes no batch.)
-	first := &writeReq{ctx: t.Context(), mark: &sensor.StatusMark{SensorID: "blocker", Status: sensor.StatusOnline, At: base}}
-	hand(s, first)
-	waitQueued(t, s, 0)
+	first := begin(t, s, &writeReq{mark: &sensor.StatusMark{SensorID: "blocker", Status: sensor.StatusOnline, At: base}})
 	outs := make([]sensor.Outcome, len(batches))
 	errs := make(chan error, len(batches))
 	for i, b := range batches {
@@ -125,8 +129,8 @@ func ingestInOneGroup(t *testing.T, s *Store, path string, batches []sensor.Batc
 		waitQueued(t, s, i+1)
 	}
 	release()
-	if r := <-first.reply; r.err != nil {
-		t.Fatal(r.err)
+	if err := <-first; err != nil {
+		t.Fatal(err)
 	}
 	for range batches {
 		if err := <-errs; err != nil {
@@ -183,13 +187,9 @@ func TestAckGroupTakesNoBatch(t *testing.T) {
 	}
 	release := holdLock(t, path)
 	commits := s.commits.Load()
-	ack := &writeReq{ctx: t.Context(), ack: "b0"}
-	begun := s.begun.Load()
-	hand(s, ack)
-	// The writer has the ack; let it take what is queued (nothing) and begin its
-	// transaction, blocked on the lock, before the batch comes.
-	waitQueued(t, s, 0)
-	testwait.Within(t, 10*time.Second, "the ack's group to begin", func() bool { return s.begun.Load() > begun })
+	// The writer begins the ack's transaction, blocked on the lock, before the
+	// batch comes.
+	ack := begin(t, s, &writeReq{ack: "b0"})
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.Ingest(t.Context(), batch("b1", 1))
@@ -197,8 +197,8 @@ func TestAckGroupTakesNoBatch(t *testing.T) {
 	}()
 	waitQueued(t, s, 1)
 	release()
-	if r := <-ack.reply; r.err != nil {
-		t.Fatal(r.err)
+	if err := <-ack; err != nil {
+		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -11,32 +11,28 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/apperr"
+	"github.com/atrium-iot/atrium/internal/groupcommit"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/sqlitex"
 	"github.com/atrium-iot/atrium/services/sensor"
 )
 
-// A group commit takes every request waiting when the writer is free, up to these
-// bounds, so that one transaction never grows without limit.
-const (
-	maxGroupReadings = 20000
-	maxGroupRequests = 512
-	// maxGroupWait is how long an open group waits for callers that are
-	// preparing a batch (never when none is).
-	maxGroupWait = 2 * time.Millisecond
-)
+// A group commit takes every request waiting when the writer is free, up to
+// 20,000 readings and 512 requests, so that one transaction never grows
+// without limit; a durable group waits up to 2 ms for Ingest calls preparing
+// a batch (never when none is).
+var groupOptions = groupcommit.Options{MaxSize: 20000, MaxCalls: 512, MaxWait: 2 * time.Millisecond, Queue: 1024}
 
 // writeReq is one unit of work for the writer: a batch to ingest, an outbox
 // event to acknowledge (ack != ""), a sensor's status mark (mark != nil), a
 // chunk of a prune (prune != nil), or a merge of the journal (merge).
 type writeReq struct {
-	ctx   context.Context
+	ctx   context.Context // the caller's (set by write)
 	batch *prepared
 	ack   string
 	mark  *sensor.StatusMark
 	prune *pruneReq
 	merge bool
-	reply chan writeReply // buffered: the writer never blocks on it
 }
 
 func (r *writeReq) size() int {
@@ -84,8 +80,8 @@ func (s *Store) Ingest(ctx context.Context, b sensor.Batch) (sensor.Outcome, err
 		return out, nil
 	}
 	// The writer holds its transaction open a little for batches being prepared.
-	s.coming.Add(1)
-	r, err := s.write(ctx, &writeReq{ctx: ctx, batch: prepare(b, s.now)}, true)
+	s.w.gc.Coming()
+	r, err := s.write(ctx, &writeReq{batch: prepare(b, s.now)}, true)
 	if err != nil {
 		return sensor.Outcome{}, wrapErr("sqlitestore: ingest "+b.ID, err)
 	}
@@ -98,7 +94,7 @@ func (s *Store) AckEvent(ctx context.Context, batchID string) error {
 	if batchID == "" {
 		return fmt.Errorf("sqlitestore: ack event: %w: empty batch id", apperr.ErrInvalid)
 	}
-	if _, err := s.write(ctx, &writeReq{ctx: ctx, ack: batchID}, false); err != nil {
+	if _, err := s.write(ctx, &writeReq{ack: batchID}, false); err != nil {
 		return wrapErr("sqlitestore: ack event "+batchID, err)
 	}
 	return nil
@@ -137,33 +133,30 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]sensor.Event, e
 }
 
 // write hands req to the writer and waits for its answer, which comes after the
-// transaction holding it is committed.
-// When coming is set, the caller has counted itself in s.coming, and write
-// counts it out once the request is queued.
+// transaction holding it is committed. When coming is set, the caller has
+// announced req (groupcommit.Writer.Coming).
+//
+// Once the writer has the request it commits or fails it within moments; write
+// waits for its answer even if the caller gave up, so the outcome (and what the
+// service counts) matches what is on disk.
 func (s *Store) write(ctx context.Context, req *writeReq, coming bool) (writeReply, error) {
-	arrived := func() {
-		if coming {
-			s.coming.Add(-1)
-		}
-	}
 	if !s.db.Enter() {
-		arrived()
+		if coming {
+			s.w.gc.NotComing()
+		}
 		return writeReply{}, sqlitex.ErrClosed
 	}
-	req.reply = make(chan writeReply, 1)
-	select {
-	case s.reqs <- req:
-		arrived()
-	case <-ctx.Done():
-		arrived()
-		s.db.Leave()
-		return writeReply{}, ctx.Err()
+	defer s.db.Leave()
+	req.ctx = ctx
+	do := s.w.gc.Do
+	if coming {
+		do = s.w.gc.DoComing
 	}
-	// Once the writer has the request it commits or fails it within moments; wait
-	// for its answer even if the caller gave up, so the outcome (and what the
-	// service counts) matches what is on disk.
-	r := <-req.reply
-	return r, r.err
+	r, err := do(ctx, req)
+	if err == nil {
+		err = r.err
+	}
+	return r, err
 }
 
 // replay answers a batch key already committed, reading from the pool; a key
@@ -211,10 +204,12 @@ func replayedOutcome(id, raw string, event []byte) (sensor.Outcome, error) {
 
 // writer owns the write connection and its prepared statements.
 type writer struct {
-	s     *Store
-	conn  *sql.Conn
-	bg    context.Context // never cancelled: a group is not abandoned half-way
-	timer *time.Timer
+	s    *Store
+	conn *sql.Conn
+	bg   context.Context // never cancelled: a group is not abandoned half-way
+	// gc hands the requests to the writer's goroutine and groups them (see
+	// txGroup).
+	gc *groupcommit.Writer[*writeReq, writeReply]
 
 	begin, commit, rollback        *sql.Stmt
 	savepoint, release, rollbackTo *sql.Stmt
@@ -240,12 +235,9 @@ type writer struct {
 	group    groupRegistry
 	gj       groupJournal
 	batchOut *appliedBatch
-	// mergeWaiting are the merge requests to answer after the next merge.
-	mergeWaiting []*writeReq
-
-	// savepoints is set once a request of the group has failed or needed a
-	// rollback: the group is then applied one savepoint per request.
-	savepoints bool
+	// refused is set when a group refused a request, which begins the next
+	// group at once: no merge step comes between them.
+	refused bool
 }
 
 // multiRow is one INSERT whose VALUES list has n rows: first (row when empty),
@@ -292,8 +284,7 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{s: s, conn: conn, bg: context.Background(), timer: time.NewTimer(time.Hour)}
-	w.timer.Stop()
+	w := &writer{s: s, conn: conn, bg: context.Background()}
 	w.insSeries = multiRow{head: readingColumns, first: readingRow, row: seriesRow}
 	w.insSensor = multiRow{head: readingColumns, first: readingRow, row: sensorReadingRow}
 	w.upSensors = multiRow{
@@ -358,204 +349,177 @@ func (w *writer) close() {
 	w.conn.Close()
 }
 
-// run commits groups of requests until the store is closed, and merges the
-// journal: a step after each group while a merge is under way, all of it when
-// asked or when the writer is idle. Close waits for every request handed over
-// before it signals quit, so nothing is left in the queue.
-func (w *writer) run() {
-	defer close(w.s.done)
-	defer w.close()
-	idle := time.NewTimer(time.Hour)
-	defer idle.Stop()
-	for {
-		idle.Stop()
-		if w.s.j.pending() && w.s.mergeIdle > 0 {
-			idle.Reset(w.s.mergeIdle)
+// start starts the writer's goroutine, which commits groups of requests (see
+// txGroup) and merges the journal: a step after each group while a merge is
+// under way, all of it when asked or when the writer is idle.
+func (w *writer) start() {
+	opts := groupOptions
+	opts.After = func() {
+		if !w.refused {
+			w.mergeSteps()
 		}
-		select {
-		case req := <-w.s.reqs:
-			if req.merge {
-				w.mergeWaiting = append(w.mergeWaiting, req)
-			} else {
-				for req != nil {
-					req = w.commitGroup(req)
-				}
+		w.refused = false
+	}
+	if w.s.mergeIdle > 0 {
+		opts.IdleAfter = w.s.mergeIdle
+		opts.Idle = func() {
+			if w.s.j.pending() {
+				_ = w.mergeAll() // logged
 			}
-			if len(w.mergeWaiting) > 0 {
-				w.mergeAll()
-			} else {
-				w.mergeSteps()
-			}
-		case <-idle.C:
-			w.mergeAll()
-		case <-w.s.quit:
-			return
 		}
 	}
+	w.gc = groupcommit.NewGroups(func() groupcommit.Group[*writeReq, writeReply] { return &txGroup{w: w} },
+		(*writeReq).size, opts)
 }
 
-// commitGroup commits first and the requests that join it (see groupTx), and
-// returns a request to begin the next group with, or nil.
+// stop answers the requests handed over, stops the writer's goroutine and
+// closes the connection.
+func (w *writer) stop() {
+	w.gc.Close()
+	w.close()
+}
+
+// txGroup is one group commit: a transaction that each request joins as the
+// writer takes it. Requests are applied directly until one fails; from then
+// on, each has its own savepoint (see apply). Commit writes the group's
+// readings and registry rows down for the next merge, and answers every
+// request once the transaction is committed.
 //
 // An outbox acknowledgement needs no fsync: losing one to a power cut only has
-// its event published again, and every consumer is idempotent. So a group that
-// begins with an ack takes every request queued already, and when all of them
-// are acks it commits them without an fsync (synchronous NORMAL; the next
-// durable commit's fsync covers them) and takes only acks while it is open.
-// A lone client's batch then costs one fsync, not two (its ack follows it).
-func (w *writer) commitGroup(first *writeReq) (next *writeReq) {
-	pre := []*writeReq{first}
-	durable := first.ack == ""
-drain:
-	for !durable && len(pre) < maxGroupRequests {
-		select {
-		case req := <-w.s.reqs:
-			pre = append(pre, req)
-			durable = req.ack == "" && !req.merge
-		default:
-			break drain
-		}
-	}
-	if !durable {
-		err := w.unsynced(func() error {
-			next = w.groupTx(pre, false)
-			return nil
-		})
-		if err == nil {
-			return next
-		}
-		w.s.db.Log.Warn("sqlite unsynced group not possible", "err", err)
-	}
-	return w.groupTx(pre, true)
+// its event published again, and every consumer is idempotent. So a group
+// whose first request is an ack commits without an fsync (synchronous NORMAL;
+// the next durable commit's fsync covers it) and takes only acks: the first
+// other request begins the next group, which is durable. A lone client's
+// batch then costs one fsync, not two (its ack follows it).
+//
+// A merge request joins any group and is answered after the whole journal is
+// merged, once the group is committed. The transaction begins with the first
+// other request, so a group of merges alone opens none.
+type txGroup struct {
+	w       *writer
+	reqs    []*writeReq // every request taken, merges too
+	replies []writeReply
+	merges  bool // a merge request was taken
+	tx      bool // the transaction has begun
+	durable bool
+	restore func() // restores the synchronous mode after a group that is not durable
+	// savepoints is set once a request has failed or needed a rollback: the
+	// group is then applied one savepoint per request.
+	savepoints bool
+	// err is set when the transaction could not begin or be restarted: the
+	// group takes no more requests, and those taken fail with it.
+	err error
 }
 
-// groupTx opens a transaction with the requests of pre and keeps applying
-// requests while more are queued or callers are about to queue them
-// (s.coming), for at most maxGroupWait and within the group limits; a group
-// that is not durable stops at the first request other than an ack and returns
-// it for the next group. Requests are applied directly until one fails; from
-// then on, each has its own savepoint (see apply). It writes the group's
-// readings and registry rows down for the next merge and answers every request
-// once the transaction is committed.
-func (w *writer) groupTx(pre []*writeReq, durable bool) (next *writeReq) {
-	var (
-		group   []*writeReq
-		replies []writeReply
-		n       int
-	)
-	defer func() {
-		for i, req := range group {
-			req.reply <- replies[i]
-			w.s.db.Leave()
-		}
-	}()
-	// broken is set when the transaction could not be restarted: the rest of
-	// the group fails with it.
-	var broken error
-	apply := func(req *writeReq) {
-		if req.merge { // answered after the merge that follows the group
-			w.mergeWaiting = append(w.mergeWaiting, req)
-			return
-		}
-		group = append(group, req)
-		n += req.size()
-		switch {
-		case broken != nil:
-			replies = append(replies, writeReply{err: broken})
-			return
-		case req.ctx.Err() != nil:
-			replies = append(replies, writeReply{err: req.ctx.Err()})
-			return
-		case w.savepoints:
-			replies = append(replies, w.inSavepoint(req))
-			return
-		}
-		// A conflict is found before the request writes anything: the
-		// transaction goes on as it was.
-		if r := w.direct(req); r.err == nil || errors.Is(r.err, sensor.ErrBatchConflict) {
-			replies = append(replies, r)
-			return
-		}
-		// The request failed, or needs to roll back (duplicates), and there is
-		// no savepoint to return to: restart the transaction and apply the
-		// group again, each request in its own savepoint, as for the rest of it.
-		replies = replies[:0]
-		if err := w.restart(); err != nil {
-			broken = fmt.Errorf("restart group: %w", err)
-			for range group {
-				replies = append(replies, writeReply{err: broken})
-			}
-			return
-		}
-		for _, req := range group {
-			if err := req.ctx.Err(); err != nil {
-				replies = append(replies, writeReply{err: err})
-				continue
-			}
-			replies = append(replies, w.inSavepoint(req))
-		}
+func (g *txGroup) Wait() bool { return g.tx && g.durable }
+
+func (g *txGroup) Add(req *writeReq) bool {
+	if g.err != nil {
+		g.w.refused = true
+		return false
 	}
-	fail := func(err error) {
-		for i := range replies {
-			if replies[i].err == nil {
-				replies[i] = writeReply{err: err}
-			}
+	switch {
+	case req.merge:
+		g.merges = true
+		g.reqs, g.replies = append(g.reqs, req), append(g.replies, writeReply{})
+	case !g.tx:
+		g.begin(req.ack == "")
+		g.apply(req)
+	case !g.durable && req.ack == "":
+		g.w.refused = true
+		return false
+	default:
+		g.apply(req)
+	}
+	return true
+}
+
+// begin opens the group's transaction, under synchronous NORMAL unless the
+// group is durable.
+func (g *txGroup) begin(durable bool) {
+	w := g.w
+	g.durable = durable
+	if !durable {
+		restore, err := w.relaxed()
+		if err != nil {
+			w.s.db.Log.Warn("sqlite unsynced group not possible", "err", err)
+			g.durable = true
 		}
+		g.restore = restore
 	}
 	w.s.begun.Add(1)
 	if _, err := w.begin.ExecContext(w.bg); err != nil {
-		for _, req := range pre {
-			if req.merge {
-				w.mergeWaiting = append(w.mergeWaiting, req)
-				continue
-			}
-			group, replies = append(group, req), append(replies, writeReply{err: fmt.Errorf("begin: %w", err)})
-		}
-		return nil
+		g.err = fmt.Errorf("begin: %w", err)
+		return
 	}
+	g.tx = true
 	w.group.reset()
 	w.gj.reset()
-	w.savepoints = false
-	start := time.Now()
-	for _, req := range pre {
-		apply(req)
+}
+
+// apply applies req in the open transaction.
+func (g *txGroup) apply(req *writeReq) {
+	w := g.w
+	g.reqs = append(g.reqs, req)
+	switch {
+	case g.err != nil:
+		g.replies = append(g.replies, writeReply{err: g.err})
+		return
+	case g.savepoints:
+		g.replies = append(g.replies, w.inSavepoint(req))
+		return
 	}
-	// take applies req, or keeps it for the next group when this one is not
-	// durable and req needs to be; it reports whether the group goes on.
-	take := func(req *writeReq) bool {
-		if !durable && req.ack == "" && !req.merge {
-			next = req
-			return false
-		}
-		apply(req)
-		return true
+	// A conflict is found before the request writes anything: the
+	// transaction goes on as it was.
+	if r := w.direct(req); r.err == nil || errors.Is(r.err, sensor.ErrBatchConflict) {
+		g.replies = append(g.replies, r)
+		return
 	}
-fill:
-	for n < maxGroupReadings && len(group) < maxGroupRequests {
-		select {
-		case req := <-w.s.reqs:
-			if !take(req) {
-				break fill
-			}
-			continue
+	// The request failed, or needs to roll back (duplicates), and there is
+	// no savepoint to return to: restart the transaction and apply the
+	// group again, each request in its own savepoint, as for the rest of it.
+	g.replies = g.replies[:0]
+	g.savepoints = true
+	if err := w.restart(); err != nil {
+		g.err = fmt.Errorf("restart group: %w", err)
+	}
+	for _, req := range g.reqs {
+		switch {
+		case req.merge:
+			g.replies = append(g.replies, writeReply{})
+		case g.err != nil:
+			g.replies = append(g.replies, writeReply{err: g.err})
+		case req.ctx.Err() != nil:
+			g.replies = append(g.replies, writeReply{err: req.ctx.Err()})
 		default:
-		}
-		wait := maxGroupWait - time.Since(start)
-		if !durable || w.s.coming.Load() == 0 || wait <= 0 {
-			break
-		}
-		w.timer.Reset(wait)
-		select {
-		case req := <-w.s.reqs:
-			w.timer.Stop()
-			if !take(req) {
-				break fill
-			}
-		case <-w.timer.C:
-			break fill
+			g.replies = append(g.replies, w.inSavepoint(req))
 		}
 	}
-	if broken != nil {
+}
+
+func (g *txGroup) Commit() ([]writeReply, error) {
+	w := g.w
+	if g.tx {
+		g.commit()
+	}
+	if g.restore != nil {
+		g.restore()
+	}
+	if g.merges {
+		err := w.mergeAll()
+		for i, req := range g.reqs {
+			if req.merge {
+				g.replies[i].err = err
+			}
+		}
+	}
+	return g.replies, nil
+}
+
+// commit commits the transaction, or rolls it back when it is broken.
+func (g *txGroup) commit() {
+	w := g.w
+	if g.err != nil {
 		if _, err := w.rollback.ExecContext(w.bg); err != nil {
 			w.s.db.Log.Warn("sqlite rollback failed", "err", err)
 		}
@@ -566,14 +530,17 @@ fill:
 		if _, rerr := w.rollback.ExecContext(w.bg); rerr != nil {
 			w.s.db.Log.Error("sqlite rollback failed", "err", rerr)
 		}
-		w.s.db.Log.Error("sqlite group commit failed", "requests", len(group), "err", err)
-		fail(err)
+		w.s.db.Log.Error("sqlite group commit failed", "requests", len(g.reqs), "err", err)
+		for i := range g.replies {
+			if g.replies[i].err == nil && !g.reqs[i].merge {
+				g.replies[i] = writeReply{err: err}
+			}
+		}
 		return
 	}
 	w.s.commits.Add(1)
 	w.s.j.add(&w.gj, w.group.reg)
 	w.checkpointAfter()
-	return next
 }
 
 // checkpointAfter follows a commit: it rewinds the WAL when the checkpointer
@@ -642,7 +609,7 @@ func (w *writer) do(req *writeReq) writeReply {
 }
 
 // restart rolls back the open transaction and begins another, in which every
-// request is applied in its own savepoint.
+// request is to be applied in its own savepoint.
 func (w *writer) restart() error {
 	if _, err := w.rollback.ExecContext(w.bg); err != nil {
 		return fmt.Errorf("rollback: %w", err)
@@ -652,7 +619,6 @@ func (w *writer) restart() error {
 	}
 	w.group.reset()
 	w.gj.reset()
-	w.savepoints = true
 	return nil
 }
 

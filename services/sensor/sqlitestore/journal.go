@@ -446,14 +446,14 @@ func (w *writer) mergeSteps() {
 			w.s.db.Log.Error("sqlite journal merge failed", "readings", len(j.rs)-j.next, "err", err)
 			return
 		}
-		if len(w.s.reqs) > 0 && !behind {
+		if w.gc.Queued() > 0 && !behind {
 			return
 		}
 	}
 }
 
-// mergeAll merges the whole journal now, and answers the merge requests waiting.
-func (w *writer) mergeAll() {
+// mergeAll merges the whole journal now; it logs its error too.
+func (w *writer) mergeAll() error {
 	j := w.s.j
 	var err error
 	for err == nil && j.pending() {
@@ -465,12 +465,7 @@ func (w *writer) mergeAll() {
 	if err != nil {
 		w.s.db.Log.Error("sqlite journal merge failed", "readings", len(j.rs)-j.next, "err", err)
 	}
-	for _, req := range w.mergeWaiting {
-		req.reply <- writeReply{err: err}
-		w.s.db.Leave()
-	}
-	clear(w.mergeWaiting)
-	w.mergeWaiting = w.mergeWaiting[:0]
+	return err
 }
 
 // mergeTx inserts up to the next n readings of the merge under way in a
@@ -488,17 +483,28 @@ func (w *writer) mergeTx(n int, yield bool) error {
 // consistent after a power cut, losing at most the latest commits), and the
 // next durable commit's fsync makes them durable with it.
 func (w *writer) unsynced(f func() error) error {
-	if w.s.db.Sync == "FULL" || w.s.db.Sync == "EXTRA" {
-		if _, err := w.syncNormal.ExecContext(w.bg); err != nil {
-			return fmt.Errorf("synchronous normal: %w", err)
-		}
-		defer func() {
-			if _, err := w.syncFull.ExecContext(w.bg); err != nil {
-				w.s.db.Log.Error("sqlite synchronous mode not restored", "err", err)
-			}
-		}()
+	restore, err := w.relaxed()
+	if err != nil {
+		return err
 	}
+	defer restore()
 	return f()
+}
+
+// relaxed sets synchronous NORMAL (see unsynced) and returns what restores the
+// store's mode.
+func (w *writer) relaxed() (restore func(), _ error) {
+	if w.s.db.Sync != "FULL" && w.s.db.Sync != "EXTRA" {
+		return func() {}, nil
+	}
+	if _, err := w.syncNormal.ExecContext(w.bg); err != nil {
+		return nil, fmt.Errorf("synchronous normal: %w", err)
+	}
+	return func() {
+		if _, err := w.syncFull.ExecContext(w.bg); err != nil {
+			w.s.db.Log.Error("sqlite synchronous mode not restored", "err", err)
+		}
+	}, nil
 }
 
 func (w *writer) mergeTxUnsynced(n int, yield bool) error {
@@ -517,7 +523,7 @@ func (w *writer) mergeTxUnsynced(n int, yield bool) error {
 		}
 		stored += k
 		end += len(chunk)
-		if yield && len(w.s.reqs) > 0 {
+		if yield && w.gc.Queued() > 0 {
 			break
 		}
 	}
@@ -638,8 +644,7 @@ func (w *writer) mergeLeftover() error {
 	if n == 0 {
 		return nil
 	}
-	w.mergeAll()
-	if j.pending() {
+	if w.mergeAll() != nil {
 		return errors.New("merge journal: failed (see the log)")
 	}
 	w.s.db.Log.Info("sqlite journal left by the last run merged", "readings", n)
@@ -648,7 +653,7 @@ func (w *writer) mergeLeftover() error {
 
 // flush has the writer merge the journal into the readings table now.
 func (s *Store) flush(ctx context.Context) error {
-	if _, err := s.write(ctx, &writeReq{ctx: ctx, merge: true}, false); err != nil {
+	if _, err := s.write(ctx, &writeReq{merge: true}, false); err != nil {
 		return err
 	}
 	return nil

@@ -71,7 +71,7 @@ func (s *Store) Prune(ctx context.Context) (readings, rollups int64, err error) 
 	pause.Stop()
 	for {
 		start := time.Now()
-		r, err := s.write(ctx, &writeReq{ctx: ctx, prune: &req}, false)
+		r, err := s.write(ctx, &writeReq{prune: &req}, false)
 		if err != nil {
 			return readings, 0, wrapErr("sqlitestore: prune", err)
 		}

@@ -15,7 +15,7 @@ func (s *Store) MarkStatus(ctx context.Context, m sensor.StatusMark) error {
 	if m.SensorID == "" {
 		return fmt.Errorf("sqlitestore: mark status: %w: empty sensor id", apperr.ErrInvalid)
 	}
-	if _, err := s.write(ctx, &writeReq{ctx: ctx, mark: &m}, false); err != nil {
+	if _, err := s.write(ctx, &writeReq{mark: &m}, false); err != nil {
 		return wrapErr("sqlitestore: mark status of "+m.SensorID, err)
 	}
 	return nil

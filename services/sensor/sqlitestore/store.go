@@ -2,10 +2,11 @@
 // and event outbox in one SQLite file (modernc.org/sqlite, pure Go).
 //
 // One connection writes, a pool reads (WAL lets them run side by side). Concurrent
-// Ingest calls are coalesced by a single writer goroutine into one transaction
-// (group commit), so the cost of a durable commit is shared by every batch that
-// waited for it. Batches are applied directly; should one fail, the group is
-// applied again with each batch in its own savepoint, so that only it is lost.
+// Ingest calls are coalesced by a single writer goroutine (internal/groupcommit)
+// into one transaction (group commit), so the cost of a durable commit is shared
+// by every batch that waited for it. Batches are applied directly; should one
+// fail, the group is applied again with each batch in its own savepoint, so
+// that only it is lost.
 // New readings go to a journal in arrival order, and are merged into the readings
 // table in large sorted runs together with the registry rows of their batches
 // (see journal.go).
@@ -67,12 +68,10 @@ type Store struct {
 	// (see journal.go).
 	j *journal
 
-	reqs    chan *writeReq // each counted in flight (db.Enter) until answered
-	quit    chan struct{}
-	done    chan struct{}     // closed when the writer has exited
+	w       *writer           // each request counted in flight (db.Enter) until answered
+	quit    chan struct{}     // closed when the store closes
 	ckDone  chan struct{}     // closed when the checkpointer has exited
 	pruner  *retention.Pruner // nil when the store prunes nothing
-	coming  atomic.Int64      // Ingest calls preparing a batch for the writer
 	commits atomic.Int64      // group commits so far
 	begun   atomic.Int64      // group transactions begun so far (a group has taken its first requests)
 	// restartWAL asks the writer to rewind the WAL after its current group.
@@ -124,9 +123,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		mergeRows:        cmp.Or(opts.mergeRows, defaultMergeRows),
 		mergeStep:        cmp.Or(opts.mergeStep, defaultMergeStep),
 		j:                newJournal(),
-		reqs:             make(chan *writeReq, 1024),
 		quit:             make(chan struct{}),
-		done:             make(chan struct{}),
 		ckDone:           make(chan struct{}),
 	}
 	w, err := newWriter(ctx, s)
@@ -139,7 +136,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		closeAll()
 		return nil, wrapErr("sqlitestore: open "+path, err)
 	}
-	go w.run()
+	s.w = w
+	w.start()
 	go s.checkpointer()
 	// No deadline on a prune: a large backlog takes as many chunks as it
 	// needs, and Close ends it at its next chunk.
@@ -195,8 +193,8 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx, "sqlites
 func (s *Store) Close() error {
 	return s.db.Close("sqlitestore: close", func() error {
 		s.pruner.Stop()
+		s.w.stop()
 		close(s.quit)
-		<-s.done
 		<-s.ckDone
 		return s.ckdb.Close()
 	})
