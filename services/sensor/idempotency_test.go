@@ -18,6 +18,7 @@ import (
 	"github.com/atrium-iot/atrium/internal/bus"
 	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/testenv"
+	"github.com/atrium-iot/atrium/internal/testwait"
 	"github.com/atrium-iot/atrium/services/sensor"
 	"github.com/atrium-iot/atrium/services/sensor/sqlitestore"
 )
@@ -193,10 +194,13 @@ func TestBatchIDsScopedToTheCaller(t *testing.T) {
 			}
 		})
 	}
+	// The bus hands each event to the subscriber on a goroutine of its own:
+	// wait for the last.
 	wantEvents := []string{"key:agent-hq/b-1", "key:intruder/b-1", "key:direct/b-1", "direct/b-1"}
-	if got := s.events(); !reflect.DeepEqual(got, wantEvents) {
-		t.Errorf("published events of batches %q, want %q", got, wantEvents)
-	}
+	testwait.WithinState(t, 5*time.Second, "the events of the four batches", func() (bool, string) {
+		got := s.events()
+		return reflect.DeepEqual(got, wantEvents), "published " + strings.Join(got, ", ")
+	})
 	// agent-hq's batch is still answered as it was.
 	if a := send(t, s.url, []byte(first), agent...); a.Code != 200 || string(a.Raw) != string(wantAnswer) {
 		t.Errorf("agent-hq's batch at the end: %d %s, want %s", a.Code, a.Raw, wantAnswer)
