@@ -257,8 +257,8 @@ func (s *Service) handleSensors() http.HandlerFunc {
 		q := httpx.NewQuery(r)
 		now := s.opts.Now()
 		sq := SensorQuery{
-			RoomID:      q.String("room_id"),
-			Type:        q.String("type"),
+			RoomID:      q.ID("room_id"),
+			Type:        q.Type("type", false),
 			Status:      q.Enum("status", "", StatusOnline, StatusOffline),
 			OnlineSince: now.Add(-s.opts.OfflineAfter),
 			Limit:       q.Limit(),

@@ -328,6 +328,7 @@ func TestRegistryAndRestart(t *testing.T) {
 		code int
 	}{
 		{"/sensors/nope", 404}, {"/sensors/nope/data", 404}, {"/sensors?status=asleep", 400},
+		{"/sensors?room_id=room%20one", 400}, {"/sensors?type=CO2", 400}, {"/sensors?type=co2-ppm", 400},
 		{"/sensors/t1/data?limit=0", 400}, {"/sensors/t1/data?from=soon", 400}, {"/sensors/t1/data?order=up", 400},
 		{"/sensors/t1/data?cursor=garbage", 400}, {"/nowhere", 404}, {"/healthz", 200}, {"/readyz", 200}, {"/metrics", 200},
 	} {
