@@ -273,7 +273,7 @@ func (s *Service) handleHistory() http.HandlerFunc {
 		for _, st := range stats {
 			page.Buckets = append(page.Buckets, BucketStats{
 				Start: st.Start.UTC(), End: st.Start.Add(bucket).UTC(),
-				Min: st.Min, Mean: st.Sum / float64(st.Count), Max: st.Max, Count: st.Count,
+				Min: st.Min, Mean: reading.Mean(st.Sum, st.Count, st.Min, st.Max), Max: st.Max, Count: st.Count,
 			})
 		}
 		httpx.JSON(w, http.StatusOK, page)

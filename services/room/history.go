@@ -3,6 +3,8 @@ package room
 import (
 	"fmt"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
 )
 
 // Span is the part of a history query one rollup tier answers: the rollups of
@@ -67,7 +69,7 @@ func (m *Merger) Add(start int64, a Agg) bool {
 	}
 	st := &m.out[len(m.out)-1]
 	st.Count += a.N
-	st.Sum += a.Sum
+	st.Sum = reading.AddSum(st.Sum, a.Sum)
 	st.Min = min(st.Min, a.Min)
 	st.Max = max(st.Max, a.Max)
 	return true

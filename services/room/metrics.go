@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/events"
+	"github.com/atrium-iot/atrium/internal/reading"
 )
 
 // Window is the span the "last 5 minutes" figures cover. It is counted in whole
@@ -78,8 +79,8 @@ func Compute(s Snapshot, now time.Time) Metrics {
 		}
 	}
 	type acc struct {
-		sum float64
-		n   int
+		sum, lo, hi float64
+		n           int
 	}
 	sums := map[string]acc{}
 	for _, v := range s.Latest {
@@ -88,13 +89,19 @@ func Compute(s Snapshot, now time.Time) Metrics {
 			continue
 		}
 		a := sums[v.Type]
+		if a.n == 0 || v.Value < a.lo {
+			a.lo = v.Value
+		}
+		if a.n == 0 || v.Value > a.hi {
+			a.hi = v.Value
+		}
 		a.sum += v.Value
 		a.n++
 		sums[v.Type] = a
 	}
 	for typ, n := range newest {
 		a := sums[typ]
-		m.Metrics[typ] = TypeMetrics{Value: a.sum / float64(a.n), Unit: n.Unit, Timestamp: n.Timestamp.UTC(), Sensors: a.n}
+		m.Metrics[typ] = TypeMetrics{Value: reading.Mean(a.sum, int64(a.n), a.lo, a.hi), Unit: n.Unit, Timestamp: n.Timestamp.UTC(), Sensors: a.n}
 	}
 	windowMax := map[string]float64{}
 	for _, w := range s.Window {
@@ -105,7 +112,7 @@ func Compute(s Snapshot, now time.Time) Metrics {
 		if !ok { // readings of sensors that have since left the room
 			continue
 		}
-		mean, lo, hi := w.Sum/float64(w.Count), w.Min, w.Max
+		mean, lo, hi := reading.Mean(w.Sum, w.Count, w.Min, w.Max), w.Min, w.Max
 		tm.Mean5m, tm.Min5m, tm.Max5m, tm.Count5m = &mean, &lo, &hi, w.Count
 		m.Metrics[w.Type] = tm
 		windowMax[w.Type] = w.Max
@@ -134,7 +141,7 @@ func Compute(s Snapshot, now time.Time) Metrics {
 		src := OccupiedBySensor
 		m.Occupied, m.OccupiedSource = &occupied, &src
 	case s.Estimate != nil && s.Estimate.Count > 0:
-		p := s.Estimate.Sum / float64(s.Estimate.Count)
+		p := reading.Mean(s.Estimate.Sum, s.Estimate.Count, s.Estimate.Min, s.Estimate.Max)
 		occ, src, at := p >= EstimateThreshold, OccupiedByEstimate, s.Estimate.Start.UTC()
 		m.Occupied, m.OccupiedSource, m.OccupiedProbability, m.OccupiedEstimatedAt = &occ, &src, &p, &at
 	}

@@ -58,7 +58,8 @@ func RoomOf(r reading.Reading, w Where) string {
 	return r.RoomID
 }
 
-// Agg is the count, sum, minimum and maximum of some values.
+// Agg is the count, sum, minimum and maximum of some values. The sum saturates
+// (reading.AddSum) so that a store never sees an infinite or NaN sum.
 type Agg struct {
 	N             int64
 	Sum, Min, Max float64
@@ -73,7 +74,7 @@ func (a *Agg) Add(v float64) {
 		a.Max = v
 	}
 	a.N++
-	a.Sum += v
+	a.Sum = reading.AddSum(a.Sum, v)
 }
 
 // Merge counts the values b counts.
@@ -86,7 +87,7 @@ func (a *Agg) Merge(b Agg) {
 		return
 	}
 	a.N += b.N
-	a.Sum += b.Sum
+	a.Sum = reading.AddSum(a.Sum, b.Sum)
 	a.Min, a.Max = min(a.Min, b.Min), max(a.Max, b.Max)
 }
 

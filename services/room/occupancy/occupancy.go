@@ -19,6 +19,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
 )
 
 // The reading types the estimator reads.
@@ -241,7 +243,7 @@ func Rows(w Window, from, to time.Time) []Row {
 			if j < 0 || j >= n || st.Count == 0 {
 				continue
 			}
-			s.val[j], s.raw[j] = st.Sum/float64(st.Count), true
+			s.val[j], s.raw[j] = reading.Mean(st.Sum, st.Count, st.Min, st.Max), true
 		}
 		last := -1
 		for j := range n {
@@ -344,7 +346,7 @@ func newHourBaselines(w Window) *hourBaselines {
 	for i, typ := range Inputs {
 		for _, h := range w.Hours[typ] {
 			if h.Count > 0 {
-				get(h.Start)[i] = h.Sum / float64(h.Count)
+				get(h.Start)[i] = reading.Mean(h.Sum, h.Count, h.Min, h.Max)
 			}
 		}
 	}
