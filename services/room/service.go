@@ -55,6 +55,7 @@ type Service struct {
 	readings   *prometheus.CounterVec
 	batches    *prometheus.CounterVec
 	publishErr prometheus.Counter
+	unencoded  prometheus.Counter
 	estimates  prometheus.Counter
 
 	model *occupancy.Model // nil: no estimate
@@ -95,6 +96,7 @@ func New(store Store, b bus.Bus, log *slog.Logger, opts Options) *Service {
 	s.readings = s.kit.CounterVec("atrium_room_readings_total", "Readings received from the bus, by outcome (applied, duplicate, unroomed, invalid).", "outcome")
 	s.batches = s.kit.CounterVec("atrium_room_batches_total", "sensor.data.received events handled, by outcome (applied, duplicate, failed).", "outcome")
 	s.publishErr = s.kit.Counter("atrium_room_publish_errors_total", "Failed publishes of room.metrics.updated (retried next round).")
+	s.unencoded = s.kit.Counter("atrium_room_publish_skipped_total", "room.metrics.updated not published because the room's metrics could not be encoded (not retried: the other rooms go on).")
 	s.estimates = s.kit.Counter("atrium_room_occupancy_estimates_total", "Minutes of occupied_estimate computed and stored (a minute recomputed counts again).")
 	return s
 }
@@ -248,7 +250,9 @@ func (s *Service) markDirty(rooms ...string) {
 }
 
 // publishDirty publishes room.metrics.updated once for each room changed since
-// the last round. A room whose publish fails stays dirty for the next round.
+// the last round. A failure that a retry may cure (the store, the bus) stops the
+// round and leaves the rest for the next one; a room whose metrics cannot be
+// encoded is counted, logged and skipped, so that it never holds up the others.
 func (s *Service) publishDirty(ctx context.Context) {
 	s.mu.Lock()
 	if len(s.dirty) == 0 {
@@ -259,7 +263,13 @@ func (s *Service) publishDirty(ctx context.Context) {
 	s.dirty = map[string]struct{}{}
 	s.mu.Unlock()
 	for i, id := range rooms {
-		if err := s.publishRoom(ctx, id); err != nil {
+		err := s.publishRoom(ctx, id)
+		switch {
+		case err == nil:
+		case errors.Is(err, errUnencodable):
+			s.unencoded.Inc()
+			s.log.Error("room metrics cannot be encoded, not published", "room_id", id, "err", err)
+		default:
 			s.publishErr.Inc()
 			if ctx.Err() == nil {
 				s.log.Warn("publishing room metrics failed", "room_id", id, "err", err)
@@ -269,6 +279,10 @@ func (s *Service) publishDirty(ctx context.Context) {
 		}
 	}
 }
+
+// errUnencodable marks a room's metrics that cannot be encoded: retrying will
+// not change that.
+var errUnencodable = errors.New("unencodable")
 
 func (s *Service) publishRoom(ctx context.Context, id string) error {
 	m, err := s.metrics(ctx, id)
@@ -280,7 +294,7 @@ func (s *Service) publishRoom(ctx context.Context, id string) error {
 	}
 	body, err := events.EncodeRoomMetrics(m)
 	if err != nil {
-		return fmt.Errorf("metrics of %s: %w", id, err)
+		return fmt.Errorf("metrics of %s: %w: %w", id, errUnencodable, err)
 	}
 	return s.bus.Publish(ctx, bus.RoomMetricsUpdated, body)
 }
