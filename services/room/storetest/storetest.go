@@ -52,6 +52,7 @@ func Run(t *testing.T, open Opener) {
 			"Forget":              testForget,
 			"Reopen":              testReopen,
 			"Series":              testSeries,
+			"HugeValues":          testHugeValues,
 		},
 	}.Run(t)
 }
