@@ -149,15 +149,19 @@ func roomReport(f RoomFigures, capacity float64) RoomReport {
 	}
 	rr.PoorAirHours = float64(f.PoorAirMinutes) / 60
 	if f.OccupancyMinutes > 0 {
+		// The mean of the minute means lies within the type's min and max; it
+		// is held there when the store's average overflowed.
 		mean := f.MeanOccupancy
-		rr.MeanOccupancy = &mean
-		var u float64
-		if capacity > 0 && f.OccupancyType == "occupancy" {
-			u, rr.OccupancyBasis, rr.Capacity = mean/capacity, "capacity", capacity
-		} else {
-			u, rr.OccupancyBasis = float64(f.OccupiedMinutes)/float64(f.OccupancyMinutes), "minutes_occupied"
+		if occ, ok := rr.Types[f.OccupancyType]; ok {
+			mean = reading.Mean(mean, 1, occ.Min, occ.Max)
 		}
-		rr.OccupancyUtilisation = &u
+		rr.MeanOccupancy = &mean
+		if capacity > 0 && f.OccupancyType == "occupancy" {
+			rr.OccupancyUtilisation, rr.OccupancyBasis, rr.Capacity = reading.Finite(mean/capacity), "capacity", capacity
+		} else {
+			u := float64(f.OccupiedMinutes) / float64(f.OccupancyMinutes)
+			rr.OccupancyUtilisation, rr.OccupancyBasis = &u, "minutes_occupied"
+		}
 	}
 	return rr
 }
@@ -300,14 +304,18 @@ func buildCharts(rep Report, c ReportContent) []chart {
 		if len(series) == 0 {
 			continue
 		}
-		if hi == lo {
-			lo, hi = lo-1, hi+1
+		if hi == lo { // ±1, or more where 1 is lost in the rounding of a huge value
+			d := max(1, math.Abs(lo)/1e6)
+			lo, hi = lo-d, hi+d
 		}
-		pad := (hi - lo) * 0.05
-		lo, hi = lo-pad, hi+pad
+		// Halves, so that huge means (up to ±MaxFloat64) do not overflow the
+		// span: half is (hi-lo)/2, exactly.
+		pad := (hi/2 - lo/2) * 0.1
+		lo, hi = max(lo-pad, -math.MaxFloat64), min(hi+pad, math.MaxFloat64)
+		half := hi/2 - lo/2
 		t0, span := rep.From, rep.To.Sub(rep.From).Seconds()
 		x := func(t time.Time) float64 { return plotL + (plotR-plotL)*t.Sub(t0).Seconds()/span }
-		y := func(v float64) float64 { return plotB - (plotB-plotT)*(v-lo)/(hi-lo) }
+		y := func(v float64) float64 { return plotB - (plotB-plotT)*(v/2-lo/2)/half }
 		for i, s := range series {
 			var b strings.Builder
 			line := chartLine{RoomID: s.RoomID, Color: palette[i%len(palette)], LegendY: plotT + 14 + i*18}
@@ -321,7 +329,7 @@ func buildCharts(rep Report, c ReportContent) []chart {
 			ch.Lines = append(ch.Lines, line)
 		}
 		for i := 0; i <= 4; i++ {
-			v := lo + (hi-lo)*float64(i)/4
+			v := lo + half*float64(i)/2
 			ch.YTicks = append(ch.YTicks, tick{Pos: y(v), Label: strconv.FormatFloat(v, 'f', 1, 64)})
 		}
 		layout := "01-02 15:04"

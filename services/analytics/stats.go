@@ -3,6 +3,8 @@ package analytics
 import (
 	"math"
 	"time"
+
+	"github.com/atrium-iot/atrium/internal/reading"
 )
 
 // AnomalyZ is the |z| above which a bucket is an anomaly.
@@ -24,69 +26,97 @@ type Change struct {
 }
 
 // Overall is the count and mean of every reading of a series: the count-weighted
-// mean of its bucket means.
+// mean of its bucket means. Each mean is weighted before it is added, so the sum
+// never overflows, and the result is held within the bucket means.
 func Overall(bs []Bucket) (count int64, mean float64, ok bool) {
-	sum := 0.0
 	for _, b := range bs {
 		count += b.Count
-		sum += b.Mean * float64(b.Count)
 	}
 	if count == 0 {
 		return 0, 0, false
 	}
-	return count, sum / float64(count), true
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, b := range bs {
+		if b.Count == 0 {
+			continue
+		}
+		mean += b.Mean * (float64(b.Count) / float64(count))
+		lo, hi = min(lo, b.Mean), max(hi, b.Mean)
+	}
+	return count, reading.Mean(mean, 1, lo, hi), true
+}
+
+// scaled returns the bucket means divided by the largest of their magnitudes,
+// and that magnitude: statistics of the scaled means (within ±1) cannot
+// overflow however large the means are.
+func scaled(bs []Bucket) (ys []float64, scale float64) {
+	for _, b := range bs {
+		scale = max(scale, math.Abs(b.Mean))
+	}
+	ys = make([]float64, len(bs))
+	for i, b := range bs {
+		if scale > 0 {
+			ys[i] = b.Mean / scale
+		}
+	}
+	return ys, scale
 }
 
 // SlopePerHour is the least-squares slope of the bucket means against the bucket
-// start times, in units per hour; ok is false with fewer than two buckets.
+// start times, in units per hour; ok is false with fewer than two buckets, or
+// when the slope is too large to represent.
 func SlopePerHour(bs []Bucket) (slope float64, ok bool) {
 	if len(bs) < 2 {
 		return 0, false
 	}
+	ys, scale := scaled(bs)
 	t0 := bs[0].Start
 	var sx, sy float64
-	for _, b := range bs {
+	for i, b := range bs {
 		sx += b.Start.Sub(t0).Hours()
-		sy += b.Mean
+		sy += ys[i]
 	}
 	n := float64(len(bs))
 	mx, my := sx/n, sy/n
 	var sxy, sxx float64
-	for _, b := range bs {
+	for i, b := range bs {
 		dx := b.Start.Sub(t0).Hours() - mx
-		sxy += dx * (b.Mean - my)
+		sxy += dx * (ys[i] - my)
 		sxx += dx * dx
 	}
 	if sxx == 0 {
 		return 0, false
 	}
-	return sxy / sxx, true
+	slope = sxy / sxx * scale
+	return slope, reading.Finite(slope) != nil
 }
 
 // Anomalies lists the buckets whose mean has |z| > AnomalyZ, z taken against the
 // mean and the population standard deviation of the bucket means. With n buckets
 // no |z| can exceed (n-1)/√n, so fewer than 11 buckets never show an anomaly.
+// z does not change when every mean is scaled, so it is computed on scaled means.
 func Anomalies(bs []Bucket) []Anomaly {
 	out := []Anomaly{}
 	if len(bs) < 3 {
 		return out
 	}
+	ys, _ := scaled(bs)
 	n := float64(len(bs))
 	mean := 0.0
-	for _, b := range bs {
-		mean += b.Mean
+	for _, y := range ys {
+		mean += y
 	}
 	mean /= n
 	ss := 0.0
-	for _, b := range bs {
-		ss += (b.Mean - mean) * (b.Mean - mean)
+	for _, y := range ys {
+		ss += (y - mean) * (y - mean)
 	}
 	sd := math.Sqrt(ss / n)
 	if sd == 0 {
 		return out
 	}
-	for _, b := range bs {
-		if z := (b.Mean - mean) / sd; math.Abs(z) > AnomalyZ {
+	for i, b := range bs {
+		if z := (ys[i] - mean) / sd; math.Abs(z) > AnomalyZ {
 			out = append(out, Anomaly{Start: b.Start, Mean: b.Mean, Z: z})
 		}
 	}
@@ -105,11 +135,16 @@ func Compare(cur, prev []Bucket) Change {
 	if !cok {
 		return c
 	}
+	// Each figure is nil when it is too large to represent. When the difference
+	// of the means overflows, the percentage is taken from their ratio.
 	abs := cm - pm
-	c.Absolute = &abs
+	c.Absolute = reading.Finite(abs)
 	if pm != 0 {
 		pct := abs / math.Abs(pm) * 100
-		c.Percent = &pct
+		if c.Absolute == nil {
+			pct = (cm/math.Abs(pm) - math.Copysign(1, pm)) * 100
+		}
+		c.Percent = reading.Finite(pct)
 	}
 	return c
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/paging"
+	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/rowscan"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
@@ -50,7 +51,8 @@ func (s *Store) typeStats(ctx context.Context, q string) ([]analytics.TypeStat, 
 		var n uint64
 		var sum float64
 		err := r.Scan(&t.Type, &n, &sum, &t.Min, &t.Max)
-		t.Count, t.Mean = int64(n), sum/float64(n)
+		t.Count = int64(n)
+		t.Mean = reading.Mean(sum, t.Count, t.Min, t.Max)
 		return t, err
 	})
 }
@@ -114,7 +116,8 @@ func (s *Store) Series(ctx context.Context, q analytics.SeriesQuery) ([]analytic
 		var n uint64
 		var sum float64
 		err := r.Scan(&start, &n, &sum, &b.Min, &b.Max)
-		b.Start, b.Count, b.Mean = fromMS(start), int64(n), sum/float64(n)
+		b.Start, b.Count = fromMS(start), int64(n)
+		b.Mean = reading.Mean(sum, b.Count, b.Min, b.Max)
 		return b, err
 	})
 	return out, wrapErr("clickhousestore: series", err)

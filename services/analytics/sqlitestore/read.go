@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/atrium-iot/atrium/internal/paging"
+	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/internal/rowscan"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
@@ -34,7 +35,7 @@ func scanTypeStat(r rowscan.Row) (analytics.TypeStat, error) {
 	var t analytics.TypeStat
 	var sum float64
 	err := r.Scan(&t.Type, &t.Count, &sum, &t.Min, &t.Max)
-	t.Mean = sum / float64(t.Count)
+	t.Mean = reading.Mean(sum, t.Count, t.Min, t.Max)
 	return t, err
 }
 
@@ -78,7 +79,7 @@ func (s *Store) Series(ctx context.Context, q analytics.SeriesQuery) ([]analytic
 		var start int64
 		var sum float64
 		err := r.Scan(&start, &b.Count, &sum, &b.Min, &b.Max)
-		b.Start, b.Mean = time.Unix(start*60, 0).UTC(), sum/float64(b.Count)
+		b.Start, b.Mean = time.Unix(start*60, 0).UTC(), reading.Mean(sum, b.Count, b.Min, b.Max)
 		return b, err
 	}, `SELECT (minute / ?) * ? AS b, sum(n), sum(s), min(mn), max(mx) FROM `+table+
 		` WHERE `+where+` GROUP BY b ORDER BY b`, append([]any{bk, bk}, args...)...)

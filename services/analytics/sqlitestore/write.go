@@ -46,7 +46,7 @@ func (a *agg) add(v float64, ts int64) {
 		}
 	}
 	a.n++
-	a.s += v
+	a.s = reading.AddSum(a.s, v) // a NaN sum would be stored as NULL
 }
 
 type roomKey struct {
