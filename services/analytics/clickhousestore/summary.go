@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/analytics"
 )
 
@@ -74,7 +75,7 @@ func (s *Store) scanFigures(ctx context.Context, q string, since, dayAgo, end in
 		switch kind {
 		case figType:
 			f.LastHour += int64(cnt)
-			f.Types = append(f.Types, analytics.TypeStat{Type: a, Count: int64(cnt), Mean: x / float64(cnt), Min: y, Max: z})
+			f.Types = append(f.Types, analytics.TypeStat{Type: a, Count: int64(cnt), Mean: reading.Mean(x, int64(cnt), y, z), Min: y, Max: z})
 		case figDay:
 			day += cnt
 		case figLatest:
