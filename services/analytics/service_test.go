@@ -339,19 +339,7 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 			from, to := u.First.Truncate(time.Hour), u.Last.Truncate(time.Minute).Add(time.Minute)
 			body := fmt.Sprintf(`{"kind":"custom","from":%q,"to":%q,"capacities":{"uci-roe-room":4}}`, from.Format(time.RFC3339), to.Format(time.RFC3339))
 			id := httpxtest.Expect[map[string]string](t, httpxtest.DoJSON(t, http.MethodPost, r.url+"/analytics/reports", []byte(body)), http.StatusAccepted)["id"]
-			var rep struct {
-				analytics.Report
-				Content analytics.ReportContent `json:"content"`
-			}
-			var a httpxtest.Answer
-			testwait.For(t, "report ready", func() bool {
-				rep.Content = analytics.ReportContent{}
-				a = httpxtest.Get(t, r.url+"/analytics/reports/"+id)
-				if err := json.Unmarshal(a.Raw, &rep); err != nil {
-					t.Fatalf("decode report: %v: %s", err, a.Raw)
-				}
-				return rep.Status != analytics.StatusPending
-			})
+			rep, a := waitReport(t, r.url, id)
 			if rep.Status != analytics.StatusReady || len(rep.Content.Rooms) != 2 {
 				t.Fatalf("report %s: %s", rep.Status, a.Raw)
 			}
@@ -422,6 +410,29 @@ func TestSummaryAndReportOverUCI(t *testing.T) {
 			})
 		})
 	}
+}
+
+// readyReport is a report as GET /analytics/reports/{id} answers it, its content decoded.
+type readyReport struct {
+	analytics.Report
+	Content analytics.ReportContent `json:"content"`
+}
+
+// waitReport polls the report id of the service at base until it is no longer
+// pending, and returns it with the answer it came in.
+func waitReport(t *testing.T, base, id string) (readyReport, httpxtest.Answer) {
+	t.Helper()
+	var rep readyReport
+	var a httpxtest.Answer
+	testwait.For(t, "report ready", func() bool {
+		rep = readyReport{}
+		a = httpxtest.Get(t, base+"/analytics/reports/"+id)
+		if err := json.Unmarshal(a.Raw, &rep); err != nil {
+			t.Fatalf("decode report: %v: %s", err, a.Raw)
+		}
+		return rep.Status != analytics.StatusPending
+	})
+	return rep, a
 }
 
 // TestSensorServiceNeverReached: without any good answer the registry part is
