@@ -54,6 +54,7 @@ func Run(t *testing.T, open Opener) {
 			"Reopen":             testReopen,
 			"ReplayUCI":          testReplayUCI,
 			"Retention":          testRetention,
+			"HugeValues":         testHugeValues,
 		},
 	}.Run(t)
 }
