@@ -514,7 +514,7 @@ func (s *Store) updateRollups(ctx context.Context, batchID string, stored []read
 			order = append(order, k)
 		}
 		a.n++
-		a.sum += r.Value
+		a.sum = reading.AddSum(a.sum, r.Value)
 		a.min, a.max = min(a.min, r.Value), max(a.max, r.Value)
 		if r.Timestamp.Before(a.first) {
 			a.first = r.Timestamp

@@ -203,13 +203,9 @@ type Rollup struct {
 	First, Last time.Time
 }
 
-// Mean is Sum / Count.
-func (r Rollup) Mean() float64 {
-	if r.Count == 0 {
-		return 0
-	}
-	return r.Sum / float64(r.Count)
-}
+// Mean is Sum / Count, held within [Min, Max] (reading.Mean): finite even
+// when the sum overflowed.
+func (r Rollup) Mean() float64 { return reading.Mean(r.Sum, r.Count, r.Min, r.Max) }
 
 // rollupDoc is a document of rollups: a sensor's type's hourly bucket.
 type rollupDoc struct {

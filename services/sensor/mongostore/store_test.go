@@ -3,6 +3,7 @@ package mongostore
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -154,6 +155,39 @@ func TestRollups(t *testing.T) {
 			t.Fatalf("Rollups in [1h, 2h) = %+v, %v", got, err)
 		}
 	})
+}
+
+// TestRollupsOfHugeValues: readings near the largest double overflow the sum
+// of their hour; the bucket keeps exact bounds and a mean within them.
+func TestRollupsOfHugeValues(t *testing.T) {
+	c := mongotest.Client(t)
+	s := openTest(t, mongotest.Database(t, c, "sensor_rollups_huge"), Options{})
+	const huge = 1.7e308
+	energy := func(ts time.Time, v float64) reading.Reading {
+		return reading.Reading{SensorID: "s1", RoomID: "r1", Type: "energy", Value: v, Timestamp: ts}
+	}
+	batches := [][]reading.Reading{
+		{energy(base, huge), energy(base.Add(time.Minute), huge), energy(base.Add(time.Hour), huge), energy(base.Add(time.Hour+time.Minute), huge)},
+		{energy(base.Add(2*time.Minute), -huge), energy(base.Add(3*time.Minute), -huge), energy(base.Add(4*time.Minute), -huge)},
+	}
+	for i, rs := range batches {
+		if _, err := s.Ingest(t.Context(), sensor.Batch{ID: fmt.Sprintf("huge-%d", i), Readings: rs, ReceivedAt: base}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Rollups(t.Context(), "s1", "energy", time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Count != 5 || got[0].Min != -huge || got[0].Max != huge || got[1].Count != 2 || got[1].Min != huge {
+		t.Fatalf("rollups = %+v, want 5 readings in ±%g, then 2 of %g", got, huge, huge)
+	}
+	if m := got[0].Mean(); math.IsNaN(m) || m < -huge || m > huge {
+		t.Errorf("mean of both signs = %v, want within ±%g", m, huge)
+	}
+	if m := got[1].Mean(); m != huge {
+		t.Errorf("mean of two readings of %g = %v", huge, m)
+	}
 }
 
 func TestRetention(t *testing.T) {
