@@ -292,6 +292,23 @@ func TestEvaluateRoom(t *testing.T) {
 	}
 }
 
+// TestEvaluateRoomHugeValue: a rule over a metric near the largest double
+// raises and resolves as any other.
+func TestEvaluateRoomHugeValue(t *testing.T) {
+	e := NewEngine([]Rule{{ID: "huge", Kind: KindThreshold, Source: SourceRoom, Metric: "energy", Comparison: CompareGT,
+		Threshold: f64(1e308), ClearThreshold: f64(-1e308), Severity: SeverityWarning}})
+	var got []string
+	for i, v := range []float64{1.7e308, 0, -1.7e308} {
+		m := &events.RoomMetrics{RoomID: "r1", At: t0.Add(time.Duration(i) * time.Minute), Metrics: map[string]events.RoomTypeMetrics{"energy": {Value: v}}}
+		for _, tr := range e.EvaluateRoom(m, nil) {
+			got = append(got, fmt.Sprintf("%s %g", tr.kind, tr.value))
+		}
+	}
+	if want := "[raise 1.7e+308 resolve -1.7e+308]"; fmt.Sprint(got) != want {
+		t.Errorf("transitions %v, want %s", got, want)
+	}
+}
+
 // BenchmarkEvaluate runs readings of 1,000 sensors (co2 and temperature, values
 // around the thresholds) through the default rules; the target is ≥500,000
 // readings/s.
