@@ -2,7 +2,6 @@ package room_test
 
 import (
 	"context"
-	"encoding/json"
 	"math"
 	"testing"
 	"time"
@@ -18,41 +17,6 @@ import (
 
 // huge is a finite value whose double overflows.
 const huge = 1.7e308
-
-// updatesOf collects the rooms of the room.metrics.updated events published on b.
-func updatesOf(t *testing.T, b bus.Bus) <-chan room.Metrics {
-	t.Helper()
-	updates := make(chan room.Metrics, 100)
-	if err := b.Subscribe(t.Context(), "test-updates", []string{bus.RoomMetricsUpdated}, func(_ context.Context, m bus.Message) error {
-		var v room.Metrics
-		if err := json.Unmarshal(m.Body, &v); err != nil {
-			t.Errorf("room.metrics.updated body %s: %v", m.Body, err)
-		}
-		updates <- v
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return updates
-}
-
-// waitUpdates waits for a room.metrics.updated event of each of rooms.
-func waitUpdates(t *testing.T, updates <-chan room.Metrics, rooms ...string) map[string]room.Metrics {
-	t.Helper()
-	got := map[string]room.Metrics{}
-	deadline := time.After(20 * time.Second)
-	for _, id := range rooms {
-		for _, ok := got[id]; !ok; _, ok = got[id] {
-			select {
-			case m := <-updates:
-				got[m.RoomID] = m
-			case <-deadline:
-				t.Fatalf("room.metrics.updated for %v, want %v", got, rooms)
-			}
-		}
-	}
-	return got
-}
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 

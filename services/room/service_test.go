@@ -120,6 +120,41 @@ func f64(p *float64) string {
 	return fmt.Sprint(*p)
 }
 
+// updatesOf collects the rooms of the room.metrics.updated events published on b.
+func updatesOf(t *testing.T, b bus.Bus) <-chan room.Metrics {
+	t.Helper()
+	updates := make(chan room.Metrics, 100)
+	if err := b.Subscribe(t.Context(), "test-updates", []string{bus.RoomMetricsUpdated}, func(_ context.Context, m bus.Message) error {
+		var v room.Metrics
+		if err := json.Unmarshal(m.Body, &v); err != nil {
+			t.Errorf("room.metrics.updated body %s: %v", m.Body, err)
+		}
+		updates <- v
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return updates
+}
+
+// waitUpdates waits for a room.metrics.updated event of each of rooms.
+func waitUpdates(t *testing.T, updates <-chan room.Metrics, rooms ...string) map[string]room.Metrics {
+	t.Helper()
+	got := map[string]room.Metrics{}
+	deadline := time.After(20 * time.Second)
+	for _, id := range rooms {
+		for _, ok := got[id]; !ok; _, ok = got[id] {
+			select {
+			case m := <-updates:
+				got[m.RoomID] = m
+			case <-deadline:
+				t.Fatalf("room.metrics.updated for %v, want %v", got, rooms)
+			}
+		}
+	}
+	return got
+}
+
 // TestMetricsFixture checks every figure of one room against hand-computed values.
 func TestMetricsFixture(t *testing.T) {
 	e := newEnv(t, "", nil)
@@ -443,17 +478,7 @@ func TestBadInput(t *testing.T) {
 // nothing, and room.metrics.updated is published once per room per round.
 func TestFedByBus(t *testing.T) {
 	e := newEnv(t, "", nil)
-	updates := make(chan room.Metrics, 100)
-	if err := e.bus.Subscribe(t.Context(), "test-updates", []string{bus.RoomMetricsUpdated}, func(_ context.Context, m bus.Message) error {
-		var v room.Metrics
-		if err := json.Unmarshal(m.Body, &v); err != nil {
-			t.Errorf("room.metrics.updated body %s: %v", m.Body, err)
-		}
-		updates <- v
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	updates := updatesOf(t, e.bus)
 	e.run(t)
 	body := eventBody("bus-1", rd{"s1", "a", "co2", 500, "12:09:00"}, rd{"s1", "a", "co2", 700, "12:10:00"}, rd{"s2", "b", "temperature", 21, "12:10:00"})
 	for range 3 { // the same event, redelivered as new messages
@@ -461,16 +486,7 @@ func TestFedByBus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := map[string]room.Metrics{}
-	deadline := time.After(20 * time.Second)
-	for len(got) < 2 {
-		select {
-		case m := <-updates:
-			got[m.RoomID] = m
-		case <-deadline:
-			t.Fatalf("room.metrics.updated for %d rooms, want a and b", len(got))
-		}
-	}
+	got := waitUpdates(t, updates, "a", "b")
 	if c := got["a"].Metrics["co2"]; c.Value != 700 || c.Count5m != 2 || f64(c.Mean5m) != "600" {
 		t.Errorf("published metrics of a = %+v, want 700, 2 readings, mean 600", c)
 	}
