@@ -95,7 +95,7 @@ func Compute(s Snapshot, now time.Time) Metrics {
 		if a.n == 0 || v.Value > a.hi {
 			a.hi = v.Value
 		}
-		a.sum += v.Value
+		a.sum = reading.AddSum(a.sum, v.Value)
 		a.n++
 		sums[v.Type] = a
 	}
