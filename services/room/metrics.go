@@ -1,6 +1,7 @@
 package room
 
 import (
+	"math"
 	"sort"
 	"time"
 
@@ -79,8 +80,8 @@ func Compute(s Snapshot, now time.Time) Metrics {
 		}
 	}
 	type acc struct {
-		sum, lo, hi float64
-		n           int
+		sum, scaled, lo, hi float64
+		n                   int
 	}
 	sums := map[string]acc{}
 	for _, v := range s.Latest {
@@ -99,9 +100,23 @@ func Compute(s Snapshot, now time.Time) Metrics {
 		a.n++
 		sums[v.Type] = a
 	}
+	// A sum that saturated (values near the largest double) is added again, each
+	// value divided by the count first, which cannot overflow.
+	for _, v := range s.Latest {
+		a := sums[v.Type]
+		if math.Abs(a.sum) < math.MaxFloat64 || newest[v.Type].Timestamp.Sub(v.Timestamp) > Window {
+			continue
+		}
+		a.scaled += v.Value / float64(a.n)
+		sums[v.Type] = a
+	}
 	for typ, n := range newest {
 		a := sums[typ]
-		m.Metrics[typ] = TypeMetrics{Value: reading.Mean(a.sum, int64(a.n), a.lo, a.hi), Unit: n.Unit, Timestamp: n.Timestamp.UTC(), Sensors: a.n}
+		mean := reading.Mean(a.sum, int64(a.n), a.lo, a.hi)
+		if math.Abs(a.sum) >= math.MaxFloat64 {
+			mean = min(max(a.scaled, a.lo), a.hi)
+		}
+		m.Metrics[typ] = TypeMetrics{Value: mean, Unit: n.Unit, Timestamp: n.Timestamp.UTC(), Sensors: a.n}
 	}
 	windowMax := map[string]float64{}
 	for _, w := range s.Window {

@@ -67,6 +67,11 @@ func TestHugeValues(t *testing.T) {
 	e.consume(t, "huge-2", rd{"a3", "r1", "energy", -huge, "12:10:00"}, rd{"a4", "r1", "energy", -huge, "12:10:00"},
 		rd{"a5", "r1", "energy", -huge, "12:10:00"})
 	check("both signs")
+	// The current value is the mean of the five sensors' latest, (2-3)/5 of huge,
+	// though their sum overflows.
+	if v := getJSON[room.Metrics](t, e.url+"/rooms/r1/metrics").Metrics["energy"].Value; math.Abs(v-(-huge/5)) > huge*1e-12 {
+		t.Errorf("energy of r1 over five sensors = %v, want %v", v, -huge/5)
+	}
 	e.consume(t, "after", rd{"b1", "r2", "co2", 800, "12:10:10"})
 	if got := waitUpdates(t, updates, "r1", "r2"); got["r2"].Metrics["co2"].Value != 800 {
 		t.Errorf("published co2 of r2 = %+v, want 800", got["r2"].Metrics["co2"])
