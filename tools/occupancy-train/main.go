@@ -7,7 +7,10 @@
 // With -test FILE (repeatable) it also prints how the models do on those files
 // offline, in process, with and without the light column. With -cv it prints a
 // leave-one-day-out cross-validation on the training file, the figure to
-// compare candidate features by without looking at the test sets.
+// compare candidate features by without looking at the test sets; it judges
+// the training file as it is and copies of it with simulated co2 sensor faults.
+// -faults N trains also on N such copies, -co2-check drops a co2 stream that
+// fails the plausibility check.
 package main
 
 import (
@@ -40,7 +43,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	data := fs.String("data", "", "UCI Occupancy Detection training file (datatraining.txt)")
 	out := fs.String("out", "", "where to write the model JSON (- for stdout; empty: do not write)")
-	cv := fs.Bool("cv", false, "print a leave-one-day-out cross-validation on the training file, with and without light")
+	cv := fs.Bool("cv", false, "print a leave-one-day-out cross-validation on the training file, with and without light, with the co2 sensor as it is and with simulated faults")
+	var opts occupancy.TrainOptions
+	fs.IntVar(&opts.FaultCopies, "faults", 0, "train also on this many copies of the training file with simulated co2 sensor faults")
+	fs.BoolVar(&opts.Gated, "gated", false, "count temperature and water content above their baselines only through a recent co2 rise")
+	fs.BoolVar(&opts.CO2Check, "co2-check", false, "drop a co2 stream that fails the plausibility check (in training and in the estimator)")
 	var tests files
 	fs.Var(&tests, "test", "a UCI Occupancy Detection file to evaluate on, offline (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -53,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, err := occupancy.Train(samples)
+	m, err := occupancy.Train(samples, opts)
 	if err != nil {
 		return err
 	}
@@ -74,14 +81,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if *cv {
 		for _, c := range streamSets {
-			byDay, all, err := occupancy.CrossValidate(samples, c.use)
+			r, err := occupancy.CrossValidate(samples, c.use, opts)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "leave one day out, %s: %s\n", c.name, all)
-			for _, d := range slices.Sorted(maps.Keys(byDay)) {
-				fmt.Fprintf(stdout, "  %s: %s\n", d, byDay[d])
+			fmt.Fprintf(stdout, "leave one day out, %s: score %.2f %% (mean of healthy and faulty co2)\n", c.name, 100*r.Score())
+			fmt.Fprintf(stdout, "  co2 as it is: %s\n", r.Healthy)
+			for _, d := range slices.Sorted(maps.Keys(r.ByDay)) {
+				fmt.Fprintf(stdout, "    %s: %s\n", d, r.ByDay[d])
 			}
+			fmt.Fprintf(stdout, "  simulated co2 faults (%d copies): %s\n", occupancy.CVFaultCopies, r.Faulty)
 		}
 	}
 	for _, t := range tests {

@@ -28,7 +28,10 @@ type Logistic struct {
 // Model is the set of logistic models, one per set of present inputs.
 type Model struct {
 	// Source names the data the models were trained from.
-	Source string      `json:"source"`
+	Source string `json:"source"`
+	// TrainOptions is how the models were trained; CO2Check also tells the
+	// estimator to drop a co2 stream that fails the plausibility check.
+	TrainOptions
 	Models []*Logistic `json:"models"`
 
 	byName map[string]*Logistic

@@ -99,10 +99,28 @@ type Feature struct {
 	// Light says that the models with light use it: light decides nearly
 	// alone, and co2 and humidity made those models worse.
 	Light bool
+	// Gated says which models use it: 0 every model, gated the models with
+	// co2 and without light of a model file with Gated, ungated the others.
+	Gated gating
 	// Doc says what it is, for the docs.
 	Doc string
 	f   func(x *point) float64
 }
+
+type gating int8
+
+const (
+	ungated gating = 1 + iota
+	gated
+)
+
+// RiseGate is the co2 rise that opens the gate of the gated features: the
+// 5-minute median up this much on the one 5 minutes before. RiseFade is how
+// long the gate takes to close after the last rise.
+const (
+	RiseGate = 15 // ppm
+	RiseFade = 300 * time.Minute
+)
 
 // point is what the features read at one minute, by index of Inputs.
 type point struct {
@@ -117,7 +135,13 @@ type point struct {
 	// hrBase is the same for the humidity ratio (from the hourly means of
 	// temperature and humidity).
 	hrBase float64
+	// sinceRise is the minutes since co2 last rose by RiseGate in 5 minutes
+	// (at most RiseFade; co2 that fails the check does not rise).
+	sinceRise float64
 }
+
+// gate is 1 at a co2 rise, fading linearly to 0 over RiseFade.
+func (x *point) gate() float64 { return 1 - x.sinceRise/RiseFade.Minutes() }
 
 // lags are the minutes back the changes are taken over.
 var lags = [...]int{5, 15, 30, 60}
@@ -139,7 +163,13 @@ var Features = []Feature{
 	{Name: "co2_rise_15m", Needs: []string{CO2}, Doc: "the same over 15 minutes", f: co2Rise(1)},
 	{Name: "co2_rise_30m", Needs: []string{CO2}, Doc: "the same over 30 minutes", f: co2Rise(2)},
 	{Name: "co2_rise_60m", Needs: []string{CO2}, Doc: "the same over 60 minutes", f: co2Rise(3)},
-	{Name: "temperature_above_baseline", Needs: []string{Temperature}, Doc: "temperature minus the room's baseline, °C",
+	{Name: "minutes_since_co2_rise", Needs: []string{CO2}, Gated: gated, Doc: "minutes since co2 last rose by RiseGate in 5 minutes (at most RiseFade), h",
+		f: func(x *point) float64 { return x.sinceRise / 60 }},
+	{Name: "temperature_above_baseline_gated", Needs: []string{Temperature, CO2}, Gated: gated, Doc: "temperature above the room's baseline times the gate of a recent co2 rise, °C",
+		f: func(x *point) float64 { return (x.med[iTemp] - x.base[iTemp]) * x.gate() }},
+	{Name: "humidity_ratio_above_baseline_gated", Needs: []string{Temperature, Humidity, CO2}, Gated: gated, Doc: "water content above the room's baseline times the gate of a recent co2 rise, g/kg",
+		f: func(x *point) float64 { return 1000 * (HumidityRatio(x.med[iTemp], x.med[iHum]) - x.hrBase) * x.gate() }},
+	{Name: "temperature_above_baseline", Needs: []string{Temperature}, Gated: ungated, Doc: "temperature minus the room's baseline, °C",
 		f: func(x *point) float64 { return x.med[iTemp] - x.base[iTemp] }},
 	{Name: "temperature_change_5m", Needs: []string{Temperature}, Light: true, Doc: "temperature change over 5 minutes, °C/10", f: change(iTemp, 0, 10)},
 	{Name: "temperature_change_15m", Needs: []string{Temperature}, Light: true, Doc: "the same over 15 minutes", f: change(iTemp, 1, 10)},
@@ -149,7 +179,7 @@ var Features = []Feature{
 	{Name: "humidity_change_15m", Needs: []string{Humidity}, Without: Temperature, Doc: "the same over 15 minutes", f: change(iHum, 1, 1)},
 	{Name: "humidity_change_30m", Needs: []string{Humidity}, Without: Temperature, Doc: "the same over 30 minutes", f: change(iHum, 2, 1)},
 	{Name: "humidity_change_60m", Needs: []string{Humidity}, Without: Temperature, Doc: "the same over 60 minutes", f: change(iHum, 3, 1)},
-	{Name: "humidity_ratio_above_baseline", Needs: []string{Temperature, Humidity}, Doc: "water content of the air minus the room's baseline, g/kg",
+	{Name: "humidity_ratio_above_baseline", Needs: []string{Temperature, Humidity}, Gated: ungated, Doc: "water content of the air minus the room's baseline, g/kg",
 		f: func(x *point) float64 { return 1000 * (HumidityRatio(x.med[iTemp], x.med[iHum]) - x.hrBase) }},
 	{Name: "humidity_ratio_change_5m", Needs: []string{Temperature, Humidity}, Doc: "change of the water content of the air over 5 minutes, g/kg", f: hrChange(0)},
 	{Name: "humidity_ratio_change_15m", Needs: []string{Temperature, Humidity}, Doc: "the same over 15 minutes", f: hrChange(1)},
@@ -197,11 +227,19 @@ func ModelName(present [4]bool) string {
 	return strings.Join(parts, "+")
 }
 
-// FeaturesFor lists the features a model over the present streams uses.
-func FeaturesFor(present [4]bool) []Feature {
+// FeaturesFor lists the features a model over the present streams uses, in a
+// model file with or without Gated.
+func FeaturesFor(present [4]bool, withGates bool) []Feature {
 	var out []Feature
 	for _, f := range Features {
 		ok := !present[iLight] || f.Light
+		gates := withGates && present[iCO2] && !present[iLight]
+		switch f.Gated {
+		case gated:
+			ok = ok && gates
+		case ungated:
+			ok = ok && !gates
+		}
 		for _, n := range f.Needs {
 			ok = ok && present[slices.Index(Inputs, n)]
 		}
@@ -223,8 +261,9 @@ type series struct {
 
 // Rows computes the feature points of every minute in [from, to] that holds a
 // reading of at least one input type, with which inputs are present. It is what
-// both the estimator and the training read.
-func Rows(w Window, from, to time.Time) []Row {
+// both the estimator and the training read. With checkCO2, a co2 stream that
+// fails CO2Plausible at a minute counts as missing there.
+func Rows(w Window, from, to time.Time, checkCO2 bool) []Row {
 	from, to = from.UTC().Truncate(time.Minute), to.UTC().Truncate(time.Minute)
 	if to.Before(from) {
 		return nil
@@ -255,6 +294,11 @@ func Rows(w Window, from, to time.Time) []Row {
 		}
 		ss[i] = s
 	}
+	var co2OK []bool
+	if checkCO2 {
+		co2OK = co2Plausible(ss[iCO2])
+	}
+	since := sinceRise(ss[iCO2], co2OK)
 	hb := newHourBaselines(w)
 	var out []Row
 	for m := from; !m.After(to); m = m.Add(time.Minute) {
@@ -270,7 +314,7 @@ func Rows(w Window, from, to time.Time) []Row {
 		base := hb.at(m)
 		for i := range ss {
 			s := &ss[i]
-			if math.IsNaN(s.val[j]) {
+			if math.IsNaN(s.val[j]) || i == iCO2 && co2OK != nil && !co2OK[j] {
 				continue
 			}
 			r.Present[i] = true
@@ -282,12 +326,89 @@ func Rows(w Window, from, to time.Time) []Row {
 			r.x.base[i] = math.Min(base[i], r.x.med[i])
 		}
 		r.x.hrBase = math.Min(base[iHR], HumidityRatio(r.x.med[iTemp], r.x.med[iHum]))
+		r.x.sinceRise = since[j]
 		out = append(out, r)
 	}
 	return out
 }
 
 const medianMinutes = int(medianSpan / time.Minute)
+
+// sinceRise is, for each minute, the minutes since the 5-minute median of co2
+// last rose by RiseGate on the one 5 minutes before, at a minute co2 passed the
+// check (ok nil: every minute), at most RiseFade.
+func sinceRise(s series, ok []bool) []float64 {
+	fade := int(RiseFade / time.Minute)
+	out := make([]float64, len(s.val))
+	last := -fade
+	prev := make([]float64, len(s.val)) // the medians
+	for j := range s.val {
+		prev[j] = median(s.val, j)
+		if j >= medianMinutes && prev[j]-prev[j-medianMinutes] >= RiseGate && (ok == nil || ok[j]) {
+			last = j
+		}
+		out[j] = float64(min(j-last, fade))
+	}
+	return out
+}
+
+// The co2 plausibility check. People cannot move a room's co2 by more than
+// MaxCO2Rate from one minute to the next: a person breathes out about 0.3 l of
+// co2 a minute, 4 ppm a minute in a 75 m³ office, so even twenty people in it
+// add under 100 ppm a minute, and ventilation removes at most the excess times
+// the air changes (1,000 ppm above outdoors at 6 changes an hour: 100 ppm a
+// minute). A working NDIR sensor's reading scatters by a few ppm, so the same
+// value in StuckMinutes consecutive minutes is a hung sensor.
+const (
+	MaxCO2Rate   = 100 // ppm per minute
+	StuckMinutes = 10
+)
+
+// checkSpan is the minutes the features of a minute read: the 5-minute median
+// now and as it was up to 60 minutes before.
+const checkSpan = int((maxLag + medianSpan) / time.Minute)
+
+// co2Plausible says, for each minute, whether the co2 stream
+// passes the check over the minutes the features read (checkSpan up to it):
+// no value differs from the previous reading (at most FillAge before) by more
+// than MaxCO2Rate per minute between them, and no StuckMinutes consecutive
+// minutes hold the same value. A stream that fails counts as missing, so the estimate
+// falls back to the model of the other streams until the implausible minutes
+// are out of what the features read. It reads only the past and the present.
+func co2Plausible(s series) []bool {
+	n := len(s.val)
+	bad := make([]bool, n) // the reading of minute k is implausible
+	fill := int(FillAge / time.Minute)
+	prev, run := -1, 0
+	for k := range n {
+		if !s.raw[k] {
+			continue
+		}
+		if prev >= 0 && k-prev <= fill {
+			if math.Abs(s.val[k]-s.val[prev]) > MaxCO2Rate*float64(k-prev) {
+				bad[k] = true
+			}
+		}
+		if prev == k-1 && s.val[k] == s.val[prev] {
+			run++
+		} else {
+			run = 1
+		}
+		if run >= StuckMinutes {
+			bad[k] = true
+		}
+		prev = k
+	}
+	ok := make([]bool, n)
+	lastBad := -1 << 30
+	for k := range n {
+		if bad[k] {
+			lastBad = k
+		}
+		ok[k] = k-lastBad >= checkSpan
+	}
+	return ok
+}
 
 // median is the median of the values of the medianSpan minutes ending at j
 // (NaN when none has one).
@@ -403,7 +524,7 @@ func (r *Row) Vector(fs []Feature) []float64 {
 // Estimate computes the estimates of every minute in [from, to] that holds a
 // reading of an input type, from the rollups of w.
 func (m *Model) Estimate(w Window, from, to time.Time) []Estimate {
-	rows := Rows(w, from, to)
+	rows := Rows(w, from, to, m.CO2Check)
 	out := make([]Estimate, 0, len(rows))
 	for i := range rows {
 		r := &rows[i]

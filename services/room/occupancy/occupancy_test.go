@@ -27,7 +27,7 @@ func readSamples(t *testing.T, path string) []Sample {
 // TestTrainReproducesCommittedModel re-trains from the training set kept in
 // testdata and gets model.json again, coefficient by coefficient.
 func TestTrainReproducesCommittedModel(t *testing.T) {
-	m, err := Train(readSamples(t, filepath.Join("testdata", "datatraining.txt")))
+	m, err := Train(readSamples(t, filepath.Join("testdata", "datatraining.txt")), Default().TrainOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,8 @@ func TestCrossValidate(t *testing.T) {
 		{[4]bool{true, true, true, true}, 0.974},
 		{[4]bool{true, true, true, false}, 0.829},
 	} {
-		byDay, all, err := CrossValidate(ss, c.use)
+		r, err := CrossValidate(ss, c.use, Default().TrainOptions)
+		byDay, all := r.ByDay, r.Healthy
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,22 +116,43 @@ const TrainSource = "UCI Occupancy Detection, datatraining.txt (Candanedo & Feld
 // ridge is the L2 penalty of the fit (on standardised weights).
 const ridge = 1.0
 
+// TrainOptions choose how the models are trained (and, for CO2Check, what the
+// estimator does); the model file records them.
+type TrainOptions struct {
+	// FaultCopies adds that many copies of the training samples with simulated
+	// co2 sensor faults (SimulateCO2Faults, seeds 1, 2, …) to the training
+	// minutes, labels unchanged.
+	FaultCopies int `json:"fault_copies,omitempty"`
+	// CO2Check drops a co2 stream at the minutes it fails the plausibility
+	// check (co2Plausible): a model with co2 is neither fitted on nor used for
+	// those minutes; the model of the other streams is.
+	CO2Check bool `json:"co2_check,omitempty"`
+	// Gated counts temperature and water content above their baselines only
+	// through a recent co2 rise (the gated features) in the models with co2
+	// and without light.
+	Gated bool `json:"gated,omitempty"`
+}
+
+// CVFaultCopies is how many copies of the samples with simulated co2 faults
+// (seeds 1, 2, …) CrossValidate judges besides the samples as they are.
+const CVFaultCopies = 3
+
 // Train fits one logistic model per non-empty set of inputs on the samples.
-func Train(samples []Sample) (*Model, error) {
-	rows, lab, err := trainingRows(samples)
+func Train(samples []Sample, opts TrainOptions) (*Model, error) {
+	vs, err := trainingVariants(samples, opts.FaultCopies, opts.CO2Check)
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Source: TrainSource}
+	m := &Model{Source: TrainSource, TrainOptions: opts}
 	for mask := 1; mask < 16; mask++ {
 		var present [4]bool
 		for i := range present {
 			present[i] = mask&(1<<i) != 0
 		}
-		if len(FeaturesFor(present)) == 0 {
+		if len(FeaturesFor(present, opts.Gated)) == 0 {
 			continue
 		}
-		lm, err := fitRows(present, rows, lab, func(time.Time) bool { return true })
+		lm, err := fitRows(present, opts.Gated, vs, func(time.Time) bool { return true })
 		if err != nil {
 			return nil, err
 		}
@@ -143,30 +165,54 @@ func Train(samples []Sample) (*Model, error) {
 	return m, nil
 }
 
-// trainingRows computes the feature rows of the samples with every input
-// present (a feature reads only the streams it needs, so the rows serve every
-// model) and the label of each minute.
-func trainingRows(samples []Sample) ([]Row, map[time.Time]bool, error) {
-	if len(samples) == 0 {
-		return nil, nil, errors.New("occupancy: train: no samples")
-	}
-	w := Rollups(samples, [4]bool{true, true, true, true})
-	return Rows(w, samples[0].Time, samples[len(samples)-1].Time), labels(samples), nil
+// variant is the labelled feature rows of one version of the training
+// samples: as they are, or with simulated co2 faults.
+type variant struct {
+	rows []Row
+	lab  map[time.Time]bool
 }
 
-// fitRows fits the model of the present inputs on the labelled rows whose
-// minute keep accepts.
-func fitRows(present [4]bool, rows []Row, lab map[time.Time]bool, keep func(time.Time) bool) (*Logistic, error) {
-	fs := FeaturesFor(present)
+// trainingVariants computes the feature rows of the samples and of copies of
+// them with simulated co2 faults, with every input in use (a feature reads only
+// the streams it needs, so the rows serve every model), and the label of each
+// minute.
+func trainingVariants(samples []Sample, copies int, check bool) ([]variant, error) {
+	if len(samples) == 0 {
+		return nil, errors.New("occupancy: train: no samples")
+	}
+	lab := labels(samples)
+	vs := make([]variant, copies+1)
+	for k := range vs {
+		ss := samples
+		if k > 0 {
+			ss = SimulateCO2Faults(samples, uint64(k))
+		}
+		w := Rollups(ss, [4]bool{true, true, true, true})
+		vs[k] = variant{Rows(w, ss[0].Time, ss[len(ss)-1].Time, check), lab}
+	}
+	return vs, nil
+}
+
+// fitRows fits the model of the present inputs on the labelled rows of the
+// variants that have those inputs and whose minute keep accepts.
+func fitRows(present [4]bool, withGates bool, vs []variant, keep func(time.Time) bool) (*Logistic, error) {
+	fs := FeaturesFor(present, withGates)
+	readsCO2 := slices.ContainsFunc(fs, func(f Feature) bool { return slices.Contains(f.Needs, CO2) })
+	if !readsCO2 {
+		vs = vs[:1] // copies with co2 faults would only repeat its rows
+	}
 	var xs [][]float64
 	var ys []float64
-	for i := range rows {
-		y, ok := lab[rows[i].Minute]
-		if !ok || !keep(rows[i].Minute) {
-			continue
+	for _, v := range vs {
+		for i := range v.rows {
+			r := &v.rows[i]
+			y, ok := v.lab[r.Minute]
+			if !ok || !keep(r.Minute) || !covers(r.Present, present) {
+				continue
+			}
+			xs = append(xs, r.Vector(fs))
+			ys = append(ys, b2f(y))
 		}
-		xs = append(xs, rows[i].Vector(fs))
-		ys = append(ys, b2f(y))
 	}
 	names := make([]string, len(fs))
 	for i, f := range fs {
@@ -180,39 +226,91 @@ func fitRows(present [4]bool, rows []Row, lab map[time.Time]bool, keep func(time
 	return lm, nil
 }
 
-// CrossValidate judges the model of the present inputs by leaving one calendar
-// day of the samples out at a time: the model is fitted on the other days and
-// judges the left-out day's minutes (≥ 0.5 = occupied). The features of a
-// left-out minute still read the streams before it, as live; only the labels
-// are held out. It returns the confusion of every day, by day ("2006-01-02"),
-// and over all of them. This is how candidate features are compared without
-// the test sets.
-func CrossValidate(samples []Sample, present [4]bool) (map[string]Confusion, Confusion, error) {
-	rows, lab, err := trainingRows(samples)
+// covers says whether the inputs of have include those of want.
+func covers(have, want [4]bool) bool {
+	for i := range want {
+		if want[i] && !have[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// CV is a cross-validation's confusions.
+type CV struct {
+	// ByDay is each left-out day ("2006-01-02") of the samples as they are.
+	ByDay map[string]Confusion
+	// Healthy is every day of the samples as they are; Faulty every day of
+	// CVFaultCopies copies of them with simulated co2 faults.
+	Healthy, Faulty Confusion
+}
+
+// Score is the mean of the accuracies with a healthy and with a faulty co2
+// sensor: what candidates are compared by.
+func (c CV) Score() float64 { return (c.Healthy.Accuracy() + c.Faulty.Accuracy()) / 2 }
+
+// CrossValidate judges the models of the present inputs, trained with opts, by
+// leaving one calendar day of the samples out at a time: the models are fitted
+// on the other days (of the samples and of opts.FaultCopies faulty copies) and
+// judge the left-out day's minutes (≥ 0.5 = occupied), in the samples as they
+// are and in CVFaultCopies copies with simulated co2 faults. A minute is judged
+// by the model of its present inputs, as the estimator does (with CO2Check, the
+// one without co2 where co2 fails the check). The features of a left-out minute
+// still read the streams before it, as live; only the labels are held out.
+// This is how candidates are compared without the test sets.
+func CrossValidate(samples []Sample, present [4]bool, opts TrainOptions) (CV, error) {
+	vs, err := trainingVariants(samples, max(opts.FaultCopies, CVFaultCopies), opts.CO2Check)
 	if err != nil {
-		return nil, Confusion{}, err
+		return CV{}, err
 	}
+	train := vs[:opts.FaultCopies+1]
 	day := func(t time.Time) string { return t.Format(time.DateOnly) }
-	byDay := map[string]Confusion{}
-	for m := range lab {
-		byDay[day(m)] = Confusion{}
+	cv := CV{ByDay: map[string]Confusion{}}
+	for m := range vs[0].lab {
+		cv.ByDay[day(m)] = Confusion{}
 	}
-	var all Confusion
-	for d := range byDay {
-		lm, err := fitRows(present, rows, lab, func(m time.Time) bool { return day(m) != d })
-		if err != nil {
-			return nil, Confusion{}, err
+	for d := range cv.ByDay {
+		keep := func(m time.Time) bool { return day(m) != d }
+		models := map[[4]bool]*Logistic{}
+		judge := func(v variant, c *Confusion) error {
+			for i := range v.rows {
+				r := &v.rows[i]
+				y, ok := v.lab[r.Minute]
+				if !ok || day(r.Minute) != d {
+					continue
+				}
+				var use [4]bool
+				for k := range use {
+					use[k] = present[k] && r.Present[k]
+				}
+				p := 0.0
+				if len(FeaturesFor(use, opts.Gated)) > 0 {
+					lm := models[use]
+					if lm == nil {
+						if lm, err = fitRows(use, opts.Gated, train, keep); err != nil {
+							return err
+						}
+						models[use] = lm
+					}
+					p = lm.Predict(r)
+				}
+				c.Add(p >= 0.5, y)
+			}
+			return nil
 		}
 		var c Confusion
-		for i := range rows {
-			if y, ok := lab[rows[i].Minute]; ok && day(rows[i].Minute) == d {
-				c.Add(lm.Predict(&rows[i]) >= 0.5, y)
+		if err := judge(vs[0], &c); err != nil {
+			return CV{}, err
+		}
+		cv.ByDay[d] = c
+		cv.Healthy.merge(c)
+		for _, v := range vs[1 : CVFaultCopies+1] {
+			if err := judge(v, &cv.Faulty); err != nil {
+				return CV{}, err
 			}
 		}
-		byDay[d] = c
-		all.TP, all.FP, all.TN, all.FN = all.TP+c.TP, all.FP+c.FP, all.TN+c.TN, all.FN+c.FN
 	}
-	return byDay, all, nil
+	return cv, nil
 }
 
 func b2f(b bool) float64 {
@@ -370,6 +468,10 @@ func (c *Confusion) Add(predicted, actual bool) {
 	default:
 		c.TN++
 	}
+}
+
+func (c *Confusion) merge(o Confusion) {
+	c.TP, c.FP, c.TN, c.FN = c.TP+o.TP, c.FP+o.FP, c.TN+o.TN, c.FN+o.FN
 }
 
 // Total is how many answers were counted.
