@@ -51,7 +51,9 @@ const (
 	// without a reading; a stream silent for longer counts as missing.
 	FillAge = 10 * time.Minute
 	// Influence is how long after a changed minute the estimates depend on it
-	// through the medians and the changes.
+	// through the medians and the changes. A model trained with Gated (a
+	// training option, not the committed model) would need RiseFade +
+	// 2·medianSpan (TestLookbackCoversTheModel).
 	Influence = maxLag + medianSpan
 	// BaselineInfluence is how long after a changed minute the estimates depend
 	// on it through the baseline (its hour's rollup).
@@ -389,7 +391,7 @@ func co2Plausible(s series) []bool {
 				bad[k] = true
 			}
 		}
-		if prev == k-1 && s.val[k] == s.val[prev] {
+		if prev >= 0 && prev == k-1 && s.val[k] == s.val[prev] {
 			run++
 		} else {
 			run = 1
