@@ -35,3 +35,41 @@ func Finite(f float64) *float64 {
 	}
 	return &f
 }
+
+// SplitSum moves values above hugeLimit in magnitude to the huge part, scaled
+// by hugeScale: a power of two, so scaling is exact, and a scaled value is
+// below 2^24 in magnitude.
+const (
+	hugeLimit = 0x1p996
+	hugeScale = 0x1p-1000
+)
+
+// SplitSum splits v into the parts it adds to a sum kept as two, sum + huge·2^1000,
+// for a store that must add to sums without reading them first and refuses an
+// infinite result (FerretDB's $inc): a value of at most 2^996 in magnitude is
+// added to sum, a larger one, scaled by 2^-1000, to huge. Neither overflows:
+// sum only after more than 2^28 (2.7e8) values, huge never (each adds less than
+// 2^24). Stored sums without a huge part read as huge = 0.
+func SplitSum(v float64) (sum, huge float64) {
+	if math.Abs(v) <= hugeLimit {
+		return v, 0
+	}
+	return 0, v * hugeScale
+}
+
+// JoinSum is the sum that SplitSum's parts stand for, held within
+// ±math.MaxFloat64 like AddSum's.
+func JoinSum(sum, huge float64) float64 {
+	return AddSum(sum, huge/hugeScale)
+}
+
+// MeanSplit is Mean of count values whose sum is sum + huge·2^1000 (SplitSum),
+// computed as sum/count + (huge/count)·2^1000 so that it stays exact where the
+// whole sum overflows; a mean that still overflows is held to lo or hi.
+func MeanSplit(sum, huge float64, count int64, lo, hi float64) float64 {
+	if count <= 0 {
+		return 0
+	}
+	n := float64(count)
+	return Mean(sum/n+(huge/n)/hugeScale, 1, lo, hi)
+}
