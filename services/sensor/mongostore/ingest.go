@@ -487,7 +487,9 @@ type rollupBucket struct {
 //  1. insert the missing buckets, without counts (an unordered insert; the
 //     duplicate keys of buckets that exist already are expected and ignored,
 //     and inserts go on past them, also on FerretDB);
-//  2. update each bucket: $inc of count and sum, $min/$max of value and time and
+//  2. update each bucket: $inc of count and sum (in two parts, sum and hsum,
+//     reading.SplitSum: FerretDB refuses an $inc whose result is infinite, so
+//     no $inc may overflow), $min/$max of value and time and
 //     $push of the batch id, filtered on the batch id not being listed yet, so a
 //     redone (resumed) batch counts once. These updates do not upsert, so none
 //     can fail with a duplicate key; FerretDB 1.24 stops an update command at
@@ -499,9 +501,9 @@ func (s *Store) updateRollups(ctx context.Context, batchID string, stored []read
 		hour        int64
 	}
 	type agg struct {
-		n             int64
-		sum, min, max float64
-		first, last   time.Time
+		n                   int64
+		sum, hsum, min, max float64
+		first, last         time.Time
 	}
 	var order []key
 	aggs := make(map[key]*agg)
@@ -514,7 +516,8 @@ func (s *Store) updateRollups(ctx context.Context, batchID string, stored []read
 			order = append(order, k)
 		}
 		a.n++
-		a.sum = reading.AddSum(a.sum, r.Value)
+		plain, huge := reading.SplitSum(r.Value)
+		a.sum, a.hsum = reading.AddSum(a.sum, plain), a.hsum+huge
 		a.min, a.max = min(a.min, r.Value), max(a.max, r.Value)
 		if r.Timestamp.Before(a.first) {
 			a.first = r.Timestamp
@@ -538,8 +541,12 @@ func (s *Store) updateRollups(ctx context.Context, batchID string, stored []read
 	models := make([]mongo.WriteModel, len(order))
 	for i, k := range order {
 		a := aggs[k]
+		inc := bson.D{{Key: "n", Value: a.n}, {Key: "sum", Value: a.sum}}
+		if a.hsum != 0 {
+			inc = append(inc, bson.E{Key: "hsum", Value: a.hsum})
+		}
 		up := bson.D{
-			{Key: "$inc", Value: bson.D{{Key: "n", Value: a.n}, {Key: "sum", Value: a.sum}}},
+			{Key: "$inc", Value: inc},
 			{Key: "$min", Value: bson.D{{Key: "min", Value: a.min}, {Key: "first", Value: a.first}}},
 			{Key: "$max", Value: bson.D{{Key: "max", Value: a.max}, {Key: "last", Value: a.last}}},
 			{Key: "$push", Value: bson.D{{Key: "bs", Value: bson.D{{Key: "$each", Value: bson.A{batchID}}, {Key: "$slice", Value: -rollupBatches}}}}},

@@ -194,18 +194,20 @@ func (s *Store) Sensors(ctx context.Context, q sensor.SensorQuery) ([]sensor.Sen
 
 // Rollup is an hourly bucket of one sensor's readings of one type.
 type Rollup struct {
-	SensorID    string
-	Type        string
-	Hour        time.Time
-	Count       int64
-	Sum         float64
-	Min, Max    float64
-	First, Last time.Time
+	SensorID string
+	Type     string
+	Hour     time.Time
+	Count    int64
+	// The sum of the readings is Sum + HugeSum·2^1000 (reading.SplitSum):
+	// Sum adds the readings of at most 2^996 in magnitude.
+	Sum, HugeSum float64
+	Min, Max     float64
+	First, Last  time.Time
 }
 
-// Mean is Sum / Count, held within [Min, Max] (reading.Mean): finite even
-// when the sum overflowed.
-func (r Rollup) Mean() float64 { return reading.Mean(r.Sum, r.Count, r.Min, r.Max) }
+// Mean is the mean of the readings, held within [Min, Max]
+// (reading.MeanSplit): exact even when the sum overflows.
+func (r Rollup) Mean() float64 { return reading.MeanSplit(r.Sum, r.HugeSum, r.Count, r.Min, r.Max) }
 
 // rollupDoc is a document of rollups: a sensor's type's hourly bucket.
 type rollupDoc struct {
@@ -214,6 +216,7 @@ type rollupDoc struct {
 	H     time.Time `bson:"h"`
 	N     int64     `bson:"n"`
 	Sum   float64   `bson:"sum"`
+	HSum  float64   `bson:"hsum"` // absent before huge values were split off: 0
 	Min   float64   `bson:"min"`
 	Max   float64   `bson:"max"`
 	First time.Time `bson:"first"`
@@ -237,7 +240,7 @@ func (s *Store) Rollups(ctx context.Context, sensorID, typ string, from, to time
 	}
 	out := make([]Rollup, len(docs))
 	for i, d := range docs {
-		out[i] = Rollup{SensorID: d.S, Type: d.Y, Hour: d.H.UTC(), Count: d.N, Sum: d.Sum, Min: d.Min, Max: d.Max, First: d.First.UTC(), Last: d.Last.UTC()}
+		out[i] = Rollup{SensorID: d.S, Type: d.Y, Hour: d.H.UTC(), Count: d.N, Sum: d.Sum, HugeSum: d.HSum, Min: d.Min, Max: d.Max, First: d.First.UTC(), Last: d.Last.UTC()}
 	}
 	return out, nil
 }

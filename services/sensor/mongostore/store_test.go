@@ -3,7 +3,6 @@ package mongostore
 import (
 	"context"
 	"fmt"
-	"math"
 	"sync"
 	"testing"
 	"time"
@@ -157,8 +156,10 @@ func TestRollups(t *testing.T) {
 	})
 }
 
-// TestRollupsOfHugeValues: readings near the largest double overflow the sum
-// of their hour; the bucket keeps exact bounds and a mean within them.
+// TestRollupsOfHugeValues: readings near the largest double, each in a batch
+// of its own, overflow the sum of their hour: no $inc of a stored sum may
+// overflow (FerretDB refuses it), and the bucket keeps exact bounds and an
+// exact mean.
 func TestRollupsOfHugeValues(t *testing.T) {
 	c := mongotest.Client(t)
 	s := openTest(t, mongotest.Database(t, c, "sensor_rollups_huge"), Options{})
@@ -166,27 +167,28 @@ func TestRollupsOfHugeValues(t *testing.T) {
 	energy := func(ts time.Time, v float64) reading.Reading {
 		return reading.Reading{SensorID: "s1", RoomID: "r1", Type: "energy", Value: v, Timestamp: ts}
 	}
-	batches := [][]reading.Reading{
-		{energy(base, huge), energy(base.Add(time.Minute), huge), energy(base.Add(time.Hour), huge), energy(base.Add(time.Hour+time.Minute), huge)},
-		{energy(base.Add(2*time.Minute), -huge), energy(base.Add(3*time.Minute), -huge), energy(base.Add(4*time.Minute), -huge)},
+	readings := []reading.Reading{
+		energy(base, huge), energy(base.Add(time.Minute), huge), energy(base.Add(time.Hour), huge), energy(base.Add(time.Hour+time.Minute), 1e308),
+		energy(base.Add(2*time.Minute), -huge), energy(base.Add(3*time.Minute), -huge), energy(base.Add(4*time.Minute), -huge),
+		energy(base.Add(5*time.Minute), 2), // a plain value in the same bucket
 	}
-	for i, rs := range batches {
-		if _, err := s.Ingest(t.Context(), sensor.Batch{ID: fmt.Sprintf("huge-%d", i), Readings: rs, ReceivedAt: base}); err != nil {
-			t.Fatal(err)
+	for i, r := range readings {
+		if _, err := s.Ingest(t.Context(), sensor.Batch{ID: fmt.Sprintf("huge-%d", i), Readings: []reading.Reading{r}, ReceivedAt: base}); err != nil {
+			t.Fatalf("batch %d (%g at %s): %v", i, r.Value, r.Timestamp.Format(time.TimeOnly), err)
 		}
 	}
 	got, err := s.Rollups(t.Context(), "s1", "energy", time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Count != 5 || got[0].Min != -huge || got[0].Max != huge || got[1].Count != 2 || got[1].Min != huge {
-		t.Fatalf("rollups = %+v, want 5 readings in ±%g, then 2 of %g", got, huge, huge)
+	if len(got) != 2 || got[0].Count != 6 || got[0].Min != -huge || got[0].Max != huge || got[1].Count != 2 || got[1].Min != 1e308 || got[1].Max != huge {
+		t.Fatalf("rollups = %+v, want 6 readings in ±%g, then 2 in 1e308…%g", got, huge, huge)
 	}
-	if m := got[0].Mean(); math.IsNaN(m) || m < -huge || m > huge {
-		t.Errorf("mean of both signs = %v, want within ±%g", m, huge)
+	if m, want := got[0].Mean(), (2-huge)/6; m != want {
+		t.Errorf("mean of both signs = %v, want %v", m, want)
 	}
-	if m := got[1].Mean(); m != huge {
-		t.Errorf("mean of two readings of %g = %v", huge, m)
+	if m := got[1].Mean(); m != 1.35e308 {
+		t.Errorf("mean of %g and 1e308 = %v, want 1.35e308", huge, m)
 	}
 }
 
