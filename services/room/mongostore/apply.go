@@ -13,6 +13,7 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -290,19 +291,37 @@ func (s *Store) addRollups(ctx context.Context, t tier, batchID string, rollups 
 	models := make([]mongo.WriteModel, 0, 2*len(rollups))
 	for _, a := range rollups {
 		k := keyOf(a)
+		inc := append(bson.D{{Key: "n", Value: a.N}}, sumParts(a.Sum, false)...)
 		models = append(models,
 			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}}).SetUpdate(bson.D{
 				{Key: "$setOnInsert", Value: bson.D{{Key: "r", Value: k.room}, {Key: "y", Value: k.typ}, {Key: "st", Value: time.UnixMilli(k.start).UTC()}}},
 			}).SetUpsert(true),
 			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}, {Key: "bs", Value: bson.D{{Key: "$ne", Value: batchID}}}}).
 				SetUpdate(bson.D{
-					{Key: "$inc", Value: bson.D{{Key: "n", Value: a.N}, {Key: "sum", Value: a.Sum}}},
+					{Key: "$inc", Value: inc},
 					{Key: "$min", Value: bson.D{{Key: "min", Value: a.Min}}},
 					{Key: "$max", Value: bson.D{{Key: "max", Value: a.Max}}},
 					{Key: "$push", Value: bson.D{{Key: "bs", Value: bson.D{{Key: "$each", Value: bson.A{batchID}}, {Key: "$slice", Value: -rollupBatchCap}}}}},
 				}))
 	}
 	return mongox.Wrap("update "+t.name, writeAll(ctx, t.coll, models))
+}
+
+// sumParts are the fields that add sum to a bucket's sum ($inc), or with all
+// set the bucket's sum to sum ($set): the sum is kept in two parts, sum and
+// hsum (reading.SplitSum), so that no $inc of it overflows, which FerretDB
+// refuses; an absent hsum is 0. A batch's sum, at
+// most math.MaxFloat64 in magnitude (room.Agg), goes to one of them: sum only
+// gets batch sums of at most 2^996 in magnitude, so it overflows only after
+// more than 2^28 (2.7e8) batches of a bucket (of one reading or more); hsum
+// never.
+func sumParts(sum float64, all bool) bson.D {
+	plain, huge := reading.SplitSum(sum)
+	parts := bson.D{{Key: "sum", Value: plain}}
+	if huge != 0 || all {
+		parts = append(parts, bson.E{Key: "hsum", Value: huge})
+	}
+	return parts
 }
 
 // release removes a done batch's id from its rollup buckets.
@@ -358,8 +377,8 @@ func (s *Store) setSeries(ctx context.Context, roomID, typ string, points []room
 	set := func(t tier, start int64, n int64, sum, lo, hi float64) mongo.WriteModel {
 		k := bucketKey{room: roomID, typ: typ, start: start}
 		return mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}}).SetUpdate(bson.D{
-			{Key: "$set", Value: bson.D{{Key: "r", Value: roomID}, {Key: "y", Value: typ}, {Key: "st", Value: time.UnixMilli(start).UTC()},
-				{Key: "n", Value: n}, {Key: "sum", Value: sum}, {Key: "min", Value: lo}, {Key: "max", Value: hi}}},
+			{Key: "$set", Value: append(bson.D{{Key: "r", Value: roomID}, {Key: "y", Value: typ}, {Key: "st", Value: time.UnixMilli(start).UTC()},
+				{Key: "n", Value: n}, {Key: "min", Value: lo}, {Key: "max", Value: hi}}, sumParts(sum, true)...)},
 		}).SetUpsert(true)
 	}
 	models := make([]mongo.WriteModel, 0, len(points))
@@ -400,7 +419,7 @@ func (s *Store) setSeries(ctx context.Context, roomID, typ string, points []room
 				a = &room.Agg{}
 				merged[start] = a
 			}
-			a.Merge(room.Agg{N: d.N, Sum: d.Sum, Min: d.Min, Max: d.Max})
+			a.Merge(d.agg())
 		}
 		models = models[:0]
 		for start, a := range merged {

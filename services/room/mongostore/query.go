@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/atrium-iot/atrium/internal/mongox"
+	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -269,8 +270,15 @@ type rollupDoc struct {
 	Start time.Time `bson:"st"`
 	N     int64     `bson:"n"`
 	Sum   float64   `bson:"sum"`
+	HSum  float64   `bson:"hsum"` // absent before huge values were split off: 0
 	Min   float64   `bson:"min"`
 	Max   float64   `bson:"max"`
+}
+
+// agg is the bucket's count, sum (held within ±math.MaxFloat64: sum and hsum
+// are the parts of reading.SplitSum), minimum and maximum.
+func (d rollupDoc) agg() room.Agg {
+	return room.Agg{N: d.N, Sum: reading.JoinSum(d.Sum, d.HSum), Min: d.Min, Max: d.Max}
 }
 
 // Snapshot returns what a room's current metrics are computed from; see
@@ -323,7 +331,8 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 		return snap, err
 	}
 	if found {
-		snap.Estimate = &room.Stat{Type: room.EstimateType, Start: est.Start.UTC(), Count: est.N, Sum: est.Sum, Min: est.Min, Max: est.Max}
+		a := est.agg()
+		snap.Estimate = &room.Stat{Type: room.EstimateType, Start: est.Start.UTC(), Count: a.N, Sum: a.Sum, Min: a.Min, Max: a.Max}
 	}
 	if len(snap.Latest) == 0 {
 		return snap, nil
@@ -339,17 +348,18 @@ func (s *Store) Snapshot(ctx context.Context, roomID string, from, to time.Time)
 	// Merged here: FerretDB has no $min/$max accumulators.
 	win := map[string]int{}
 	for _, d := range rs {
+		a := d.agg()
 		i, ok := win[d.Type]
 		if !ok {
 			win[d.Type] = len(snap.Window)
-			snap.Window = append(snap.Window, room.Stat{Type: d.Type, Count: d.N, Sum: d.Sum, Min: d.Min, Max: d.Max})
+			snap.Window = append(snap.Window, room.Stat{Type: d.Type, Count: a.N, Sum: a.Sum, Min: a.Min, Max: a.Max})
 			continue
 		}
 		st := &snap.Window[i]
-		st.Count += d.N
-		st.Sum += d.Sum
-		st.Min = min(st.Min, d.Min)
-		st.Max = max(st.Max, d.Max)
+		st.Count += a.N
+		st.Sum = reading.AddSum(st.Sum, a.Sum)
+		st.Min = min(st.Min, a.Min)
+		st.Max = max(st.Max, a.Max)
 	}
 	return snap, nil
 }
@@ -388,7 +398,7 @@ func (s *Store) scan(ctx context.Context, t tier, roomID, typ string, from, to i
 		if err := cur.Decode(&d); err != nil {
 			return fmt.Errorf("decode %s: %w", t.name, err)
 		}
-		if !m.Add(d.Start.UnixMilli(), room.Agg{N: d.N, Sum: d.Sum, Min: d.Min, Max: d.Max}) {
+		if !m.Add(d.Start.UnixMilli(), d.agg()) {
 			return nil
 		}
 	}
