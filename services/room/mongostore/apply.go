@@ -310,11 +310,10 @@ func (s *Store) addRollups(ctx context.Context, t tier, batchID string, rollups 
 // sumParts are the fields that add sum to a bucket's sum ($inc), or with all
 // set the bucket's sum to sum ($set): the sum is kept in two parts, sum and
 // hsum (reading.SplitSum), so that no $inc of it overflows, which FerretDB
-// refuses; an absent hsum is 0. A batch's sum, at
-// most math.MaxFloat64 in magnitude (room.Agg), goes to one of them: sum only
-// gets batch sums of at most 2^996 in magnitude, so it overflows only after
-// more than 2^28 (2.7e8) batches of a bucket (of one reading or more); hsum
-// never.
+// refuses; an absent hsum is 0. A batch's sum, at most math.MaxFloat64 in
+// magnitude (room.Agg), goes to one of them: sum only gets batch sums of at
+// most 2^996 in magnitude, so it overflows only after more than 2^28 (2.7e8)
+// batches of a bucket (of one reading or more); hsum never.
 func sumParts(sum float64, all bool) bson.D {
 	plain, huge := reading.SplitSum(sum)
 	parts := bson.D{{Key: "sum", Value: plain}}
