@@ -123,6 +123,8 @@ const (
 	DefaultMaxPendingWrites = 32 << 10
 	DefaultConnectTimeout   = 10 * time.Second
 	DefaultSessionExpiry    = 24 * time.Hour
+	DefaultMaxRetained      = 32
+	DefaultMaxRetainedBytes = 64 << 10
 )
 
 // Config configures a Broker. Only one of CredentialsFile and AllowAnonymous is required.
@@ -171,6 +173,14 @@ type Config struct {
 	// (Server Keep Alive) and dropped after 1.5 times it without a packet. MQTT 3.1.1
 	// has no way to tell a client, so 3.1.1 clients keep their own. 0: no cap.
 	MaxKeepAlive time.Duration
+	// MaxRetained and MaxRetainedBytes are each publisher's retained allowance: the
+	// retained topics it may hold, and their bytes (topic, payload and properties). A
+	// retained message that would take its publisher past either is delivered but not
+	// retained (counted in Stats.RetainedRefused); an empty one, which deletes, always
+	// passes. A device's messages count against its id, an anonymous client's against
+	// its client id. Defaults 32 and 64 KiB; negative: no limit.
+	MaxRetained      int
+	MaxRetainedBytes int
 }
 
 func (c *Config) setDefaults() {
@@ -191,6 +201,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.SessionExpiry == 0 {
 		c.SessionExpiry = DefaultSessionExpiry
+	}
+	if c.MaxRetained == 0 {
+		c.MaxRetained = DefaultMaxRetained
+	}
+	if c.MaxRetainedBytes == 0 {
+		c.MaxRetainedBytes = DefaultMaxRetainedBytes
 	}
 }
 
@@ -222,6 +238,7 @@ type Broker struct {
 	log  *slog.Logger
 	srv  *mqtt.Server
 	auth *authHook
+	keep *retainHook // added last, at Start (see retainHook)
 	tls  *tls.Config
 	cert *tlsx.Reloader // the TLS listener's certificate, reloaded when its files change
 
@@ -231,6 +248,7 @@ type Broker struct {
 
 	mu        sync.Mutex
 	started   bool
+	keepAdded bool
 	closed    bool
 	addr      string
 	tlsAddr   string
@@ -296,6 +314,7 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 	if err := b.srv.AddHook(b.auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: auth hook: %w", err)
 	}
+	b.keep = newRetainHook(log, b.auth, cfg)
 	if err := b.srv.AddHook(&conformHook{maxKeepAlive: uint16(cfg.MaxKeepAlive / time.Second)}, nil); err != nil {
 		return nil, fmt.Errorf("broker: conformance hook: %w", err)
 	}
@@ -335,6 +354,13 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 		b.listeners = nil
 		return fmt.Errorf("broker: start: %w", err)
+	}
+	if !b.keepAdded {
+		// Last, so that its OnPublish sees what the other hooks left on mochi's path.
+		if err := b.srv.AddHook(b.keep, nil); err != nil {
+			return fmt.Errorf("broker: start: retain hook: %w", err)
+		}
+		b.keepAdded = true
 	}
 	if b.cert != nil {
 		go func() { _ = b.cert.Run(ctx, 0, nil) }()
@@ -514,6 +540,7 @@ type Stats struct {
 	LoginsThrottled     int64 // connections refused as busy by the failed-login throttle
 	ClientIDRefused     int64 // connections refused: the client id is another identity's session
 	ACLDenied           int64 // publishes, subscriptions, wills and deliveries refused by the topic ACL
+	RetainedRefused     int64 // retained messages delivered but not retained: their publisher's allowance was full
 	SessionsFiltered    int64 // resumed sessions that lost subscriptions or messages to the ACL
 	ConnectionsRejected int64 // connections refused for capacity (MaxConnections and the raw cap)
 }
@@ -542,6 +569,7 @@ func (b *Broker) Stats() Stats {
 		LoginsThrottled:     b.auth.loginsThrottled.Load(),
 		ClientIDRefused:     b.auth.clientIDRefused.Load(),
 		ACLDenied:           b.auth.aclDenied.Load(),
+		RetainedRefused:     b.keep.refused.Load(),
 		SessionsFiltered:    b.auth.sessionsFiltered.Load(),
 		ConnectionsRejected: b.rejected.Load(),
 	}

@@ -130,9 +130,14 @@ func (o *origins) put(cl *mqtt.Client) {
 // message expiry counted from received (when mochi read the PUBLISH; a message that
 // has expired meanwhile is delivered to nobody), and cl as the sender, so that
 // noLocal subscriptions of cl do not receive it. The ACL was checked when cl
-// published. Hooks see the message with an inline client (cl.Net.Inline) whose ID is
-// cl's, and must let it pass. It acknowledges nothing: see Ack.
+// published; cl's retained allowance is checked here (see Config.MaxRetained: a
+// message over it is delivered but not retained). Hooks see the message with an
+// inline client (cl.Net.Inline) whose ID is cl's, and must let it pass. It
+// acknowledges nothing: see Ack.
 func (b *Broker) Publish(cl *mqtt.Client, pk packets.Packet, received time.Time) error {
+	if pk.FixedHeader.Retain && b.keep.limited() {
+		pk.FixedHeader.Retain = b.keep.admit(cl, pk.TopicName, pk.Payload, &pk.Properties)
+	}
 	if !pk.FixedHeader.Retain {
 		subs := b.srv.Topics.Subscribers(pk.TopicName)
 		if len(subs.Subscriptions) == 0 && len(subs.Shared) == 0 && len(subs.InlineSubscriptions) == 0 {
@@ -153,6 +158,11 @@ func (b *Broker) Publish(cl *mqtt.Client, pk packets.Packet, received time.Time)
 	pk.Origin, pk.Created, pk.Expiry = "", 0, 0
 	from := b.origins.get(cl)
 	defer b.origins.put(from)
+	if pk.FixedHeader.Retain && b.keep.limited() {
+		// mochi retains it with from as the client: book it against cl's owner.
+		b.keep.origins.Store(from, b.keep.ownerOf(cl))
+		defer b.keep.origins.Delete(from)
+	}
 	b.injected.Add(1)
 	if err := b.srv.InjectPacket(from, pk); err != nil {
 		return fmt.Errorf("broker: publish %s: %w", pk.TopicName, err)

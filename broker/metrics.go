@@ -39,6 +39,7 @@ func (b *Broker) Collector() prometheus.Collector {
 		d("logins_throttled_total", "Connections refused as busy by the failed-login throttle.", c, func(s Stats) int64 { return s.LoginsThrottled }),
 		d("client_id_refused_total", "Connections refused because the client id is another identity's session.", c, func(s Stats) int64 { return s.ClientIDRefused }),
 		d("acl_denied_total", "Publishes, subscriptions, wills and deliveries refused by the topic ACL.", c, func(s Stats) int64 { return s.ACLDenied }),
+		d("retained_refused_total", "Retained messages delivered but not retained because their publisher's retained allowance was full.", c, func(s Stats) int64 { return s.RetainedRefused }),
 		d("sessions_filtered_total", "Resumed sessions that lost subscriptions or messages the topic ACL no longer allows.", c, func(s Stats) int64 { return s.SessionsFiltered }),
 		d("connections_rejected_total", "Connections refused because the broker was full.", c, func(s Stats) int64 { return s.ConnectionsRejected }),
 	}}
