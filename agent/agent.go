@@ -76,7 +76,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *Agent, err error
 	a.fwd = forward.New(forward.NewSpoolQueue(a.spool), forward.Config{
 		URL: strings.TrimRight(cfg.CloudURL, "/"), Token: cfg.Token, Client: client,
 		MaxCount: cfg.BatchMax, MaxBytes: cfg.BatchBytes, Linger: cfg.Linger,
-		MaxInFlight: cfg.MaxInFlight, MismatchRetries: mismatchRetries(cfg.MismatchRetries),
+		MaxInFlight: cfg.MaxInFlight, MismatchRetries: zeroAsNone(cfg.MismatchRetries),
 		Logger: log.With("part", "forward"),
 	})
 	a.broker, err = broker.New(broker.Config{
@@ -84,7 +84,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (a *Agent, err error
 		TLSClientCA: cfg.TLSClientCA, TLSClientAuth: tlsClientAuth(cfg),
 		CredentialsFile: cfg.Credentials, AllowAnonymous: cfg.AllowAnonymous,
 		MaxPacketSize: cfg.MaxPacketSize, MaxConnections: cfg.MaxConnections, MaxPendingWrites: cfg.MaxPendingWrites,
-		MaxKeepAlive: cfg.MaxKeepAlive,
+		MaxKeepAlive: cfg.MaxKeepAlive, MaxRetained: zeroAsNone(cfg.MaxRetained), MaxRetainedBytes: zeroAsNone(cfg.MaxRetainedBytes),
 	}, log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -224,5 +224,6 @@ func (a *Agent) registerMetrics() {
 		counter("atrium_agent_mqtt_messages_dropped_total", "Messages to slow subscribers dropped by the broker.", func() float64 { return float64(a.broker.Stats().MessagesDropped) }),
 		counter("atrium_agent_mqtt_auth_failures_total", "Connections refused for bad credentials.", func() float64 { return float64(a.broker.Stats().AuthFailures) }),
 		counter("atrium_agent_mqtt_acl_denied_total", "Publishes and subscriptions refused by the topic ACL.", func() float64 { return float64(a.broker.Stats().ACLDenied) }),
+		counter("atrium_agent_mqtt_retained_refused_total", "Retained messages delivered but not retained: their device's retained allowance was full.", func() float64 { return float64(a.broker.Stats().RetainedRefused) }),
 	)
 }

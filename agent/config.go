@@ -11,6 +11,7 @@ import (
 
 	"github.com/atrium-iot/atrium/agent/forward"
 	"github.com/atrium-iot/atrium/agent/spool"
+	"github.com/atrium-iot/atrium/broker"
 	"github.com/atrium-iot/atrium/internal/flagenv"
 	"github.com/atrium-iot/atrium/internal/reading"
 )
@@ -44,6 +45,8 @@ type Config struct {
 	MaxConnections   int
 	MaxPendingWrites int
 	MaxKeepAlive     time.Duration
+	MaxRetained      int
+	MaxRetainedBytes int
 	BatchMax         int
 	BatchBytes       int
 	Linger           time.Duration
@@ -86,6 +89,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.MaxConnections, "max-connections", 10000, "most MQTT clients connected at once")
 	fs.IntVar(&c.MaxPendingWrites, "max-pending-writes", 256, "messages that may queue for one slow subscriber before further ones to it are dropped (counted);\neach connection reserves 8 bytes per slot up front (2 KiB at 256): raise it for local subscribers with bursty fan-out")
 	fs.DurationVar(&c.MaxKeepAlive, "max-keepalive", 0, "cap on the keep alive of MQTT 5 clients, 1s to 65535s: one asking for more (or none) is told this one in its CONNACK;\nMQTT 3.1.1 clients keep theirs. 0: no cap")
+	fs.IntVar(&c.MaxRetained, "max-retained", broker.DefaultMaxRetained, "retained topics each device may hold in the broker; a retained message past it is delivered but not retained (counted). 0: no limit")
+	fs.IntVar(&c.MaxRetainedBytes, "max-retained-bytes", broker.DefaultMaxRetainedBytes, "bytes (topic, payload, properties) of the retained messages each device may hold; past it as -max-retained. 0: no limit")
 	fs.IntVar(&c.BatchMax, "batch-max", 500, "most readings per batch sent to the cloud")
 	fs.IntVar(&c.BatchBytes, "batch-bytes", 1<<20, "most bytes of readings per batch")
 	fs.DurationVar(&c.Linger, "linger", time.Second, "longest a reading waits for its batch to fill")
@@ -120,6 +125,9 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if (c.CloudCA != "" || c.CloudCert != "") && !strings.HasPrefix(c.CloudURL, "https://") {
 		return c, fmt.Errorf("-cloud-ca and -cloud-cert need an https:// -cloud-url, not %q", c.CloudURL)
+	}
+	if c.MaxRetained < 0 || c.MaxRetainedBytes < 0 {
+		return c, errors.New("-max-retained and -max-retained-bytes must be ≥0 (0: no limit)")
 	}
 	if c.BatchMax < 1 || c.BatchBytes < 1024 || c.Linger < 0 || c.MaxInFlight < 1 || c.MismatchRetries < 0 {
 		return c, errors.New("-batch-max must be ≥1, -batch-bytes ≥1024, -linger ≥0, -max-in-flight ≥1 and -mismatch-retries ≥0")

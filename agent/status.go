@@ -6,10 +6,12 @@ import (
 	"github.com/atrium-iot/atrium/agent/forward"
 )
 
-// mismatchRetries maps -mismatch-retries to forward.Config, where 0 means the default.
-func mismatchRetries(n int) int {
+// zeroAsNone maps a flag whose 0 means none (-mismatch-retries: dead-letter at the
+// first mismatch; -max-retained: no limit) to a field of forward.Config or
+// broker.Config, where 0 means the default and a negative value none.
+func zeroAsNone(n int) int {
 	if n == 0 {
-		return -1 // dead-letter at the first mismatch
+		return -1
 	}
 	return n
 }
