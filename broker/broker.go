@@ -75,6 +75,13 @@
 // present no username may connect and use every topic. Clients that do present a username
 // are still checked against the credentials file when one is configured.
 //
+// # Retained messages
+//
+// Each publisher may hold Config.MaxRetained retained topics and Config.MaxRetainedBytes
+// of them (a device counts by its id, an anonymous client by its client id). A retained
+// message past that is delivered but not retained and counted (Stats.RetainedRefused);
+// an empty one, which deletes, always passes. See retainHook.
+//
 // # Hooks
 //
 // The agent adds its own hooks with [Broker.AddHook] before [Broker.Start]. mochi calls a
