@@ -209,12 +209,6 @@ func (c *Config) setDefaults() {
 	if c.SessionExpiry == 0 {
 		c.SessionExpiry = DefaultSessionExpiry
 	}
-	if c.MaxRetained == 0 {
-		c.MaxRetained = DefaultMaxRetained
-	}
-	if c.MaxRetainedBytes == 0 {
-		c.MaxRetainedBytes = DefaultMaxRetainedBytes
-	}
 }
 
 func (c *Config) validate() error {

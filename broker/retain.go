@@ -76,9 +76,21 @@ var _ mqtt.Hook = (*retainHook)(nil)
 func newRetainHook(log *slog.Logger, auth *authHook, cfg Config) *retainHook {
 	return &retainHook{
 		log: log, auth: auth,
-		maxTopics: max(cfg.MaxRetained, 0), maxBytes: max(int64(cfg.MaxRetainedBytes), 0),
-		held: map[string]heldRetained{}, owners: map[retainOwner]*retainUsage{}, sweepAt: 1024,
+		maxTopics: allowance(cfg.MaxRetained, DefaultMaxRetained),
+		maxBytes:  int64(allowance(cfg.MaxRetainedBytes, DefaultMaxRetainedBytes)),
+		held:      map[string]heldRetained{}, owners: map[retainOwner]*retainUsage{}, sweepAt: 1024,
 	}
+}
+
+// allowance is a limit of Config: 0 is def, a negative one none (0 here).
+func allowance(n, def int) int {
+	switch {
+	case n == 0:
+		return def
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 func (h *retainHook) ID() string { return "atrium-retain" }
