@@ -108,7 +108,8 @@
 // readings. An acked batch's readings and its record are deleted in one commit, so a
 // crash never brings an acked batch back, whatever the order of the acks. bbolt's freelist is not written on each
 // commit (NoFreelistSync, as etcd does); Open rebuilds it, about 0.1 s for a million
-// readings. A call whose context ends before the writer takes it into a transaction
-// stores nothing and returns the context's error; once taken, it waits for the
-// commit, so an error never leaves in doubt whether the call was stored.
+// readings. A call whose context ends while it waits for the writer (behind a long
+// commit or a compaction, say) stores nothing and returns the context's error at
+// once; a call already in the transaction being committed waits for that commit.
+// Either way an error never leaves in doubt whether the call was stored.
 package spool

@@ -99,7 +99,17 @@ type call[In, Out any] struct {
 	in     In
 	coming bool             // announced by Coming: the writer counts it out when it takes it
 	reply  chan answer[Out] // buffered, capacity 1
+	// state is queued until the writer adds the call to a group (grouped) or
+	// its caller gives up first (abandoned); whichever comes first wins.
+	state atomic.Int32
 }
+
+// The states of a call.
+const (
+	queued int32 = iota
+	grouped
+	abandoned
+)
 
 type answer[Out any] struct {
 	out Out
@@ -136,11 +146,11 @@ func (b *batch[In, Out]) Add(in In) bool         { b.ins = append(b.ins, in); re
 func (b *batch[In, Out]) Wait() bool             { return true }
 func (b *batch[In, Out]) Commit() ([]Out, error) { return b.commit(b.ins) }
 
-// Do hands in to the writer and waits for the commit of its group. A call
-// whose ctx ends before the writer adds it to a group is left out, and Do
-// returns ctx's error; once handed over, Do waits for the writer's answer
-// (which comes within a commit), so that an answer never leaves in doubt
-// whether the call was committed.
+// Do hands in to the writer and waits for the commit of its group. When ctx
+// ends before the writer has added the call to a group, the call is left out
+// and Do returns ctx's error at once; once the call is in a group, Do waits for
+// that group's commit. Either way an answer never leaves in doubt whether the
+// call was committed.
 func (w *Writer[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	return w.do(ctx, in, false)
 }
@@ -191,8 +201,16 @@ func (w *Writer[In, Out]) do(ctx context.Context, in In, coming bool) (Out, erro
 		}
 		return zero, ctx.Err()
 	}
-	a := <-c.reply
-	return a.out, a.err
+	select {
+	case a := <-c.reply:
+		return a.out, a.err
+	case <-ctx.Done():
+		if c.state.CompareAndSwap(queued, abandoned) {
+			return zero, ctx.Err() // the writer will pass it over
+		}
+		a := <-c.reply // in a group already: its answer comes with the commit
+		return a.out, a.err
+	}
 }
 
 // Close answers every call already handed to Do, then stops the writer. Do
@@ -275,11 +293,15 @@ func (w *Writer[In, Out]) group(first *call[In, Out]) (next *call[In, Out]) {
 		start = time.Now()
 	}
 	add := func(c *call[In, Out]) bool {
+		if !c.state.CompareAndSwap(queued, grouped) {
+			return true // abandoned by its caller: nobody waits for it
+		}
 		if err := c.ctx.Err(); err != nil {
 			c.reply <- answer[Out]{err: err}
 			return true
 		}
 		if !g.Add(c.in) {
+			c.state.Store(queued) // it begins the next group: its caller may still give up
 			return false
 		}
 		taken = append(taken, c)

@@ -277,7 +277,7 @@ func TestGroupsRefuseAndHooks(t *testing.T) {
 			<-gate
 		}
 		return &parity{log: &log, seen: &mu}
-	}, nil, Options{MaxCalls: 2, After: func() { after.Add(1) }, Idle: func() { idle <- struct{}{} }})
+	}, nil, Options{MaxCalls: 3, After: func() { after.Add(1) }, Idle: func() { idle <- struct{}{} }})
 	defer w.Close()
 	go func() { _, _ = w.Do(context.Background(), 0) }()
 	<-inside
@@ -293,12 +293,12 @@ func TestGroupsRefuseAndHooks(t *testing.T) {
 	<-idle
 	mu.Lock()
 	defer mu.Unlock()
-	// MaxCalls 2; 1 is refused by the even group and begins the next.
-	want := []string{"[0 2]", "[4 6]", "[1 3]"}
+	// MaxCalls 3; 1 is refused by the even group of 6 and begins the next.
+	want := []string{"[0 2 4]", "[6]", "[1 3]"}
 	if !slices.Equal(log, want) {
 		t.Errorf("groups = %v, want %v", log, want)
 	}
-	if want := []int{201, 400, 601, 100, 301}; !slices.Equal(outs, want) || errors.Join(errs...) != nil {
+	if want := []int{201, 402, 600, 100, 301}; !slices.Equal(outs, want) || errors.Join(errs...) != nil {
 		t.Errorf("answers = %v, %v; want %v", outs, errs, want)
 	}
 	if n := after.Load(); n != 3 {
@@ -326,21 +326,65 @@ func TestIdleAfter(t *testing.T) {
 	}
 }
 
-func TestCancelledAfterHandOverIsAnswered(t *testing.T) {
-	w, _, release := blocked(t, Options{}, nil)
+func TestCancelledWhileQueuedIsLeftOut(t *testing.T) {
+	w, r, release := blocked(t, Options{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan error, 1)
 	go func() { _, err := w.Do(ctx, 1); got <- err }()
 	waitFor(t, func() bool { return w.Queued() == 1 })
+	live := make(chan error, 1)
+	go func() { _, err := w.Do(context.Background(), 2); live <- err }()
+	waitFor(t, func() bool { return w.Queued() == 2 })
 	cancel()
-	select {
-	case err := <-got:
-		t.Fatalf("Do returned %v before the writer answered", err)
-	case <-time.After(20 * time.Millisecond):
+	// Not in a group yet: Do returns at once, though the writer is still busy.
+	if err := <-got; !errors.Is(err, context.Canceled) {
+		t.Errorf("Do = %v, want context.Canceled", err)
 	}
 	release()
-	if err := <-got; !errors.Is(err, context.Canceled) {
-		t.Errorf("Do = %v, want context.Canceled from the writer", err)
+	if err := <-live; err != nil {
+		t.Fatal(err)
+	}
+	if groups := r.recorded(); len(groups) != 2 || !slices.Equal(groups[1], []int{2}) {
+		t.Errorf("groups = %v, want [[0] [2]]: the abandoned call left out", groups)
+	}
+}
+
+// gated is a Group whose Commit signals entered and waits for open.
+type gated struct {
+	vs            []int
+	entered, open chan struct{}
+}
+
+func (g *gated) Add(v int) bool { g.vs = append(g.vs, v); return true }
+func (g *gated) Wait() bool     { return false }
+func (g *gated) Commit() ([]int, error) {
+	close(g.entered)
+	<-g.open
+	return slices.Clone(g.vs), nil
+}
+
+func TestCancelledInAGroupWaitsForItsCommit(t *testing.T) {
+	g := &gated{entered: make(chan struct{}), open: make(chan struct{})}
+	w := NewGroups(func() Group[int, int] { return g }, nil, Options{})
+	defer w.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	type result struct {
+		out int
+		err error
+	}
+	got := make(chan result, 1)
+	go func() { out, err := w.Do(ctx, 7); got <- result{out, err} }()
+	<-g.entered
+	cancel()
+	select {
+	case r := <-got:
+		t.Fatalf("Do returned %v, %v while its group was committing", r.out, r.err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(g.open)
+	// The call was committed: its answer says so, not ctx's error.
+	if r := <-got; r.err != nil || r.out != 7 {
+		t.Errorf("Do = %d, %v; want the commit's answer 7", r.out, r.err)
 	}
 }
 

@@ -136,9 +136,10 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]sensor.Event, e
 // transaction holding it is committed. When coming is set, the caller has
 // announced req (groupcommit.Writer.Coming).
 //
-// Once the writer has the request it commits or fails it within moments; write
-// waits for its answer even if the caller gave up, so the outcome (and what the
-// service counts) matches what is on disk.
+// A caller that gives up while its request still waits in the queue gets ctx's
+// error and the writer passes the request over; once the request is in a group,
+// write waits for that group's commit even if the caller gave up, so the outcome
+// (and what the service counts) matches what is on disk.
 func (s *Store) write(ctx context.Context, req *writeReq, coming bool) (writeReply, error) {
 	if !s.db.Enter() {
 		if coming {
