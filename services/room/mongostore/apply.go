@@ -13,7 +13,6 @@ import (
 
 	"github.com/atrium-iot/atrium/internal/apperr"
 	"github.com/atrium-iot/atrium/internal/mongox"
-	"github.com/atrium-iot/atrium/internal/reading"
 	"github.com/atrium-iot/atrium/services/room"
 )
 
@@ -291,7 +290,7 @@ func (s *Store) addRollups(ctx context.Context, t tier, batchID string, rollups 
 	models := make([]mongo.WriteModel, 0, 2*len(rollups))
 	for _, a := range rollups {
 		k := keyOf(a)
-		inc := append(bson.D{{Key: "n", Value: a.N}}, sumParts(a.Sum, false)...)
+		inc := append(bson.D{{Key: "n", Value: a.N}}, mongox.SplitSum(a.Sum).Fields(false)...)
 		models = append(models,
 			mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: s.docID(k.id())}}).SetUpdate(bson.D{
 				{Key: "$setOnInsert", Value: bson.D{{Key: "r", Value: k.room}, {Key: "y", Value: k.typ}, {Key: "st", Value: time.UnixMilli(k.start).UTC()}}},
@@ -305,22 +304,6 @@ func (s *Store) addRollups(ctx context.Context, t tier, batchID string, rollups 
 				}))
 	}
 	return mongox.Wrap("update "+t.name, writeAll(ctx, t.coll, models))
-}
-
-// sumParts are the fields that add sum to a bucket's sum ($inc), or with all
-// set the bucket's sum to sum ($set): the sum is kept in two parts, sum and
-// hsum (reading.SplitSum), so that no $inc of it overflows, which FerretDB
-// refuses; an absent hsum is 0. A batch's sum, at most math.MaxFloat64 in
-// magnitude (room.Agg), goes to one of them: sum only gets batch sums of at
-// most 2^996 in magnitude, so it overflows only after more than 2^28 (2.7e8)
-// batches of a bucket (of one reading or more); hsum never.
-func sumParts(sum float64, all bool) bson.D {
-	plain, huge := reading.SplitSum(sum)
-	parts := bson.D{{Key: "sum", Value: plain}}
-	if huge != 0 || all {
-		parts = append(parts, bson.E{Key: "hsum", Value: huge})
-	}
-	return parts
 }
 
 // release removes a done batch's id from its rollup buckets.
@@ -377,7 +360,7 @@ func (s *Store) setSeries(ctx context.Context, roomID, typ string, points []room
 		k := bucketKey{room: roomID, typ: typ, start: start}
 		return mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: k.id()}}).SetUpdate(bson.D{
 			{Key: "$set", Value: append(bson.D{{Key: "r", Value: roomID}, {Key: "y", Value: typ}, {Key: "st", Value: time.UnixMilli(start).UTC()},
-				{Key: "n", Value: n}, {Key: "min", Value: lo}, {Key: "max", Value: hi}}, sumParts(sum, true)...)},
+				{Key: "n", Value: n}, {Key: "min", Value: lo}, {Key: "max", Value: hi}}, mongox.SplitSum(sum).Fields(true)...)},
 		}).SetUpsert(true)
 	}
 	models := make([]mongo.WriteModel, 0, len(points))

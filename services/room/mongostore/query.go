@@ -266,19 +266,18 @@ type latestDoc struct {
 // rollupDoc is a document of a rollup collection: _id is "room|type|start-ms|shard"
 // (without the shard for documents written before shards).
 type rollupDoc struct {
-	Type  string    `bson:"y"`
-	Start time.Time `bson:"st"`
-	N     int64     `bson:"n"`
-	Sum   float64   `bson:"sum"`
-	HSum  float64   `bson:"hsum"` // absent before huge values were split off: 0
-	Min   float64   `bson:"min"`
-	Max   float64   `bson:"max"`
+	Type  string     `bson:"y"`
+	Start time.Time  `bson:"st"`
+	N     int64      `bson:"n"`
+	Sum   mongox.Sum `bson:",inline"`
+	Min   float64    `bson:"min"`
+	Max   float64    `bson:"max"`
 }
 
 // agg is the bucket's count, sum (held within ±math.MaxFloat64: sum and hsum
 // are the parts of reading.SplitSum), minimum and maximum.
 func (d rollupDoc) agg() room.Agg {
-	return room.Agg{N: d.N, Sum: reading.JoinSum(d.Sum, d.HSum), Min: d.Min, Max: d.Max}
+	return room.Agg{N: d.N, Sum: d.Sum.Total(), Min: d.Min, Max: d.Max}
 }
 
 // Snapshot returns what a room's current metrics are computed from; see

@@ -501,9 +501,10 @@ func (s *Store) updateRollups(ctx context.Context, batchID string, stored []read
 		hour        int64
 	}
 	type agg struct {
-		n                   int64
-		sum, hsum, min, max float64
-		first, last         time.Time
+		n           int64
+		sum         mongox.Sum
+		min, max    float64
+		first, last time.Time
 	}
 	var order []key
 	aggs := make(map[key]*agg)
@@ -516,8 +517,7 @@ func (s *Store) updateRollups(ctx context.Context, batchID string, stored []read
 			order = append(order, k)
 		}
 		a.n++
-		plain, huge := reading.SplitSum(r.Value)
-		a.sum, a.hsum = reading.AddSum(a.sum, plain), a.hsum+huge
+		a.sum.Add(r.Value)
 		a.min, a.max = min(a.min, r.Value), max(a.max, r.Value)
 		if r.Timestamp.Before(a.first) {
 			a.first = r.Timestamp
@@ -541,10 +541,7 @@ func (s *Store) updateRollups(ctx context.Context, batchID string, stored []read
 	models := make([]mongo.WriteModel, len(order))
 	for i, k := range order {
 		a := aggs[k]
-		inc := bson.D{{Key: "n", Value: a.n}, {Key: "sum", Value: a.sum}}
-		if a.hsum != 0 {
-			inc = append(inc, bson.E{Key: "hsum", Value: a.hsum})
-		}
+		inc := append(bson.D{{Key: "n", Value: a.n}}, a.sum.Fields(false)...)
 		up := bson.D{
 			{Key: "$inc", Value: inc},
 			{Key: "$min", Value: bson.D{{Key: "min", Value: a.min}, {Key: "first", Value: a.first}}},

@@ -211,16 +211,15 @@ func (r Rollup) Mean() float64 { return reading.MeanSplit(r.Sum, r.HugeSum, r.Co
 
 // rollupDoc is a document of rollups: a sensor's type's hourly bucket.
 type rollupDoc struct {
-	S     string    `bson:"s"`
-	Y     string    `bson:"y"`
-	H     time.Time `bson:"h"`
-	N     int64     `bson:"n"`
-	Sum   float64   `bson:"sum"`
-	HSum  float64   `bson:"hsum"` // absent before huge values were split off: 0
-	Min   float64   `bson:"min"`
-	Max   float64   `bson:"max"`
-	First time.Time `bson:"first"`
-	Last  time.Time `bson:"last"`
+	S     string     `bson:"s"`
+	Y     string     `bson:"y"`
+	H     time.Time  `bson:"h"`
+	N     int64      `bson:"n"`
+	Sum   mongox.Sum `bson:",inline"`
+	Min   float64    `bson:"min"`
+	Max   float64    `bson:"max"`
+	First time.Time  `bson:"first"`
+	Last  time.Time  `bson:"last"`
 }
 
 // Rollups lists the hourly buckets of a sensor's type whose hour starts in
@@ -240,7 +239,7 @@ func (s *Store) Rollups(ctx context.Context, sensorID, typ string, from, to time
 	}
 	out := make([]Rollup, len(docs))
 	for i, d := range docs {
-		out[i] = Rollup{SensorID: d.S, Type: d.Y, Hour: d.H.UTC(), Count: d.N, Sum: d.Sum, HugeSum: d.HSum, Min: d.Min, Max: d.Max, First: d.First.UTC(), Last: d.Last.UTC()}
+		out[i] = Rollup{SensorID: d.S, Type: d.Y, Hour: d.H.UTC(), Count: d.N, Sum: d.Sum.Plain, HugeSum: d.Sum.Huge, Min: d.Min, Max: d.Max, First: d.First.UTC(), Last: d.Last.UTC()}
 	}
 	return out, nil
 }
