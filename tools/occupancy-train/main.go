@@ -10,7 +10,8 @@
 // compare candidate features by without looking at the test sets; it judges
 // the training file as it is and copies of it with simulated co2 sensor faults.
 // -faults N trains also on N such copies, -co2-check drops a co2 stream that
-// fails the plausibility check.
+// fails the plausibility check, -timetable adds the room's own timetable and
+// -mass-balance the co2 the room gains by the mass balance (candidates).
 package main
 
 import (
@@ -48,6 +49,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&opts.FaultCopies, "faults", 0, "train also on this many copies of the training file with simulated co2 sensor faults")
 	fs.BoolVar(&opts.Gated, "gated", false, "count temperature and water content above their baselines only through a recent co2 rise")
 	fs.BoolVar(&opts.CO2Check, "co2-check", false, "drop a co2 stream that fails the plausibility check (in training and in the estimator)")
+	fs.StringVar(&opts.Timetable, "timetable", "", "add the room's own timetable to the models without light, from this evidence: co2-rise, co2-above, water-rise or estimates")
+	fs.IntVar(&opts.TimetableDays, "timetable-days", 0, "days the timetable looks back (0: 7)")
+	fs.IntVar(&opts.TimetableWindowMinutes, "timetable-window", 0, "minutes either side of the time of day the timetable reads (0: 30)")
+	fs.BoolVar(&opts.MassBalance, "mass-balance", false, "add the co2 the room gains by the mass balance, with the air-change rate from its own decays")
+	fs.BoolVar(&opts.MassBalanceWater, "mass-balance-water", false, "add the water the room's air gains by the mass balance, with the same air-change rate")
 	var tests files
 	fs.Var(&tests, "test", "a UCI Occupancy Detection file to evaluate on, offline (repeatable)")
 	if err := fs.Parse(args); err != nil {

@@ -32,7 +32,7 @@ func TestSimulateCO2Faults(t *testing.T) {
 		t.Errorf("%d of %d readings changed by seed 1, %d differ between seeds 1 and 2", changed, len(ss), differ)
 	}
 	failing := func(ss []Sample) (n, of int) {
-		rows := Rows(Rollups(ss, [4]bool{true, true, true, true}), ss[0].Time, ss[len(ss)-1].Time, true)
+		rows := Rows(Rollups(ss, [4]bool{true, true, true, true}), ss[0].Time, ss[len(ss)-1].Time, TrainOptions{CO2Check: true})
 		for _, r := range rows {
 			if !r.Present[iCO2] {
 				n++
@@ -79,10 +79,14 @@ func TestCO2Plausible(t *testing.T) {
 // TestLookbackCoversTheModel: the estimator reads the minutes up to Influence
 // before the first it estimates. The gated features look for the last co2
 // rise up to RiseFade back, so a committed model trained with Gated needs the
-// longer look-back too.
+// longer look-back too, and so does a model with a timetable (its days of
+// hours, or of minutes for a timetable from estimates).
 func TestLookbackCoversTheModel(t *testing.T) {
 	m := Default()
 	if need := RiseFade + 2*medianSpan; m.Gated && Influence < need {
 		t.Errorf("the committed model is gated: Influence %v must be at least %v", Influence, need)
+	}
+	if need := m.TimetableLookback(); HourLookback < need || m.Timetable == TimetableEstimates && MinuteLookback < need {
+		t.Errorf("the committed model reads a timetable: the look-back must reach %v", need)
 	}
 }

@@ -33,9 +33,15 @@ type Model struct {
 	// estimator to drop a co2 stream that fails the plausibility check.
 	TrainOptions
 	Models []*Logistic `json:"models"`
+	// Stage1 is the first stage of a timetable from estimates
+	// (TimetableEstimates).
+	Stage1 *Model `json:"stage1,omitempty"`
 
 	byName map[string]*Logistic
 }
+
+// model is the model of the present streams, nil when there is none.
+func (m *Model) model(present [4]bool) *Logistic { return m.byName[ModelName(present)] }
 
 //go:embed model.json
 var modelJSON []byte
@@ -77,6 +83,9 @@ func (m *Model) index() error {
 			lm.fs[i] = Features[k]
 		}
 		m.byName[lm.Name] = lm
+	}
+	if m.Stage1 != nil {
+		return m.Stage1.index()
 	}
 	return nil
 }

@@ -104,6 +104,9 @@ type Feature struct {
 	// Gated says which models use it: 0 every model, gated the models with
 	// co2 and without light of a model file with Gated, ungated the others.
 	Gated gating
+	// Option, when set, says which model files use it: those trained with
+	// the options it accepts (the timetable and mass-balance candidates).
+	Option func(o TrainOptions) bool
 	// Doc says what it is, for the docs.
 	Doc string
 	f   func(x *point) float64
@@ -140,6 +143,13 @@ type point struct {
 	// sinceRise is the minutes since co2 last rose by RiseGate in 5 minutes
 	// (at most RiseFade; co2 that fails the check does not rise).
 	sinceRise float64
+	// tt is the logit of the smoothed share of the room's previous days that
+	// showed the timetable's evidence at this time of day, ttDays the share
+	// of TimetableDays with a verdict (timetable.go).
+	tt, ttDays float64
+	// lambda is the room's air-change rate estimated from its own co2 decays
+	// (per minute, mass balance candidate).
+	lambda float64
 }
 
 // gate is 1 at a co2 rise, fading linearly to 0 over RiseFade.
@@ -158,7 +168,9 @@ const (
 )
 
 // Features are every feature; a model uses those whose Needs are all present.
-var Features = []Feature{
+var Features = append(baseFeatures, timetableFeatures()...)
+
+var baseFeatures = []Feature{
 	{Name: "light", Needs: []string{Light}, Light: true, Doc: "light level, lx/100",
 		f: func(x *point) float64 { return x.level[iLight] / 100 }},
 	{Name: "co2_rise_5m", Needs: []string{CO2}, Doc: "co2 change over 5 minutes relative to how far above the baseline it was then, %", f: co2Rise(0)},
@@ -187,6 +199,17 @@ var Features = []Feature{
 	{Name: "humidity_ratio_change_15m", Needs: []string{Temperature, Humidity}, Doc: "the same over 15 minutes", f: hrChange(1)},
 	{Name: "humidity_ratio_change_30m", Needs: []string{Temperature, Humidity}, Doc: "the same over 30 minutes", f: hrChange(2)},
 	{Name: "humidity_ratio_change_60m", Needs: []string{Temperature, Humidity}, Doc: "the same over 60 minutes", f: hrChange(3)},
+	{Name: "co2_generation", Needs: []string{CO2}, Option: func(o TrainOptions) bool { return o.MassBalance },
+		Doc: "co2 the room gains per minute by the mass balance: the 15-minute change plus the air-change rate times co2 above the baseline, ppm/min",
+		f: func(x *point) float64 {
+			return (x.med[iCO2]-x.ago[1][iCO2])/15 + x.lambda*(x.med[iCO2]-x.base[iCO2])
+		}},
+	{Name: "humidity_ratio_generation", Needs: []string{Temperature, Humidity}, Option: func(o TrainOptions) bool { return o.MassBalanceWater },
+		Doc: "water the room's air gains per minute by the mass balance, with the air-change rate of co2 (or DefaultAirChange), mg/kg/min",
+		f: func(x *point) float64 {
+			hr := HumidityRatio(x.med[iTemp], x.med[iHum])
+			return 1e6 * ((hr-HumidityRatio(x.ago[1][iTemp], x.ago[1][iHum]))/15 + x.lambda*(hr-x.hrBase))
+		}},
 }
 
 // co2Rise is the change of co2 over a lag, in percent of how far above the
@@ -230,12 +253,13 @@ func ModelName(present [4]bool) string {
 }
 
 // FeaturesFor lists the features a model over the present streams uses, in a
-// model file with or without Gated.
-func FeaturesFor(present [4]bool, withGates bool) []Feature {
+// model file trained with opts.
+func FeaturesFor(present [4]bool, opts TrainOptions) []Feature {
 	var out []Feature
 	for _, f := range Features {
 		ok := !present[iLight] || f.Light
-		gates := withGates && present[iCO2] && !present[iLight]
+		ok = ok && (f.Option == nil || f.Option(opts))
+		gates := opts.Gated && present[iCO2] && !present[iLight]
 		switch f.Gated {
 		case gated:
 			ok = ok && gates
@@ -263,9 +287,11 @@ type series struct {
 
 // Rows computes the feature points of every minute in [from, to] that holds a
 // reading of at least one input type, with which inputs are present. It is what
-// both the estimator and the training read. With checkCO2, a co2 stream that
-// fails CO2Plausible at a minute counts as missing there.
-func Rows(w Window, from, to time.Time, checkCO2 bool) []Row {
+// both the estimator and the training read. With opts.CO2Check, a co2 stream
+// that fails CO2Plausible at a minute counts as missing there; the timetable
+// features of evidence from the streams are computed too (those from
+// estimates are left to the caller).
+func Rows(w Window, from, to time.Time, opts TrainOptions) []Row {
 	from, to = from.UTC().Truncate(time.Minute), to.UTC().Truncate(time.Minute)
 	if to.Before(from) {
 		return nil
@@ -297,12 +323,14 @@ func Rows(w Window, from, to time.Time, checkCO2 bool) []Row {
 		ss[i] = s
 	}
 	var co2OK []bool
-	if checkCO2 {
+	if opts.CO2Check {
 		co2OK = co2Plausible(ss[iCO2])
 	}
 	since := sinceRise(ss[iCO2], co2OK)
 	hb := newHourBaselines(w)
 	var out []Row
+	var lamHour time.Time
+	var lam float64
 	for m := from; !m.After(to); m = m.Add(time.Minute) {
 		j := int(m.Sub(start) / time.Minute)
 		any := false
@@ -329,7 +357,16 @@ func Rows(w Window, from, to time.Time, checkCO2 bool) []Row {
 		}
 		r.x.hrBase = math.Min(base[iHR], HumidityRatio(r.x.med[iTemp], r.x.med[iHum]))
 		r.x.sinceRise = since[j]
+		if opts.MassBalance || opts.MassBalanceWater {
+			if h := m.Truncate(time.Hour); !h.Equal(lamHour) {
+				lamHour, lam = h, hb.airChange(h, base[iCO2])
+			}
+			r.x.lambda = lam
+		}
 		out = append(out, r)
+	}
+	if opts.Timetable != "" && opts.Timetable != TimetableEstimates {
+		applyTimetable(out, streamEvidence(hb, opts.Timetable), opts)
 	}
 	return out
 }
@@ -526,7 +563,19 @@ func (r *Row) Vector(fs []Feature) []float64 {
 // Estimate computes the estimates of every minute in [from, to] that holds a
 // reading of an input type, from the rollups of w.
 func (m *Model) Estimate(w Window, from, to time.Time) []Estimate {
-	rows := Rows(w, from, to, m.CO2Check)
+	var rows []Row
+	if m.Timetable == TimetableEstimates && m.Stage1 != nil {
+		// The first stage's estimates of the look-back days, then the rows
+		// of [from, to] with the timetable they give.
+		start := from.UTC().Truncate(time.Minute)
+		past := Rows(w, start.Add(-m.TimetableLookback()), to, m.TrainOptions)
+		past = estimateTimetable(past, m.Stage1.model, m.TrainOptions)
+		if k := slices.IndexFunc(past, func(r Row) bool { return !r.Minute.Before(start) }); k >= 0 {
+			rows = past[k:]
+		}
+	} else {
+		rows = Rows(w, from, to, m.TrainOptions)
+	}
 	out := make([]Estimate, 0, len(rows))
 	for i := range rows {
 		r := &rows[i]

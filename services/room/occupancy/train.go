@@ -131,6 +131,20 @@ type TrainOptions struct {
 	// through a recent co2 rise (the gated features) in the models with co2
 	// and without light.
 	Gated bool `json:"gated,omitempty"`
+	// Timetable adds the timetable features of that evidence kind
+	// (TimetableCO2Rise, …; timetable.go) to the models without light,
+	// looking TimetableDays back (0: DefaultTimetableDays) within
+	// TimetableWindowMinutes of the time of day (0: DefaultTimetableWindow).
+	Timetable              string `json:"timetable,omitempty"`
+	TimetableDays          int    `json:"timetable_days,omitempty"`
+	TimetableWindowMinutes int    `json:"timetable_window_minutes,omitempty"`
+	// MassBalance adds co2_generation to the models with co2 and without
+	// light.
+	MassBalance bool `json:"mass_balance,omitempty"`
+	// MassBalanceWater adds humidity_ratio_generation, the same for the
+	// water content of the air, to the models with temperature and humidity
+	// and without light.
+	MassBalanceWater bool `json:"mass_balance_water,omitempty"`
 }
 
 // CVFaultCopies is how many copies of the samples with simulated co2 faults
@@ -139,20 +153,31 @@ const CVFaultCopies = 3
 
 // Train fits one logistic model per non-empty set of inputs on the samples.
 func Train(samples []Sample, opts TrainOptions) (*Model, error) {
-	vs, err := trainingVariants(samples, opts.FaultCopies, opts.CO2Check)
+	if opts.Timetable != "" && !isTimetableKind(opts.Timetable) {
+		return nil, fmt.Errorf("occupancy: train: unknown timetable evidence %q", opts.Timetable)
+	}
+	vs, err := trainingVariants(samples, opts.FaultCopies, opts)
 	if err != nil {
 		return nil, err
 	}
 	m := &Model{Source: TrainSource, TrainOptions: opts}
+	if opts.Timetable == TimetableEstimates {
+		if m.Stage1, err = Train(samples, opts.firstStage()); err != nil {
+			return nil, err
+		}
+		for k := range vs {
+			vs[k].rows = estimateTimetable(vs[k].rows, m.Stage1.model, opts)
+		}
+	}
 	for mask := 1; mask < 16; mask++ {
 		var present [4]bool
 		for i := range present {
 			present[i] = mask&(1<<i) != 0
 		}
-		if len(FeaturesFor(present, opts.Gated)) == 0 {
+		if len(FeaturesFor(present, opts)) == 0 {
 			continue
 		}
-		lm, err := fitRows(present, opts.Gated, vs, func(time.Time) bool { return true })
+		lm, err := fitRows(present, opts, vs, func(time.Time) bool { return true })
 		if err != nil {
 			return nil, err
 		}
@@ -176,7 +201,7 @@ type variant struct {
 // them with simulated co2 faults, with every input in use (a feature reads only
 // the streams it needs, so the rows serve every model), and the label of each
 // minute.
-func trainingVariants(samples []Sample, copies int, check bool) ([]variant, error) {
+func trainingVariants(samples []Sample, copies int, opts TrainOptions) ([]variant, error) {
 	if len(samples) == 0 {
 		return nil, errors.New("occupancy: train: no samples")
 	}
@@ -188,15 +213,15 @@ func trainingVariants(samples []Sample, copies int, check bool) ([]variant, erro
 			ss = SimulateCO2Faults(samples, uint64(k))
 		}
 		w := Rollups(ss, [4]bool{true, true, true, true})
-		vs[k] = variant{Rows(w, ss[0].Time, ss[len(ss)-1].Time, check), lab}
+		vs[k] = variant{Rows(w, ss[0].Time, ss[len(ss)-1].Time, opts), lab}
 	}
 	return vs, nil
 }
 
 // fitRows fits the model of the present inputs on the labelled rows of the
 // variants that have those inputs and whose minute keep accepts.
-func fitRows(present [4]bool, withGates bool, vs []variant, keep func(time.Time) bool) (*Logistic, error) {
-	fs := FeaturesFor(present, withGates)
+func fitRows(present [4]bool, opts TrainOptions, vs []variant, keep func(time.Time) bool) (*Logistic, error) {
+	fs := FeaturesFor(present, opts)
 	readsCO2 := slices.ContainsFunc(fs, func(f Feature) bool { return slices.Contains(f.Needs, CO2) })
 	if !readsCO2 {
 		vs = vs[:1] // copies with co2 faults would only repeat its rows
@@ -259,11 +284,11 @@ func (c CV) Score() float64 { return (c.Healthy.Accuracy() + c.Faulty.Accuracy()
 // still read the streams before it, as live; only the labels are held out.
 // This is how candidates are compared without the test sets.
 func CrossValidate(samples []Sample, present [4]bool, opts TrainOptions) (CV, error) {
-	vs, err := trainingVariants(samples, max(opts.FaultCopies, CVFaultCopies), opts.CO2Check)
+	all, err := trainingVariants(samples, max(opts.FaultCopies, CVFaultCopies), opts)
 	if err != nil {
 		return CV{}, err
 	}
-	train := vs[:opts.FaultCopies+1]
+	vs := all
 	day := func(t time.Time) string { return t.Format(time.DateOnly) }
 	cv := CV{ByDay: map[string]Confusion{}}
 	for m := range vs[0].lab {
@@ -271,6 +296,18 @@ func CrossValidate(samples []Sample, present [4]bool, opts TrainOptions) (CV, er
 	}
 	for d := range cv.ByDay {
 		keep := func(m time.Time) bool { return day(m) != d }
+		if opts.Timetable == TimetableEstimates {
+			// The first stage is fitted without the left-out day too.
+			first, err := foldModels(opts.firstStage(), all[:opts.FaultCopies+1], keep)
+			if err != nil {
+				return CV{}, err
+			}
+			vs = make([]variant, len(all))
+			for k, v := range all {
+				vs[k] = variant{estimateTimetable(v.rows, first, opts), v.lab}
+			}
+		}
+		train := vs[:opts.FaultCopies+1]
 		models := map[[4]bool]*Logistic{}
 		judge := func(v variant, c *Confusion) error {
 			for i := range v.rows {
@@ -284,10 +321,10 @@ func CrossValidate(samples []Sample, present [4]bool, opts TrainOptions) (CV, er
 					use[k] = present[k] && r.Present[k]
 				}
 				p := 0.0
-				if len(FeaturesFor(use, opts.Gated)) > 0 {
+				if len(FeaturesFor(use, opts)) > 0 {
 					lm := models[use]
 					if lm == nil {
-						if lm, err = fitRows(use, opts.Gated, train, keep); err != nil {
+						if lm, err = fitRows(use, opts, train, keep); err != nil {
 							return err
 						}
 						models[use] = lm
@@ -311,6 +348,50 @@ func CrossValidate(samples []Sample, present [4]bool, opts TrainOptions) (CV, er
 		}
 	}
 	return cv, nil
+}
+
+// firstStage is the options of the first stage of a timetable from
+// estimates: the same without the timetable.
+func (o TrainOptions) firstStage() TrainOptions {
+	o.Timetable, o.TimetableDays, o.TimetableWindowMinutes = "", 0, 0
+	return o
+}
+
+// foldModels fits the models of opts without light on the variants' minutes
+// keep accepts, one per set of the other streams.
+func foldModels(opts TrainOptions, vs []variant, keep func(time.Time) bool) (func([4]bool) *Logistic, error) {
+	models := map[[4]bool]*Logistic{}
+	for mask := 1; mask < 8; mask++ {
+		use := [4]bool{mask&1 != 0, mask&2 != 0, mask&4 != 0, false}
+		if len(FeaturesFor(use, opts)) == 0 {
+			continue
+		}
+		lm, err := fitRows(use, opts, vs, keep)
+		if err != nil {
+			return nil, err
+		}
+		models[use] = lm
+	}
+	return func(use [4]bool) *Logistic { return models[use] }, nil
+}
+
+// estimateTimetable returns a copy of the rows with the timetable features
+// from the estimates of the first stage: each row judged by the first stage's
+// model of its streams other than light (a row with none gives no evidence).
+func estimateTimetable(rows []Row, first func([4]bool) *Logistic, opts TrainOptions) []Row {
+	out := slices.Clone(rows)
+	var judged []Row
+	var p []float64
+	for i := range out {
+		use := out[i].Present
+		use[iLight] = false
+		if lm := first(use); lm != nil {
+			judged = append(judged, out[i])
+			p = append(p, lm.Predict(&out[i]))
+		}
+	}
+	applyTimetable(out, estimateEvidence(judged, p), opts)
+	return out
 }
 
 func b2f(b bool) float64 {
