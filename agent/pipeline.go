@@ -28,8 +28,13 @@ type pipeline struct {
 	mu   sync.Mutex
 	q    []*job
 	shut bool
-	wake chan struct{}
-	done chan struct{}
+	// quietUntil, when above 0, is the queue length below which add does not
+	// wake run: while a commit fills under heavy load, run waits for its
+	// timer or for that many messages, and waking it for each message that
+	// joins would only cost the cores a goroutine switch (see filling).
+	quietUntil int
+	wake       chan struct{}
+	done       chan struct{}
 
 	// The group commit's view of the last commits, owned by run (conns is also
 	// read under mu by missing): the connections of the last three commits, the
@@ -77,7 +82,11 @@ func (p *pipeline) add(j *job) bool {
 		return false
 	}
 	p.q = append(p.q, j)
+	quiet := p.quietUntil > 0 && len(p.q) < p.quietUntil
 	p.mu.Unlock()
+	if quiet {
+		return true
+	}
 	select {
 	case p.wake <- struct{}{}:
 	default:
@@ -164,13 +173,27 @@ func (p *pipeline) gather() {
 		} else {
 			p.timer.Reset(d)
 		}
+		p.quiet(p.filling())
 		select {
 		case <-p.wake:
 			p.timer.Stop()
+			p.quiet(false)
 		case <-p.timer.C:
+			p.quiet(false)
 			return
 		}
 	}
+}
+
+// quiet tells add whether to wake run for every message (false) or only once
+// fillJobs are queued (true).
+func (p *pipeline) quiet(on bool) {
+	p.mu.Lock()
+	p.quietUntil = 0
+	if on {
+		p.quietUntil = fillJobs
+	}
+	p.mu.Unlock()
 }
 
 // waiting is how many siblings gather waits for now: 0 after a commit of

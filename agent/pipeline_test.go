@@ -178,3 +178,37 @@ func TestGroupCommitFillsOnlyUnderHeavyLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestQuietWhileFilling: while a commit fills under heavy load, a message that
+// joins the queue does not wake the pipeline until fillJobs are queued; outside
+// that wait every message does.
+func TestQuietWhileFilling(t *testing.T) {
+	p := &pipeline{wake: make(chan struct{}, 1)}
+	woken := func() bool {
+		select {
+		case <-p.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	if !p.add(&job{}) || !woken() {
+		t.Fatal("a message outside a fill did not wake the pipeline")
+	}
+	p.quiet(true)
+	for i := len(p.q); i < fillJobs-1; i++ {
+		p.add(&job{})
+		if woken() {
+			t.Fatalf("message %d of a filling commit woke the pipeline", i+1)
+		}
+	}
+	p.add(&job{})
+	if !woken() {
+		t.Fatalf("the %dth message did not wake the pipeline", fillJobs)
+	}
+	p.quiet(false)
+	p.add(&job{})
+	if !woken() {
+		t.Fatal("after the fill a message did not wake the pipeline")
+	}
+}
