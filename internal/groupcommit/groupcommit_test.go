@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -408,4 +410,101 @@ func TestClose(t *testing.T) {
 	}
 	<-closed
 	w.Close() // again: returns at once
+}
+
+// TestLoneCallerCommitsOnItsOwnGoroutine: a call that finds the writer idle is
+// committed on its caller's goroutine (no handoff to the writer's goroutine and
+// back), and Idle still runs after its group; a call that arrives while another
+// group commits waits in the queue and goes to the writer's goroutine.
+func TestLoneCallerCommitsOnItsOwnGoroutine(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		stacks = map[int]string{}
+		gate   = make(chan struct{})
+		inside = make(chan struct{}, 1)
+		idle   = make(chan struct{}, 4)
+	)
+	w := New(func(vs []int) ([]int, error) {
+		buf := make([]byte, 64<<10)
+		st := string(buf[:runtime.Stack(buf, false)])
+		mu.Lock()
+		for _, v := range vs {
+			stacks[v] = st
+		}
+		mu.Unlock()
+		if slices.Contains(vs, 1) {
+			inside <- struct{}{}
+			<-gate
+		}
+		return vs, nil
+	}, nil, Options{Idle: func() { idle <- struct{}{} }})
+	defer w.Close()
+	if _, err := w.Do(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-idle:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Idle did not run after the lone call's group")
+	}
+	done := make(chan error, 2)
+	go func() { _, err := w.Do(context.Background(), 1); done <- err }()
+	<-inside
+	go func() { _, err := w.Do(context.Background(), 2); done <- err }()
+	waitFor(t, func() bool { return w.Queued() == 1 })
+	close(gate)
+	noErrors(t, done, 2)
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(stacks[0], "TestLoneCallerCommitsOnItsOwnGoroutine(") {
+		t.Errorf("the lone call was not committed on its caller's goroutine:\n%s", stacks[0])
+	}
+	if !strings.Contains(stacks[2], ").run(") {
+		t.Errorf("the call queued behind a commit was not committed by the writer's goroutine:\n%s", stacks[2])
+	}
+}
+
+// TestRefusedByALoneCallersGroup: a call refused by the group of a caller that
+// committed alone begins the next group, which the writer's goroutine commits.
+func TestRefusedByALoneCallersGroup(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		log    []string
+		gate   = make(chan struct{})
+		inside = make(chan struct{})
+	)
+	first := true
+	w := NewGroups(func() Group[int, int] {
+		if first { // the lone caller's group holds until 1 and 3 are queued
+			first = false
+			close(inside)
+			<-gate
+		}
+		return &parity{log: &log, seen: &mu}
+	}, nil, Options{})
+	defer w.Close()
+	done := make(chan error, 3)
+	go func() { _, err := w.Do(context.Background(), 0); done <- err }()
+	<-inside
+	for i, v := range []int{1, 3} {
+		go func() { _, err := w.Do(context.Background(), v); done <- err }()
+		waitFor(t, func() bool { return w.Queued() == i+1 })
+	}
+	close(gate)
+	noErrors(t, done, 3)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"[0]", "[1 3]"}; !slices.Equal(log, want) {
+		t.Errorf("groups = %v, want %v", log, want)
+	}
+}
+
+// noErrors waits for n calls' errors on done and fails on the first one.
+func noErrors(t *testing.T, done <-chan error, n int) {
+	t.Helper()
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
