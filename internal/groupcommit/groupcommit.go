@@ -92,7 +92,7 @@ type Writer[In, Out any] struct {
 	coming atomic.Int64 // calls announced by Coming and not yet taken by the writer
 
 	// role is held by whoever commits a group or runs Idle: the writer's
-	// goroutine, or a caller that found the writer idle (see do). kick tells
+	// goroutine, or a caller that found the writer idle (see alone). kick tells
 	// the writer's goroutine that a caller committed a group, for Idle.
 	role     sync.Mutex
 	handover *call[In, Out] // refused by a caller's group (see alone); guarded by role
@@ -240,7 +240,7 @@ func (w *Writer[In, Out]) alone(c *call[In, Out]) bool {
 	if !w.role.TryLock() {
 		return false
 	}
-	if len(w.reqs) > 0 { // calls handed over before c go first
+	if len(w.reqs) > 0 || w.handover != nil { // calls handed over before c go first
 		w.role.Unlock()
 		return false
 	}
@@ -332,7 +332,7 @@ func (w *Writer[In, Out]) run() {
 			}
 		}
 		w.role.Unlock()
-		if !ran && !kicked || next != nil || len(w.reqs) > 0 || w.opts.Idle == nil {
+		if (!ran && !kicked) || next != nil || len(w.reqs) > 0 || w.opts.Idle == nil {
 			continue
 		}
 		if idle == nil {
